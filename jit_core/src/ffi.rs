@@ -1,0 +1,44 @@
+//! Helpers for C entry points: panic containment and logging without global state.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `f`, turning a panic into `fallback`. The first statement of every `extern "C"` function
+/// in the modules: no panic may unwind into C (it would abort the host process).
+pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => fallback,
+    }
+}
+
+/// Logs one line to syslog `authpriv` without `openlog`/`closelog`, which would change the host
+/// process's own logging identity. The message is passed as an argument to a constant `%s`
+/// format, never as the format.
+pub fn syslog_authpriv(priority: libc::c_int, msg: &str) {
+    let mut bytes: Vec<u8> = msg.bytes().filter(|&b| b != 0).take(1024).collect();
+    bytes.push(0);
+    // SAFETY: both pointers are NUL-terminated C strings that live across the call; the format
+    // consumes exactly one `%s` argument.
+    unsafe {
+        libc::syslog(
+            libc::LOG_AUTHPRIV | priority,
+            c"%s".as_ptr(),
+            bytes.as_ptr().cast::<libc::c_char>(),
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guard;
+
+    #[test]
+    fn guard_contains_panics() {
+        assert_eq!(guard(7, || 1), 1);
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = guard(7, || -> i32 { panic!("boom") });
+        std::panic::set_hook(prev);
+        assert_eq!(r, 7);
+    }
+}

@@ -1,0 +1,76 @@
+//! Byte layout of the snapshot, version 1.0. All integers little-endian.
+//!
+//! ```text
+//! header (64 bytes)
+//!   0  magic          b"JITSNAP\0"
+//!   8  major u16      readers reject an unknown major
+//!  10  minor u16      additive changes only
+//!  12  crc32c u32     of bytes [16, file_len)
+//!  16  file_len u64   must equal the file's size
+//!  24  generated_at i64
+//!  32  section_count u32
+//!  36  flags u32      0
+//!  40  reserved       zero
+//! section table at 64: section_count x { id u32, offset u32, len u32, count u32 }
+//! ```
+//! A string reference is `{ offset u32, len u32 }` into the STRINGS section. A list is
+//! `{ start u32, count u32 }` into STRLIST (an array of string references). Record layouts are
+//! the `*_SIZE` constants below with field offsets documented beside the reader.
+
+/// File magic.
+pub const MAGIC: [u8; 8] = *b"JITSNAP\0";
+/// Major version this code writes and reads.
+pub const MAJOR: u16 = 1;
+/// Minor version this code writes.
+pub const MINOR: u16 = 0;
+/// Fixed header size.
+pub const HEADER_SIZE: usize = 64;
+/// One entry of the section table.
+pub const SECTION_ENTRY_SIZE: usize = 16;
+/// Most sections a reader accepts.
+pub const MAX_SECTIONS: usize = 32;
+
+/// Section ids.
+pub mod section {
+    /// String bytes (UTF-8, no terminators).
+    pub const STRINGS: u32 = 1;
+    /// Account records sorted by (name, not_before).
+    pub const ACCOUNTS: u32 = 2;
+    /// u32 indexes into ACCOUNTS sorted by (uid, not_before).
+    pub const ACCOUNTS_BY_UID: u32 = 3;
+    /// Group records sorted by name.
+    pub const GROUPS: u32 = 4;
+    /// u32 indexes into GROUPS sorted by gid.
+    pub const GROUPS_BY_GID: u32 = 5;
+    /// Member records, each group's members contiguous.
+    pub const MEMBERS: u32 = 6;
+    /// Per-user records sorted by name, pointing into USER_GIDS (for initgroups).
+    pub const USERS: u32 = 7;
+    /// Timed gids of a user.
+    pub const USER_GIDS: u32 = 8;
+    /// String references making up lists.
+    pub const STRLIST: u32 = 9;
+    /// Gate records sorted by (user, not_before).
+    pub const GRANTS: u32 = 10;
+    /// String references: managed local admin accounts, sorted.
+    pub const MANAGED: u32 = 11;
+}
+
+/// Size of a string reference.
+pub const STRREF_SIZE: usize = 8;
+/// Account: name 0, uid 8, gid 12, gecos 16, home 24, shell 32, grant_id 40, nb 48, na 56,
+/// flags 64, keys_start 68, keys_count 72, reserved 76.
+pub const ACCOUNT_SIZE: usize = 80;
+/// Group: name 0, gid 8, kind 12, nb 16, na 24, members_start 32, members_count 36.
+pub const GROUP_SIZE: usize = 40;
+/// Member: name 0, grant_id 8, nb 16, na 24.
+pub const MEMBER_SIZE: usize = 32;
+/// User: name 0, gids_start 8, gids_count 12.
+pub const USER_SIZE: usize = 16;
+/// User gid: gid 0, reserved 4, nb 8, na 16.
+pub const USER_GID_SIZE: usize = 24;
+/// Gate grant: id 0, user 8, uid 16, flags 20, revoke_on 24, reserved 28, nb 32, na 40,
+/// lists at 48 (from), 56 (services), 64 (windows), 72 (sudo), 80 (runas).
+pub const GRANT_SIZE: usize = 88;
+/// Size of an index entry.
+pub const INDEX_SIZE: usize = 4;

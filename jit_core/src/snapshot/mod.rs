@@ -1,0 +1,15 @@
+//! The snapshot: the compact, read-only file through which jitd tells the modules what is live.
+//!
+//! `format` fixes the byte layout (see docs/snapshot-format.md), `writer` builds a file image
+//! from [`crate::types::SnapshotData`] (pure: bytes out), `reader` validates an image once and
+//! answers lookups by binary search without allocating.
+
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use reader::{AccountView, GateView, GroupView, MemberView, Snapshot, SnapshotError};
+pub use writer::{build_snapshot, WriteError};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,749 @@
+//! Validating snapshot reader: a pure function over `&[u8]`.
+//!
+//! [`Snapshot::parse`] checks the whole image once (header, checksum, every section bound,
+//! every string and list reference, every index, sort order); afterwards lookups are binary
+//! searches that cannot fail. Accessors still go through `get()`, so even a reader bug yields
+//! an empty answer, never a panic or an out-of-bounds read (TEST-CATALOGUE B9, N6).
+
+use super::format::*;
+use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_STRING};
+use crate::crc32c::crc32c;
+use crate::policy::is_live;
+use crate::time::UnixTime;
+use crate::types::{GROUP_KIND_JIT, GROUP_KIND_LOCAL, GROUP_KIND_PRIVATE};
+use crate::validate::{is_field_safe, is_line_safe};
+use std::cmp::Ordering;
+
+/// Why an image was refused. Any of these makes the whole file unusable (modules: UNAVAIL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Shorter than a header, longer than the cap, or `file_len` disagrees with the size.
+    BadSize,
+    /// Not a jit snapshot.
+    BadMagic,
+    /// A major version this reader does not know.
+    UnsupportedVersion(u16),
+    /// The body does not match its checksum (torn or corrupted).
+    BadChecksum,
+    /// A section, record, string, list or index points outside the file or is inconsistent.
+    Corrupt(&'static str),
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::BadSize => write!(f, "snapshot has a bad size"),
+            SnapshotError::BadMagic => write!(f, "not a jit snapshot (bad magic)"),
+            SnapshotError::UnsupportedVersion(v) => {
+                write!(f, "unsupported snapshot major version {v}")
+            }
+            SnapshotError::BadChecksum => write!(f, "snapshot checksum mismatch"),
+            SnapshotError::Corrupt(what) => write!(f, "corrupt snapshot: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+fn rd_u32(b: &[u8], off: usize) -> u32 {
+    b.get(off..off.saturating_add(4))
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn rd_i64(b: &[u8], off: usize) -> i64 {
+    b.get(off..off.saturating_add(8))
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, i64::from_le_bytes)
+}
+
+fn rd_u64(b: &[u8], off: usize) -> u64 {
+    b.get(off..off.saturating_add(8))
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn rd_u16(b: &[u8], off: usize) -> u16 {
+    b.get(off..off.saturating_add(2))
+        .and_then(|s| <[u8; 2]>::try_from(s).ok())
+        .map_or(0, u16::from_le_bytes)
+}
+
+/// A validated snapshot image.
+#[derive(Clone, Copy)]
+pub struct Snapshot<'a> {
+    generated_at: UnixTime,
+    strings: &'a [u8],
+    accounts: &'a [u8],
+    accounts_by_uid: &'a [u8],
+    groups: &'a [u8],
+    groups_by_gid: &'a [u8],
+    members: &'a [u8],
+    users: &'a [u8],
+    user_gids: &'a [u8],
+    strlist: &'a [u8],
+    grants: &'a [u8],
+    managed: &'a [u8],
+}
+
+/// How a string field is checked: passwd-safe field or free-text line.
+#[derive(Clone, Copy)]
+enum Kind {
+    Field,
+    Name,
+    Line,
+}
+
+impl<'a> Snapshot<'a> {
+    /// Validates `data` completely and returns a view over it.
+    ///
+    /// # Errors
+    /// Any inconsistency at all; the caller treats the file as unavailable.
+    pub fn parse(data: &'a [u8]) -> Result<Snapshot<'a>, SnapshotError> {
+        if data.len() < HEADER_SIZE || data.len() as u64 > MAX_SNAPSHOT_BYTES {
+            return Err(SnapshotError::BadSize);
+        }
+        if data.get(0..8) != Some(&MAGIC[..]) {
+            return Err(SnapshotError::BadMagic);
+        }
+        let major = rd_u16(data, 8);
+        if major != MAJOR {
+            return Err(SnapshotError::UnsupportedVersion(major));
+        }
+        if rd_u64(data, 16) != data.len() as u64 {
+            return Err(SnapshotError::BadSize);
+        }
+        let body = data.get(16..).ok_or(SnapshotError::BadSize)?;
+        if crc32c(body) != rd_u32(data, 12) {
+            return Err(SnapshotError::BadChecksum);
+        }
+        let nsec = rd_u32(data, 32) as usize;
+        if nsec > MAX_SECTIONS {
+            return Err(SnapshotError::Corrupt("too many sections"));
+        }
+        let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
+        if table_end > data.len() {
+            return Err(SnapshotError::Corrupt("section table past end"));
+        }
+        let mut found: [Option<(&'a [u8], u32)>; 12] = [None; 12];
+        for i in 0..nsec {
+            let e = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
+            let id = rd_u32(data, e) as usize;
+            let off = rd_u32(data, e + 4) as usize;
+            let len = rd_u32(data, e + 8) as usize;
+            let count = rd_u32(data, e + 12);
+            if off < table_end {
+                return Err(SnapshotError::Corrupt("section overlaps the header"));
+            }
+            let bytes = data
+                .get(
+                    off..off
+                        .checked_add(len)
+                        .ok_or(SnapshotError::Corrupt("section length"))?,
+                )
+                .ok_or(SnapshotError::Corrupt("section past end"))?;
+            match found.get_mut(id) {
+                // Ids this version does not know come from a newer minor version: ignored.
+                None => {}
+                Some(slot) => {
+                    if slot.is_some() {
+                        return Err(SnapshotError::Corrupt("duplicate section"));
+                    }
+                    *slot = Some((bytes, count));
+                }
+            }
+        }
+        let sec = |id: u32, size: usize| -> Result<&'a [u8], SnapshotError> {
+            let (bytes, count) = found
+                .get(id as usize)
+                .copied()
+                .flatten()
+                .ok_or(SnapshotError::Corrupt("missing section"))?;
+            if size > 0 && (bytes.len() % size != 0 || bytes.len() / size != count as usize) {
+                return Err(SnapshotError::Corrupt(
+                    "section size disagrees with its count",
+                ));
+            }
+            Ok(bytes)
+        };
+        let snap = Snapshot {
+            generated_at: rd_i64(data, 24),
+            strings: sec(section::STRINGS, 0)?,
+            accounts: sec(section::ACCOUNTS, ACCOUNT_SIZE)?,
+            accounts_by_uid: sec(section::ACCOUNTS_BY_UID, INDEX_SIZE)?,
+            groups: sec(section::GROUPS, GROUP_SIZE)?,
+            groups_by_gid: sec(section::GROUPS_BY_GID, INDEX_SIZE)?,
+            members: sec(section::MEMBERS, MEMBER_SIZE)?,
+            users: sec(section::USERS, USER_SIZE)?,
+            user_gids: sec(section::USER_GIDS, USER_GID_SIZE)?,
+            strlist: sec(section::STRLIST, STRREF_SIZE)?,
+            grants: sec(section::GRANTS, GRANT_SIZE)?,
+            managed: sec(section::MANAGED, STRREF_SIZE)?,
+        };
+        snap.validate()?;
+        Ok(snap)
+    }
+
+    fn validate(&self) -> Result<(), SnapshotError> {
+        let bad = SnapshotError::Corrupt;
+        // Every string list entry must be a valid line.
+        for i in 0..self.strlist.len() / STRREF_SIZE {
+            self.check_str(self.strlist, i * STRREF_SIZE, Kind::Line)?;
+        }
+        let n_lists = (self.strlist.len() / STRREF_SIZE) as u64;
+        let check_list = |rec: &[u8], off: usize| -> Result<(), SnapshotError> {
+            let start = u64::from(rd_u32(rec, off));
+            let count = u64::from(rd_u32(rec, off + 4));
+            if start + count > n_lists {
+                return Err(bad("list past end"));
+            }
+            Ok(())
+        };
+
+        let n_acc = self.accounts.len() / ACCOUNT_SIZE;
+        let mut prev: Option<(&str, i64)> = None;
+        for i in 0..n_acc {
+            let r = self.rec(self.accounts, i, ACCOUNT_SIZE);
+            let name = self.check_str(r, 0, Kind::Name)?;
+            for off in [16, 24, 32, 40] {
+                self.check_str(r, off, Kind::Field)?;
+            }
+            check_list(r, 68)?;
+            let key = (name, rd_i64(r, 48));
+            if prev.is_some_and(|p| p > key) {
+                return Err(bad("accounts not sorted"));
+            }
+            prev = Some(key);
+        }
+        self.check_index(self.accounts_by_uid, n_acc, |s, i| {
+            let r = s.rec(s.accounts, i, ACCOUNT_SIZE);
+            (rd_u32(r, 8), rd_i64(r, 48))
+        })?;
+
+        let n_grp = self.groups.len() / GROUP_SIZE;
+        let n_mem = (self.members.len() / MEMBER_SIZE) as u64;
+        let mut prev_g: Option<&str> = None;
+        for i in 0..n_grp {
+            let r = self.rec(self.groups, i, GROUP_SIZE);
+            let name = self.check_str(r, 0, Kind::Name)?;
+            if !matches!(
+                rd_u32(r, 12),
+                GROUP_KIND_LOCAL | GROUP_KIND_JIT | GROUP_KIND_PRIVATE
+            ) {
+                return Err(bad("unknown group kind"));
+            }
+            if u64::from(rd_u32(r, 32)) + u64::from(rd_u32(r, 36)) > n_mem {
+                return Err(bad("members past end"));
+            }
+            if prev_g.is_some_and(|p| p >= name) {
+                return Err(bad("groups not sorted or duplicated"));
+            }
+            prev_g = Some(name);
+        }
+        self.check_index(self.groups_by_gid, n_grp, |s, i| {
+            (rd_u32(s.rec(s.groups, i, GROUP_SIZE), 8), 0)
+        })?;
+        for i in 0..n_mem as usize {
+            let r = self.rec(self.members, i, MEMBER_SIZE);
+            self.check_str(r, 0, Kind::Name)?;
+            self.check_str(r, 8, Kind::Field)?;
+        }
+
+        let n_ug = (self.user_gids.len() / USER_GID_SIZE) as u64;
+        let mut prev_u: Option<&str> = None;
+        for i in 0..self.users.len() / USER_SIZE {
+            let r = self.rec(self.users, i, USER_SIZE);
+            let name = self.check_str(r, 0, Kind::Name)?;
+            if u64::from(rd_u32(r, 8)) + u64::from(rd_u32(r, 12)) > n_ug {
+                return Err(bad("user gids past end"));
+            }
+            if prev_u.is_some_and(|p| p >= name) {
+                return Err(bad("users not sorted"));
+            }
+            prev_u = Some(name);
+        }
+
+        let mut prev_gr: Option<(&str, i64)> = None;
+        for i in 0..self.grants.len() / GRANT_SIZE {
+            let r = self.rec(self.grants, i, GRANT_SIZE);
+            self.check_str(r, 0, Kind::Field)?;
+            let user = self.check_str(r, 8, Kind::Name)?;
+            for off in [48, 56, 64, 72, 80] {
+                check_list(r, off)?;
+            }
+            let key = (user, rd_i64(r, 32));
+            if prev_gr.is_some_and(|p| p > key) {
+                return Err(bad("grants not sorted"));
+            }
+            prev_gr = Some(key);
+        }
+
+        let mut prev_m: Option<&str> = None;
+        for i in 0..self.managed.len() / STRREF_SIZE {
+            let m = self.check_str(self.managed, i * STRREF_SIZE, Kind::Name)?;
+            if prev_m.is_some_and(|p| p >= m) {
+                return Err(bad("managed list not sorted"));
+            }
+            prev_m = Some(m);
+        }
+        Ok(())
+    }
+
+    /// An index section must be a permutation sorted by `key`.
+    fn check_index(
+        &self,
+        index: &[u8],
+        n: usize,
+        key: impl Fn(&Self, usize) -> (u32, i64),
+    ) -> Result<(), SnapshotError> {
+        let mut seen = vec![false; n];
+        let mut prev: Option<(u32, i64)> = None;
+        for k in 0..index.len() / INDEX_SIZE {
+            let i = rd_u32(index, k * INDEX_SIZE) as usize;
+            match seen.get_mut(i) {
+                Some(s) if !*s => *s = true,
+                _ => {
+                    return Err(SnapshotError::Corrupt(
+                        "index entry out of range or repeated",
+                    ))
+                }
+            }
+            let kv = key(self, i);
+            if prev.is_some_and(|p| p > kv) {
+                return Err(SnapshotError::Corrupt("index not sorted"));
+            }
+            prev = Some(kv);
+        }
+        Ok(())
+    }
+
+    fn check_str(&self, rec: &'a [u8], off: usize, kind: Kind) -> Result<&'a str, SnapshotError> {
+        let o = rd_u32(rec, off) as usize;
+        let l = rd_u32(rec, off + 4) as usize;
+        let bytes = self
+            .strings
+            .get(o..o.saturating_add(l))
+            .ok_or(SnapshotError::Corrupt("string past end"))?;
+        let s =
+            std::str::from_utf8(bytes).map_err(|_| SnapshotError::Corrupt("string not UTF-8"))?;
+        let ok = match kind {
+            Kind::Field => is_field_safe(s, MAX_SNAPSHOT_STRING),
+            Kind::Name => !s.is_empty() && is_field_safe(s, MAX_NAME_LEN) && !s.contains('/'),
+            Kind::Line => is_line_safe(s, MAX_SNAPSHOT_STRING),
+        };
+        if ok {
+            Ok(s)
+        } else {
+            Err(SnapshotError::Corrupt(
+                "string has a forbidden byte or length",
+            ))
+        }
+    }
+
+    fn rec(&self, sec: &'a [u8], i: usize, size: usize) -> &'a [u8] {
+        let start = i.saturating_mul(size);
+        sec.get(start..start.saturating_add(size)).unwrap_or(&[])
+    }
+
+    /// A string already validated by `parse`; empty if anything is off.
+    fn str_at(&self, rec: &[u8], off: usize) -> &'a str {
+        let o = rd_u32(rec, off) as usize;
+        let l = rd_u32(rec, off + 4) as usize;
+        self.strings
+            .get(o..o.saturating_add(l))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    fn list_at(&self, rec: &[u8], off: usize) -> StrList<'a> {
+        let start = rd_u32(rec, off) as usize;
+        let count = rd_u32(rec, off + 4) as usize;
+        StrList {
+            snap: *self,
+            next: start,
+            end: start.saturating_add(count),
+        }
+    }
+
+    /// When jitd wrote the file.
+    pub fn generated_at(&self) -> UnixTime {
+        self.generated_at
+    }
+
+    /// Number of account records (live or not).
+    pub fn account_count(&self) -> usize {
+        self.accounts.len() / ACCOUNT_SIZE
+    }
+
+    /// Number of group records.
+    pub fn group_count(&self) -> usize {
+        self.groups.len() / GROUP_SIZE
+    }
+
+    /// Number of gate records.
+    pub fn grant_count(&self) -> usize {
+        self.grants.len() / GRANT_SIZE
+    }
+
+    /// Account record `i` in name order, live or not.
+    pub fn account_at(&self, i: usize) -> Option<AccountView<'a>> {
+        (i < self.account_count()).then(|| AccountView {
+            snap: *self,
+            rec: self.rec(self.accounts, i, ACCOUNT_SIZE),
+        })
+    }
+
+    /// Group record `i` in name order, visible or not.
+    pub fn group_at(&self, i: usize) -> Option<GroupView<'a>> {
+        (i < self.group_count()).then(|| GroupView {
+            snap: *self,
+            rec: self.rec(self.groups, i, GROUP_SIZE),
+        })
+    }
+
+    /// Gate record `i` in user order.
+    pub fn grant_at(&self, i: usize) -> Option<GateView<'a>> {
+        (i < self.grant_count()).then(|| GateView {
+            snap: *self,
+            rec: self.rec(self.grants, i, GRANT_SIZE),
+        })
+    }
+
+    /// First index in `0..n` whose key is not less than the target (`cmp` gives key vs target).
+    fn lower_bound(n: usize, cmp: impl Fn(usize) -> Ordering) -> usize {
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if cmp(mid) == Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The live account called `name` at `now` (exact, whole-name match).
+    pub fn account_by_name(&self, name: &str, now: UnixTime) -> Option<AccountView<'a>> {
+        let n = self.account_count();
+        let first = Self::lower_bound(n, |i| {
+            self.account_at(i)
+                .map_or(Ordering::Greater, |a| a.name().cmp(name))
+        });
+        (first..n)
+            .map_while(|i| self.account_at(i).filter(|a| a.name() == name))
+            .find(|a| a.is_live(now))
+    }
+
+    /// The live account with `uid` at `now`.
+    pub fn account_by_uid(&self, uid: u32, now: UnixTime) -> Option<AccountView<'a>> {
+        let n = self.accounts_by_uid.len() / INDEX_SIZE;
+        let at = |k: usize| self.account_at(rd_u32(self.accounts_by_uid, k * INDEX_SIZE) as usize);
+        let first = Self::lower_bound(n, |k| {
+            at(k).map_or(Ordering::Greater, |a| a.uid().cmp(&uid))
+        });
+        (first..n)
+            .map_while(|k| at(k).filter(|a| a.uid() == uid))
+            .find(|a| a.is_live(now))
+    }
+
+    /// Any account record called `name`, live or not (jit-authorized-keys and jitd use this to
+    /// tell "not jit" from "jit but expired").
+    pub fn has_account_record(&self, name: &str) -> bool {
+        let n = self.account_count();
+        let first = Self::lower_bound(n, |i| {
+            self.account_at(i)
+                .map_or(Ordering::Greater, |a| a.name().cmp(name))
+        });
+        self.account_at(first).is_some_and(|a| a.name() == name)
+    }
+
+    /// The group called `name` if it is visible at `now`.
+    pub fn group_by_name(&self, name: &str, now: UnixTime) -> Option<GroupView<'a>> {
+        let n = self.group_count();
+        let i = Self::lower_bound(n, |i| {
+            self.group_at(i)
+                .map_or(Ordering::Greater, |g| g.name().cmp(name))
+        });
+        self.group_at(i)
+            .filter(|g| g.name() == name && g.is_visible(now))
+    }
+
+    /// The group with `gid` if it is visible at `now`. Gids are unique among visible groups:
+    /// jitd never gives two records one gid, but if a corrupt writer did, the first visible wins.
+    pub fn group_by_gid(&self, gid: u32, now: UnixTime) -> Option<GroupView<'a>> {
+        let n = self.groups_by_gid.len() / INDEX_SIZE;
+        let at = |k: usize| self.group_at(rd_u32(self.groups_by_gid, k * INDEX_SIZE) as usize);
+        let first = Self::lower_bound(n, |k| {
+            at(k).map_or(Ordering::Greater, |g| g.gid().cmp(&gid))
+        });
+        (first..n)
+            .map_while(|k| at(k).filter(|g| g.gid() == gid))
+            .find(|g| g.is_visible(now))
+    }
+
+    /// The gids `user` holds through jit at `now` (for `initgroups_dyn`), without duplicates
+    /// removed: the caller dedups against what it already has.
+    pub fn user_gids(&self, user: &str, now: UnixTime) -> impl Iterator<Item = u32> + 'a {
+        let n = self.users.len() / USER_SIZE;
+        let snap = *self;
+        let i = Self::lower_bound(n, |i| {
+            snap.str_at(snap.rec(snap.users, i, USER_SIZE), 0).cmp(user)
+        });
+        let r = self.rec(self.users, i, USER_SIZE);
+        let (start, count) = if self.str_at(r, 0) == user && !r.is_empty() {
+            (rd_u32(r, 8) as usize, rd_u32(r, 12) as usize)
+        } else {
+            (0, 0)
+        };
+        (start..start.saturating_add(count)).filter_map(move |k| {
+            let g = snap.rec(snap.user_gids, k, USER_GID_SIZE);
+            (!g.is_empty() && is_live(rd_i64(g, 8), rd_i64(g, 16), now)).then(|| rd_u32(g, 0))
+        })
+    }
+
+    /// Gate records of `user` (any state; callers check liveness and flags).
+    pub fn grants_for_user(&self, user: &str) -> impl Iterator<Item = GateView<'a>> + 'a {
+        let n = self.grant_count();
+        let snap = *self;
+        let first = Self::lower_bound(n, |i| {
+            snap.grant_at(i)
+                .map_or(Ordering::Greater, |g| g.user().cmp(user))
+        });
+        let user = user.to_string();
+        (first..n).map_while(move |i| snap.grant_at(i).filter(|g| g.user() == user))
+    }
+
+    /// Whether `name` is a managed local admin account.
+    pub fn is_managed(&self, name: &str) -> bool {
+        let n = self.managed.len() / STRREF_SIZE;
+        let i = Self::lower_bound(n, |i| self.str_at(self.managed, i * STRREF_SIZE).cmp(name));
+        i < n && self.str_at(self.managed, i * STRREF_SIZE) == name
+    }
+}
+
+/// Iterator over a string list.
+#[derive(Clone)]
+pub struct StrList<'a> {
+    snap: Snapshot<'a>,
+    next: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for StrList<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        if self.next >= self.end {
+            return None;
+        }
+        let off = self.next.saturating_mul(STRREF_SIZE);
+        self.next += 1;
+        let r = self
+            .snap
+            .strlist
+            .get(off..off.saturating_add(STRREF_SIZE))?;
+        Some(self.snap.str_at(r, 0))
+    }
+}
+
+/// An account record.
+#[derive(Clone, Copy)]
+pub struct AccountView<'a> {
+    snap: Snapshot<'a>,
+    rec: &'a [u8],
+}
+
+impl<'a> AccountView<'a> {
+    /// Login name.
+    pub fn name(&self) -> &'a str {
+        self.snap.str_at(self.rec, 0)
+    }
+    /// uid.
+    pub fn uid(&self) -> u32 {
+        rd_u32(self.rec, 8)
+    }
+    /// Primary gid.
+    pub fn gid(&self) -> u32 {
+        rd_u32(self.rec, 12)
+    }
+    /// GECOS.
+    pub fn gecos(&self) -> &'a str {
+        self.snap.str_at(self.rec, 16)
+    }
+    /// Home directory.
+    pub fn home(&self) -> &'a str {
+        self.snap.str_at(self.rec, 24)
+    }
+    /// Shell.
+    pub fn shell(&self) -> &'a str {
+        self.snap.str_at(self.rec, 32)
+    }
+    /// Grant id.
+    pub fn grant_id(&self) -> &'a str {
+        self.snap.str_at(self.rec, 40)
+    }
+    /// Start.
+    pub fn not_before(&self) -> UnixTime {
+        rd_i64(self.rec, 48)
+    }
+    /// End (exclusive).
+    pub fn not_after(&self) -> UnixTime {
+        rd_i64(self.rec, 56)
+    }
+    /// `ACCOUNT_*` flags.
+    pub fn flags(&self) -> u32 {
+        rd_u32(self.rec, 64)
+    }
+    /// Public ssh keys.
+    pub fn ssh_keys(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 68)
+    }
+    /// Live at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        is_live(self.not_before(), self.not_after(), now)
+    }
+}
+
+/// A member record.
+#[derive(Clone, Copy)]
+pub struct MemberView<'a> {
+    snap: Snapshot<'a>,
+    rec: &'a [u8],
+}
+
+impl<'a> MemberView<'a> {
+    /// User name.
+    pub fn name(&self) -> &'a str {
+        self.snap.str_at(self.rec, 0)
+    }
+    /// Grant id.
+    pub fn grant_id(&self) -> &'a str {
+        self.snap.str_at(self.rec, 8)
+    }
+    /// Live at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        is_live(rd_i64(self.rec, 16), rd_i64(self.rec, 24), now)
+    }
+}
+
+/// A group record.
+#[derive(Clone, Copy)]
+pub struct GroupView<'a> {
+    snap: Snapshot<'a>,
+    rec: &'a [u8],
+}
+
+impl<'a> GroupView<'a> {
+    /// Name.
+    pub fn name(&self) -> &'a str {
+        self.snap.str_at(self.rec, 0)
+    }
+    /// gid.
+    pub fn gid(&self) -> u32 {
+        rd_u32(self.rec, 8)
+    }
+    /// `GROUP_KIND_*`.
+    pub fn kind(&self) -> u32 {
+        rd_u32(self.rec, 12)
+    }
+    /// All member records, live or not.
+    pub fn members(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
+        let start = rd_u32(self.rec, 32) as usize;
+        let count = rd_u32(self.rec, 36) as usize;
+        let snap = self.snap;
+        (start..start.saturating_add(count)).filter_map(move |k| {
+            let off = k.saturating_mul(MEMBER_SIZE);
+            let rec = snap.members.get(off..off.saturating_add(MEMBER_SIZE))?;
+            Some(MemberView { snap, rec })
+        })
+    }
+    /// Names of the members live at `now`; a user with two overlapping grants appears once
+    /// (members are sorted by name, so duplicates are adjacent).
+    pub fn live_members(&self, now: UnixTime) -> impl Iterator<Item = &'a str> + 'a {
+        let mut last: Option<&'a str> = None;
+        self.members()
+            .filter(move |m| m.is_live(now))
+            .filter_map(move |m| {
+                let n = m.name();
+                if last == Some(n) {
+                    None
+                } else {
+                    last = Some(n);
+                    Some(n)
+                }
+            })
+    }
+    /// Whether NSS shows the group at `now`: a private group while its account lives; a local
+    /// or jit group only while it has a live member (otherwise the local entry stands alone).
+    pub fn is_visible(&self, now: UnixTime) -> bool {
+        if !is_live(rd_i64(self.rec, 16), rd_i64(self.rec, 24), now) {
+            return false;
+        }
+        match self.kind() {
+            GROUP_KIND_PRIVATE => true,
+            _ => self.members().any(|m| m.is_live(now)),
+        }
+    }
+}
+
+/// A gate record (pam_jit, sudo_jit).
+#[derive(Clone, Copy)]
+pub struct GateView<'a> {
+    snap: Snapshot<'a>,
+    rec: &'a [u8],
+}
+
+impl<'a> GateView<'a> {
+    /// Grant id.
+    pub fn id(&self) -> &'a str {
+        self.snap.str_at(self.rec, 0)
+    }
+    /// User.
+    pub fn user(&self) -> &'a str {
+        self.snap.str_at(self.rec, 8)
+    }
+    /// Account uid or 0.
+    pub fn uid(&self) -> u32 {
+        rd_u32(self.rec, 16)
+    }
+    /// `GATE_*` flags.
+    pub fn flags(&self) -> u32 {
+        rd_u32(self.rec, 20)
+    }
+    /// Revocation class bits.
+    pub fn revoke_on(&self) -> u32 {
+        rd_u32(self.rec, 24)
+    }
+    /// Start.
+    pub fn not_before(&self) -> UnixTime {
+        rd_i64(self.rec, 32)
+    }
+    /// End (exclusive).
+    pub fn not_after(&self) -> UnixTime {
+        rd_i64(self.rec, 40)
+    }
+    /// Live at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        is_live(self.not_before(), self.not_after(), now)
+    }
+    /// Allowed source networks.
+    pub fn from(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 48)
+    }
+    /// Allowed services.
+    pub fn services(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 56)
+    }
+    /// Allowed time windows.
+    pub fn windows(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 64)
+    }
+    /// Sudo scope.
+    pub fn sudo(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 72)
+    }
+    /// Run-as targets.
+    pub fn runas(&self) -> StrList<'a> {
+        self.snap.list_at(self.rec, 80)
+    }
+}

@@ -1,0 +1,291 @@
+//! Builds a snapshot image in memory. Pure: no I/O, no clock; jitd writes the bytes atomically.
+//!
+//! The writer refuses anything the reader would refuse, so a snapshot jitd writes always reads.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::format::*;
+use crate::constants::MAX_SNAPSHOT_STRING;
+use crate::crc32c::crc32c;
+use crate::types::{GroupEntry, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::validate::{is_field_safe, is_line_safe};
+
+/// Why a snapshot could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// A field holds a byte the passwd/group format cannot carry (NUL, `:`, newline) or is too long.
+    UnsafeField(&'static str, String),
+    /// Two group records with one name (jitd must merge members first).
+    DuplicateGroup(String),
+    /// More data than 32-bit offsets address.
+    TooLarge,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::UnsafeField(what, v) => write!(f, "snapshot field {what} is unsafe: {v:?}"),
+            WriteError::DuplicateGroup(g) => write!(f, "group {g:?} appears twice"),
+            WriteError::TooLarge => write!(f, "snapshot exceeds the format's 4 GiB offsets"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+#[derive(Default)]
+struct Strings {
+    bytes: Vec<u8>,
+    seen: HashMap<String, (u32, u32)>,
+}
+
+impl Strings {
+    fn add(&mut self, s: &str) -> Result<[u8; 8], WriteError> {
+        let (off, len) = match self.seen.get(s) {
+            Some(&r) => r,
+            None => {
+                let off = u32::try_from(self.bytes.len()).map_err(|_| WriteError::TooLarge)?;
+                let len = u32::try_from(s.len()).map_err(|_| WriteError::TooLarge)?;
+                self.bytes.extend_from_slice(s.as_bytes());
+                self.seen.insert(s.to_string(), (off, len));
+                (off, len)
+            }
+        };
+        let mut r = [0u8; 8];
+        r[..4].copy_from_slice(&off.to_le_bytes());
+        r[4..].copy_from_slice(&len.to_le_bytes());
+        Ok(r)
+    }
+
+    fn field(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+        if !is_field_safe(s, MAX_SNAPSHOT_STRING) {
+            return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
+        }
+        self.add(s)
+    }
+
+    fn line(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+        if !is_line_safe(s, MAX_SNAPSHOT_STRING) {
+            return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
+        }
+        self.add(s)
+    }
+}
+
+#[derive(Default)]
+struct Lists {
+    refs: Vec<u8>,
+}
+
+impl Lists {
+    fn add(
+        &mut self,
+        strings: &mut Strings,
+        what: &'static str,
+        items: &[String],
+    ) -> Result<[u8; 8], WriteError> {
+        let start =
+            u32::try_from(self.refs.len() / STRREF_SIZE).map_err(|_| WriteError::TooLarge)?;
+        for it in items {
+            let r = strings.line(what, it)?;
+            self.refs.extend_from_slice(&r);
+        }
+        let count = u32::try_from(items.len()).map_err(|_| WriteError::TooLarge)?;
+        let mut r = [0u8; 8];
+        r[..4].copy_from_slice(&start.to_le_bytes());
+        r[4..].copy_from_slice(&count.to_le_bytes());
+        Ok(r)
+    }
+}
+
+fn u32b(v: u32) -> [u8; 4] {
+    v.to_le_bytes()
+}
+
+fn i64b(v: i64) -> [u8; 8] {
+    v.to_le_bytes()
+}
+
+fn len_u32(n: usize) -> Result<u32, WriteError> {
+    u32::try_from(n).map_err(|_| WriteError::TooLarge)
+}
+
+/// Builds the byte image of a snapshot (format 1.0) from `data`.
+///
+/// # Errors
+/// A field the reader would refuse, a duplicated group name, or more than 4 GiB of data.
+pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
+    let mut strings = Strings::default();
+    let mut lists = Lists::default();
+
+    // Accounts, sorted by (name, not_before) so that lookups find the earliest live one first.
+    let mut accounts: Vec<_> = data.accounts.iter().collect();
+    accounts.sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
+    let mut acc_sec = Vec::with_capacity(accounts.len() * ACCOUNT_SIZE);
+    for a in &accounts {
+        acc_sec.extend_from_slice(&strings.field("account name", &a.name)?);
+        acc_sec.extend_from_slice(&u32b(a.uid));
+        acc_sec.extend_from_slice(&u32b(a.gid));
+        acc_sec.extend_from_slice(&strings.field("gecos", &a.gecos)?);
+        acc_sec.extend_from_slice(&strings.field("home", &a.home)?);
+        acc_sec.extend_from_slice(&strings.field("shell", &a.shell)?);
+        acc_sec.extend_from_slice(&strings.field("grant id", &a.grant_id)?);
+        acc_sec.extend_from_slice(&i64b(a.not_before));
+        acc_sec.extend_from_slice(&i64b(a.not_after));
+        acc_sec.extend_from_slice(&u32b(a.flags));
+        acc_sec.extend_from_slice(&lists.add(&mut strings, "ssh key", &a.ssh_keys)?);
+        acc_sec.extend_from_slice(&u32b(0));
+    }
+    let mut by_uid: Vec<u32> = (0..len_u32(accounts.len())?).collect();
+    by_uid.sort_by_key(|&i| {
+        let a = accounts.get(i as usize);
+        (a.map_or(0, |a| a.uid), a.map_or(0, |a| a.not_before))
+    });
+    let uid_sec: Vec<u8> = by_uid.iter().flat_map(|i| i.to_le_bytes()).collect();
+
+    // Groups sorted by name, names unique; members contiguous per group, sorted by name.
+    let mut groups: Vec<&GroupEntry> = data.groups.iter().collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    for w in groups.windows(2) {
+        if let [a, b] = w {
+            if a.name == b.name {
+                return Err(WriteError::DuplicateGroup(a.name.clone()));
+            }
+        }
+    }
+    let mut grp_sec = Vec::with_capacity(groups.len() * GROUP_SIZE);
+    let mut mem_sec = Vec::new();
+    // user name -> [(gid, nb, na)] for initgroups.
+    let mut user_gids: BTreeMap<&str, Vec<(u32, i64, i64)>> = BTreeMap::new();
+    for g in &groups {
+        let start = len_u32(mem_sec.len() / MEMBER_SIZE)?;
+        let mut members: Vec<_> = g.members.iter().collect();
+        members
+            .sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
+        for m in &members {
+            mem_sec.extend_from_slice(&strings.field("member name", &m.name)?);
+            mem_sec.extend_from_slice(&strings.field("grant id", &m.grant_id)?);
+            let nb = m.not_before.max(g.not_before);
+            let na = m.not_after.min(g.not_after);
+            mem_sec.extend_from_slice(&i64b(nb));
+            mem_sec.extend_from_slice(&i64b(na));
+            if g.kind != GROUP_KIND_PRIVATE {
+                user_gids
+                    .entry(m.name.as_str())
+                    .or_default()
+                    .push((g.gid, nb, na));
+            }
+        }
+        grp_sec.extend_from_slice(&strings.field("group name", &g.name)?);
+        grp_sec.extend_from_slice(&u32b(g.gid));
+        grp_sec.extend_from_slice(&u32b(g.kind));
+        grp_sec.extend_from_slice(&i64b(g.not_before));
+        grp_sec.extend_from_slice(&i64b(g.not_after));
+        grp_sec.extend_from_slice(&u32b(start));
+        grp_sec.extend_from_slice(&u32b(len_u32(members.len())?));
+    }
+    let mut by_gid: Vec<u32> = (0..len_u32(groups.len())?).collect();
+    by_gid.sort_by_key(|&i| groups.get(i as usize).map_or(0, |g| g.gid));
+    let gid_sec: Vec<u8> = by_gid.iter().flat_map(|i| i.to_le_bytes()).collect();
+
+    let mut users_sec = Vec::with_capacity(user_gids.len() * USER_SIZE);
+    let mut ugid_sec = Vec::new();
+    for (name, gids) in &user_gids {
+        let start = len_u32(ugid_sec.len() / USER_GID_SIZE)?;
+        for (gid, nb, na) in gids {
+            ugid_sec.extend_from_slice(&u32b(*gid));
+            ugid_sec.extend_from_slice(&u32b(0));
+            ugid_sec.extend_from_slice(&i64b(*nb));
+            ugid_sec.extend_from_slice(&i64b(*na));
+        }
+        users_sec.extend_from_slice(&strings.field("user name", name)?);
+        users_sec.extend_from_slice(&u32b(start));
+        users_sec.extend_from_slice(&u32b(len_u32(gids.len())?));
+    }
+
+    let mut grants: Vec<_> = data.grants.iter().collect();
+    grants.sort_by(|a, b| {
+        (a.user.as_str(), a.not_before, a.id.as_str()).cmp(&(
+            b.user.as_str(),
+            b.not_before,
+            b.id.as_str(),
+        ))
+    });
+    let mut grant_sec = Vec::with_capacity(grants.len() * GRANT_SIZE);
+    for g in &grants {
+        grant_sec.extend_from_slice(&strings.field("grant id", &g.id)?);
+        grant_sec.extend_from_slice(&strings.field("grant user", &g.user)?);
+        grant_sec.extend_from_slice(&u32b(g.uid));
+        grant_sec.extend_from_slice(&u32b(g.flags));
+        grant_sec.extend_from_slice(&u32b(g.revoke_on));
+        grant_sec.extend_from_slice(&u32b(0));
+        grant_sec.extend_from_slice(&i64b(g.not_before));
+        grant_sec.extend_from_slice(&i64b(g.not_after));
+        grant_sec.extend_from_slice(&lists.add(&mut strings, "from", &g.from)?);
+        grant_sec.extend_from_slice(&lists.add(&mut strings, "service", &g.services)?);
+        grant_sec.extend_from_slice(&lists.add(&mut strings, "window", &g.windows)?);
+        grant_sec.extend_from_slice(&lists.add(&mut strings, "sudo", &g.sudo)?);
+        grant_sec.extend_from_slice(&lists.add(&mut strings, "runas", &g.runas)?);
+    }
+
+    let mut managed: Vec<&String> = data.managed.iter().collect();
+    managed.sort();
+    managed.dedup();
+    let mut managed_sec = Vec::new();
+    for m in managed {
+        managed_sec.extend_from_slice(&strings.field("managed account", m)?);
+    }
+
+    let sections: Vec<(u32, Vec<u8>, usize)> = vec![
+        (section::STRINGS, strings.bytes, 0),
+        (section::ACCOUNTS, acc_sec, accounts.len()),
+        (section::ACCOUNTS_BY_UID, uid_sec, accounts.len()),
+        (section::GROUPS, grp_sec, groups.len()),
+        (section::GROUPS_BY_GID, gid_sec, groups.len()),
+        (section::MEMBERS, mem_sec, 0),
+        (section::USERS, users_sec, user_gids.len()),
+        (section::USER_GIDS, ugid_sec, 0),
+        (section::STRLIST, lists.refs, 0),
+        (section::GRANTS, grant_sec, grants.len()),
+        (section::MANAGED, managed_sec, 0),
+    ];
+
+    let table_len = sections.len() * SECTION_ENTRY_SIZE;
+    let mut out = vec![0u8; HEADER_SIZE + table_len];
+    let mut table = Vec::with_capacity(table_len);
+    for (id, bytes, count) in &sections {
+        // Record counts for sections whose records are fixed-size are implied by the length;
+        // the table states them anyway so the reader can cross-check.
+        let count = match *id {
+            section::STRINGS => bytes.len(),
+            section::MEMBERS => bytes.len() / MEMBER_SIZE,
+            section::USER_GIDS => bytes.len() / USER_GID_SIZE,
+            section::STRLIST | section::MANAGED => bytes.len() / STRREF_SIZE,
+            _ => *count,
+        };
+        table.extend_from_slice(&u32b(*id));
+        table.extend_from_slice(&u32b(len_u32(out.len())?));
+        table.extend_from_slice(&u32b(len_u32(bytes.len())?));
+        table.extend_from_slice(&u32b(len_u32(count)?));
+        out.extend_from_slice(bytes);
+    }
+    let file_len = out.len() as u64;
+    let mut header = [0u8; HEADER_SIZE];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..10].copy_from_slice(&MAJOR.to_le_bytes());
+    header[10..12].copy_from_slice(&MINOR.to_le_bytes());
+    header[16..24].copy_from_slice(&file_len.to_le_bytes());
+    header[24..32].copy_from_slice(&data.generated_at.to_le_bytes());
+    header[32..36].copy_from_slice(&len_u32(sections.len())?.to_le_bytes());
+    let head = out
+        .get_mut(..HEADER_SIZE + table_len)
+        .ok_or(WriteError::TooLarge)?;
+    let (h, t) = head.split_at_mut(HEADER_SIZE);
+    h.copy_from_slice(&header);
+    t.copy_from_slice(&table);
+    let crc = crc32c(out.get(16..).unwrap_or(&[]));
+    if let Some(h) = out.get_mut(12..16) {
+        h.copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(out)
+}

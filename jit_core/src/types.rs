@@ -1,0 +1,132 @@
+//! Snapshot-level types: what jitd hands to the modules.
+//!
+//! The full grant object (reason, ticket, approvals) is a protocol and state type and lives in
+//! `jit_proto`, which may use serde. These are the projections the modules decide on; every
+//! record carries absolute `not_before`/`not_after` so a module can decide liveness itself.
+
+use crate::time::UnixTime;
+
+/// Account flag: the grant needs a TOTP code at login (the account is visible while armed).
+pub const ACCOUNT_MFA_REQUIRED: u32 = 1;
+
+/// Group kind: an existing local group (`/etc/group`) that jit adds members to by NSS merge.
+pub const GROUP_KIND_LOCAL: u32 = 1;
+/// Group kind: a group jit provides itself (`jit-users`, `jit-sudo`, `jit-mfa`).
+pub const GROUP_KIND_JIT: u32 = 2;
+/// Group kind: the private group of an ephemeral account (same name and id as the account).
+pub const GROUP_KIND_PRIVATE: u32 = 3;
+
+/// Gate flag: TOTP needed at login / activation.
+pub const GATE_MFA: u32 = 1;
+/// Gate flag: TOTP needed at every sudo.
+pub const GATE_MFA_SUDO: u32 = 1 << 1;
+/// Gate flag: enables a managed local admin account.
+pub const GATE_ENABLE: u32 = 1 << 2;
+/// Gate flag: the grant ends when its first session closes.
+pub const GATE_END_WITH_SESSION: u32 = 1 << 3;
+/// Gate flag: the grant carries an ephemeral account.
+pub const GATE_ACCOUNT: u32 = 1 << 4;
+/// Gate flag: an `--mfa` grant that has not been activated yet (armed, not live for privilege).
+pub const GATE_ARMED: u32 = 1 << 5;
+
+/// An ephemeral account, visible through NSS while `not_before <= now < not_after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Login name (validated).
+    pub name: String,
+    /// Stable uid from the reserved range.
+    pub uid: u32,
+    /// Primary gid: the private group, equal to the uid.
+    pub gid: u32,
+    /// GECOS: `jit grant <id> (<reason>)`, sanitized.
+    pub gecos: String,
+    /// `<home_root>/<name>`.
+    pub home: String,
+    /// Login shell.
+    pub shell: String,
+    /// The grant that makes this account exist.
+    pub grant_id: String,
+    /// First second the account exists.
+    pub not_before: UnixTime,
+    /// First second the account no longer exists.
+    pub not_after: UnixTime,
+    /// `ACCOUNT_*` flags.
+    pub flags: u32,
+    /// Public keys printed by `jit-authorized-keys`.
+    pub ssh_keys: Vec<String>,
+}
+
+/// One member of a group for a time window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// User name (local or ephemeral).
+    pub name: String,
+    /// Grant that gives the membership.
+    pub grant_id: String,
+    /// First second of membership.
+    pub not_before: UnixTime,
+    /// First second after membership.
+    pub not_after: UnixTime,
+}
+
+/// A group jit answers for: a local group it adds members to, one of its own, or a private group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// Group name.
+    pub name: String,
+    /// For local groups, the gid from `/etc/group` (NSS merge needs name and gid identical).
+    pub gid: u32,
+    /// `GROUP_KIND_*`.
+    pub kind: u32,
+    /// The group itself exists from here (private groups follow their account).
+    pub not_before: UnixTime,
+    /// ... until here.
+    pub not_after: UnixTime,
+    /// Timed members.
+    pub members: Vec<Member>,
+}
+
+/// What pam_jit and sudo_jit gate on: one record per grant, with its conditions and scope as
+/// validated strings (parsed by `policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GateGrant {
+    /// Grant id.
+    pub id: String,
+    /// The person (local or ephemeral user name).
+    pub user: String,
+    /// The account's uid when the grant carries an ephemeral account, else 0.
+    pub uid: u32,
+    /// Start.
+    pub not_before: UnixTime,
+    /// End.
+    pub not_after: UnixTime,
+    /// `GATE_*` flags.
+    pub flags: u32,
+    /// Bit set of revocation classes.
+    pub revoke_on: u32,
+    /// Allowed source networks (CIDR).
+    pub from: Vec<String>,
+    /// Allowed PAM services.
+    pub services: Vec<String>,
+    /// Allowed time windows (`Mon-Fri 09:00-18:00`).
+    pub windows: Vec<String>,
+    /// Sudo scope: `ALL`, a path, or a path with arguments.
+    pub sudo: Vec<String>,
+    /// Allowed run-as targets (`user[:group]`).
+    pub runas: Vec<String>,
+}
+
+/// Everything a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotData {
+    /// When jitd wrote it.
+    pub generated_at: UnixTime,
+    /// Ephemeral accounts (any order; the writer sorts).
+    pub accounts: Vec<Account>,
+    /// Groups (any order; the writer sorts).
+    pub groups: Vec<GroupEntry>,
+    /// Gate records (any order; the writer sorts).
+    pub grants: Vec<GateGrant>,
+    /// Managed local admin accounts (disabled unless a grant enables them).
+    pub managed: Vec<String>,
+}
