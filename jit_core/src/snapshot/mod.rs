@@ -4,6 +4,7 @@
 //! from [`crate::types::SnapshotData`] (pure: bytes out), `reader` validates an image once and
 //! answers lookups by binary search without allocating.
 
+pub mod file;
 pub mod format;
 pub mod reader;
 pub mod writer;

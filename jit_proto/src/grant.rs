@@ -1,0 +1,171 @@
+//! The grant object: what `jitctl --json` prints, what jitd persists and what the central
+//! service will sign. Fields needed by later modules (MFA, conditions, sudo scope) are part of
+//! the object from the start so the format does not churn when they are enforced.
+
+use jit_core::time::UnixTime;
+use serde::{Deserialize, Serialize};
+
+/// Where a grant is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    /// Before `not_before`.
+    Pending,
+    /// Gives privilege now.
+    Live,
+    /// Reached `not_after`.
+    Expired,
+    /// Ended by an operator or a policy before `not_after`.
+    Revoked,
+}
+
+impl GrantState {
+    /// Ended grants never come back.
+    pub fn is_ended(self) -> bool {
+        matches!(self, GrantState::Expired | GrantState::Revoked)
+    }
+
+    /// Lower-case name as shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Pending => "pending",
+            GrantState::Live => "live",
+            GrantState::Expired => "expired",
+            GrantState::Revoked => "revoked",
+        }
+    }
+}
+
+/// What a requester asks for (`jitctl grant add`, later the central service).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSpec {
+    /// The person: an ephemeral account name with `account`, else an existing local user.
+    pub user: String,
+    /// Length in seconds.
+    pub duration_secs: i64,
+    /// Delay before `not_before`, in seconds.
+    pub start_in_secs: i64,
+    /// Create an ephemeral account `user` while live.
+    pub account: bool,
+    /// Existing local groups to join while live.
+    pub groups: Vec<String>,
+    /// Public keys for the ephemeral account.
+    pub ssh_keys: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: String,
+    /// Who asked, if not the operator.
+    pub requested_by: String,
+    /// Sudo scope (enforced by sudo_jit).
+    pub sudo: Vec<String>,
+    /// Run-as targets (enforced by sudo_jit).
+    pub runas: Vec<String>,
+    /// Enable a managed local admin account (enforced by pam_jit).
+    pub enable: bool,
+    /// Source networks (enforced by pam_jit).
+    pub from: Vec<String>,
+    /// PAM services (enforced by pam_jit).
+    pub services: Vec<String>,
+    /// Time windows (enforced by pam_jit).
+    pub windows: Vec<String>,
+    /// TOTP at login or activation.
+    pub mfa: bool,
+    /// TOTP at every sudo.
+    pub mfa_sudo: bool,
+    /// End with the first session.
+    pub end_with_session: bool,
+    /// Revocation classes.
+    pub revoke_on: Vec<String>,
+}
+
+/// A grant as jitd holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// `g-` and 12 hex digits.
+    pub id: String,
+    /// The person.
+    pub user: String,
+    /// State at the time the object was produced.
+    pub state: GrantState,
+    /// First second of privilege.
+    pub not_before: UnixTime,
+    /// First second without privilege.
+    pub not_after: UnixTime,
+    /// When jitd accepted it.
+    pub created_at: UnixTime,
+    /// Who created it (`root` for local grants; later the approving service).
+    pub created_by: String,
+    /// Ephemeral account.
+    pub account: bool,
+    /// The account's stable uid (ephemeral accounts only).
+    pub uid: Option<u32>,
+    /// Groups joined while live.
+    pub groups: Vec<String>,
+    /// ssh public keys.
+    pub ssh_keys: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: String,
+    /// Requester.
+    pub requested_by: String,
+    /// Sudo scope.
+    #[serde(default)]
+    pub sudo: Vec<String>,
+    /// Run-as targets.
+    #[serde(default)]
+    pub runas: Vec<String>,
+    /// Enables a managed account.
+    #[serde(default)]
+    pub enable: bool,
+    /// Source networks.
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// PAM services.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Time windows.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// TOTP at login.
+    #[serde(default)]
+    pub mfa: bool,
+    /// TOTP at sudo.
+    #[serde(default)]
+    pub mfa_sudo: bool,
+    /// Ends with first session.
+    #[serde(default)]
+    pub end_with_session: bool,
+    /// Revocation classes.
+    #[serde(default)]
+    pub revoke_on: Vec<String>,
+    /// When it went live (jitd saw `not_before` pass), if it did.
+    #[serde(default)]
+    pub went_live_at: Option<UnixTime>,
+    /// When it ended, if it did.
+    #[serde(default)]
+    pub ended_at: Option<UnixTime>,
+    /// Why it ended (`expired`, `revoked by root: <reason>`, ...).
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// Teardown finished (processes ended, home handled, caches invalidated).
+    #[serde(default)]
+    pub torn_down: bool,
+}
+
+impl Grant {
+    /// The state at `now` for a grant that has not ended.
+    pub fn state_at(&self, now: UnixTime) -> GrantState {
+        if self.state.is_ended() {
+            self.state
+        } else if now >= self.not_after {
+            GrantState::Expired
+        } else if now >= self.not_before {
+            GrantState::Live
+        } else {
+            GrantState::Pending
+        }
+    }
+}

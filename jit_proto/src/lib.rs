@@ -1,0 +1,14 @@
+//! jit_proto: the local socket protocol between jitd and its clients (jitctl, pam_jit, sudo_jit).
+//!
+//! One request per connection, in a length-prefixed frame with a hard size cap checked before
+//! allocation; the JSON body carries a protocol version. See docs/protocol.md.
+
+pub mod client;
+pub mod frame;
+pub mod grant;
+pub mod message;
+
+pub use client::{call, ClientError};
+pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
+pub use grant::{Grant, GrantSpec, GrantState};
+pub use message::{ErrorCode, Request, Response, PROTOCOL_VERSION};

@@ -1,0 +1,228 @@
+//! Requests and responses. Variants are verb-and-noun; the envelope carries the version.
+
+use crate::grant::{Grant, GrantSpec};
+use serde::{Deserialize, Serialize};
+
+/// Version of the message schema. A daemon answers a different version with `BadVersion`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One request per connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Daemon health and counts.
+    GetStatus,
+    /// Create a local grant (root only).
+    AddGrant {
+        /// What to grant.
+        spec: GrantSpec,
+    },
+    /// List grants (a non-root caller sees only its own).
+    ListGrants {
+        /// Include pending and ended grants.
+        all: bool,
+    },
+    /// One grant.
+    ShowGrant {
+        /// Grant id.
+        id: String,
+    },
+    /// End a grant now (root only).
+    RevokeGrant {
+        /// Grant id.
+        id: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Audit records (root only).
+    ReadAudit {
+        /// Only this grant.
+        grant: Option<String>,
+        /// Only records at or after this Unix time.
+        since: Option<i64>,
+        /// Only records after this byte offset of the audit log (for --follow).
+        after_offset: Option<u64>,
+    },
+}
+
+/// The envelope of a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEnvelope {
+    /// Protocol version.
+    pub v: u32,
+    /// The request.
+    pub req: Request,
+}
+
+/// Error classes; jitctl maps them to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed, oversize or unknown request.
+    BadRequest,
+    /// A protocol version this daemon does not speak.
+    BadVersion,
+    /// The caller may not do this (peer uid from SO_PEERCRED).
+    PermissionDenied,
+    /// No such grant.
+    NotFound,
+    /// Valid request refused by policy or validation (the message says why).
+    Refused,
+    /// Accepted syntax, but the feature is not enforced yet, so it is refused.
+    Unsupported,
+    /// The daemon could not complete it (disk, state); nothing changed.
+    Internal,
+    /// Too many connections; try again.
+    Busy,
+}
+
+/// Status payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// jitd version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_secs: i64,
+    /// Grant counts.
+    pub live: usize,
+    /// Pending grants.
+    pub pending: usize,
+    /// Ended grants whose teardown has not finished.
+    pub teardown_pending: usize,
+    /// Ended grants kept in state.
+    pub ended: usize,
+    /// Snapshot path.
+    pub snapshot_path: String,
+    /// When the snapshot was last written (Unix seconds), if ever.
+    pub snapshot_written_at: Option<i64>,
+    /// Central service link (`none` until the server issue lands).
+    pub server: String,
+    /// Whether durable state writes currently succeed.
+    pub state_writable: bool,
+}
+
+/// One audit record as stored (free-form JSON object with `ts`, `event`, ...).
+pub type AuditRecord = serde_json::Value;
+
+/// Successful payloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Payload {
+    /// For GetStatus.
+    Status(Status),
+    /// For AddGrant, ShowGrant, RevokeGrant.
+    Grant(Box<Grant>),
+    /// For ListGrants.
+    Grants {
+        /// The grants.
+        grants: Vec<Grant>,
+    },
+    /// For ReadAudit.
+    Audit {
+        /// Records in order.
+        records: Vec<AuditRecord>,
+        /// Byte offset after the last record returned.
+        offset: u64,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok {
+        /// Protocol version.
+        v: u32,
+        /// What was asked for.
+        payload: Payload,
+    },
+    /// Not done; nothing changed.
+    Error {
+        /// Protocol version.
+        v: u32,
+        /// Class.
+        code: ErrorCode,
+        /// One line for a person.
+        message: String,
+    },
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(payload: Payload) -> Self {
+        Response::Ok { v: PROTOCOL_VERSION, payload }
+    }
+
+    /// A failure.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Error { v: PROTOCOL_VERSION, code, message: message.into() }
+    }
+}
+
+impl Request {
+    /// A log-safe one-line description: names and ids only, never keys or free text.
+    pub fn as_safe_string(&self) -> String {
+        match self {
+            Request::GetStatus => "get_status".into(),
+            Request::AddGrant { spec } => format!("add_grant user={:?}", spec.user),
+            Request::ListGrants { all } => format!("list_grants all={all}"),
+            Request::ShowGrant { id } => format!("show_grant id={id:?}"),
+            Request::RevokeGrant { id, .. } => format!("revoke_grant id={id:?}"),
+            Request::ReadAudit { grant, .. } => format!("read_audit grant={grant:?}"),
+        }
+    }
+}
+
+/// Decodes a request body. Errors are already phrased for the reply.
+///
+/// # Errors
+/// `BadVersion` for another protocol version, `BadRequest` for anything malformed.
+pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))?;
+    match v.get("v").and_then(serde_json::Value::as_u64) {
+        Some(n) if n == u64::from(PROTOCOL_VERSION) => {}
+        Some(n) => {
+            return Err((ErrorCode::BadVersion, format!("protocol version {n} not supported (this jitd speaks {PROTOCOL_VERSION})")))
+        }
+        None => return Err((ErrorCode::BadRequest, "request has no protocol version".into())),
+    }
+    serde_json::from_value::<RequestEnvelope>(v)
+        .map(|e| e.req)
+        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))
+}
+
+/// Encodes a request envelope.
+///
+/// # Errors
+/// Serialization failure (not expected for these types).
+pub fn encode_request(req: &Request) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&RequestEnvelope { v: PROTOCOL_VERSION, req: req.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip() {
+        let r = Request::RevokeGrant { id: "g-0123abcd".into(), reason: Some("done".into()) };
+        let b = encode_request(&r).unwrap();
+        assert_eq!(decode_request(&b).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_requests() {
+        assert_eq!(decode_request(b"not json").unwrap_err().0, ErrorCode::BadRequest);
+        assert_eq!(decode_request(br#"{"req":{"type":"get_status"}}"#).unwrap_err().0, ErrorCode::BadRequest);
+        assert_eq!(decode_request(br#"{"v":2,"req":{"type":"get_status"}}"#).unwrap_err().0, ErrorCode::BadVersion);
+        assert_eq!(decode_request(br#"{"v":1,"req":{"type":"launch_missiles"}}"#).unwrap_err().0, ErrorCode::BadRequest);
+        assert_eq!(decode_request(br#"{"v":1,"req":{"type":"get_status"},"x":1}"#).unwrap_err().0, ErrorCode::BadRequest);
+        assert_eq!(decode_request(b"{\"v\":1,\"req\":{\"type\":\"show_grant\",\"id\":\"\xff\"}}").unwrap_err().0, ErrorCode::BadRequest);
+        assert!(decode_request(br#"{"v":1,"req":{"type":"get_status"}}"#).is_ok());
+    }
+}

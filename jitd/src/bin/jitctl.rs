@@ -1,0 +1,430 @@
+//! jitctl: the command line of jitd. Talks to the local socket; root may do everything, a user
+//! may only look at its own grants. Exit codes: 0 ok, 1 refused or failed, 2 usage error,
+//! 3 cannot reach jitd.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use jit_core::constants::DEFAULT_SOCKET_PATH;
+use jit_core::time::{format_duration, format_utc, parse_duration};
+use jit_proto::message::{Payload, Status};
+use jit_proto::{ErrorCode, Grant, GrantSpec, Request, Response};
+
+/// jitctl — manage just-in-time grants on this host through jitd.
+#[derive(Parser)]
+#[command(version, about, after_help = "Exit codes: 0 ok, 1 refused or failed (stderr says why), 2 usage error, 3 cannot reach jitd.")]
+struct Cli {
+    /// jitd's socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH)]
+    socket: String,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for jitd (a revoke waits for its teardown).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Daemon, server link, grant counts, snapshot age.
+    Status,
+    /// Add, list, show and revoke grants.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// Show the audit trail.
+    Audit {
+        /// Only this grant.
+        #[arg(long, value_name = "ID")]
+        grant: Option<String>,
+        /// Only records from this long ago (e.g. 2h).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Keep printing new records.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Prove a TOTP code to arm an --mfa grant (not supported yet).
+    Activate {
+        /// Grant id.
+        id: Option<String>,
+    },
+    /// Sessions opened under grants (not supported yet).
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// TOTP enrolment (not supported yet).
+    #[command(subcommand)]
+    Mfa(MfaCmd),
+    /// Break-glass codes (not supported yet).
+    #[command(subcommand)]
+    Breakglass(BreakglassCmd),
+    /// Hours of privilege per person vs standing access (not supported yet).
+    Report {
+        /// Period.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// List sessions.
+    List,
+}
+
+#[derive(Subcommand)]
+enum MfaCmd {
+    /// Enrol USER.
+    Enroll {
+        /// User.
+        user: String,
+    },
+    /// Remove USER's secret.
+    Remove {
+        /// User.
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreakglassCmd {
+    /// Make N one-time emergency codes for a managed account.
+    Init {
+        /// Managed account.
+        #[arg(long)]
+        account: String,
+        /// How many codes.
+        #[arg(long)]
+        count: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// Add a local grant (root only); prints the grant id.
+    Add(AddArgs),
+    /// Live grants (with --all: pending and ended too).
+    List {
+        /// Include pending and ended grants.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One grant in full.
+    Show {
+        /// Grant id.
+        id: String,
+    },
+    /// End a grant now: privilege removed, sessions and processes ended (root only).
+    Revoke {
+        /// Grant id.
+        id: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The person: a new ephemeral account name with --account, else an existing local user.
+    user: String,
+    /// How long the grant lasts (90s, 30m, 2h, 1h30m).
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: String,
+    /// Start later instead of now.
+    #[arg(long, value_name = "DURATION")]
+    start_in: Option<String>,
+    /// Create the ephemeral account USER while the grant is live.
+    #[arg(long)]
+    account: bool,
+    /// Membership of an existing local group while live (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// sudo scope: ALL, a path, or a path with arguments (repeatable).
+    #[arg(long = "sudo", value_name = "COMMAND")]
+    sudo: Vec<String>,
+    /// Allowed sudo run-as target USER[:GROUP] (repeatable).
+    #[arg(long = "runas", value_name = "USER[:GROUP]")]
+    runas: Vec<String>,
+    /// USER is a managed local admin account: enable it while live.
+    #[arg(long)]
+    enable: bool,
+    /// ssh public key for the ephemeral account (repeatable).
+    #[arg(long = "ssh-key", value_name = "KEY")]
+    ssh_keys: Vec<String>,
+    /// File of ssh public keys, one per line (repeatable).
+    #[arg(long = "ssh-key-file", value_name = "PATH")]
+    ssh_key_files: Vec<String>,
+    /// Source networks allowed (repeatable).
+    #[arg(long = "from", value_name = "CIDR")]
+    from: Vec<String>,
+    /// PAM services allowed (repeatable).
+    #[arg(long = "service", value_name = "NAME")]
+    services: Vec<String>,
+    /// Time window, e.g. "Mon-Fri 09:00-18:00" (repeatable).
+    #[arg(long = "window", value_name = "SPEC")]
+    windows: Vec<String>,
+    /// TOTP needed at login or `jitctl activate`.
+    #[arg(long)]
+    mfa: bool,
+    /// TOTP needed at every sudo.
+    #[arg(long)]
+    mfa_sudo: bool,
+    /// End the grant when its first session closes.
+    #[arg(long)]
+    end_with_session: bool,
+    /// Revocation class: ioc, software-install, account-change, sensitive-read (repeatable).
+    #[arg(long = "revoke-on", value_name = "CLASS")]
+    revoke_on: Vec<String>,
+    /// Why the grant exists.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Ticket reference.
+    #[arg(long, default_value = "")]
+    ticket: String,
+    /// Who asked for it.
+    #[arg(long, default_value = "")]
+    requested_by: String,
+}
+
+/// A failure with its exit code.
+struct Fail(u8, String);
+
+fn usage(msg: String) -> Fail {
+    Fail(2, msg)
+}
+
+fn call(cli: &Cli, req: Request) -> Result<Payload, Fail> {
+    let r = jit_proto::call(&cli.socket, &req, Duration::from_secs(cli.timeout.max(1)), true)
+        .map_err(|e| Fail(3, format!("{e} ({})", cli.socket)))?;
+    match r {
+        Response::Ok { payload, .. } => Ok(payload),
+        Response::Error { code: ErrorCode::Busy, message, .. } => Err(Fail(3, message)),
+        Response::Error { message, .. } => Err(Fail(1, message)),
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Fail> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Fail(1, e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}").map_err(|e| Fail(1, e.to_string()))
+}
+
+fn relative(t: i64, now: i64) -> String {
+    if t == now {
+        "now".to_string()
+    } else if t > now {
+        format!("in {}", format_duration(t - now))
+    } else {
+        format!("{} ago", format_duration(now - t))
+    }
+}
+
+fn what(g: &Grant) -> String {
+    let mut parts = Vec::new();
+    if g.account {
+        parts.push(format!("account(uid {})", g.uid.map_or("?".into(), |u| u.to_string())));
+    }
+    for gr in &g.groups {
+        parts.push(format!("group {gr}"));
+    }
+    parts.join(", ")
+}
+
+fn show_grant(g: &Grant, now: i64) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
+    line("id:", g.id.clone());
+    line("user:", g.user.clone());
+    line("state:", g.state.as_str().into());
+    line("not_before:", format!("{} ({})", format_utc(g.not_before), relative(g.not_before, now)));
+    line("not_after:", format!("{} ({})", format_utc(g.not_after), relative(g.not_after, now)));
+    line("grants:", what(g));
+    if !g.ssh_keys.is_empty() {
+        line("ssh keys:", g.ssh_keys.len().to_string());
+    }
+    if !g.reason.is_empty() {
+        line("reason:", g.reason.clone());
+    }
+    if !g.ticket.is_empty() {
+        line("ticket:", g.ticket.clone());
+    }
+    if !g.requested_by.is_empty() {
+        line("requested by:", g.requested_by.clone());
+    }
+    line("created:", format!("{} by {}", format_utc(g.created_at), g.created_by));
+    if let Some(t) = g.ended_at {
+        line("ended:", format!("{} ({})", format_utc(t), g.end_reason.clone().unwrap_or_default()));
+        line("torn down:", if g.torn_down { "yes".into() } else { "not yet".into() });
+    }
+    s
+}
+
+fn print_status(s: &Status, now: i64) -> String {
+    let age = s.snapshot_written_at.map_or("never written".to_string(), |t| format!("written {}", relative(t, now)));
+    format!(
+        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\n",
+        s.version,
+        s.pid,
+        format_duration(s.uptime_secs),
+        s.live,
+        s.pending,
+        s.teardown_pending,
+        s.ended,
+        s.snapshot_path,
+        s.server,
+        if s.state_writable { "writable" } else { "NOT WRITABLE: new grants refused" }
+    )
+}
+
+fn audit_line(r: &serde_json::Value) -> String {
+    let get = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let mut rest: Vec<String> = Vec::new();
+    if let Some(o) = r.as_object() {
+        for (k, v) in o {
+            if ["ts", "time", "event", "severity", "grant", "user"].contains(&k.as_str()) {
+                continue;
+            }
+            rest.push(format!("{k}={v}"));
+        }
+    }
+    format!("{} {:<8} {:<22} {:<16} {:<12} {}", get("time"), get("severity"), get("event"), get("grant"), get("user"), rest.join(" "))
+}
+
+fn read_keys(args: &AddArgs) -> Result<Vec<String>, Fail> {
+    let mut keys = args.ssh_keys.clone();
+    for f in &args.ssh_key_files {
+        let text = std::fs::read_to_string(f).map_err(|e| Fail(1, format!("--ssh-key-file {f}: {e}")))?;
+        keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    Ok(keys)
+}
+
+fn not_yet(what: &str) -> Fail {
+    Fail(1, format!("{what} is not supported yet by this jit version"))
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    let now = jit_core::time::now();
+    let mut out = std::io::stdout().lock();
+    let w = |out: &mut std::io::StdoutLock<'_>, s: String| write!(out, "{s}").map_err(|e| Fail(1, e.to_string()));
+    match &cli.cmd {
+        Cmd::Status => {
+            let Payload::Status(s) = call(cli, Request::GetStatus)? else { return Err(Fail(1, "unexpected reply".into())) };
+            if cli.json {
+                print_json(&s)
+            } else {
+                w(&mut out, print_status(&s, now))
+            }
+        }
+        Cmd::Grant(GrantCmd::Add(a)) => {
+            let duration_secs = parse_duration(&a.duration).map_err(|e| usage(format!("--for: {e}")))?;
+            let start_in_secs = match &a.start_in {
+                Some(s) => parse_duration(s).map_err(|e| usage(format!("--start-in: {e}")))?,
+                None => 0,
+            };
+            let spec = GrantSpec {
+                user: a.user.clone(),
+                duration_secs,
+                start_in_secs,
+                account: a.account,
+                groups: a.groups.clone(),
+                ssh_keys: read_keys(a)?,
+                reason: a.reason.clone(),
+                ticket: a.ticket.clone(),
+                requested_by: a.requested_by.clone(),
+                sudo: a.sudo.clone(),
+                runas: a.runas.clone(),
+                enable: a.enable,
+                from: a.from.clone(),
+                services: a.services.clone(),
+                windows: a.windows.clone(),
+                mfa: a.mfa,
+                mfa_sudo: a.mfa_sudo,
+                end_with_session: a.end_with_session,
+                revoke_on: a.revoke_on.clone(),
+            };
+            let Payload::Grant(g) = call(cli, Request::AddGrant { spec })? else { return Err(Fail(1, "unexpected reply".into())) };
+            if cli.json {
+                print_json(&g)
+            } else {
+                w(&mut out, format!("{}\n", g.id))
+            }
+        }
+        Cmd::Grant(GrantCmd::List { all }) => {
+            let Payload::Grants { grants } = call(cli, Request::ListGrants { all: *all })? else { return Err(Fail(1, "unexpected reply".into())) };
+            if cli.json {
+                return print_json(&grants);
+            }
+            if grants.is_empty() {
+                return w(&mut out, if *all { "no grants\n".into() } else { "no live grants (--all shows pending and ended ones)\n".into() });
+            }
+            let mut s = format!("{:<16} {:<12} {:<8} {:<14} {:<14} {}\n", "ID", "USER", "STATE", "STARTS", "ENDS", "GRANTS");
+            for g in &grants {
+                s.push_str(&format!("{:<16} {:<12} {:<8} {:<14} {:<14} {}\n", g.id, g.user, g.state.as_str(), relative(g.not_before, now), relative(g.not_after, now), what(g)));
+            }
+            w(&mut out, s)
+        }
+        Cmd::Grant(GrantCmd::Show { id }) => {
+            let Payload::Grant(g) = call(cli, Request::ShowGrant { id: id.clone() })? else { return Err(Fail(1, "unexpected reply".into())) };
+            if cli.json {
+                print_json(&g)
+            } else {
+                w(&mut out, show_grant(&g, now))
+            }
+        }
+        Cmd::Grant(GrantCmd::Revoke { id, reason }) => {
+            let Payload::Grant(g) = call(cli, Request::RevokeGrant { id: id.clone(), reason: reason.clone() })? else { return Err(Fail(1, "unexpected reply".into())) };
+            if cli.json {
+                print_json(&g)
+            } else {
+                w(&mut out, format!("revoked {} ({})\n", g.id, g.user))
+            }
+        }
+        Cmd::Audit { grant, since, follow } => {
+            let since = match since {
+                Some(s) => Some(now - parse_duration(s).map_err(|e| usage(format!("--since: {e}")))?),
+                None => None,
+            };
+            let mut offset = None;
+            loop {
+                let Payload::Audit { records, offset: next } = call(cli, Request::ReadAudit { grant: grant.clone(), since, after_offset: offset })? else {
+                    return Err(Fail(1, "unexpected reply".into()));
+                };
+                for r in &records {
+                    let line = if cli.json { r.to_string() } else { audit_line(r) };
+                    writeln!(out, "{line}").map_err(|e| Fail(1, e.to_string()))?;
+                }
+                out.flush().map_err(|e| Fail(1, e.to_string()))?;
+                let more = Some(next) != offset && !records.is_empty();
+                offset = Some(next);
+                if !*follow && !more {
+                    return Ok(());
+                }
+                if *follow && !more {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        Cmd::Activate { .. } => Err(not_yet("jitctl activate (TOTP)")),
+        Cmd::Session(_) => Err(not_yet("jitctl session (session tracking arrives with pam_jit)")),
+        Cmd::Mfa(_) => Err(not_yet("jitctl mfa (TOTP)")),
+        Cmd::Breakglass(_) => Err(not_yet("jitctl breakglass")),
+        Cmd::Report { .. } => Err(not_yet("jitctl report")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("jitctl: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

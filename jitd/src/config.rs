@@ -1,0 +1,366 @@
+//! jitd's configuration: `/etc/jit/jitd.toml`, TOML with unknown keys rejected, every key
+//! optional (embedded defaults), validated into [`Config`] before anything runs.
+
+use std::path::PathBuf;
+
+use jit_core::constants::*;
+use jit_core::time::parse_duration;
+use jit_core::validate::{validate_abs_path, validate_name};
+use serde::Deserialize;
+
+/// What to do with an ephemeral account's home at teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomePolicy {
+    /// Delete the tree (fd-relative, never following links).
+    Remove,
+    /// Move it under `<home_root>/.jit-archive/` (root-only).
+    Archive,
+    /// Leave it; the uid stays reserved for the identity, so its files stay its own.
+    Keep,
+}
+
+/// Whether to invalidate nscd's caches on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NscdMode {
+    /// When nscd's socket exists.
+    Auto,
+    /// Never (for hosts without nscd; a test uses it as the control run).
+    Off,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Option<u32>,
+    uid_range: Option<String>,
+    home_root: Option<String>,
+    home_policy: Option<HomePolicy>,
+    skel: Option<String>,
+    shell: Option<String>,
+    managed_accounts: Option<Vec<String>>,
+    max_grant: Option<String>,
+    kill_grace: Option<String>,
+    ioc_commands: Option<Vec<String>>,
+    state_dir: Option<String>,
+    snapshot_path: Option<String>,
+    socket_path: Option<String>,
+    audit_log: Option<String>,
+    passwd_file: Option<String>,
+    group_file: Option<String>,
+    nscd: Option<NscdMode>,
+    workers: Option<usize>,
+    groups: Option<RawGroups>,
+    server: Option<toml::Value>,
+    totp: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGroups {
+    users: Option<String>,
+    sudo: Option<String>,
+    mfa: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (None: embedded defaults).
+    pub source: Option<PathBuf>,
+    /// First id of the reserved range.
+    pub uid_min: u32,
+    /// Last id of the reserved range (inclusive). The top three ids are jit's own groups.
+    pub uid_max: u32,
+    /// Parent of ephemeral homes.
+    pub home_root: PathBuf,
+    /// Teardown policy for homes.
+    pub home_policy: HomePolicy,
+    /// Skeleton copied into new homes.
+    pub skel: PathBuf,
+    /// Login shell.
+    pub shell: String,
+    /// Managed local admin accounts.
+    pub managed_accounts: Vec<String>,
+    /// Longest grant, seconds.
+    pub max_grant_secs: i64,
+    /// SIGTERM-to-SIGKILL grace at teardown, milliseconds.
+    pub kill_grace_ms: u64,
+    /// Extra indicator-of-compromise command patterns (enforced by sudo_jit).
+    pub ioc_commands: Vec<String>,
+    /// Durable state directory.
+    pub state_dir: PathBuf,
+    /// Snapshot the modules read.
+    pub snapshot_path: PathBuf,
+    /// Local API socket.
+    pub socket_path: PathBuf,
+    /// Audit trail.
+    pub audit_log: PathBuf,
+    /// Local account database, read directly (never through NSS: no recursion into jit).
+    pub passwd_file: PathBuf,
+    /// Local group database, read directly.
+    pub group_file: PathBuf,
+    /// nscd invalidation.
+    pub nscd: NscdMode,
+    /// Socket worker threads.
+    pub workers: usize,
+    /// Name of the group of every live ephemeral account.
+    pub group_users: String,
+    /// Name of the group of users with a live sudo scope.
+    pub group_sudo: String,
+    /// Name of the group of users whose login needs TOTP.
+    pub group_mfa: String,
+}
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+fn parse_kill_grace(s: &str) -> Result<u64, ConfigError> {
+    let s = s.trim();
+    let ms = if let Some(n) = s.strip_suffix("ms") {
+        n.parse::<u64>().map_err(|_| err(format!("kill_grace: invalid duration {s:?}")))?
+    } else {
+        let secs = parse_duration(s).map_err(|e| err(format!("kill_grace: {e}")))?;
+        u64::try_from(secs).unwrap_or(u64::MAX).saturating_mul(1000)
+    };
+    if !(10..=60_000).contains(&ms) {
+        return Err(err("kill_grace must be between 10ms and 60s"));
+    }
+    Ok(ms)
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| err(format!("uid_range: expected MIN-MAX, got {s:?}")))?;
+    let a: u32 = a.trim().parse().map_err(|_| err(format!("uid_range: bad number {a:?}")))?;
+    let b: u32 = b.trim().parse().map_err(|_| err(format!("uid_range: bad number {b:?}")))?;
+    if a < 1000 || b > i32::MAX as u32 || b < a + 10 || (a..=b).contains(&65_534) {
+        return Err(err(format!(
+            "uid_range {s:?}: must lie within 1000..2147483647, hold at least 11 ids and exclude 65534"
+        )));
+    }
+    Ok((a, b))
+}
+
+fn path_key(key: &'static str, v: Option<String>, default: &str) -> Result<PathBuf, ConfigError> {
+    let v = v.unwrap_or_else(|| default.to_string());
+    validate_abs_path(key, &v).map_err(|e| err(format!("{key}: {e}")))?;
+    Ok(PathBuf::from(v))
+}
+
+impl Config {
+    /// The embedded defaults (INTERFACE.md paths).
+    ///
+    /// # Errors
+    /// Never in practice; the defaults are valid.
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Self::from_raw(RawConfig::default(), None)
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys, invalid values.
+    pub fn parse(text: &str, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(format!("{}", e).trim_end().to_string()))?;
+        Self::from_raw(raw, source)
+    }
+
+    /// Reads `path`. A missing file at the default path means embedded defaults; a missing file
+    /// named explicitly is an error.
+    ///
+    /// # Errors
+    /// Unreadable or invalid file.
+    pub fn load(path: &std::path::Path, explicit: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, Some(path.to_path_buf()))
+                .map_err(|e| err(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Self::defaults(),
+            Err(e) => Err(err(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn from_raw(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        if let Some(v) = raw.version {
+            if v != 1 {
+                return Err(err(format!("version = {v}: this jitd reads version 1")));
+            }
+        }
+        if raw.server.is_some() {
+            return Err(err(
+                "[server]: syncing with a central service is not supported yet; remove the section",
+            ));
+        }
+        if raw.totp.is_some() {
+            return Err(err("[totp]: TOTP is not supported yet; remove the section"));
+        }
+        let (uid_min, uid_max) = parse_range(raw.uid_range.as_deref().unwrap_or("70000-79999"))?;
+        let home_root = path_key("home_root", raw.home_root, DEFAULT_HOME_ROOT)?;
+        if home_root == std::path::Path::new("/") {
+            return Err(err("home_root must not be /"));
+        }
+        let shell = raw.shell.unwrap_or_else(|| DEFAULT_SHELL.to_string());
+        validate_abs_path("shell", &shell).map_err(|e| err(format!("shell: {e}")))?;
+        let mut managed = raw.managed_accounts.unwrap_or_default();
+        for m in &managed {
+            if m == "root" {
+                return Err(err("managed_accounts: root is never managed (it must always be able to log in)"));
+            }
+            validate_name("managed account", m).map_err(|e| err(format!("managed_accounts: {e}")))?;
+        }
+        managed.sort();
+        managed.dedup();
+        let max_grant_secs = match raw.max_grant {
+            Some(s) => parse_duration(&s).map_err(|e| err(format!("max_grant: {e}")))?,
+            None => DEFAULT_MAX_GRANT_SECS,
+        };
+        if max_grant_secs > 31 * 86_400 {
+            return Err(err("max_grant: at most 31d"));
+        }
+        let kill_grace_ms = match raw.kill_grace {
+            Some(s) => parse_kill_grace(&s)?,
+            None => 1000,
+        };
+        let mut names = Vec::new();
+        let groups = raw.groups.unwrap_or_default();
+        for (key, v, d) in [
+            ("groups.users", groups.users, GROUP_JIT_USERS),
+            ("groups.sudo", groups.sudo, GROUP_JIT_SUDO),
+            ("groups.mfa", groups.mfa, GROUP_JIT_MFA),
+        ] {
+            let v = v.unwrap_or_else(|| d.to_string());
+            validate_name("group name", &v).map_err(|e| err(format!("{key}: {e}")))?;
+            if names.contains(&v) {
+                return Err(err(format!("{key}: {v:?} is used twice")));
+            }
+            names.push(v);
+        }
+        let workers = raw.workers.unwrap_or(4);
+        if !(1..=64).contains(&workers) {
+            return Err(err("workers must be between 1 and 64"));
+        }
+        let mut it = names.into_iter();
+        Ok(Config {
+            source,
+            uid_min,
+            uid_max,
+            home_root,
+            home_policy: raw.home_policy.unwrap_or(HomePolicy::Remove),
+            skel: path_key("skel", raw.skel, "/etc/skel")?,
+            shell,
+            managed_accounts: managed,
+            max_grant_secs,
+            kill_grace_ms,
+            ioc_commands: raw.ioc_commands.unwrap_or_default(),
+            state_dir: path_key("state_dir", raw.state_dir, DEFAULT_STATE_DIR)?,
+            snapshot_path: path_key("snapshot_path", raw.snapshot_path, DEFAULT_SNAPSHOT_PATH)?,
+            socket_path: path_key("socket_path", raw.socket_path, DEFAULT_SOCKET_PATH)?,
+            audit_log: path_key("audit_log", raw.audit_log, DEFAULT_AUDIT_LOG)?,
+            passwd_file: path_key("passwd_file", raw.passwd_file, "/etc/passwd")?,
+            group_file: path_key("group_file", raw.group_file, "/etc/group")?,
+            nscd: raw.nscd.unwrap_or(NscdMode::Auto),
+            workers,
+            group_users: it.next().unwrap_or_default(),
+            group_sudo: it.next().unwrap_or_default(),
+            group_mfa: it.next().unwrap_or_default(),
+        })
+    }
+
+    /// gid of `jit-users` (top of the range).
+    pub fn gid_users(&self) -> u32 {
+        self.uid_max
+    }
+
+    /// gid of `jit-sudo`.
+    pub fn gid_sudo(&self) -> u32 {
+        self.uid_max - 1
+    }
+
+    /// gid of `jit-mfa`.
+    pub fn gid_mfa(&self) -> u32 {
+        self.uid_max - 2
+    }
+
+    /// Highest id handed to an account (the top three are jit's groups).
+    pub fn account_uid_max(&self) -> u32 {
+        self.uid_max - 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults().unwrap();
+        assert_eq!((c.uid_min, c.uid_max), (70_000, 79_999));
+        assert_eq!(c.max_grant_secs, 12 * 3600);
+        assert_eq!(c.snapshot_path, PathBuf::from("/run/jitd/snapshot"));
+        assert_eq!(c.gid_users(), 79_999);
+    }
+
+    #[test]
+    fn full_file() {
+        let c = Config::parse(
+            r#"
+            uid_range = "71000-71999"
+            home_root = "/srv/home"
+            home_policy = "archive"
+            managed_accounts = ["admin", "ops", "admin"]
+            max_grant = "2h"
+            kill_grace = "250ms"
+            nscd = "off"
+            [groups]
+            sudo = "jit-admins"
+            "#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.uid_min, 71_000);
+        assert_eq!(c.home_policy, HomePolicy::Archive);
+        assert_eq!(c.managed_accounts, ["admin", "ops"]);
+        assert_eq!(c.kill_grace_ms, 250);
+        assert_eq!(c.group_sudo, "jit-admins");
+        assert_eq!(c.group_users, "jit-users");
+    }
+
+    #[test]
+    fn refusals() {
+        for bad in [
+            "unknown_key = 1",
+            "uid_range = \"0-100\"",
+            "uid_range = \"65000-66000\"",
+            "uid_range = \"70000-70005\"",
+            "managed_accounts = [\"root\"]",
+            "managed_accounts = [\"a:b\"]",
+            "home_root = \"relative\"",
+            "home_root = \"/\"",
+            "max_grant = \"90\"",
+            "max_grant = \"40d\"",
+            "kill_grace = \"0ms\"",
+            "home_policy = \"shred\"",
+            "[server]\nurl = \"https://x\"",
+            "version = 2",
+            "[groups]\nusers = \"x\"\nsudo = \"x\"",
+        ] {
+            assert!(Config::parse(bad, None).is_err(), "{bad:?} accepted");
+        }
+    }
+}

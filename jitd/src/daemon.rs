@@ -1,0 +1,774 @@
+//! The daemon's core: grants in memory behind one lock, persisted before they are acted on,
+//! projected onto the snapshot, moved through their life by [`Daemon::tick`], and changed by
+//! socket requests through [`Daemon::handle`].
+//!
+//! Locking: `inner` guards state and is never held across process killing, home removal or
+//! nscd; `teardown` serializes those slow steps so the timer and a revoke never run the same
+//! teardown twice.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jit_core::time::{format_utc, UnixTime};
+use jit_core::validate::{validate_account_name, validate_grant_id, validate_name, validate_ssh_key, validate_text};
+use jit_proto::message::{Payload, Status};
+use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
+use serde_json::json;
+
+use crate::audit::{Audit, Severity};
+use crate::config::{Config, HomePolicy};
+use crate::localdb::LocalDb;
+use crate::procs::{end_processes, KillTargets};
+use crate::snapshot_out::{self, Collision, FileId};
+use crate::state::{State, StateStore};
+use crate::{home, nscd};
+
+/// Grants kept after they ended, for `grant list --all` and reports; older ones are pruned.
+const ENDED_KEEP: usize = 10_000;
+
+struct Inner {
+    state: State,
+    state_writable: bool,
+    snapshot_id: Option<FileId>,
+    snapshot_written_at: Option<UnixTime>,
+    local_sig: Option<(Option<FileId>, Option<FileId>)>,
+    reported_collisions: BTreeSet<Collision>,
+    /// grant id -> (CLOCK_BOOTTIME seconds when first seen live, seconds it had left then).
+    boot_cap: HashMap<String, (i64, i64)>,
+}
+
+/// The running daemon.
+pub struct Daemon {
+    /// Configuration.
+    pub cfg: Config,
+    store: StateStore,
+    audit: Audit,
+    inner: Mutex<Inner>,
+    teardown: Mutex<()>,
+    /// Signalled when a deadline may have moved (a grant was added or revoked).
+    pub wake: Condvar,
+    /// Set by SIGTERM/SIGINT.
+    pub stop: AtomicBool,
+    started_at: UnixTime,
+}
+
+type Refusal = (ErrorCode, String);
+
+fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
+    (code, msg.into())
+}
+
+/// Seconds on CLOCK_BOOTTIME: does not move when the wall clock is set, counts suspend.
+fn boottime() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec
+}
+
+fn random_id() -> std::io::Result<String> {
+    let mut b = [0u8; 6];
+    // SAFETY: `b` is writable for its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(std::io::Error::other("getrandom failed"));
+    }
+    Ok(format!("g-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+}
+
+/// One grant to tear down, with what its teardown needs.
+#[derive(Debug, Clone)]
+struct TeardownJob {
+    id: String,
+    user: String,
+    uid: Option<u32>,
+    holder_uid: Option<u32>,
+    gids: Vec<u32>,
+    state: GrantState,
+}
+
+impl Daemon {
+    /// Loads state and opens the audit log. Nothing acts yet.
+    ///
+    /// # Errors
+    /// Unusable state directory, damaged state with no intact previous generation, or an
+    /// audit log that cannot be opened.
+    pub fn open(cfg: Config, now: UnixTime) -> Result<Daemon, String> {
+        prepare_dir(&cfg.state_dir, 0o700)?;
+        if let Some(d) = cfg.snapshot_path.parent() {
+            prepare_dir(d, 0o755)?;
+        }
+        let audit = Audit::open(&cfg.audit_log).map_err(|e| format!("audit log {}: {e}", cfg.audit_log.display()))?;
+        let store = StateStore::new(&cfg.state_dir);
+        let loaded = store.load().map_err(|e| format!("JIT-E001 {e}; refusing to start (restore {} or its .prev)", store.path().display()))?;
+        if let Some(why) = &loaded.recovered_from_prev {
+            audit.record(now, Severity::Error, "state.recovered", json!({ "problem": why, "used": "previous generation" }));
+        }
+        Ok(Daemon {
+            cfg,
+            store,
+            audit,
+            inner: Mutex::new(Inner {
+                state: loaded.state,
+                state_writable: true,
+                snapshot_id: None,
+                snapshot_written_at: None,
+                local_sig: None,
+                reported_collisions: BTreeSet::new(),
+                boot_cap: HashMap::new(),
+            }),
+            teardown: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            started_at: now,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a worker panicked mid-update; the state in memory is still the
+        // last consistent one we persisted or about to persist, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an audit event.
+    pub fn audit(&self, now: UnixTime, sev: Severity, event: &str, fields: serde_json::Value) {
+        self.audit.record(now, sev, event, fields);
+    }
+
+    fn local_db(&self) -> Result<LocalDb, String> {
+        LocalDb::read(&self.cfg.passwd_file, &self.cfg.group_file)
+            .map_err(|e| format!("cannot read {} / {}: {e}", self.cfg.passwd_file.display(), self.cfg.group_file.display()))
+    }
+
+    /// Persists state; on failure marks state unwritable (new grants refused) and audits.
+    fn persist(&self, inner: &mut Inner, now: UnixTime) -> Result<(), String> {
+        match self.store.save(&inner.state) {
+            Ok(()) => {
+                inner.state_writable = true;
+                Ok(())
+            }
+            Err(e) => {
+                inner.state_writable = false;
+                self.audit.record(now, Severity::Error, "state.write_failed", json!({ "error": e.to_string() }));
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Rewrites the snapshot from state. Failures are audited and retried at the next tick.
+    fn write_snapshot(&self, inner: &mut Inner, now: UnixTime) {
+        let local = match self.local_db() {
+            Ok(l) => l,
+            Err(e) => {
+                self.audit.record(now, Severity::Error, "snapshot.write_failed", json!({ "error": e }));
+                inner.snapshot_id = None;
+                return;
+            }
+        };
+        let (data, collisions) = snapshot_out::project(&self.cfg, &inner.state, &local, now);
+        for c in collisions {
+            if inner.reported_collisions.insert(c.clone()) {
+                self.audit.record(now, Severity::Warning, "account.collision", json!({
+                    "grant": c.grant, "user": c.user, "with": c.with,
+                    "action": "account hidden: local names and ids always win"
+                }));
+            }
+        }
+        match snapshot_out::write(&self.cfg.snapshot_path, &data) {
+            Ok(id) => {
+                inner.snapshot_id = id;
+                inner.snapshot_written_at = Some(now);
+            }
+            Err(e) => {
+                inner.snapshot_id = None;
+                self.audit.record(now, Severity::Error, "snapshot.write_failed", json!({ "error": e }));
+            }
+        }
+        inner.local_sig = Some((FileId::of(&self.cfg.passwd_file), FileId::of(&self.cfg.group_file)));
+    }
+
+    /// Moves every grant along at `now`: pending → live (home made), live → expired
+    /// (persisted, snapshot rewritten, then processes, home, caches). Also repairs a missing or
+    /// altered snapshot and notices changes to /etc/passwd and /etc/group. Returns the next
+    /// deadline.
+    pub fn tick(&self, now: UnixTime) -> Option<UnixTime> {
+        let boot = boottime();
+        let (went_live, expired, changed) = {
+            let mut inner = self.lock();
+            let mut changed = false;
+            let mut went_live = Vec::new();
+            let mut expired = Vec::new();
+            let ids: Vec<String> = inner.state.grants.keys().cloned().collect();
+            for id in ids {
+                let Some(g) = inner.state.grants.get(&id).cloned() else { continue };
+                if g.state.is_ended() {
+                    continue;
+                }
+                // Boot-time cap: a wall clock set back must not stretch a grant (C5).
+                let capped = match inner.boot_cap.get(&id) {
+                    Some(&(b0, left)) => boot - b0 >= left,
+                    None => false,
+                };
+                let st = g.state_at(now);
+                if st == GrantState::Expired || capped {
+                    if let Some(gm) = inner.state.grants.get_mut(&id) {
+                        gm.state = GrantState::Expired;
+                        gm.ended_at = Some(now);
+                        gm.end_reason = Some(if capped && st != GrantState::Expired {
+                            "expired (elapsed time since activation reached its duration; the wall clock moved back)".into()
+                        } else {
+                            "expired".into()
+                        });
+                    }
+                    inner.boot_cap.remove(&id);
+                    expired.push((g.id.clone(), g.user.clone(), g.not_after, capped && st != GrantState::Expired));
+                    changed = true;
+                } else if st == GrantState::Live {
+                    inner.boot_cap.entry(id.clone()).or_insert((boot, g.not_after - now));
+                    if g.state == GrantState::Pending {
+                        if let Some(gm) = inner.state.grants.get_mut(&id) {
+                            gm.state = GrantState::Live;
+                            gm.went_live_at = Some(now);
+                        }
+                        went_live.push(id.clone());
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                self.prune(&mut inner.state);
+                // Persist before acting; if it fails, the expiry still takes effect in memory
+                // and in the snapshot (expiry is local), and the write is retried next tick.
+                let _ = self.persist(&mut inner, now);
+            } else if !inner.state_writable {
+                let _ = self.persist(&mut inner, now);
+            }
+            let local_now = (FileId::of(&self.cfg.passwd_file), FileId::of(&self.cfg.group_file));
+            let snap_now = FileId::of(&self.cfg.snapshot_path);
+            let local_changed = inner.local_sig != Some(local_now);
+            let snapshot_damaged = inner.snapshot_id.is_none() || snap_now != inner.snapshot_id;
+            if changed || local_changed || snapshot_damaged {
+                if snapshot_damaged && inner.snapshot_written_at.is_some() {
+                    self.audit.record(now, Severity::Notice, "snapshot.repaired", json!({
+                        "path": self.cfg.snapshot_path.display().to_string(),
+                        "problem": if snap_now.is_none() { "missing" } else { "changed by someone else" }
+                    }));
+                }
+                self.write_snapshot(&mut inner, now);
+            }
+            (went_live, expired, changed)
+        };
+        for (id, user, not_after, by_boot_cap) in expired {
+            // `not_after` is the original expiry even when jitd was down at that moment (F11).
+            self.audit.record(now, Severity::Info, "grant.expired", json!({
+                "grant": id, "user": user, "not_after": not_after, "late_secs": (now - not_after).max(0),
+                "boot_time_cap": by_boot_cap,
+            }));
+        }
+        for id in went_live {
+            self.on_live(&id, now);
+        }
+        if changed {
+            nscd::invalidate(self.cfg.nscd);
+        }
+        self.run_teardowns(now);
+        self.next_deadline()
+    }
+
+    fn prune(&self, state: &mut State) {
+        let ended: Vec<(UnixTime, String)> = state
+            .grants
+            .values()
+            .filter(|g| g.state.is_ended() && g.torn_down)
+            .map(|g| (g.ended_at.unwrap_or(0), g.id.clone()))
+            .collect();
+        if ended.len() > ENDED_KEEP {
+            let mut ended = ended;
+            ended.sort();
+            for (_, id) in ended.iter().take(ended.len() - ENDED_KEEP) {
+                state.grants.remove(id);
+            }
+        }
+    }
+
+    /// The earliest `not_before`/`not_after` still ahead.
+    pub fn next_deadline(&self) -> Option<UnixTime> {
+        let inner = self.lock();
+        inner
+            .state
+            .grants
+            .values()
+            .filter(|g| !g.state.is_ended())
+            .map(|g| if g.state == GrantState::Pending { g.not_before.min(g.not_after) } else { g.not_after })
+            .min()
+    }
+
+    fn on_live(&self, id: &str, now: UnixTime) {
+        let Some(g) = self.lock().state.grants.get(id).cloned() else { return };
+        let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
+        if let (true, Some(uid)) = (g.account, g.uid) {
+            match home::create(&self.cfg.home_root, &g.user, uid, uid, &self.cfg.skel) {
+                Ok(c) => fields["home"] = json!(format!("{:?}", c).to_lowercase()),
+                Err(e) => {
+                    self.audit.record(now, Severity::Warning, "home.create_failed", json!({ "grant": g.id, "user": g.user, "error": e.to_string() }));
+                }
+            }
+        }
+        self.audit.record(now, Severity::Info, "grant.live", fields);
+    }
+
+    /// Tears down every ended grant whose teardown has not finished. Idempotent: a crash in the
+    /// middle leaves `torn_down = false`, and the next start resumes it.
+    fn run_teardowns(&self, now: UnixTime) {
+        let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+        let (jobs, local) = {
+            let inner = self.lock();
+            let jobs: Vec<TeardownJob> = inner
+                .state
+                .grants
+                .values()
+                .filter(|g| g.state.is_ended() && !g.torn_down)
+                .map(|g| TeardownJob {
+                    id: g.id.clone(),
+                    user: g.user.clone(),
+                    uid: if g.account { g.uid } else { None },
+                    holder_uid: None,
+                    gids: Vec::new(),
+                    state: g.state,
+                })
+                .collect();
+            if jobs.is_empty() {
+                return;
+            }
+            (jobs, self.local_db().unwrap_or_default())
+        };
+        // Memberships still held by grants that remain live must not be torn away.
+        let still_granted: HashSet<(String, String)> = {
+            let inner = self.lock();
+            inner
+                .state
+                .grants
+                .values()
+                .filter(|g| !g.state.is_ended())
+                .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
+                .collect()
+        };
+        let still_account: HashSet<String> = {
+            let inner = self.lock();
+            inner.state.grants.values().filter(|g| !g.state.is_ended() && g.account && g.state_at(now) == GrantState::Live).map(|g| g.user.clone()).collect()
+        };
+        let mut targets = KillTargets::default();
+        let mut jobs = jobs;
+        {
+            let inner = self.lock();
+            for job in &mut jobs {
+                let Some(g) = inner.state.grants.get(&job.id) else { continue };
+                if let Some(uid) = job.uid {
+                    if !still_account.contains(&job.user) {
+                        targets.uids.insert(uid);
+                    }
+                }
+                // The grantee's uid: a local user, or the ephemeral account itself.
+                let holder = local.user(&g.user).map(|u| u.uid).or(job.uid);
+                job.holder_uid = holder;
+                for gname in &g.groups {
+                    let Some(lg) = local.group(gname) else { continue };
+                    // Never kill for a membership the user holds locally or through another
+                    // live grant: those processes are entitled to the gid.
+                    if lg.members.iter().any(|m| m == &g.user) || still_granted.contains(&(g.user.clone(), gname.clone())) {
+                        continue;
+                    }
+                    if local.user(&g.user).is_some_and(|u| u.gid == lg.gid) {
+                        continue;
+                    }
+                    job.gids.push(lg.gid);
+                    if let Some(h) = holder {
+                        if h != 0 {
+                            targets.group_holders.insert((h, lg.gid));
+                        }
+                    }
+                }
+            }
+        }
+        let report = end_processes(&targets, Duration::from_millis(self.cfg.kill_grace_ms), Duration::from_secs(10));
+        let flushed = nscd::invalidate(self.cfg.nscd);
+        let mut done = Vec::new();
+        for job in &jobs {
+            let mut fields = json!({
+                "grant": job.id, "user": job.user, "ended": job.state.as_str(),
+                "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
+                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed,
+            });
+            if !job.gids.is_empty() {
+                fields["gids"] = json!(job.gids);
+            }
+            let mut complete = report.survivors.is_empty();
+            if let Some(uid) = job.uid {
+                if still_account.contains(&job.user) {
+                    fields["home"] = json!("kept: another grant for this account is live");
+                } else {
+                    let r = match self.cfg.home_policy {
+                        HomePolicy::Remove => home::remove(&self.cfg.home_root, &job.user, uid).map(|gone| if gone { "removed".to_string() } else { "none".to_string() }),
+                        HomePolicy::Archive => home::archive(&self.cfg.home_root, &job.user, uid, &job.id).map(|p| p.map_or("none".to_string(), |p| format!("archived to {p}"))),
+                        HomePolicy::Keep => Ok("kept".to_string()),
+                    };
+                    match r {
+                        Ok(what) => fields["home"] = json!(what),
+                        Err(e) => {
+                            fields["home_error"] = json!(e.to_string());
+                        }
+                    }
+                }
+            }
+            if !report.survivors.is_empty() {
+                fields["survivors"] = json!(report.survivors);
+                complete = false;
+            }
+            let sev = if complete { Severity::Info } else { Severity::Error };
+            self.audit.record(now, sev, if complete { "grant.teardown" } else { "grant.teardown_incomplete" }, fields);
+            if complete {
+                done.push(job.id.clone());
+            }
+        }
+        if !done.is_empty() {
+            let mut inner = self.lock();
+            for id in &done {
+                if let Some(g) = inner.state.grants.get_mut(id) {
+                    g.torn_down = true;
+                }
+            }
+            let _ = self.persist(&mut inner, now);
+        }
+    }
+
+    /// Answers one request from a peer with uid `peer_uid`.
+    pub fn handle(&self, peer_uid: u32, req: Request, now: UnixTime) -> Response {
+        let r = match req {
+            Request::GetStatus => Ok(Payload::Status(self.status(now))),
+            Request::AddGrant { spec } => self.add_grant(peer_uid, spec, now).map(|g| Payload::Grant(Box::new(g))),
+            Request::ListGrants { all } => Ok(Payload::Grants { grants: self.list(peer_uid, all, now) }),
+            Request::ShowGrant { id } => self.show(peer_uid, &id, now).map(|g| Payload::Grant(Box::new(g))),
+            Request::RevokeGrant { id, reason } => self.revoke(peer_uid, &id, reason, now).map(|g| Payload::Grant(Box::new(g))),
+            Request::ReadAudit { grant, since, after_offset } => {
+                if peer_uid != 0 {
+                    Err(refuse(ErrorCode::PermissionDenied, "only root may read the audit trail"))
+                } else {
+                    self.audit
+                        .read(grant.as_deref(), since, after_offset)
+                        .map(|(records, offset)| Payload::Audit { records, offset })
+                        .map_err(|e| refuse(ErrorCode::Internal, format!("cannot read the audit log: {e}")))
+                }
+            }
+        };
+        match r {
+            Ok(p) => Response::ok(p),
+            Err((code, msg)) => Response::error(code, msg),
+        }
+    }
+
+    fn status(&self, now: UnixTime) -> Status {
+        let inner = self.lock();
+        let count = |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: now - self.started_at,
+            live: count(&|g| g.state_at(now) == GrantState::Live),
+            pending: count(&|g| g.state_at(now) == GrantState::Pending),
+            teardown_pending: count(&|g| g.state.is_ended() && !g.torn_down),
+            ended: count(&|g| g.state.is_ended()),
+            snapshot_path: self.cfg.snapshot_path.display().to_string(),
+            snapshot_written_at: inner.snapshot_written_at,
+            server: "none (local grants only)".into(),
+            state_writable: inner.state_writable,
+        }
+    }
+
+    /// The name a peer acts as: a local user, or an ephemeral account (by ledger uid).
+    fn peer_name(&self, peer_uid: u32, inner: &Inner) -> Option<String> {
+        if let Ok(l) = self.local_db() {
+            if let Some(u) = l.users.iter().find(|u| u.uid == peer_uid) {
+                return Some(u.name.clone());
+            }
+        }
+        inner.state.uid_ledger.iter().find(|(_, &u)| u == peer_uid).map(|(n, _)| n.clone())
+    }
+
+    fn visible(&self, peer_uid: u32, inner: &Inner, g: &Grant) -> bool {
+        peer_uid == 0 || self.peer_name(peer_uid, inner).as_deref() == Some(g.user.as_str())
+    }
+
+    fn with_state(g: &Grant, now: UnixTime) -> Grant {
+        let mut g = g.clone();
+        g.state = g.state_at(now);
+        g
+    }
+
+    fn list(&self, peer_uid: u32, all: bool, now: UnixTime) -> Vec<Grant> {
+        let inner = self.lock();
+        let mut v: Vec<Grant> = inner
+            .state
+            .grants
+            .values()
+            .filter(|g| self.visible(peer_uid, &inner, g))
+            .map(|g| Self::with_state(g, now))
+            .filter(|g| all || g.state == GrantState::Live)
+            .collect();
+        v.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
+        v
+    }
+
+    fn show(&self, peer_uid: u32, id: &str, now: UnixTime) -> Result<Grant, Refusal> {
+        validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let inner = self.lock();
+        match inner.state.grants.get(id) {
+            Some(g) if self.visible(peer_uid, &inner, g) => Ok(Self::with_state(g, now)),
+            _ => Err(refuse(ErrorCode::NotFound, format!("no grant {id}"))),
+        }
+    }
+
+    fn revoke(&self, peer_uid: u32, id: &str, reason: Option<String>, now: UnixTime) -> Result<Grant, Refusal> {
+        if peer_uid != 0 {
+            self.audit.record(now, Severity::Warning, "request.denied", json!({ "peer_uid": peer_uid, "request": "revoke_grant", "grant": id }));
+            return Err(refuse(ErrorCode::PermissionDenied, "only root may revoke grants"));
+        }
+        validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let reason = reason.unwrap_or_default();
+        validate_text("reason", &reason, 256).map_err(|e| refuse(ErrorCode::Refused, e.to_string()))?;
+        let g = {
+            let mut inner = self.lock();
+            let g = inner.state.grants.get(id).cloned().ok_or_else(|| refuse(ErrorCode::NotFound, format!("no grant {id}")))?;
+            let st = g.state_at(now);
+            if st.is_ended() {
+                let when = g.ended_at.unwrap_or(g.not_after);
+                return Err(refuse(ErrorCode::Refused, format!("grant {id} already ended ({} at {})", st.as_str(), format_utc(when))));
+            }
+            if let Some(gm) = inner.state.grants.get_mut(id) {
+                gm.state = GrantState::Revoked;
+                gm.ended_at = Some(now);
+                gm.end_reason = Some(if reason.is_empty() { "revoked by root".into() } else { format!("revoked by root: {reason}") });
+            }
+            // Durable before acknowledged; on failure the revocation still applies in memory and
+            // in the snapshot (it only removes privilege) and the write is retried at each tick.
+            let _ = self.persist(&mut inner, now);
+            inner.boot_cap.remove(id);
+            self.write_snapshot(&mut inner, now);
+            inner.state.grants.get(id).cloned().unwrap_or(g)
+        };
+        self.audit.record(now, Severity::Notice, "grant.revoked", json!({ "grant": id, "user": g.user, "by": "root", "reason": reason }));
+        nscd::invalidate(self.cfg.nscd);
+        self.run_teardowns(now);
+        self.wake.notify_all();
+        let inner = self.lock();
+        Ok(inner.state.grants.get(id).map_or(g, |g| Self::with_state(g, now)))
+    }
+
+    fn add_grant(&self, peer_uid: u32, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
+        if peer_uid != 0 {
+            self.audit.record(now, Severity::Warning, "request.denied", json!({ "peer_uid": peer_uid, "request": "add_grant", "user": spec.user }));
+            return Err(refuse(ErrorCode::PermissionDenied, "only root may add grants"));
+        }
+        let result = self.add_grant_checked(spec.clone(), now);
+        if let Err((code, msg)) = &result {
+            self.audit.record(now, Severity::Warning, "grant.rejected", json!({ "user": spec.user, "code": code, "reason": msg }));
+        }
+        result
+    }
+
+    fn add_grant_checked(&self, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
+        let mut unsupported = Vec::new();
+        for (set, flag) in [
+            (!spec.sudo.is_empty(), "--sudo"),
+            (!spec.runas.is_empty(), "--runas"),
+            (spec.enable, "--enable"),
+            (!spec.from.is_empty(), "--from"),
+            (!spec.services.is_empty(), "--service"),
+            (!spec.windows.is_empty(), "--window"),
+            (spec.mfa, "--mfa"),
+            (spec.mfa_sudo, "--mfa-sudo"),
+            (spec.end_with_session, "--end-with-session"),
+            (!spec.revoke_on.is_empty(), "--revoke-on"),
+        ] {
+            if set {
+                unsupported.push(flag);
+            }
+        }
+        if !unsupported.is_empty() {
+            return Err(refuse(
+                ErrorCode::Unsupported,
+                format!("{} not supported yet: this jitd cannot enforce it, and a stored but unenforced condition would be a hole", unsupported.join(", ")),
+            ));
+        }
+        let bad = |e: jit_core::validate::ValidationError| refuse(ErrorCode::Refused, e.to_string());
+        if spec.user == "root" {
+            return Err(refuse(ErrorCode::Refused, "root is never managed by jit"));
+        }
+        if spec.account {
+            validate_account_name(&spec.user).map_err(bad)?;
+        } else {
+            validate_name("user name", &spec.user).map_err(bad)?;
+        }
+        if spec.duration_secs <= 0 {
+            return Err(refuse(ErrorCode::Refused, "--for must be a positive duration"));
+        }
+        if spec.duration_secs > self.cfg.max_grant_secs {
+            return Err(refuse(
+                ErrorCode::Refused,
+                format!("--for {} exceeds max_grant {}", jit_core::time::format_duration(spec.duration_secs), jit_core::time::format_duration(self.cfg.max_grant_secs)),
+            ));
+        }
+        if !(0..=31 * 86_400).contains(&spec.start_in_secs) {
+            return Err(refuse(ErrorCode::Refused, "--start-in must be between 0s and 31d"));
+        }
+        validate_text("reason", &spec.reason, 256).map_err(bad)?;
+        validate_text("ticket", &spec.ticket, 64).map_err(bad)?;
+        validate_text("requested-by", &spec.requested_by, 64).map_err(bad)?;
+        if !spec.ssh_keys.is_empty() && !spec.account {
+            return Err(refuse(ErrorCode::Refused, "--ssh-key needs --account (keys are served only for ephemeral accounts)"));
+        }
+        if spec.ssh_keys.len() > 16 {
+            return Err(refuse(ErrorCode::Refused, "at most 16 ssh keys per grant"));
+        }
+        for k in &spec.ssh_keys {
+            validate_ssh_key(k).map_err(bad)?;
+        }
+        let mut groups = spec.groups.clone();
+        groups.sort();
+        groups.dedup();
+        if groups.len() > 32 {
+            return Err(refuse(ErrorCode::Refused, "at most 32 groups per grant"));
+        }
+        if !spec.account && groups.is_empty() {
+            return Err(refuse(ErrorCode::Refused, "nothing to grant: give --account and/or --group"));
+        }
+        let own = [&self.cfg.group_users, &self.cfg.group_sudo, &self.cfg.group_mfa];
+        if own.contains(&&spec.user) {
+            return Err(refuse(ErrorCode::Refused, format!("{:?} is one of jit's own group names", spec.user)));
+        }
+        let local = self.local_db().map_err(|e| refuse(ErrorCode::Internal, e))?;
+        if spec.account {
+            if let Some(other) = local.name_taken(&spec.user) {
+                return Err(refuse(ErrorCode::Refused, format!("{:?} exists locally (as {other:?} in {} or {}): jit never shadows a local name", spec.user, self.cfg.passwd_file.display(), self.cfg.group_file.display())));
+            }
+        }
+        let not_before = now + spec.start_in_secs;
+        let not_after = not_before + spec.duration_secs;
+
+        let mut inner = self.lock();
+        if !inner.state_writable {
+            // Try once more; refuse new privilege while state cannot be made durable.
+            self.persist(&mut inner, now).map_err(|e| refuse(ErrorCode::Internal, format!("state is not writable, no new grants: {e}")))?;
+        }
+        if !spec.account && local.user(&spec.user).is_none() {
+            let has_account = inner.state.grants.values().any(|g| g.account && g.user == spec.user && !g.state.is_ended() && g.not_before <= not_before && g.not_after >= not_after);
+            if !has_account {
+                return Err(refuse(ErrorCode::Refused, format!("no local user {:?} (and no account grant for it covering this window): add --account to create one", spec.user)));
+            }
+        }
+        for gname in &groups {
+            validate_name("group name", gname).map_err(bad)?;
+            if own.contains(&gname) {
+                return Err(refuse(ErrorCode::Refused, format!("{gname:?} is managed by jit itself")));
+            }
+            let lg = local.group(gname).ok_or_else(|| refuse(ErrorCode::Refused, format!("no local group {gname:?} in {}", self.cfg.group_file.display())))?;
+            if lg.gid == 0 {
+                return Err(refuse(ErrorCode::Refused, format!("group {gname:?} has gid 0: never granted")));
+            }
+            if lg.members.iter().any(|m| m == &spec.user) || local.user(&spec.user).is_some_and(|u| u.gid == lg.gid) {
+                return Err(refuse(ErrorCode::Refused, format!("{} is already a local member of {gname}", spec.user)));
+            }
+        }
+        let uid = if spec.account { Some(self.allocate_uid(&mut inner, &spec.user, &local)?) } else { None };
+        let mut id = random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+        while inner.state.grants.contains_key(&id) {
+            id = random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+        }
+        let grant = Grant {
+            id: id.clone(),
+            user: spec.user.clone(),
+            state: GrantState::Pending,
+            not_before,
+            not_after,
+            created_at: now,
+            created_by: "root".into(),
+            account: spec.account,
+            uid,
+            groups,
+            ssh_keys: spec.ssh_keys.iter().map(|k| k.trim().to_string()).collect(),
+            reason: spec.reason,
+            ticket: spec.ticket,
+            requested_by: spec.requested_by,
+            sudo: Vec::new(),
+            runas: Vec::new(),
+            enable: false,
+            from: Vec::new(),
+            services: Vec::new(),
+            windows: Vec::new(),
+            mfa: false,
+            mfa_sudo: false,
+            end_with_session: false,
+            revoke_on: Vec::new(),
+            went_live_at: None,
+            ended_at: None,
+            end_reason: None,
+            torn_down: false,
+        };
+        let ledger_before = inner.state.uid_ledger.clone();
+        inner.state.grants.insert(id.clone(), grant.clone());
+        if let Err(e) = self.persist(&mut inner, now) {
+            inner.state.grants.remove(&id);
+            inner.state.uid_ledger = ledger_before;
+            return Err(refuse(ErrorCode::Internal, format!("could not make the grant durable, nothing changed: {e}")));
+        }
+        self.write_snapshot(&mut inner, now);
+        drop(inner);
+        self.audit.record(now, Severity::Info, "grant.created", json!({
+            "grant": id, "user": grant.user, "by": "root", "account": grant.account, "uid": grant.uid,
+            "groups": grant.groups, "not_before": not_before, "not_after": not_after,
+            "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
+            "ssh_keys": grant.ssh_keys.len(),
+        }));
+        nscd::invalidate(self.cfg.nscd);
+        // Make it live now if it starts now, so the home exists when the caller returns.
+        self.tick(now);
+        self.wake.notify_all();
+        let inner = self.lock();
+        Ok(inner.state.grants.get(&id).map_or(grant, |g| Self::with_state(g, now)))
+    }
+
+    fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {
+        if let Some(&u) = inner.state.uid_ledger.get(name) {
+            if local.id_taken(u) {
+                return Err(refuse(ErrorCode::Refused, format!("{name}'s recorded uid {u} is now used by a local user or group; resolve that first")));
+            }
+            return Ok(u);
+        }
+        let used: HashSet<u32> = inner.state.uid_ledger.values().copied().collect();
+        let uid = (self.cfg.uid_min..=self.cfg.account_uid_max())
+            .find(|u| !used.contains(u) && !local.id_taken(*u))
+            .ok_or_else(|| refuse(ErrorCode::Refused, "uid_range is exhausted: every id has been used by an identity"))?;
+        inner.state.uid_ledger.insert(name.to_string(), uid);
+        Ok(uid)
+    }
+}
+
+/// Makes `dir` (root-owned, `mode`) if missing and refuses one that others can write.
+///
+/// # Errors
+/// Creation failure or unsafe ownership/mode.
+pub fn prepare_dir(dir: &std::path::Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(format!("{} must be owned by root and not writable by group or others (owner {}, mode {:o})", dir.display(), m.uid(), m.mode() & 0o7777));
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Ephemeral home directories: made from the skeleton when a grant goes live, removed, archived
+//! or kept at teardown. Every step is fd-relative under an opened `home_root` with O_NOFOLLOW,
+//! so a symlink planted by the user (or anyone) never redirects a root-privileged operation
+//! outside the tree (TEST-CATALOGUE B6, D5, D6, X15). The name was validated by the allow-list
+//! and cannot contain `/` or be `..`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+fn c(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn open_dir_at(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid C string; the fd returned is checked and then owned.
+    let fd = check(unsafe {
+        libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+    })?;
+    // SAFETY: fresh descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn open_root(home_root: &Path) -> io::Result<OwnedFd> {
+    let p = CString::new(home_root.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: valid C string; result checked and owned.
+    let fd = check(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    // SAFETY: fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable and `fd` is open.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st)
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new home from the skeleton.
+    New,
+    /// The identity's home from an earlier grant (home_policy = keep) was reused.
+    Reused,
+}
+
+/// Makes `<home_root>/<name>` (0700, owned by uid:gid) and copies the skeleton into it.
+///
+/// # Errors
+/// An existing entry that is not a directory owned by `uid` is never taken over.
+pub fn create(home_root: &Path, name: &str, uid: u32, gid: u32, skel: &Path) -> io::Result<Created> {
+    let root = open_root(home_root)?;
+    let cname = c(name)?;
+    // SAFETY: valid dirfd and C string.
+    let rc = unsafe { libc::mkdirat(root.as_raw_fd(), cname.as_ptr(), 0o700) };
+    let fresh = if rc == 0 {
+        true
+    } else {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+        false
+    };
+    let home = open_dir_at(root.as_raw_fd(), &cname).map_err(|e| {
+        io::Error::new(e.kind(), format!("{}/{name} exists and is not a plain directory: {e}", home_root.display()))
+    })?;
+    let st = fstat(home.as_raw_fd())?;
+    if !fresh {
+        if st.st_uid != uid {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}/{name} exists and belongs to uid {}: not taking it over", home_root.display(), st.st_uid),
+            ));
+        }
+        return Ok(Created::Reused);
+    }
+    // SAFETY: plain fchown/fchmod on our descriptor.
+    check(unsafe { libc::fchown(home.as_raw_fd(), uid, gid) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fchmod(home.as_raw_fd(), 0o700) })?;
+    if skel.is_dir() {
+        copy_tree(skel, home.as_raw_fd(), uid, gid, 0)?;
+    }
+    Ok(Created::New)
+}
+
+/// Copies regular files and directories of `src` (root-owned, trusted) into `dst_fd`.
+/// Symlinks and special files in the skeleton are skipped.
+fn copy_tree(src: &Path, dst_fd: RawFd, uid: u32, gid: u32, depth: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if depth > 16 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let cname = c(&name)?;
+        let mode = entry.metadata()?.permissions().mode() & 0o777;
+        if ft.is_dir() {
+            // SAFETY: valid dirfd and C string.
+            check(unsafe { libc::mkdirat(dst_fd, cname.as_ptr(), 0o700) })?;
+            let sub = open_dir_at(dst_fd, &cname)?;
+            // SAFETY: our descriptor.
+            check(unsafe { libc::fchown(sub.as_raw_fd(), uid, gid) })?;
+            // SAFETY: our descriptor.
+            check(unsafe { libc::fchmod(sub.as_raw_fd(), mode as libc::mode_t) })?;
+            copy_tree(&entry.path(), sub.as_raw_fd(), uid, gid, depth + 1)?;
+        } else if ft.is_file() {
+            let data = std::fs::read(entry.path())?;
+            // SAFETY: valid dirfd and C string; result checked and owned.
+            let fd = check(unsafe {
+                libc::openat(
+                    dst_fd,
+                    cname.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            })?;
+            // SAFETY: fresh descriptor.
+            let f = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut file = std::fs::File::from(f);
+            std::io::Write::write_all(&mut file, &data)?;
+            // SAFETY: our descriptor.
+            check(unsafe { libc::fchown(file.as_raw_fd(), uid, gid) })?;
+            // SAFETY: our descriptor.
+            check(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) })?;
+        }
+    }
+    Ok(())
+}
+
+/// Lists the entry names of an open directory without following anything.
+fn entries(dirfd: RawFd) -> io::Result<Vec<(CString, bool)>> {
+    // fdopendir takes ownership of the fd it is given, so give it a duplicate.
+    // SAFETY: dup of an open descriptor.
+    let dupfd = check(unsafe { libc::fcntl(dirfd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `dupfd` is an open directory descriptor that fdopendir now owns.
+    let dir = unsafe { libc::fdopendir(dupfd) };
+    if dir.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so we still own `dupfd`.
+        unsafe { libc::close(dupfd) };
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `dir` is a valid DIR*; readdir returns NULL at the end.
+        let ent = unsafe { libc::readdir(dir) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is a NUL-terminated array inside the dirent readdir returned.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        // SAFETY: an all-zero stat is valid to be overwritten.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid dirfd, C string and writable stat; AT_SYMLINK_NOFOLLOW never follows.
+        let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        let is_dir = rc == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+        out.push((name.to_owned(), is_dir));
+    }
+    // SAFETY: `dir` came from fdopendir and is closed once.
+    unsafe { libc::closedir(dir) };
+    Ok(out)
+}
+
+fn remove_contents(dirfd: RawFd, depth: u32) -> io::Result<()> {
+    if depth > 256 {
+        return Err(io::Error::other("directory tree too deep"));
+    }
+    for (name, is_dir) in entries(dirfd)? {
+        if is_dir {
+            // O_NOFOLLOW|O_DIRECTORY: if it was swapped for a symlink since fstatat, this fails
+            // and the unlinkat below removes the link itself, never its target.
+            if let Ok(sub) = open_dir_at(dirfd, &name) {
+                remove_contents(sub.as_raw_fd(), depth + 1)?;
+            }
+            // SAFETY: valid dirfd and C string.
+            if unsafe { libc::unlinkat(dirfd, name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+                // SAFETY: as above; a symlink or file in place of the directory.
+                check(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })?;
+            }
+        } else {
+            // SAFETY: valid dirfd and C string; unlinking a hard link leaves its other names.
+            check(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens `<home_root>/<name>` if it is a directory owned by `uid`; `Ok(None)` if absent.
+fn open_owned(root: &OwnedFd, home_root: &Path, name: &str, uid: u32) -> io::Result<Option<OwnedFd>> {
+    let cname = c(name)?;
+    match open_dir_at(root.as_raw_fd(), &cname) {
+        Ok(fd) => {
+            let st = fstat(fd.as_raw_fd())?;
+            if st.st_uid != uid {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{}/{name} belongs to uid {}, not {uid}: left alone", home_root.display(), st.st_uid),
+                ));
+            }
+            Ok(Some(fd))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `<home_root>/<name>` if it is a directory owned by `uid`. Absent is success.
+///
+/// # Errors
+/// A home owned by someone else is left alone and reported.
+pub fn remove(home_root: &Path, name: &str, uid: u32) -> io::Result<bool> {
+    let root = open_root(home_root)?;
+    let Some(home) = open_owned(&root, home_root, name, uid)? else { return Ok(false) };
+    remove_contents(home.as_raw_fd(), 0)?;
+    drop(home);
+    let cname = c(name)?;
+    // SAFETY: valid dirfd and C string.
+    check(unsafe { libc::unlinkat(root.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR) })?;
+    Ok(true)
+}
+
+/// Moves `<home_root>/<name>` to `<home_root>/.jit-archive/<name>-<grant_id>` (archive dir
+/// root-owned 0700). Returns the archive path, or None if there was no home.
+///
+/// # Errors
+/// As [`remove`]; also an archive directory that is not root's own.
+pub fn archive(home_root: &Path, name: &str, uid: u32, grant_id: &str) -> io::Result<Option<String>> {
+    let root = open_root(home_root)?;
+    if open_owned(&root, home_root, name, uid)?.is_none() {
+        return Ok(None);
+    }
+    let arch = c(".jit-archive")?;
+    // SAFETY: valid dirfd and C string.
+    let rc = unsafe { libc::mkdirat(root.as_raw_fd(), arch.as_ptr(), 0o700) };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+        return Err(io::Error::last_os_error());
+    }
+    let archfd = open_dir_at(root.as_raw_fd(), &arch)?;
+    let st = fstat(archfd.as_raw_fd())?;
+    if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, ".jit-archive is not root-only: not archiving into it"));
+    }
+    let target = format!("{name}-{grant_id}");
+    let (cname, ctarget) = (c(name)?, c(&target)?);
+    // SAFETY: valid dirfds and C strings.
+    check(unsafe { libc::renameat(root.as_raw_fd(), cname.as_ptr(), archfd.as_raw_fd(), ctarget.as_ptr()) })?;
+    Ok(Some(format!("{}/.jit-archive/{target}", home_root.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn tmp(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("jitd-home-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn create_copy_remove_without_following_links() {
+        let base = tmp("a");
+        let (root, skel, outside) = (base.join("home"), base.join("skel"), base.join("outside"));
+        for d in [&root, &skel, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(skel.join(".bashrc"), "echo hi\n").unwrap();
+        std::fs::create_dir(skel.join(".config")).unwrap();
+        std::fs::write(skel.join(".config/x"), "x").unwrap();
+        std::fs::write(outside.join("precious"), "keep me").unwrap();
+
+        assert_eq!(create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(), Created::New);
+        let h = root.join("alice");
+        assert_eq!(std::fs::metadata(&h).unwrap().uid(), 4_000_200);
+        assert_eq!(std::fs::metadata(&h).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::read_to_string(h.join(".bashrc")).unwrap(), "echo hi\n");
+        assert_eq!(std::fs::metadata(h.join(".config/x")).unwrap().uid(), 4_000_200);
+        assert_eq!(create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(), Created::Reused);
+
+        // The user plants links to the outside before teardown.
+        std::os::unix::fs::symlink(&outside, h.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("precious"), h.join("flink")).unwrap();
+        std::fs::hard_link(outside.join("precious"), h.join("hard")).unwrap();
+        assert!(remove(&root, "alice", 4_000_200).unwrap());
+        assert!(!h.exists());
+        assert_eq!(std::fs::read_to_string(outside.join("precious")).unwrap(), "keep me");
+        assert!(!remove(&root, "alice", 4_000_200).unwrap(), "absent is fine");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn never_takes_over_foreign_or_linked_homes() {
+        let base = tmp("b");
+        let root = base.join("home");
+        std::fs::create_dir_all(&root).unwrap();
+        // A symlink where the home should go, pointing at a directory elsewhere.
+        std::os::unix::fs::symlink(&base, root.join("mallory")).unwrap();
+        assert!(create(&root, "mallory", 4_000_300, 4_000_300, &base.join("noskel")).is_err());
+        assert!(remove(&root, "mallory", 4_000_300).is_err() || root.join("mallory").exists());
+        // A directory owned by someone else.
+        std::fs::create_dir(root.join("bob")).unwrap();
+        assert!(create(&root, "bob", 4_000_301, 4_000_301, &base.join("noskel")).is_err());
+        assert!(remove(&root, "bob", 4_000_301).is_err());
+        assert!(root.join("bob").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn archive_moves_into_root_only_dir() {
+        let base = tmp("c");
+        let root = base.join("home");
+        std::fs::create_dir_all(&root).unwrap();
+        create(&root, "carl", 4_000_400, 4_000_400, &base.join("noskel")).unwrap();
+        let p = archive(&root, "carl", 4_000_400, "g-0001").unwrap().unwrap();
+        assert!(std::path::Path::new(&p).is_dir());
+        assert_eq!(std::fs::metadata(root.join(".jit-archive")).unwrap().mode() & 0o777, 0o700);
+        assert!(archive(&root, "carl", 4_000_400, "g-0002").unwrap().is_none());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,16 @@
+//! jitd: the root daemon on every host. It holds the grants, writes the snapshot the modules
+//! read, serves the local socket, moves grants through their life and tears privilege down.
+//! The binaries in `src/bin` are thin: `jitd`, `jitctl`, `jit-authorized-keys`.
+
+pub mod audit;
+pub mod check;
+pub mod config;
+pub mod daemon;
+pub mod durable;
+pub mod home;
+pub mod localdb;
+pub mod nscd;
+pub mod procs;
+pub mod server;
+pub mod snapshot_out;
+pub mod state;

@@ -1,0 +1,159 @@
+//! Projects jitd's state onto the snapshot the modules read, and writes it atomically.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use jit_core::types::*;
+use jit_core::validate::sanitize_gecos;
+use jit_core::UnixTime;
+
+use crate::config::Config;
+use crate::durable::replace_file;
+use crate::localdb::LocalDb;
+use crate::state::State;
+
+/// Identity of a written snapshot file, to notice if someone replaced or damaged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+}
+
+impl FileId {
+    /// The identity of `path` now, if it exists.
+    pub fn of(path: &Path) -> Option<FileId> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(FileId { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec() })
+    }
+}
+
+/// An account that could not be shown because a local user or group now has its name or id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Collision {
+    /// Grant id.
+    pub grant: String,
+    /// Account name.
+    pub user: String,
+    /// What collides.
+    pub with: String,
+}
+
+/// Builds the snapshot content for `now`. Ended grants and grants already past `not_after`
+/// are left out; pending ones are included so the modules flip at `not_before` by themselves.
+pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (SnapshotData, Vec<Collision>) {
+    let mut data = SnapshotData { generated_at: now, managed: cfg.managed_accounts.clone(), ..Default::default() };
+    let mut collisions = Vec::new();
+    let mut private: BTreeMap<String, GroupEntry> = BTreeMap::new();
+    let mut locals: BTreeMap<String, GroupEntry> = BTreeMap::new();
+    let mut jit_users = GroupEntry {
+        name: cfg.group_users.clone(),
+        gid: cfg.gid_users(),
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: Vec::new(),
+    };
+    for g in state.grants.values() {
+        if g.state.is_ended() || g.not_after <= now {
+            continue;
+        }
+        let mut flags = 0;
+        let mut uid = 0;
+        if g.account {
+            let Some(u) = g.uid else { continue };
+            // A local user or group created after the grant wins: local names are never shadowed.
+            if let Some(other) = local.name_taken(&g.user) {
+                collisions.push(Collision { grant: g.id.clone(), user: g.user.clone(), with: format!("local name {other:?}") });
+                continue;
+            }
+            if local.id_taken(u) {
+                collisions.push(Collision { grant: g.id.clone(), user: g.user.clone(), with: format!("local id {u}") });
+                continue;
+            }
+            flags |= GATE_ACCOUNT;
+            uid = u;
+            let reason = if g.reason.is_empty() { String::new() } else { format!(" ({})", g.reason) };
+            data.accounts.push(Account {
+                name: g.user.clone(),
+                uid: u,
+                gid: u,
+                gecos: sanitize_gecos(&format!("jit grant {}{reason}", g.id)),
+                home: format!("{}/{}", cfg.home_root.display(), g.user),
+                shell: cfg.shell.clone(),
+                grant_id: g.id.clone(),
+                not_before: g.not_before,
+                not_after: g.not_after,
+                flags: 0,
+                ssh_keys: g.ssh_keys.clone(),
+            });
+            // One private group per identity; overlapping or successive grants widen its window.
+            let pg = private.entry(g.user.clone()).or_insert_with(|| GroupEntry {
+                name: g.user.clone(),
+                gid: u,
+                kind: GROUP_KIND_PRIVATE,
+                not_before: g.not_before,
+                not_after: g.not_after,
+                members: Vec::new(),
+            });
+            pg.not_before = pg.not_before.min(g.not_before);
+            pg.not_after = pg.not_after.max(g.not_after);
+            jit_users.members.push(Member {
+                name: g.user.clone(),
+                grant_id: g.id.clone(),
+                not_before: g.not_before,
+                not_after: g.not_after,
+            });
+        }
+        for gname in &g.groups {
+            // The gid always comes from /etc/group (NSS merge needs name and gid identical).
+            let Some(lg) = local.group(gname) else { continue };
+            if lg.gid == 0 {
+                continue;
+            }
+            locals
+                .entry(gname.clone())
+                .or_insert_with(|| GroupEntry {
+                    name: gname.clone(),
+                    gid: lg.gid,
+                    kind: GROUP_KIND_LOCAL,
+                    not_before: i64::MIN,
+                    not_after: i64::MAX,
+                    members: Vec::new(),
+                })
+                .members
+                .push(Member { name: g.user.clone(), grant_id: g.id.clone(), not_before: g.not_before, not_after: g.not_after });
+        }
+        data.grants.push(GateGrant {
+            id: g.id.clone(),
+            user: g.user.clone(),
+            uid,
+            not_before: g.not_before,
+            not_after: g.not_after,
+            flags,
+            ..Default::default()
+        });
+    }
+    data.groups.extend(private.into_values());
+    data.groups.extend(locals.into_values());
+    if !jit_users.members.is_empty() {
+        data.groups.push(jit_users);
+    }
+    // A private group whose name equals a local group is impossible (name_taken above), but a
+    // private group named like jit's own groups is refused at grant time; drop it defensively.
+    let own = [cfg.group_users.as_str(), cfg.group_sudo.as_str(), cfg.group_mfa.as_str()];
+    data.groups.retain(|g| g.kind != GROUP_KIND_PRIVATE || !own.contains(&g.name.as_str()));
+    (data, collisions)
+}
+
+/// Writes the snapshot file (0644 root) atomically and durably; returns its identity.
+///
+/// # Errors
+/// Build or write failure; the previous snapshot stays in place.
+pub fn write(path: &Path, data: &SnapshotData) -> Result<Option<FileId>, String> {
+    let bytes = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
+    replace_file(path, &bytes, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(FileId::of(path))
+}
