@@ -31,7 +31,10 @@ impl std::fmt::Display for ClientError {
             ClientError::Unreachable(e) => write!(f, "cannot reach jitd: {e}"),
             ClientError::Timeout => write!(f, "jitd did not answer in time"),
             ClientError::ImpostorPeer(uid) => {
-                write!(f, "the socket is served by uid {uid}, not root: refusing to talk to it")
+                write!(
+                    f,
+                    "the socket is served by uid {uid}, not root: refusing to talk to it"
+                )
             }
             ClientError::Frame(e) => write!(f, "talking to jitd failed: {e}"),
             ClientError::BadResponse(e) => write!(f, "jitd sent an invalid reply: {e}"),
@@ -46,7 +49,11 @@ impl std::error::Error for ClientError {}
 /// # Errors
 /// The getsockopt error.
 pub fn peer_uid(fd: &impl AsRawFd) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` and `len` are valid for writes and `len` holds the size of `cred`.
     let rc = unsafe {
@@ -82,13 +89,22 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_bytes();
     if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(ClientError::Unreachable(io::Error::new(io::ErrorKind::InvalidInput, "bad socket path")));
+        return Err(ClientError::Unreachable(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad socket path",
+        )));
     }
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
     }
     // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(ClientError::Unreachable(io::Error::last_os_error()));
     }
@@ -104,11 +120,16 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
     };
     if rc != 0 {
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINPROGRESS) && err.raw_os_error() != Some(libc::EAGAIN) {
+        if err.raw_os_error() != Some(libc::EINPROGRESS) && err.raw_os_error() != Some(libc::EAGAIN)
+        {
             return Err(ClientError::Unreachable(err));
         }
         let left = remaining(deadline)?;
-        let mut pfd = libc::pollfd { fd: owned.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: owned.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
         let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -116,11 +137,16 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
             return Err(ClientError::Timeout);
         }
         if n < 0 || pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-            return Err(ClientError::Unreachable(io::Error::new(io::ErrorKind::ConnectionRefused, "connect failed")));
+            return Err(ClientError::Unreachable(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "connect failed",
+            )));
         }
     }
     let stream = UnixStream::from(owned);
-    stream.set_nonblocking(false).map_err(ClientError::Unreachable)?;
+    stream
+        .set_nonblocking(false)
+        .map_err(ClientError::Unreachable)?;
     Ok(stream)
 }
 
@@ -131,7 +157,12 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
 ///
 /// # Errors
 /// See [`ClientError`].
-pub fn call(path: &str, req: &Request, timeout: Duration, require_root_peer: bool) -> Result<Response, ClientError> {
+pub fn call(
+    path: &str,
+    req: &Request,
+    timeout: Duration,
+    require_root_peer: bool,
+) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(path, deadline)?;
     if require_root_peer {
@@ -141,9 +172,13 @@ pub fn call(path: &str, req: &Request, timeout: Duration, require_root_peer: boo
         }
     }
     let body = encode_request(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-    stream.set_write_timeout(Some(remaining(deadline)?)).map_err(ClientError::Unreachable)?;
+    stream
+        .set_write_timeout(Some(remaining(deadline)?))
+        .map_err(ClientError::Unreachable)?;
     write_frame(&mut stream, &body).map_err(map_frame)?;
-    stream.set_read_timeout(Some(remaining(deadline)?)).map_err(ClientError::Unreachable)?;
+    stream
+        .set_read_timeout(Some(remaining(deadline)?))
+        .map_err(ClientError::Unreachable)?;
     let reply = read_frame(&mut stream).map_err(map_frame)?;
     serde_json::from_slice(&reply).map_err(|e| ClientError::BadResponse(e.to_string()))
 }

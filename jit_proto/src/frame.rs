@@ -33,7 +33,10 @@ impl std::error::Error for FrameError {}
 
 /// Whether an I/O error is a socket timeout.
 pub fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 fn read_exact_or_truncated(r: &mut impl Read, buf: &mut [u8]) -> Result<(), FrameError> {
@@ -68,7 +71,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
 /// A body outside the cap or an I/O error.
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
     if body.is_empty() || body.len() > MAX_FRAME {
-        return Err(FrameError::BadLength(u32::try_from(body.len()).unwrap_or(u32::MAX)));
+        return Err(FrameError::BadLength(
+            u32::try_from(body.len()).unwrap_or(u32::MAX),
+        ));
     }
     let len = u32::try_from(body.len()).map_err(|_| FrameError::BadLength(u32::MAX))?;
     let mut out = Vec::with_capacity(body.len() + 4);
@@ -91,13 +96,31 @@ mod tests {
 
     #[test]
     fn bad_frames() {
-        assert!(matches!(read_frame(&mut &[][..]), Err(FrameError::Truncated)));
-        assert!(matches!(read_frame(&mut &[1, 0][..]), Err(FrameError::Truncated)));
-        assert!(matches!(read_frame(&mut &[0, 0, 0, 0][..]), Err(FrameError::BadLength(0))));
+        assert!(matches!(
+            read_frame(&mut &[][..]),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &[1, 0][..]),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0, 0, 0, 0][..]),
+            Err(FrameError::BadLength(0))
+        ));
         let over = ((MAX_FRAME + 1) as u32).to_le_bytes();
-        assert!(matches!(read_frame(&mut &over[..]), Err(FrameError::BadLength(_))));
-        assert!(matches!(read_frame(&mut &[0xff, 0xff, 0xff, 0xff][..]), Err(FrameError::BadLength(u32::MAX))));
-        assert!(matches!(read_frame(&mut &[5, 0, 0, 0, b'a', b'b'][..]), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut &over[..]),
+            Err(FrameError::BadLength(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0xff, 0xff, 0xff, 0xff][..]),
+            Err(FrameError::BadLength(u32::MAX))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[5, 0, 0, 0, b'a', b'b'][..]),
+            Err(FrameError::Truncated)
+        ));
         assert!(write_frame(&mut Vec::new(), b"").is_err());
         assert!(write_frame(&mut Vec::new(), &vec![b'x'; MAX_FRAME + 1]).is_err());
     }

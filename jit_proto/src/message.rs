@@ -15,7 +15,7 @@ pub enum Request {
     /// Create a local grant (root only).
     AddGrant {
         /// What to grant.
-        spec: GrantSpec,
+        spec: Box<GrantSpec>,
     },
     /// List grants (a non-root caller sees only its own).
     ListGrants {
@@ -154,12 +154,19 @@ pub enum Response {
 impl Response {
     /// A success.
     pub fn ok(payload: Payload) -> Self {
-        Response::Ok { v: PROTOCOL_VERSION, payload }
+        Response::Ok {
+            v: PROTOCOL_VERSION,
+            payload,
+        }
     }
 
     /// A failure.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        Response::Error { v: PROTOCOL_VERSION, code, message: message.into() }
+        Response::Error {
+            v: PROTOCOL_VERSION,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -187,9 +194,17 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
     match v.get("v").and_then(serde_json::Value::as_u64) {
         Some(n) if n == u64::from(PROTOCOL_VERSION) => {}
         Some(n) => {
-            return Err((ErrorCode::BadVersion, format!("protocol version {n} not supported (this jitd speaks {PROTOCOL_VERSION})")))
+            return Err((
+                ErrorCode::BadVersion,
+                format!("protocol version {n} not supported (this jitd speaks {PROTOCOL_VERSION})"),
+            ))
         }
-        None => return Err((ErrorCode::BadRequest, "request has no protocol version".into())),
+        None => {
+            return Err((
+                ErrorCode::BadRequest,
+                "request has no protocol version".into(),
+            ))
+        }
     }
     serde_json::from_value::<RequestEnvelope>(v)
         .map(|e| e.req)
@@ -201,7 +216,10 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
 /// # Errors
 /// Serialization failure (not expected for these types).
 pub fn encode_request(req: &Request) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&RequestEnvelope { v: PROTOCOL_VERSION, req: req.clone() })
+    serde_json::to_vec(&RequestEnvelope {
+        v: PROTOCOL_VERSION,
+        req: req.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -210,19 +228,50 @@ mod tests {
 
     #[test]
     fn request_round_trip() {
-        let r = Request::RevokeGrant { id: "g-0123abcd".into(), reason: Some("done".into()) };
+        let r = Request::RevokeGrant {
+            id: "g-0123abcd".into(),
+            reason: Some("done".into()),
+        };
         let b = encode_request(&r).unwrap();
         assert_eq!(decode_request(&b).unwrap(), r);
     }
 
     #[test]
     fn bad_requests() {
-        assert_eq!(decode_request(b"not json").unwrap_err().0, ErrorCode::BadRequest);
-        assert_eq!(decode_request(br#"{"req":{"type":"get_status"}}"#).unwrap_err().0, ErrorCode::BadRequest);
-        assert_eq!(decode_request(br#"{"v":2,"req":{"type":"get_status"}}"#).unwrap_err().0, ErrorCode::BadVersion);
-        assert_eq!(decode_request(br#"{"v":1,"req":{"type":"launch_missiles"}}"#).unwrap_err().0, ErrorCode::BadRequest);
-        assert_eq!(decode_request(br#"{"v":1,"req":{"type":"get_status"},"x":1}"#).unwrap_err().0, ErrorCode::BadRequest);
-        assert_eq!(decode_request(b"{\"v\":1,\"req\":{\"type\":\"show_grant\",\"id\":\"\xff\"}}").unwrap_err().0, ErrorCode::BadRequest);
+        assert_eq!(
+            decode_request(b"not json").unwrap_err().0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_request(br#"{"req":{"type":"get_status"}}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_request(br#"{"v":2,"req":{"type":"get_status"}}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadVersion
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"req":{"type":"launch_missiles"}}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"req":{"type":"get_status"},"x":1}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_request(b"{\"v\":1,\"req\":{\"type\":\"show_grant\",\"id\":\"\xff\"}}")
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
         assert!(decode_request(br#"{"v":1,"req":{"type":"get_status"}}"#).is_ok());
     }
 }

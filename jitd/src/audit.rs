@@ -62,11 +62,22 @@ impl Audit {
     pub fn open(path: &Path) -> std::io::Result<Audit> {
         if let Some(dir) = path.parent() {
             if !dir.exists() {
-                std::fs::DirBuilder::new().recursive(true).mode_0700().create(dir)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode_0700()
+                    .create(dir)?;
             }
         }
-        let f = OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(path)?;
-        Ok(Audit { path: path.to_path_buf(), file: Mutex::new(Some(f)) })
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(Audit {
+            path: path.to_path_buf(),
+            file: Mutex::new(Some(f)),
+        })
     }
 
     /// Records one event. Never fails the caller: a record that cannot be written goes to
@@ -83,14 +94,20 @@ impl Audit {
         let line = Value::Object(obj).to_string();
         let written = match self.file.lock() {
             Ok(mut guard) => match guard.as_mut() {
-                Some(f) => f.write_all(format!("{line}\n").as_bytes()).and_then(|()| f.sync_data()).is_ok(),
+                Some(f) => f
+                    .write_all(format!("{line}\n").as_bytes())
+                    .and_then(|()| f.sync_data())
+                    .is_ok(),
                 None => false,
             },
             Err(_) => false,
         };
         jit_core::ffi::syslog_authpriv(sev.syslog(), &format!("jitd: {line}"));
         if !written {
-            jit_core::ffi::syslog_authpriv(libc::LOG_ERR, "jitd: JIT-E010 audit log write failed; the record above exists only in syslog");
+            jit_core::ffi::syslog_authpriv(
+                libc::LOG_ERR,
+                "jitd: JIT-E010 audit log write failed; the record above exists only in syslog",
+            );
         }
     }
 
@@ -99,7 +116,12 @@ impl Audit {
     ///
     /// # Errors
     /// The log cannot be read.
-    pub fn read(&self, grant: Option<&str>, since: Option<i64>, after_offset: Option<u64>) -> std::io::Result<(Vec<Value>, u64)> {
+    pub fn read(
+        &self,
+        grant: Option<&str>,
+        since: Option<i64>,
+        after_offset: Option<u64>,
+    ) -> std::io::Result<(Vec<Value>, u64)> {
         let mut f = File::open(&self.path)?;
         let start = after_offset.unwrap_or(0);
         f.seek(SeekFrom::Start(start))?;
@@ -116,7 +138,9 @@ impl Audit {
                 break;
             }
             offset += n as u64;
-            let Ok(v) = serde_json::from_str::<Value>(line.trim_end()) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(line.trim_end()) else {
+                continue;
+            };
             if let Some(g) = grant {
                 if v.get("grant").and_then(Value::as_str) != Some(g) {
                     continue;
@@ -148,5 +172,11 @@ impl DirBuilderExt0700 for std::fs::DirBuilder {
 /// Opens syslog for the daemon itself (jitd owns its process, unlike the modules).
 pub fn open_syslog() {
     // SAFETY: the identity is a static NUL-terminated string that outlives the process.
-    unsafe { libc::openlog(c"jitd".as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_AUTHPRIV) };
+    unsafe {
+        libc::openlog(
+            c"jitd".as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_AUTHPRIV,
+        )
+    };
 }

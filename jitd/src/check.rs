@@ -10,7 +10,11 @@ use crate::localdb::LocalDb;
 fn nsswitch_line<'a>(text: &'a str, db: &str) -> Option<Vec<&'a str>> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or(""))
-        .find_map(|l| l.trim().strip_prefix(db).and_then(|r| r.trim_start().strip_prefix(':')))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(db)
+                .and_then(|r| r.trim_start().strip_prefix(':'))
+        })
         .map(|r| r.split_whitespace().collect())
 }
 
@@ -44,10 +48,19 @@ fn check_nsswitch(text: &str, problems: &mut Vec<String>) {
 fn check_owner_mode(p: &Path, what: &str, forbidden: u32, problems: &mut Vec<String>) {
     if let Ok(m) = std::fs::symlink_metadata(p) {
         if m.uid() != 0 {
-            problems.push(format!("{what} {} is owned by uid {}, not root", p.display(), m.uid()));
+            problems.push(format!(
+                "{what} {} is owned by uid {}, not root",
+                p.display(),
+                m.uid()
+            ));
         }
         if m.mode() & forbidden != 0 {
-            problems.push(format!("{what} {} has mode {:o}; bits {:o} must be clear", p.display(), m.mode() & 0o7777, forbidden));
+            problems.push(format!(
+                "{what} {} has mode {:o}; bits {:o} must be clear",
+                p.display(),
+                m.mode() & 0o7777,
+                forbidden
+            ));
         }
     }
 }
@@ -66,33 +79,51 @@ pub fn check_host(cfg: &Config, nsswitch: &Path) -> Vec<String> {
         Ok(local) => {
             for u in &local.users {
                 if (cfg.uid_min..=cfg.uid_max).contains(&u.uid) {
-                    problems.push(format!("local user {} has uid {} inside uid_range {}-{}", u.name, u.uid, cfg.uid_min, cfg.uid_max));
+                    problems.push(format!(
+                        "local user {} has uid {} inside uid_range {}-{}",
+                        u.name, u.uid, cfg.uid_min, cfg.uid_max
+                    ));
                 }
             }
             for g in &local.groups {
                 if (cfg.uid_min..=cfg.uid_max).contains(&g.gid) {
-                    problems.push(format!("local group {} has gid {} inside uid_range {}-{}", g.name, g.gid, cfg.uid_min, cfg.uid_max));
+                    problems.push(format!(
+                        "local group {} has gid {} inside uid_range {}-{}",
+                        g.name, g.gid, cfg.uid_min, cfg.uid_max
+                    ));
                 }
                 for own in [&cfg.group_users, &cfg.group_sudo, &cfg.group_mfa] {
                     if &g.name == own {
-                        problems.push(format!("local group {own} exists, but jit provides that group itself"));
+                        problems.push(format!(
+                            "local group {own} exists, but jit provides that group itself"
+                        ));
                     }
                 }
             }
             for m in &cfg.managed_accounts {
                 if local.user(m).is_none() {
-                    problems.push(format!("managed account {m} does not exist in {}", cfg.passwd_file.display()));
+                    problems.push(format!(
+                        "managed account {m} does not exist in {}",
+                        cfg.passwd_file.display()
+                    ));
                 }
             }
         }
-        Err(e) => problems.push(format!("cannot read {} / {}: {e}", cfg.passwd_file.display(), cfg.group_file.display())),
+        Err(e) => problems.push(format!(
+            "cannot read {} / {}: {e}",
+            cfg.passwd_file.display(),
+            cfg.group_file.display()
+        )),
     }
     check_owner_mode(&cfg.state_dir, "state_dir", 0o077, &mut problems);
     if let Some(d) = cfg.snapshot_path.parent() {
         check_owner_mode(d, "snapshot directory", 0o022, &mut problems);
     }
     if !cfg.skel.is_dir() {
-        problems.push(format!("skel {} is not a directory (homes will be created empty)", cfg.skel.display()));
+        problems.push(format!(
+            "skel {} is not a directory (homes will be created empty)",
+            cfg.skel.display()
+        ));
     }
     if !Path::new(&cfg.shell).exists() {
         problems.push(format!("shell {} does not exist", cfg.shell));
@@ -107,7 +138,10 @@ mod tests {
     #[test]
     fn nsswitch_rules() {
         let mut p = Vec::new();
-        check_nsswitch("passwd: files jit systemd\ngroup: files [SUCCESS=merge] jit systemd\n", &mut p);
+        check_nsswitch(
+            "passwd: files jit systemd\ngroup: files [SUCCESS=merge] jit systemd\n",
+            &mut p,
+        );
         assert!(p.is_empty(), "{p:?}");
         for bad in [
             "passwd: files systemd\ngroup: files [SUCCESS=merge] jit\n",

@@ -133,7 +133,8 @@ fn err(msg: impl Into<String>) -> ConfigError {
 fn parse_kill_grace(s: &str) -> Result<u64, ConfigError> {
     let s = s.trim();
     let ms = if let Some(n) = s.strip_suffix("ms") {
-        n.parse::<u64>().map_err(|_| err(format!("kill_grace: invalid duration {s:?}")))?
+        n.parse::<u64>()
+            .map_err(|_| err(format!("kill_grace: invalid duration {s:?}")))?
     } else {
         let secs = parse_duration(s).map_err(|e| err(format!("kill_grace: {e}")))?;
         u64::try_from(secs).unwrap_or(u64::MAX).saturating_mul(1000)
@@ -148,8 +149,14 @@ fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| err(format!("uid_range: expected MIN-MAX, got {s:?}")))?;
-    let a: u32 = a.trim().parse().map_err(|_| err(format!("uid_range: bad number {a:?}")))?;
-    let b: u32 = b.trim().parse().map_err(|_| err(format!("uid_range: bad number {b:?}")))?;
+    let a: u32 = a
+        .trim()
+        .parse()
+        .map_err(|_| err(format!("uid_range: bad number {a:?}")))?;
+    let b: u32 = b
+        .trim()
+        .parse()
+        .map_err(|_| err(format!("uid_range: bad number {b:?}")))?;
     if a < 1000 || b > i32::MAX as u32 || b < a + 10 || (a..=b).contains(&65_534) {
         return Err(err(format!(
             "uid_range {s:?}: must lie within 1000..2147483647, hold at least 11 ids and exclude 65534"
@@ -178,7 +185,8 @@ impl Config {
     /// # Errors
     /// Syntax errors, unknown keys, invalid values.
     pub fn parse(text: &str, source: Option<PathBuf>) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| err(format!("{}", e).trim_end().to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| err(format!("{}", e).trim_end().to_string()))?;
         Self::from_raw(raw, source)
     }
 
@@ -220,9 +228,12 @@ impl Config {
         let mut managed = raw.managed_accounts.unwrap_or_default();
         for m in &managed {
             if m == "root" {
-                return Err(err("managed_accounts: root is never managed (it must always be able to log in)"));
+                return Err(err(
+                    "managed_accounts: root is never managed (it must always be able to log in)",
+                ));
             }
-            validate_name("managed account", m).map_err(|e| err(format!("managed_accounts: {e}")))?;
+            validate_name("managed account", m)
+                .map_err(|e| err(format!("managed_accounts: {e}")))?;
         }
         managed.sort();
         managed.dedup();

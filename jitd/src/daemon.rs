@@ -12,7 +12,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jit_core::time::{format_utc, UnixTime};
-use jit_core::validate::{validate_account_name, validate_grant_id, validate_name, validate_ssh_key, validate_text};
+use jit_core::validate::{
+    validate_account_name, validate_grant_id, validate_name, validate_ssh_key, validate_text,
+};
 use jit_proto::message::{Payload, Status};
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
 use serde_json::json;
@@ -62,7 +64,10 @@ fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
 
 /// Seconds on CLOCK_BOOTTIME: does not move when the wall clock is set, counts suspend.
 fn boottime() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec
@@ -75,7 +80,10 @@ fn random_id() -> std::io::Result<String> {
     if n != b.len() as isize {
         return Err(std::io::Error::other("getrandom failed"));
     }
-    Ok(format!("g-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+    Ok(format!(
+        "g-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
 }
 
 /// One grant to tear down, with what its teardown needs.
@@ -100,11 +108,22 @@ impl Daemon {
         if let Some(d) = cfg.snapshot_path.parent() {
             prepare_dir(d, 0o755)?;
         }
-        let audit = Audit::open(&cfg.audit_log).map_err(|e| format!("audit log {}: {e}", cfg.audit_log.display()))?;
+        let audit = Audit::open(&cfg.audit_log)
+            .map_err(|e| format!("audit log {}: {e}", cfg.audit_log.display()))?;
         let store = StateStore::new(&cfg.state_dir);
-        let loaded = store.load().map_err(|e| format!("JIT-E001 {e}; refusing to start (restore {} or its .prev)", store.path().display()))?;
+        let loaded = store.load().map_err(|e| {
+            format!(
+                "JIT-E001 {e}; refusing to start (restore {} or its .prev)",
+                store.path().display()
+            )
+        })?;
         if let Some(why) = &loaded.recovered_from_prev {
-            audit.record(now, Severity::Error, "state.recovered", json!({ "problem": why, "used": "previous generation" }));
+            audit.record(
+                now,
+                Severity::Error,
+                "state.recovered",
+                json!({ "problem": why, "used": "previous generation" }),
+            );
         }
         Ok(Daemon {
             cfg,
@@ -138,8 +157,13 @@ impl Daemon {
     }
 
     fn local_db(&self) -> Result<LocalDb, String> {
-        LocalDb::read(&self.cfg.passwd_file, &self.cfg.group_file)
-            .map_err(|e| format!("cannot read {} / {}: {e}", self.cfg.passwd_file.display(), self.cfg.group_file.display()))
+        LocalDb::read(&self.cfg.passwd_file, &self.cfg.group_file).map_err(|e| {
+            format!(
+                "cannot read {} / {}: {e}",
+                self.cfg.passwd_file.display(),
+                self.cfg.group_file.display()
+            )
+        })
     }
 
     /// Persists state; on failure marks state unwritable (new grants refused) and audits.
@@ -151,7 +175,12 @@ impl Daemon {
             }
             Err(e) => {
                 inner.state_writable = false;
-                self.audit.record(now, Severity::Error, "state.write_failed", json!({ "error": e.to_string() }));
+                self.audit.record(
+                    now,
+                    Severity::Error,
+                    "state.write_failed",
+                    json!({ "error": e.to_string() }),
+                );
                 Err(e.to_string())
             }
         }
@@ -162,7 +191,12 @@ impl Daemon {
         let local = match self.local_db() {
             Ok(l) => l,
             Err(e) => {
-                self.audit.record(now, Severity::Error, "snapshot.write_failed", json!({ "error": e }));
+                self.audit.record(
+                    now,
+                    Severity::Error,
+                    "snapshot.write_failed",
+                    json!({ "error": e }),
+                );
                 inner.snapshot_id = None;
                 return;
             }
@@ -170,10 +204,15 @@ impl Daemon {
         let (data, collisions) = snapshot_out::project(&self.cfg, &inner.state, &local, now);
         for c in collisions {
             if inner.reported_collisions.insert(c.clone()) {
-                self.audit.record(now, Severity::Warning, "account.collision", json!({
-                    "grant": c.grant, "user": c.user, "with": c.with,
-                    "action": "account hidden: local names and ids always win"
-                }));
+                self.audit.record(
+                    now,
+                    Severity::Warning,
+                    "account.collision",
+                    json!({
+                        "grant": c.grant, "user": c.user, "with": c.with,
+                        "action": "account hidden: local names and ids always win"
+                    }),
+                );
             }
         }
         match snapshot_out::write(&self.cfg.snapshot_path, &data) {
@@ -183,10 +222,18 @@ impl Daemon {
             }
             Err(e) => {
                 inner.snapshot_id = None;
-                self.audit.record(now, Severity::Error, "snapshot.write_failed", json!({ "error": e }));
+                self.audit.record(
+                    now,
+                    Severity::Error,
+                    "snapshot.write_failed",
+                    json!({ "error": e }),
+                );
             }
         }
-        inner.local_sig = Some((FileId::of(&self.cfg.passwd_file), FileId::of(&self.cfg.group_file)));
+        inner.local_sig = Some((
+            FileId::of(&self.cfg.passwd_file),
+            FileId::of(&self.cfg.group_file),
+        ));
     }
 
     /// Moves every grant along at `now`: pending → live (home made), live → expired
@@ -202,7 +249,9 @@ impl Daemon {
             let mut expired = Vec::new();
             let ids: Vec<String> = inner.state.grants.keys().cloned().collect();
             for id in ids {
-                let Some(g) = inner.state.grants.get(&id).cloned() else { continue };
+                let Some(g) = inner.state.grants.get(&id).cloned() else {
+                    continue;
+                };
                 if g.state.is_ended() {
                     continue;
                 }
@@ -223,10 +272,18 @@ impl Daemon {
                         });
                     }
                     inner.boot_cap.remove(&id);
-                    expired.push((g.id.clone(), g.user.clone(), g.not_after, capped && st != GrantState::Expired));
+                    expired.push((
+                        g.id.clone(),
+                        g.user.clone(),
+                        g.not_after,
+                        capped && st != GrantState::Expired,
+                    ));
                     changed = true;
                 } else if st == GrantState::Live {
-                    inner.boot_cap.entry(id.clone()).or_insert((boot, g.not_after - now));
+                    inner
+                        .boot_cap
+                        .entry(id.clone())
+                        .or_insert((boot, g.not_after - now));
                     if g.state == GrantState::Pending {
                         if let Some(gm) = inner.state.grants.get_mut(&id) {
                             gm.state = GrantState::Live;
@@ -245,7 +302,10 @@ impl Daemon {
             } else if !inner.state_writable {
                 let _ = self.persist(&mut inner, now);
             }
-            let local_now = (FileId::of(&self.cfg.passwd_file), FileId::of(&self.cfg.group_file));
+            let local_now = (
+                FileId::of(&self.cfg.passwd_file),
+                FileId::of(&self.cfg.group_file),
+            );
             let snap_now = FileId::of(&self.cfg.snapshot_path);
             let local_changed = inner.local_sig != Some(local_now);
             let snapshot_damaged = inner.snapshot_id.is_none() || snap_now != inner.snapshot_id;
@@ -301,18 +361,31 @@ impl Daemon {
             .grants
             .values()
             .filter(|g| !g.state.is_ended())
-            .map(|g| if g.state == GrantState::Pending { g.not_before.min(g.not_after) } else { g.not_after })
+            .map(|g| {
+                if g.state == GrantState::Pending {
+                    g.not_before.min(g.not_after)
+                } else {
+                    g.not_after
+                }
+            })
             .min()
     }
 
     fn on_live(&self, id: &str, now: UnixTime) {
-        let Some(g) = self.lock().state.grants.get(id).cloned() else { return };
+        let Some(g) = self.lock().state.grants.get(id).cloned() else {
+            return;
+        };
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
         if let (true, Some(uid)) = (g.account, g.uid) {
             match home::create(&self.cfg.home_root, &g.user, uid, uid, &self.cfg.skel) {
                 Ok(c) => fields["home"] = json!(format!("{:?}", c).to_lowercase()),
                 Err(e) => {
-                    self.audit.record(now, Severity::Warning, "home.create_failed", json!({ "grant": g.id, "user": g.user, "error": e.to_string() }));
+                    self.audit.record(
+                        now,
+                        Severity::Warning,
+                        "home.create_failed",
+                        json!({ "grant": g.id, "user": g.user, "error": e.to_string() }),
+                    );
                 }
             }
         }
@@ -357,14 +430,22 @@ impl Daemon {
         };
         let still_account: HashSet<String> = {
             let inner = self.lock();
-            inner.state.grants.values().filter(|g| !g.state.is_ended() && g.account && g.state_at(now) == GrantState::Live).map(|g| g.user.clone()).collect()
+            inner
+                .state
+                .grants
+                .values()
+                .filter(|g| !g.state.is_ended() && g.account && g.state_at(now) == GrantState::Live)
+                .map(|g| g.user.clone())
+                .collect()
         };
         let mut targets = KillTargets::default();
         let mut jobs = jobs;
         {
             let inner = self.lock();
             for job in &mut jobs {
-                let Some(g) = inner.state.grants.get(&job.id) else { continue };
+                let Some(g) = inner.state.grants.get(&job.id) else {
+                    continue;
+                };
                 if let Some(uid) = job.uid {
                     if !still_account.contains(&job.user) {
                         targets.uids.insert(uid);
@@ -374,10 +455,14 @@ impl Daemon {
                 let holder = local.user(&g.user).map(|u| u.uid).or(job.uid);
                 job.holder_uid = holder;
                 for gname in &g.groups {
-                    let Some(lg) = local.group(gname) else { continue };
+                    let Some(lg) = local.group(gname) else {
+                        continue;
+                    };
                     // Never kill for a membership the user holds locally or through another
                     // live grant: those processes are entitled to the gid.
-                    if lg.members.iter().any(|m| m == &g.user) || still_granted.contains(&(g.user.clone(), gname.clone())) {
+                    if lg.members.iter().any(|m| m == &g.user)
+                        || still_granted.contains(&(g.user.clone(), gname.clone()))
+                    {
                         continue;
                     }
                     if local.user(&g.user).is_some_and(|u| u.gid == lg.gid) {
@@ -392,7 +477,11 @@ impl Daemon {
                 }
             }
         }
-        let report = end_processes(&targets, Duration::from_millis(self.cfg.kill_grace_ms), Duration::from_secs(10));
+        let report = end_processes(
+            &targets,
+            Duration::from_millis(self.cfg.kill_grace_ms),
+            Duration::from_secs(10),
+        );
         let flushed = nscd::invalidate(self.cfg.nscd);
         let mut done = Vec::new();
         for job in &jobs {
@@ -410,8 +499,19 @@ impl Daemon {
                     fields["home"] = json!("kept: another grant for this account is live");
                 } else {
                     let r = match self.cfg.home_policy {
-                        HomePolicy::Remove => home::remove(&self.cfg.home_root, &job.user, uid).map(|gone| if gone { "removed".to_string() } else { "none".to_string() }),
-                        HomePolicy::Archive => home::archive(&self.cfg.home_root, &job.user, uid, &job.id).map(|p| p.map_or("none".to_string(), |p| format!("archived to {p}"))),
+                        HomePolicy::Remove => home::remove(&self.cfg.home_root, &job.user, uid)
+                            .map(|gone| {
+                                if gone {
+                                    "removed".to_string()
+                                } else {
+                                    "none".to_string()
+                                }
+                            }),
+                        HomePolicy::Archive => {
+                            home::archive(&self.cfg.home_root, &job.user, uid, &job.id).map(|p| {
+                                p.map_or("none".to_string(), |p| format!("archived to {p}"))
+                            })
+                        }
                         HomePolicy::Keep => Ok("kept".to_string()),
                     };
                     match r {
@@ -426,8 +526,21 @@ impl Daemon {
                 fields["survivors"] = json!(report.survivors);
                 complete = false;
             }
-            let sev = if complete { Severity::Info } else { Severity::Error };
-            self.audit.record(now, sev, if complete { "grant.teardown" } else { "grant.teardown_incomplete" }, fields);
+            let sev = if complete {
+                Severity::Info
+            } else {
+                Severity::Error
+            };
+            self.audit.record(
+                now,
+                sev,
+                if complete {
+                    "grant.teardown"
+                } else {
+                    "grant.teardown_incomplete"
+                },
+                fields,
+            );
             if complete {
                 done.push(job.id.clone());
             }
@@ -447,18 +560,38 @@ impl Daemon {
     pub fn handle(&self, peer_uid: u32, req: Request, now: UnixTime) -> Response {
         let r = match req {
             Request::GetStatus => Ok(Payload::Status(self.status(now))),
-            Request::AddGrant { spec } => self.add_grant(peer_uid, spec, now).map(|g| Payload::Grant(Box::new(g))),
-            Request::ListGrants { all } => Ok(Payload::Grants { grants: self.list(peer_uid, all, now) }),
-            Request::ShowGrant { id } => self.show(peer_uid, &id, now).map(|g| Payload::Grant(Box::new(g))),
-            Request::RevokeGrant { id, reason } => self.revoke(peer_uid, &id, reason, now).map(|g| Payload::Grant(Box::new(g))),
-            Request::ReadAudit { grant, since, after_offset } => {
+            Request::AddGrant { spec } => self
+                .add_grant(peer_uid, *spec, now)
+                .map(|g| Payload::Grant(Box::new(g))),
+            Request::ListGrants { all } => Ok(Payload::Grants {
+                grants: self.list(peer_uid, all, now),
+            }),
+            Request::ShowGrant { id } => self
+                .show(peer_uid, &id, now)
+                .map(|g| Payload::Grant(Box::new(g))),
+            Request::RevokeGrant { id, reason } => self
+                .revoke(peer_uid, &id, reason, now)
+                .map(|g| Payload::Grant(Box::new(g))),
+            Request::ReadAudit {
+                grant,
+                since,
+                after_offset,
+            } => {
                 if peer_uid != 0 {
-                    Err(refuse(ErrorCode::PermissionDenied, "only root may read the audit trail"))
+                    Err(refuse(
+                        ErrorCode::PermissionDenied,
+                        "only root may read the audit trail",
+                    ))
                 } else {
                     self.audit
                         .read(grant.as_deref(), since, after_offset)
                         .map(|(records, offset)| Payload::Audit { records, offset })
-                        .map_err(|e| refuse(ErrorCode::Internal, format!("cannot read the audit log: {e}")))
+                        .map_err(|e| {
+                            refuse(
+                                ErrorCode::Internal,
+                                format!("cannot read the audit log: {e}"),
+                            )
+                        })
                 }
             }
         };
@@ -470,7 +603,8 @@ impl Daemon {
 
     fn status(&self, now: UnixTime) -> Status {
         let inner = self.lock();
-        let count = |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
+        let count =
+            |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -493,7 +627,12 @@ impl Daemon {
                 return Some(u.name.clone());
             }
         }
-        inner.state.uid_ledger.iter().find(|(_, &u)| u == peer_uid).map(|(n, _)| n.clone())
+        inner
+            .state
+            .uid_ledger
+            .iter()
+            .find(|(_, &u)| u == peer_uid)
+            .map(|(n, _)| n.clone())
     }
 
     fn visible(&self, peer_uid: u32, inner: &Inner, g: &Grant) -> bool {
@@ -529,26 +668,57 @@ impl Daemon {
         }
     }
 
-    fn revoke(&self, peer_uid: u32, id: &str, reason: Option<String>, now: UnixTime) -> Result<Grant, Refusal> {
+    fn revoke(
+        &self,
+        peer_uid: u32,
+        id: &str,
+        reason: Option<String>,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
         if peer_uid != 0 {
-            self.audit.record(now, Severity::Warning, "request.denied", json!({ "peer_uid": peer_uid, "request": "revoke_grant", "grant": id }));
-            return Err(refuse(ErrorCode::PermissionDenied, "only root may revoke grants"));
+            self.audit.record(
+                now,
+                Severity::Warning,
+                "request.denied",
+                json!({ "peer_uid": peer_uid, "request": "revoke_grant", "grant": id }),
+            );
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may revoke grants",
+            ));
         }
         validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
         let reason = reason.unwrap_or_default();
-        validate_text("reason", &reason, 256).map_err(|e| refuse(ErrorCode::Refused, e.to_string()))?;
+        validate_text("reason", &reason, 256)
+            .map_err(|e| refuse(ErrorCode::Refused, e.to_string()))?;
         let g = {
             let mut inner = self.lock();
-            let g = inner.state.grants.get(id).cloned().ok_or_else(|| refuse(ErrorCode::NotFound, format!("no grant {id}")))?;
+            let g = inner
+                .state
+                .grants
+                .get(id)
+                .cloned()
+                .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no grant {id}")))?;
             let st = g.state_at(now);
             if st.is_ended() {
                 let when = g.ended_at.unwrap_or(g.not_after);
-                return Err(refuse(ErrorCode::Refused, format!("grant {id} already ended ({} at {})", st.as_str(), format_utc(when))));
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!(
+                        "grant {id} already ended ({} at {})",
+                        st.as_str(),
+                        format_utc(when)
+                    ),
+                ));
             }
             if let Some(gm) = inner.state.grants.get_mut(id) {
                 gm.state = GrantState::Revoked;
                 gm.ended_at = Some(now);
-                gm.end_reason = Some(if reason.is_empty() { "revoked by root".into() } else { format!("revoked by root: {reason}") });
+                gm.end_reason = Some(if reason.is_empty() {
+                    "revoked by root".into()
+                } else {
+                    format!("revoked by root: {reason}")
+                });
             }
             // Durable before acknowledged; on failure the revocation still applies in memory and
             // in the snapshot (it only removes privilege) and the write is retried at each tick.
@@ -557,22 +727,44 @@ impl Daemon {
             self.write_snapshot(&mut inner, now);
             inner.state.grants.get(id).cloned().unwrap_or(g)
         };
-        self.audit.record(now, Severity::Notice, "grant.revoked", json!({ "grant": id, "user": g.user, "by": "root", "reason": reason }));
+        self.audit.record(
+            now,
+            Severity::Notice,
+            "grant.revoked",
+            json!({ "grant": id, "user": g.user, "by": "root", "reason": reason }),
+        );
         nscd::invalidate(self.cfg.nscd);
         self.run_teardowns(now);
         self.wake.notify_all();
         let inner = self.lock();
-        Ok(inner.state.grants.get(id).map_or(g, |g| Self::with_state(g, now)))
+        Ok(inner
+            .state
+            .grants
+            .get(id)
+            .map_or(g, |g| Self::with_state(g, now)))
     }
 
     fn add_grant(&self, peer_uid: u32, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
         if peer_uid != 0 {
-            self.audit.record(now, Severity::Warning, "request.denied", json!({ "peer_uid": peer_uid, "request": "add_grant", "user": spec.user }));
-            return Err(refuse(ErrorCode::PermissionDenied, "only root may add grants"));
+            self.audit.record(
+                now,
+                Severity::Warning,
+                "request.denied",
+                json!({ "peer_uid": peer_uid, "request": "add_grant", "user": spec.user }),
+            );
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may add grants",
+            ));
         }
         let result = self.add_grant_checked(spec.clone(), now);
         if let Err((code, msg)) = &result {
-            self.audit.record(now, Severity::Warning, "grant.rejected", json!({ "user": spec.user, "code": code, "reason": msg }));
+            self.audit.record(
+                now,
+                Severity::Warning,
+                "grant.rejected",
+                json!({ "user": spec.user, "code": code, "reason": msg }),
+            );
         }
         result
     }
@@ -601,7 +793,8 @@ impl Daemon {
                 format!("{} not supported yet: this jitd cannot enforce it, and a stored but unenforced condition would be a hole", unsupported.join(", ")),
             ));
         }
-        let bad = |e: jit_core::validate::ValidationError| refuse(ErrorCode::Refused, e.to_string());
+        let bad =
+            |e: jit_core::validate::ValidationError| refuse(ErrorCode::Refused, e.to_string());
         if spec.user == "root" {
             return Err(refuse(ErrorCode::Refused, "root is never managed by jit"));
         }
@@ -611,22 +804,35 @@ impl Daemon {
             validate_name("user name", &spec.user).map_err(bad)?;
         }
         if spec.duration_secs <= 0 {
-            return Err(refuse(ErrorCode::Refused, "--for must be a positive duration"));
+            return Err(refuse(
+                ErrorCode::Refused,
+                "--for must be a positive duration",
+            ));
         }
         if spec.duration_secs > self.cfg.max_grant_secs {
             return Err(refuse(
                 ErrorCode::Refused,
-                format!("--for {} exceeds max_grant {}", jit_core::time::format_duration(spec.duration_secs), jit_core::time::format_duration(self.cfg.max_grant_secs)),
+                format!(
+                    "--for {} exceeds max_grant {}",
+                    jit_core::time::format_duration(spec.duration_secs),
+                    jit_core::time::format_duration(self.cfg.max_grant_secs)
+                ),
             ));
         }
         if !(0..=31 * 86_400).contains(&spec.start_in_secs) {
-            return Err(refuse(ErrorCode::Refused, "--start-in must be between 0s and 31d"));
+            return Err(refuse(
+                ErrorCode::Refused,
+                "--start-in must be between 0s and 31d",
+            ));
         }
         validate_text("reason", &spec.reason, 256).map_err(bad)?;
         validate_text("ticket", &spec.ticket, 64).map_err(bad)?;
         validate_text("requested-by", &spec.requested_by, 64).map_err(bad)?;
         if !spec.ssh_keys.is_empty() && !spec.account {
-            return Err(refuse(ErrorCode::Refused, "--ssh-key needs --account (keys are served only for ephemeral accounts)"));
+            return Err(refuse(
+                ErrorCode::Refused,
+                "--ssh-key needs --account (keys are served only for ephemeral accounts)",
+            ));
         }
         if spec.ssh_keys.len() > 16 {
             return Err(refuse(ErrorCode::Refused, "at most 16 ssh keys per grant"));
@@ -641,13 +847,25 @@ impl Daemon {
             return Err(refuse(ErrorCode::Refused, "at most 32 groups per grant"));
         }
         if !spec.account && groups.is_empty() {
-            return Err(refuse(ErrorCode::Refused, "nothing to grant: give --account and/or --group"));
+            return Err(refuse(
+                ErrorCode::Refused,
+                "nothing to grant: give --account and/or --group",
+            ));
         }
-        let own = [&self.cfg.group_users, &self.cfg.group_sudo, &self.cfg.group_mfa];
+        let own = [
+            &self.cfg.group_users,
+            &self.cfg.group_sudo,
+            &self.cfg.group_mfa,
+        ];
         if own.contains(&&spec.user) {
-            return Err(refuse(ErrorCode::Refused, format!("{:?} is one of jit's own group names", spec.user)));
+            return Err(refuse(
+                ErrorCode::Refused,
+                format!("{:?} is one of jit's own group names", spec.user),
+            ));
         }
-        let local = self.local_db().map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let local = self
+            .local_db()
+            .map_err(|e| refuse(ErrorCode::Internal, e))?;
         if spec.account {
             if let Some(other) = local.name_taken(&spec.user) {
                 return Err(refuse(ErrorCode::Refused, format!("{:?} exists locally (as {other:?} in {} or {}): jit never shadows a local name", spec.user, self.cfg.passwd_file.display(), self.cfg.group_file.display())));
@@ -659,10 +877,21 @@ impl Daemon {
         let mut inner = self.lock();
         if !inner.state_writable {
             // Try once more; refuse new privilege while state cannot be made durable.
-            self.persist(&mut inner, now).map_err(|e| refuse(ErrorCode::Internal, format!("state is not writable, no new grants: {e}")))?;
+            self.persist(&mut inner, now).map_err(|e| {
+                refuse(
+                    ErrorCode::Internal,
+                    format!("state is not writable, no new grants: {e}"),
+                )
+            })?;
         }
         if !spec.account && local.user(&spec.user).is_none() {
-            let has_account = inner.state.grants.values().any(|g| g.account && g.user == spec.user && !g.state.is_ended() && g.not_before <= not_before && g.not_after >= not_after);
+            let has_account = inner.state.grants.values().any(|g| {
+                g.account
+                    && g.user == spec.user
+                    && !g.state.is_ended()
+                    && g.not_before <= not_before
+                    && g.not_after >= not_after
+            });
             if !has_account {
                 return Err(refuse(ErrorCode::Refused, format!("no local user {:?} (and no account grant for it covering this window): add --account to create one", spec.user)));
             }
@@ -670,17 +899,40 @@ impl Daemon {
         for gname in &groups {
             validate_name("group name", gname).map_err(bad)?;
             if own.contains(&gname) {
-                return Err(refuse(ErrorCode::Refused, format!("{gname:?} is managed by jit itself")));
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!("{gname:?} is managed by jit itself"),
+                ));
             }
-            let lg = local.group(gname).ok_or_else(|| refuse(ErrorCode::Refused, format!("no local group {gname:?} in {}", self.cfg.group_file.display())))?;
+            let lg = local.group(gname).ok_or_else(|| {
+                refuse(
+                    ErrorCode::Refused,
+                    format!(
+                        "no local group {gname:?} in {}",
+                        self.cfg.group_file.display()
+                    ),
+                )
+            })?;
             if lg.gid == 0 {
-                return Err(refuse(ErrorCode::Refused, format!("group {gname:?} has gid 0: never granted")));
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!("group {gname:?} has gid 0: never granted"),
+                ));
             }
-            if lg.members.iter().any(|m| m == &spec.user) || local.user(&spec.user).is_some_and(|u| u.gid == lg.gid) {
-                return Err(refuse(ErrorCode::Refused, format!("{} is already a local member of {gname}", spec.user)));
+            if lg.members.iter().any(|m| m == &spec.user)
+                || local.user(&spec.user).is_some_and(|u| u.gid == lg.gid)
+            {
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!("{} is already a local member of {gname}", spec.user),
+                ));
             }
         }
-        let uid = if spec.account { Some(self.allocate_uid(&mut inner, &spec.user, &local)?) } else { None };
+        let uid = if spec.account {
+            Some(self.allocate_uid(&mut inner, &spec.user, &local)?)
+        } else {
+            None
+        };
         let mut id = random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
         while inner.state.grants.contains_key(&id) {
             id = random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
@@ -720,7 +972,10 @@ impl Daemon {
         if let Err(e) = self.persist(&mut inner, now) {
             inner.state.grants.remove(&id);
             inner.state.uid_ledger = ledger_before;
-            return Err(refuse(ErrorCode::Internal, format!("could not make the grant durable, nothing changed: {e}")));
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!("could not make the grant durable, nothing changed: {e}"),
+            ));
         }
         self.write_snapshot(&mut inner, now);
         drop(inner);
@@ -735,7 +990,11 @@ impl Daemon {
         self.tick(now);
         self.wake.notify_all();
         let inner = self.lock();
-        Ok(inner.state.grants.get(&id).map_or(grant, |g| Self::with_state(g, now)))
+        Ok(inner
+            .state
+            .grants
+            .get(&id)
+            .map_or(grant, |g| Self::with_state(g, now)))
     }
 
     fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {
@@ -748,7 +1007,12 @@ impl Daemon {
         let used: HashSet<u32> = inner.state.uid_ledger.values().copied().collect();
         let uid = (self.cfg.uid_min..=self.cfg.account_uid_max())
             .find(|u| !used.contains(u) && !local.id_taken(*u))
-            .ok_or_else(|| refuse(ErrorCode::Refused, "uid_range is exhausted: every id has been used by an identity"))?;
+            .ok_or_else(|| {
+                refuse(
+                    ErrorCode::Refused,
+                    "uid_range is exhausted: every id has been used by an identity",
+                )
+            })?;
         inner.state.uid_ledger.insert(name.to_string(), uid);
         Ok(uid)
     }
@@ -761,14 +1025,23 @@ impl Daemon {
 pub fn prepare_dir(dir: &std::path::Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if !m.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
     if m.uid() != 0 || m.mode() & 0o022 != 0 {
-        return Err(format!("{} must be owned by root and not writable by group or others (owner {}, mode {:o})", dir.display(), m.uid(), m.mode() & 0o7777));
+        return Err(format!(
+            "{} must be owned by root and not writable by group or others (owner {}, mode {:o})",
+            dir.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ));
     }
     Ok(())
 }

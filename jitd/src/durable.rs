@@ -23,7 +23,8 @@ fn failpoint(name: &str) {
 fn failpoint(_name: &str) {}
 
 fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has NUL"))
 }
 
 /// fsyncs a directory so a rename in it is durable.
@@ -42,8 +43,12 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// Any failure; the old file is then untouched. EIO from fsync is reported, never retried
 /// (the kernel may have dropped the dirty pages: PostgreSQL's fsync lesson).
 pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
@@ -84,7 +89,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         rf.rewind()?;
         rf.read_to_end(&mut back)?;
         if back != data {
-            return Err(io::Error::other("written file does not read back identically"));
+            return Err(io::Error::other(
+                "written file does not read back identically",
+            ));
         }
         if keep_prev && path.exists() {
             let mut prev = path.as_os_str().to_owned();
@@ -109,7 +116,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
 
 /// Removes temp files a crash may have left beside `path` (`.<name>.tmp.<pid>`).
 pub fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
     let prefix = format!(".{}.tmp.", name.to_string_lossy());
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {

@@ -24,7 +24,11 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 fn open_dir_at(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid C string; the fd returned is checked and then owned.
     let fd = check(unsafe {
-        libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
     })?;
     // SAFETY: fresh descriptor, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -34,7 +38,12 @@ fn open_root(home_root: &Path) -> io::Result<OwnedFd> {
     let p = CString::new(home_root.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
     // SAFETY: valid C string; result checked and owned.
-    let fd = check(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    let fd = check(unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
     // SAFETY: fresh descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -60,7 +69,13 @@ pub enum Created {
 ///
 /// # Errors
 /// An existing entry that is not a directory owned by `uid` is never taken over.
-pub fn create(home_root: &Path, name: &str, uid: u32, gid: u32, skel: &Path) -> io::Result<Created> {
+pub fn create(
+    home_root: &Path,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    skel: &Path,
+) -> io::Result<Created> {
     let root = open_root(home_root)?;
     let cname = c(name)?;
     // SAFETY: valid dirfd and C string.
@@ -75,14 +90,24 @@ pub fn create(home_root: &Path, name: &str, uid: u32, gid: u32, skel: &Path) -> 
         false
     };
     let home = open_dir_at(root.as_raw_fd(), &cname).map_err(|e| {
-        io::Error::new(e.kind(), format!("{}/{name} exists and is not a plain directory: {e}", home_root.display()))
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}/{name} exists and is not a plain directory: {e}",
+                home_root.display()
+            ),
+        )
     })?;
     let st = fstat(home.as_raw_fd())?;
     if !fresh {
         if st.st_uid != uid {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{}/{name} exists and belongs to uid {}: not taking it over", home_root.display(), st.st_uid),
+                format!(
+                    "{}/{name} exists and belongs to uid {}: not taking it over",
+                    home_root.display(),
+                    st.st_uid
+                ),
             ));
         }
         return Ok(Created::Reused);
@@ -107,7 +132,9 @@ fn copy_tree(src: &Path, dst_fd: RawFd, uid: u32, gid: u32, depth: u32) -> io::R
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
         let ft = entry.file_type()?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         let cname = c(&name)?;
         let mode = entry.metadata()?.permissions().mode() & 0o777;
         if ft.is_dir() {
@@ -126,7 +153,11 @@ fn copy_tree(src: &Path, dst_fd: RawFd, uid: u32, gid: u32, depth: u32) -> io::R
                 libc::openat(
                     dst_fd,
                     cname.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o600 as libc::c_uint,
                 )
             })?;
@@ -205,7 +236,12 @@ fn remove_contents(dirfd: RawFd, depth: u32) -> io::Result<()> {
 }
 
 /// Opens `<home_root>/<name>` if it is a directory owned by `uid`; `Ok(None)` if absent.
-fn open_owned(root: &OwnedFd, home_root: &Path, name: &str, uid: u32) -> io::Result<Option<OwnedFd>> {
+fn open_owned(
+    root: &OwnedFd,
+    home_root: &Path,
+    name: &str,
+    uid: u32,
+) -> io::Result<Option<OwnedFd>> {
     let cname = c(name)?;
     match open_dir_at(root.as_raw_fd(), &cname) {
         Ok(fd) => {
@@ -213,7 +249,11 @@ fn open_owned(root: &OwnedFd, home_root: &Path, name: &str, uid: u32) -> io::Res
             if st.st_uid != uid {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
-                    format!("{}/{name} belongs to uid {}, not {uid}: left alone", home_root.display(), st.st_uid),
+                    format!(
+                        "{}/{name} belongs to uid {}, not {uid}: left alone",
+                        home_root.display(),
+                        st.st_uid
+                    ),
                 ));
             }
             Ok(Some(fd))
@@ -229,7 +269,9 @@ fn open_owned(root: &OwnedFd, home_root: &Path, name: &str, uid: u32) -> io::Res
 /// A home owned by someone else is left alone and reported.
 pub fn remove(home_root: &Path, name: &str, uid: u32) -> io::Result<bool> {
     let root = open_root(home_root)?;
-    let Some(home) = open_owned(&root, home_root, name, uid)? else { return Ok(false) };
+    let Some(home) = open_owned(&root, home_root, name, uid)? else {
+        return Ok(false);
+    };
     remove_contents(home.as_raw_fd(), 0)?;
     drop(home);
     let cname = c(name)?;
@@ -243,7 +285,12 @@ pub fn remove(home_root: &Path, name: &str, uid: u32) -> io::Result<bool> {
 ///
 /// # Errors
 /// As [`remove`]; also an archive directory that is not root's own.
-pub fn archive(home_root: &Path, name: &str, uid: u32, grant_id: &str) -> io::Result<Option<String>> {
+pub fn archive(
+    home_root: &Path,
+    name: &str,
+    uid: u32,
+    grant_id: &str,
+) -> io::Result<Option<String>> {
     let root = open_root(home_root)?;
     if open_owned(&root, home_root, name, uid)?.is_none() {
         return Ok(None);
@@ -257,13 +304,26 @@ pub fn archive(home_root: &Path, name: &str, uid: u32, grant_id: &str) -> io::Re
     let archfd = open_dir_at(root.as_raw_fd(), &arch)?;
     let st = fstat(archfd.as_raw_fd())?;
     if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, ".jit-archive is not root-only: not archiving into it"));
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            ".jit-archive is not root-only: not archiving into it",
+        ));
     }
     let target = format!("{name}-{grant_id}");
     let (cname, ctarget) = (c(name)?, c(&target)?);
     // SAFETY: valid dirfds and C strings.
-    check(unsafe { libc::renameat(root.as_raw_fd(), cname.as_ptr(), archfd.as_raw_fd(), ctarget.as_ptr()) })?;
-    Ok(Some(format!("{}/.jit-archive/{target}", home_root.display())))
+    check(unsafe {
+        libc::renameat(
+            root.as_raw_fd(),
+            cname.as_ptr(),
+            archfd.as_raw_fd(),
+            ctarget.as_ptr(),
+        )
+    })?;
+    Ok(Some(format!(
+        "{}/.jit-archive/{target}",
+        home_root.display()
+    )))
 }
 
 #[cfg(test)]
@@ -290,13 +350,25 @@ mod tests {
         std::fs::write(skel.join(".config/x"), "x").unwrap();
         std::fs::write(outside.join("precious"), "keep me").unwrap();
 
-        assert_eq!(create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(), Created::New);
+        assert_eq!(
+            create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(),
+            Created::New
+        );
         let h = root.join("alice");
         assert_eq!(std::fs::metadata(&h).unwrap().uid(), 4_000_200);
         assert_eq!(std::fs::metadata(&h).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::read_to_string(h.join(".bashrc")).unwrap(), "echo hi\n");
-        assert_eq!(std::fs::metadata(h.join(".config/x")).unwrap().uid(), 4_000_200);
-        assert_eq!(create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(), Created::Reused);
+        assert_eq!(
+            std::fs::read_to_string(h.join(".bashrc")).unwrap(),
+            "echo hi\n"
+        );
+        assert_eq!(
+            std::fs::metadata(h.join(".config/x")).unwrap().uid(),
+            4_000_200
+        );
+        assert_eq!(
+            create(&root, "alice", 4_000_200, 4_000_200, &skel).unwrap(),
+            Created::Reused
+        );
 
         // The user plants links to the outside before teardown.
         std::os::unix::fs::symlink(&outside, h.join("link")).unwrap();
@@ -304,8 +376,14 @@ mod tests {
         std::fs::hard_link(outside.join("precious"), h.join("hard")).unwrap();
         assert!(remove(&root, "alice", 4_000_200).unwrap());
         assert!(!h.exists());
-        assert_eq!(std::fs::read_to_string(outside.join("precious")).unwrap(), "keep me");
-        assert!(!remove(&root, "alice", 4_000_200).unwrap(), "absent is fine");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("precious")).unwrap(),
+            "keep me"
+        );
+        assert!(
+            !remove(&root, "alice", 4_000_200).unwrap(),
+            "absent is fine"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 
@@ -332,10 +410,17 @@ mod tests {
         let root = base.join("home");
         std::fs::create_dir_all(&root).unwrap();
         create(&root, "carl", 4_000_400, 4_000_400, &base.join("noskel")).unwrap();
-        let p = archive(&root, "carl", 4_000_400, "g-0001").unwrap().unwrap();
+        let p = archive(&root, "carl", 4_000_400, "g-0001")
+            .unwrap()
+            .unwrap();
         assert!(std::path::Path::new(&p).is_dir());
-        assert_eq!(std::fs::metadata(root.join(".jit-archive")).unwrap().mode() & 0o777, 0o700);
-        assert!(archive(&root, "carl", 4_000_400, "g-0002").unwrap().is_none());
+        assert_eq!(
+            std::fs::metadata(root.join(".jit-archive")).unwrap().mode() & 0o777,
+            0o700
+        );
+        assert!(archive(&root, "carl", 4_000_400, "g-0002")
+            .unwrap()
+            .is_none());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

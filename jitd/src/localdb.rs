@@ -45,7 +45,11 @@ fn parse_passwd(text: &str) -> Vec<LocalUser> {
             let _pw = f.next()?;
             let uid = f.next()?.parse().ok()?;
             let gid = f.next()?.parse().ok()?;
-            (!name.is_empty()).then(|| LocalUser { name: name.to_string(), uid, gid })
+            (!name.is_empty()).then(|| LocalUser {
+                name: name.to_string(),
+                uid,
+                gid,
+            })
         })
         .collect()
 }
@@ -65,7 +69,11 @@ fn parse_group(text: &str) -> Vec<LocalGroup> {
                 .filter(|m| !m.is_empty())
                 .map(str::to_string)
                 .collect();
-            (!name.is_empty()).then(|| LocalGroup { name: name.to_string(), gid, members })
+            (!name.is_empty()).then(|| LocalGroup {
+                name: name.to_string(),
+                gid,
+                members,
+            })
         })
         .collect()
 }
@@ -104,7 +112,8 @@ impl LocalDb {
 
     /// Whether any local user or group uses `id`.
     pub fn id_taken(&self, id: u32) -> bool {
-        self.users.iter().any(|u| u.uid == id || u.gid == id) || self.groups.iter().any(|g| g.gid == id)
+        self.users.iter().any(|u| u.uid == id || u.gid == id)
+            || self.groups.iter().any(|g| g.gid == id)
     }
 }
 
@@ -116,7 +125,14 @@ mod tests {
     fn parses_and_skips_junk() {
         let users = parse_passwd("root:x:0:0:root:/root:/bin/bash\n#c\n+nis\nbad\ncarol:x:1001:1001::/home/carol:/bin/sh\nx:x:notanumber:1::/:/\n");
         assert_eq!(users.len(), 2);
-        assert_eq!(users[1], LocalUser { name: "carol".into(), uid: 1001, gid: 1001 });
+        assert_eq!(
+            users[1],
+            LocalUser {
+                name: "carol".into(),
+                uid: 1001,
+                gid: 1001
+            }
+        );
         let groups = parse_group("sudo:x:27:carol,dave\nadm:x:4:\n");
         assert_eq!(groups[0].members, ["carol", "dave"]);
         assert!(groups[1].members.is_empty());

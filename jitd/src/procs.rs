@@ -59,7 +59,10 @@ fn read_status(pid: i32) -> Option<ProcInfo> {
             }
             have_uid = true;
         } else if let Some(v) = line.strip_prefix("Groups:") {
-            info.groups = v.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            info.groups = v
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
         } else if let Some(v) = line.strip_prefix("State:") {
             info.zombie = v.trim_start().starts_with('Z') || v.trim_start().starts_with('X');
         }
@@ -74,14 +77,16 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
     if info.uids.iter().any(|u| t.uids.contains(u)) {
         return true;
     }
-    t.group_holders
-        .iter()
-        .any(|(uid, gid)| (info.uids[0] == *uid || info.uids[1] == *uid) && info.groups.contains(gid))
+    t.group_holders.iter().any(|(uid, gid)| {
+        (info.uids[0] == *uid || info.uids[1] == *uid) && info.groups.contains(gid)
+    })
 }
 
 fn scan(t: &KillTargets) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid > 1 && pid != me)
@@ -101,7 +106,15 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 
 fn pidfd_signal(fd: &OwnedFd, sig: libc::c_int) -> bool {
     // SAFETY: pidfd_send_signal(2) with a valid pidfd, a signal number, no siginfo, no flags.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
     rc == 0
 }
 
@@ -113,7 +126,11 @@ fn wait_exits(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
             .iter()
             .zip(&done)
             .filter(|(_, d)| !**d)
-            .map(|(f, _)| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .map(|(f, _)| libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
         if pfds.is_empty() {
             return done;
@@ -174,11 +191,19 @@ pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> Kil
             }
             fds.push(fd);
         }
-        let first_sig = if round == 0 { libc::SIGTERM } else { libc::SIGKILL };
+        let first_sig = if round == 0 {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
         for fd in &fds {
             pidfd_signal(fd, first_sig);
         }
-        let wait = if round == 0 { grace } else { Duration::from_millis(200) };
+        let wait = if round == 0 {
+            grace
+        } else {
+            Duration::from_millis(200)
+        };
         let exited = wait_exits(&fds, Instant::now() + wait);
         for (fd, gone) in fds.iter().zip(&exited) {
             if *gone {
@@ -205,9 +230,15 @@ mod tests {
     fn status_parsing_and_matching() {
         let me = read_status(std::process::id() as i32).unwrap();
         assert!(!me.zombie);
-        let t = KillTargets { uids: [me.uids[0]].into_iter().collect(), ..Default::default() };
+        let t = KillTargets {
+            uids: [me.uids[0]].into_iter().collect(),
+            ..Default::default()
+        };
         assert!(matches(&me, &t));
-        let t = KillTargets { uids: [4_000_000].into_iter().collect(), ..Default::default() };
+        let t = KillTargets {
+            uids: [4_000_000].into_iter().collect(),
+            ..Default::default()
+        };
         assert!(!matches(&me, &t));
         let holder = KillTargets {
             group_holders: [(me.uids[0], 4_000_001)].into_iter().collect(),
@@ -221,10 +252,19 @@ mod tests {
         // Run `sleep` under an otherwise unused uid, then end it by uid.
         let uid = 4_000_123u32;
         let mut child = std::process::Command::new("setpriv")
-            .args([&format!("--reuid={uid}"), &format!("--regid={uid}"), "--clear-groups", "sleep", "60"])
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "sleep",
+                "60",
+            ])
             .spawn()
             .unwrap();
-        let t = KillTargets { uids: [uid].into_iter().collect(), ..Default::default() };
+        let t = KillTargets {
+            uids: [uid].into_iter().collect(),
+            ..Default::default()
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while scan(&t).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

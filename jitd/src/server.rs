@@ -34,7 +34,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     prepare_dir(dir, 0o755)?;
     if let Ok(m) = std::fs::symlink_metadata(path) {
         if !m.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket: not removing it", path.display()));
+            return Err(format!(
+                "{} exists and is not a socket: not removing it",
+                path.display()
+            ));
         }
         std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -44,7 +47,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     // SAFETY: restores the previous mask.
     unsafe { libc::umask(old) };
     let l = l.map_err(|e| format!("bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok(l)
 }
@@ -60,11 +64,19 @@ pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(CONN_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CONN_TIMEOUT));
-    let Ok((uid, pid)) = peer_uid(&stream) else { return };
+    let Ok((uid, pid)) = peer_uid(&stream) else {
+        return;
+    };
     let body = match read_frame(&mut stream) {
         Ok(b) => b,
         Err(FrameError::BadLength(n)) => {
-            reply(&mut stream, &Response::error(ErrorCode::BadRequest, format!("frame length {n} outside 1..={}", jit_proto::MAX_FRAME)));
+            reply(
+                &mut stream,
+                &Response::error(
+                    ErrorCode::BadRequest,
+                    format!("frame length {n} outside 1..={}", jit_proto::MAX_FRAME),
+                ),
+            );
             return;
         }
         Err(_) => return,
@@ -74,8 +86,17 @@ pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
         Ok(req) => {
             let what = req.as_safe_string();
             let r = d.handle(uid, req, now);
-            if let Response::Error { code: ErrorCode::PermissionDenied, .. } = r {
-                d.audit(now, Severity::Warning, "request.denied", json!({ "peer_uid": uid, "peer_pid": pid, "request": what }));
+            if let Response::Error {
+                code: ErrorCode::PermissionDenied,
+                ..
+            } = r
+            {
+                d.audit(
+                    now,
+                    Severity::Warning,
+                    "request.denied",
+                    json!({ "peer_uid": uid, "peer_pid": pid, "request": what }),
+                );
             }
             r
         }
@@ -94,7 +115,9 @@ fn worker(d: Arc<Daemon>, rx: Arc<Mutex<Receiver<UnixStream>>>) {
             Ok(s) => {
                 // A panic in one request must not take the daemon down.
                 let d2 = Arc::clone(&d);
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || serve_conn(&d2, s)));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    serve_conn(&d2, s)
+                }));
             }
             Err(_) => return,
         }
@@ -116,11 +139,18 @@ pub fn run(d: Arc<Daemon>, listener: UnixListener) {
                 Ok(()) => {}
                 Err(TrySendError::Full(mut s)) | Err(TrySendError::Disconnected(mut s)) => {
                     let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-                    reply(&mut s, &Response::error(ErrorCode::Busy, "jitd is busy; try again"));
+                    reply(
+                        &mut s,
+                        &Response::error(ErrorCode::Busy, "jitd is busy; try again"),
+                    );
                 }
             },
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&listener), events: libc::POLLIN, revents: 0 };
+                let mut pfd = libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
                 // SAFETY: one valid pollfd; a bounded wait so SIGTERM is noticed within 250 ms.
                 unsafe { libc::poll(&mut pfd, 1, 250) };
             }

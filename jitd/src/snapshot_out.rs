@@ -26,7 +26,12 @@ impl FileId {
     /// The identity of `path` now, if it exists.
     pub fn of(path: &Path) -> Option<FileId> {
         let m = std::fs::symlink_metadata(path).ok()?;
-        Some(FileId { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec() })
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        })
     }
 }
 
@@ -43,8 +48,17 @@ pub struct Collision {
 
 /// Builds the snapshot content for `now`. Ended grants and grants already past `not_after`
 /// are left out; pending ones are included so the modules flip at `not_before` by themselves.
-pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (SnapshotData, Vec<Collision>) {
-    let mut data = SnapshotData { generated_at: now, managed: cfg.managed_accounts.clone(), ..Default::default() };
+pub fn project(
+    cfg: &Config,
+    state: &State,
+    local: &LocalDb,
+    now: UnixTime,
+) -> (SnapshotData, Vec<Collision>) {
+    let mut data = SnapshotData {
+        generated_at: now,
+        managed: cfg.managed_accounts.clone(),
+        ..Default::default()
+    };
     let mut collisions = Vec::new();
     let mut private: BTreeMap<String, GroupEntry> = BTreeMap::new();
     let mut locals: BTreeMap<String, GroupEntry> = BTreeMap::new();
@@ -66,16 +80,28 @@ pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (
             let Some(u) = g.uid else { continue };
             // A local user or group created after the grant wins: local names are never shadowed.
             if let Some(other) = local.name_taken(&g.user) {
-                collisions.push(Collision { grant: g.id.clone(), user: g.user.clone(), with: format!("local name {other:?}") });
+                collisions.push(Collision {
+                    grant: g.id.clone(),
+                    user: g.user.clone(),
+                    with: format!("local name {other:?}"),
+                });
                 continue;
             }
             if local.id_taken(u) {
-                collisions.push(Collision { grant: g.id.clone(), user: g.user.clone(), with: format!("local id {u}") });
+                collisions.push(Collision {
+                    grant: g.id.clone(),
+                    user: g.user.clone(),
+                    with: format!("local id {u}"),
+                });
                 continue;
             }
             flags |= GATE_ACCOUNT;
             uid = u;
-            let reason = if g.reason.is_empty() { String::new() } else { format!(" ({})", g.reason) };
+            let reason = if g.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", g.reason)
+            };
             data.accounts.push(Account {
                 name: g.user.clone(),
                 uid: u,
@@ -109,7 +135,9 @@ pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (
         }
         for gname in &g.groups {
             // The gid always comes from /etc/group (NSS merge needs name and gid identical).
-            let Some(lg) = local.group(gname) else { continue };
+            let Some(lg) = local.group(gname) else {
+                continue;
+            };
             if lg.gid == 0 {
                 continue;
             }
@@ -124,7 +152,12 @@ pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (
                     members: Vec::new(),
                 })
                 .members
-                .push(Member { name: g.user.clone(), grant_id: g.id.clone(), not_before: g.not_before, not_after: g.not_after });
+                .push(Member {
+                    name: g.user.clone(),
+                    grant_id: g.id.clone(),
+                    not_before: g.not_before,
+                    not_after: g.not_after,
+                });
         }
         data.grants.push(GateGrant {
             id: g.id.clone(),
@@ -143,8 +176,13 @@ pub fn project(cfg: &Config, state: &State, local: &LocalDb, now: UnixTime) -> (
     }
     // A private group whose name equals a local group is impossible (name_taken above), but a
     // private group named like jit's own groups is refused at grant time; drop it defensively.
-    let own = [cfg.group_users.as_str(), cfg.group_sudo.as_str(), cfg.group_mfa.as_str()];
-    data.groups.retain(|g| g.kind != GROUP_KIND_PRIVATE || !own.contains(&g.name.as_str()));
+    let own = [
+        cfg.group_users.as_str(),
+        cfg.group_sudo.as_str(),
+        cfg.group_mfa.as_str(),
+    ];
+    data.groups
+        .retain(|g| g.kind != GROUP_KIND_PRIVATE || !own.contains(&g.name.as_str()));
     (data, collisions)
 }
 

@@ -54,16 +54,24 @@ fn encode(state: &State) -> Result<Vec<u8>, StateError> {
 }
 
 fn decode(bytes: &[u8]) -> Result<State, String> {
-    let nl = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
     let (head, body) = bytes.split_at(nl);
     let body = body.get(1..).unwrap_or(&[]);
     let head = std::str::from_utf8(head).map_err(|_| "header not UTF-8")?;
-    let rest = head.strip_prefix(HEADER).ok_or("unknown header or version")?;
+    let rest = head
+        .strip_prefix(HEADER)
+        .ok_or("unknown header or version")?;
     let (crc, len) = rest.split_once(' ').ok_or("bad header")?;
     let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum field")?;
     let len: usize = len.parse().map_err(|_| "bad length field")?;
     if body.len() != len {
-        return Err(format!("length {} != recorded {len} (truncated?)", body.len()));
+        return Err(format!(
+            "length {} != recorded {len} (truncated?)",
+            body.len()
+        ));
     }
     if crc32c(body) != crc {
         return Err("checksum mismatch".into());
@@ -91,7 +99,9 @@ pub struct Loaded {
 impl StateStore {
     /// A store in `dir`.
     pub fn new(dir: &Path) -> Self {
-        StateStore { path: dir.join("state.json") }
+        StateStore {
+            path: dir.join("state.json"),
+        }
     }
 
     /// The current file's path.
@@ -118,7 +128,13 @@ impl StateStore {
         let cur = read(&self.path)?;
         let problem = match &cur {
             Some(b) => match decode(b) {
-                Ok(state) => return Ok(Loaded { state, recovered_from_prev: None, fresh: false }),
+                Ok(state) => {
+                    return Ok(Loaded {
+                        state,
+                        recovered_from_prev: None,
+                        fresh: false,
+                    })
+                }
                 Err(e) => e,
             },
             None => "missing".to_string(),
@@ -136,8 +152,15 @@ impl StateStore {
                     prev.display()
                 ))),
             },
-            None if cur.is_none() => Ok(Loaded { state: State::default(), recovered_from_prev: None, fresh: true }),
-            None => Err(StateError::Corrupt(format!("{}: {problem}, and no previous generation", self.path.display()))),
+            None if cur.is_none() => Ok(Loaded {
+                state: State::default(),
+                recovered_from_prev: None,
+                fresh: true,
+            }),
+            None => Err(StateError::Corrupt(format!(
+                "{}: {problem}, and no previous generation",
+                self.path.display()
+            ))),
         }
     }
 
@@ -147,7 +170,8 @@ impl StateStore {
     /// Any write, fsync or rename failure; the previous durable state is then still in place.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let bytes = encode(state)?;
-        replace_file(&self.path, &bytes, 0o600, true).map_err(|e| StateError::Io(self.path.clone(), e))
+        replace_file(&self.path, &bytes, 0o600, true)
+            .map_err(|e| StateError::Io(self.path.clone(), e))
     }
 }
 

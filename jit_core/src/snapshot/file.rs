@@ -58,7 +58,9 @@ pub fn check_stat(st: &libc::stat) -> Result<(), TrustError> {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Opens `path` with O_RDONLY|O_CLOEXEC|O_NOFOLLOW|O_NONBLOCK (a FIFO planted there cannot
@@ -69,7 +71,12 @@ fn errno() -> i32 {
 pub fn open_trusted(path: &CStr) -> Result<(std::os::fd::OwnedFd, libc::stat), TrustError> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: `path` is a valid C string; the descriptor is checked and then owned.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )
+    };
     if fd < 0 {
         return Err(TrustError::Os(errno()));
     }
@@ -94,7 +101,8 @@ pub fn read_trusted(path: &CStr) -> Result<Vec<u8>, TrustError> {
     let (fd, st) = open_trusted(path)?;
     let mut f = std::fs::File::from(fd);
     let mut buf = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
-    f.read_to_end(&mut buf).map_err(|e| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    f.read_to_end(&mut buf)
+        .map_err(|e| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO)))?;
     if buf.len() as u64 > MAX_SNAPSHOT_BYTES {
         return Err(TrustError::BadSize);
     }

@@ -14,7 +14,11 @@ use jit_proto::{ErrorCode, Grant, GrantSpec, Request, Response};
 
 /// jitctl — manage just-in-time grants on this host through jitd.
 #[derive(Parser)]
-#[command(version, about, after_help = "Exit codes: 0 ok, 1 refused or failed (stderr says why), 2 usage error, 3 cannot reach jitd.")]
+#[command(
+    version,
+    about,
+    after_help = "Exit codes: 0 ok, 1 refused or failed (stderr says why), 2 usage error, 3 cannot reach jitd."
+)]
 struct Cli {
     /// jitd's socket.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH)]
@@ -30,6 +34,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Cmd {
     /// Daemon, server link, grant counts, snapshot age.
     Status,
@@ -104,6 +109,7 @@ enum BreakglassCmd {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum GrantCmd {
     /// Add a local grant (root only); prints the grant id.
     Add(AddArgs),
@@ -199,11 +205,20 @@ fn usage(msg: String) -> Fail {
 }
 
 fn call(cli: &Cli, req: Request) -> Result<Payload, Fail> {
-    let r = jit_proto::call(&cli.socket, &req, Duration::from_secs(cli.timeout.max(1)), true)
-        .map_err(|e| Fail(3, format!("{e} ({})", cli.socket)))?;
+    let r = jit_proto::call(
+        &cli.socket,
+        &req,
+        Duration::from_secs(cli.timeout.max(1)),
+        true,
+    )
+    .map_err(|e| Fail(3, format!("{e} ({})", cli.socket)))?;
     match r {
         Response::Ok { payload, .. } => Ok(payload),
-        Response::Error { code: ErrorCode::Busy, message, .. } => Err(Fail(3, message)),
+        Response::Error {
+            code: ErrorCode::Busy,
+            message,
+            ..
+        } => Err(Fail(3, message)),
         Response::Error { message, .. } => Err(Fail(1, message)),
     }
 }
@@ -227,7 +242,10 @@ fn relative(t: i64, now: i64) -> String {
 fn what(g: &Grant) -> String {
     let mut parts = Vec::new();
     if g.account {
-        parts.push(format!("account(uid {})", g.uid.map_or("?".into(), |u| u.to_string())));
+        parts.push(format!(
+            "account(uid {})",
+            g.uid.map_or("?".into(), |u| u.to_string())
+        ));
     }
     for gr in &g.groups {
         parts.push(format!("group {gr}"));
@@ -241,8 +259,22 @@ fn show_grant(g: &Grant, now: i64) -> String {
     line("id:", g.id.clone());
     line("user:", g.user.clone());
     line("state:", g.state.as_str().into());
-    line("not_before:", format!("{} ({})", format_utc(g.not_before), relative(g.not_before, now)));
-    line("not_after:", format!("{} ({})", format_utc(g.not_after), relative(g.not_after, now)));
+    line(
+        "not_before:",
+        format!(
+            "{} ({})",
+            format_utc(g.not_before),
+            relative(g.not_before, now)
+        ),
+    );
+    line(
+        "not_after:",
+        format!(
+            "{} ({})",
+            format_utc(g.not_after),
+            relative(g.not_after, now)
+        ),
+    );
     line("grants:", what(g));
     if !g.ssh_keys.is_empty() {
         line("ssh keys:", g.ssh_keys.len().to_string());
@@ -256,16 +288,37 @@ fn show_grant(g: &Grant, now: i64) -> String {
     if !g.requested_by.is_empty() {
         line("requested by:", g.requested_by.clone());
     }
-    line("created:", format!("{} by {}", format_utc(g.created_at), g.created_by));
+    line(
+        "created:",
+        format!("{} by {}", format_utc(g.created_at), g.created_by),
+    );
     if let Some(t) = g.ended_at {
-        line("ended:", format!("{} ({})", format_utc(t), g.end_reason.clone().unwrap_or_default()));
-        line("torn down:", if g.torn_down { "yes".into() } else { "not yet".into() });
+        line(
+            "ended:",
+            format!(
+                "{} ({})",
+                format_utc(t),
+                g.end_reason.clone().unwrap_or_default()
+            ),
+        );
+        line(
+            "torn down:",
+            if g.torn_down {
+                "yes".into()
+            } else {
+                "not yet".into()
+            },
+        );
     }
     s
 }
 
 fn print_status(s: &Status, now: i64) -> String {
-    let age = s.snapshot_written_at.map_or("never written".to_string(), |t| format!("written {}", relative(t, now)));
+    let age = s
+        .snapshot_written_at
+        .map_or("never written".to_string(), |t| {
+            format!("written {}", relative(t, now))
+        });
     format!(
         "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\n",
         s.version,
@@ -292,29 +345,50 @@ fn audit_line(r: &serde_json::Value) -> String {
             rest.push(format!("{k}={v}"));
         }
     }
-    format!("{} {:<8} {:<22} {:<16} {:<12} {}", get("time"), get("severity"), get("event"), get("grant"), get("user"), rest.join(" "))
+    format!(
+        "{} {:<8} {:<22} {:<16} {:<12} {}",
+        get("time"),
+        get("severity"),
+        get("event"),
+        get("grant"),
+        get("user"),
+        rest.join(" ")
+    )
 }
 
 fn read_keys(args: &AddArgs) -> Result<Vec<String>, Fail> {
     let mut keys = args.ssh_keys.clone();
     for f in &args.ssh_key_files {
-        let text = std::fs::read_to_string(f).map_err(|e| Fail(1, format!("--ssh-key-file {f}: {e}")))?;
-        keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text =
+            std::fs::read_to_string(f).map_err(|e| Fail(1, format!("--ssh-key-file {f}: {e}")))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     Ok(keys)
 }
 
 fn not_yet(what: &str) -> Fail {
-    Fail(1, format!("{what} is not supported yet by this jit version"))
+    Fail(
+        1,
+        format!("{what} is not supported yet by this jit version"),
+    )
 }
 
 fn run(cli: &Cli) -> Result<(), Fail> {
     let now = jit_core::time::now();
     let mut out = std::io::stdout().lock();
-    let w = |out: &mut std::io::StdoutLock<'_>, s: String| write!(out, "{s}").map_err(|e| Fail(1, e.to_string()));
+    let w = |out: &mut std::io::StdoutLock<'_>, s: String| {
+        write!(out, "{s}").map_err(|e| Fail(1, e.to_string()))
+    };
     match &cli.cmd {
         Cmd::Status => {
-            let Payload::Status(s) = call(cli, Request::GetStatus)? else { return Err(Fail(1, "unexpected reply".into())) };
+            let Payload::Status(s) = call(cli, Request::GetStatus)? else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
             if cli.json {
                 print_json(&s)
             } else {
@@ -322,7 +396,8 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
         }
         Cmd::Grant(GrantCmd::Add(a)) => {
-            let duration_secs = parse_duration(&a.duration).map_err(|e| usage(format!("--for: {e}")))?;
+            let duration_secs =
+                parse_duration(&a.duration).map_err(|e| usage(format!("--for: {e}")))?;
             let start_in_secs = match &a.start_in {
                 Some(s) => parse_duration(s).map_err(|e| usage(format!("--start-in: {e}")))?,
                 None => 0,
@@ -348,7 +423,15 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 end_with_session: a.end_with_session,
                 revoke_on: a.revoke_on.clone(),
             };
-            let Payload::Grant(g) = call(cli, Request::AddGrant { spec })? else { return Err(Fail(1, "unexpected reply".into())) };
+            let Payload::Grant(g) = call(
+                cli,
+                Request::AddGrant {
+                    spec: Box::new(spec),
+                },
+            )?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
             if cli.json {
                 print_json(&g)
             } else {
@@ -356,21 +439,43 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
         }
         Cmd::Grant(GrantCmd::List { all }) => {
-            let Payload::Grants { grants } = call(cli, Request::ListGrants { all: *all })? else { return Err(Fail(1, "unexpected reply".into())) };
+            let Payload::Grants { grants } = call(cli, Request::ListGrants { all: *all })? else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
             if cli.json {
                 return print_json(&grants);
             }
             if grants.is_empty() {
-                return w(&mut out, if *all { "no grants\n".into() } else { "no live grants (--all shows pending and ended ones)\n".into() });
+                return w(
+                    &mut out,
+                    if *all {
+                        "no grants\n".into()
+                    } else {
+                        "no live grants (--all shows pending and ended ones)\n".into()
+                    },
+                );
             }
-            let mut s = format!("{:<16} {:<12} {:<8} {:<14} {:<14} {}\n", "ID", "USER", "STATE", "STARTS", "ENDS", "GRANTS");
+            let mut s = format!(
+                "{:<16} {:<12} {:<8} {:<14} {:<14} {}\n",
+                "ID", "USER", "STATE", "STARTS", "ENDS", "GRANTS"
+            );
             for g in &grants {
-                s.push_str(&format!("{:<16} {:<12} {:<8} {:<14} {:<14} {}\n", g.id, g.user, g.state.as_str(), relative(g.not_before, now), relative(g.not_after, now), what(g)));
+                s.push_str(&format!(
+                    "{:<16} {:<12} {:<8} {:<14} {:<14} {}\n",
+                    g.id,
+                    g.user,
+                    g.state.as_str(),
+                    relative(g.not_before, now),
+                    relative(g.not_after, now),
+                    what(g)
+                ));
             }
             w(&mut out, s)
         }
         Cmd::Grant(GrantCmd::Show { id }) => {
-            let Payload::Grant(g) = call(cli, Request::ShowGrant { id: id.clone() })? else { return Err(Fail(1, "unexpected reply".into())) };
+            let Payload::Grant(g) = call(cli, Request::ShowGrant { id: id.clone() })? else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
             if cli.json {
                 print_json(&g)
             } else {
@@ -378,25 +483,55 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
         }
         Cmd::Grant(GrantCmd::Revoke { id, reason }) => {
-            let Payload::Grant(g) = call(cli, Request::RevokeGrant { id: id.clone(), reason: reason.clone() })? else { return Err(Fail(1, "unexpected reply".into())) };
+            let Payload::Grant(g) = call(
+                cli,
+                Request::RevokeGrant {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                },
+            )?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
             if cli.json {
                 print_json(&g)
             } else {
                 w(&mut out, format!("revoked {} ({})\n", g.id, g.user))
             }
         }
-        Cmd::Audit { grant, since, follow } => {
+        Cmd::Audit {
+            grant,
+            since,
+            follow,
+        } => {
             let since = match since {
-                Some(s) => Some(now - parse_duration(s).map_err(|e| usage(format!("--since: {e}")))?),
+                Some(s) => {
+                    Some(now - parse_duration(s).map_err(|e| usage(format!("--since: {e}")))?)
+                }
                 None => None,
             };
             let mut offset = None;
             loop {
-                let Payload::Audit { records, offset: next } = call(cli, Request::ReadAudit { grant: grant.clone(), since, after_offset: offset })? else {
+                let Payload::Audit {
+                    records,
+                    offset: next,
+                } = call(
+                    cli,
+                    Request::ReadAudit {
+                        grant: grant.clone(),
+                        since,
+                        after_offset: offset,
+                    },
+                )?
+                else {
                     return Err(Fail(1, "unexpected reply".into()));
                 };
                 for r in &records {
-                    let line = if cli.json { r.to_string() } else { audit_line(r) };
+                    let line = if cli.json {
+                        r.to_string()
+                    } else {
+                        audit_line(r)
+                    };
                     writeln!(out, "{line}").map_err(|e| Fail(1, e.to_string()))?;
                 }
                 out.flush().map_err(|e| Fail(1, e.to_string()))?;
@@ -411,7 +546,9 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
         }
         Cmd::Activate { .. } => Err(not_yet("jitctl activate (TOTP)")),
-        Cmd::Session(_) => Err(not_yet("jitctl session (session tracking arrives with pam_jit)")),
+        Cmd::Session(_) => Err(not_yet(
+            "jitctl session (session tracking arrives with pam_jit)",
+        )),
         Cmd::Mfa(_) => Err(not_yet("jitctl mfa (TOTP)")),
         Cmd::Breakglass(_) => Err(not_yet("jitctl breakglass")),
         Cmd::Report { .. } => Err(not_yet("jitctl report")),

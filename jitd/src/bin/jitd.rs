@@ -27,7 +27,12 @@ struct Args {
     #[arg(long)]
     check_config: bool,
     /// nsswitch.conf to check with --check-config.
-    #[arg(long, value_name = "PATH", default_value = "/etc/nsswitch.conf", hide = true)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/nsswitch.conf",
+        hide = true
+    )]
     nsswitch: PathBuf,
 }
 
@@ -52,8 +57,12 @@ fn install_signals() {
 
 /// Tells systemd (Type=notify) we are ready, if it asked.
 fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let p = path.to_string_lossy();
     if let Some(abstract_name) = p.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
@@ -84,7 +93,12 @@ fn main() -> ExitCode {
     if args.check_config {
         let problems = jitd::check::check_host(&cfg, &args.nsswitch);
         if problems.is_empty() {
-            println!("jitd: configuration and host OK ({})", cfg.source.as_ref().map_or("embedded defaults".into(), |p| p.display().to_string()));
+            println!(
+                "jitd: configuration and host OK ({})",
+                cfg.source
+                    .as_ref()
+                    .map_or("embedded defaults".into(), |p| p.display().to_string())
+            );
             return ExitCode::SUCCESS;
         }
         for p in &problems {
@@ -110,7 +124,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    d.audit(now, Severity::Info, "daemon.start", json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }));
+    d.audit(
+        now,
+        Severity::Info,
+        "daemon.start",
+        json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }),
+    );
     // Recovery before the socket opens: expired-while-down grants are torn down now.
     d.tick(now);
     let listener = match jitd::server::bind(&d.cfg.socket_path) {
@@ -139,7 +158,12 @@ fn main() -> ExitCode {
     let _ = stopper.join();
     let _ = timer.join();
     let _ = std::fs::remove_file(&d.cfg.socket_path);
-    d.audit(jit_core::time::now(), Severity::Info, "daemon.stop", json!({ "pid": std::process::id() }));
+    d.audit(
+        jit_core::time::now(),
+        Severity::Info,
+        "daemon.stop",
+        json!({ "pid": std::process::id() }),
+    );
     sd_notify("STOPPING=1");
     ExitCode::SUCCESS
 }
@@ -162,7 +186,10 @@ fn timer_loop(d: &Daemon) {
             continue;
         }
         // Align to the start of the next second so expiry happens within a few ms of not_after.
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid writable timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
         let to_next_second = 1000 - (ts.tv_nsec / 1_000_000) as u64;

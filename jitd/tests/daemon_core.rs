@@ -1,0 +1,472 @@
+//! The daemon core driven directly (no socket, injected clock), over private temp files for
+//! passwd, group, state, snapshot, audit and homes: grant validation (TEST-CATALOGUE B1-B4),
+//! stable uids, expiry at the boundary second, revocation, restart recovery (F11).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
+
+use std::path::{Path, PathBuf};
+
+use jit_core::snapshot::Snapshot;
+use jit_proto::message::Payload;
+use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
+use jitd::config::Config;
+use jitd::daemon::Daemon;
+
+const T0: i64 = 1_900_000_000;
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("jitd-core-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["state", "run", "log", "home", "skel"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(
+            dir.join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\ncarol:x:1001:1001::/home/carol:/bin/bash\nDave:x:1002:1002::/home/Dave:/bin/bash\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("group"),
+            "root:x:0:\nsudo:x:27:carol\nadm:x:4:\ncarol:x:1001:\nDave:x:1002:\ndevs:x:50:\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("skel/.profile"), "# profile\n").unwrap();
+        Env { dir }
+    }
+
+    fn config(&self) -> Config {
+        let d = self.dir.display();
+        Config::parse(
+            &format!(
+                r#"
+                uid_range = "4100000-4100099"
+                max_grant = "2h"
+                kill_grace = "100ms"
+                nscd = "off"
+                home_root = "{d}/home"
+                skel = "{d}/skel"
+                state_dir = "{d}/state"
+                snapshot_path = "{d}/run/snapshot"
+                socket_path = "{d}/run/jitd.sock"
+                audit_log = "{d}/log/audit.jsonl"
+                passwd_file = "{d}/passwd"
+                group_file = "{d}/group"
+                "#
+            ),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn daemon(&self, now: i64) -> Daemon {
+        let d = Daemon::open(self.config(), now).unwrap();
+        d.tick(now);
+        d
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("run/snapshot")).unwrap()
+    }
+
+    fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/audit.jsonl")).unwrap()
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spec(user: &str, secs: i64) -> GrantSpec {
+    GrantSpec {
+        user: user.into(),
+        duration_secs: secs,
+        account: true,
+        ..Default::default()
+    }
+}
+
+fn add(d: &Daemon, s: GrantSpec, now: i64) -> Result<Grant, (ErrorCode, String)> {
+    match d.handle(0, Request::AddGrant { spec: Box::new(s) }, now) {
+        Response::Ok {
+            payload: Payload::Grant(g),
+            ..
+        } => Ok(*g),
+        Response::Error { code, message, .. } => Err((code, message)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+#[test]
+fn account_grant_lifecycle_at_the_boundary_second() {
+    let env = Env::new("life");
+    let d = env.daemon(T0);
+    let g = add(
+        &d,
+        GrantSpec {
+            groups: vec!["adm".into()],
+            reason: "fix: nginx\n".replace('\n', ""),
+            ..spec("alice", 60)
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(
+        (g.not_before, g.not_after, g.state),
+        (T0, T0 + 60, GrantState::Live)
+    );
+    assert_eq!(g.uid, Some(4_100_000));
+    assert!(
+        exists(&env.path("home/alice/.profile")),
+        "home made from skel when live"
+    );
+
+    let img = env.snapshot();
+    let s = Snapshot::parse(&img).unwrap();
+    let a = s.account_by_name("alice", T0).unwrap();
+    assert_eq!(
+        a.gecos(),
+        "jit grant ".to_string() + &g.id + " (fix_ nginx)"
+    );
+    assert_eq!(a.home(), format!("{}/alice", env.path("home").display()));
+    assert_eq!(s.group_by_name("adm", T0).unwrap().gid(), 4);
+    assert_eq!(
+        s.user_gids("alice", T0).collect::<Vec<_>>().len(),
+        2,
+        "adm and jit-users"
+    );
+
+    d.tick(T0 + 59);
+    assert!(exists(&env.path("home/alice")), "still live at not_after-1");
+    d.tick(T0 + 60);
+    let s2 = env.snapshot();
+    let s2 = Snapshot::parse(&s2).unwrap();
+    assert!(
+        s2.account_by_name("alice", T0).is_none(),
+        "dropped from the snapshot once expired"
+    );
+    assert!(!exists(&env.path("home/alice")), "home removed at expiry");
+    let audit = env.audit();
+    for ev in [
+        "grant.created",
+        "grant.live",
+        "grant.expired",
+        "grant.teardown",
+    ] {
+        assert!(
+            audit.contains(&format!("\"event\":\"{ev}\"")),
+            "{ev} missing in\n{audit}"
+        );
+    }
+}
+
+#[test]
+fn bad_names_collisions_and_limits_change_nothing() {
+    let env = Env::new("bad");
+    let d = env.daemon(T0);
+    let before = env.snapshot();
+    let long = "a".repeat(33);
+    for name in [
+        "evil:0:0",
+        "a\nroot:x:0:0",
+        "a\0b",
+        "-oProxyCommand",
+        "+nis",
+        "@grp",
+        "../../bin/ls",
+        "a/b",
+        ".hidden",
+        "a.b",
+        "a~",
+        "Alice",
+        "аdmin",
+        long.as_str(),
+        "root",
+        "daemon",
+        "nobody",
+        "jit-users",
+    ] {
+        let e = add(&d, spec(name, 60), T0).unwrap_err();
+        assert_eq!(e.0, ErrorCode::Refused, "{name:?}: {e:?}");
+    }
+    // Existing local user, local group, and a case-insensitive look-alike.
+    for name in ["carol", "devs", "dave"] {
+        let e = add(&d, spec(name, 60), T0).unwrap_err();
+        assert!(e.1.contains("exists locally"), "{name}: {e:?}");
+    }
+    // Groups: unknown, gid 0, already a local member; duration over max_grant; nothing granted.
+    let cases = [
+        GrantSpec {
+            account: false,
+            groups: vec!["nosuch".into()],
+            ..spec("carol", 60)
+        },
+        GrantSpec {
+            account: false,
+            groups: vec!["root".into()],
+            ..spec("carol", 60)
+        },
+        GrantSpec {
+            account: false,
+            groups: vec!["sudo".into()],
+            ..spec("carol", 60)
+        },
+        spec("alice", 2 * 3600 + 1),
+        GrantSpec {
+            account: false,
+            ..spec("carol", 60)
+        },
+        GrantSpec {
+            account: false,
+            groups: vec!["adm".into()],
+            ..spec("ghost", 60)
+        },
+        GrantSpec {
+            ssh_keys: vec!["command=\"x\" ssh-ed25519 AAAA".into()],
+            ..spec("alice", 60)
+        },
+    ];
+    for c in cases {
+        assert_eq!(
+            add(&d, c.clone(), T0).unwrap_err().0,
+            ErrorCode::Refused,
+            "{c:?}"
+        );
+    }
+    // Conditions that are not enforced yet are refused, not stored.
+    for c in [
+        GrantSpec {
+            mfa: true,
+            ..spec("alice", 60)
+        },
+        GrantSpec {
+            sudo: vec!["ALL".into()],
+            ..spec("alice", 60)
+        },
+    ] {
+        let e = add(&d, c, T0).unwrap_err();
+        assert_eq!(e.0, ErrorCode::Unsupported);
+        assert!(e.1.contains("not supported yet"), "{e:?}");
+    }
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "snapshot unchanged by refused requests"
+    );
+    assert!(env.audit().contains("grant.rejected"));
+}
+
+#[test]
+fn uids_are_stable_per_identity_and_never_reissued() {
+    let env = Env::new("uid");
+    let d = env.daemon(T0);
+    let a1 = add(&d, spec("alice", 10), T0).unwrap();
+    let b = add(&d, spec("bob", 10), T0).unwrap();
+    assert_ne!(a1.uid, b.uid);
+    d.tick(T0 + 20);
+    let c = add(&d, spec("carl", 10), T0 + 20).unwrap();
+    let a2 = add(&d, spec("alice", 10), T0 + 20).unwrap();
+    assert_eq!(a1.uid, a2.uid, "same identity, same uid");
+    assert!(
+        c.uid != a1.uid && c.uid != b.uid,
+        "an ended identity's uid is not handed to another"
+    );
+    // A local user that takes an identity's recorded uid blocks that identity rather than
+    // sharing the uid.
+    let mut passwd = std::fs::read_to_string(env.path("passwd")).unwrap();
+    passwd.push_str(&format!("intruder:x:{}:100::/:/bin/sh\n", b.uid.unwrap()));
+    std::fs::write(env.path("passwd"), passwd).unwrap();
+    let e = add(&d, spec("bob", 10), T0 + 20).unwrap_err();
+    assert!(e.1.contains("recorded uid"), "{e:?}");
+}
+
+#[test]
+fn revoke_is_durable_and_tears_down() {
+    let env = Env::new("revoke");
+    let d = env.daemon(T0);
+    let g = add(&d, spec("alice", 600), T0).unwrap();
+    match d.handle(
+        1001,
+        Request::RevokeGrant {
+            id: g.id.clone(),
+            reason: None,
+        },
+        T0,
+    ) {
+        Response::Error { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        r => panic!("non-root revoke allowed: {r:?}"),
+    }
+    match d.handle(
+        0,
+        Request::RevokeGrant {
+            id: g.id.clone(),
+            reason: Some("done".into()),
+        },
+        T0 + 1,
+    ) {
+        Response::Ok {
+            payload: Payload::Grant(r),
+            ..
+        } => {
+            assert_eq!(r.state, GrantState::Revoked);
+            assert!(r.torn_down);
+        }
+        r => panic!("{r:?}"),
+    }
+    let img = env.snapshot();
+    assert!(Snapshot::parse(&img)
+        .unwrap()
+        .account_by_name("alice", T0 + 1)
+        .is_none());
+    assert!(!exists(&env.path("home/alice")));
+    // A second revoke says why it cannot.
+    match d.handle(
+        0,
+        Request::RevokeGrant {
+            id: g.id.clone(),
+            reason: None,
+        },
+        T0 + 2,
+    ) {
+        Response::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::Refused);
+            assert!(message.contains("already ended"), "{message}");
+        }
+        r => panic!("{r:?}"),
+    }
+    // Durable: a new daemon over the same state sees it revoked.
+    drop(d);
+    let d2 = env.daemon(T0 + 3);
+    match d2.handle(0, Request::ShowGrant { id: g.id.clone() }, T0 + 3) {
+        Response::Ok {
+            payload: Payload::Grant(r),
+            ..
+        } => assert_eq!(r.state, GrantState::Revoked),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn expired_while_down_is_torn_down_at_start() {
+    let env = Env::new("down");
+    let d = env.daemon(T0);
+    let g = add(&d, spec("alice", 30), T0).unwrap();
+    assert!(exists(&env.path("home/alice")));
+    drop(d);
+    // Start again well after not_after: the first tick (before any socket) ends it.
+    let d2 = Daemon::open(env.config(), T0 + 300).unwrap();
+    d2.tick(T0 + 300);
+    assert!(!exists(&env.path("home/alice")));
+    let audit = env.audit();
+    let line = audit.lines().find(|l| l.contains("grant.expired")).unwrap();
+    assert!(
+        line.contains(&format!("\"not_after\":{}", g.not_after)),
+        "original expiry recorded: {line}"
+    );
+    assert!(line.contains("\"late_secs\":270"), "{line}");
+}
+
+#[test]
+fn users_see_only_their_own_grants() {
+    let env = Env::new("peer");
+    let d = env.daemon(T0);
+    add(&d, spec("alice", 60), T0).unwrap();
+    add(
+        &d,
+        GrantSpec {
+            account: false,
+            groups: vec!["adm".into()],
+            ..spec("carol", 60)
+        },
+        T0,
+    )
+    .unwrap();
+    let list = |uid| match d.handle(uid, Request::ListGrants { all: true }, T0) {
+        Response::Ok {
+            payload: Payload::Grants { grants },
+            ..
+        } => grants.into_iter().map(|g| g.user).collect::<Vec<_>>(),
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(list(0).len(), 2);
+    assert_eq!(list(1001), ["carol"]);
+    assert_eq!(
+        list(4_100_000),
+        ["alice"],
+        "an ephemeral account sees its own grant"
+    );
+    assert!(list(1500).is_empty());
+    match d.handle(
+        1001,
+        Request::AddGrant {
+            spec: Box::new(spec("mallory", 60)),
+        },
+        T0,
+    ) {
+        Response::Error { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        r => panic!("{r:?}"),
+    }
+    match d.handle(
+        1001,
+        Request::ReadAudit {
+            grant: None,
+            since: None,
+            after_offset: None,
+        },
+        T0,
+    ) {
+        Response::Error { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn damaged_snapshot_is_rewritten() {
+    let env = Env::new("repair");
+    let d = env.daemon(T0);
+    add(&d, spec("alice", 600), T0).unwrap();
+    let good = env.snapshot();
+    std::fs::write(env.path("run/snapshot"), &good[..good.len() / 2]).unwrap();
+    d.tick(T0 + 1);
+    let fixed = env.snapshot();
+    assert!(Snapshot::parse(&fixed)
+        .unwrap()
+        .account_by_name("alice", T0 + 1)
+        .is_some());
+    std::fs::remove_file(env.path("run/snapshot")).unwrap();
+    d.tick(T0 + 2);
+    assert!(Snapshot::parse(&env.snapshot()).is_ok());
+    assert!(env.audit().contains("snapshot.repaired"));
+}
+
+#[test]
+fn local_user_created_later_wins_over_the_account() {
+    let env = Env::new("later");
+    let d = env.daemon(T0);
+    add(&d, spec("alice", 600), T0).unwrap();
+    let mut passwd = std::fs::read_to_string(env.path("passwd")).unwrap();
+    passwd.push_str("alice:x:1003:1003::/home/alice:/bin/bash\n");
+    std::fs::write(env.path("passwd"), passwd).unwrap();
+    d.tick(T0 + 1);
+    let img = env.snapshot();
+    assert!(Snapshot::parse(&img)
+        .unwrap()
+        .account_by_name("alice", T0 + 1)
+        .is_none());
+    assert!(env.audit().contains("account.collision"));
+}
