@@ -1,6 +1,20 @@
 //! Helpers for C entry points: panic containment and logging without global state.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Replaces the panic hook with one that prints nothing, once. Only the shared-library modules
+/// call this: std is linked into each cdylib, so the hook is the library's own and never the
+/// host program's, and a module must not write to the host's stderr even when it panics (the
+/// panic itself is still contained by [`guard`]). An atomic flag, not a `Once`, so no call ever
+/// waits on another thread (or on one that vanished in a `fork`).
+pub fn silence_panic_messages() {
+    if !QUIET.swap(true, Ordering::SeqCst) {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+}
 
 /// Runs `f`, turning a panic into `fallback`. The first statement of every `extern "C"` function
 /// in the modules: no panic may unwind into C (it would abort the host process).
