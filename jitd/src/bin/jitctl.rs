@@ -150,13 +150,13 @@ struct AddArgs {
     /// Membership of an existing local group while live (repeatable).
     #[arg(long = "group", value_name = "GROUP")]
     groups: Vec<String>,
-    /// sudo scope: ALL, a path, or a path with arguments (repeatable).
+    /// sudo scope: ALL, a path, or a path with arguments (repeatable). Not supported yet: refused.
     #[arg(long = "sudo", value_name = "COMMAND")]
     sudo: Vec<String>,
-    /// Allowed sudo run-as target USER[:GROUP] (repeatable).
+    /// Allowed sudo run-as target USER[:GROUP] (repeatable). Not supported yet: refused.
     #[arg(long = "runas", value_name = "USER[:GROUP]")]
     runas: Vec<String>,
-    /// USER is a managed local admin account: enable it while live.
+    /// USER is a managed local admin account: enable it while live. Not supported yet: refused.
     #[arg(long)]
     enable: bool,
     /// ssh public key for the ephemeral account (repeatable).
@@ -165,25 +165,25 @@ struct AddArgs {
     /// File of ssh public keys, one per line (repeatable).
     #[arg(long = "ssh-key-file", value_name = "PATH")]
     ssh_key_files: Vec<String>,
-    /// Source networks allowed (repeatable).
+    /// Source networks allowed (repeatable). Not supported yet: refused.
     #[arg(long = "from", value_name = "CIDR")]
     from: Vec<String>,
-    /// PAM services allowed (repeatable).
+    /// PAM services allowed (repeatable). Not supported yet: refused.
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
-    /// Time window, e.g. "Mon-Fri 09:00-18:00" (repeatable).
+    /// Time window, e.g. "Mon-Fri 09:00-18:00" (repeatable). Not supported yet: refused.
     #[arg(long = "window", value_name = "SPEC")]
     windows: Vec<String>,
-    /// TOTP needed at login or `jitctl activate`.
+    /// TOTP needed at login or `jitctl activate`. Not supported yet: refused.
     #[arg(long)]
     mfa: bool,
-    /// TOTP needed at every sudo.
+    /// TOTP needed at every sudo. Not supported yet: refused.
     #[arg(long)]
     mfa_sudo: bool,
-    /// End the grant when its first session closes.
+    /// End the grant when its first session closes. Not supported yet: refused.
     #[arg(long)]
     end_with_session: bool,
-    /// Revocation class: ioc, software-install, account-change, sensitive-read (repeatable).
+    /// Revocation class: ioc, software-install, account-change, sensitive-read (repeatable). Not supported yet: refused.
     #[arg(long = "revoke-on", value_name = "CLASS")]
     revoke_on: Vec<String>,
     /// Why the grant exists.

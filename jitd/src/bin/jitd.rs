@@ -17,7 +17,10 @@ use serde_json::json;
 /// jitd — the jit host daemon: holds grants, writes the snapshot the NSS/PAM/sudo modules read,
 /// serves jitctl on a local socket and tears privilege down at expiry or revocation.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about = "jitd - the jit host daemon: grants, the NSS snapshot, the local socket, expiry and teardown"
+)]
 struct Args {
     /// Configuration file (TOML; unknown keys are rejected).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
