@@ -9,18 +9,23 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Failpoints for crash tests (`JITD_FAILPOINT=<name>` kills the process at that step). Only
-/// compiled with the `failpoints` feature; a release build has none.
+/// Failpoints for crash tests: `JITD_FAILPOINT=<file name>:<step>` (e.g. `state.json:after-fsync`)
+/// kills the process at that step of writing that file. Only compiled with the `failpoints`
+/// feature; a normal build has none and never reads the variable.
 #[cfg(feature = "failpoints")]
-fn failpoint(name: &str) {
-    if std::env::var("JITD_FAILPOINT").ok().as_deref() == Some(name) {
+fn failpoint(path: &Path, step: &str) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if std::env::var("JITD_FAILPOINT").ok() == Some(format!("{name}:{step}")) {
         // SAFETY: raising SIGKILL on ourselves; simulates a crash at this exact step.
         unsafe { libc::raise(libc::SIGKILL) };
     }
 }
 
 #[cfg(not(feature = "failpoints"))]
-fn failpoint(_name: &str) {}
+fn failpoint(_path: &Path, _step: &str) {}
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
@@ -79,9 +84,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         if unsafe { libc::fchmod(f.as_raw_fd(), mode as libc::mode_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        failpoint("after-write");
+        failpoint(path, "after-write");
         f.sync_all()?;
-        failpoint("after-fsync");
+        failpoint(path, "after-fsync");
         // Verify what reached the file before it replaces the good one (google-authenticator
         // f661059: a zero-length secrets file locked root out).
         let mut back = Vec::with_capacity(data.len());
@@ -103,9 +108,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
             std::fs::hard_link(path, prev)?;
         }
         std::fs::rename(&tmp, path)?;
-        failpoint("after-rename");
+        failpoint(path, "after-rename");
         fsync_dir(dir)?;
-        failpoint("after-dir-fsync");
+        failpoint(path, "after-dir-fsync");
         Ok(())
     })();
     if result.is_err() {

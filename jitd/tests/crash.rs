@@ -1,0 +1,208 @@
+//! kill -9 at every step of a durable state write (TEST-CATALOGUE F10, C1-C3), with failpoints
+//! compiled in only by the `failpoints` feature:
+//! `cargo test -p jitd --features failpoints --test crash` (scripts/test runs it).
+//! After each crash jitd restarts; the state is the old one or the new one, never a partial
+//! file, temp files are gone, and the grant is present exactly when the rename had happened.
+//! Also checks the syscall order of a write with strace.
+
+#![cfg(feature = "failpoints")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn setup(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jitd-crash-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/bash\n").unwrap();
+    std::fs::write(dir.join("group"), "root:x:0:\n").unwrap();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("jitd.toml"),
+        format!("uid_range = \"4300000-4300099\"\nnscd = \"off\"\nhome_root = \"{d}/home\"\nstate_dir = \"{d}/state\"\nsnapshot_path = \"{d}/run/snapshot\"\nsocket_path = \"{d}/run/jitd.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n"),
+    )
+    .unwrap();
+    dir
+}
+
+fn jitctl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jitctl"))
+        .arg("--socket")
+        .arg(dir.join("run/jitd.sock"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Child {
+    let mut cmd = if wrapper.is_empty() {
+        Command::new(env!("CARGO_BIN_EXE_jitd"))
+    } else {
+        let mut c = Command::new(wrapper[0]);
+        c.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_jitd"));
+        c
+    };
+    cmd.arg("--config")
+        .arg(dir.join("jitd.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match failpoint {
+        Some(f) => cmd.env("JITD_FAILPOINT", f),
+        None => cmd.env_remove("JITD_FAILPOINT"),
+    };
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if jitctl(dir, &["status"]).status.success() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("jitd did not start");
+}
+
+fn users(dir: &Path) -> Vec<String> {
+    let out = jitctl(dir, &["--json", "grant", "list", "--all"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut u: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["user"].as_str().unwrap().to_string())
+        .collect();
+    u.sort();
+    u
+}
+
+#[test]
+fn kill_at_every_write_step_leaves_old_or_new_state() {
+    for (step, new_visible) in [
+        ("after-write", false),
+        ("after-fsync", false),
+        ("after-rename", true),
+        ("after-dir-fsync", true),
+    ] {
+        let dir = setup(step);
+        let mut j = start(&dir, None, &[]);
+        assert!(
+            jitctl(&dir, &["grant", "add", "alice", "--for", "1h", "--account"])
+                .status
+                .success()
+        );
+        j.kill().unwrap();
+        j.wait().unwrap();
+
+        let mut j = start(&dir, Some(&format!("state.json:{step}")), &[]);
+        let add = jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"]);
+        assert!(
+            !add.status.success(),
+            "{step}: the grant must not be acknowledged: {add:?}"
+        );
+        let st = j.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&st),
+            Some(libc::SIGKILL),
+            "{step}"
+        );
+
+        let mut j = start(&dir, None, &[]);
+        let expect: Vec<&str> = if new_visible {
+            vec!["alice", "bob"]
+        } else {
+            vec!["alice"]
+        };
+        assert_eq!(users(&dir), expect, "{step}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("state"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{step}: temp files left: {leftovers:?}"
+        );
+        // The snapshot agrees with the recovered state.
+        let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+        let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
+        let now = jit_core::time::now();
+        assert_eq!(
+            s.account_by_name("bob", now).is_some(),
+            new_visible,
+            "{step}"
+        );
+        j.kill().unwrap();
+        j.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn durable_write_syscall_order() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is required (scripts/test installs it)");
+    }
+    let dir = setup("strace");
+    let log = dir.join("strace.log");
+    let log_s = log.display().to_string();
+    let mut j = start(
+        &dir,
+        None,
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            &log_s,
+            "-e",
+            "trace=openat,fsync,rename,renameat,renameat2,link,linkat",
+        ],
+    );
+    let mark = std::fs::read_to_string(&log).unwrap_or_default().len();
+    assert!(
+        jitctl(&dir, &["grant", "add", "alice", "--for", "1h", "--account"])
+            .status
+            .success()
+    );
+    j.kill().unwrap();
+    j.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let text = &text[mark.min(text.len())..];
+    let lines: Vec<&str> = text.lines().collect();
+    let pos = |pred: &dyn Fn(&str) -> bool, from: usize| {
+        lines
+            .iter()
+            .skip(from)
+            .position(|l| pred(l))
+            .map(|p| p + from)
+    };
+    let open_tmp = pos(
+        &|l: &str| l.contains("openat(") && l.contains(".state.json.tmp.") && l.contains("O_EXCL"),
+        0,
+    )
+    .expect("temp opened with O_EXCL");
+    let fsync_file = pos(&|l: &str| l.contains("fsync("), open_tmp).expect("file fsync");
+    let link_prev = pos(
+        &|l: &str| l.contains("link") && l.contains("state.json.prev"),
+        fsync_file,
+    )
+    .expect("previous generation kept");
+    let rename = pos(
+        &|l: &str| {
+            l.contains("rename") && l.contains(".state.json.tmp.") && l.contains("state.json\"")
+        },
+        link_prev,
+    )
+    .expect("rename into place");
+    let fsync_dir =
+        pos(&|l: &str| l.contains("fsync("), rename).expect("directory fsync after rename");
+    assert!(
+        open_tmp < fsync_file && fsync_file < link_prev && link_prev < rename && rename < fsync_dir,
+        "{text}"
+    );
+    println!("durable write order: open(O_EXCL) {open_tmp} < fsync {fsync_file} < link .prev {link_prev} < rename {rename} < fsync(dir) {fsync_dir}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
