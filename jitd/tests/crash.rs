@@ -52,7 +52,7 @@ fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Child {
         Some(f) => cmd.env("JITD_FAILPOINT", f),
         None => cmd.env_remove("JITD_FAILPOINT"),
     };
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if jitctl(dir, &["status"]).status.success() {
@@ -60,6 +60,8 @@ fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("jitd did not start");
 }
 
