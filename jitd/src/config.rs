@@ -157,9 +157,14 @@ fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
         .trim()
         .parse()
         .map_err(|_| err(format!("uid_range: bad number {b:?}")))?;
-    if a < 1000 || b > i32::MAX as u32 || b < a + 10 || (a..=b).contains(&65_534) {
+    if a < 1000
+        || b > i32::MAX as u32
+        || b < a + 10
+        || (a..=b).contains(&65_534)
+        || (a..=b).contains(&65_535)
+    {
         return Err(err(format!(
-            "uid_range {s:?}: must lie within 1000..2147483647, hold at least 11 ids and exclude 65534"
+            "uid_range {s:?}: must lie within 1000..2147483647, hold at least 11 ids and exclude 65534 and 65535"
         )));
     }
     Ok((a, b))
@@ -358,6 +363,7 @@ mod tests {
             "unknown_key = 1",
             "uid_range = \"0-100\"",
             "uid_range = \"65000-66000\"",
+            "uid_range = \"65535-65600\"",
             "uid_range = \"70000-70005\"",
             "managed_accounts = [\"root\"]",
             "managed_accounts = [\"a:b\"]",

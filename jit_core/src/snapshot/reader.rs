@@ -314,6 +314,9 @@ impl<'a> Snapshot<'a> {
             }
             prev = Some(kv);
         }
+        if seen.iter().any(|s| !s) {
+            return Err(SnapshotError::Corrupt("index does not cover every record"));
+        }
         Ok(())
     }
 
@@ -680,7 +683,12 @@ impl<'a> GroupView<'a> {
             return false;
         }
         match self.kind() {
-            GROUP_KIND_PRIVATE => true,
+            // Exactly while its account lives: the record's window may span several grants of
+            // the identity, with gaps in between.
+            GROUP_KIND_PRIVATE => self
+                .snap
+                .account_by_uid(self.gid(), now)
+                .is_some_and(|a| a.name() == self.name()),
             _ => self.members().any(|m| m.is_live(now)),
         }
     }

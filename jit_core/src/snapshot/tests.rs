@@ -53,8 +53,9 @@ fn sample() -> SnapshotData {
                 name: "alice".into(),
                 gid: 70001,
                 kind: GROUP_KIND_PRIVATE,
+                // jitd widens a private group's record over all grants of the identity.
                 not_before: 100,
-                not_after: 200,
+                not_after: 600,
                 members: vec![],
             },
             GroupEntry {
@@ -120,6 +121,10 @@ fn round_trip_lookups() {
     );
     assert_eq!(s.group_by_gid(70001, 150).unwrap().name(), "alice");
     assert!(s.group_by_gid(70001, 200).is_none());
+    // The private group follows its account exactly: its record spans 100..600, her accounts
+    // are live 100..200 and 500..600; between them the group is gone too.
+    assert!(s.group_by_name("alice", 300).is_none());
+    assert_eq!(s.group_by_name("alice", 550).unwrap().gid(), 70001);
     let ju = s.group_by_name("jit-users", 175).unwrap();
     assert_eq!(
         ju.live_members(175).collect::<Vec<_>>(),
@@ -170,6 +175,14 @@ fn writer_refuses_unsafe_fields() {
     for bad in ["evil:0:0", "a\nb", "a\0b"] {
         let mut d = sample();
         d.accounts[0].gecos = bad.into();
+        assert!(
+            matches!(build_snapshot(&d), Err(WriteError::UnsafeField(..))),
+            "{bad:?}"
+        );
+    }
+    for bad in ["", "a/b", &"x".repeat(33)] {
+        let mut d = sample();
+        d.accounts[0].name = bad.into();
         assert!(
             matches!(build_snapshot(&d), Err(WriteError::UnsafeField(..))),
             "{bad:?}"

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::format::*;
-use crate::constants::MAX_SNAPSHOT_STRING;
+use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
 use crate::crc32c::crc32c;
 use crate::types::{GroupEntry, SnapshotData, GROUP_KIND_PRIVATE};
 use crate::validate::{is_field_safe, is_line_safe};
@@ -62,6 +62,15 @@ impl Strings {
             return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
         }
         self.add(s)
+    }
+
+    /// A user or group name: what the reader accepts as a name (non-empty, at most
+    /// `MAX_NAME_LEN`, no `/`), so a written snapshot always reads back.
+    fn name(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+        if s.is_empty() || s.len() > MAX_NAME_LEN || s.contains('/') {
+            return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
+        }
+        self.field(what, s)
     }
 
     fn line(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
@@ -123,7 +132,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
     accounts.sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
     let mut acc_sec = Vec::with_capacity(accounts.len() * ACCOUNT_SIZE);
     for a in &accounts {
-        acc_sec.extend_from_slice(&strings.field("account name", &a.name)?);
+        acc_sec.extend_from_slice(&strings.name("account name", &a.name)?);
         acc_sec.extend_from_slice(&u32b(a.uid));
         acc_sec.extend_from_slice(&u32b(a.gid));
         acc_sec.extend_from_slice(&strings.field("gecos", &a.gecos)?);
@@ -163,7 +172,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
         members
             .sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
         for m in &members {
-            mem_sec.extend_from_slice(&strings.field("member name", &m.name)?);
+            mem_sec.extend_from_slice(&strings.name("member name", &m.name)?);
             mem_sec.extend_from_slice(&strings.field("grant id", &m.grant_id)?);
             let nb = m.not_before.max(g.not_before);
             let na = m.not_after.min(g.not_after);
@@ -176,7 +185,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
                     .push((g.gid, nb, na));
             }
         }
-        grp_sec.extend_from_slice(&strings.field("group name", &g.name)?);
+        grp_sec.extend_from_slice(&strings.name("group name", &g.name)?);
         grp_sec.extend_from_slice(&u32b(g.gid));
         grp_sec.extend_from_slice(&u32b(g.kind));
         grp_sec.extend_from_slice(&i64b(g.not_before));
@@ -198,7 +207,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
             ugid_sec.extend_from_slice(&i64b(*nb));
             ugid_sec.extend_from_slice(&i64b(*na));
         }
-        users_sec.extend_from_slice(&strings.field("user name", name)?);
+        users_sec.extend_from_slice(&strings.name("user name", name)?);
         users_sec.extend_from_slice(&u32b(start));
         users_sec.extend_from_slice(&u32b(len_u32(gids.len())?));
     }
@@ -214,7 +223,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
     let mut grant_sec = Vec::with_capacity(grants.len() * GRANT_SIZE);
     for g in &grants {
         grant_sec.extend_from_slice(&strings.field("grant id", &g.id)?);
-        grant_sec.extend_from_slice(&strings.field("grant user", &g.user)?);
+        grant_sec.extend_from_slice(&strings.name("grant user", &g.user)?);
         grant_sec.extend_from_slice(&u32b(g.uid));
         grant_sec.extend_from_slice(&u32b(g.flags));
         grant_sec.extend_from_slice(&u32b(g.revoke_on));
@@ -233,7 +242,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
     managed.dedup();
     let mut managed_sec = Vec::new();
     for m in managed {
-        managed_sec.extend_from_slice(&strings.field("managed account", m)?);
+        managed_sec.extend_from_slice(&strings.name("managed account", m)?);
     }
 
     let sections: Vec<(u32, Vec<u8>, usize)> = vec![

@@ -15,8 +15,9 @@ use jit_proto::{ErrorCode, Grant, GrantSpec, Request, Response};
 /// jitctl — manage just-in-time grants on this host through jitd.
 #[derive(Parser)]
 #[command(
+    name = "jitctl",
     version,
-    about,
+    about = "jitctl - manage just-in-time grants on this host through jitd",
     after_help = "Exit codes: 0 ok, 1 refused or failed (stderr says why), 2 usage error, 3 cannot reach jitd."
 )]
 struct Cli {

@@ -46,6 +46,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn install_signals() {
+    // SIGHUP would otherwise kill jitd without its clean-stop steps; configuration is read at
+    // start only, so a hang-up changes nothing (restart jitd to apply a new config).
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: an all-zero sigaction is valid; the handler only stores to an atomic, which
         // is async-signal-safe.
