@@ -913,10 +913,13 @@ impl Daemon {
                     ),
                 )
             })?;
-            if lg.gid == 0 {
+            if lg.gid == 0 || lg.gid == 65_534 || lg.gid > i32::MAX as u32 {
                 return Err(refuse(
                     ErrorCode::Refused,
-                    format!("group {gname:?} has gid 0: never granted"),
+                    format!(
+                        "group {gname:?} has gid {}: never granted (0, 65534 and ids above 2^31-1 are refused)",
+                        lg.gid
+                    ),
                 ));
             }
             if lg.members.iter().any(|m| m == &spec.user)

@@ -486,9 +486,13 @@ pub(crate) mod tests {
         let gr = format_group(&g, 220, &mut CallerBuf::new(&mut b)).unwrap();
         assert_eq!(members(&gr), ["alice"]);
 
-        let g = group_by_name(&s, "alice", 0).unwrap();
-        let gr = format_group(&g, 0, &mut CallerBuf::new(&mut b)).unwrap();
+        let g = group_by_name(&s, "alice", 150).unwrap();
+        let gr = format_group(&g, 150, &mut CallerBuf::new(&mut b)).unwrap();
         assert!(members(&gr).is_empty(), "private group, no members");
+        assert!(
+            group_by_name(&s, "alice", 250).is_none(),
+            "a private group lives exactly as long as its account"
+        );
 
         assert!(group_by_name(&s, "empty", 150).is_none(), "no live member");
         assert!(group_by_name(&s, "sudo", 200).is_none());

@@ -1,5 +1,5 @@
-//! The snapshot source: open, check, map and validate `/run/jitd/snapshot`, with a process-wide
-//! cache of the last validated mapping.
+//! The snapshot source: open, check, copy and validate `/run/jitd/snapshot`, with a process-wide
+//! cache of the last validated copy.
 //!
 //! Trust comes from the file itself: a regular file (not a symlink), owned by root, not group- or
 //! other-writable, between a header and `MAX_SNAPSHOT_BYTES` long; the content is then fully
@@ -7,10 +7,10 @@
 //! lock is ever waited for, nothing is logged, and the path is compile-time.
 //!
 //! Cache. Parsing checks every byte (CRC32C and all references), which is far too slow to repeat
-//! per lookup, so the validated mapping is kept in [`CACHE`] and revalidated per call with one
+//! per lookup, so the validated copy is kept in [`CACHE`] and revalidated per call with one
 //! `lstat()`: if the file's identity (device, inode, size, mtime, ctime, mode, owner) equals the
-//! cached one, the cached mapping still shows that same file. This is sound because the cached
-//! mapping holds a reference to its inode, so while it is cached no new file can be given the
+//! cached one, the cached copy still shows that same file. This is sound because the cached
+//! entry pins its inode (a never-read PROT_NONE mapping), so while it is cached no new file can be given the
 //! same (device, inode) pair; jitd replaces the snapshot by rename, which always yields a new
 //! inode. An in-place change of the same inode (only root can make one) moves mtime/ctime or the
 //! size, and a chmod/chown moves ctime, so those are seen as well and trigger a fresh validation.
@@ -58,7 +58,7 @@ pub enum SourceError {
     /// The file failed the shared trust rules of `jit_core::snapshot::file` (absent, symlink,
     /// not regular, not root's, writable by others, bad size).
     Untrusted(TrustError),
-    /// `mmap` failed with this errno.
+    /// `mmap` (of the inode pin) or `pread` failed with this errno.
     Io(i32),
     /// The content failed validation.
     Corrupt,
@@ -118,34 +118,38 @@ fn lstat_identity(path: &CStr) -> Result<Identity, SourceError> {
     Ok(Identity::of(st))
 }
 
-/// A read-only private mapping, unmapped on drop.
-struct RawMap {
+/// A `PROT_NONE` mapping of the snapshot file's first page, never read: it only holds a
+/// reference to the inode, so no other file can be given the same (device, inode) pair while the
+/// copy is cached (see the module comment). Never touching it means a file truncated in place
+/// cannot raise SIGBUS here.
+struct InodePin {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
-impl Drop for RawMap {
+impl Drop for InodePin {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what a successful mmap returned, and this is the only
-        // owner; no borrow of the bytes outlives the `Mapping` that owns this `RawMap`.
+        // SAFETY: `ptr`/`len` are exactly what a successful mmap returned; this is the only owner
+        // and nothing ever reads through it.
         unsafe { libc::munmap(self.ptr, self.len) };
     }
 }
 
-/// A validated snapshot mapping and the identity of the file it came from.
+/// A validated private copy of the snapshot and the identity of the file it came from.
 pub struct Mapping {
-    /// Borrows `_map`. Declared before it so it is dropped first; it is only ever handed out with
-    /// a lifetime tied to `&self` (see [`Mapping::snapshot`]), never as `'static`.
+    /// Borrows `_bytes`. Declared before it so it is dropped first; it is only ever handed out
+    /// with a lifetime tied to `&self` (see [`Mapping::snapshot`]), never as `'static`.
     snap: Snapshot<'static>,
-    /// Owned only so that dropping the `Mapping` unmaps the file.
-    _map: RawMap,
+    /// The copy; a boxed slice never moves its heap data when the `Mapping` moves.
+    _bytes: Box<[u8]>,
+    _pin: InodePin,
     ident: Identity,
 }
 
-// SAFETY: the mapping is PROT_READ and never written through; the snapshot view is plain
-// borrowed data. Sharing or moving it across threads is as safe as sharing a `&[u8]`.
+// SAFETY: the copy is never written after validation and the pin is never accessed; the snapshot
+// view is plain borrowed data. Sharing or moving it across threads is as safe as a `&[u8]`.
 unsafe impl Send for Mapping {}
-// SAFETY: as above: no interior mutability, read-only memory.
+// SAFETY: as above: no interior mutability.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -154,21 +158,26 @@ impl Mapping {
         self.snap
     }
 
-    /// Opens, checks, maps and validates `path`. The descriptor is closed before returning,
-    /// whatever happens (a mapping stays valid after its descriptor is closed).
+    /// Opens, checks, copies and validates `path`. The descriptor is closed before returning,
+    /// whatever happens.
+    ///
+    /// The content is read into private memory rather than mapped: a mapping of a file that
+    /// someone truncates or rewrites in place raises SIGBUS in, or feeds torn records to, every
+    /// process resolving names (SSSD bz 2226021). The copy is checked whole (CRC32C) after the
+    /// read, so a concurrent in-place write yields a refused copy, never a mixed one.
     fn open(path: &CStr) -> Result<Mapping, SourceError> {
         // open_trusted: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO swapped in between
         // lstat and open from blocking us, and fstat applies the trust rules.
         let (fd, st) = open_trusted(path)?;
         let ident = Identity::of(&st);
         let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
-        // SAFETY: a fresh read-only private mapping of an open regular file; the kernel picks
-        // the address. Nothing else in the process is affected.
+        // SAFETY: a PROT_NONE private mapping of one page of an open regular file; the kernel
+        // picks the address and nothing ever reads or writes through it.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
+                PIN_LEN,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE,
                 fd.as_raw_fd(),
                 0,
@@ -177,18 +186,48 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(SourceError::Io(errno()));
         }
-        let map = RawMap { ptr, len };
-        // SAFETY: `map` is a readable mapping of `len` bytes that lives as long as the `Mapping`
-        // built below, which owns it; the `'static` slice is confined to that `Mapping`.
-        let bytes: &'static [u8] =
-            unsafe { std::slice::from_raw_parts(map.ptr.cast::<u8>().cast_const(), map.len) };
-        let snap = Snapshot::parse(bytes).map_err(|_| SourceError::Corrupt)?;
+        let pin = InodePin { ptr, len: PIN_LEN };
+        let bytes = read_all(&fd, len)?;
+        // SAFETY: `bytes` is a heap slice owned by the `Mapping` built below and never mutated or
+        // freed before it; the `'static` view is confined to that `Mapping`.
+        let view: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let snap = Snapshot::parse(view).map_err(|_| SourceError::Corrupt)?;
         Ok(Mapping {
             snap,
-            _map: map,
+            _bytes: bytes,
+            _pin: pin,
             ident,
         })
     }
+}
+
+/// Length of the inode pin (one page on every Linux target we build for).
+const PIN_LEN: usize = 4096;
+
+/// Reads exactly `len` bytes from the start of `fd` with `pread`, refusing a file that grew or
+/// shrank meanwhile.
+fn read_all(fd: &std::os::fd::OwnedFd, len: usize) -> Result<Box<[u8]>, SourceError> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let rest = buf.get_mut(done..).ok_or(SourceError::Corrupt)?;
+        let off = libc::off_t::try_from(done).map_err(|_| SourceError::Corrupt)?;
+        // SAFETY: `rest` is writable for `rest.len()` bytes; pread writes at most that many.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len(), off) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(SourceError::Io(e));
+        }
+        if n == 0 {
+            return Err(SourceError::Corrupt); // truncated while reading
+        }
+        done += n as usize;
+    }
+    Ok(buf.into_boxed_slice())
 }
 
 /// The process-wide cache: the last validated mapping of the snapshot.
