@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub enum GrantState {
     /// Before `not_before`.
     Pending,
+    /// Between `not_before` and `not_after`, but an `--mfa` grant whose holder has not proved a
+    /// TOTP code yet: no privilege until activated.
+    Armed,
     /// Gives privilege now.
     Live,
     /// Reached `not_after`.
@@ -29,6 +32,7 @@ impl GrantState {
     pub fn as_str(self) -> &'static str {
         match self {
             GrantState::Pending => "pending",
+            GrantState::Armed => "armed",
             GrantState::Live => "live",
             GrantState::Expired => "expired",
             GrantState::Revoked => "revoked",
@@ -141,6 +145,10 @@ pub struct Grant {
     /// Revocation classes.
     #[serde(default)]
     pub revoke_on: Vec<String>,
+    /// For an `--mfa` grant: when its holder proved a TOTP code. Until then the grant is armed
+    /// and gives no privilege.
+    #[serde(default)]
+    pub activated_at: Option<UnixTime>,
     /// When it went live (jitd saw `not_before` pass), if it did.
     #[serde(default)]
     pub went_live_at: Option<UnixTime>,
@@ -162,6 +170,8 @@ impl Grant {
             self.state
         } else if now >= self.not_after {
             GrantState::Expired
+        } else if now >= self.not_before && self.mfa && self.activated_at.is_none() {
+            GrantState::Armed
         } else if now >= self.not_before {
             GrantState::Live
         } else {

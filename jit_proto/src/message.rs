@@ -34,6 +34,25 @@ pub enum Request {
         /// Why.
         reason: Option<String>,
     },
+    /// Make a TOTP secret for a user (root only). The secret is shown once, in the reply.
+    EnrollMfa {
+        /// Local or ephemeral user name.
+        user: String,
+        /// Replace an existing secret.
+        replace: bool,
+    },
+    /// Delete a user's TOTP secret (root only).
+    RemoveMfa {
+        /// User name.
+        user: String,
+    },
+    /// The caller proves a TOTP code to activate its armed `--mfa` grants (one, or all).
+    Activate {
+        /// Only this grant.
+        grant: Option<String>,
+        /// The 6-digit code.
+        code: String,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -90,6 +109,9 @@ pub struct Status {
     pub live: usize,
     /// Pending grants.
     pub pending: usize,
+    /// Started `--mfa` grants waiting for a TOTP code.
+    #[serde(default)]
+    pub armed: usize,
     /// Ended grants whose teardown has not finished.
     pub teardown_pending: usize,
     /// Ended grants kept in state.
@@ -119,6 +141,25 @@ pub enum Payload {
     Grants {
         /// The grants.
         grants: Vec<Grant>,
+    },
+    /// For EnrollMfa: shown once.
+    Enrollment {
+        /// User.
+        user: String,
+        /// Base32 secret.
+        secret: String,
+        /// otpauth:// URI.
+        uri: String,
+    },
+    /// For Activate: the grants that became live.
+    Activated {
+        /// Grant ids.
+        grants: Vec<String>,
+    },
+    /// For requests that only need an acknowledgement.
+    Done {
+        /// What happened.
+        message: String,
     },
     /// For ReadAudit.
     Audit {
@@ -180,6 +221,10 @@ impl Request {
             Request::ShowGrant { id } => format!("show_grant id={id:?}"),
             Request::RevokeGrant { id, .. } => format!("revoke_grant id={id:?}"),
             Request::ReadAudit { grant, .. } => format!("read_audit grant={grant:?}"),
+            Request::EnrollMfa { user, .. } => format!("enroll_mfa user={user:?}"),
+            Request::RemoveMfa { user } => format!("remove_mfa user={user:?}"),
+            // Never the code.
+            Request::Activate { grant, .. } => format!("activate grant={grant:?}"),
         }
     }
 }

@@ -8,6 +8,8 @@ use jit_core::time::parse_duration;
 use jit_core::validate::{validate_abs_path, validate_name};
 use serde::Deserialize;
 
+use crate::totp::TotpConfig;
+
 /// What to do with an ephemeral account's home at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,7 +56,16 @@ struct RawConfig {
     workers: Option<usize>,
     groups: Option<RawGroups>,
     server: Option<toml::Value>,
-    totp: Option<toml::Value>,
+    totp: Option<RawTotp>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTotp {
+    window: Option<u8>,
+    max_failures: Option<u32>,
+    lockout: Option<String>,
+    lockout_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -112,6 +123,8 @@ pub struct Config {
     pub group_sudo: String,
     /// Name of the group of users whose login needs TOTP.
     pub group_mfa: String,
+    /// TOTP window and lockout.
+    pub totp: TotpConfig,
 }
 
 /// A configuration problem, with the key it concerns.
@@ -220,9 +233,24 @@ impl Config {
                 "[server]: syncing with a central service is not supported yet; remove the section",
             ));
         }
-        if raw.totp.is_some() {
-            return Err(err("[totp]: TOTP is not supported yet; remove the section"));
-        }
+        let totp = {
+            let t = raw.totp.unwrap_or_default();
+            let d = TotpConfig::default();
+            let secs = |key: &str, v: Option<String>, def: i64| -> Result<i64, ConfigError> {
+                match v {
+                    Some(s) => parse_duration(&s).map_err(|e| err(format!("totp.{key}: {e}"))),
+                    None => Ok(def),
+                }
+            };
+            let c = TotpConfig {
+                window_steps: t.window.unwrap_or(d.window_steps),
+                max_failures: t.max_failures.unwrap_or(d.max_failures),
+                lockout_base_secs: secs("lockout", t.lockout, d.lockout_base_secs)?,
+                lockout_max_secs: secs("lockout_max", t.lockout_max, d.lockout_max_secs)?,
+            };
+            c.validate().map_err(|e| err(format!("[totp]: {e}")))?;
+            c
+        };
         let (uid_min, uid_max) = parse_range(raw.uid_range.as_deref().unwrap_or("70000-79999"))?;
         let home_root = path_key("home_root", raw.home_root, DEFAULT_HOME_ROOT)?;
         if home_root == std::path::Path::new("/") {
@@ -295,6 +323,7 @@ impl Config {
             group_users: it.next().unwrap_or_default(),
             group_sudo: it.next().unwrap_or_default(),
             group_mfa: it.next().unwrap_or_default(),
+            totp,
         })
     }
 
@@ -343,6 +372,10 @@ mod tests {
             max_grant = "2h"
             kill_grace = "250ms"
             nscd = "off"
+            [totp]
+            window = 0
+            max_failures = 3
+            lockout = "1m"
             [groups]
             sudo = "jit-admins"
             "#,
@@ -355,6 +388,14 @@ mod tests {
         assert_eq!(c.kill_grace_ms, 250);
         assert_eq!(c.group_sudo, "jit-admins");
         assert_eq!(c.group_users, "jit-users");
+        assert_eq!(
+            (
+                c.totp.window_steps,
+                c.totp.max_failures,
+                c.totp.lockout_base_secs
+            ),
+            (0, 3, 60)
+        );
     }
 
     #[test]
@@ -375,6 +416,10 @@ mod tests {
             "home_policy = \"shred\"",
             "[server]\nurl = \"https://x\"",
             "version = 2",
+            "[totp]\nwindow = 9",
+            "[totp]\nmax_failures = 0",
+            "[totp]\nlockout = \"1h\"\nlockout_max = \"1m\"",
+            "[totp]\nsecret = \"x\"",
             "[groups]\nusers = \"x\"\nsudo = \"x\"",
         ] {
             assert!(Config::parse(bad, None).is_err(), "{bad:?} accepted");

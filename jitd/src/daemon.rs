@@ -25,6 +25,7 @@ use crate::localdb::LocalDb;
 use crate::procs::{end_processes, KillTargets};
 use crate::snapshot_out::{self, Collision, FileId};
 use crate::state::{State, StateStore};
+use crate::totp::{TotpError, TotpStore};
 use crate::{home, nscd};
 
 /// Grants kept after they ended, for `grant list --all` and reports; older ones are pruned.
@@ -47,6 +48,7 @@ pub struct Daemon {
     pub cfg: Config,
     store: StateStore,
     audit: Audit,
+    totp: TotpStore,
     inner: Mutex<Inner>,
     teardown: Mutex<()>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
@@ -111,6 +113,9 @@ impl Daemon {
         let audit = Audit::open(&cfg.audit_log)
             .map_err(|e| format!("audit log {}: {e}", cfg.audit_log.display()))?;
         let store = StateStore::new(&cfg.state_dir);
+        // Before anything else acts: a secret store others can read is refused outright (X7).
+        let totp = TotpStore::open(&cfg.state_dir, cfg.totp)
+            .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
         let loaded = store.load().map_err(|e| {
             format!(
                 "JIT-E001 {e}; refusing to start (restore {} or its .prev)",
@@ -129,6 +134,7 @@ impl Daemon {
             cfg,
             store,
             audit,
+            totp,
             inner: Mutex::new(Inner {
                 state: loaded.state,
                 state_writable: true,
@@ -279,7 +285,7 @@ impl Daemon {
                         capped && st != GrantState::Expired,
                     ));
                     changed = true;
-                } else if st == GrantState::Live {
+                } else if matches!(st, GrantState::Live | GrantState::Armed) {
                     inner
                         .boot_cap
                         .entry(id.clone())
@@ -375,6 +381,18 @@ impl Daemon {
         let Some(g) = self.lock().state.grants.get(id).cloned() else {
             return;
         };
+        if g.state_at(now) == GrantState::Armed {
+            self.audit.record(
+                now,
+                Severity::Info,
+                "grant.armed",
+                json!({
+                    "grant": g.id, "user": g.user, "not_after": g.not_after,
+                    "needs": "a TOTP code (jitctl activate) before it gives privilege",
+                }),
+            );
+            return;
+        }
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
         if let (true, Some(uid)) = (g.account, g.uid) {
             match home::create(&self.cfg.home_root, &g.user, uid, uid, &self.cfg.skel) {
@@ -434,7 +452,11 @@ impl Daemon {
                 .state
                 .grants
                 .values()
-                .filter(|g| !g.state.is_ended() && g.account && g.state_at(now) == GrantState::Live)
+                .filter(|g| {
+                    !g.state.is_ended()
+                        && g.account
+                        && matches!(g.state_at(now), GrantState::Live | GrantState::Armed)
+                })
                 .map(|g| g.user.clone())
                 .collect()
         };
@@ -572,6 +594,11 @@ impl Daemon {
             Request::RevokeGrant { id, reason } => self
                 .revoke(peer_uid, &id, reason, now)
                 .map(|g| Payload::Grant(Box::new(g))),
+            Request::EnrollMfa { user, replace } => self.enroll_mfa(peer_uid, &user, replace, now),
+            Request::RemoveMfa { user } => self.remove_mfa(peer_uid, &user, now),
+            Request::Activate { grant, code } => {
+                self.activate(peer_uid, grant.as_deref(), &code, now)
+            }
             Request::ReadAudit {
                 grant,
                 since,
@@ -611,6 +638,7 @@ impl Daemon {
             uptime_secs: now - self.started_at,
             live: count(&|g| g.state_at(now) == GrantState::Live),
             pending: count(&|g| g.state_at(now) == GrantState::Pending),
+            armed: count(&|g| g.state_at(now) == GrantState::Armed),
             teardown_pending: count(&|g| g.state.is_ended() && !g.torn_down),
             ended: count(&|g| g.state.is_ended()),
             snapshot_path: self.cfg.snapshot_path.display().to_string(),
@@ -653,7 +681,7 @@ impl Daemon {
             .values()
             .filter(|g| self.visible(peer_uid, &inner, g))
             .map(|g| Self::with_state(g, now))
-            .filter(|g| all || g.state == GrantState::Live)
+            .filter(|g| all || matches!(g.state, GrantState::Live | GrantState::Armed))
             .collect();
         v.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
         v
@@ -778,7 +806,10 @@ impl Daemon {
             (!spec.from.is_empty(), "--from"),
             (!spec.services.is_empty(), "--service"),
             (!spec.windows.is_empty(), "--window"),
-            (spec.mfa, "--mfa"),
+            (
+                spec.mfa && spec.account,
+                "--mfa with --account (login MFA arrives with pam_jit)",
+            ),
             (spec.mfa_sudo, "--mfa-sudo"),
             (spec.end_with_session, "--end-with-session"),
             (!spec.revoke_on.is_empty(), "--revoke-on"),
@@ -871,6 +902,15 @@ impl Daemon {
                 return Err(refuse(ErrorCode::Refused, format!("{:?} exists locally (as {other:?} in {} or {}): jit never shadows a local name", spec.user, self.cfg.passwd_file.display(), self.cfg.group_file.display())));
             }
         }
+        if spec.mfa && !self.totp.is_enrolled(&spec.user) {
+            return Err(refuse(
+                ErrorCode::Refused,
+                format!(
+                    "--mfa: {} has no TOTP secret yet (jitctl mfa enroll {})",
+                    spec.user, spec.user
+                ),
+            ));
+        }
         let not_before = now + spec.start_in_secs;
         let not_after = not_before + spec.duration_secs;
 
@@ -961,10 +1001,11 @@ impl Daemon {
             from: Vec::new(),
             services: Vec::new(),
             windows: Vec::new(),
-            mfa: false,
+            mfa: spec.mfa,
             mfa_sudo: false,
             end_with_session: false,
             revoke_on: Vec::new(),
+            activated_at: None,
             went_live_at: None,
             ended_at: None,
             end_reason: None,
@@ -986,7 +1027,7 @@ impl Daemon {
             "grant": id, "user": grant.user, "by": "root", "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": not_before, "not_after": not_after,
             "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
-            "ssh_keys": grant.ssh_keys.len(),
+            "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa,
         }));
         nscd::invalidate(self.cfg.nscd);
         // Make it live now if it starts now, so the home exists when the caller returns.
@@ -998,6 +1039,160 @@ impl Daemon {
             .grants
             .get(&id)
             .map_or(grant, |g| Self::with_state(g, now)))
+    }
+
+    fn enroll_mfa(
+        &self,
+        peer_uid: u32,
+        user: &str,
+        replace: bool,
+        now: UnixTime,
+    ) -> Result<Payload, Refusal> {
+        if peer_uid != 0 {
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may enroll TOTP secrets",
+            ));
+        }
+        if user == "root" {
+            return Err(refuse(ErrorCode::Refused, "root is never managed by jit"));
+        }
+        let e = self.totp.enroll(user, &hostname(), now, replace).map_err(|e| match e {
+            TotpError::AlreadyEnrolled => refuse(
+                ErrorCode::Refused,
+                format!("{user} already has a TOTP secret (jitctl mfa enroll --replace {user} makes a new one)"),
+            ),
+            TotpError::InvalidUser(m) => refuse(ErrorCode::Refused, m),
+            other => refuse(ErrorCode::Internal, other.to_string()),
+        })?;
+        // Never the secret.
+        self.audit.record(
+            now,
+            Severity::Notice,
+            "mfa.enrolled",
+            json!({ "user": user, "by": "root", "replaced": replace }),
+        );
+        Ok(Payload::Enrollment {
+            user: e.user.clone(),
+            secret: e.secret_base32.clone(),
+            uri: e.uri.clone(),
+        })
+    }
+
+    fn remove_mfa(&self, peer_uid: u32, user: &str, now: UnixTime) -> Result<Payload, Refusal> {
+        if peer_uid != 0 {
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may remove TOTP secrets",
+            ));
+        }
+        match self.totp.remove(user) {
+            Ok(true) => {
+                self.audit.record(
+                    now,
+                    Severity::Notice,
+                    "mfa.removed",
+                    json!({ "user": user, "by": "root" }),
+                );
+                Ok(Payload::Done {
+                    message: format!("removed the TOTP secret of {user}"),
+                })
+            }
+            Ok(false) => Err(refuse(
+                ErrorCode::NotFound,
+                format!("{user} has no TOTP secret"),
+            )),
+            Err(TotpError::InvalidUser(m)) => Err(refuse(ErrorCode::Refused, m)),
+            Err(e) => Err(refuse(ErrorCode::Internal, e.to_string())),
+        }
+    }
+
+    /// A user proves a code; its armed grants (or the one named) become live. The accepted step
+    /// is durable inside `verify` before anything is activated (persist before act).
+    fn activate(
+        &self,
+        peer_uid: u32,
+        only: Option<&str>,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<Payload, Refusal> {
+        let (user, armed) = {
+            let inner = self.lock();
+            let Some(user) = self.peer_name(peer_uid, &inner) else {
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!("uid {peer_uid} is neither a local user nor a jit account"),
+                ));
+            };
+            let armed: Vec<String> = inner
+                .state
+                .grants
+                .values()
+                .filter(|g| g.user == user && g.state_at(now) == GrantState::Armed)
+                .filter(|g| only.is_none_or(|id| id == g.id))
+                .map(|g| g.id.clone())
+                .collect();
+            (user, armed)
+        };
+        if armed.is_empty() {
+            return Err(refuse(
+                ErrorCode::Refused,
+                match only {
+                    Some(id) => format!("{user} has no armed grant {id}"),
+                    None => format!("{user} has no grant waiting for activation"),
+                },
+            ));
+        }
+        if let Err(e) = self.totp.verify(&user, code, now) {
+            let failures = match &e {
+                TotpError::WrongCode { failures } => Some(*failures),
+                _ => None,
+            };
+            self.audit.record(now, Severity::Warning, "mfa.fail", json!({
+                "user": user, "purpose": "activate", "grants": armed, "error": e.to_string(), "failures": failures,
+            }));
+            let msg = match e {
+                TotpError::LockedOut { until } => {
+                    format!("too many failed codes: locked until {}", format_utc(until))
+                }
+                TotpError::Replayed => {
+                    "that code was already used: wait for the next one".to_string()
+                }
+                TotpError::NotEnrolled => format!("{user} has no TOTP secret"),
+                other => other.to_string(),
+            };
+            return Err(refuse(ErrorCode::Refused, msg));
+        }
+        {
+            let mut inner = self.lock();
+            for id in &armed {
+                if let Some(g) = inner.state.grants.get_mut(id) {
+                    g.activated_at = Some(now);
+                }
+            }
+            if let Err(e) = self.persist(&mut inner, now) {
+                for id in &armed {
+                    if let Some(g) = inner.state.grants.get_mut(id) {
+                        g.activated_at = None;
+                    }
+                }
+                return Err(refuse(
+                    ErrorCode::Internal,
+                    format!("could not record the activation durably: {e}"),
+                ));
+            }
+            self.write_snapshot(&mut inner, now);
+        }
+        for id in &armed {
+            self.audit.record(
+                now,
+                Severity::Info,
+                "grant.activated",
+                json!({ "grant": id, "user": user, "mfa": "totp" }),
+            );
+        }
+        nscd::invalidate(self.cfg.nscd);
+        Ok(Payload::Activated { grants: armed })
     }
 
     fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {
@@ -1047,4 +1242,16 @@ pub fn prepare_dir(dir: &std::path::Path, mode: u32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// This host's name, for the otpauth label.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
 }

@@ -14,3 +14,4 @@ pub mod procs;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
+pub mod totp;

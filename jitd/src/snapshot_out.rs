@@ -133,7 +133,9 @@ pub fn project(
                 not_after: g.not_after,
             });
         }
-        for gname in &g.groups {
+        // An --mfa grant gives no privilege until its holder proves a code (armed).
+        let armed = g.mfa && g.activated_at.is_none();
+        for gname in g.groups.iter().filter(|_| !armed) {
             // The gid always comes from /etc/group (NSS merge needs name and gid identical).
             let Some(lg) = local.group(gname) else {
                 continue;

@@ -470,3 +470,174 @@ fn local_user_created_later_wins_over_the_account() {
         .is_none());
     assert!(env.audit().contains("account.collision"));
 }
+
+/// oathtool's code (the independent RFC 6238 implementation) for `secret` at Unix time `t`.
+fn oathtool(secret: &str, t: i64) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", "-N", &format!("@{t}"), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("oathtool (apt-get install oathtool)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn activate(
+    d: &Daemon,
+    uid: u32,
+    code: &str,
+    now: i64,
+) -> Result<Vec<String>, (ErrorCode, String)> {
+    match d.handle(
+        uid,
+        Request::Activate {
+            grant: None,
+            code: code.into(),
+        },
+        now,
+    ) {
+        Response::Ok {
+            payload: Payload::Activated { grants },
+            ..
+        } => Ok(grants),
+        Response::Error { code, message, .. } => Err((code, message)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn mfa_group_grant_gives_nothing_until_activated() {
+    let env = Env::new("mfa");
+    let d = env.daemon(T0);
+    let carol_adm = GrantSpec {
+        account: false,
+        groups: vec!["adm".into()],
+        mfa: true,
+        ..spec("carol", 600)
+    };
+    let e = add(&d, carol_adm.clone(), T0).unwrap_err();
+    assert!(e.1.contains("no TOTP secret"), "{e:?}");
+    let secret = match d.handle(
+        0,
+        Request::EnrollMfa {
+            user: "carol".into(),
+            replace: false,
+        },
+        T0,
+    ) {
+        Response::Ok {
+            payload: Payload::Enrollment { secret, uri, .. },
+            ..
+        } => {
+            assert!(uri.starts_with("otpauth://totp/") && uri.contains(&secret));
+            secret
+        }
+        r => panic!("{r:?}"),
+    };
+    assert!(
+        !env.audit().contains(&secret),
+        "the secret never reaches the audit trail"
+    );
+    match d.handle(
+        1001,
+        Request::EnrollMfa {
+            user: "carol".into(),
+            replace: true,
+        },
+        T0,
+    ) {
+        Response::Error { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        r => panic!("a user re-enrolled itself: {r:?}"),
+    }
+    let g = add(&d, carol_adm, T0).unwrap();
+    assert_eq!(g.state, GrantState::Armed);
+    let img = env.snapshot();
+    assert_eq!(
+        Snapshot::parse(&img)
+            .unwrap()
+            .user_gids("carol", T0)
+            .count(),
+        0,
+        "armed: no membership"
+    );
+    // --mfa with an account needs login MFA (pam_jit): refused, never stored unenforced.
+    assert_eq!(
+        add(
+            &d,
+            GrantSpec {
+                mfa: true,
+                ..spec("alice", 60)
+            },
+            T0
+        )
+        .unwrap_err()
+        .0,
+        ErrorCode::Unsupported
+    );
+
+    // Another user cannot activate carol's grant; a wrong code is refused and counted.
+    assert!(activate(&d, 1002, &oathtool(&secret, T0), T0).is_err());
+    let wrong = if oathtool(&secret, T0) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    assert_eq!(
+        activate(&d, 1001, wrong, T0).unwrap_err().0,
+        ErrorCode::Refused
+    );
+    let code = oathtool(&secret, T0 + 30);
+    assert_eq!(
+        activate(&d, 1001, &code, T0 + 30).unwrap(),
+        vec![g.id.clone()]
+    );
+    let img = env.snapshot();
+    assert_eq!(
+        Snapshot::parse(&img)
+            .unwrap()
+            .user_gids("carol", T0 + 30)
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    assert!(env.audit().contains("grant.activated") && env.audit().contains("mfa.fail"));
+
+    // A second armed grant: the code just used is refused (replay), the next step works.
+    add(
+        &d,
+        GrantSpec {
+            account: false,
+            groups: vec!["devs".into()],
+            mfa: true,
+            ..spec("carol", 600)
+        },
+        T0 + 31,
+    )
+    .unwrap();
+    let e = activate(&d, 1001, &code, T0 + 31).unwrap_err();
+    assert!(e.1.contains("already used"), "{e:?}");
+    assert!(activate(&d, 1001, &oathtool(&secret, T0 + 60), T0 + 60).is_ok());
+    // The activation is durable.
+    drop(d);
+    let d2 = env.daemon(T0 + 61);
+    match d2.handle(0, Request::ListGrants { all: false }, T0 + 61) {
+        Response::Ok {
+            payload: Payload::Grants { grants },
+            ..
+        } => {
+            assert!(
+                grants.iter().all(|g| g.state == GrantState::Live),
+                "{grants:?}"
+            )
+        }
+        r => panic!("{r:?}"),
+    }
+}

@@ -1108,3 +1108,75 @@ fn merged_group_gid_follows_etc_group() {
     );
     sb.assert_local_unaffected();
 }
+
+/// TOTP activation through the real clients: `jitctl mfa enroll`, an `--mfa` group grant that
+/// gives nothing while armed, `jitctl activate` run as the user with a code from `oathtool`
+/// (the independent implementation); a wrong code and a replayed code are refused.
+#[test]
+fn mfa_grant_is_armed_until_the_user_proves_a_code() {
+    let sb = Sandbox::new();
+    sb.start_jitd();
+    let carol = sb.ids.carol;
+    let enroll = sb.jitctl(&["--json", "mfa", "enroll", "carol"]);
+    assert_eq!(code(&enroll), 0, "{}", show(&enroll));
+    let v: Value = serde_json::from_slice(&enroll.stdout).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(
+        v["uri"].as_str().unwrap().starts_with("otpauth://totp/"),
+        "{v}"
+    );
+    let g = sb.grant_json(&["carol", "--group", "sudo", "--for", "10m", "--mfa"]);
+    assert_eq!(g["state"], "armed", "{g}");
+    assert!(
+        !stdout(&sb.run(&["id", "carol"])).contains("(sudo)"),
+        "armed: no membership yet"
+    );
+
+    let jitctl = artifacts().jitctl;
+    let as_carol = |input: &str| {
+        sb.run_full(
+            &[
+                "setpriv",
+                &format!("--reuid={carol}"),
+                &format!("--regid={carol}"),
+                "--clear-groups",
+                path_str(&jitctl),
+                "activate",
+            ],
+            Some(input.as_bytes()),
+            Duration::from_secs(10),
+        )
+    };
+    let now_code = || {
+        stdout(&sb.run(&["oathtool", "--totp", "-b", &secret]))
+            .trim()
+            .to_string()
+    };
+    let good = now_code();
+    let wrong = if good == "000000" {
+        "000001\n"
+    } else {
+        "000000\n"
+    };
+    let o = as_carol(wrong);
+    assert_eq!(code(&o), 1, "wrong code refused: {}", show(&o));
+    assert!(stderr(&o).contains("wrong TOTP code"), "{}", show(&o));
+    let o = as_carol(&format!("{good}\n"));
+    assert_eq!(code(&o), 0, "right code accepted: {}", show(&o));
+    assert!(
+        stdout(&sb.run(&["id", "carol"])).contains("(sudo)"),
+        "live after activation"
+    );
+
+    // A second armed grant cannot reuse the code just accepted.
+    let g2 = sb.grant_json(&["carol", "--group", "adm", "--for", "10m", "--mfa"]);
+    let o = as_carol(&format!("{good}\n"));
+    assert_eq!(code(&o), 1, "replayed code refused: {}", show(&o));
+    assert!(stderr(&o).contains("already used"), "{}", show(&o));
+    let events: Vec<String> = sb.audit_events(g["id"].as_str().unwrap());
+    assert!(events.iter().any(|e| e == "grant.activated"), "{events:?}");
+    let show2 = sb.jitctl(&["--json", "grant", "show", g2["id"].as_str().unwrap()]);
+    let v2: Value = serde_json::from_slice(&show2.stdout).unwrap();
+    assert_eq!(v2["state"], "armed", "still armed after the replay: {v2}");
+    sb.assert_local_unaffected();
+}

@@ -54,15 +54,16 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
-    /// Prove a TOTP code to arm an --mfa grant (not supported yet).
+    /// Prove a TOTP code so your armed --mfa grants (or grant ID) give privilege. Reads the
+    /// code from the terminal, or from stdin when it is not a terminal.
     Activate {
-        /// Grant id.
+        /// Only this grant.
         id: Option<String>,
     },
     /// Sessions opened under grants (not supported yet).
     #[command(subcommand)]
     Session(SessionCmd),
-    /// TOTP enrolment (not supported yet).
+    /// TOTP secrets (root only).
     #[command(subcommand)]
     Mfa(MfaCmd),
     /// Break-glass codes (not supported yet).
@@ -84,10 +85,14 @@ enum SessionCmd {
 
 #[derive(Subcommand)]
 enum MfaCmd {
-    /// Enrol USER.
+    /// Make USER's TOTP secret; prints an otpauth:// URI and a QR code once
+    /// (--json: {"user","secret","uri"}).
     Enroll {
         /// User.
         user: String,
+        /// Replace an existing secret (the old authenticator entry stops working).
+        #[arg(long)]
+        replace: bool,
     },
     /// Remove USER's secret.
     Remove {
@@ -277,6 +282,15 @@ fn show_grant(g: &Grant, now: i64) -> String {
         ),
     );
     line("grants:", what(g));
+    if g.mfa {
+        line(
+            "mfa:",
+            match g.activated_at {
+                Some(t) => format!("activated {}", format_utc(t)),
+                None => "required: jitctl activate (as the user) before it gives privilege".into(),
+            },
+        );
+    }
     if !g.ssh_keys.is_empty() {
         line("ssh keys:", g.ssh_keys.len().to_string());
     }
@@ -546,11 +560,66 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 }
             }
         }
-        Cmd::Activate { .. } => Err(not_yet("jitctl activate (TOTP)")),
+        Cmd::Activate { id } => {
+            let code = read_code()?;
+            let Payload::Activated { grants } = call(
+                cli,
+                Request::Activate {
+                    grant: id.clone(),
+                    code,
+                },
+            )?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
+            if cli.json {
+                print_json(&serde_json::json!({ "activated": grants }))
+            } else {
+                w(&mut out, format!("activated {}\n", grants.join(" ")))
+            }
+        }
         Cmd::Session(_) => Err(not_yet(
             "jitctl session (session tracking arrives with pam_jit)",
         )),
-        Cmd::Mfa(_) => Err(not_yet("jitctl mfa (TOTP)")),
+        Cmd::Mfa(MfaCmd::Enroll { user, replace }) => {
+            let Payload::Enrollment { user, secret, uri } = call(
+                cli,
+                Request::EnrollMfa {
+                    user: user.clone(),
+                    replace: *replace,
+                },
+            )?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
+            if cli.json {
+                return print_json(
+                    &serde_json::json!({ "user": user, "secret": secret, "uri": uri }),
+                );
+            }
+            let qr = qrcode::QrCode::new(uri.as_bytes())
+                .map(|c| {
+                    c.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(true)
+                        .build()
+                })
+                .unwrap_or_default();
+            w(
+                &mut out,
+                format!("TOTP secret for {user} (shown once; scan or type it into an authenticator app):\n\n{qr}\n{uri}\nsecret: {secret}\n"),
+            )
+        }
+        Cmd::Mfa(MfaCmd::Remove { user }) => {
+            let Payload::Done { message } = call(cli, Request::RemoveMfa { user: user.clone() })?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
+            if cli.json {
+                print_json(&serde_json::json!({ "removed": user }))
+            } else {
+                w(&mut out, format!("{message}\n"))
+            }
+        }
         Cmd::Breakglass(_) => Err(not_yet("jitctl breakglass")),
         Cmd::Report { .. } => Err(not_yet("jitctl report")),
     }
@@ -565,4 +634,35 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Reads a TOTP code: from the terminal without echo when there is one, else one line of stdin.
+fn read_code() -> Result<String, Fail> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    if tty {
+        eprint!("Verification code: ");
+    }
+    // SAFETY: an all-zero termios is a valid value for tcgetattr to overwrite.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 and a writable termios.
+    let echo_off = tty && unsafe { libc::tcgetattr(0, &mut old) } == 0;
+    if echo_off {
+        let mut t = old;
+        t.c_lflag &= !libc::ECHO;
+        // SAFETY: fd 0 and a valid termios derived from the current one.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+    }
+    let mut line = String::new();
+    // Capped at 4 KiB so an endless stream on stdin cannot be read forever.
+    let r = std::io::BufRead::read_line(&mut std::io::Read::take(stdin.lock(), 4096), &mut line);
+    if echo_off {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &old) };
+        eprintln!();
+    }
+    r.map_err(|e| Fail(1, format!("reading the code: {e}")))?;
+    // Only the line ending is removed; anything else is jitd's to judge (and count).
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

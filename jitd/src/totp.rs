@@ -1,0 +1,1524 @@
+//! TOTP second factor for JIT identities: RFC 6238 (HMAC-SHA1, 6 digits, 30 s steps), verified
+//! by jitd alone (TEST-CATALOGUE §1.1 P3–P5, P7; §1.6 O1–O5; §3.1).
+//!
+//! Storage: `<state_dir>/totp/` (root, 0700), one record per user, `<user>.json` (root, 0600),
+//! written only through [`crate::durable::replace_file`] (temp, fsync, read-back, rename, fsync
+//! dir — never in place, P3). A record holds the secret, the last accepted time step, the
+//! consecutive-failure counter and the lockout deadline, behind a `jitd-totp 1 <crc32c> <len>`
+//! header line. There is no `.prev` generation: falling back to an older record would roll the
+//! last accepted step back and make a used code valid again (O1). A damaged record is an error
+//! (deny), never "not enrolled", and a missing one is [`TotpError::NotEnrolled`], which the
+//! caller must treat as a denial for anyone who needs a second factor (P7).
+//!
+//! Verification rules (all enforced under one in-process mutex shared by every connection):
+//! * The code must be exactly 6 ASCII digits; the length is checked before anything else, so a
+//!   1 MiB string costs nothing. Malformed codes count as failures (B11).
+//! * Steps `t-w ..= t+w` are tried, all of them, each compared in constant time; there is no
+//!   skew learning (O2).
+//! * Only a step strictly greater than the last accepted one is accepted (O1). A correct code
+//!   for a step at or below it is [`TotpError::Replayed`] and counts as a failure: a replay is
+//!   what an attacker who saw a code does, and it must not be a free guess.
+//! * Every attempt on an enrolled user — success, wrong, malformed, replayed or locked out —
+//!   ends in exactly one durable write of the record, and the result is returned only after that
+//!   write. If the write fails the result is [`TotpError::Io`] whatever the code was, so a full
+//!   or broken disk neither lets a code be reused (P5) nor turns into a "right/wrong" oracle
+//!   with no failure counting.
+//! * After `max_failures` consecutive failures the user is locked for `lockout_base_secs`,
+//!   doubling with every further failure up to `lockout_max_secs`. While locked, attempts are
+//!   refused without looking at the code and still counted (the next lockout is longer); they do
+//!   not move the current deadline. A success resets the counter (O3).
+//!
+//! The module never reads the clock (`now` is a parameter) and never logs. Secrets and codes
+//! appear in no `Display`/`Debug` output or error text; the only way a secret leaves the module
+//! is [`Enrollment`], shown once to the enrolling administrator.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use jit_core::crc32c::crc32c;
+use jit_core::validate::validate_name;
+use serde::{Deserialize, Serialize};
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+
+use crate::durable::{fsync_dir, replace_file};
+
+/// Length of a time step, seconds (RFC 6238 §5.2).
+pub const STEP_SECS: i64 = 30;
+/// Digits in a code.
+pub const DIGITS: usize = 6;
+/// Bytes of a new shared secret (160 bits, RFC 4226 §4).
+pub const SECRET_BYTES: usize = 20;
+/// Longest code string a caller should ever pass on (e.g. the socket protocol's cap). `verify`
+/// itself rejects anything that is not exactly [`DIGITS`] bytes long before any other work.
+pub const MAX_CODE_INPUT: usize = 64;
+/// Largest accepted `window_steps` (±90 s). RFC 6238 recommends 1.
+pub const MAX_WINDOW_STEPS: u8 = 3;
+/// Name of the directory under the state directory.
+pub const TOTP_DIR: &str = "totp";
+
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+const MAX_RECORD_BYTES: u64 = 4096;
+const HEADER: &str = "jitd-totp 1 ";
+const ISSUER: &str = "jit";
+
+/// Verification policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpConfig {
+    /// Steps accepted on either side of the current one (1: t-1, t, t+1).
+    pub window_steps: u8,
+    /// Consecutive failures that lock the user.
+    pub max_failures: u32,
+    /// First lockout, seconds.
+    pub lockout_base_secs: i64,
+    /// Longest lockout, seconds.
+    pub lockout_max_secs: i64,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig {
+            window_steps: 1,
+            max_failures: 5,
+            lockout_base_secs: 30,
+            lockout_max_secs: 900,
+        }
+    }
+}
+
+impl TotpConfig {
+    /// Checks the values are sane.
+    ///
+    /// # Errors
+    /// [`TotpError::Config`] naming the bad value.
+    pub fn validate(&self) -> Result<(), TotpError> {
+        if self.window_steps > MAX_WINDOW_STEPS {
+            return Err(TotpError::Config(format!(
+                "window_steps {} is above {MAX_WINDOW_STEPS}",
+                self.window_steps
+            )));
+        }
+        if !(1..=1000).contains(&self.max_failures) {
+            return Err(TotpError::Config(
+                "max_failures must be between 1 and 1000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.lockout_base_secs) {
+            return Err(TotpError::Config(
+                "lockout_base_secs must be between 1 and 86400".into(),
+            ));
+        }
+        if !(self.lockout_base_secs..=86_400).contains(&self.lockout_max_secs) {
+            return Err(TotpError::Config(
+                "lockout_max_secs must be between lockout_base_secs and 86400".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lockout length after `failures` consecutive failures (`failures >= max_failures`).
+    fn lockout_secs(&self, failures: u32) -> i64 {
+        let mut secs = self.lockout_base_secs;
+        for _ in self.max_failures..failures {
+            if secs >= self.lockout_max_secs {
+                break;
+            }
+            secs = secs.saturating_mul(2);
+        }
+        secs.min(self.lockout_max_secs)
+    }
+}
+
+/// Why an operation failed. No variant ever carries a secret or a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TotpError {
+    /// The user has no TOTP record. For a user who needs a second factor this is a denial (P7).
+    NotEnrolled,
+    /// Not exactly 6 ASCII digits (counted as a failure).
+    BadCodeFormat,
+    /// Wrong code; `failures` consecutive failures so far (locked once it reaches
+    /// `max_failures`).
+    WrongCode {
+        /// Consecutive failures including this one.
+        failures: u32,
+    },
+    /// A correct code for a step already used, or older than the last one used (counted as a
+    /// failure).
+    Replayed,
+    /// Too many failures; refused without checking the code until this unix time.
+    LockedOut {
+        /// Unix time the lockout ends.
+        until: i64,
+    },
+    /// `enroll` without `replace` for a user who already has a record.
+    AlreadyEnrolled,
+    /// The user name is not a valid name.
+    InvalidUser(String),
+    /// Invalid [`TotpConfig`].
+    Config(String),
+    /// The TOTP directory, a record, or the state directory is not root-only (X7). jitd must
+    /// refuse to start.
+    InsecureStorage(String),
+    /// Reading or durably writing a record failed, or a record is damaged. Nothing was accepted.
+    Io(String),
+}
+
+impl fmt::Display for TotpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TotpError::NotEnrolled => f.write_str("no TOTP secret is enrolled for this user"),
+            TotpError::BadCodeFormat => f.write_str("a TOTP code is exactly 6 digits"),
+            TotpError::WrongCode { failures } => {
+                write!(f, "wrong TOTP code ({failures} consecutive failures)")
+            }
+            TotpError::Replayed => {
+                f.write_str("this TOTP code was already used; wait for the next one")
+            }
+            TotpError::LockedOut { until } => write!(
+                f,
+                "too many failed TOTP attempts; locked until {until} (unix time)"
+            ),
+            TotpError::AlreadyEnrolled => f.write_str(
+                "a TOTP secret is already enrolled for this user (replace it explicitly)",
+            ),
+            TotpError::InvalidUser(m) => write!(f, "TOTP: {m}"),
+            TotpError::Config(m) => write!(f, "invalid TOTP configuration: {m}"),
+            TotpError::InsecureStorage(m) => write!(f, "insecure TOTP storage: {m}"),
+            TotpError::Io(m) => write!(f, "TOTP storage error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for TotpError {}
+
+/// A new secret, for the enrolling administrator only (show once, never log).
+pub struct Enrollment {
+    /// The user.
+    pub user: String,
+    /// The secret, RFC 4648 base32 without padding.
+    pub secret_base32: String,
+    /// `otpauth://totp/jit:<user>@<host>?secret=…&issuer=jit&algorithm=SHA1&digits=6&period=30`.
+    pub uri: String,
+}
+
+impl fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("user", &self.user)
+            .field("secret_base32", &"<redacted>")
+            .field("uri", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One user's record as stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRecord {
+    /// Shared secret, base32 without padding.
+    secret: String,
+    /// When it was enrolled (unix time).
+    enrolled_at: i64,
+    /// Highest step ever accepted; 0 = none (step 0 is 1970 and is never accepted).
+    last_step: u64,
+    /// Consecutive failures.
+    failures: u32,
+    /// Locked until this unix time (0: not locked).
+    locked_until: i64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("secret", &"<redacted>")
+            .field("enrolled_at", &self.enrolled_at)
+            .field("last_step", &self.last_step)
+            .field("failures", &self.failures)
+            .field("locked_until", &self.locked_until)
+            .finish()
+    }
+}
+
+fn encode(rec: &UserRecord) -> Result<Vec<u8>, TotpError> {
+    let body = serde_json::to_vec(rec).map_err(|_| TotpError::Io("cannot encode record".into()))?;
+    let mut out = format!("{HEADER}{:08x} {}\n", crc32c(&body), body.len()).into_bytes();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a record. Error texts never quote the content (it holds the secret).
+fn decode(bytes: &[u8]) -> Result<UserRecord, String> {
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let (head, body) = bytes.split_at(nl);
+    let body = body.get(1..).unwrap_or(&[]);
+    let head = std::str::from_utf8(head).map_err(|_| "header not UTF-8")?;
+    let rest = head
+        .strip_prefix(HEADER)
+        .ok_or("unknown header or version")?;
+    let (crc, len) = rest.split_once(' ').ok_or("bad header")?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum field")?;
+    let len: usize = len.parse().map_err(|_| "bad length field")?;
+    if body.len() != len {
+        return Err(format!(
+            "length {} != recorded {len} (truncated?)",
+            body.len()
+        ));
+    }
+    if crc32c(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let rec: UserRecord = serde_json::from_slice(body).map_err(|e| {
+        // serde_json's message can quote values; report only the position.
+        format!(
+            "bad JSON ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    build_totp(&rec.secret)?;
+    Ok(rec)
+}
+
+/// The RFC 6238 generator for a base32 secret.
+fn build_totp(secret_base32: &str) -> Result<Totp, String> {
+    let secret = Secret::try_from_base32(secret_base32).map_err(|_| "secret is not base32")?;
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(DIGITS as u8)
+        .with_skew(0)
+        .with_step_duration(STEP_SECS as u64)
+        .with_secret(secret)
+        .build()
+        .map_err(|_| "secret is shorter than 128 bits".to_string())
+}
+
+/// The code for `step` as ASCII digits; a value no input can match if the step is out of range.
+fn code_at_step(totp: &Totp, step: u64) -> [u8; DIGITS] {
+    step.checked_mul(STEP_SECS as u64)
+        .and_then(|t| totp.generate(t).to_string().as_bytes().try_into().ok())
+        .unwrap_or([0xff; DIGITS])
+}
+
+/// Exactly 6 ASCII digits, else None. The length is checked before any byte is looked at.
+fn parse_code(code: &str) -> Option<[u8; DIGITS]> {
+    let bytes: [u8; DIGITS] = code.as_bytes().try_into().ok()?;
+    let bad = bytes
+        .iter()
+        .fold(0u8, |acc, c| acc | u8::from(!c.is_ascii_digit()));
+    (bad == 0).then_some(bytes)
+}
+
+enum Check {
+    Accept(u64),
+    Replayed,
+    Wrong,
+}
+
+/// Tries every step of the window — no early exit — comparing each candidate in constant time.
+fn check_window(totp: &Totp, code: &[u8; DIGITS], now: i64, window: u8, last_step: u64) -> Check {
+    let t = now.div_euclid(STEP_SECS);
+    let w = i64::from(window);
+    let mut newest: Option<u64> = None;
+    let mut stale = false;
+    for k in -w..=w {
+        let Some(step) = t.checked_add(k).and_then(|s| u64::try_from(s).ok()) else {
+            continue;
+        };
+        let candidate = code_at_step(totp, step);
+        let diff = candidate
+            .iter()
+            .zip(code)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if std::hint::black_box(diff) == 0 {
+            if step > last_step {
+                newest = Some(newest.map_or(step, |n| n.max(step)));
+            } else {
+                stale = true;
+            }
+        }
+    }
+    match (newest, stale) {
+        (Some(step), _) => Check::Accept(step),
+        (None, true) => Check::Replayed,
+        (None, false) => Check::Wrong,
+    }
+}
+
+fn random_secret() -> Result<[u8; SECRET_BYTES], TotpError> {
+    let mut buf = [0u8; SECRET_BYTES];
+    let mut filled = 0usize;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        // SAFETY: getrandom(2) writes at most `rest.len()` bytes into `rest`, which we own.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(TotpError::Io(format!("getrandom: {e}")));
+        }
+        filled += usize::try_from(n).unwrap_or(0);
+    }
+    Ok(buf)
+}
+
+/// Percent-encodes everything outside RFC 3986 "unreserved".
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn otpauth_uri(user: &str, host: &str, secret_base32: &str) -> String {
+    let account = if host.is_empty() {
+        pct(user)
+    } else {
+        format!("{}@{}", pct(user), pct(host))
+    };
+    format!(
+        "otpauth://totp/{ISSUER}:{account}?secret={secret_base32}&issuer={ISSUER}\
+         &algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}"
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Dir,
+    File,
+}
+
+/// Root-owned, of the expected type (never a symlink), no group/other permission bits.
+fn check_secure(meta: &std::fs::Metadata, path: &Path, kind: Kind) -> Result<(), TotpError> {
+    let ft = meta.file_type();
+    let (ok_type, want) = match kind {
+        Kind::Dir => (ft.is_dir(), "a directory"),
+        Kind::File => (ft.is_file(), "a regular file"),
+    };
+    if !ok_type {
+        return Err(TotpError::InsecureStorage(format!(
+            "{} is not {want} (symlinks are refused)",
+            path.display()
+        )));
+    }
+    if meta.uid() != 0 {
+        return Err(TotpError::InsecureStorage(format!(
+            "{} is owned by uid {}, not root",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let want = match kind {
+            Kind::Dir => DIR_MODE,
+            Kind::File => FILE_MODE,
+        };
+        return Err(TotpError::InsecureStorage(format!(
+            "{} has mode {mode:04o}: group/other access (want {want:04o})",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path, e: &io::Error) -> TotpError {
+    TotpError::Io(format!("{}: {e}", path.display()))
+}
+
+/// The TOTP records of all users. Create one per daemon and share it (`Arc`) between all
+/// connections: its mutex is what makes the failure counter and replay check global (O3).
+pub struct TotpStore {
+    dir: PathBuf,
+    cfg: TotpConfig,
+    lock: Mutex<()>,
+    #[cfg(test)]
+    fail_writes: std::sync::atomic::AtomicBool,
+}
+
+impl fmt::Debug for TotpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpStore")
+            .field("dir", &self.dir)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TotpStore {
+    /// Opens `<state_dir>/totp`, creating it (root, 0700) if missing, removing temp files a crash
+    /// left, and checking that the state directory is root-owned and not group/other-writable,
+    /// and that the TOTP directory and every file in it are root-owned, not symlinks and without
+    /// group/other permissions (X7).
+    ///
+    /// # Errors
+    /// [`TotpError::InsecureStorage`] (jitd must refuse to start), [`TotpError::Config`],
+    /// [`TotpError::Io`].
+    pub fn open(state_dir: &Path, cfg: TotpConfig) -> Result<TotpStore, TotpError> {
+        cfg.validate()?;
+        let parent = std::fs::metadata(state_dir).map_err(|e| io_err(state_dir, &e))?;
+        if !parent.is_dir() {
+            return Err(TotpError::Io(format!(
+                "{} is not a directory",
+                state_dir.display()
+            )));
+        }
+        if parent.uid() != 0 || parent.mode() & 0o022 != 0 {
+            return Err(TotpError::InsecureStorage(format!(
+                "state directory {} must be owned by root and not group/other-writable \
+                 (uid {}, mode {:04o})",
+                state_dir.display(),
+                parent.uid(),
+                parent.mode() & 0o7777
+            )));
+        }
+        let dir = state_dir.join(TOTP_DIR);
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            Ok(()) => fsync_dir(state_dir).map_err(|e| io_err(state_dir, &e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&dir, &e)),
+        }
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| io_err(&dir, &e))?;
+        check_secure(&meta, &dir, Kind::Dir)?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, &e))? {
+            let entry = entry.map_err(|e| io_err(&dir, &e))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // `.<user>.json.tmp.<pid>`: a write interrupted by a crash (durable.rs naming).
+            if name.starts_with('.') && name.contains(".tmp.") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, &e))?;
+            check_secure(&meta, &path, Kind::File)?;
+        }
+        Ok(TotpStore {
+            dir,
+            cfg,
+            lock: Mutex::new(()),
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The TOTP directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> &TotpConfig {
+        &self.cfg
+    }
+
+    fn guard(&self) -> MutexGuard<'_, ()> {
+        // A panic elsewhere cannot leave a half-written record (every write is atomic), so a
+        // poisoned lock is still safe to use.
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn user_path(&self, user: &str) -> Result<PathBuf, TotpError> {
+        // The allow-list ([a-z_][a-z0-9_-]*, ≤ 32) makes the name safe as a file name (P9).
+        validate_name("user name", user).map_err(|e| TotpError::InvalidUser(e.to_string()))?;
+        Ok(self.dir.join(format!("{user}.json")))
+    }
+
+    fn load(&self, path: &Path) -> Result<UserRecord, TotpError> {
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TotpError::NotEnrolled),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(TotpError::InsecureStorage(format!(
+                    "{} is a symlink",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(io_err(path, &e)),
+        };
+        let meta = f.metadata().map_err(|e| io_err(path, &e))?;
+        check_secure(&meta, path, Kind::File)?;
+        let mut buf = Vec::new();
+        (&mut f)
+            .take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(path, &e))?;
+        if buf.len() as u64 > MAX_RECORD_BYTES {
+            return Err(TotpError::Io(format!(
+                "{}: record larger than {MAX_RECORD_BYTES} bytes",
+                path.display()
+            )));
+        }
+        decode(&buf).map_err(|m| TotpError::Io(format!("{}: damaged record: {m}", path.display())))
+    }
+
+    fn save(&self, path: &Path, rec: &UserRecord) -> Result<(), TotpError> {
+        #[cfg(test)]
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TotpError::Io(format!(
+                "{}: injected write failure",
+                path.display()
+            )));
+        }
+        let bytes = encode(rec)?;
+        replace_file(path, &bytes, FILE_MODE, false).map_err(|e| io_err(path, &e))
+    }
+
+    /// Enrolls `user` with a fresh 160-bit secret from getrandom(2). With `replace`, an existing
+    /// record (even a damaged one) is replaced and its failure counter and lockout cleared; the
+    /// last accepted step is kept.
+    ///
+    /// # Errors
+    /// [`TotpError::InvalidUser`], [`TotpError::AlreadyEnrolled`], [`TotpError::Io`].
+    pub fn enroll(
+        &self,
+        user: &str,
+        issuer_host: &str,
+        now: i64,
+        replace: bool,
+    ) -> Result<Enrollment, TotpError> {
+        let path = self.user_path(user)?;
+        let _guard = self.guard();
+        let last_step = match (self.load(&path), replace) {
+            (Err(TotpError::NotEnrolled), _) => 0,
+            (_, false) => return Err(TotpError::AlreadyEnrolled),
+            (Ok(old), true) => old.last_step,
+            // Damaged or insecure: the fresh record replaces it (old codes die with the secret).
+            (Err(_), true) => 0,
+        };
+        let raw = random_secret()?;
+        let secret_base32 = Secret::from(raw).to_base32();
+        build_totp(&secret_base32).map_err(TotpError::Io)?;
+        let rec = UserRecord {
+            secret: secret_base32.clone(),
+            enrolled_at: now,
+            last_step,
+            failures: 0,
+            locked_until: 0,
+        };
+        self.save(&path, &rec)?;
+        Ok(Enrollment {
+            user: user.to_string(),
+            uri: otpauth_uri(user, issuer_host, &secret_base32),
+            secret_base32,
+        })
+    }
+
+    /// Removes `user`'s record. Ok(false) if there was none.
+    ///
+    /// # Errors
+    /// [`TotpError::InvalidUser`], [`TotpError::Io`].
+    pub fn remove(&self, user: &str) -> Result<bool, TotpError> {
+        let path = self.user_path(user)?;
+        let _guard = self.guard();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                fsync_dir(&self.dir).map_err(|e| io_err(&self.dir, &e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path, &e)),
+        }
+    }
+
+    /// Whether `user` has a record. `false` must never mean "skip the second factor" for a user
+    /// who needs one (P7).
+    pub fn is_enrolled(&self, user: &str) -> bool {
+        let Ok(path) = self.user_path(user) else {
+            return false;
+        };
+        let _guard = self.guard();
+        std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+    }
+
+    /// Checks `code` for `user` at unix time `now`; returns the accepted step. The new state
+    /// (last step, or the failure count) is durable before this returns.
+    ///
+    /// # Errors
+    /// [`TotpError::NotEnrolled`], [`TotpError::BadCodeFormat`], [`TotpError::WrongCode`],
+    /// [`TotpError::Replayed`], [`TotpError::LockedOut`], [`TotpError::InvalidUser`],
+    /// [`TotpError::InsecureStorage`], [`TotpError::Io`] (nothing accepted).
+    pub fn verify(&self, user: &str, code: &str, now: i64) -> Result<u64, TotpError> {
+        // Format first: a wrong length is rejected before anything else looks at the input.
+        let code = parse_code(code);
+        let path = self.user_path(user)?;
+        let _guard = self.guard();
+        let mut rec = self.load(&path)?;
+        if now < rec.locked_until {
+            rec.failures = rec.failures.saturating_add(1);
+            self.save(&path, &rec)?;
+            return Err(TotpError::LockedOut {
+                until: rec.locked_until,
+            });
+        }
+        let outcome = match code {
+            None => Err(TotpError::BadCodeFormat),
+            Some(code) => {
+                let totp = build_totp(&rec.secret).map_err(|m| {
+                    TotpError::Io(format!("{}: damaged record: {m}", path.display()))
+                })?;
+                match check_window(&totp, &code, now, self.cfg.window_steps, rec.last_step) {
+                    Check::Accept(step) => Ok(step),
+                    Check::Replayed => Err(TotpError::Replayed),
+                    Check::Wrong => Err(TotpError::WrongCode { failures: 0 }),
+                }
+            }
+        };
+        match outcome {
+            Ok(step) => {
+                rec.last_step = step;
+                rec.failures = 0;
+                rec.locked_until = 0;
+                // Persist-before-act (§3.1 step 4): if this fails the code is not accepted.
+                self.save(&path, &rec)?;
+                Ok(step)
+            }
+            Err(e) => {
+                rec.failures = rec.failures.saturating_add(1);
+                if rec.failures >= self.cfg.max_failures {
+                    rec.locked_until = now.saturating_add(self.cfg.lockout_secs(rec.failures));
+                }
+                self.save(&path, &rec)?;
+                Err(match e {
+                    TotpError::WrongCode { .. } => TotpError::WrongCode {
+                        failures: rec.failures,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Barrier};
+
+    /// Middle of a step, so ±k·30 s stays inside step t±k.
+    const T0: i64 = 1_700_000_015;
+
+    /// A private, root-owned 0700 state directory, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(tag: &str) -> TestDir {
+            let p = std::env::temp_dir().join(format!("jitd-totp-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+            TestDir(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn open(d: &TestDir) -> TotpStore {
+        TotpStore::open(d.path(), TotpConfig::default()).unwrap()
+    }
+
+    /// Our code for unix time `t`.
+    fn code(secret: &str, t: i64) -> String {
+        let totp = build_totp(secret).unwrap();
+        String::from_utf8(code_at_step(&totp, (t / STEP_SECS) as u64).to_vec()).unwrap()
+    }
+
+    /// oathtool's code for unix time `t` (secret on stdin, not argv).
+    fn oathtool(secret: &str, t: i64) -> String {
+        use std::io::Write;
+        let mut child = Command::new("oathtool")
+            .args(["--totp", "-b", "-N", &format!("@{t}"), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run oathtool ({e}): install oath-toolkit (apt-get install oathtool)")
+            });
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{secret}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "oathtool failed: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Both implementations agree, then the code.
+    fn checked_code(secret: &str, t: i64) -> String {
+        let ours = code(secret, t);
+        assert_eq!(
+            ours,
+            oathtool(secret, t),
+            "totp-rs and oathtool disagree at {t}"
+        );
+        ours
+    }
+
+    fn record(store: &TotpStore, user: &str) -> UserRecord {
+        store.load(&store.user_path(user).unwrap()).unwrap()
+    }
+
+    fn wrong(secret: &str, t: i64) -> String {
+        // A code that is wrong for every step of the window around t.
+        let used: Vec<String> = (-3..=3).map(|k| code(secret, t + k * STEP_SECS)).collect();
+        (0..1_000_000)
+            .map(|n| format!("{n:06}"))
+            .find(|c| !used.contains(c))
+            .unwrap()
+    }
+
+    #[test]
+    fn rfc6238_sha1_vectors() {
+        // RFC 6238 Appendix B (8 digits there; the last 6 are the 6-digit code).
+        let secret = Secret::from(b"12345678901234567890".to_vec()).to_base32();
+        for (t, want) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (1_111_111_111, "050471"),
+            (1_234_567_890, "005924"),
+            (2_000_000_000, "279037"),
+            (20_000_000_000, "353130"),
+        ] {
+            assert_eq!(code(&secret, t), want, "t={t}");
+        }
+    }
+
+    #[test]
+    fn window_minus1_0_plus1_accepted_pm2_refused_no_skew_learning() {
+        let d = TestDir::new("window");
+        let s = open(&d);
+        let e = s.enroll("alice", "host1", T0, false).unwrap();
+        let sec = &e.secret_base32;
+        let t = T0 / STEP_SECS;
+        for (n, k) in [-2i64, 2, -3, 3].into_iter().enumerate() {
+            let c = checked_code(sec, T0 + k * STEP_SECS);
+            assert_eq!(
+                s.verify("alice", &c, T0),
+                Err(TotpError::WrongCode {
+                    failures: n as u32 + 1
+                }),
+                "k={k}"
+            );
+        }
+        // Ascending order, so the replay rule does not interfere.
+        for k in [-1i64, 0, 1] {
+            let c = checked_code(sec, T0 + k * STEP_SECS);
+            assert_eq!(s.verify("alice", &c, T0), Ok((t + k) as u64), "k={k}");
+        }
+        // Having accepted t+1 does not widen or shift the window: t+2 is still refused.
+        let c = checked_code(sec, T0 + 2 * STEP_SECS);
+        assert!(matches!(
+            s.verify("alice", &c, T0),
+            Err(TotpError::WrongCode { .. })
+        ));
+        // Window 0 accepts the current step only.
+        let s0 = TotpStore::open(
+            d.path(),
+            TotpConfig {
+                window_steps: 0,
+                ..TotpConfig::default()
+            },
+        )
+        .unwrap();
+        let e = s0.enroll("bob", "host1", T0, false).unwrap();
+        let prev = checked_code(&e.secret_base32, T0 - STEP_SECS);
+        assert!(matches!(
+            s0.verify("bob", &prev, T0),
+            Err(TotpError::WrongCode { .. })
+        ));
+        let cur = checked_code(&e.secret_base32, T0);
+        assert_eq!(s0.verify("bob", &cur, T0), Ok(t as u64));
+    }
+
+    #[test]
+    fn same_code_twice_refused_and_counted() {
+        let d = TestDir::new("twice");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let c = checked_code(&e.secret_base32, T0);
+        assert!(s.verify("alice", &c, T0).is_ok());
+        assert_eq!(s.verify("alice", &c, T0 + 5), Err(TotpError::Replayed));
+        assert_eq!(record(&s, "alice").failures, 1);
+        // Still refused later in the window (t is now t-1 of the next step).
+        assert_eq!(
+            s.verify("alice", &c, T0 + STEP_SECS),
+            Err(TotpError::Replayed)
+        );
+        // The next step's code works and resets the counter.
+        let next = checked_code(&e.secret_base32, T0 + STEP_SECS);
+        assert!(s.verify("alice", &next, T0 + STEP_SECS).is_ok());
+        assert_eq!(record(&s, "alice").failures, 0);
+    }
+
+    #[test]
+    fn older_step_after_newer_refused() {
+        let d = TestDir::new("older");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let now_code = checked_code(&e.secret_base32, T0);
+        let prev_code = checked_code(&e.secret_base32, T0 - STEP_SECS);
+        assert_eq!(
+            s.verify("alice", &now_code, T0),
+            Ok((T0 / STEP_SECS) as u64)
+        );
+        assert_eq!(s.verify("alice", &prev_code, T0), Err(TotpError::Replayed));
+    }
+
+    #[test]
+    fn replay_after_restart_refused() {
+        let d = TestDir::new("restart");
+        let (sec, c) = {
+            let s = open(&d);
+            let e = s.enroll("alice", "h", T0, false).unwrap();
+            let c = checked_code(&e.secret_base32, T0);
+            assert!(s.verify("alice", &c, T0).is_ok());
+            (e.secret_base32, c)
+        };
+        let s = open(&d);
+        assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
+        let next = code(&sec, T0 + STEP_SECS);
+        assert!(s.verify("alice", &next, T0 + STEP_SECS).is_ok());
+    }
+
+    #[test]
+    fn concurrent_same_code_exactly_one_accepted() {
+        let d = TestDir::new("race");
+        let s = Arc::new(open(&d));
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let c = checked_code(&e.secret_base32, T0);
+        let barrier = Arc::new(Barrier::new(10));
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (s, b, c) = (Arc::clone(&s), Arc::clone(&barrier), c.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    s.verify("alice", &c, T0)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let count = |want: &Result<u64, TotpError>| results.iter().filter(|r| *r == want).count();
+        // The first thread through the lock wins; the next five are replays (counted, the fifth
+        // locks the user), the last four meet the lockout.
+        assert_eq!(count(&Ok((T0 / STEP_SECS) as u64)), 1, "{results:?}");
+        assert_eq!(count(&Err(TotpError::Replayed)), 5, "{results:?}");
+        assert_eq!(
+            count(&Err(TotpError::LockedOut { until: T0 + 30 })),
+            4,
+            "{results:?}"
+        );
+        let r = record(&s, "alice");
+        assert_eq!(r.failures, 9);
+        assert!(r.locked_until > T0);
+    }
+
+    #[test]
+    fn parallel_wrong_codes_share_one_counter() {
+        let d = TestDir::new("parallel-wrong");
+        let s = Arc::new(
+            TotpStore::open(
+                d.path(),
+                TotpConfig {
+                    max_failures: 100,
+                    ..TotpConfig::default()
+                },
+            )
+            .unwrap(),
+        );
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let w = wrong(&e.secret_base32, T0);
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (s, w) = (Arc::clone(&s), w.clone());
+                std::thread::spawn(move || s.verify("alice", &w, T0))
+            })
+            .collect();
+        let mut seen: Vec<u32> = handles
+            .into_iter()
+            .map(|h| match h.join().unwrap() {
+                Err(TotpError::WrongCode { failures }) => failures,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+        assert_eq!(record(&s, "alice").failures, 10);
+    }
+
+    #[test]
+    fn bad_formats_rejected_and_counted() {
+        let d = TestDir::new("formats");
+        let cfg = TotpConfig {
+            max_failures: 100,
+            ..TotpConfig::default()
+        };
+        let s = TotpStore::open(d.path(), cfg).unwrap();
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let good = checked_code(&e.secret_base32, T0);
+        let huge = "1".repeat(1 << 20);
+        let bad: Vec<String> = vec![
+            String::new(),
+            good[..5].to_string(),
+            format!("{good}0"),
+            format!(" {good}"),
+            format!("{good} "),
+            format!("{good}\n"),
+            format!("{}\0", &good[..5]),
+            "１２３４５６".to_string(),
+            "12345a".to_string(),
+            "+12345".to_string(),
+            "-12345".to_string(),
+            "abcdef".to_string(),
+            "12 456".to_string(),
+            "١٢٣٤٥٦".to_string(),
+            huge,
+        ];
+        for (i, b) in bad.iter().enumerate() {
+            let started = std::time::Instant::now();
+            assert_eq!(
+                s.verify("alice", b, T0),
+                Err(TotpError::BadCodeFormat),
+                "input #{i}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert_eq!(record(&s, "alice").failures, i as u32 + 1, "input #{i}");
+        }
+        // The good code is still accepted afterwards (it was never consumed) and resets.
+        assert!(s.verify("alice", &good, T0).is_ok());
+        assert_eq!(record(&s, "alice").failures, 0);
+        // With the default policy, five malformed codes lock the user.
+        let s = open(&d);
+        let e = s.enroll("bob", "h", T0, false).unwrap();
+        for _ in 0..5 {
+            assert_eq!(s.verify("bob", "x", T0), Err(TotpError::BadCodeFormat));
+        }
+        let c = code(&e.secret_base32, T0);
+        assert_eq!(
+            s.verify("bob", &c, T0),
+            Err(TotpError::LockedOut { until: T0 + 30 })
+        );
+    }
+
+    #[test]
+    fn lockout_backoff_and_persistence() {
+        let d = TestDir::new("lockout");
+        let sec = {
+            let s = open(&d);
+            let e = s.enroll("alice", "h", T0, false).unwrap();
+            let w = wrong(&e.secret_base32, T0);
+            for n in 1..=5 {
+                assert_eq!(
+                    s.verify("alice", &w, T0),
+                    Err(TotpError::WrongCode { failures: n })
+                );
+            }
+            // Locked: even the correct code is refused, without being consumed.
+            let c = checked_code(&e.secret_base32, T0);
+            assert_eq!(
+                s.verify("alice", &c, T0 + 1),
+                Err(TotpError::LockedOut { until: T0 + 30 })
+            );
+            e.secret_base32
+        };
+        // Restart: the lockout and the counter (5 + 1 attempt while locked) survive.
+        let s = open(&d);
+        assert_eq!(record(&s, "alice").failures, 6);
+        let c = code(&sec, T0 + 29);
+        assert_eq!(
+            s.verify("alice", &c, T0 + 29),
+            Err(TotpError::LockedOut { until: T0 + 30 })
+        );
+        assert_eq!(record(&s, "alice").failures, 7);
+        // A wrong code after the lockout: 8 failures → 30·2^3 = 240 s.
+        let t1 = T0 + 30;
+        assert_eq!(
+            s.verify("alice", &wrong(&sec, t1), t1),
+            Err(TotpError::WrongCode { failures: 8 })
+        );
+        assert_eq!(record(&s, "alice").locked_until, t1 + 240);
+        // Doubling stops at lockout_max_secs.
+        let mut t = t1 + 240;
+        for want in [480, 900, 900, 900, 900] {
+            assert!(matches!(
+                s.verify("alice", &wrong(&sec, t), t),
+                Err(TotpError::WrongCode { .. })
+            ));
+            let until = record(&s, "alice").locked_until;
+            assert_eq!(until - t, want);
+            t = until;
+        }
+        assert_eq!(record(&s, "alice").failures, 13);
+        // The correct code after the lockout: accepted, counter reset.
+        let c = checked_code(&sec, t);
+        assert_eq!(s.verify("alice", &c, t), Ok((t / STEP_SECS) as u64));
+        let r = record(&s, "alice");
+        assert_eq!((r.failures, r.locked_until), (0, 0));
+        assert_eq!(
+            s.verify("alice", &wrong(&sec, t + 60), t + 60),
+            Err(TotpError::WrongCode { failures: 1 })
+        );
+    }
+
+    #[test]
+    fn lockout_schedule() {
+        let c = TotpConfig::default();
+        let got: Vec<i64> = (5..=12).map(|f| c.lockout_secs(f)).collect();
+        assert_eq!(got, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(c.lockout_secs(u32::MAX), 900);
+        assert!(TotpConfig::default().validate().is_ok());
+        for bad in [
+            TotpConfig {
+                window_steps: 4,
+                ..c
+            },
+            TotpConfig {
+                max_failures: 0,
+                ..c
+            },
+            TotpConfig {
+                lockout_base_secs: 0,
+                ..c
+            },
+            TotpConfig {
+                lockout_max_secs: 10,
+                ..c
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(TotpError::Config(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn insecure_storage_refused() {
+        // Directory mode 0755.
+        let d = TestDir::new("insecure-dir");
+        drop(open(&d));
+        let dir = d.path().join(TOTP_DIR);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = TotpStore::open(d.path(), TotpConfig::default()).unwrap_err();
+        assert!(matches!(e, TotpError::InsecureStorage(_)), "{e}");
+        assert!(e.to_string().contains("0755"), "{e}");
+        // Directory not owned by root.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(1001), None).unwrap();
+        assert!(matches!(
+            TotpStore::open(d.path(), TotpConfig::default()),
+            Err(TotpError::InsecureStorage(_))
+        ));
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+
+        // Secret file 0644, 0640, not root-owned, a symlink.
+        let s = open(&d);
+        s.enroll("alice", "h", T0, false).unwrap();
+        let file = dir.join("alice.json");
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = TotpStore::open(d.path(), TotpConfig::default()).unwrap_err();
+            assert!(matches!(e, TotpError::InsecureStorage(_)), "{mode:o}: {e}");
+            // An already open store re-checks on every read.
+            assert!(matches!(
+                s.verify("alice", "123456", T0),
+                Err(TotpError::InsecureStorage(_))
+            ));
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&file, Some(1001), Some(1001)).unwrap();
+        let e = TotpStore::open(d.path(), TotpConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("uid 1001"), "{e}");
+        assert!(matches!(
+            s.verify("alice", "123456", T0),
+            Err(TotpError::InsecureStorage(_))
+        ));
+        std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+        assert!(TotpStore::open(d.path(), TotpConfig::default()).is_ok());
+        std::fs::rename(&file, dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), &file).unwrap();
+        assert!(matches!(
+            TotpStore::open(d.path(), TotpConfig::default()),
+            Err(TotpError::InsecureStorage(_))
+        ));
+        assert!(matches!(
+            s.verify("alice", "123456", T0),
+            Err(TotpError::InsecureStorage(_))
+        ));
+
+        // The totp directory itself a symlink; a group-writable state directory.
+        let d2 = TestDir::new("insecure-link");
+        std::os::unix::fs::symlink(&dir, d2.path().join(TOTP_DIR)).unwrap();
+        assert!(matches!(
+            TotpStore::open(d2.path(), TotpConfig::default()),
+            Err(TotpError::InsecureStorage(_))
+        ));
+        let d3 = TestDir::new("insecure-parent");
+        std::fs::set_permissions(d3.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            TotpStore::open(d3.path(), TotpConfig::default()),
+            Err(TotpError::InsecureStorage(_))
+        ));
+    }
+
+    #[test]
+    fn open_creates_root_only_dir_and_files() {
+        let d = TestDir::new("create");
+        let s = open(&d);
+        let m = std::fs::symlink_metadata(s.dir()).unwrap();
+        assert!(m.is_dir());
+        assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o700));
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        s.verify("alice", &code(&e.secret_base32, T0), T0).unwrap();
+        let m = std::fs::metadata(s.dir().join("alice.json")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (0, 0, 0o600));
+        // A stale temp from a crash is removed at open; nothing else is left behind.
+        std::fs::write(s.dir().join(".alice.json.tmp.4242"), b"x").unwrap();
+        let s = open(&d);
+        let names: Vec<_> = std::fs::read_dir(s.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["alice.json"]);
+    }
+
+    #[test]
+    fn enroll_remove_and_not_enrolled() {
+        let d = TestDir::new("enroll");
+        let s = open(&d);
+        assert!(!s.is_enrolled("alice"));
+        assert_eq!(s.verify("alice", "123456", T0), Err(TotpError::NotEnrolled));
+        let e = s.enroll("alice", "web-1.example.org", T0, false).unwrap();
+        assert_eq!(e.user, "alice");
+        assert_eq!(e.secret_base32.len(), 32);
+        assert_eq!(
+            Secret::try_from_base32(&e.secret_base32)
+                .unwrap()
+                .as_bytes()
+                .len(),
+            SECRET_BYTES
+        );
+        assert_eq!(
+            e.uri,
+            format!(
+                "otpauth://totp/jit:alice@web-1.example.org?secret={}&issuer=jit&algorithm=SHA1&digits=6&period=30",
+                e.secret_base32
+            )
+        );
+        assert!(s.is_enrolled("alice"));
+        assert_eq!(
+            s.enroll("alice", "h", T0, false).unwrap_err(),
+            TotpError::AlreadyEnrolled
+        );
+        // Replacing: new secret, old codes dead, counter cleared, last step kept.
+        s.verify("alice", &code(&e.secret_base32, T0), T0).unwrap();
+        let _ = s.verify("alice", "000000", T0 + 30);
+        let e2 = s.enroll("alice", "h", T0 + 30, true).unwrap();
+        assert_ne!(e2.secret_base32, e.secret_base32);
+        let r = record(&s, "alice");
+        assert_eq!((r.failures, r.last_step), (0, (T0 / STEP_SECS) as u64));
+        let t = T0 + 60;
+        if code(&e.secret_base32, t) != code(&e2.secret_base32, t) {
+            assert!(matches!(
+                s.verify("alice", &code(&e.secret_base32, t), t),
+                Err(TotpError::WrongCode { .. })
+            ));
+        }
+        assert!(s.verify("alice", &code(&e2.secret_base32, t), t).is_ok());
+        // Odd host names are percent-encoded in the URI.
+        let e3 = s.enroll("bob", "a b&c?d", T0, false).unwrap();
+        assert!(e3
+            .uri
+            .starts_with("otpauth://totp/jit:bob@a%20b%26c%3Fd?secret="));
+        // Invalid names never reach the file system.
+        for bad in [
+            "",
+            "../etc",
+            "Alice",
+            "a/b",
+            "-x",
+            "a.json",
+            &"a".repeat(33),
+        ] {
+            assert!(
+                matches!(
+                    s.enroll(bad, "h", T0, false),
+                    Err(TotpError::InvalidUser(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(matches!(
+                s.verify(bad, "123456", T0),
+                Err(TotpError::InvalidUser(_))
+            ));
+            assert!(!s.is_enrolled(bad));
+        }
+        assert_eq!(s.remove("alice"), Ok(true));
+        assert_eq!(s.remove("alice"), Ok(false));
+        assert!(!s.is_enrolled("alice"));
+        assert_eq!(
+            s.verify("alice", &code(&e2.secret_base32, t), t),
+            Err(TotpError::NotEnrolled)
+        );
+    }
+
+    #[test]
+    fn damaged_record_denies_not_skips() {
+        let d = TestDir::new("damaged");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let path = s.user_path("alice").unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let c = code(&e.secret_base32, T0);
+        for damaged in [
+            Vec::new(),
+            good[..good.len() / 2].to_vec(),
+            {
+                let mut b = good.clone();
+                let n = b.len();
+                b[n - 3] ^= 1;
+                b
+            },
+            vec![b'x'; 10_000],
+        ] {
+            std::fs::write(&path, &damaged).unwrap();
+            let err = s.verify("alice", &c, T0).unwrap_err();
+            assert!(matches!(err, TotpError::Io(_)), "{err}");
+            assert_ne!(err, TotpError::NotEnrolled);
+            assert!(!err.to_string().contains(&e.secret_base32));
+        }
+        // Without replace, a damaged record is not silently overwritten; with it, it is.
+        assert_eq!(
+            s.enroll("alice", "h", T0, false).unwrap_err(),
+            TotpError::AlreadyEnrolled
+        );
+        let e2 = s.enroll("alice", "h", T0, true).unwrap();
+        assert!(s.verify("alice", &code(&e2.secret_base32, T0), T0).is_ok());
+    }
+
+    #[test]
+    fn secrets_and_codes_never_in_messages() {
+        let d = TestDir::new("redact");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let sec = e.secret_base32.clone();
+        let c = code(&sec, T0);
+        let path = s.user_path("alice").unwrap();
+        // A well-formed record (valid checksum) whose JSON puts the secret where serde_json
+        // would quote it in its error message.
+        let body = format!(
+            r#"{{"secret":"{sec}","enrolled_at":"{sec}","last_step":0,"failures":0,"locked_until":0}}"#
+        );
+        let mut bytes =
+            format!("{HEADER}{:08x} {}\n", crc32c(body.as_bytes()), body.len()).into_bytes();
+        bytes.extend_from_slice(body.as_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = s.verify("alice", &c, T0).unwrap_err();
+        let mut texts = vec![
+            format!("{err}"),
+            format!("{err:?}"),
+            format!("{e:?}"),
+            format!("{s:?}"),
+        ];
+        let e2 = s.enroll("alice", "h", T0, true).unwrap();
+        let sec2 = e2.secret_base32.clone();
+        texts.push(format!("{:?}", record(&s, "alice")));
+        for r in [
+            s.verify("alice", &wrong(&sec2, T0), T0),
+            s.verify("alice", "12345", T0),
+            s.verify("alice", &code(&sec2, T0), T0),
+            s.verify("alice", &code(&sec2, T0), T0),
+        ] {
+            texts.push(format!("{r:?}"));
+            if let Err(e) = r {
+                texts.push(e.to_string());
+            }
+        }
+        for t in &texts {
+            for secret in [&sec, &sec2] {
+                assert!(!t.contains(secret.as_str()), "secret leaked in {t:?}");
+                assert!(!t.contains(&secret[..8]), "secret prefix leaked in {t:?}");
+            }
+            assert!(!t.contains(&code(&sec2, T0)), "code leaked in {t:?}");
+        }
+        assert!(texts[0].contains("damaged record"), "{}", texts[0]);
+    }
+
+    #[test]
+    fn persist_failure_refuses_and_does_not_consume() {
+        let d = TestDir::new("persist");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let c = checked_code(&e.secret_base32, T0);
+        let path = s.user_path("alice").unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        // Injected: the durable write fails.
+        s.fail_writes.store(true, Ordering::SeqCst);
+        assert!(matches!(s.verify("alice", &c, T0), Err(TotpError::Io(_))));
+        // A wrong code gives the same answer: no right/wrong oracle while writes fail.
+        assert!(matches!(
+            s.verify("alice", &wrong(&e.secret_base32, T0), T0),
+            Err(TotpError::Io(_))
+        ));
+        assert!(matches!(
+            s.enroll("bob", "h", T0, false),
+            Err(TotpError::Io(_))
+        ));
+        s.fail_writes.store(false, Ordering::SeqCst);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+
+        // Real fault: a directory where replace_file puts its temp file makes the write fail.
+        let tmp = s
+            .dir()
+            .join(format!(".alice.json.tmp.{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        let err = s.verify("alice", &c, T0).unwrap_err();
+        assert!(matches!(err, TotpError::Io(_)), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        std::fs::remove_dir(&tmp).unwrap();
+
+        // The code was never consumed: it is accepted now, exactly once.
+        assert_eq!(s.verify("alice", &c, T0), Ok((T0 / STEP_SECS) as u64));
+        assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
+    }
+
+    /// F8: a full 64 KiB tmpfs as the state directory, in a private mount namespace (a child run
+    /// of this test binary under `unshare -m`).
+    #[test]
+    fn disk_full_refuses_without_consuming() {
+        let probe = Command::new("unshare")
+            .args(["-m", "true"])
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(probe, Ok(st) if st.success()) {
+            eprintln!(
+                "SKIPPED disk_full_refuses_without_consuming: `unshare -m` is not permitted \
+                 here (persist_failure_refuses_and_does_not_consume covers the logic)"
+            );
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let my_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let out = Command::new("unshare")
+            .arg("-m")
+            .arg(exe)
+            .args([
+                "--exact",
+                "totp::tests::disk_full_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("JITD_TOTP_DISK_FULL_PARENT_NS", my_ns)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(
+            text.contains("DISK-FULL-CHECKED"),
+            "child did not run:\n{text}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by disk_full_refuses_without_consuming inside `unshare -m`"]
+    fn disk_full_child() {
+        // Only ever mount when started by the parent test, in a namespace other than its own.
+        let parent_ns = std::env::var_os("JITD_TOTP_DISK_FULL_PARENT_NS");
+        let my_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
+        if parent_ns.is_none() || my_ns.is_none() || my_ns.map(PathBuf::into_os_string) == parent_ns
+        {
+            eprintln!("disk_full_child: not in a private mount namespace; doing nothing");
+            return;
+        }
+        let d = TestDir::new("diskfull");
+        let target = std::ffi::CString::new(d.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mount(2) with valid NUL-terminated strings, in our private mount namespace.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=64k,mode=0700".as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", io::Error::last_os_error());
+        // Declared after `d`, so dropped first: unmount, then the (host) directory is removed.
+        struct Unmount(std::ffi::CString);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                // SAFETY: umount2(2) with a valid NUL-terminated path.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _unmount = Unmount(target);
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let c = checked_code(&e.secret_base32, T0);
+        let path = s.user_path("alice").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // Fill the file system.
+        let filler = d.path().join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            let chunk = [0u8; 4096];
+            let err = loop {
+                if let Err(e) = f.write_all(&chunk) {
+                    break e;
+                }
+            };
+            assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        }
+        let err = s.verify("alice", &c, T0).unwrap_err();
+        assert!(matches!(err, TotpError::Io(_)), "{err}");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(matches!(
+            s.verify("alice", &wrong(&e.secret_base32, T0), T0),
+            Err(TotpError::Io(_))
+        ));
+        // The old record is intact (no zero-length file), no temp file is left.
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::read_dir(s.dir()).unwrap().count(), 1);
+        // Space back: the same code is accepted once (it was never consumed), then refused.
+        std::fs::remove_file(&filler).unwrap();
+        assert_eq!(s.verify("alice", &c, T0), Ok((T0 / STEP_SECS) as u64));
+        assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
+        println!("DISK-FULL-CHECKED");
+    }
+}
