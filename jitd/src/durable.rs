@@ -134,6 +134,51 @@ pub fn remove_stale_temps(path: &Path) {
     }
 }
 
+/// Frames `body` for a state file: one header line `<header><crc32c hex> <length>` (the header
+/// names the format and version, e.g. `jitd-state 1 `), then the body. The checksum and length
+/// let a reader tell a torn or damaged file from a good one.
+pub fn seal(header: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{header}{:08x} {}\n",
+        jit_core::crc32c::crc32c(body),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a file framed by [`seal`] with the same `header`, if its length and checksum
+/// hold. Error texts never quote the content.
+///
+/// # Errors
+/// Unknown header, truncation, checksum mismatch.
+pub fn unseal<'a>(header: &str, bytes: &'a [u8]) -> Result<&'a [u8], String> {
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let (head, body) = bytes.split_at(nl);
+    let body = body.get(1..).unwrap_or(&[]);
+    let head = std::str::from_utf8(head).map_err(|_| "header not UTF-8")?;
+    let rest = head
+        .strip_prefix(header)
+        .ok_or("unknown header or version")?;
+    let (crc, len) = rest.split_once(' ').ok_or("bad header")?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum field")?;
+    let len: usize = len.parse().map_err(|_| "bad length field")?;
+    if body.len() != len {
+        return Err(format!(
+            "length {} != recorded {len} (truncated?)",
+            body.len()
+        ));
+    }
+    if jit_core::crc32c::crc32c(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

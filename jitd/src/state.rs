@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use jit_core::crc32c::crc32c;
 use jit_proto::Grant;
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{remove_stale_temps, replace_file};
+use crate::durable::{remove_stale_temps, replace_file, seal, unseal};
 
 /// Everything jitd must not forget.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,35 +47,11 @@ const HEADER: &str = "jitd-state 1 ";
 
 fn encode(state: &State) -> Result<Vec<u8>, StateError> {
     let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Corrupt(e.to_string()))?;
-    let mut out = format!("{HEADER}{:08x} {}\n", crc32c(&body), body.len()).into_bytes();
-    out.extend_from_slice(&body);
-    Ok(out)
+    Ok(seal(HEADER, &body))
 }
 
 fn decode(bytes: &[u8]) -> Result<State, String> {
-    let nl = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("no header line")?;
-    let (head, body) = bytes.split_at(nl);
-    let body = body.get(1..).unwrap_or(&[]);
-    let head = std::str::from_utf8(head).map_err(|_| "header not UTF-8")?;
-    let rest = head
-        .strip_prefix(HEADER)
-        .ok_or("unknown header or version")?;
-    let (crc, len) = rest.split_once(' ').ok_or("bad header")?;
-    let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum field")?;
-    let len: usize = len.parse().map_err(|_| "bad length field")?;
-    if body.len() != len {
-        return Err(format!(
-            "length {} != recorded {len} (truncated?)",
-            body.len()
-        ));
-    }
-    if crc32c(body) != crc {
-        return Err("checksum mismatch".into());
-    }
-    serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))
+    serde_json::from_slice(unseal(HEADER, bytes)?).map_err(|e| format!("bad JSON: {e}"))
 }
 
 /// Where state lives and how it is written.

@@ -39,12 +39,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use jit_core::crc32c::crc32c;
 use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
-use crate::durable::{fsync_dir, replace_file};
+use crate::durable::{fsync_dir, replace_file, seal, unseal};
 
 /// Length of a time step, seconds (RFC 6238 §5.2).
 pub const STEP_SECS: i64 = 30;
@@ -245,35 +244,12 @@ impl fmt::Debug for UserRecord {
 
 fn encode(rec: &UserRecord) -> Result<Vec<u8>, TotpError> {
     let body = serde_json::to_vec(rec).map_err(|_| TotpError::Io("cannot encode record".into()))?;
-    let mut out = format!("{HEADER}{:08x} {}\n", crc32c(&body), body.len()).into_bytes();
-    out.extend_from_slice(&body);
-    Ok(out)
+    Ok(seal(HEADER, &body))
 }
 
 /// Decodes a record. Error texts never quote the content (it holds the secret).
 fn decode(bytes: &[u8]) -> Result<UserRecord, String> {
-    let nl = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("no header line")?;
-    let (head, body) = bytes.split_at(nl);
-    let body = body.get(1..).unwrap_or(&[]);
-    let head = std::str::from_utf8(head).map_err(|_| "header not UTF-8")?;
-    let rest = head
-        .strip_prefix(HEADER)
-        .ok_or("unknown header or version")?;
-    let (crc, len) = rest.split_once(' ').ok_or("bad header")?;
-    let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum field")?;
-    let len: usize = len.parse().map_err(|_| "bad length field")?;
-    if body.len() != len {
-        return Err(format!(
-            "length {} != recorded {len} (truncated?)",
-            body.len()
-        ));
-    }
-    if crc32c(body) != crc {
-        return Err("checksum mismatch".into());
-    }
+    let body = unseal(HEADER, bytes)?;
     let rec: UserRecord = serde_json::from_slice(body).map_err(|e| {
         // serde_json's message can quote values; report only the position.
         format!(
@@ -1338,10 +1314,7 @@ mod tests {
         let body = format!(
             r#"{{"secret":"{sec}","enrolled_at":"{sec}","last_step":0,"failures":0,"locked_until":0}}"#
         );
-        let mut bytes =
-            format!("{HEADER}{:08x} {}\n", crc32c(body.as_bytes()), body.len()).into_bytes();
-        bytes.extend_from_slice(body.as_bytes());
-        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(&path, seal(HEADER, body.as_bytes())).unwrap();
         let err = s.verify("alice", &c, T0).unwrap_err();
         let mut texts = vec![
             format!("{err}"),
