@@ -169,7 +169,13 @@ fn durable_write_syscall_order() {
             .status
             .success()
     );
-    j.kill().unwrap();
+    // Stop jitd itself: killing strace would leave the traced daemon running.
+    let status = jitctl(&dir, &["--json", "status"]);
+    let pid = serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    // SAFETY: signalling the jitd this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     j.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     let text = &text[mark.min(text.len())..];
