@@ -1,4 +1,22 @@
 //! Pure decisions shared by the modules and jitd. `now` is always a parameter.
+//!
+//! Nothing in here reads a clock, a file or the environment: `pam_jit`, `sudo_jit` and jitd
+//! hand in what they were told (the grant's strings from the snapshot, sudo's `command_info`,
+//! `PAM_RHOST`, the local time) and get back a decision, so every rule can be tested at its
+//! boundary and every process decides the same way.
+//!
+//! * [`net`]: `--from` networks and `PAM_RHOST`.
+//! * [`window`]: `--window` time windows in host local time.
+//! * [`sudo`]: the sudo command scope and run-as targets, with the sudo escape hatches refused.
+//! * [`classify`]: revocation classes (`--revoke-on`) of a sudo command.
+
+pub mod classify;
+mod error;
+pub mod net;
+pub mod sudo;
+pub mod window;
+
+pub use error::PolicyError;
 
 use crate::time::UnixTime;
 
