@@ -53,6 +53,12 @@ pub enum Request {
         /// The 6-digit code.
         code: String,
     },
+    /// sudo_jit tells jitd what it decided (root peers only). A command in one of the grant's
+    /// `revoke_on` classes ends the grant at once.
+    ReportSudo {
+        /// The decision.
+        report: Box<SudoReport>,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -62,6 +68,32 @@ pub enum Request {
         /// Only records after this byte offset of the audit log (for --follow).
         after_offset: Option<u64>,
     },
+}
+
+/// One sudo decision, as sudo_jit saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SudoReport {
+    /// The invoking user.
+    pub user: String,
+    /// Its uid.
+    pub uid: u32,
+    /// The grant the decision was made under, if any.
+    pub grant: Option<String>,
+    /// Resolved command path.
+    pub command: String,
+    /// Arguments (argv[1..]), capped by the plugin.
+    pub argv: Vec<String>,
+    /// Run-as user.
+    pub runas: String,
+    /// Run-as group, if `-g` was given.
+    pub runas_group: Option<String>,
+    /// Whether sudo_jit approved it.
+    pub allowed: bool,
+    /// The one-line reason shown to the user (denials).
+    pub reason: String,
+    /// Bit set of `jit_core::policy::classify` classes the command falls in.
+    pub classes: u32,
 }
 
 /// The envelope of a request.
@@ -225,6 +257,12 @@ impl Request {
             Request::RemoveMfa { user } => format!("remove_mfa user={user:?}"),
             // Never the code.
             Request::Activate { grant, .. } => format!("activate grant={grant:?}"),
+            Request::ReportSudo { report } => {
+                format!(
+                    "report_sudo user={:?} grant={:?} allowed={}",
+                    report.user, report.grant, report.allowed
+                )
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use jit_core::time::{format_utc, UnixTime};
 use jit_core::validate::{
     validate_account_name, validate_grant_id, validate_name, validate_ssh_key, validate_text,
 };
-use jit_proto::message::{Payload, Status};
+use jit_proto::message::{Payload, Status, SudoReport};
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
 use serde_json::json;
 
@@ -596,6 +596,7 @@ impl Daemon {
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::EnrollMfa { user, replace } => self.enroll_mfa(peer_uid, &user, replace, now),
             Request::RemoveMfa { user } => self.remove_mfa(peer_uid, &user, now),
+            Request::ReportSudo { report } => self.report_sudo(peer_uid, &report, now),
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
@@ -719,6 +720,12 @@ impl Daemon {
         let reason = reason.unwrap_or_default();
         validate_text("reason", &reason, 256)
             .map_err(|e| refuse(ErrorCode::Refused, e.to_string()))?;
+        self.revoke_as(id, &reason, "root", now)
+    }
+
+    /// Ends grant `id` now on behalf of `by` (`root`, `policy`): durable, out of the snapshot,
+    /// caches flushed, then torn down before returning.
+    fn revoke_as(&self, id: &str, reason: &str, by: &str, now: UnixTime) -> Result<Grant, Refusal> {
         let g = {
             let mut inner = self.lock();
             let g = inner
@@ -743,9 +750,9 @@ impl Daemon {
                 gm.state = GrantState::Revoked;
                 gm.ended_at = Some(now);
                 gm.end_reason = Some(if reason.is_empty() {
-                    "revoked by root".into()
+                    format!("revoked by {by}")
                 } else {
-                    format!("revoked by root: {reason}")
+                    format!("revoked by {by}: {reason}")
                 });
             }
             // Durable before acknowledged; on failure the revocation still applies in memory and
@@ -757,9 +764,13 @@ impl Daemon {
         };
         self.audit.record(
             now,
-            Severity::Notice,
+            if by == "root" {
+                Severity::Notice
+            } else {
+                Severity::Warning
+            },
             "grant.revoked",
-            json!({ "grant": id, "user": g.user, "by": "root", "reason": reason }),
+            json!({ "grant": id, "user": g.user, "by": by, "reason": reason }),
         );
         nscd::invalidate(self.cfg.nscd);
         self.run_teardowns(now);
@@ -770,6 +781,85 @@ impl Daemon {
             .grants
             .get(id)
             .map_or(g, |g| Self::with_state(g, now)))
+    }
+
+    /// Audits a sudo decision and ends the grant when the command falls in one of its
+    /// `revoke_on` classes (the plugin has already refused that command).
+    fn report_sudo(
+        &self,
+        peer_uid: u32,
+        r: &SudoReport,
+        now: UnixTime,
+    ) -> Result<Payload, Refusal> {
+        if peer_uid != 0 {
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root (the sudo plugin) may report sudo decisions",
+            ));
+        }
+        validate_name("user name", &r.user)
+            .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        if let Some(id) = &r.grant {
+            validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        }
+        // The audit line carries the command as sudo resolved it, capped: argv can be huge.
+        let argv: Vec<String> = r
+            .argv
+            .iter()
+            .take(64)
+            .map(|a| a.chars().take(256).collect())
+            .collect();
+        let classes = jit_core::policy::classify::class_names(r.classes);
+        self.audit.record(
+            now,
+            if r.allowed { Severity::Info } else { Severity::Warning },
+            if r.allowed { "sudo.allowed" } else { "sudo.denied" },
+            json!({
+                "grant": r.grant, "user": r.user, "uid": r.uid, "command": r.command.chars().take(4096).collect::<String>(),
+                "argv": argv, "argc": r.argv.len(), "runas": r.runas, "runas_group": r.runas_group,
+                "reason": r.reason, "classes": classes,
+            }),
+        );
+        let Some(id) = &r.grant else {
+            return Ok(Payload::Done {
+                message: "recorded".into(),
+            });
+        };
+        let hit = {
+            let inner = self.lock();
+            match inner.state.grants.get(id) {
+                Some(g) if g.user == r.user && !g.state_at(now).is_ended() => {
+                    let bits = g
+                        .revoke_on
+                        .iter()
+                        .filter_map(|c| jit_core::policy::classify::parse_class(c))
+                        .fold(0, |a, b| a | b);
+                    bits & r.classes
+                }
+                _ => 0,
+            }
+        };
+        if hit == 0 {
+            return Ok(Payload::Done {
+                message: "recorded".into(),
+            });
+        }
+        let why = format!(
+            "revoke-on {}: {} {}",
+            jit_core::policy::classify::class_names(hit).join(","),
+            r.command,
+            argv.join(" ")
+        );
+        self.audit.record(
+            now,
+            Severity::Warning,
+            "grant.policy_hit",
+            json!({ "grant": id, "user": r.user, "reason": why }),
+        );
+        self.revoke_as(id, &why, "policy", now)?;
+        Ok(Payload::Done {
+            message: format!("grant {id} revoked: {why}"),
+        })
     }
 
     fn add_grant(&self, peer_uid: u32, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use jit_core::policy::classify::parse_class;
 use jit_core::types::*;
 use jit_core::validate::sanitize_gecos;
 use jit_core::UnixTime;
@@ -65,6 +66,14 @@ pub fn project(
     let mut jit_users = GroupEntry {
         name: cfg.group_users.clone(),
         gid: cfg.gid_users(),
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: Vec::new(),
+    };
+    let mut jit_sudo = GroupEntry {
+        name: cfg.group_sudo.clone(),
+        gid: cfg.gid_sudo(),
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
         not_after: i64::MAX,
@@ -161,6 +170,30 @@ pub fn project(
                     not_after: g.not_after,
                 });
         }
+        for (set, bit) in [
+            (g.mfa, GATE_MFA),
+            (armed, GATE_ARMED),
+            (g.mfa_sudo, GATE_MFA_SUDO),
+            (g.enable, GATE_ENABLE),
+            (g.end_with_session, GATE_END_WITH_SESSION),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        let revoke_on = g
+            .revoke_on
+            .iter()
+            .filter_map(|c| parse_class(c))
+            .fold(0, |a, b| a | b);
+        if !g.sudo.is_empty() && !armed {
+            jit_sudo.members.push(Member {
+                name: g.user.clone(),
+                grant_id: g.id.clone(),
+                not_before: g.not_before,
+                not_after: g.not_after,
+            });
+        }
         data.grants.push(GateGrant {
             id: g.id.clone(),
             user: g.user.clone(),
@@ -168,9 +201,17 @@ pub fn project(
             not_before: g.not_before,
             not_after: g.not_after,
             flags,
-            ..Default::default()
+            revoke_on,
+            from: g.from.clone(),
+            services: g.services.clone(),
+            windows: g.windows.clone(),
+            sudo: g.sudo.clone(),
+            runas: g.runas.clone(),
         });
     }
+    // jit-sudo is always present (hidden while it has no live member), so the sudo plugin can
+    // recognise its gid in a session that kept it after the grant ended.
+    data.groups.push(jit_sudo);
     data.groups.extend(private.into_values());
     data.groups.extend(locals.into_values());
     if !jit_users.members.is_empty() {

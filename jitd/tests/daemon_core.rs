@@ -641,3 +641,48 @@ fn mfa_group_grant_gives_nothing_until_activated() {
         r => panic!("{r:?}"),
     }
 }
+
+#[test]
+fn sudo_reports_are_audited_and_root_only() {
+    let env = Env::new("sudorep");
+    let d = env.daemon(T0);
+    let report = jit_proto::message::SudoReport {
+        user: "carol".into(),
+        uid: 1001,
+        command: "/usr/bin/apt".into(),
+        argv: vec!["install".into(), "nmap".into()],
+        runas: "root".into(),
+        allowed: false,
+        reason: "jit: /usr/bin/apt is outside grant g-1234".into(),
+        classes: jit_core::policy::classify::CLASS_SOFTWARE_INSTALL,
+        ..Default::default()
+    };
+    match d.handle(
+        1001,
+        Request::ReportSudo {
+            report: Box::new(report.clone()),
+        },
+        T0,
+    ) {
+        Response::Error { code, .. } => assert_eq!(code, ErrorCode::PermissionDenied),
+        r => panic!("a user forged a sudo report: {r:?}"),
+    }
+    match d.handle(
+        0,
+        Request::ReportSudo {
+            report: Box::new(report),
+        },
+        T0,
+    ) {
+        Response::Ok { .. } => {}
+        r => panic!("{r:?}"),
+    }
+    let audit = env.audit();
+    let line = audit.lines().find(|l| l.contains("sudo.denied")).unwrap();
+    assert!(
+        line.contains("/usr/bin/apt")
+            && line.contains("software-install")
+            && line.contains("outside grant"),
+        "{line}"
+    );
+}

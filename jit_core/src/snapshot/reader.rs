@@ -472,6 +472,17 @@ impl<'a> Snapshot<'a> {
             .filter(|g| g.name() == name && g.is_visible(now))
     }
 
+    /// The group record called `name` whether or not it is visible now (sudo_jit uses it to know
+    /// the gid of `jit-sudo` even while nobody holds it).
+    pub fn group_record(&self, name: &str) -> Option<GroupView<'a>> {
+        let n = self.group_count();
+        let i = Self::lower_bound(n, |i| {
+            self.group_at(i)
+                .map_or(Ordering::Greater, |g| g.name().cmp(name))
+        });
+        self.group_at(i).filter(|g| g.name() == name)
+    }
+
     /// The group with `gid` if it is visible at `now`. Gids are unique among visible groups:
     /// jitd never gives two records one gid, but if a corrupt writer did, the first visible wins.
     pub fn group_by_gid(&self, gid: u32, now: UnixTime) -> Option<GroupView<'a>> {

@@ -119,6 +119,12 @@ fn round_trip_lookups() {
         s.group_by_name("sudo", 250).is_none(),
         "local group hidden with no live member"
     );
+    assert_eq!(
+        s.group_record("sudo").unwrap().gid(),
+        27,
+        "the record stays findable"
+    );
+    assert!(s.group_record("nosuch").is_none());
     assert_eq!(s.group_by_gid(70001, 150).unwrap().name(), "alice");
     assert!(s.group_by_gid(70001, 200).is_none());
     // The private group follows its account exactly: its record spans 100..600, her accounts
