@@ -1,0 +1,331 @@
+//! The approval decision, pure: invocation + command + snapshot + clock → allow or deny with a
+//! one-line reason. No I/O here (the caller reads the snapshot, /etc/passwd and /etc/group).
+//!
+//! Rules (issue "sudo_jit"; DESIGN §5):
+//! * root (uid 0) is always approved;
+//! * a user with no jit involvement is approved (sudoers decided);
+//! * a jit user is refused when the plugin is broken (bad options), the snapshot is missing or
+//!   corrupt, or sudo's information does not parse;
+//! * a managed admin needs a live, non-armed `--enable` grant;
+//! * otherwise some live, non-armed grant of the user with a sudo scope must allow the command
+//!   and the run-as target ([`sudo_allows`]); a command in a class the grant revokes on is
+//!   refused (and reported so that jitd revokes); `--mfa-sudo` grants are refused for now.
+
+use crate::cinfo::{Command, InfoError, Invocation};
+use jit_core::constants::{DEFAULT_UID_MAX, DEFAULT_UID_MIN, GROUP_JIT_SUDO};
+use jit_core::policy::classify::{class_names, classify};
+use jit_core::policy::sudo::{
+    parse_runas, parse_scope_entry, sudo_allows, RunAs, ScopeEntry, SudoRequest,
+};
+use jit_core::snapshot::{GateView, Snapshot};
+use jit_core::time::UnixTime;
+use jit_core::types::{GATE_ARMED, GATE_ENABLE, GATE_MFA_SUDO};
+
+/// The verdict. Distant discriminants: no single bit flip turns a denial into an approval (S2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Verdict {
+    /// Approve (check returns exactly 1).
+    Allow = 0x5A3C_96A5,
+    /// Refuse (check returns 0 and prints the reason).
+    Deny = 0x0F0F_0000,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub verdict: Verdict,
+    /// Whether the user is a jit user (only their decisions are printed and reported).
+    pub jit: bool,
+    /// The one-line reason (denials), `jit: ...`.
+    pub reason: String,
+    /// The grant the decision was made under.
+    pub grant: Option<String>,
+    /// Classes of the command (`CLASS_*` bits), when it was classified.
+    pub classes: u32,
+}
+
+impl Decision {
+    fn allow(jit: bool, grant: Option<String>, classes: u32) -> Self {
+        Decision {
+            verdict: Verdict::Allow,
+            jit,
+            reason: String::new(),
+            grant,
+            classes,
+        }
+    }
+
+    fn deny(reason: String, grant: Option<String>, classes: u32) -> Self {
+        Decision {
+            verdict: Verdict::Deny,
+            jit: true,
+            reason,
+            grant,
+            classes,
+        }
+    }
+}
+
+/// Everything one decision looks at.
+pub struct Input<'a> {
+    /// Who invoked sudo (from `open`).
+    pub inv: &'a Invocation,
+    /// What sudo is about to run, or why it could not be read.
+    pub cmd: Result<&'a Command, &'a InfoError>,
+    /// The command's canonical path when it differs (merged /usr: /bin → /usr/bin).
+    pub alt_command: Option<&'a str>,
+    /// The snapshot, `None` when missing, untrusted or corrupt.
+    pub snapshot: Option<&'a Snapshot<'a>>,
+    /// Why the plugin is broken (bad options, failed open), if it is.
+    pub broken: Option<&'a str>,
+    /// The daemon-free test ([`looks_jit_by_ids`]) said jit.
+    pub jit_by_ids: bool,
+    /// The clock.
+    pub now: UnixTime,
+}
+
+/// The daemon-free "is this a jit identity" test (DESIGN §5): a uid in jit's reserved range
+/// absent from /etc/passwd, or a process group in the range absent from /etc/group (jit's own
+/// groups such as `jit-sudo` come from the range and exist only through NSS).
+pub fn looks_jit_by_ids(
+    uid: u32,
+    groups: &[u32],
+    local_uid: impl Fn(u32) -> bool,
+    local_gid: impl Fn(u32) -> bool,
+) -> bool {
+    let in_range = |id: u32| (DEFAULT_UID_MIN..=DEFAULT_UID_MAX).contains(&id);
+    (in_range(uid) && !local_uid(uid)) || groups.iter().any(|&g| in_range(g) && !local_gid(g))
+}
+
+/// Whether the snapshot makes `inv`'s user one whose sudo right comes from a jit sudo scope:
+/// a grant with a sudo scope (in any state: an expired or armed one still confines), a managed
+/// account, or a process still holding the `jit-sudo` gid. A user whose grants only add group
+/// memberships or an account is left to sudoers: those memberships are live in NSS (sudo.conf
+/// sets `group_source dynamic`) and the sessions that kept them are ended at teardown.
+fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation) -> bool {
+    snap.grants_for_user(&inv.user)
+        .any(|g| g.sudo().next().is_some())
+        || snap.is_managed(&inv.user)
+        || snap
+            .group_record(GROUP_JIT_SUDO)
+            .is_some_and(|g| inv.groups.contains(&g.gid()))
+}
+
+/// Decides one `check` call.
+pub fn decide(input: &Input<'_>) -> Decision {
+    let inv = input.inv;
+    if inv.uid == 0 {
+        return Decision::allow(false, None, 0);
+    }
+    // With a trusted snapshot it decides; without one, the id heuristic fails closed for
+    // anything that looks like a jit identity.
+    let jit = match input.snapshot {
+        Some(s) => jit_in_snapshot(s, inv),
+        None => input.jit_by_ids,
+    };
+    if !jit {
+        return Decision::allow(false, None, 0);
+    }
+    if let Some(why) = input.broken {
+        return Decision::deny(
+            format!("jit: sudo_jit is not usable ({why}); sudo refused for jit users"),
+            None,
+            0,
+        );
+    }
+    let Some(snap) = input.snapshot else {
+        return Decision::deny(
+            "jit: no trusted grant snapshot (is jitd running?); sudo refused for jit users"
+                .to_string(),
+            None,
+            0,
+        );
+    };
+    let cmd = match input.cmd {
+        Ok(c) => c,
+        Err(e) => return Decision::deny(format!("jit: sudo refused: {e}"), None, 0),
+    };
+    let runas_user = match (&inv.runas_user, &inv.runas_group) {
+        (Some(u), _) => u.as_str(),
+        (None, Some(_)) => inv.user.as_str(),
+        (None, None) => "root",
+    };
+    let runas_gid = match (&inv.runas_group, cmd.runas_gid) {
+        (Some(_), Some(g)) => Some(g),
+        (Some(_), None) => {
+            return Decision::deny("jit: sudo refused: runas_gid missing".to_string(), None, 0)
+        }
+        (None, _) => None,
+    };
+    let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+    let req = SudoRequest {
+        user: &inv.user,
+        uid: inv.uid,
+        command: &cmd.command,
+        argv: &argv,
+        runas_user,
+        runas_uid: cmd.runas_uid,
+        runas_group: inv.runas_group.as_deref(),
+        runas_gid,
+        shell: inv.shell,
+        edit: inv.edit || cmd.edit,
+        chroot: inv.chroot.as_deref().or(cmd.chroot.as_deref()),
+        remote_host: inv.remote_host.as_deref(),
+    };
+    judge(snap, inv, &req, input.alt_command, input.now)
+}
+
+fn judge(
+    snap: &Snapshot<'_>,
+    inv: &Invocation,
+    req: &SudoRequest<'_>,
+    alt_command: Option<&str>,
+    now: UnixTime,
+) -> Decision {
+    let classes = classify(req, &[]);
+    let grants: Vec<GateView<'_>> = snap
+        .grants_for_user(&inv.user)
+        .filter(|g| g.uid() == 0 || g.uid() == inv.uid)
+        .collect();
+    let usable = |g: &GateView<'_>| g.is_live(now) && g.flags() & GATE_ARMED == 0;
+    let has_scope = |g: &GateView<'_>| g.sudo().next().is_some();
+    let managed = snap.is_managed(&inv.user);
+    if managed
+        && !grants
+            .iter()
+            .any(|g| usable(g) && g.flags() & GATE_ENABLE != 0)
+    {
+        return Decision::deny(
+            format!(
+                "jit: managed account {} has no live --enable grant",
+                shown(&inv.user, 64)
+            ),
+            None,
+            classes,
+        );
+    }
+    let mut refusal: Option<(String, String)> = None;
+    let mut mfa: Option<String> = None;
+    let mut armed: Option<String> = None;
+    for g in grants.iter().filter(|g| g.is_live(now) && has_scope(g)) {
+        if g.flags() & GATE_ARMED != 0 {
+            armed.get_or_insert_with(|| g.id().to_string());
+            continue;
+        }
+        // Entries that do not parse are skipped: they can only narrow what the grant allows.
+        let scope: Vec<ScopeEntry> = g.sudo().filter_map(|s| parse_scope_entry(s).ok()).collect();
+        let mut runas: Vec<RunAs> = g.runas().filter_map(|s| parse_runas(s).ok()).collect();
+        if g.runas().next().is_none() {
+            runas.push(RunAs::root());
+        }
+        let mut verdict = sudo_allows(&scope, &runas, req);
+        if let (Err(_), Some(alt)) = (&verdict, alt_command) {
+            let alt_req = SudoRequest {
+                command: alt,
+                ..*req
+            };
+            if sudo_allows(&scope, &runas, &alt_req).is_ok() {
+                verdict = Ok(());
+            }
+        }
+        match verdict {
+            Err(r) => {
+                refusal.get_or_insert_with(|| (r.message(g.id()), g.id().to_string()));
+            }
+            Ok(()) if classes & g.revoke_on() != 0 => {
+                let names = class_names(classes & g.revoke_on()).join(", ");
+                return Decision::deny(
+                    format!(
+                        "jit: {} is in class {names}, which ends grant {}: refused",
+                        shown(req.command, 256),
+                        shown(g.id(), 64)
+                    ),
+                    Some(g.id().to_string()),
+                    classes,
+                );
+            }
+            Ok(()) if g.flags() & GATE_MFA_SUDO != 0 => {
+                mfa.get_or_insert_with(|| g.id().to_string());
+            }
+            Ok(()) => return Decision::allow(true, Some(g.id().to_string()), classes),
+        }
+    }
+    if let Some(id) = mfa {
+        return Decision::deny(
+            format!(
+                "jit: step-up MFA for sudo is not supported yet (grant {})",
+                shown(&id, 64)
+            ),
+            Some(id),
+            classes,
+        );
+    }
+    if let Some((msg, id)) = refusal {
+        return Decision::deny(msg, Some(id), classes);
+    }
+    if let Some(id) = armed {
+        return Decision::deny(
+            format!("jit: grant {} is armed: activate it first", shown(&id, 64)),
+            Some(id),
+            classes,
+        );
+    }
+    if managed && !inv.groups.iter().any(|g| is_jit_sudo_gid(snap, *g)) {
+        // A managed admin re-enabled by a live --enable grant, whose sudo right comes from
+        // the local sudoers (not from jit-sudo): sudoers decided.
+        return Decision::allow(true, None, classes);
+    }
+    // Not live any more (or never had a sudo scope): name the latest such grant.
+    let last = grants
+        .iter()
+        .filter(|g| has_scope(g))
+        .max_by_key(|g| g.not_after());
+    match last {
+        Some(g) if g.not_after() <= now => Decision::deny(
+            format!("jit: grant {} has expired", shown(g.id(), 64)),
+            Some(g.id().to_string()),
+            classes,
+        ),
+        Some(g) => Decision::deny(
+            format!("jit: grant {} is not valid yet", shown(g.id(), 64)),
+            Some(g.id().to_string()),
+            classes,
+        ),
+        None => Decision::deny(
+            format!(
+                "jit: {} has no live grant with a sudo scope",
+                shown(&inv.user, 64)
+            ),
+            None,
+            classes,
+        ),
+    }
+}
+
+/// An untrusted string made safe for the terminal line, as `Refusal::message` shows them:
+/// printable ASCII as is, everything else escaped, capped at `max` chars.
+fn shown(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i >= max {
+            out.push_str("...");
+            break;
+        }
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
+fn is_jit_sudo_gid(snap: &Snapshot<'_>, gid: u32) -> bool {
+    snap.group_record(GROUP_JIT_SUDO)
+        .is_some_and(|g| g.gid() == gid)
+}
+
+#[cfg(test)]
+mod tests;

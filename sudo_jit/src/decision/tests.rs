@@ -1,0 +1,408 @@
+//! Unit tests of the decision over snapshots built with `build_snapshot`.
+
+use super::*;
+use crate::cinfo::{Command, Invocation};
+use jit_core::policy::classify::CLASS_ACCOUNT_CHANGE;
+use jit_core::snapshot::build_snapshot;
+use jit_core::types::{GateGrant, GroupEntry, SnapshotData, GROUP_KIND_JIT};
+
+const NOW: i64 = 1_000;
+const JIT_SUDO_GID: u32 = 79_001;
+
+fn grant(id: &str, user: &str, sudo: &[&str], runas: &[&str]) -> GateGrant {
+    GateGrant {
+        id: id.into(),
+        user: user.into(),
+        uid: 70_001,
+        not_before: 500,
+        not_after: 2_000,
+        sudo: sudo.iter().map(|s| s.to_string()).collect(),
+        runas: runas.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn data(grants: Vec<GateGrant>, managed: &[&str]) -> Vec<u8> {
+    let sd = SnapshotData {
+        generated_at: NOW,
+        accounts: vec![],
+        groups: vec![GroupEntry {
+            name: "jit-sudo".into(),
+            gid: JIT_SUDO_GID,
+            kind: GROUP_KIND_JIT,
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            members: vec![],
+        }],
+        grants,
+        managed: managed.iter().map(|s| s.to_string()).collect(),
+    };
+    build_snapshot(&sd).unwrap()
+}
+
+fn inv(user: &str, uid: u32) -> Invocation {
+    Invocation {
+        user: user.into(),
+        uid,
+        groups: vec![uid, JIT_SUDO_GID],
+        ..Default::default()
+    }
+}
+
+fn cmd(path: &str, args: &[&str]) -> Command {
+    Command {
+        command: path.into(),
+        argv: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn run(img: Option<&[u8]>, inv: &Invocation, c: &Command) -> Decision {
+    let snap = img.map(|d| Snapshot::parse(d).unwrap());
+    decide(&Input {
+        inv,
+        cmd: Ok(c),
+        alt_command: None,
+        snapshot: snap.as_ref(),
+        broken: None,
+        jit_by_ids: false,
+        now: NOW,
+    })
+}
+
+fn alice() -> Invocation {
+    inv("alice", 70_001)
+}
+
+fn narrow() -> Vec<u8> {
+    data(
+        vec![grant(
+            "g-1",
+            "alice",
+            &["/usr/bin/systemctl restart nginx", "/usr/bin/id"],
+            &[],
+        )],
+        &[],
+    )
+}
+
+#[track_caller]
+fn denied(d: &Decision, needle: &str) {
+    assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
+    assert!(d.jit);
+    assert!(d.reason.starts_with("jit: "), "{}", d.reason);
+    assert!(d.reason.contains(needle), "{} lacks {needle}", d.reason);
+    assert!(!d.reason.contains('\n'));
+}
+
+#[test]
+fn allowed_command_and_exact_args() {
+    let img = narrow();
+    let d = run(
+        Some(&img),
+        &alice(),
+        &cmd("/usr/bin/systemctl", &["restart", "nginx"]),
+    );
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.grant.as_deref(), Some("g-1"));
+    assert_eq!(
+        run(Some(&img), &alice(), &cmd("/usr/bin/id", &["-u"])).verdict,
+        Verdict::Allow
+    );
+    let d = run(
+        Some(&img),
+        &alice(),
+        &cmd("/usr/bin/systemctl", &["stop", "nginx"]),
+    );
+    denied(&d, "outside grant g-1");
+}
+
+#[test]
+fn other_command_refused() {
+    let d = run(
+        Some(&narrow()),
+        &alice(),
+        &cmd("/usr/bin/apt", &["install", "x"]),
+    );
+    denied(&d, "/usr/bin/apt is outside grant g-1");
+    assert_eq!(d.grant.as_deref(), Some("g-1"));
+}
+
+#[test]
+fn merged_usr_alias() {
+    let img = narrow();
+    let snap = Snapshot::parse(&img).unwrap();
+    let a = alice();
+    let c = cmd("/bin/id", &[]);
+    let d = decide(&Input {
+        inv: &a,
+        cmd: Ok(&c),
+        alt_command: Some("/usr/bin/id"),
+        snapshot: Some(&snap),
+        broken: None,
+        jit_by_ids: false,
+        now: NOW,
+    });
+    assert_eq!(d.verdict, Verdict::Allow);
+}
+
+#[test]
+fn runas_rules() {
+    let img = data(vec![grant("g-2", "alice", &["ALL"], &["www-data"])], &[]);
+    let mut i = alice();
+    i.runas_user = Some("www-data".into());
+    let mut c = cmd("/usr/bin/id", &[]);
+    c.runas_uid = 33;
+    assert_eq!(run(Some(&img), &i, &c).verdict, Verdict::Allow);
+    // -u root when only www-data is granted (also the default target).
+    let mut c0 = cmd("/usr/bin/id", &[]);
+    c0.runas_uid = 0;
+    denied(&run(Some(&img), &alice(), &c0), "outside grant g-2");
+    let mut r = alice();
+    r.runas_user = Some("root".into());
+    denied(&run(Some(&img), &r, &c0), "root");
+    // Default grant run-as is root only.
+    let img = narrow();
+    let mut c = cmd("/usr/bin/id", &[]);
+    c.runas_uid = 33;
+    denied(&run(Some(&img), &i, &c), "www-data");
+    // #-1 style targets.
+    for t in ["#-1", "#4294967295", "#0"] {
+        let mut i = alice();
+        i.runas_user = Some(t.into());
+        denied(
+            &run(Some(&img), &i, &cmd("/usr/bin/id", &[])),
+            "outside grant g-1",
+        );
+    }
+    // -g without a group entry.
+    let mut g = alice();
+    g.runas_group = Some("shadow".into());
+    let mut c = cmd("/usr/bin/id", &[]);
+    c.runas_gid = Some(42);
+    denied(&run(Some(&img), &g, &c), "outside grant g-1");
+}
+
+#[test]
+fn shell_edit_chroot_host() {
+    let img = narrow();
+    let mut s = alice();
+    s.shell = true;
+    denied(&run(Some(&img), &s, &cmd("/bin/bash", &[])), "shell");
+    let mut e = alice();
+    e.edit = true;
+    denied(&run(Some(&img), &e, &cmd("/usr/bin/id", &[])), "sudoedit");
+    let mut r = alice();
+    r.chroot = Some("/tmp/root".into());
+    denied(&run(Some(&img), &r, &cmd("/usr/bin/id", &[])), "chroot");
+    let mut c = cmd("/usr/bin/id", &[]);
+    c.chroot = Some("/tmp/root".into());
+    denied(&run(Some(&img), &alice(), &c), "chroot");
+    let mut h = alice();
+    h.remote_host = Some("otherhost".into());
+    denied(&run(Some(&img), &h, &cmd("/usr/bin/id", &[])), "--host");
+    // Under ALL, a shell is fine, but chroot still is not.
+    let all = data(vec![grant("g-3", "alice", &["ALL"], &[])], &[]);
+    assert_eq!(
+        run(Some(&all), &s, &cmd("/bin/bash", &[])).verdict,
+        Verdict::Allow
+    );
+    denied(&run(Some(&all), &r, &cmd("/usr/bin/id", &[])), "chroot");
+}
+
+#[test]
+fn expired_not_yet_and_armed() {
+    let mut g = grant("g-4", "alice", &["ALL"], &[]);
+    g.not_after = NOW;
+    denied(
+        &run(
+            Some(&data(vec![g], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "g-4 has expired",
+    );
+    let mut g = grant("g-5", "alice", &["ALL"], &[]);
+    g.not_before = NOW + 1;
+    denied(
+        &run(
+            Some(&data(vec![g], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "not valid yet",
+    );
+    let mut g = grant("g-6", "alice", &["ALL"], &[]);
+    g.flags = GATE_ARMED;
+    denied(
+        &run(
+            Some(&data(vec![g], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "activate",
+    );
+    // Only the jit-sudo group left (no gate record at all): still a jit user, refused.
+    denied(
+        &run(Some(&data(vec![], &[])), &alice(), &cmd("/usr/bin/id", &[])),
+        "no live grant",
+    );
+}
+
+#[test]
+fn managed_needs_enable() {
+    let mut admin = inv("admin", 1000);
+    admin.groups = vec![1000, 27];
+    let img = data(vec![], &["admin"]);
+    denied(
+        &run(Some(&img), &admin, &cmd("/usr/bin/id", &[])),
+        "--enable",
+    );
+    let mut en = grant("g-7", "admin", &[], &[]);
+    en.uid = 0;
+    en.flags = GATE_ENABLE;
+    let img = data(vec![en.clone()], &["admin"]);
+    assert_eq!(
+        run(Some(&img), &admin, &cmd("/usr/bin/id", &[])).verdict,
+        Verdict::Allow
+    );
+    en.flags |= GATE_ARMED;
+    let img = data(vec![en], &["admin"]);
+    denied(
+        &run(Some(&img), &admin, &cmd("/usr/bin/id", &[])),
+        "--enable",
+    );
+}
+
+#[test]
+fn non_jit_and_root_approved() {
+    let img = narrow();
+    let mut bob = inv("bob", 1001);
+    bob.groups = vec![1001, 27];
+    let d = run(Some(&img), &bob, &cmd("/usr/bin/apt", &[]));
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert!(!d.jit);
+    // No snapshot: a non-jit user is approved, root always.
+    assert_eq!(
+        run(None, &bob, &cmd("/usr/bin/apt", &[])).verdict,
+        Verdict::Allow
+    );
+    let root = inv("root", 0);
+    assert_eq!(
+        run(None, &root, &cmd("/usr/bin/apt", &[])).verdict,
+        Verdict::Allow
+    );
+    let snap = Snapshot::parse(&img).unwrap();
+    let c = cmd("/usr/bin/apt", &[]);
+    let d = decide(&Input {
+        inv: &root,
+        cmd: Ok(&c),
+        alt_command: None,
+        snapshot: Some(&snap),
+        broken: Some("bad option"),
+        jit_by_ids: true,
+        now: NOW,
+    });
+    assert_eq!(d.verdict, Verdict::Allow);
+}
+
+#[test]
+fn no_snapshot_broken_or_bad_info_refuses_jit() {
+    let a = alice();
+    let c = cmd("/usr/bin/id", &[]);
+    let base = |snapshot, broken, jit_by_ids| Input {
+        inv: &a,
+        cmd: Ok(&c),
+        alt_command: None,
+        snapshot,
+        broken,
+        jit_by_ids,
+        now: NOW,
+    };
+    // Snapshot gone: known by ids only.
+    denied(
+        &decide(&base(None, None, true)),
+        "no trusted grant snapshot",
+    );
+    let img = narrow();
+    let snap = Snapshot::parse(&img).unwrap();
+    denied(
+        &decide(&base(Some(&snap), Some("unknown plugin option x"), false)),
+        "not usable",
+    );
+    let e = crate::cinfo::InfoError::TooManyEntries;
+    let mut i = base(Some(&snap), None, false);
+    i.cmd = Err(&e);
+    denied(&decide(&i), "too many entries");
+}
+
+#[test]
+fn revoke_on_class_hit() {
+    let mut g = grant("g-8", "alice", &["ALL"], &[]);
+    g.revoke_on = CLASS_ACCOUNT_CHANGE;
+    let img = data(vec![g], &[]);
+    let d = run(Some(&img), &alice(), &cmd("/usr/sbin/useradd", &["eve"]));
+    denied(&d, "ends grant g-8");
+    assert_ne!(d.classes & CLASS_ACCOUNT_CHANGE, 0);
+    assert_eq!(
+        run(Some(&img), &alice(), &cmd("/usr/bin/id", &[])).verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn mfa_sudo_not_supported() {
+    let mut g = grant("g-9", "alice", &["ALL"], &[]);
+    g.flags = GATE_MFA_SUDO;
+    let d = run(
+        Some(&data(vec![g], &[])),
+        &alice(),
+        &cmd("/usr/bin/id", &[]),
+    );
+    denied(&d, "step-up MFA for sudo is not supported yet (grant g-9)");
+}
+
+#[test]
+fn grant_for_other_uid_ignored() {
+    let mut g = grant("g-10", "alice", &["ALL"], &[]);
+    g.uid = 70_002;
+    denied(
+        &run(
+            Some(&data(vec![g], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "no live grant",
+    );
+}
+
+#[test]
+fn huge_argv_is_fast_and_refused_outside_scope() {
+    let args: Vec<String> = (0..10_000).map(|i| format!("arg{i}")).collect();
+    let big = "x".repeat(1 << 20);
+    let mut c = cmd("/usr/bin/echo", &[]);
+    c.argv = args;
+    c.argv.push(big);
+    let t = std::time::Instant::now();
+    let d = run(Some(&narrow()), &alice(), &c);
+    denied(&d, "outside grant g-1");
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    let all = data(vec![grant("g-3", "alice", &["ALL"], &[])], &[]);
+    assert_eq!(run(Some(&all), &alice(), &c).verdict, Verdict::Allow);
+}
+
+#[test]
+fn ids_heuristic() {
+    let local = |_| false;
+    assert!(looks_jit_by_ids(70_001, &[], local, local));
+    assert!(!looks_jit_by_ids(70_001, &[], |_| true, local));
+    assert!(looks_jit_by_ids(1000, &[1000, 79_001], local, local));
+    assert!(!looks_jit_by_ids(1000, &[1000, 27], local, local));
+    assert!(!looks_jit_by_ids(0, &[0], local, local));
+}
+
+#[test]
+fn verdict_discriminants_are_distant() {
+    let diff = (Verdict::Allow as u32 ^ Verdict::Deny as u32).count_ones();
+    assert!(diff >= 8);
+}
