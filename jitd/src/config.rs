@@ -51,6 +51,7 @@ struct RawConfig {
     socket_path: Option<String>,
     audit_log: Option<String>,
     passwd_file: Option<String>,
+    sudo_conf: Option<String>,
     group_file: Option<String>,
     nscd: Option<NscdMode>,
     workers: Option<usize>,
@@ -113,6 +114,8 @@ pub struct Config {
     pub passwd_file: PathBuf,
     /// Local group database, read directly.
     pub group_file: PathBuf,
+    /// sudo's front-end configuration, checked before a sudo scope is accepted.
+    pub sudo_conf: PathBuf,
     /// nscd invalidation.
     pub nscd: NscdMode,
     /// Socket worker threads.
@@ -317,6 +320,7 @@ impl Config {
             socket_path: path_key("socket_path", raw.socket_path, DEFAULT_SOCKET_PATH)?,
             audit_log: path_key("audit_log", raw.audit_log, DEFAULT_AUDIT_LOG)?,
             passwd_file: path_key("passwd_file", raw.passwd_file, "/etc/passwd")?,
+            sudo_conf: path_key("sudo_conf", raw.sudo_conf, "/etc/sudo.conf")?,
             group_file: path_key("group_file", raw.group_file, "/etc/group")?,
             nscd: raw.nscd.unwrap_or(NscdMode::Auto),
             workers,

@@ -890,8 +890,6 @@ impl Daemon {
     fn add_grant_checked(&self, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
         let mut unsupported = Vec::new();
         for (set, flag) in [
-            (!spec.sudo.is_empty(), "--sudo"),
-            (!spec.runas.is_empty(), "--runas"),
             (spec.enable, "--enable"),
             (!spec.from.is_empty(), "--from"),
             (!spec.services.is_empty(), "--service"),
@@ -902,7 +900,6 @@ impl Daemon {
             ),
             (spec.mfa_sudo, "--mfa-sudo"),
             (spec.end_with_session, "--end-with-session"),
-            (!spec.revoke_on.is_empty(), "--revoke-on"),
         ] {
             if set {
                 unsupported.push(flag);
@@ -967,10 +964,10 @@ impl Daemon {
         if groups.len() > 32 {
             return Err(refuse(ErrorCode::Refused, "at most 32 groups per grant"));
         }
-        if !spec.account && groups.is_empty() {
+        if !spec.account && groups.is_empty() && spec.sudo.is_empty() {
             return Err(refuse(
                 ErrorCode::Refused,
-                "nothing to grant: give --account and/or --group",
+                "nothing to grant: give --account, --group and/or --sudo",
             ));
         }
         let own = [
@@ -992,6 +989,7 @@ impl Daemon {
                 return Err(refuse(ErrorCode::Refused, format!("{:?} exists locally (as {other:?} in {} or {}): jit never shadows a local name", spec.user, self.cfg.passwd_file.display(), self.cfg.group_file.display())));
             }
         }
+        let scope = self.check_sudo_scope(&spec)?;
         if spec.mfa && !self.totp.is_enrolled(&spec.user) {
             return Err(refuse(
                 ErrorCode::Refused,
@@ -1085,8 +1083,8 @@ impl Daemon {
             reason: spec.reason,
             ticket: spec.ticket,
             requested_by: spec.requested_by,
-            sudo: Vec::new(),
-            runas: Vec::new(),
+            sudo: scope.sudo,
+            runas: scope.runas,
             enable: false,
             from: Vec::new(),
             services: Vec::new(),
@@ -1094,7 +1092,7 @@ impl Daemon {
             mfa: spec.mfa,
             mfa_sudo: false,
             end_with_session: false,
-            revoke_on: Vec::new(),
+            revoke_on: scope.revoke_on,
             activated_at: None,
             went_live_at: None,
             ended_at: None,
@@ -1285,6 +1283,55 @@ impl Daemon {
         Ok(Payload::Activated { grants: armed })
     }
 
+    /// Validates `--sudo`, `--runas` and `--revoke-on` and makes sure sudo_jit guards sudo here
+    /// (without it the jit-sudo sudoers rule would give everything).
+    fn check_sudo_scope(&self, spec: &GrantSpec) -> Result<SudoScopeSpec, Refusal> {
+        use jit_core::policy::{classify, sudo};
+        let bad = |e: jit_core::policy::PolicyError| refuse(ErrorCode::Refused, e.to_string());
+        if spec.sudo.is_empty() {
+            if !spec.runas.is_empty() || !spec.revoke_on.is_empty() {
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    "--runas and --revoke-on apply to sudo: they need --sudo",
+                ));
+            }
+            return Ok(SudoScopeSpec::default());
+        }
+        if spec.sudo.len() > 64 || spec.runas.len() > 16 {
+            return Err(refuse(
+                ErrorCode::Refused,
+                "at most 64 --sudo and 16 --runas entries per grant",
+            ));
+        }
+        let mut out = SudoScopeSpec::default();
+        for s in &spec.sudo {
+            out.sudo
+                .push(sudo::parse_scope_entry(s).map_err(bad)?.to_string());
+        }
+        for r in &spec.runas {
+            out.runas
+                .push(sudo::parse_runas(r).map_err(bad)?.to_string());
+        }
+        for c in &spec.revoke_on {
+            if classify::parse_class(c).is_none() {
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!("--revoke-on {:?}: use ioc, software-install, account-change or sensitive-read", c),
+                ));
+            }
+            out.revoke_on.push(c.clone());
+        }
+        out.revoke_on.sort();
+        out.revoke_on.dedup();
+        crate::sudoconf::check(&self.cfg.sudo_conf).map_err(|e| {
+            refuse(
+                ErrorCode::Refused,
+                format!("--sudo needs the sudo_jit plugin to guard sudo on this host: {e}"),
+            )
+        })?;
+        Ok(out)
+    }
+
     fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {
         if let Some(&u) = inner.state.uid_ledger.get(name) {
             if local.id_taken(u) {
@@ -1344,4 +1391,12 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
+}
+
+/// A validated sudo scope, in canonical spelling.
+#[derive(Debug, Default)]
+struct SudoScopeSpec {
+    sudo: Vec<String>,
+    runas: Vec<String>,
+    revoke_on: Vec<String>,
 }

@@ -14,4 +14,5 @@ pub mod procs;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
+pub mod sudoconf;
 pub mod totp;

@@ -56,6 +56,7 @@ impl Env {
                 audit_log = "{d}/log/audit.jsonl"
                 passwd_file = "{d}/passwd"
                 group_file = "{d}/group"
+                sudo_conf = "{d}/sudo.conf"
                 "#
             ),
             None,
@@ -255,7 +256,7 @@ fn bad_names_collisions_and_limits_change_nothing() {
             ..spec("alice", 60)
         },
         GrantSpec {
-            sudo: vec!["ALL".into()],
+            mfa_sudo: true,
             ..spec("alice", 60)
         },
     ] {
@@ -685,4 +686,123 @@ fn sudo_reports_are_audited_and_root_only() {
             && line.contains("outside grant"),
         "{line}"
     );
+}
+
+#[test]
+fn sudo_scope_needs_the_plugin_and_valid_entries() {
+    let env = Env::new("sudoscope");
+    let d = env.daemon(T0);
+    let scoped = GrantSpec {
+        account: false,
+        groups: vec![],
+        sudo: vec!["/usr/bin/systemctl restart nginx".into()],
+        runas: vec!["root".into()],
+        revoke_on: vec!["software-install".into()],
+        ..spec("carol", 600)
+    };
+    // No sudo.conf loading sudo_jit: the jit-sudo sudoers rule would give everything.
+    let e = add(&d, scoped.clone(), T0).unwrap_err();
+    assert!(e.1.contains("sudo_jit plugin"), "{e:?}");
+    let plugin = env.path("sudo_jit.so");
+    std::fs::write(&plugin, b"not really a plugin").unwrap();
+    std::fs::write(
+        env.path("sudo.conf"),
+        format!("Plugin sudo_jit {}\n", plugin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let e = add(&d, scoped.clone(), T0).unwrap_err();
+    assert!(
+        e.1.contains("not writable"),
+        "a plugin others can replace is refused: {e:?}"
+    );
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    for bad in [
+        GrantSpec {
+            sudo: vec!["systemctl".into()],
+            ..scoped.clone()
+        },
+        GrantSpec {
+            sudo: vec!["/usr/bin/../bin/sh".into()],
+            ..scoped.clone()
+        },
+        GrantSpec {
+            runas: vec!["#-1".into()],
+            ..scoped.clone()
+        },
+        GrantSpec {
+            revoke_on: vec!["everything".into()],
+            ..scoped.clone()
+        },
+        GrantSpec {
+            sudo: vec![],
+            runas: vec!["root".into()],
+            revoke_on: vec![],
+            groups: vec!["adm".into()],
+            ..scoped.clone()
+        },
+    ] {
+        assert_eq!(
+            add(&d, bad.clone(), T0).unwrap_err().0,
+            ErrorCode::Refused,
+            "{bad:?}"
+        );
+    }
+    let g = add(&d, scoped, T0).unwrap();
+    assert_eq!(g.sudo, ["/usr/bin/systemctl restart nginx"]);
+    let img = env.snapshot();
+    let s = Snapshot::parse(&img).unwrap();
+    let gate = s.grants_for_user("carol").next().unwrap();
+    assert_eq!(
+        gate.sudo().collect::<Vec<_>>(),
+        ["/usr/bin/systemctl restart nginx"]
+    );
+    assert_eq!(
+        gate.revoke_on(),
+        jit_core::policy::classify::CLASS_SOFTWARE_INSTALL
+    );
+    let js = s.group_by_name("jit-sudo", T0).unwrap();
+    assert_eq!(js.live_members(T0).collect::<Vec<_>>(), ["carol"]);
+    assert!(s.user_gids("carol", T0).any(|gid| gid == js.gid()));
+
+    // A reported software install under that grant ends it.
+    let report = jit_proto::message::SudoReport {
+        user: "carol".into(),
+        uid: 1001,
+        grant: Some(g.id.clone()),
+        command: "/usr/bin/apt-get".into(),
+        argv: vec!["install".into(), "nmap".into()],
+        runas: "root".into(),
+        allowed: false,
+        classes: jit_core::policy::classify::CLASS_SOFTWARE_INSTALL,
+        ..Default::default()
+    };
+    match d.handle(
+        0,
+        Request::ReportSudo {
+            report: Box::new(report),
+        },
+        T0 + 5,
+    ) {
+        Response::Ok { .. } => {}
+        r => panic!("{r:?}"),
+    }
+    match d.handle(0, Request::ShowGrant { id: g.id.clone() }, T0 + 5) {
+        Response::Ok {
+            payload: Payload::Grant(r),
+            ..
+        } => {
+            assert_eq!(r.state, GrantState::Revoked);
+            assert!(r
+                .end_reason
+                .unwrap_or_default()
+                .contains("software-install"));
+        }
+        r => panic!("{r:?}"),
+    }
+    let img = env.snapshot();
+    assert!(Snapshot::parse(&img)
+        .unwrap()
+        .group_by_name("jit-sudo", T0 + 5)
+        .is_none());
 }

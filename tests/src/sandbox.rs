@@ -49,6 +49,8 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Artifacts {
     /// `libnss_jit.so` as cargo built it (installed as `libnss_jit.so.2`).
     pub libnss: PathBuf,
+    /// `libsudo_jit.so` as cargo built it (the sudo approval plugin `sudo_jit.so`).
+    pub sudo_plugin: PathBuf,
     /// The daemon.
     pub jitd: PathBuf,
     /// The control tool.
@@ -135,20 +137,27 @@ pub fn nss_lib() -> PathBuf {
     }
 }
 
-/// All artifacts: `cargo build -p nss_jit -p jitd` once per test binary, same profile as the
+/// All artifacts: `cargo build -p nss_jit -p jitd -p sudo_jit` once per test binary, same profile as the
 /// test, honouring `CARGO_TARGET_DIR` (the target dir is the one this binary was built into).
 pub fn artifacts() -> Artifacts {
     static ART: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     let r = ART.get_or_init(|| {
-        let dir = cargo_build(&["nss_jit", "jitd"])?;
+        let dir = cargo_build(&["nss_jit", "jitd", "sudo_jit"])?;
         let a = Artifacts {
             libnss: dir.join("libnss_jit.so"),
+            sudo_plugin: dir.join("libsudo_jit.so"),
             jitd: dir.join("jitd"),
             jitctl: dir.join("jitctl"),
             authorized_keys: dir.join("jit-authorized-keys"),
             target_dir: target_and_profile().0,
         };
-        for p in [&a.libnss, &a.jitd, &a.jitctl, &a.authorized_keys] {
+        for p in [
+            &a.libnss,
+            &a.sudo_plugin,
+            &a.jitd,
+            &a.jitctl,
+            &a.authorized_keys,
+        ] {
             if !p.exists() {
                 return Err(format!("{} was not produced by the build", p.display()));
             }
@@ -157,7 +166,7 @@ pub fn artifacts() -> Artifacts {
     });
     match r {
         Ok(a) => a.clone(),
-        Err(e) => panic!("building nss_jit and jitd failed: {e}"),
+        Err(e) => panic!("building nss_jit, jitd and sudo_jit failed: {e}"),
     }
 }
 
