@@ -1099,6 +1099,17 @@ impl Daemon {
             end_reason: None,
             torn_down: false,
         };
+        // A grant that starts now is live from its first durable write, so adding it costs one
+        // state write and one snapshot write, and its home exists when the caller returns.
+        let mut grant = grant;
+        let starts_now = not_before <= now;
+        if starts_now {
+            grant.state = GrantState::Live;
+            grant.went_live_at = Some(now);
+            inner
+                .boot_cap
+                .insert(id.clone(), (boottime(), not_after - now));
+        }
         let ledger_before = inner.state.uid_ledger.clone();
         inner.state.grants.insert(id.clone(), grant.clone());
         if let Err(e) = self.persist(&mut inner, now) {
@@ -1118,8 +1129,9 @@ impl Daemon {
             "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa,
         }));
         nscd::invalidate(self.cfg.nscd);
-        // Make it live now if it starts now, so the home exists when the caller returns.
-        self.tick(now);
+        if starts_now {
+            self.on_live(&id, now);
+        }
         self.wake.notify_all();
         let inner = self.lock();
         Ok(inner

@@ -46,7 +46,7 @@ impl std::error::Error for StateError {}
 const HEADER: &str = "jitd-state 1 ";
 
 fn encode(state: &State) -> Result<Vec<u8>, StateError> {
-    let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Corrupt(e.to_string()))?;
+    let body = serde_json::to_vec(state).map_err(|e| StateError::Corrupt(e.to_string()))?;
     Ok(seal(HEADER, &body))
 }
 

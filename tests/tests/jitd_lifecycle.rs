@@ -548,7 +548,7 @@ fn rejected_requests_change_nothing() {
     // Flags that are not supported yet.
     for flags in [
         vec!["--mfa"],
-        vec!["--sudo", "ALL"],
+        vec!["--mfa-sudo"],
         vec!["--from", "10.0.0.0/8"],
     ] {
         let mut v = vec!["grant", "add", "alice", "--account", "--for", "1h"];
@@ -562,8 +562,16 @@ fn rejected_requests_change_nothing() {
             ));
         }
     }
+    // A sudo scope while sudo.conf does not load sudo_jit: the jit-sudo rule would give ALL.
+    let o = sb.jitctl(&["grant", "add", "carol", "--sudo", "ALL", "--for", "1h"]);
+    if code(&o) != 1 || !stderr(&o).contains("sudo_jit plugin") {
+        problems.push(format!(
+            "--sudo without the plugin must be refused: {}",
+            show(&o)
+        ));
+    }
     let after = world(&sb);
-    println!("B1-B4: {} refused requests checked", cases.len() + 3);
+    println!("B1-B4: {} refused requests checked", cases.len() + 4);
     assert!(
         problems.is_empty(),
         "refusals wrong:\n{}",

@@ -120,6 +120,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     not_dumpable();
+    // One malloc arena: each worker thread would otherwise keep its own arena holding the
+    // freed state and snapshot buffers of the last request it served (tens of MB at 10 000
+    // grants); jitd is not allocation-bound.
+    // SAFETY: mallopt only tunes the allocator; called before any thread is started.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     open_syslog();
     install_signals();
     let now = jit_core::time::now();
