@@ -15,7 +15,7 @@ use crate::cinfo::{Command, InfoError, Invocation};
 use jit_core::constants::{DEFAULT_UID_MAX, DEFAULT_UID_MIN, GROUP_JIT_SUDO};
 use jit_core::policy::classify::{class_names, classify};
 use jit_core::policy::sudo::{
-    parse_runas, parse_scope_entry, sudo_allows, RunAs, ScopeEntry, SudoRequest,
+    parse_runas, parse_scope_entry, shown, sudo_allows, RunAs, ScopeEntry, SudoRequest,
 };
 use jit_core::snapshot::{GateView, Snapshot};
 use jit_core::time::UnixTime;
@@ -302,24 +302,6 @@ fn judge(
             classes,
         ),
     }
-}
-
-/// An untrusted string made safe for the terminal line, as `Refusal::message` shows them:
-/// printable ASCII as is, everything else escaped, capped at `max` chars.
-fn shown(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i >= max {
-            out.push_str("...");
-            break;
-        }
-        if c == ' ' || c.is_ascii_graphic() {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
-    }
-    out
 }
 
 fn is_jit_sudo_gid(snap: &Snapshot<'_>, gid: u32) -> bool {

@@ -309,7 +309,8 @@ impl Refusal {
 
 /// An untrusted string made safe for a terminal line: printable ASCII as is (so the usual
 /// message reads `jit: /usr/bin/apt ...`), everything else escaped, capped at `max` chars.
-fn shown(s: &str, max: usize) -> String {
+/// sudo_jit uses it for its own refusal lines, so every line reads alike.
+pub fn shown(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
         if i >= max {
