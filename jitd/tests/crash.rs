@@ -163,6 +163,13 @@ fn durable_write_syscall_order() {
             "trace=openat,fsync,rename,renameat,renameat2,link,linkat",
         ],
     );
+    // A first grant creates state.json; the traced write is the second one, which must also keep
+    // the replaced file as the previous generation.
+    assert!(
+        jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"])
+            .status
+            .success()
+    );
     let mark = std::fs::read_to_string(&log).unwrap_or_default().len();
     assert!(
         jitctl(&dir, &["grant", "add", "alice", "--for", "1h", "--account"])
