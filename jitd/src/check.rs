@@ -119,6 +119,16 @@ pub fn check_host(cfg: &Config, nsswitch: &Path) -> Vec<String> {
     if let Some(d) = cfg.snapshot_path.parent() {
         check_owner_mode(d, "snapshot directory", 0o022, &mut problems);
     }
+    // sudo loads a plugin whatever its owner and mode (1.9.13): if sudo.conf names sudo_jit, the
+    // file must be root's and not writable by others, and must exist (a Plugin line naming a
+    // missing file breaks sudo for everyone).
+    if let Ok(text) = std::fs::read_to_string(&cfg.sudo_conf) {
+        if crate::sudoconf::parse(&text).is_some() {
+            if let Err(e) = crate::sudoconf::check(&cfg.sudo_conf) {
+                problems.push(e);
+            }
+        }
+    }
     if !cfg.skel.is_dir() {
         problems.push(format!(
             "skel {} is not a directory (homes will be created empty)",
@@ -134,6 +144,33 @@ pub fn check_host(cfg: &Config, nsswitch: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sudo_plugin_file_is_checked_when_sudo_conf_names_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("jitd-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let plugin = dir.join("sudo_jit.so");
+        let conf = dir.join("sudo.conf");
+        std::fs::write(&conf, format!("Plugin sudo_jit {}\n", plugin.display())).unwrap();
+        let cfg = Config::parse(&format!("sudo_conf = \"{}\"", conf.display()), None).unwrap();
+        let sudo_problems = |cfg: &Config| {
+            check_host(cfg, Path::new("/nonexistent"))
+                .into_iter()
+                .filter(|p| p.contains("sudo_jit"))
+                .count()
+        };
+        assert_eq!(sudo_problems(&cfg), 1, "missing plugin file");
+        std::fs::write(&plugin, b"x").unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(sudo_problems(&cfg), 1, "plugin writable by others");
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(sudo_problems(&cfg), 0);
+        std::fs::write(&conf, "Plugin sudoers_policy sudoers.so\n").unwrap();
+        assert_eq!(sudo_problems(&cfg), 0, "no sudo_jit line: nothing to check");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn nsswitch_rules() {
