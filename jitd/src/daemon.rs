@@ -94,7 +94,7 @@ struct TeardownJob {
     id: String,
     user: String,
     uid: Option<u32>,
-    holder_uid: Option<u32>,
+    groups: Vec<String>,
     gids: Vec<u32>,
     state: GrantState,
 }
@@ -414,7 +414,8 @@ impl Daemon {
     /// middle leaves `torn_down = false`, and the next start resumes it.
     fn run_teardowns(&self, now: UnixTime) {
         let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
-        let (jobs, local) = {
+        // One consistent view of state, taken under one lock; the file reads come after it.
+        let (mut jobs, still_granted, still_account) = {
             let inner = self.lock();
             let jobs: Vec<TeardownJob> = inner
                 .state
@@ -425,7 +426,7 @@ impl Daemon {
                     id: g.id.clone(),
                     user: g.user.clone(),
                     uid: if g.account { g.uid } else { None },
-                    holder_uid: None,
+                    groups: g.groups.clone(),
                     gids: Vec::new(),
                     state: g.state,
                 })
@@ -433,69 +434,45 @@ impl Daemon {
             if jobs.is_empty() {
                 return;
             }
-            (jobs, self.local_db().unwrap_or_default())
-        };
-        // Memberships still held by grants that remain live must not be torn away.
-        let still_granted: HashSet<(String, String)> = {
-            let inner = self.lock();
-            inner
-                .state
-                .grants
-                .values()
-                .filter(|g| !g.state.is_ended())
+            let live = inner.state.grants.values().filter(|g| !g.state.is_ended());
+            // Memberships still held by grants that remain live must not be torn away.
+            let still_granted: HashSet<(String, String)> = live
+                .clone()
                 .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
-                .collect()
-        };
-        let still_account: HashSet<String> = {
-            let inner = self.lock();
-            inner
-                .state
-                .grants
-                .values()
+                .collect();
+            let still_account: HashSet<String> = live
                 .filter(|g| {
-                    !g.state.is_ended()
-                        && g.account
-                        && matches!(g.state_at(now), GrantState::Live | GrantState::Armed)
+                    g.account && matches!(g.state_at(now), GrantState::Live | GrantState::Armed)
                 })
                 .map(|g| g.user.clone())
-                .collect()
+                .collect();
+            (jobs, still_granted, still_account)
         };
+        let local = self.local_db().unwrap_or_default();
         let mut targets = KillTargets::default();
-        let mut jobs = jobs;
-        {
-            let inner = self.lock();
-            for job in &mut jobs {
-                let Some(g) = inner.state.grants.get(&job.id) else {
+        for job in &mut jobs {
+            if let Some(uid) = job.uid {
+                if !still_account.contains(&job.user) {
+                    targets.uids.insert(uid);
+                }
+            }
+            // The grantee's uid: a local user, or the ephemeral account itself.
+            let holder = local.user(&job.user).map(|u| u.uid).or(job.uid);
+            for gname in &job.groups {
+                let Some(lg) = local.group(gname) else {
                     continue;
                 };
-                if let Some(uid) = job.uid {
-                    if !still_account.contains(&job.user) {
-                        targets.uids.insert(uid);
-                    }
+                // Never kill for a membership the user holds locally or through another
+                // live grant: those processes are entitled to the gid.
+                if lg.members.iter().any(|m| m == &job.user)
+                    || still_granted.contains(&(job.user.clone(), gname.clone()))
+                    || local.user(&job.user).is_some_and(|u| u.gid == lg.gid)
+                {
+                    continue;
                 }
-                // The grantee's uid: a local user, or the ephemeral account itself.
-                let holder = local.user(&g.user).map(|u| u.uid).or(job.uid);
-                job.holder_uid = holder;
-                for gname in &g.groups {
-                    let Some(lg) = local.group(gname) else {
-                        continue;
-                    };
-                    // Never kill for a membership the user holds locally or through another
-                    // live grant: those processes are entitled to the gid.
-                    if lg.members.iter().any(|m| m == &g.user)
-                        || still_granted.contains(&(g.user.clone(), gname.clone()))
-                    {
-                        continue;
-                    }
-                    if local.user(&g.user).is_some_and(|u| u.gid == lg.gid) {
-                        continue;
-                    }
-                    job.gids.push(lg.gid);
-                    if let Some(h) = holder {
-                        if h != 0 {
-                            targets.group_holders.insert((h, lg.gid));
-                        }
-                    }
+                job.gids.push(lg.gid);
+                if let Some(h) = holder.filter(|&h| h != 0) {
+                    targets.group_holders.insert((h, lg.gid));
                 }
             }
         }
@@ -664,8 +641,14 @@ impl Daemon {
             .map(|(n, _)| n.clone())
     }
 
-    fn visible(&self, peer_uid: u32, inner: &Inner, g: &Grant) -> bool {
-        peer_uid == 0 || self.peer_name(peer_uid, inner).as_deref() == Some(g.user.as_str())
+    /// Which grants a peer may see: all for root, else only its own. The peer's name is
+    /// resolved once per request (it reads /etc/passwd), not once per grant.
+    fn may_see(&self, peer_uid: u32, inner: &Inner) -> impl Fn(&Grant) -> bool {
+        let own = (peer_uid != 0).then(|| self.peer_name(peer_uid, inner));
+        move |g| match &own {
+            None => true,
+            Some(name) => name.as_deref() == Some(g.user.as_str()),
+        }
     }
 
     fn with_state(g: &Grant, now: UnixTime) -> Grant {
@@ -676,11 +659,12 @@ impl Daemon {
 
     fn list(&self, peer_uid: u32, all: bool, now: UnixTime) -> Vec<Grant> {
         let inner = self.lock();
+        let may_see = self.may_see(peer_uid, &inner);
         let mut v: Vec<Grant> = inner
             .state
             .grants
             .values()
-            .filter(|g| self.visible(peer_uid, &inner, g))
+            .filter(|g| may_see(g))
             .map(|g| Self::with_state(g, now))
             .filter(|g| all || matches!(g.state, GrantState::Live | GrantState::Armed))
             .collect();
@@ -692,7 +676,7 @@ impl Daemon {
         validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
         let inner = self.lock();
         match inner.state.grants.get(id) {
-            Some(g) if self.visible(peer_uid, &inner, g) => Ok(Self::with_state(g, now)),
+            Some(g) if self.may_see(peer_uid, &inner)(g) => Ok(Self::with_state(g, now)),
             _ => Err(refuse(ErrorCode::NotFound, format!("no grant {id}"))),
         }
     }
