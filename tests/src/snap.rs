@@ -68,6 +68,23 @@ pub struct SnapBuilder {
     generated_at: i64,
 }
 
+/// The snapshot most NSS tests start from: ephemeral `alice`, uid `jit_min + 100`, live from a
+/// minute ago for an hour, member of `sudo`. Returns the builder (to add more) and alice's uid.
+pub fn live_alice_in_sudo(ids: Ids) -> (SnapBuilder, u32) {
+    let t = crate::now();
+    let ua = ids.jit_min + 100;
+    let mut b = SnapBuilder::new(ids);
+    b.account(
+        "alice",
+        ua,
+        &[GroupRef::local("sudo", ids.sudo_gid)],
+        t - 60,
+        t + 3600,
+        None,
+    );
+    (b, ua)
+}
+
 impl SnapBuilder {
     /// Empty snapshot for a sandbox's ids.
     pub fn new(ids: Ids) -> SnapBuilder {

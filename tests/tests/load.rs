@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use jit_tests::sandbox::{group_members, path_str};
-use jit_tests::snap::{jit_users_gid, GroupRef, SnapBuilder};
+use jit_tests::snap::{jit_users_gid, live_alice_in_sudo, GroupRef, SnapBuilder};
 use jit_tests::{code, cprog, now, show, stdout, Sandbox, GETENT_NOT_FOUND};
 
 struct Versions {
@@ -220,17 +220,7 @@ fn b9_overwrite_in_place_during_lookups() {
 fn l2_fork_storm() {
     let sb = Sandbox::new();
     let ids = sb.ids;
-    let t = now();
-    let ua = ids.jit_min + 100;
-    let mut b = SnapBuilder::new(ids);
-    b.account(
-        "alice",
-        ua,
-        &[GroupRef::local("sudo", ids.sudo_gid)],
-        t - 60,
-        t + 3600,
-        None,
-    );
+    let (b, ua) = live_alice_in_sudo(ids);
     sb.write_snapshot(&b.data());
     let prog = cprog::program("fork_storm");
     let start = Instant::now();

@@ -10,23 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use jit_tests::sandbox::group_members;
-use jit_tests::snap::{GroupRef, SnapBuilder};
+use jit_tests::snap::live_alice_in_sudo;
 use jit_tests::{code, now, show, stderr, stdout, Sandbox, GETENT_NOT_FOUND};
-
-const UA_OFF: u32 = 100;
 
 fn good_snapshot(sb: &Sandbox, filler: usize) -> Vec<u8> {
     let ids = sb.ids;
     let t = now();
-    let mut b = SnapBuilder::new(ids);
-    b.account(
-        "alice",
-        ids.jit_min + UA_OFF,
-        &[GroupRef::local("sudo", ids.sudo_gid)],
-        t - 60,
-        t + 3600,
-        None,
-    );
+    let (mut b, _) = live_alice_in_sudo(ids);
     // Filler accounts make the file span several 4 KiB pages.
     for i in 0..filler {
         b.account(

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jit_tests::sandbox::{group_members, parse_id};
-use jit_tests::snap::{jit_users_gid, passwd_line, GroupRef, SnapBuilder};
+use jit_tests::snap::{jit_users_gid, live_alice_in_sudo, passwd_line, GroupRef, SnapBuilder};
 use jit_tests::{code, now, show, stdout, Sandbox, GETENT_NOT_FOUND};
 
 fn line_fields(s: &str) -> Vec<String> {
@@ -196,17 +196,7 @@ fn live_account_and_group_grant_are_visible() {
 fn su_into_live_ephemeral_account() {
     let sb = Sandbox::new();
     let ids = sb.ids;
-    let t = now();
-    let ua = ids.jit_min + 100;
-    let mut b = SnapBuilder::new(ids);
-    b.account(
-        "alice",
-        ua,
-        &[GroupRef::local("sudo", ids.sudo_gid)],
-        t - 60,
-        t + 3600,
-        None,
-    );
+    let (b, ua) = live_alice_in_sudo(ids);
     sb.write_snapshot(&b.data());
     let home = sb.host_path("/home/alice");
     std::fs::create_dir(&home).unwrap();
@@ -234,6 +224,7 @@ fn su_into_live_ephemeral_account() {
         show(&o)
     );
     // su as a not-live account fails.
+    let t = now();
     let mut b = SnapBuilder::new(ids);
     b.account("alice", ua, &[], t - 3600, t - 1, None);
     sb.write_snapshot(&b.data());
