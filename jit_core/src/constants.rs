@@ -8,6 +8,10 @@ pub const DEFAULT_SOCKET_PATH: &str = "/run/jitd/jitd.sock";
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/jit/jitd.toml";
 /// Durable state directory (0700 root).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/jitd";
+/// The managed-admin list jitd keeps durable (one name per line, root 0644), for pam_jit and
+/// sudo_jit when the snapshot is missing: a managed admin must stay refused then (§3.3), and the
+/// snapshot lives on tmpfs while this survives a reboot.
+pub const DEFAULT_MANAGED_LIST: &str = "/var/lib/jitd/managed-accounts";
 /// Audit trail, one JSON object per line (0600 root).
 pub const DEFAULT_AUDIT_LOG: &str = "/var/log/jit/audit.jsonl";
 /// Where ephemeral homes are made.

@@ -11,4 +11,4 @@ pub mod message;
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use grant::{Grant, GrantSpec, GrantState};
-pub use message::{ErrorCode, Request, Response, PROTOCOL_VERSION};
+pub use message::{ErrorCode, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION};

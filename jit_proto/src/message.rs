@@ -59,6 +59,57 @@ pub enum Request {
         /// The decision.
         report: Box<SudoReport>,
     },
+    /// pam_jit or sudo_jit asks jitd to check a TOTP code a person typed (root peers only).
+    /// Replay and lockout are shared across purposes and services. A login that passes also
+    /// activates the person's armed `--mfa` grants.
+    VerifyMfa {
+        /// The person.
+        user: String,
+        /// The 6-digit code.
+        code: String,
+        /// Login or sudo step-up.
+        purpose: MfaPurpose,
+        /// PAM service (`sshd`, `su`) or `sudo`, for the audit trail.
+        service: String,
+        /// The grant the code is for, when the module knows it.
+        grant: Option<String>,
+    },
+    /// pam_jit registers a login session (root peers only). The session's process is the peer
+    /// (SO_PEERCRED pid), never a pid from the payload.
+    OpenSession {
+        /// What pam_jit knows about the session.
+        session: Box<SessionSpec>,
+    },
+    /// pam_jit says a session ended (root peers only). Ends a `--end-with-session` grant.
+    CloseSession {
+        /// The person.
+        user: String,
+        /// The id OpenSession returned, if pam_jit still has it.
+        session: Option<String>,
+    },
+    /// Sessions jitd knows (a non-root caller sees only its own).
+    ListSessions,
+    /// Make break-glass codes for a managed account (root only). The codes are shown once.
+    InitBreakglass {
+        /// A managed local admin account.
+        account: String,
+        /// How many codes (1-20).
+        count: u32,
+        /// Replace existing codes.
+        replace: bool,
+    },
+    /// pam_jit spends one break-glass code (root peers only): jitd opens a short emergency
+    /// grant that enables the account.
+    UseBreakglass {
+        /// The managed account.
+        account: String,
+        /// The code as typed.
+        code: String,
+        /// PAM service.
+        service: String,
+        /// PAM_RHOST, if any.
+        rhost: String,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -68,6 +119,66 @@ pub enum Request {
         /// Only records after this byte offset of the audit log (for --follow).
         after_offset: Option<u64>,
     },
+}
+
+/// What a TOTP code is proved for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaPurpose {
+    /// A login through pam_jit (also activates armed `--mfa` grants).
+    Login,
+    /// A sudo step-up through sudo_jit (`--mfa-sudo`).
+    Sudo,
+}
+
+impl MfaPurpose {
+    /// Lower-case name as logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaPurpose::Login => "login",
+            MfaPurpose::Sudo => "sudo",
+        }
+    }
+}
+
+/// A login session as pam_jit describes it when it opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSpec {
+    /// The person.
+    pub user: String,
+    /// The grant the login was admitted under.
+    pub grant: String,
+    /// PAM service.
+    pub service: String,
+    /// PAM_TTY, if any.
+    pub tty: String,
+    /// PAM_RHOST, if any.
+    pub rhost: String,
+}
+
+/// A session jitd tracks: ended by teardown, and it ends an `--end-with-session` grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// `s-` and 12 hex digits.
+    pub id: String,
+    /// The person.
+    pub user: String,
+    /// Grant id.
+    pub grant: String,
+    /// The process that opened it (sshd's session process, su, login).
+    pub pid: i32,
+    /// That process's start time (clock ticks since boot, /proc/PID/stat field 22), so a
+    /// recycled pid is never mistaken for the session.
+    pub pid_start: u64,
+    /// PAM service.
+    pub service: String,
+    /// PAM_TTY.
+    pub tty: String,
+    /// PAM_RHOST.
+    pub rhost: String,
+    /// When it opened (Unix seconds).
+    pub opened_at: i64,
 }
 
 /// One sudo decision, as sudo_jit saw it.
@@ -193,6 +304,27 @@ pub enum Payload {
         /// What happened.
         message: String,
     },
+    /// For VerifyMfa: the code was right and is now spent.
+    Verified {
+        /// The person.
+        user: String,
+        /// Armed grants this login activated.
+        activated: Vec<String>,
+    },
+    /// For OpenSession.
+    Session(Box<Session>),
+    /// For ListSessions.
+    Sessions {
+        /// Open sessions.
+        sessions: Vec<Session>,
+    },
+    /// For InitBreakglass: shown once, kept only as slow hashes.
+    BreakglassCodes {
+        /// The managed account.
+        account: String,
+        /// The codes.
+        codes: Vec<String>,
+    },
     /// For ReadAudit.
     Audit {
         /// Records in order.
@@ -257,6 +389,30 @@ impl Request {
             Request::RemoveMfa { user } => format!("remove_mfa user={user:?}"),
             // Never the code.
             Request::Activate { grant, .. } => format!("activate grant={grant:?}"),
+            // Never the code.
+            Request::VerifyMfa {
+                user,
+                purpose,
+                service,
+                ..
+            } => format!(
+                "verify_mfa user={user:?} purpose={} service={service:?}",
+                purpose.as_str()
+            ),
+            Request::OpenSession { session } => format!(
+                "open_session user={:?} grant={:?} service={:?}",
+                session.user, session.grant, session.service
+            ),
+            Request::CloseSession { user, session } => {
+                format!("close_session user={user:?} session={session:?}")
+            }
+            Request::ListSessions => "list_sessions".into(),
+            Request::InitBreakglass { account, count, .. } => {
+                format!("init_breakglass account={account:?} count={count}")
+            }
+            Request::UseBreakglass {
+                account, service, ..
+            } => format!("use_breakglass account={account:?} service={service:?}"),
             Request::ReportSudo { report } => {
                 format!(
                     "report_sudo user={:?} grant={:?} allowed={}",
