@@ -44,6 +44,7 @@ struct RawConfig {
     shell: Option<String>,
     managed_accounts: Option<Vec<String>>,
     max_grant: Option<String>,
+    breakglass_for: Option<String>,
     kill_grace: Option<String>,
     ioc_commands: Option<Vec<String>>,
     state_dir: Option<String>,
@@ -98,6 +99,8 @@ pub struct Config {
     pub managed_accounts: Vec<String>,
     /// Longest grant, seconds.
     pub max_grant_secs: i64,
+    /// Length of the emergency grant one break-glass code opens, seconds.
+    pub breakglass_secs: i64,
     /// SIGTERM-to-SIGKILL grace at teardown, milliseconds.
     pub kill_grace_ms: u64,
     /// Extra indicator-of-compromise command patterns (enforced by sudo_jit).
@@ -280,6 +283,13 @@ impl Config {
         if max_grant_secs > 31 * 86_400 {
             return Err(err("max_grant: at most 31d"));
         }
+        let breakglass_secs = match raw.breakglass_for {
+            Some(s) => parse_duration(&s).map_err(|e| err(format!("breakglass_for: {e}")))?,
+            None => 3600.min(max_grant_secs),
+        };
+        if breakglass_secs <= 0 || breakglass_secs > max_grant_secs {
+            return Err(err("breakglass_for must be positive and at most max_grant"));
+        }
         let kill_grace_ms = match raw.kill_grace {
             Some(s) => parse_kill_grace(&s)?,
             None => 1000,
@@ -313,6 +323,7 @@ impl Config {
             shell,
             managed_accounts: managed,
             max_grant_secs,
+            breakglass_secs,
             kill_grace_ms,
             ioc_commands: raw.ioc_commands.unwrap_or_default(),
             state_dir: path_key("state_dir", raw.state_dir, DEFAULT_STATE_DIR)?,

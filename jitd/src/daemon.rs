@@ -19,7 +19,11 @@ use jit_proto::message::{Payload, Status, SudoReport};
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
 use serde_json::json;
 
+mod login;
+pub use login::Peer;
+
 use crate::audit::{Audit, Severity};
+use crate::breakglass::BreakglassStore;
 use crate::config::{Config, HomePolicy};
 use crate::localdb::LocalDb;
 use crate::procs::{end_processes, KillTargets};
@@ -49,6 +53,7 @@ pub struct Daemon {
     store: StateStore,
     audit: Audit,
     totp: TotpStore,
+    breakglass: BreakglassStore,
     inner: Mutex<Inner>,
     teardown: Mutex<()>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
@@ -75,17 +80,19 @@ fn boottime() -> i64 {
     ts.tv_sec
 }
 
-fn random_id() -> std::io::Result<String> {
-    let mut b = [0u8; 6];
+/// `n` random bytes from getrandom(2) as lower-case hex.
+fn random_hex(n: usize) -> std::io::Result<String> {
+    let mut b = vec![0u8; n];
     // SAFETY: `b` is writable for its length.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if got != b.len() as isize {
         return Err(std::io::Error::other("getrandom failed"));
     }
-    Ok(format!(
-        "g-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn random_id() -> std::io::Result<String> {
+    Ok(format!("g-{}", random_hex(6)?))
 }
 
 /// One grant to tear down, with what its teardown needs.
@@ -97,6 +104,10 @@ struct TeardownJob {
     groups: Vec<String>,
     gids: Vec<u32>,
     state: GrantState,
+    /// The grant enabled a managed local admin account.
+    enable: bool,
+    /// Sessions pam_jit registered under it: (session id, pid, pid start time).
+    sessions: Vec<(String, i32, u64)>,
 }
 
 impl Daemon {
@@ -116,6 +127,9 @@ impl Daemon {
         // Before anything else acts: a secret store others can read is refused outright (X7).
         let totp = TotpStore::open(&cfg.state_dir, cfg.totp)
             .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
+        let breakglass = BreakglassStore::open(&cfg.state_dir)
+            .map_err(|e| format!("JIT-E005 {e}; refusing to start"))?;
+        write_managed_list(&cfg)?;
         let loaded = store.load().map_err(|e| {
             format!(
                 "JIT-E001 {e}; refusing to start (restore {} or its .prev)",
@@ -135,6 +149,7 @@ impl Daemon {
             store,
             audit,
             totp,
+            breakglass,
             inner: Mutex::new(Inner {
                 state: loaded.state,
                 state_writable: true,
@@ -339,6 +354,7 @@ impl Daemon {
         if changed {
             nscd::invalidate(self.cfg.nscd);
         }
+        self.reap_sessions(now);
         self.run_teardowns(now);
         self.next_deadline()
     }
@@ -415,7 +431,7 @@ impl Daemon {
     fn run_teardowns(&self, now: UnixTime) {
         let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         // One consistent view of state, taken under one lock; the file reads come after it.
-        let (mut jobs, still_granted, still_account) = {
+        let (mut jobs, still_granted, still_account, still_enabled) = {
             let inner = self.lock();
             let jobs: Vec<TeardownJob> = inner
                 .state
@@ -429,6 +445,14 @@ impl Daemon {
                     groups: g.groups.clone(),
                     gids: Vec::new(),
                     state: g.state,
+                    enable: g.enable,
+                    sessions: inner
+                        .state
+                        .sessions
+                        .values()
+                        .filter(|s| s.grant == g.id)
+                        .map(|s| (s.id.clone(), s.pid, s.pid_start))
+                        .collect(),
                 })
                 .collect();
             if jobs.is_empty() {
@@ -441,12 +465,17 @@ impl Daemon {
                 .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
                 .collect();
             let still_account: HashSet<String> = live
+                .clone()
                 .filter(|g| {
                     g.account && matches!(g.state_at(now), GrantState::Live | GrantState::Armed)
                 })
                 .map(|g| g.user.clone())
                 .collect();
-            (jobs, still_granted, still_account)
+            let still_enabled: HashSet<String> = live
+                .filter(|g| g.enable && g.state_at(now) == GrantState::Live)
+                .map(|g| g.user.clone())
+                .collect();
+            (jobs, still_granted, still_account, still_enabled)
         };
         let local = self.local_db().unwrap_or_default();
         let mut targets = KillTargets::default();
@@ -455,6 +484,16 @@ impl Daemon {
                 if !still_account.contains(&job.user) {
                     targets.uids.insert(uid);
                 }
+            }
+            // A managed admin account is disabled again: every process running as it ends
+            // (its sessions held the enabled privilege), unless another grant still enables it.
+            if job.enable && !still_enabled.contains(&job.user) {
+                if let Some(u) = local.user(&job.user).filter(|u| u.uid != 0) {
+                    targets.uids.insert(u.uid);
+                }
+            }
+            for (_, pid, start) in &job.sessions {
+                targets.sessions.insert((*pid, *start));
             }
             // The grantee's uid: a local user, or the ephemeral account itself.
             let holder = local.user(&job.user).map(|u| u.uid).or(job.uid);
@@ -491,6 +530,9 @@ impl Daemon {
             });
             if !job.gids.is_empty() {
                 fields["gids"] = json!(job.gids);
+            }
+            if !job.sessions.is_empty() {
+                fields["sessions"] = json!(job.sessions.iter().map(|s| &s.0).collect::<Vec<_>>());
             }
             let mut complete = report.survivors.is_empty();
             if let Some(uid) = job.uid {
@@ -551,13 +593,64 @@ impl Daemon {
                     g.torn_down = true;
                 }
             }
+            for job in jobs.iter().filter(|j| done.contains(&j.id)) {
+                for (sid, _, _) in &job.sessions {
+                    inner.state.sessions.remove(sid);
+                }
+            }
             let _ = self.persist(&mut inner, now);
         }
     }
 
-    /// Answers one request from a peer with uid `peer_uid`.
+    /// Answers one request from a peer with uid `peer_uid` whose pid is unknown.
     pub fn handle(&self, peer_uid: u32, req: Request, now: UnixTime) -> Response {
+        self.handle_peer(
+            Peer {
+                uid: peer_uid,
+                pid: 0,
+            },
+            req,
+            now,
+        )
+    }
+
+    /// Answers one request from `peer` (SO_PEERCRED).
+    pub fn handle_peer(&self, peer: Peer, req: Request, now: UnixTime) -> Response {
+        let peer_uid = peer.uid;
         let r = match req {
+            Request::VerifyMfa {
+                user,
+                code,
+                purpose,
+                service,
+                grant,
+            } => self.verify_mfa(
+                peer,
+                login::MfaCheck {
+                    user: &user,
+                    code: &code,
+                    purpose,
+                    service: &service,
+                    grant: grant.as_deref(),
+                },
+                now,
+            ),
+            Request::OpenSession { session } => self.open_session(peer, &session, now),
+            Request::CloseSession { user, session } => {
+                self.close_session(peer, &user, session.as_deref(), now)
+            }
+            Request::ListSessions => Ok(self.list_sessions(peer)),
+            Request::InitBreakglass {
+                account,
+                count,
+                replace,
+            } => self.init_breakglass(peer, &account, count, replace, now),
+            Request::UseBreakglass {
+                account,
+                code,
+                service,
+                rhost,
+            } => self.use_breakglass(peer, &account, &code, &service, &rhost, now),
             Request::GetStatus => Ok(Payload::Status(self.status(now))),
             Request::AddGrant { spec } => self
                 .add_grant(peer_uid, *spec, now)
@@ -872,29 +965,6 @@ impl Daemon {
     }
 
     fn add_grant_checked(&self, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
-        let mut unsupported = Vec::new();
-        for (set, flag) in [
-            (spec.enable, "--enable"),
-            (!spec.from.is_empty(), "--from"),
-            (!spec.services.is_empty(), "--service"),
-            (!spec.windows.is_empty(), "--window"),
-            (
-                spec.mfa && spec.account,
-                "--mfa with --account (login MFA arrives with pam_jit)",
-            ),
-            (spec.mfa_sudo, "--mfa-sudo"),
-            (spec.end_with_session, "--end-with-session"),
-        ] {
-            if set {
-                unsupported.push(flag);
-            }
-        }
-        if !unsupported.is_empty() {
-            return Err(refuse(
-                ErrorCode::Unsupported,
-                format!("{} not supported yet: this jitd cannot enforce it, and a stored but unenforced condition would be a hole", unsupported.join(", ")),
-            ));
-        }
         let bad =
             |e: jit_core::validate::ValidationError| refuse(ErrorCode::Refused, e.to_string());
         if spec.user == "root" {
@@ -948,10 +1018,10 @@ impl Daemon {
         if groups.len() > 32 {
             return Err(refuse(ErrorCode::Refused, "at most 32 groups per grant"));
         }
-        if !spec.account && groups.is_empty() && spec.sudo.is_empty() {
+        if !spec.account && !spec.enable && groups.is_empty() && spec.sudo.is_empty() {
             return Err(refuse(
                 ErrorCode::Refused,
-                "nothing to grant: give --account, --group and/or --sudo",
+                "nothing to grant: give --account, --enable, --group and/or --sudo",
             ));
         }
         let own = [
@@ -974,12 +1044,15 @@ impl Daemon {
             }
         }
         let scope = self.check_sudo_scope(&spec)?;
-        if spec.mfa && !self.totp.is_enrolled(&spec.user) {
+        let login = self.check_login_conditions(&spec, &local)?;
+        if (spec.mfa || spec.mfa_sudo) && !self.totp.is_enrolled(&spec.user) {
             return Err(refuse(
                 ErrorCode::Refused,
                 format!(
-                    "--mfa: {} has no TOTP secret yet (jitctl mfa enroll {})",
-                    spec.user, spec.user
+                    "--mfa{}: {} has no TOTP secret yet (jitctl mfa enroll {})",
+                    if spec.mfa { "" } else { "-sudo" },
+                    spec.user,
+                    spec.user
                 ),
             ));
         }
@@ -1069,13 +1142,13 @@ impl Daemon {
             requested_by: spec.requested_by,
             sudo: scope.sudo,
             runas: scope.runas,
-            enable: false,
-            from: Vec::new(),
-            services: Vec::new(),
-            windows: Vec::new(),
+            enable: spec.enable,
+            from: login.from,
+            services: login.services,
+            windows: login.windows,
             mfa: spec.mfa,
-            mfa_sudo: false,
-            end_with_session: false,
+            mfa_sudo: spec.mfa_sudo,
+            end_with_session: spec.end_with_session,
             revoke_on: scope.revoke_on,
             activated_at: None,
             went_live_at: None,
@@ -1110,7 +1183,10 @@ impl Daemon {
             "grant": id, "user": grant.user, "by": "root", "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": not_before, "not_after": not_after,
             "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
-            "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa,
+            "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,
+            "enable": grant.enable, "from": grant.from, "services": grant.services,
+            "windows": grant.windows, "end_with_session": grant.end_with_session,
+            "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
         }));
         nscd::invalidate(self.cfg.nscd);
         if starts_now {
@@ -1235,48 +1311,94 @@ impl Daemon {
             self.audit.record(now, Severity::Warning, "mfa.fail", json!({
                 "user": user, "purpose": "activate", "grants": armed, "error": e.to_string(), "failures": failures,
             }));
-            let msg = match e {
-                TotpError::LockedOut { until } => {
-                    format!("too many failed codes: locked until {}", format_utc(until))
-                }
-                TotpError::Replayed => {
-                    "that code was already used: wait for the next one".to_string()
-                }
-                TotpError::NotEnrolled => format!("{user} has no TOTP secret"),
-                other => other.to_string(),
-            };
-            return Err(refuse(ErrorCode::Refused, msg));
+            return Err(refuse(ErrorCode::Refused, login::totp_message(&user, &e)));
         }
-        {
-            let mut inner = self.lock();
-            for id in &armed {
-                if let Some(g) = inner.state.grants.get_mut(id) {
-                    g.activated_at = Some(now);
-                }
-            }
-            if let Err(e) = self.persist(&mut inner, now) {
-                for id in &armed {
-                    if let Some(g) = inner.state.grants.get_mut(id) {
-                        g.activated_at = None;
-                    }
-                }
-                return Err(refuse(
-                    ErrorCode::Internal,
-                    format!("could not record the activation durably: {e}"),
+        self.mark_activated(&user, &armed, "jitctl activate", now)?;
+        Ok(Payload::Activated { grants: armed })
+    }
+
+    /// Validates the login side of a grant: `--enable` (a managed local admin), `--from`,
+    /// `--service`, `--window`, `--end-with-session`, `--mfa-sudo`. Conditions apply to logins,
+    /// so they need a login identity (`--account` or `--enable`): a local user's own logins are
+    /// never jit's to gate.
+    fn check_login_conditions(
+        &self,
+        spec: &GrantSpec,
+        local: &LocalDb,
+    ) -> Result<LoginConditions, Refusal> {
+        use jit_core::policy::{net, window};
+        let refused = |m: String| refuse(ErrorCode::Refused, m);
+        let managed = self.cfg.managed_accounts.iter().any(|m| m == &spec.user);
+        if spec.enable {
+            if spec.account {
+                return Err(refused(
+                    "--enable is for a managed local admin account; --account makes an ephemeral one: choose one".into(),
                 ));
             }
-            self.write_snapshot(&mut inner, now);
+            if !managed {
+                return Err(refused(format!(
+                    "--enable: {:?} is not in managed_accounts of {}",
+                    spec.user,
+                    self.cfg
+                        .source
+                        .as_ref()
+                        .map_or("jitd's configuration".to_string(), |p| p
+                            .display()
+                            .to_string())
+                )));
+            }
+            if local.user(&spec.user).is_none() {
+                return Err(refused(format!(
+                    "--enable: managed account {:?} is not in {}",
+                    spec.user,
+                    self.cfg.passwd_file.display()
+                )));
+            }
+        } else if managed {
+            return Err(refused(format!(
+                "{:?} is a managed admin account: its grants must --enable it",
+                spec.user
+            )));
         }
-        for id in &armed {
-            self.audit.record(
-                now,
-                Severity::Info,
-                "grant.activated",
-                json!({ "grant": id, "user": user, "mfa": "totp" }),
-            );
+        let login = spec.account || spec.enable;
+        for (set, flag) in [
+            (!spec.from.is_empty(), "--from"),
+            (!spec.services.is_empty(), "--service"),
+            (!spec.windows.is_empty(), "--window"),
+            (spec.end_with_session, "--end-with-session"),
+        ] {
+            if set && !login {
+                return Err(refused(format!(
+                    "{flag} applies to logins: it needs --account or --enable (a local user's own logins are not jit's to gate)"
+                )));
+            }
         }
-        nscd::invalidate(self.cfg.nscd);
-        Ok(Payload::Activated { grants: armed })
+        if spec.mfa_sudo && spec.sudo.is_empty() {
+            return Err(refused("--mfa-sudo needs --sudo".into()));
+        }
+        if spec.from.len() > 32 || spec.services.len() > 16 || spec.windows.len() > 16 {
+            return Err(refused(
+                "at most 32 --from, 16 --service and 16 --window entries per grant".into(),
+            ));
+        }
+        let mut out = LoginConditions::default();
+        for f in &spec.from {
+            let c = net::parse_cidr(f).map_err(|e| refused(format!("--from {f:?}: {e}")))?;
+            out.from.push(c.to_string());
+        }
+        for sv in &spec.services {
+            validate_name("service", sv).map_err(|e| refused(format!("--service: {e}")))?;
+            out.services.push(sv.clone());
+        }
+        for w in &spec.windows {
+            window::parse_window(w).map_err(|e| refused(format!("--window {w:?}: {e}")))?;
+            out.windows.push(w.trim().to_string());
+        }
+        for v in [&mut out.from, &mut out.services, &mut out.windows] {
+            v.sort();
+            v.dedup();
+        }
+        Ok(out)
     }
 
     /// Validates `--sudo`, `--runas` and `--revoke-on` and makes sure sudo_jit guards sudo here
@@ -1349,6 +1471,24 @@ impl Daemon {
     }
 }
 
+/// Writes `<state_dir>/managed-accounts` (one name per line) for pam_jit and sudo_jit: with the
+/// snapshot missing (it lives on tmpfs) they must still know who is managed (§3.3).
+fn write_managed_list(cfg: &Config) -> Result<(), String> {
+    let path = cfg.state_dir.join("managed-accounts");
+    let mut text = String::from(
+        "# Managed local admin accounts (jitd.toml managed_accounts), written by jitd at start.\n",
+    );
+    for m in &cfg.managed_accounts {
+        text.push_str(m);
+        text.push('\n');
+    }
+    if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    crate::durable::replace_file(&path, text.as_bytes(), 0o644, false)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Makes `dir` (root-owned, `mode`) if missing and refuses one that others can write.
 ///
 /// # Errors
@@ -1387,6 +1527,14 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned()
+}
+
+/// Validated login conditions, in canonical spelling.
+#[derive(Debug, Default)]
+struct LoginConditions {
+    from: Vec<String>,
+    services: Vec<String>,
+    windows: Vec<String>,
 }
 
 /// A validated sudo scope, in canonical spelling.

@@ -3,6 +3,7 @@
 //! The binaries in `src/bin` are thin: `jitd`, `jitctl`, `jit-authorized-keys`.
 
 pub mod audit;
+pub mod breakglass;
 pub mod check;
 pub mod config;
 pub mod daemon;

@@ -17,12 +17,15 @@ pub struct KillTargets {
     pub uids: HashSet<u32>,
     /// (grantee uid, gid): processes of the grantee whose supplementary groups hold the gid.
     pub group_holders: HashSet<(u32, u32)>,
+    /// Registered login sessions: (pid, start time in clock ticks since boot). The start time
+    /// must still match, so a recycled pid is never signalled.
+    pub sessions: HashSet<(i32, u64)>,
 }
 
 impl KillTargets {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.uids.is_empty() && self.group_holders.is_empty()
+        self.uids.is_empty() && self.group_holders.is_empty() && self.sessions.is_empty()
     }
 }
 
@@ -82,6 +85,25 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
     })
 }
 
+/// A process's start time (field 22 of /proc/PID/stat, clock ticks since boot).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the
+    // last ')'. Field 3 is then the first word, so field 22 is the 20th.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is one of the targets now.
+fn targeted(pid: i32, t: &KillTargets) -> bool {
+    if read_status(pid).is_some_and(|i| matches(&i, t)) {
+        return true;
+    }
+    !t.sessions.is_empty()
+        && start_time(pid).is_some_and(|st| t.sessions.contains(&(pid, st)))
+        && read_status(pid).is_some_and(|i| !i.zombie)
+}
+
 fn scan(t: &KillTargets) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -90,7 +112,7 @@ fn scan(t: &KillTargets) -> Vec<i32> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid > 1 && pid != me)
-        .filter(|&pid| read_status(pid).is_some_and(|i| matches(&i, t)))
+        .filter(|&pid| targeted(pid, t))
         .collect()
 }
 
@@ -183,7 +205,7 @@ pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> Kil
             let Some(fd) = pidfd_open(pid) else { continue };
             // The pid could have been recycled between the scan and pidfd_open: re-check now
             // that the pidfd pins the process.
-            if !read_status(pid).is_some_and(|i| matches(&i, t)) {
+            if !targeted(pid, t) {
                 continue;
             }
             if seen.insert(pid) {
@@ -245,6 +267,22 @@ mod tests {
             ..Default::default()
         };
         assert!(!matches(&me, &holder));
+        let pid = std::process::id() as i32;
+        let st = start_time(pid).unwrap();
+        assert!(st > 0);
+        let session = KillTargets {
+            sessions: [(pid, st)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(targeted(pid, &session));
+        let recycled = KillTargets {
+            sessions: [(pid, st + 1)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(
+            !targeted(pid, &recycled),
+            "another start time is another process"
+        );
     }
 
     #[test]

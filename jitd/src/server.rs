@@ -85,7 +85,7 @@ pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
     let resp = match decode_request(&body) {
         Ok(req) => {
             let what = req.as_safe_string();
-            let r = d.handle(uid, req, now);
+            let r = d.handle_peer(crate::daemon::Peer { uid, pid }, req, now);
             if let Response::Error {
                 code: ErrorCode::PermissionDenied,
                 ..

@@ -79,6 +79,15 @@ pub fn project(
         not_after: i64::MAX,
         members: Vec::new(),
     };
+    // Users whose login needs a TOTP code, for sshd's `Match Group jit-mfa` (INTERFACE.md).
+    let mut jit_mfa = GroupEntry {
+        name: cfg.group_mfa.clone(),
+        gid: cfg.gid_mfa(),
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: Vec::new(),
+    };
     for g in state.grants.values() {
         if g.state.is_ended() || g.not_after <= now {
             continue;
@@ -121,7 +130,7 @@ pub fn project(
                 grant_id: g.id.clone(),
                 not_before: g.not_before,
                 not_after: g.not_after,
-                flags: 0,
+                flags: if g.mfa { ACCOUNT_MFA_REQUIRED } else { 0 },
                 ssh_keys: g.ssh_keys.clone(),
             });
             // One private group per identity; overlapping or successive grants widen its window.
@@ -136,6 +145,14 @@ pub fn project(
             pg.not_before = pg.not_before.min(g.not_before);
             pg.not_after = pg.not_after.max(g.not_after);
             jit_users.members.push(Member {
+                name: g.user.clone(),
+                grant_id: g.id.clone(),
+                not_before: g.not_before,
+                not_after: g.not_after,
+            });
+        }
+        if g.mfa && (g.account || g.enable) {
+            jit_mfa.members.push(Member {
                 name: g.user.clone(),
                 grant_id: g.id.clone(),
                 not_before: g.not_before,
@@ -216,6 +233,9 @@ pub fn project(
     data.groups.extend(locals.into_values());
     if !jit_users.members.is_empty() {
         data.groups.push(jit_users);
+    }
+    if !jit_mfa.members.is_empty() {
+        data.groups.push(jit_mfa);
     }
     // A private group whose name equals a local group is impossible (name_taken above), but a
     // private group named like jit's own groups is refused at grant time; drop it defensively.

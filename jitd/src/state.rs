@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use jit_proto::Grant;
+use jit_proto::{Grant, Session};
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{remove_stale_temps, replace_file, seal, unseal};
@@ -21,6 +21,10 @@ pub struct State {
     /// Stable uid per ephemeral identity. Entries are never removed: a uid once used by an
     /// identity is never handed to another while its files may remain (TEST-CATALOGUE T3).
     pub uid_ledger: BTreeMap<String, u32>,
+    /// Login sessions pam_jit registered, by session id, until they close or their grant is
+    /// torn down (teardown ends them; `--end-with-session` grants end with theirs).
+    #[serde(default)]
+    pub sessions: BTreeMap<String, Session>,
 }
 
 /// Why state could not be loaded or saved.

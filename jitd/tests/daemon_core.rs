@@ -4,114 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
 
-use std::path::{Path, PathBuf};
-
 use jit_core::snapshot::Snapshot;
 use jit_proto::message::Payload;
-use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
-use jitd::config::Config;
+use jit_proto::{ErrorCode, GrantSpec, GrantState, Request, Response};
 use jitd::daemon::Daemon;
 
-const T0: i64 = 1_900_000_000;
-
-struct Env {
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!("jitd-core-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for d in ["state", "run", "log", "home", "skel"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        std::fs::write(
-            dir.join("passwd"),
-            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\ncarol:x:1001:1001::/home/carol:/bin/bash\nDave:x:1002:1002::/home/Dave:/bin/bash\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("group"),
-            "root:x:0:\nsudo:x:27:carol\nadm:x:4:\ncarol:x:1001:\nDave:x:1002:\ndevs:x:50:\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("skel/.profile"), "# profile\n").unwrap();
-        Env { dir }
-    }
-
-    fn config(&self) -> Config {
-        let d = self.dir.display();
-        Config::parse(
-            &format!(
-                r#"
-                uid_range = "4100000-4100099"
-                max_grant = "2h"
-                kill_grace = "100ms"
-                nscd = "off"
-                home_root = "{d}/home"
-                skel = "{d}/skel"
-                state_dir = "{d}/state"
-                snapshot_path = "{d}/run/snapshot"
-                socket_path = "{d}/run/jitd.sock"
-                audit_log = "{d}/log/audit.jsonl"
-                passwd_file = "{d}/passwd"
-                group_file = "{d}/group"
-                sudo_conf = "{d}/sudo.conf"
-                "#
-            ),
-            None,
-        )
-        .unwrap()
-    }
-
-    fn daemon(&self, now: i64) -> Daemon {
-        let d = Daemon::open(self.config(), now).unwrap();
-        d.tick(now);
-        d
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("run/snapshot")).unwrap()
-    }
-
-    fn audit(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log/audit.jsonl")).unwrap()
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn spec(user: &str, secs: i64) -> GrantSpec {
-    GrantSpec {
-        user: user.into(),
-        duration_secs: secs,
-        account: true,
-        ..Default::default()
-    }
-}
-
-fn add(d: &Daemon, s: GrantSpec, now: i64) -> Result<Grant, (ErrorCode, String)> {
-    match d.handle(0, Request::AddGrant { spec: Box::new(s) }, now) {
-        Response::Ok {
-            payload: Payload::Grant(g),
-            ..
-        } => Ok(*g),
-        Response::Error { code, message, .. } => Err((code, message)),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn exists(p: &Path) -> bool {
-    p.exists()
-}
+mod common;
+use common::*;
 
 #[test]
 fn account_grant_lifecycle_at_the_boundary_second() {
@@ -249,20 +148,71 @@ fn bad_names_collisions_and_limits_change_nothing() {
             "{c:?}"
         );
     }
-    // Conditions that are not enforced yet are refused, not stored.
-    for c in [
-        GrantSpec {
-            mfa: true,
-            ..spec("alice", 60)
-        },
-        GrantSpec {
-            mfa_sudo: true,
-            ..spec("alice", 60)
-        },
+    // Login conditions: refused with the reason, never stored half-checked.
+    for (c, why) in [
+        (
+            GrantSpec {
+                mfa: true,
+                ..spec("alice", 60)
+            },
+            "no TOTP secret",
+        ),
+        (
+            GrantSpec {
+                mfa_sudo: true,
+                ..spec("alice", 60)
+            },
+            "--mfa-sudo needs --sudo",
+        ),
+        (
+            GrantSpec {
+                from: vec!["10.0.0.0/33".into()],
+                ..spec("alice", 60)
+            },
+            "--from",
+        ),
+        (
+            GrantSpec {
+                windows: vec!["Mon-Fri 25:00-26:00".into()],
+                ..spec("alice", 60)
+            },
+            "--window",
+        ),
+        (
+            GrantSpec {
+                services: vec!["ss:hd".into()],
+                ..spec("alice", 60)
+            },
+            "--service",
+        ),
+        (
+            GrantSpec {
+                account: false,
+                groups: vec!["adm".into()],
+                from: vec!["10.0.0.0/8".into()],
+                ..spec("carol", 60)
+            },
+            "applies to logins",
+        ),
+        (
+            GrantSpec {
+                account: false,
+                enable: true,
+                ..spec("carol", 60)
+            },
+            "not in managed_accounts",
+        ),
+        (
+            GrantSpec {
+                enable: true,
+                ..spec("alice", 60)
+            },
+            "choose one",
+        ),
     ] {
-        let e = add(&d, c, T0).unwrap_err();
-        assert_eq!(e.0, ErrorCode::Unsupported);
-        assert!(e.1.contains("not supported yet"), "{e:?}");
+        let e = add(&d, c.clone(), T0).unwrap_err();
+        assert_eq!(e.0, ErrorCode::Refused, "{c:?}");
+        assert!(e.1.contains(why), "{why}: {e:?}");
     }
     assert_eq!(
         env.snapshot(),
@@ -473,48 +423,6 @@ fn local_user_created_later_wins_over_the_account() {
 }
 
 /// oathtool's code (the independent RFC 6238 implementation) for `secret` at Unix time `t`.
-fn oathtool(secret: &str, t: i64) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("oathtool")
-        .args(["--totp", "-b", "-N", &format!("@{t}"), "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("oathtool (apt-get install oathtool)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{secret}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn activate(
-    d: &Daemon,
-    uid: u32,
-    code: &str,
-    now: i64,
-) -> Result<Vec<String>, (ErrorCode, String)> {
-    match d.handle(
-        uid,
-        Request::Activate {
-            grant: None,
-            code: code.into(),
-        },
-        now,
-    ) {
-        Response::Ok {
-            payload: Payload::Activated { grants },
-            ..
-        } => Ok(grants),
-        Response::Error { code, message, .. } => Err((code, message)),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 #[test]
 fn mfa_group_grant_gives_nothing_until_activated() {
     let env = Env::new("mfa");
@@ -570,20 +478,18 @@ fn mfa_group_grant_gives_nothing_until_activated() {
         0,
         "armed: no membership"
     );
-    // --mfa with an account needs login MFA (pam_jit): refused, never stored unenforced.
-    assert_eq!(
-        add(
-            &d,
-            GrantSpec {
-                mfa: true,
-                ..spec("alice", 60)
-            },
-            T0
-        )
-        .unwrap_err()
-        .0,
-        ErrorCode::Unsupported
-    );
+    // --mfa needs an enrolled secret (P7: no secret is never "no second factor").
+    assert!(add(
+        &d,
+        GrantSpec {
+            mfa: true,
+            ..spec("alice", 60)
+        },
+        T0
+    )
+    .unwrap_err()
+    .1
+    .contains("no TOTP secret"));
 
     // Another user cannot activate carol's grant; a wrong code is refused and counted.
     assert!(activate(&d, 1002, &oathtool(&secret, T0), T0).is_err());

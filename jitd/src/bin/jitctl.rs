@@ -60,13 +60,13 @@ enum Cmd {
         /// Only this grant.
         id: Option<String>,
     },
-    /// Sessions opened under grants (not supported yet).
+    /// Login sessions pam_jit registered under grants.
     #[command(subcommand)]
     Session(SessionCmd),
     /// TOTP secrets (root only).
     #[command(subcommand)]
     Mfa(MfaCmd),
-    /// Break-glass codes (not supported yet).
+    /// Break-glass codes for managed admin accounts (root only).
     #[command(subcommand)]
     Breakglass(BreakglassCmd),
     /// Hours of privilege per person vs standing access (not supported yet).
@@ -108,9 +108,12 @@ enum BreakglassCmd {
         /// Managed account.
         #[arg(long)]
         account: String,
-        /// How many codes.
+        /// How many codes (1-20).
         #[arg(long)]
         count: u32,
+        /// Void the account's existing codes and make new ones.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -156,13 +159,13 @@ struct AddArgs {
     /// Membership of an existing local group while live (repeatable).
     #[arg(long = "group", value_name = "GROUP")]
     groups: Vec<String>,
-    /// sudo scope: ALL, a path, or a path with arguments (repeatable). Not supported yet: refused.
+    /// sudo scope: ALL, a path, or a path with arguments (repeatable; enforced by sudo_jit).
     #[arg(long = "sudo", value_name = "COMMAND")]
     sudo: Vec<String>,
-    /// Allowed sudo run-as target USER[:GROUP] (repeatable). Not supported yet: refused.
+    /// Allowed sudo run-as target USER[:GROUP] (repeatable; default root).
     #[arg(long = "runas", value_name = "USER[:GROUP]")]
     runas: Vec<String>,
-    /// USER is a managed local admin account: enable it while live. Not supported yet: refused.
+    /// USER is a managed local admin account (managed_accounts): enable it while live.
     #[arg(long)]
     enable: bool,
     /// ssh public key for the ephemeral account (repeatable).
@@ -171,25 +174,25 @@ struct AddArgs {
     /// File of ssh public keys, one per line (repeatable).
     #[arg(long = "ssh-key-file", value_name = "PATH")]
     ssh_key_files: Vec<String>,
-    /// Source networks allowed (repeatable). Not supported yet: refused.
+    /// Source networks logins may come from (repeatable; needs --account or --enable).
     #[arg(long = "from", value_name = "CIDR")]
     from: Vec<String>,
-    /// PAM services allowed (repeatable). Not supported yet: refused.
+    /// PAM services logins may use, e.g. sshd, su, login (repeatable; needs --account or --enable).
     #[arg(long = "service", value_name = "NAME")]
     services: Vec<String>,
-    /// Time window, e.g. "Mon-Fri 09:00-18:00" (repeatable). Not supported yet: refused.
+    /// Login time window in host local time, e.g. "Mon-Fri 09:00-18:00" (repeatable).
     #[arg(long = "window", value_name = "SPEC")]
     windows: Vec<String>,
-    /// TOTP needed at login or `jitctl activate`. Not supported yet: refused.
+    /// TOTP needed at every login (pam_jit), or `jitctl activate` before group/sudo privilege.
     #[arg(long)]
     mfa: bool,
-    /// TOTP needed at every sudo. Not supported yet: refused.
+    /// TOTP needed at every sudo (step-up through sudo_jit).
     #[arg(long)]
     mfa_sudo: bool,
-    /// End the grant when its first session closes. Not supported yet: refused.
+    /// End the grant when its first login session closes.
     #[arg(long)]
     end_with_session: bool,
-    /// Revocation class: ioc, software-install, account-change, sensitive-read (repeatable). Not supported yet: refused.
+    /// Revocation class: ioc, software-install, account-change, sensitive-read (repeatable).
     #[arg(long = "revoke-on", value_name = "CLASS")]
     revoke_on: Vec<String>,
     /// Why the grant exists.
@@ -578,9 +581,37 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 w(&mut out, format!("activated {}\n", grants.join(" ")))
             }
         }
-        Cmd::Session(_) => Err(not_yet(
-            "jitctl session (session tracking arrives with pam_jit)",
-        )),
+        Cmd::Session(SessionCmd::List) => {
+            let Payload::Sessions { sessions } = call(cli, Request::ListSessions)? else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
+            if cli.json {
+                return print_json(&sessions);
+            }
+            let mut text = String::new();
+            if sessions.is_empty() {
+                text.push_str("no open sessions\n");
+            } else {
+                text.push_str(&format!(
+                    "{:<16} {:<14} {:<16} {:>7} {:<8} {:<10} {:<16} {}\n",
+                    "SESSION", "GRANT", "USER", "PID", "SERVICE", "TTY", "FROM", "OPENED"
+                ));
+            }
+            for s in &sessions {
+                text.push_str(&format!(
+                    "{:<16} {:<14} {:<16} {:>7} {:<8} {:<10} {:<16} {}\n",
+                    s.id,
+                    s.grant,
+                    s.user,
+                    s.pid,
+                    s.service,
+                    if s.tty.is_empty() { "-" } else { &s.tty },
+                    if s.rhost.is_empty() { "-" } else { &s.rhost },
+                    jit_core::time::format_utc(s.opened_at)
+                ));
+            }
+            w(&mut out, text)
+        }
         Cmd::Mfa(MfaCmd::Enroll { user, replace }) => {
             let Payload::Enrollment { user, secret, uri } = call(
                 cli,
@@ -620,7 +651,34 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 w(&mut out, format!("{message}\n"))
             }
         }
-        Cmd::Breakglass(_) => Err(not_yet("jitctl breakglass")),
+        Cmd::Breakglass(BreakglassCmd::Init {
+            account,
+            count,
+            replace,
+        }) => {
+            let Payload::BreakglassCodes { account, codes } = call(
+                cli,
+                Request::InitBreakglass {
+                    account: account.clone(),
+                    count: *count,
+                    replace: *replace,
+                },
+            )?
+            else {
+                return Err(Fail(1, "unexpected reply".into()));
+            };
+            if cli.json {
+                return print_json(&serde_json::json!({ "account": account, "codes": codes }));
+            }
+            let mut text = format!(
+                "Break-glass codes for {account} (shown once; jitd keeps only slow hashes). Each opens one emergency grant when no grant enables {account}; every use is audited at crit.\n"
+            );
+            for c in &codes {
+                text.push_str(c);
+                text.push('\n');
+            }
+            w(&mut out, text)
+        }
         Cmd::Report { .. } => Err(not_yet("jitctl report")),
     }
 }
