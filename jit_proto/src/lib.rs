@@ -11,4 +11,6 @@ pub mod message;
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use grant::{Grant, GrantSpec, GrantState};
-pub use message::{ErrorCode, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION};
+pub use message::{
+    ErrorCode, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
+};
