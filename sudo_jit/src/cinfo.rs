@@ -158,6 +158,9 @@ pub struct Invocation {
     pub chroot: Option<String>,
     /// `settings` `remote_host` (`-h`).
     pub remote_host: Option<String>,
+    /// `settings` `noninteractive` (`-n`): sudo may not prompt, so no step-up code can be
+    /// asked for.
+    pub noninteractive: bool,
 }
 
 /// Parses `settings` and `user_info`.
@@ -192,6 +195,7 @@ pub fn parse_invocation(
         edit: get_bool(settings, "sudoedit")?,
         chroot: nonempty(get(settings, "cmnd_chroot")?),
         remote_host: nonempty(get(settings, "remote_host")?),
+        noninteractive: get_bool(settings, "noninteractive")?,
     })
 }
 
@@ -267,6 +271,7 @@ mod tests {
                 "runas_user=www-data",
                 "noequals",
                 "remote_host=h",
+                "noninteractive=true",
             ]),
             &v(&["uid=70001", "user=alice", "gid=70001", "groups=70001,70010"]),
         )
@@ -276,6 +281,12 @@ mod tests {
         assert!(inv.shell);
         assert_eq!(inv.runas_user.as_deref(), Some("www-data"));
         assert_eq!(inv.remote_host.as_deref(), Some("h"));
+        assert!(inv.noninteractive);
+        assert!(
+            !parse_invocation(&[], &v(&["uid=1", "user=a"]))
+                .unwrap()
+                .noninteractive
+        );
         // user_info without uid, duplicate differing uid, uid -1.
         assert!(parse_invocation(&[], &v(&["user=alice"])).is_err());
         assert!(parse_invocation(&[], &v(&["uid=1", "uid=2", "user=a"])).is_err());

@@ -9,7 +9,10 @@
 //! * a managed admin needs a live, non-armed `--enable` grant;
 //! * otherwise some live, non-armed grant of the user with a sudo scope must allow the command
 //!   and the run-as target ([`sudo_allows`]); a command in a class the grant revokes on is
-//!   refused (and reported so that jitd revokes); `--mfa-sudo` grants are refused for now.
+//!   refused (and reported so that jitd revokes);
+//! * a grant with `--mfa-sudo` that allows the command gives [`Verdict::StepUp`]: the caller
+//!   must ask for a TOTP code through sudo's conversation and have jitd verify it before it
+//!   approves (only a grant without `--mfa-sudo` that allows the command approves at once).
 
 use crate::cinfo::{Command, InfoError, Invocation};
 use jit_core::constants::{DEFAULT_UID_MAX, DEFAULT_UID_MIN, GROUP_JIT_SUDO};
@@ -21,7 +24,8 @@ use jit_core::snapshot::{GateView, Snapshot};
 use jit_core::time::UnixTime;
 use jit_core::types::{GATE_ARMED, GATE_ENABLE, GATE_MFA_SUDO};
 
-/// The verdict. Distant discriminants: no single bit flip turns a denial into an approval (S2).
+/// The verdict. Distant discriminants: no single bit flip turns a denial (or a step-up still to
+/// be proved) into an approval (S2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Verdict {
@@ -29,6 +33,9 @@ pub enum Verdict {
     Allow = 0x5A3C_96A5,
     /// Refuse (check returns 0 and prints the reason).
     Deny = 0x0F0F_0000,
+    /// Allowed by a `--mfa-sudo` grant (`Decision::grant`) once a TOTP code for it is verified
+    /// by jitd; until then it is a refusal (check returns 0 unless the step-up succeeds).
+    StepUp = 0x00F0_3C0F,
 }
 
 /// The outcome of one check.
@@ -54,6 +61,36 @@ impl Decision {
             reason: String::new(),
             grant,
             classes,
+        }
+    }
+
+    fn step_up(grant: String, classes: u32) -> Self {
+        Decision {
+            verdict: Verdict::StepUp,
+            jit: true,
+            reason: String::new(),
+            grant: Some(grant),
+            classes,
+        }
+    }
+
+    /// The decision after a step-up: a [`Verdict::StepUp`] becomes `Allow` only with `Ok`
+    /// (the code was verified for its grant) and `Deny` with the refusal line otherwise; any
+    /// other verdict is returned unchanged (a step-up never turns a denial into an approval).
+    pub fn after_step_up(self, outcome: Result<(), String>) -> Self {
+        if self.verdict != Verdict::StepUp {
+            return self;
+        }
+        match outcome {
+            Ok(()) => Decision {
+                verdict: Verdict::Allow,
+                ..self
+            },
+            Err(reason) => Decision {
+                verdict: Verdict::Deny,
+                reason,
+                ..self
+            },
         }
     }
 
@@ -192,11 +229,11 @@ fn judge(
     let usable = |g: &GateView<'_>| g.is_live(now) && g.flags() & GATE_ARMED == 0;
     let has_scope = |g: &GateView<'_>| g.sudo().next().is_some();
     let managed = snap.is_managed(&inv.user);
-    if managed
-        && !grants
-            .iter()
-            .any(|g| usable(g) && g.flags() & GATE_ENABLE != 0)
-    {
+    let enabling = grants
+        .iter()
+        .find(|g| usable(g) && g.flags() & GATE_ENABLE != 0)
+        .map(|g| g.id().to_string());
+    if managed && enabling.is_none() {
         return Decision::deny(
             format!(
                 "jit: managed account {} has no live --enable grant",
@@ -253,14 +290,7 @@ fn judge(
         }
     }
     if let Some(id) = mfa {
-        return Decision::deny(
-            format!(
-                "jit: step-up MFA for sudo is not supported yet (grant {})",
-                shown(&id, 64)
-            ),
-            Some(id),
-            classes,
-        );
+        return Decision::step_up(id, classes);
     }
     if let Some((msg, id)) = refusal {
         return Decision::deny(msg, Some(id), classes);
@@ -274,8 +304,8 @@ fn judge(
     }
     if managed && !inv.groups.iter().any(|g| is_jit_sudo_gid(snap, *g)) {
         // A managed admin re-enabled by a live --enable grant, whose sudo right comes from
-        // the local sudoers (not from jit-sudo): sudoers decided.
-        return Decision::allow(true, None, classes);
+        // the local sudoers (not from jit-sudo): sudoers decided, under the enabling grant.
+        return Decision::allow(true, enabling, classes);
     }
     // Not live any more (or never had a sudo scope): name the latest such grant.
     let last = grants

@@ -13,18 +13,28 @@
 //! * `check` returns exactly 1 only for [`decision::Verdict::Allow`], 0 otherwise, and prints
 //!   the one-line reason through `sudo_printf` (sudo does not show `errstr`).
 //!
-//! State: the plugin structure, and the session captured by `open` (options, `sudo_printf`,
-//! invoking user) in one mutex held only inside a call. The snapshot is read afresh on every
-//! `check`. Environment variables are never read; nothing is written to stdout/stderr except
-//! through `sudo_printf`; no threads are started.
+//! A jit user's approval needs jitd twice over: a [`decision::Verdict::StepUp`] (a `--mfa-sudo`
+//! grant) becomes an approval only after a TOTP code asked through sudo's conversation function
+//! is verified by jitd ([`stepup`]), and every approval stands only once jitd has acknowledged
+//! its report within `timeout=` ([`report::confirm`]). Root and non-jit users never contact
+//! jitd.
+//!
+//! State: the plugin structure; the session captured by `open` (options, `sudo_printf`, the
+//! conversation function, invoking user), dropped by `close`; and what this sudo process has
+//! checked and proved so far, which outlives `close` because sudo opens and closes an approval
+//! plugin around every check, intercepted sub-commands included. Each sits in a mutex held only
+//! inside a call, never while prompting or talking to jitd. The snapshot is read
+//! afresh on every `check`. Environment variables are never read; nothing is written to
+//! stdout/stderr except through `sudo_printf` and sudo's conversation; no threads are started.
 
 pub mod cinfo;
 pub mod decision;
 pub mod local;
 pub mod options;
 pub mod report;
+pub mod stepup;
 
-use libc::{c_char, c_int, c_uint, c_void};
+use libc::{c_char, c_int, c_uint};
 use std::sync::{Mutex, MutexGuard};
 
 /// `SUDO_APPROVAL_PLUGIN` from sudo_plugin.h.
@@ -45,7 +55,7 @@ pub type SudoPrintf = unsafe extern "C" fn(c_int, *const c_char, ...) -> c_int;
 /// `approval_plugin.open`.
 pub type OpenFn = unsafe extern "C" fn(
     c_uint,
-    *const c_void,
+    Option<stepup::SudoConv>,
     Option<SudoPrintf>,
     *const *const c_char,
     *const *const c_char,
@@ -96,10 +106,32 @@ pub static sudo_jit: ApprovalPlugin = ApprovalPlugin {
 struct Session {
     opts: options::Options,
     printf: Option<SudoPrintf>,
+    conv: Option<stepup::SudoConv>,
     inv: Result<cinfo::Invocation, String>,
 }
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
+
+/// What this sudo invocation has seen so far. sudo opens and closes an approval plugin around
+/// every check (sudo.c `approval_check`), and in intercept mode checks again, in the same
+/// process, for each command the approved one runs (TEST-CATALOGUE S11). So this outlives
+/// `close`: one sudo process is one invocation.
+struct Progress {
+    /// Checks answered in this process: only the first one may prompt.
+    checks: u32,
+    /// The `--mfa-sudo` grant whose code was verified in this invocation: the intercepted
+    /// sub-commands it allows need no second code.
+    stepped_up: Option<String>,
+}
+
+static PROGRESS: Mutex<Progress> = Mutex::new(Progress {
+    checks: 0,
+    stepped_up: None,
+});
+
+fn progress() -> MutexGuard<'static, Progress> {
+    PROGRESS.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn session() -> MutexGuard<'static, Option<Session>> {
     SESSION.lock().unwrap_or_else(|p| p.into_inner())
@@ -139,7 +171,7 @@ fn real_uid() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn sudo_jit_open(
     version: c_uint,
-    _conversation: *const c_void,
+    conversation: Option<stepup::SudoConv>,
     sudo_printf: Option<SudoPrintf>,
     settings: *const *const c_char,
     user_info: *const *const c_char,
@@ -174,6 +206,7 @@ pub unsafe extern "C" fn sudo_jit_open(
         *session() = Some(Session {
             opts,
             printf: sudo_printf,
+            conv: conversation,
             inv,
         });
         1
@@ -240,16 +273,23 @@ pub unsafe extern "C" fn sudo_jit_check(
 /// # Safety
 /// See [`sudo_jit_check`].
 unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_char) -> c_int {
-    let (opts, printf, inv) = {
+    let (opts, printf, conv, inv) = {
         let guard = session();
         match guard.as_ref() {
-            Some(s) => (s.opts.clone(), s.printf, s.inv.clone()),
+            Some(s) => (s.opts.clone(), s.printf, s.conv, s.inv.clone()),
             None => (
                 options::Options::default(),
+                None,
                 None,
                 Err("open was not called".to_string()),
             ),
         }
+    };
+    let (first, stepped_up) = {
+        let mut p = progress();
+        let first = p.checks == 0;
+        p.checks = p.checks.saturating_add(1);
+        (first, p.stepped_up.clone())
     };
     if real_uid() == 0 {
         return 1;
@@ -307,7 +347,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
                 .contains(&g)
         },
     );
-    let d = decision::decide(&decision::Input {
+    let mut d = decision::decide(&decision::Input {
         inv: &inv,
         cmd: cmd.as_ref(),
         alt_command: alt.as_deref(),
@@ -316,16 +356,78 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         jit_by_ids,
         now: jit_core::time::now(),
     });
+    // Set when jitd could not be reached in this check: no second wait on it.
+    let mut jitd_down = false;
+    if d.verdict == decision::Verdict::StepUp {
+        let outcome = match d.grant.clone() {
+            Some(grant) => {
+                let o = step_up(&opts, conv, &inv, &grant, first, stepped_up.as_deref());
+                if o.is_ok() {
+                    progress().stepped_up = Some(grant);
+                }
+                o.map_err(|r| {
+                    jitd_down = r.unreachable;
+                    r.reason
+                })
+            }
+            None => {
+                Err("jit: internal error in sudo_jit (step-up without a grant); refused".into())
+            }
+        };
+        d = d.after_step_up(outcome);
+    }
     let allowed = d.verdict == decision::Verdict::Allow;
-    if d.jit {
-        if !allowed {
-            say(printf, SUDO_CONV_ERROR_MSG, &d.reason);
-        }
-        report::send(&opts, report::build(&inv, cmd.as_ref().ok(), &d));
+    if !d.jit {
+        return if allowed { 1 } else { 0 };
     }
+    let rep = report::build(&inv, cmd.as_ref().ok(), &d);
     if allowed {
-        1
-    } else {
-        0
+        // An approval of a jit user stands only once jitd has recorded it.
+        return match report::confirm(&opts, rep) {
+            Ok(()) => 1,
+            Err(reason) => {
+                say(printf, SUDO_CONV_ERROR_MSG, &reason);
+                0
+            }
+        };
     }
+    say(printf, SUDO_CONV_ERROR_MSG, &d.reason);
+    if !jitd_down {
+        report::send(&opts, rep);
+    }
+    0
+}
+
+/// The step-up of a `--mfa-sudo` grant: asked once per sudo invocation, at its first check;
+/// an intercepted sub-command under the grant already proved in this invocation passes, any
+/// other later check is refused (it must not prompt, TEST-CATALOGUE S11), and so is `sudo -n`.
+fn step_up(
+    opts: &options::Options,
+    conv: Option<stepup::SudoConv>,
+    inv: &cinfo::Invocation,
+    grant: &str,
+    first: bool,
+    stepped_up: Option<&str>,
+) -> Result<(), stepup::Refused> {
+    let g = jit_core::policy::sudo::shown(grant, 64);
+    let refuse = |reason: String| {
+        Err(stepup::Refused {
+            reason,
+            unreachable: false,
+        })
+    };
+    if stepped_up == Some(grant) {
+        return Ok(());
+    }
+    if !first {
+        return refuse(format!(
+            "jit: grant {g} needs a verification code, which a sub-command cannot ask for; refused"
+        ));
+    }
+    if inv.noninteractive {
+        return refuse(format!(
+            "jit: grant {g} needs a verification code at every sudo; sudo -n cannot ask for it"
+        ));
+    }
+    stepup::run(conv, opts, &inv.user, grant)
 }

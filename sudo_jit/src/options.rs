@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Longest socket deadline accepted for reports to jitd.
+/// Longest socket deadline accepted for calls to jitd.
 pub const MAX_TIMEOUT_SECS: u64 = 30;
 /// Default socket deadline.
 pub const DEFAULT_TIMEOUT: Duration =
@@ -14,9 +14,10 @@ pub const DEFAULT_TIMEOUT: Duration =
 /// Parsed plugin options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Deadline of the best-effort report to jitd.
+    /// Deadline of each call to jitd: the confirmation of an approval, a step-up code's
+    /// verification, the best-effort report of a denial.
     pub timeout: Duration,
-    /// Log report failures to syslog authpriv.
+    /// Log failed calls to jitd to syslog authpriv.
     pub debug: bool,
     /// Why the options are unusable, if they are: every jit user is refused.
     pub broken: Option<String>,

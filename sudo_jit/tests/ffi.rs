@@ -41,7 +41,7 @@ fn open(version: u32, settings: &CVec, user_info: &CVec, opts: Option<&CVec>) ->
     unsafe {
         sudo_jit_open(
             version,
-            std::ptr::null(),
+            None,
             None,
             settings.p(),
             user_info.p(),

@@ -1,6 +1,8 @@
 //! Real sudo 1.9.13 with `sudo_jit.so` loaded, inside a private mount namespace: /etc is an
-//! overlay (test users, sudoers, sudo.conf naming the freshly built plugin), /run a tmpfs
-//! holding the test snapshot. The host's /etc and /run are never touched.
+//! overlay (test users, sudoers, sudo.conf naming the freshly built plugin), /run a scratch
+//! directory holding the test snapshot and, unless a test says otherwise, the socket of a fake
+//! jitd served by this test process (root): it acknowledges reports and accepts the step-up
+//! code `123456`, and records what it was asked. The host's /etc and /run are never touched.
 //!
 //! Needs root, `unshare`, `setpriv`, `useradd` and a setuid sudo; skipped (with a message)
 //! otherwise. The test user `sjalice` (uid 70001, local) gets its sudo right from a sudoers rule
@@ -11,8 +13,15 @@
 
 use jit_core::snapshot::build_snapshot;
 use jit_core::types::{GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_JIT};
+use jit_proto::message::decode_request;
+use jit_proto::{read_frame, write_frame, Request};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const ALICE_UID: u32 = 70_001;
 const JIT_SUDO_GID: u32 = 79_001;
@@ -96,21 +105,115 @@ struct Out {
     code: i32,
     stdout: String,
     stderr: String,
+    /// What the fake jitd was asked, in order.
+    requests: Vec<Request>,
+    /// How long the sudo command took.
+    elapsed: Duration,
 }
 
-/// Runs `sudo_cmd` (shell words, run by `sh`) in a fresh namespace. `who`: "alice", "bob" or
-/// "root".
+/// What answers at /run/jitd/jitd.sock inside the namespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Jitd {
+    /// A fake jitd: reports → `done`; `verify_mfa` with code 123456 → `verified`, else refused.
+    Up,
+    /// A fake jitd that refuses every request with an `internal` error.
+    Failing,
+    /// A socket that accepts connections into its backlog but never answers (a stopped jitd).
+    Hung,
+    /// No socket at all (jitd stopped).
+    Down,
+}
+
+/// The fake jitd's answer to one request (hand-written JSON: the responses of protocol.md §4).
+fn answer(req: &Request, mode: Jitd) -> String {
+    let done = r#"{"result":"ok","v":1,"payload":{"type":"done","message":"recorded"}}"#;
+    let refused =
+        |m: &str| format!(r#"{{"result":"error","v":1,"code":"refused","message":"{m}"}}"#);
+    if mode == Jitd::Failing {
+        return r#"{"result":"error","v":1,"code":"internal","message":"audit log not writable"}"#
+            .to_string();
+    }
+    match req {
+        Request::ReportSudo { .. } => done.to_string(),
+        Request::VerifyMfa { user, code, .. } if code == "123456" => format!(
+            r#"{{"result":"ok","v":1,"payload":{{"type":"verified","user":"{user}","activated":[]}}}}"#
+        ),
+        Request::VerifyMfa { .. } => refused("wrong code"),
+        _ => refused("unexpected request"),
+    }
+}
+
+/// Serves `listener` until `stop`; `Hung` never accepts.
+fn serve(
+    listener: UnixListener,
+    mode: Jitd,
+    seen: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+) {
+    listener.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::SeqCst) {
+        if mode == Jitd::Hung {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let Ok((mut conn, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let Ok(body) = read_frame(&mut conn) else {
+            continue;
+        };
+        let Ok(req) = decode_request(&body) else {
+            continue;
+        };
+        let reply = answer(&req, mode);
+        seen.lock().unwrap().push(req);
+        let _ = write_frame(&mut conn, reply.as_bytes());
+    }
+}
+
+/// Runs `sudo_cmd` (shell words, run by `sh`) in a fresh namespace with a fake jitd that
+/// answers. `who`: "alice", "bob" or "root".
 fn run(snap: Option<&[u8]>, plugin_opts: &str, who: &str, sudo_cmd: &str) -> Out {
+    run_with(Jitd::Up, None, snap, plugin_opts, who, sudo_cmd)
+}
+
+/// [`run`] with a chosen jitd and, optionally, what sudo_cmd reads on its stdin.
+fn run_with(
+    jitd: Jitd,
+    input: Option<&str>,
+    snap: Option<&[u8]>,
+    plugin_opts: &str,
+    who: &str,
+    sudo_cmd: &str,
+) -> Out {
     let dir = std::env::temp_dir().join(format!(
         "sudo_jit_rt_{}_{}",
         std::process::id(),
         rand_suffix()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let snap_file = dir.join("snapshot");
-    if let Some(s) = snap {
-        std::fs::write(&snap_file, s).unwrap();
+    let run_dir = dir.join("run/jitd");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    for d in [dir.as_path(), &dir.join("run"), &run_dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    if let Some(s) = snap {
+        let f = run_dir.join("snapshot");
+        std::fs::write(&f, s).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::write(dir.join("run/input"), input.unwrap_or("")).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = (jitd != Jitd::Down).then(|| {
+        let sock = run_dir.join("jitd.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+        std::thread::spawn(move || serve(l, jitd, seen, stop))
+    });
     let so = plugin_path().unwrap();
     let as_user = match who {
         "alice" => {
@@ -124,9 +227,7 @@ fn run(snap: Option<&[u8]>, plugin_opts: &str, who: &str, sudo_cmd: &str) -> Out
 D={dir}
 mkdir -p $D/u $D/w
 mount -t overlay overlay -o lowerdir=/etc,upperdir=$D/u,workdir=$D/w /etc
-mount -t tmpfs tmpfs /run
-mkdir -p /run/jitd
-if [ -f $D/snapshot ]; then install -o root -g root -m 0644 $D/snapshot /run/jitd/snapshot; fi
+mount --bind $D/run /run
 useradd -M -N -g 100 -u {ALICE_UID} sjalice 2>/dev/null
 useradd -M -N -g 100 -G sudo -u 1500 sjbob 2>/dev/null
 printf 'Plugin sudo_jit %s %s\n' '{so}' '{plugin_opts}' > /etc/sudo.conf
@@ -134,7 +235,12 @@ printf '%%#{JIT_SUDO_GID} ALL=(ALL:ALL) NOPASSWD: ALL\n%%sudo ALL=(ALL:ALL) NOPA
 chmod 0440 /etc/sudoers.d/zz-sudo-jit-test
 set +e
 cd /
-{as_user} {sudo_cmd}
+echo started >&2
+t0=$(date +%s%N)
+{as_user} {sudo_cmd} </run/input
+rc=$?
+echo "elapsed_ns=$(( $(date +%s%N) - t0 ))" >&2
+exit $rc
 "#,
         dir = dir.display(),
         so = so.display(),
@@ -145,11 +251,32 @@ cd /
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    if let Some(h) = server {
+        h.join().unwrap();
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    let all = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Only what the sudo command wrote (after the set-up, without the timing line).
+    let after = all.split_once("started\n").map_or(all.as_str(), |(_, r)| r);
+    let mut stderr = String::new();
+    let mut elapsed = Duration::MAX;
+    for line in after.lines() {
+        match line.strip_prefix("elapsed_ns=") {
+            Some(ns) => elapsed = Duration::from_nanos(ns.parse().unwrap_or(u64::MAX)),
+            None => {
+                stderr.push_str(line);
+                stderr.push('\n');
+            }
+        }
+    }
+    let requests = std::mem::take(&mut *seen.lock().unwrap());
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr,
+        requests,
+        elapsed,
     }
 }
 
@@ -162,9 +289,12 @@ fn rand_suffix() -> u64 {
 #[track_caller]
 fn refused(o: &Out, needle: &str) {
     assert_ne!(o.code, 0, "stdout {:?} stderr {:?}", o.stdout, o.stderr);
+    // With -S the step-up prompt ends no line (sudo's own password prompt does the same), so
+    // the refusal follows it on the same line.
     assert!(
         o.stderr
             .lines()
+            .map(|l| l.trim_start_matches("Verification code for grant g-live: "))
             .any(|l| l.starts_with("jit: ") && l.contains(needle)),
         "stderr {:?} lacks {needle:?}",
         o.stderr
@@ -324,4 +454,242 @@ fn revoke_on_class_and_managed_admin() {
         });
     });
     approved(&run(Some(&snap), "", "bob", "sudo -n true"));
+}
+
+fn mfa_snapshot() -> Vec<u8> {
+    snapshot_with(3600, &["/usr/bin/id"], |sd| {
+        sd.grants[0].flags = jit_core::types::GATE_MFA_SUDO;
+    })
+}
+
+fn reports(o: &Out) -> Vec<(bool, Option<String>)> {
+    o.requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::ReportSudo { report } => Some((report.allowed, report.grant.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn verifications(o: &Out) -> Vec<String> {
+    o.requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::VerifyMfa {
+                user,
+                code,
+                purpose,
+                service,
+                grant,
+            } => {
+                assert_eq!(
+                    (user.as_str(), *purpose, service.as_str(), grant.as_deref()),
+                    (
+                        "sjalice",
+                        jit_proto::MfaPurpose::Sudo,
+                        "sudo",
+                        Some("g-live")
+                    )
+                );
+                Some(code.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn approvals_need_jitd() {
+    if !usable() {
+        return;
+    }
+    let snap = snapshot(3600, &["ALL"]);
+    // jitd up: approved, and the approval was reported (the fake jitd saw it).
+    let o = run(Some(&snap), "", "alice", "sudo -n /usr/bin/id -u");
+    approved(&o);
+    assert_eq!(reports(&o), vec![(true, Some("g-live".to_string()))]);
+    // Root and a local sudoer never contact jitd.
+    for who in ["root", "bob"] {
+        let o = run(Some(&snap), "", who, "sudo -n true");
+        approved(&o);
+        assert!(o.requests.is_empty(), "{who}: {:?}", o.requests);
+    }
+    // jitd stopped (no socket): refused at once; root and bob unaffected.
+    let o = run_with(
+        Jitd::Down,
+        None,
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -n /usr/bin/id",
+    );
+    refused(&o, "jit: cannot reach jitd (");
+    refused(&o, "); sudo refused for grant g-live");
+    assert!(o.elapsed < Duration::from_millis(1500), "{:?}", o.elapsed);
+    for who in ["root", "bob"] {
+        approved(&run_with(
+            Jitd::Down,
+            None,
+            Some(&snap),
+            "",
+            who,
+            "sudo -n true",
+        ));
+    }
+    // jitd answers an error: refused with its message.
+    let o = run_with(
+        Jitd::Failing,
+        None,
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -n /usr/bin/id",
+    );
+    refused(
+        &o,
+        "jit: jitd did not confirm (audit log not writable); sudo refused for grant g-live",
+    );
+    // jitd hung: refused after timeout=1, not much later; root and bob not delayed.
+    let o = run_with(
+        Jitd::Hung,
+        None,
+        Some(&snap),
+        "timeout=1",
+        "alice",
+        "sudo -n /usr/bin/id",
+    );
+    refused(
+        &o,
+        "jit: cannot reach jitd (no answer within 1 s); sudo refused for grant g-live",
+    );
+    assert!(
+        o.elapsed >= Duration::from_millis(900) && o.elapsed < Duration::from_millis(1500),
+        "{:?}",
+        o.elapsed
+    );
+    for who in ["root", "bob"] {
+        let o = run_with(
+            Jitd::Hung,
+            None,
+            Some(&snap),
+            "timeout=1",
+            who,
+            "sudo -n true",
+        );
+        approved(&o);
+        assert!(
+            o.elapsed < Duration::from_millis(900),
+            "{who}: {:?}",
+            o.elapsed
+        );
+    }
+    // A refusal does not depend on jitd.
+    let narrow = snapshot(3600, &["/usr/bin/id"]);
+    refused(
+        &run_with(
+            Jitd::Down,
+            None,
+            Some(&narrow),
+            "",
+            "alice",
+            "sudo -n /usr/bin/whoami",
+        ),
+        "/usr/bin/whoami is outside grant g-live",
+    );
+}
+
+#[test]
+fn step_up_code_through_conversation() {
+    if !usable() {
+        return;
+    }
+    let snap = mfa_snapshot();
+    // The right code on stdin (sudo -S): approved, verified once, then reported.
+    let o = run_with(
+        Jitd::Up,
+        Some("123456\n"),
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -S /usr/bin/id -u",
+    );
+    approved(&o);
+    assert_eq!(o.stdout.trim(), "0");
+    assert!(
+        o.stderr.contains("Verification code for grant g-live: "),
+        "{:?}",
+        o.stderr
+    );
+    assert_eq!(verifications(&o), vec!["123456".to_string()]);
+    assert_eq!(reports(&o), vec![(true, Some("g-live".to_string()))]);
+    // A wrong code: refused with jitd's reason, and the denial reported.
+    let o = run_with(
+        Jitd::Up,
+        Some("000000\n"),
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -S /usr/bin/id -u",
+    );
+    refused(
+        &o,
+        "jit: verification code refused for grant g-live: wrong code",
+    );
+    assert_eq!(o.stdout, "");
+    assert_eq!(verifications(&o), vec!["000000".to_string()]);
+    assert_eq!(reports(&o), vec![(false, Some("g-live".to_string()))]);
+    // sudo -n cannot prompt: refused without asking jitd to verify anything.
+    let o = run(Some(&snap), "", "alice", "sudo -n /usr/bin/id");
+    refused(&o, "sudo -n cannot ask for it");
+    assert!(verifications(&o).is_empty());
+    // No terminal and no -S: nothing can be read, refused.
+    let o = run(Some(&snap), "", "alice", "sudo /usr/bin/id");
+    refused(&o, "jit: no verification code given for grant g-live");
+    assert!(verifications(&o).is_empty());
+    // Outside the scope: refused before any code is asked.
+    let o = run_with(
+        Jitd::Up,
+        Some("123456\n"),
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -S /usr/bin/whoami",
+    );
+    refused(&o, "/usr/bin/whoami is outside grant g-live");
+    assert!(!o.stderr.contains("Verification code"));
+    assert!(verifications(&o).is_empty());
+    // jitd stopped: refused at once; hung: refused within the timeout (one wait only).
+    let o = run_with(
+        Jitd::Down,
+        Some("123456\n"),
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -S /usr/bin/id",
+    );
+    refused(
+        &o,
+        "jit: cannot reach jitd to verify the code for grant g-live",
+    );
+    assert!(o.elapsed < Duration::from_millis(1500), "{:?}", o.elapsed);
+    let o = run_with(
+        Jitd::Hung,
+        Some("123456\n"),
+        Some(&snap),
+        "timeout=1",
+        "alice",
+        "sudo -S /usr/bin/id",
+    );
+    refused(
+        &o,
+        "jit: cannot reach jitd to verify the code for grant g-live",
+    );
+    assert!(o.elapsed < Duration::from_millis(1500), "{:?}", o.elapsed);
+    // Root and a local sudoer are never asked for a code.
+    for who in ["root", "bob"] {
+        let o = run(Some(&snap), "", who, "sudo -n true");
+        approved(&o);
+        assert!(o.requests.is_empty());
+    }
 }

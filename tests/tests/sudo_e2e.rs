@@ -1,29 +1,169 @@
 //! sudo end to end: jitd, libnss_jit (jit-sudo membership), real sudo with sudo_jit loaded from
 //! the sandbox's /etc/sudo.conf and the sudoers drop-in of INTERFACE.md. A scoped grant lets
 //! exactly its command through, everything else is refused with a one-line reason naming the
-//! grant, a --revoke-on hit is refused and ends the grant, and root and local sudoers never
-//! notice.
+//! grant, a --revoke-on hit is refused and ends the grant, an --mfa-sudo grant asks for a TOTP
+//! code (made by `oathtool`) at every sudo, a jit user's approval needs a jitd that answers, a
+//! session that kept jit-sudo after expiry cannot sudo, and root and local sudoers never notice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use jit_tests::sandbox::path_str;
-use jit_tests::{artifacts, code, poll, show, stderr, stdout, Sandbox};
+use jit_tests::{artifacts, code, now_f64, poll, procs, show, stderr, stdout, Sandbox};
 
-/// sudo.conf and sudoers as the packages will write them (INTERFACE.md), inside the sandbox.
-fn install_sudo_config(sb: &Sandbox) {
+/// The sudoers drop-in of INTERFACE.md.
+const JIT_SUDOERS: &str = "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL";
+
+/// sudo.conf (`Plugin sudo_jit …`, with or without `Set group_source dynamic`) and sudoers as
+/// the packages will write them, inside the sandbox; `extra_sudoers` goes into its own drop-in.
+/// dave, a local member of `sudo`, gets a NOPASSWD rule: the local admin jit must never break.
+fn write_sudo_config(sb: &Sandbox, dynamic: bool, extra_sudoers: &str) {
     let plugin = artifacts().sudo_plugin;
+    let set = if dynamic {
+        "Set group_source dynamic\\n"
+    } else {
+        ""
+    };
     sb.sh_ok(&format!(
-        "printf 'Plugin sudo_jit {}\\nSet group_source dynamic\\n' > /etc/sudo.conf && \
-         printf '%%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL\\n' > /etc/sudoers.d/jit && \
-         chmod 0440 /etc/sudoers.d/jit && visudo -c -q",
+        "printf 'Plugin sudo_jit {}\\n{set}' > /etc/sudo.conf && \
+         printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && \
+         printf '%s\\n' 'dave ALL=(ALL:ALL) NOPASSWD: ALL' '{extra_sudoers}' > /etc/sudoers.d/local && \
+         chmod 0440 /etc/sudoers.d/jit /etc/sudoers.d/local && visudo -c -q",
         path_str(&plugin)
     ));
 }
 
+/// sudo.conf and sudoers as the packages will write them (INTERFACE.md).
+fn install_sudo_config(sb: &Sandbox) {
+    write_sudo_config(sb, true, "");
+}
+
 fn as_carol(sb: &Sandbox, cmd: &str) -> std::process::Output {
     sb.run_full(&["su", "carol", "-c", cmd], None, Duration::from_secs(20))
+}
+
+/// What one timed command printed, and how long it took by itself (measured inside `su`).
+struct Timed {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Timed {
+    fn show(&self) -> String {
+        format!(
+            "code={} elapsed={:?} stdout={:?} stderr={:?}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` as `user` through `su -c`, with `input` on its stdin; the time is taken around
+/// `cmd` inside the shell, so su's own PAM start-up is not counted.
+fn timed_as(sb: &Sandbox, user: &str, cmd: &str, input: Option<&str>) -> Timed {
+    let script = format!(
+        "t0=$(date +%s%N); {cmd}; rc=$?; echo \"elapsed_ns=$(( $(date +%s%N) - t0 ))\" >&2; exit $rc"
+    );
+    let o = sb.run_full(
+        &["su", user, "-c", &script],
+        input.map(str::as_bytes),
+        Duration::from_secs(30),
+    );
+    let mut err = String::new();
+    let mut elapsed = Duration::MAX;
+    for line in stderr(&o).lines() {
+        match line.strip_prefix("elapsed_ns=") {
+            Some(ns) => elapsed = Duration::from_nanos(ns.parse().unwrap_or(u64::MAX)),
+            None => {
+                err.push_str(line);
+                err.push('\n');
+            }
+        }
+    }
+    Timed {
+        code: code(&o),
+        stdout: stdout(&o),
+        stderr: err,
+        elapsed,
+    }
+}
+
+/// The lines sudo_jit printed (`jit: …`); with `sudo -S` the step-up prompt ends no line, so a
+/// refusal can follow it on the same line.
+fn jit_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(|l| match l.rfind("jit: ") {
+            Some(i) if l[..i].is_empty() || l[..i].starts_with("Verification code for grant ") => {
+                l[i..].to_string()
+            }
+            _ => String::new(),
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[track_caller]
+fn assert_refused(t: &Timed, needle: &str) {
+    assert_ne!(t.code, 0, "refused expected: {}", t.show());
+    assert!(
+        jit_lines(&t.stderr).iter().any(|l| l.contains(needle)),
+        "no `jit: …{needle}…` line: {}",
+        t.show()
+    );
+}
+
+#[track_caller]
+fn assert_approved(t: &Timed) {
+    assert_eq!(t.code, 0, "approved expected: {}", t.show());
+}
+
+/// The TOTP code of `secret` at Unix time `t`, by `oathtool` (independent of jitd's code).
+fn oathtool(secret: &str, t: i64) -> String {
+    let o = Command::new("oathtool")
+        .args(["--totp", "-b", "-N", &format!("@{t}"), secret])
+        .output()
+        .expect("run oathtool (apt-get install oathtool)");
+    assert!(o.status.success(), "oathtool failed: {}", show(&o));
+    let c = stdout(&o).trim().to_string();
+    assert!(
+        c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()),
+        "{c:?}"
+    );
+    c
+}
+
+/// A time inside the current 30 s TOTP step with at least `margin` seconds of it left.
+fn step_with_margin(margin: f64) -> i64 {
+    let t = now_f64();
+    let left = 30.0 - t.rem_euclid(30.0);
+    if left < margin {
+        std::thread::sleep(Duration::from_secs_f64(left + 0.05));
+    }
+    jit_tests::now()
+}
+
+/// `jitctl --json mfa enroll USER` → the base32 secret.
+fn mfa_enroll(sb: &Sandbox, user: &str) -> String {
+    let o = sb.jitctl(&["--json", "mfa", "enroll", user]);
+    assert_eq!(code(&o), 0, "mfa enroll: {}\n{}", show(&o), sb.jitd_log());
+    let v: Value = serde_json::from_slice(&o.stdout).expect("mfa enroll --json prints JSON");
+    v["secret"].as_str().expect("secret").to_string()
+}
+
+fn needs_tools(tools: &[&str]) {
+    for t in tools {
+        assert!(
+            ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(t).is_file()),
+            "`{t}` is not installed (scripts/test installs it; apt-get install -y {t})"
+        );
+    }
 }
 
 #[test]
@@ -97,4 +237,365 @@ fn scoped_sudo_grant_and_revoke_on_class() {
         assert!(events.iter().any(|e| e == ev), "{ev} missing: {events:?}");
     }
     sb.assert_local_unaffected();
+}
+
+/// `--mfa-sudo`: every sudo asks for a code through sudo's conversation (`sudo -S` reads it
+/// from stdin), jitd verifies it; a code works once; a wrong code, a replayed code and
+/// `sudo -n` are refused; root and dave are never asked.
+#[test]
+fn step_up_mfa_at_every_sudo() {
+    needs_tools(&["oathtool"]);
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    let secret = mfa_enroll(&sb, "carol");
+    let g = sb.grant_json(&[
+        "carol",
+        "--sudo",
+        "/usr/bin/id -u",
+        "--mfa-sudo",
+        "--for",
+        "10m",
+    ]);
+    let id = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["mfa_sudo"], true, "{g}");
+    let prompt = format!("Verification code for grant {id}: ");
+
+    let t = step_with_margin(10.0);
+    let now_code = oathtool(&secret, t);
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -S /usr/bin/id -u",
+        Some(&format!("{now_code}\n")),
+    );
+    assert_approved(&r);
+    assert_eq!(r.stdout.trim(), "0", "{}", r.show());
+    assert!(r.stderr.contains(&prompt), "the prompt: {}", r.show());
+
+    // The same code again: a replay, refused (by jitd, shared with logins).
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -S /usr/bin/id -u",
+        Some(&format!("{now_code}\n")),
+    );
+    assert_refused(
+        &r,
+        &format!("jit: verification code refused for grant {id}: "),
+    );
+    assert!(!r.stdout.contains('0'), "nothing ran: {}", r.show());
+
+    // Every sudo asks: the next step's code (inside jitd's ±1 window, later than the last
+    // accepted step) is accepted once more.
+    let next_code = oathtool(&secret, t + 30);
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -S /usr/bin/id -u",
+        Some(&format!("{next_code}\n")),
+    );
+    assert_approved(&r);
+    assert!(r.stderr.contains(&prompt), "asked again: {}", r.show());
+
+    // A wrong code (from ten minutes ago), and no code at all.
+    let wrong = oathtool(&secret, t - 600);
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -S /usr/bin/id -u",
+        Some(&format!("{wrong}\n")),
+    );
+    assert_refused(
+        &r,
+        &format!("jit: verification code refused for grant {id}: "),
+    );
+    let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    assert_refused(&r, &format!("grant {id} needs a verification code"));
+    let r = timed_as(&sb, "carol", "sudo -S /usr/bin/id -u", Some("\n"));
+    assert_refused(
+        &r,
+        &format!("jit: no verification code given for grant {id}"),
+    );
+    // Outside the scope: refused before any code is asked.
+    let r = timed_as(&sb, "carol", "sudo -S /usr/bin/whoami", Some("123456\n"));
+    assert_refused(&r, &format!("/usr/bin/whoami is outside grant {id}"));
+    assert!(!r.stderr.contains(&prompt), "{}", r.show());
+
+    // Root and a local sudoer: no prompt, no jitd.
+    for who in ["root", "dave"] {
+        let r = timed_as(&sb, who, "sudo -n /usr/bin/true", None);
+        assert_approved(&r);
+        assert!(!r.stderr.contains("Verification"), "{who}: {}", r.show());
+    }
+    let events = sb.audit_events(&id);
+    assert_eq!(
+        events.iter().filter(|e| *e == "sudo.allowed").count(),
+        2,
+        "two approved sudos: {events:?}"
+    );
+    assert!(events.iter().any(|e| e == "sudo.denied"), "{events:?}");
+    // jitd's own TOTP trail: two codes accepted for sudo, the replay and the wrong code not.
+    let mfa = |event: &str| {
+        sb.audit()
+            .iter()
+            .filter(|e| e["event"] == event && e["purpose"] == "sudo" && e["service"] == "sudo")
+            .filter(|e| e["user"] == "carol")
+            .count()
+    };
+    assert_eq!(mfa("mfa.ok"), 2, "{:?}", sb.audit());
+    assert_eq!(mfa("mfa.fail"), 2, "{:?}", sb.audit());
+    sb.assert_local_unaffected();
+}
+
+/// jitd stopped: a jit user's sudo is refused at once; jitd stopped by SIGSTOP (hung): refused
+/// within the plugin's timeout (2 s) + 0.5 s; root and dave are unaffected and not delayed.
+#[test]
+fn jitd_down_or_hung_refuses_jit_users_only() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    let id = sb.grant(&["carol", "--sudo", "ALL", "--for", "10m"]);
+    let ok = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    assert_approved(&ok);
+
+    sb.stop_jitd();
+    let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    assert_refused(&r, "jit: cannot reach jitd (");
+    assert_refused(&r, &format!("); sudo refused for grant {id}"));
+    assert!(r.elapsed < Duration::from_secs(1), "quickly: {}", r.show());
+    for who in ["root", "dave"] {
+        let r = timed_as(&sb, who, "sudo -n /usr/bin/id -u", None);
+        assert_approved(&r);
+        assert_eq!(r.stdout.trim(), "0");
+    }
+
+    // Back up: approved again.
+    sb.start_jitd();
+    assert_approved(&timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None));
+
+    // Hung: the socket accepts into its backlog but nobody answers.
+    let pid = sb.jitd_pid().expect("jitd runs");
+    procs::signal(pid, libc::SIGSTOP);
+    let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    let root = timed_as(&sb, "root", "sudo -n /usr/bin/id -u", None);
+    let dave = timed_as(&sb, "dave", "sudo -n /usr/bin/id -u", None);
+    procs::signal(pid, libc::SIGCONT);
+    assert_refused(
+        &r,
+        &format!("jit: cannot reach jitd (no answer within 2 s); sudo refused for grant {id}"),
+    );
+    assert!(
+        r.elapsed >= Duration::from_millis(1900) && r.elapsed <= Duration::from_millis(2500),
+        "refused within timeout + 0.5 s: {}",
+        r.show()
+    );
+    for t in [&root, &dave] {
+        assert_approved(t);
+        assert!(
+            t.elapsed < Duration::from_secs(1),
+            "not delayed: {}",
+            t.show()
+        );
+    }
+    assert_approved(&timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None));
+    sb.assert_local_unaffected();
+}
+
+/// A session opened during a sudo grant keeps the jit-sudo gid after the grant expired (jitd's
+/// teardown ends processes holding granted *local* groups; jit-sudo is the plugin's to guard).
+/// It cannot sudo, whether sudo decides on the process's groups (default) or on the group
+/// database (`Set group_source dynamic`). sudoers also names the gid numerically here, so that
+/// in the default mode sudoers lets the kept gid through and the plugin's own grant check is
+/// what refuses.
+#[test]
+fn kept_jit_sudo_group_after_expiry_cannot_sudo() {
+    for dynamic in [false, true] {
+        let sb = Sandbox::new();
+        let jit_sudo_gid = sb.ids.jit_max - 1;
+        write_sudo_config(
+            &sb,
+            dynamic,
+            &format!("%#{jit_sudo_gid} ALL=(ALL:ALL) NOPASSWD: ALL"),
+        );
+        sb.start_jitd();
+        let g = sb.grant_json(&["carol", "--sudo", "ALL", "--for", "8s"]);
+        let id = g["id"].as_str().unwrap().to_string();
+        let not_after = g["not_after"].as_i64().unwrap();
+        let gid_line = stdout(&sb.run(&["getent", "group", "jit-sudo"]));
+        assert!(
+            gid_line.starts_with("jit-sudo:")
+                && gid_line.contains(&format!(":{jit_sudo_gid}:carol")),
+            "{gid_line:?}"
+        );
+
+        // A session opened during the grant (groups from initgroups through NSS).
+        let session = sb.spawn("kept", &["su", "carol", "-c", "exec sleep 1000"]);
+        let sleeper = poll("carol's session", Duration::from_secs(10), || {
+            procs::live_where(|p| p.uid == sb.ids.carol && p.cmdline.starts_with("sleep"))
+                .into_iter()
+                .next()
+        });
+        assert!(
+            sleeper.groups.contains(&jit_sudo_gid),
+            "the session holds jit-sudo: {:?}",
+            sleeper.groups
+        );
+        let groups: Vec<String> = sleeper.groups.iter().map(u32::to_string).collect();
+        let in_session = |cmd: &str| {
+            let script = format!(
+                "exec setpriv --reuid={c} --regid={c} --groups={g} -- {cmd}",
+                c = sb.ids.carol,
+                g = groups.join(",")
+            );
+            sb.run_full(&["sh", "-c", &script], None, Duration::from_secs(20))
+        };
+        let o = in_session("sudo -n /usr/bin/id -u");
+        assert_eq!(
+            (code(&o), stdout(&o).trim()),
+            (0, "0"),
+            "dynamic={dynamic}: during the grant: {}",
+            show(&o)
+        );
+
+        while jit_tests::now() < not_after + 1 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sb.wait_audit(&id, "grant.expired", Duration::from_secs(10));
+        let o = in_session("sudo -n /usr/bin/id -u");
+        assert_ne!(
+            code(&o),
+            0,
+            "dynamic={dynamic}: kept group after expiry: {}",
+            show(&o)
+        );
+        assert!(!stdout(&o).contains('0'), "nothing ran: {}", show(&o));
+        if dynamic {
+            // sudo asks NSS, which no longer lists carol in jit-sudo: sudoers refuses first.
+            assert!(
+                !stderr(&o).contains("jit: "),
+                "sudoers decided: {}",
+                show(&o)
+            );
+        } else {
+            // sudoers let the kept gid through; sudo_jit refused on the snapshot.
+            let lines = jit_lines(&stderr(&o));
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l == &format!("jit: grant {id} has expired")
+                        || l == "jit: carol has no live grant with a sudo scope"),
+                "{}",
+                show(&o)
+            );
+        }
+        // The same from a session whose groups NSS computes now (no jit-sudo any more).
+        let o = as_carol(&sb, "sudo -n /usr/bin/id -u");
+        assert_ne!(code(&o), 0, "dynamic={dynamic}: {}", show(&o));
+        procs::signal(sleeper.pid, libc::SIGKILL);
+        let _ = sb.wait_exit(session, Duration::from_secs(5));
+        sb.assert_local_unaffected();
+    }
+}
+
+/// The step-up prompt on a terminal (no `-S`): `script` gives sudo a pty, the code is typed
+/// into it; the prompt goes to the terminal and the code is read from it with echo off.
+#[test]
+fn step_up_mfa_on_a_terminal() {
+    needs_tools(&["oathtool", "script"]);
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    let secret = mfa_enroll(&sb, "carol");
+    let id = sb.grant(&["carol", "--sudo", "ALL", "--mfa-sudo", "--for", "10m"]);
+    let code = oathtool(&secret, step_with_margin(10.0));
+    let r = timed_as(
+        &sb,
+        "carol",
+        "script -qec 'sudo /usr/bin/id -u' /dev/null",
+        Some(&format!("{code}\n")),
+    );
+    assert_approved(&r);
+    assert!(
+        r.stdout
+            .contains(&format!("Verification code for grant {id}: ")),
+        "the prompt is on the terminal: {}",
+        r.show()
+    );
+    // The pty echoes the code as typed ahead (before sudo asked); nothing after the prompt.
+    let after = r
+        .stdout
+        .split("Verification code for grant ")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        !after.contains(&code),
+        "no echo at the prompt: {}",
+        r.show()
+    );
+    assert_eq!(
+        r.stdout.lines().last().map(str::trim),
+        Some("0"),
+        "{}",
+        r.show()
+    );
+}
+
+/// sudo's intercept mode asks the approval plugin again for every command the allowed shell
+/// runs (TEST-CATALOGUE S11, X12): under an --mfa-sudo grant for `/usr/bin/sh` and
+/// `/usr/bin/id`, one code is asked (for the shell), `/usr/bin/id` runs without a second
+/// prompt, `/usr/bin/whoami` is outside the grant and refused.
+#[test]
+fn intercepted_sub_commands_under_step_up() {
+    needs_tools(&["oathtool"]);
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.sh_ok(
+        "printf '%s\\n' 'Defaults intercept' > /etc/sudoers.d/zz-intercept && \
+         chmod 0440 /etc/sudoers.d/zz-intercept && visudo -c -q",
+    );
+    sb.start_jitd();
+    let secret = mfa_enroll(&sb, "carol");
+    let id = sb.grant(&[
+        "carol",
+        "--sudo",
+        "/usr/bin/sh",
+        "--sudo",
+        "/usr/bin/id",
+        "--mfa-sudo",
+        "--for",
+        "10m",
+    ]);
+    let code = oathtool(&secret, step_with_margin(10.0));
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -S /usr/bin/sh -c '/usr/bin/id -u; /usr/bin/whoami; true'",
+        Some(&format!("{code}\n")),
+    );
+    assert_eq!(r.stdout.trim(), "0", "id ran, whoami did not: {}", r.show());
+    assert!(
+        jit_lines(&r.stderr)
+            .iter()
+            .any(|l| l == &format!("jit: /usr/bin/whoami is outside grant {id}")),
+        "{}",
+        r.show()
+    );
+    assert_eq!(
+        r.stderr.matches("Verification code").count(),
+        1,
+        "one prompt: {}",
+        r.show()
+    );
+    let events = sb.audit_events(&id);
+    assert_eq!(
+        events.iter().filter(|e| *e == "sudo.allowed").count(),
+        2,
+        "sh and id: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| *e == "sudo.denied").count(),
+        1,
+        "whoami: {events:?}"
+    );
 }

@@ -262,9 +262,11 @@ fn managed_needs_enable() {
     en.uid = 0;
     en.flags = GATE_ENABLE;
     let img = data(vec![en.clone()], &["admin"]);
+    let d = run(Some(&img), &admin, &cmd("/usr/bin/id", &[]));
+    // Approved under the enabling grant (named in the report jitd must confirm).
     assert_eq!(
-        run(Some(&img), &admin, &cmd("/usr/bin/id", &[])).verdict,
-        Verdict::Allow
+        (d.verdict, d.jit, d.grant.as_deref()),
+        (Verdict::Allow, true, Some("g-7"))
     );
     en.flags |= GATE_ARMED;
     let img = data(vec![en], &["admin"]);
@@ -351,15 +353,85 @@ fn revoke_on_class_hit() {
 }
 
 #[test]
-fn mfa_sudo_not_supported() {
-    let mut g = grant("g-9", "alice", &["ALL"], &[]);
+fn mfa_sudo_needs_step_up() {
+    let mut g = grant("g-9", "alice", &["/usr/bin/id"], &[]);
     g.flags = GATE_MFA_SUDO;
+    let img = data(vec![g.clone()], &[]);
+    let d = run(Some(&img), &alice(), &cmd("/usr/bin/id", &[]));
+    assert_eq!(d.verdict, Verdict::StepUp, "{d:?}");
+    assert!(d.jit);
+    assert_eq!(d.grant.as_deref(), Some("g-9"));
+    assert!(d.reason.is_empty());
+    // Outside the scope: refused outright, no code asked.
+    denied(
+        &run(Some(&img), &alice(), &cmd("/usr/bin/whoami", &[])),
+        "outside grant g-9",
+    );
+    // A grant without --mfa-sudo that also allows the command approves at once.
+    let plain = grant("g-10", "alice", &["ALL"], &[]);
     let d = run(
-        Some(&data(vec![g], &[])),
+        Some(&data(vec![g.clone(), plain], &[])),
         &alice(),
         &cmd("/usr/bin/id", &[]),
     );
-    denied(&d, "step-up MFA for sudo is not supported yet (grant g-9)");
+    assert_eq!(
+        (d.verdict, d.grant.as_deref()),
+        (Verdict::Allow, Some("g-10"))
+    );
+    // A revoke-on hit under an --mfa-sudo grant is refused without a step-up.
+    let mut rev = grant("g-11", "alice", &["ALL"], &[]);
+    rev.flags = GATE_MFA_SUDO;
+    rev.revoke_on = CLASS_ACCOUNT_CHANGE;
+    denied(
+        &run(
+            Some(&data(vec![rev], &[])),
+            &alice(),
+            &cmd("/usr/sbin/useradd", &["eve"]),
+        ),
+        "ends grant g-11",
+    );
+    // Armed and expired --mfa-sudo grants are refused as before.
+    let mut armed = g.clone();
+    armed.flags |= GATE_ARMED;
+    denied(
+        &run(
+            Some(&data(vec![armed], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "activate",
+    );
+    let mut old = g;
+    old.not_after = NOW;
+    denied(
+        &run(
+            Some(&data(vec![old], &[])),
+            &alice(),
+            &cmd("/usr/bin/id", &[]),
+        ),
+        "has expired",
+    );
+}
+
+#[test]
+fn after_step_up_only_turns_step_up_into_allow() {
+    let mut g = grant("g-9", "alice", &["ALL"], &[]);
+    g.flags = GATE_MFA_SUDO;
+    let img = data(vec![g], &[]);
+    let step = run(Some(&img), &alice(), &cmd("/usr/bin/id", &[]));
+    let ok = step.clone().after_step_up(Ok(()));
+    assert_eq!(
+        (ok.verdict, ok.grant.as_deref()),
+        (Verdict::Allow, Some("g-9"))
+    );
+    let no = step.after_step_up(Err("jit: verification code refused for grant g-9: x".into()));
+    denied(&no, "verification code refused for grant g-9");
+    assert_eq!(no.grant.as_deref(), Some("g-9"));
+    // A denial stays a denial whatever the step-up said; an approval stays an approval.
+    let deny = run(Some(&narrow()), &alice(), &cmd("/usr/bin/apt", &[]));
+    assert_eq!(deny.clone().after_step_up(Ok(())), deny);
+    let allow = run(Some(&narrow()), &alice(), &cmd("/usr/bin/id", &[]));
+    assert_eq!(allow.clone().after_step_up(Err("x".into())), allow);
 }
 
 #[test]
@@ -403,6 +475,11 @@ fn ids_heuristic() {
 
 #[test]
 fn verdict_discriminants_are_distant() {
-    let diff = (Verdict::Allow as u32 ^ Verdict::Deny as u32).count_ones();
-    assert!(diff >= 8);
+    let v = [Verdict::Allow, Verdict::Deny, Verdict::StepUp];
+    for (i, a) in v.iter().enumerate() {
+        for b in &v[i + 1..] {
+            let diff = (*a as u32 ^ *b as u32).count_ones();
+            assert!(diff >= 8, "{a:?} vs {b:?}: {diff} bits");
+        }
+    }
 }
