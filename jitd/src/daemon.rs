@@ -38,6 +38,9 @@ const ENDED_KEEP: usize = 10_000;
 struct Inner {
     state: State,
     state_writable: bool,
+    /// State changed in memory in a way that may reach disk at the next tick (a closed
+    /// session: losing it in a crash only means the reaper closes it again at start).
+    dirty: bool,
     snapshot_id: Option<FileId>,
     snapshot_written_at: Option<UnixTime>,
     local_sig: Option<(Option<FileId>, Option<FileId>)>,
@@ -106,6 +109,8 @@ struct TeardownJob {
     state: GrantState,
     /// The grant enabled a managed local admin account.
     enable: bool,
+    /// The grant had a sudo scope (its holder was in jit-sudo).
+    sudo: bool,
     /// Sessions pam_jit registered under it: (session id, pid, pid start time).
     sessions: Vec<(String, i32, u64)>,
 }
@@ -153,6 +158,7 @@ impl Daemon {
             inner: Mutex::new(Inner {
                 state: loaded.state,
                 state_writable: true,
+                dirty: false,
                 snapshot_id: None,
                 snapshot_written_at: None,
                 local_sig: None,
@@ -192,6 +198,7 @@ impl Daemon {
         match self.store.save(&inner.state) {
             Ok(()) => {
                 inner.state_writable = true;
+                inner.dirty = false;
                 Ok(())
             }
             Err(e) => {
@@ -320,7 +327,7 @@ impl Daemon {
                 // Persist before acting; if it fails, the expiry still takes effect in memory
                 // and in the snapshot (expiry is local), and the write is retried next tick.
                 let _ = self.persist(&mut inner, now);
-            } else if !inner.state_writable {
+            } else if !inner.state_writable || inner.dirty {
                 let _ = self.persist(&mut inner, now);
             }
             let local_now = (
@@ -431,7 +438,7 @@ impl Daemon {
     fn run_teardowns(&self, now: UnixTime) {
         let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         // One consistent view of state, taken under one lock; the file reads come after it.
-        let (mut jobs, still_granted, still_account, still_enabled) = {
+        let (mut jobs, still_granted, still_account, still_enabled, still_sudo) = {
             let inner = self.lock();
             let jobs: Vec<TeardownJob> = inner
                 .state
@@ -446,6 +453,7 @@ impl Daemon {
                     gids: Vec::new(),
                     state: g.state,
                     enable: g.enable,
+                    sudo: !g.sudo.is_empty(),
                     sessions: inner
                         .state
                         .sessions
@@ -472,10 +480,21 @@ impl Daemon {
                 .map(|g| g.user.clone())
                 .collect();
             let still_enabled: HashSet<String> = live
+                .clone()
                 .filter(|g| g.enable && g.state_at(now) == GrantState::Live)
                 .map(|g| g.user.clone())
                 .collect();
-            (jobs, still_granted, still_account, still_enabled)
+            let still_sudo: HashSet<String> = live
+                .filter(|g| !g.sudo.is_empty() && g.state_at(now) == GrantState::Live)
+                .map(|g| g.user.clone())
+                .collect();
+            (
+                jobs,
+                still_granted,
+                still_account,
+                still_enabled,
+                still_sudo,
+            )
         };
         let local = self.local_db().unwrap_or_default();
         let mut targets = KillTargets::default();
@@ -497,6 +516,14 @@ impl Daemon {
             }
             // The grantee's uid: a local user, or the ephemeral account itself.
             let holder = local.user(&job.user).map(|u| u.uid).or(job.uid);
+            // A session that kept the jit-sudo gid would pass sudoers' %jit-sudo rule without
+            // group_source=dynamic; sudo_jit refuses it, and it ends here as well.
+            if job.sudo && !still_sudo.contains(&job.user) {
+                if let Some(h) = holder.filter(|&h| h != 0) {
+                    targets.group_holders.insert((h, self.cfg.gid_sudo()));
+                    job.gids.push(self.cfg.gid_sudo());
+                }
+            }
             for gname in &job.groups {
                 let Some(lg) = local.group(gname) else {
                     continue;

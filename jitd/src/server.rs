@@ -14,6 +14,7 @@ use std::time::Duration;
 use jit_proto::client::peer_uid;
 use jit_proto::frame::{read_frame, write_frame, FrameError};
 use jit_proto::message::decode_request;
+use jit_proto::Request;
 use jit_proto::{ErrorCode, Response};
 use serde_json::json;
 
@@ -59,6 +60,33 @@ fn reply(stream: &mut UnixStream, resp: &Response) {
     }
 }
 
+/// Requests a module sends while a login or sudo waits for the answer, whose effect only makes
+/// sense if the answer still arrives.
+fn acts_for_a_waiting_module(req: &Request) -> bool {
+    match req {
+        Request::ReportSudo { report } => report.allowed,
+        Request::VerifyMfa { .. } | Request::OpenSession { .. } | Request::UseBreakglass { .. } => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether the client closed its socket (it stopped waiting for the reply). A client that only
+/// shut down its writing half (`shutdown(SHUT_WR)`, as `socat` does) still waits: on AF_UNIX
+/// that shows as POLLRDHUP, a full close as POLLHUP.
+fn peer_gone(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Serves one connection.
 pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
     let _ = stream.set_nonblocking(false);
@@ -83,6 +111,18 @@ pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
     };
     let now = jit_core::time::now();
     let resp = match decode_request(&body) {
+        Ok(req) if acts_for_a_waiting_module(&req) && peer_gone(&stream) => {
+            // The module gave up waiting (its timeout passed while this request sat in the
+            // queue, e.g. jitd was stopped) and refused the login or sudo: acting now would
+            // record an approval, spend a code or open a session nobody got.
+            d.audit(
+                now,
+                Severity::Warning,
+                "request.abandoned",
+                json!({ "peer_uid": uid, "peer_pid": pid, "request": req.as_safe_string() }),
+            );
+            return;
+        }
         Ok(req) => {
             let what = req.as_safe_string();
             let r = d.handle_peer(crate::daemon::Peer { uid, pid }, req, now);

@@ -299,3 +299,31 @@ fn jitctl_usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
 }
+
+#[test]
+fn a_module_request_abandoned_while_jitd_was_stopped_is_not_acted_on() {
+    let mut j = Jitd::start("abandon");
+    let pid = j.child.as_ref().unwrap().id() as i32;
+    // An approval report for a grant that does not exist would be audited as a denial when
+    // handled; abandoned, it must leave no sudo record at all.
+    let report = br#"{"v":1,"req":{"type":"report_sudo","report":{"user":"carol","uid":1001,"grant":null,"command":"/usr/bin/id","argv":[],"runas":"root","allowed":true,"reason":"","classes":0}}}"#;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    {
+        // What sudo_jit does at its timeout: it wrote the request, waited, and closed.
+        let mut s = UnixStream::connect(j.sock()).unwrap();
+        s.write_all(&frame(report)).unwrap();
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // A request that is still awaited gets its answer and its record.
+    let live = reply_json(&j.raw(&frame(report)));
+    assert_eq!(live["result"], "ok", "{live}");
+    let audit = std::fs::read_to_string(j.dir.join("log/audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"request.abandoned\"").count(), 1, "{audit}");
+    assert_eq!(audit.matches("\"sudo.allowed\"").count(), 1, "{audit}");
+    let _ = j.child.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    });
+}

@@ -337,7 +337,11 @@ impl Daemon {
             if inner.state.sessions.remove(&s.id).is_none() {
                 return;
             }
-            let _ = self.persist(&mut inner, now);
+            // Written at the next tick, not before answering: a logout should not wait for an
+            // fsync, and a session forgotten by a crash is one whose process is gone, which
+            // the reaper closes again after the restart. (An --end-with-session grant is
+            // revoked below, durably.)
+            inner.dirty = true;
             inner
                 .state
                 .grants
