@@ -9,9 +9,11 @@
 //! * [`window`]: `--window` time windows in host local time.
 //! * [`sudo`]: the sudo command scope and run-as targets, with the sudo escape hatches refused.
 //! * [`classify`]: revocation classes (`--revoke-on`) of a sudo command.
+//! * [`login`]: the login conditions (`--from`, `--service`, `--window`) pam_jit checks.
 
 pub mod classify;
 mod error;
+pub mod login;
 pub mod net;
 pub mod sudo;
 pub mod window;
