@@ -5,12 +5,15 @@
 //! * [`sandbox`] builds and tears down the namespace and runs commands inside it;
 //! * [`snap`] builds snapshot contents for NSS-level tests that need no jitd;
 //! * [`procs`] inspects /proc (processes by uid, liveness, groups);
+//! * [`pam`] installs pam_jit.so and pam.d files, runs pamtester, su, oathtool and a real sshd
+//!   on loopback;
 //! * [`cprog`] compiles the C load programs under `tests/fixtures` once per test binary.
 //!
 //! A failed step is a failed test here, so panics, `unwrap` and `expect` are the error handling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cprog;
+pub mod pam;
 pub mod procs;
 pub mod sandbox;
 pub mod snap;

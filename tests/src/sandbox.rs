@@ -57,6 +57,8 @@ pub struct Artifacts {
     pub jitctl: PathBuf,
     /// sshd's AuthorizedKeysCommand helper.
     pub authorized_keys: PathBuf,
+    /// `libpam_jit.so` as cargo built it (the PAM module `pam_jit.so`).
+    pub pam_module: PathBuf,
     /// The cargo target directory in use.
     pub target_dir: PathBuf,
 }
@@ -137,18 +139,20 @@ pub fn nss_lib() -> PathBuf {
     }
 }
 
-/// All artifacts: `cargo build -p nss_jit -p jitd -p sudo_jit` once per test binary, same profile as the
-/// test, honouring `CARGO_TARGET_DIR` (the target dir is the one this binary was built into).
+/// All artifacts: `cargo build -p nss_jit -p jitd -p sudo_jit -p pam_jit` once per test binary,
+/// same profile as the test, honouring `CARGO_TARGET_DIR` (the target dir is the one this binary
+/// was built into).
 pub fn artifacts() -> Artifacts {
     static ART: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     let r = ART.get_or_init(|| {
-        let dir = cargo_build(&["nss_jit", "jitd", "sudo_jit"])?;
+        let dir = cargo_build(&["nss_jit", "jitd", "sudo_jit", "pam_jit"])?;
         let a = Artifacts {
             libnss: dir.join("libnss_jit.so"),
             sudo_plugin: dir.join("libsudo_jit.so"),
             jitd: dir.join("jitd"),
             jitctl: dir.join("jitctl"),
             authorized_keys: dir.join("jit-authorized-keys"),
+            pam_module: dir.join("libpam_jit.so"),
             target_dir: target_and_profile().0,
         };
         for p in [
@@ -157,6 +161,7 @@ pub fn artifacts() -> Artifacts {
             &a.jitd,
             &a.jitctl,
             &a.authorized_keys,
+            &a.pam_module,
         ] {
             if !p.exists() {
                 return Err(format!("{} was not produced by the build", p.display()));
@@ -166,7 +171,7 @@ pub fn artifacts() -> Artifacts {
     });
     match r {
         Ok(a) => a.clone(),
-        Err(e) => panic!("building nss_jit, jitd and sudo_jit failed: {e}"),
+        Err(e) => panic!("building nss_jit, jitd, sudo_jit and pam_jit failed: {e}"),
     }
 }
 
