@@ -109,8 +109,6 @@ struct TeardownJob {
     state: GrantState,
     /// The grant enabled a managed local admin account.
     enable: bool,
-    /// The grant had a sudo scope (its holder was in jit-sudo).
-    sudo: bool,
     /// Sessions pam_jit registered under it: (session id, pid, pid start time).
     sessions: Vec<(String, i32, u64)>,
 }
@@ -438,7 +436,7 @@ impl Daemon {
     fn run_teardowns(&self, now: UnixTime) {
         let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         // One consistent view of state, taken under one lock; the file reads come after it.
-        let (mut jobs, still_granted, still_account, still_enabled, still_sudo) = {
+        let (mut jobs, still_granted, still_account, still_enabled) = {
             let inner = self.lock();
             let jobs: Vec<TeardownJob> = inner
                 .state
@@ -453,7 +451,6 @@ impl Daemon {
                     gids: Vec::new(),
                     state: g.state,
                     enable: g.enable,
-                    sudo: !g.sudo.is_empty(),
                     sessions: inner
                         .state
                         .sessions
@@ -480,21 +477,10 @@ impl Daemon {
                 .map(|g| g.user.clone())
                 .collect();
             let still_enabled: HashSet<String> = live
-                .clone()
                 .filter(|g| g.enable && g.state_at(now) == GrantState::Live)
                 .map(|g| g.user.clone())
                 .collect();
-            let still_sudo: HashSet<String> = live
-                .filter(|g| !g.sudo.is_empty() && g.state_at(now) == GrantState::Live)
-                .map(|g| g.user.clone())
-                .collect();
-            (
-                jobs,
-                still_granted,
-                still_account,
-                still_enabled,
-                still_sudo,
-            )
+            (jobs, still_granted, still_account, still_enabled)
         };
         let local = self.local_db().unwrap_or_default();
         let mut targets = KillTargets::default();
@@ -516,14 +502,10 @@ impl Daemon {
             }
             // The grantee's uid: a local user, or the ephemeral account itself.
             let holder = local.user(&job.user).map(|u| u.uid).or(job.uid);
-            // A session that kept the jit-sudo gid would pass sudoers' %jit-sudo rule without
-            // group_source=dynamic; sudo_jit refuses it, and it ends here as well.
-            if job.sudo && !still_sudo.contains(&job.user) {
-                if let Some(h) = holder.filter(|&h| h != 0) {
-                    targets.group_holders.insert((h, self.cfg.gid_sudo()));
-                    job.gids.push(self.cfg.gid_sudo());
-                }
-            }
+            // Not the jit-sudo gid: it is no privilege by itself (sudoers' %jit-sudo rule is
+            // narrowed by sudo_jit, which checks for a live grant at every sudo), and ending
+            // every session a local user opened during a sudo grant would log them out of
+            // their normal access at each expiry.
             for gname in &job.groups {
                 let Some(lg) = local.group(gname) else {
                     continue;

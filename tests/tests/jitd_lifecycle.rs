@@ -1166,7 +1166,11 @@ fn mfa_grant_is_armed_until_the_user_proves_a_code() {
     };
     let o = as_carol(wrong);
     assert_eq!(code(&o), 1, "wrong code refused: {}", show(&o));
-    assert!(stderr(&o).contains("wrong verification code"), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("wrong verification code"),
+        "{}",
+        show(&o)
+    );
     let o = as_carol(&format!("{good}\n"));
     assert_eq!(code(&o), 0, "right code accepted: {}", show(&o));
     assert!(

@@ -239,6 +239,82 @@ fn scoped_sudo_grant_and_revoke_on_class() {
     sb.assert_local_unaffected();
 }
 
+/// Every revocation class, with real sudo: the command is refused with a one-line reason, the
+/// grant is revoked at once (`jitctl grant list` no longer shows it) and carol leaves jit-sudo.
+/// The `ioc` class is tested twice: a built-in indicator (emptying a log) that sudo_jit refuses
+/// itself, and an operator's `ioc_commands` entry that only jitd knows (sudo_jit approves,
+/// jitd's confirmation refuses).
+#[test]
+fn every_revocation_class_refuses_and_ends_the_grant() {
+    let sb = Sandbox::with(jit_tests::sandbox::SandboxOptions {
+        extra_config: "ioc_commands = [\"/usr/bin/nproc\"]\n".into(),
+        ..Default::default()
+    });
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    for (class, cmd, reason) in [
+        ("ioc", "/usr/bin/truncate -s 0 /var/log/auth.log", "jit: "),
+        ("ioc", "/usr/bin/nproc", "revoke-on ioc"),
+        (
+            "software-install",
+            "/usr/bin/apt-get install -y nmap",
+            "jit: ",
+        ),
+        ("account-change", "/usr/sbin/useradd mallory", "jit: "),
+        ("sensitive-read", "/usr/bin/cat /etc/shadow", "jit: "),
+    ] {
+        let g = sb.grant_json(&[
+            "carol",
+            "--sudo",
+            "ALL",
+            "--revoke-on",
+            class,
+            "--for",
+            "10m",
+        ]);
+        let id = g["id"].as_str().unwrap().to_string();
+        let members = |sb: &Sandbox| {
+            jit_tests::sandbox::group_members(&stdout(&sb.run(&["getent", "group", "jit-sudo"])))
+        };
+        assert!(
+            members(&sb).contains(&"carol".to_string()),
+            "{class}: in jit-sudo"
+        );
+        assert_approved(&timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None));
+        let r = timed_as(&sb, "carol", &format!("sudo -n {cmd}"), None);
+        assert_refused(&r, reason);
+        assert!(
+            jit_lines(&r.stderr).len() == 1,
+            "{class}: one line: {}",
+            r.show()
+        );
+        let listed: Vec<Value> =
+            serde_json::from_slice(&sb.jitctl(&["--json", "grant", "list"]).stdout).unwrap();
+        assert!(
+            !listed.iter().any(|v| v["id"] == id.as_str()),
+            "{class} ({cmd}): the grant is gone from `jitctl grant list`: {listed:?}"
+        );
+        let v: Value =
+            serde_json::from_slice(&sb.jitctl(&["--json", "grant", "show", &id]).stdout).unwrap();
+        assert_eq!(v["state"], "revoked", "{class}: {v}");
+        assert!(
+            v["end_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("revoke-on {class}"))),
+            "{v}"
+        );
+        assert!(
+            !members(&sb).contains(&"carol".to_string()),
+            "{class}: out of jit-sudo"
+        );
+        let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+        assert_ne!(r.code, 0, "{class}: nothing left: {}", r.show());
+    }
+    // Nothing ran: no account was added, the log was not emptied by carol.
+    assert!(!stdout(&sb.run(&["getent", "passwd", "mallory"])).contains("mallory"));
+    sb.assert_local_unaffected();
+}
+
 /// `--mfa-sudo`: every sudo asks for a code through sudo's conversation (`sudo -S` reads it
 /// from stdin), jitd verifies it; a code works once; a wrong code, a replayed code and
 /// `sudo -n` are refused; root and dave are never asked.
@@ -412,8 +488,8 @@ fn jitd_down_or_hung_refuses_jit_users_only() {
     sb.assert_local_unaffected();
 }
 
-/// A session opened during a sudo grant keeps the jit-sudo gid after the grant expired. jitd's
-/// teardown ends it (it holds a gid the grant gave), and the plugin guards the gid as well.
+/// A session opened during a sudo grant keeps the jit-sudo gid after the grant expired (jitd's
+/// teardown ends processes holding granted *local* groups; jit-sudo is the plugin's to guard).
 /// It cannot sudo, whether sudo decides on the process's groups (default) or on the group
 /// database (`Set group_source dynamic`). sudoers also names the gid numerically here, so that
 /// in the default mode sudoers lets the kept gid through and the plugin's own grant check is
@@ -472,14 +548,9 @@ fn kept_jit_sudo_group_after_expiry_cannot_sudo() {
             std::thread::sleep(Duration::from_millis(200));
         }
         sb.wait_audit(&id, "grant.expired", Duration::from_secs(10));
-        // Teardown ends the session that kept the jit-sudo gid ...
-        poll(
-            "teardown ends the kept session",
-            Duration::from_secs(10),
-            || (!procs::is_alive(sleeper.pid)).then_some(()),
-        );
-        // ... and a process that still holds the gid (here made after the teardown, as one
-        // would survive a hung jitd) cannot use it either.
+        // The session keeps the gid (jit-sudo is no privilege by itself, so teardown leaves
+        // the session alone) and cannot use it.
+        assert!(procs::is_alive(sleeper.pid), "the session survives expiry");
         let o = in_session("sudo -n /usr/bin/id -u");
         assert_ne!(
             code(&o),
@@ -510,6 +581,7 @@ fn kept_jit_sudo_group_after_expiry_cannot_sudo() {
         // The same from a session whose groups NSS computes now (no jit-sudo any more).
         let o = as_carol(&sb, "sudo -n /usr/bin/id -u");
         assert_ne!(code(&o), 0, "dynamic={dynamic}: {}", show(&o));
+        procs::signal(sleeper.pid, libc::SIGKILL);
         let _ = sb.wait_exit(session, Duration::from_secs(5));
         sb.assert_local_unaffected();
     }
