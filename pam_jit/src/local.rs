@@ -159,18 +159,9 @@ pub fn read_managed(path: &CStr) -> ManagedFile {
     }
 }
 
-/// The pure part of [`read_managed`]: one name per line; `#` starts a comment; surrounding
-/// blanks are dropped. Lines that are not valid names are skipped (a PAM user name is validated
-/// before it is compared, so such a line could never match one).
+/// The pure part of [`read_managed`] (shared with sudo_jit).
 pub fn parse_managed(data: &[u8]) -> Vec<String> {
-    data.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = std::str::from_utf8(line).ok()?;
-            let name = line.split('#').next()?.trim();
-            jit_core::validate::validate_name("managed account", name).ok()?;
-            Some(name.to_string())
-        })
-        .collect()
+    jit_core::managed::parse_managed_list(data)
 }
 
 #[cfg(test)]

@@ -112,6 +112,9 @@ struct Session {
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
+/// jitd's durable managed list (`jit_core::constants::DEFAULT_MANAGED_LIST`).
+const MANAGED_LIST: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
+
 /// What this sudo invocation has seen so far. sudo opens and closes an approval plugin around
 /// every check (sudo.c `approval_check`), and in intercept mode checks again, in the same
 /// process, for each command the approved one runs (TEST-CATALOGUE S11). So this outlives
@@ -333,20 +336,27 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .and_then(|d| jit_core::snapshot::Snapshot::parse(d).ok());
     let passwd = std::cell::OnceCell::new();
     let group = std::cell::OnceCell::new();
-    let jit_by_ids = decision::looks_jit_by_ids(
-        inv.uid,
-        &inv.groups,
-        |u| {
-            passwd
-                .get_or_init(|| local::ids_in("/etc/passwd"))
-                .contains(&u)
-        },
-        |g| {
-            group
-                .get_or_init(|| local::ids_in("/etc/group"))
-                .contains(&g)
-        },
-    );
+    // Without a snapshot, jitd's durable managed list still marks a managed admin (§3.3:
+    // denied while the snapshot is missing), as the reserved ids mark a jit identity.
+    let managed_without_snapshot = snap.is_none()
+        && jit_core::snapshot::file::read_trusted(MANAGED_LIST)
+            .map(|d| jit_core::managed::parse_managed_list(&d).contains(&inv.user))
+            .unwrap_or(false);
+    let jit_by_ids = managed_without_snapshot
+        || decision::looks_jit_by_ids(
+            inv.uid,
+            &inv.groups,
+            |u| {
+                passwd
+                    .get_or_init(|| local::ids_in("/etc/passwd"))
+                    .contains(&u)
+            },
+            |g| {
+                group
+                    .get_or_init(|| local::ids_in("/etc/group"))
+                    .contains(&g)
+            },
+        );
     let mut d = decision::decide(&decision::Input {
         inv: &inv,
         cmd: cmd.as_ref(),
@@ -430,4 +440,15 @@ fn step_up(
         ));
     }
     stepup::run(conv, opts, &inv.user, grant)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn managed_list_path_is_jitds() {
+        assert_eq!(
+            super::MANAGED_LIST.to_str(),
+            Ok(jit_core::constants::DEFAULT_MANAGED_LIST)
+        );
+    }
 }

@@ -315,6 +315,40 @@ fn every_revocation_class_refuses_and_ends_the_grant() {
     sb.assert_local_unaffected();
 }
 
+/// A managed admin with a sudoers rule of its own: refused without a grant, allowed while an
+/// `--enable` grant is live, refused after its revocation, and refused while the snapshot is
+/// missing (jitd's durable managed list still names it, §3.3), while root and dave are not.
+#[test]
+fn managed_admin_needs_an_enable_grant_even_without_a_snapshot() {
+    use jit_tests::pam::{add_admin, set_managed_accounts, ADMIN};
+    let sb = Sandbox::new();
+    add_admin(&sb);
+    set_managed_accounts(&sb, &[ADMIN]);
+    write_sudo_config(&sb, true, &format!("{ADMIN} ALL=(ALL:ALL) NOPASSWD: ALL"));
+    sb.start_jitd();
+    let r = timed_as(&sb, ADMIN, "sudo -n /usr/bin/id -u", None);
+    assert_refused(&r, "jit: ");
+    let id = sb.grant(&[ADMIN, "--enable", "--for", "10m"]);
+    let r = timed_as(&sb, ADMIN, "sudo -n /usr/bin/id -u", None);
+    assert_approved(&r);
+    assert_eq!(r.stdout.trim(), "0");
+    assert_eq!(code(&sb.jitctl(&["grant", "revoke", &id])), 0);
+    assert_refused(
+        &timed_as(&sb, ADMIN, "sudo -n /usr/bin/id -u", None),
+        "jit: ",
+    );
+    // jitd stopped and the snapshot gone (a reboot before jitd starts: /run is tmpfs).
+    sb.stop_jitd();
+    sb.sh_ok("rm -f /run/jitd/snapshot");
+    let r = timed_as(&sb, ADMIN, "sudo -n /usr/bin/id -u", None);
+    assert_refused(&r, "no trusted grant snapshot");
+    for who in ["root", "dave"] {
+        let r = timed_as(&sb, who, "sudo -n /usr/bin/id -u", None);
+        assert_approved(&r);
+    }
+    sb.assert_local_unaffected();
+}
+
 /// `--mfa-sudo`: every sudo asks for a code through sudo's conversation (`sudo -S` reads it
 /// from stdin), jitd verifies it; a code works once; a wrong code, a replayed code and
 /// `sudo -n` are refused; root and dave are never asked.
