@@ -65,8 +65,84 @@ fn check_owner_mode(p: &Path, what: &str, forbidden: u32, problems: &mut Vec<Str
     }
 }
 
+/// Directories Linux-PAM loads a bare module name from (Debian's multiarch path first).
+const PAM_MODULE_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu/security",
+    "/usr/lib/x86_64-linux-gnu/security",
+    "/lib/aarch64-linux-gnu/security",
+    "/usr/lib/aarch64-linux-gnu/security",
+    "/lib/security",
+    "/usr/lib/security",
+    "/lib64/security",
+    "/usr/lib64/security",
+];
+
+/// The module paths named by `pam_jit.so` lines of one pam.d file (comments dropped).
+fn pam_jit_modules(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.rsplit('/').next() == Some("pam_jit.so"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// pam.d: every `pam_jit.so` a service names must exist and be root's (Linux-PAM loads a module
+/// whatever its owner, and a missing one fails the stack, P11); managed accounts are enforced
+/// only if some service loads pam_jit.
+fn check_pam(cfg: &Config, pam_dir: &Path, problems: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(pam_dir) else {
+        if !cfg.managed_accounts.is_empty() {
+            problems.push(format!(
+                "{} is not readable: cannot check that pam_jit enforces managed_accounts",
+                pam_dir.display()
+            ));
+        }
+        return;
+    };
+    let mut services = Vec::new();
+    let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for module in pam_jit_modules(&text) {
+            let svc = f
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            let path = if module.starts_with('/') {
+                Some(std::path::PathBuf::from(&module))
+            } else {
+                PAM_MODULE_DIRS
+                    .iter()
+                    .map(|d| Path::new(d).join(&module))
+                    .find(|p| p.exists())
+            };
+            match path {
+                Some(p) if p.exists() => {
+                    check_owner_mode(&p, &format!("pam module (pam.d/{svc})"), 0o022, problems)
+                }
+                _ => problems.push(format!(
+                    "pam.d/{svc} loads {module}, which does not exist: Linux-PAM fails that stack for every user not bypassed before it"
+                )),
+            }
+            services.push(svc);
+        }
+    }
+    if !cfg.managed_accounts.is_empty() && services.is_empty() {
+        problems.push(format!(
+            "managed_accounts ({}) are not enforced at login: no service in {} loads pam_jit.so",
+            cfg.managed_accounts.join(", "),
+            pam_dir.display()
+        ));
+    }
+}
+
 /// Every problem found; empty means the host is ready.
-pub fn check_host(cfg: &Config, nsswitch: &Path) -> Vec<String> {
+pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(src) = &cfg.source {
         check_owner_mode(src, "config", 0o022, &mut problems);
@@ -129,6 +205,7 @@ pub fn check_host(cfg: &Config, nsswitch: &Path) -> Vec<String> {
             }
         }
     }
+    check_pam(cfg, pam_dir, &mut problems);
     if !cfg.skel.is_dir() {
         problems.push(format!(
             "skel {} is not a directory (homes will be created empty)",
@@ -156,7 +233,7 @@ mod tests {
         std::fs::write(&conf, format!("Plugin sudo_jit {}\n", plugin.display())).unwrap();
         let cfg = Config::parse(&format!("sudo_conf = \"{}\"", conf.display()), None).unwrap();
         let sudo_problems = |cfg: &Config| {
-            check_host(cfg, Path::new("/nonexistent"))
+            check_host(cfg, Path::new("/nonexistent"), Path::new("/nonexistent"))
                 .into_iter()
                 .filter(|p| p.contains("sudo_jit"))
                 .count()
@@ -169,6 +246,46 @@ mod tests {
         assert_eq!(sudo_problems(&cfg), 0);
         std::fs::write(&conf, "Plugin sudoers_policy sudoers.so\n").unwrap();
         assert_eq!(sudo_problems(&cfg), 0, "no sudo_jit line: nothing to check");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pam_modules_must_exist_and_be_roots_and_managed_accounts_need_pam_jit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("jitd-check-pam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pamd = dir.join("pam.d");
+        std::fs::create_dir_all(&pamd).unwrap();
+        let module = dir.join("pam_jit.so");
+        let cfg = Config::parse(r#"managed_accounts = ["opsadmin"]"#, None).unwrap();
+        let pam_problems = |cfg: &Config| -> Vec<String> {
+            let mut p = Vec::new();
+            check_pam(cfg, &pamd, &mut p);
+            p
+        };
+        std::fs::write(pamd.join("sshd"), "auth required pam_unix.so\n").unwrap();
+        let p = pam_problems(&cfg);
+        assert!(p.len() == 1 && p[0].contains("not enforced"), "{p:?}");
+        std::fs::write(
+            pamd.join("sshd"),
+            format!(
+                "# auth sufficient pam_jit.so in a comment does not count\naccount required {} timeout=2\n",
+                module.display()
+            ),
+        )
+        .unwrap();
+        let p = pam_problems(&cfg);
+        assert!(p.len() == 1 && p[0].contains("does not exist"), "{p:?}");
+        std::fs::write(&module, b"x").unwrap();
+        std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let p = pam_problems(&cfg);
+        assert!(p.len() == 1 && p[0].contains("bits"), "{p:?}");
+        std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(pam_problems(&cfg).is_empty());
+        assert_eq!(
+            pam_jit_modules("session [default=1] pam_jit.so debug\n#account required pam_jit.so\nauth required pam_unix.so\n"),
+            ["pam_jit.so"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

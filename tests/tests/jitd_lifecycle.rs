@@ -669,6 +669,28 @@ fn check_config() {
     if code(&o) == 0 {
         problems.push(format!("missing config file accepted: {}", show(&o)));
     }
+    // The host around the config: a pam.d service naming a pam_jit.so that is not there would
+    // fail that stack for everyone (P11); managed accounts with no service loading pam_jit are
+    // not enforced.
+    sb.sh_ok("printf 'account required /nonexistent/pam_jit.so\\n' > /etc/pam.d/jit-check");
+    let o = sb.run(&[jitd, "--config", "/etc/jit/jitd.toml", "--check-config"]);
+    if code(&o) != 1 || !format!("{}{}", stdout(&o), stderr(&o)).contains("does not exist") {
+        problems.push(format!(
+            "missing pam_jit.so in pam.d/jit-check: {}",
+            show(&o)
+        ));
+    }
+    sb.sh_ok("rm /etc/pam.d/jit-check && useradd -M -u 4242 opscheck");
+    let p = sb.host_path("/etc/jit/bad.toml");
+    std::fs::write(
+        &p,
+        base.replace("managed_accounts = []", "managed_accounts = [\"opscheck\"]"),
+    )
+    .unwrap();
+    let o = sb.run(&[jitd, "--config", "/etc/jit/bad.toml", "--check-config"]);
+    if code(&o) != 1 || !format!("{}{}", stdout(&o), stderr(&o)).contains("not enforced at login") {
+        problems.push(format!("managed account without pam_jit: {}", show(&o)));
+    }
     assert!(
         problems.is_empty(),
         "--check-config:\n{}",

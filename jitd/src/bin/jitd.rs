@@ -37,6 +37,9 @@ struct Args {
         hide = true
     )]
     nsswitch: PathBuf,
+    /// PAM configuration directory to check with --check-config.
+    #[arg(long, value_name = "DIR", default_value = "/etc/pam.d", hide = true)]
+    pam_dir: PathBuf,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -98,7 +101,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        let problems = jitd::check::check_host(&cfg, &args.nsswitch);
+        let problems = jitd::check::check_host(&cfg, &args.nsswitch, &args.pam_dir);
         if problems.is_empty() {
             println!(
                 "jitd: configuration and host OK ({})",
