@@ -10,6 +10,7 @@ pub mod constants;
 pub mod crc32c;
 pub mod ffi;
 pub mod managed;
+pub mod options;
 pub mod policy;
 pub mod snapshot;
 pub mod time;
