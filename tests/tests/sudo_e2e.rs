@@ -6,13 +6,13 @@
 //! session that kept jit-sudo after expiry cannot sudo, and root and local sudoers never notice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use jit_tests::pam::{mfa_enroll, oathtool, step_with_margin};
 use jit_tests::sandbox::path_str;
-use jit_tests::{artifacts, code, now_f64, poll, procs, show, stderr, stdout, Sandbox};
+use jit_tests::{artifacts, code, poll, procs, show, stderr, stdout, Sandbox};
 
 /// The sudoers drop-in of INTERFACE.md.
 const JIT_SUDOERS: &str = "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL";
@@ -120,39 +120,6 @@ fn assert_refused(t: &Timed, needle: &str) {
 #[track_caller]
 fn assert_approved(t: &Timed) {
     assert_eq!(t.code, 0, "approved expected: {}", t.show());
-}
-
-/// The TOTP code of `secret` at Unix time `t`, by `oathtool` (independent of jitd's code).
-fn oathtool(secret: &str, t: i64) -> String {
-    let o = Command::new("oathtool")
-        .args(["--totp", "-b", "-N", &format!("@{t}"), secret])
-        .output()
-        .expect("run oathtool (apt-get install oathtool)");
-    assert!(o.status.success(), "oathtool failed: {}", show(&o));
-    let c = stdout(&o).trim().to_string();
-    assert!(
-        c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()),
-        "{c:?}"
-    );
-    c
-}
-
-/// A time inside the current 30 s TOTP step with at least `margin` seconds of it left.
-fn step_with_margin(margin: f64) -> i64 {
-    let t = now_f64();
-    let left = 30.0 - t.rem_euclid(30.0);
-    if left < margin {
-        std::thread::sleep(Duration::from_secs_f64(left + 0.05));
-    }
-    jit_tests::now()
-}
-
-/// `jitctl --json mfa enroll USER` → the base32 secret.
-fn mfa_enroll(sb: &Sandbox, user: &str) -> String {
-    let o = sb.jitctl(&["--json", "mfa", "enroll", user]);
-    assert_eq!(code(&o), 0, "mfa enroll: {}\n{}", show(&o), sb.jitd_log());
-    let v: Value = serde_json::from_slice(&o.stdout).expect("mfa enroll --json prints JSON");
-    v["secret"].as_str().expect("secret").to_string()
 }
 
 fn needs_tools(tools: &[&str]) {
