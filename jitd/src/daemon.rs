@@ -402,19 +402,9 @@ impl Daemon {
         let Some(g) = self.lock().state.grants.get(id).cloned() else {
             return;
         };
-        if g.state_at(now) == GrantState::Armed {
-            self.audit.record(
-                now,
-                Severity::Info,
-                "grant.armed",
-                json!({
-                    "grant": g.id, "user": g.user, "not_after": g.not_after,
-                    "needs": "a TOTP code (jitctl activate) before it gives privilege",
-                }),
-            );
-            return;
-        }
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
+        // The home comes with the account, armed or not: the first login of an --mfa account
+        // grant (the one that proves the code) must find it.
         if let (true, Some(uid)) = (g.account, g.uid) {
             match home::create(&self.cfg.home_root, &g.user, uid, uid, &self.cfg.skel) {
                 Ok(c) => fields["home"] = json!(format!("{:?}", c).to_lowercase()),
@@ -427,6 +417,13 @@ impl Daemon {
                     );
                 }
             }
+        }
+        if g.state_at(now) == GrantState::Armed {
+            fields["needs"] =
+                json!("a TOTP code (at login, or jitctl activate) before it gives privilege");
+            self.audit
+                .record(now, Severity::Info, "grant.armed", fields);
+            return;
         }
         self.audit.record(now, Severity::Info, "grant.live", fields);
     }

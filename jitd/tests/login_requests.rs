@@ -160,6 +160,10 @@ fn a_login_code_activates_an_armed_account_grant_once() {
     )
     .unwrap();
     assert_eq!(g.state, GrantState::Armed);
+    assert!(
+        env.path("home/alice").is_dir(),
+        "the first login (the one that proves the code) must find the home"
+    );
     {
         let img = env.snapshot();
         let s = Snapshot::parse(&img).unwrap();

@@ -327,3 +327,46 @@ fn a_module_request_abandoned_while_jitd_was_stopped_is_not_acted_on() {
         c.wait()
     });
 }
+
+#[test]
+fn grant_list_says_what_each_grant_gives_and_when_it_really_ended() {
+    let j = Jitd::start("list");
+    let o = j.jitctl(&[
+        "grant",
+        "add",
+        "alice",
+        "--account",
+        "--for",
+        "1h",
+        "--group",
+        "adm",
+        "--from",
+        "10.0.0.0/8",
+        "--end-with-session",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let list = String::from_utf8(j.jitctl(&["grant", "list"]).stdout).unwrap();
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_default();
+    for part in [
+        "account(uid 4200000)",
+        "group adm",
+        "[from 10.0.0.0/8; end-with-session]",
+        "in 1h",
+    ] {
+        assert!(line.contains(part), "{part:?} in {line:?}");
+    }
+    assert!(j.jitctl(&["grant", "revoke", &id]).status.success());
+    let list = String::from_utf8(j.jitctl(&["grant", "list", "--all"]).stdout).unwrap();
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_default();
+    assert!(
+        line.contains("revoked") && line.contains("(early)") && !line.contains("in 1h"),
+        "an ended grant shows when it ended: {line:?}"
+    );
+}

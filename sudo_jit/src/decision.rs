@@ -268,17 +268,22 @@ fn judge(
             }
         }
         match verdict {
+            // Outside the scope but in a class the grant revokes on: jitd ends the grant on
+            // the report, so the line says that, not only "outside".
+            Err(_) if classes & g.revoke_on() != 0 => {
+                refusal.get_or_insert_with(|| {
+                    (
+                        revoke_message(req, classes & g.revoke_on(), g.id()),
+                        g.id().to_string(),
+                    )
+                });
+            }
             Err(r) => {
                 refusal.get_or_insert_with(|| (r.message(g.id()), g.id().to_string()));
             }
             Ok(()) if classes & g.revoke_on() != 0 => {
-                let names = class_names(classes & g.revoke_on()).join(", ");
                 return Decision::deny(
-                    format!(
-                        "jit: {} is in class {names}, which ends grant {}: refused",
-                        shown(req.command, 256),
-                        shown(g.id(), 64)
-                    ),
+                    revoke_message(req, classes & g.revoke_on(), g.id()),
                     Some(g.id().to_string()),
                     classes,
                 );
@@ -332,6 +337,16 @@ fn judge(
             classes,
         ),
     }
+}
+
+/// The line for a command in one of the grant's `--revoke-on` classes.
+fn revoke_message(req: &SudoRequest<'_>, hit: u32, grant: &str) -> String {
+    format!(
+        "jit: {} is in class {}, which ends grant {}: refused",
+        shown(req.command, 256),
+        class_names(hit).join(", "),
+        shown(grant, 64)
+    )
 }
 
 fn is_jit_sudo_gid(snap: &Snapshot<'_>, gid: u32) -> bool {

@@ -181,6 +181,13 @@ fn scoped_sudo_grant_and_revoke_on_class() {
     // A software install under --revoke-on software-install: refused, and the grant ends.
     let o = as_carol(&sb, "sudo -n /usr/bin/apt-get install -y nmap");
     assert_ne!(code(&o), 0, "{}", show(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "jit: /usr/bin/apt-get is in class software-install, which ends grant {id}: refused"
+        )),
+        "outside the scope, but the line says the grant ends: {}",
+        show(&o)
+    );
     poll("grant revoked by policy", Duration::from_secs(10), || {
         let o = sb.jitctl(&["--json", "grant", "show", &id]);
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;

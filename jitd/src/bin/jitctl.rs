@@ -248,6 +248,7 @@ fn relative(t: i64, now: i64) -> String {
     }
 }
 
+/// What a grant gives, in one line for `grant list` and `grant show`.
 fn what(g: &Grant) -> String {
     let mut parts = Vec::new();
     if g.account {
@@ -256,10 +257,60 @@ fn what(g: &Grant) -> String {
             g.uid.map_or("?".into(), |u| u.to_string())
         ));
     }
+    if g.enable {
+        parts.push(if g.created_by == "break-glass" {
+            "enable (break-glass)".to_string()
+        } else {
+            "enable".to_string()
+        });
+    }
     for gr in &g.groups {
         parts.push(format!("group {gr}"));
     }
-    parts.join(", ")
+    if !g.sudo.is_empty() {
+        let runas = if g.runas.is_empty() {
+            String::new()
+        } else {
+            format!(" as {}", g.runas.join("|"))
+        };
+        parts.push(format!("sudo {}{runas}", g.sudo.join(" | ")));
+    }
+    let mut conds = Vec::new();
+    if g.mfa {
+        conds.push("mfa".to_string());
+    }
+    if g.mfa_sudo {
+        conds.push("mfa-sudo".to_string());
+    }
+    for f in &g.from {
+        conds.push(format!("from {f}"));
+    }
+    for sv in &g.services {
+        conds.push(format!("service {sv}"));
+    }
+    for wi in &g.windows {
+        conds.push(format!("window {wi:?}"));
+    }
+    if g.end_with_session {
+        conds.push("end-with-session".to_string());
+    }
+    if !g.revoke_on.is_empty() {
+        conds.push(format!("revoke-on {}", g.revoke_on.join(",")));
+    }
+    let mut s = parts.join(", ");
+    if !conds.is_empty() {
+        s.push_str(&format!(" [{}]", conds.join("; ")));
+    }
+    s
+}
+
+/// When a grant ends or ended: an ended grant shows when it ended, not its planned end.
+fn ends(g: &Grant, now: i64) -> String {
+    match (g.state.is_ended(), g.ended_at) {
+        (true, Some(t)) if t < g.not_after => format!("{} (early)", relative(t, now)),
+        (true, Some(t)) => relative(t, now),
+        _ => relative(g.not_after, now),
+    }
 }
 
 fn show_grant(g: &Grant, now: i64) -> String {
@@ -290,7 +341,7 @@ fn show_grant(g: &Grant, now: i64) -> String {
             "mfa:",
             match g.activated_at {
                 Some(t) => format!("activated {}", format_utc(t)),
-                None => "required: jitctl activate (as the user) before it gives privilege".into(),
+                None => "required: a code at login or jitctl activate (as the user) before it gives privilege".into(),
             },
         );
     }
@@ -474,17 +525,17 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 );
             }
             let mut s = format!(
-                "{:<16} {:<12} {:<8} {:<14} {:<14} {}\n",
+                "{:<16} {:<12} {:<8} {:<14} {:<22} {}\n",
                 "ID", "USER", "STATE", "STARTS", "ENDS", "GRANTS"
             );
             for g in &grants {
                 s.push_str(&format!(
-                    "{:<16} {:<12} {:<8} {:<14} {:<14} {}\n",
+                    "{:<16} {:<12} {:<8} {:<14} {:<22} {}\n",
                     g.id,
                     g.user,
                     g.state.as_str(),
                     relative(g.not_before, now),
-                    relative(g.not_after, now),
+                    ends(g, now),
                     what(g)
                 ));
             }

@@ -350,6 +350,19 @@ fn revoke_on_class_hit() {
         run(Some(&img), &alice(), &cmd("/usr/bin/id", &[])).verdict,
         Verdict::Allow
     );
+    // Outside a narrow scope and in the class: the line says the grant ends (jitd revokes it
+    // on the report), not only that the command is outside.
+    let mut g = grant("g-9", "alice", &["/usr/bin/id"], &[]);
+    g.revoke_on = CLASS_ACCOUNT_CHANGE;
+    let img = data(vec![g], &[]);
+    let d = run(Some(&img), &alice(), &cmd("/usr/sbin/useradd", &["eve"]));
+    denied(
+        &d,
+        "/usr/sbin/useradd is in class account-change, which ends grant g-9",
+    );
+    assert_eq!(d.grant.as_deref(), Some("g-9"));
+    let d = run(Some(&img), &alice(), &cmd("/usr/bin/whoami", &[]));
+    denied(&d, "/usr/bin/whoami is outside grant g-9");
 }
 
 #[test]
