@@ -347,6 +347,23 @@ fn live_grant_scope() {
         "sudo -n /usr/bin/true $(seq 1 10000)",
     );
     refused(&o, "/usr/bin/true is outside grant g-live");
+    // 10 000 environment variables and the longest single argument execve takes (128 KiB; the
+    // 1 MiB argument of the catalogue is only possible at the FFI level, tests/ffi.rs): the
+    // decision is unchanged, nothing crashes.
+    let o = run(
+        Some(&snap),
+        "",
+        "alice",
+        "env $(seq -f 'JIT_T%g=x' 1 10000) sudo -n /usr/bin/true \"$(head -c 131000 /dev/zero | tr '\\0' a)\"",
+    );
+    refused(&o, "/usr/bin/true is outside grant g-live");
+    let o = run(
+        Some(&snap),
+        "",
+        "alice",
+        "env $(seq -f 'JIT_T%g=x' 1 10000) sudo -n id -u",
+    );
+    approved(&o);
     // -i and sudoedit need an ALL grant.
     refused(
         &run(Some(&snap), "", "alice", "sudo -n -i /usr/bin/id"),
