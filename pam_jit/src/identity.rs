@@ -8,6 +8,7 @@
 //! | `root`, or a local line with uid 0 | ignore |
 //! | local, in the managed list (snapshot; the durable file only when the snapshot is unreadable) | **managed** |
 //! | local, not managed | ignore |
+//! | a line without a numeric uid (glibc skips it), not managed, with an account record | **jit** |
 //! | not local, with an account record or gate records in the snapshot | **jit** |
 //! | not local, no snapshot or nothing in it | ignore (NSS cannot show the user either) |
 //!
@@ -142,8 +143,15 @@ pub fn classify(
     };
     let (identity, warning) = match local {
         LocalUser::Present { uid: Some(0) } => (Identity::Ignore(Why::Uid0), None),
-        LocalUser::Present { .. } => match managed() {
+        LocalUser::Present { uid } => match managed() {
             (true, w) => (Identity::Gated(Kind::Managed), w),
+            // A line without a numeric uid is skipped by glibc's files module and by jitd's
+            // view of /etc/passwd (which then issues the account): NSS answers the name from
+            // the jit module, so an account record keeps it jit (gate records alone do not,
+            // as below: a local user's group grant).
+            (false, w) if uid.is_none() && snapshot.is_some_and(|s| s.has_account_record(name)) => {
+                (Identity::Gated(Kind::Jit), w)
+            }
             (false, w) => (Identity::Ignore(Why::LocalUser), w),
         },
         LocalUser::Absent => match snapshot {
@@ -285,6 +293,38 @@ mod tests {
         assert!(classify("eve", LocalUser::Unreadable, Some(&s), never)
             .warning
             .is_some());
+    }
+
+    #[test]
+    fn a_malformed_passwd_line_does_not_hide_a_jit_account() {
+        // glibc's files module skips a line whose uid or gid is not a number, and so does
+        // jitd's own view of /etc/passwd (it then issues the account): NSS answers the name
+        // from the jit module. pam_jit must gate it, not ignore it as a local user.
+        let bytes = build_snapshot(&data()).unwrap();
+        let s = Snapshot::parse(&bytes).unwrap();
+        let odd = LocalUser::Present { uid: None };
+        assert_eq!(
+            classify("eve", odd, Some(&s), never).identity,
+            Identity::Gated(Kind::Jit)
+        );
+        // Gate records alone (a local user's group grant) do not make it jit, as with an
+        // unreadable /etc/passwd; a managed name stays managed; nothing else changes.
+        assert_eq!(
+            classify("bob", odd, Some(&s), never).identity,
+            Identity::Ignore(Why::LocalUser)
+        );
+        assert_eq!(
+            classify("admin", odd, Some(&s), never).identity,
+            Identity::Gated(Kind::Managed)
+        );
+        assert_eq!(
+            classify("alice", odd, Some(&s), never).identity,
+            Identity::Ignore(Why::LocalUser)
+        );
+        assert_eq!(
+            classify("eve", odd, None, || ManagedFile::Missing).identity,
+            Identity::Ignore(Why::LocalUser)
+        );
     }
 
     #[test]

@@ -436,6 +436,61 @@ mod tests {
         ));
     }
 
+    /// su and login run with SIGPIPE at its default action (only Rust programs ignore it at
+    /// start): a jitd that hangs up before reading the request (its `busy` answer closes at
+    /// once) must not kill the PAM caller. std's `UnixStream` sends with `MSG_NOSIGNAL`; this
+    /// keeps it so if the client's writes ever change. Runs in a child copy of this test binary
+    /// that sets SIGPIPE back to the default; a large request keeps the write pending until
+    /// the hang-up.
+    #[test]
+    fn a_peer_that_hangs_up_does_not_kill_the_caller_with_sigpipe() {
+        const CHILD: &str = "PAM_JIT_TEST_SIGPIPE_CHILD";
+        const NAME: &str =
+            "jitd::tests::a_peer_that_hangs_up_does_not_kill_the_caller_with_sigpipe";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+            return;
+        }
+        // SAFETY: restoring the default action of a signal; no handler is involved.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let dir = std::env::temp_dir().join(format!("pam_jit_sigpipe_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jitd.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(conn);
+        });
+        let call = socket_call_at(path.to_str().unwrap(), Duration::from_secs(5), false);
+        let req = Request::CloseSession {
+            user: "eve".into(),
+            session: Some("s".repeat(900_000)),
+        };
+        let r = call(&req);
+        assert!(r.is_err(), "{r:?}");
+        t.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Nothing left pending for the caller either.
+        // SAFETY: an all-zero sigset_t is valid for sigpending to overwrite.
+        let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid, writable set.
+        assert_eq!(unsafe { libc::sigpending(&mut pending) }, 0);
+        // SAFETY: a set filled by sigpending.
+        assert_eq!(unsafe { libc::sigismember(&pending, libc::SIGPIPE) }, 0);
+    }
+
     #[test]
     fn sessions() {
         let spec = SessionSpec {

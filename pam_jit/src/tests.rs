@@ -799,6 +799,18 @@ fn snapshot_replaced_by_garbage() {
     );
 }
 
+#[test]
+fn a_malformed_passwd_line_does_not_bypass_the_gate() {
+    // /etc/passwd has a line for mia that glibc skips (no numeric uid): NSS shows mia's jit
+    // account, so her grant's code is still required.
+    let mut w = world();
+    w.passwd
+        .insert("mia".into(), LocalUser::Present { uid: None });
+    let mut pam = FakePam::new("mia");
+    assert_eq!(go(Hook::Account, &mut pam, &w), Code::PermDenied);
+    assert_eq!(go(Hook::Authenticate, &mut pam, &w), Code::AuthErr);
+}
+
 // ---------------------------------------------------------------- managed admins
 
 #[test]
