@@ -9,8 +9,9 @@
 //!
 //! Return codes (TEST-CATALOGUE P1, §3.3): `PAM_IGNORE` only for identities that are not jit's
 //! business (root, local users, invalid names, unknown names) and, in `auth`, for a jit or
-//! managed identity whose grant admits the login without a code (pam_jit is then a gate, not an
-//! authenticator: the password or key is checked by the other modules). Every error on the
+//! managed identity whose grant admits the login without a code, or a managed admin whose code
+//! was right (pam_jit is then a gate, not the authenticator: the password or key is checked by
+//! the other modules). Every error on the
 //! path of a jit or managed identity — bad options, no snapshot, jitd unreachable, too slow or
 //! an impostor, a conversation failure, a panic — is the hook's denial code. `setcred` and
 //! `chauthtok` are always `PAM_IGNORE` (the trait's defaults; they do no work).
@@ -428,6 +429,13 @@ impl<P: Pam + ?Sized, W: World + ?Sized> Login<'_, P, W> {
                 let mut what = format!("verification code accepted for grant {}", fit.id);
                 if !activated.is_empty() {
                     what.push_str(&format!("; activated {}", activated.join(", ")));
+                }
+                // A managed admin has a password: the code adds to it (pam_unix still checks
+                // it), it does not replace it. A jit account has none: its code, after the
+                // ssh key, completes authentication.
+                if self.kind == Kind::Managed {
+                    what.push_str("; the other modules check the password");
+                    return self.allow(Code::Ignore, &what);
                 }
                 self.allow(Code::Success, &what)
             }

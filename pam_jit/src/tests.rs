@@ -833,8 +833,14 @@ fn managed_with_an_enable_grant() {
         .insert("ops".into(), LocalUser::Present { uid: Some(1002) });
     let mut pam = FakePam::new("ops").reply("123456");
     assert_eq!(go(Hook::Account, &mut pam, &w), Code::PermDenied);
-    assert_eq!(go(Hook::Authenticate, &mut pam, &w), Code::Success);
+    // The code adds to the admin's password, it does not replace it: auth passes the login
+    // on to pam_unix (PAM_IGNORE), and account then sees the code proved on this handle.
+    assert_eq!(go(Hook::Authenticate, &mut pam, &w), Code::Ignore);
     assert_eq!(go(Hook::Account, &mut pam, &w), Code::Success);
+    // A jit account has no password: its code (after the ssh key) completes auth.
+    let w = world().answer(|_| verified("mia"));
+    let mut pam = FakePam::new("mia").reply("123456");
+    assert_eq!(go(Hook::Authenticate, &mut pam, &w), Code::Success);
 }
 
 #[test]

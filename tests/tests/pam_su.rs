@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use jit_tests::pam::{
-    add_admin, install_pam_jit, jitctl_json, pam_service, require_tools, set_managed_accounts,
-    su_from, ADMIN, ADMIN_PASSWORD, TIMEOUT,
+    add_admin, install_pam_jit, jitctl_json, mfa_enroll, oathtool, pam_service, require_tools,
+    set_managed_accounts, step_with_margin, su_from, ADMIN, ADMIN_PASSWORD, TIMEOUT,
 };
 use jit_tests::{code, now_f64, procs, show, sleep_until, stdout, Sandbox};
 
@@ -56,6 +56,33 @@ fn su(sb: &Sandbox, input: &str) -> (std::process::Output, bool) {
 
 fn pw() -> String {
     format!("{ADMIN_PASSWORD}\n")
+}
+
+/// `--enable --mfa`: the code adds to the admin's password, it does not replace it: su needs
+/// both (the code first, as pam_jit comes before pam_unix), and each code works once.
+#[test]
+fn su_to_managed_admin_with_mfa_needs_code_and_password() {
+    require_tools(&["oathtool"]);
+    let sb = setup();
+    let secret = mfa_enroll(&sb, ADMIN);
+    let id = sb.grant(&[ADMIN, "--enable", "--mfa", "--for", "10m"]);
+    // Three codes inside jitd's ±1 step window, oldest first (a later step never reopens an
+    // earlier one).
+    let t = step_with_margin(15.0);
+    let (o, ok) = su(&sb, &format!("{}\n", oathtool(&secret, t - 30)));
+    assert!(!ok, "a code without the password: {}", show(&o));
+    let (o, ok) = su(
+        &sb,
+        &format!("{}\nnot-the-password\n", oathtool(&secret, t)),
+    );
+    assert!(!ok, "a code with a wrong password: {}", show(&o));
+    let last = oathtool(&secret, t + 30);
+    let (o, ok) = su(&sb, &format!("{last}\n{}", pw()));
+    assert!(ok, "code and password: {}\n{}", show(&o), sb.jitd_log());
+    let (o, ok) = su(&sb, &format!("{last}\n{}", pw()));
+    assert!(!ok, "the same code again: {}", show(&o));
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
 }
 
 #[test]
