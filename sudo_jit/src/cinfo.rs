@@ -161,6 +161,10 @@ pub struct Invocation {
     /// `settings` `noninteractive` (`-n`): sudo may not prompt, so no step-up code can be
     /// asked for.
     pub noninteractive: bool,
+    /// The user asked sudo to hand the command environment variables: `-E`
+    /// (`settings` `preserve_environment`), or `VAR=value` / `--preserve-env=LIST` on the
+    /// command line ([`argv_sets_env`]).
+    pub sets_env: bool,
 }
 
 /// Parses `settings` and `user_info`.
@@ -196,6 +200,34 @@ pub fn parse_invocation(
         chroot: nonempty(get(settings, "cmnd_chroot")?),
         remote_host: nonempty(get(settings, "remote_host")?),
         noninteractive: get_bool(settings, "noninteractive")?,
+        sets_env: get_bool(settings, "preserve_environment")?,
+    })
+}
+
+/// Whether sudo's command line (`submit_argv` of `open`, before `submit_optind`) sets
+/// environment variables for the command: a `VAR=value` word (sudo takes every word with a `=`
+/// that starts with neither `-`, `/` nor `=` among its options as one) or `--preserve-env=LIST`
+/// (any prefix getopt accepts). Neither reaches an approval plugin otherwise, and the sudoers
+/// rule `... NOPASSWD: ALL` implies SETENV, so sudo passes `LD_PRELOAD=...` on to the
+/// command. An option argument that looks like an assignment (`-p a=b`) counts too: that only
+/// ever refuses. With a `submit_optind` outside the vector, every word is looked at.
+pub fn argv_sets_env(submit_argv: &[Vec<u8>], submit_optind: i32) -> bool {
+    let end = match usize::try_from(submit_optind) {
+        Ok(n) if (1..=submit_argv.len()).contains(&n) => n,
+        _ => submit_argv.len(),
+    };
+    submit_argv.iter().take(end).skip(1).any(|w| {
+        let Some(eq) = w.iter().position(|&b| b == b'=') else {
+            return false;
+        };
+        match w.first() {
+            Some(b'-') => {
+                let name = &w[..eq];
+                name.len() > 2 && name.starts_with(b"--") && b"--preserve-env".starts_with(name)
+            }
+            Some(b'/') | Some(b'=') | None => false,
+            Some(_) => true,
+        }
     })
 }
 
@@ -294,6 +326,31 @@ mod tests {
         assert!(parse_invocation(&[], &v(&["uid=4294967295", "user=a"])).is_err());
         assert!(parse_invocation(&[], &v(&["uid=-1", "user=a"])).is_err());
         assert!(parse_invocation(&v(&["run_shell=maybe"]), &v(&["uid=1", "user=a"])).is_err());
+        assert!(
+            parse_invocation(&v(&["preserve_environment=true"]), &v(&["uid=1", "user=a"]))
+                .unwrap()
+                .sets_env
+        );
+        assert!(!inv.sets_env);
+    }
+
+    #[test]
+    fn env_assignments_on_the_command_line() {
+        let yes = |a: &[&str], i| assert!(argv_sets_env(&v(a), i), "{a:?} {i}");
+        let no = |a: &[&str], i| assert!(!argv_sets_env(&v(a), i), "{a:?} {i}");
+        yes(&["sudo", "LD_PRELOAD=/x.so", "/usr/bin/id"], 2);
+        yes(&["sudo", "-n", "A=1", "-u", "root", "B=2", "id"], 6);
+        yes(&["sudo", "--preserve-env=PAGER", "id"], 2);
+        yes(&["sudo", "--preserve-e=PAGER", "id"], 2);
+        no(&["sudo", "-n", "/usr/bin/id", "A=1"], 2);
+        no(&["sudo", "-u", "root", "--", "id", "x=y"], 4);
+        no(&["sudo", "--user=root", "--prompt=x", "id"], 3);
+        no(&["sudo", "-D", "/a=b", "id"], 3);
+        no(&["sudo", "id"], 1);
+        no(&[], 0);
+        // sudo's optind out of range: every word counts.
+        yes(&["sudo", "id", "x=y"], 0);
+        yes(&["sudo", "id", "x=y"], 9);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use jit_core::policy::sudo::{
 };
 use jit_core::snapshot::{GateView, Snapshot};
 use jit_core::time::UnixTime;
-use jit_core::types::{GATE_ARMED, GATE_ENABLE, GATE_MFA_SUDO};
+use jit_core::types::{GATE_ARMED, GATE_ENABLE, GATE_MFA_SUDO, GROUP_KIND_JIT};
 
 /// The verdict. Distant discriminants: no single bit flip turns a denial (or a step-up still to
 /// be proved) into an approval (S2).
@@ -138,16 +138,31 @@ pub fn looks_jit_by_ids(
 
 /// Whether the snapshot makes `inv`'s user one whose sudo right comes from a jit sudo scope:
 /// a grant with a sudo scope (in any state: an expired or armed one still confines), a managed
-/// account, or a process still holding the `jit-sudo` gid. A user whose grants only add group
-/// memberships or an account is left to sudoers: those memberships are live in NSS (sudo.conf
-/// sets `group_source dynamic`) and the sessions that kept them are ended at teardown.
-fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation) -> bool {
+/// account, or a process still holding the `jit-sudo` gid ([`holds_jit_sudo`]). A user whose
+/// grants only add group memberships or an account is left to sudoers: those memberships are
+/// live in NSS (sudo.conf sets `group_source dynamic`) and the sessions that kept them are
+/// ended at teardown.
+fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool {
     snap.grants_for_user(&inv.user)
         .any(|g| g.sudo().next().is_some())
         || snap.is_managed(&inv.user)
-        || snap
-            .group_record(GROUP_JIT_SUDO)
-            .is_some_and(|g| inv.groups.contains(&g.gid()))
+        || holds_jit_sudo(snap, inv, now)
+}
+
+/// Whether the process holds the gid of `jit-sudo`. jitd's `[groups] sudo` may give that group
+/// another name, and the snapshot does not say which of jit's own groups (kind
+/// `GROUP_KIND_JIT`) it is, so any jit group the user holds without being its live member
+/// counts too: a session that kept it after its grant ended. (jit-users and jit-mfa are held
+/// by their live members; only jit-sudo gives a sudo right through the sudoers drop-in.)
+fn holds_jit_sudo(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool {
+    (0..snap.group_count())
+        .filter_map(|i| snap.group_at(i))
+        .filter(|g| inv.groups.contains(&g.gid()))
+        .any(|g| {
+            g.name() == GROUP_JIT_SUDO
+                || (g.kind() == GROUP_KIND_JIT
+                    && !g.members().any(|m| m.name() == inv.user && m.is_live(now)))
+        })
 }
 
 /// Decides one `check` call.
@@ -159,7 +174,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
     // With a trusted snapshot it decides; without one, the id heuristic fails closed for
     // anything that looks like a jit identity.
     let jit = match input.snapshot {
-        Some(s) => jit_in_snapshot(s, inv),
+        Some(s) => jit_in_snapshot(s, inv, input.now),
         None => input.jit_by_ids,
     };
     if !jit {
@@ -258,6 +273,10 @@ fn judge(
             runas.push(RunAs::root());
         }
         let mut verdict = sudo_allows(&scope, &runas, req);
+        // `VAR=value`, -E, --preserve-env: under the sudoers rule's implied SETENV, sudo hands
+        // the command whatever the user set (LD_PRELOAD...), which makes any allowed command
+        // run any code. Only an ALL scope, which allows that anyway, may do it.
+        let env_refused = inv.sets_env && !scope.contains(&ScopeEntry::All);
         if let (Err(_), Some(alt)) = (&verdict, alt_command) {
             let alt_req = SudoRequest {
                 command: alt,
@@ -288,6 +307,18 @@ fn judge(
                     classes,
                 );
             }
+            Ok(()) if env_refused => {
+                refusal.get_or_insert_with(|| {
+                    (
+                        format!(
+                            "jit: setting the command's environment (VAR=value, -E, \
+                             --preserve-env) needs an ALL grant (grant {})",
+                            shown(g.id(), 64)
+                        ),
+                        g.id().to_string(),
+                    )
+                });
+            }
             Ok(()) if g.flags() & GATE_MFA_SUDO != 0 => {
                 mfa.get_or_insert_with(|| g.id().to_string());
             }
@@ -307,7 +338,7 @@ fn judge(
             classes,
         );
     }
-    if managed && !inv.groups.iter().any(|g| is_jit_sudo_gid(snap, *g)) {
+    if managed && !holds_jit_sudo(snap, inv, now) {
         // A managed admin re-enabled by a live --enable grant, whose sudo right comes from
         // the local sudoers (not from jit-sudo): sudoers decided, under the enabling grant.
         return Decision::allow(true, enabling, classes);
@@ -347,11 +378,6 @@ fn revoke_message(req: &SudoRequest<'_>, hit: u32, grant: &str) -> String {
         class_names(hit).join(", "),
         shown(grant, 64)
     )
-}
-
-fn is_jit_sudo_gid(snap: &Snapshot<'_>, gid: u32) -> bool {
-    snap.group_record(GROUP_JIT_SUDO)
-        .is_some_and(|g| g.gid() == gid)
 }
 
 #[cfg(test)]

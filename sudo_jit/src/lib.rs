@@ -178,8 +178,8 @@ pub unsafe extern "C" fn sudo_jit_open(
     sudo_printf: Option<SudoPrintf>,
     settings: *const *const c_char,
     user_info: *const *const c_char,
-    _submit_optind: c_int,
-    _submit_argv: *const *const c_char,
+    submit_optind: c_int,
+    submit_argv: *const *const c_char,
     _submit_envp: *const *const c_char,
     plugin_options: *const *const c_char,
     _errstr: *mut *const c_char,
@@ -202,8 +202,18 @@ pub unsafe extern "C" fn sudo_jit_open(
         let settings = unsafe { cinfo::copy_vector(settings) };
         // SAFETY: as above.
         let user_info = unsafe { cinfo::copy_vector(user_info) };
+        // SAFETY: as above.
+        let submit_argv = unsafe { cinfo::copy_vector(submit_argv) };
         let inv = match (settings, user_info) {
-            (Ok(s), Ok(u)) => cinfo::parse_invocation(&s, &u).map_err(|e| e.to_string()),
+            (Ok(s), Ok(u)) => cinfo::parse_invocation(&s, &u)
+                .map(|mut inv| {
+                    // An argv too large to read only narrows what a jit user may do (it
+                    // holds the command's own arguments too: non-jit users are unaffected).
+                    inv.sets_env |=
+                        submit_argv.map_or(true, |a| cinfo::argv_sets_env(&a, submit_optind));
+                    inv
+                })
+                .map_err(|e| e.to_string()),
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };
         *session() = Some(Session {
@@ -324,12 +334,12 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         (Ok(ci), Ok(av)) => cinfo::parse_command(&ci, &av),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let alt = cmd.as_ref().ok().and_then(|c| {
-        std::fs::canonicalize(&c.command)
-            .ok()
-            .and_then(|p| p.to_str().map(str::to_string))
-            .filter(|p| *p != c.command)
-    });
+    // Only a path nobody but root can re-point between this check and sudo's exec (merged
+    // /usr: /bin/id is /usr/bin/id); a user's own symlink to an allowed command is not one.
+    let alt = cmd
+        .as_ref()
+        .ok()
+        .and_then(|c| local::trusted_alias(&c.command));
     let data = jit_core::snapshot::file::read_trusted(c"/run/jitd/snapshot").ok();
     let snap = data
         .as_deref()

@@ -27,18 +27,26 @@ fn cap(s: &str) -> String {
 }
 
 /// Builds the report (pure; unit-tested).
+///
+/// The report of an approval carries the command and its arguments whole: jitd classifies
+/// them against the operator's `ioc_commands` before it confirms, and a capped copy would let
+/// `sh -c "<256 characters>; tcpdump"` or a 65th argument pass unseen. (jitd caps what it
+/// writes to the audit log itself; a request larger than a frame is refused by the client.)
+/// A denial's report, best effort, is capped.
 pub fn build(inv: &Invocation, cmd: Option<&Command>, d: &Decision) -> SudoReport {
+    let whole = d.verdict == Verdict::Allow;
+    let text = |s: &str| if whole { s.to_string() } else { cap(s) };
     SudoReport {
         user: cap(&inv.user),
         uid: inv.uid,
         grant: d.grant.as_deref().map(cap),
-        command: cmd.map(|c| cap(&c.command)).unwrap_or_default(),
+        command: cmd.map(|c| text(&c.command)).unwrap_or_default(),
         argv: cmd
             .map(|c| {
                 c.argv
                     .iter()
-                    .take(MAX_REPORT_ARGS)
-                    .map(|a| cap(a))
+                    .take(if whole { usize::MAX } else { MAX_REPORT_ARGS })
+                    .map(|a| text(a))
                     .collect()
             })
             .unwrap_or_default(),
@@ -174,6 +182,50 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(subject(&no_grant), "jit user alice");
+    }
+
+    #[test]
+    fn approval_report_is_whole_for_jitds_ioc_check() {
+        // What jitd does with an approving report: classify it against its ioc_commands.
+        let jitd_sees_ioc = |r: &SudoReport| {
+            let args: Vec<&str> = r.argv.iter().map(String::as_str).collect();
+            let req = jit_core::policy::sudo::SudoRequest::new(&r.user, r.uid, &r.command, &args);
+            jit_core::policy::classify::classify(&req, &["tcpdump"])
+                & jit_core::policy::classify::CLASS_IOC
+                != 0
+        };
+        let inv = Invocation {
+            user: "alice".into(),
+            uid: 70_001,
+            ..Default::default()
+        };
+        let allow = Decision {
+            verdict: Verdict::Allow,
+            jit: true,
+            reason: String::new(),
+            grant: Some("g-1".into()),
+            classes: 0,
+        };
+        let script = format!("{}; tcpdump -i any", ": ".repeat(200));
+        let mut wrapped = vec!["-i".to_string()];
+        wrapped.extend((0..70).map(|i| format!("V{i}=x")));
+        wrapped.push("tcpdump".into());
+        for c in [
+            Command {
+                command: "/usr/bin/bash".into(),
+                argv: vec!["-c".into(), script],
+                ..Default::default()
+            },
+            Command {
+                command: "/usr/bin/env".into(),
+                argv: wrapped,
+                ..Default::default()
+            },
+        ] {
+            let r = build(&inv, Some(&c), &allow);
+            assert!(jitd_sees_ioc(&r), "{:?}", c.argv.last());
+            assert_eq!(r.argv, c.argv);
+        }
     }
 
     #[test]

@@ -710,3 +710,79 @@ fn step_up_code_through_conversation() {
         assert!(o.requests.is_empty());
     }
 }
+
+#[test]
+fn environment_from_the_command_line_needs_all() {
+    if !usable() {
+        return;
+    }
+    // The drop-in's `NOPASSWD: ALL` implies SETENV: sudoers lets a jit-sudo member hand the
+    // command any variable (LD_PRELOAD: any code as root under any allowed command).
+    let snap = snapshot(3600, &["/usr/bin/printenv"]);
+    for c in [
+        "sudo -n LD_PRELOAD=/nonexistent/evil.so /usr/bin/printenv LD_PRELOAD",
+        "env PAGER=evil sudo -n --preserve-env=PAGER /usr/bin/printenv PAGER",
+        "env PAGER=evil sudo -n -E /usr/bin/printenv PAGER",
+    ] {
+        let o = run(Some(&snap), "", "alice", c);
+        refused(&o, "needs an ALL grant (grant g-live)");
+        assert_eq!(o.stdout, "", "{c}");
+    }
+    // The same command without them is allowed; under ALL they are too; root and a local
+    // sudoer are unaffected.
+    approved(&run(
+        Some(&snap),
+        "",
+        "alice",
+        "sudo -n /usr/bin/printenv HOME",
+    ));
+    let all = snapshot(3600, &["ALL"]);
+    let o = run(
+        Some(&all),
+        "",
+        "alice",
+        "sudo -n JITX=1 /usr/bin/printenv JITX",
+    );
+    approved(&o);
+    assert_eq!(o.stdout, "1\n");
+    for who in ["root", "bob"] {
+        approved(&run(
+            Some(&snap),
+            "",
+            who,
+            "sudo -n JITX=1 /usr/bin/printenv JITX",
+        ));
+    }
+}
+
+#[test]
+fn own_symlink_to_an_allowed_command_is_not_it() {
+    if !usable() {
+        return;
+    }
+    // alice's own symlink to /usr/bin/id, re-pointed at /usr/bin/whoami in a loop: approving
+    // it for where it leads at check time let whoami (any program) run as root.
+    let snap = snapshot(3600, &["/usr/bin/id"]);
+    let d = std::env::temp_dir().join(format!("sudo_jit_race_{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(ALICE_UID), Some(100)).unwrap();
+    let cmd = format!(
+        "sh -c 'cd {d}; ln -sfn /usr/bin/id id; \
+         (while :; do ln -sfn /usr/bin/whoami t; mv -T t id; ln -sfn /usr/bin/id t; mv -T t id; done) & \
+         p=$!; for i in $(seq 100); do sudo -n {d}/id; done; kill $p'",
+        d = d.display()
+    );
+    let o = run(Some(&snap), "", "alice", &cmd);
+    let _ = std::fs::remove_dir_all(&d);
+    assert!(!o.stdout.lines().any(|l| l == "root"), "{:?}", o.stdout);
+    assert!(o.stdout.is_empty(), "{:?}", o.stdout);
+    assert!(
+        o.stderr.contains("/id is outside grant g-live"),
+        "{:?}",
+        o.stderr
+    );
+    // The merged-/usr alias (root's /bin -> usr/bin) still works.
+    if std::fs::read_link("/bin").is_ok_and(|t| t.as_os_str() == "usr/bin") {
+        approved(&run(Some(&snap), "", "alice", "sudo -n /bin/id -u"));
+    }
+}

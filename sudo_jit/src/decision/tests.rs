@@ -496,3 +496,104 @@ fn verdict_discriminants_are_distant() {
         }
     }
 }
+
+#[test]
+fn setting_the_environment_needs_all() {
+    // `sudo LD_PRELOAD=/x.so /usr/bin/id`: the sudoers rule (ALL implies SETENV) lets sudo
+    // hand LD_PRELOAD to the command, which would make the narrow grant a root shell.
+    let mut e = alice();
+    e.sets_env = true;
+    let d = run(Some(&narrow()), &e, &cmd("/usr/bin/id", &[]));
+    denied(&d, "environment");
+    denied(&d, "needs an ALL grant (grant g-1)");
+    assert_eq!(d.grant.as_deref(), Some("g-1"));
+    // Under ALL it gives nothing more than ALL already does.
+    let all = data(vec![grant("g-3", "alice", &["ALL"], &[])], &[]);
+    assert_eq!(
+        run(Some(&all), &e, &cmd("/usr/bin/id", &[])).verdict,
+        Verdict::Allow
+    );
+    // Before any step-up: no code is asked for a request that is refused anyway.
+    let mut m = grant("g-9", "alice", &["/usr/bin/id"], &[]);
+    m.flags = GATE_MFA_SUDO;
+    denied(
+        &run(Some(&data(vec![m], &[])), &e, &cmd("/usr/bin/id", &[])),
+        "environment",
+    );
+}
+
+/// A snapshot whose jit groups carry the names an operator chose in jitd's `[groups]`.
+fn renamed(grants: Vec<GateGrant>, managed: &[&str], mfa_member: Option<&str>) -> Vec<u8> {
+    let group = |name: &str, gid, members| GroupEntry {
+        name: name.into(),
+        gid,
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members,
+    };
+    let mut groups = vec![group("ops-sudo", JIT_SUDO_GID, vec![])];
+    if let Some(u) = mfa_member {
+        groups.push(group(
+            "ops-mfa",
+            JIT_SUDO_GID - 1,
+            vec![jit_core::types::Member {
+                name: u.into(),
+                grant_id: "g-en".into(),
+                not_before: 500,
+                not_after: 2_000,
+            }],
+        ));
+    }
+    build_snapshot(&SnapshotData {
+        generated_at: NOW,
+        accounts: vec![],
+        groups,
+        grants,
+        managed: managed.iter().map(|s| s.to_string()).collect(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn kept_jit_sudo_gid_under_another_name() {
+    // jitd.toml `[groups] sudo = "ops-sudo"`: bob's sudo grant has ended (gone from the
+    // snapshot) but his session kept the group's gid, which the sudoers drop-in still honours
+    // while anyone else is a live member. He must not be taken for a local user.
+    let mut bob = inv("bob", 1001);
+    bob.groups = vec![1001, JIT_SUDO_GID];
+    let d = run(
+        Some(&renamed(vec![], &[], None)),
+        &bob,
+        &cmd("/usr/bin/id", &[]),
+    );
+    denied(&d, "no live grant with a sudo scope");
+    // A managed admin re-enabled (with --mfa: a live member of the renamed jit-mfa) whose
+    // right comes from the local sudoers is still approved under the enabling grant...
+    let mut admin = inv("admin", 1000);
+    admin.groups = vec![1000, 27, JIT_SUDO_GID - 1];
+    let mut en = grant("g-en", "admin", &[], &[]);
+    en.uid = 0;
+    en.flags = GATE_ENABLE;
+    let img = renamed(vec![en], &["admin"], Some("admin"));
+    let d = run(Some(&img), &admin, &cmd("/usr/bin/id", &[]));
+    assert_eq!(
+        (d.verdict, d.jit, d.grant.as_deref()),
+        (Verdict::Allow, true, Some("g-en"))
+    );
+    // ...but not when its session kept the renamed jit-sudo gid of an ended sudo grant.
+    admin.groups.push(JIT_SUDO_GID);
+    denied(
+        &run(Some(&img), &admin, &cmd("/usr/bin/id", &[])),
+        "no live grant with a sudo scope",
+    );
+    // A local user holding no jit gid is still left to sudoers.
+    let mut carol = inv("carol", 1002);
+    carol.groups = vec![1002, 27];
+    let d = run(
+        Some(&renamed(vec![], &[], None)),
+        &carol,
+        &cmd("/usr/bin/id", &[]),
+    );
+    assert_eq!((d.verdict, d.jit), (Verdict::Allow, false));
+}
