@@ -461,9 +461,13 @@ impl Daemon {
                 return;
             }
             let live = inner.state.grants.values().filter(|g| !g.state.is_ended());
-            // Memberships still held by grants that remain live must not be torn away.
+            // Memberships still held by grants that remain live must not be torn away. Only a
+            // live (activated) grant gives a membership: a pending one has not begun and an
+            // armed one gives its groups only after the code, so neither shields a process
+            // that kept the gid.
             let still_granted: HashSet<(String, String)> = live
                 .clone()
+                .filter(|g| g.state_at(now) == GrantState::Live)
                 .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
                 .collect();
             let still_account: HashSet<String> = live
@@ -479,7 +483,13 @@ impl Daemon {
                 .collect();
             (jobs, still_granted, still_account, still_enabled)
         };
-        let local = self.local_db().unwrap_or_default();
+        // Without the local files a managed admin's uid and the gids of group grants are
+        // unknown: what can be ended still is, but such teardowns stay pending (retried at
+        // the next tick) rather than being recorded complete.
+        let (local, local_error) = match self.local_db() {
+            Ok(l) => (l, None),
+            Err(e) => (LocalDb::default(), Some(e)),
+        };
         let mut targets = KillTargets::default();
         for job in &mut jobs {
             if let Some(uid) = job.uid {
@@ -541,6 +551,10 @@ impl Daemon {
                 fields["sessions"] = json!(job.sessions.iter().map(|s| &s.0).collect::<Vec<_>>());
             }
             let mut complete = report.survivors.is_empty();
+            if let (Some(e), true) = (&local_error, job.enable || !job.groups.is_empty()) {
+                fields["local_files_error"] = json!(e);
+                complete = false;
+            }
             if let Some(uid) = job.uid {
                 if still_account.contains(&job.user) {
                     fields["home"] = json!("kept: another grant for this account is live");
@@ -950,11 +964,18 @@ impl Daemon {
             }),
         );
         if let (Some(id), true) = (&r.grant, hit != 0) {
+            // The command line is the user's: escaped and capped, it is stored as the end
+            // reason and printed by `jitctl grant show` (no terminal escapes, no newlines).
             let why = format!(
-                "revoke-on {}: {} {}",
+                "revoke-on {}: {}",
                 jit_core::policy::classify::class_names(hit).join(","),
-                r.command,
-                argv.join(" ")
+                jit_core::policy::sudo::shown(
+                    &std::iter::once(r.command.as_str())
+                        .chain(argv.iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    1024
+                )
             );
             self.audit.record(
                 now,

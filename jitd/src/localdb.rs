@@ -83,10 +83,18 @@ impl LocalDb {
     ///
     /// # Errors
     /// Either file unreadable: jitd must not decide collisions on a partial view.
+    ///
+    /// Bytes that are not UTF-8 (any user can put them in their own GECOS field with `chfn`)
+    /// are read as U+FFFD: such a field never equals a valid name, and the rest of the file
+    /// still counts. Refusing the whole file would let one user stop jitd's snapshot and
+    /// teardowns.
     pub fn read(passwd: &Path, group: &Path) -> std::io::Result<LocalDb> {
+        let text = |p: &Path| -> std::io::Result<String> {
+            Ok(String::from_utf8_lossy(&std::fs::read(p)?).into_owned())
+        };
         Ok(LocalDb {
-            users: parse_passwd(&std::fs::read_to_string(passwd)?),
-            groups: parse_group(&std::fs::read_to_string(group)?),
+            users: parse_passwd(&text(passwd)?),
+            groups: parse_group(&text(group)?),
         })
     }
 
@@ -120,6 +128,24 @@ impl LocalDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gecos_that_is_not_utf8_does_not_hide_the_file() {
+        let dir = std::env::temp_dir().join(format!("jitd-localdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p, g) = (dir.join("passwd"), dir.join("group"));
+        std::fs::write(
+            &p,
+            b"jos:x:1005:1005:Jos\xe9,,,:/home/jos:/bin/sh\ncarol:x:1001:1001::/h:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(&g, b"adm:x:4:carol\n").unwrap();
+        let db = LocalDb::read(&p, &g);
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = db.unwrap();
+        assert_eq!(db.user("jos").map(|u| u.uid), Some(1005));
+        assert_eq!(db.user("carol").map(|u| u.uid), Some(1001));
+    }
 
     #[test]
     fn parses_and_skips_junk() {

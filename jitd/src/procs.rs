@@ -51,8 +51,16 @@ struct ProcInfo {
     zombie: bool,
 }
 
+/// A /proc file as text. The process's name (comm) appears raw, and its owner can make it any
+/// bytes (run a program whose file name is not UTF-8): read bytes, never `read_to_string`,
+/// which would fail and hide the process from teardown.
+fn read_proc_text(path: &str) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn read_status(pid: i32) -> Option<ProcInfo> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let text = read_proc_text(&format!("/proc/{pid}/status"))?;
     let mut info = ProcInfo::default();
     let mut have_uid = false;
     for line in text.lines() {
@@ -87,7 +95,7 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
 
 /// A process's start time (field 22 of /proc/PID/stat, clock ticks since boot).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_proc_text(&format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the
     // last ')'. Field 3 is then the first word, so field 22 is the 20th.
     let rest = text.get(text.rfind(')')? + 1..)?;
@@ -283,6 +291,35 @@ mod tests {
             !targeted(pid, &recycled),
             "another start time is another process"
         );
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_still_read() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("jitd-procs-odd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join(std::ffi::OsStr::from_bytes(b"\xff) 1 2 3"));
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = std::process::Command::new(&exe).arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(&0xff)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = read_status(pid);
+        let start = start_time(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            status.is_some(),
+            "status of a process named with a non-UTF-8 byte"
+        );
+        assert!(start.is_some_and(|s| s > 0), "start time: {start:?}");
     }
 
     #[test]

@@ -676,3 +676,256 @@ fn jitd_confirms_sudo_approvals_with_its_own_state_and_ioc_commands() {
     // A bad IOC entry is a configuration error, not silently ignored.
     assert!(Config::parse(r#"ioc_commands = ["ALL"]"#, None).is_err());
 }
+
+/// A copy of `sleep` whose file name (and so the process's comm, shown raw in
+/// /proc/PID/status and /proc/PID/stat) is not UTF-8, run as `uid` with `groups`.
+fn odd_named_sleeper(env: &Env, uid: u32, groups: &[u32]) -> Child {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = env.path("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exe = dir.join(std::ffi::OsStr::from_bytes(b"\xff\xfeodd"));
+    if !exe.exists() {
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+    }
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"));
+    if groups.is_empty() {
+        c.arg("--clear-groups");
+    } else {
+        let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+        c.arg(format!("--groups={}", g.join(",")));
+    }
+    let child = c.arg(&exe).arg("600").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let st = std::fs::read(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        if st.windows(5).any(|w| w == b"\xff\xfeodd") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn enable_opsadm(d: &Daemon, now: i64) -> String {
+    add(
+        d,
+        GrantSpec {
+            account: false,
+            enable: true,
+            ..spec("opsadm", 600)
+        },
+        now,
+    )
+    .unwrap()
+    .id
+}
+
+#[test]
+fn a_process_whose_name_is_not_utf8_does_not_survive_teardown() {
+    // Review finding: /proc/PID/status and /proc/PID/stat show the comm raw; a user who runs
+    // a program named with a byte that is not UTF-8 made read_to_string fail, so the scan
+    // skipped the process and the teardown was recorded complete.
+    let env = managed_env("oddname");
+    let d = env.daemon_with(T0, MANAGED);
+    let id = enable_opsadm(&d, T0);
+    let mut shell = odd_named_sleeper(&env, OPSADM_UID, &[]);
+    ask(&d, ROOT, Request::RevokeGrant { id, reason: None }, T0 + 5).unwrap();
+    assert_eq!(
+        ended_by_signal(&mut shell),
+        Some(libc::SIGTERM),
+        "a comm that is not UTF-8 must not hide a process from teardown"
+    );
+}
+
+#[test]
+fn a_passwd_file_that_is_not_utf8_does_not_stop_revocation() {
+    // Review finding: any local user can put a byte that is not UTF-8 into /etc/passwd with
+    // chfn (shadow's chfn only warns about non-ASCII). jitd then could not read the local
+    // files at all: a revocation never reached the snapshot, and the teardown of a managed
+    // admin found no uid to end and was recorded complete.
+    let env = managed_env("latin1");
+    let d = env.daemon_with(T0, MANAGED);
+    let id = enable_opsadm(&d, T0);
+    let mut shell = sleeper(Some(OPSADM_UID));
+    let mut passwd = std::fs::read(env.path("passwd")).unwrap();
+    passwd.extend_from_slice(b"jos:x:4100700:4100700:Jos\xe9 Ruiz,,,:/home/jos:/bin/sh\n");
+    std::fs::write(env.path("passwd"), passwd).unwrap();
+    d.tick(T0 + 1);
+    ask(
+        &d,
+        ROOT,
+        Request::RevokeGrant {
+            id: id.clone(),
+            reason: None,
+        },
+        T0 + 5,
+    )
+    .unwrap();
+    {
+        let img = env.snapshot();
+        let s = Snapshot::parse(&img).unwrap();
+        assert!(
+            s.grants_for_user("opsadm").next().is_none(),
+            "the revoked grant must leave the snapshot"
+        );
+    }
+    assert_eq!(ended_by_signal(&mut shell), Some(libc::SIGTERM));
+}
+
+#[test]
+fn a_grant_that_is_not_live_yet_does_not_shield_a_gid_from_teardown() {
+    // Review finding: teardown spared processes holding a granted gid whenever another grant
+    // of the person named the group and was not ended, even one still pending (or armed):
+    // the process kept the group until that grant began, with no live grant giving it.
+    let env = Env::new("pendinggid");
+    const ERIN: u32 = 4_100_800;
+    let mut passwd = std::fs::read_to_string(env.path("passwd")).unwrap();
+    passwd.push_str(&format!("erin:x:{ERIN}:{ERIN}::/home/erin:/bin/sh\n"));
+    std::fs::write(env.path("passwd"), passwd).unwrap();
+    let d = env.daemon(T0);
+    let grant = |start_in: i64| GrantSpec {
+        account: false,
+        groups: vec!["devs".into()],
+        start_in_secs: start_in,
+        ..spec("erin", 600)
+    };
+    let now_g = add(&d, grant(0), T0).unwrap();
+    let later = add(&d, grant(3600), T0).unwrap();
+    assert_eq!(later.state, GrantState::Pending);
+    let mut shell = sleeper_with_groups(ERIN, &[50]);
+    ask(
+        &d,
+        ROOT,
+        Request::RevokeGrant {
+            id: now_g.id.clone(),
+            reason: None,
+        },
+        T0 + 5,
+    )
+    .unwrap();
+    assert_eq!(
+        ended_by_signal(&mut shell),
+        Some(libc::SIGTERM),
+        "gid 50 was held with no live grant for it"
+    );
+    // An armed (--mfa, not yet activated) grant gives no membership either.
+    enroll(&d, "erin");
+    let now_g = add(&d, grant(0), T0 + 10).unwrap();
+    let armed = add(
+        &d,
+        GrantSpec {
+            mfa: true,
+            ..grant(0)
+        },
+        T0 + 10,
+    )
+    .unwrap();
+    assert_eq!(state_of(&d, &armed.id, T0 + 10), GrantState::Armed);
+    let mut shell = sleeper_with_groups(ERIN, &[50]);
+    ask(
+        &d,
+        ROOT,
+        Request::RevokeGrant {
+            id: now_g.id,
+            reason: None,
+        },
+        T0 + 15,
+    )
+    .unwrap();
+    assert_eq!(
+        ended_by_signal(&mut shell),
+        Some(libc::SIGTERM),
+        "an armed grant gives no membership"
+    );
+}
+
+fn sleeper_with_groups(uid: u32, groups: &[u32]) -> Child {
+    let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let child = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            &format!("--groups={}", g.join(",")),
+            "sleep",
+            "600",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let st =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        if st.contains(&format!("Uid:\t{uid}\t")) && st.contains("sleep") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+#[test]
+fn a_teardown_without_the_local_files_stays_pending_until_they_return() {
+    // Review finding: with /etc/passwd unreadable the teardown of an --enable grant found no
+    // uid to end and was recorded complete; the admin's processes were never ended.
+    let env = managed_env("nopasswd");
+    let d = env.daemon_with(T0, MANAGED);
+    let id = enable_opsadm(&d, T0);
+    let mut shell = sleeper(Some(OPSADM_UID));
+    let saved = std::fs::read(env.path("passwd")).unwrap();
+    std::fs::remove_file(env.path("passwd")).unwrap();
+    ask(
+        &d,
+        ROOT,
+        Request::RevokeGrant {
+            id: id.clone(),
+            reason: None,
+        },
+        T0 + 5,
+    )
+    .unwrap();
+    assert!(shell.try_wait().unwrap().is_none());
+    assert!(env.audit().contains("grant.teardown_incomplete"));
+    std::fs::write(env.path("passwd"), saved).unwrap();
+    d.tick(T0 + 6);
+    assert_eq!(ended_by_signal(&mut shell), Some(libc::SIGTERM));
+}
+
+#[test]
+fn a_policy_revocation_keeps_terminal_escapes_out_of_the_end_reason() {
+    // Review finding: the end reason of a revoke-on hit quoted the user's command and argv
+    // raw; `jitctl grant show` printed it to root's terminal, escape sequences and all.
+    let env = Env::new("escreason");
+    env.install_sudo_conf();
+    let d = env.daemon_with(T0, r#"ioc_commands = ["tcpdump"]"#);
+    let g = add(
+        &d,
+        GrantSpec {
+            account: false,
+            sudo: vec!["ALL".into()],
+            revoke_on: vec!["ioc".into()],
+            ..spec("carol", 600)
+        },
+        T0,
+    )
+    .unwrap();
+    let e = report(
+        &d,
+        &g.id,
+        "/usr/sbin/tcpdump",
+        &["-i", "any\u{1b}]0;owned\u{7}\u{1b}[2J\n"],
+        T0 + 1,
+    )
+    .unwrap_err();
+    assert_eq!(e.0, ErrorCode::Refused);
+    let shown = match ask(&d, ROOT, Request::ShowGrant { id: g.id.clone() }, T0 + 1) {
+        Ok(Payload::Grant(g)) => g,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(shown.state, GrantState::Revoked);
+    let why = shown.end_reason.unwrap();
+    assert!(why.contains("tcpdump"), "{why}");
+    assert!(!why.chars().any(char::is_control), "{why:?}");
+}
