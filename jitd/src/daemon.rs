@@ -45,6 +45,11 @@ struct Inner {
     snapshot_written_at: Option<UnixTime>,
     local_sig: Option<(Option<FileId>, Option<FileId>)>,
     reported_collisions: BTreeSet<Collision>,
+    /// The last /etc/passwd and /etc/group that could be read, for snapshots written while
+    /// they cannot.
+    last_local: Option<LocalDb>,
+    /// The local files could not be read at the last snapshot (audited once per episode).
+    local_unreadable: bool,
     /// grant id -> (CLOCK_BOOTTIME seconds when first seen live, seconds it had left then).
     boot_cap: HashMap<String, (i64, i64)>,
 }
@@ -161,6 +166,8 @@ impl Daemon {
                 snapshot_written_at: None,
                 local_sig: None,
                 reported_collisions: BTreeSet::new(),
+                last_local: None,
+                local_unreadable: false,
                 boot_cap: HashMap::new(),
             }),
             teardown: Mutex::new(()),
@@ -214,17 +221,29 @@ impl Daemon {
 
     /// Rewrites the snapshot from state. Failures are audited and retried at the next tick.
     fn write_snapshot(&self, inner: &mut Inner, now: UnixTime) {
+        // A revocation must reach the snapshot even while /etc/passwd or /etc/group cannot be
+        // read: project with the last copy that could (or, before any, with none: local-group
+        // memberships then drop out, which only removes privilege).
         let local = match self.local_db() {
-            Ok(l) => l,
+            Ok(l) => {
+                inner.last_local = Some(l.clone());
+                inner.local_unreadable = false;
+                l
+            }
             Err(e) => {
-                self.audit.record(
-                    now,
-                    Severity::Error,
-                    "snapshot.write_failed",
-                    json!({ "error": e }),
-                );
-                inner.snapshot_id = None;
-                return;
+                if !inner.local_unreadable {
+                    self.audit.record(
+                        now,
+                        Severity::Error,
+                        "snapshot.local_files_unreadable",
+                        json!({
+                            "error": e,
+                            "using": if inner.last_local.is_some() { "the last copy read" } else { "no local files: local-group memberships left out" },
+                        }),
+                    );
+                }
+                inner.local_unreadable = true;
+                inner.last_local.clone().unwrap_or_default()
             }
         };
         let (data, collisions) = snapshot_out::project(&self.cfg, &inner.state, &local, now);
@@ -483,12 +502,17 @@ impl Daemon {
                 .collect();
             (jobs, still_granted, still_account, still_enabled)
         };
-        // Without the local files a managed admin's uid and the gids of group grants are
-        // unknown: what can be ended still is, but such teardowns stay pending (retried at
-        // the next tick) rather than being recorded complete.
+        // Without the local files (and no earlier copy) a managed admin's uid and the gids of
+        // group grants are unknown: what can be ended still is, but such teardowns stay
+        // pending (retried at the next tick) rather than being recorded complete.
         let (local, local_error) = match self.local_db() {
             Ok(l) => (l, None),
-            Err(e) => (LocalDb::default(), Some(e)),
+            // The last copy read (ids of local users and groups rarely change) ends them now;
+            // without one, the teardown is retried.
+            Err(e) => match self.lock().last_local.clone() {
+                Some(l) => (l, None),
+                None => (LocalDb::default(), Some(e)),
+            },
         };
         let mut targets = KillTargets::default();
         for job in &mut jobs {
