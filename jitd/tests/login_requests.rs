@@ -131,18 +131,20 @@ fn open_session(
     )
 }
 
-/// Waits for a child to be ended by jitd; returns the signal that ended it.
-fn ended_by_signal(child: &mut Child) -> Option<i32> {
+/// Waits up to 5 s for a child to be ended by jitd's teardown: by SIGTERM, or by SIGKILL after
+/// `kill_grace` (100 ms here, which a loaded test machine can exceed before the SIGTERM is
+/// acted on). Any other end, or none, is `false`.
+fn ended_by_jitd(child: &mut Child) -> bool {
     use std::os::unix::process::ExitStatusExt;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Some(st) = child.try_wait().unwrap() {
-            return st.signal();
+            return matches!(st.signal(), Some(libc::SIGTERM | libc::SIGKILL));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.kill();
-    None
+    false
 }
 
 #[test]
@@ -361,7 +363,7 @@ fn sessions_are_tracked_and_ended_by_teardown() {
         T0 + 2,
     )
     .unwrap();
-    assert_eq!(ended_by_signal(&mut child), Some(libc::SIGTERM));
+    assert!(ended_by_jitd(&mut child));
     match ask(&d, ROOT, Request::ListSessions, T0 + 2).unwrap() {
         Payload::Sessions { sessions } => assert!(sessions.is_empty()),
         p => panic!("{p:?}"),
@@ -508,9 +510,8 @@ fn managed_admins_need_an_enable_grant_and_lose_their_processes_after_it() {
         T0 + 5,
     )
     .unwrap();
-    assert_eq!(
-        ended_by_signal(&mut shell),
-        Some(libc::SIGTERM),
+    assert!(
+        ended_by_jitd(&mut shell),
         "the admin account is disabled again: its processes end"
     );
 }
@@ -733,9 +734,8 @@ fn a_process_whose_name_is_not_utf8_does_not_survive_teardown() {
     let id = enable_opsadm(&d, T0);
     let mut shell = odd_named_sleeper(&env, OPSADM_UID, &[]);
     ask(&d, ROOT, Request::RevokeGrant { id, reason: None }, T0 + 5).unwrap();
-    assert_eq!(
-        ended_by_signal(&mut shell),
-        Some(libc::SIGTERM),
+    assert!(
+        ended_by_jitd(&mut shell),
         "a comm that is not UTF-8 must not hide a process from teardown"
     );
 }
@@ -772,7 +772,7 @@ fn a_passwd_file_that_is_not_utf8_does_not_stop_revocation() {
             "the revoked grant must leave the snapshot"
         );
     }
-    assert_eq!(ended_by_signal(&mut shell), Some(libc::SIGTERM));
+    assert!(ended_by_jitd(&mut shell));
 }
 
 #[test]
@@ -806,9 +806,8 @@ fn a_grant_that_is_not_live_yet_does_not_shield_a_gid_from_teardown() {
         T0 + 5,
     )
     .unwrap();
-    assert_eq!(
-        ended_by_signal(&mut shell),
-        Some(libc::SIGTERM),
+    assert!(
+        ended_by_jitd(&mut shell),
         "gid 50 was held with no live grant for it"
     );
     // An armed (--mfa, not yet activated) grant gives no membership either.
@@ -835,9 +834,8 @@ fn a_grant_that_is_not_live_yet_does_not_shield_a_gid_from_teardown() {
         T0 + 15,
     )
     .unwrap();
-    assert_eq!(
-        ended_by_signal(&mut shell),
-        Some(libc::SIGTERM),
+    assert!(
+        ended_by_jitd(&mut shell),
         "an armed grant gives no membership"
     );
 }
@@ -888,7 +886,7 @@ fn a_revocation_without_the_local_files_still_ends_everything() {
     .unwrap();
     // The last copy of /etc/passwd jitd read names the admin's uid: the processes end now,
     // and the revocation reaches the snapshot although the file is gone.
-    assert_eq!(ended_by_signal(&mut shell), Some(libc::SIGTERM));
+    assert!(ended_by_jitd(&mut shell));
     let img = env.snapshot();
     assert!(Snapshot::parse(&img)
         .unwrap()
