@@ -171,11 +171,16 @@ pub fn call(
             return Err(ClientError::ImpostorPeer(uid));
         }
     }
-    let body = encode_request(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-    stream
-        .set_write_timeout(Some(remaining(deadline)?))
-        .map_err(ClientError::Unreachable)?;
-    write_frame(&mut stream, &body).map_err(map_frame)?;
+    let mut body = encode_request(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    let sent = remaining(deadline).and_then(|left| {
+        stream
+            .set_write_timeout(Some(left))
+            .map_err(ClientError::Unreachable)?;
+        write_frame(&mut stream, &body).map_err(map_frame)
+    });
+    // The request may carry a TOTP or break-glass code.
+    crate::frame::wipe(&mut body);
+    sent?;
     stream
         .set_read_timeout(Some(remaining(deadline)?))
         .map_err(ClientError::Unreachable)?;

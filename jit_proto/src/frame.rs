@@ -79,8 +79,16 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(body);
-    w.write_all(&out).map_err(FrameError::Io)?;
-    w.flush().map_err(FrameError::Io)
+    let r = w.write_all(&out).and_then(|()| w.flush());
+    // The frame may carry a TOTP or break-glass code: not left in freed memory.
+    wipe(&mut out);
+    r.map_err(FrameError::Io)
+}
+
+/// Zeroes a buffer in a way the optimiser keeps (for buffers that held a code).
+pub fn wipe(buf: &mut [u8]) {
+    buf.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&*buf);
 }
 
 #[cfg(test)]

@@ -455,10 +455,23 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
 /// # Errors
 /// Serialization failure (not expected for these types).
 pub fn encode_request(req: &Request) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&RequestEnvelope {
-        v: PROTOCOL_VERSION,
-        req: req.clone(),
-    })
+    /// The envelope by reference: no copy of a request that may hold a code.
+    #[derive(Serialize)]
+    struct EnvelopeRef<'a> {
+        v: u32,
+        req: &'a Request,
+    }
+    // Sized up front so that a small request (every one that carries a code) is written
+    // without reallocation: a grown buffer would leave a freed, unzeroed copy behind.
+    let mut out = Vec::with_capacity(4096);
+    serde_json::to_writer(
+        &mut out,
+        &EnvelopeRef {
+            v: PROTOCOL_VERSION,
+            req,
+        },
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]
