@@ -452,7 +452,7 @@ impl Daemon {
     fn run_teardowns(&self, now: UnixTime) {
         let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         // One consistent view of state, taken under one lock; the file reads come after it.
-        let (mut jobs, still_granted, still_account, still_enabled) = {
+        let (mut jobs, still_granted, still_account, still_logged_in, still_enabled) = {
             let inner = self.lock();
             let jobs: Vec<TeardownJob> = inner
                 .state
@@ -489,6 +489,9 @@ impl Daemon {
                 .filter(|g| g.state_at(now) == GrantState::Live)
                 .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
                 .collect();
+            // The account stays (and its home is kept) while another grant for it is live or
+            // armed; its processes stay only under a live one: an armed grant has had no login
+            // yet (the code that would have activated it), so it shields nobody's session.
             let still_account: HashSet<String> = live
                 .clone()
                 .filter(|g| {
@@ -496,11 +499,22 @@ impl Daemon {
                 })
                 .map(|g| g.user.clone())
                 .collect();
+            let still_logged_in: HashSet<String> = live
+                .clone()
+                .filter(|g| g.account && g.state_at(now) == GrantState::Live)
+                .map(|g| g.user.clone())
+                .collect();
             let still_enabled: HashSet<String> = live
                 .filter(|g| g.enable && g.state_at(now) == GrantState::Live)
                 .map(|g| g.user.clone())
                 .collect();
-            (jobs, still_granted, still_account, still_enabled)
+            (
+                jobs,
+                still_granted,
+                still_account,
+                still_logged_in,
+                still_enabled,
+            )
         };
         // Without the local files (and no earlier copy) a managed admin's uid and the gids of
         // group grants are unknown: what can be ended still is, but such teardowns stay
@@ -517,7 +531,7 @@ impl Daemon {
         let mut targets = KillTargets::default();
         for job in &mut jobs {
             if let Some(uid) = job.uid {
-                if !still_account.contains(&job.user) {
+                if !still_logged_in.contains(&job.user) {
                     targets.uids.insert(uid);
                 }
             }

@@ -939,3 +939,44 @@ fn a_policy_revocation_keeps_terminal_escapes_out_of_the_end_reason() {
     assert!(why.contains("tcpdump"), "{why}");
     assert!(!why.chars().any(char::is_control), "{why:?}");
 }
+
+#[test]
+fn an_armed_grant_keeps_the_account_but_not_the_sessions_of_an_ended_one() {
+    let env = Env::new("armednext");
+    let d = env.daemon(T0);
+    enroll(&d, "alice");
+    let first = add(&d, spec("alice", 600), T0).unwrap();
+    let next = add(
+        &d,
+        GrantSpec {
+            mfa: true,
+            ..spec("alice", 1200)
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(next.state, GrantState::Armed);
+    let uid = first.uid.unwrap();
+    assert_eq!(next.uid, Some(uid), "one identity, one uid");
+    let mut shell = sleeper(Some(uid));
+    ask(
+        &d,
+        ROOT,
+        Request::RevokeGrant {
+            id: first.id.clone(),
+            reason: None,
+        },
+        T0 + 5,
+    )
+    .unwrap();
+    // The session logged in under the ended grant ends; the armed grant (no login yet: its
+    // first code would have activated it) shields nobody.
+    assert!(ended_by_jitd(&mut shell));
+    // The account and its home stay for the armed grant's first login.
+    let img = env.snapshot();
+    assert!(Snapshot::parse(&img)
+        .unwrap()
+        .account_by_name("alice", T0 + 5)
+        .is_some());
+    assert!(env.path("home/alice").is_dir());
+}
