@@ -795,10 +795,17 @@ impl Daemon {
     /// Which grants a peer may see: all for root, else only its own. The peer's name is
     /// resolved once per request (it reads /etc/passwd), not once per grant.
     fn may_see(&self, peer_uid: u32, inner: &Inner) -> impl Fn(&Grant) -> bool {
+        let may_see_user = self.may_see_user(peer_uid, inner);
+        move |g| may_see_user(&g.user)
+    }
+
+    /// Whose grants and sessions a peer may see: everyone's for root, else only its own
+    /// (the peer's name resolved once per request).
+    fn may_see_user(&self, peer_uid: u32, inner: &Inner) -> impl Fn(&str) -> bool {
         let own = (peer_uid != 0).then(|| self.peer_name(peer_uid, inner));
-        move |g| match &own {
+        move |user| match &own {
             None => true,
-            Some(name) => name.as_deref() == Some(g.user.as_str()),
+            Some(name) => name.as_deref() == Some(user),
         }
     }
 

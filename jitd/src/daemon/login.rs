@@ -387,15 +387,12 @@ impl Daemon {
     /// Open sessions (a user sees only its own).
     pub(super) fn list_sessions(&self, peer: Peer) -> Payload {
         let inner = self.lock();
-        let own = (peer.uid != 0).then(|| self.peer_name(peer.uid, &inner));
+        let may_see = self.may_see_user(peer.uid, &inner);
         let sessions = inner
             .state
             .sessions
             .values()
-            .filter(|s| match &own {
-                None => true,
-                Some(name) => name.as_deref() == Some(s.user.as_str()),
-            })
+            .filter(|s| may_see(&s.user))
             .cloned()
             .collect();
         Payload::Sessions { sessions }
