@@ -383,9 +383,12 @@ impl BreakglassStore {
             Err(e) => {
                 rec.failures = rec.failures.saturating_add(1);
                 if rec.failures >= MAX_FAILURES {
-                    let doublings = (rec.failures - MAX_FAILURES).min(10);
-                    let secs = (LOCKOUT_BASE_SECS << doublings).min(LOCKOUT_MAX_SECS);
-                    rec.locked_until = now.saturating_add(secs);
+                    rec.locked_until = now.saturating_add(crate::totp::lockout_secs(
+                        rec.failures,
+                        MAX_FAILURES,
+                        LOCKOUT_BASE_SECS,
+                        LOCKOUT_MAX_SECS,
+                    ));
                 }
                 self.save(&path, &rec)?;
                 Err(match e {

@@ -121,15 +121,26 @@ impl TotpConfig {
 
     /// Lockout length after `failures` consecutive failures (`failures >= max_failures`).
     fn lockout_secs(&self, failures: u32) -> i64 {
-        let mut secs = self.lockout_base_secs;
-        for _ in self.max_failures..failures {
-            if secs >= self.lockout_max_secs {
-                break;
-            }
-            secs = secs.saturating_mul(2);
-        }
-        secs.min(self.lockout_max_secs)
+        lockout_secs(
+            failures,
+            self.max_failures,
+            self.lockout_base_secs,
+            self.lockout_max_secs,
+        )
     }
+}
+
+/// The back-off shared by TOTP codes and break-glass codes: `base` seconds at the
+/// `max_failures`-th consecutive failure, doubled at each further one, at most `max`.
+pub(crate) fn lockout_secs(failures: u32, max_failures: u32, base: i64, max: i64) -> i64 {
+    let mut secs = base;
+    for _ in max_failures..failures {
+        if secs >= max {
+            break;
+        }
+        secs = secs.saturating_mul(2);
+    }
+    secs.min(max)
 }
 
 /// Why an operation failed. No variant ever carries a secret or a code.
