@@ -2,6 +2,20 @@
 //! by pam_jit and sudo_jit when the snapshot is missing: a managed admin must stay refused then
 //! (TEST-CATALOGUE §3.3), and the snapshot lives on tmpfs while this file survives a reboot.
 
+/// Largest managed-account list read.
+pub const MAX_MANAGED_BYTES: u64 = 1024 * 1024;
+
+/// Reads the list at `path`, trusted only if it is a regular file owned by root and not
+/// writable by group or others.
+///
+/// # Errors
+/// The file is missing (`Os(ENOENT)`), untrusted or unreadable.
+pub fn read_managed_list(
+    path: &std::ffi::CStr,
+) -> Result<Vec<String>, crate::localfile::FileError> {
+    crate::localfile::read_file(path, MAX_MANAGED_BYTES, true).map(|d| parse_managed_list(&d))
+}
+
 /// One name per line; `#` starts a comment; surrounding blanks are dropped. Lines that are not
 /// valid names are skipped (a user name is validated before it is compared, so such a line
 /// could never match one).

@@ -12,8 +12,6 @@ use std::ffi::CStr;
 
 /// Largest `/etc/passwd` read (far above any real one).
 pub const MAX_PASSWD_BYTES: u64 = 16 * 1024 * 1024;
-/// Largest managed-account list read.
-pub const MAX_MANAGED_BYTES: u64 = 1024 * 1024;
 
 /// What `/etc/passwd` says about a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,86 +38,7 @@ pub enum ManagedFile {
     Unusable(String),
 }
 
-/// Why a file was not read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileError {
-    /// open/fstat/read failed with this errno.
-    Os(i32),
-    /// Not a regular file.
-    NotRegular,
-    /// Not owned by root (only checked where trust is required).
-    NotRootOwned,
-    /// Writable by group or others (only checked where trust is required).
-    Writable,
-    /// Above the size cap.
-    TooBig,
-}
-
-impl std::fmt::Display for FileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileError::Os(e) => write!(f, "{}", std::io::Error::from_raw_os_error(*e)),
-            FileError::NotRegular => write!(f, "not a regular file"),
-            FileError::NotRootOwned => write!(f, "not owned by root"),
-            FileError::Writable => write!(f, "writable by group or others"),
-            FileError::TooBig => write!(f, "larger than accepted"),
-        }
-    }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// Reads a whole file under the rules above. With `trusted`, also refuses symlinks, files not
-/// owned by root and files writable by group or others.
-///
-/// # Errors
-/// The first failed rule.
-pub fn read_file(path: &CStr, cap: u64, trusted: bool) -> Result<Vec<u8>, FileError> {
-    use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let mut flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-    if trusted {
-        flags |= libc::O_NOFOLLOW;
-    }
-    // SAFETY: `path` is a valid NUL-terminated string; the result is checked before use.
-    let fd = unsafe { libc::open(path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(FileError::Os(errno()));
-    }
-    // SAFETY: a fresh descriptor nothing else owns; OwnedFd closes it on every path.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: an open descriptor and a writable stat buffer.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(FileError::Os(errno()));
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(FileError::NotRegular);
-    }
-    if trusted && st.st_uid != 0 {
-        return Err(FileError::NotRootOwned);
-    }
-    if trusted && st.st_mode & 0o022 != 0 {
-        return Err(FileError::Writable);
-    }
-    if u64::try_from(st.st_size).unwrap_or(u64::MAX) > cap {
-        return Err(FileError::TooBig);
-    }
-    let mut buf = Vec::new();
-    std::fs::File::from(fd)
-        .take(cap.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| FileError::Os(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    if buf.len() as u64 > cap {
-        return Err(FileError::TooBig);
-    }
-    Ok(buf)
-}
+pub use jit_core::localfile::{read_file, FileError};
 
 /// Looks `name` up in a passwd-format file.
 pub fn passwd_lookup(path: &CStr, name: &str) -> LocalUser {
@@ -152,8 +71,8 @@ pub fn parse_passwd(data: &[u8], name: &str) -> LocalUser {
 /// Reads jitd's durable managed-account list, trusted only if it is a regular file owned by
 /// root and not writable by group or others (the same rules as the snapshot).
 pub fn read_managed(path: &CStr) -> ManagedFile {
-    match read_file(path, MAX_MANAGED_BYTES, true) {
-        Ok(data) => ManagedFile::Names(parse_managed(&data)),
+    match jit_core::managed::read_managed_list(path) {
+        Ok(names) => ManagedFile::Names(names),
         Err(FileError::Os(libc::ENOENT)) => ManagedFile::Missing,
         Err(e) => ManagedFile::Unusable(e.to_string()),
     }

@@ -349,9 +349,8 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
     // Without a snapshot, jitd's durable managed list still marks a managed admin (§3.3:
     // denied while the snapshot is missing), as the reserved ids mark a jit identity.
     let managed_without_snapshot = snap.is_none()
-        && jit_core::snapshot::file::read_trusted(MANAGED_LIST)
-            .map(|d| jit_core::managed::parse_managed_list(&d).contains(&inv.user))
-            .unwrap_or(false);
+        && jit_core::managed::read_managed_list(MANAGED_LIST)
+            .is_ok_and(|names| names.contains(&inv.user));
     let jit_by_ids = managed_without_snapshot
         || decision::looks_jit_by_ids(
             inv.uid,
