@@ -612,6 +612,21 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Carol (local) with `--sudo ALL --revoke-on ioc` for 10 minutes from T0.
+fn carol_sudo_all_revoking_ioc(d: &Daemon) -> jit_proto::Grant {
+    add(
+        d,
+        GrantSpec {
+            account: false,
+            sudo: vec!["ALL".into()],
+            revoke_on: vec!["ioc".into()],
+            ..spec("carol", 600)
+        },
+        T0,
+    )
+    .unwrap()
+}
+
 fn report(
     d: &Daemon,
     grant: &str,
@@ -643,17 +658,7 @@ fn jitd_confirms_sudo_approvals_with_its_own_state_and_ioc_commands() {
     let env = Env::new("confirm");
     env.install_sudo_conf();
     let d = env.daemon_with(T0, r#"ioc_commands = ["tcpdump", "/usr/bin/curl -T"]"#);
-    let g = add(
-        &d,
-        GrantSpec {
-            account: false,
-            sudo: vec!["ALL".into()],
-            revoke_on: vec!["ioc".into()],
-            ..spec("carol", 600)
-        },
-        T0,
-    )
-    .unwrap();
+    let g = carol_sudo_all_revoking_ioc(&d);
     assert!(report(&d, &g.id, "/usr/bin/id", &[], T0).is_ok());
     // An uploading curl is in the operator's IOC list: the approval becomes a refusal and the
     // grant ends, though the plugin (which reads no config) approved it.
@@ -910,17 +915,7 @@ fn a_policy_revocation_keeps_terminal_escapes_out_of_the_end_reason() {
     let env = Env::new("escreason");
     env.install_sudo_conf();
     let d = env.daemon_with(T0, r#"ioc_commands = ["tcpdump"]"#);
-    let g = add(
-        &d,
-        GrantSpec {
-            account: false,
-            sudo: vec!["ALL".into()],
-            revoke_on: vec!["ioc".into()],
-            ..spec("carol", 600)
-        },
-        T0,
-    )
-    .unwrap();
+    let g = carol_sudo_all_revoking_ioc(&d);
     let e = report(
         &d,
         &g.id,
