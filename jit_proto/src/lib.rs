@@ -7,6 +7,7 @@ pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
+pub mod text;
 
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};

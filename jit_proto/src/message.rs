@@ -1,6 +1,7 @@
 //! Requests and responses. Variants are verb-and-noun; the envelope carries the version.
 
 use crate::grant::{Grant, GrantSpec};
+use crate::text::{one_line, quoted_name as q, quoted_opt as qo, MAX_MESSAGE};
 use serde::{Deserialize, Serialize};
 
 /// Version of the message schema. A daemon answers a different version with `BadVersion`.
@@ -365,12 +366,15 @@ impl Response {
         }
     }
 
-    /// A failure.
+    /// A failure. The message is made one line, escaped and cut to
+    /// [`crate::text::MAX_MESSAGE`] here, because many messages quote what the client sent (an
+    /// unknown type or field name, an invalid user name): the reply always fits a frame and
+    /// never carries a newline or a terminal escape.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Response::Error {
             v: PROTOCOL_VERSION,
             code,
-            message: message.into(),
+            message: one_line(&message.into(), MAX_MESSAGE),
         }
     }
 }
@@ -378,17 +382,21 @@ impl Response {
 impl Request {
     /// A log-safe one-line description: names and ids only, never keys or free text.
     pub fn as_safe_string(&self) -> String {
+        // Every name is the client's: quoted, escaped and cut (text::quoted_name), so a 1 MiB
+        // name costs the audit trail a few dozen bytes.
         match self {
             Request::GetStatus => "get_status".into(),
-            Request::AddGrant { spec } => format!("add_grant user={:?}", spec.user),
+            Request::AddGrant { spec } => format!("add_grant user={}", q(&spec.user)),
             Request::ListGrants { all } => format!("list_grants all={all}"),
-            Request::ShowGrant { id } => format!("show_grant id={id:?}"),
-            Request::RevokeGrant { id, .. } => format!("revoke_grant id={id:?}"),
-            Request::ReadAudit { grant, .. } => format!("read_audit grant={grant:?}"),
-            Request::EnrollMfa { user, .. } => format!("enroll_mfa user={user:?}"),
-            Request::RemoveMfa { user } => format!("remove_mfa user={user:?}"),
+            Request::ShowGrant { id } => format!("show_grant id={}", q(id)),
+            Request::RevokeGrant { id, .. } => format!("revoke_grant id={}", q(id)),
+            Request::ReadAudit { grant, .. } => {
+                format!("read_audit grant={}", qo(grant.as_deref()))
+            }
+            Request::EnrollMfa { user, .. } => format!("enroll_mfa user={}", q(user)),
+            Request::RemoveMfa { user } => format!("remove_mfa user={}", q(user)),
             // Never the code.
-            Request::Activate { grant, .. } => format!("activate grant={grant:?}"),
+            Request::Activate { grant, .. } => format!("activate grant={}", qo(grant.as_deref())),
             // Never the code.
             Request::VerifyMfa {
                 user,
@@ -396,29 +404,61 @@ impl Request {
                 service,
                 ..
             } => format!(
-                "verify_mfa user={user:?} purpose={} service={service:?}",
-                purpose.as_str()
+                "verify_mfa user={} purpose={} service={}",
+                q(user),
+                purpose.as_str(),
+                q(service)
             ),
             Request::OpenSession { session } => format!(
-                "open_session user={:?} grant={:?} service={:?}",
-                session.user, session.grant, session.service
+                "open_session user={} grant={} service={}",
+                q(&session.user),
+                q(&session.grant),
+                q(&session.service)
             ),
-            Request::CloseSession { user, session } => {
-                format!("close_session user={user:?} session={session:?}")
-            }
+            Request::CloseSession { user, session } => format!(
+                "close_session user={} session={}",
+                q(user),
+                qo(session.as_deref())
+            ),
             Request::ListSessions => "list_sessions".into(),
             Request::InitBreakglass { account, count, .. } => {
-                format!("init_breakglass account={account:?} count={count}")
+                format!("init_breakglass account={} count={count}", q(account))
             }
             Request::UseBreakglass {
                 account, service, ..
-            } => format!("use_breakglass account={account:?} service={service:?}"),
-            Request::ReportSudo { report } => {
-                format!(
-                    "report_sudo user={:?} grant={:?} allowed={}",
-                    report.user, report.grant, report.allowed
-                )
-            }
+            } => format!(
+                "use_breakglass account={} service={}",
+                q(account),
+                q(service)
+            ),
+            Request::ReportSudo { report } => format!(
+                "report_sudo user={} grant={} allowed={}",
+                q(&report.user),
+                qo(report.grant.as_deref()),
+                report.allowed
+            ),
+        }
+    }
+
+    /// The request's type as spelled on the wire (`add_grant`), for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::GetStatus => "get_status",
+            Request::AddGrant { .. } => "add_grant",
+            Request::ListGrants { .. } => "list_grants",
+            Request::ShowGrant { .. } => "show_grant",
+            Request::RevokeGrant { .. } => "revoke_grant",
+            Request::EnrollMfa { .. } => "enroll_mfa",
+            Request::RemoveMfa { .. } => "remove_mfa",
+            Request::Activate { .. } => "activate",
+            Request::ReportSudo { .. } => "report_sudo",
+            Request::VerifyMfa { .. } => "verify_mfa",
+            Request::OpenSession { .. } => "open_session",
+            Request::CloseSession { .. } => "close_session",
+            Request::ListSessions => "list_sessions",
+            Request::InitBreakglass { .. } => "init_breakglass",
+            Request::UseBreakglass { .. } => "use_breakglass",
+            Request::ReadAudit { .. } => "read_audit",
         }
     }
 }
@@ -445,9 +485,23 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
             ))
         }
     }
-    serde_json::from_value::<RequestEnvelope>(v)
+    // serde's `deny_unknown_fields` does not reach the unit variants of an internally tagged
+    // enum: `{"type":"get_status","x":1}` would pass. The protocol promises `bad_request` for
+    // any field this jitd does not know, so unit variants are checked here.
+    let extra_field = v
+        .get("req")
+        .and_then(serde_json::Value::as_object)
+        .and_then(|o| o.keys().find(|k| k.as_str() != "type").cloned());
+    let req = serde_json::from_value::<RequestEnvelope>(v)
         .map(|e| e.req)
-        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))
+        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))?;
+    match (&req, extra_field) {
+        (Request::GetStatus | Request::ListSessions, Some(f)) => Err((
+            ErrorCode::BadRequest,
+            format!("malformed request: unknown field `{f}` in {}", req.kind()),
+        )),
+        _ => Ok(req),
+    }
 }
 
 /// Encodes a request envelope.
@@ -513,6 +567,12 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(
+            decode_request(br#"{"v":1,"req":{"type":"list_sessions","x":1}}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
             decode_request(br#"{"v":1,"req":{"type":"get_status"},"x":1}"#)
                 .unwrap_err()
                 .0,
@@ -525,5 +585,58 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert!(decode_request(br#"{"v":1,"req":{"type":"get_status"}}"#).is_ok());
+    }
+
+    /// The error reply to `body`, serialized as jitd sends it.
+    fn error_reply(body: &[u8]) -> (ErrorCode, String, usize) {
+        let (code, msg) = decode_request(body).unwrap_err();
+        let r = Response::error(code, msg);
+        let wire = serde_json::to_vec(&r).unwrap();
+        let Response::Error { message, .. } = r else {
+            unreachable!()
+        };
+        (code, message, wire.len())
+    }
+
+    /// Hostile inputs a fuzzer found: names of about 1 MiB, echoed by serde's error message,
+    /// made replies larger than a frame (so jitd sent none); names with newlines and terminal
+    /// escapes reached the reply as themselves.
+    #[test]
+    fn error_replies_to_hostile_names_are_one_short_escaped_line() {
+        let huge = "A".repeat(crate::MAX_FRAME - 64);
+        let cases = [
+            format!(r#"{{"v":1,"req":{{"type":"{huge}"}}}}"#),
+            format!(r#"{{"v":1,"req":{{"type":"get_status","{huge}":1}}}}"#),
+            format!(r#"{{"v":1,"req":{{"type":"list_grants","all":true,"{huge}":1}}}}"#),
+            format!(r#"{{"v":1,"{huge}":1,"req":{{"type":"get_status"}}}}"#),
+            r#"{"v":1,"req":{"type":"x\n\u001b[2J\u202eevil"}}"#.to_string(),
+            r#"{"v":1,"req":{"type":"get_status","a\r\nb\u0007":1}}"#.to_string(),
+        ];
+        for body in &cases {
+            assert!(body.len() <= crate::MAX_FRAME);
+            let (code, message, wire) = error_reply(body.as_bytes());
+            assert_eq!(code, ErrorCode::BadRequest, "{message}");
+            assert!(wire <= 4096, "reply of {wire} bytes");
+            assert!(
+                !message.chars().any(char::is_control) && !message.contains('\u{202e}'),
+                "{message:?}"
+            );
+        }
+        let (_, m, _) = error_reply(cases[4].as_bytes());
+        assert!(m.contains(r"x\u{a}\u{1b}[2J\u{202e}evil"), "{m}");
+    }
+
+    #[test]
+    fn safe_strings_cut_hostile_names() {
+        let r = Request::AddGrant {
+            spec: Box::new(GrantSpec {
+                user: format!("a\n{}", "x".repeat(1 << 20)),
+                ..GrantSpec::default()
+            }),
+        };
+        let s = r.as_safe_string();
+        assert!(s.len() < 200 && !s.contains('\n'), "{s}");
+        assert!(s.starts_with(r#"add_grant user="a\u{a}xxx"#), "{s}");
+        assert_eq!(r.kind(), "add_grant");
     }
 }
