@@ -1,6 +1,7 @@
 //! The audit trail: one JSON object per line in the audit log (0600 root), each line fsynced,
 //! mirrored to syslog `authpriv` with a stable event name. serde_json escapes control
-//! characters, so a hostile reason or name cannot forge lines (TEST-CATALOGUE S7).
+//! characters, so a hostile reason or name cannot forge lines, and every field is cut to a
+//! fixed size before it is written ([`MAX_FIELD`]), so a client cannot fill the disk with one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -89,7 +90,7 @@ impl Audit {
         obj.insert("event".into(), json!(event));
         obj.insert("severity".into(), json!(sev.as_str()));
         if let Value::Object(m) = fields {
-            obj.extend(m);
+            obj.extend(m.into_iter().map(|(k, v)| (k, bounded(v, 0))));
         }
         let line = Value::Object(obj).to_string();
         let written = match self.file.lock() {
@@ -123,7 +124,14 @@ impl Audit {
         after_offset: Option<u64>,
     ) -> std::io::Result<(Vec<Value>, u64)> {
         let mut f = File::open(&self.path)?;
+        let len = f.metadata()?.len();
         let start = after_offset.unwrap_or(0);
+        if start >= len {
+            // At or past the end (a follower that is up to date, a log that was truncated, or
+            // a hostile offset near 2^63 or 2^64, which lseek refuses): an empty page, and the
+            // offset of the end, from which a follower can go on.
+            return Ok((Vec::new(), start.min(len)));
+        }
         f.seek(SeekFrom::Start(start))?;
         let mut reader = BufReader::new(f);
         let mut offset = start;
@@ -158,6 +166,71 @@ impl Audit {
     }
 }
 
+/// Longest string value kept in an audit record, in bytes; longer ones are cut and say so.
+/// Legitimate fields are far shorter (names 32, reasons 256, a sudo command line 4096): only a
+/// hostile or broken client sends more, and it must not be able to fill the disk through the
+/// trail.
+pub const MAX_FIELD: usize = 4096;
+
+/// Most elements of one array kept in an audit record.
+pub const MAX_ITEMS: usize = 256;
+
+/// Nesting kept in an audit record (records are flat objects with small arrays).
+const MAX_DEPTH: usize = 4;
+
+/// `v` with every string cut to [`MAX_FIELD`] bytes, every array to [`MAX_ITEMS`] elements and
+/// nesting to [`MAX_DEPTH`] levels, so one record is bounded whatever a client sent. Each cut
+/// is marked with how much was left out.
+fn bounded(v: Value, depth: usize) -> Value {
+    match v {
+        Value::String(s) if s.len() > MAX_FIELD => {
+            let mut end = MAX_FIELD;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let left_out = s.len() - end;
+            let mut s = s;
+            s.truncate(end);
+            Value::String(format!("{s}… ({left_out} more bytes)"))
+        }
+        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => {
+            Value::String("(nested too deep; left out)".into())
+        }
+        Value::Array(a) => {
+            let n = a.len();
+            let mut out: Vec<Value> = a
+                .into_iter()
+                .take(MAX_ITEMS)
+                .map(|x| bounded(x, depth + 1))
+                .collect();
+            if n > MAX_ITEMS {
+                out.push(Value::String(format!("… ({} more items)", n - MAX_ITEMS)));
+            }
+            Value::Array(out)
+        }
+        Value::Object(m) => {
+            let n = m.len();
+            let mut out: Map<String, Value> = m
+                .into_iter()
+                .take(MAX_ITEMS)
+                .map(|(k, x)| {
+                    let k = if k.len() > 64 {
+                        jit_proto::text::one_line(&k, 64)
+                    } else {
+                        k
+                    };
+                    (k, bounded(x, depth + 1))
+                })
+                .collect();
+            if n > MAX_ITEMS {
+                out.insert("…".into(), json!(format!("{} more keys", n - MAX_ITEMS)));
+            }
+            Value::Object(out)
+        }
+        other => other,
+    }
+}
+
 trait DirBuilderExt0700 {
     fn mode_0700(&mut self) -> &mut Self;
 }
@@ -179,4 +252,61 @@ pub fn open_syslog() {
             libc::LOG_AUTHPRIV,
         )
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(tag: &str) -> (PathBuf, Audit) {
+        let dir = std::env::temp_dir().join(format!("jitd-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.join("audit.jsonl");
+        let a = Audit::open(&p).unwrap();
+        (dir, a)
+    }
+
+    #[test]
+    fn huge_fields_are_cut_before_they_are_written() {
+        let (dir, a) = log("cut");
+        let mb = "x".repeat(1 << 20);
+        let many: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+        a.record(
+            1,
+            Severity::Warning,
+            "request.denied",
+            json!({ "user": mb, "argv": many, "deep": [[[[[["x"]]]]]], &"k".repeat(5000): 1 }),
+        );
+        let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        assert!(text.len() < 3 * MAX_FIELD, "{} bytes", text.len());
+        let v: Value = serde_json::from_str(text.trim_end()).unwrap();
+        let user = v["user"].as_str().unwrap();
+        assert!(user.ends_with(&format!("… ({} more bytes)", (1 << 20) - MAX_FIELD)));
+        assert_eq!(v["argv"].as_array().unwrap().len(), MAX_ITEMS + 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `after_offset` near 2^63 or 2^64 made lseek fail and the reply `internal`.
+    #[test]
+    fn offsets_past_the_end_give_an_empty_page() {
+        let (dir, a) = log("off");
+        a.record(1, Severity::Info, "x", json!({}));
+        let len = std::fs::metadata(dir.join("audit.jsonl")).unwrap().len();
+        for off in [
+            len,
+            len + 1,
+            1 << 40,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let (recs, next) = a.read(None, None, Some(off)).unwrap();
+            assert!(recs.is_empty(), "{off}");
+            assert_eq!(next, len, "{off}");
+        }
+        let (recs, next) = a.read(None, None, Some(0)).unwrap();
+        assert_eq!((recs.len(), next), (1, len));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
