@@ -1,15 +1,20 @@
-//! The local API socket: an accept loop feeding a bounded pool of workers. Each connection
-//! carries one request; the peer's uid comes from SO_PEERCRED, never from the payload.
-//! Malformed, oversize or unknown frames get an error reply and the connection is closed.
+//! The local API socket: an accept loop feeding two bounded pools of workers, one for root
+//! peers (the modules, root's jitctl) and one for everyone else, so an unprivileged user's
+//! connections never stand in front of root's. Each connection carries one request; the peer's
+//! uid comes from SO_PEERCRED, never from the payload. The request must arrive whole within
+//! [`REQUEST_DEADLINE`] (however it trickles), each uid other than 0 may hold only its share of
+//! connections open, and a throttled uid is audited once per episode (see [`crate::throttle`]).
+//! Malformed, oversize or unknown frames get an error reply and the connection is closed. The
+//! loop also notices a removed or replaced socket and binds it again.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jit_proto::client::peer_uid;
 use jit_proto::frame::{read_frame, write_frame, FrameError};
@@ -20,9 +25,17 @@ use serde_json::json;
 
 use crate::audit::Severity;
 use crate::daemon::{prepare_dir, Daemon};
+use crate::throttle::{Event, Slot, Throttle};
 
-/// Per-connection read/write deadline: a slow or silent client costs one worker this long.
-const CONN_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole request (length and body) must arrive within this time from when a worker takes
+/// the connection, however slowly it trickles; the whole reply must leave within as long.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Connections waiting for a worker, per pool; beyond that a connection is answered `busy`.
+const QUEUE: usize = 64;
+
+/// How often the accept loop checks the socket file and closes quiet throttling episodes.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Binds the socket: parent directory root-owned and not writable by others (else refuse),
 /// stale socket removed, bound under a tight umask, then opened to 0666 (callers are
@@ -54,9 +67,77 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
-fn reply(stream: &mut UnixStream, resp: &Response) {
+/// Reads and writes of one connection against one deadline: each system call gets the time
+/// left as its timeout, so a peer that sends a byte now and then still runs out of time.
+struct Deadlined<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Deadlined<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::Error::new(
+                ErrorKind::TimedOut,
+                "request deadline passed",
+            ))
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        let mut s = self.stream;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut s = self.stream;
+        s.flush()
+    }
+}
+
+/// Sends `resp` within `within`. A reply too large for a frame (not expected: error messages
+/// are cut, audit pages stop at half a frame) becomes an `internal` error rather than silence.
+fn reply_within(stream: &UnixStream, resp: &Response, within: Duration) {
+    let mut w = Deadlined {
+        stream,
+        until: Instant::now() + within,
+    };
     if let Ok(body) = serde_json::to_vec(resp) {
-        let _ = write_frame(stream, &body);
+        if body.len() > jit_proto::MAX_FRAME {
+            let too_big = Response::error(
+                ErrorCode::Internal,
+                format!("the reply ({} bytes) exceeds the frame limit", body.len()),
+            );
+            if let Ok(b) = serde_json::to_vec(&too_big) {
+                let _ = write_frame(&mut w, &b);
+            }
+            return;
+        }
+        let _ = write_frame(&mut w, &body);
+    }
+}
+
+fn reply(stream: &UnixStream, resp: &Response) {
+    reply_within(stream, resp, REQUEST_DEADLINE);
+}
+
+fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Event>) {
+    for (sev, name, fields) in events {
+        d.audit(now, sev, name, fields);
     }
 }
 
@@ -87,23 +168,52 @@ fn peer_gone(stream: &UnixStream) -> bool {
     n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// Serves one connection.
-pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
+/// One accepted connection and its peer.
+pub struct Conn {
+    stream: UnixStream,
+    uid: u32,
+    pid: i32,
+    /// Its place in the uid's count, given back when the connection is done.
+    _slot: Slot,
+}
+
+/// Serves one connection: reads the request within [`REQUEST_DEADLINE`], answers it within as
+/// long.
+fn serve_conn(d: &Daemon, throttle: &Throttle, conn: Conn) {
+    let Conn {
+        stream, uid, pid, ..
+    } = conn;
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(CONN_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(CONN_TIMEOUT));
-    let Ok((uid, pid)) = peer_uid(&stream) else {
-        return;
+    let mut r = Deadlined {
+        stream: &stream,
+        until: Instant::now() + REQUEST_DEADLINE,
     };
-    let body = match read_frame(&mut stream) {
+    let body = match read_frame(&mut r) {
         Ok(b) => b,
         Err(FrameError::BadLength(n)) => {
             reply(
-                &mut stream,
+                &stream,
                 &Response::error(
                     ErrorCode::BadRequest,
                     format!("frame length {n} outside 1..={}", jit_proto::MAX_FRAME),
                 ),
+            );
+            return;
+        }
+        Err(FrameError::Io(e)) if jit_proto::frame::is_timeout(&e) => {
+            // Counted per uid and audited once per episode, never per connection.
+            let now = jit_core::time::now();
+            record(d, now, throttle.missed_deadline(uid, pid, now));
+            reply_within(
+                &stream,
+                &Response::error(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the request did not arrive whole within {} s",
+                        REQUEST_DEADLINE.as_secs()
+                    ),
+                ),
+                Duration::from_millis(100),
             );
             return;
         }
@@ -125,42 +235,40 @@ pub fn serve_conn(d: &Daemon, mut stream: UnixStream) {
         }
         Ok(req) => {
             let what = req.as_safe_string();
+            let kind = req.kind();
             let r = d.handle_peer(crate::daemon::Peer { uid, pid }, req, now);
             if let Response::Error {
                 code: ErrorCode::PermissionDenied,
                 ..
             } = r
             {
-                d.audit(
-                    now,
-                    Severity::Warning,
-                    "request.denied",
-                    json!({ "peer_uid": uid, "peer_pid": pid, "request": what }),
-                );
+                // The first denial per uid and window in full, the rest counted (a refused
+                // request must not be a way to fill the disk).
+                record(d, now, throttle.denied(uid, pid, kind, &what, now));
             }
             r
         }
         Err((code, msg)) => Response::error(code, msg),
     };
-    reply(&mut stream, &resp);
+    reply(&stream, &resp);
     // Serializing state and building the snapshot allocate in proportion to the number of
     // grants; hand the freed memory back instead of letting it pile up per thread.
     // SAFETY: malloc_trim only releases free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
 }
 
-fn worker(d: Arc<Daemon>, rx: Arc<Mutex<Receiver<UnixStream>>>) {
+fn worker(d: Arc<Daemon>, throttle: Arc<Throttle>, rx: Arc<Mutex<Receiver<Conn>>>) {
     loop {
         let next = match rx.lock() {
             Ok(r) => r.recv(),
             Err(_) => return,
         };
         match next {
-            Ok(s) => {
+            Ok(c) => {
                 // A panic in one request must not take the daemon down.
-                let d2 = Arc::clone(&d);
+                let (d2, t2) = (Arc::clone(&d), Arc::clone(&throttle));
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    serve_conn(&d2, s)
+                    serve_conn(&d2, &t2, c)
                 }));
             }
             Err(_) => return,
@@ -168,27 +276,153 @@ fn worker(d: Arc<Daemon>, rx: Arc<Mutex<Receiver<UnixStream>>>) {
     }
 }
 
-/// Accepts until `d.stop` is set. Connections beyond the queue get a `busy` reply at once.
-pub fn run(d: Arc<Daemon>, listener: UnixListener) {
-    let (tx, rx) = sync_channel::<UnixStream>(64);
-    let rx = Arc::new(Mutex::new(rx));
-    let mut workers = Vec::new();
-    for _ in 0..d.cfg.workers {
-        let (d2, rx2) = (Arc::clone(&d), Arc::clone(&rx));
-        workers.push(std::thread::spawn(move || worker(d2, rx2)));
+/// One pool of workers behind one queue.
+struct Pool {
+    tx: SyncSender<Conn>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn start(d: &Arc<Daemon>, throttle: &Arc<Throttle>, n: usize) -> Pool {
+        let (tx, rx) = sync_channel::<Conn>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = (0..n)
+            .map(|_| {
+                let (d2, t2, rx2) = (Arc::clone(d), Arc::clone(throttle), Arc::clone(&rx));
+                std::thread::spawn(move || worker(d2, t2, rx2))
+            })
+            .collect();
+        Pool { tx, threads }
     }
+
+    fn stop(self) {
+        drop(self.tx);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Refuses a connection at once with `busy`, without reading its request.
+fn refuse_busy(stream: &UnixStream, why: &str) {
+    reply_within(
+        stream,
+        &Response::error(ErrorCode::Busy, why),
+        Duration::from_millis(100),
+    );
+}
+
+/// Takes one accepted connection: the peer's uid, its share, its pool.
+fn dispatch(d: &Daemon, throttle: &Arc<Throttle>, root: &Pool, users: &Pool, s: UnixStream) {
+    let Ok((uid, pid)) = peer_uid(&s) else {
+        return;
+    };
+    let now = jit_core::time::now();
+    let (slot, event) = throttle.admit(uid, pid, now);
+    record(d, now, event);
+    let Some(slot) = slot else {
+        refuse_busy(
+            &s,
+            &format!(
+                "too many connections from uid {uid} (at most {} at once); try again",
+                throttle.per_uid()
+            ),
+        );
+        return;
+    };
+    let pool = if uid == 0 { root } else { users };
+    let conn = Conn {
+        stream: s,
+        uid,
+        pid,
+        _slot: slot,
+    };
+    match pool.tx.try_send(conn) {
+        Ok(()) => {}
+        Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
+            refuse_busy(&c.stream, "jitd is busy; try again");
+        }
+    }
+}
+
+/// The identity of the socket file jitd bound (device and inode).
+fn socket_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Binds the socket again if its file is gone or is no longer the one jitd bound (the run
+/// directory was removed, someone unlinked it): audited when repaired, and a failure once per
+/// episode. Returns the new listener.
+fn repair_socket(
+    d: &Daemon,
+    bound: &mut Option<(u64, u64)>,
+    failing: &mut bool,
+) -> Option<UnixListener> {
+    let path = &d.cfg.socket_path;
+    let now_id = socket_id(path);
+    if now_id.is_some() && now_id == *bound {
+        return None;
+    }
+    let dir_missing = path.parent().is_some_and(|p| !p.exists());
+    let problem = match (dir_missing, std::fs::symlink_metadata(path).is_ok()) {
+        (true, _) => "run directory missing",
+        (false, false) => "socket missing",
+        (false, true) => "socket replaced",
+    };
+    let now = jit_core::time::now();
+    match bind(path) {
+        Ok(l) => {
+            *bound = socket_id(path);
+            *failing = false;
+            d.audit(
+                now,
+                Severity::Notice,
+                "socket.repaired",
+                json!({ "path": path.display().to_string(), "problem": problem }),
+            );
+            Some(l)
+        }
+        Err(e) => {
+            if !*failing {
+                d.audit(
+                    now,
+                    Severity::Error,
+                    "socket.repair_failed",
+                    json!({ "path": path.display().to_string(), "problem": problem, "error": e }),
+                );
+            }
+            *failing = true;
+            None
+        }
+    }
+}
+
+/// Accepts until `d.stop` is set. Root's connections go to their own pool of `workers`
+/// threads, everyone else's to another; a full queue or a uid over its share gets `busy` at
+/// once. About once a second the socket file is checked (and bound again if it was removed)
+/// and quiet throttling episodes and denial windows are summarized.
+pub fn run(d: Arc<Daemon>, listener: UnixListener) {
+    let throttle = Throttle::new((d.cfg.workers / 2).max(1));
+    let root = Pool::start(&d, &throttle, d.cfg.workers);
+    let users = Pool::start(&d, &throttle, d.cfg.workers);
+    let mut listener = listener;
+    let mut bound = socket_id(&d.cfg.socket_path);
+    let mut repair_failing = false;
+    let mut housekeeping = Instant::now();
     while !d.stop.load(Ordering::SeqCst) {
+        if housekeeping.elapsed() >= HOUSEKEEPING {
+            housekeeping = Instant::now();
+            if let Some(l) = repair_socket(&d, &mut bound, &mut repair_failing) {
+                listener = l;
+            }
+            let now = jit_core::time::now();
+            record(&d, now, throttle.sweep(now));
+        }
         match listener.accept() {
-            Ok((s, _)) => match tx.try_send(s) {
-                Ok(()) => {}
-                Err(TrySendError::Full(mut s)) | Err(TrySendError::Disconnected(mut s)) => {
-                    let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-                    reply(
-                        &mut s,
-                        &Response::error(ErrorCode::Busy, "jitd is busy; try again"),
-                    );
-                }
-            },
+            Ok((s, _)) => dispatch(&d, &throttle, &root, &users, s),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 let mut pfd = libc::pollfd {
                     fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
@@ -201,8 +435,8 @@ pub fn run(d: Arc<Daemon>, listener: UnixListener) {
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
-    drop(tx);
-    for w in workers {
-        let _ = w.join();
-    }
+    root.stop();
+    users.stop();
+    let now = jit_core::time::now();
+    record(&d, now, throttle.sweep(now));
 }
