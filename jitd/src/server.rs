@@ -353,17 +353,23 @@ fn socket_id(path: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
+/// What the accept loop knows of the socket file.
+struct SocketWatch {
+    /// The socket jitd bound last.
+    bound: Option<(u64, u64)>,
+    /// A repair failed (audited once until one succeeds).
+    failing: bool,
+    /// A socket another process serves at the path (not probed again while it stays).
+    foreign: Option<(u64, u64)>,
+}
+
 /// Binds the socket again if its file is gone or is no longer the one jitd bound (the run
 /// directory was removed, someone unlinked it): audited when repaired, and a failure once per
 /// episode. Returns the new listener.
-fn repair_socket(
-    d: &Daemon,
-    bound: &mut Option<(u64, u64)>,
-    failing: &mut bool,
-) -> Option<UnixListener> {
+fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
     let path = &d.cfg.socket_path;
     let now_id = socket_id(path);
-    if now_id.is_some() && now_id == *bound {
+    if now_id.is_some() && (now_id == w.bound || now_id == w.foreign) {
         return None;
     }
     let dir_missing = path.parent().is_some_and(|p| !p.exists());
@@ -373,10 +379,32 @@ fn repair_socket(
         (false, true) => "socket replaced",
     };
     let now = jit_core::time::now();
+    let failed = |w: &mut SocketWatch, error: String| {
+        if !w.failing {
+            d.audit(
+                now,
+                Severity::Error,
+                "socket.repair_failed",
+                json!({ "path": path.display().to_string(), "problem": problem, "error": error }),
+            );
+        }
+        w.failing = true;
+    };
+    if now_id.is_some() && UnixStream::connect(path).is_ok() {
+        // Another process (a second jitd started by root) serves the path now: taking it back
+        // would make the two fight over it. Said once; nothing is unlinked.
+        w.foreign = now_id;
+        failed(
+            w,
+            "another process listens on the socket path; not taking it over".into(),
+        );
+        return None;
+    }
     match bind(path) {
         Ok(l) => {
-            *bound = socket_id(path);
-            *failing = false;
+            w.bound = socket_id(path);
+            w.failing = false;
+            w.foreign = None;
             d.audit(
                 now,
                 Severity::Notice,
@@ -386,15 +414,7 @@ fn repair_socket(
             Some(l)
         }
         Err(e) => {
-            if !*failing {
-                d.audit(
-                    now,
-                    Severity::Error,
-                    "socket.repair_failed",
-                    json!({ "path": path.display().to_string(), "problem": problem, "error": e }),
-                );
-            }
-            *failing = true;
+            failed(w, e);
             None
         }
     }
@@ -409,13 +429,16 @@ pub fn run(d: Arc<Daemon>, listener: UnixListener) {
     let root = Pool::start(&d, &throttle, d.cfg.workers);
     let users = Pool::start(&d, &throttle, d.cfg.workers);
     let mut listener = listener;
-    let mut bound = socket_id(&d.cfg.socket_path);
-    let mut repair_failing = false;
+    let mut watch = SocketWatch {
+        bound: socket_id(&d.cfg.socket_path),
+        failing: false,
+        foreign: None,
+    };
     let mut housekeeping = Instant::now();
     while !d.stop.load(Ordering::SeqCst) {
         if housekeeping.elapsed() >= HOUSEKEEPING {
             housekeeping = Instant::now();
-            if let Some(l) = repair_socket(&d, &mut bound, &mut repair_failing) {
+            if let Some(l) = repair_socket(&d, &mut watch) {
                 listener = l;
             }
             let now = jit_core::time::now();
