@@ -6,6 +6,8 @@
 //! per peer uid: how many connections it has open (capped for uids other than 0), whether it is
 //! in a throttling episode (audited once when it starts, summarized once when it ends), and a
 //! window of denied requests (the first recorded in full, the rest counted and summarized).
+//! Both periods double (up to an hour) while a uid keeps it up, so a sustained attack costs the
+//! audit trail a few records an hour, not a few a minute.
 //!
 //! It decides and counts; the caller writes the [`Event`]s it returns to the audit trail.
 
@@ -18,12 +20,59 @@ use serde_json::{json, Value};
 
 use crate::audit::Severity;
 
-/// An episode ends when the uid has caused no incident for this long.
+/// An episode ends when the uid has caused no incident for this long (doubled for each episode
+/// that starts within that time of the last one's end).
 pub const EPISODE_QUIET: Duration = Duration::from_secs(10);
 
 /// One denied request per uid is recorded in full per window of this length; the others in the
-/// window are counted and summarized when it closes.
+/// window are counted and summarized when it closes (doubled after each window that had more
+/// than its first denial).
 pub const DENIAL_WINDOW: Duration = Duration::from_secs(10);
+
+/// The longest a quiet period or a denial window grows to.
+pub const MAX_PERIOD: Duration = Duration::from_secs(3600);
+
+/// A period that doubles while what it measures keeps recurring, and falls back to its base
+/// after a stretch as long as itself without it.
+#[derive(Clone, Copy)]
+struct Backoff {
+    base: Duration,
+    len: Duration,
+    ended: Option<Instant>,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Backoff {
+        Backoff {
+            base,
+            len: base,
+            ended: None,
+        }
+    }
+
+    /// The length of a period starting now.
+    fn start(&mut self) -> Duration {
+        if self.ended.is_some_and(|e| e.elapsed() >= self.len) {
+            self.len = self.base;
+        }
+        self.len
+    }
+
+    /// A period ended; if it was busy the next one (if it comes soon) is twice as long.
+    fn end(&mut self, busy: bool) {
+        self.ended = Some(Instant::now());
+        self.len = if busy {
+            (self.len * 2).min(MAX_PERIOD.max(self.base))
+        } else {
+            self.base
+        };
+    }
+
+    /// Back at its base (nothing to remember).
+    fn settled(&self) -> bool {
+        self.len == self.base || self.ended.is_some_and(|e| e.elapsed() >= self.len)
+    }
+}
 
 /// Distinct request types named in a denial summary (the rest are counted as `other`).
 const MAX_KINDS: usize = 16;
@@ -51,28 +100,35 @@ impl Incident {
 
 struct Episode {
     started_at: UnixTime,
+    quiet: Duration,
     last: Instant,
     over_limit: u64,
     deadline: u64,
 }
 
 struct Denials {
+    length: Duration,
     opened: Instant,
     opened_at: UnixTime,
     suppressed: u64,
     kinds: BTreeMap<&'static str, u64>,
 }
 
-#[derive(Default)]
 struct PerUid {
     open: usize,
     episode: Option<Episode>,
+    quiet: Backoff,
     denials: Option<Denials>,
+    window: Backoff,
 }
 
 impl PerUid {
     fn idle(&self) -> bool {
-        self.open == 0 && self.episode.is_none() && self.denials.is_none()
+        self.open == 0
+            && self.episode.is_none()
+            && self.denials.is_none()
+            && self.quiet.settled()
+            && self.window.settled()
     }
 }
 
@@ -124,6 +180,16 @@ impl Throttle {
         self.uids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn fresh(&self) -> PerUid {
+        PerUid {
+            open: 0,
+            episode: None,
+            quiet: Backoff::new(self.quiet),
+            denials: None,
+            window: Backoff::new(self.window),
+        }
+    }
+
     /// Admits a new connection from `uid`, or refuses it (the uid has its share open) and
     /// returns the episode's opening record if this refusal starts one. Root (the modules and
     /// root's jitctl) is never refused here.
@@ -134,7 +200,7 @@ impl Throttle {
         now: UnixTime,
     ) -> (Option<Slot>, Option<Event>) {
         let mut m = self.lock();
-        let u = m.entry(uid).or_default();
+        let u = m.entry(uid).or_insert_with(|| self.fresh());
         if uid != 0 && u.open >= self.per_uid {
             let ev = Self::incident(u, uid, pid, Incident::OverLimit, self.per_uid, now);
             return (None, ev);
@@ -154,7 +220,7 @@ impl Throttle {
     /// opening record if this starts one.
     pub fn missed_deadline(&self, uid: u32, pid: i32, now: UnixTime) -> Option<Event> {
         let mut m = self.lock();
-        let u = m.entry(uid).or_default();
+        let u = m.entry(uid).or_insert_with(|| self.fresh());
         Self::incident(u, uid, pid, Incident::Deadline, self.per_uid, now)
     }
 
@@ -167,12 +233,16 @@ impl Throttle {
         now: UnixTime,
     ) -> Option<Event> {
         let started = u.episode.is_none();
-        let e = u.episode.get_or_insert(Episode {
-            started_at: now,
-            last: Instant::now(),
-            over_limit: 0,
-            deadline: 0,
-        });
+        if started {
+            u.episode = Some(Episode {
+                started_at: now,
+                quiet: u.quiet.start(),
+                last: Instant::now(),
+                over_limit: 0,
+                deadline: 0,
+            });
+        }
+        let e = u.episode.as_mut()?;
         e.last = Instant::now();
         match what {
             Incident::OverLimit => e.over_limit += 1,
@@ -184,7 +254,7 @@ impl Throttle {
                 "socket.throttled",
                 json!({
                     "peer_uid": uid, "peer_pid": pid, "cause": what.as_str(),
-                    "connection_limit": per_uid,
+                    "connection_limit": per_uid, "quiet_secs": e.quiet.as_secs(),
                     "action": "connections over the limit refused busy; requests not sent whole in time closed; root's requests are served by their own workers",
                 }),
             )
@@ -204,9 +274,9 @@ impl Throttle {
     ) -> Vec<Event> {
         let mut out = Vec::new();
         let mut m = self.lock();
-        let u = m.entry(uid).or_default();
+        let u = m.entry(uid).or_insert_with(|| self.fresh());
         if let Some(d) = &mut u.denials {
-            if d.opened.elapsed() < self.window {
+            if d.opened.elapsed() < d.length {
                 d.suppressed += 1;
                 let n = d.kinds.len();
                 let key = if d.kinds.contains_key(kind) || n < MAX_KINDS {
@@ -219,9 +289,11 @@ impl Throttle {
             }
         }
         if let Some(d) = u.denials.take() {
+            u.window.end(d.suppressed > 0);
             out.extend(Self::denial_summary(uid, d, now));
         }
         u.denials = Some(Denials {
+            length: u.window.start(),
             opened: Instant::now(),
             opened_at: now,
             suppressed: 0,
@@ -242,6 +314,7 @@ impl Throttle {
                 "request.denied.summary",
                 json!({
                     "peer_uid": uid, "count": d.suppressed, "since": d.opened_at, "until": now,
+                    "window_secs": d.length.as_secs(),
                     "requests": d.kinds,
                     "note": "further denied requests from this uid after the one recorded in full",
                 }),
@@ -249,33 +322,36 @@ impl Throttle {
         })
     }
 
-    /// Closes what has gone quiet: episodes without an incident for [`EPISODE_QUIET`] (one
-    /// summary record each) and denial windows older than [`DENIAL_WINDOW`] (a summary if they
-    /// counted any). Called about once a second.
+    /// Closes what has gone quiet: episodes without an incident for their quiet period (one
+    /// summary record each) and denial windows past their length (a summary if they counted
+    /// any). Called about once a second.
     pub fn sweep(&self, now: UnixTime) -> Vec<Event> {
         let mut out = Vec::new();
         let mut m = self.lock();
         for (&uid, u) in m.iter_mut() {
             if u.episode
                 .as_ref()
-                .is_some_and(|e| e.last.elapsed() >= self.quiet)
+                .is_some_and(|e| e.last.elapsed() >= e.quiet)
             {
                 if let Some(e) = u.episode.take() {
+                    u.quiet.end(true);
                     out.push((
                         Severity::Notice,
                         "socket.throttled.end",
                         json!({
                             "peer_uid": uid, "since": e.started_at, "until": now,
                             "refused_over_limit": e.over_limit, "closed_at_deadline": e.deadline,
+                            "quiet_secs": e.quiet.as_secs(),
                         }),
                     ));
                 }
             }
             if u.denials
                 .as_ref()
-                .is_some_and(|d| d.opened.elapsed() >= self.window)
+                .is_some_and(|d| d.opened.elapsed() >= d.length)
             {
                 if let Some(d) = u.denials.take() {
+                    u.window.end(d.suppressed > 0);
                     out.extend(Self::denial_summary(uid, d, now));
                 }
             }
@@ -328,7 +404,7 @@ mod tests {
 
     #[test]
     fn windows_and_episodes_close_with_one_summary() {
-        let ms = Duration::from_millis(50);
+        let ms = Duration::from_millis(300);
         let t = Throttle::with_periods(1, ms, ms);
         let _held = t.admit(1000, 1, 0);
         assert!(t.admit(1000, 1, 0).1.is_some());
@@ -348,5 +424,20 @@ mod tests {
             1,
             "a new window"
         );
+        // It kept on: the next window and quiet period are twice as long.
+        t.denied(1000, 1, "add_grant", "a", 3);
+        assert!(t.admit(1000, 1, 3).1.is_some(), "a new episode");
+        std::thread::sleep(ms * 3 / 2);
+        let ev = t.sweep(4);
+        assert!(ev.is_empty(), "doubled: still open: {ev:?}");
+        std::thread::sleep(ms);
+        let ev = t.sweep(5);
+        let names: Vec<&str> = ev.iter().map(|e| e.1).collect();
+        assert_eq!(names, ["socket.throttled.end", "request.denied.summary"]);
+        // A stretch as long as the period without anything: back to the base.
+        drop(_held);
+        std::thread::sleep(ms * 5);
+        assert!(t.sweep(6).is_empty());
+        assert!(t.lock().is_empty(), "nothing left to remember");
     }
 }
