@@ -102,9 +102,12 @@ fn trickling_connections_do_not_stall_root_or_sudo() {
     std::thread::sleep(Duration::from_secs(3));
 
     for _ in 0..2 {
+        let t = std::time::Instant::now();
         let o = sb.jitctl(&["--timeout", "3", "status"]);
+        eprintln!("during the flood: jitctl status took {:?}", t.elapsed());
         assert_eq!(code(&o), 0, "root's status during the flood: {}", show(&o));
     }
+    let t = std::time::Instant::now();
     let o = sb.run_full(
         &["su", "carol", "-c", "sudo -n /usr/bin/id -u"],
         None,
@@ -116,7 +119,16 @@ fn trickling_connections_do_not_stall_root_or_sudo() {
         "carol's granted sudo during the flood: {}",
         show(&o)
     );
+    eprintln!(
+        "during the flood: su carol -c 'sudo -n id -u' took {:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
     let o = sb.jitctl(&["--timeout", "3", "grant", "revoke", &bob]);
+    eprintln!(
+        "during the flood: jitctl grant revoke took {:?}",
+        t.elapsed()
+    );
     assert_eq!(code(&o), 0, "root's revoke during the flood: {}", show(&o));
 
     let st = sb
@@ -197,6 +209,7 @@ fn refused_requests_with_huge_names_cannot_fill_the_audit_trail() {
     }
     assert!(refused >= 20, "{refused} of 40 answered permission_denied");
     let grown = audit_len(&sb) - before;
+    eprintln!("40 refused 1 MiB requests: the audit trail grew by {grown} bytes");
     assert!(grown < 16 * 1024, "the audit trail grew by {grown} bytes");
 
     // The first denial of each 10 s window in full (name cut), the others counted in the
