@@ -248,6 +248,9 @@ pub fn run<P: Pam + ?Sized, W: World + ?Sized>(
         world.log(libc::LOG_WARNING, &format!("{tag}: {user}: {w}"));
     }
     let kind = match classified.identity {
+        // No usable gates file, but NSS may still show the account from the public snapshot:
+        // a jit account then, refused below for want of its gate records (fail closed).
+        Identity::Ignore(identity::Why::NoSnapshot) if world.public_account(&user) => Kind::Jit,
         Identity::Ignore(why) => return ignore(progress, &user, why.as_str()),
         Identity::Gated(kind) => kind,
     };
