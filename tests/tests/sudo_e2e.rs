@@ -14,8 +14,12 @@ use jit_tests::pam::{mfa_enroll, oathtool, step_with_margin};
 use jit_tests::sandbox::path_str;
 use jit_tests::{artifacts, code, poll, procs, show, stderr, stdout, Sandbox};
 
-/// The sudoers drop-in of INTERFACE.md.
-const JIT_SUDOERS: &str = "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL";
+/// The sudoers drop-in as the README gives it: intercept, so every command an allowed program
+/// starts is checked by sudo_jit too, and the rule.
+const JIT_SUDOERS: [&str; 2] = [
+    "Defaults:%jit-sudo intercept, log_subcmds",
+    "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL",
+];
 
 /// sudo.conf (`Plugin sudo_jit …`, with or without `Set group_source dynamic`) and sudoers as
 /// the packages will write them, inside the sandbox; `extra_sudoers` goes into its own drop-in.
@@ -29,10 +33,12 @@ fn write_sudo_config(sb: &Sandbox, dynamic: bool, extra_sudoers: &str) {
     };
     sb.sh_ok(&format!(
         "printf 'Plugin sudo_jit {}\\n{set}' > /etc/sudo.conf && \
-         printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && \
+         printf '%s\\n' '{}' '{}' > /etc/sudoers.d/jit && \
          printf '%s\\n' 'dave ALL=(ALL:ALL) NOPASSWD: ALL' '{extra_sudoers}' > /etc/sudoers.d/local && \
          chmod 0440 /etc/sudoers.d/jit /etc/sudoers.d/local && visudo -c -q",
-        path_str(&plugin)
+        path_str(&plugin),
+        JIT_SUDOERS[0],
+        JIT_SUDOERS[1],
     ));
 }
 
@@ -819,4 +825,129 @@ fn untrusted_gates_file_refuses_jit_users_only() {
         || (sb.sh_ok("stat -c %a /run/jitd/gates").trim() == "600").then_some(()),
     );
     sb.assert_local_unaffected();
+}
+
+/// A grant of a program that starts others (`--sudo /usr/bin/find`, no argument restriction)
+/// does not give a root shell: under the drop-in's `intercept`, sudo hands the `/bin/sh` that
+/// `find -exec` starts to sudo_jit, which refuses it (outside the grant) and audits it.
+#[test]
+fn allowed_program_cannot_escape_to_a_shell() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    // jitctl warns (stderr, and in --json output) that find without fixed arguments escapes.
+    let o = sb.jitctl(&[
+        "grant",
+        "add",
+        "carol",
+        "--sudo",
+        "/usr/bin/find",
+        "--for",
+        "10m",
+    ]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let id = stdout(&o).trim().to_string();
+    assert!(
+        stderr(&o).contains("warning: --sudo \"/usr/bin/find\"")
+            && stderr(&o).contains("find -exec"),
+        "{}",
+        show(&o)
+    );
+    let g = sb.grant_json(&[
+        "dave",
+        "--sudo",
+        "/usr/bin/perl",
+        "--sudo",
+        "/usr/bin/id -u",
+        "--for",
+        "10m",
+    ]);
+    let w = g["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        w.len() == 1 && w[0].as_str().unwrap_or("").contains("/usr/bin/perl"),
+        "{g}"
+    );
+    let g = sb.grant_json(&[
+        "dave",
+        "--sudo",
+        "/usr/bin/find /tmp -name x",
+        "--for",
+        "10m",
+    ]);
+    assert!(
+        g.get("warnings").is_none(),
+        "fixed arguments: no warning: {g}"
+    );
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -n /usr/bin/find /etc/passwd -maxdepth 0",
+        None,
+    );
+    assert_approved(&r);
+    assert_eq!(r.stdout.trim(), "/etc/passwd", "{}", r.show());
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -n /usr/bin/find /etc/passwd -maxdepth 0 -exec /bin/sh -c 'echo ESCAPED; id -u' ';'",
+        None,
+    );
+    assert!(
+        !r.stdout.contains("ESCAPED") && !r.stdout.lines().any(|l| l.trim() == "0"),
+        "find -exec ran a shell as root: {}",
+        r.show()
+    );
+    assert!(
+        jit_lines(&r.stderr)
+            .iter()
+            .any(|l| l.contains("/sh is outside grant") && l.contains(&id)),
+        "the intercepted shell is refused by sudo_jit: {}",
+        r.show()
+    );
+    let events = sb.audit_events(&id);
+    assert!(
+        events.iter().any(|e| e == "sudo.denied"),
+        "audited: {events:?}"
+    );
+}
+
+/// `jitd --check-config` fails while the members of jit-sudo do not run under sudo's
+/// `intercept`: no Defaults line, a line for another group, or one that a more specific line
+/// turns off again.
+#[test]
+fn check_config_requires_intercept_for_jit_sudo() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    let jitd = path_str(&artifacts().jitd).to_string();
+    let check = |sb: &Sandbox| sb.run(&[&jitd, "--config", "/etc/jit/jitd.toml", "--check-config"]);
+    let o = check(&sb);
+    assert_eq!(code(&o), 0, "the README drop-in passes: {}", show(&o));
+    for (why, dropin) in [
+        ("no Defaults line", vec![JIT_SUDOERS[1]]),
+        (
+            "intercept for another group",
+            vec!["Defaults:%sudo intercept", JIT_SUDOERS[1]],
+        ),
+        (
+            "turned off for jit-sudo after a global one",
+            vec![
+                "Defaults:%jit-sudo !intercept",
+                "Defaults intercept",
+                JIT_SUDOERS[1],
+            ],
+        ),
+    ] {
+        let lines: Vec<String> = dropin.iter().map(|l| format!("'{l}'")).collect();
+        sb.sh_ok(&format!(
+            "printf '%s\\n' {} > /etc/sudoers.d/jit && visudo -c -q",
+            lines.join(" ")
+        ));
+        let o = check(&sb);
+        assert_eq!(code(&o), 1, "{why}: {}", show(&o));
+        assert!(
+            format!("{}{}", stdout(&o), stderr(&o)).contains("Defaults:%jit-sudo intercept"),
+            "{why}: the message names the line to add: {}",
+            show(&o)
+        );
+    }
 }
