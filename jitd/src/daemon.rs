@@ -260,7 +260,8 @@ impl Daemon {
                 );
             }
         }
-        match snapshot_out::write(&self.cfg.snapshot_path, &data) {
+        let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
+        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &data) {
             Ok(id) => {
                 inner.snapshot_id = id;
                 inner.snapshot_written_at = Some(now);

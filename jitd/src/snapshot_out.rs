@@ -272,9 +272,14 @@ pub struct SnapshotFiles {
 impl SnapshotFiles {
     /// The identities of the snapshot at `snapshot_path` and of its gates file, if both exist.
     pub fn of(snapshot_path: &Path) -> Option<SnapshotFiles> {
+        SnapshotFiles::at(snapshot_path, &gates_path(snapshot_path))
+    }
+
+    /// The identities of a snapshot and a gates file at the paths given, if both exist.
+    pub fn at(snapshot_path: &Path, gates_path: &Path) -> Option<SnapshotFiles> {
         Some(SnapshotFiles {
             public: FileId::of(snapshot_path)?,
-            gates: FileId::of(&gates_path(snapshot_path))?,
+            gates: FileId::of(gates_path)?,
         })
     }
 }
@@ -298,19 +303,23 @@ pub fn public_part(data: &SnapshotData) -> SnapshotData {
     }
 }
 
-/// Writes the gates file (0600 root) and then the snapshot (0644 root), each atomically and
-/// durably; returns their identities. The gates file goes first: it is what ends a sudo scope
-/// or a login condition, so a revocation reaches it before anything else.
+/// Writes the gates file `gates` (0600 root; jitd passes [`gates_path`] of `path`) and then
+/// the snapshot `path` (0644 root), each atomically and durably; returns their identities. The
+/// gates file goes first: it is what ends a sudo scope or a login condition, so a revocation
+/// reaches it before anything else.
 ///
 /// # Errors
 /// Build or write failure; a file not yet replaced keeps its previous content, and the caller
 /// retries both at its next tick.
-pub fn write(path: &Path, data: &SnapshotData) -> Result<Option<SnapshotFiles>, String> {
-    let gates = gates_path(path);
+pub fn write(
+    path: &Path,
+    gates: &Path,
+    data: &SnapshotData,
+) -> Result<Option<SnapshotFiles>, String> {
     let full = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
     let public =
         jit_core::snapshot::build_snapshot(&public_part(data)).map_err(|e| e.to_string())?;
-    replace_file(&gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
+    replace_file(gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
     replace_file(path, &public, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(SnapshotFiles::of(path))
+    Ok(SnapshotFiles::at(path, gates))
 }
