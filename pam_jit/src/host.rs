@@ -75,8 +75,9 @@ pub trait World {
     /// The file is missing, untrusted or unreadable.
     fn snapshot(&self) -> Result<Vec<u8>, String>;
     /// Whether the world-readable snapshot (the one NSS reads, same trust rules) has an
-    /// account record called `name`. Asked only when the gates file is unusable: NSS may then
-    /// still resolve the account, which must not make its login ungated.
+    /// account record called `name`. Asked only for a name that is neither local nor in the
+    /// gates file (or when that is unusable): NSS may still resolve such an account, which
+    /// must not make its login ungated.
     fn public_account(&self, name: &str) -> bool;
     /// What `/etc/passwd` says about `name`.
     fn passwd(&self, name: &str) -> LocalUser;

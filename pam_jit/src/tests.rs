@@ -1029,3 +1029,24 @@ fn timeout_option_reaches_jitd_calls() {
     );
     assert_eq!(*w.timeouts.borrow(), [Duration::from_millis(500)]);
 }
+
+/// jitd writes the gates file before the public snapshot: right after a revocation NSS may
+/// still show an account the gates file no longer has. Such a name is a jit account without a
+/// grant (refused), not an unknown name (ignored, which would leave the login to pam_unix).
+#[test]
+fn account_only_in_the_public_snapshot_is_refused() {
+    let mut w = world();
+    w.public_accounts = vec!["zed".into()];
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("zed"), &w),
+        Code::AuthErr
+    );
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("zed"), &w),
+        Code::PermDenied
+    );
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("nosuchuser"), &w),
+        Code::Ignore
+    );
+}
