@@ -316,6 +316,14 @@ pub fn write(
     gates: &Path,
     data: &SnapshotData,
 ) -> Result<Option<SnapshotFiles>, String> {
+    // One path for both would publish the gate records world-readable.
+    if gates == path {
+        return Err(format!(
+            "{}: the snapshot cannot be the gates file itself (snapshot_path must not be named {})",
+            path.display(),
+            jit_core::constants::GATES_FILE_NAME
+        ));
+    }
     let full = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
     let public =
         jit_core::snapshot::build_snapshot(&public_part(data)).map_err(|e| e.to_string())?;

@@ -769,3 +769,17 @@ fn gate_data_is_only_in_the_root_only_gates_file() {
     assert_eq!(mode("run/snapshot"), 0o644);
     assert_eq!(mode("run/gates"), 0o600);
 }
+
+/// A `snapshot_path` named like the gates file would make the two one file, readable by all:
+/// jitd refuses to write it (audited) rather than publish the gate records.
+#[test]
+fn snapshot_path_named_gates_is_not_written() {
+    let env = Env::new("samepath");
+    let mut cfg = env.config();
+    cfg.snapshot_path = env.path("run/gates");
+    let d = Daemon::open(cfg, T0).unwrap();
+    d.tick(T0);
+    let _ = add(&d, spec("alice", 600), T0);
+    assert!(!env.path("run/gates").exists(), "nothing written");
+    assert!(env.audit().contains("snapshot.write_failed"));
+}
