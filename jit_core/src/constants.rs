@@ -1,7 +1,14 @@
 //! Compile-time defaults shared by jitd and the modules (INTERFACE.md "Paths").
 
-/// The snapshot every module reads. The modules know no other path.
+/// The world-readable snapshot (0644): what NSS and `jit-authorized-keys` need (accounts,
+/// groups, memberships, times, public ssh keys), and nothing more.
 pub const DEFAULT_SNAPSHOT_PATH: &str = "/run/jitd/snapshot";
+/// The root-only gates file (0600): the whole image, gate records (sudo scope, `--from`,
+/// `--service`, `--window`, flags) and the managed list included, which pam_jit and sudo_jit
+/// (both running as root) read. jitd writes it next to the snapshot under this file name.
+pub const DEFAULT_GATES_PATH: &str = "/run/jitd/gates";
+/// File name of the gates file, in the snapshot's directory.
+pub const GATES_FILE_NAME: &str = "gates";
 /// jitd's local API socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/run/jitd/jitd.sock";
 /// jitd's configuration file.

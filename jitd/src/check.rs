@@ -205,6 +205,18 @@ pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> 
             }
         }
     }
+    // Without sudo's intercept for jit-sudo, a program a grant allows runs what it starts
+    // (find -exec, a pager's !sh) as root without sudo_jit seeing it.
+    let plugin_loaded =
+        std::fs::read_to_string(&cfg.sudo_conf).is_ok_and(|t| crate::sudoconf::parse(&t).is_some());
+    if let Err(e) = crate::sudoconf::check_intercept(
+        &cfg.sudo_conf,
+        plugin_loaded,
+        &cfg.group_sudo,
+        cfg.gid_sudo(),
+    ) {
+        problems.push(e);
+    }
     check_pam(cfg, pam_dir, &mut problems);
     if !cfg.skel.is_dir() {
         problems.push(format!(

@@ -28,7 +28,7 @@ use crate::breakglass::BreakglassStore;
 use crate::config::{Config, HomePolicy};
 use crate::localdb::LocalDb;
 use crate::procs::{end_processes, KillTargets};
-use crate::snapshot_out::{self, Collision, FileId};
+use crate::snapshot_out::{self, Collision, FileId, SnapshotFiles};
 use crate::state::{State, StateStore};
 use crate::totp::{TotpError, TotpStore};
 use crate::{home, nscd};
@@ -42,7 +42,7 @@ struct Inner {
     /// State changed in memory in a way that may reach disk at the next tick (a closed
     /// session: losing it in a crash only means the reaper closes it again at start).
     dirty: bool,
-    snapshot_id: Option<FileId>,
+    snapshot_id: Option<SnapshotFiles>,
     snapshot_written_at: Option<UnixTime>,
     local_sig: Option<(Option<FileId>, Option<FileId>)>,
     reported_collisions: BTreeSet<Collision>,
@@ -264,7 +264,8 @@ impl Daemon {
                 );
             }
         }
-        match snapshot_out::write(&self.cfg.snapshot_path, &data) {
+        let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
+        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &data) {
             Ok(id) => {
                 inner.snapshot_id = id;
                 inner.snapshot_written_at = Some(now);
@@ -356,7 +357,7 @@ impl Daemon {
                 FileId::of(&self.cfg.passwd_file),
                 FileId::of(&self.cfg.group_file),
             );
-            let snap_now = FileId::of(&self.cfg.snapshot_path);
+            let snap_now = SnapshotFiles::of(&self.cfg.snapshot_path);
             let local_changed = inner.local_sig != Some(local_now);
             let snapshot_damaged = inner.snapshot_id.is_none() || snap_now != inner.snapshot_id;
             if changed || local_changed || snapshot_damaged {

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod escape;
 pub mod home;
 pub mod localdb;
 pub mod nscd;

@@ -1,8 +1,15 @@
 //! Projects jitd's state onto the snapshot the modules read, and writes it atomically.
+//!
+//! Two files come out of one projection. The gates file (`gates`, next to the snapshot, 0600
+//! root) holds the whole image: the gate records pam_jit and sudo_jit decide on (sudo scope,
+//! run-as targets, `--from`, `--service`, `--window`, flags) and the managed list. The
+//! snapshot (0644) is what NSS and jit-authorized-keys read and any local user can read too:
+//! the same image without the gate records and without the managed list, so one user cannot
+//! learn another's sudo scope, source networks, time windows or the managed accounts.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jit_core::policy::classify::parse_class;
 use jit_core::types::*;
@@ -14,13 +21,17 @@ use crate::durable::replace_file;
 use crate::localdb::LocalDb;
 use crate::state::State;
 
-/// Identity of a written snapshot file, to notice if someone replaced or damaged it.
+/// Identity of a written snapshot file, to notice if someone replaced or damaged it. Owner
+/// and mode are part of it: a gates file made readable by others, or handed to another owner
+/// (which the modules then refuse), is rewritten like a damaged one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i64,
+    uid: u32,
+    mode: u32,
 }
 
 impl FileId {
@@ -32,6 +43,8 @@ impl FileId {
             ino: m.ino(),
             size: m.size(),
             mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            uid: m.uid(),
+            mode: m.mode(),
         })
     }
 }
@@ -249,12 +262,72 @@ pub fn project(
     (data, collisions)
 }
 
-/// Writes the snapshot file (0644 root) atomically and durably; returns its identity.
+/// Identities of the two files jitd writes, to notice if either was replaced or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotFiles {
+    public: FileId,
+    gates: FileId,
+}
+
+impl SnapshotFiles {
+    /// The identities of the snapshot at `snapshot_path` and of its gates file, if both exist.
+    pub fn of(snapshot_path: &Path) -> Option<SnapshotFiles> {
+        SnapshotFiles::at(snapshot_path, &gates_path(snapshot_path))
+    }
+
+    /// The identities of a snapshot and a gates file at the paths given, if both exist.
+    pub fn at(snapshot_path: &Path, gates_path: &Path) -> Option<SnapshotFiles> {
+        Some(SnapshotFiles {
+            public: FileId::of(snapshot_path)?,
+            gates: FileId::of(gates_path)?,
+        })
+    }
+}
+
+/// The gates file that goes with `snapshot_path`: `gates` in the same directory (by default
+/// `/run/jitd/gates`, the path pam_jit and sudo_jit read).
+pub fn gates_path(snapshot_path: &Path) -> PathBuf {
+    snapshot_path.with_file_name(jit_core::constants::GATES_FILE_NAME)
+}
+
+/// What any local user may read: `data` without gate records and without the managed list.
+/// Accounts (names, ids, GECOS, home, shell, public ssh keys, times) and group memberships
+/// stay: NSS and sshd's AuthorizedKeysCommand (run as `nobody`) need them.
+pub fn public_part(data: &SnapshotData) -> SnapshotData {
+    SnapshotData {
+        generated_at: data.generated_at,
+        accounts: data.accounts.clone(),
+        groups: data.groups.clone(),
+        grants: Vec::new(),
+        managed: Vec::new(),
+    }
+}
+
+/// Writes the gates file `gates` (0600 root; jitd passes [`gates_path`] of `path`) and then
+/// the snapshot `path` (0644 root), each atomically and durably; returns their identities. The
+/// gates file goes first: it is what ends a sudo scope or a login condition, so a revocation
+/// reaches it before anything else.
 ///
 /// # Errors
-/// Build or write failure; the previous snapshot stays in place.
-pub fn write(path: &Path, data: &SnapshotData) -> Result<Option<FileId>, String> {
-    let bytes = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
-    replace_file(path, &bytes, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(FileId::of(path))
+/// Build or write failure; a file not yet replaced keeps its previous content, and the caller
+/// retries both at its next tick.
+pub fn write(
+    path: &Path,
+    gates: &Path,
+    data: &SnapshotData,
+) -> Result<Option<SnapshotFiles>, String> {
+    // One path for both would publish the gate records world-readable.
+    if gates == path {
+        return Err(format!(
+            "{}: the snapshot cannot be the gates file itself (snapshot_path must not be named {})",
+            path.display(),
+            jit_core::constants::GATES_FILE_NAME
+        ));
+    }
+    let full = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
+    let public =
+        jit_core::snapshot::build_snapshot(&public_part(data)).map_err(|e| e.to_string())?;
+    replace_file(gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
+    replace_file(path, &public, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(SnapshotFiles::at(path, gates))
 }

@@ -401,8 +401,19 @@ fn damaged_snapshot_is_rewritten() {
         .is_some());
     std::fs::remove_file(env.path("run/snapshot")).unwrap();
     d.tick(T0 + 2);
-    assert!(Snapshot::parse(&env.snapshot()).is_ok());
+    assert!(Snapshot::parse(&env.public_snapshot()).is_ok());
     assert!(env.audit().contains("snapshot.repaired"));
+    // The gates file is watched the same way: removed or altered, it is rewritten.
+    std::fs::remove_file(env.path("run/gates")).unwrap();
+    d.tick(T0 + 3);
+    assert!(Snapshot::parse(&env.snapshot())
+        .unwrap()
+        .grants_for_user("alice")
+        .next()
+        .is_some());
+    std::fs::write(env.path("run/gates"), b"junk").unwrap();
+    d.tick(T0 + 4);
+    assert!(Snapshot::parse(&env.snapshot()).is_ok());
 }
 
 #[test]
@@ -711,4 +722,64 @@ fn sudo_scope_needs_the_plugin_and_valid_entries() {
         .unwrap()
         .group_by_name("jit-sudo", T0 + 5)
         .is_none());
+}
+
+/// The world-readable snapshot carries what NSS needs and nothing of the gates: no sudo scope,
+/// no `--from`, no `--window`, no managed list. Those live in the 0600 gates file only.
+#[test]
+fn gate_data_is_only_in_the_root_only_gates_file() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("split");
+    env.install_sudo_conf();
+    let d = env.daemon(T0);
+    let g = add(
+        &d,
+        GrantSpec {
+            sudo: vec!["/usr/bin/systemctl restart nginx".into()],
+            from: vec!["192.0.2.0/24".into()],
+            windows: vec!["Mon-Fri 09:00-18:00".into()],
+            ..spec("alice", 600)
+        },
+        T0,
+    )
+    .unwrap();
+    let public = env.public_snapshot();
+    let p = Snapshot::parse(&public).unwrap();
+    assert!(
+        p.account_by_name("alice", T0).is_some(),
+        "NSS still sees the account"
+    );
+    assert_eq!(p.grant_count(), 0, "no gate records in the public snapshot");
+    for secret in ["systemctl restart nginx", "192.0.2.0/24", "09:00-18:00"] {
+        assert!(
+            !public.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} in the public snapshot"
+        );
+    }
+    let gates = env.snapshot();
+    let s = Snapshot::parse(&gates).unwrap();
+    let gate = s.grants_for_user("alice").next().unwrap();
+    assert_eq!(gate.id(), g.id);
+    assert_eq!(
+        gate.sudo().collect::<Vec<_>>(),
+        ["/usr/bin/systemctl restart nginx"]
+    );
+    assert_eq!(gate.from().collect::<Vec<_>>(), ["192.0.2.0/24"]);
+    let mode = |f: &str| std::fs::metadata(env.path(f)).unwrap().mode() & 0o777;
+    assert_eq!(mode("run/snapshot"), 0o644);
+    assert_eq!(mode("run/gates"), 0o600);
+}
+
+/// A `snapshot_path` named like the gates file would make the two one file, readable by all:
+/// jitd refuses to write it (audited) rather than publish the gate records.
+#[test]
+fn snapshot_path_named_gates_is_not_written() {
+    let env = Env::new("samepath");
+    let mut cfg = env.config();
+    cfg.snapshot_path = env.path("run/gates");
+    let d = Daemon::open(cfg, T0).unwrap();
+    d.tick(T0);
+    let _ = add(&d, spec("alice", 600), T0);
+    assert!(!env.path("run/gates").exists(), "nothing written");
+    assert!(env.audit().contains("snapshot.write_failed"));
 }

@@ -16,9 +16,11 @@ use pam::items::{RHost, Service, Tty};
 use pam::module::PamHandle;
 use std::time::Duration;
 
-/// The snapshot path as a C string; equal to `jit_core::constants::DEFAULT_SNAPSHOT_PATH`
-/// (a unit test checks).
-pub const SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
+/// The root-only gates file as a C string; equal to `jit_core::constants::DEFAULT_GATES_PATH`
+/// (a unit test checks). The world-readable snapshot lacks the gate records pam_jit needs.
+pub const GATES_PATH: &std::ffi::CStr = c"/run/jitd/gates";
+/// The world-readable snapshot NSS reads; equal to `DEFAULT_SNAPSHOT_PATH` (a unit test checks).
+pub const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
 /// The durable managed list as a C string; equal to `DEFAULT_MANAGED_LIST` (a unit test
 /// checks).
 pub const MANAGED_LIST_PATH: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
@@ -72,6 +74,11 @@ pub trait World {
     /// # Errors
     /// The file is missing, untrusted or unreadable.
     fn snapshot(&self) -> Result<Vec<u8>, String>;
+    /// Whether the world-readable snapshot (the one NSS reads, same trust rules) has an
+    /// account record called `name`. Asked only for a name that is neither local nor in the
+    /// gates file (or when that is unusable): NSS may still resolve such an account, which
+    /// must not make its login ungated.
+    fn public_account(&self, name: &str) -> bool;
     /// What `/etc/passwd` says about `name`.
     fn passwd(&self, name: &str) -> LocalUser;
     /// jitd's durable managed-account list.
@@ -196,7 +203,13 @@ impl World for System {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
-        jit_core::snapshot::file::read_trusted(SNAPSHOT_PATH).map_err(|e| e.to_string())
+        jit_core::snapshot::file::read_trusted(GATES_PATH).map_err(|e| e.to_string())
+    }
+
+    fn public_account(&self, name: &str) -> bool {
+        jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH).is_ok_and(|b| {
+            jit_core::snapshot::Snapshot::parse(&b).is_ok_and(|s| s.has_account_record(name))
+        })
     }
 
     fn passwd(&self, name: &str) -> LocalUser {
@@ -222,8 +235,11 @@ mod tests {
 
     #[test]
     fn fixed_paths_match_the_shared_constants() {
-        use jit_core::constants::{DEFAULT_MANAGED_LIST, DEFAULT_SNAPSHOT_PATH};
-        assert_eq!(SNAPSHOT_PATH.to_str(), Ok(DEFAULT_SNAPSHOT_PATH));
+        use jit_core::constants::{
+            DEFAULT_GATES_PATH, DEFAULT_MANAGED_LIST, DEFAULT_SNAPSHOT_PATH,
+        };
+        assert_eq!(GATES_PATH.to_str(), Ok(DEFAULT_GATES_PATH));
+        assert_eq!(PUBLIC_SNAPSHOT_PATH.to_str(), Ok(DEFAULT_SNAPSHOT_PATH));
         assert_eq!(MANAGED_LIST_PATH.to_str(), Ok(DEFAULT_MANAGED_LIST));
     }
 

@@ -248,6 +248,15 @@ pub fn run<P: Pam + ?Sized, W: World + ?Sized>(
         world.log(libc::LOG_WARNING, &format!("{tag}: {user}: {w}"));
     }
     let kind = match classified.identity {
+        // Not local and unknown to the gates file (or no usable gates file), but NSS may still
+        // show the account from the public snapshot: jitd writes the gates file first, so for
+        // a moment after a revocation the public file still has it, and an unusable gates file
+        // hides it entirely. A jit account then, refused below for want of a live grant.
+        Identity::Ignore(identity::Why::NoSnapshot | identity::Why::Unknown)
+            if world.public_account(&user) =>
+        {
+            Kind::Jit
+        }
         Identity::Ignore(why) => return ignore(progress, &user, why.as_str()),
         Identity::Gated(kind) => kind,
     };

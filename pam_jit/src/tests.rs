@@ -93,6 +93,8 @@ struct FakeWorld {
     now: i64,
     local_time: LocalTime,
     snapshot: RefCell<Result<Vec<u8>, String>>,
+    /// Account names the world-readable snapshot has.
+    public_accounts: Vec<String>,
     passwd: HashMap<String, LocalUser>,
     managed: ManagedFile,
     responder: RefCell<Responder>,
@@ -118,6 +120,7 @@ impl FakeWorld {
                 Some(d) => Ok(build_snapshot(&d).unwrap()),
                 None => Err("No such file or directory (os error 2)".into()),
             }),
+            public_accounts: vec![],
             passwd,
             managed: ManagedFile::Missing,
             responder: RefCell::new(Box::new(|r| panic!("unexpected call to jitd: {r:?}"))),
@@ -163,6 +166,9 @@ impl World for FakeWorld {
     fn snapshot(&self) -> Result<Vec<u8>, String> {
         self.snapshot_reads.set(self.snapshot_reads.get() + 1);
         self.snapshot.borrow().clone()
+    }
+    fn public_account(&self, name: &str) -> bool {
+        self.public_accounts.iter().any(|n| n == name)
     }
     fn passwd(&self, name: &str) -> LocalUser {
         self.passwd_reads.set(self.passwd_reads.get() + 1);
@@ -786,8 +792,25 @@ fn snapshot_replaced_by_garbage() {
         go(Hook::Account, &mut FakePam::new("eve"), &w),
         Code::Ignore
     );
-    // admin is in the durable list: managed, and refused.
+    // If the world-readable snapshot still has her account (NSS shows her), she is a jit
+    // account without gate records: refused, in every hook that decides.
     let mut w = w;
+    w.public_accounts = vec!["eve".into()];
+    for hook in [Hook::Authenticate, Hook::Account] {
+        let mut pam = FakePam::new("eve");
+        assert_ne!(go(hook, &mut pam, &w), Code::Ignore, "{hook:?}");
+        assert_ne!(
+            go(hook, &mut FakePam::new("eve"), &w),
+            Code::Success,
+            "{hook:?}"
+        );
+    }
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("carol"), &w),
+        Code::Ignore,
+        "a name the public snapshot does not have stays ignored"
+    );
+    // admin is in the durable list: managed, and refused.
     w.managed = ManagedFile::Names(vec!["admin".into()]);
     let mut pam = FakePam::new("admin");
     assert_eq!(go(Hook::Account, &mut pam, &w), Code::PermDenied);
@@ -1005,4 +1028,25 @@ fn timeout_option_reaches_jitd_calls() {
         Code::Success
     );
     assert_eq!(*w.timeouts.borrow(), [Duration::from_millis(500)]);
+}
+
+/// jitd writes the gates file before the public snapshot: right after a revocation NSS may
+/// still show an account the gates file no longer has. Such a name is a jit account without a
+/// grant (refused), not an unknown name (ignored, which would leave the login to pam_unix).
+#[test]
+fn account_only_in_the_public_snapshot_is_refused() {
+    let mut w = world();
+    w.public_accounts = vec!["zed".into()];
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("zed"), &w),
+        Code::AuthErr
+    );
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("zed"), &w),
+        Code::PermDenied
+    );
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("nosuchuser"), &w),
+        Code::Ignore
+    );
 }

@@ -149,6 +149,14 @@ fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool
         || holds_jit_sudo(snap, inv, now)
 }
 
+/// Without a trusted gates file: whether the world-readable snapshot (which NSS still serves,
+/// so sudoers may still see the `jit-sudo` membership) marks the invoking user as jit: an
+/// ephemeral account of that name, or a process holding one of jit's own groups. The id
+/// heuristic alone knows only the default uid range; this covers any `uid_range`.
+pub fn jit_in_public_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool {
+    snap.has_account_record(&inv.user) || holds_jit_sudo(snap, inv, now)
+}
+
 /// Whether the process holds the gid of `jit-sudo`. jitd's `[groups] sudo` may give that group
 /// another name, and the snapshot does not say which of jit's own groups (kind
 /// `GROUP_KIND_JIT`) it is, so any jit group the user holds without being its live member

@@ -114,6 +114,11 @@ static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
 /// jitd's durable managed list (`jit_core::constants::DEFAULT_MANAGED_LIST`).
 const MANAGED_LIST: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
+/// The root-only gates file (`jit_core::constants::DEFAULT_GATES_PATH`): the world-readable
+/// snapshot carries no gate records, so a sudo scope is never visible to other users.
+const GATES_PATH: &std::ffi::CStr = c"/run/jitd/gates";
+/// The world-readable snapshot (`jit_core::constants::DEFAULT_SNAPSHOT_PATH`).
+const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
 
 /// What this sudo invocation has seen so far. sudo opens and closes an approval plugin around
 /// every check (sudo.c `approval_check`), and in intercept mode checks again, in the same
@@ -340,7 +345,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .as_ref()
         .ok()
         .and_then(|c| local::trusted_alias(&c.command));
-    let data = jit_core::snapshot::file::read_trusted(c"/run/jitd/snapshot").ok();
+    let data = jit_core::snapshot::file::read_trusted(GATES_PATH).ok();
     let snap = data
         .as_deref()
         .and_then(|d| jit_core::snapshot::Snapshot::parse(d).ok());
@@ -351,7 +356,12 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
     let managed_without_snapshot = snap.is_none()
         && jit_core::managed::read_managed_list(MANAGED_LIST)
             .is_ok_and(|names| names.contains(&inv.user));
+    // The public snapshot may still be there (NSS then still shows jit-sudo memberships):
+    // it marks jit users, whatever uid_range jitd uses, so they are refused, not let through
+    // by the sudoers rule.
+    let public_says_jit = snap.is_none() && public_snapshot_marks_jit(&inv);
     let jit_by_ids = managed_without_snapshot
+        || public_says_jit
         || decision::looks_jit_by_ids(
             inv.uid,
             &inv.groups,
@@ -451,6 +461,16 @@ fn step_up(
     stepup::run(conv, opts, &inv.user, grant)
 }
 
+/// Whether the world-readable snapshot (same trust rules as the gates file) marks the invoking
+/// user as jit; used only when the gates file is missing or untrusted.
+fn public_snapshot_marks_jit(inv: &cinfo::Invocation) -> bool {
+    let Ok(data) = jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH) else {
+        return false;
+    };
+    jit_core::snapshot::Snapshot::parse(&data)
+        .is_ok_and(|s| decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -458,6 +478,14 @@ mod tests {
         assert_eq!(
             super::MANAGED_LIST.to_str(),
             Ok(jit_core::constants::DEFAULT_MANAGED_LIST)
+        );
+        assert_eq!(
+            super::GATES_PATH.to_str(),
+            Ok(jit_core::constants::DEFAULT_GATES_PATH)
+        );
+        assert_eq!(
+            super::PUBLIC_SNAPSHOT_PATH.to_str(),
+            Ok(jit_core::constants::DEFAULT_SNAPSHOT_PATH)
         );
     }
 }

@@ -200,9 +200,13 @@ fn run_with(
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     if let Some(s) = snap {
-        let f = run_dir.join("snapshot");
-        std::fs::write(&f, s).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // sudo_jit decides from the root-only gates file; the world-readable snapshot is there
+        // too, as jitd leaves both.
+        for (name, mode) in [("gates", 0o600), ("snapshot", 0o644)] {
+            let f = run_dir.join(name);
+            std::fs::write(&f, s).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
     }
     std::fs::write(dir.join("run/input"), input.unwrap_or("")).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -231,7 +235,7 @@ mount --bind $D/run /run
 useradd -M -N -g 100 -u {ALICE_UID} sjalice 2>/dev/null
 useradd -M -N -g 100 -G sudo -u 1500 sjbob 2>/dev/null
 printf 'Plugin sudo_jit %s %s\n' '{so}' '{plugin_opts}' > /etc/sudo.conf
-printf '%%#{JIT_SUDO_GID} ALL=(ALL:ALL) NOPASSWD: ALL\n%%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n' > /etc/sudoers.d/zz-sudo-jit-test
+printf 'Defaults:%%#{JIT_SUDO_GID} intercept, log_subcmds\n%%#{JIT_SUDO_GID} ALL=(ALL:ALL) NOPASSWD: ALL\n%%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n' > /etc/sudoers.d/zz-sudo-jit-test
 chmod 0440 /etc/sudoers.d/zz-sudo-jit-test
 set +e
 cd /

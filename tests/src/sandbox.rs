@@ -904,15 +904,20 @@ impl Sandbox {
         self.write_snapshot_bytes(&bytes);
     }
 
-    /// The current snapshot bytes, if any.
+    /// The current (world-readable) snapshot bytes, if any.
     pub fn snapshot_bytes(&self) -> Option<Vec<u8>> {
         fs::read(self.host_path("/run/jitd/snapshot")).ok()
     }
 
-    /// A readable summary of the snapshot's records (accounts, groups, grants), without
+    /// The current root-only gates file (the whole image pam_jit and sudo_jit read), if any.
+    pub fn gates_bytes(&self) -> Option<Vec<u8>> {
+        fs::read(self.host_path("/run/jitd/gates")).ok()
+    }
+
+    /// A readable summary of the gates file's records (accounts, groups, grants), without
     /// `generated_at`, for "nothing changed" comparisons. `None` if absent or unreadable.
     pub fn snapshot_summary(&self) -> Option<Vec<String>> {
-        let bytes = self.snapshot_bytes()?;
+        let bytes = self.gates_bytes()?;
         let s = jit_core::snapshot::Snapshot::parse(&bytes).ok()?;
         let mut v = Vec::new();
         for i in 0..s.account_count() {

@@ -261,7 +261,7 @@ fn root_local_and_unknown_users_never_wait_for_jitd() {
     sb.stop_jitd();
     check("stopped");
     // Snapshot gone too (jitd never ran on a fresh host, or /run was wiped).
-    sb.sh_ok("rm -f /run/jitd/snapshot /run/jitd/jitd.sock");
+    sb.sh_ok("rm -f /run/jitd/snapshot /run/jitd/gates /run/jitd/jitd.sock");
     check("stopped, no snapshot");
 }
 
@@ -625,4 +625,49 @@ fn one_code_one_login_even_at_once_and_after_restart_x4() {
     assert_refused(&r, E_AUTH, "the same code after a jitd restart");
     let r = login(&sb, "alice", &oathtool(&secret, t + 30));
     assert_ok(&r, "the next step's code after the restart");
+}
+
+/// pam_jit decides from the root-only gates file: one it cannot trust (writable by others, not
+/// root's, a symlink) refuses a jit account's login as a missing one does, while root and the
+/// local users carol and dave are left alone (PAM_IGNORE, pam_permit decides).
+#[test]
+fn untrusted_gates_file_fails_closed_for_jit_identities_only() {
+    let (sb, _) = setup();
+    sb.start_jitd();
+    sb.grant(&["alice", "--account", "--for", "10m"]);
+    // Auth and account decide from the gates file alone: jitd stopped, so it does not repair
+    // the file under the test.
+    sb.stop_jitd();
+    let ops = ["authenticate", "acct_mgmt"];
+    let r = pamtester(&sb, SVC, "alice", &ops, &[], "");
+    assert!(r.ok(), "intact gates file: {}", r.show());
+    let dave = sb.sh_ok("id -u dave").trim().to_string();
+    for (what, tamper, undo) in [
+        (
+            "writable by others",
+            "chmod 0602 /run/jitd/gates".to_string(),
+            "chmod 0600 /run/jitd/gates".to_string(),
+        ),
+        (
+            "owned by dave",
+            format!("chown {dave} /run/jitd/gates"),
+            "chown 0 /run/jitd/gates".to_string(),
+        ),
+        (
+            "a symlink to the snapshot",
+            "mv /run/jitd/gates /run/jitd/gates.keep && ln -s snapshot /run/jitd/gates".to_string(),
+            "rm /run/jitd/gates && mv /run/jitd/gates.keep /run/jitd/gates".to_string(),
+        ),
+    ] {
+        sb.sh_ok(&tamper);
+        let r = pamtester(&sb, SVC, "alice", &ops, &[], "");
+        assert_refused(&r, E_AUTH, &format!("alice with a gates file {what}"));
+        for user in ["root", "carol", "dave"] {
+            let r = pamtester(&sb, SVC, user, &ops, &[], "");
+            assert!(r.ok(), "{user} with a gates file {what}: {}", r.show());
+        }
+        sb.sh_ok(&undo);
+    }
+    let r = pamtester(&sb, SVC, "alice", &ops, &[], "");
+    assert!(r.ok(), "gates file restored: {}", r.show());
 }

@@ -14,8 +14,12 @@ use jit_tests::pam::{mfa_enroll, oathtool, step_with_margin};
 use jit_tests::sandbox::path_str;
 use jit_tests::{artifacts, code, poll, procs, show, stderr, stdout, Sandbox};
 
-/// The sudoers drop-in of INTERFACE.md.
-const JIT_SUDOERS: &str = "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL";
+/// The sudoers drop-in as the README gives it: intercept, so every command an allowed program
+/// starts is checked by sudo_jit too, and the rule.
+const JIT_SUDOERS: [&str; 2] = [
+    "Defaults:%jit-sudo intercept, log_subcmds",
+    "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL",
+];
 
 /// sudo.conf (`Plugin sudo_jit …`, with or without `Set group_source dynamic`) and sudoers as
 /// the packages will write them, inside the sandbox; `extra_sudoers` goes into its own drop-in.
@@ -29,10 +33,12 @@ fn write_sudo_config(sb: &Sandbox, dynamic: bool, extra_sudoers: &str) {
     };
     sb.sh_ok(&format!(
         "printf 'Plugin sudo_jit {}\\n{set}' > /etc/sudo.conf && \
-         printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && \
+         printf '%s\\n' '{}' '{}' > /etc/sudoers.d/jit && \
          printf '%s\\n' 'dave ALL=(ALL:ALL) NOPASSWD: ALL' '{extra_sudoers}' > /etc/sudoers.d/local && \
          chmod 0440 /etc/sudoers.d/jit /etc/sudoers.d/local && visudo -c -q",
-        path_str(&plugin)
+        path_str(&plugin),
+        JIT_SUDOERS[0],
+        JIT_SUDOERS[1],
     ));
 }
 
@@ -313,7 +319,7 @@ fn managed_admin_needs_an_enable_grant_even_without_a_snapshot() {
     );
     // jitd stopped and the snapshot gone (a reboot before jitd starts: /run is tmpfs).
     sb.stop_jitd();
-    sb.sh_ok("rm -f /run/jitd/snapshot");
+    sb.sh_ok("rm -f /run/jitd/snapshot /run/jitd/gates");
     let r = timed_as(&sb, ADMIN, "sudo -n /usr/bin/id -u", None);
     assert_refused(&r, "no trusted grant snapshot");
     for who in ["root", "dave"] {
@@ -695,4 +701,253 @@ fn intercepted_sub_commands_under_step_up() {
         1,
         "whoami: {events:?}"
     );
+}
+
+/// What the world-readable snapshot shows a local user: accounts and memberships (NSS works
+/// for them), but no one's sudo scope, source networks, time windows or managed accounts. Those
+/// are in the root-only gates file, which dave cannot read and from which sudo_jit still
+/// enforces the scope.
+#[test]
+fn public_snapshot_shows_no_one_elses_gates() {
+    use jit_tests::pam::{add_admin, set_managed_accounts, ADMIN};
+    let sb = Sandbox::new();
+    add_admin(&sb);
+    set_managed_accounts(&sb, &[ADMIN]);
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    sb.grant(&["carol", "--sudo", "/usr/bin/id -u", "--for", "10m"]);
+    sb.grant(&[
+        "alice",
+        "--account",
+        "--from",
+        "198.51.100.0/24",
+        "--window",
+        "* 00:00-23:59",
+        "--for",
+        "10m",
+    ]);
+    // dave (a local user) reads the snapshot as NSS does, and resolves the account through it.
+    let o = sb.run(&["su", "dave", "-c", "wc -c < /run/jitd/snapshot"]);
+    let size: u64 = stdout(&o).trim().parse().unwrap_or(0);
+    assert!(size > 64, "dave can read the snapshot: {}", show(&o));
+    let o = sb.run(&["su", "dave", "-c", "getent passwd alice"]);
+    assert!(
+        stdout(&o).starts_with("alice:"),
+        "NSS for dave: {}",
+        show(&o)
+    );
+    for secret in ["/usr/bin/id", "00:00-23:59", "198.51.100.0/24", ADMIN] {
+        let o = sb.run(&[
+            "su",
+            "dave",
+            "-c",
+            &format!("grep -a -c -F -e '{secret}' /run/jitd/snapshot"),
+        ]);
+        assert_eq!(
+            stdout(&o).trim(),
+            "0",
+            "{secret:?} readable by dave in /run/jitd/snapshot: {}",
+            show(&o)
+        );
+    }
+    let o = sb.run(&["su", "dave", "-c", "cat /run/jitd/gates"]);
+    assert_ne!(code(&o), 0, "dave reads the gates file: {}", show(&o));
+    assert!(
+        sb.sh_ok("stat -c '%u %a' /run/jitd/gates /run/jitd/snapshot")
+            .lines()
+            .eq(["0 600", "0 644"]),
+        "modes"
+    );
+    // The scope is still enforced, from the gates file.
+    let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    assert_approved(&r);
+    assert_eq!(r.stdout.trim(), "0");
+    assert_refused(
+        &timed_as(&sb, "carol", "sudo -n /usr/bin/id", None),
+        "outside grant",
+    );
+}
+
+/// A gates file sudo_jit cannot trust (writable by others, or not root's) refuses every jit
+/// user, as a missing one does, while root and the local sudoer dave are untouched; jitd
+/// rewrites such a file at its next tick.
+#[test]
+fn untrusted_gates_file_refuses_jit_users_only() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    sb.grant(&["carol", "--sudo", "/usr/bin/id -u", "--for", "10m"]);
+    assert_approved(&timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None));
+    // jitd stopped so that it does not repair the file under the test: carol is then refused
+    // anyway (no jitd to confirm), but not for an untrusted gates file while it is intact.
+    sb.stop_jitd();
+    let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+    assert_ne!(r.code, 0, "{}", r.show());
+    assert!(
+        !r.stderr.contains("no trusted grant snapshot"),
+        "intact gates file: {}",
+        r.show()
+    );
+    let dave = sb.sh_ok("id -u dave").trim().to_string();
+    for (what, tamper, undo) in [
+        (
+            "writable by others",
+            "chmod 0606 /run/jitd/gates".to_string(),
+            "chmod 0600 /run/jitd/gates".to_string(),
+        ),
+        (
+            "owned by dave",
+            format!("chown {dave} /run/jitd/gates"),
+            "chown 0 /run/jitd/gates".to_string(),
+        ),
+        (
+            "a symlink to the snapshot",
+            "mv /run/jitd/gates /run/jitd/gates.keep && ln -s snapshot /run/jitd/gates".to_string(),
+            "rm /run/jitd/gates && mv /run/jitd/gates.keep /run/jitd/gates".to_string(),
+        ),
+    ] {
+        sb.sh_ok(&tamper);
+        let r = timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None);
+        assert_refused(&r, "no trusted grant snapshot");
+        for who in ["root", "dave"] {
+            let r = timed_as(&sb, who, "sudo -n /usr/bin/id -u", None);
+            assert_approved(&r);
+            assert_eq!(r.stdout.trim(), "0", "{who} with a gates file {what}");
+        }
+        sb.sh_ok(&undo);
+    }
+    sb.start_jitd();
+    assert_approved(&timed_as(&sb, "carol", "sudo -n /usr/bin/id -u", None));
+    sb.sh_ok("chmod 0644 /run/jitd/gates");
+    poll(
+        "jitd restores the gates file's mode",
+        Duration::from_secs(5),
+        || (sb.sh_ok("stat -c %a /run/jitd/gates").trim() == "600").then_some(()),
+    );
+    sb.assert_local_unaffected();
+}
+
+/// A grant of a program that starts others (`--sudo /usr/bin/find`, no argument restriction)
+/// does not give a root shell: under the drop-in's `intercept`, sudo hands the `/bin/sh` that
+/// `find -exec` starts to sudo_jit, which refuses it (outside the grant) and audits it.
+#[test]
+fn allowed_program_cannot_escape_to_a_shell() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    sb.start_jitd();
+    // jitctl warns (stderr, and in --json output) that find without fixed arguments escapes.
+    let o = sb.jitctl(&[
+        "grant",
+        "add",
+        "carol",
+        "--sudo",
+        "/usr/bin/find",
+        "--for",
+        "10m",
+    ]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let id = stdout(&o).trim().to_string();
+    assert!(
+        stderr(&o).contains("warning: --sudo \"/usr/bin/find\"")
+            && stderr(&o).contains("find -exec"),
+        "{}",
+        show(&o)
+    );
+    let g = sb.grant_json(&[
+        "dave",
+        "--sudo",
+        "/usr/bin/perl",
+        "--sudo",
+        "/usr/bin/id -u",
+        "--for",
+        "10m",
+    ]);
+    let w = g["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        w.len() == 1 && w[0].as_str().unwrap_or("").contains("/usr/bin/perl"),
+        "{g}"
+    );
+    let g = sb.grant_json(&[
+        "dave",
+        "--sudo",
+        "/usr/bin/find /tmp -name x",
+        "--for",
+        "10m",
+    ]);
+    assert!(
+        g.get("warnings").is_none(),
+        "fixed arguments: no warning: {g}"
+    );
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -n /usr/bin/find /etc/passwd -maxdepth 0",
+        None,
+    );
+    assert_approved(&r);
+    assert_eq!(r.stdout.trim(), "/etc/passwd", "{}", r.show());
+    let r = timed_as(
+        &sb,
+        "carol",
+        "sudo -n /usr/bin/find /etc/passwd -maxdepth 0 -exec /bin/sh -c 'echo ESCAPED; id -u' ';'",
+        None,
+    );
+    assert!(
+        !r.stdout.contains("ESCAPED") && !r.stdout.lines().any(|l| l.trim() == "0"),
+        "find -exec ran a shell as root: {}",
+        r.show()
+    );
+    assert!(
+        jit_lines(&r.stderr)
+            .iter()
+            .any(|l| l.contains("/sh is outside grant") && l.contains(&id)),
+        "the intercepted shell is refused by sudo_jit: {}",
+        r.show()
+    );
+    let events = sb.audit_events(&id);
+    assert!(
+        events.iter().any(|e| e == "sudo.denied"),
+        "audited: {events:?}"
+    );
+}
+
+/// `jitd --check-config` fails while the members of jit-sudo do not run under sudo's
+/// `intercept`: no Defaults line, a line for another group, or one that a more specific line
+/// turns off again.
+#[test]
+fn check_config_requires_intercept_for_jit_sudo() {
+    let sb = Sandbox::new();
+    install_sudo_config(&sb);
+    let jitd = path_str(&artifacts().jitd).to_string();
+    let check = |sb: &Sandbox| sb.run(&[&jitd, "--config", "/etc/jit/jitd.toml", "--check-config"]);
+    let o = check(&sb);
+    assert_eq!(code(&o), 0, "the README drop-in passes: {}", show(&o));
+    for (why, dropin) in [
+        ("no Defaults line", vec![JIT_SUDOERS[1]]),
+        (
+            "intercept for another group",
+            vec!["Defaults:%sudo intercept", JIT_SUDOERS[1]],
+        ),
+        (
+            "turned off for jit-sudo after a global one",
+            vec![
+                "Defaults:%jit-sudo !intercept",
+                "Defaults intercept",
+                JIT_SUDOERS[1],
+            ],
+        ),
+    ] {
+        let lines: Vec<String> = dropin.iter().map(|l| format!("'{l}'")).collect();
+        sb.sh_ok(&format!(
+            "printf '%s\\n' {} > /etc/sudoers.d/jit && visudo -c -q",
+            lines.join(" ")
+        ));
+        let o = check(&sb);
+        assert_eq!(code(&o), 1, "{why}: {}", show(&o));
+        assert!(
+            format!("{}{}", stdout(&o), stderr(&o)).contains("Defaults:%jit-sudo intercept"),
+            "{why}: the message names the line to add: {}",
+            show(&o)
+        );
+    }
 }

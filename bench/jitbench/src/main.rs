@@ -23,8 +23,9 @@
 //! jitbench rewrite N ROUNDS CONFIG SCRATCH_DIR
 //!     Times, in-process, each step of what jitd does on every change at N grants: persist the
 //!     state (StateStore::save), project it (snapshot_out::project), build the image
-//!     (build_snapshot), build+write it atomically (snapshot_out::write, next to the configured
-//!     snapshot path), and what each reader pays once per new snapshot (Snapshot::parse: CRC and
+//!     (build_snapshot), build+write it atomically (snapshot_out::write: the root-only gates
+//!     file and the public snapshot, two builds and two writes, next to the configured snapshot
+//!     path with a `.bench` suffix), and what each reader pays once per new snapshot (Snapshot::parse: CRC and
 //!     full validation). Prints `step_ms=median/max` pairs.
 //! ```
 //! Output is `key=value` lines for bench/run to parse.
@@ -207,7 +208,7 @@ fn gen(n: usize, out: &Path) -> Result<(), String> {
         .collect();
     write(&out.join("local-groups"), &locals)?;
     // jitd's own writer: temp file, root 0644, fsync, verify, rename, fsync dir.
-    jitd::snapshot_out::write(&out.join("snapshot"), &d)?;
+    jitd::snapshot_out::write(&out.join("snapshot"), &out.join("gates"), &d)?;
     let probe = gs.get(n / 2).ok_or("N must be at least 1")?;
     println!("hit={} hit_uid={}", probe.name, probe.uid);
     Ok(())
@@ -263,6 +264,10 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
     let mut snap_path = cfg.snapshot_path.clone().into_os_string();
     snap_path.push(".bench");
     let snap_path = PathBuf::from(snap_path);
+    // jitd writes two files per rewrite: the gates file (whole image) and the public snapshot.
+    let mut gates_path = jitd::snapshot_out::gates_path(&cfg.snapshot_path).into_os_string();
+    gates_path.push(".bench");
+    let gates_path = PathBuf::from(gates_path);
     let now = jit_core::time::now();
     let state = state_for(&model(n), now)?;
 
@@ -288,7 +293,7 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         let img = img.map_err(|e| e.to_string())?;
         build.push(ms);
         bytes = img.len();
-        let (r, ms) = timed(|| jitd::snapshot_out::write(&snap_path, &data));
+        let (r, ms) = timed(|| jitd::snapshot_out::write(&snap_path, &gates_path, &data));
         r?;
         write.push(ms);
         let (r, ms) = timed(|| Snapshot::parse(&img).map(|s| s.account_count()));
@@ -299,6 +304,7 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         parse.push(ms);
     }
     let _ = std::fs::remove_file(&snap_path);
+    let _ = std::fs::remove_file(&gates_path);
     let state_bytes = std::fs::metadata(store.path())
         .map(|m| m.len())
         .unwrap_or(0);

@@ -501,8 +501,14 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             else {
                 return Err(Fail(1, "unexpected reply".into()));
             };
+            // Programs that escape a narrow scope (jitd::escape): warned, not refused.
+            let warnings = jitd::escape::warnings(&a.sudo);
+            for line in &warnings {
+                eprintln!("jitctl: warning: {line}");
+            }
             if cli.json {
-                print_json(&g)
+                let v = serde_json::to_value(&g).map_err(|e| Fail(1, e.to_string()))?;
+                print_json(&jitd::escape::with_warnings(v, &warnings))
             } else {
                 w(&mut out, format!("{}\n", g.id))
             }

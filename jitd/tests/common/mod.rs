@@ -94,7 +94,13 @@ impl Env {
         .unwrap();
     }
 
+    /// The whole image the modules decide on: the root-only gates file next to the snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("run/gates")).unwrap()
+    }
+
+    /// The world-readable snapshot (NSS and jit-authorized-keys).
+    pub fn public_snapshot(&self) -> Vec<u8> {
         std::fs::read(self.dir.join("run/snapshot")).unwrap()
     }
 

@@ -597,3 +597,60 @@ fn kept_jit_sudo_gid_under_another_name() {
     );
     assert_eq!((d.verdict, d.jit), (Verdict::Allow, false));
 }
+
+/// Without a trusted gates file, the public snapshot (no gate records) still marks a holder of
+/// jit-sudo or an ephemeral account as jit, whatever uid_range jitd uses (the id heuristic knows
+/// only the default one), and leaves other local users alone.
+#[test]
+fn public_snapshot_marks_jit_users_outside_the_default_range() {
+    const GID: u32 = 4_000_998;
+    let public = build_snapshot(&SnapshotData {
+        generated_at: NOW,
+        accounts: vec![jit_core::types::Account {
+            name: "alice".into(),
+            uid: 4_000_001,
+            gid: 4_000_001,
+            gecos: String::new(),
+            home: "/home/alice".into(),
+            shell: "/bin/sh".into(),
+            grant_id: "g-000000000001".into(),
+            not_before: 500,
+            not_after: 2_000,
+            flags: 0,
+            ssh_keys: vec![],
+        }],
+        groups: vec![GroupEntry {
+            name: "jit-sudo".into(),
+            gid: GID,
+            kind: GROUP_KIND_JIT,
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            members: vec![],
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let s = Snapshot::parse(&public).unwrap();
+    let who = |user: &str, uid: u32, groups: Vec<u32>| Invocation {
+        user: user.into(),
+        uid,
+        groups,
+        ..Default::default()
+    };
+    assert!(jit_in_public_snapshot(
+        &s,
+        &who("carol", 1001, vec![1001, GID]),
+        NOW
+    ));
+    assert!(jit_in_public_snapshot(
+        &s,
+        &who("alice", 4_000_001, vec![4_000_001]),
+        NOW
+    ));
+    assert!(!jit_in_public_snapshot(
+        &s,
+        &who("dave", 1002, vec![1002, 27]),
+        NOW
+    ));
+    assert!(!looks_jit_by_ids(1001, &[1001, GID], |_| true, |_| false));
+}
