@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod home;
+pub mod journal;
 pub mod localdb;
 pub mod nscd;
 pub mod procs;
