@@ -13,7 +13,7 @@ use std::path::Path;
 /// kills the process at that step of writing that file. Only compiled with the `failpoints`
 /// feature; a normal build has none and never reads the variable.
 #[cfg(feature = "failpoints")]
-fn failpoint(path: &Path, step: &str) {
+pub(crate) fn failpoint(path: &Path, step: &str) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -25,7 +25,7 @@ fn failpoint(path: &Path, step: &str) {
 }
 
 #[cfg(not(feature = "failpoints"))]
-fn failpoint(_path: &Path, _step: &str) {}
+pub(crate) fn failpoint(_path: &Path, _step: &str) {}
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
@@ -304,9 +304,7 @@ pub fn write_slotted(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     };
     let slot = slot_bytes(generation, data)?;
     let at = (target * SLOT_BYTES) as u64;
-    failpoint(path, "before-slot-write");
     f.write_all_at(&slot, at)?;
-    failpoint(path, "after-slot-write");
     f.sync_data()?;
     let mut back = vec![0u8; SLOT_BYTES];
     f.read_exact_at(&mut back, at)?;

@@ -310,6 +310,7 @@ impl Journal {
                 ends.len()
             )));
         }
+        crate::durable::failpoint(&self.path, "before-write");
         for (e, &i) in ends.iter().zip(&free) {
             let slot = encode(e).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "entry does not fit a slot")
@@ -320,7 +321,9 @@ impl Journal {
                 *u = true;
             }
         }
+        crate::durable::failpoint(&self.path, "after-write");
         f.sync_data()?;
+        crate::durable::failpoint(&self.path, "after-sync");
         Ok(())
     }
 

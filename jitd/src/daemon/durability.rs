@@ -80,6 +80,17 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(st.f_bfree.saturating_mul(st.f_frsize))
 }
 
+/// Reserves a journal slot for the end of every grant not yet ended, plus `extra`.
+pub(super) fn reserve_for_open_grants(inner: &mut Inner, extra: usize) -> std::io::Result<()> {
+    let open = inner
+        .state
+        .grants
+        .values()
+        .filter(|g| !g.state.is_ended())
+        .count();
+    inner.journal.reserve(open + extra)
+}
+
 impl Daemon {
     /// Persists state after grants ended (`ends`); if state.json cannot be written, records the
     /// ends in the revocation journal instead.
@@ -159,13 +170,7 @@ impl Daemon {
                 }
             }
         }
-        let open = inner
-            .state
-            .grants
-            .values()
-            .filter(|g| !g.state.is_ended())
-            .count();
-        inner.journal.reserve(open + 1).map_err(|e| {
+        reserve_for_open_grants(inner, 1).map_err(|e| {
             refuse(
                 ErrorCode::Internal,
                 format!(
@@ -181,13 +186,7 @@ impl Daemon {
     /// tear down; new grants are refused until a reservation succeeds.
     pub(super) fn reserve_journal_at_start(&self, now: UnixTime) {
         let mut inner = self.lock();
-        let open = inner
-            .state
-            .grants
-            .values()
-            .filter(|g| !g.state.is_ended())
-            .count();
-        if let Err(e) = inner.journal.reserve(open + 1) {
+        if let Err(e) = reserve_for_open_grants(&mut inner, 1) {
             self.audit.record(
                 now,
                 Severity::Error,

@@ -536,6 +536,9 @@ impl Daemon {
             // still applied in memory and in the snapshot (the person is locked out otherwise,
             // in an emergency) and the write is retried at each tick.
             let _ = self.persist(&mut inner, now);
+            // Best effort: room to record its end if state.json cannot take it then (an
+            // emergency grant is not refused for want of it).
+            let _ = super::durability::reserve_for_open_grants(&mut inner, 0);
             self.write_snapshot(&mut inner, now);
         }
         self.audit.record(
