@@ -116,6 +116,10 @@ impl Daemon {
                 })
             })
             .collect();
+        if entries.is_empty() {
+            // Nothing ended in this change (a grant went live): only state.json's retry is due.
+            return Durable::No(state_error);
+        }
         match inner.journal.record(&entries) {
             Ok(()) => Durable::Journal,
             Err(e) => {
