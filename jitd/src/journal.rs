@@ -168,6 +168,8 @@ impl Journal {
     /// The file exists but is not root's own 0600 regular file, or cannot be read.
     pub fn open(state_dir: &Path) -> io::Result<(Journal, Vec<End>)> {
         let path = state_dir.join("revocations");
+        // A journal being made when a crash came never got its name: start that over.
+        let _ = std::fs::remove_file(state_dir.join(".revocations.new"));
         let file = match open_existing(&path) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {

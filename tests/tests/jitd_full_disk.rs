@@ -278,3 +278,63 @@ fn full_state_dir_still_verifies_codes() {
     );
     sb.assert_local_unaffected();
 }
+
+/// The state directory full: a managed admin with a live `--enable --mfa` grant still logs in
+/// with `su` (pam_jit asks jitd to check the oathtool code, then registers the session), and
+/// the code works once.
+#[test]
+fn full_state_dir_su_login_with_code_still_works() {
+    use jit_tests::pam::{
+        add_admin, install_pam_jit, mfa_enroll, oathtool, pam_service, require_tools,
+        set_managed_accounts, step_with_margin, su_from, ADMIN, ADMIN_PASSWORD, TIMEOUT,
+    };
+    require_tools(&["su", "setpriv", "oathtool"]);
+    let sb = Sandbox::new();
+    small_tmpfs(&sb, "/var/lib/jitd");
+    let module = install_pam_jit(&sb);
+    add_admin(&sb);
+    set_managed_accounts(&sb, &[ADMIN]);
+    let t = format!("timeout={TIMEOUT}");
+    pam_service(
+        &sb,
+        "su",
+        &format!(
+            "auth    sufficient pam_rootok.so\n\
+             auth    [success=done ignore=ignore default=die] {module} {t}\n\
+             auth    required pam_unix.so\n\
+             account required {module} {t}\n\
+             account required pam_unix.so\n\
+             session required {module} {t}\n\
+             session required pam_unix.so\n"
+        ),
+    );
+    sb.start_jitd();
+    let secret = mfa_enroll(&sb, ADMIN);
+    let id = sb.grant(&[ADMIN, "--enable", "--mfa", "--for", "10m"]);
+
+    fill(&sb, "/var/lib/jitd");
+
+    let su = |input: &str| {
+        let (o, _) = su_from(&sb, sb.ids.carol, ADMIN, "id -un", input);
+        (code(&o) == 0 && stdout(&o).trim() == ADMIN, o)
+    };
+    let now = step_with_margin(10.0);
+    let c = oathtool(&secret, now);
+    let (ok, o) = su(&format!("{c}\n{ADMIN_PASSWORD}\n"));
+    assert!(
+        ok,
+        "code and password on a full state dir: {}\n{}",
+        show(&o),
+        sb.jitd_log()
+    );
+    let (ok, o) = su(&format!("{c}\n{ADMIN_PASSWORD}\n"));
+    assert!(!ok, "the same code again: {}", show(&o));
+    // And the grant still ends.
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let (ok, o) = su(&format!(
+        "{}\n{ADMIN_PASSWORD}\n",
+        oathtool(&secret, now + 30)
+    ));
+    assert!(!ok, "after revoke: {}", show(&o));
+}
