@@ -141,7 +141,17 @@ impl Daemon {
             .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
         let breakglass = BreakglassStore::open(&cfg.state_dir)
             .map_err(|e| format!("JIT-E005 {e}; refusing to start"))?;
-        write_managed_list(&cfg)?;
+        // Not fatal: on a full state filesystem jitd must still start to tear down. The
+        // snapshot written at the first tick carries the list; this file only serves a boot
+        // before jitd runs.
+        if let Err(e) = write_managed_list(&cfg) {
+            audit.record(
+                now,
+                Severity::Error,
+                "state.managed_list_write_failed",
+                json!({ "error": e, "effect": "pam_jit's fallback list (used only without a snapshot) is the previous one" }),
+            );
+        }
         let mut loaded = store.load().map_err(|e| {
             format!(
                 "JIT-E001 {e}; refusing to start (restore {} or its .prev)",

@@ -338,3 +338,26 @@ fn full_state_dir_su_login_with_code_still_works() {
     ));
     assert!(!ok, "after revoke: {}", show(&o));
 }
+
+/// jitd must start on a full state filesystem even when its configuration changed what it
+/// writes at start (the managed-accounts list): it is the process that removes privilege.
+#[test]
+fn starts_on_a_full_state_dir_after_a_config_change() {
+    let sb = Sandbox::new();
+    small_tmpfs(&sb, "/var/lib/jitd");
+    sb.start_jitd();
+    let alice = sb.grant(&["alice", "--account", "--for", "1h"]);
+    fill(&sb, "/var/lib/jitd");
+    sb.kill_jitd();
+    jit_tests::pam::set_managed_accounts(&sb, &["dave"]);
+    sb.start_jitd();
+    let o = sb.jitctl(&["grant", "revoke", &alice]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(!visible(&sb, "alice"));
+    sb.kill_jitd();
+    sb.start_jitd();
+    assert!(
+        !visible(&sb, "alice"),
+        "the revocation held across the restart"
+    );
+}
