@@ -104,7 +104,12 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
     assert!(!visible(&sb, "dora"), "a refused grant must not appear");
 
     // Privilege is still removed, and the command says where the revocation went.
+    let t = jit_tests::now_f64();
     let o = sb.jitctl(&["grant", "revoke", &alice, "--reason", "disk full test"]);
+    println!(
+        "full disk: jitctl grant revoke (journal, teardown of 1 process) took {:.3} s",
+        jit_tests::now_f64() - t
+    );
     assert_eq!(code(&o), 0, "revoke on a full state dir: {}", show(&o));
     assert!(stdout(&o).contains("revoked"), "{}", show(&o));
     assert!(
