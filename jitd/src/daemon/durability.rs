@@ -204,3 +204,62 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(id: &str, created_at: i64, state: &str) -> jit_proto::Grant {
+        serde_json::from_value(json!({
+            "id": id, "user": "alice", "state": state, "not_before": 100, "not_after": 10_000,
+            "created_at": created_at, "created_by": "root", "account": true, "uid": 70_000,
+            "groups": [], "ssh_keys": [], "reason": "", "ticket": "", "requested_by": "",
+            "sudo": [], "runas": [], "enable": false, "from": [], "services": [], "windows": [],
+            "mfa": false, "mfa_sudo": false, "end_with_session": false, "revoke_on": [],
+            "activated_at": null, "went_live_at": 100, "ended_at": null, "end_reason": null,
+            "torn_down": false,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn journal_entries_end_only_their_own_live_grants() {
+        let mut st = State::default();
+        for (id, created, state) in [
+            ("g-000000000001", 100, "live"),
+            ("g-000000000002", 100, "live"),
+            ("g-000000000003", 100, "live"),
+            ("g-000000000004", 100, "revoked"),
+        ] {
+            st.grants.insert(id.into(), grant(id, created, state));
+        }
+        let end = |id: &str, kind, created_at| End {
+            grant: id.into(),
+            kind,
+            ended_at: 500,
+            created_at,
+        };
+        let applied = apply_journal(
+            &mut st,
+            &[
+                end("g-000000000001", EndKind::Revoked, 100),
+                // A boot-time-cap expiry (not implied by not_after) survives the restart too.
+                end("g-000000000002", EndKind::Expired, 100),
+                // Same id, another grant: ignored.
+                end("g-000000000003", EndKind::Revoked, 99),
+                // Already ended: unchanged.
+                end("g-000000000004", EndKind::Expired, 100),
+                // Gone (pruned): ignored.
+                end("g-000000000005", EndKind::Revoked, 100),
+            ],
+        );
+        assert_eq!(applied, ["g-000000000001", "g-000000000002"]);
+        let g = |id: &str| st.grants.get(id).unwrap().clone();
+        assert_eq!(g("g-000000000001").state, GrantState::Revoked);
+        assert_eq!(g("g-000000000001").ended_at, Some(500));
+        assert!(!g("g-000000000001").torn_down);
+        assert_eq!(g("g-000000000002").state, GrantState::Expired);
+        assert_eq!(g("g-000000000003").state, GrantState::Live);
+        assert_eq!(g("g-000000000004").state, GrantState::Revoked);
+    }
+}
