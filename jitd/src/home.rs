@@ -228,13 +228,15 @@ const REMOVE_STEP_LIMIT: u64 = 50_000_000;
 /// Going down opens the child with O_NOFOLLOW|O_DIRECTORY relative to the current directory;
 /// going up opens `..` and checks that it is the directory we came from (device and inode
 /// remembered on the way down), so a directory moved during the walk stops it with an error
-/// rather than letting it delete outside the tree.
+/// rather than letting it delete outside the tree. A mount point inside the home stops it too.
 fn remove_contents(top: &OwnedFd) -> io::Result<()> {
     // SAFETY: dup of an open descriptor; the result is checked and owned.
     let dup = check(unsafe { libc::fcntl(top.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
     // SAFETY: fresh descriptor, owned by nobody else.
     let mut cur = unsafe { OwnedFd::from_raw_fd(dup) };
     let mut pending = entries(cur.as_raw_fd())?;
+    // Never into another filesystem mounted inside the home: it is not the grantee's tree.
+    let (top_dev, _) = ident(cur.as_raw_fd())?;
     // Per level below `top`: the parent's identity, this directory's name in it, and the
     // parent's entries not handled yet (names only: memory grows with the tree, descriptors
     // do not).
@@ -260,6 +262,11 @@ fn remove_contents(top: &OwnedFd) -> io::Result<()> {
             // fails and the link itself is unlinked, never its target.
             match open_dir_at(cur.as_raw_fd(), &name) {
                 Ok(sub) => {
+                    if ident(sub.as_raw_fd())?.0 != top_dev {
+                        return Err(io::Error::other(
+                            "a filesystem is mounted inside the home: left in place",
+                        ));
+                    }
                     let sub_pending = entries(sub.as_raw_fd())?;
                     let parent_pending = std::mem::replace(&mut pending, sub_pending);
                     levels.push((ident(cur.as_raw_fd())?, name, parent_pending));

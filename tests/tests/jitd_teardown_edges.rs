@@ -146,3 +146,33 @@ fn local_user_with_a_jit_uid_keeps_its_processes_at_teardown() {
     procs::signal(pid, libc::SIGKILL);
     sb.assert_local_unaffected();
 }
+
+/// A filesystem mounted inside a jit home (by root, e.g. a bind mount for a task) is not the
+/// grantee's: home removal stops there, audited at warning, and the mounted files survive.
+#[test]
+fn home_removal_does_not_cross_a_mount_point() {
+    let sb = Sandbox::new();
+    sb.start_jitd();
+    let id = sb.grant(&["alice", "--account", "--for", "1h"]);
+    poll("alice's home made", Duration::from_secs(5), || {
+        sb.host_path("/home/alice").is_dir().then_some(())
+    });
+    sb.sh_ok(
+        "mkdir /home/alice/mnt && mount -t tmpfs -o size=1m jit-inner /home/alice/mnt && \
+         echo precious > /home/alice/mnt/keep",
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let rec = teardown_record(&sb, &id);
+    assert_eq!(
+        sb.sh_ok("cat /home/alice/mnt/keep").trim(),
+        "precious",
+        "home removal deleted files of a mounted filesystem: {rec}"
+    );
+    assert_eq!(rec["severity"], "warning", "{rec}");
+    assert!(
+        rec["home_error"].as_str().unwrap_or("").contains("mounted"),
+        "{rec}"
+    );
+    sb.sh_ok("umount /home/alice/mnt");
+}
