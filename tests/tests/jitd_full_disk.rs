@@ -90,6 +90,11 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
     });
     let uid = uid_of(&sb, "alice");
     let pid = start_as(&sb, "alice", uid, "setsid sleep 1717", "sleep 1717");
+    poll("bob visible", Duration::from_secs(5), || {
+        visible(&sb, "bob").then_some(())
+    });
+    let bob_uid = uid_of(&sb, "bob");
+    let bob_pid = start_as(&sb, "bob", bob_uid, "setsid sleep 1727", "sleep 1727");
 
     fill(&sb, "/var/lib/jitd");
 
@@ -128,6 +133,11 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
     poll("bob gone at expiry", Duration::from_secs(5), || {
         (!visible(&sb, "bob")).then_some(())
     });
+    poll(
+        "bob's processes ended at expiry",
+        Duration::from_secs(10),
+        || (!procs::is_alive(bob_pid) && live_of_uid(bob_uid).is_empty()).then_some(()),
+    );
 
     // kill -9 and a restart on the still-full disk: both grants stay ended.
     sb.kill_jitd();
