@@ -950,7 +950,7 @@ impl Daemon {
     /// Ends grant `id` now on behalf of `by` (`root`, `policy`): durable, out of the snapshot,
     /// caches flushed, then torn down before returning.
     fn revoke_as(&self, id: &str, reason: &str, by: &str, now: UnixTime) -> Result<Grant, Refusal> {
-        let g = {
+        let (g, durable) = {
             let mut inner = self.lock();
             let g = inner
                 .state
@@ -987,7 +987,6 @@ impl Daemon {
             self.write_snapshot(&mut inner, now);
             (inner.state.grants.get(id).cloned().unwrap_or(g), durable)
         };
-        let (g, durable) = g;
         self.audit.record(
             now,
             if by == "root" {
