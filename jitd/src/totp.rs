@@ -10,7 +10,7 @@
 //! header line. The other slot is only the record before the last acknowledged write (a torn
 //! write falls back to it, and that write was never answered); there is no older generation:
 //! falling back further would roll the last accepted step back and make a used code valid
-//! again (O1). A damaged record is an error
+//! again. A damaged record is an error
 //! (deny), never "not enrolled", and a missing one is [`TotpError::NotEnrolled`], which the
 //! caller must treat as a denial for anyone who needs a second factor (P7).
 //!

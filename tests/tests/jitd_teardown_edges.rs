@@ -64,7 +64,12 @@ fn home_deeper_than_path_max_is_removed() {
         "precondition: deep tree: {depth}"
     );
 
+    let t = jit_tests::now_f64();
     let o = sb.jitctl(&["grant", "revoke", &id]);
+    println!(
+        "deep home: revoke with the removal of a 400-level home took {:.3} s",
+        jit_tests::now_f64() - t
+    );
     assert_eq!(code(&o), 0, "{}", show(&o));
     let rec = teardown_record(&sb, &id);
     assert_eq!(
