@@ -19,6 +19,7 @@ use jit_proto::message::{Payload, Status, SudoReport};
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
 use serde_json::json;
 
+mod durability;
 mod login;
 mod rundir;
 pub use login::Peer;
@@ -26,6 +27,7 @@ pub use login::Peer;
 use crate::audit::{Audit, Severity};
 use crate::breakglass::BreakglassStore;
 use crate::config::{Config, HomePolicy};
+use crate::journal::{EndKind, Journal};
 use crate::localdb::LocalDb;
 use crate::procs::{end_processes, KillTargets};
 use crate::snapshot_out::{self, Collision, FileId, SnapshotFiles};
@@ -39,6 +41,8 @@ const ENDED_KEEP: usize = 10_000;
 struct Inner {
     state: State,
     state_writable: bool,
+    /// Where ends go while `state.json` cannot be written (see `journal.rs`).
+    journal: Journal,
     /// State changed in memory in a way that may reach disk at the next tick (a closed
     /// session: losing it in a crash only means the reaper closes it again at start).
     dirty: bool,
@@ -140,13 +144,27 @@ impl Daemon {
             .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
         let breakglass = BreakglassStore::open(&cfg.state_dir)
             .map_err(|e| format!("JIT-E005 {e}; refusing to start"))?;
-        write_managed_list(&cfg)?;
-        let loaded = store.load().map_err(|e| {
+        // Not fatal: on a full state filesystem jitd must still start to tear down. The
+        // snapshot written at the first tick carries the list; this file only serves a boot
+        // before jitd runs.
+        if let Err(e) = write_managed_list(&cfg) {
+            audit.record(
+                now,
+                Severity::Error,
+                "state.managed_list_write_failed",
+                json!({ "error": e, "effect": "pam_jit's fallback list (used only without a snapshot) is the previous one" }),
+            );
+        }
+        let mut loaded = store.load().map_err(|e| {
             format!(
                 "JIT-E001 {e}; refusing to start (restore {} or its .prev)",
                 store.path().display()
             )
         })?;
+        // Ends recorded while state.json could not be written hold across this restart.
+        let (journal, ends) = Journal::open(&cfg.state_dir)
+            .map_err(|e| format!("JIT-E006 revocation journal: {e}; refusing to start"))?;
+        let applied = durability::apply_journal(&mut loaded.state, &ends);
         if let Some(why) = &loaded.recovered_from_prev {
             audit.record(
                 now,
@@ -155,7 +173,18 @@ impl Daemon {
                 json!({ "problem": why, "used": "previous generation" }),
             );
         }
-        Ok(Daemon {
+        if !applied.is_empty() {
+            audit.record(
+                now,
+                Severity::Warning,
+                "state.journal_applied",
+                json!({
+                    "grants": applied,
+                    "why": "ended while state.json could not be written; recorded in the revocation journal",
+                }),
+            );
+        }
+        let d = Daemon {
             cfg,
             store,
             audit,
@@ -164,7 +193,9 @@ impl Daemon {
             inner: Mutex::new(Inner {
                 state: loaded.state,
                 state_writable: true,
-                dirty: false,
+                journal,
+                // Applied ends reach state.json at the first tick.
+                dirty: !applied.is_empty(),
                 snapshot_id: None,
                 snapshot_written_at: None,
                 local_sig: None,
@@ -178,7 +209,9 @@ impl Daemon {
             stop: AtomicBool::new(false),
             started_at: now,
             rundir_failing: AtomicBool::new(false),
-        })
+        };
+        d.reserve_journal_at_start(now);
+        Ok(d)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -202,22 +235,41 @@ impl Daemon {
         })
     }
 
-    /// Persists state; on failure marks state unwritable (new grants refused) and audits.
+    /// Persists state; on failure marks state unwritable (new grants refused) and audits once
+    /// per episode (the write is retried at every tick). A successful write holds every end,
+    /// so the revocation journal is cleared.
     fn persist(&self, inner: &mut Inner, now: UnixTime) -> Result<(), String> {
         match self.store.save(&inner.state) {
             Ok(()) => {
+                if !inner.state_writable {
+                    self.audit.record(
+                        now,
+                        Severity::Notice,
+                        "state.write_recovered",
+                        json!({ "path": self.store.path().display().to_string() }),
+                    );
+                }
                 inner.state_writable = true;
                 inner.dirty = false;
+                if inner.journal.has_entries() {
+                    // A failed clear is harmless: the entries only end grants already ended.
+                    let _ = inner.journal.clear();
+                }
                 Ok(())
             }
             Err(e) => {
+                if inner.state_writable {
+                    self.audit.record(
+                        now,
+                        Severity::Error,
+                        "state.write_failed",
+                        json!({
+                            "error": e.to_string(),
+                            "effect": "no new grants; ends are recorded in the revocation journal; retried every second",
+                        }),
+                    );
+                }
                 inner.state_writable = false;
-                self.audit.record(
-                    now,
-                    Severity::Error,
-                    "state.write_failed",
-                    json!({ "error": e.to_string() }),
-                );
                 Err(e.to_string())
             }
         }
@@ -348,8 +400,14 @@ impl Daemon {
             if changed {
                 self.prune(&mut inner.state);
                 // Persist before acting; if it fails, the expiry still takes effect in memory
-                // and in the snapshot (expiry is local), and the write is retried next tick.
-                let _ = self.persist(&mut inner, now);
+                // and in the snapshot (expiry is local), is recorded in the revocation journal
+                // (so a boot-time-cap end survives a restart too), and the write is retried
+                // next tick.
+                let ends: Vec<(String, EndKind)> = expired
+                    .iter()
+                    .map(|(id, ..)| (id.clone(), EndKind::Expired))
+                    .collect();
+                let _ = self.persist_ends(&mut inner, &ends, now);
             } else if !inner.state_writable || inner.dirty {
                 let _ = self.persist(&mut inner, now);
             }
@@ -535,9 +593,19 @@ impl Daemon {
             },
         };
         let mut targets = KillTargets::default();
+        // Local always wins, at teardown too: a local user made later with the account's uid
+        // (`useradd -o -u`) owns every process with that uid now, so none is ended by uid and
+        // the home (whose files are that user's as much) is left; audited with the teardown.
+        let uid_collision = |uid: u32| {
+            local
+                .users
+                .iter()
+                .find(|u| u.uid == uid)
+                .map(|u| u.name.clone())
+        };
         for job in &mut jobs {
             if let Some(uid) = job.uid {
-                if !still_logged_in.contains(&job.user) {
+                if !still_logged_in.contains(&job.user) && uid_collision(uid).is_none() {
                     targets.uids.insert(uid);
                 }
             }
@@ -552,7 +620,10 @@ impl Daemon {
                 targets.sessions.insert((*pid, *start));
             }
             // The grantee's uid: a local user, or the ephemeral account itself.
-            let holder = local.user(&job.user).map(|u| u.uid).or(job.uid);
+            let holder = local
+                .user(&job.user)
+                .map(|u| u.uid)
+                .or(job.uid.filter(|&u| uid_collision(u).is_none()));
             // Not the jit-sudo gid: it is no privilege by itself (sudoers' %jit-sudo rule is
             // narrowed by sudo_jit, which checks for a live grant at every sudo), and ending
             // every session a local user opened during a sudo grant would log them out of
@@ -599,7 +670,15 @@ impl Daemon {
                 fields["local_files_error"] = json!(e);
                 complete = false;
             }
-            if let Some(uid) = job.uid {
+            let collided = job.uid.and_then(uid_collision);
+            if let (Some(uid), Some(local_user)) = (job.uid, &collided) {
+                fields["collision"] = json!(format!(
+                    "uid {uid} now belongs to local user {local_user:?}: its processes and {}/{} were left alone",
+                    self.cfg.home_root.display(),
+                    job.user
+                ));
+            }
+            if let (Some(uid), None) = (job.uid, &collided) {
                 if still_account.contains(&job.user) {
                     fields["home"] = json!("kept: another grant for this account is live");
                 } else {
@@ -631,10 +710,13 @@ impl Daemon {
                 fields["survivors"] = json!(report.survivors);
                 complete = false;
             }
-            let sev = if complete {
-                Severity::Info
-            } else {
+            // A home left in place, or a uid taken by a local user, needs a person's look.
+            let sev = if !complete {
                 Severity::Error
+            } else if collided.is_some() || fields.get("home_error").is_some() {
+                Severity::Warning
+            } else {
+                Severity::Info
             };
             self.audit.record(
                 now,
@@ -869,7 +951,7 @@ impl Daemon {
     /// Ends grant `id` now on behalf of `by` (`root`, `policy`): durable, out of the snapshot,
     /// caches flushed, then torn down before returning.
     fn revoke_as(&self, id: &str, reason: &str, by: &str, now: UnixTime) -> Result<Grant, Refusal> {
-        let g = {
+        let (g, durable) = {
             let mut inner = self.lock();
             let g = inner
                 .state
@@ -898,12 +980,13 @@ impl Daemon {
                     format!("revoked by {by}: {reason}")
                 });
             }
-            // Durable before acknowledged; on failure the revocation still applies in memory and
-            // in the snapshot (it only removes privilege) and the write is retried at each tick.
-            let _ = self.persist(&mut inner, now);
+            // Durable before acknowledged: in state.json, or else in the revocation journal.
+            // Either way the revocation applies in memory and in the snapshot at once (it only
+            // removes privilege), and a failed state write is retried at each tick.
+            let durable = self.persist_ends(&mut inner, &[(id.to_string(), EndKind::Revoked)], now);
             inner.boot_cap.remove(id);
             self.write_snapshot(&mut inner, now);
-            inner.state.grants.get(id).cloned().unwrap_or(g)
+            (inner.state.grants.get(id).cloned().unwrap_or(g), durable)
         };
         self.audit.record(
             now,
@@ -913,11 +996,21 @@ impl Daemon {
                 Severity::Warning
             },
             "grant.revoked",
-            json!({ "grant": id, "user": g.user, "by": by, "reason": reason }),
+            json!({ "grant": id, "user": g.user, "by": by, "reason": reason, "durable": durable.as_str() }),
         );
         nscd::invalidate(self.cfg.nscd);
         self.run_teardowns(now);
         self.wake.notify_all();
+        if let durability::Durable::No(why) = &durable {
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!(
+                    "grant {id} is revoked now (gone from NSS, its processes ended) but the revocation is NOT durable: {why}; \
+                     if jitd restarts before {} can be written the grant comes back: free space there and keep jitd running",
+                    self.cfg.state_dir.display()
+                ),
+            ));
+        }
         let inner = self.lock();
         Ok(inner
             .state
@@ -1169,6 +1262,8 @@ impl Daemon {
                 )
             })?;
         }
+        // New privilege only with room to audit it and to record its end later.
+        self.room_for_new_grant(&mut inner)?;
         if !spec.account && local.user(&spec.user).is_none() {
             let has_account = inner.state.grants.values().any(|g| {
                 g.account

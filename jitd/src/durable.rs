@@ -13,7 +13,7 @@ use std::path::Path;
 /// kills the process at that step of writing that file. Only compiled with the `failpoints`
 /// feature; a normal build has none and never reads the variable.
 #[cfg(feature = "failpoints")]
-fn failpoint(path: &Path, step: &str) {
+pub(crate) fn failpoint(path: &Path, step: &str) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -25,7 +25,7 @@ fn failpoint(path: &Path, step: &str) {
 }
 
 #[cfg(not(feature = "failpoints"))]
-fn failpoint(_path: &Path, _step: &str) {}
+pub(crate) fn failpoint(_path: &Path, _step: &str) {}
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
@@ -179,6 +179,143 @@ pub fn unseal<'a>(header: &str, bytes: &'a [u8]) -> Result<&'a [u8], String> {
     Ok(body)
 }
 
+/// Bytes per slot of a two-slot record file (see [`write_slotted`]).
+pub const SLOT_BYTES: usize = 8192;
+const SLOT_MAGIC: &[u8] = b"jitd-slot 1 ";
+/// Magic, 20-digit generation, space, 10-digit length, newline.
+const SLOT_HEAD: usize = 12 + 20 + 1 + 10 + 1;
+/// The checksum (8 hex digits) and a newline end every slot.
+const SLOT_CRC_AT: usize = SLOT_BYTES - 9;
+/// The largest record a slot holds.
+pub const SLOT_MAX_RECORD: usize = SLOT_CRC_AT - SLOT_HEAD;
+
+fn slot_bytes(generation: u64, data: &[u8]) -> io::Result<Vec<u8>> {
+    if data.len() > SLOT_MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("record of {} bytes exceeds {SLOT_MAX_RECORD}", data.len()),
+        ));
+    }
+    let mut slot = vec![0u8; SLOT_BYTES];
+    let head = format!("jitd-slot 1 {generation:020} {:010}\n", data.len());
+    slot[..SLOT_HEAD].copy_from_slice(head.as_bytes());
+    slot[SLOT_HEAD..SLOT_HEAD + data.len()].copy_from_slice(data);
+    let crc = format!("{:08x}\n", jit_core::crc32c::crc32c(&slot[..SLOT_CRC_AT]));
+    slot[SLOT_CRC_AT..].copy_from_slice(crc.as_bytes());
+    Ok(slot)
+}
+
+/// The generation and record of one slot, if it is intact.
+fn parse_slot(slot: &[u8]) -> Option<(u64, &[u8])> {
+    if slot.len() != SLOT_BYTES || !slot.starts_with(SLOT_MAGIC) {
+        return None;
+    }
+    let crc = std::str::from_utf8(slot.get(SLOT_CRC_AT..SLOT_CRC_AT + 8)?).ok()?;
+    if u32::from_str_radix(crc, 16).ok()? != jit_core::crc32c::crc32c(slot.get(..SLOT_CRC_AT)?) {
+        return None;
+    }
+    let head = std::str::from_utf8(slot.get(SLOT_MAGIC.len()..SLOT_HEAD - 1)?).ok()?;
+    let (generation, len) = head.split_once(' ')?;
+    let generation: u64 = generation.parse().ok()?;
+    let len: usize = len.parse().ok()?;
+    Some((
+        generation,
+        slot.get(SLOT_HEAD..SLOT_HEAD.checked_add(len)?)?,
+    ))
+}
+
+/// Whether `bytes` (a whole file) is a two-slot record file (by its size: the records kept in
+/// one are smaller than a slot when written whole).
+pub fn is_slotted(bytes: &[u8]) -> bool {
+    bytes.len() == 2 * SLOT_BYTES
+}
+
+/// The newest intact record of a two-slot record file, with its slot index and generation.
+///
+/// # Errors
+/// Wrong size, or neither slot intact.
+pub fn read_slotted(bytes: &[u8]) -> Result<(usize, u64, &[u8]), String> {
+    if bytes.len() != 2 * SLOT_BYTES {
+        return Err(format!(
+            "size {} is not that of a two-slot record file",
+            bytes.len()
+        ));
+    }
+    let (a, b) = bytes.split_at(SLOT_BYTES);
+    match (parse_slot(a), parse_slot(b)) {
+        (Some((ga, ra)), Some((gb, rb))) => Ok(if ga >= gb { (0, ga, ra) } else { (1, gb, rb) }),
+        (Some((ga, ra)), None) => Ok((0, ga, ra)),
+        (None, Some((gb, rb))) => Ok((1, gb, rb)),
+        (None, None) => Err("no intact slot".into()),
+    }
+}
+
+/// Writes a record that must stay writable when its filesystem is full (a TOTP record: a code
+/// for a grant that exists must still be checked, and spent, on a full disk).
+///
+/// The file has two fixed slots, each with a generation, a length and a CRC32C. A write goes in
+/// place into the slot that does not hold the newest intact record, then `fdatasync`, then is
+/// read back: overwriting blocks the file already owns needs no free space, and a write torn by
+/// a crash leaves the newest acknowledged record intact in the other slot (a record is
+/// acknowledged only after its sync, so the older slot never holds anything newer than what was
+/// last acknowledged). A missing file, or one in another format, is made whole with
+/// [`replace_file`], which needs space.
+///
+/// # Errors
+/// Any failure; the newest acknowledged record is then still the one a reader finds.
+pub fn write_slotted(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let fresh = |generation| -> io::Result<()> {
+        let mut whole = slot_bytes(generation, data)?;
+        whole.resize(2 * SLOT_BYTES, 0);
+        replace_file(path, &whole, mode, false)
+    };
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid C string; the fd is checked and then owned by `File`.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            fresh(1)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let f = unsafe { File::from_raw_fd(fd) };
+    let m = f.metadata()?;
+    if !m.is_file() || m.len() != (2 * SLOT_BYTES) as u64 {
+        drop(f);
+        return fresh(1);
+    }
+    use std::os::unix::fs::FileExt;
+    let mut cur = vec![0u8; 2 * SLOT_BYTES];
+    f.read_exact_at(&mut cur, 0)?;
+    let (target, generation) = match read_slotted(&cur) {
+        Ok((i, g, _)) => (1 - i, g.saturating_add(1)),
+        Err(_) => {
+            drop(f);
+            return fresh(1);
+        }
+    };
+    let slot = slot_bytes(generation, data)?;
+    let at = (target * SLOT_BYTES) as u64;
+    f.write_all_at(&slot, at)?;
+    f.sync_data()?;
+    let mut back = vec![0u8; SLOT_BYTES];
+    f.read_exact_at(&mut back, at)?;
+    if back != slot {
+        return Err(io::Error::other(
+            "written slot does not read back identically",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +334,37 @@ mod tests {
         std::fs::write(dir.join(".state.tmp.1"), b"junk").unwrap();
         remove_stale_temps(&p);
         assert!(!dir.join(".state.tmp.1").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn slotted_writes_in_place_and_survive_a_torn_slot() {
+        let dir = std::env::temp_dir().join(format!("jitd-slotted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("rec");
+        write_slotted(&p, b"one", 0o600).unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        write_slotted(&p, b"two", 0o600).unwrap();
+        write_slotted(&p, b"three", 0o600).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.ino(), ino, "later writes are in place");
+        assert_eq!(m.len(), (2 * SLOT_BYTES) as u64);
+        assert_eq!(m.mode() & 0o777, 0o600);
+        let bytes = std::fs::read(&p).unwrap();
+        let (i, g, rec) = read_slotted(&bytes).unwrap();
+        assert_eq!((g, rec), (3, &b"three"[..]));
+        // A torn write of the newest slot: the previous acknowledged record is read.
+        let mut torn = bytes.clone();
+        torn[i * SLOT_BYTES + SLOT_HEAD] ^= 0xff;
+        std::fs::write(&p, &torn).unwrap();
+        let back = std::fs::read(&p).unwrap();
+        assert_eq!(read_slotted(&back).unwrap().2, b"two");
+        // The next write goes over the torn slot, never over the intact one.
+        write_slotted(&p, b"four", 0o600).unwrap();
+        let back = std::fs::read(&p).unwrap();
+        assert_eq!(read_slotted(&back).unwrap().1, 3);
+        assert_eq!(read_slotted(&back).unwrap().2, b"four");
+        assert!(write_slotted(&p, &vec![b'x'; SLOT_MAX_RECORD + 1], 0o600).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -211,28 +211,96 @@ fn entries(dirfd: RawFd) -> io::Result<Vec<(CString, bool)>> {
     Ok(out)
 }
 
-fn remove_contents(dirfd: RawFd, depth: u32) -> io::Result<()> {
-    if depth > 256 {
-        return Err(io::Error::other("directory tree too deep"));
-    }
-    for (name, is_dir) in entries(dirfd)? {
-        if is_dir {
-            // O_NOFOLLOW|O_DIRECTORY: if it was swapped for a symlink since fstatat, this fails
-            // and the unlinkat below removes the link itself, never its target.
-            if let Ok(sub) = open_dir_at(dirfd, &name) {
-                remove_contents(sub.as_raw_fd(), depth + 1)?;
-            }
-            // SAFETY: valid dirfd and C string.
-            if unsafe { libc::unlinkat(dirfd, name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
-                // SAFETY: as above; a symlink or file in place of the directory.
-                check(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })?;
-            }
-        } else {
-            // SAFETY: valid dirfd and C string; unlinking a hard link leaves its other names.
-            check(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })?;
+/// (device, inode) of an open descriptor.
+fn ident(fd: RawFd) -> io::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Bound on the steps of one removal (each step removes an entry or moves one level), so a
+/// tree that changes under the walk cannot keep it going for ever.
+const REMOVE_STEP_LIMIT: u64 = 50_000_000;
+
+/// Empties the directory open as `top`, however deep the tree is: iteratively, holding one
+/// descriptor at a time (never one per level, never a path), so a tree deeper than PATH_MAX or
+/// than the descriptor limit (a grantee's `mkdir d; cd d` loop) is removed like any other.
+///
+/// Going down opens the child with O_NOFOLLOW|O_DIRECTORY relative to the current directory;
+/// going up opens `..` and checks that it is the directory we came from (device and inode
+/// remembered on the way down), so a directory moved during the walk stops it with an error
+/// rather than letting it delete outside the tree. A mount point inside the home stops it too.
+fn remove_contents(top: &OwnedFd) -> io::Result<()> {
+    // SAFETY: dup of an open descriptor; the result is checked and owned.
+    let dup = check(unsafe { libc::fcntl(top.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: fresh descriptor, owned by nobody else.
+    let mut cur = unsafe { OwnedFd::from_raw_fd(dup) };
+    let mut pending = entries(cur.as_raw_fd())?;
+    // Never into another filesystem mounted inside the home: it is not the grantee's tree.
+    let (top_dev, _) = ident(cur.as_raw_fd())?;
+    // Per level below `top`: the parent's identity, this directory's name in it, and the
+    // parent's entries not handled yet (names only: memory grows with the tree, descriptors
+    // do not).
+    type Level = ((u64, u64), CString, Vec<(CString, bool)>);
+    let mut levels: Vec<Level> = Vec::new();
+    let mut steps: u64 = 0;
+    loop {
+        steps += 1;
+        if steps > REMOVE_STEP_LIMIT {
+            return Err(io::Error::other("home tree kept changing during removal"));
         }
+        if let Some((name, is_dir)) = pending.pop() {
+            if !is_dir {
+                // SAFETY: valid dirfd and C string; unlinking a hard link leaves its other names.
+                check(unsafe { libc::unlinkat(cur.as_raw_fd(), name.as_ptr(), 0) })?;
+                continue;
+            }
+            // SAFETY: valid dirfd and C string; an empty directory goes at once.
+            if unsafe { libc::unlinkat(cur.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                continue;
+            }
+            // O_NOFOLLOW|O_DIRECTORY: if it was swapped for a symlink since fstatat, this
+            // fails and the link itself is unlinked, never its target.
+            match open_dir_at(cur.as_raw_fd(), &name) {
+                Ok(sub) => {
+                    if ident(sub.as_raw_fd())?.0 != top_dev {
+                        return Err(io::Error::other(
+                            "a filesystem is mounted inside the home: left in place",
+                        ));
+                    }
+                    let sub_pending = entries(sub.as_raw_fd())?;
+                    let parent_pending = std::mem::replace(&mut pending, sub_pending);
+                    levels.push((ident(cur.as_raw_fd())?, name, parent_pending));
+                    cur = sub;
+                }
+                Err(_) => {
+                    // SAFETY: valid dirfd and C string.
+                    check(unsafe { libc::unlinkat(cur.as_raw_fd(), name.as_ptr(), 0) })?;
+                }
+            }
+            continue;
+        }
+        // Everything listed is handled; anything added meanwhile is handled next.
+        let again = entries(cur.as_raw_fd())?;
+        if !again.is_empty() {
+            pending = again;
+            continue;
+        }
+        // `cur` is empty: go up and remove it.
+        let Some((parent_id, name, parent_pending)) = levels.pop() else {
+            return Ok(());
+        };
+        let parent = open_dir_at(cur.as_raw_fd(), c"..")?;
+        if ident(parent.as_raw_fd())? != parent_id {
+            return Err(io::Error::other(
+                "a directory of the home moved during removal: stopped",
+            ));
+        }
+        cur = parent;
+        pending = parent_pending;
+        // SAFETY: valid dirfd and C string. If it was refilled, the parent's re-read above
+        // finds it again and the walk goes back into it.
+        let _ = unsafe { libc::unlinkat(cur.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
     }
-    Ok(())
 }
 
 /// Opens `<home_root>/<name>` if it is a directory owned by `uid`; `Ok(None)` if absent.
@@ -272,7 +340,7 @@ pub fn remove(home_root: &Path, name: &str, uid: u32) -> io::Result<bool> {
     let Some(home) = open_owned(&root, home_root, name, uid)? else {
         return Ok(false);
     };
-    remove_contents(home.as_raw_fd(), 0)?;
+    remove_contents(&home)?;
     drop(home);
     let cname = c(name)?;
     // SAFETY: valid dirfd and C string.
@@ -421,6 +489,43 @@ mod tests {
         assert!(archive(&root, "carl", 4_000_400, "g-0002")
             .unwrap()
             .is_none());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn removes_a_tree_deeper_than_path_max_and_the_fd_limit() {
+        let base = tmp("d");
+        let root = base.join("home");
+        std::fs::create_dir_all(&root).unwrap();
+        create(&root, "deep", 4_000_500, 4_000_500, &base.join("noskel")).unwrap();
+        // 3000 levels of 20-byte names: 63 000 bytes of path, beyond PATH_MAX and beyond a
+        // descriptor per level; built with openat so the test itself needs no long paths.
+        let top = open_root(&root.join("deep")).unwrap();
+        let name = c(&"d".repeat(20)).unwrap();
+        let mut cur = top;
+        for i in 0..3000 {
+            // SAFETY: valid dirfd and C string.
+            check(unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o700) }).unwrap();
+            if i % 100 == 0 {
+                let f = c("file").unwrap();
+                // SAFETY: valid dirfd and C string.
+                let fd = unsafe {
+                    libc::openat(
+                        cur.as_raw_fd(),
+                        f.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                };
+                assert!(fd >= 0);
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+            }
+            cur = open_dir_at(cur.as_raw_fd(), &name).unwrap();
+        }
+        drop(cur);
+        assert!(remove(&root, "deep", 4_000_500).unwrap());
+        assert!(!root.join("deep").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod durable;
 pub mod escape;
 pub mod home;
+pub mod journal;
 pub mod localdb;
 pub mod nscd;
 pub mod procs;

@@ -2,11 +2,15 @@
 //! by jitd alone (TEST-CATALOGUE §1.1 P3–P5, P7; §1.6 O1–O5; §3.1).
 //!
 //! Storage: `<state_dir>/totp/` (root, 0700), one record per user, `<user>.json` (root, 0600),
-//! written only through [`crate::durable::replace_file`] (temp, fsync, read-back, rename, fsync
-//! dir — never in place, P3). A record holds the secret, the last accepted time step, the
+//! written only through [`crate::durable::write_slotted`]: made whole once (temp, fsync, rename,
+//! fsync dir), then updated in place in one of two fixed slots (generation + CRC32C, fdatasync,
+//! read-back), so a full state filesystem does not stop codes for existing users from being
+//! checked and spent. A record holds the secret, the last accepted time step, the
 //! consecutive-failure counter and the lockout deadline, behind a `jitd-totp 1 <crc32c> <len>`
-//! header line. There is no `.prev` generation: falling back to an older record would roll the
-//! last accepted step back and make a used code valid again (O1). A damaged record is an error
+//! header line. The other slot is only the record before the last acknowledged write (a torn
+//! write falls back to it, and that write was never answered); there is no older generation:
+//! falling back further would roll the last accepted step back and make a used code valid
+//! again. A damaged record is an error
 //! (deny), never "not enrolled", and a missing one is [`TotpError::NotEnrolled`], which the
 //! caller must treat as a denial for anyone who needs a second factor (P7).
 //!
@@ -43,7 +47,7 @@ use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
-use crate::durable::{fsync_dir, replace_file, seal, unseal};
+use crate::durable::{fsync_dir, seal, unseal};
 
 /// Length of a time step, seconds (RFC 6238 §5.2).
 pub const STEP_SECS: i64 = 30;
@@ -61,7 +65,9 @@ pub const TOTP_DIR: &str = "totp";
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
-const MAX_RECORD_BYTES: u64 = 4096;
+/// A record file is at most this large: two slots of [`crate::durable::write_slotted`] (an older
+/// record written whole is smaller).
+const MAX_RECORD_BYTES: u64 = 2 * crate::durable::SLOT_BYTES as u64;
 const HEADER: &str = "jitd-totp 1 ";
 const ISSUER: &str = "jit";
 
@@ -553,7 +559,13 @@ impl TotpStore {
                 path.display()
             )));
         }
-        decode(&buf).map_err(|m| TotpError::Io(format!("{}: damaged record: {m}", path.display())))
+        let damaged = |m: String| TotpError::Io(format!("{}: damaged record: {m}", path.display()));
+        if crate::durable::is_slotted(&buf) {
+            let (_, _, rec) = crate::durable::read_slotted(&buf).map_err(damaged)?;
+            decode(rec).map_err(damaged)
+        } else {
+            decode(&buf).map_err(damaged)
+        }
     }
 
     fn save(&self, path: &Path, rec: &UserRecord) -> Result<(), TotpError> {
@@ -565,7 +577,9 @@ impl TotpStore {
             )));
         }
         let bytes = encode(rec)?;
-        replace_file(path, &bytes, FILE_MODE, false).map_err(|e| io_err(path, &e))
+        // In place in space the file already owns, so codes are still checked (and spent) on
+        // a full state filesystem; a new record is made whole and needs space.
+        crate::durable::write_slotted(path, &bytes, FILE_MODE).map_err(|e| io_err(path, &e))
     }
 
     /// Enrolls `user` with a fresh 160-bit secret from getrandom(2). With `replace`, an existing
@@ -1290,12 +1304,13 @@ mod tests {
             Vec::new(),
             good[..good.len() / 2].to_vec(),
             {
+                // A bit flipped inside the record (the only intact slot after enrollment).
                 let mut b = good.clone();
-                let n = b.len();
-                b[n - 3] ^= 1;
+                b[60] ^= 1;
                 b
             },
             vec![b'x'; 10_000],
+            vec![0u8; good.len()],
         ] {
             std::fs::write(&path, &damaged).unwrap();
             let err = s.verify("alice", &c, T0).unwrap_err();
@@ -1381,14 +1396,17 @@ mod tests {
         s.fail_writes.store(false, Ordering::SeqCst);
         assert_eq!(std::fs::read(&path).unwrap(), before);
 
-        // Real fault: a directory where replace_file puts its temp file makes the write fail.
+        // Real fault: a record in the older whole-file format is rewritten whole (temp file,
+        // rename); a directory where that temp file goes makes the write fail.
+        let legacy = encode(&record(&s, "alice")).unwrap();
+        std::fs::write(&path, &legacy).unwrap();
         let tmp = s
             .dir()
             .join(format!(".alice.json.tmp.{}", std::process::id()));
         std::fs::create_dir(&tmp).unwrap();
         let err = s.verify("alice", &c, T0).unwrap_err();
         assert!(matches!(err, TotpError::Io(_)), "{err}");
-        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::read(&path).unwrap(), legacy);
         std::fs::remove_dir(&tmp).unwrap();
 
         // The code was never consumed: it is accepted now, exactly once.
@@ -1396,18 +1414,19 @@ mod tests {
         assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
     }
 
-    /// F8: a full 64 KiB tmpfs as the state directory, in a private mount namespace (a child run
-    /// of this test binary under `unshare -m`).
+    /// A full 64 KiB tmpfs as the state directory, in a private mount namespace (a child run
+    /// of this test binary under `unshare -m`): codes of an enrolled user are still checked,
+    /// spent once and counted; a new enrollment is refused.
     #[test]
-    fn disk_full_refuses_without_consuming() {
+    fn disk_full_still_verifies_enrolled_users() {
         let probe = Command::new("unshare")
             .args(["-m", "true"])
             .stderr(Stdio::null())
             .status();
         if !matches!(probe, Ok(st) if st.success()) {
             eprintln!(
-                "SKIPPED disk_full_refuses_without_consuming: `unshare -m` is not permitted \
-                 here (persist_failure_refuses_and_does_not_consume covers the logic)"
+                "SKIPPED disk_full_still_verifies_enrolled_users: `unshare -m` is not permitted \
+                 here"
             );
             return;
         }
@@ -1439,7 +1458,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "run by disk_full_refuses_without_consuming inside `unshare -m`"]
+    #[ignore = "run by disk_full_still_verifies_enrolled_users inside `unshare -m`"]
     fn disk_full_child() {
         // Only ever mount when started by the parent test, in a namespace other than its own.
         let parent_ns = std::env::var_os("JITD_TOTP_DISK_FULL_PARENT_NS");
@@ -1489,19 +1508,25 @@ mod tests {
             };
             assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
         }
-        let err = s.verify("alice", &c, T0).unwrap_err();
-        assert!(matches!(err, TotpError::Io(_)), "{err}");
-        assert!(err.to_string().contains("No space left"), "{err}");
-        assert!(matches!(
+        // A wrong code is counted, the right one accepted once, then refused as a replay.
+        assert_eq!(
             s.verify("alice", &wrong(&e.secret_base32, T0), T0),
-            Err(TotpError::Io(_))
-        ));
-        // The old record is intact (no zero-length file), no temp file is left.
-        assert_eq!(std::fs::read(&path).unwrap(), before);
-        assert_eq!(std::fs::read_dir(s.dir()).unwrap().count(), 1);
-        // Space back: the same code is accepted once (it was never consumed), then refused.
-        std::fs::remove_file(&filler).unwrap();
+            Err(TotpError::WrongCode { failures: 1 })
+        );
         assert_eq!(s.verify("alice", &c, T0), Ok((T0 / STEP_SECS) as u64));
+        assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
+        assert_eq!(record(&s, "alice").failures, 1);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            before.len() as u64,
+            "updated in place"
+        );
+        // New privilege needs space: a new enrollment is refused, and leaves no temp file.
+        let err = s.enroll("bob", "h", T0, false).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert_eq!(std::fs::read_dir(s.dir()).unwrap().count(), 1);
+        // Space back: nothing was lost.
+        std::fs::remove_file(&filler).unwrap();
         assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
         println!("DISK-FULL-CHECKED");
     }

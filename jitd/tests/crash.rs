@@ -142,6 +142,69 @@ fn kill_at_every_write_step_leaves_old_or_new_state() {
     }
 }
 
+/// A revocation that state.json cannot take goes to the revocation journal; kill -9 at each
+/// step of that write: jitd starts again, and the grant is revoked exactly when the journal
+/// write had happened (a process crash leaves written pages in the page cache), never half.
+#[test]
+fn kill_while_journaling_a_revocation() {
+    for (step, revoked) in [
+        ("before-write", false),
+        ("after-write", true),
+        ("after-sync", true),
+    ] {
+        let dir = setup(&format!("journal-{step}"));
+        let mut j = start(&dir, Some(&format!("revocations:{step}")), &[]);
+        let add = jitctl(
+            &dir,
+            &[
+                "--json",
+                "grant",
+                "add",
+                "alice",
+                "--for",
+                "1h",
+                "--account",
+            ],
+        );
+        assert!(add.status.success(), "{step}: {add:?}");
+        let g: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
+        let id = g["id"].as_str().unwrap().to_string();
+        // state.json cannot be written by this jitd: a directory where its temp file goes.
+        let blocker = dir.join(format!("state/.state.json.tmp.{}", j.id()));
+        std::fs::create_dir(&blocker).unwrap();
+        let revoke = jitctl(&dir, &["grant", "revoke", &id]);
+        assert!(
+            !revoke.status.success(),
+            "{step}: killed before answering: {revoke:?}"
+        );
+        let st = j.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&st),
+            Some(libc::SIGKILL),
+            "{step}"
+        );
+        std::fs::remove_dir(&blocker).unwrap();
+
+        let mut j = start(&dir, None, &[]);
+        let show = jitctl(&dir, &["--json", "grant", "show", &id]);
+        let g: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert_eq!(
+            g["state"] == "revoked",
+            revoked,
+            "{step}: grant after restart: {g}"
+        );
+        // State was writable at this start: the end is in state.json, the journal is cleared.
+        let journal = std::fs::read(dir.join("state/revocations")).unwrap();
+        assert!(
+            journal.iter().all(|&b| b == 0),
+            "{step}: journal not cleared"
+        );
+        j.kill().unwrap();
+        j.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn durable_write_syscall_order() {
     if Command::new("strace").arg("-V").output().is_err() {

@@ -568,6 +568,17 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             else {
                 return Err(Fail(1, "unexpected reply".into()));
             };
+            // The revocation is durable (jitd answers an error otherwise), but an operator
+            // revoking on a full state filesystem should hear that it went to the journal.
+            if let Ok(Payload::Status(s)) = call(cli, Request::GetStatus) {
+                if !s.state_writable {
+                    eprintln!(
+                        "jitctl: note: jitd cannot write its state file (full or failing disk): \
+                         this revocation is recorded in its revocation journal and holds across \
+                         a restart; new grants are refused until the state file can be written"
+                    );
+                }
+            }
             if cli.json {
                 print_json(&g)
             } else {

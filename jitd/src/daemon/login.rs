@@ -76,32 +76,26 @@ impl Daemon {
         if ids.is_empty() {
             return Ok(());
         }
-        {
+        let durable = {
             let mut inner = self.lock();
             for id in ids {
                 if let Some(g) = inner.state.grants.get_mut(id) {
                     g.activated_at = Some(now);
                 }
             }
-            if let Err(e) = self.persist(&mut inner, now) {
-                for id in ids {
-                    if let Some(g) = inner.state.grants.get_mut(id) {
-                        g.activated_at = None;
-                    }
-                }
-                return Err(refuse(
-                    ErrorCode::Internal,
-                    format!("could not record the activation durably: {e}"),
-                ));
-            }
+            // A code proved for a grant that exists keeps working on a full state filesystem:
+            // the activation then lives in memory (written at the first tick that can), and a
+            // restart before that only re-arms the grant, which asks for a new code.
+            let durable = self.persist(&mut inner, now).is_ok();
             self.write_snapshot(&mut inner, now);
-        }
+            durable
+        };
         for id in ids {
             self.audit.record(
                 now,
                 Severity::Info,
                 "grant.activated",
-                json!({ "grant": id, "user": user, "mfa": "totp", "by": how }),
+                json!({ "grant": id, "user": user, "mfa": "totp", "by": how, "durable": durable }),
             );
         }
         nscd::invalidate(self.cfg.nscd);
@@ -270,13 +264,12 @@ impl Daemon {
                 }
             }
             inner.state.sessions.insert(id.clone(), session.clone());
-            // Durable, so a restarted jitd still ends this session at teardown.
-            if let Err(e) = self.persist(&mut inner, now) {
-                inner.state.sessions.remove(&id);
-                return Err(refuse(
-                    ErrorCode::Internal,
-                    format!("could not record the session durably: {e}"),
-                ));
+            // Durable, so a restarted jitd still ends this session at teardown. On a full
+            // state filesystem the login under a grant that exists still opens: the record
+            // stays in memory until a tick can write it (a restart before that still ends the
+            // account's processes by uid at teardown).
+            if self.persist(&mut inner, now).is_err() {
+                inner.dirty = true;
             }
         }
         self.audit.record(
@@ -543,6 +536,9 @@ impl Daemon {
             // still applied in memory and in the snapshot (the person is locked out otherwise,
             // in an emergency) and the write is retried at each tick.
             let _ = self.persist(&mut inner, now);
+            // Best effort: room to record its end if state.json cannot take it then (an
+            // emergency grant is not refused for want of it).
+            let _ = super::durability::reserve_for_open_grants(&mut inner, 0);
             self.write_snapshot(&mut inner, now);
         }
         self.audit.record(
