@@ -1202,6 +1202,7 @@ impl Daemon {
                     ),
                 )
             })?;
+            self.check_not_denied(gname, lg.gid, &local)?;
             if lg.gid == 0 || lg.gid == 65_534 || lg.gid > i32::MAX as u32 {
                 return Err(refuse(
                     ErrorCode::Refused,
@@ -1552,6 +1553,35 @@ impl Daemon {
             )
         })?;
         Ok(out)
+    }
+
+    /// Refuses a root-equivalent group (the configured deny list), by name and by gid, so a
+    /// second name for a denied gid in /etc/group does not slip through.
+    fn check_not_denied(&self, gname: &str, gid: u32, local: &LocalDb) -> Result<(), Refusal> {
+        let denied = self
+            .cfg
+            .deny_groups
+            .iter()
+            .find(|d| d.as_str() == gname || local.group(d).is_some_and(|dg| dg.gid == gid));
+        let Some(d) = denied else {
+            return Ok(());
+        };
+        let config = self
+            .cfg
+            .source
+            .as_ref()
+            .map_or("jitd.toml".to_string(), |p| p.display().to_string());
+        let via = if d == gname {
+            String::new()
+        } else {
+            format!(" (gid {gid} is also {d:?})")
+        };
+        Err(refuse(
+            ErrorCode::Refused,
+            format!(
+                "group {gname:?}{via} is root-equivalent and on jitd's deny list (deny_groups in {config}); an operator who must grant it lists it in allow_groups"
+            ),
+        ))
     }
 
     fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {
