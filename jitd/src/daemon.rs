@@ -20,6 +20,7 @@ use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState, Request, Response};
 use serde_json::json;
 
 mod login;
+mod setid;
 pub use login::Peer;
 
 use crate::audit::{Audit, Severity};
@@ -529,10 +530,14 @@ impl Daemon {
             },
         };
         let mut targets = KillTargets::default();
+        // Whose set-id files the sweep looks for, and under which grant each is audited.
+        let mut uid_grant = HashMap::new();
+        let mut pair_grant = HashMap::new();
         for job in &mut jobs {
             if let Some(uid) = job.uid {
                 if !still_logged_in.contains(&job.user) {
                     targets.uids.insert(uid);
+                    uid_grant.insert(uid, job.id.clone());
                 }
             }
             // A managed admin account is disabled again: every process running as it ends
@@ -566,6 +571,7 @@ impl Daemon {
                 job.gids.push(lg.gid);
                 if let Some(h) = holder.filter(|&h| h != 0) {
                     targets.group_holders.insert((h, lg.gid));
+                    pair_grant.insert((h, lg.gid), job.id.clone());
                 }
             }
         }
@@ -575,12 +581,23 @@ impl Daemon {
             Duration::from_secs(10),
         );
         let flushed = nscd::invalidate(self.cfg.nscd);
+        // After the processes are gone (none can make a new file behind the walk), before the
+        // home is archived or kept.
+        let swept = self.sweep_setid(
+            now,
+            &crate::sweep::Targets {
+                uids: uid_grant.keys().copied().collect(),
+                owner_gids: pair_grant.keys().copied().collect(),
+            },
+            &uid_grant,
+            &pair_grant,
+        );
         let mut done = Vec::new();
         for job in &jobs {
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
                 "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
-                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed,
+                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed, "setid_sweep": swept,
             });
             if !job.gids.is_empty() {
                 fields["gids"] = json!(job.gids);

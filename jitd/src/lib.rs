@@ -16,4 +16,5 @@ pub mod server;
 pub mod snapshot_out;
 pub mod state;
 pub mod sudoconf;
+pub mod sweep;
 pub mod totp;
