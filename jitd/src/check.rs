@@ -206,6 +206,11 @@ pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> 
         }
     }
     check_pam(cfg, pam_dir, &mut problems);
+    crate::nscd::check_config(
+        Path::new(crate::nscd::NSCD_CONF),
+        crate::nscd::present(),
+        &mut problems,
+    );
     if !cfg.skel.is_dir() {
         problems.push(format!(
             "skel {} is not a directory (homes will be created empty)",
