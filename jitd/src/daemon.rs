@@ -699,6 +699,7 @@ impl Daemon {
                 purpose,
                 service,
                 grant,
+                caller,
             } => self.verify_mfa(
                 peer,
                 login::MfaCheck {
@@ -707,6 +708,7 @@ impl Daemon {
                     purpose,
                     service: &service,
                     grant: grant.as_deref(),
+                    caller: caller.as_ref(),
                 },
                 now,
             ),

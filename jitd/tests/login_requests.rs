@@ -60,6 +60,7 @@ fn verify(
             purpose,
             service: "sshd".into(),
             grant: grant.map(str::to_string),
+            caller: None,
         },
         now,
     )

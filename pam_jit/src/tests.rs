@@ -27,6 +27,7 @@ struct FakePam {
     service: String,
     rhost: Option<String>,
     tty: Option<String>,
+    ruser: Option<String>,
     replies: VecDeque<Result<Option<Vec<u8>>, ConvError>>,
     prompts: Vec<String>,
     messages: Vec<String>,
@@ -63,6 +64,9 @@ impl Pam for FakePam {
     }
     fn tty(&self) -> Option<String> {
         self.tty.clone()
+    }
+    fn ruser(&self) -> Option<String> {
+        self.ruser.clone()
     }
     fn prompt_secret(&mut self, prompt: &str) -> Result<Option<Secret>, ConvError> {
         self.prompts.push(prompt.to_string());
@@ -179,6 +183,9 @@ impl World for FakeWorld {
     }
     fn log(&self, priority: libc::c_int, msg: &str) {
         self.logs.borrow_mut().push((priority, msg.to_string()));
+    }
+    fn caller_uid(&self) -> u32 {
+        1001
     }
 }
 
@@ -525,7 +532,17 @@ fn jit_login_with_mfa() {
             purpose,
             service,
             grant,
+            caller,
         } => {
+            assert_eq!(
+                caller.as_ref(),
+                Some(&jit_proto::MfaCaller {
+                    uid: Some(1001),
+                    ruser: String::new(),
+                    rhost: "10.1.2.3".into(),
+                }),
+                "the caller goes to jitd for lockout keying"
+            );
             assert_eq!((user.as_str(), code.as_str()), ("mia", "123456"));
             assert_eq!(*purpose, MfaPurpose::Login);
             assert_eq!(service, "sshd");

@@ -7,7 +7,7 @@
 
 use jit_core::time::{format_utc, UnixTime};
 use jit_core::validate::{validate_grant_id, validate_name, validate_text};
-use jit_proto::message::{MfaPurpose, Payload, Session, SessionSpec};
+use jit_proto::message::{MfaCaller, MfaPurpose, Payload, Session, SessionSpec};
 use jit_proto::{ErrorCode, Grant, GrantState};
 use serde_json::json;
 
@@ -25,6 +25,19 @@ pub(super) struct MfaCheck<'a> {
     pub purpose: MfaPurpose,
     pub service: &'a str,
     pub grant: Option<&'a str>,
+    pub caller: Option<&'a MfaCaller>,
+}
+
+/// The TOTP failure counter an attempt uses: the remote address when there is one (sshd),
+/// else the calling uid (su, login, which run as that uid's process); None — the person's own
+/// counter — for a request without a caller (a module older than the field, sudo_jit, whose
+/// caller is the person).
+pub(super) fn lockout_source(caller: Option<&MfaCaller>) -> Option<String> {
+    let c = caller?;
+    if !c.rhost.is_empty() {
+        return Some(format!("rhost:{}", c.rhost));
+    }
+    c.uid.map(|u| format!("uid:{u}"))
 }
 
 /// The peer of a request, from SO_PEERCRED.
@@ -61,6 +74,15 @@ pub(super) fn totp_message(user: &str, e: &TotpError) -> String {
         TotpError::NotEnrolled => format!("{user} has no TOTP secret"),
         TotpError::WrongCode { .. } => "wrong verification code".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// Adds `extra`'s keys to `fields` (both JSON objects).
+fn merge(fields: &mut serde_json::Value, extra: &serde_json::Value) {
+    if let (Some(f), Some(e)) = (fields.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            f.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -122,10 +144,22 @@ impl Daemon {
             purpose,
             service,
             grant,
+            caller,
         } = ask;
         root_only(peer, "verify TOTP codes")?;
         validate_name("user name", user).map_err(bad_request)?;
         validate_text("service", service, 64).map_err(bad_request)?;
+        if let Some(c) = caller {
+            validate_text("rhost", &c.rhost, 255).map_err(bad_request)?;
+            validate_text("ruser", &c.ruser, 64).map_err(bad_request)?;
+        }
+        let source = lockout_source(caller);
+        let who = json!({
+            "caller_uid": caller.and_then(|c| c.uid),
+            "ruser": caller.map(|c| c.ruser.as_str()).filter(|r| !r.is_empty()),
+            "rhost": caller.map(|c| c.rhost.as_str()).filter(|r| !r.is_empty()),
+            "source": source.as_deref().unwrap_or("person"),
+        });
         if let Some(id) = grant {
             validate_grant_id(id).map_err(bad_request)?;
         }
@@ -175,32 +209,27 @@ impl Daemon {
                 },
             ));
         }
-        if let Err(e) = self.totp.verify(user, code, now) {
+        if let Err(e) = self.totp.verify_from(user, code, source.as_deref(), now) {
             let failures = match &e {
                 TotpError::WrongCode { failures } => Some(*failures),
                 _ => None,
             };
-            self.audit.record(
-                now,
-                Severity::Warning,
-                "mfa.fail",
-                json!({
-                    "user": user, "purpose": purpose.as_str(), "service": service,
-                    "grants": candidates, "error": e.to_string(), "failures": failures,
-                }),
-            );
+            let mut fields = json!({
+                "user": user, "purpose": purpose.as_str(), "service": service,
+                "grants": candidates, "error": e.to_string(), "failures": failures,
+            });
+            merge(&mut fields, &who);
+            self.audit
+                .record(now, Severity::Warning, "mfa.fail", fields);
             let code = match e {
                 TotpError::Io(_) | TotpError::InsecureStorage(_) => ErrorCode::Internal,
                 _ => ErrorCode::Refused,
             };
             return Err(refuse(code, totp_message(user, &e)));
         }
-        self.audit.record(
-            now,
-            Severity::Info,
-            "mfa.ok",
-            json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates }),
-        );
+        let mut fields = json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates });
+        merge(&mut fields, &who);
+        self.audit.record(now, Severity::Info, "mfa.ok", fields);
         // A login that proved a code activates the person's armed grants (DESIGN §1).
         let activated = if purpose == MfaPurpose::Login {
             self.mark_activated(user, &armed, service, now)?;
