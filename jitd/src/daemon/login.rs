@@ -28,16 +28,20 @@ pub(super) struct MfaCheck<'a> {
     pub caller: Option<&'a MfaCaller>,
 }
 
-/// The TOTP failure counter an attempt uses: the remote address when there is one (sshd),
-/// else the calling uid (su, login, which run as that uid's process); None — the person's own
-/// counter — for a request without a caller (a module older than the field, sudo_jit, whose
-/// caller is the person).
+/// The TOTP failure counter an attempt uses. A non-root caller is a local user running a
+/// set-uid program (su, pkexec's helper): its uid, whatever PAM_RHOST says, since such a
+/// program might let its caller choose that item. A root caller is a daemon (sshd, login): the
+/// remote address when there is one, else uid 0. None — the person's own counter — for a
+/// request without a caller (a module older than the field; sudo_jit, whose caller is the
+/// person).
 pub(super) fn lockout_source(caller: Option<&MfaCaller>) -> Option<String> {
     let c = caller?;
-    if !c.rhost.is_empty() {
-        return Some(format!("rhost:{}", c.rhost));
+    match c.uid {
+        Some(u) if u != 0 => Some(format!("uid:{u}")),
+        _ if !c.rhost.is_empty() => Some(format!("rhost:{}", c.rhost)),
+        Some(u) => Some(format!("uid:{u}")),
+        None => None,
     }
-    c.uid.map(|u| format!("uid:{u}"))
 }
 
 /// The peer of a request, from SO_PEERCRED.
@@ -586,5 +590,48 @@ impl Daemon {
         nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         Ok(Payload::Grant(Box::new(grant)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(uid: Option<u32>, rhost: &str) -> MfaCaller {
+        MfaCaller {
+            uid,
+            ruser: String::new(),
+            rhost: rhost.into(),
+        }
+    }
+
+    #[test]
+    fn lockout_source_rules() {
+        assert_eq!(lockout_source(None), None);
+        assert_eq!(
+            lockout_source(Some(&caller(Some(0), "192.0.2.7"))).as_deref(),
+            Some("rhost:192.0.2.7"),
+            "sshd"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(1001), "192.0.2.7"))).as_deref(),
+            Some("uid:1001"),
+            "a local user cannot borrow a remote address"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(1001), ""))).as_deref(),
+            Some("uid:1001"),
+            "su"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(0), ""))).as_deref(),
+            Some("uid:0"),
+            "login on a console"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(None, "192.0.2.7"))).as_deref(),
+            Some("rhost:192.0.2.7")
+        );
+        assert_eq!(lockout_source(Some(&caller(None, ""))), None);
     }
 }
