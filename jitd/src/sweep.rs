@@ -133,14 +133,23 @@ impl Dir {
         unsafe { libc::dirfd(self.0) }
     }
 
-    /// The next entry's name and d_type, `.` and `..` skipped; None at the end (or on a read
-    /// error, which ends this directory).
-    fn next(&mut self) -> Option<(CString, u8)> {
+    /// The next entry's name and d_type, `.` and `..` skipped; Ok(None) at the end.
+    ///
+    /// # Errors
+    /// A read error (which ends this directory).
+    fn next(&mut self) -> io::Result<Option<(CString, u8)>> {
         loop {
+            // readdir reports an error only through errno, so it is cleared first.
+            // SAFETY: __errno_location returns this thread's errno slot.
+            unsafe { *libc::__errno_location() = 0 };
             // SAFETY: self.0 is a valid open stream used by this thread only.
             let ent = unsafe { libc::readdir64(self.0) };
             if ent.is_null() {
-                return None;
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(0) | None => Ok(None),
+                    Some(_) => Err(e),
+                };
             }
             // SAFETY: readdir64 returned a valid entry whose d_name is NUL-terminated; it is
             // copied before the next call on the stream.
@@ -154,7 +163,7 @@ impl Dir {
             if b == b"." || b == b".." {
                 continue;
             }
-            return Some((name, dtype));
+            return Ok(Some((name, dtype)));
         }
     }
 }
@@ -272,9 +281,19 @@ fn sweep_root(root: &Path, targets: &Targets, report: &mut Report) {
     };
     let mut entries: u64 = 0;
     while let Some((dir, path)) = stack.last_mut() {
-        let Some((name, dtype)) = dir.next() else {
-            stack.pop();
-            continue;
+        let (name, dtype) = match dir.next() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                stack.pop();
+                continue;
+            }
+            Err(e) => {
+                report
+                    .unsearched
+                    .push((path.clone(), format!("reading the directory: {e}")));
+                stack.pop();
+                continue;
+            }
         };
         entries += 1;
         if entries > MAX_ENTRIES {

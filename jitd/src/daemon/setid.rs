@@ -9,6 +9,26 @@ use super::Daemon;
 use crate::audit::Severity;
 use crate::sweep::{self, Targets};
 
+/// Longest path written to the audit trail (a grantee chooses the names and the depth).
+const MAX_AUDIT_PATH: usize = 1024;
+
+/// `p` for the audit trail: lossy UTF-8, cut to [`MAX_AUDIT_PATH`] bytes with a marker.
+fn audit_path(p: &std::path::Path) -> String {
+    let s = p.to_string_lossy();
+    if s.len() <= MAX_AUDIT_PATH {
+        return s.into_owned();
+    }
+    let mut end = MAX_AUDIT_PATH;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}…(cut, {} bytes)",
+        s.get(..end).unwrap_or_default(),
+        s.len()
+    )
+}
+
 /// Files audited one record each per sweep; beyond that one summary record says how many more
 /// there were (a grantee who left a million set-id files must not fill the audit disk).
 const MAX_FILE_RECORDS: usize = 100;
@@ -44,7 +64,7 @@ impl Daemon {
                 "file.setid_stripped",
                 json!({
                     "grant": grant_of(s.uid, s.gid),
-                    "path": s.path.to_string_lossy(),
+                    "path": audit_path(&s.path),
                     "uid": s.uid, "gid": s.gid,
                     "mode_before": format!("{:04o}", s.mode_before),
                     "mode_after": format!("{:04o}", s.mode_after),
@@ -64,7 +84,7 @@ impl Daemon {
                 now,
                 Severity::Error,
                 "file.setid_strip_failed",
-                json!({ "path": path.to_string_lossy(), "error": e }),
+                json!({ "path": audit_path(path), "error": e }),
             );
         }
         for (path, why) in r.unsearched.iter().take(MAX_FILE_RECORDS) {
@@ -72,12 +92,26 @@ impl Daemon {
                 now,
                 Severity::Error,
                 "sweep.unsearched",
-                json!({ "path": path.to_string_lossy(), "reason": why }),
+                json!({ "path": audit_path(path), "reason": why }),
             );
         }
         json!({
             "entries": r.entries, "stripped": r.stripped.len(), "failed": r.failed.len(),
             "unsearched": r.unsearched.len(), "ms": r.elapsed_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_cut_for_the_audit_trail() {
+        let long = std::path::PathBuf::from(format!("/tmp/{}", "d/".repeat(2000)));
+        let a = audit_path(&long);
+        assert!(a.len() < MAX_AUDIT_PATH + 40, "{}", a.len());
+        assert!(a.contains("cut"));
+        assert_eq!(audit_path(std::path::Path::new("/tmp/x")), "/tmp/x");
     }
 }
