@@ -28,8 +28,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Deepest directory searched below a sweep root (one descriptor is open per level).
-pub const MAX_DEPTH: usize = 256;
+/// Directory levels walked with one descriptor each before a deeper directory is set aside
+/// (its descriptor kept) and walked afterwards as a root of its own, so the depth searched is
+/// not bounded while the descriptors open at once stay below 2 × this.
+pub const MAX_DEPTH: usize = 200;
+/// Directories set aside at once; beyond that a deeper directory is reported, not searched.
+pub const MAX_DEFERRED: usize = 200;
+/// Longest path kept for the report; deeper names are summed up by a trailing `…`.
+const MAX_PATH_KEPT: usize = 4096;
 /// Most directory entries looked at per sweep root.
 pub const MAX_ENTRIES: u64 = 10_000_000;
 
@@ -238,8 +244,18 @@ fn strip(
     Ok(Some((before, after)))
 }
 
+/// `parent/name` for the report; past [`MAX_PATH_KEPT`] bytes the path stops growing (it is
+/// for the audit trail only: every operation is relative to a descriptor).
 fn join(parent: &Path, name: &CStr) -> PathBuf {
-    parent.join(OsStr::from_bytes(name.to_bytes()))
+    if parent.as_os_str().len() >= MAX_PATH_KEPT {
+        return parent.to_path_buf();
+    }
+    let p = parent.join(OsStr::from_bytes(name.to_bytes()));
+    if p.as_os_str().len() >= MAX_PATH_KEPT {
+        p.join("…")
+    } else {
+        p
+    }
 }
 
 /// Searches one root.
@@ -272,7 +288,7 @@ fn sweep_root(root: &Path, targets: &Targets, report: &mut Report) {
             return;
         }
     };
-    let mut stack: Vec<(Dir, PathBuf)> = match Dir::from_fd(fd) {
+    let mut pending: Vec<(Dir, PathBuf)> = match Dir::from_fd(fd) {
         Ok(d) => vec![(d, root.to_path_buf())],
         Err(e) => {
             report.unsearched.push((root.to_path_buf(), e.to_string()));
@@ -280,101 +296,103 @@ fn sweep_root(root: &Path, targets: &Targets, report: &mut Report) {
         }
     };
     let mut entries: u64 = 0;
-    while let Some((dir, path)) = stack.last_mut() {
-        let (name, dtype) = match dir.next() {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                stack.pop();
-                continue;
-            }
-            Err(e) => {
-                report
-                    .unsearched
-                    .push((path.clone(), format!("reading the directory: {e}")));
-                stack.pop();
-                continue;
-            }
-        };
-        entries += 1;
-        if entries > MAX_ENTRIES {
-            report.unsearched.push((
-                root.to_path_buf(),
-                format!("stopped after {MAX_ENTRIES} entries"),
-            ));
-            break;
-        }
-        let dfd = dir.fd();
-        let is_dir = match dtype {
-            libc::DT_DIR => true,
-            libc::DT_REG | libc::DT_UNKNOWN => false,
-            // Symlinks, devices, FIFOs, sockets: never set-id executables worth following.
-            _ => continue,
-        };
-        let st = if is_dir {
-            None
-        } else {
-            match lstat_at(dfd, &name) {
-                Ok(st) => Some(st),
-                Err(_) => continue, // gone since the listing
-            }
-        };
-        let is_dir = is_dir || st.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
-        if is_dir {
-            let child = join(path, &name);
-            if stack.len() >= MAX_DEPTH {
-                report
-                    .unsearched
-                    .push((child, format!("deeper than {MAX_DEPTH} levels")));
-                continue;
-            }
-            let cfd = match open_at(dfd, &name, DIR_FLAGS) {
-                Ok(fd) => fd,
-                // A name swapped for a symlink (ELOOP) or removed: nothing to search there.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ELOOP | libc::ENOENT | libc::ENOTDIR)
-                    ) =>
-                {
-                    continue
+    'walks: while let Some(start) = pending.pop() {
+        let mut stack = vec![start];
+        while let Some((dir, path)) = stack.last_mut() {
+            let (name, dtype) = match dir.next() {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    stack.pop();
+                    continue;
                 }
                 Err(e) => {
-                    report.unsearched.push((child, e.to_string()));
+                    report
+                        .unsearched
+                        .push((path.clone(), format!("reading the directory: {e}")));
+                    stack.pop();
                     continue;
                 }
             };
-            match fstat_fd(cfd.0) {
-                Ok(cst) if cst.st_dev == dev => {}
-                // Another file system mounted here: not entered.
-                Ok(_) => continue,
-                Err(e) => {
-                    report.unsearched.push((child, e.to_string()));
-                    continue;
-                }
+            entries += 1;
+            if entries > MAX_ENTRIES {
+                report.unsearched.push((
+                    root.to_path_buf(),
+                    format!("stopped after {MAX_ENTRIES} entries"),
+                ));
+                break 'walks;
             }
-            match Dir::from_fd(cfd) {
-                Ok(d) => stack.push((d, child)),
+            let dfd = dir.fd();
+            let is_dir = match dtype {
+                libc::DT_DIR => true,
+                libc::DT_REG | libc::DT_UNKNOWN => false,
+                // Symlinks, devices, FIFOs, sockets: never set-id executables worth following.
+                _ => continue,
+            };
+            let st = if is_dir {
+                None
+            } else {
+                match lstat_at(dfd, &name) {
+                    Ok(st) => Some(st),
+                    Err(_) => continue, // gone since the listing
+                }
+            };
+            let is_dir = is_dir || st.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            if is_dir {
+                let child = join(path, &name);
+                let cfd = match open_at(dfd, &name, DIR_FLAGS) {
+                    Ok(fd) => fd,
+                    // A name swapped for a symlink (ELOOP) or removed: nothing to search there.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ELOOP | libc::ENOENT | libc::ENOTDIR)
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        report.unsearched.push((child, e.to_string()));
+                        continue;
+                    }
+                };
+                match fstat_fd(cfd.0) {
+                    Ok(cst) if cst.st_dev == dev => {}
+                    // Another file system mounted here: not entered.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        report.unsearched.push((child, e.to_string()));
+                        continue;
+                    }
+                }
+                match Dir::from_fd(cfd) {
+                Ok(d) if stack.len() < MAX_DEPTH => stack.push((d, child)),
+                Ok(d) if pending.len() < MAX_DEFERRED => pending.push((d, child)),
+                Ok(_) => report.unsearched.push((
+                    child,
+                    format!("more than {MAX_DEFERRED} directories deeper than {MAX_DEPTH} levels at once"),
+                )),
                 Err(e) => report.unsearched.push((child, e.to_string())),
             }
-            continue;
-        }
-        let Some(st) = st else { continue };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG
-            || targets.bits_to_clear(st.st_uid, st.st_gid, st.st_mode) == 0
-        {
-            continue;
-        }
-        let file = join(path, &name);
-        match strip(dfd, &name, &st, targets) {
-            Ok(Some((before, after))) => report.stripped.push(Stripped {
-                path: file,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                mode_before: before,
-                mode_after: after,
-            }),
-            Ok(None) => {}
-            Err(e) => report.failed.push((file, e.to_string())),
+                continue;
+            }
+            let Some(st) = st else { continue };
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG
+                || targets.bits_to_clear(st.st_uid, st.st_gid, st.st_mode) == 0
+            {
+                continue;
+            }
+            let file = join(path, &name);
+            match strip(dfd, &name, &st, targets) {
+                Ok(Some((before, after))) => report.stripped.push(Stripped {
+                    path: file,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    mode_before: before,
+                    mode_after: after,
+                }),
+                Ok(None) => {}
+                Err(e) => report.failed.push((file, e.to_string())),
+            }
         }
     }
     report.entries += entries;
@@ -399,6 +417,7 @@ pub fn sweep(roots: &[PathBuf], targets: &Targets) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     struct TestDir(PathBuf);
@@ -473,20 +492,59 @@ mod tests {
     }
 
     #[test]
-    fn too_deep_is_reported() {
-        let d = TestDir::new("deep");
-        let mut p = d.0.clone();
-        for _ in 0..MAX_DEPTH + 2 {
-            p.push("d");
+    fn deep_trees_are_searched_to_the_bottom() {
+        if !is_root() {
+            eprintln!("skipped: needs root to chown test files");
+            return;
         }
-        std::fs::create_dir_all(&p).unwrap();
+        let d = TestDir::new("deep");
+        // Deeper than MAX_DEPTH several times over, built fd-relative (the full path is longer
+        // than PATH_MAX).
+        let levels = MAX_DEPTH * 3 + 7;
+        let mut dir = std::fs::File::open(&d.0).unwrap();
+        for _ in 0..levels {
+            let name = CString::new("d".repeat(200)).unwrap();
+            // SAFETY: dir is an open directory, name is NUL-terminated.
+            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) };
+            assert_eq!(rc, 0);
+            let fd = open_at(dir.as_raw_fd(), &name, DIR_FLAGS).unwrap();
+            // SAFETY: fd is an open descriptor owned by nobody else.
+            dir = unsafe { std::fs::File::from_raw_fd(fd.0) };
+            std::mem::forget(fd);
+        }
+        let name = CString::new("suid").unwrap();
+        // SAFETY: dir is an open directory, name is NUL-terminated.
+        let f = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o755,
+            )
+        };
+        assert!(f >= 0);
+        // SAFETY: f is an open descriptor.
+        unsafe {
+            assert_eq!(libc::fchown(f, 70_001, 70_001), 0);
+            assert_eq!(libc::fchmod(f, 0o4755), 0);
+            libc::close(f);
+        }
         let targets = Targets {
             uids: [70_001].into_iter().collect(),
             ..Targets::default()
         };
         let r = sweep(std::slice::from_ref(&d.0), &targets);
-        assert_eq!(r.unsearched.len(), 1, "{:?}", r.unsearched);
-        assert!(r.unsearched[0].1.contains("deeper"));
+        assert!(
+            r.unsearched.is_empty() && r.failed.is_empty(),
+            "{:?} {:?}",
+            r.unsearched,
+            r.failed
+        );
+        assert_eq!(r.stripped.len(), 1, "{r:?}");
+        assert_eq!(r.stripped[0].mode_after, 0o755);
+        assert!(r.stripped[0].path.as_os_str().len() <= MAX_PATH_KEPT + 300);
+        let st = lstat_at(dir.as_raw_fd(), &name).unwrap();
+        assert_eq!(st.st_mode & 0o7777, 0o755);
     }
 
     /// The cost of a sweep over 100 000 files (`cargo test -p jitd --lib sweep_bench --
