@@ -60,7 +60,8 @@ pub enum Request {
         report: Box<SudoReport>,
     },
     /// pam_jit or sudo_jit asks jitd to check a TOTP code a person typed (root peers only).
-    /// Replay and lockout are shared across purposes and services. A login that passes also
+    /// Replay is shared across purposes and services; the failure counter and lockout are
+    /// per source (see `caller`), across purposes and services. A login that passes also
     /// activates the person's armed `--mfa` grants.
     VerifyMfa {
         /// The person.

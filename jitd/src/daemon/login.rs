@@ -135,7 +135,8 @@ impl Daemon {
     }
 
     /// Checks a TOTP code typed at a login (pam_jit) or a sudo (sudo_jit). Replay and lockout
-    /// are the TOTP store's and shared by every purpose and service (X4, X5).
+    /// are the TOTP store's, shared by every purpose and service (X4, X5); the failure counter
+    /// is the one of the caller's source ([`lockout_source`]).
     pub(super) fn verify_mfa(
         &self,
         peer: Peer,
