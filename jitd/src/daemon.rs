@@ -545,6 +545,9 @@ impl Daemon {
             if job.enable && !still_enabled.contains(&job.user) {
                 if let Some(u) = local.user(&job.user).filter(|u| u.uid != 0) {
                     targets.uids.insert(u.uid);
+                    // A set-uid file it made while enabled would let anyone act as it while
+                    // it is disabled: swept like an ephemeral account's.
+                    uid_grant.insert(u.uid, job.id.clone());
                 }
             }
             for (_, pid, start) in &job.sessions {
