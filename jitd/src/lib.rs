@@ -15,6 +15,7 @@ pub mod procs;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
+pub mod strikes;
 pub mod sudoconf;
 pub mod sweep;
 pub mod totp;

@@ -31,7 +31,7 @@
 //!   caller derives from where the code was typed (the remote address for sshd, the calling uid
 //!   for su and login). A local user who types wrong codes at `su alice` locks only its own
 //!   `su alice` attempts, never alice's logins from elsewhere. Replay is per person whatever
-//!   the source. At most [`MAX_SOURCES`] sources are kept per person; a new source finds room
+//!   the source. At most [`strikes::MAX_SOURCES`] sources are kept per person; a new source finds room
 //!   by dropping sources idle for longer than `lockout_max_secs` and unlocked, and otherwise
 //!   shares one overflow counter (so a flood of sources cannot wipe a locked one's record).
 //!   Attempts with no source ([`verify`], modules older than the source field) share the
@@ -44,7 +44,6 @@
 //! appear in no `Display`/`Debug` output or error text; the only way a secret leaves the module
 //! is [`Enrollment`], shown once to the enrolling administrator.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Read};
@@ -57,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use crate::durable::{fsync_dir, replace_file, seal, unseal};
+use crate::strikes::{self, Sources, Strikes};
 
 /// Length of a time step, seconds (RFC 6238 §5.2).
 pub const STEP_SECS: i64 = 30;
@@ -75,12 +75,6 @@ pub const TOTP_DIR: &str = "totp";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 const MAX_RECORD_BYTES: u64 = 32 * 1024;
-/// Sources whose failures are counted separately per person (see the module notes).
-pub const MAX_SOURCES: usize = 32;
-/// Longest source key kept (longer ones are cut on a character boundary).
-pub const MAX_SOURCE_KEY: usize = 300;
-/// The shared counter of sources that found no room.
-const OVERFLOW_SOURCE: &str = "overflow";
 const HEADER: &str = "jitd-totp 1 ";
 const ISSUER: &str = "jit";
 
@@ -259,93 +253,40 @@ struct UserRecord {
     /// Locked until this unix time (0: not locked).
     locked_until: i64,
     /// Failure counters per source (absent in records written before sources existed).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    sources: BTreeMap<String, Strikes>,
-}
-
-/// One source's consecutive failures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Strikes {
-    /// Consecutive failures.
-    failures: u32,
-    /// Locked until this unix time (0: not locked).
-    locked_until: i64,
-    /// Last attempt (unix time), to find idle sources.
-    last: i64,
+    #[serde(default, skip_serializing_if = "Sources::is_empty")]
+    sources: Sources,
 }
 
 impl UserRecord {
     /// The counter an attempt from `source` uses, with the key it is stored under
     /// (None: the person's own counter).
     fn strikes(&self, source: Option<&str>, now: i64, idle_secs: i64) -> (Option<String>, Strikes) {
-        let Some(src) = source else {
-            return (
+        match source {
+            Some(src) => {
+                let (k, st) = strikes::pick(&self.sources, src, now, idle_secs);
+                (Some(k), st)
+            }
+            None => (
                 None,
                 Strikes {
                     failures: self.failures,
                     locked_until: self.locked_until,
                     last: now,
                 },
-            );
-        };
-        if let Some(st) = self.sources.get(src) {
-            return (Some(src.to_string()), *st);
-        }
-        let stale =
-            |st: &Strikes| now >= st.locked_until && now.saturating_sub(st.last) > idle_secs;
-        let room = self.sources.len() < MAX_SOURCES
-            || self
-                .sources
-                .iter()
-                .any(|(k, st)| k != OVERFLOW_SOURCE && stale(st));
-        if room {
-            (Some(src.to_string()), Strikes::default())
-        } else {
-            let key = OVERFLOW_SOURCE.to_string();
-            let st = self.sources.get(&key).copied().unwrap_or_default();
-            (Some(key), st)
+            ),
         }
     }
 
-    /// Stores `st` as the counter of `key` (None: the person's own); a counter back at zero is
-    /// dropped, and idle sources make room for a new one.
+    /// Stores `st` as the counter of `key` (None: the person's own).
     fn set_strikes(&mut self, key: Option<String>, st: Strikes, now: i64, idle_secs: i64) {
-        let Some(key) = key else {
-            self.failures = st.failures;
-            self.locked_until = st.locked_until;
-            return;
-        };
-        if st.failures == 0 && st.locked_until == 0 {
-            self.sources.remove(&key);
-            return;
-        }
-        if !self.sources.contains_key(&key) && self.sources.len() >= MAX_SOURCES {
-            let stale = self
-                .sources
-                .iter()
-                .filter(|(k, s)| {
-                    k.as_str() != OVERFLOW_SOURCE
-                        && now >= s.locked_until
-                        && now.saturating_sub(s.last) > idle_secs
-                })
-                .min_by_key(|(_, s)| s.last)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = stale {
-                self.sources.remove(&k);
+        match key {
+            Some(k) => strikes::store(&mut self.sources, k, st, now, idle_secs),
+            None => {
+                self.failures = st.failures;
+                self.locked_until = st.locked_until;
             }
         }
-        self.sources.insert(key, st);
     }
-}
-
-/// A source key cut to [`MAX_SOURCE_KEY`] bytes on a character boundary.
-fn source_key(source: &str) -> &str {
-    let mut end = source.len().min(MAX_SOURCE_KEY);
-    while !source.is_char_boundary(end) {
-        end -= 1;
-    }
-    source.get(..end).unwrap_or_default()
 }
 
 impl fmt::Debug for UserRecord {
@@ -707,7 +648,7 @@ impl TotpStore {
             last_step,
             failures: 0,
             locked_until: 0,
-            sources: BTreeMap::new(),
+            sources: Sources::new(),
         };
         self.save(&path, &rec)?;
         Ok(Enrollment {
@@ -770,7 +711,6 @@ impl TotpStore {
         // Format first: a wrong length is rejected before anything else looks at the input.
         let code = parse_code(code);
         let path = self.user_path(user)?;
-        let source = source.map(source_key);
         let idle = self.cfg.lockout_max_secs;
         let _guard = self.guard();
         let mut rec = self.load(&path)?;
@@ -1202,10 +1142,10 @@ mod tests {
                 let _ = s.verify_from("alice", &w, Some(src), t);
             }
         };
-        for i in 0..MAX_SOURCES {
+        for i in 0..strikes::MAX_SOURCES {
             lock(&format!("rhost:10.0.0.{i}"), T0);
         }
-        assert_eq!(record(&s, "alice").sources.len(), MAX_SOURCES);
+        assert_eq!(record(&s, "alice").sources.len(), strikes::MAX_SOURCES);
         // Every slot is locked: a new source counts on the shared overflow counter and the
         // locked sources stay locked.
         lock("rhost:10.9.9.9", T0);
@@ -1222,7 +1162,11 @@ mod tests {
             Err(TotpError::WrongCode { failures: 1 })
         );
         let r = record(&s, "alice");
-        assert!(r.sources.len() <= MAX_SOURCES + 1, "{}", r.sources.len());
+        assert!(
+            r.sources.len() <= strikes::MAX_SOURCES + 1,
+            "{}",
+            r.sources.len()
+        );
         assert!(r.sources.contains_key("rhost:10.8.8.8"));
         // The record stays far below its size cap.
         let bytes = encode(&r).unwrap();
