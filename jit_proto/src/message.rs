@@ -115,6 +115,10 @@ pub enum Request {
         service: String,
         /// PAM_RHOST, if any.
         rhost: String,
+        /// Real uid of the process the module runs in (the invoking user of su; 0 in sshd):
+        /// failures lock out per source, as for `verify_mfa`. Absent from older modules.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_uid: Option<u32>,
     },
     /// Audit records (root only).
     ReadAudit {

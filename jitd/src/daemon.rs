@@ -730,7 +730,18 @@ impl Daemon {
                 code,
                 service,
                 rhost,
-            } => self.use_breakglass(peer, &account, &code, &service, &rhost, now),
+                caller_uid,
+            } => self.use_breakglass(
+                peer,
+                login::BreakglassUse {
+                    account: &account,
+                    code: &code,
+                    service: &service,
+                    rhost: &rhost,
+                    caller_uid,
+                },
+                now,
+            ),
             Request::GetStatus => Ok(Payload::Status(self.status(now))),
             Request::AddGrant { spec } => self
                 .add_grant(peer_uid, *spec, now)

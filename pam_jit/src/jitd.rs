@@ -197,6 +197,7 @@ pub fn use_breakglass<C>(
     code: &Secret,
     service: &str,
     rhost: &str,
+    caller_uid: u32,
 ) -> Result<Grant, JitdError>
 where
     C: Fn(&Request) -> Result<Response, ClientError> + ?Sized,
@@ -206,6 +207,7 @@ where
         code: code.to_request_string(),
         service: capped(service, MAX_SERVICE_BYTES),
         rhost: capped(rhost, MAX_RHOST_BYTES),
+        caller_uid: Some(caller_uid),
     };
     match send(call, req)? {
         Payload::Grant(g) if g.user == account => Ok(*g),
@@ -405,7 +407,7 @@ mod tests {
             running_as_root(),
         );
         let code = Secret::new(b"ABCD-EFGH".to_vec());
-        let g = use_breakglass(&call, "admin", &code, "sshd", "10.0.0.1").unwrap();
+        let g = use_breakglass(&call, "admin", &code, "sshd", "10.0.0.1", 0).unwrap();
         assert_eq!(g.id, "g-00aa00aa00aa");
         assert!(g.enable);
         t.join().unwrap();
@@ -419,7 +421,7 @@ mod tests {
             Duration::from_secs(5),
             running_as_root(),
         );
-        let e = use_breakglass(&call, "admin", &code, "sshd", "").unwrap_err();
+        let e = use_breakglass(&call, "admin", &code, "sshd", "", 0).unwrap_err();
         assert_eq!(e.to_string(), "no such code");
         t.join().unwrap();
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();

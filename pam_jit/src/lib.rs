@@ -489,6 +489,7 @@ impl<P: Pam + ?Sized, W: World + ?Sized> Login<'_, P, W> {
             &code,
             &self.service,
             &rhost,
+            self.world.caller_uid(),
         );
         drop(code);
         match r {

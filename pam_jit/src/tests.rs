@@ -900,10 +900,16 @@ fn breakglass() {
             code,
             service,
             rhost,
+            caller_uid,
         } => {
             assert_eq!(
-                (account.as_str(), service.as_str(), rhost.as_str()),
-                ("admin", "sshd", "10.1.2.3")
+                (
+                    account.as_str(),
+                    service.as_str(),
+                    rhost.as_str(),
+                    *caller_uid
+                ),
+                ("admin", "sshd", "10.1.2.3", Some(1001))
             );
             if code == "WXYZ-1234" {
                 ok(Payload::Grant(Box::new(breakglass_grant(

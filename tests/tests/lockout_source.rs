@@ -1,15 +1,15 @@
 //! TOTP lockout is keyed by where the attempts come from, not by whom they target: another
 //! local user typing wrong codes at `su alice` locks only its own `su` attempts; alice still
 //! logs in over ssh (remote address) and through su started by someone else (calling uid), and
-//! the audit trail names the caller. Real su (run as carol through setpriv), real sshd on
-//! loopback, codes from oathtool.
+//! the audit trail names the caller. The same holds for a managed admin's break-glass codes.
+//! Real su (run as carol and dave through setpriv), real sshd on loopback, codes from oathtool.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
 
 use jit_tests::pam::{
-    install_pam_jit, jit_service, mfa_enroll, oathtool, pam_service, require_tools,
-    step_with_margin, su_from, Sshd, TIMEOUT,
+    add_admin, install_pam_jit, jit_service, jitctl_json, mfa_enroll, oathtool, pam_service,
+    require_tools, set_managed_accounts, step_with_margin, su_from, Sshd, ADMIN, TIMEOUT,
 };
 use jit_tests::{code, show, stdout, Sandbox};
 
@@ -126,4 +126,71 @@ fn another_local_users_wrong_codes_lock_only_that_user() {
     assert_eq!(oks[1]["caller_uid"].as_u64(), Some(u64::from(dave)));
     let o = sb.run(&["getent", "passwd", "alice"]);
     assert_eq!(code(&o), 0, "{}", show(&o));
+}
+
+#[test]
+fn another_local_users_wrong_breakglass_codes_do_not_lock_the_admins_codes() {
+    require_tools(&["su", "setpriv"]);
+    let sb = Sandbox::new();
+    let module = install_pam_jit(&sb);
+    add_admin(&sb);
+    set_managed_accounts(&sb, &[ADMIN]);
+    let t = format!("timeout={TIMEOUT}");
+    pam_service(
+        &sb,
+        "su",
+        &format!(
+            "auth    sufficient pam_rootok.so\n\
+             auth    [success=done ignore=ignore default=die] {module} {t}\n\
+             auth    required pam_unix.so\n\
+             account required {module} {t}\n\
+             account required pam_unix.so\n\
+             session required {module} {t}\n\
+             session required pam_unix.so\n"
+        ),
+    );
+    sb.start_jitd();
+    let v = jitctl_json(
+        &sb,
+        &["breakglass", "init", "--account", ADMIN, "--count", "2"],
+    );
+    let codes: Vec<String> = v["codes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no codes: {v}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let (carol, dave) = (sb.ids.carol, sb.ids.dave);
+    let su_admin = |from: u32, input: &str| {
+        let (o, _) = su_from(&sb, from, ADMIN, "id -un", input);
+        code(&o) == 0 && stdout(&o).trim() == ADMIN
+    };
+    // carol types five wrong codes (the limit) at `su opsadmin`.
+    for _ in 0..5 {
+        assert!(!su_admin(carol, "01-00000-00000-00000\n"));
+    }
+    // Her source is locked: a real code is refused (and not spent).
+    assert!(
+        !su_admin(carol, &format!("{}\n", codes[0])),
+        "carol is not locked after five wrong break-glass codes"
+    );
+    // The admin's codes still work from another caller.
+    assert!(
+        su_admin(dave, &format!("{}\n", codes[0])),
+        "carol's wrong codes locked the admin's break-glass codes\n{}",
+        sb.jitd_log()
+    );
+    let fails: Vec<Value> = sb
+        .audit()
+        .into_iter()
+        .filter(|e| e["event"] == "breakglass.fail")
+        .collect();
+    assert_eq!(fails.len(), 6, "{fails:#?}");
+    assert!(
+        fails
+            .iter()
+            .all(|f| f["caller_uid"].as_u64() == Some(u64::from(carol))
+                && f["source"].as_str() == Some(format!("uid:{carol}").as_str())),
+        "{fails:#?}"
+    );
 }

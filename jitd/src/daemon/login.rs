@@ -28,6 +28,15 @@ pub(super) struct MfaCheck<'a> {
     pub caller: Option<&'a MfaCaller>,
 }
 
+/// One UseBreakglass request.
+pub(super) struct BreakglassUse<'a> {
+    pub account: &'a str,
+    pub code: &'a str,
+    pub service: &'a str,
+    pub rhost: &'a str,
+    pub caller_uid: Option<u32>,
+}
+
 /// The TOTP failure counter an attempt uses. A non-root caller is a local user running a
 /// set-uid program (su, pkexec's helper): its uid, whatever PAM_RHOST says, since such a
 /// program might let its caller choose that item. A root caller is a daemon (sshd, login): the
@@ -496,24 +505,42 @@ impl Daemon {
     pub(super) fn use_breakglass(
         &self,
         peer: Peer,
-        account: &str,
-        code: &str,
-        service: &str,
-        rhost: &str,
+        ask: BreakglassUse<'_>,
         now: UnixTime,
     ) -> Result<Payload, Refusal> {
+        let BreakglassUse {
+            account,
+            code,
+            service,
+            rhost,
+            caller_uid,
+        } = ask;
         root_only(peer, "use break-glass codes")?;
         validate_text("service", service, 64).map_err(bad_request)?;
         validate_text("rhost", rhost, 256).map_err(bad_request)?;
         self.managed_local(account)?;
-        let n = match self.breakglass.spend(account, code, now) {
+        // Failures lock out the source they come from, as for TOTP: another local user typing
+        // wrong codes at `su opsadmin` must not lock the admin's emergency codes.
+        let source = lockout_source(Some(&MfaCaller {
+            uid: caller_uid,
+            ruser: String::new(),
+            rhost: rhost.to_string(),
+        }));
+        let n = match self
+            .breakglass
+            .spend_from(account, code, source.as_deref(), now)
+        {
             Ok(n) => n,
             Err(e) => {
                 self.audit.record(
                     now,
                     Severity::Crit,
                     "breakglass.fail",
-                    json!({ "account": account, "service": service, "rhost": rhost, "error": e.to_string() }),
+                    json!({
+                        "account": account, "service": service, "rhost": rhost,
+                        "caller_uid": caller_uid, "source": source.as_deref().unwrap_or("account"),
+                        "error": e.to_string(),
+                    }),
                 );
                 return Err(match e {
                     BreakglassError::Io(_) => refuse(ErrorCode::Internal, e.to_string()),
