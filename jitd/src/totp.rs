@@ -28,14 +28,12 @@
 //!   refused without looking at the code and still counted (the next lockout is longer); they do
 //!   not move the current deadline. A success resets the counter (O3).
 //! * The failure counter and lockout are kept **per source** ([`verify_from`]): a key the
-//!   caller derives from where the code was typed (the remote address for sshd, the calling uid
-//!   for su and login). A local user who types wrong codes at `su alice` locks only its own
-//!   `su alice` attempts, never alice's logins from elsewhere. Replay is per person whatever
-//!   the source. At most [`strikes::MAX_SOURCES`] sources are kept per person; a new source finds room
-//!   by dropping sources idle for longer than `lockout_max_secs` and unlocked, and otherwise
-//!   shares one overflow counter (so a flood of sources cannot wipe a locked one's record).
-//!   Attempts with no source ([`verify`], modules older than the source field) share the
-//!   person's own counter, as before.
+//!   caller derives from where the code was typed (the calling uid for su, the remote address
+//!   for sshd). A local user who types wrong codes at `su alice` locks only its own `su alice`
+//!   attempts, never alice's logins from elsewhere. Replay is per person whatever the source.
+//!   The per-source counters and their bound are `crate::strikes`'s. Attempts with no source
+//!   ([`verify`], modules older than the source field) share the person's own counter, as
+//!   before.
 //!
 //! [`verify_from`]: TotpStore::verify_from
 //! [`verify`]: TotpStore::verify
