@@ -211,6 +211,7 @@ pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> 
         crate::nscd::present(),
         &mut problems,
     );
+    crate::sweep::check_paths(&cfg.sweep_paths, &mut problems);
     if !cfg.skel.is_dir() {
         problems.push(format!(
             "skel {} is not a directory (homes will be created empty)",

@@ -398,6 +398,24 @@ fn sweep_root(root: &Path, targets: &Targets, report: &mut Report) {
     report.entries += entries;
 }
 
+/// `--check-config`: a sweep path that is a symbolic link or not a directory would never be
+/// searched (a missing one is fine: /dev/shm may not exist in a container).
+pub fn check_paths(paths: &[PathBuf], problems: &mut Vec<String>) {
+    for p in paths {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => problems.push(format!(
+                "sweep path {} is a symbolic link: teardown does not follow it, so set-id files left there are never found; name its target in sweep_paths",
+                p.display()
+            )),
+            Ok(m) if !m.is_dir() => problems.push(format!(
+                "sweep path {} is not a directory",
+                p.display()
+            )),
+            _ => {}
+        }
+    }
+}
+
 /// Searches every root (each once, in order) for the targets' set-id files and clears the bits.
 pub fn sweep(roots: &[PathBuf], targets: &Targets) -> Report {
     let t = Instant::now();
@@ -489,6 +507,19 @@ mod tests {
         let r = sweep(&[d.0.join("link")], &targets);
         assert_eq!(r.unsearched.len(), 1, "{r:?}");
         assert_eq!(mode(&outside.0.join("suid")), 0o4755);
+    }
+
+    #[test]
+    fn check_paths_flags_links_and_files() {
+        let d = TestDir::new("check");
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink(&d.0, &link).unwrap();
+        let file = d.0.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let mut p = Vec::new();
+        check_paths(&[d.0.clone(), link, file, d.0.join("missing")], &mut p);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("symbolic link") && p[1].contains("not a directory"));
     }
 
     #[test]
