@@ -13,5 +13,5 @@ pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use grant::{Grant, GrantSpec, GrantState};
 pub use message::{
-    ErrorCode, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
+    ErrorCode, MfaCaller, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
 };

@@ -61,7 +61,8 @@ pub enum Request {
         report: Box<SudoReport>,
     },
     /// pam_jit or sudo_jit asks jitd to check a TOTP code a person typed (root peers only).
-    /// Replay and lockout are shared across purposes and services. A login that passes also
+    /// Replay is shared across purposes and services; the failure counter and lockout are
+    /// per source (see `caller`), across purposes and services. A login that passes also
     /// activates the person's armed `--mfa` grants.
     VerifyMfa {
         /// The person.
@@ -74,6 +75,11 @@ pub enum Request {
         service: String,
         /// The grant the code is for, when the module knows it.
         grant: Option<String>,
+        /// Where the code was typed: the failure counter and lockout are kept per source, so
+        /// someone else's wrong codes cannot lock the person out. Absent in requests from
+        /// modules older than the field (jitd then counts per person, as before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<MfaCaller>,
     },
     /// pam_jit registers a login session (root peers only). The session's process is the peer
     /// (SO_PEERCRED pid), never a pid from the payload.
@@ -110,6 +116,10 @@ pub enum Request {
         service: String,
         /// PAM_RHOST, if any.
         rhost: String,
+        /// Real uid of the process the module runs in (the invoking user of su; 0 in sshd):
+        /// failures lock out per source, as for `verify_mfa`. Absent from older modules.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_uid: Option<u32>,
     },
     /// Audit records (root only).
     ReadAudit {
@@ -140,6 +150,20 @@ impl MfaPurpose {
             MfaPurpose::Sudo => "sudo",
         }
     }
+}
+
+/// Who typed a TOTP code, as the module saw it (`verify_mfa`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaCaller {
+    /// Real uid of the process the module runs in: the invoking user for su (a set-uid
+    /// program), 0 for daemons such as sshd and login.
+    pub uid: Option<u32>,
+    /// PAM_RUSER, if set (for the audit trail only: the application sets it, so the uid
+    /// decides).
+    pub ruser: String,
+    /// PAM_RHOST, if set: the remote address for sshd.
+    pub rhost: String,
 }
 
 /// A login session as pam_jit describes it when it opens.
@@ -638,5 +662,40 @@ mod tests {
         assert!(s.len() < 200 && !s.contains('\n'), "{s}");
         assert!(s.starts_with(r#"add_grant user="a\u{a}xxx"#), "{s}");
         assert_eq!(r.kind(), "add_grant");
+    }
+
+    #[test]
+    fn verify_mfa_caller_is_optional_both_ways() {
+        // A module older than `caller` still parses.
+        let old = br#"{"v":1,"req":{"type":"verify_mfa","user":"alice","code":"123456","purpose":"login","service":"su","grant":null}}"#;
+        match decode_request(old).unwrap() {
+            Request::VerifyMfa { caller, .. } => assert_eq!(caller, None),
+            other => panic!("{other:?}"),
+        }
+        let r = Request::VerifyMfa {
+            user: "alice".into(),
+            code: "123456".into(),
+            purpose: MfaPurpose::Login,
+            service: "su".into(),
+            grant: None,
+            caller: Some(MfaCaller {
+                uid: Some(1001),
+                ruser: "mallory".into(),
+                rhost: String::new(),
+            }),
+        };
+        let b = encode_request(&r).unwrap();
+        assert_eq!(decode_request(&b).unwrap(), r);
+        // Without a caller the field is left out, so the bytes are what older jitds read.
+        let r = Request::VerifyMfa {
+            user: "alice".into(),
+            code: "123456".into(),
+            purpose: MfaPurpose::Sudo,
+            service: "sudo".into(),
+            grant: None,
+            caller: None,
+        };
+        let b = encode_request(&r).unwrap();
+        assert!(!String::from_utf8_lossy(&b).contains("caller"));
     }
 }

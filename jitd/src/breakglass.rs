@@ -18,6 +18,7 @@ use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{fsync_dir, remove_stale_temps, replace_file, seal, unseal};
+use crate::strikes::{self, Sources, Strikes};
 
 const DIR: &str = "breakglass";
 const HEADER: &str = "jitd-breakglass 1 ";
@@ -48,6 +49,20 @@ struct AccountRecord {
     codes: Vec<CodeRecord>,
     failures: u32,
     locked_until: i64,
+    /// Failure counters per source (absent in records written before sources existed).
+    #[serde(default, skip_serializing_if = "Sources::is_empty")]
+    sources: Sources,
+}
+
+/// Stores a counter: a source's (see `crate::strikes`), or the account's own.
+fn set_strikes(rec: &mut AccountRecord, key: Option<String>, st: Strikes, now: i64) {
+    match key {
+        Some(k) => strikes::store(&mut rec.sources, k, st, now, LOCKOUT_MAX_SECS),
+        None => {
+            rec.failures = st.failures;
+            rec.locked_until = st.locked_until;
+        }
+    }
 }
 
 /// Why a break-glass operation failed.
@@ -327,6 +342,7 @@ impl BreakglassStore {
                 codes: records,
                 failures: 0,
                 locked_until: 0,
+                sources: Sources::new(),
             },
         )?;
         Ok(codes)
@@ -346,12 +362,41 @@ impl BreakglassStore {
     /// # Errors
     /// Every [`BreakglassError`] but `AlreadyInitialised`; nothing was accepted.
     pub fn spend(&self, account: &str, code: &str, now: i64) -> Result<u32, BreakglassError> {
+        self.spend_from(account, code, None, now)
+    }
+
+    /// [`BreakglassStore::spend`] counting failures for `source` (None: the account's own
+    /// counter); see `crate::strikes`.
+    ///
+    /// # Errors
+    /// As [`BreakglassStore::spend`].
+    pub fn spend_from(
+        &self,
+        account: &str,
+        code: &str,
+        source: Option<&str>,
+        now: i64,
+    ) -> Result<u32, BreakglassError> {
         let path = self.path(account)?;
         let _g = self.guard();
         let mut rec = self.load(&path)?;
-        if now < rec.locked_until {
+        let (key, mut st) = match source {
+            Some(src) => {
+                let (k, st) = strikes::pick(&rec.sources, src, now, LOCKOUT_MAX_SECS);
+                (Some(k), st)
+            }
+            None => (
+                None,
+                Strikes {
+                    failures: rec.failures,
+                    locked_until: rec.locked_until,
+                    last: now,
+                },
+            ),
+        };
+        if now < st.locked_until {
             return Err(BreakglassError::LockedOut {
-                until: rec.locked_until,
+                until: st.locked_until,
             });
         }
         let outcome = match parse_code(code) {
@@ -375,25 +420,26 @@ impl BreakglassStore {
                 if let Some(c) = rec.codes.get_mut(i) {
                     c.used_at = Some(now);
                 }
-                rec.failures = 0;
-                rec.locked_until = 0;
+                set_strikes(&mut rec, key, Strikes::default(), now);
                 self.save(&path, &rec)?;
                 Ok(n)
             }
             Err(e) => {
-                rec.failures = rec.failures.saturating_add(1);
-                if rec.failures >= MAX_FAILURES {
-                    rec.locked_until = now.saturating_add(crate::totp::lockout_secs(
-                        rec.failures,
+                st.failures = st.failures.saturating_add(1);
+                st.last = now;
+                if st.failures >= MAX_FAILURES {
+                    st.locked_until = now.saturating_add(crate::totp::lockout_secs(
+                        st.failures,
                         MAX_FAILURES,
                         LOCKOUT_BASE_SECS,
                         LOCKOUT_MAX_SECS,
                     ));
                 }
+                set_strikes(&mut rec, key, st, now);
                 self.save(&path, &rec)?;
                 Err(match e {
                     BreakglassError::Wrong { .. } => BreakglassError::Wrong {
-                        failures: rec.failures,
+                        failures: st.failures,
                     },
                     other => other,
                 })
@@ -489,6 +535,29 @@ mod tests {
             Err(BreakglassError::LockedOut { until: 74 })
         ));
         assert_eq!(s.spend("opsadmin", &codes[0], 80).unwrap(), 1);
+    }
+
+    #[test]
+    fn failures_lock_out_their_source_only() {
+        let d = TestDir::new("sources");
+        let s = BreakglassStore::open(&d.0).unwrap();
+        let codes = s.init("opsadmin", 2, false, 0).unwrap();
+        // Another local user (uid 1001) types five wrong codes at `su opsadmin`.
+        for t in 10..15 {
+            let _ = s.spend_from("opsadmin", "01-00000-00000-00000", Some("uid:1001"), t);
+        }
+        assert!(matches!(
+            s.spend_from("opsadmin", &codes[0], Some("uid:1001"), 20),
+            Err(BreakglassError::LockedOut { .. })
+        ));
+        // The admin, from a console or over ssh: not locked.
+        let s = BreakglassStore::open(&d.0).unwrap();
+        assert_eq!(
+            s.spend_from("opsadmin", &codes[0], Some("rhost:192.0.2.7"), 21)
+                .unwrap(),
+            1
+        );
+        assert_eq!(s.spend("opsadmin", &codes[1], 22).unwrap(), 2);
     }
 
     #[test]

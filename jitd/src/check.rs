@@ -218,6 +218,12 @@ pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> 
         problems.push(e);
     }
     check_pam(cfg, pam_dir, &mut problems);
+    crate::nscd::check_config(
+        Path::new(crate::nscd::NSCD_CONF),
+        crate::nscd::present(),
+        &mut problems,
+    );
+    crate::sweep::check_paths(&cfg.sweep_paths, &mut problems);
     if !cfg.skel.is_dir() {
         problems.push(format!(
             "skel {} is not a directory (homes will be created empty)",

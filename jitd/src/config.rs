@@ -56,6 +56,9 @@ struct RawConfig {
     group_file: Option<String>,
     nscd: Option<NscdMode>,
     workers: Option<usize>,
+    deny_groups: Option<Vec<String>>,
+    allow_groups: Option<Vec<String>>,
+    sweep_paths: Option<Vec<String>>,
     groups: Option<RawGroups>,
     server: Option<toml::Value>,
     totp: Option<RawTotp>,
@@ -131,7 +134,35 @@ pub struct Config {
     pub group_mfa: String,
     /// TOTP window and lockout.
     pub totp: TotpConfig,
+    /// Local groups never granted (root-equivalent): [`DEFAULT_DENY_GROUPS`] plus `deny_groups`,
+    /// minus `allow_groups`. Sorted, deduplicated.
+    pub deny_groups: Vec<String>,
+    /// Directories searched at teardown for set-uid/set-gid files a grantee left behind:
+    /// [`DEFAULT_SWEEP_PATHS`], the home root and `sweep_paths`.
+    pub sweep_paths: Vec<PathBuf>,
 }
+
+/// Groups whose membership is root or close to it on a Debian or RHEL host (raw disks and
+/// memory, password hashes, terminals, container and VM daemons that run anything as root,
+/// /usr/local on Debian). sudo, adm and wheel are not here: they are what jit grants on
+/// purpose, and sudo_jit narrows a sudo grant. An operator adds to the list with
+/// `deny_groups` and lifts one entry with `allow_groups`.
+pub const DEFAULT_DENY_GROUPS: &[&str] = &[
+    "root",
+    "shadow",
+    "disk",
+    "kmem",
+    "sys",
+    "tty",
+    "docker",
+    "lxd",
+    "libvirt",
+    "staff",
+    "incus-admin",
+];
+
+/// World-writable places every host has, searched at teardown besides the home root.
+pub const DEFAULT_SWEEP_PATHS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
 
 /// A configuration problem, with the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +224,65 @@ fn path_key(key: &'static str, v: Option<String>, default: &str) -> Result<PathB
     let v = v.unwrap_or_else(|| default.to_string());
     validate_abs_path(key, &v).map_err(|e| err(format!("{key}: {e}")))?;
     Ok(PathBuf::from(v))
+}
+
+fn group_names(key: &str, v: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let v = v.unwrap_or_default();
+    if v.len() > 256 {
+        return Err(err(format!("{key}: at most 256 entries")));
+    }
+    for g in &v {
+        validate_name("group name", g).map_err(|e| err(format!("{key}: {e}")))?;
+    }
+    Ok(v)
+}
+
+/// The built-in deny list plus `deny_groups`, minus `allow_groups`. A name in both keys is a
+/// contradiction the operator must resolve, not something to guess about.
+fn deny_list(
+    deny: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let deny = group_names("deny_groups", deny)?;
+    let allow = group_names("allow_groups", allow)?;
+    if let Some(g) = allow.iter().find(|g| deny.contains(g)) {
+        return Err(err(format!(
+            "{g:?} is in both deny_groups and allow_groups"
+        )));
+    }
+    let mut out: Vec<String> = DEFAULT_DENY_GROUPS
+        .iter()
+        .map(|s| (*s).to_string())
+        .chain(deny)
+        .filter(|g| !allow.contains(g))
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The default sweep directories, the home root and `sweep_paths` (absolute, not `/`).
+fn sweep_list(
+    extra: Option<Vec<String>>,
+    home_root: &std::path::Path,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let extra = extra.unwrap_or_default();
+    if extra.len() > 64 {
+        return Err(err("sweep_paths: at most 64 entries"));
+    }
+    let mut out: Vec<PathBuf> = DEFAULT_SWEEP_PATHS.iter().map(PathBuf::from).collect();
+    out.push(home_root.to_path_buf());
+    for p in extra {
+        validate_abs_path("sweep_paths", &p).map_err(|e| err(format!("sweep_paths: {e}")))?;
+        if std::path::Path::new(&p) == std::path::Path::new("/") {
+            return Err(err(
+                "sweep_paths: / is not searched as a whole; name the writable directories",
+            ));
+        }
+        out.push(PathBuf::from(p));
+    }
+    out.dedup();
+    Ok(out)
 }
 
 impl Config {
@@ -320,6 +410,9 @@ impl Config {
             jit_core::policy::classify::parse_ioc_entry(c)
                 .map_err(|e| err(format!("ioc_commands: {e}")))?;
         }
+        let deny_groups = deny_list(raw.deny_groups, raw.allow_groups)?;
+        let home_root_for_sweep = home_root.clone();
+        let sweep_paths = sweep_list(raw.sweep_paths, &home_root_for_sweep)?;
         let mut it = names.into_iter();
         Ok(Config {
             source,
@@ -347,6 +440,8 @@ impl Config {
             group_sudo: it.next().unwrap_or_default(),
             group_mfa: it.next().unwrap_or_default(),
             totp,
+            deny_groups,
+            sweep_paths,
         })
     }
 
@@ -444,8 +539,54 @@ mod tests {
             "[totp]\nlockout = \"1h\"\nlockout_max = \"1m\"",
             "[totp]\nsecret = \"x\"",
             "[groups]\nusers = \"x\"\nsudo = \"x\"",
+            "deny_groups = [\"Bad Name\"]",
+            "allow_groups = [\"../x\"]",
+            "deny_groups = [\"games\"]\nallow_groups = [\"games\"]",
+            "sweep_paths = [\"relative\"]",
+            "sweep_paths = [\"/\"]",
         ] {
             assert!(Config::parse(bad, None).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn deny_list_default_extend_and_allow() {
+        let c = Config::defaults().unwrap();
+        for g in [
+            "root", "shadow", "disk", "kmem", "sys", "tty", "docker", "lxd", "libvirt",
+        ] {
+            assert!(
+                c.deny_groups.iter().any(|d| d == g),
+                "{g} not denied by default"
+            );
+        }
+        for g in ["sudo", "adm", "wheel"] {
+            assert!(
+                !c.deny_groups.iter().any(|d| d == g),
+                "{g} must stay grantable"
+            );
+        }
+        let c = Config::parse(
+            "deny_groups = [\"games\"]\nallow_groups = [\"docker\"]",
+            None,
+        )
+        .unwrap();
+        assert!(c.deny_groups.iter().any(|d| d == "games"));
+        assert!(c.deny_groups.iter().any(|d| d == "shadow"));
+        assert!(!c.deny_groups.iter().any(|d| d == "docker"));
+    }
+
+    #[test]
+    fn sweep_paths_hold_defaults_home_root_and_extras() {
+        let c = Config::parse(
+            "home_root = \"/srv/home\"\nsweep_paths = [\"/srv/scratch\"]",
+            None,
+        )
+        .unwrap();
+        let want: Vec<PathBuf> = ["/tmp", "/var/tmp", "/dev/shm", "/srv/home", "/srv/scratch"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(c.sweep_paths, want);
     }
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 mod durability;
 mod login;
 mod rundir;
+mod setid;
 pub use login::Peer;
 
 use crate::audit::{Audit, Severity};
@@ -603,10 +604,14 @@ impl Daemon {
                 .find(|u| u.uid == uid)
                 .map(|u| u.name.clone())
         };
+        // Whose set-id files the sweep looks for, and under which grant each is audited.
+        let mut uid_grant = HashMap::new();
+        let mut pair_grant = HashMap::new();
         for job in &mut jobs {
             if let Some(uid) = job.uid {
                 if !still_logged_in.contains(&job.user) && uid_collision(uid).is_none() {
                     targets.uids.insert(uid);
+                    uid_grant.insert(uid, job.id.clone());
                 }
             }
             // A managed admin account is disabled again: every process running as it ends
@@ -614,6 +619,9 @@ impl Daemon {
             if job.enable && !still_enabled.contains(&job.user) {
                 if let Some(u) = local.user(&job.user).filter(|u| u.uid != 0) {
                     targets.uids.insert(u.uid);
+                    // A set-uid file it made while enabled would let anyone act as it while
+                    // it is disabled: swept like an ephemeral account's.
+                    uid_grant.insert(u.uid, job.id.clone());
                 }
             }
             for (_, pid, start) in &job.sessions {
@@ -643,6 +651,7 @@ impl Daemon {
                 job.gids.push(lg.gid);
                 if let Some(h) = holder.filter(|&h| h != 0) {
                     targets.group_holders.insert((h, lg.gid));
+                    pair_grant.insert((h, lg.gid), job.id.clone());
                 }
             }
         }
@@ -652,12 +661,23 @@ impl Daemon {
             Duration::from_secs(10),
         );
         let flushed = nscd::invalidate(self.cfg.nscd);
+        // After the processes are gone (none can make a new file behind the walk), before the
+        // home is archived or kept.
+        let swept = self.sweep_setid(
+            now,
+            &crate::sweep::Targets {
+                uids: uid_grant.keys().copied().collect(),
+                owner_gids: pair_grant.keys().copied().collect(),
+            },
+            &uid_grant,
+            &pair_grant,
+        );
         let mut done = Vec::new();
         for job in &jobs {
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
                 "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
-                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed,
+                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed, "setid_sweep": swept,
             });
             if !job.gids.is_empty() {
                 fields["gids"] = json!(job.gids);
@@ -770,6 +790,7 @@ impl Daemon {
                 purpose,
                 service,
                 grant,
+                caller,
             } => self.verify_mfa(
                 peer,
                 login::MfaCheck {
@@ -778,6 +799,7 @@ impl Daemon {
                     purpose,
                     service: &service,
                     grant: grant.as_deref(),
+                    caller: caller.as_ref(),
                 },
                 now,
             ),
@@ -796,7 +818,18 @@ impl Daemon {
                 code,
                 service,
                 rhost,
-            } => self.use_breakglass(peer, &account, &code, &service, &rhost, now),
+                caller_uid,
+            } => self.use_breakglass(
+                peer,
+                login::BreakglassUse {
+                    account: &account,
+                    code: &code,
+                    service: &service,
+                    rhost: &rhost,
+                    caller_uid,
+                },
+                now,
+            ),
             Request::GetStatus => Ok(Payload::Status(self.status(now))),
             Request::AddGrant { spec } => self
                 .add_grant(peer_uid, *spec, now)
@@ -1293,6 +1326,7 @@ impl Daemon {
                     ),
                 )
             })?;
+            self.check_not_denied(gname, lg.gid, &local)?;
             if lg.gid == 0 || lg.gid == 65_534 || lg.gid > i32::MAX as u32 {
                 return Err(refuse(
                     ErrorCode::Refused,
@@ -1643,6 +1677,35 @@ impl Daemon {
             )
         })?;
         Ok(out)
+    }
+
+    /// Refuses a root-equivalent group (the configured deny list), by name and by gid, so a
+    /// second name for a denied gid in /etc/group does not slip through.
+    fn check_not_denied(&self, gname: &str, gid: u32, local: &LocalDb) -> Result<(), Refusal> {
+        let denied = self
+            .cfg
+            .deny_groups
+            .iter()
+            .find(|d| d.as_str() == gname || local.group(d).is_some_and(|dg| dg.gid == gid));
+        let Some(d) = denied else {
+            return Ok(());
+        };
+        let config = self
+            .cfg
+            .source
+            .as_ref()
+            .map_or("jitd.toml".to_string(), |p| p.display().to_string());
+        let via = if d == gname {
+            String::new()
+        } else {
+            format!(" (gid {gid} is also {d:?})")
+        };
+        Err(refuse(
+            ErrorCode::Refused,
+            format!(
+                "group {gname:?}{via} is root-equivalent and on jitd's deny list (deny_groups in {config}); an operator who must grant it lists it in allow_groups"
+            ),
+        ))
     }
 
     fn allocate_uid(&self, inner: &mut Inner, name: &str, local: &LocalDb) -> Result<u32, Refusal> {

@@ -17,6 +17,8 @@ pub mod procs;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
+pub mod strikes;
 pub mod sudoconf;
 pub mod throttle;
+pub mod sweep;
 pub mod totp;

@@ -31,6 +31,16 @@
 //!   doubling with every further failure up to `lockout_max_secs`. While locked, attempts are
 //!   refused without looking at the code and still counted (the next lockout is longer); they do
 //!   not move the current deadline. A success resets the counter (O3).
+//! * The failure counter and lockout are kept **per source** ([`verify_from`]): a key the
+//!   caller derives from where the code was typed (the calling uid for su, the remote address
+//!   for sshd). A local user who types wrong codes at `su alice` locks only its own `su alice`
+//!   attempts, never alice's logins from elsewhere. Replay is per person whatever the source.
+//!   The per-source counters and their bound are `crate::strikes`'s. Attempts with no source
+//!   ([`verify`], modules older than the source field) share the person's own counter, as
+//!   before.
+//!
+//! [`verify_from`]: TotpStore::verify_from
+//! [`verify`]: TotpStore::verify
 //!
 //! The module never reads the clock (`now` is a parameter) and never logs. Secrets and codes
 //! appear in no `Display`/`Debug` output or error text; the only way a secret leaves the module
@@ -48,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use crate::durable::{fsync_dir, seal, unseal};
+use crate::strikes::{self, Sources, Strikes};
 
 /// Length of a time step, seconds (RFC 6238 §5.2).
 pub const STEP_SECS: i64 = 30;
@@ -66,7 +77,8 @@ pub const TOTP_DIR: &str = "totp";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 /// A record file is at most this large: two slots of [`crate::durable::write_slotted`] (an older
-/// record written whole is smaller).
+/// record written whole is smaller). The per-source failure counters are bounded
+/// (`strikes::MAX_SOURCES`) so a record stays well inside one slot.
 const MAX_RECORD_BYTES: u64 = 2 * crate::durable::SLOT_BYTES as u64;
 const HEADER: &str = "jitd-totp 1 ";
 const ISSUER: &str = "jit";
@@ -245,6 +257,41 @@ struct UserRecord {
     failures: u32,
     /// Locked until this unix time (0: not locked).
     locked_until: i64,
+    /// Failure counters per source (absent in records written before sources existed).
+    #[serde(default, skip_serializing_if = "Sources::is_empty")]
+    sources: Sources,
+}
+
+impl UserRecord {
+    /// The counter an attempt from `source` uses, with the key it is stored under
+    /// (None: the person's own counter).
+    fn strikes(&self, source: Option<&str>, now: i64, idle_secs: i64) -> (Option<String>, Strikes) {
+        match source {
+            Some(src) => {
+                let (k, st) = strikes::pick(&self.sources, src, now, idle_secs);
+                (Some(k), st)
+            }
+            None => (
+                None,
+                Strikes {
+                    failures: self.failures,
+                    locked_until: self.locked_until,
+                    last: now,
+                },
+            ),
+        }
+    }
+
+    /// Stores `st` as the counter of `key` (None: the person's own).
+    fn set_strikes(&mut self, key: Option<String>, st: Strikes, now: i64, idle_secs: i64) {
+        match key {
+            Some(k) => strikes::store(&mut self.sources, k, st, now, idle_secs),
+            None => {
+                self.failures = st.failures;
+                self.locked_until = st.locked_until;
+            }
+        }
+    }
 }
 
 impl fmt::Debug for UserRecord {
@@ -255,6 +302,7 @@ impl fmt::Debug for UserRecord {
             .field("last_step", &self.last_step)
             .field("failures", &self.failures)
             .field("locked_until", &self.locked_until)
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -613,6 +661,7 @@ impl TotpStore {
             last_step,
             failures: 0,
             locked_until: 0,
+            sources: Sources::new(),
         };
         self.save(&path, &rec)?;
         Ok(Enrollment {
@@ -657,16 +706,35 @@ impl TotpStore {
     /// [`TotpError::Replayed`], [`TotpError::LockedOut`], [`TotpError::InvalidUser`],
     /// [`TotpError::InsecureStorage`], [`TotpError::Io`] (nothing accepted).
     pub fn verify(&self, user: &str, code: &str, now: i64) -> Result<u64, TotpError> {
+        self.verify_from(user, code, None, now)
+    }
+
+    /// [`TotpStore::verify`] with the failure counter and lockout of `source` (None: the
+    /// person's own counter). Replay is checked per person whatever the source.
+    ///
+    /// # Errors
+    /// As [`TotpStore::verify`].
+    pub fn verify_from(
+        &self,
+        user: &str,
+        code: &str,
+        source: Option<&str>,
+        now: i64,
+    ) -> Result<u64, TotpError> {
         // Format first: a wrong length is rejected before anything else looks at the input.
         let code = parse_code(code);
         let path = self.user_path(user)?;
+        let idle = self.cfg.lockout_max_secs;
         let _guard = self.guard();
         let mut rec = self.load(&path)?;
-        if now < rec.locked_until {
-            rec.failures = rec.failures.saturating_add(1);
+        let (key, mut strikes) = rec.strikes(source, now, idle);
+        if now < strikes.locked_until {
+            strikes.failures = strikes.failures.saturating_add(1);
+            strikes.last = now;
+            rec.set_strikes(key, strikes, now, idle);
             self.save(&path, &rec)?;
             return Err(TotpError::LockedOut {
-                until: rec.locked_until,
+                until: strikes.locked_until,
             });
         }
         let outcome = match code {
@@ -685,21 +753,23 @@ impl TotpStore {
         match outcome {
             Ok(step) => {
                 rec.last_step = step;
-                rec.failures = 0;
-                rec.locked_until = 0;
+                rec.set_strikes(key, Strikes::default(), now, idle);
                 // Persist-before-act (§3.1 step 4): if this fails the code is not accepted.
                 self.save(&path, &rec)?;
                 Ok(step)
             }
             Err(e) => {
-                rec.failures = rec.failures.saturating_add(1);
-                if rec.failures >= self.cfg.max_failures {
-                    rec.locked_until = now.saturating_add(self.cfg.lockout_secs(rec.failures));
+                strikes.failures = strikes.failures.saturating_add(1);
+                strikes.last = now;
+                if strikes.failures >= self.cfg.max_failures {
+                    strikes.locked_until =
+                        now.saturating_add(self.cfg.lockout_secs(strikes.failures));
                 }
+                rec.set_strikes(key, strikes, now, idle);
                 self.save(&path, &rec)?;
                 Err(match e {
                     TotpError::WrongCode { .. } => TotpError::WrongCode {
-                        failures: rec.failures,
+                        failures: strikes.failures,
                     },
                     other => other,
                 })
@@ -718,6 +788,37 @@ mod tests {
 
     /// Middle of a step, so ±k·30 s stays inside step t±k.
     const T0: i64 = 1_700_000_015;
+
+    /// A record with every source counter in use, each key at its longest and every number at
+    /// its widest, still fits one in-place slot: otherwise a flood of sources would stop the
+    /// record being written and so stop codes being checked.
+    #[test]
+    fn fullest_record_fits_one_slot() {
+        let mut sources = Sources::new();
+        for i in 0..=strikes::MAX_SOURCES {
+            let key = strikes::source_key(&format!("{i:04}\u{1b}{}", "\u{2028}".repeat(400)));
+            let wide = Strikes {
+                failures: u32::MAX,
+                locked_until: i64::MIN,
+                last: i64::MIN,
+            };
+            sources.insert(key, wide);
+        }
+        let rec = UserRecord {
+            secret: "A".repeat(64),
+            enrolled_at: i64::MIN,
+            last_step: u64::MAX,
+            failures: u32::MAX,
+            locked_until: i64::MIN,
+            sources,
+        };
+        let bytes = encode(&rec).unwrap();
+        assert!(
+            bytes.len() <= crate::durable::SLOT_MAX_RECORD,
+            "{} bytes",
+            bytes.len()
+        );
+    }
 
     /// A private, root-owned 0700 state directory, removed on drop.
     struct TestDir(PathBuf);
@@ -1027,6 +1128,96 @@ mod tests {
         assert_eq!(
             s.verify("bob", &c, T0),
             Err(TotpError::LockedOut { until: T0 + 30 })
+        );
+    }
+
+    #[test]
+    fn lockout_is_per_source_and_survives_restart() {
+        let d = TestDir::new("sources");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let sec = e.secret_base32;
+        let w = wrong(&sec, T0);
+        // Another local user (uid 1001) types five wrong codes at `su alice`.
+        for n in 1..=5 {
+            assert_eq!(
+                s.verify_from("alice", &w, Some("uid:1001"), T0),
+                Err(TotpError::WrongCode { failures: n })
+            );
+        }
+        assert_eq!(
+            s.verify_from("alice", &code(&sec, T0), Some("uid:1001"), T0 + 1),
+            Err(TotpError::LockedOut { until: T0 + 30 }),
+            "the nuisance's own source is locked"
+        );
+        // alice over ssh from elsewhere: not locked, and her code works.
+        let s = open(&d);
+        assert_eq!(
+            s.verify_from("alice", &code(&sec, T0), Some("rhost:192.0.2.7"), T0 + 2),
+            Ok((T0 / STEP_SECS) as u64)
+        );
+        let r = record(&s, "alice");
+        assert_eq!((r.failures, r.locked_until), (0, 0), "the person's counter");
+        assert_eq!(r.sources.get("uid:1001").map(|x| x.failures), Some(6));
+        assert!(
+            !r.sources.contains_key("rhost:192.0.2.7"),
+            "a success leaves no entry"
+        );
+        // Replay is per person whatever the source.
+        assert_eq!(
+            s.verify_from("alice", &code(&sec, T0), Some("uid:0"), T0 + 3),
+            Err(TotpError::Replayed)
+        );
+        // No source: the person's own counter, untouched by the sources above.
+        assert_eq!(
+            s.verify("alice", &w, T0 + 4),
+            Err(TotpError::WrongCode { failures: 1 })
+        );
+    }
+
+    #[test]
+    fn sources_are_bounded_without_freeing_a_locked_one() {
+        let d = TestDir::new("sources-cap");
+        let s = open(&d);
+        let e = s.enroll("alice", "h", T0, false).unwrap();
+        let w = wrong(&e.secret_base32, T0);
+        let lock = |src: &str, t: i64| {
+            for _ in 0..5 {
+                let _ = s.verify_from("alice", &w, Some(src), t);
+            }
+        };
+        for i in 0..strikes::MAX_SOURCES {
+            lock(&format!("rhost:10.0.0.{i}"), T0);
+        }
+        assert_eq!(record(&s, "alice").sources.len(), strikes::MAX_SOURCES);
+        // Every slot is locked: a new source counts on the shared overflow counter and the
+        // locked sources stay locked.
+        lock("rhost:10.9.9.9", T0);
+        let r = record(&s, "alice");
+        assert_eq!(r.sources.get("overflow").map(|x| x.failures), Some(5));
+        assert!(r
+            .sources
+            .get("rhost:10.0.0.0")
+            .is_some_and(|x| x.locked_until > T0));
+        // Idle and unlocked for longer than lockout_max: a source makes room for a new one.
+        let later = T0 + TotpConfig::default().lockout_max_secs + 60;
+        assert_eq!(
+            s.verify_from("alice", &w, Some("rhost:10.8.8.8"), later),
+            Err(TotpError::WrongCode { failures: 1 })
+        );
+        let r = record(&s, "alice");
+        assert!(
+            r.sources.len() <= strikes::MAX_SOURCES + 1,
+            "{}",
+            r.sources.len()
+        );
+        assert!(r.sources.contains_key("rhost:10.8.8.8"));
+        // The record stays far below its size cap.
+        let bytes = encode(&r).unwrap();
+        assert!(
+            (bytes.len() as u64) < MAX_RECORD_BYTES / 2,
+            "{}",
+            bytes.len()
         );
     }
 

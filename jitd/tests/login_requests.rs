@@ -60,6 +60,7 @@ fn verify(
             purpose,
             service: "sshd".into(),
             grant: grant.map(str::to_string),
+            caller: None,
         },
         now,
     )
@@ -563,6 +564,7 @@ fn break_glass_codes_open_one_emergency_grant_each() {
                 code: code.into(),
                 service: "su".into(),
                 rhost: String::new(),
+                caller_uid: None,
             },
             now,
         )

@@ -12,7 +12,7 @@ use jit_proto::client::ClientError;
 use jit_proto::{Request, Response};
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF};
 use pam::conv::Conv;
-use pam::items::{RHost, Service, Tty};
+use pam::items::{RHost, RUser, Service, Tty};
 use pam::module::PamHandle;
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub trait Pam {
     fn rhost(&self) -> Option<String>;
     /// `PAM_TTY`, if set (and UTF-8).
     fn tty(&self) -> Option<String>;
+    /// `PAM_RUSER`, if set (and UTF-8): the requesting user as the application says (su sets
+    /// it to its caller).
+    fn ruser(&self) -> Option<String>;
     /// Asks for a secret with echo off. `Ok(None)`: no reply.
     ///
     /// # Errors
@@ -90,6 +93,9 @@ pub trait World {
     fn call(&self, req: &Request, timeout: Duration) -> Result<Response, ClientError>;
     /// One line to syslog `authpriv` at `priority` (`libc::LOG_*`).
     fn log(&self, priority: libc::c_int, msg: &str);
+    /// The real uid of this process: the caller of a set-uid program such as su, 0 in sshd
+    /// and login. What jitd keys TOTP lockout on when there is no remote host.
+    fn caller_uid(&self) -> u32;
 }
 
 /// A copy of a C string item, if it is UTF-8.
@@ -131,6 +137,13 @@ impl Pam for PamHandle {
 
     fn tty(&self) -> Option<String> {
         match self.get_item::<Tty>() {
+            Ok(Some(s)) => item_text(s.0),
+            _ => None,
+        }
+    }
+
+    fn ruser(&self) -> Option<String> {
+        match self.get_item::<RUser>() {
             Ok(Some(s)) => item_text(s.0),
             _ => None,
         }
@@ -226,6 +239,11 @@ impl World for System {
 
     fn log(&self, priority: libc::c_int, msg: &str) {
         jit_core::ffi::syslog_authpriv(priority, msg);
+    }
+
+    fn caller_uid(&self) -> u32 {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() }
     }
 }
 

@@ -11,7 +11,7 @@
 //! after use, and never logged.
 
 use jit_proto::client::ClientError;
-use jit_proto::message::{ErrorCode, MfaPurpose, Payload, SessionSpec};
+use jit_proto::message::{ErrorCode, MfaCaller, MfaPurpose, Payload, SessionSpec};
 use jit_proto::{Grant, Request, Response, Session};
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ pub const MAX_SERVICE_BYTES: usize = 64;
 pub const MAX_TTY_BYTES: usize = 64;
 /// Longest `PAM_RHOST` copied into a request (a DNS name's length).
 pub const MAX_RHOST_BYTES: usize = 255;
+/// Longest `PAM_RUSER` copied into a request (a user name).
+pub const MAX_RUSER_BYTES: usize = 64;
 
 /// A code as typed, wiped on drop.
 pub struct Secret(Vec<u8>);
@@ -161,6 +163,7 @@ pub fn verify_mfa<C>(
     code: &Secret,
     service: &str,
     grant: &str,
+    caller: MfaCaller,
 ) -> Result<Vec<String>, JitdError>
 where
     C: Fn(&Request) -> Result<Response, ClientError> + ?Sized,
@@ -171,6 +174,11 @@ where
         purpose: MfaPurpose::Login,
         service: capped(service, MAX_SERVICE_BYTES),
         grant: Some(grant.to_string()),
+        caller: Some(MfaCaller {
+            uid: caller.uid,
+            ruser: capped(&caller.ruser, MAX_RUSER_BYTES),
+            rhost: capped(&caller.rhost, MAX_RHOST_BYTES),
+        }),
     };
     match send(call, req)? {
         Payload::Verified { user: u, activated } if u == user => Ok(activated),
@@ -189,6 +197,7 @@ pub fn use_breakglass<C>(
     code: &Secret,
     service: &str,
     rhost: &str,
+    caller_uid: u32,
 ) -> Result<Grant, JitdError>
 where
     C: Fn(&Request) -> Result<Response, ClientError> + ?Sized,
@@ -198,6 +207,7 @@ where
         code: code.to_request_string(),
         service: capped(service, MAX_SERVICE_BYTES),
         rhost: capped(rhost, MAX_RHOST_BYTES),
+        caller_uid: Some(caller_uid),
     };
     match send(call, req)? {
         Payload::Grant(g) if g.user == account => Ok(*g),
@@ -276,7 +286,7 @@ mod tests {
         };
         let code = Secret::new(b"123456".to_vec());
         assert_eq!(
-            verify_mfa(&call, "eve", &code, "sshd", "g-0001").unwrap(),
+            verify_mfa(&call, "eve", &code, "sshd", "g-0001", MfaCaller::default()).unwrap(),
             ["g-0001"]
         );
         match seen.borrow().clone().unwrap() {
@@ -286,7 +296,9 @@ mod tests {
                 purpose,
                 service,
                 grant,
+                caller,
             } => {
+                assert_eq!(caller, Some(MfaCaller::default()));
                 assert_eq!(user, "eve");
                 assert_eq!(code, "123456");
                 assert_eq!(purpose, MfaPurpose::Login);
@@ -302,15 +314,16 @@ mod tests {
                 activated: vec![],
             })
         };
-        assert!(verify_mfa(&other, "eve", &code, "sshd", "g-1").is_err());
+        assert!(verify_mfa(&other, "eve", &code, "sshd", "g-1", MfaCaller::default()).is_err());
         let done = |_: &Request| {
             ok(Payload::Done {
                 message: "ok".into(),
             })
         };
-        assert!(verify_mfa(&done, "eve", &code, "sshd", "g-1").is_err());
+        assert!(verify_mfa(&done, "eve", &code, "sshd", "g-1", MfaCaller::default()).is_err());
         let refused = |_: &Request| Ok(Response::error(ErrorCode::Refused, "wrong code \x1b[2J"));
-        let e = verify_mfa(&refused, "eve", &code, "sshd", "g-1").unwrap_err();
+        let e =
+            verify_mfa(&refused, "eve", &code, "sshd", "g-1", MfaCaller::default()).unwrap_err();
         assert!(matches!(
             e,
             JitdError::Daemon {
@@ -321,11 +334,12 @@ mod tests {
         assert!(!e.to_string().contains('\x1b'), "{e}");
         let dead = |_: &Request| Err(ClientError::Timeout);
         assert!(matches!(
-            verify_mfa(&dead, "eve", &code, "sshd", "g-1"),
+            verify_mfa(&dead, "eve", &code, "sshd", "g-1", MfaCaller::default()),
             Err(JitdError::Call(ClientError::Timeout))
         ));
         let impostor = |_: &Request| Err(ClientError::ImpostorPeer(1001));
-        let e = verify_mfa(&impostor, "eve", &code, "sshd", "g-1").unwrap_err();
+        let e =
+            verify_mfa(&impostor, "eve", &code, "sshd", "g-1", MfaCaller::default()).unwrap_err();
         assert!(e.to_string().contains("not root"), "{e}");
     }
 
@@ -343,6 +357,7 @@ mod tests {
             purpose: MfaPurpose::Login,
             service: "sshd".into(),
             grant: None,
+            caller: None,
         }
         .as_safe_string();
         assert!(!safe.contains("999999"), "{safe}");
@@ -392,7 +407,7 @@ mod tests {
             running_as_root(),
         );
         let code = Secret::new(b"ABCD-EFGH".to_vec());
-        let g = use_breakglass(&call, "admin", &code, "sshd", "10.0.0.1").unwrap();
+        let g = use_breakglass(&call, "admin", &code, "sshd", "10.0.0.1", 0).unwrap();
         assert_eq!(g.id, "g-00aa00aa00aa");
         assert!(g.enable);
         t.join().unwrap();
@@ -406,7 +421,7 @@ mod tests {
             Duration::from_secs(5),
             running_as_root(),
         );
-        let e = use_breakglass(&call, "admin", &code, "sshd", "").unwrap_err();
+        let e = use_breakglass(&call, "admin", &code, "sshd", "", 0).unwrap_err();
         assert_eq!(e.to_string(), "no such code");
         t.join().unwrap();
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
@@ -422,7 +437,7 @@ mod tests {
         );
         let start = std::time::Instant::now();
         let code = Secret::new(b"123456".to_vec());
-        let e = verify_mfa(&call, "eve", &code, "sshd", "g-1").unwrap_err();
+        let e = verify_mfa(&call, "eve", &code, "sshd", "g-1", MfaCaller::default()).unwrap_err();
         let took = start.elapsed();
         assert!(matches!(e, JitdError::Call(ClientError::Timeout)), "{e}");
         assert!(took < Duration::from_millis(1200), "{took:?}");

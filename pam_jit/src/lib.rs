@@ -418,12 +418,20 @@ impl<P: Pam + ?Sized, W: World + ?Sized> Login<'_, P, W> {
             Ok(c) => c,
             Err(denial) => return denial,
         };
+        // Where the code comes from: jitd counts failures per source, so someone else's wrong
+        // codes (another local user at `su alice`) lock only that someone.
+        let caller = jit_proto::MfaCaller {
+            uid: Some(self.world.caller_uid()),
+            ruser: self.pam.ruser().unwrap_or_default(),
+            rhost: self.rhost.clone().unwrap_or_default(),
+        };
         let r = jitd::verify_mfa(
             &|req: &Request| self.call(req),
             &self.user,
             &code,
             &self.service,
             &fit.id,
+            caller,
         );
         drop(code);
         match r {
@@ -490,6 +498,7 @@ impl<P: Pam + ?Sized, W: World + ?Sized> Login<'_, P, W> {
             &code,
             &self.service,
             &rhost,
+            self.world.caller_uid(),
         );
         drop(code);
         match r {

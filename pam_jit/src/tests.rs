@@ -27,6 +27,7 @@ struct FakePam {
     service: String,
     rhost: Option<String>,
     tty: Option<String>,
+    ruser: Option<String>,
     replies: VecDeque<Result<Option<Vec<u8>>, ConvError>>,
     prompts: Vec<String>,
     messages: Vec<String>,
@@ -63,6 +64,9 @@ impl Pam for FakePam {
     }
     fn tty(&self) -> Option<String> {
         self.tty.clone()
+    }
+    fn ruser(&self) -> Option<String> {
+        self.ruser.clone()
     }
     fn prompt_secret(&mut self, prompt: &str) -> Result<Option<Secret>, ConvError> {
         self.prompts.push(prompt.to_string());
@@ -185,6 +189,9 @@ impl World for FakeWorld {
     }
     fn log(&self, priority: libc::c_int, msg: &str) {
         self.logs.borrow_mut().push((priority, msg.to_string()));
+    }
+    fn caller_uid(&self) -> u32 {
+        1001
     }
 }
 
@@ -531,7 +538,17 @@ fn jit_login_with_mfa() {
             purpose,
             service,
             grant,
+            caller,
         } => {
+            assert_eq!(
+                caller.as_ref(),
+                Some(&jit_proto::MfaCaller {
+                    uid: Some(1001),
+                    ruser: String::new(),
+                    rhost: "10.1.2.3".into(),
+                }),
+                "the caller goes to jitd for lockout keying"
+            );
             assert_eq!((user.as_str(), code.as_str()), ("mia", "123456"));
             assert_eq!(*purpose, MfaPurpose::Login);
             assert_eq!(service, "sshd");
@@ -906,10 +923,16 @@ fn breakglass() {
             code,
             service,
             rhost,
+            caller_uid,
         } => {
             assert_eq!(
-                (account.as_str(), service.as_str(), rhost.as_str()),
-                ("admin", "sshd", "10.1.2.3")
+                (
+                    account.as_str(),
+                    service.as_str(),
+                    rhost.as_str(),
+                    *caller_uid
+                ),
+                ("admin", "sshd", "10.1.2.3", Some(1001))
             );
             if code == "WXYZ-1234" {
                 ok(Payload::Grant(Box::new(breakglass_grant(

@@ -202,6 +202,9 @@ pub fn run(conv: Option<SudoConv>, opts: &Options, user: &str, grant: &str) -> R
         purpose: MfaPurpose::Sudo,
         service: "sudo".into(),
         grant: Some(grant.to_string()),
+        // The code is typed by the invoking user, who is the person: jitd counts failures on
+        // the person's own counter.
+        caller: None,
     };
     let r = jit_proto::call(
         jit_core::constants::DEFAULT_SOCKET_PATH,

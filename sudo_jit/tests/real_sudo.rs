@@ -503,7 +503,9 @@ fn verifications(o: &Out) -> Vec<String> {
                 purpose,
                 service,
                 grant,
+                caller,
             } => {
+                assert_eq!(*caller, None, "sudo step-up counts on the person's counter");
                 assert_eq!(
                     (user.as_str(), *purpose, service.as_str(), grant.as_deref()),
                     (

@@ -391,6 +391,25 @@ fn write_like(p: &Path, content: &[u8], mode: u32, like: Option<&Path>) {
     }
 }
 
+/// The host's nscd.conf (or an empty one) with `enable-cache passwd|group` set to `yes` or `no`.
+fn nscd_conf(cache_identities: bool) -> String {
+    let host = fs::read_to_string("/etc/nscd.conf").unwrap_or_default();
+    let mut out = String::from("# jit_tests sandbox\n");
+    for l in host.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() == Some(&"enable-cache") && matches!(w.get(1), Some(&"passwd" | &"group")) {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    let v = if cache_identities { "yes" } else { "no" };
+    out.push_str(&format!(
+        "enable-cache passwd {v}\nenable-cache group {v}\n"
+    ));
+    out
+}
+
 fn gid_in_group_file(content: &str, name: &str) -> Option<u32> {
     content.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
@@ -505,6 +524,13 @@ impl Sandbox {
             ns.push('\n');
         }
         write_like(&r.join("up/etc/nsswitch.conf"), ns.as_bytes(), 0o644, None);
+        // nscd.conf as the package sets it: passwd and group never cached.
+        write_like(
+            &r.join("up/etc/nscd.conf"),
+            nscd_conf(false).as_bytes(),
+            0o644,
+            None,
+        );
 
         // passwd/group/shadow: the host's plus the sandbox's local users.
         let mut passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
@@ -1020,6 +1046,38 @@ impl Sandbox {
                 show(&o)
             );
         }
+    }
+
+    // ----- nscd -----
+
+    /// Rewrites the sandbox's /etc/nscd.conf to cache passwd and group (`on`) or not (the
+    /// shipped configuration). Takes effect for an nscd started afterwards.
+    pub fn set_nscd_identity_cache(&self, on: bool) {
+        let o = self.run_full(
+            &["sh", "-c", "cat > /etc/nscd.conf"],
+            Some(nscd_conf(on).as_bytes()),
+            CMD_TIMEOUT,
+        );
+        assert!(o.status.success(), "write nscd.conf: {}", show(&o));
+    }
+
+    /// Starts `nscd -F` in the namespace and waits for its socket; returns its pid.
+    pub fn start_nscd(&self) -> i32 {
+        let pid = self.spawn("nscd", &["nscd", "-F"]);
+        let sock = self.host_path("/run/nscd/socket");
+        crate::poll(
+            "nscd socket in the sandbox",
+            Duration::from_secs(10),
+            || {
+                if self.try_wait(pid).is_some() {
+                    panic!("nscd exited: {}", self.log_of(pid));
+                }
+                sock.exists().then_some(())
+            },
+        );
+        let o = self.run(&["nscd", "-g"]);
+        assert_eq!(crate::code(&o), 0, "nscd -g: {}", show(&o));
+        pid
     }
 
     // ----- jitd -----

@@ -6,7 +6,7 @@
 //!
 //! * ephemeral `alice` logs in with the key from her grant plus a TOTP code (oathtool); a wrong
 //!   code, no code, a replayed code and a key outside the grant are refused; wrong codes
-//!   through sshd and through another PAM service add up to one lockout (X5);
+//!   from one address through sshd and through another PAM service add up to one lockout (X5);
 //! * an expired grant and a `--from` that excludes 127.0.0.1 are refused;
 //! * her session (`sleep 600`) is ended within 2 s of expiry and of `jitctl grant revoke`;
 //!   jitd lists it while it runs (`jitctl session list`);
@@ -454,7 +454,8 @@ fn wrong_codes_through_sshd_and_pamtester_add_up() {
         }
         c
     };
-    // 3 wrong codes through sshd, 2 through another PAM service: 5 for one person.
+    // 3 wrong codes through sshd, 2 through another PAM service from the same address: 5 for
+    // one source (failures are counted per source, so pamtester names sshd's client address).
     for i in 0..3 {
         let r = sshd.ssh("eve", &key, Some(&wrong(i)), "id -un");
         assert_out(&r, &format!("wrong code {} over ssh", i + 1), &sshd);
@@ -465,7 +466,7 @@ fn wrong_codes_through_sshd_and_pamtester_add_up() {
             "jit-login",
             "eve",
             &jit_tests::pam::ALL_OPS,
-            &[],
+            &[("rhost", "127.0.0.1")],
             &format!("{}\n", wrong(i)),
         );
         assert!(

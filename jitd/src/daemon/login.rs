@@ -7,7 +7,7 @@
 
 use jit_core::time::{format_utc, UnixTime};
 use jit_core::validate::{validate_grant_id, validate_name, validate_text};
-use jit_proto::message::{MfaPurpose, Payload, Session, SessionSpec};
+use jit_proto::message::{MfaCaller, MfaPurpose, Payload, Session, SessionSpec};
 use jit_proto::{ErrorCode, Grant, GrantState};
 use serde_json::json;
 
@@ -25,6 +25,32 @@ pub(super) struct MfaCheck<'a> {
     pub purpose: MfaPurpose,
     pub service: &'a str,
     pub grant: Option<&'a str>,
+    pub caller: Option<&'a MfaCaller>,
+}
+
+/// One UseBreakglass request.
+pub(super) struct BreakglassUse<'a> {
+    pub account: &'a str,
+    pub code: &'a str,
+    pub service: &'a str,
+    pub rhost: &'a str,
+    pub caller_uid: Option<u32>,
+}
+
+/// The TOTP failure counter an attempt uses. A non-root caller is a local user running a
+/// set-uid program (su, pkexec's helper): its uid, whatever PAM_RHOST says, since such a
+/// program might let its caller choose that item. A root caller is a daemon (sshd, login): the
+/// remote address when there is one, else uid 0. None — the person's own counter — for a
+/// request without a caller (a module older than the field; sudo_jit, whose caller is the
+/// person).
+pub(super) fn lockout_source(caller: Option<&MfaCaller>) -> Option<String> {
+    let c = caller?;
+    match c.uid {
+        Some(u) if u != 0 => Some(format!("uid:{u}")),
+        _ if !c.rhost.is_empty() => Some(format!("rhost:{}", c.rhost)),
+        Some(u) => Some(format!("uid:{u}")),
+        None => None,
+    }
 }
 
 /// The peer of a request, from SO_PEERCRED.
@@ -61,6 +87,15 @@ pub(super) fn totp_message(user: &str, e: &TotpError) -> String {
         TotpError::NotEnrolled => format!("{user} has no TOTP secret"),
         TotpError::WrongCode { .. } => "wrong verification code".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// Adds `extra`'s keys to `fields` (both JSON objects).
+fn merge(fields: &mut serde_json::Value, extra: &serde_json::Value) {
+    if let (Some(f), Some(e)) = (fields.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            f.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -103,7 +138,8 @@ impl Daemon {
     }
 
     /// Checks a TOTP code typed at a login (pam_jit) or a sudo (sudo_jit). Replay and lockout
-    /// are the TOTP store's and shared by every purpose and service (X4, X5).
+    /// are the TOTP store's, shared by every purpose and service (X4, X5); the failure counter
+    /// is the one of the caller's source ([`lockout_source`]).
     pub(super) fn verify_mfa(
         &self,
         peer: Peer,
@@ -116,10 +152,22 @@ impl Daemon {
             purpose,
             service,
             grant,
+            caller,
         } = ask;
         root_only(peer, "verify TOTP codes")?;
         validate_name("user name", user).map_err(bad_request)?;
         validate_text("service", service, 64).map_err(bad_request)?;
+        if let Some(c) = caller {
+            validate_text("rhost", &c.rhost, 255).map_err(bad_request)?;
+            validate_text("ruser", &c.ruser, 64).map_err(bad_request)?;
+        }
+        let source = lockout_source(caller);
+        let who = json!({
+            "caller_uid": caller.and_then(|c| c.uid),
+            "ruser": caller.map(|c| c.ruser.as_str()).filter(|r| !r.is_empty()),
+            "rhost": caller.map(|c| c.rhost.as_str()).filter(|r| !r.is_empty()),
+            "source": source.as_deref().unwrap_or("person"),
+        });
         if let Some(id) = grant {
             validate_grant_id(id).map_err(bad_request)?;
         }
@@ -169,32 +217,27 @@ impl Daemon {
                 },
             ));
         }
-        if let Err(e) = self.totp.verify(user, code, now) {
+        if let Err(e) = self.totp.verify_from(user, code, source.as_deref(), now) {
             let failures = match &e {
                 TotpError::WrongCode { failures } => Some(*failures),
                 _ => None,
             };
-            self.audit.record(
-                now,
-                Severity::Warning,
-                "mfa.fail",
-                json!({
-                    "user": user, "purpose": purpose.as_str(), "service": service,
-                    "grants": candidates, "error": e.to_string(), "failures": failures,
-                }),
-            );
+            let mut fields = json!({
+                "user": user, "purpose": purpose.as_str(), "service": service,
+                "grants": candidates, "error": e.to_string(), "failures": failures,
+            });
+            merge(&mut fields, &who);
+            self.audit
+                .record(now, Severity::Warning, "mfa.fail", fields);
             let code = match e {
                 TotpError::Io(_) | TotpError::InsecureStorage(_) => ErrorCode::Internal,
                 _ => ErrorCode::Refused,
             };
             return Err(refuse(code, totp_message(user, &e)));
         }
-        self.audit.record(
-            now,
-            Severity::Info,
-            "mfa.ok",
-            json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates }),
-        );
+        let mut fields = json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates });
+        merge(&mut fields, &who);
+        self.audit.record(now, Severity::Info, "mfa.ok", fields);
         // A login that proved a code activates the person's armed grants (DESIGN §1).
         let activated = if purpose == MfaPurpose::Login {
             self.mark_activated(user, &armed, service, now)?;
@@ -455,24 +498,42 @@ impl Daemon {
     pub(super) fn use_breakglass(
         &self,
         peer: Peer,
-        account: &str,
-        code: &str,
-        service: &str,
-        rhost: &str,
+        ask: BreakglassUse<'_>,
         now: UnixTime,
     ) -> Result<Payload, Refusal> {
+        let BreakglassUse {
+            account,
+            code,
+            service,
+            rhost,
+            caller_uid,
+        } = ask;
         root_only(peer, "use break-glass codes")?;
         validate_text("service", service, 64).map_err(bad_request)?;
         validate_text("rhost", rhost, 256).map_err(bad_request)?;
         self.managed_local(account)?;
-        let n = match self.breakglass.spend(account, code, now) {
+        // Failures lock out the source they come from, as for TOTP: another local user typing
+        // wrong codes at `su opsadmin` must not lock the admin's emergency codes.
+        let source = lockout_source(Some(&MfaCaller {
+            uid: caller_uid,
+            ruser: String::new(),
+            rhost: rhost.to_string(),
+        }));
+        let n = match self
+            .breakglass
+            .spend_from(account, code, source.as_deref(), now)
+        {
             Ok(n) => n,
             Err(e) => {
                 self.audit.record(
                     now,
                     Severity::Crit,
                     "breakglass.fail",
-                    json!({ "account": account, "service": service, "rhost": rhost, "error": e.to_string() }),
+                    json!({
+                        "account": account, "service": service, "rhost": rhost,
+                        "caller_uid": caller_uid, "source": source.as_deref().unwrap_or("account"),
+                        "error": e.to_string(),
+                    }),
                 );
                 return Err(match e {
                     BreakglassError::Io(_) => refuse(ErrorCode::Internal, e.to_string()),
@@ -553,5 +614,48 @@ impl Daemon {
         nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         Ok(Payload::Grant(Box::new(grant)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(uid: Option<u32>, rhost: &str) -> MfaCaller {
+        MfaCaller {
+            uid,
+            ruser: String::new(),
+            rhost: rhost.into(),
+        }
+    }
+
+    #[test]
+    fn lockout_source_rules() {
+        assert_eq!(lockout_source(None), None);
+        assert_eq!(
+            lockout_source(Some(&caller(Some(0), "192.0.2.7"))).as_deref(),
+            Some("rhost:192.0.2.7"),
+            "sshd"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(1001), "192.0.2.7"))).as_deref(),
+            Some("uid:1001"),
+            "a local user cannot borrow a remote address"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(1001), ""))).as_deref(),
+            Some("uid:1001"),
+            "su"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(Some(0), ""))).as_deref(),
+            Some("uid:0"),
+            "login on a console"
+        );
+        assert_eq!(
+            lockout_source(Some(&caller(None, "192.0.2.7"))).as_deref(),
+            Some("rhost:192.0.2.7")
+        );
+        assert_eq!(lockout_source(Some(&caller(None, ""))), None);
     }
 }
