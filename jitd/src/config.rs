@@ -8,7 +8,7 @@ use jit_core::time::parse_duration;
 use jit_core::validate::{validate_abs_path, validate_name};
 use serde::Deserialize;
 
-use crate::totp::TotpConfig;
+use crate::mfa::totp::TotpConfig;
 
 /// What to do with an ephemeral account's home at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

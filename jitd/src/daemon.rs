@@ -26,14 +26,14 @@ mod setid;
 pub use login::Peer;
 
 use crate::audit::{Audit, Severity};
-use crate::breakglass::BreakglassStore;
+use crate::mfa::breakglass::BreakglassStore;
 use crate::config::{Config, HomePolicy};
 use crate::journal::{EndKind, Journal};
 use crate::localdb::LocalDb;
 use crate::procs::{end_processes, KillTargets};
 use crate::snapshot_out::{self, Collision, FileId, SnapshotFiles};
 use crate::state::{State, StateStore};
-use crate::totp::{TotpError, TotpStore};
+use crate::mfa::totp::{TotpError, TotpStore};
 use crate::{home, nscd};
 
 /// Grants kept after they ended, for `grant list --all` and reports; older ones are pruned.

@@ -3,7 +3,6 @@
 //! The binaries in `src/bin` are thin: `jitd`, `jitctl`, `jit-authorized-keys`.
 
 pub mod audit;
-pub mod breakglass;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -12,13 +11,12 @@ pub mod escape;
 pub mod home;
 pub mod journal;
 pub mod localdb;
+pub mod mfa;
 pub mod nscd;
 pub mod procs;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
-pub mod strikes;
 pub mod sudoconf;
 pub mod throttle;
 pub mod sweep;
-pub mod totp;

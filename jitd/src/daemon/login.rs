@@ -13,10 +13,10 @@ use serde_json::json;
 
 use super::{boottime, random_hex, refuse, Daemon, Refusal};
 use crate::audit::Severity;
-use crate::breakglass::{BreakglassError, MAX_CODES};
+use crate::mfa::breakglass::{BreakglassError, MAX_CODES};
 use crate::nscd;
 use crate::procs::start_time;
-use crate::totp::TotpError;
+use crate::mfa::totp::TotpError;
 
 /// One VerifyMfa request.
 pub(super) struct MfaCheck<'a> {

@@ -18,7 +18,7 @@ use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{fsync_dir, remove_stale_temps, replace_file, seal, unseal};
-use crate::strikes::{self, Sources, Strikes};
+use crate::mfa::strikes::{self, Sources, Strikes};
 
 const DIR: &str = "breakglass";
 const HEADER: &str = "jitd-breakglass 1 ";
@@ -54,7 +54,7 @@ struct AccountRecord {
     sources: Sources,
 }
 
-/// Stores a counter: a source's (see `crate::strikes`), or the account's own.
+/// Stores a counter: a source's (see `crate::mfa::strikes`), or the account's own.
 fn set_strikes(rec: &mut AccountRecord, key: Option<String>, st: Strikes, now: i64) {
     match key {
         Some(k) => strikes::store(&mut rec.sources, k, st, now, LOCKOUT_MAX_SECS),
@@ -366,7 +366,7 @@ impl BreakglassStore {
     }
 
     /// [`BreakglassStore::spend`] counting failures for `source` (None: the account's own
-    /// counter); see `crate::strikes`.
+    /// counter); see `crate::mfa::strikes`.
     ///
     /// # Errors
     /// As [`BreakglassStore::spend`].
@@ -428,7 +428,7 @@ impl BreakglassStore {
                 st.failures = st.failures.saturating_add(1);
                 st.last = now;
                 if st.failures >= MAX_FAILURES {
-                    st.locked_until = now.saturating_add(crate::totp::lockout_secs(
+                    st.locked_until = now.saturating_add(crate::mfa::totp::lockout_secs(
                         st.failures,
                         MAX_FAILURES,
                         LOCKOUT_BASE_SECS,
