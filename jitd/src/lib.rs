@@ -2,11 +2,14 @@
 //! read, serves the local socket, moves grants through their life and tears privilege down.
 //! The binaries in `src/bin` are thin: `jitd`, `jitctl`, `jit-authorized-keys`.
 
+pub mod api;
 pub mod audit;
 pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod effects;
+pub mod engine;
 pub mod escape;
 pub mod home;
 pub mod journal;
@@ -18,5 +21,5 @@ pub mod server;
 pub mod snapshot_out;
 pub mod state;
 pub mod sudoconf;
-pub mod throttle;
 pub mod sweep;
+pub mod throttle;

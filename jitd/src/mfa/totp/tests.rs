@@ -875,8 +875,7 @@ fn disk_full_child() {
     // Only ever mount when started by the parent test, in a namespace other than its own.
     let parent_ns = std::env::var_os("JITD_TOTP_DISK_FULL_PARENT_NS");
     let my_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
-    if parent_ns.is_none() || my_ns.is_none() || my_ns.map(PathBuf::into_os_string) == parent_ns
-    {
+    if parent_ns.is_none() || my_ns.is_none() || my_ns.map(PathBuf::into_os_string) == parent_ns {
         eprintln!("disk_full_child: not in a private mount namespace; doing nothing");
         return;
     }

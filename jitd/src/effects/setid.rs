@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use super::Daemon;
 use crate::audit::Severity;
+use crate::daemon::Daemon;
 use crate::sweep::{self, Targets};
 
 /// Longest path written to the audit trail (a grantee chooses the names and the depth).
@@ -39,7 +39,7 @@ impl Daemon {
     /// goes into the teardown record. Never makes a teardown incomplete: a file that could not
     /// be changed (or a place not searched) is audited at `error` instead, so a bad path does
     /// not turn every tick into a full walk.
-    pub(super) fn sweep_setid(
+    pub(crate) fn sweep_setid(
         &self,
         now: UnixTime,
         targets: &Targets,

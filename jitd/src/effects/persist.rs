@@ -1,23 +1,24 @@
-//! jitd on a full or failing state filesystem: refuse new privilege, keep removing privilege.
+//! Persisting state: `state.json` before anything acts, and jitd on a full or failing state
+//! filesystem: refuse new privilege, keep removing privilege.
 //! Ends that `state.json` cannot take go to the revocation journal (`journal.rs`); new grants
 //! need free space for their audit record and a reserved journal slot for their end.
 
 use jit_core::time::UnixTime;
-use jit_proto::{ErrorCode, GrantState};
+use jit_proto::ErrorCode;
 use serde_json::json;
 
-use super::{refuse, Daemon, Inner, Refusal};
 use crate::audit::Severity;
+use crate::daemon::{Daemon, Inner};
+use crate::engine::{refuse, Refusal};
 use crate::journal::{End, EndKind};
-use crate::state::State;
 
 /// Free space (bytes, as root sees it) the state and audit filesystems must have for a new
 /// grant. Below it jitd keeps what room is left for ends, TOTP checks and their audit records.
-pub(super) const MIN_FREE_BYTES: u64 = 1 << 20;
+pub(crate) const MIN_FREE_BYTES: u64 = 1 << 20;
 
 /// Where an end was made durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Durable {
+pub(crate) enum Durable {
     /// In `state.json`.
     State,
     /// In the revocation journal (state.json could not be written).
@@ -28,43 +29,13 @@ pub(super) enum Durable {
 
 impl Durable {
     /// For audit records.
-    pub(super) fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Durable::State => "state",
             Durable::Journal => "revocation journal",
             Durable::No(_) => "no",
         }
     }
-}
-
-/// Ends the grants the journal names that `state` still has as not ended; returns their ids.
-/// An entry whose grant is gone or was created at another time (a different grant with the
-/// same id) is ignored.
-pub(super) fn apply_journal(state: &mut State, ends: &[End]) -> Vec<String> {
-    let mut applied = Vec::new();
-    for e in ends {
-        let Some(g) = state.grants.get_mut(&e.grant) else {
-            continue;
-        };
-        if g.created_at != e.created_at || g.state.is_ended() {
-            continue;
-        }
-        g.state = match e.kind {
-            EndKind::Revoked => GrantState::Revoked,
-            EndKind::Expired => GrantState::Expired,
-        };
-        g.ended_at = Some(e.ended_at);
-        g.end_reason = Some(format!(
-            "{} (recorded in the revocation journal while state.json could not be written)",
-            match e.kind {
-                EndKind::Revoked => "revoked",
-                EndKind::Expired => "expired",
-            }
-        ));
-        g.torn_down = false;
-        applied.push(e.grant.clone());
-    }
-    applied
 }
 
 /// Free bytes on the filesystem holding `path` (what root may use).
@@ -81,7 +52,7 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
 }
 
 /// Reserves a journal slot for the end of every grant not yet ended, plus `extra`.
-pub(super) fn reserve_for_open_grants(inner: &mut Inner, extra: usize) -> std::io::Result<()> {
+pub(crate) fn reserve_for_open_grants(inner: &mut Inner, extra: usize) -> std::io::Result<()> {
     let open = inner
         .state
         .grants
@@ -92,9 +63,49 @@ pub(super) fn reserve_for_open_grants(inner: &mut Inner, extra: usize) -> std::i
 }
 
 impl Daemon {
+    /// Persists state; on failure marks state unwritable (new grants refused) and audits once
+    /// per episode (the write is retried at every tick). A successful write holds every end,
+    /// so the revocation journal is cleared.
+    pub(crate) fn persist(&self, inner: &mut Inner, now: UnixTime) -> Result<(), String> {
+        match self.store.save(&inner.state) {
+            Ok(()) => {
+                if !inner.state_writable {
+                    self.audit.record(
+                        now,
+                        Severity::Notice,
+                        "state.write_recovered",
+                        json!({ "path": self.store.path().display().to_string() }),
+                    );
+                }
+                inner.state_writable = true;
+                inner.dirty = false;
+                if inner.journal.has_entries() {
+                    // A failed clear is harmless: the entries only end grants already ended.
+                    let _ = inner.journal.clear();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if inner.state_writable {
+                    self.audit.record(
+                        now,
+                        Severity::Error,
+                        "state.write_failed",
+                        json!({
+                            "error": e.to_string(),
+                            "effect": "no new grants; ends are recorded in the revocation journal; retried every second",
+                        }),
+                    );
+                }
+                inner.state_writable = false;
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Persists state after grants ended (`ends`); if state.json cannot be written, records the
     /// ends in the revocation journal instead.
-    pub(super) fn persist_ends(
+    pub(crate) fn persist_ends(
         &self,
         inner: &mut Inner,
         ends: &[(String, EndKind)],
@@ -144,7 +155,7 @@ impl Daemon {
 
     /// New privilege needs room: free space for its audit trail and state, and a journal slot
     /// reserved for the end of every grant not yet ended, this one included.
-    pub(super) fn room_for_new_grant(&self, inner: &mut Inner) -> Result<(), Refusal> {
+    pub(crate) fn room_for_new_grant(&self, inner: &mut Inner) -> Result<(), Refusal> {
         let audit_dir = self
             .cfg
             .audit_log
@@ -188,7 +199,7 @@ impl Daemon {
     /// Makes the journal at start (a first start after an upgrade, or a journal lost) with a
     /// slot for every grant not yet ended. Failure is audited, not fatal: jitd must run to
     /// tear down; new grants are refused until a reservation succeeds.
-    pub(super) fn reserve_journal_at_start(&self, now: UnixTime) {
+    pub(crate) fn reserve_journal_at_start(&self, now: UnixTime) {
         let mut inner = self.lock();
         if let Err(e) = reserve_for_open_grants(&mut inner, 1) {
             self.audit.record(
@@ -202,64 +213,5 @@ impl Daemon {
                 }),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grant(id: &str, created_at: i64, state: &str) -> jit_proto::Grant {
-        serde_json::from_value(json!({
-            "id": id, "user": "alice", "state": state, "not_before": 100, "not_after": 10_000,
-            "created_at": created_at, "created_by": "root", "account": true, "uid": 70_000,
-            "groups": [], "ssh_keys": [], "reason": "", "ticket": "", "requested_by": "",
-            "sudo": [], "runas": [], "enable": false, "from": [], "services": [], "windows": [],
-            "mfa": false, "mfa_sudo": false, "end_with_session": false, "revoke_on": [],
-            "activated_at": null, "went_live_at": 100, "ended_at": null, "end_reason": null,
-            "torn_down": false,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn journal_entries_end_only_their_own_live_grants() {
-        let mut st = State::default();
-        for (id, created, state) in [
-            ("g-000000000001", 100, "live"),
-            ("g-000000000002", 100, "live"),
-            ("g-000000000003", 100, "live"),
-            ("g-000000000004", 100, "revoked"),
-        ] {
-            st.grants.insert(id.into(), grant(id, created, state));
-        }
-        let end = |id: &str, kind, created_at| End {
-            grant: id.into(),
-            kind,
-            ended_at: 500,
-            created_at,
-        };
-        let applied = apply_journal(
-            &mut st,
-            &[
-                end("g-000000000001", EndKind::Revoked, 100),
-                // A boot-time-cap expiry (not implied by not_after) survives the restart too.
-                end("g-000000000002", EndKind::Expired, 100),
-                // Same id, another grant: ignored.
-                end("g-000000000003", EndKind::Revoked, 99),
-                // Already ended: unchanged.
-                end("g-000000000004", EndKind::Expired, 100),
-                // Gone (pruned): ignored.
-                end("g-000000000005", EndKind::Revoked, 100),
-            ],
-        );
-        assert_eq!(applied, ["g-000000000001", "g-000000000002"]);
-        let g = |id: &str| st.grants.get(id).unwrap().clone();
-        assert_eq!(g("g-000000000001").state, GrantState::Revoked);
-        assert_eq!(g("g-000000000001").ended_at, Some(500));
-        assert!(!g("g-000000000001").torn_down);
-        assert_eq!(g("g-000000000002").state, GrantState::Expired);
-        assert_eq!(g("g-000000000003").state, GrantState::Live);
-        assert_eq!(g("g-000000000004").state, GrantState::Revoked);
     }
 }

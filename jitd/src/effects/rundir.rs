@@ -7,14 +7,14 @@ use std::sync::atomic::Ordering;
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use super::{prepare_dir, Daemon};
 use crate::audit::Severity;
+use crate::daemon::{prepare_dir, Daemon};
 
 impl Daemon {
     /// Makes the snapshot's and the socket's directories again if they are missing (0755 root,
     /// as at start), audited `rundir.repaired` or, once until it succeeds again,
     /// `rundir.repair_failed`.
-    pub(super) fn repair_run_dirs(&self, now: UnixTime) {
+    pub(crate) fn repair_run_dirs(&self, now: UnixTime) {
         let mut dirs: Vec<&std::path::Path> = Vec::new();
         for p in [&self.cfg.snapshot_path, &self.cfg.socket_path] {
             if let Some(d) = p.parent() {

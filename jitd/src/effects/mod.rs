@@ -1,0 +1,50 @@
+//! The executor: carries out what the engine (`crate::engine`) decided. Each file is one kind
+//! of effect on the host, in the order jitd applies them: persist state (or journal an end),
+//! rewrite the snapshot, then act — start homes, end processes, sweep set-id files, remove or
+//! archive homes, flush nscd — and audit each step.
+//!
+//! * `grants`: admit (engine + durability + snapshot + audit), revoke, activate, emergency.
+//! * `tick`: the timer's pass — transitions, repairs, teardowns.
+//! * `teardown`: runs a teardown plan.
+//! * `persist`, `snapshot`: state.json / the revocation journal, and the snapshot files.
+//! * `sessions`, `setid`, `rundir`: session ends, the set-id sweep's audit, run directories.
+//!
+//! Locking: `Daemon::inner` guards state and is never held across process killing, home
+//! removal or nscd; `Daemon::teardown` serializes those slow steps so the timer and a revoke
+//! never run the same teardown twice.
+
+pub mod grants;
+pub mod persist;
+pub mod rundir;
+pub mod sessions;
+pub mod setid;
+pub mod snapshot;
+pub mod teardown;
+pub mod tick;
+
+/// Seconds on CLOCK_BOOTTIME: does not move when the wall clock is set, counts suspend.
+pub(crate) fn boottime() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec
+}
+
+/// `n` random bytes from getrandom(2) as lower-case hex.
+pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
+    let mut b = vec![0u8; n];
+    // SAFETY: `b` is writable for its length.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if got != b.len() as isize {
+        return Err(std::io::Error::other("getrandom failed"));
+    }
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A fresh grant id, `g-` and 12 hex digits.
+pub(crate) fn random_id() -> std::io::Result<String> {
+    Ok(format!("g-{}", random_hex(6)?))
+}
