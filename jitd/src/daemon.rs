@@ -15,7 +15,7 @@ use jit_core::time::UnixTime;
 use serde_json::json;
 
 pub use crate::api::Peer;
-use crate::audit::{Audit, Severity};
+use crate::audit::{Audit, Event, Severity};
 use crate::config::Config;
 use crate::engine::tick::{apply_journal, BootCaps};
 use crate::journal::Journal;
@@ -92,7 +92,7 @@ impl Daemon {
             audit.record(
                 now,
                 Severity::Error,
-                "state.managed_list_write_failed",
+                Event::StateManagedListWriteFailed,
                 json!({ "error": e, "effect": "pam_jit's fallback list (used only without a snapshot) is the previous one" }),
             );
         }
@@ -110,7 +110,7 @@ impl Daemon {
             audit.record(
                 now,
                 Severity::Error,
-                "state.recovered",
+                Event::StateRecovered,
                 json!({ "problem": why, "used": "previous generation" }),
             );
         }
@@ -118,7 +118,7 @@ impl Daemon {
             audit.record(
                 now,
                 Severity::Warning,
-                "state.journal_applied",
+                Event::StateJournalApplied,
                 json!({
                     "grants": applied,
                     "why": "ended while state.json could not be written; recorded in the revocation journal",
@@ -162,7 +162,7 @@ impl Daemon {
     }
 
     /// Records an audit event.
-    pub fn audit(&self, now: UnixTime, sev: Severity, event: &str, fields: serde_json::Value) {
+    pub fn audit(&self, now: UnixTime, sev: Severity, event: Event, fields: serde_json::Value) {
         self.audit.record(now, sev, event, fields);
     }
 

@@ -23,9 +23,9 @@ use jit_proto::Request;
 use jit_proto::{ErrorCode, Response};
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{prepare_dir, Daemon};
-use crate::throttle::{Event, Slot, Throttle};
+use crate::throttle::{Record, Slot, Throttle};
 
 /// The whole request (length and body) must arrive within this time from when a worker takes
 /// the connection, however slowly it trickles; the whole reply must leave within as long.
@@ -135,7 +135,7 @@ fn reply(stream: &UnixStream, resp: &Response) {
     reply_within(stream, resp, REQUEST_DEADLINE);
 }
 
-fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Event>) {
+fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Record>) {
     for (sev, name, fields) in events {
         d.audit(now, sev, name, fields);
     }
@@ -228,7 +228,7 @@ fn serve_conn(d: &Daemon, throttle: &Throttle, conn: Conn) {
             d.audit(
                 now,
                 Severity::Warning,
-                "request.abandoned",
+                Event::RequestAbandoned,
                 json!({ "peer_uid": uid, "peer_pid": pid, "request": req.as_safe_string() }),
             );
             return;
@@ -384,7 +384,7 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
             d.audit(
                 now,
                 Severity::Error,
-                "socket.repair_failed",
+                Event::SocketRepairFailed,
                 json!({ "path": path.display().to_string(), "problem": problem, "error": error }),
             );
         }
@@ -408,7 +408,7 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
             d.audit(
                 now,
                 Severity::Notice,
-                "socket.repaired",
+                Event::SocketRepaired,
                 json!({ "path": path.display().to_string(), "problem": problem }),
             );
             Some(l)

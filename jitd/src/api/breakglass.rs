@@ -10,7 +10,7 @@ use serde_json::json;
 use super::authz::root_only;
 use super::mfa::lockout_source;
 use super::{bad_request, Peer};
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::{refuse, Refusal};
 use crate::mfa::breakglass::{BreakglassError, MAX_CODES};
@@ -76,7 +76,7 @@ impl Daemon {
         self.audit.record(
             now,
             Severity::Notice,
-            "breakglass.init",
+            Event::BreakglassInit,
             json!({ "account": account, "count": count, "replaced": replace }),
         );
         Ok(Payload::BreakglassCodes {
@@ -120,7 +120,7 @@ impl Daemon {
                 self.audit.record(
                     now,
                     Severity::Crit,
-                    "breakglass.fail",
+                    Event::BreakglassFail,
                     json!({
                         "account": account, "service": service, "rhost": rhost,
                         "caller_uid": caller_uid, "source": source.as_deref().unwrap_or("account"),
@@ -146,7 +146,7 @@ impl Daemon {
         self.audit.record(
             now,
             Severity::Crit,
-            "breakglass.used",
+            Event::BreakglassUsed,
             json!({
                 "grant": id, "account": account, "code": n, "service": service, "rhost": rhost,
                 "not_after": not_after, "remaining_codes": self.breakglass.remaining(account),

@@ -7,7 +7,7 @@ use jit_proto::message::Status;
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState};
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::tick::as_of;
 use crate::engine::{refuse, GrantSource, Refusal};
@@ -96,7 +96,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Warning,
-                "grant.rejected",
+                Event::GrantRejected,
                 json!({ "user": spec.user, "code": code, "reason": msg }),
             );
         }

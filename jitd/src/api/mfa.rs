@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::authz::root_only;
 use super::{bad_request, Peer};
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{hostname, Daemon};
 use crate::engine::{refuse, Refusal};
 use crate::mfa::totp::TotpError;
@@ -90,7 +90,7 @@ impl Daemon {
         self.audit.record(
             now,
             Severity::Notice,
-            "mfa.enrolled",
+            Event::MfaEnrolled,
             json!({ "user": user, "by": "root", "replaced": replace }),
         );
         Ok(Payload::Enrollment {
@@ -117,7 +117,7 @@ impl Daemon {
                 self.audit.record(
                     now,
                     Severity::Notice,
-                    "mfa.removed",
+                    Event::MfaRemoved,
                     json!({ "user": user, "by": "root" }),
                 );
                 Ok(Payload::Done {
@@ -174,7 +174,7 @@ impl Daemon {
                 TotpError::WrongCode { failures } => Some(*failures),
                 _ => None,
             };
-            self.audit.record(now, Severity::Warning, "mfa.fail", json!({
+            self.audit.record(now, Severity::Warning, Event::MfaFail, json!({
                 "user": user, "purpose": "activate", "grants": armed, "error": e.to_string(), "failures": failures,
             }));
             return Err(refuse(ErrorCode::Refused, totp_message(&user, &e)));
@@ -274,7 +274,7 @@ impl Daemon {
             });
             merge(&mut fields, &who);
             self.audit
-                .record(now, Severity::Warning, "mfa.fail", fields);
+                .record(now, Severity::Warning, Event::MfaFail, fields);
             let code = match e {
                 TotpError::Io(_) | TotpError::InsecureStorage(_) => ErrorCode::Internal,
                 _ => ErrorCode::Refused,
@@ -283,7 +283,7 @@ impl Daemon {
         }
         let mut fields = json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates });
         merge(&mut fields, &who);
-        self.audit.record(now, Severity::Info, "mfa.ok", fields);
+        self.audit.record(now, Severity::Info, Event::MfaOk, fields);
         // A login that proved a code activates the person's armed grants (DESIGN §1).
         let activated = if purpose == MfaPurpose::Login {
             self.mark_activated(user, &armed, service, now)?;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::authz::root_only;
 use super::{bad_request, Peer};
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::effects::random_hex;
 use crate::engine::{refuse, Refusal};
@@ -84,7 +84,7 @@ impl Daemon {
         self.audit.record(
             now,
             Severity::Info,
-            "session.open",
+            Event::SessionOpen,
             json!({
                 "session": id, "grant": spec.grant, "user": spec.user, "pid": peer.pid,
                 "service": spec.service, "tty": spec.tty, "rhost": spec.rhost,

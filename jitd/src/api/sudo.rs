@@ -7,7 +7,7 @@ use jit_proto::message::{Payload, SudoReport};
 use jit_proto::{ErrorCode, GrantState};
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::{refuse, Refusal};
 
@@ -87,7 +87,7 @@ impl Daemon {
         self.audit.record(
             now,
             if allowed { Severity::Info } else { Severity::Warning },
-            if allowed { "sudo.allowed" } else { "sudo.denied" },
+            if allowed { Event::SudoAllowed } else { Event::SudoDenied },
             json!({
                 "grant": r.grant, "user": r.user, "uid": r.uid, "command": r.command.chars().take(4096).collect::<String>(),
                 "argv": argv, "argc": r.argv.len(), "runas": r.runas, "runas_group": r.runas_group,
@@ -112,7 +112,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Warning,
-                "grant.policy_hit",
+                Event::GrantPolicyHit,
                 json!({ "grant": id, "user": r.user, "reason": why }),
             );
             self.revoke_as(id, &why, "policy", now)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use jit_core::constants::DEFAULT_CONFIG_PATH;
-use jitd::audit::{open_syslog, Severity};
+use jitd::audit::{open_syslog, Event, Severity};
 use jitd::config::Config;
 use jitd::daemon::Daemon;
 use serde_json::json;
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
     d.audit(
         now,
         Severity::Info,
-        "daemon.start",
+        Event::DaemonStart,
         json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }),
     );
     // Recovery before the socket opens: expired-while-down grants are torn down now.
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
     d.audit(
         jit_core::time::now(),
         Severity::Info,
-        "daemon.stop",
+        Event::DaemonStop,
         json!({ "pid": std::process::id() }),
     );
     sd_notify("STOPPING=1");

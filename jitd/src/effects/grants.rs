@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::boottime;
 use super::persist::{reserve_for_open_grants, Durable};
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::admit::{self, HostFacts};
 use crate::engine::tick::{self, as_of};
@@ -98,7 +98,7 @@ impl Daemon {
         }
         self.write_snapshot(&mut inner, now);
         drop(inner);
-        self.audit.record(now, Severity::Info, "grant.created", json!({
+        self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
             "grant": id, "user": grant.user, "by": source.as_str(), "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
             "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
@@ -143,7 +143,7 @@ impl Daemon {
             } else {
                 Severity::Warning
             },
-            "grant.revoked",
+            Event::GrantRevoked,
             json!({ "grant": id, "user": g.user, "by": by, "reason": reason, "durable": durable.as_str() }),
         );
         nscd::invalidate(self.cfg.nscd);
@@ -188,7 +188,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Info,
-                "grant.activated",
+                Event::GrantActivated,
                 json!({ "grant": id, "user": user, "mfa": "totp", "by": how, "durable": durable }),
             );
         }

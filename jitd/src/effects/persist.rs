@@ -7,7 +7,7 @@ use jit_core::time::UnixTime;
 use jit_proto::ErrorCode;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
 use crate::engine::{refuse, Refusal};
 use crate::journal::{End, EndKind};
@@ -73,7 +73,7 @@ impl Daemon {
                     self.audit.record(
                         now,
                         Severity::Notice,
-                        "state.write_recovered",
+                        Event::StateWriteRecovered,
                         json!({ "path": self.store.path().display().to_string() }),
                     );
                 }
@@ -90,7 +90,7 @@ impl Daemon {
                     self.audit.record(
                         now,
                         Severity::Error,
-                        "state.write_failed",
+                        Event::StateWriteFailed,
                         json!({
                             "error": e.to_string(),
                             "effect": "no new grants; ends are recorded in the revocation journal; retried every second",
@@ -141,7 +141,7 @@ impl Daemon {
                 self.audit.record(
                     now,
                     Severity::Error,
-                    "grant.end_not_durable",
+                    Event::GrantEndNotDurable,
                     json!({
                         "grants": ends.iter().map(|(id, _)| id).collect::<Vec<_>>(),
                         "error": why,
@@ -205,7 +205,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Error,
-                "state.journal_unavailable",
+                Event::StateJournalUnavailable,
                 json!({
                     "path": inner.journal.path().display().to_string(),
                     "error": e.to_string(),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{prepare_dir, Daemon};
 
 impl Daemon {
@@ -33,7 +33,7 @@ impl Daemon {
                     self.audit.record(
                         now,
                         Severity::Notice,
-                        "rundir.repaired",
+                        Event::RundirRepaired,
                         json!({ "path": dir.display().to_string(), "problem": "missing" }),
                     );
                 }
@@ -42,7 +42,7 @@ impl Daemon {
                         self.audit.record(
                             now,
                             Severity::Error,
-                            "rundir.repair_failed",
+                            Event::RundirRepairFailed,
                             json!({ "path": dir.display().to_string(), "error": e }),
                         );
                     }

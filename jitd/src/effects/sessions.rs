@@ -5,7 +5,7 @@ use jit_core::time::UnixTime;
 use jit_proto::message::Session;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::procs::start_time;
 
@@ -32,7 +32,7 @@ impl Daemon {
         self.audit.record(
             now,
             Severity::Info,
-            "session.close",
+            Event::SessionClose,
             json!({
                 "session": s.id, "grant": s.grant, "user": s.user, "how": how,
                 "secs": now - s.opened_at,

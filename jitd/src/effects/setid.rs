@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::sweep::{self, Targets};
 
@@ -61,7 +61,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Warning,
-                "file.setid_stripped",
+                Event::FileSetidStripped,
                 json!({
                     "grant": grant_of(s.uid, s.gid),
                     "path": audit_path(&s.path),
@@ -75,7 +75,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Warning,
-                "file.setid_stripped_more",
+                Event::FileSetidStrippedMore,
                 json!({ "count": r.stripped.len() - MAX_FILE_RECORDS }),
             );
         }
@@ -83,7 +83,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Error,
-                "file.setid_strip_failed",
+                Event::FileSetidStripFailed,
                 json!({ "path": audit_path(path), "error": e }),
             );
         }
@@ -91,7 +91,7 @@ impl Daemon {
             self.audit.record(
                 now,
                 Severity::Error,
-                "sweep.unsearched",
+                Event::SweepUnsearched,
                 json!({ "path": audit_path(path), "reason": why }),
             );
         }

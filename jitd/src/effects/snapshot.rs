@@ -5,7 +5,7 @@
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
 use crate::snapshot_out::{self, FileId, SnapshotFiles};
 
@@ -26,7 +26,7 @@ impl Daemon {
                     self.audit.record(
                         now,
                         Severity::Error,
-                        "snapshot.local_files_unreadable",
+                        Event::SnapshotLocalFilesUnreadable,
                         json!({
                             "error": e,
                             "using": if inner.last_local.is_some() { "the last copy read" } else { "no local files: local-group memberships left out" },
@@ -43,7 +43,7 @@ impl Daemon {
                 self.audit.record(
                     now,
                     Severity::Warning,
-                    "account.collision",
+                    Event::AccountCollision,
                     json!({
                         "grant": c.grant, "user": c.user, "with": c.with,
                         "action": "account hidden: local names and ids always win"
@@ -62,7 +62,7 @@ impl Daemon {
                 self.audit.record(
                     now,
                     Severity::Error,
-                    "snapshot.write_failed",
+                    Event::SnapshotWriteFailed,
                     json!({ "error": e }),
                 );
             }
@@ -85,7 +85,7 @@ impl Daemon {
         let snapshot_damaged = inner.snapshot_id.is_none() || snap_now != inner.snapshot_id;
         if changed || local_changed || snapshot_damaged {
             if snapshot_damaged && inner.snapshot_written_at.is_some() {
-                self.audit.record(now, Severity::Notice, "snapshot.repaired", json!({
+                self.audit.record(now, Severity::Notice, Event::SnapshotRepaired, json!({
                     "path": self.cfg.snapshot_path.display().to_string(),
                     "problem": if snap_now.is_none() { "missing" } else { "changed by someone else" }
                 }));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jit_core::time::UnixTime;
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::config::HomePolicy;
 use crate::daemon::Daemon;
 use crate::engine::teardown::{self, HomeStep};
@@ -100,9 +100,9 @@ impl Daemon {
                 now,
                 sev,
                 if complete {
-                    "grant.teardown"
+                    Event::GrantTeardown
                 } else {
-                    "grant.teardown_incomplete"
+                    Event::GrantTeardownIncomplete
                 },
                 fields,
             );

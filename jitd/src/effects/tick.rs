@@ -7,7 +7,7 @@ use jit_proto::GrantState;
 use serde_json::json;
 
 use super::boottime;
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::tick;
 use crate::home;
@@ -40,7 +40,7 @@ impl Daemon {
         };
         for e in &moved.expired {
             // `not_after` is the original expiry even when jitd was down at that moment.
-            self.audit.record(now, Severity::Info, "grant.expired", json!({
+            self.audit.record(now, Severity::Info, Event::GrantExpired, json!({
                 "grant": e.id, "user": e.user, "not_after": e.not_after, "late_secs": (now - e.not_after).max(0),
                 "boot_time_cap": e.by_boot_cap,
             }));
@@ -75,7 +75,7 @@ impl Daemon {
                     self.audit.record(
                         now,
                         Severity::Warning,
-                        "home.create_failed",
+                        Event::HomeCreateFailed,
                         json!({ "grant": g.id, "user": g.user, "error": e.to_string() }),
                     );
                 }
@@ -85,9 +85,10 @@ impl Daemon {
             fields["needs"] =
                 json!("a TOTP code (at login, or jitctl activate) before it gives privilege");
             self.audit
-                .record(now, Severity::Info, "grant.armed", fields);
+                .record(now, Severity::Info, Event::GrantArmed, fields);
             return;
         }
-        self.audit.record(now, Severity::Info, "grant.live", fields);
+        self.audit
+            .record(now, Severity::Info, Event::GrantLive, fields);
     }
 }

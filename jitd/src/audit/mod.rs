@@ -12,6 +12,9 @@ use std::sync::Mutex;
 use jit_core::time::{format_utc, UnixTime};
 use serde_json::{json, Map, Value};
 
+pub mod events;
+pub use events::Event;
+
 /// syslog severities used by the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -82,8 +85,24 @@ impl Audit {
     }
 
     /// Records one event. Never fails the caller: a record that cannot be written goes to
-    /// syslog with an error instead.
-    pub fn record(&self, now: UnixTime, sev: Severity, event: &str, fields: Value) {
+    /// syslog with an error instead. In debug builds (every test), a field the event does not
+    /// declare in [`Event`] is a bug and panics, so the reference cannot miss one.
+    pub fn record(&self, now: UnixTime, sev: Severity, event: Event, fields: Value) {
+        #[cfg(debug_assertions)]
+        if let Value::Object(m) = &fields {
+            for k in m.keys() {
+                assert!(
+                    event.fields().contains(&k.as_str()),
+                    "audit event {} has no field {k:?}: declare it in jitd/src/audit/events.rs",
+                    event.name()
+                );
+            }
+        }
+        self.write(now, sev, event.name(), fields);
+    }
+
+    /// Writes one record, its fields cut to size.
+    fn write(&self, now: UnixTime, sev: Severity, event: &str, fields: Value) {
         let mut obj = Map::new();
         obj.insert("ts".into(), json!(now));
         obj.insert("time".into(), json!(format_utc(now)));
@@ -271,7 +290,8 @@ mod tests {
         let (dir, a) = log("cut");
         let mb = "x".repeat(1 << 20);
         let many: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
-        a.record(
+        // Below `record`'s field check: these fields are hostile on purpose.
+        a.write(
             1,
             Severity::Warning,
             "request.denied",
@@ -290,7 +310,7 @@ mod tests {
     #[test]
     fn offsets_past_the_end_give_an_empty_page() {
         let (dir, a) = log("off");
-        a.record(1, Severity::Info, "x", json!({}));
+        a.record(1, Severity::Info, Event::DaemonStop, json!({}));
         let len = std::fs::metadata(dir.join("audit.jsonl")).unwrap().len();
         for off in [
             len,
