@@ -80,7 +80,7 @@ impl Daemon {
         let audit = Audit::open(&cfg.audit_log)
             .map_err(|e| format!("audit log {}: {e}", cfg.audit_log.display()))?;
         let store = StateStore::new(&cfg.state_dir);
-        // Before anything else acts: a secret store others can read is refused outright (X7).
+        // Before anything else acts: a secret store others can read is refused outright.
         let totp = TotpStore::open(&cfg.state_dir, cfg.totp)
             .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
         let breakglass = BreakglassStore::open(&cfg.state_dir)
@@ -178,7 +178,7 @@ impl Daemon {
 }
 
 /// Writes `<state_dir>/managed-accounts` (one name per line) for pam_jit and sudo_jit: with the
-/// snapshot missing (it lives on tmpfs) they must still know who is managed (§3.3).
+/// snapshot missing (it lives on tmpfs) they must still know who is managed.
 fn write_managed_list(cfg: &Config) -> Result<(), String> {
     let path = cfg.state_dir.join("managed-accounts");
     let mut text = String::from(

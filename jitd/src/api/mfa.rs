@@ -184,7 +184,7 @@ impl Daemon {
     }
 
     /// Checks a TOTP code typed at a login (pam_jit) or a sudo (sudo_jit). Replay and lockout
-    /// are the TOTP store's, shared by every purpose and service (X4, X5); the failure counter
+    /// are the TOTP store's, shared by every purpose and service; the failure counter
     /// is the one of the caller's source ([`lockout_source`]).
     pub(crate) fn verify_mfa(
         &self,
@@ -284,7 +284,7 @@ impl Daemon {
         let mut fields = json!({ "user": user, "purpose": purpose.as_str(), "service": service, "grants": candidates });
         merge(&mut fields, &who);
         self.audit.record(now, Severity::Info, Event::MfaOk, fields);
-        // A login that proved a code activates the person's armed grants (DESIGN §1).
+        // A login that proved a code activates the person's armed grants.
         let activated = if purpose == MfaPurpose::Login {
             self.mark_activated(user, &armed, service, now)?;
             armed

@@ -259,7 +259,7 @@ impl BreakglassStore {
     }
 
     fn path(&self, account: &str) -> Result<PathBuf, BreakglassError> {
-        // The allow-listed name is safe as a file name (P9).
+        // The allow-listed name is safe as a file name.
         validate_name("account", account).map_err(|e| BreakglassError::Io(e.to_string()))?;
         Ok(self.dir.join(format!("{account}.json")))
     }

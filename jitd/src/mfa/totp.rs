@@ -1,5 +1,5 @@
 //! TOTP second factor for JIT identities: RFC 6238 (HMAC-SHA1, 6 digits, 30 s steps), verified
-//! by jitd alone (TEST-CATALOGUE §1.1 P3–P5, P7; §1.6 O1–O5; §3.1).
+//! by jitd alone.
 //!
 //! Storage: `<state_dir>/totp/` (root, 0700), one record per user, `<user>.json` (root, 0600),
 //! written only through [`crate::durable::write_slotted`]: made whole once (temp, fsync, rename,
@@ -12,25 +12,25 @@
 //! falling back further would roll the last accepted step back and make a used code valid
 //! again. A damaged record is an error
 //! (deny), never "not enrolled", and a missing one is [`TotpError::NotEnrolled`], which the
-//! caller must treat as a denial for anyone who needs a second factor (P7).
+//! caller must treat as a denial for anyone who needs a second factor.
 //!
 //! Verification rules (all enforced under one in-process mutex shared by every connection):
 //! * The code must be exactly 6 ASCII digits; the length is checked before anything else, so a
-//!   1 MiB string costs nothing. Malformed codes count as failures (B11).
+//!   1 MiB string costs nothing. Malformed codes count as failures.
 //! * Steps `t-w ..= t+w` are tried, all of them, each compared in constant time; there is no
-//!   skew learning (O2).
-//! * Only a step strictly greater than the last accepted one is accepted (O1). A correct code
+//!   skew learning.
+//! * Only a step strictly greater than the last accepted one is accepted. A correct code
 //!   for a step at or below it is [`TotpError::Replayed`] and counts as a failure: a replay is
 //!   what an attacker who saw a code does, and it must not be a free guess.
 //! * Every attempt on an enrolled user — success, wrong, malformed, replayed or locked out —
 //!   ends in exactly one durable write of the record, and the result is returned only after that
 //!   write. If the write fails the result is [`TotpError::Io`] whatever the code was, so a full
-//!   or broken disk neither lets a code be reused (P5) nor turns into a "right/wrong" oracle
+//!   or broken disk neither lets a code be reused nor turns into a "right/wrong" oracle
 //!   with no failure counting.
 //! * After `max_failures` consecutive failures the user is locked for `lockout_base_secs`,
 //!   doubling with every further failure up to `lockout_max_secs`. While locked, attempts are
 //!   refused without looking at the code and still counted (the next lockout is longer); they do
-//!   not move the current deadline. A success resets the counter (O3).
+//!   not move the current deadline. A success resets the counter.
 //! * The failure counter and lockout are kept **per source** ([`verify_from`]): a key the
 //!   caller derives from where the code was typed (the calling uid for su, the remote address
 //!   for sshd). A local user who types wrong codes at `su alice` locks only its own `su alice`
@@ -164,7 +164,7 @@ pub(crate) fn lockout_secs(failures: u32, max_failures: u32, base: i64, max: i64
 /// Why an operation failed. No variant ever carries a secret or a code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TotpError {
-    /// The user has no TOTP record. For a user who needs a second factor this is a denial (P7).
+    /// The user has no TOTP record. For a user who needs a second factor this is a denial.
     NotEnrolled,
     /// Not exactly 6 ASCII digits (counted as a failure).
     BadCodeFormat,
@@ -188,7 +188,7 @@ pub enum TotpError {
     InvalidUser(String),
     /// Invalid [`TotpConfig`].
     Config(String),
-    /// The TOTP directory, a record, or the state directory is not root-only (X7). jitd must
+    /// The TOTP directory, a record, or the state directory is not root-only. jitd must
     /// refuse to start.
     InsecureStorage(String),
     /// Reading or durably writing a record failed, or a record is damaged. Nothing was accepted.
@@ -481,7 +481,7 @@ fn io_err(path: &Path, e: &io::Error) -> TotpError {
 }
 
 /// The TOTP records of all users. Create one per daemon and share it (`Arc`) between all
-/// connections: its mutex is what makes the failure counter and replay check global (O3).
+/// connections: its mutex is what makes the failure counter and replay check global.
 pub struct TotpStore {
     dir: PathBuf,
     cfg: TotpConfig,
@@ -503,7 +503,7 @@ impl TotpStore {
     /// Opens `<state_dir>/totp`, creating it (root, 0700) if missing, removing temp files a crash
     /// left, and checking that the state directory is root-owned and not group/other-writable,
     /// and that the TOTP directory and every file in it are root-owned, not symlinks and without
-    /// group/other permissions (X7).
+    /// group/other permissions.
     ///
     /// # Errors
     /// [`TotpError::InsecureStorage`] (jitd must refuse to start), [`TotpError::Config`],
@@ -573,7 +573,7 @@ impl TotpStore {
     }
 
     fn user_path(&self, user: &str) -> Result<PathBuf, TotpError> {
-        // The allow-list ([a-z_][a-z0-9_-]*, ≤ 32) makes the name safe as a file name (P9).
+        // The allow-list ([a-z_][a-z0-9_-]*, ≤ 32) makes the name safe as a file name.
         validate_name("user name", user).map_err(|e| TotpError::InvalidUser(e.to_string()))?;
         Ok(self.dir.join(format!("{user}.json")))
     }
@@ -689,7 +689,7 @@ impl TotpStore {
     }
 
     /// Whether `user` has a record. `false` must never mean "skip the second factor" for a user
-    /// who needs one (P7).
+    /// who needs one.
     pub fn is_enrolled(&self, user: &str) -> bool {
         let Ok(path) = self.user_path(user) else {
             return false;
@@ -754,7 +754,7 @@ impl TotpStore {
             Ok(step) => {
                 rec.last_step = step;
                 rec.set_strikes(key, Strikes::default(), now, idle);
-                // Persist-before-act (§3.1 step 4): if this fails the code is not accepted.
+                // Persist before act: if this fails the code is not accepted.
                 self.save(&path, &rec)?;
                 Ok(step)
             }
