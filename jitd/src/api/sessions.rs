@@ -5,7 +5,7 @@
 use jit_core::time::UnixTime;
 use jit_core::validate::{validate_grant_id, validate_name, validate_text};
 use jit_proto::message::{Payload, Session, SessionSpec};
-use jit_proto::{ErrorCode, GrantState};
+use jit_proto::ErrorCode;
 use serde_json::json;
 
 use super::authz::root_only;
@@ -51,36 +51,7 @@ impl Daemon {
             rhost: spec.rhost.clone(),
             opened_at: now,
         };
-        {
-            let mut inner = self.lock();
-            match inner.state.grants.get(&spec.grant) {
-                Some(g) if g.user == spec.user && g.state_at(now) == GrantState::Live => {}
-                Some(g) if g.user == spec.user => {
-                    return Err(refuse(
-                        ErrorCode::Refused,
-                        format!(
-                            "grant {} is {}: no session under it",
-                            g.id,
-                            g.state_at(now).as_str()
-                        ),
-                    ))
-                }
-                _ => {
-                    return Err(refuse(
-                        ErrorCode::NotFound,
-                        format!("{} has no grant {}", spec.user, spec.grant),
-                    ))
-                }
-            }
-            inner.state.sessions.insert(id.clone(), session.clone());
-            // Durable, so a restarted jitd still ends this session at teardown. On a full
-            // state filesystem the login under a grant that exists still opens: the record
-            // stays in memory until a tick can write it (a restart before that still ends the
-            // account's processes by uid at teardown).
-            if self.persist(&mut inner, now).is_err() {
-                inner.dirty = true;
-            }
-        }
+        self.register_session(&session, now)?;
         self.audit.record(
             now,
             Severity::Info,

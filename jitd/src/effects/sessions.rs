@@ -1,12 +1,14 @@
-//! Sessions that end: closed by pam_jit, or lost (their process exited without closing). An
+//! Sessions registered under a live grant, and sessions that end: closed by pam_jit, or lost (their process exited without closing). An
 //! `--end-with-session` grant is revoked with its session.
 
 use jit_core::time::UnixTime;
 use jit_proto::message::Session;
+use jit_proto::{ErrorCode, GrantState};
 use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
+use crate::engine::{refuse, Refusal};
 use crate::procs::start_time;
 
 impl Daemon {
@@ -63,5 +65,42 @@ impl Daemon {
         for s in gone {
             self.end_session(&s, "lost (its process exited without closing it)", now);
         }
+    }
+
+    /// Records `session` (its process checked by the caller) under its grant, which must be
+    /// `session.user`'s and live.
+    pub(crate) fn register_session(&self, session: &Session, now: UnixTime) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        match inner.state.grants.get(&session.grant) {
+            Some(g) if g.user == session.user && g.state_at(now) == GrantState::Live => {}
+            Some(g) if g.user == session.user => {
+                return Err(refuse(
+                    ErrorCode::Refused,
+                    format!(
+                        "grant {} is {}: no session under it",
+                        g.id,
+                        g.state_at(now).as_str()
+                    ),
+                ))
+            }
+            _ => {
+                return Err(refuse(
+                    ErrorCode::NotFound,
+                    format!("{} has no grant {}", session.user, session.grant),
+                ))
+            }
+        }
+        inner
+            .state
+            .sessions
+            .insert(session.id.clone(), session.clone());
+        // Durable, so a restarted jitd still ends this session at teardown. On a full
+        // state filesystem the login under a grant that exists still opens: the record
+        // stays in memory until a tick can write it (a restart before that still ends the
+        // account's processes by uid at teardown).
+        if self.persist(&mut inner, now).is_err() {
+            inner.dirty = true;
+        }
+        Ok(())
     }
 }
