@@ -7,17 +7,16 @@
 //! code is recorded durably before jitd acts on it, failures are counted and locked out like
 //! TOTP, and the record is written whole through `durable::replace_file` (never in place).
 
-use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{fsync_dir, remove_stale_temps, replace_file, seal, unseal};
+use super::store::{RecordDir, StoreError, FILE_MODE};
+use crate::durable::{replace_file, seal, unseal};
 use crate::mfa::strikes::{self, Sources, Strikes};
 
 const DIR: &str = "breakglass";
@@ -207,16 +206,21 @@ fn verify(n: u32, secret: &str, phc: &str) -> bool {
         .is_ok()
 }
 
+impl From<StoreError> for BreakglassError {
+    fn from(e: StoreError) -> BreakglassError {
+        BreakglassError::Io(e.to_string())
+    }
+}
+
 /// The break-glass records of all managed accounts.
 pub struct BreakglassStore {
-    dir: PathBuf,
-    lock: Mutex<()>,
+    records: RecordDir,
 }
 
 impl std::fmt::Debug for BreakglassStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakglassStore")
-            .field("dir", &self.dir)
+            .field("dir", &self.records.dir())
             .finish_non_exhaustive()
     }
 }
@@ -228,70 +232,26 @@ impl BreakglassStore {
     /// # Errors
     /// I/O or an unsafe directory.
     pub fn open(state_dir: &Path) -> Result<BreakglassStore, BreakglassError> {
-        let dir = state_dir.join(DIR);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => fsync_dir(state_dir).map_err(|e| io_err(state_dir, &e))?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&dir, &e)),
-        }
-        let m = std::fs::symlink_metadata(&dir).map_err(|e| io_err(&dir, &e))?;
-        if !m.is_dir() || m.uid() != 0 || m.mode() & 0o077 != 0 {
-            return Err(BreakglassError::Io(format!(
-                "{} must be a directory owned by root with mode 0700 (uid {}, mode {:04o})",
-                dir.display(),
-                m.uid(),
-                m.mode() & 0o7777
-            )));
-        }
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                remove_stale_temps(&e.path());
-            }
-        }
         Ok(BreakglassStore {
-            dir,
-            lock: Mutex::new(()),
+            // A record others could read is refused when it is used, not at start: an
+            // emergency code must not stop jitd from starting.
+            records: RecordDir::open(state_dir, DIR, false)?,
         })
     }
 
     fn guard(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+        self.records.guard()
     }
 
     fn path(&self, account: &str) -> Result<PathBuf, BreakglassError> {
-        // The allow-listed name is safe as a file name.
-        validate_name("account", account).map_err(|e| BreakglassError::Io(e.to_string()))?;
-        Ok(self.dir.join(format!("{account}.json")))
+        Ok(self.records.record_path("account", account)?)
     }
 
     fn load(&self, path: &Path) -> Result<AccountRecord, BreakglassError> {
-        let mut f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BreakglassError::NoCodes),
-            Err(e) => return Err(io_err(path, &e)),
-        };
-        let m = f.metadata().map_err(|e| io_err(path, &e))?;
-        if !m.is_file() || m.uid() != 0 || m.mode() & 0o077 != 0 {
-            return Err(BreakglassError::Io(format!(
-                "{} must be a regular file owned by root with mode 0600",
-                path.display()
-            )));
-        }
-        let mut buf = Vec::new();
-        (&mut f)
-            .take(MAX_RECORD_BYTES + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err(path, &e))?;
-        if buf.len() as u64 > MAX_RECORD_BYTES {
-            return Err(BreakglassError::Io(format!(
-                "{}: too large",
-                path.display()
-            )));
-        }
+        let buf = self
+            .records
+            .read(path, MAX_RECORD_BYTES)?
+            .ok_or(BreakglassError::NoCodes)?;
         let body = unseal(HEADER, &buf)
             .map_err(|e| BreakglassError::Io(format!("{}: damaged: {e}", path.display())))?;
         serde_json::from_slice(body)
@@ -300,7 +260,7 @@ impl BreakglassStore {
 
     fn save(&self, path: &Path, rec: &AccountRecord) -> Result<(), BreakglassError> {
         let body = serde_json::to_vec(rec).map_err(|e| BreakglassError::Io(e.to_string()))?;
-        replace_file(path, &seal(HEADER, &body), 0o600, false).map_err(|e| io_err(path, &e))
+        replace_file(path, &seal(HEADER, &body), FILE_MODE, false).map_err(|e| io_err(path, &e))
     }
 
     /// Makes `count` codes for `account` and returns them (the only time they exist in the
@@ -452,6 +412,7 @@ impl BreakglassStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
     struct TestDir(PathBuf);
     impl TestDir {

@@ -4,5 +4,6 @@
 //! wrong codes cannot lock out the owner.
 
 pub mod breakglass;
+pub mod store;
 pub mod strikes;
 pub mod totp;

@@ -47,17 +47,16 @@
 //! is [`Enrollment`], shown once to the enrolling administrator.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 
-use jit_core::validate::validate_name;
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
-use crate::durable::{fsync_dir, seal, unseal};
+use super::store::{RecordDir, StoreError, FILE_MODE};
+use crate::durable::{seal, unseal};
 use crate::mfa::strikes::{self, Sources, Strikes};
 
 /// Length of a time step, seconds (RFC 6238 §5.2).
@@ -74,8 +73,6 @@ pub const MAX_WINDOW_STEPS: u8 = 3;
 /// Name of the directory under the state directory.
 pub const TOTP_DIR: &str = "totp";
 
-const DIR_MODE: u32 = 0o700;
-const FILE_MODE: u32 = 0o600;
 /// A record file is at most this large: two slots of [`crate::durable::write_slotted`] (an older
 /// record written whole is smaller). The per-source failure counters are bounded
 /// (`strikes::MAX_SOURCES`) so a record stays well inside one slot.
@@ -436,56 +433,25 @@ fn otpauth_uri(user: &str, host: &str, secret_base32: &str) -> String {
     )
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Dir,
-    File,
-}
-
-/// Root-owned, of the expected type (never a symlink), no group/other permission bits.
-fn check_secure(meta: &std::fs::Metadata, path: &Path, kind: Kind) -> Result<(), TotpError> {
-    let ft = meta.file_type();
-    let (ok_type, want) = match kind {
-        Kind::Dir => (ft.is_dir(), "a directory"),
-        Kind::File => (ft.is_file(), "a regular file"),
-    };
-    if !ok_type {
-        return Err(TotpError::InsecureStorage(format!(
-            "{} is not {want} (symlinks are refused)",
-            path.display()
-        )));
-    }
-    if meta.uid() != 0 {
-        return Err(TotpError::InsecureStorage(format!(
-            "{} is owned by uid {}, not root",
-            path.display(),
-            meta.uid()
-        )));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        let want = match kind {
-            Kind::Dir => DIR_MODE,
-            Kind::File => FILE_MODE,
-        };
-        return Err(TotpError::InsecureStorage(format!(
-            "{} has mode {mode:04o}: group/other access (want {want:04o})",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 fn io_err(path: &Path, e: &io::Error) -> TotpError {
     TotpError::Io(format!("{}: {e}", path.display()))
+}
+
+impl From<StoreError> for TotpError {
+    fn from(e: StoreError) -> TotpError {
+        match e {
+            StoreError::Insecure(m) => TotpError::InsecureStorage(m),
+            StoreError::Io(m) => TotpError::Io(m),
+            StoreError::BadName(m) => TotpError::InvalidUser(m),
+        }
+    }
 }
 
 /// The TOTP records of all users. Create one per daemon and share it (`Arc`) between all
 /// connections: its mutex is what makes the failure counter and replay check global.
 pub struct TotpStore {
-    dir: PathBuf,
+    records: RecordDir,
     cfg: TotpConfig,
-    lock: Mutex<()>,
     #[cfg(test)]
     fail_writes: std::sync::atomic::AtomicBool,
 }
@@ -493,7 +459,7 @@ pub struct TotpStore {
 impl fmt::Debug for TotpStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TotpStore")
-            .field("dir", &self.dir)
+            .field("dir", &self.records.dir())
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
     }
@@ -526,31 +492,9 @@ impl TotpStore {
                 parent.mode() & 0o7777
             )));
         }
-        let dir = state_dir.join(TOTP_DIR);
-        match std::fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
-            Ok(()) => fsync_dir(state_dir).map_err(|e| io_err(state_dir, &e))?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&dir, &e)),
-        }
-        let meta = std::fs::symlink_metadata(&dir).map_err(|e| io_err(&dir, &e))?;
-        check_secure(&meta, &dir, Kind::Dir)?;
-        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, &e))? {
-            let entry = entry.map_err(|e| io_err(&dir, &e))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // `.<user>.json.tmp.<pid>`: a write interrupted by a crash (durable.rs naming).
-            if name.starts_with('.') && name.contains(".tmp.") {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, &e))?;
-            check_secure(&meta, &path, Kind::File)?;
-        }
         Ok(TotpStore {
-            dir,
+            records: RecordDir::open(state_dir, TOTP_DIR, true)?,
             cfg,
-            lock: Mutex::new(()),
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicBool::new(false),
         })
@@ -558,7 +502,7 @@ impl TotpStore {
 
     /// The TOTP directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.records.dir()
     }
 
     /// The policy in force.
@@ -567,46 +511,18 @@ impl TotpStore {
     }
 
     fn guard(&self) -> MutexGuard<'_, ()> {
-        // A panic elsewhere cannot leave a half-written record (every write is atomic), so a
-        // poisoned lock is still safe to use.
-        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+        self.records.guard()
     }
 
     fn user_path(&self, user: &str) -> Result<PathBuf, TotpError> {
-        // The allow-list ([a-z_][a-z0-9_-]*, ≤ 32) makes the name safe as a file name.
-        validate_name("user name", user).map_err(|e| TotpError::InvalidUser(e.to_string()))?;
-        Ok(self.dir.join(format!("{user}.json")))
+        Ok(self.records.record_path("user name", user)?)
     }
 
     fn load(&self, path: &Path) -> Result<UserRecord, TotpError> {
-        let mut f = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TotpError::NotEnrolled),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(TotpError::InsecureStorage(format!(
-                    "{} is a symlink",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(io_err(path, &e)),
-        };
-        let meta = f.metadata().map_err(|e| io_err(path, &e))?;
-        check_secure(&meta, path, Kind::File)?;
-        let mut buf = Vec::new();
-        (&mut f)
-            .take(MAX_RECORD_BYTES + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err(path, &e))?;
-        if buf.len() as u64 > MAX_RECORD_BYTES {
-            return Err(TotpError::Io(format!(
-                "{}: record larger than {MAX_RECORD_BYTES} bytes",
-                path.display()
-            )));
-        }
+        let buf = self
+            .records
+            .read(path, MAX_RECORD_BYTES)?
+            .ok_or(TotpError::NotEnrolled)?;
         let damaged = |m: String| TotpError::Io(format!("{}: damaged record: {m}", path.display()));
         if crate::durable::is_slotted(&buf) {
             let (_, _, rec) = crate::durable::read_slotted(&buf).map_err(damaged)?;
@@ -678,14 +594,7 @@ impl TotpStore {
     pub fn remove(&self, user: &str) -> Result<bool, TotpError> {
         let path = self.user_path(user)?;
         let _guard = self.guard();
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                fsync_dir(&self.dir).map_err(|e| io_err(&self.dir, &e))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err(&path, &e)),
-        }
+        Ok(self.records.remove(&path)?)
     }
 
     /// Whether `user` has a record. `false` must never mean "skip the second factor" for a user
