@@ -14,7 +14,6 @@ use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::{refuse, Refusal};
 use crate::mfa::breakglass::{BreakglassError, MAX_CODES};
-use crate::nscd;
 
 /// One UseBreakglass request.
 pub(crate) struct BreakglassUse<'a> {
@@ -152,8 +151,6 @@ impl Daemon {
                 "not_after": not_after, "remaining_codes": self.breakglass.remaining(account),
             }),
         );
-        nscd::invalidate(self.cfg.nscd);
-        self.wake.notify_all();
         Ok(Payload::Grant(Box::new(grant)))
     }
 }

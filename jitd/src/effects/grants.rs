@@ -224,6 +224,9 @@ impl Daemon {
         // grant is not refused for want of it).
         let _ = reserve_for_open_grants(&mut inner, 0);
         self.write_snapshot(&mut inner, now);
+        drop(inner);
+        nscd::invalidate(self.cfg.nscd);
+        self.wake.notify_all();
         Ok(grant)
     }
 }
