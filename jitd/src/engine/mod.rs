@@ -45,3 +45,63 @@ impl GrantSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The engine stays pure: none of its files reaches for the file system, processes,
+    /// sockets, the clock or the executor. (A new file must be listed here too.)
+    #[test]
+    fn engine_has_no_io() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("admit.rs", include_str!("admit.rs")),
+            ("tick.rs", include_str!("tick.rs")),
+            ("teardown.rs", include_str!("teardown.rs")),
+        ];
+        let here = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+            .count();
+        assert_eq!(here, files.len(), "a new engine file must be checked here");
+        let forbidden = [
+            "std::fs",
+            "std::io",
+            "std::process",
+            "std::net",
+            "std::thread",
+            "libc::",
+            "SystemTime",
+            "Instant",
+            "time::now",
+            "unsafe",
+            "crate::effects",
+            "crate::daemon",
+            "crate::api",
+            "crate::audit",
+            "crate::durable",
+            "crate::home",
+            "crate::nscd",
+            "end_processes",
+            "crate::sweep::sweep",
+            "Daemon",
+        ];
+        for (name, text) in files {
+            // The code only: not the notes, not the tests (nor this list).
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or(text)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for f in forbidden {
+                assert!(
+                    !code.contains(f),
+                    "engine/{name} uses {f}: the engine does no I/O"
+                );
+            }
+        }
+    }
+}
