@@ -59,6 +59,9 @@ struct RawConfig {
     groups: Option<RawGroups>,
     server: Option<toml::Value>,
     totp: Option<RawTotp>,
+    cgroup_dir: Option<String>,
+    certify_suid_roots: Option<Vec<String>>,
+    certify_exclude: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -131,6 +134,12 @@ pub struct Config {
     pub group_mfa: String,
     /// TOTP window and lockout.
     pub totp: TotpConfig,
+    /// Per-grant cgroups: None = `<cgroup2 mount>/jit.slice`, `off`, or a directory.
+    pub cgroup_dir: Option<String>,
+    /// Roots of the set-uid/set-gid walk of the certification fingerprint.
+    pub certify_suid_roots: Vec<PathBuf>,
+    /// Paths the certification fingerprint never walks.
+    pub certify_exclude: Vec<PathBuf>,
 }
 
 /// A configuration problem, with the key it concerns.
@@ -193,6 +202,41 @@ fn path_key(key: &'static str, v: Option<String>, default: &str) -> Result<PathB
     let v = v.unwrap_or_else(|| default.to_string());
     validate_abs_path(key, &v).map_err(|e| err(format!("{key}: {e}")))?;
     Ok(PathBuf::from(v))
+}
+
+/// The monitoring and certification keys: `cgroup_dir` is `off` or an absolute path; the walk
+/// lists hold absolute paths (at most 64 each).
+type MonitorKeys = (Option<String>, Vec<PathBuf>, Vec<PathBuf>);
+
+fn monitor_keys(
+    cgroup_dir: Option<String>,
+    roots: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+) -> Result<MonitorKeys, ConfigError> {
+    if let Some(d) = &cgroup_dir {
+        if d != "off" {
+            validate_abs_path("cgroup_dir", d).map_err(|e| err(format!("cgroup_dir: {e}")))?;
+        }
+    }
+    let list = |key: &'static str, v: Vec<String>| -> Result<Vec<PathBuf>, ConfigError> {
+        if v.len() > 64 {
+            return Err(err(format!("{key}: at most 64 entries")));
+        }
+        v.into_iter()
+            .map(|p| {
+                validate_abs_path(key, &p).map_err(|e| err(format!("{key}: {e}")))?;
+                Ok(PathBuf::from(p))
+            })
+            .collect()
+    };
+    Ok((
+        cgroup_dir,
+        list(
+            "certify_suid_roots",
+            roots.unwrap_or_else(|| vec!["/".to_string()]),
+        )?,
+        list("certify_exclude", exclude.unwrap_or_default())?,
+    ))
 }
 
 impl Config {
@@ -320,8 +364,13 @@ impl Config {
             jit_core::policy::classify::parse_ioc_entry(c)
                 .map_err(|e| err(format!("ioc_commands: {e}")))?;
         }
+        let (cgroup_dir, certify_suid_roots, certify_exclude) =
+            monitor_keys(raw.cgroup_dir, raw.certify_suid_roots, raw.certify_exclude)?;
         let mut it = names.into_iter();
         Ok(Config {
+            cgroup_dir,
+            certify_suid_roots,
+            certify_exclude,
             source,
             uid_min,
             uid_max,

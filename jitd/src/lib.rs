@@ -4,12 +4,14 @@
 
 pub mod audit;
 pub mod breakglass;
+pub mod certify;
 pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod home;
 pub mod localdb;
+pub mod monitor;
 pub mod nscd;
 pub mod procs;
 pub mod server;

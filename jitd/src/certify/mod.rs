@@ -1,0 +1,205 @@
+//! Certification at grant end. A worker thread takes a fingerprint of privilege-relevant host
+//! state when a grant goes live (the baseline, kept in `<state_dir>/certify/<grant>.baseline`)
+//! and again when its teardown has finished, and compares them. The tick collects the results
+//! ([`Certifier::take_done`]) and stores them with the grant; nothing here runs on a login's,
+//! sudo's or the tick's path.
+
+pub mod diff;
+pub mod fingerprint;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use jit_proto::certification::Certification;
+
+pub use fingerprint::{Fingerprint, Scope};
+
+enum Job {
+    Baseline(String),
+    End(String),
+}
+
+/// A finished piece of work, for the tick to record.
+#[derive(Debug)]
+pub enum Done {
+    /// A baseline was taken and stored.
+    Baseline {
+        /// Grant id.
+        grant: String,
+        /// Items in it.
+        items: usize,
+        /// How long it took.
+        elapsed_ms: u64,
+        /// It could not be stored (the grant will certify `no_baseline`).
+        error: Option<String>,
+    },
+    /// A grant is certified.
+    Certified {
+        /// Grant id.
+        grant: String,
+        /// The record.
+        cert: Box<Certification>,
+        /// How long the end fingerprint took.
+        elapsed_ms: u64,
+    },
+}
+
+/// The certification worker and its queue.
+pub struct Certifier {
+    dir: PathBuf,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    done: Arc<Mutex<Vec<Done>>>,
+    /// Grants whose end fingerprint is queued in this process (queued once).
+    ended: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A grant id is `g-` and hex only (checked by the daemon); refuse anything else as a file name.
+fn safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl Certifier {
+    /// Starts the worker. `dir` is made (0700) if missing.
+    ///
+    /// # Errors
+    /// The directory cannot be made or is not root's alone.
+    pub fn start(dir: PathBuf, scope: Scope) -> Result<Certifier, String> {
+        crate::daemon::prepare_dir(&dir, 0o700)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let (d2, dir2) = (Arc::clone(&done), dir.clone());
+        std::thread::Builder::new()
+            .name("jitd-certify".into())
+            .spawn(move || {
+                // Runs until the daemon drops its sender.
+                while let Ok(job) = rx.recv() {
+                    let r = run(&dir2, &scope, job);
+                    lock(&d2).push(r);
+                }
+            })
+            .map_err(|e| format!("cannot start the certification thread: {e}"))?;
+        Ok(Certifier {
+            dir,
+            tx: Mutex::new(Some(tx)),
+            done,
+            ended: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Queues the baseline of a grant that went live.
+    pub fn baseline(&self, grant: &str) {
+        if safe_id(grant) {
+            self.send(Job::Baseline(grant.to_string()));
+        }
+    }
+
+    /// Queues the end fingerprint of a grant whose teardown finished (once per process).
+    pub fn end(&self, grant: &str) {
+        if safe_id(grant) && lock(&self.ended).insert(grant.to_string()) {
+            self.send(Job::End(grant.to_string()));
+        }
+    }
+
+    /// Whether a baseline is stored for `grant` (a restart resumes its certification).
+    pub fn has_baseline(&self, grant: &str) -> bool {
+        safe_id(grant) && baseline_path(&self.dir, grant).exists()
+    }
+
+    /// Results finished since the last call.
+    pub fn take_done(&self) -> Vec<Done> {
+        std::mem::take(&mut *lock(&self.done))
+    }
+
+    /// The certification is stored with the grant: its baseline is no longer needed.
+    pub fn forget(&self, grant: &str) {
+        if safe_id(grant) {
+            let _ = std::fs::remove_file(baseline_path(&self.dir, grant));
+        }
+    }
+}
+
+fn baseline_path(dir: &Path, grant: &str) -> PathBuf {
+    dir.join(format!("{grant}.baseline"))
+}
+
+fn run(dir: &Path, scope: &Scope, job: Job) -> Done {
+    let now = jit_core::time::now();
+    match job {
+        Job::Baseline(grant) => {
+            let fp = fingerprint::take(scope, now);
+            let error = fingerprint::save(&fp, &baseline_path(dir, &grant))
+                .err()
+                .map(|e| e.to_string());
+            Done::Baseline {
+                grant,
+                items: fp.items.len(),
+                elapsed_ms: fp.elapsed_ms,
+                error,
+            }
+        }
+        Job::End(grant) => {
+            let base = fingerprint::load(&baseline_path(dir, &grant)).ok();
+            let fp = fingerprint::take(scope, now);
+            Done::Certified {
+                cert: Box::new(diff::certify(base.as_ref(), &fp)),
+                grant,
+                elapsed_ms: fp.elapsed_ms,
+            }
+        }
+    }
+}
+
+/// The certification of a grant for people (`jitctl grant show ID --certification`).
+pub fn render(g: &jit_proto::Grant) -> String {
+    use jit_core::time::format_utc;
+    let Some(c) = &g.certification else {
+        return format!(
+            "grant {}: no certification yet ({})\n",
+            g.id,
+            if g.torn_down {
+                "being taken; it is stored within seconds of the teardown"
+            } else if g.state.is_ended() {
+                "taken when the teardown has finished"
+            } else {
+                "taken when the grant has ended and been torn down"
+            }
+        );
+    };
+    let mut s = format!(
+        "grant {}: {}\nbaseline: {}\nend:      {}\nitems:    {}\n",
+        g.id,
+        c.status.as_str(),
+        c.baseline_at.map_or("none".into(), format_utc),
+        format_utc(c.taken_at),
+        c.items
+    );
+    for d in &c.differences {
+        s.push_str(&jit_proto::text::one_line(&diff::describe(d), 2048));
+        s.push('\n');
+    }
+    if c.omitted > 0 {
+        s.push_str(&format!("... and {} more differences\n", c.omitted));
+    }
+    if !c.unreadable.is_empty() {
+        s.push_str(&format!(
+            "not certified (unreadable): {}\n",
+            c.unreadable.len()
+        ));
+        for u in &c.unreadable {
+            s.push_str(&format!("  {}\n", jit_proto::text::one_line(u, 512)));
+        }
+    }
+    s
+}
