@@ -62,6 +62,8 @@ struct RawConfig {
     cgroup_dir: Option<String>,
     certify_suid_roots: Option<Vec<String>>,
     certify_exclude: Option<Vec<String>>,
+    sensitive_paths: Option<Vec<String>>,
+    lateral_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -140,6 +142,10 @@ pub struct Config {
     pub certify_suid_roots: Vec<PathBuf>,
     /// Paths the certification fingerprint never walks.
     pub certify_exclude: Vec<PathBuf>,
+    /// Files whose opening by a grant's process is `sensitive-read` (besides the defaults).
+    pub sensitive_paths: Vec<PathBuf>,
+    /// Remote-login ports for `lateral-movement`.
+    pub lateral_ports: Vec<u16>,
 }
 
 /// A configuration problem, with the key it concerns.
@@ -366,8 +372,29 @@ impl Config {
         }
         let (cgroup_dir, certify_suid_roots, certify_exclude) =
             monitor_keys(raw.cgroup_dir, raw.certify_suid_roots, raw.certify_exclude)?;
+        let sensitive_paths = raw
+            .sensitive_paths
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                validate_abs_path("sensitive_paths", &p)
+                    .map_err(|e| err(format!("sensitive_paths: {e}")))?;
+                Ok(PathBuf::from(p))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        if sensitive_paths.len() > 256 {
+            return Err(err("sensitive_paths: at most 256 entries"));
+        }
+        let lateral_ports = raw
+            .lateral_ports
+            .unwrap_or_else(|| crate::monitor::lateral::DEFAULT_PORTS.to_vec());
+        if lateral_ports.len() > 64 || lateral_ports.contains(&0) {
+            return Err(err("lateral_ports: at most 64 ports, none 0"));
+        }
         let mut it = names.into_iter();
         Ok(Config {
+            sensitive_paths,
+            lateral_ports,
             cgroup_dir,
             certify_suid_roots,
             certify_exclude,

@@ -78,6 +78,8 @@ pub struct Daemon {
     cgroups: crate::monitor::cgroup::Cgroups,
     certifier: Option<crate::certify::Certifier>,
     watch_resumed: AtomicBool,
+    monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
+    watch_notices: Mutex<HashMap<String, usize>>,
 }
 
 type Refusal = (ErrorCode, String);
@@ -187,7 +189,10 @@ impl Daemon {
                 None
             }
         };
+        let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit);
         Ok(Daemon {
+            monitor,
+            watch_notices: Mutex::new(HashMap::new()),
             cgroups,
             certifier,
             watch_resumed: AtomicBool::new(false),
@@ -1586,10 +1591,11 @@ impl Daemon {
                 .push(sudo::parse_runas(r).map_err(bad)?.to_string());
         }
         for c in &spec.revoke_on {
-            if classify::parse_class(c).is_none() {
+            // lateral-movement is seen by jitd's process monitor only (crate::monitor).
+            if classify::parse_class(c).is_none() && c != crate::monitor::LATERAL_MOVEMENT {
                 return Err(refuse(
                     ErrorCode::Refused,
-                    format!("--revoke-on {:?}: use ioc, software-install, account-change or sensitive-read", c),
+                    format!("--revoke-on {:?}: use ioc, software-install, account-change, sensitive-read or lateral-movement", c),
                 ));
             }
             out.revoke_on.push(c.clone());

@@ -16,6 +16,15 @@ use super::{Daemon, Peer};
 use crate::audit::Severity;
 use crate::certify::{diff, Done};
 use crate::monitor::cgroup::KillReport;
+use crate::monitor::events::{Hit, Watched};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `notice` records of monitored events kept per grant (a build that trips a class on every
+/// file must not flood the trail); the rest are counted in the last one.
+const NOTICES_PER_GRANT: usize = 50;
 
 impl Daemon {
     /// A grant went live (or armed): its cgroup is made and its baseline queued.
@@ -51,13 +60,20 @@ impl Daemon {
         if !live {
             return;
         }
-        if let Err(e) = self.cgroups.join(grant, peer.pid) {
-            self.audit.record(
-                now,
-                Severity::Warning,
-                "cgroup.join_failed",
-                json!({ "grant": grant, "pid": peer.pid, "for": what, "error": e }),
-            );
+        match self.cgroups.join(grant, peer.pid) {
+            Ok(()) => {
+                if let Some(m) = &self.monitor {
+                    lock(&m.joined).push((peer.pid, grant.to_string()));
+                }
+            }
+            Err(e) => {
+                self.audit.record(
+                    now,
+                    Severity::Warning,
+                    "cgroup.join_failed",
+                    json!({ "grant": grant, "pid": peer.pid, "for": what, "error": e }),
+                );
+            }
         }
     }
 
@@ -101,6 +117,7 @@ impl Daemon {
     /// first tick, resume certifications a restart interrupted and kill cgroups of grants that
     /// are gone.
     pub(super) fn watch_tick(&self, now: UnixTime) {
+        self.watch_monitor(now);
         let Some(c) = &self.certifier else { return };
         if !self.watch_resumed.swap(true, Ordering::SeqCst) {
             let (pending, stale): (Vec<String>, Vec<String>) = {
@@ -195,6 +212,99 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Daemon {
+    /// Tells the monitor which grants are live, and acts on what it saw: a hit in one of the
+    /// grant's `--revoke-on` classes ends the grant (warning); any other is audited at notice.
+    fn watch_monitor(&self, now: UnixTime) {
+        let Some(m) = &self.monitor else { return };
+        let live: Vec<(String, String, bool)> = {
+            let inner = self.lock();
+            inner
+                .state
+                .grants
+                .values()
+                .filter(|g| g.state_at(now) == GrantState::Live)
+                .map(|g| (g.id.clone(), g.user.clone(), g.account))
+                .collect()
+        };
+        let homes = if live.iter().any(|(_, _, acct)| !acct) {
+            crate::monitor::homes(&self.cfg.passwd_file)
+        } else {
+            Default::default()
+        };
+        *lock(&m.watched) = live
+            .iter()
+            .map(|(id, user, acct)| Watched {
+                grant: id.clone(),
+                user: user.clone(),
+                home: if *acct {
+                    Some(self.cfg.home_root.join(user))
+                } else {
+                    homes.get(user).cloned()
+                },
+            })
+            .collect();
+        let hits = std::mem::take(&mut *lock(&m.hits));
+        for h in hits {
+            self.watch_hit(&h, now);
+        }
+    }
+
+    fn watch_hit(&self, h: &Hit, now: UnixTime) {
+        let (live, classes, user) = {
+            let inner = self.lock();
+            match inner.state.grants.get(&h.grant) {
+                Some(g) => (
+                    g.state_at(now) == GrantState::Live,
+                    g.revoke_on.clone(),
+                    g.user.clone(),
+                ),
+                None => return,
+            }
+        };
+        let fields = json!({
+            "grant": h.grant, "user": user, "class": h.class, "pid": h.pid, "uid": h.uid,
+            "cmdline": jit_core::policy::sudo::shown(&h.cmdline, 1024), "act": h.what,
+        });
+        if live && classes.contains(&h.class) {
+            let queued_ms = h.seen.elapsed().as_millis() as u64;
+            let mut f = fields;
+            f["queued_ms"] = json!(queued_ms);
+            self.audit
+                .record(now, Severity::Warning, "grant.monitor_hit", f);
+            let why = format!(
+                "revoke-on {}: {} by pid {} ({})",
+                h.class,
+                h.what,
+                h.pid,
+                jit_core::policy::sudo::shown(&h.cmdline, 512)
+            );
+            let r = self.revoke_as(&h.grant, &why, "policy", now);
+            self.audit.record(
+                now,
+                Severity::Info,
+                "monitor.latency",
+                json!({ "grant": h.grant, "class": h.class, "event_to_ended_ms": h.seen.elapsed().as_millis() as u64,
+                        "queued_ms": queued_ms, "revoked": r.is_ok() }),
+            );
+            return;
+        }
+        let n = {
+            let mut counts = lock(&self.watch_notices);
+            let n = counts.entry(h.grant.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n <= NOTICES_PER_GRANT {
+            let mut f = fields;
+            if n == NOTICES_PER_GRANT {
+                f["note"] = json!("last notice for this grant; later events are counted in its certification audit only");
+            }
+            self.audit.record(now, Severity::Notice, "monitor.event", f);
         }
     }
 }

@@ -101,6 +101,26 @@ impl Cgroups {
         Cgroups::On { dir }
     }
 
+    /// The directory, and its path as /proc/PID/cgroup shows it (relative to the mount).
+    pub fn dir(&self) -> Option<(PathBuf, String)> {
+        let Cgroups::On { dir } = self else {
+            return None;
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let rel = text
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                (right.split(' ').next()? == "cgroup2").then(|| left.split(' ').nth(4))?
+            })
+            .find_map(|m| {
+                dir.strip_prefix(m)
+                    .ok()
+                    .map(|r| format!("/{}", r.display()))
+            })?;
+        Some((dir.clone(), rel))
+    }
+
     /// One line for `jitctl status`.
     pub fn describe(&self) -> String {
         match self {

@@ -1,0 +1,250 @@
+//! Live monitoring with real clients: carol (a local user) holds `--sudo ALL`; what she does
+//! through sudo runs in the grant's cgroup and is watched. Each act is written so that the sudo
+//! classifier cannot see it in the command line (the path is built from pieces), so what ends
+//! the grant is jitd's monitor: fanotify for files, the proc connector for execs, the TCP scan
+//! for connections. With the matching `--revoke-on` class the grant ends, the detached root
+//! process started earlier dies, and a warning names the process, its command line and the
+//! grant; without it the act is audited at notice and the grant stays live.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use jit_tests::cgroup::TestCgroup;
+use jit_tests::sandbox::{path_str, SandboxOptions};
+use jit_tests::{artifacts, code, poll, poll_opt, procs, show, stdout, Sandbox};
+
+const JIT_SUDOERS: &str = "%jit-sudo ALL=(ALL:ALL) NOPASSWD: ALL";
+/// A remote-login port of the test's own (a listener on 127.0.0.1 is started on it).
+const PORT: u16 = 47022;
+
+fn sandbox(cg: &TestCgroup) -> Sandbox {
+    let sb = Sandbox::with(SandboxOptions {
+        cgroup_dir: path_str(cg.path()).to_string(),
+        extra_config: format!("lateral_ports = [22, {PORT}]\n"),
+        ..SandboxOptions::default()
+    });
+    sb.sh_ok(&format!(
+        "printf 'Plugin sudo_jit {}\\nSet group_source dynamic\\n' > /etc/sudo.conf && \
+         printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && chmod 0440 /etc/sudoers.d/jit && \
+         visudo -c -q && mkdir -p /var/lib/jit-test-root && chmod 0700 /var/lib/jit-test-root && \
+         mount --bind /var/lib/jit-test-root /root",
+        path_str(&artifacts().sudo_plugin)
+    ));
+    sb
+}
+
+fn as_carol(sb: &Sandbox, cmd: &str) -> std::process::Output {
+    sb.run_full(&["su", "carol", "-c", cmd], None, Duration::from_secs(20))
+}
+
+fn grant(sb: &Sandbox, class: &str) -> String {
+    sb.grant(&[
+        "carol",
+        "--sudo",
+        "ALL",
+        "--revoke-on",
+        class,
+        "--for",
+        "1h",
+    ])
+}
+
+fn state(sb: &Sandbox, id: &str) -> String {
+    let o = sb.jitctl(&["--json", "grant", "show", id]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    v["state"].as_str().unwrap_or("").to_string()
+}
+
+/// A detached root process started through sudo under the grant; its pid.
+fn detach(sb: &Sandbox) -> i32 {
+    let o = as_carol(
+        sb,
+        "sudo -n sh -c 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > /var/tmp/detached.pid'",
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let pid = poll("detached pid", Duration::from_secs(10), || {
+        stdout(&sb.sh("cat /var/tmp/detached.pid 2>/dev/null"))
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert_eq!(procs::info(pid).map(|i| i.euid), Some(0));
+    pid
+}
+
+/// (class, what carol runs, what the warning names)
+const ACTS: &[(&str, &str, &str)] = &[
+    (
+        "sensitive-read",
+        "sudo -n sh -c 'f=/etc/sha; cat ${f}dow >/dev/null'",
+        "open /etc/shadow",
+    ),
+    (
+        "account-change",
+        "sudo -n sh -c 'f=/etc/pass; echo toor:x:0:0::/root:/bin/sh >> ${f}wd'",
+        "write /etc/passwd",
+    ),
+    (
+        "account-change",
+        "sudo -n sh -c 'd=/etc/sudo; echo \"carol ALL=(ALL) NOPASSWD: ALL\" > ${d}ers.d/zz-keep'",
+        "write /etc/sudoers.d/zz-keep",
+    ),
+    (
+        "account-change",
+        "sudo -n sh -c 'd=/ro; mkdir -p ${d}ot/.ssh; echo ssh-ed25519 AAAA x >> ${d}ot/.ssh/authorized_keys'",
+        "write /root/.ssh/authorized_keys",
+    ),
+    (
+        "software-install",
+        "sudo -n sh -c 'd=/var/lib/dp; touch ${d}kg/jit-test-marker'",
+        "write /var/lib/dpkg/jit-test-marker",
+    ),
+    (
+        "lateral-movement",
+        "sudo -n ssh -o BatchMode=yes -o ConnectTimeout=2 -p 9 127.0.0.1 true",
+        "exec /usr/bin/ssh",
+    ),
+];
+
+#[test]
+fn a_hit_in_a_revoke_on_class_ends_the_grant_and_its_detached_processes() {
+    let cg = TestCgroup::new();
+    let sb = sandbox(&cg);
+    sb.start_jitd();
+    let root_pid = sb.spawn("root-sleep", &["sleep", "600"]);
+    let dave_pid = sb.spawn("dave-sleep", &["su", "dave", "-c", "exec sleep 600"]);
+    for (class, cmd, what) in ACTS {
+        let id = grant(&sb, class);
+        let detached = detach(&sb);
+        let _ = as_carol(&sb, cmd);
+        let ended = poll_opt(Duration::from_secs(10), || {
+            (state(&sb, &id) == "revoked").then_some(())
+        });
+        assert!(
+            ended.is_some(),
+            "{class}: `{cmd}` did not end grant {id}; audit: {:#?}",
+            sb.audit()
+                .iter()
+                .filter(|e| e["grant"] == id.as_str())
+                .collect::<Vec<_>>()
+        );
+        let hit = sb.wait_audit(&id, "grant.monitor_hit", Duration::from_secs(5));
+        assert_eq!(hit["severity"], "warning", "{hit:#}");
+        assert_eq!(hit["class"], *class, "{hit:#}");
+        assert!(
+            hit["act"].as_str().unwrap().starts_with(what),
+            "{what}: {hit:#}"
+        );
+        assert!(
+            hit["pid"].as_i64().unwrap() > 1 && hit["cmdline"].is_string(),
+            "{hit:#}"
+        );
+        let lat = sb.wait_audit(&id, "monitor.latency", Duration::from_secs(5));
+        eprintln!(
+            "figure: {class} ({what}): event -> grant ended {} ms (queued {} ms)",
+            lat["event_to_ended_ms"], lat["queued_ms"]
+        );
+        let dead = poll_opt(Duration::from_secs(5), || {
+            (!procs::is_alive(detached)).then_some(())
+        });
+        assert!(
+            dead.is_some(),
+            "{class}: the detached root process outlived the grant"
+        );
+        assert!(
+            procs::is_alive(root_pid) && procs::is_alive(dave_pid),
+            "bystanders live on"
+        );
+    }
+}
+
+#[test]
+fn lateral_connection_to_a_remote_login_port_ends_the_grant() {
+    let cg = TestCgroup::new();
+    let sb = sandbox(&cg);
+    sb.start_jitd();
+    let _listener = sb.spawn(
+        "listener",
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                 s.bind(('127.0.0.1',{PORT}))\ns.listen(8)\nc=[]\nwhile True:\n  c.append(s.accept())\n"
+            ),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let id = grant(&sb, "lateral-movement");
+    let detached = detach(&sb);
+    let _ = as_carol(
+        &sb,
+        &format!(
+            "sudo -n python3 -c 'import socket,time; s=socket.create_connection((\"127.0.0.1\",{PORT})); time.sleep(5)'"
+        ),
+    );
+    poll("grant revoked", Duration::from_secs(10), || {
+        (state(&sb, &id) == "revoked").then_some(())
+    });
+    let hit = sb.wait_audit(&id, "grant.monitor_hit", Duration::from_secs(5));
+    assert_eq!(hit["class"], "lateral-movement");
+    assert_eq!(
+        hit["act"],
+        format!("tcp connect to 127.0.0.1:{PORT}"),
+        "{hit:#}"
+    );
+    assert!(
+        hit["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("create_connection"),
+        "{hit:#}"
+    );
+    let lat = sb.wait_audit(&id, "monitor.latency", Duration::from_secs(5));
+    eprintln!(
+        "figure: lateral tcp: event -> grant ended {} ms",
+        lat["event_to_ended_ms"]
+    );
+    poll("detached dies", Duration::from_secs(5), || {
+        (!procs::is_alive(detached)).then_some(())
+    });
+}
+
+#[test]
+fn without_the_class_acts_are_audited_at_notice_and_the_grant_stays() {
+    let cg = TestCgroup::new();
+    let sb = sandbox(&cg);
+    sb.start_jitd();
+    // A class none of the acts is in.
+    let id = grant(&sb, "ioc");
+    for (class, cmd, what) in ACTS {
+        let _ = as_carol(&sb, cmd);
+        let rec = poll_opt(Duration::from_secs(10), || {
+            sb.audit().into_iter().find(|e| {
+                e["event"] == "monitor.event"
+                    && e["grant"] == id.as_str()
+                    && e["class"] == *class
+                    && e["act"].is_string()
+                    && e.get("cmdline").is_some()
+                    && e.to_string().contains(what)
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no notice for {what}: {:#?}\njitd: {}",
+                sb.audit()
+                    .iter()
+                    .filter(|e| e["grant"] == id.as_str()
+                        || e["event"]
+                            .as_str()
+                            .is_some_and(|x| x.starts_with("monitor")))
+                    .collect::<Vec<_>>(),
+                sb.jitd_log()
+            )
+        });
+        assert_eq!(rec["severity"], "notice", "{rec:#}");
+    }
+    assert_eq!(state(&sb, &id), "live");
+}
