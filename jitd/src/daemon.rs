@@ -68,7 +68,8 @@ pub struct Daemon {
     inner: Mutex<Inner>,
     teardown: Mutex<()>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
-    pub wake: Condvar,
+    /// Shared with the process monitor, whose hits should not wait for the next second.
+    pub wake: std::sync::Arc<Condvar>,
     /// Set by SIGTERM/SIGINT.
     pub stop: AtomicBool,
     started_at: UnixTime,
@@ -189,7 +190,8 @@ impl Daemon {
                 None
             }
         };
-        let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit);
+        let wake = std::sync::Arc::new(Condvar::new());
+        let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit, &wake);
         Ok(Daemon {
             monitor,
             watch_notices: Mutex::new(HashMap::new()),
@@ -214,7 +216,7 @@ impl Daemon {
                 boot_cap: HashMap::new(),
             }),
             teardown: Mutex::new(()),
-            wake: Condvar::new(),
+            wake,
             stop: AtomicBool::new(false),
             started_at: now,
             rundir_failing: AtomicBool::new(false),

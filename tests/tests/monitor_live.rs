@@ -1,7 +1,8 @@
 //! Live monitoring with real clients: carol (a local user) holds `--sudo ALL`; what she does
 //! through sudo runs in the grant's cgroup and is watched. Each act is written so that the sudo
-//! classifier cannot see it in the command line (the path is built from pieces), so what ends
-//! the grant is jitd's monitor: fanotify for files, the proc connector for execs, the TCP scan
+//! classifier cannot see it in the command line (the path is built from pieces, and shell
+//! builtins do the reading and writing, so no exec shows it either), so what ends the grant is
+//! jitd's monitor: fanotify for files, the proc connector for execs, the TCP scan
 //! for connections. With the matching `--revoke-on` class the grant ends, the detached root
 //! process started earlier dies, and a warning names the process, its command line and the
 //! grant; without it the act is audited at notice and the grant stays live.
@@ -78,7 +79,7 @@ fn detach(sb: &Sandbox) -> i32 {
 const ACTS: &[(&str, &str, &str)] = &[
     (
         "sensitive-read",
-        "sudo -n sh -c 'f=/etc/sha; cat ${f}dow >/dev/null'",
+        "sudo -n sh -c 'f=/etc/sha; read l < ${f}dow'",
         "open /etc/shadow",
     ),
     (
@@ -98,7 +99,7 @@ const ACTS: &[(&str, &str, &str)] = &[
     ),
     (
         "software-install",
-        "sudo -n sh -c 'd=/var/lib/dp; touch ${d}kg/jit-test-marker'",
+        "sudo -n sh -c 'd=/var/lib/dp; : > ${d}kg/jit-test-marker'",
         "write /var/lib/dpkg/jit-test-marker",
     ),
     (

@@ -70,6 +70,9 @@ pub struct Shared {
     pub hits: Mutex<Vec<Hit>>,
     /// Why a source is not working (for status and the audit), if one is not.
     pub problems: Mutex<Vec<String>>,
+    /// The daemon's timer, woken for each hit (so a hit is acted on within milliseconds, not
+    /// at the next second).
+    pub wake: Option<Arc<std::sync::Condvar>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -107,8 +110,11 @@ pub const DEFAULT_SENSITIVE: &[&str] = &[
 ///
 /// # Errors
 /// The thread cannot be started.
-pub fn start(settings: Settings) -> Result<Arc<Shared>, String> {
-    let shared = Arc::new(Shared::default());
+pub fn start(settings: Settings, wake: Arc<std::sync::Condvar>) -> Result<Arc<Shared>, String> {
+    let shared = Arc::new(Shared {
+        wake: Some(wake),
+        ..Shared::default()
+    });
     let s2 = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("jitd-monitor".into())
@@ -199,8 +205,8 @@ fn run(st: &Settings, shared: &Shared) {
             });
         }
         if let Some(f) = &fan {
-            f.drain(&mut buf, |pid, mask, path| {
-                on_file_event(shared, &watched, &state, pid, mask, path)
+            f.drain(&mut buf, |pid, mask, fd| {
+                on_file_event(shared, &watched, &state, pid, mask, fd)
             });
         }
     }
@@ -341,6 +347,9 @@ fn push(shared: &Shared, w: &Watched, class: &str, pid: i32, what: String, known
         what,
         seen: Instant::now(),
     });
+    if let Some(w) = &shared.wake {
+        w.notify_all();
+    }
 }
 
 /// The real uid and command line of a process (cmdline capped at 4 KiB, NULs as spaces).
@@ -532,7 +541,7 @@ fn on_file_event(
     state: &State,
     pid: i32,
     mask: u64,
-    path: &Path,
+    fd: libc::c_int,
 ) {
     let Some(m) = state.members.get(&pid) else {
         return;
@@ -540,6 +549,9 @@ fn on_file_event(
     let Some(w) = watched.iter().find(|w| w.grant == m.grant) else {
         return;
     };
+    // Only a member's event costs a readlink (a build outside any grant writes thousands).
+    let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    let path = path.as_path();
     if let Some(c) = file_class(w, mask, path) {
         let verb = if mask & libc::FAN_OPEN != 0 {
             "open"
@@ -768,7 +780,7 @@ impl Fanotify {
         }
     }
 
-    fn drain(&self, buf: &mut [u8], mut f: impl FnMut(i32, u64, &Path)) {
+    fn drain(&self, buf: &mut [u8], mut f: impl FnMut(i32, u64, libc::c_int)) {
         let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
         loop {
             // SAFETY: `buf` is writable for its length.
@@ -788,9 +800,7 @@ impl Fanotify {
                     return;
                 }
                 if m.fd >= 0 {
-                    let path =
-                        std::fs::read_link(format!("/proc/self/fd/{}", m.fd)).unwrap_or_default();
-                    f(m.pid, m.mask, &path);
+                    f(m.pid, m.mask, m.fd);
                     // SAFETY: the event's fd is ours to close.
                     unsafe { libc::close(m.fd) };
                 }

@@ -29,6 +29,7 @@ pub fn start(
     cgroups: &cgroup::Cgroups,
     now: jit_core::time::UnixTime,
     audit: &crate::audit::Audit,
+    wake: &std::sync::Arc<std::sync::Condvar>,
 ) -> Option<std::sync::Arc<events::Shared>> {
     use crate::audit::Severity;
     let Some((dir, rel)) = cgroups.dir() else {
@@ -53,7 +54,7 @@ pub fn start(
         ioc: cfg.ioc_commands.clone(),
         passwd_file: cfg.passwd_file.clone(),
     };
-    match events::start(settings) {
+    match events::start(settings, std::sync::Arc::clone(wake)) {
         Ok(s) => Some(s),
         Err(e) => {
             audit.record(
