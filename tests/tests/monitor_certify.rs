@@ -266,3 +266,61 @@ fn without_cgroups_status_says_so() {
         .unwrap()
         .starts_with("no per-grant cgroups"));
 }
+
+/// A login session (su to a managed admin under an `--enable` grant, pam_jit in su's session
+/// stack) joins the grant's cgroup at session open: what the session starts is the grant's,
+/// and the cgroup goes with the grant.
+#[test]
+fn a_login_session_joins_the_grant_cgroup() {
+    use jit_tests::pam::{
+        add_admin, install_pam_jit, pam_service, require_tools, set_managed_accounts, su_from,
+        ADMIN, ADMIN_PASSWORD, TIMEOUT,
+    };
+    require_tools(&["su", "setpriv"]);
+    let cg = TestCgroup::new();
+    let sb = sandbox(Some(&cg));
+    let module = install_pam_jit(&sb);
+    add_admin(&sb);
+    set_managed_accounts(&sb, &[ADMIN]);
+    let t = format!("timeout={TIMEOUT}");
+    pam_service(
+        &sb,
+        "su",
+        &format!(
+            "auth    sufficient pam_rootok.so\n\
+             auth    [success=done ignore=ignore default=die] {module} {t}\n\
+             auth    required pam_unix.so\n\
+             account required {module} {t}\n\
+             account required pam_unix.so\n\
+             session required {module} {t}\n\
+             session required pam_unix.so\n"
+        ),
+    );
+    sb.start_jitd();
+    let id = sb.grant(&[ADMIN, "--enable", "--for", "1h"]);
+    let (o, _) = su_from(
+        &sb,
+        sb.ids.carol,
+        ADMIN,
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > /var/tmp/session-child.pid",
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let pid: i32 = poll("session child pid", Duration::from_secs(10), || {
+        stdout(&sb.sh("cat /var/tmp/session-child.pid 2>/dev/null"))
+            .trim()
+            .parse()
+            .ok()
+    });
+    let cgroup = TestCgroup::of_pid(pid).unwrap_or_default();
+    assert!(
+        cgroup.ends_with(&format!("/{id}")),
+        "the session's child is in the grant's cgroup: {cgroup}"
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    poll("session child ends", Duration::from_secs(5), || {
+        (!procs::is_alive(pid)).then_some(())
+    });
+    assert!(!cg.grant(&id).exists(), "the grant's cgroup is removed");
+}

@@ -249,3 +249,59 @@ fn without_the_class_acts_are_audited_at_notice_and_the_grant_stays() {
     }
     assert_eq!(state(&sb, &id), "live");
 }
+
+/// CPU jitd spends while a grantee runs a build-like workload through sudo (400 C files
+/// written and compiled: ~2000 execs, ~1600 files written), with monitoring (cgroup) and
+/// without (`cgroup_dir = off`). A figure printed, not asserted:
+/// `cargo test -p jit_tests --test monitor_live cpu_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; loads the machine for about a minute"]
+fn cpu_cost_of_monitoring_under_a_build_like_workload() {
+    fn jitd_cpu_ticks(pid: i32) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 (1-based); `rest` starts at field 3.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+    let workload = "sudo -n sh -c 'mkdir -p /var/tmp/build && cd /var/tmp/build && \
+                    for i in $(seq 400); do printf \"int f%d(void){return %d;}\\n\" $i $i > f$i.c; \
+                    cc -c f$i.c -o f$i.o; done'";
+    for monitored in [true, false] {
+        let cg = TestCgroup::new();
+        let sb = if monitored {
+            sandbox(&cg)
+        } else {
+            let sb = Sandbox::with(SandboxOptions::default());
+            sb.sh_ok(&format!(
+                "printf 'Plugin sudo_jit {}\\nSet group_source dynamic\\n' > /etc/sudo.conf && \
+                 printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && chmod 0440 /etc/sudoers.d/jit",
+                path_str(&artifacts().sudo_plugin)
+            ));
+            sb
+        };
+        let pid = sb.start_jitd();
+        let id = grant(&sb, "ioc");
+        std::thread::sleep(Duration::from_secs(2));
+        let c0 = jitd_cpu_ticks(pid);
+        let t0 = std::time::Instant::now();
+        let o = sb.run_full(
+            &["su", "carol", "-c", workload],
+            None,
+            Duration::from_secs(600),
+        );
+        let wall = t0.elapsed();
+        let c1 = jitd_cpu_ticks(pid);
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert_eq!(state(&sb, &id), "live");
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        eprintln!(
+            "figure: monitoring {}: workload {:.1} s wall, jitd CPU {:.2} s ({:.2}% of the wall time)",
+            if monitored { "on " } else { "off" },
+            wall.as_secs_f64(),
+            (c1 - c0) as f64 / hz,
+            100.0 * (c1 - c0) as f64 / hz / wall.as_secs_f64()
+        );
+    }
+}
