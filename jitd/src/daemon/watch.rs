@@ -27,6 +27,19 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const NOTICES_PER_GRANT: usize = 50;
 
 impl Daemon {
+    /// The `cgroups:` line of `jitctl status`: per-grant cgroups, and any monitor source that
+    /// could not start.
+    pub(super) fn watch_status(&self) -> String {
+        let mut s = self.cgroups.describe();
+        if let Some(m) = &self.monitor {
+            let p = lock(&m.problems);
+            if !p.is_empty() {
+                s.push_str(&format!("; monitoring incomplete: {}", p.join("; ")));
+            }
+        }
+        s
+    }
+
     /// A grant went live (or armed): its cgroup is made and its baseline queued.
     pub(super) fn watch_went_live(&self, id: &str, now: UnixTime) {
         if let Err(e) = self.cgroups.create(id) {

@@ -137,6 +137,8 @@ struct State {
     left_reported: std::collections::HashSet<i32>,
     /// Lateral connections already reported (grant, inode).
     conn_reported: std::collections::HashSet<(String, u64)>,
+    /// When the proc connector last lost events (its socket buffer overflowed).
+    lost_at: Option<Instant>,
 }
 
 fn run(st: &Settings, shared: &Shared) {
@@ -158,6 +160,7 @@ fn run(st: &Settings, shared: &Shared) {
         members: HashMap::new(),
         left_reported: Default::default(),
         conn_reported: Default::default(),
+        lost_at: None,
     };
     let mut last_refresh = Instant::now() - Duration::from_secs(10);
     let mut last_marks = Instant::now() - Duration::from_secs(10);
@@ -200,9 +203,11 @@ fn run(st: &Settings, shared: &Shared) {
         take_joined(shared, &mut state);
         // The proc connector first: forks are known before the file events they lead to.
         if let Some(p) = &pc {
-            p.drain(&mut buf, |ev| {
+            if p.drain(&mut buf, |ev| {
                 on_proc_event(st, shared, &watched, &mut state, ev)
-            });
+            }) {
+                state.lost_at = Some(Instant::now());
+            }
         }
         if let Some(f) = &fan {
             f.drain(&mut buf, |pid, mask, fd| {
@@ -214,13 +219,16 @@ fn run(st: &Settings, shared: &Shared) {
 
 fn take_joined(shared: &Shared, state: &mut State) {
     for (pid, grant) in std::mem::take(&mut *lock(&shared.joined)) {
+        // The module's process (sudo, su, sshd) is alive and waiting: its command line is the
+        // fallback for children that exit before theirs can be read.
+        let cmdline = proc_identity(pid).1;
         state.members.insert(
             pid,
             Member {
                 grant,
                 since: Instant::now(),
                 exited: None,
-                cmdline: String::new(),
+                cmdline,
             },
         );
     }
@@ -417,8 +425,15 @@ fn on_proc_event(
             state.left_reported.remove(&pid);
         }
         ProcEvent::Exec { pid } => {
-            // A process whose fork was not seen (events lost, or its parent joined between
-            // two reads) is still found by its cgroup.
+            // After lost events, a process whose fork was not seen is still found by its
+            // cgroup (not otherwise: a /proc read per exec of the whole host would slow the
+            // loop enough to miss short-lived members' command lines).
+            let lost_lately = state
+                .lost_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5));
+            if !lost_lately && !state.members.contains_key(&pid) {
+                return;
+            }
             if let std::collections::hash_map::Entry::Vacant(e) = state.members.entry(pid) {
                 let cg = cgroup_of(pid);
                 let Some(grant) = cg
@@ -443,7 +458,7 @@ fn on_proc_event(
                 .unwrap_or_default();
             let args = cmdline_args(pid);
             let line: String = args.join(" ").chars().take(4096).collect();
-            if let Some(m) = state.members.get_mut(&pid) {
+            if let Some(m) = state.members.get_mut(&pid).filter(|_| !line.is_empty()) {
                 m.cmdline.clone_from(&line);
             }
             let Some(w) = watched
@@ -646,7 +661,9 @@ impl ProcConnector {
         Ok(pc)
     }
 
-    fn drain(&self, buf: &mut [u8], mut f: impl FnMut(ProcEvent)) {
+    /// Hands every queued event to `f`; true if events were lost since the last call.
+    fn drain(&self, buf: &mut [u8], mut f: impl FnMut(ProcEvent)) -> bool {
+        let mut lost = false;
         loop {
             // SAFETY: `buf` is writable for its length.
             let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -654,9 +671,10 @@ impl ProcConnector {
                 // EAGAIN: drained. ENOBUFS: events were lost; the cgroup re-read covers
                 // membership, and the next recv continues.
                 if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                    lost = true;
                     continue;
                 }
-                return;
+                return lost;
             }
             let data = &buf[..n as usize];
             let mut off = 0;
