@@ -782,6 +782,7 @@ impl Daemon {
             }),
             Request::ShowGrant { id } => self
                 .show(peer_uid, &id, now)
+                .map(|g| self.watch_full_certification(g)) // daemon/watch.rs
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::RevokeGrant { id, reason } => self
                 .revoke(peer_uid, &id, reason, now)

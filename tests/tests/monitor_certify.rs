@@ -88,7 +88,8 @@ fn certification_lists_what_a_sudo_all_grantee_planted() {
         "sudo -n sh -c 'cp /bin/sh /var/tmp/rootsh && chmod 4755 /var/tmp/rootsh && \
          mkdir -p /root/.ssh && echo \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMonitorTestKeyOnly x\" >> /root/.ssh/authorized_keys && \
          echo \"toor:x:0:0:x:/root:/bin/sh\" >> /etc/passwd && \
-         echo \"carol ALL=(ALL) NOPASSWD: ALL\" > /etc/sudoers.d/zz-keep && chmod 0440 /etc/sudoers.d/zz-keep'",
+         echo \"carol ALL=(ALL) NOPASSWD: ALL\" > /etc/sudoers.d/zz-keep && chmod 0440 /etc/sudoers.d/zz-keep && \
+         for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"* * * * * root true\" > /etc/cron.d/jit-test-$i; done'",
     );
     assert_eq!(code(&o), 0, "the grant allows all of it: {}", show(&o));
 
@@ -130,6 +131,23 @@ fn certification_lists_what_a_sudo_all_grantee_planted() {
         (&drop_in["area"], &drop_in["after"]["mode"]),
         (&Value::from("sudoers"), &Value::from("0440"))
     );
+
+    // All of them in `grant show`; state.json keeps the first ten (root-equivalent ones first)
+    // and the number of the others, so it does not grow with what a grant touched.
+    assert_eq!(diff(&cert, "/etc/cron.d/jit-test-12")["area"], "cron");
+    let total = cert["differences"].as_array().unwrap().len();
+    assert!(total >= 17 && cert["omitted"] == 0, "{cert:#}");
+    let state = std::fs::read_to_string(sb.host_path("/var/lib/jitd/state.json")).unwrap();
+    let json = &state[state.find('\n').unwrap() + 1..];
+    let v: Value = serde_json::from_str(json).unwrap();
+    let stored = &v["grants"][id.as_str()]["certification"];
+    assert_eq!(
+        stored["differences"].as_array().map(Vec::len),
+        Some(10),
+        "{stored:#}"
+    );
+    assert_eq!(stored["omitted"].as_u64(), Some(total as u64 - 10));
+    assert_eq!(stored["differences"][0]["root_equivalent"], true);
 
     // The audit record: warning, with the differences spelled out.
     let rec = sb

@@ -494,9 +494,17 @@ pub fn take(scope: &Scope, now: i64) -> Fingerprint {
 /// # Errors
 /// I/O.
 pub fn save(fp: &Fingerprint, path: &Path) -> std::io::Result<()> {
+    save_json(fp, path)
+}
+
+/// Writes any record as JSON to `path` (0600, `O_NOFOLLOW`, fsynced, renamed into place).
+///
+/// # Errors
+/// I/O.
+pub fn save_json(v: &impl Serialize, path: &Path) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let body = serde_json::to_vec(fp).map_err(std::io::Error::other)?;
+    let body = serde_json::to_vec(v).map_err(std::io::Error::other)?;
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -516,6 +524,14 @@ pub fn save(fp: &Fingerprint, path: &Path) -> std::io::Result<()> {
 /// # Errors
 /// I/O or a damaged file.
 pub fn load(path: &Path) -> std::io::Result<Fingerprint> {
+    load_json(path)
+}
+
+/// Reads a record written by [`save_json`] (at most 512 MiB, never through a link).
+///
+/// # Errors
+/// I/O or a damaged file.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<T> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)

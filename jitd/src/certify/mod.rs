@@ -130,6 +130,58 @@ impl Certifier {
     }
 }
 
+impl Certifier {
+    /// Stores a grant's full certification (state.json keeps a summary: it is rewritten at
+    /// every change, so it must not grow with every file a grant touched).
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn save_full(&self, grant: &str, c: &Certification) -> std::io::Result<()> {
+        if !safe_id(grant) {
+            return Err(std::io::Error::other("not a grant id"));
+        }
+        fingerprint::save_json(c, &self.dir.join(format!("{grant}.cert.json")))
+    }
+
+    /// The full certification of a grant, if stored.
+    pub fn load_full(&self, grant: &str) -> Option<Certification> {
+        if !safe_id(grant) {
+            return None;
+        }
+        fingerprint::load_json(&self.dir.join(format!("{grant}.cert.json"))).ok()
+    }
+
+    /// Full certifications of grants jitd no longer keeps.
+    pub fn prune(&self, keep: &dyn Fn(&str) -> bool) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            if let Some(g) = n.strip_suffix(".cert.json") {
+                if !keep(g) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Differences kept in the summary stored with the grant in state.json.
+pub const SUMMARY_DIFFERENCES: usize = 10;
+
+/// The summary of a certification kept in state.json: the first differences (root-equivalent
+/// ones come first) and how many more there are.
+pub fn summary(c: &Certification) -> Certification {
+    let mut s = c.clone();
+    let cut = s.differences.len().saturating_sub(SUMMARY_DIFFERENCES);
+    s.differences.truncate(SUMMARY_DIFFERENCES);
+    s.omitted += cut;
+    s.unreadable.truncate(SUMMARY_DIFFERENCES);
+    s
+}
+
 fn baseline_path(dir: &Path, grant: &str) -> PathBuf {
     dir.join(format!("{grant}.baseline"))
 }
@@ -202,4 +254,66 @@ pub fn render(g: &jit_proto::Grant) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jit_proto::certification::{CertificationStatus, ChangeKind, Difference};
+
+    #[test]
+    fn summary_keeps_the_first_differences_and_counts_the_rest() {
+        let d = |i: usize| Difference {
+            area: "cron".into(),
+            item: format!("/etc/cron.d/{i}"),
+            change: ChangeKind::Added,
+            before: None,
+            after: None,
+            root_equivalent: i == 0,
+        };
+        let c = Certification {
+            status: CertificationStatus::Changed,
+            baseline_at: Some(1),
+            taken_at: 2,
+            items: 100,
+            differences: (0..25).map(d).collect(),
+            omitted: 3,
+            unreadable: Vec::new(),
+        };
+        let s = summary(&c);
+        assert_eq!(s.differences.len(), SUMMARY_DIFFERENCES);
+        assert_eq!(s.omitted, 3 + 25 - SUMMARY_DIFFERENCES);
+        assert!(s.differences[0].root_equivalent);
+        assert_eq!(s.status, CertificationStatus::Changed);
+    }
+
+    #[test]
+    fn full_record_round_trips_and_ids_are_checked() {
+        let dir = std::env::temp_dir().join(format!("jitd-cert-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let scope = Scope {
+            passwd_file: "/nonexistent".into(),
+            group_file: "/nonexistent".into(),
+            suid_roots: Vec::new(),
+            exclude: Vec::new(),
+            mountinfo: "/nonexistent".into(),
+        };
+        let c = Certifier::start(dir.clone(), scope).unwrap();
+        let cert = Certification {
+            status: CertificationStatus::Clean,
+            baseline_at: Some(1),
+            taken_at: 2,
+            items: 3,
+            differences: Vec::new(),
+            omitted: 0,
+            unreadable: Vec::new(),
+        };
+        c.save_full("g-0123456789ab", &cert).unwrap();
+        assert_eq!(c.load_full("g-0123456789ab"), Some(cert.clone()));
+        assert!(c.save_full("../etc/x", &cert).is_err());
+        assert_eq!(c.load_full("../g-0123456789ab"), None);
+        c.prune(&|_| false);
+        assert_eq!(c.load_full("g-0123456789ab"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -119,6 +119,16 @@ impl Daemon {
         rep.left == 0 && (rep.removed || rep.error.is_none())
     }
 
+    /// `grant show`: the full certification from its file in place of the stored summary.
+    pub(super) fn watch_full_certification(&self, mut g: jit_proto::Grant) -> jit_proto::Grant {
+        if let (Some(c), Some(_)) = (&self.certifier, &g.certification) {
+            if let Some(full) = c.load_full(&g.id) {
+                g.certification = Some(full);
+            }
+        }
+        g
+    }
+
     /// A grant's teardown finished: its end fingerprint is queued.
     pub(super) fn watch_torn_down(&self, id: &str) {
         if let Some(c) = &self.certifier {
@@ -159,6 +169,10 @@ impl Daemon {
             for id in pending.iter().filter(|id| c.has_baseline(id)) {
                 c.end(id);
             }
+            {
+                let inner = self.lock();
+                c.prune(&|g| inner.state.grants.contains_key(g));
+            }
             for id in stale {
                 let rep = self.cgroups.kill(&id, Duration::from_secs(2));
                 self.audit.record(
@@ -193,10 +207,16 @@ impl Daemon {
                     cert,
                     elapsed_ms,
                 } => {
+                    // The full record in its own file; state.json keeps a summary.
+                    let saved = c.save_full(&grant, &cert);
                     let user = {
                         let mut inner = self.lock();
                         let user = inner.state.grants.get_mut(&grant).map(|g| {
-                            g.certification = Some((*cert).clone());
+                            g.certification = Some(if saved.is_ok() {
+                                crate::certify::summary(&cert)
+                            } else {
+                                (*cert).clone()
+                            });
                             g.user.clone()
                         });
                         let _ = self.persist(&mut inner, now);
