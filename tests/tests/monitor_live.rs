@@ -340,3 +340,56 @@ fn cpu_cost_of_monitoring_under_a_build_like_workload() {
         );
     }
 }
+
+/// A root process of the grant that moves itself out of the grant's cgroup is reported (as
+/// `ioc`) and still ends with the grant.
+#[test]
+fn a_process_that_leaves_the_grant_cgroup_is_reported_and_still_ends() {
+    let cg = TestCgroup::new();
+    let sb = sandbox(&cg, free_port());
+    sb.start_jitd();
+    let id = grant(&sb, "software-install");
+    // Out of the grant's cgroup into the test's own directory (removed with the test).
+    let o = as_carol(
+        &sb,
+        &format!(
+            "sudo -n sh -c 'setsid sh -c \"echo \\$\\$ > {}/cgroup.procs; echo \\$\\$ > /var/tmp/escaped.pid; exec sleep 600\" </dev/null >/dev/null 2>&1 &'",
+            cg.path().display()
+        ),
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let pid: i32 = poll("escaped pid", Duration::from_secs(10), || {
+        stdout(&sb.sh("cat /var/tmp/escaped.pid 2>/dev/null"))
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert!(
+        !TestCgroup::of_pid(pid).unwrap_or_default().ends_with(&id),
+        "it left the grant's cgroup"
+    );
+    let rec = poll("left-cgroup notice", Duration::from_secs(10), || {
+        sb.audit().into_iter().find(|e| {
+            e["event"] == "monitor.event"
+                && e["grant"] == id.as_str()
+                && e["act"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("left the grant's cgroup"))
+        })
+    });
+    assert_eq!(
+        (&rec["class"], &rec["severity"]),
+        (&Value::from("ioc"), &Value::from("notice"))
+    );
+    assert_eq!(
+        state(&sb, &id),
+        "live",
+        "not in the grant's classes: the grant stays"
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    poll("escaped process ends", Duration::from_secs(10), || {
+        (!procs::is_alive(pid)).then_some(())
+    });
+    sb.wait_audit(&id, "monitor.escaped_ended", Duration::from_secs(5));
+}

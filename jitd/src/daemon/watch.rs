@@ -98,8 +98,29 @@ impl Daemon {
         }
     }
 
-    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan.
+    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan, and so is
+    /// every process the monitor saw leave it (pinned by its start time).
     pub(super) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
+        if let Some(m) = &self.monitor {
+            for id in ids {
+                let Some(esc) = lock(&m.escaped).remove(*id) else {
+                    continue;
+                };
+                let mut t = crate::procs::KillTargets::default();
+                t.sessions.extend(esc);
+                let r = crate::procs::end_processes(
+                    &t,
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                );
+                self.audit.record(
+                    jit_core::time::now(),
+                    Severity::Notice,
+                    "monitor.escaped_ended",
+                    json!({ "grant": id, "found": r.found, "ended": r.killed + r.terminated, "survivors": r.survivors }),
+                );
+            }
+        }
         ids.iter()
             .map(|id| {
                 self.cgroups

@@ -70,6 +70,9 @@ pub struct Shared {
     pub hits: Mutex<Vec<Hit>>,
     /// Why a source is not working (for status and the audit), if one is not.
     pub problems: Mutex<Vec<String>>,
+    /// Processes that left a grant's cgroup: grant -> (pid, start time). Teardown ends them
+    /// too (cgroup.kill no longer reaches them).
+    pub escaped: Mutex<HashMap<String, Vec<(i32, u64)>>>,
     /// The daemon's timer, woken for each hit (so a hit is acted on within milliseconds, not
     /// at the next second).
     pub wake: Option<Arc<std::sync::Condvar>>,
@@ -285,6 +288,12 @@ fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut Stat
             .collect();
         for pid in left {
             if state.left_reported.insert(pid) {
+                if let Some(start) = crate::procs::start_time(pid) {
+                    lock(&shared.escaped)
+                        .entry(w.grant.clone())
+                        .or_default()
+                        .push((pid, start));
+                }
                 push(
                     shared,
                     w,
