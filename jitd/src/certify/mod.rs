@@ -17,8 +17,17 @@ use jit_proto::certification::Certification;
 pub use fingerprint::{Fingerprint, Scope};
 
 enum Job {
-    Baseline(String),
-    End(String),
+    Baseline(String, std::time::Instant),
+    End(String, std::time::Instant),
+}
+
+/// The last fingerprint the worker took, reused for every job queued before it was started:
+/// a burst of grants going live or ending together costs one walk, and one baseline file
+/// (hard-linked for each grant).
+struct Last {
+    started: std::time::Instant,
+    fp: Arc<Fingerprint>,
+    baseline_file: Option<PathBuf>,
 }
 
 /// A finished piece of work, for the tick to record.
@@ -78,8 +87,9 @@ impl Certifier {
             .name("jitd-certify".into())
             .spawn(move || {
                 // Runs until the daemon drops its sender.
+                let mut last: Option<Last> = None;
                 while let Ok(job) = rx.recv() {
-                    let r = run(&dir2, &scope, job);
+                    let r = run(&dir2, &scope, job, &mut last);
                     lock(&d2).push(r);
                 }
             })
@@ -101,14 +111,14 @@ impl Certifier {
     /// Queues the baseline of a grant that went live.
     pub fn baseline(&self, grant: &str) {
         if safe_id(grant) {
-            self.send(Job::Baseline(grant.to_string()));
+            self.send(Job::Baseline(grant.to_string(), std::time::Instant::now()));
         }
     }
 
     /// Queues the end fingerprint of a grant whose teardown finished (once per process).
     pub fn end(&self, grant: &str) {
         if safe_id(grant) && lock(&self.ended).insert(grant.to_string()) {
-            self.send(Job::End(grant.to_string()));
+            self.send(Job::End(grant.to_string(), std::time::Instant::now()));
         }
     }
 
@@ -186,14 +196,42 @@ fn baseline_path(dir: &Path, grant: &str) -> PathBuf {
     dir.join(format!("{grant}.baseline"))
 }
 
-fn run(dir: &Path, scope: &Scope, job: Job) -> Done {
-    let now = jit_core::time::now();
+/// A fingerprint taken after `queued` (the last one if it qualifies, else a new one).
+fn fresh(scope: &Scope, queued: std::time::Instant, last: &mut Option<Last>) -> Arc<Fingerprint> {
+    match last {
+        Some(l) if l.started >= queued => Arc::clone(&l.fp),
+        _ => {
+            let started = std::time::Instant::now();
+            let fp = Arc::new(fingerprint::take(scope, jit_core::time::now()));
+            *last = Some(Last {
+                started,
+                fp: Arc::clone(&fp),
+                baseline_file: None,
+            });
+            fp
+        }
+    }
+}
+
+fn run(dir: &Path, scope: &Scope, job: Job, last: &mut Option<Last>) -> Done {
     match job {
-        Job::Baseline(grant) => {
-            let fp = fingerprint::take(scope, now);
-            let error = fingerprint::save(&fp, &baseline_path(dir, &grant))
-                .err()
-                .map(|e| e.to_string());
+        Job::Baseline(grant, queued) => {
+            let fp = fresh(scope, queued, last);
+            let path = baseline_path(dir, &grant);
+            let _ = std::fs::remove_file(&path);
+            let shared = last.as_ref().and_then(|l| l.baseline_file.clone());
+            let linked = shared.is_some_and(|f| std::fs::hard_link(f, &path).is_ok());
+            let error = if linked {
+                None
+            } else {
+                let r = fingerprint::save(&fp, &path).err().map(|e| e.to_string());
+                if r.is_none() {
+                    if let Some(l) = last.as_mut() {
+                        l.baseline_file = Some(path.clone());
+                    }
+                }
+                r
+            };
             Done::Baseline {
                 grant,
                 items: fp.items.len(),
@@ -201,9 +239,9 @@ fn run(dir: &Path, scope: &Scope, job: Job) -> Done {
                 error,
             }
         }
-        Job::End(grant) => {
+        Job::End(grant, queued) => {
             let base = fingerprint::load(&baseline_path(dir, &grant)).ok();
-            let fp = fingerprint::take(scope, now);
+            let fp = fresh(scope, queued, last);
             Done::Certified {
                 cert: Box::new(diff::certify(base.as_ref(), &fp)),
                 grant,
