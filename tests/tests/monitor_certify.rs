@@ -342,3 +342,48 @@ fn a_login_session_joins_the_grant_cgroup() {
     });
     assert!(!cg.grant(&id).exists(), "the grant's cgroup is removed");
 }
+
+/// An ssh login of an ephemeral account (real sshd on 127.0.0.1, pam_jit in its session
+/// stack): sshd's session process is the module's peer and joins the grant's cgroup, so the
+/// login's shell and what it starts are the grant's.
+#[test]
+fn an_ssh_session_runs_in_the_grant_cgroup() {
+    use jit_tests::pam::{
+        install_pam_jit, jit_service, pam_service, permit_service, require_tools, Sshd, TIMEOUT,
+    };
+    require_tools(&["sshd", "ssh"]);
+    let cg = TestCgroup::new();
+    let sb = sandbox(Some(&cg));
+    let module = install_pam_jit(&sb);
+    pam_service(&sb, "jit-login", &permit_service(&module, "timeout=2"));
+    pam_service(
+        &sb,
+        "sshd",
+        &jit_service(
+            &module,
+            &format!("timeout={TIMEOUT}"),
+            "pam_unix.so",
+            "pam_unix.so",
+            "pam_unix.so",
+        ),
+    );
+    sb.start_jitd();
+    let sshd = Sshd::start(&sb, true);
+    let (key, public) = sshd.keypair("alice");
+    let id = sb.grant(&["alice", "--account", "--ssh-key", &public, "--for", "10m"]);
+    let r = sshd.ssh("alice", &key, None, "cat /proc/self/cgroup");
+    assert_eq!(code(&r.out), 0, "{}\n{}", r.show(), sshd.log());
+    let line = stdout(&r.out);
+    assert!(
+        line.lines()
+            .any(|l| l.starts_with("0::") && l.trim_end().ends_with(&format!("/{id}"))),
+        "the login's command runs in the grant's cgroup: {line}"
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(!cg.grant(&id).exists(), "the grant's cgroup is removed");
+    assert!(
+        procs::is_alive(sshd.pid),
+        "sshd's listener is not the session process and lives on"
+    );
+}
