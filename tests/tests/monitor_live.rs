@@ -38,7 +38,11 @@ fn sandbox(cg: &TestCgroup, port: u16) -> Sandbox {
         "printf 'Plugin sudo_jit {}\\nSet group_source dynamic\\n' > /etc/sudo.conf && \
          printf '%s\\n' '{JIT_SUDOERS}' > /etc/sudoers.d/jit && chmod 0440 /etc/sudoers.d/jit && \
          visudo -c -q && mkdir -p /var/lib/jit-test-root && chmod 0700 /var/lib/jit-test-root && \
-         mount --bind /var/lib/jit-test-root /root",
+         mount --bind /var/lib/jit-test-root /root && \
+         mkdir -p /var/tmp/debroot/DEBIAN /var/tmp/debroot/var/tmp/jit-deb && \
+         printf 'Package: jit-test-pkg\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: t <t@example.invalid>\\nDescription: jit test\\n' \
+           > /var/tmp/debroot/DEBIAN/control && echo hi > /var/tmp/debroot/var/tmp/jit-deb/hello && \
+         dpkg-deb -Zgzip --build /var/tmp/debroot /var/tmp/jit-test.deb >/dev/null",
         path_str(&artifacts().sudo_plugin)
     ));
     sb
@@ -131,6 +135,11 @@ fn acts(port: u16) -> Vec<(&'static str, String, String)> {
         "write /var/lib/dpkg/jit-test-marker",
     ),
     (
+        "software-install",
+        "sudo -n sh -c 'p=dp; ${p}kg -i /var/tmp/jit-test.deb >/dev/null 2>&1'",
+        "exec /usr/bin/dpkg|write /var/lib/dpkg/",
+    ),
+    (
         "lateral-movement",
         "sudo -n timeout 3 ssh -o BatchMode=yes -p PORT 127.0.0.1 true",
         "exec /usr/bin/ssh|tcp connect to 127.0.0.1:PORT",
@@ -186,8 +195,8 @@ fn a_hit_in_a_revoke_on_class_ends_the_grant_and_its_detached_processes() {
         );
         let lat = sb.wait_audit(&id, "monitor.latency", Duration::from_secs(5));
         eprintln!(
-            "figure: {class} ({what}): event -> grant ended {} ms (queued {} ms)",
-            lat["event_to_ended_ms"], lat["queued_ms"]
+            "figure: {class} ({}): event -> grant ended {} ms (queued {} ms)",
+            hit["act"], lat["event_to_ended_ms"], lat["queued_ms"]
         );
         let dead = poll_opt(Duration::from_secs(5), || {
             (!procs::is_alive(detached)).then_some(())
