@@ -387,3 +387,45 @@ fn an_ssh_session_runs_in_the_grant_cgroup() {
         "sshd's listener is not the session process and lives on"
     );
 }
+
+/// A grantee with root who makes a sub-cgroup inside the grant's and moves a detached process
+/// there does not keep it: `cgroup.kill` covers the subtree, and the grant's cgroup is removed.
+#[test]
+fn a_sub_cgroup_made_by_the_grantee_dies_with_the_grant() {
+    let cg = TestCgroup::new();
+    let sb = sandbox(Some(&cg));
+    sb.start_jitd();
+    let id = sudo_all_grant(&sb, &[]);
+    let sub = cg.grant(&id).join("hide");
+    let o = as_carol(
+        &sb,
+        &format!(
+            "sudo -n sh -c 'mkdir {sub} && setsid sh -c \"echo \\$\\$ > {sub}/cgroup.procs; echo \\$\\$ > /var/tmp/hidden.pid; exec sleep 600\" </dev/null >/dev/null 2>&1 &'",
+            sub = sub.display()
+        ),
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let pid: i32 = poll("hidden pid", Duration::from_secs(10), || {
+        stdout(&sb.sh("cat /var/tmp/hidden.pid 2>/dev/null"))
+            .trim()
+            .parse()
+            .ok()
+    });
+    poll("moved into the sub-cgroup", Duration::from_secs(5), || {
+        TestCgroup::of_pid(pid)
+            .unwrap_or_default()
+            .ends_with(&format!("/{id}/hide"))
+            .then_some(())
+    });
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    poll("hidden process ends", Duration::from_secs(5), || {
+        (!procs::is_alive(pid)).then_some(())
+    });
+    let td = sb.wait_audit(&id, "grant.teardown", Duration::from_secs(10));
+    assert!(td["cgroup_killed"].as_u64().unwrap_or(0) >= 1, "{td:#}");
+    assert!(
+        !cg.grant(&id).exists(),
+        "the grant's cgroup and its sub-cgroup are removed"
+    );
+}

@@ -204,14 +204,10 @@ impl Cgroups {
         Ok(())
     }
 
-    /// Pids in the grant's cgroup now (empty when it does not exist).
+    /// Pids in the grant's cgroup and every cgroup below it now (a grantee with root may
+    /// make sub-cgroups; they are still the grant's). Empty when it does not exist.
     pub fn members(&self, grant: &str) -> Vec<i32> {
-        let Some(p) = self.path(grant) else {
-            return Vec::new();
-        };
-        std::fs::read_to_string(p.join("cgroup.procs"))
-            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default()
+        self.path(grant).map(|p| procs_in(&p)).unwrap_or_default()
     }
 
     /// Kills everything in the grant's cgroup (`cgroup.kill`: SIGKILL to every process in it
@@ -227,7 +223,8 @@ impl Cgroups {
             return rep;
         }
         rep.found = self.members(grant).len();
-        if rep.found > 0 {
+        // Always: cgroup.kill covers the sub-cgroups a grantee with root may have made.
+        {
             let w = std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
@@ -239,7 +236,9 @@ impl Cgroups {
         }
         let start = Instant::now();
         loop {
-            // A killed process leaves the cgroup once reaped; rmdir succeeds when it is empty.
+            // A killed process leaves the cgroup once reaped; rmdir succeeds when it is empty
+            // and has no sub-cgroups left (removed deepest first).
+            remove_below(&p, 0);
             match std::fs::remove_dir(&p) {
                 Ok(()) => {
                     rep.removed = true;
@@ -278,6 +277,45 @@ impl Cgroups {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// Depth limit for sub-cgroups a grantee made (the kernel's default is unlimited).
+const MAX_SUB_DEPTH: usize = 16;
+
+/// Pids in the cgroup `dir` and its sub-cgroups.
+pub fn procs_in(dir: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        if let Ok(t) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if depth < MAX_SUB_DEPTH {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push((e.path(), depth + 1));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Removes the (empty) sub-cgroups of `dir`, deepest first.
+fn remove_below(dir: &Path, depth: usize) {
+    if depth >= MAX_SUB_DEPTH {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_below(&e.path(), depth + 1);
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
     }
 }
 

@@ -259,12 +259,11 @@ fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut Stat
         .members
         .retain(|_, m| watched.iter().any(|w| w.grant == m.grant));
     for w in watched {
-        let procs = std::fs::read_to_string(st.cgroup_dir.join(&w.grant).join("cgroup.procs"))
-            .unwrap_or_default();
-        let inside: std::collections::HashSet<i32> = procs
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
+        // The grant's cgroup and any sub-cgroup a grantee with root made in it.
+        let inside: std::collections::HashSet<i32> =
+            super::cgroup::procs_in(&st.cgroup_dir.join(&w.grant))
+                .into_iter()
+                .collect();
         for &pid in &inside {
             state.members.entry(pid).or_insert(Member {
                 grant: w.grant.clone(),
