@@ -23,6 +23,8 @@ mod durability;
 mod login;
 mod rundir;
 mod setid;
+// Monitoring and certification hooks (cgroup per grant, fingerprints): daemon/watch.rs.
+mod watch;
 pub use login::Peer;
 
 use crate::audit::{Audit, Severity};
@@ -71,12 +73,19 @@ pub struct Daemon {
     inner: Mutex<Inner>,
     teardown: Mutex<()>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
-    pub wake: Condvar,
+    /// Shared with the process monitor, whose hits should not wait for the next second.
+    pub wake: std::sync::Arc<Condvar>,
     /// Set by SIGTERM/SIGINT.
     pub stop: AtomicBool,
     started_at: UnixTime,
     /// A missing run directory could not be made again (audited once per episode).
     rundir_failing: AtomicBool,
+    // --- monitoring and certification (daemon/watch.rs) ---
+    cgroups: crate::monitor::cgroup::Cgroups,
+    certifier: Option<crate::certify::Certifier>,
+    watch_resumed: AtomicBool,
+    monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
+    watch_notices: Mutex<HashMap<String, usize>>,
 }
 
 type Refusal = (ErrorCode, String);
@@ -185,7 +194,40 @@ impl Daemon {
                 }),
             );
         }
+        // --- monitoring and certification (daemon/watch.rs) ---
+        let cgroups = crate::monitor::cgroup::Cgroups::setup(
+            cfg.cgroup_dir.as_deref(),
+            std::path::Path::new("/proc/self/mountinfo"),
+        );
+        let certifier = match crate::certify::Certifier::start(
+            cfg.state_dir.join("certify"),
+            crate::certify::Scope {
+                passwd_file: cfg.passwd_file.clone(),
+                group_file: cfg.group_file.clone(),
+                suid_roots: cfg.certify_suid_roots.clone(),
+                exclude: cfg.certify_exclude.clone(),
+                mountinfo: "/proc/self/mountinfo".into(),
+            },
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                audit.record(
+                    now,
+                    Severity::Error,
+                    "certify.unavailable",
+                    json!({ "error": e }),
+                );
+                None
+            }
+        };
+        let wake = std::sync::Arc::new(Condvar::new());
+        let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit, &wake);
         let d = Daemon {
+            monitor,
+            watch_notices: Mutex::new(HashMap::new()),
+            cgroups,
+            certifier,
+            watch_resumed: AtomicBool::new(false),
             cfg,
             store,
             audit,
@@ -206,7 +248,7 @@ impl Daemon {
                 boot_cap: HashMap::new(),
             }),
             teardown: Mutex::new(()),
-            wake: Condvar::new(),
+            wake,
             stop: AtomicBool::new(false),
             started_at: now,
             rundir_failing: AtomicBool::new(false),
@@ -445,6 +487,7 @@ impl Daemon {
         }
         self.reap_sessions(now);
         self.run_teardowns(now);
+        self.watch_tick(now); // monitoring/certification results (daemon/watch.rs)
         self.next_deadline()
     }
 
@@ -486,6 +529,7 @@ impl Daemon {
         let Some(g) = self.lock().state.grants.get(id).cloned() else {
             return;
         };
+        self.watch_went_live(&g.id, now); // cgroup + certification baseline (daemon/watch.rs)
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
         // The home comes with the account, armed or not: the first login of an --mfa account
         // grant (the one that proves the code) must find it.
@@ -655,6 +699,8 @@ impl Daemon {
                 }
             }
         }
+        // Each grant's cgroup is killed as a whole first (daemon/watch.rs).
+        let cgroup_kills = self.watch_kill(&jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());
         let report = end_processes(
             &targets,
             Duration::from_millis(self.cfg.kill_grace_ms),
@@ -686,6 +732,13 @@ impl Daemon {
                 fields["sessions"] = json!(job.sessions.iter().map(|s| &s.0).collect::<Vec<_>>());
             }
             let mut complete = report.survivors.is_empty();
+            if let Some(k) = jobs
+                .iter()
+                .position(|j| j.id == job.id)
+                .and_then(|i| cgroup_kills.get(i))
+            {
+                complete &= Self::watch_kill_fields(k, &mut fields); // daemon/watch.rs
+            }
             if let (Some(e), true) = (&local_error, job.enable || !job.groups.is_empty()) {
                 fields["local_files_error"] = json!(e);
                 complete = false;
@@ -765,6 +818,10 @@ impl Daemon {
                 }
             }
             let _ = self.persist(&mut inner, now);
+            drop(inner);
+            for id in &done {
+                self.watch_torn_down(id); // queue the certification (daemon/watch.rs)
+            }
         }
     }
 
@@ -803,7 +860,9 @@ impl Daemon {
                 },
                 now,
             ),
-            Request::OpenSession { session } => self.open_session(peer, &session, now),
+            Request::OpenSession { session } => self
+                .open_session(peer, &session, now)
+                .inspect(|_| self.watch_join(peer, &session.grant, "session", now)),
             Request::CloseSession { user, session } => {
                 self.close_session(peer, &user, session.as_deref(), now)
             }
@@ -839,13 +898,16 @@ impl Daemon {
             }),
             Request::ShowGrant { id } => self
                 .show(peer_uid, &id, now)
+                .map(|g| self.watch_full_certification(g)) // daemon/watch.rs
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::RevokeGrant { id, reason } => self
                 .revoke(peer_uid, &id, reason, now)
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::EnrollMfa { user, replace } => self.enroll_mfa(peer_uid, &user, replace, now),
             Request::RemoveMfa { user } => self.remove_mfa(peer_uid, &user, now),
-            Request::ReportSudo { report } => self.report_sudo(peer_uid, &report, now),
+            Request::ReportSudo { report } => self
+                .report_sudo(peer_uid, &report, now)
+                .inspect(|_| self.watch_sudo(peer, &report, now)),
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
@@ -895,6 +957,7 @@ impl Daemon {
             snapshot_written_at: inner.snapshot_written_at,
             server: "none (local grants only)".into(),
             state_writable: inner.state_writable,
+            cgroups: self.watch_status(),
         }
     }
 
@@ -1384,6 +1447,7 @@ impl Daemon {
             ended_at: None,
             end_reason: None,
             torn_down: false,
+            certification: None,
         };
         // A grant that starts now is live from its first durable write, so adding it costs one
         // state write and one snapshot write, and its home exists when the caller returns.
@@ -1660,10 +1724,11 @@ impl Daemon {
                 .push(sudo::parse_runas(r).map_err(bad)?.to_string());
         }
         for c in &spec.revoke_on {
-            if classify::parse_class(c).is_none() {
+            // lateral-movement is seen by jitd's process monitor only (crate::monitor).
+            if classify::parse_class(c).is_none() && c != crate::monitor::LATERAL_MOVEMENT {
                 return Err(refuse(
                     ErrorCode::Refused,
-                    format!("--revoke-on {:?}: use ioc, software-install, account-change or sensitive-read", c),
+                    format!("--revoke-on {:?}: use ioc, software-install, account-change, sensitive-read or lateral-movement", c),
                 ));
             }
             out.revoke_on.push(c.clone());

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod breakglass;
+pub mod certify;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -12,6 +13,7 @@ pub mod escape;
 pub mod home;
 pub mod journal;
 pub mod localdb;
+pub mod monitor;
 pub mod nscd;
 pub mod procs;
 pub mod server;

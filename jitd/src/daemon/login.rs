@@ -586,6 +586,7 @@ impl Daemon {
             ended_at: None,
             end_reason: None,
             torn_down: false,
+            certification: None,
         };
         {
             let mut inner = self.lock();
