@@ -161,6 +161,9 @@ pub struct Grant {
     /// Teardown finished (processes ended, home handled, caches invalidated).
     #[serde(default)]
     pub torn_down: bool,
+    /// Certification of the host state at the grant's end (set once its teardown finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certification: Option<crate::certification::Certification>,
 }
 
 impl Grant {

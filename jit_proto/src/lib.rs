@@ -3,12 +3,14 @@
 //! One request per connection, in a length-prefixed frame with a hard size cap checked before
 //! allocation; the JSON body carries a protocol version. See docs/protocol.md.
 
+pub mod certification;
 pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
 pub mod text;
 
+pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use grant::{Grant, GrantSpec, GrantState};

@@ -292,6 +292,9 @@ pub struct Status {
     pub server: String,
     /// Whether durable state writes currently succeed.
     pub state_writable: bool,
+    /// Per-grant cgroups, or why there are none (teardown then relies on the /proc scan).
+    #[serde(default)]
+    pub cgroups: String,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).

@@ -62,6 +62,11 @@ struct RawConfig {
     groups: Option<RawGroups>,
     server: Option<toml::Value>,
     totp: Option<RawTotp>,
+    cgroup_dir: Option<String>,
+    certify_suid_roots: Option<Vec<String>>,
+    certify_exclude: Option<Vec<String>>,
+    sensitive_paths: Option<Vec<String>>,
+    lateral_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -140,6 +145,16 @@ pub struct Config {
     /// Directories searched at teardown for set-uid/set-gid files a grantee left behind:
     /// [`DEFAULT_SWEEP_PATHS`], the home root and `sweep_paths`.
     pub sweep_paths: Vec<PathBuf>,
+    /// Per-grant cgroups: None = `<cgroup2 mount>/jit.slice`, `off`, or a directory.
+    pub cgroup_dir: Option<String>,
+    /// Roots of the set-uid/set-gid walk of the certification fingerprint.
+    pub certify_suid_roots: Vec<PathBuf>,
+    /// Paths the certification fingerprint never walks.
+    pub certify_exclude: Vec<PathBuf>,
+    /// Files whose opening by a grant's process is `sensitive-read` (besides the defaults).
+    pub sensitive_paths: Vec<PathBuf>,
+    /// Remote-login ports for `lateral-movement`.
+    pub lateral_ports: Vec<u16>,
 }
 
 /// Groups whose membership is root or close to it on a Debian or RHEL host (raw disks and
@@ -285,6 +300,41 @@ fn sweep_list(
     Ok(out)
 }
 
+/// The monitoring and certification keys: `cgroup_dir` is `off` or an absolute path; the walk
+/// lists hold absolute paths (at most 64 each).
+type MonitorKeys = (Option<String>, Vec<PathBuf>, Vec<PathBuf>);
+
+fn monitor_keys(
+    cgroup_dir: Option<String>,
+    roots: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+) -> Result<MonitorKeys, ConfigError> {
+    if let Some(d) = &cgroup_dir {
+        if d != "off" {
+            validate_abs_path("cgroup_dir", d).map_err(|e| err(format!("cgroup_dir: {e}")))?;
+        }
+    }
+    let list = |key: &'static str, v: Vec<String>| -> Result<Vec<PathBuf>, ConfigError> {
+        if v.len() > 64 {
+            return Err(err(format!("{key}: at most 64 entries")));
+        }
+        v.into_iter()
+            .map(|p| {
+                validate_abs_path(key, &p).map_err(|e| err(format!("{key}: {e}")))?;
+                Ok(PathBuf::from(p))
+            })
+            .collect()
+    };
+    Ok((
+        cgroup_dir,
+        list(
+            "certify_suid_roots",
+            roots.unwrap_or_else(|| vec!["/".to_string()]),
+        )?,
+        list("certify_exclude", exclude.unwrap_or_default())?,
+    ))
+}
+
 impl Config {
     /// The embedded defaults (INTERFACE.md paths).
     ///
@@ -413,8 +463,34 @@ impl Config {
         let deny_groups = deny_list(raw.deny_groups, raw.allow_groups)?;
         let home_root_for_sweep = home_root.clone();
         let sweep_paths = sweep_list(raw.sweep_paths, &home_root_for_sweep)?;
+        let (cgroup_dir, certify_suid_roots, certify_exclude) =
+            monitor_keys(raw.cgroup_dir, raw.certify_suid_roots, raw.certify_exclude)?;
+        let sensitive_paths = raw
+            .sensitive_paths
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                validate_abs_path("sensitive_paths", &p)
+                    .map_err(|e| err(format!("sensitive_paths: {e}")))?;
+                Ok(PathBuf::from(p))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        if sensitive_paths.len() > 256 {
+            return Err(err("sensitive_paths: at most 256 entries"));
+        }
+        let lateral_ports = raw
+            .lateral_ports
+            .unwrap_or_else(|| crate::monitor::lateral::DEFAULT_PORTS.to_vec());
+        if lateral_ports.len() > 64 || lateral_ports.contains(&0) {
+            return Err(err("lateral_ports: at most 64 ports, none 0"));
+        }
         let mut it = names.into_iter();
         Ok(Config {
+            sensitive_paths,
+            lateral_ports,
+            cgroup_dir,
+            certify_suid_roots,
+            certify_exclude,
             source,
             uid_min,
             uid_max,

@@ -58,12 +58,19 @@ pub struct Daemon {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) teardown: Mutex<()>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
-    pub wake: Condvar,
+    /// Shared with the process monitor, whose hits should not wait for the next second.
+    pub wake: std::sync::Arc<Condvar>,
     /// Set by SIGTERM/SIGINT.
     pub stop: AtomicBool,
     pub(crate) started_at: UnixTime,
     /// A missing run directory could not be made again (audited once per episode).
     pub(crate) rundir_failing: AtomicBool,
+    // --- monitoring and certification (effects/watch.rs) ---
+    pub(crate) cgroups: crate::monitor::cgroup::Cgroups,
+    pub(crate) certifier: Option<crate::certify::Certifier>,
+    pub(crate) watch_resumed: AtomicBool,
+    pub(crate) monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
+    pub(crate) watch_notices: Mutex<HashMap<String, usize>>,
 }
 
 impl Daemon {
@@ -125,7 +132,40 @@ impl Daemon {
                 }),
             );
         }
+        // --- monitoring and certification (effects/watch.rs) ---
+        let cgroups = crate::monitor::cgroup::Cgroups::setup(
+            cfg.cgroup_dir.as_deref(),
+            std::path::Path::new("/proc/self/mountinfo"),
+        );
+        let certifier = match crate::certify::Certifier::start(
+            cfg.state_dir.join("certify"),
+            crate::certify::Scope {
+                passwd_file: cfg.passwd_file.clone(),
+                group_file: cfg.group_file.clone(),
+                suid_roots: cfg.certify_suid_roots.clone(),
+                exclude: cfg.certify_exclude.clone(),
+                mountinfo: "/proc/self/mountinfo".into(),
+            },
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                audit.record(
+                    now,
+                    Severity::Error,
+                    Event::CertifyUnavailable,
+                    json!({ "error": e }),
+                );
+                None
+            }
+        };
+        let wake = std::sync::Arc::new(Condvar::new());
+        let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit, &wake);
         let d = Daemon {
+            monitor,
+            watch_notices: Mutex::new(HashMap::new()),
+            cgroups,
+            certifier,
+            watch_resumed: AtomicBool::new(false),
             cfg,
             store,
             audit,
@@ -146,7 +186,7 @@ impl Daemon {
                 boot_cap: HashMap::new(),
             }),
             teardown: Mutex::new(()),
-            wake: Condvar::new(),
+            wake,
             stop: AtomicBool::new(false),
             started_at: now,
             rundir_failing: AtomicBool::new(false),

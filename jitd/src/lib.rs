@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod certify;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod home;
 pub mod journal;
 pub mod localdb;
 pub mod mfa;
+pub mod monitor;
 pub mod nscd;
 pub mod procs;
 pub mod server;

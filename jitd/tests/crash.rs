@@ -21,7 +21,7 @@ fn setup(tag: &str) -> PathBuf {
     let d = dir.display();
     std::fs::write(
         dir.join("jitd.toml"),
-        format!("uid_range = \"4300000-4300099\"\nnscd = \"off\"\nhome_root = \"{d}/home\"\nstate_dir = \"{d}/state\"\nsnapshot_path = \"{d}/run/snapshot\"\nsocket_path = \"{d}/run/jitd.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n"),
+        format!("uid_range = \"4300000-4300099\"\nnscd = \"off\"\nhome_root = \"{d}/home\"\nstate_dir = \"{d}/state\"\nsnapshot_path = \"{d}/run/snapshot\"\nsocket_path = \"{d}/run/jitd.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\ncgroup_dir = \"off\"\ncertify_suid_roots = [\"{d}\"]\n"),
     )
     .unwrap();
     dir

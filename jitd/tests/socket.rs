@@ -31,7 +31,7 @@ impl Jitd {
         std::fs::write(
             dir.join("jitd.toml"),
             format!(
-                "uid_range = \"4200000-4200099\"\nnscd = \"off\"\nkill_grace = \"100ms\"\nhome_root = \"{d}/home\"\nstate_dir = \"{d}/state\"\nsnapshot_path = \"{d}/run/snapshot\"\nsocket_path = \"{d}/run/jitd.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n"
+                "uid_range = \"4200000-4200099\"\nnscd = \"off\"\nkill_grace = \"100ms\"\nhome_root = \"{d}/home\"\nstate_dir = \"{d}/state\"\nsnapshot_path = \"{d}/run/snapshot\"\nsocket_path = \"{d}/run/jitd.sock\"\naudit_log = \"{d}/log/audit.jsonl\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\ncgroup_dir = \"off\"\ncertify_suid_roots = [\"{d}\"]\n"
             ),
         )
         .unwrap();

@@ -12,6 +12,7 @@
 //! A failed step is a failed test here, so panics, `unwrap` and `expect` are the error handling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cgroup;
 pub mod cprog;
 pub mod pam;
 pub mod procs;

@@ -280,6 +280,12 @@ pub struct SandboxOptions {
     pub max_grant: String,
     /// Extra TOML lines appended verbatim.
     pub extra_config: String,
+    /// `cgroup_dir`: `off` by default, so no test makes cgroups on the host; a test that needs
+    /// them passes a [`crate::cgroup::TestCgroup`] directory, which it removes.
+    pub cgroup_dir: String,
+    /// The certification walk's keys (TOML lines): by default only the trees the sandbox makes
+    /// private (the host's /usr, /work and /tmp are large and shared with other tests).
+    pub certify: String,
 }
 
 impl Default for SandboxOptions {
@@ -290,6 +296,8 @@ impl Default for SandboxOptions {
             kill_grace: "1s".into(),
             max_grant: "12h".into(),
             extra_config: String::new(),
+            cgroup_dir: "off".into(),
+            certify: "certify_suid_roots = [\"/etc\", \"/var\", \"/home\"]\n".into(),
         }
     }
 }
@@ -618,7 +626,8 @@ impl Sandbox {
              audit_log = \"/var/log/jit/audit.jsonl\"\n\
              passwd_file = \"/etc/passwd\"\n\
              group_file = \"/etc/group\"\n\
-             nscd = \"{nscd}\"\n{extra}",
+             nscd = \"{nscd}\"\n\
+             cgroup_dir = \"{cg}\"\n{certify}{extra}",
             root = self.root.display(),
             min = ids.jit_min,
             max = ids.jit_max,
@@ -626,6 +635,8 @@ impl Sandbox {
             mg = o.max_grant,
             kg = o.kill_grace,
             nscd = o.nscd,
+            cg = o.cgroup_dir,
+            certify = o.certify,
             extra = o.extra_config,
         );
         write_like(

@@ -30,6 +30,7 @@ impl Daemon {
             snapshot_written_at: inner.snapshot_written_at,
             server: "none (local grants only)".into(),
             state_writable: inner.state_writable,
+            cgroups: self.watch_status(),
         }
     }
 

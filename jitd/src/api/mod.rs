@@ -67,7 +67,9 @@ impl Daemon {
                 },
                 now,
             ),
-            Request::OpenSession { session } => self.open_session(peer, &session, now),
+            Request::OpenSession { session } => self
+                .open_session(peer, &session, now)
+                .inspect(|_| self.watch_join(peer, &session.grant, "session", now)),
             Request::CloseSession { user, session } => {
                 self.close_session(peer, &user, session.as_deref(), now)
             }
@@ -103,13 +105,16 @@ impl Daemon {
             }),
             Request::ShowGrant { id } => self
                 .show(peer_uid, &id, now)
+                .map(|g| self.watch_full_certification(g)) // effects/watch.rs
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::RevokeGrant { id, reason } => self
                 .revoke(peer_uid, &id, reason, now)
                 .map(|g| Payload::Grant(Box::new(g))),
             Request::EnrollMfa { user, replace } => self.enroll_mfa(peer_uid, &user, replace, now),
             Request::RemoveMfa { user } => self.remove_mfa(peer_uid, &user, now),
-            Request::ReportSudo { report } => self.report_sudo(peer_uid, &report, now),
+            Request::ReportSudo { report } => self
+                .report_sudo(peer_uid, &report, now)
+                .inspect(|_| self.watch_sudo(peer, &report, now)),
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }

@@ -72,14 +72,46 @@ events! {
     /// removed/archived/kept, nscd flushed.
     GrantTeardown = "grant.teardown" [grant, user, ended, processes_found, terminated, killed,
         kill_ms, nscd_flushed, setid_sweep, gids, sessions, local_files_error, collision, home,
-        home_error, survivors],
+        home_error, survivors, cgroup_killed, cgroup_error],
     /// `error`. A teardown left survivors or lacked the local files; it is retried every tick.
     GrantTeardownIncomplete = "grant.teardown_incomplete" [grant, user, ended, processes_found,
         terminated, killed, kill_ms, nscd_flushed, setid_sweep, gids, sessions,
-        local_files_error, collision, home, home_error, survivors],
+        local_files_error, collision, home, home_error, survivors, cgroup_killed, cgroup_error],
     /// `error`. Ends that neither state.json nor the revocation journal could take: they hold
     /// until jitd restarts.
     GrantEndNotDurable = "grant.end_not_durable" [grants, error, effect],
+
+    /// `info` (clean), `notice` (no baseline) or `warning` (changed). The grant's end
+    /// fingerprint compared with its baseline: what changed on the host while it was live
+    /// (first differences listed, the rest counted in `omitted`).
+    GrantCertification = "grant.certification" [grant, user, status, baseline_at, items,
+        differences, omitted, root_equivalent, unreadable, elapsed_ms],
+    /// `warning`. The process monitor saw a live grant's process do something in one of the
+    /// grant's `revoke_on` classes; the grant is revoked next.
+    GrantMonitorHit = "grant.monitor_hit" [grant, user, class, pid, uid, cmdline, act, queued_ms],
+
+    /// `info`. A grant's baseline fingerprint was taken (when it went live).
+    CertifyBaseline = "certify.baseline" [grant, items, elapsed_ms, error],
+    /// `warning`. A grant's baseline fingerprint could not be taken.
+    CertifyBaselineFailed = "certify.baseline_failed" [grant, items, elapsed_ms, error],
+    /// `error`. Certification could not start (its directory); grants end uncertified.
+    CertifyUnavailable = "certify.unavailable" [error],
+    /// `warning`. A grant's cgroup could not be made.
+    CgroupCreateFailed = "cgroup.create_failed" [grant, error],
+    /// `warning`. A module's process (`for`: session or sudo) could not join its grant's cgroup.
+    CgroupJoinFailed = "cgroup.join_failed" [grant, pid, for, error],
+    /// `notice`. At start, the cgroup of a grant that is gone or torn down was killed and removed.
+    CgroupStaleRemoved = "cgroup.stale_removed" [grant, killed, error],
+    /// `notice`. A process the monitor saw leave its grant's cgroup was ended at teardown.
+    MonitorEscapedEnded = "monitor.escaped_ended" [grant, found, ended, survivors],
+    /// `info`. From a monitored event to its grant's revocation (`event_to_ended_ms`).
+    MonitorLatency = "monitor.latency" [grant, class, event_to_ended_ms, queued_ms, revoked],
+    /// `notice`. A grant's process did something in a watched class the grant does not revoke
+    /// on (at most 50 per grant; the last one says so in `note`).
+    MonitorEvent = "monitor.event" [grant, user, class, pid, uid, cmdline, act, note],
+    /// `notice` or `error`. Live monitoring could not start (`why`): no per-grant cgroups, or a
+    /// source that failed.
+    MonitorUnavailable = "monitor.unavailable" [why, cgroups],
 
     /// `warning`. An account is left out of the snapshot: a local name or id collides with it.
     AccountCollision = "account.collision" [grant, user, with, action],

@@ -132,6 +132,10 @@ enum GrantCmd {
     Show {
         /// Grant id.
         id: String,
+        /// Only the certification of host state at the grant's end (clean, or every
+        /// difference); with --json the certification object (null until it is taken).
+        #[arg(long)]
+        certification: bool,
     },
     /// End a grant now: privilege removed, sessions and processes ended (root only).
     Revoke {
@@ -389,7 +393,7 @@ fn print_status(s: &Status, now: i64) -> String {
             format!("written {}", relative(t, now))
         });
     format!(
-        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\n",
+        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\n",
         s.version,
         s.pid,
         format_duration(s.uptime_secs),
@@ -399,7 +403,8 @@ fn print_status(s: &Status, now: i64) -> String {
         s.ended,
         s.snapshot_path,
         s.server,
-        if s.state_writable { "writable" } else { "NOT WRITABLE: new grants refused" }
+        if s.state_writable { "writable" } else { "NOT WRITABLE: new grants refused" },
+        s.cgroups
     )
 }
 
@@ -547,10 +552,17 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
             w(&mut out, s)
         }
-        Cmd::Grant(GrantCmd::Show { id }) => {
+        Cmd::Grant(GrantCmd::Show { id, certification }) => {
             let Payload::Grant(g) = call(cli, Request::ShowGrant { id: id.clone() })? else {
                 return Err(Fail(1, "unexpected reply".into()));
             };
+            if *certification {
+                return if cli.json {
+                    print_json(&g.certification)
+                } else {
+                    w(&mut out, jitd::certify::render(&g))
+                };
+            }
             if cli.json {
                 print_json(&g)
             } else {

@@ -21,6 +21,7 @@ pub mod setid;
 pub mod snapshot;
 pub mod teardown;
 pub mod tick;
+pub mod watch;
 
 /// Seconds on CLOCK_BOOTTIME: does not move when the wall clock is set, counts suspend.
 pub(crate) fn boottime() -> i64 {

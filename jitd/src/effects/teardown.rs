@@ -39,6 +39,9 @@ impl Daemon {
         if plan.jobs.is_empty() {
             return;
         }
+        // Each grant's cgroup is killed as a whole first (effects/watch.rs).
+        let cgroup_kills =
+            self.watch_kill(&plan.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());
         let report = end_processes(
             &plan.kill,
             Duration::from_millis(self.cfg.kill_grace_ms),
@@ -49,7 +52,7 @@ impl Daemon {
         // home is archived or kept.
         let swept = self.sweep_setid(now, &plan.sweep, &plan.uid_grant, &plan.pair_grant);
         let mut done = Vec::new();
-        for job in &plan.jobs {
+        for (i, job) in plan.jobs.iter().enumerate() {
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
                 "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
@@ -62,6 +65,9 @@ impl Daemon {
                 fields["sessions"] = json!(job.sessions.iter().map(|s| &s.0).collect::<Vec<_>>());
             }
             let mut complete = report.survivors.is_empty();
+            if let Some(k) = cgroup_kills.get(i) {
+                complete &= Self::watch_kill_fields(k, &mut fields); // effects/watch.rs
+            }
             if let (Some(e), true) = (&local_error, job.enable || !job.groups.is_empty()) {
                 fields["local_files_error"] = json!(e);
                 complete = false;
@@ -123,6 +129,10 @@ impl Daemon {
                 }
             }
             let _ = self.persist(&mut inner, now);
+            drop(inner);
+            for id in &done {
+                self.watch_torn_down(id); // queue the certification (effects/watch.rs)
+            }
         }
     }
 

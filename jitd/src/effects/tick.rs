@@ -53,6 +53,7 @@ impl Daemon {
         }
         self.reap_sessions(now);
         self.run_teardowns(now);
+        self.watch_tick(now); // monitoring/certification results (effects/watch.rs)
         self.next_deadline()
     }
 
@@ -65,6 +66,7 @@ impl Daemon {
         let Some(g) = self.lock().state.grants.get(id).cloned() else {
             return;
         };
+        self.watch_went_live(&g.id, now); // cgroup + certification baseline (effects/watch.rs)
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
         // The home comes with the account, armed or not: the first login of an --mfa account
         // grant (the one that proves the code) must find it.

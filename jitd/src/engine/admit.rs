@@ -261,6 +261,7 @@ pub fn place(
         ended_at: None,
         end_reason: None,
         torn_down: false,
+        certification: None,
     })
 }
 
@@ -304,6 +305,7 @@ pub fn breakglass_grant(
         ended_at: None,
         end_reason: None,
         torn_down: false,
+        certification: None,
     }
 }
 
@@ -441,9 +443,10 @@ fn check_sudo_scope(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<SudoScope
             .push(sudo::parse_runas(r).map_err(bad)?.to_string());
     }
     for c in &spec.revoke_on {
-        if classify::parse_class(c).is_none() {
+        // lateral-movement is seen by jitd's process monitor only (crate::monitor).
+        if classify::parse_class(c).is_none() && c != crate::monitor::LATERAL_MOVEMENT {
             return Err(refused(format!(
-                "--revoke-on {:?}: use ioc, software-install, account-change or sensitive-read",
+                "--revoke-on {:?}: use ioc, software-install, account-change, sensitive-read or lateral-movement",
                 c
             )));
         }

@@ -60,6 +60,8 @@ impl Env {
                 passwd_file = "{d}/passwd"
                 group_file = "{d}/group"
                 sudo_conf = "{d}/sudo.conf"
+                cgroup_dir = "off"
+                certify_suid_roots = ["{d}"]
                 {extra}
                 "#
             ),
