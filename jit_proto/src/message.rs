@@ -445,9 +445,46 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
             ))
         }
     }
-    serde_json::from_value::<RequestEnvelope>(v)
+    let keys: Vec<String> = v
+        .get("req")
+        .and_then(serde_json::Value::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let req = serde_json::from_value::<RequestEnvelope>(v)
         .map(|e| e.req)
-        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))
+        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))?;
+    refuse_unknown_fields(&req, &keys)?;
+    Ok(req)
+}
+
+/// serde's `deny_unknown_fields` does not reach the unit variants of an internally tagged enum
+/// (`{"type":"get_status","x":...}` decoded as `GetStatus`): a field the decoded request does
+/// not have is refused here, for every variant alike. Every field of a request is serialized
+/// (no `skip_serializing_if`), so the re-encoded request names all the fields it may carry.
+fn refuse_unknown_fields(req: &Request, keys: &[String]) -> Result<(), (ErrorCode, String)> {
+    let known = serde_json::to_value(req)
+        .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))?;
+    match keys.iter().find(|k| known.get(k.as_str()).is_none()) {
+        None => Ok(()),
+        Some(k) => Err((
+            ErrorCode::BadRequest,
+            format!(
+                "malformed request: unknown field {} for {}",
+                shown_key(k),
+                known
+                    .get("type")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("?")
+            ),
+        )),
+    }
+}
+
+/// A field name for an error message: escaped and cut at 64 characters (it came from the peer).
+fn shown_key(k: &str) -> String {
+    let cut: String = k.chars().take(64).collect();
+    let more = if cut.len() < k.len() { "..." } else { "" };
+    format!("{:?}{more}", cut)
 }
 
 /// Encodes a request envelope.
@@ -525,5 +562,39 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert!(decode_request(br#"{"v":1,"req":{"type":"get_status"}}"#).is_ok());
+    }
+
+    /// Found by the fuzz corpus: a request without fields took any unknown field (serde's
+    /// deny_unknown_fields skips unit variants of a tagged enum). Every variant refuses them now;
+    /// absent optional fields still read as `None`.
+    #[test]
+    fn unknown_fields_refused_for_every_request() {
+        for body in [
+            &br#"{"v":1,"req":{"type":"get_status","x":1}}"#[..],
+            br#"{"v":1,"req":{"type":"list_sessions","all":true}}"#,
+            br#"{"v":1,"req":{"type":"list_grants","all":true,"x":null}}"#,
+        ] {
+            let e = decode_request(body).unwrap_err();
+            assert_eq!(e.0, ErrorCode::BadRequest, "{e:?}");
+            assert!(e.1.contains("unknown field"), "{e:?}");
+        }
+        let long = format!(
+            r#"{{"v":1,"req":{{"type":"get_status","{}":1}}}}"#,
+            "k".repeat(100_000)
+        );
+        let e = decode_request(long.as_bytes()).unwrap_err();
+        assert!(
+            e.1.len() < 200,
+            "the unknown name is cut: {} bytes",
+            e.1.len()
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"req":{"type":"read_audit","grant":null,"since":null}}"#),
+            Ok(Request::ReadAudit {
+                grant: None,
+                since: None,
+                after_offset: None
+            })
+        );
     }
 }
