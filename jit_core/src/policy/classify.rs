@@ -714,3 +714,30 @@ fn script(ctx: &Ctx, depth: usize, text: &str) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the fuzz targets and property tests into the shell lexer and the glob
+/// matcher, which are otherwise private to the classifier. Not an API: the shapes returned are
+/// what an invariant check needs, nothing more.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Lexes `text` as the classifier does: (words of each simple command, redirection
+    /// targets, `$(...)` texts found inside double quotes).
+    pub fn lex(text: &str) -> (Vec<Vec<String>>, Vec<String>, Vec<String>) {
+        let (cmds, subs) = super::lexer::lex(text);
+        let targets = cmds
+            .iter()
+            .flat_map(|c| c.redirs.iter().map(|r| r.target.clone()))
+            .collect();
+        (cmds.into_iter().map(|c| c.words).collect(), targets, subs)
+    }
+
+    /// Whether the glob `pat` matches the path `text`, as the file-set checks use it.
+    pub fn glob_match(pat: &str, text: &str) -> bool {
+        super::paths::glob_match(pat, text)
+    }
+
+    /// Lexical normalisation of a path as the file-set checks see it (`~` as root's home).
+    pub fn normalise(p: &str) -> Option<String> {
+        super::paths::normalise(p, Some("/root"))
+    }
+}
