@@ -198,35 +198,22 @@ pub fn policy_values(data: &[u8]) {
     if let Ok(d) = parse_duration(&s) {
         assert_eq!(parse_duration(&format_duration(d)), Ok(d), "duration {s:?}");
     }
-    if let Ok(w) = window::parse_window(&s) {
-        let shown = w.to_string();
-        assert_eq!(
-            window::parse_window(&shown).ok(),
-            Some(w),
-            "window {s:?} shown {shown:?}"
-        );
-    }
-    if let Ok(c) = net::parse_cidr(&s) {
-        let shown = c.to_string();
-        assert_eq!(
-            net::parse_cidr(&shown).ok(),
-            Some(c),
-            "cidr {s:?} shown {shown:?}"
-        );
-    }
+    shown_reads_back("window", &s, window::parse_window);
+    shown_reads_back("cidr", &s, net::parse_cidr);
+    shown_reads_back("sudo scope", &s, sudo::parse_scope_entry);
+    shown_reads_back("runas", &s, sudo::parse_runas);
     if let Some(bits) = classify::parse_class(&s) {
         assert_eq!(classify::class_names(bits), vec![s.as_ref()], "class {s:?}");
     }
     let _ = classify::parse_ioc_entry(&s);
-    if let Ok(e) = sudo::parse_scope_entry(&s) {
-        let shown = e.to_string();
-        let again = sudo::parse_scope_entry(&shown).map(|e| e.to_string());
-        assert_eq!(again.as_deref(), Ok(shown.as_str()), "scope {s:?}");
-    }
-    if let Ok(r) = sudo::parse_runas(&s) {
-        let shown = r.to_string();
-        let again = sudo::parse_runas(&shown).map(|r| r.to_string());
-        assert_eq!(again.as_deref(), Ok(shown.as_str()), "runas {s:?}");
-    }
     let _ = net::parse_rhost(&s);
+}
+
+/// When `parse` takes `s`, its display parses again and displays the same (the canonical form
+/// is a fixed point; jitd stores and shows the displayed form).
+fn shown_reads_back<T: std::fmt::Display, E>(what: &str, s: &str, parse: fn(&str) -> Result<T, E>) {
+    let Ok(v) = parse(s) else { return };
+    let shown = v.to_string();
+    let again = parse(&shown).map(|v| v.to_string()).ok();
+    assert_eq!(again.as_deref(), Some(shown.as_str()), "{what} {s:?}");
 }
