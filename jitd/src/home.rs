@@ -9,6 +9,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+use jit_core::host::trust::{self, Access};
+
 fn c(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
@@ -371,7 +373,7 @@ pub fn archive(
     }
     let archfd = open_dir_at(root.as_raw_fd(), &arch)?;
     let st = fstat(archfd.as_raw_fd())?;
-    if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+    if trust::check_stat(&st, Access::RootOnly).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             ".jit-archive is not root-only: not archiving into it",

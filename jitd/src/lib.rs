@@ -19,6 +19,6 @@ pub mod snapshot_out;
 pub mod state;
 pub mod strikes;
 pub mod sudoconf;
-pub mod throttle;
 pub mod sweep;
+pub mod throttle;
 pub mod totp;

@@ -112,13 +112,13 @@ struct Session {
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
-/// jitd's durable managed list (`jit_core::constants::DEFAULT_MANAGED_LIST`).
-const MANAGED_LIST: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
-/// The root-only gates file (`jit_core::constants::DEFAULT_GATES_PATH`): the world-readable
-/// snapshot carries no gate records, so a sudo scope is never visible to other users.
-const GATES_PATH: &std::ffi::CStr = c"/run/jitd/gates";
-/// The world-readable snapshot (`jit_core::constants::DEFAULT_SNAPSHOT_PATH`).
-const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
+/// jitd's durable managed list.
+const MANAGED_LIST: &std::ffi::CStr = jit_core::constants::DEFAULT_MANAGED_LIST_C;
+/// The root-only gates file: the world-readable snapshot carries no gate records, so a sudo
+/// scope is never visible to other users.
+const GATES_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_PATH_C;
+/// The world-readable snapshot.
+const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
 
 /// What this sudo invocation has seen so far. sudo opens and closes an approval plugin around
 /// every check (sudo.c `approval_check`), and in intercept mode checks again, in the same
@@ -367,12 +367,12 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
             &inv.groups,
             |u| {
                 passwd
-                    .get_or_init(|| local::ids_in("/etc/passwd"))
+                    .get_or_init(|| local::uids(jit_core::host::accounts::PASSWD_PATH))
                     .contains(&u)
             },
             |g| {
                 group
-                    .get_or_init(|| local::ids_in("/etc/group"))
+                    .get_or_init(|| local::gids(jit_core::host::accounts::GROUP_PATH))
                     .contains(&g)
             },
         );
@@ -469,23 +469,4 @@ fn public_snapshot_marks_jit(inv: &cinfo::Invocation) -> bool {
     };
     jit_core::snapshot::Snapshot::parse(&data)
         .is_ok_and(|s| decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn managed_list_path_is_jitds() {
-        assert_eq!(
-            super::MANAGED_LIST.to_str(),
-            Ok(jit_core::constants::DEFAULT_MANAGED_LIST)
-        );
-        assert_eq!(
-            super::GATES_PATH.to_str(),
-            Ok(jit_core::constants::DEFAULT_GATES_PATH)
-        );
-        assert_eq!(
-            super::PUBLIC_SNAPSHOT_PATH.to_str(),
-            Ok(jit_core::constants::DEFAULT_SNAPSHOT_PATH)
-        );
-    }
 }
