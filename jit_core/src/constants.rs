@@ -1,6 +1,6 @@
 //! Compile-time defaults shared by jitd and the modules: every path jit uses is written here
 //! once, as a string for jitd's configuration and messages and as a C string (`*_C`) for the
-//! modules' `open(2)` calls, which must not allocate (docs/architecture.md "Paths").
+//! modules' `open(2)` calls, which must not allocate (docs/design.md#paths).
 
 use std::ffi::CStr;
 

@@ -81,7 +81,7 @@ fn pam_jit_modules(text: &str) -> Vec<String> {
 }
 
 /// pam.d: every `pam_jit.so` a service names must exist and be root's (Linux-PAM loads a module
-/// whatever its owner, and a missing one fails the stack, P11); managed accounts are enforced
+/// whatever its owner, and a missing one fails the stack, docs/threat-model.md#p11); managed accounts are enforced
 /// only if some service loads pam_jit.
 fn check_pam(cfg: &Config, pam_dir: &Path, problems: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(pam_dir) else {

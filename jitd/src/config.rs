@@ -286,7 +286,7 @@ fn sweep_list(
 }
 
 impl Config {
-    /// The embedded defaults (INTERFACE.md paths).
+    /// The embedded defaults (docs/design.md#paths).
     ///
     /// # Errors
     /// Never in practice; the defaults are valid.

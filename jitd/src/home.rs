@@ -1,7 +1,7 @@
 //! Ephemeral home directories: made from the skeleton when a grant goes live, removed, archived
 //! or kept at teardown. Every step is fd-relative under an opened `home_root` with O_NOFOLLOW,
 //! so a symlink planted by the user (or anyone) never redirects a root-privileged operation
-//! outside the tree (TEST-CATALOGUE B6, D5, D6, X15). The name was validated by the allow-list
+//! outside the tree (docs/threat-model.md: B6, D5, D6, X15). The name was validated by the allow-list
 //! and cannot contain `/` or be `..`.
 
 use std::ffi::{CStr, CString};

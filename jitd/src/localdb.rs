@@ -2,7 +2,7 @@
 //! ([`jit_core::host::accounts`], whose rules pam_jit and sudo_jit share).
 //!
 //! jitd never resolves names through NSS: the stack may contain jit itself or a hung sssd,
-//! and a lookup from the daemon could recurse or block (docs/threat-model.md#nss-recursion).
+//! and a lookup from the daemon could recurse or block (docs/threat-model.md#n1).
 
 use std::path::Path;
 

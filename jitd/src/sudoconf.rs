@@ -1,7 +1,7 @@
 //! Is sudo_jit really guarding sudo on this host? jitd accepts a sudo scope only if it is:
 //! the sudoers drop-in gives `jit-sudo` members everything, and only the plugin narrows that to
 //! the grant. So `/etc/sudo.conf` must load `sudo_jit`, and the plugin file must be root's and
-//! not writable by others (sudo 1.9.13 loads a plugin whatever its owner and mode: DESIGN §5).
+//! not writable by others (sudo 1.9.13 loads a plugin whatever its owner and mode: docs/design.md#traps).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

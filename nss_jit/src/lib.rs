@@ -10,7 +10,7 @@
 //!
 //! The module never talks to jitd, never logs on success or not-found, never writes to
 //! stdout/stderr, never blocks, keeps no file descriptor and starts no thread. It is loaded into
-//! sshd, login, sudo and every process that resolves a name (DESIGN §4).
+//! sshd, login, sudo and every process that resolves a name (docs/design.md#module-rules).
 #![warn(clippy::indexing_slicing)]
 
 pub mod buffer;

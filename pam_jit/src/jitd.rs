@@ -3,9 +3,9 @@
 //! Every call goes through one function `call(&Request) -> Result<Response, ClientError>`;
 //! the real one ([`socket_call`]) is `jit_proto::client::call` on jitd's socket with the
 //! module's deadline and `require_root_peer` (an impostor serving the socket path gets no code,
-//! docs/threat-model.md#impostor-jitd). Tests pass a fake. Any failure (unreachable, deadline, impostor,
+//! docs/threat-model.md#d2). Tests pass a fake. Any failure (unreachable, deadline, impostor,
 //! bad frame, an error reply, an unexpected payload) is a [`JitdError`], and the caller denies:
-//! no error path ever admits a jit identity (docs/threat-model.md#fail-closed).
+//! no error path ever admits a jit identity (docs/threat-model.md#p1).
 //!
 //! Codes typed by a person travel in a [`Secret`]: capped, wiped from this module's memory
 //! after use, and never logged.

@@ -16,6 +16,8 @@
 //! * X11: a managed admin with a valid password and no grant is denied in auth (even when the
 //!   caller runs `pam_authenticate` alone) and in account; an `--enable` grant lets the password
 //!   work; `root` in `managed_accounts` is rejected by `jitd --check-config`.
+//!
+//! Ids in comments and test names (X3, P12, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! set of rules for jitd, pam_jit and sudo_jit.
 //!
 //! Never through NSS: the stack contains jit's own module (the very thing being decided) and
-//! may contain a directory service that hangs (docs/threat-model.md#nss-recursion). The rules
+//! may contain a directory service that hangs (docs/threat-model.md#n1). The rules
 //! follow what the C library's files module shows, because NSS answers from it first:
 //!
 //! * a line is split at `:`; empty lines, `#` comments and NIS compat lines (`+…`, `-…`) are
