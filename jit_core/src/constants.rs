@@ -59,6 +59,14 @@ path!(
     /// Audit trail, one JSON object per line (0600 root).
     DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_LOG_C = "/var/log/jit/audit.jsonl"
 );
+path!(
+    /// The host's account file, read directly (never through NSS) by jitd and the modules.
+    DEFAULT_PASSWD_FILE, DEFAULT_PASSWD_FILE_C = "/etc/passwd"
+);
+path!(
+    /// The host's group file, read directly like [`DEFAULT_PASSWD_FILE`].
+    DEFAULT_GROUP_FILE, DEFAULT_GROUP_FILE_C = "/etc/group"
+);
 /// Where ephemeral homes are made.
 pub const DEFAULT_HOME_ROOT: &str = "/home";
 /// Login shell of ephemeral accounts.
@@ -101,6 +109,8 @@ mod tests {
             (DEFAULT_STATE_DIR, DEFAULT_STATE_DIR_C),
             (DEFAULT_MANAGED_LIST, DEFAULT_MANAGED_LIST_C),
             (DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_LOG_C),
+            (DEFAULT_PASSWD_FILE, DEFAULT_PASSWD_FILE_C),
+            (DEFAULT_GROUP_FILE, DEFAULT_GROUP_FILE_C),
         ] {
             assert_eq!(c.to_str(), Ok(s));
         }

@@ -31,9 +31,9 @@ use crate::localfile::{read_file, FileError};
 pub const MAX_ACCOUNT_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The host's passwd file.
-pub const PASSWD_PATH: &CStr = c"/etc/passwd";
+pub const PASSWD_PATH: &CStr = crate::constants::DEFAULT_PASSWD_FILE_C;
 /// The host's group file.
-pub const GROUP_PATH: &CStr = c"/etc/group";
+pub const GROUP_PATH: &CStr = crate::constants::DEFAULT_GROUP_FILE_C;
 
 /// A usable `/etc/passwd` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
