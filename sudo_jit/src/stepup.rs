@@ -242,7 +242,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.reason,
-            "jit: verification code refused for grant g-1: code already used\\nsecond line"
+            // Response::error makes jitd's message one line (jit_proto::text::one_line).
+            "jit: verification code refused for grant g-1: code already used\\u{a}second line"
         );
         assert!(!e.unreachable);
         for err in [
