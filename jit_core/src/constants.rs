@@ -14,59 +14,44 @@ const fn c_path(with_nul: &'static [u8]) -> &'static CStr {
     }
 }
 
-/// Defines `$name: &str` and `$cname: &CStr` from one literal.
-macro_rules! path {
-    ($(#[$doc:meta])* $name:ident, $cname:ident = $lit:literal) => {
+/// Defines, for each entry, `$name: &str` and `$cname: &CStr` from one literal.
+macro_rules! paths {
+    ($($(#[$doc:meta])* $name:ident, $cname:ident = $lit:literal;)*) => {$(
         $(#[$doc])*
         pub const $name: &str = $lit;
         #[doc = concat!("[`", stringify!($name), "`] as a C string.")]
         pub const $cname: &CStr = c_path(concat!($lit, "\0").as_bytes());
-    };
+    )*};
 }
 
-path!(
+paths! {
     /// The world-readable snapshot (0644): what NSS and `jit-authorized-keys` need (accounts,
     /// groups, memberships, times, public ssh keys), and nothing more.
-    DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C = "/run/jitd/snapshot"
-);
-path!(
+    DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C = "/run/jitd/snapshot";
     /// The root-only gates file (0600): the whole image, gate records (sudo scope, `--from`,
     /// `--service`, `--window`, flags) and the managed list included, which pam_jit and sudo_jit
     /// (both running as root) read. jitd writes it next to the snapshot under this file name.
-    DEFAULT_GATES_PATH, DEFAULT_GATES_PATH_C = "/run/jitd/gates"
-);
-/// File name of the gates file, in the snapshot's directory.
-pub const GATES_FILE_NAME: &str = "gates";
-path!(
+    DEFAULT_GATES_PATH, DEFAULT_GATES_PATH_C = "/run/jitd/gates";
     /// jitd's local API socket.
-    DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PATH_C = "/run/jitd/jitd.sock"
-);
-path!(
+    DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PATH_C = "/run/jitd/jitd.sock";
     /// jitd's configuration file.
-    DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_PATH_C = "/etc/jit/jitd.toml"
-);
-path!(
+    DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_PATH_C = "/etc/jit/jitd.toml";
     /// Durable state directory (0700 root).
-    DEFAULT_STATE_DIR, DEFAULT_STATE_DIR_C = "/var/lib/jitd"
-);
-path!(
+    DEFAULT_STATE_DIR, DEFAULT_STATE_DIR_C = "/var/lib/jitd";
     /// The managed-admin list jitd keeps durable (one name per line, root 0644), for pam_jit and
     /// sudo_jit when the snapshot is missing: a managed admin must stay refused then, and the
     /// snapshot lives on tmpfs while this survives a reboot.
-    DEFAULT_MANAGED_LIST, DEFAULT_MANAGED_LIST_C = "/var/lib/jitd/managed-accounts"
-);
-path!(
+    DEFAULT_MANAGED_LIST, DEFAULT_MANAGED_LIST_C = "/var/lib/jitd/managed-accounts";
     /// Audit trail, one JSON object per line (0600 root).
-    DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_LOG_C = "/var/log/jit/audit.jsonl"
-);
-path!(
+    DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_LOG_C = "/var/log/jit/audit.jsonl";
     /// The host's account file, read directly (never through NSS) by jitd and the modules.
-    DEFAULT_PASSWD_FILE, DEFAULT_PASSWD_FILE_C = "/etc/passwd"
-);
-path!(
+    DEFAULT_PASSWD_FILE, DEFAULT_PASSWD_FILE_C = "/etc/passwd";
     /// The host's group file, read directly like [`DEFAULT_PASSWD_FILE`].
-    DEFAULT_GROUP_FILE, DEFAULT_GROUP_FILE_C = "/etc/group"
-);
+    DEFAULT_GROUP_FILE, DEFAULT_GROUP_FILE_C = "/etc/group";
+}
+
+/// File name of the gates file, in the snapshot's directory.
+pub const GATES_FILE_NAME: &str = "gates";
 /// Where ephemeral homes are made.
 pub const DEFAULT_HOME_ROOT: &str = "/home";
 /// Login shell of ephemeral accounts.
