@@ -74,7 +74,7 @@ pub const GROUP_JIT_MFA: &str = "jit-mfa";
 
 /// Longest user or group name accepted anywhere (bytes, ASCII).
 pub const MAX_NAME_LEN: usize = 32;
-/// Largest snapshot a reader will map (64 MiB: far above 10 000 grants).
+/// Largest snapshot a reader will read (64 MiB: far above 10 000 grants).
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest string stored in the snapshot (ssh keys are the long ones).
 pub const MAX_SNAPSHOT_STRING: usize = 16 * 1024;
