@@ -9,6 +9,7 @@
 pub mod constants;
 pub mod crc32c;
 pub mod ffi;
+pub mod host;
 pub mod localfile;
 pub mod managed;
 pub mod options;

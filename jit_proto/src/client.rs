@@ -179,7 +179,7 @@ pub fn call(
         write_frame(&mut stream, &body).map_err(map_frame)
     });
     // The request may carry a TOTP or break-glass code.
-    crate::frame::wipe(&mut body);
+    jit_core::host::secret::wipe(&mut body);
     sent?;
     stream
         .set_read_timeout(Some(remaining(deadline)?))

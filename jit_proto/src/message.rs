@@ -525,10 +525,21 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
     match (&req, extra_field) {
         (Request::GetStatus | Request::ListSessions, Some(f)) => Err((
             ErrorCode::BadRequest,
-            format!("malformed request: unknown field `{f}` in {}", req.kind()),
+            format!(
+                "malformed request: unknown field {} for {}",
+                shown_key(&f),
+                req.kind()
+            ),
         )),
         _ => Ok(req),
     }
+}
+
+/// A field name for an error message: escaped and cut at 64 characters (it came from the peer).
+fn shown_key(k: &str) -> String {
+    let cut: String = k.chars().take(64).collect();
+    let more = if cut.len() < k.len() { "..." } else { "" };
+    format!("{:?}{more}", cut)
 }
 
 /// Encodes a request envelope.
@@ -700,5 +711,39 @@ mod tests {
         };
         let b = encode_request(&r).unwrap();
         assert!(!String::from_utf8_lossy(&b).contains("caller"));
+    }
+
+    /// Found by the fuzz corpus: a request without fields took any unknown field (serde's
+    /// deny_unknown_fields skips unit variants of a tagged enum). Every variant refuses them now;
+    /// absent optional fields still read as `None`.
+    #[test]
+    fn unknown_fields_refused_for_every_request() {
+        for body in [
+            &br#"{"v":1,"req":{"type":"get_status","x":1}}"#[..],
+            br#"{"v":1,"req":{"type":"list_sessions","all":true}}"#,
+            br#"{"v":1,"req":{"type":"list_grants","all":true,"x":null}}"#,
+        ] {
+            let e = decode_request(body).unwrap_err();
+            assert_eq!(e.0, ErrorCode::BadRequest, "{e:?}");
+            assert!(e.1.contains("unknown field"), "{e:?}");
+        }
+        let long = format!(
+            r#"{{"v":1,"req":{{"type":"get_status","{}":1}}}}"#,
+            "k".repeat(100_000)
+        );
+        let e = decode_request(long.as_bytes()).unwrap_err();
+        assert!(
+            e.1.len() < 200,
+            "the unknown name is cut: {} bytes",
+            e.1.len()
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"req":{"type":"read_audit","grant":null,"since":null}}"#),
+            Ok(Request::ReadAudit {
+                grant: None,
+                since: None,
+                after_offset: None
+            })
+        );
     }
 }

@@ -336,7 +336,7 @@ fn monitor_keys(
 }
 
 impl Config {
-    /// The embedded defaults (INTERFACE.md paths).
+    /// The embedded defaults (docs/design.md#paths).
     ///
     /// # Errors
     /// Never in practice; the defaults are valid.
@@ -507,9 +507,9 @@ impl Config {
             snapshot_path: path_key("snapshot_path", raw.snapshot_path, DEFAULT_SNAPSHOT_PATH)?,
             socket_path: path_key("socket_path", raw.socket_path, DEFAULT_SOCKET_PATH)?,
             audit_log: path_key("audit_log", raw.audit_log, DEFAULT_AUDIT_LOG)?,
-            passwd_file: path_key("passwd_file", raw.passwd_file, "/etc/passwd")?,
+            passwd_file: path_key("passwd_file", raw.passwd_file, DEFAULT_PASSWD_FILE)?,
             sudo_conf: path_key("sudo_conf", raw.sudo_conf, "/etc/sudo.conf")?,
-            group_file: path_key("group_file", raw.group_file, "/etc/group")?,
+            group_file: path_key("group_file", raw.group_file, DEFAULT_GROUP_FILE)?,
             nscd: raw.nscd.unwrap_or(NscdMode::Auto),
             workers,
             group_users: it.next().unwrap_or_default(),

@@ -1,4 +1,4 @@
-//! jitd: the host daemon. Start-up follows TEST-CATALOGUE §3.2: load state, tear down what
+//! jitd: the host daemon. Start-up follows docs/design.md#start-up: load state, tear down what
 //! expired while down, rewrite the snapshot, and only then open the socket.
 
 use std::path::PathBuf;
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
 }
 
 /// Wakes at the next deadline, on a change, and at least every second so a wall-clock jump is
-/// noticed within a second (TEST-CATALOGUE F12).
+/// noticed within a second (docs/threat-model.md#f12).
 fn timer_loop(d: &Daemon) {
     let lock = std::sync::Mutex::new(());
     while !d.stop.load(Ordering::SeqCst) {

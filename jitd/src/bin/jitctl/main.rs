@@ -1,0 +1,117 @@
+//! jitctl: the command line of jitd. Talks to the local socket; root may do everything, a user
+//! may only look at its own grants. Exit codes: 0 ok, 1 refused or failed, 2 usage error,
+//! 3 cannot reach jitd.
+//!
+//! One file per subcommand group; each holds its clap arguments and a `run`. A new group is a
+//! new file, a variant of [`Cmd`] and a line in [`dispatch`]. Option values are checked by
+//! the value parsers in `args` before jitd is contacted.
+
+mod args;
+mod audit;
+mod breakglass;
+mod client;
+mod grant;
+mod mfa;
+mod session;
+mod status;
+mod term;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jit_core::constants::DEFAULT_SOCKET_PATH;
+
+use client::{Ctx, Fail};
+
+/// jitctl — manage just-in-time grants on this host through jitd.
+#[derive(Parser)]
+#[command(
+    name = "jitctl",
+    version,
+    about = "jitctl - manage just-in-time grants on this host through jitd",
+    after_help = "Exit codes: 0 ok, 1 refused or failed (stderr says why), 2 usage error, 3 cannot reach jitd."
+)]
+struct Cli {
+    /// jitd's socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH, help_heading = GLOBAL)]
+    socket: String,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    json: bool,
+    /// Seconds to wait for jitd (a revoke waits for its teardown).
+    #[arg(long, global = true, value_name = "SECS", default_value = "30", value_parser = args::timeout, help_heading = GLOBAL)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The heading the global options are listed under in every `--help`, apart from the
+/// subcommand's own.
+const GLOBAL: &str = "Global options";
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
+enum Cmd {
+    /// Daemon, server link, grant counts, snapshot age.
+    Status,
+    /// Add, list, show and revoke grants.
+    #[command(subcommand)]
+    Grant(grant::GrantCmd),
+    /// Show the audit trail.
+    Audit(audit::AuditArgs),
+    /// Prove a TOTP code so your armed --mfa grants (or grant ID) give privilege. Reads the
+    /// code from the terminal, or from stdin when it is not a terminal.
+    Activate {
+        /// Only this grant.
+        id: Option<String>,
+    },
+    /// Login sessions pam_jit registered under grants.
+    #[command(subcommand)]
+    Session(session::SessionCmd),
+    /// TOTP secrets (root only).
+    #[command(subcommand)]
+    Mfa(mfa::MfaCmd),
+    /// Break-glass codes for managed admin accounts (root only).
+    #[command(subcommand)]
+    Breakglass(breakglass::BreakglassCmd),
+    /// Hours of privilege per person vs standing access. Not in `--help` until it exists; it
+    /// parses so scripts written against the documented interface get a clear refusal.
+    #[command(hide = true)]
+    Report {
+        /// Period.
+        #[arg(long, value_name = "DURATION", value_parser = args::duration, allow_hyphen_values = true)]
+        since: Option<i64>,
+    },
+}
+
+fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
+    match cmd {
+        Cmd::Status => status::run(ctx),
+        Cmd::Grant(c) => grant::run(ctx, c),
+        Cmd::Audit(a) => audit::run(ctx, a),
+        Cmd::Activate { id } => mfa::activate(ctx, id.as_deref()),
+        Cmd::Session(c) => session::run(ctx, c),
+        Cmd::Mfa(c) => mfa::run(ctx, c),
+        Cmd::Breakglass(c) => breakglass::run(ctx, c),
+        Cmd::Report { .. } => Err(Fail::refused(
+            "jitctl report is not supported yet by this jit version",
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        socket: cli.socket,
+        json: cli.json,
+        timeout: cli.timeout,
+        now: jit_core::time::now(),
+    };
+    match dispatch(&ctx, &cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("jitctl: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
