@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use jit_core::host::trust::{self, Access};
 use jit_core::time::UnixTime;
 use serde_json::json;
 
@@ -252,7 +253,7 @@ pub fn prepare_dir(dir: &std::path::Path, mode: u32) -> Result<(), String> {
     if !m.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    if m.uid() != 0 || m.mode() & 0o022 != 0 {
+    if trust::check_metadata(&m, Access::ReadableByAll).is_err() {
         return Err(format!(
             "{} must be owned by root and not writable by group or others (owner {}, mode {:o})",
             dir.display(),

@@ -36,13 +36,7 @@ pub(crate) fn boottime() -> i64 {
 
 /// `n` random bytes from getrandom(2) as lower-case hex.
 pub(crate) fn random_hex(n: usize) -> std::io::Result<String> {
-    let mut b = vec![0u8; n];
-    // SAFETY: `b` is writable for its length.
-    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if got != b.len() as isize {
-        return Err(std::io::Error::other("getrandom failed"));
-    }
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    jit_core::host::random::hex(n)
 }
 
 /// A fresh grant id, `g-` and 12 hex digits.

@@ -128,22 +128,7 @@ fn io_err(path: &Path, e: &io::Error) -> BreakglassError {
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>, BreakglassError> {
-    let mut b = vec![0u8; n];
-    let mut filled = 0;
-    while filled < n {
-        let rest = b.get_mut(filled..).unwrap_or_default();
-        // SAFETY: `rest` is writable for its length.
-        let r = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if r <= 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(BreakglassError::Io(format!("getrandom: {e}")));
-        }
-        filled += r as usize;
-    }
-    Ok(b)
+    jit_core::host::random::bytes(n).map_err(|e| BreakglassError::Io(format!("getrandom: {e}")))
 }
 
 /// `SECRET_CHARS` characters from `ALPHABET`, without modulo bias (32 divides 256).

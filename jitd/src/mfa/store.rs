@@ -7,10 +7,11 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use jit_core::host::trust::{self, Access};
 use jit_core::validate::validate_name;
 
 use crate::durable::fsync_dir;
@@ -53,7 +54,7 @@ pub enum Kind {
     File,
 }
 
-/// Root-owned, of the expected type (never a symlink), no group/other permission bits.
+/// Of the expected type (never a symlink), and root-only by `jit_core::host::trust`.
 ///
 /// # Errors
 /// [`StoreError::Insecure`] saying what is wrong.
@@ -69,20 +70,9 @@ pub fn check_secure(meta: &std::fs::Metadata, path: &Path, kind: Kind) -> Result
             path.display()
         )));
     }
-    if meta.uid() != 0 {
-        return Err(StoreError::Insecure(format!(
-            "{} is owned by uid {}, not root",
-            path.display(),
-            meta.uid()
-        )));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(StoreError::Insecure(format!(
-            "{} has mode {mode:04o}: group/other access (want {want_mode:04o})",
-            path.display()
-        )));
-    }
+    trust::check_metadata(meta, Access::RootOnly).map_err(|e| {
+        StoreError::Insecure(format!("{} is {e} (want {want_mode:04o})", path.display()))
+    })?;
     Ok(())
 }
 

@@ -52,6 +52,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::MutexGuard;
 
+use jit_core::host::trust::{self, Access};
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
@@ -291,6 +292,13 @@ impl UserRecord {
     }
 }
 
+impl Drop for UserRecord {
+    /// The secret does not outlive the record in freed memory.
+    fn drop(&mut self) {
+        jit_core::host::secret::wipe_string(&mut self.secret);
+    }
+}
+
 impl fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserRecord")
@@ -371,11 +379,7 @@ fn check_window(totp: &Totp, code: &[u8; DIGITS], now: i64, window: u8, last_ste
             continue;
         };
         let candidate = code_at_step(totp, step);
-        let diff = candidate
-            .iter()
-            .zip(code)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if std::hint::black_box(diff) == 0 {
+        if jit_core::host::secret::ct_eq(&candidate, code) {
             if step > last_step {
                 newest = Some(newest.map_or(step, |n| n.max(step)));
             } else {
@@ -392,19 +396,7 @@ fn check_window(totp: &Totp, code: &[u8; DIGITS], now: i64, window: u8, last_ste
 
 fn random_secret() -> Result<[u8; SECRET_BYTES], TotpError> {
     let mut buf = [0u8; SECRET_BYTES];
-    let mut filled = 0usize;
-    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        // SAFETY: getrandom(2) writes at most `rest.len()` bytes into `rest`, which we own.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(TotpError::Io(format!("getrandom: {e}")));
-        }
-        filled += usize::try_from(n).unwrap_or(0);
-    }
+    jit_core::host::random::fill(&mut buf).map_err(|e| TotpError::Io(format!("getrandom: {e}")))?;
     Ok(buf)
 }
 
@@ -483,7 +475,7 @@ impl TotpStore {
                 state_dir.display()
             )));
         }
-        if parent.uid() != 0 || parent.mode() & 0o022 != 0 {
+        if trust::check_metadata(&parent, Access::ReadableByAll).is_err() {
             return Err(TotpError::InsecureStorage(format!(
                 "state directory {} must be owned by root and not group/other-writable \
                  (uid {}, mode {:04o})",
@@ -568,8 +560,9 @@ impl TotpStore {
             // Damaged or insecure: the fresh record replaces it (old codes die with the secret).
             (Err(_), true) => 0,
         };
-        let raw = random_secret()?;
+        let mut raw = random_secret()?;
         let secret_base32 = Secret::from(raw).to_base32();
+        jit_core::host::secret::wipe(&mut raw);
         build_totp(&secret_base32).map_err(TotpError::Io)?;
         let rec = UserRecord {
             secret: secret_base32.clone(),
