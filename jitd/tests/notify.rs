@@ -2,6 +2,7 @@
 //! only once it answers on its socket (state loaded, snapshot written, socket open), and
 //! `STOPPING=1` on SIGTERM; both for a socket path and for an abstract (`@name`) socket, the
 //! form systemd uses. Without `$NOTIFY_SOCKET` it starts as before (the chroot and sandbox case).
+//! A restart (stop, then a new jitd) loses no request from a client calling all the while.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
 
@@ -111,5 +112,69 @@ fn starts_without_notify_socket() {
     }
     term(&mut child);
     assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client calling without pause while jitd is stopped and a new one started (what a package
+/// upgrade does under systemd) gets every answer: the old jitd unlinks its socket and serves
+/// what was queued before it stops, and the client retries a missing socket until the new one
+/// binds. Before, about one call per restart was refused ("cannot reach jitd": no socket, or
+/// "Connection reset by peer" for a connection queued when the listener closed).
+#[test]
+fn a_restart_loses_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = setup("restart");
+    let mut first = spawn(&dir, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status_ok(&dir) {
+        assert!(Instant::now() < deadline, "jitd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sock = dir.join("run/jitd.sock").to_str().unwrap().to_string();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, calls, sock) = (Arc::clone(&stop), Arc::clone(&calls), sock.clone());
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match jit_proto::client::call(
+                        &sock,
+                        &jit_proto::Request::GetStatus,
+                        Duration::from_secs(2),
+                        true,
+                    ) {
+                        Ok(_) => {}
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+                failures
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    term(&mut first);
+    assert!(first.wait().unwrap().success());
+    let mut second = spawn(&dir, None);
+    let before = calls.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < before + 50 {
+        assert!(Instant::now() < deadline, "no calls after the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    term(&mut second);
+    assert!(second.wait().unwrap().success());
+    assert!(
+        failures.is_empty(),
+        "calls refused across the restart: {failures:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
