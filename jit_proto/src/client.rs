@@ -151,10 +151,10 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
 }
 
 /// How long a missing or refusing socket is retried: jitd restarting (a package upgrade, a
-/// unit restart) has no socket for about 100 ms, and a jit user's sudo or login in that
-/// window must not be refused. Bounded so that a daemon that is really down is reported
-/// within a second, and never past the call's own deadline.
-const RESTART_GRACE: Duration = Duration::from_secs(1);
+/// unit restart) has no socket for about 100-150 ms, and a jit user's sudo or login in that
+/// window must not be refused. Bounded so that a daemon that is really down is still
+/// reported within half a second, and never past the call's own deadline.
+const RESTART_GRACE: Duration = Duration::from_millis(500);
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// [`connect`], retried while the socket is missing (ENOENT) or refuses (ECONNREFUSED: jitd's
@@ -277,7 +277,7 @@ mod tests {
             false,
         );
         assert!(matches!(r, Err(ClientError::Unreachable(_))), "{r:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(started.elapsed() < Duration::from_secs(2));
         let started = Instant::now();
         let r = call(
             "/nonexistent-dir/jitd.sock",

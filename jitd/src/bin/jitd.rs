@@ -44,9 +44,10 @@ struct Args {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// Longer than one wait of the accept loop (250 ms), so every connection queued before the
-/// socket was unlinked is accepted and served.
-const STOP_DRAIN: Duration = Duration::from_millis(300);
+/// Time for the accept loop to take every connection queued before the socket was unlinked
+/// (its poll wakes at once for a queued connection). Short, because clients retry a missing
+/// socket for only 500 ms and the restart must fit in that.
+const STOP_DRAIN: Duration = Duration::from_millis(100);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
