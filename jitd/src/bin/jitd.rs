@@ -174,6 +174,7 @@ fn main() -> ExitCode {
             // retry until the next jitd binds it (jit_proto's client does), then let the accept
             // loop take what is already queued before it stops; queued connections would
             // otherwise be reset when the listener closes.
+            jitd::server::begin_drain();
             let _ = std::fs::remove_file(&d.cfg.socket_path);
             std::thread::sleep(STOP_DRAIN);
             d.stop.store(true, Ordering::SeqCst);
