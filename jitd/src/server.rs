@@ -420,6 +420,16 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
     }
 }
 
+/// Set by the jitd binary when it stops: the socket's name has been taken away on purpose so
+/// clients wait for the next jitd, and must not be bound again by the repair below.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as stopping: the accept loop no longer repairs a missing socket (jitd
+/// removes it itself before stopping, and a rebound listener would reset queued clients).
+pub fn begin_drain() {
+    DRAINING.store(true, Ordering::SeqCst);
+}
+
 /// Accepts until `d.stop` is set. Root's connections go to their own pool of `workers`
 /// threads, everyone else's to another; a full queue or a uid over its share gets `busy` at
 /// once. About once a second the socket file is checked (and bound again if it was removed)
@@ -438,8 +448,10 @@ pub fn run(d: Arc<Daemon>, listener: UnixListener) {
     while !d.stop.load(Ordering::SeqCst) {
         if housekeeping.elapsed() >= HOUSEKEEPING {
             housekeeping = Instant::now();
-            if let Some(l) = repair_socket(&d, &mut watch) {
-                listener = l;
+            if !DRAINING.load(Ordering::SeqCst) {
+                if let Some(l) = repair_socket(&d, &mut watch) {
+                    listener = l;
+                }
             }
             let now = jit_core::time::now();
             record(&d, now, throttle.sweep(now));

@@ -44,6 +44,11 @@ struct Args {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Time for the accept loop to take every connection queued before the socket was unlinked
+/// (its poll wakes at once for a queued connection). Short, because clients retry a missing
+/// socket for only 500 ms and the restart must fit in that.
+const STOP_DRAIN: Duration = Duration::from_millis(100);
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -164,6 +169,14 @@ fn main() -> ExitCode {
             while !STOP.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
             }
+            // A restart (package upgrade, systemctl restart) must not refuse a jit user's sudo
+            // or login: take the socket's name away first, so new clients find no socket and
+            // retry until the next jitd binds it (jit_proto's client does), then let the accept
+            // loop take what is already queued before it stops; queued connections would
+            // otherwise be reset when the listener closes.
+            jitd::server::begin_drain();
+            let _ = std::fs::remove_file(&d.cfg.socket_path);
+            std::thread::sleep(STOP_DRAIN);
             d.stop.store(true, Ordering::SeqCst);
             d.wake.notify_all();
         })
