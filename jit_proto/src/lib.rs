@@ -7,6 +7,8 @@ pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
+#[cfg(feature = "state-doc")]
+pub mod state_doc;
 
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
