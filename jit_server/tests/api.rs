@@ -1,0 +1,576 @@
+//! jit-server on SQLite over real TLS on loopback: requests, approvals, entitlements, hosts,
+//! signed documents verified with jitd's verifier.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use jit_proto::state_doc::{verify_document, DocError};
+use serde_json::json;
+
+#[test]
+fn two_approvals_deliver_a_signed_grant_counted_from_approval() {
+    let mut f = fleet();
+    let s = &f.server;
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert!(doc.grants.is_empty());
+    let r = file_request(s, &f.alice, web_request());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["state"], "pending");
+    std::thread::sleep(Duration::from_millis(1100));
+    let one = approve(s, &f.bob, &id);
+    assert_eq!(one.json()["state"], "pending", "1 of 2 approvals");
+    let two = approve(s, &f.carol, &id);
+    assert_eq!(two.json()["state"], "approved", "{:?}", two.json());
+    let v = two.json();
+    let created = v["created_at"].as_i64().unwrap();
+    let nb = v["not_before"].as_i64().unwrap();
+    assert!(
+        nb > created,
+        "duration counts from approval, not from the request"
+    );
+    assert_eq!(v["not_after"].as_i64().unwrap() - nb, 3600);
+
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert_eq!(doc.grants.len(), 1);
+    let g = &doc.grants[0];
+    assert_eq!(g.user, "alice");
+    assert_eq!(g.approved_by, vec!["bob".to_string(), "carol".to_string()]);
+    assert_eq!(g.sudo, vec!["/usr/bin/systemctl restart nginx".to_string()]);
+    assert_eq!(
+        g.ssh_keys.len(),
+        1,
+        "ssh keys come from the person's record"
+    );
+    assert_eq!(g.not_before, nb);
+    // The other host gets nothing.
+    assert!(f.dev1.poll(s, 0).unwrap().grants.is_empty());
+}
+
+#[test]
+fn nobody_approves_their_own_request_not_even_an_admin() {
+    let f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.admin, web_request());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let own = approve(s, &f.admin, &id);
+    assert_eq!(own.status, 403, "{:?}", own.json());
+    // A second token of the same admin is the same person.
+    let t2 = token(&s.data, "admin");
+    assert_eq!(approve(s, &t2, &id).status, 403);
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "approved");
+}
+
+#[test]
+fn one_person_is_counted_once_across_tokens() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob2 = token(&s.data, "bob");
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    let again = approve(s, &bob2, &id);
+    assert_eq!(again.status, 409, "the same person through another token");
+    let v = s
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json();
+    assert_eq!(v["state"], "pending");
+    assert_eq!(v["approvals"], json!(["bob"]));
+}
+
+#[test]
+fn fifty_concurrent_approvals_by_one_person_count_once() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob2 = token(&s.data, "bob");
+    let ok = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..50)
+            .map(|i| {
+                let t = if i % 2 == 0 {
+                    f.bob.clone()
+                } else {
+                    bob2.clone()
+                };
+                let id = id.clone();
+                sc.spawn(move || approve(s, &t, &id).status)
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|st| *st == 200)
+            .count()
+    });
+    assert_eq!(ok, 1);
+    assert_eq!(
+        s.call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+            .json()["state"],
+        "pending"
+    );
+}
+
+#[test]
+fn approve_deny_race_has_one_outcome() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.bob, &id).status, 200);
+    let (a, d) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| approve(s, &f.carol, &id));
+        let d = sc.spawn(|| deny(s, &f.dave, &id));
+        (a.join().unwrap(), d.join().unwrap())
+    });
+    let state = s
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json()["state"]
+        .clone();
+    if state == "approved" {
+        assert_eq!((a.status, d.status), (200, 409));
+    } else {
+        assert_eq!(state, "denied");
+        assert_eq!((a.status, d.status), (409, 200));
+    }
+}
+
+#[test]
+fn a_denial_ends_the_request_and_delivers_nothing() {
+    let mut f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(deny(s, &f.bob, &id).json()["state"], "denied");
+    assert_eq!(approve(s, &f.carol, &id).status, 409);
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+}
+
+#[test]
+fn a_person_outside_the_approver_groups_cannot_approve() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.erin, &id).status, 403);
+}
+
+#[test]
+fn approvals_count_against_current_approver_membership() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    // bob leaves sre: his approval no longer counts.
+    apply(
+        &s.data,
+        &POLICY.replacen(
+            "name = \"bob\"\ngroups = [\"sre\"]",
+            "name = \"bob\"\ngroups = []",
+            1,
+        ),
+    );
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "pending");
+    assert_eq!(approve(s, &f.dave, &id).json()["state"], "approved");
+}
+
+#[test]
+fn bad_reasons_tickets_and_selections_are_refused() {
+    let f = fleet();
+    let s = &f.server;
+    let base = web_request();
+    let with = |k: &str, v: serde_json::Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (what, body) in [
+        ("short reason", with("reason", json!("fix"))),
+        ("dot reason", with("reason", json!("."))),
+        ("padded reason", with("reason", json!("   fix      "))),
+        ("no ticket", with("ticket", json!(""))),
+        ("ticket prefix only", with("ticket", json!("OPS-42x"))),
+        ("ticket inside", with("ticket", json!("xOPS-42"))),
+        ("no hosts", with("hosts", json!([]))),
+        ("unknown host", with("hosts", json!(["nope"]))),
+    ] {
+        let r = file_request(s, &f.alice, body);
+        assert_eq!(r.status, 400, "{what}: {:?}", r.json());
+    }
+    let sel = json!({ "role": "web-admin", "select": { "env": "staging" }, "duration": "1h",
+                      "reason": "restart nginx after deploy", "ticket": "OPS-1" });
+    assert_eq!(
+        file_request(s, &f.alice, sel).status,
+        400,
+        "a selector matching nothing"
+    );
+    let sel = json!({ "role": "web-admin", "select": { "env": "prod" }, "duration": "1h",
+                      "reason": "restart nginx after deploy", "ticket": "OPS-1" });
+    let r = file_request(s, &f.alice, sel);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["hosts"], json!(["web1"]));
+    assert_eq!(
+        s.call("GET", "/v1/requests", &f.alice, None).json()["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn entitlement_and_role_labels_are_the_servers() {
+    let f = fleet();
+    let s = &f.server;
+    // dev1 is env=dev: the role is for env=prod.
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "web-admin", "hosts": ["dev1"], "duration": "1h",
+        "reason": "restart nginx after deploy", "ticket": "OPS-1" }),
+    );
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    // bob is not entitled at all.
+    assert_eq!(file_request(s, &f.bob, web_request()).status, 403);
+    // The operator relabels dev1: now it may be requested.
+    run_ok(&[
+        "host",
+        "label",
+        "dev1",
+        "env=prod",
+        "--data",
+        data_arg(&s.data),
+    ]);
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "web-admin", "hosts": ["dev1"], "duration": "1h",
+        "reason": "restart nginx after deploy", "ticket": "OPS-1" }),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+}
+
+#[test]
+fn duration_is_clamped_to_the_roles_max() {
+    let f = fleet();
+    let s = &f.server;
+    let mut b = web_request();
+    b["duration"] = json!("10h");
+    let r = file_request(s, &f.alice, b);
+    assert_eq!(r.json()["duration"], 7200);
+}
+
+#[test]
+fn a_request_expires_after_the_roles_pending_ttl() {
+    let f = fleet();
+    let s = &f.server;
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "quick", "hosts": ["web1"], "duration": "30m", "reason": "look at logs" }),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(3100));
+    let a = approve(s, &f.bob, &id);
+    assert_eq!(a.status, 409, "{:?}", a.json());
+    assert_eq!(
+        s.call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+            .json()["state"],
+        "expired"
+    );
+}
+
+#[test]
+fn auto_approve_groups_need_no_review_and_are_recorded_as_such() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved", "{:?}", r.json());
+    assert_eq!(r.json()["decided_by"], "auto:oncall");
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert_eq!(doc.grants[0].approved_by, vec!["auto:oncall".to_string()]);
+}
+
+#[test]
+fn the_long_poll_wakes_on_approval_and_revoke_reaches_the_host() {
+    let mut f = fleet();
+    let s = &f.server;
+    f.web1.poll(s, 0).unwrap();
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    approve(s, &f.bob, &id);
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(s, 30));
+        std::thread::sleep(Duration::from_millis(300));
+        approve(s, &f.carol, &id);
+        h.join().unwrap()
+    })
+    .unwrap();
+    // Woken by the approval, not by the 30 s heartbeat.
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(got.grants.len(), 1);
+    let seq = got.seq;
+    let hosts = s.call("GET", "/v1/hosts", &f.bob, None).json();
+    let web1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "web1")
+        .unwrap()
+        .clone();
+    assert_eq!(web1["unconfirmed"], true, "not acknowledged yet");
+    assert_eq!(f.web1.ack(s, seq).status, 200);
+    let hosts = s.call("GET", "/v1/hosts", &f.bob, None).json();
+    let web1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "web1")
+        .unwrap()
+        .clone();
+    assert_eq!(web1["unconfirmed"], false);
+
+    // alice revokes her own grant; the waiting poll returns a set without it.
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(s, 30));
+        std::thread::sleep(Duration::from_millis(300));
+        let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        h.join().unwrap()
+    })
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert!(got.grants.is_empty());
+    assert!(got.seq > seq);
+}
+
+#[test]
+fn only_the_requester_an_approver_or_an_admin_may_revoke() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.erin, Some(json!({ "id": id })))
+            .status,
+        403
+    );
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.admin, Some(json!({ "id": id })))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_join_token_works_once_even_under_concurrency() {
+    let data = temp_dir("join");
+    init(&data);
+    let j = join_token(&data, "web9", &["env=prod"]);
+    let s = Server::start(&data);
+    let winners: Vec<u8> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..10u8)
+            .map(|i| {
+                let s = &s;
+                let j = j.clone();
+                sc.spawn(move || {
+                    let mut h = Host::new("claimed-name", 100 + i);
+                    (i, h.enroll(s, &j).status)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|(_, st)| *st == 200)
+            .map(|(i, _)| i)
+            .collect()
+    });
+    assert_eq!(winners.len(), 1, "exactly one enrolment wins");
+    // The winner may retry (its response was lost) with the same key; others may not.
+    let mut same = Host::new("x", 100 + winners[0]);
+    let r = same.enroll(&s, &j);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["host"],
+        "web9",
+        "the name comes from the token record"
+    );
+    let other = (0..10u8).find(|i| *i != winners[0]).unwrap();
+    assert_eq!(Host::new("x", 100 + other).enroll(&s, &j).status, 403);
+    assert_eq!(Host::new("x", 99).enroll(&s, "jitj_00").status, 403);
+}
+
+#[test]
+fn a_host_cannot_read_another_hosts_grants() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved");
+    // dev1 signs with its key but claims to be web1.
+    let r = f.dev1.signed(
+        s,
+        "web1",
+        "GET",
+        "/v1/host/state?since=0&wait=0s&nonce=x",
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    // Its own document carries nothing of web1's.
+    assert!(f.dev1.poll(s, 0).unwrap().grants.is_empty());
+    // A person's token is no host credential.
+    assert_eq!(
+        s.call(
+            "GET",
+            "/v1/host/state?since=0&wait=0s&nonce=x",
+            &f.alice,
+            None
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn a_removed_host_is_refused_on_its_next_poll() {
+    let mut f = fleet();
+    let s = &f.server;
+    f.web1.poll(s, 0).unwrap();
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&s.data)]);
+    let (r, _) = f.web1.poll_raw(s, 0, 0);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn documents_are_bound_to_the_poll_and_never_reuse_a_sequence() {
+    let mut f = fleet();
+    let s = &f.server;
+    let first = f.web1.poll(s, 0).unwrap();
+    // A document captured from one poll does not answer the next one (nonce), nor a later
+    // state (sequence).
+    let (r, _nonce) = f.web1.poll_raw(s, f.web1.applied, 0);
+    let pins = f.web1.pins.clone().unwrap();
+    let now = jit_core::time::now();
+    assert_eq!(
+        verify_document(&r.body, &pins, now, first.seq, "another"),
+        Err(DocError::NonceMismatch)
+    );
+    // A host that applied more than the database knows (restored from an old backup) gets a
+    // sequence above what it applied.
+    f.web1.applied = 1000;
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert!(doc.seq > 1000);
+}
+
+#[test]
+fn oversized_bodies_and_fields_are_refused_and_state_stays_intact() {
+    let f = fleet();
+    let s = &f.server;
+    let mut b = web_request();
+    b["reason"] = json!("x".repeat(10 << 20));
+    // Refused on its Content-Length: the server answers 413 and closes, so the client sees
+    // either that answer or its write cut off.
+    let headers = vec![("Authorization", format!("Bearer {}", f.alice))];
+    let big = serde_json::to_vec(&b).unwrap();
+    match jit_server::client::request(
+        &s.cfg,
+        &s.addr,
+        "POST",
+        "/v1/requests",
+        &headers,
+        &big,
+        Duration::from_secs(30),
+    ) {
+        Ok(r) => assert_eq!(r.status, 413),
+        Err(e) => assert!(e.contains("Broken pipe") || e.contains("reset"), "{e}"),
+    }
+    b["reason"] = json!("x".repeat(2000));
+    assert_eq!(
+        file_request(s, &f.alice, b).status,
+        400,
+        "a reason over the field cap"
+    );
+    let mut b = web_request();
+    b["reason"] = json!("restart nginx\u{1b}[2J after deploy");
+    assert_eq!(
+        file_request(s, &f.alice, b).status,
+        400,
+        "control characters"
+    );
+    assert_eq!(
+        s.call("GET", "/v1/requests", &f.alice, None).json()["requests"],
+        json!([])
+    );
+    let r = file_request(s, &f.alice, web_request());
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn sqlite_mode_refuses_a_second_replica() {
+    let data = temp_dir("lock");
+    init(&data);
+    let _a = Server::start(&data);
+    let err = Server::try_start(&data)
+        .err()
+        .expect("second replica must be refused");
+    assert!(err.contains("one replica"), "{err}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_apply_shows_a_diff() {
+    let data = temp_dir("init");
+    init(&data);
+    let (rc, _, err) = run(&["init", "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("initialised already"), "{err}");
+    let f = data.join("p.toml");
+    std::fs::write(&f, POLICY).unwrap();
+    let out = run_ok(&[
+        "apply",
+        f.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("+ person alice")
+            && out.contains("+ role web-admin")
+            && out.contains("dry run"),
+        "{out}"
+    );
+    let out = run_ok(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert!(out.contains("+ person alice"));
+    let out = run_ok(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_eq!(out.trim(), "no changes");
+    // An empty role selector is refused whole.
+    std::fs::write(
+        &f,
+        POLICY.replacen("hosts = { env = \"prod\" }", "hosts = {}", 1),
+    )
+    .unwrap();
+    let (rc, _, err) = run(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("empty"), "{err}");
+}
