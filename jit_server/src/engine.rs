@@ -644,7 +644,7 @@ pub async fn revoke(db: &Db, actor: &str, id: &str, admin: bool, now: i64) -> Re
         return Err(Error::forbidden(format!("{actor} may not revoke {id}")));
     }
     let hosts = sqlx::query(
-        "SELECT host FROM sgrant WHERE request_id = $1 AND revoked_at IS NULL AND not_after > $2",
+        "SELECT host FROM sgrant WHERE request_id = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY host",
     )
     .bind(&req_id)
     .bind(now)

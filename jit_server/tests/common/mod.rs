@@ -18,6 +18,8 @@ use jit_server::client::{pinned_config, request, Reply};
 use jit_server::hosts::host_request_message;
 use serde_json::{json, Value};
 
+pub mod pg;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_jit-server");
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -328,7 +330,13 @@ pub struct Fleet {
 }
 
 pub fn fleet() -> Fleet {
-    let data = temp_dir("fleet");
+    fleet_in(&temp_dir("fleet"))
+}
+
+/// POLICY and two enrolled hosts on a server initialised in `data` (which may hold a
+/// server.toml, e.g. naming PostgreSQL).
+pub fn fleet_in(data: &Path) -> Fleet {
+    let data = data.to_path_buf();
     let (admin, _) = init(&data);
     apply(&data, POLICY);
     let tokens: Vec<String> = ["alice", "bob", "carol", "dave", "erin"]
@@ -385,4 +393,10 @@ pub fn deny(s: &Server, token: &str, id: &str) -> Reply {
 
 pub fn flush() {
     let _ = std::io::stdout().flush();
+}
+
+/// The id of a successfully filed request.
+pub fn id_of(r: &Reply) -> String {
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    r.json()["id"].as_str().unwrap().to_string()
 }
