@@ -12,6 +12,7 @@ pub mod home;
 pub mod localdb;
 pub mod nscd;
 pub mod procs;
+pub mod remote;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;

@@ -75,6 +75,10 @@ enum Cmd {
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
     },
+    /// Verbs against the central service (jit-server): login, request, requests, approve, deny,
+    /// revoke, hosts.
+    #[command(flatten)]
+    Remote(jitd::remote::cli::RemoteCmd),
 }
 
 #[derive(Subcommand)]
@@ -731,6 +735,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             w(&mut out, text)
         }
         Cmd::Report { .. } => Err(not_yet("jitctl report")),
+        Cmd::Remote(r) => jitd::remote::cli::run(r, cli.json).map_err(|f| Fail(f.0, f.1)),
     }
 }
 
