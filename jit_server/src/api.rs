@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/requests/{id}/deny", post(deny))
         .route("/v1/revoke", post(revoke))
         .route("/v1/hosts", get(list_hosts))
+        .route("/v1/audit", get(audit_trail))
         .route("/v1/enroll", post(enroll))
         .route("/v1/host/state", get(host_state))
         .route("/v1/host/ack", post(host_ack))
@@ -188,6 +189,27 @@ async fn revoke(
 async fn list_hosts(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
     person(&st, &headers).await?;
     Ok(Json(json!({ "hosts": hosts::list(&st.db).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Admins only: the server's audit trail.
+async fn audit_trail(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    if !policy::is_admin(&st.db, &p).await? {
+        return Err(Error::forbidden("the audit trail is for admins"));
+    }
+    let rows = crate::audit::recent(&st.db, q.limit.unwrap_or(1000)).await?;
+    Ok(Json(json!({ "audit": rows })))
 }
 
 #[derive(Deserialize)]

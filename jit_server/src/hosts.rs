@@ -455,15 +455,28 @@ pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
     .await?
     .rows_affected();
     if n == 1 {
-        audit(
-            &mut tx,
-            now,
-            &format!("host:{host}"),
-            "host.ack",
-            host,
-            &format!("seq {seq}"),
-        )
-        .await?;
+        // Confirmations of real changes (grants, revocations) are audited; heartbeats are not,
+        // or the trail would grow by one record per host every poll.
+        let why = sqlx::query("SELECT why FROM host_seq WHERE host = $1 AND seq = $2")
+            .bind(host)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| get_str(&r, "why"))
+            .transpose()?
+            .unwrap_or_default();
+        if why != "heartbeat" {
+            let detail = format!("applied seq {seq} ({why})");
+            audit(
+                &mut tx,
+                now,
+                &format!("host:{host}"),
+                "host.ack",
+                host,
+                &detail,
+            )
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(())

@@ -5,6 +5,7 @@
 //! The async stack (tokio, axum, sqlx, rustls with ring) lives only in this crate.
 
 pub mod api;
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -68,6 +68,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HostCmd,
     },
+    /// The server's audit trail (newest LIMIT records, oldest first).
+    Audit {
+        #[command(flatten)]
+        c: Common,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +250,25 @@ async fn run(cli: Cli) -> Result<()> {
             let (_, db) = open_db(&c).await?;
             hosts::remove(&db, &name, now()).await?;
             println!("removed {name}");
+            Ok(())
+        }
+        Cmd::Audit { c, limit, json } => {
+            let (_, db) = open_db(&c).await?;
+            let rows = jit_server::audit::recent(&db, limit).await?;
+            if json {
+                println!("{}", json!({ "audit": rows }));
+            } else {
+                for r in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        jit_core::time::format_utc(r.at),
+                        r.actor,
+                        r.action,
+                        r.subject,
+                        r.detail.escape_debug()
+                    );
+                }
+            }
             Ok(())
         }
         Cmd::Host {

@@ -574,3 +574,82 @@ fn init_refuses_to_overwrite_and_apply_shows_a_diff() {
     assert_ne!(rc, 0);
     assert!(err.contains("empty"), "{err}");
 }
+
+#[test]
+fn every_change_is_audited_and_no_secret_is() {
+    let data = temp_dir("audit");
+    let (admin, _) = init(&data);
+    apply(&data, POLICY);
+    let alice = token(&data, "alice");
+    let (bob, carol, erin) = (
+        token(&data, "bob"),
+        token(&data, "carol"),
+        token(&data, "erin"),
+    );
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let s = Server::start(&data);
+    // A join token is for enrolment only.
+    assert_eq!(s.call("GET", "/v1/whoami", &join, None).status, 401);
+    let mut web1 = Host::new("?", 21);
+    assert_eq!(web1.enroll(&s, &join).status, 200);
+    let heartbeat = web1.poll(&s, 0).unwrap().seq;
+    assert_eq!(web1.ack(&s, heartbeat).status, 200);
+    assert_eq!(
+        file_request(&s, &erin, web_request()).json()["state"],
+        "approved"
+    );
+    let id = id_of(&file_request(&s, &alice, web_request()));
+    approve(&s, &bob, &id);
+    approve(&s, &carol, &id);
+    let seq = web1.poll(&s, 0).unwrap().seq;
+    assert_eq!(web1.ack(&s, seq).status, 200);
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &alice, Some(json!({ "id": id })))
+            .status,
+        200
+    );
+
+    let out = run_ok(&[
+        "audit",
+        "--data",
+        data_arg(&data),
+        "--json",
+        "--limit",
+        "1000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let rows = v["audit"].as_array().unwrap();
+    let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for a in [
+        "person.admin",
+        "policy.apply",
+        "token.issue",
+        "host.add",
+        "host.enroll",
+        "request.create",
+        "request.auto_approve",
+        "review.approve",
+        "request.approved",
+        "request.revoked",
+        "host.ack",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let auto = rows
+        .iter()
+        .find(|r| r["action"] == "request.auto_approve")
+        .unwrap();
+    assert_eq!(auto["actor"], "erin");
+    assert!(auto["detail"].as_str().unwrap().contains("oncall"));
+    // Only the acknowledgement of a real change is recorded, not the heartbeat's.
+    assert_eq!(actions.iter().filter(|a| **a == "host.ack").count(), 1);
+    for secret in [&admin, &alice, &bob, &join] {
+        assert!(
+            !out.contains(secret.as_str()),
+            "a token is in the audit trail"
+        );
+    }
+    // Over the API: admins only.
+    assert_eq!(s.call("GET", "/v1/audit", &admin, None).status, 200);
+    assert_eq!(s.call("GET", "/v1/audit", &bob, None).status, 403);
+}

@@ -252,3 +252,56 @@ fn environment_overrides_the_client_file() {
     ];
     assert_eq!(nobody.jitctl(&["requests"], &bad).0, 3);
 }
+
+#[test]
+fn request_wait_returns_when_the_request_is_decided() {
+    let f = fleet();
+    let s = &f.server;
+    let (alice, bob, carol) = (
+        Person::new("alice"),
+        Person::new("bob"),
+        Person::new("carol"),
+    );
+    alice.login(s, &f.alice);
+    bob.login(s, &f.bob);
+    carol.login(s, &f.carol);
+    let child = Command::new(jitctl())
+        .args([
+            "--json",
+            "request",
+            "web-admin",
+            "--host",
+            "web1",
+            "--for",
+            "1h",
+            "--reason",
+            "restart nginx after deploy",
+            "--ticket",
+            "OPS-9",
+            "--wait",
+        ])
+        .env_clear()
+        .env("HOME", &alice.home)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the pending request, approve it twice.
+    let mut id = String::new();
+    for _ in 0..100 {
+        let out = bob.ok(&["--json", "requests", "--pending"]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        if let Some(r) = v["requests"].as_array().and_then(|a| a.first()) {
+            id = r["id"].as_str().unwrap().to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!id.is_empty(), "the request was filed");
+    bob.ok(&["approve", &id]);
+    carol.ok(&["approve", &id]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["state"], "approved");
+}
