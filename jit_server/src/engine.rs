@@ -92,6 +92,79 @@ impl RequestContent<'_> {
     }
 }
 
+/// An entitlement names the person or one of their groups, the role, and (if it has one) a
+/// selector every host matches by its server-set labels.
+fn is_entitled(
+    ents: &[policy::EntitlementDef],
+    person: &str,
+    groups: &BTreeSet<String>,
+    role: &str,
+    hosts: &[String],
+    labels: &BTreeMap<String, BTreeMap<String, String>>,
+) -> bool {
+    ents.iter().any(|e| {
+        e.roles.iter().any(|r| r == role)
+            && e.who.iter().any(|w| w == person || groups.contains(w))
+            && hosts
+                .iter()
+                .all(|h| labels.get(h).is_some_and(|l| selector_matches(&e.hosts, l)))
+    })
+}
+
+/// At approval, the policy as it is *now*: the role must still exist (its current max clamps
+/// too), the requester must still be entitled, and only hosts still enrolled and still matching
+/// the role's selector receive the grant. Returns the current role and those hosts.
+async fn still_allowed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    requester: &str,
+    role: &str,
+    hosts: &[String],
+) -> Result<(RoleDef, Vec<String>)> {
+    let current: RoleDef = match sqlx::query("SELECT spec FROM role WHERE name = $1")
+        .bind(role)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        Some(r) => serde_json::from_str(&get_str(&r, "spec")?)?,
+        None => return Err(Error::conflict(format!("role {role} no longer exists"))),
+    };
+    let mut labels = BTreeMap::new();
+    for r in sqlx::query("SELECT name, labels FROM host WHERE pubkey IS NOT NULL")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let l: BTreeMap<String, String> = serde_json::from_str(&get_str(&r, "labels")?)?;
+        labels.insert(get_str(&r, "name")?, l);
+    }
+    let ok: Vec<String> = hosts
+        .iter()
+        .filter(|h| {
+            labels
+                .get(*h)
+                .is_some_and(|l| selector_matches(&current.hosts, l))
+        })
+        .cloned()
+        .collect();
+    if ok.is_empty() {
+        return Err(Error::conflict(
+            "none of the requested hosts is still eligible",
+        ));
+    }
+    let ents = sqlx::query("SELECT spec FROM entitlement ORDER BY idx")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| Ok(serde_json::from_str(&get_str(r, "spec")?)?))
+        .collect::<Result<Vec<policy::EntitlementDef>>>()?;
+    let groups = policy::groups_of(tx, requester).await?;
+    if !is_entitled(&ents, requester, &groups, role, &ok, &labels) {
+        return Err(Error::forbidden(format!(
+            "{requester} is no longer entitled to {role} on these hosts"
+        )));
+    }
+    Ok((current, ok))
+}
+
 async fn host_labels(db: &Db) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
     let mut out = BTreeMap::new();
     for r in sqlx::query("SELECT name, labels FROM host WHERE pubkey IS NOT NULL")
@@ -164,13 +237,14 @@ pub async fn create(db: &Db, actor: &str, req: &NewRequest, now: i64) -> Result<
     let mut conn = db.pool.acquire().await?;
     let groups = policy::groups_of(&mut conn, actor).await?;
     drop(conn);
-    let entitled = policy::entitlements(db).await?.iter().any(|e| {
-        e.roles.iter().any(|r| r == &role.name)
-            && e.who.iter().any(|w| w == actor || groups.contains(w))
-            && hosts
-                .iter()
-                .all(|h| all.get(h).is_some_and(|l| selector_matches(&e.hosts, l)))
-    });
+    let entitled = is_entitled(
+        &policy::entitlements(db).await?,
+        actor,
+        &groups,
+        &role.name,
+        &hosts,
+        &all,
+    );
     if !entitled {
         return Err(Error::forbidden(format!(
             "{actor} is not entitled to {} on these hosts",
@@ -529,7 +603,19 @@ async fn approve_now(
         .fetch_one(&mut **tx)
         .await?;
     let role: RoleDef = serde_json::from_str(&get_str(&row, "role_spec")?)?;
-    let duration = clamp_duration(&role, get_i64(&row, "duration")?)?;
+    let requester = get_str(&row, "requester")?;
+    let asked_hosts: Vec<String> = serde_json::from_str(&get_str(&row, "hosts")?)?;
+    let (current, hosts) = still_allowed(tx, &requester, &role.name, &asked_hosts).await?;
+    // Approvers approved the role as filed: a role changed since then (scope, max, policy) is
+    // not silently granted in either form.
+    if current != role {
+        return Err(Error::conflict(format!(
+            "role {} changed since this request was filed; file it again",
+            role.name
+        )));
+    }
+    // The one clamp, against the role as filed and as it is now.
+    let duration = clamp_duration(&current, clamp_duration(&role, get_i64(&row, "duration")?)?)?;
     let not_after = now + duration;
     let n = sqlx::query(
         "UPDATE request SET state = 'approved', decided_at = $2, decided_by = $3, not_before = $2, not_after = $4 \
@@ -545,7 +631,6 @@ async fn approve_now(
     if n == 0 {
         return Ok(());
     }
-    let requester = get_str(&row, "requester")?;
     let keys_row = sqlx::query("SELECT ssh_keys FROM person WHERE name = $1")
         .bind(&requester)
         .fetch_optional(&mut **tx)
@@ -554,7 +639,6 @@ async fn approve_now(
         Some(r) => serde_json::from_str(&get_str(&r, "ssh_keys")?)?,
         None => Vec::new(),
     };
-    let hosts: Vec<String> = serde_json::from_str(&get_str(&row, "hosts")?)?;
     let grant_id = new_id("sg")?;
     for h in &hosts {
         let doc = DocGrant {

@@ -653,3 +653,36 @@ fn every_change_is_audited_and_no_secret_is() {
     assert_eq!(s.call("GET", "/v1/audit", &admin, None).status, 200);
     assert_eq!(s.call("GET", "/v1/audit", &bob, None).status, 403);
 }
+
+#[test]
+fn approval_rechecks_entitlement_role_and_hosts_as_they_are_now() {
+    let mut f = fleet();
+    let s = &f.server;
+    // Entitlement withdrawn while the request waits.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    apply(
+        &s.data,
+        &POLICY.replace("who = [\"dev\", \"oncall\"]", "who = [\"oncall\"]"),
+    );
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+    apply(&s.data, POLICY);
+
+    // The role changed (narrower max) while the request waits: not granted in either form.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    apply(&s.data, &POLICY.replace("max = \"2h\"", "max = \"30m\""));
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("changed"));
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+
+    // The only host was removed while the request waited.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&s.data)]);
+    let r = approve(s, &f.dave, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+}
