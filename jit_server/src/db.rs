@@ -183,3 +183,12 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// An audit record in its own transaction, for operator actions that change files rather than
+/// rows (key rotation).
+pub async fn audit_standalone(db: &Db, at: i64, action: &str, detail: &str) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    audit(&mut tx, at, "operator", action, "keys", detail).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -168,6 +168,7 @@ pub fn load(data: &Path, cfg: &ServerConfig) -> Result<ServerKeys> {
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| Error::internal("root.pub: not a base64 ed25519 key"))?;
+    check_cert(&bytes, &sig, &root_public, &online, crate::util::now())?;
     let (tls_chain, tls_key) = load_tls(data, cfg)?;
     let leaf = tls_chain
         .first()
@@ -181,4 +182,85 @@ pub fn load(data: &Path, cfg: &ServerConfig) -> Result<ServerKeys> {
         tls_key,
         tls_fingerprint,
     })
+}
+
+/// The certificate must be the root's, for this online key, and valid now: a server whose
+/// documents every host would refuse does not start.
+fn check_cert(
+    bytes: &[u8],
+    sig: &[u8; 64],
+    root_public: &[u8; 32],
+    online: &SigningKey,
+    now: i64,
+) -> Result<()> {
+    let root = ed25519_dalek::VerifyingKey::from_bytes(root_public)
+        .map_err(|_| Error::internal("root.pub is not a valid ed25519 key"))?;
+    let mut msg = jit_proto::state_doc::CERT_DOMAIN.to_vec();
+    msg.extend_from_slice(bytes);
+    root.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .map_err(|_| Error::internal("signing.cert is not signed by the root key in root.pub"))?;
+    let cert: jit_proto::state_doc::SigningCert = jit_proto::state_doc::strict_from_slice(bytes)?;
+    if cert.key != STANDARD.encode(online.verifying_key().as_bytes()) {
+        return Err(Error::internal(
+            "signing.cert certifies another key than signing.key",
+        ));
+    }
+    if now < cert.not_before || now >= cert.not_after {
+        return Err(Error::internal(format!(
+            "signing.cert is valid {}..{}, not now: run jit-server key rotate",
+            cert.not_before, cert.not_after
+        )));
+    }
+    Ok(())
+}
+
+fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::internal(format!("{}: {e}", tmp.display())))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// `jit-server key rotate`: a new online signing key certified by the root key read from
+/// `root_key` (brought back from offline for this). The root must be the one hosts pinned
+/// (`root.pub`). Hosts keep verifying without re-enrolling; `serve` uses the new key after a
+/// restart. Returns the new certificate's end.
+pub fn rotate(data: &Path, root_key: &Path, lifetime: i64, now: i64) -> Result<i64> {
+    let root = read_key(root_key)?;
+    let pinned = std::fs::read_to_string(data.join(ROOT_PUB))?;
+    if pinned.trim() != STANDARD.encode(root.verifying_key().to_bytes()) {
+        return Err(Error::bad(format!(
+            "{} is not the root key whose public half is in {} (the one hosts pinned)",
+            root_key.display(),
+            data.join(ROOT_PUB).display()
+        )));
+    }
+    let online = SigningKey::from_bytes(&random_bytes::<32>()?);
+    let not_after = now + lifetime;
+    let cert = certify(&root, &online.verifying_key(), now - 60, not_after)?;
+    let cf = CertFile {
+        cert: STANDARD.encode(&cert.bytes),
+        sig: STANDARD.encode(cert.sig),
+    };
+    // Key first, then certificate: in between, serve refuses to start (mismatch) rather than
+    // sign with a key no certificate covers.
+    replace_file(
+        &data.join(SIGNING_KEY),
+        &STANDARD.encode(online.to_bytes()),
+        0o600,
+    )?;
+    replace_file(
+        &data.join(SIGNING_CERT),
+        &serde_json::to_string(&cf)?,
+        0o644,
+    )?;
+    Ok(not_after)
 }

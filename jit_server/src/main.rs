@@ -68,6 +68,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HostCmd,
     },
+    /// Signing keys.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
     /// The server's audit trail (newest LIMIT records, oldest first).
     Audit {
         #[command(flatten)]
@@ -76,6 +81,22 @@ enum Cmd {
         limit: i64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Replace the online signing key with a new one certified by the root key (restart serve
+    /// afterwards; hosts need not re-enrol).
+    Rotate {
+        /// The offline root key file, brought back for this.
+        #[arg(long)]
+        root_key: PathBuf,
+        /// Certificate lifetime.
+        #[arg(long, default_value = "365d")]
+        valid: String,
+        #[command(flatten)]
+        c: Common,
     },
 }
 
@@ -250,6 +271,22 @@ async fn run(cli: Cli) -> Result<()> {
             let (_, db) = open_db(&c).await?;
             hosts::remove(&db, &name, now()).await?;
             println!("removed {name}");
+            Ok(())
+        }
+        Cmd::Key {
+            cmd: KeyCmd::Rotate { root_key, valid, c },
+        } => {
+            let lifetime = jit_core::time::parse_duration(&valid)
+                .map_err(|e| Error::bad(format!("--valid: {e}")))?;
+            let end = keys::rotate(&c.data, &root_key, lifetime, now())?;
+            let (_, db) = open_db(&c).await?;
+            let detail = format!("new signing key valid until {end}");
+            jit_server::db::audit_standalone(&db, now(), "key.rotate", &detail).await?;
+            println!(
+                "new signing key certified until {}; restart jit-server serve, then move {} offline again",
+                jit_core::time::format_utc(end),
+                root_key.display()
+            );
             Ok(())
         }
         Cmd::Audit { c, limit, json } => {

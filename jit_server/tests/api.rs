@@ -686,3 +686,64 @@ fn approval_rechecks_entitlement_role_and_hosts_as_they_are_now() {
     let r = approve(s, &f.dave, &id);
     assert_eq!(r.status, 409, "{:?}", r.json());
 }
+
+#[test]
+fn a_rotated_signing_key_is_accepted_by_enrolled_hosts_without_re_enrolling() {
+    let data = temp_dir("rotate");
+    init(&data);
+    apply(&data, POLICY);
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let mut web1 = Host::new("?", 31);
+    let old_cert = {
+        let s = Server::start(&data);
+        assert_eq!(web1.enroll(&s, &join).status, 200);
+        let (r, _) = web1.poll_raw(&s, 0, 0);
+        web1.poll(&s, 0).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["cert"].clone()
+    };
+    // A root key other than the pinned one is refused.
+    let other = data.join("other.key");
+    std::fs::write(&other, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let (rc, _, err) = run(&[
+        "key",
+        "rotate",
+        "--root-key",
+        other.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+    ]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("not the root key"), "{err}");
+    // The real root key (brought back from offline) certifies a new online key.
+    let root = data.join("root.key");
+    run_ok(&[
+        "key",
+        "rotate",
+        "--root-key",
+        root.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+    ]);
+    let s = Server::start(&data);
+    let (r, _) = web1.poll_raw(&s, 0, 0);
+    let new_cert = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["cert"].clone();
+    assert_ne!(
+        new_cert, old_cert,
+        "documents are signed under the new certificate"
+    );
+    // Verified with the pins from enrolment.
+    web1.poll(&s, 0).unwrap();
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("key.rotate"));
+}
+
+#[test]
+fn serve_refuses_a_certificate_that_does_not_match_its_key() {
+    let data = temp_dir("mismatch");
+    init(&data);
+    let other = temp_dir("mismatch-other");
+    init(&other);
+    std::fs::copy(other.join("signing.cert"), data.join("signing.cert")).unwrap();
+    let err = Server::try_start(&data).err().expect("must refuse");
+    assert!(err.contains("signing.cert"), "{err}");
+}
