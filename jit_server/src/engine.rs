@@ -468,6 +468,36 @@ pub async fn review(
     let state = get_str(&row, "state")?;
     let requester = get_str(&row, "requester")?;
     let hash = get_str(&row, "hash")?;
+    // The stored content must still hash to what reviews are bound to: a row altered outside
+    // this code (or by a bug) is never approved on the strength of reviews of other content.
+    let hosts_json = get_str(&row, "hosts")?;
+    let hosts: Vec<String> = serde_json::from_str(&hosts_json)?;
+    let content_hash = RequestContent {
+        id: &get_str(&row, "id")?,
+        requester: &requester,
+        role_spec: &get_str(&row, "role_spec")?,
+        hosts: &hosts,
+        duration: get_i64(&row, "duration")?,
+        reason: &get_str(&row, "reason")?,
+        ticket: &get_str(&row, "ticket")?,
+        created_at: get_i64(&row, "created_at")?,
+    }
+    .hash()?;
+    if content_hash != hash {
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "review.refused",
+            id,
+            "request content does not match its hash",
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(Error::conflict(format!(
+            "request {id} was altered after it was filed"
+        )));
+    }
     let role: RoleDef = serde_json::from_str(&get_str(&row, "role_spec")?)?;
     if person_key(actor) == person_key(&requester) {
         audit(&mut tx, now, actor, "review.refused", id, "self-approval").await?;

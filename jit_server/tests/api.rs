@@ -319,13 +319,18 @@ fn the_long_poll_wakes_on_approval_and_revoke_reaches_the_host() {
         .to_string();
     approve(s, &f.bob, &id);
     let t0 = Instant::now();
-    let got = std::thread::scope(|sc| {
+    let (got, approved_at) = std::thread::scope(|sc| {
         let h = sc.spawn(|| f.web1.poll(s, 30));
         std::thread::sleep(Duration::from_millis(300));
         approve(s, &f.carol, &id);
-        h.join().unwrap()
-    })
-    .unwrap();
+        let at = Instant::now();
+        (h.join().unwrap(), at)
+    });
+    eprintln!(
+        "approve answered -> verified document on the host: {:?}",
+        approved_at.elapsed()
+    );
+    let got = got.unwrap();
     // Woken by the approval, not by the 30 s heartbeat.
     assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(got.grants.len(), 1);
@@ -746,4 +751,21 @@ fn serve_refuses_a_certificate_that_does_not_match_its_key() {
     std::fs::copy(other.join("signing.cert"), data.join("signing.cert")).unwrap();
     let err = Server::try_start(&data).err().expect("must refuse");
     assert!(err.contains("signing.cert"), "{err}");
+}
+
+#[test]
+fn reviews_are_bound_to_the_request_content_they_saw() {
+    let mut f = fleet();
+    let s = &f.server;
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    // The stored request is altered after bob reviewed it (another duration).
+    tamper(
+        &s.data,
+        &format!("UPDATE request SET duration = 7200 WHERE id = '{id}'"),
+    );
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("altered"));
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
 }

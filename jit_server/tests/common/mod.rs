@@ -400,3 +400,17 @@ pub fn id_of(r: &Reply) -> String {
     assert_eq!(r.status, 200, "{:?}", r.json());
     r.json()["id"].as_str().unwrap().to_string()
 }
+
+/// Runs SQL on a server's SQLite database from outside the server (as someone with write access
+/// to the file, or a bug, would).
+pub fn tamper(data: &std::path::Path, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("server.db").display());
+        let db = jit_server::db::Db::open(&url).await.unwrap();
+        sqlx::query(sql).execute(&db.pool).await.unwrap();
+    });
+}
