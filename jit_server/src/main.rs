@@ -344,6 +344,10 @@ fn make_data_dir(data: &Path) -> Result<()> {
             .mode(0o700)
             .create(data)?;
     }
+    // The data directory holds the signing key and the database: the owner's alone, also when
+    // the operator created it beforehand.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
 
@@ -360,6 +364,16 @@ async fn init(c: &Common, json_out: bool) -> Result<()> {
     let t = now();
     let created = keys::create(&c.data, &cfg, t)?;
     db.migrate().await?;
+    if !db.postgres {
+        // Token hashes, host keys and the audit trail: the owner's alone, like the key files.
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["server.db", "server.db-wal", "server.db-shm"] {
+            let p = c.data.join(f);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
     policy::add_admin(&db, "admin", t).await?;
     let token = policy::issue_token(&db, "admin", t).await?;
     if json_out {

@@ -769,3 +769,35 @@ fn reviews_are_bound_to_the_request_content_they_saw() {
     assert!(r.json()["error"].as_str().unwrap().contains("altered"));
     assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
 }
+
+#[test]
+fn an_expired_join_token_is_refused_and_the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = temp_dir("expired-join");
+    init(&data);
+    let mode = std::fs::metadata(data.join("server.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let join = join_token(&data, "web1", &["env=prod"]);
+    // An hour later (the record's expiry moved into the past).
+    tamper(
+        &data,
+        "UPDATE join_token SET expires_at = expires_at - 3601",
+    );
+    let s = Server::start(&data);
+    assert_eq!(Host::new("x", 41).enroll(&s, &join).status, 403);
+    // A new token for the same, never-enrolled host works.
+    let join2 = join_token(&data, "web1", &["env=prod"]);
+    assert_eq!(Host::new("x", 41).enroll(&s, &join2).status, 200);
+    // And an enrolled host cannot be handed a second join token.
+    let (rc, _, err) = run(&["host", "add", "web1", "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("enrolled already"), "{err}");
+}
