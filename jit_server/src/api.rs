@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/host/state", get(host_state))
         .route("/v1/host/ack", post(host_ack))
+        .route("/v1/host/events", post(host_events))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -337,4 +338,24 @@ async fn host_ack(
     let a: AckBody = serde_json::from_slice(&body).map_err(|e| Error::bad(format!("ack: {e}")))?;
     hosts::ack(&st.db, &host, a.seq, now()).await?;
     Ok(Json(json!({ "acked": a.seq })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsBody {
+    events: Vec<hosts::HostEvent>,
+}
+
+/// A host's events (signed call), into the server's audit.
+async fn host_events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let b: EventsBody =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("events: {e}")))?;
+    let n = hosts::record_events(&st.db, &host, &b.events, now()).await?;
+    Ok(Json(json!({ "recorded": n })))
 }

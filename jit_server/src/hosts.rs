@@ -481,3 +481,75 @@ pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
     tx.commit().await?;
     Ok(())
 }
+
+/// Kinds of event a host reports; anything else is refused.
+pub const EVENT_KINDS: &[&str] = &[
+    "grant_live",
+    "grant_ended",
+    "session_open",
+    "session_close",
+    "sudo",
+    "teardown_complete",
+    "teardown_incomplete",
+    "stale",
+    "local_grant",
+    "refused_document",
+];
+/// Most events in one report.
+pub const MAX_EVENTS: usize = 100;
+
+/// One event from a host.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEvent {
+    /// Host clock when it happened.
+    pub at: i64,
+    pub kind: String,
+    #[serde(default)]
+    pub grant: String,
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// Records a host's events in the server's audit, so it covers the fleet. All or nothing:
+/// one bad event refuses the report.
+pub async fn record_events(db: &Db, host: &str, events: &[HostEvent], now: i64) -> Result<usize> {
+    if events.len() > MAX_EVENTS {
+        return Err(Error::bad(format!("more than {MAX_EVENTS} events")));
+    }
+    for e in events {
+        if !EVENT_KINDS.contains(&e.kind.as_str()) {
+            return Err(Error::bad(format!(
+                "unknown event kind {:?}",
+                e.kind.chars().take(32).collect::<String>()
+            )));
+        }
+        if e.grant.len() > 64 || e.detail.len() > 1024 {
+            return Err(Error::bad("event field too long"));
+        }
+        if e.grant
+            .chars()
+            .chain(e.detail.chars())
+            .any(char::is_control)
+        {
+            return Err(Error::bad(
+                "event fields may not contain control characters",
+            ));
+        }
+    }
+    let mut tx = db.pool.begin().await?;
+    for e in events {
+        let detail = format!("host time {}: {}", e.at, e.detail);
+        audit(
+            &mut tx,
+            now,
+            &format!("host:{host}"),
+            &format!("host.event.{}", e.kind),
+            &e.grant,
+            &detail,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(events.len())
+}

@@ -801,3 +801,51 @@ fn an_expired_join_token_is_refused_and_the_database_is_private() {
     assert_ne!(rc, 0);
     assert!(err.contains("enrolled already"), "{err}");
 }
+
+#[test]
+fn host_events_reach_the_server_audit_signed_and_capped() {
+    let f = fleet();
+    let s = &f.server;
+    let post = |h: &Host, as_host: &str, body: serde_json::Value| {
+        h.signed(
+            s,
+            as_host,
+            "POST",
+            "/v1/host/events",
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let ev = json!({ "events": [
+        { "at": 1, "kind": "session_open", "grant": "sg-1", "detail": "alice ssh from 127.0.0.1" },
+        { "at": 2, "kind": "teardown_complete", "grant": "sg-1" } ] });
+    assert_eq!(post(&f.web1, "web1", ev.clone()).json()["recorded"], 2);
+    // Another host's name with this host's key: refused.
+    assert_eq!(post(&f.dev1, "web1", ev).status, 401);
+    // Unknown kinds, control characters, too many: refused whole.
+    let bad = json!({ "events": [ { "at": 1, "kind": "grant_live" }, { "at": 1, "kind": "root_shell" } ] });
+    assert_eq!(post(&f.web1, "web1", bad).status, 400);
+    let bad = json!({ "events": [ { "at": 1, "kind": "sudo", "detail": "x\u{1b}[2Jy" } ] });
+    assert_eq!(post(&f.web1, "web1", bad).status, 400);
+    let many: Vec<_> = (0..101)
+        .map(|i| json!({ "at": i, "kind": "sudo" }))
+        .collect();
+    assert_eq!(post(&f.web1, "web1", json!({ "events": many })).status, 400);
+    let out = run_ok(&[
+        "audit",
+        "--data",
+        data_arg(&s.data),
+        "--json",
+        "--limit",
+        "1000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let events: Vec<_> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("host.event."))
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["actor"], "host:web1");
+    assert_eq!(events[0]["action"], "host.event.session_open");
+}
