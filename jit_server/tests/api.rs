@@ -849,3 +849,62 @@ fn host_events_reach_the_server_audit_signed_and_capped() {
     assert_eq!(events[0]["actor"], "host:web1");
     assert_eq!(events[0]["action"], "host.event.session_open");
 }
+
+#[test]
+fn configured_tls_files_are_served_and_pinned() {
+    let data = temp_dir("tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["jit.example.org".into()]).unwrap();
+    let (cert, key) = (data.join("my.crt"), data.join("my.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    std::fs::write(
+        data.join("server.toml"),
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let (admin, fp) = init(&data);
+    assert_eq!(fp, jit_proto::state_doc::bytes_fingerprint(ck.cert.der()));
+    assert!(
+        !data.join("tls.crt").exists(),
+        "no self-signed pair when files are configured"
+    );
+    let s = Server::start(&data);
+    assert_eq!(s.fingerprint, fp);
+    assert_eq!(
+        s.call("GET", "/v1/whoami", &admin, None).json()["name"],
+        "admin"
+    );
+    // A client pinned to another certificate does not talk to it.
+    let other = jit_server::client::pinned_config(&["SHA256:AAAA".to_string()]).unwrap();
+    let headers = vec![("Authorization", format!("Bearer {admin}"))];
+    let r = jit_server::client::request(
+        &other,
+        &s.addr,
+        "GET",
+        "/v1/whoami",
+        &headers,
+        b"",
+        Duration::from_secs(10),
+    );
+    assert!(r.is_err());
+}
+
+#[test]
+fn a_revoked_token_stops_working() {
+    let f = fleet();
+    let s = &f.server;
+    assert_eq!(s.call("GET", "/v1/whoami", &f.bob, None).status, 200);
+    let out = run_ok(&["token", "revoke", "bob", "--data", data_arg(&s.data)]);
+    assert!(out.contains("revoked 1"), "{out}");
+    assert_eq!(s.call("GET", "/v1/whoami", &f.bob, None).status, 401);
+    // A person removed from the policy loses every token too.
+    apply(
+        &s.data,
+        &POLICY.replacen("[[person]]\nname = \"carol\"\ngroups = [\"sre\"]\n", "", 1),
+    );
+    assert_eq!(s.call("GET", "/v1/whoami", &f.carol, None).status, 401);
+}
