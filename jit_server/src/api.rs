@@ -103,7 +103,7 @@ async fn create_request(
     Json(req): Json<NewRequest>,
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
-    let v = engine::create(&st.db, &p, &req, now()).await?;
+    let v = engine::create(&st.db, st.cfg.ticket.as_ref(), &p, &req, now()).await?;
     st.woke();
     Ok(Json(serde_json::to_value(v)?))
 }

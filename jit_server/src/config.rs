@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub doc_ttl: Option<i64>,
     /// Longest long-poll in seconds (default 30; a host's `wait` is clamped to it).
     pub poll_max_wait: Option<u64>,
+    /// The ticket service roles with `ticket_check` use.
+    pub ticket: Option<crate::ticket::TicketConfig>,
 }
 
 impl ServerConfig {
@@ -45,6 +47,9 @@ impl ServerConfig {
             toml::from_str(&text).map_err(|e| Error::bad(format!("{}: {e}", p.display())))?;
         if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
             return Err(Error::bad("tls_cert and tls_key go together"));
+        }
+        if let Some(t) = &cfg.ticket {
+            t.validate()?;
         }
         if let Some(t) = cfg.doc_ttl {
             if !(10..=3600).contains(&t) {

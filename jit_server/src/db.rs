@@ -12,7 +12,10 @@ use sqlx::{AnyPool, Row};
 use crate::error::{Error, Result};
 
 /// Migrations, applied in order; the schema records the highest applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_ticket.sql")),
+];
 
 /// An open database.
 #[derive(Clone)]

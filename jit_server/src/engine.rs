@@ -180,7 +180,13 @@ async fn host_labels(db: &Db) -> Result<BTreeMap<String, BTreeMap<String, String
 }
 
 /// Files a request (or approves it at once for an auto-approve group, audited as such).
-pub async fn create(db: &Db, actor: &str, req: &NewRequest, now: i64) -> Result<RequestView> {
+pub async fn create(
+    db: &Db,
+    tickets: Option<&crate::ticket::TicketConfig>,
+    actor: &str,
+    req: &NewRequest,
+    now: i64,
+) -> Result<RequestView> {
     if !valid_object_name(&req.role) {
         return Err(Error::bad("bad role name"));
     }
@@ -267,6 +273,7 @@ pub async fn create(db: &Db, actor: &str, req: &NewRequest, now: i64) -> Result<
             )));
         }
     }
+    crate::ticket::check_at_request(tickets, &role, ticket).await?;
     let asked = parse_duration(&req.duration).map_err(|e| Error::bad(format!("duration: {e}")))?;
     let duration = clamp_duration(&role, asked)?;
     let pending_until = now + role.pending_ttl_secs()?;
@@ -723,6 +730,28 @@ async fn approve_now(
 /// Ends a request's grant (or a grant by id) on every host. Allowed to the requester, a current
 /// approver of the role, and admins.
 pub async fn revoke(db: &Db, actor: &str, id: &str, admin: bool, now: i64) -> Result<Vec<String>> {
+    revoke_inner(db, actor, id, admin, "", now).await
+}
+
+/// A revocation by the server itself (ticket closed or unverified), with its reason audited.
+pub async fn revoke_because(
+    db: &Db,
+    actor: &str,
+    id: &str,
+    why: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    revoke_inner(db, actor, id, true, why, now).await
+}
+
+async fn revoke_inner(
+    db: &Db,
+    actor: &str,
+    id: &str,
+    admin: bool,
+    why: &str,
+    now: i64,
+) -> Result<Vec<String>> {
     if id.len() > 64 {
         return Err(Error::bad("bad id"));
     }
@@ -787,7 +816,7 @@ pub async fn revoke(db: &Db, actor: &str, id: &str, admin: bool, now: i64) -> Re
         actor,
         "request.revoked",
         &req_id,
-        &format!("hosts {hosts:?}"),
+        &format!("hosts {hosts:?} {why}"),
     )
     .await?;
     tx.commit().await?;

@@ -14,5 +14,6 @@ pub mod error;
 pub mod hosts;
 pub mod keys;
 pub mod policy;
+pub mod ticket;
 pub mod tls;
 pub mod util;

@@ -428,6 +428,9 @@ async fn serve(c: &Common, listen: Option<String>) -> Result<()> {
     if postgres {
         tokio::spawn(jit_server::db::listen_changes(url, state.clone()));
     }
+    if let Some(t) = state.cfg.ticket.clone() {
+        tokio::spawn(jit_server::ticket::run(state.db.clone(), t, state.clone()));
+    }
     println!("jit-server listening on {local} fingerprint {fp}");
     let _ = std::io::stdout().flush();
     tls::serve(listener, tls_cfg, router(state)).await

@@ -94,6 +94,8 @@ pub struct ApprovalDef {
     pub pending_ttl: String,
     /// Groups whose requests are approved without review (audited as such).
     pub auto_approve: Vec<String>,
+    /// Check the ticket with the configured ticket service when filed and while live.
+    pub ticket_check: bool,
 }
 
 impl Default for ApprovalDef {
@@ -106,6 +108,7 @@ impl Default for ApprovalDef {
             ticket: None,
             pending_ttl: "1h".into(),
             auto_approve: Vec::new(),
+            ticket_check: false,
         }
     }
 }
@@ -229,6 +232,12 @@ impl PolicyFile {
             }
             if a.approvals > 0 && a.approvers.is_empty() {
                 return Err(Error::bad(format!("role {}: approvers is empty", r.name)));
+            }
+            if a.ticket_check && a.ticket.is_none() {
+                return Err(Error::bad(format!(
+                    "role {}: ticket_check needs a ticket pattern",
+                    r.name
+                )));
             }
             if a.deny == 0 {
                 return Err(Error::bad(format!(
