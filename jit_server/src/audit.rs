@@ -18,7 +18,7 @@ pub struct AuditRow {
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditRow>> {
     let limit = limit.clamp(1, 10_000);
     let mut rows = sqlx::query(
-        "SELECT at, actor, action, subject, detail FROM audit ORDER BY at DESC, id LIMIT $1",
+        "SELECT at, actor, action, subject, detail FROM audit ORDER BY at DESC, id DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&db.pool)

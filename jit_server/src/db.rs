@@ -145,6 +145,19 @@ pub fn single_replica_lock(data: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Audit ids sort in the order records were written (nanoseconds, then randomness), so records
+/// of the same second read back in order.
+fn audit_id() -> Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(format!(
+        "a-{nanos:020}-{}",
+        crate::util::hex(&crate::util::random_bytes::<4>()?)
+    ))
+}
+
 /// Writes one audit record inside the caller's transaction, so no state change commits without
 /// its record.
 pub async fn audit(
@@ -156,7 +169,7 @@ pub async fn audit(
     detail: &str,
 ) -> Result<()> {
     sqlx::query("INSERT INTO audit (id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(crate::util::new_id("a")?)
+        .bind(audit_id()?)
         .bind(at)
         .bind(actor)
         .bind(action)
