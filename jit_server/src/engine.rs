@@ -801,12 +801,18 @@ async fn revoke_inner(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    let ended = sqlx::query(
         "UPDATE request SET state = 'revoked' WHERE id = $1 AND state IN ('approved', 'pending')",
     )
     .bind(&req_id)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if ended == 0 && hosts.is_empty() {
+        // Already revoked, denied or expired, nothing live: a second revoker (another replica's
+        // ticket check, a retry) changes nothing and records nothing.
+        return Err(Error::conflict(format!("{id} has ended already")));
+    }
     for h in &hosts {
         bump_seq(&mut tx, h, &format!("revoke {req_id}"), now).await?;
     }

@@ -297,8 +297,12 @@ pub async fn sweep(db: &Db, cfg: &TicketConfig, now: i64) -> Result<usize> {
             }
             Status::Down(_) => continue,
         };
-        crate::engine::revoke_because(db, "ticket", &id, &why, now).await?;
-        revoked += 1;
+        match crate::engine::revoke_because(db, "ticket", &id, &why, now).await {
+            Ok(_) => revoked += 1,
+            // Another replica's check got there first.
+            Err(e) if e.status == 409 => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(revoked)
 }

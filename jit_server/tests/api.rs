@@ -388,6 +388,12 @@ fn only_the_requester_an_approver_or_an_admin_may_revoke() {
             .status,
         200
     );
+    // Revoking it again changes nothing and says so.
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.admin, Some(json!({ "id": id })))
+            .status,
+        409
+    );
 }
 
 #[test]
