@@ -12,6 +12,9 @@ use crate::db::{audit, get_i64, get_str, Db};
 use crate::error::{Error, Result};
 use crate::util::{valid_account_name, valid_object_name};
 
+/// Actors the server writes into the audit for itself; no person may be called so.
+pub const RESERVED_ACTORS: &[&str] = &["operator", "server", "ticket"];
+
 /// Longest reason accepted anywhere.
 pub const MAX_REASON: usize = 1024;
 
@@ -178,6 +181,13 @@ impl PolicyFile {
         let mut people = BTreeSet::new();
         let mut groups = BTreeSet::new();
         for p in &self.person {
+            // Names the server itself uses as audit actors.
+            if RESERVED_ACTORS.contains(&p.name.as_str()) {
+                return Err(Error::bad(format!(
+                    "person {:?}: the name is reserved for the server's own audit records",
+                    p.name
+                )));
+            }
             if !valid_account_name(&p.name) {
                 return Err(Error::bad(format!(
                     "person {:?}: names are lower-case account names",

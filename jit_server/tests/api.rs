@@ -524,6 +524,9 @@ fn oversized_bodies_and_fields_are_refused_and_state_stays_intact() {
         "a reason over the field cap"
     );
     let mut b = web_request();
+    b["reason"] = json!("restart nginx \u{202e}yolped retfa");
+    assert_eq!(file_request(s, &f.alice, b).status, 400, "bidi override");
+    let mut b = web_request();
     b["reason"] = json!("restart nginx\u{1b}[2J after deploy");
     assert_eq!(
         file_request(s, &f.alice, b).status,
@@ -575,6 +578,15 @@ fn init_refuses_to_overwrite_and_apply_shows_a_diff() {
     assert!(out.contains("+ person alice"));
     let out = run_ok(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
     assert_eq!(out.trim(), "no changes");
+    // A person named like one of the server's own audit actors is refused.
+    std::fs::write(
+        &f,
+        POLICY.replacen("name = \"dave\"", "name = \"ticket\"", 1),
+    )
+    .unwrap();
+    let (rc, _, err) = run(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("reserved"), "{err}");
     // An empty role selector is refused whole.
     std::fs::write(
         &f,

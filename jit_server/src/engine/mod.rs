@@ -74,7 +74,17 @@ pub(super) fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
     if s.chars().any(char::is_control) {
         return Err(Error::bad(format!("{what} contains control characters")));
     }
+    // Bidirectional overrides make a reason read differently to an approver than it is stored.
+    if s.chars().any(is_bidi_control) {
+        return Err(Error::bad(format!(
+            "{what} contains bidirectional control characters"
+        )));
+    }
     Ok(())
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The immutable content of a request; reviews are bound to its hash.
