@@ -44,6 +44,12 @@ struct Person {
     home: PathBuf,
 }
 
+impl Drop for Person {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
 impl Person {
     fn new(name: &str) -> Person {
         Person {

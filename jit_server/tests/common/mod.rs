@@ -316,6 +316,13 @@ who = ["dev", "oncall"]
 roles = ["web-admin", "quick"]
 "#;
 
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // The server process ends right after (its own Drop); its files need not outlive it.
+        let _ = std::fs::remove_dir_all(&self.server.data);
+    }
+}
+
 /// A server with POLICY applied and hosts web1 (env=prod) and dev1 (env=dev) enrolled.
 pub struct Fleet {
     pub server: Server,
