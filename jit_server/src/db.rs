@@ -20,7 +20,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// An open database.
 #[derive(Clone)]
 pub struct Db {
+    /// Every transaction and write.
     pub pool: AnyPool,
+    /// Single reads outside transactions (long-poll re-reads, token and host-key lookups): on
+    /// SQLite several WAL readers beside the one writer, so waiting hosts never queue behind
+    /// approvals; on PostgreSQL the same pool.
+    pub read: AnyPool,
     pub postgres: bool,
     pub url: String,
 }
@@ -40,13 +45,21 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| Error::internal(format!("database {}: {e}", redact(url))))?;
-        if !postgres {
+        let read = if postgres {
+            pool.clone()
+        } else {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
                 .await?;
-        }
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .connect(url)
+                .await
+                .map_err(|e| Error::internal(format!("database {}: {e}", redact(url))))?
+        };
         Ok(Db {
             pool,
+            read,
             postgres,
             url: url.to_string(),
         })

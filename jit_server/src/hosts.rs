@@ -310,7 +310,7 @@ pub async fn authenticate(db: &Db, c: &HostCall<'_>, now: i64) -> Result<(String
     }
     let row = sqlx::query("SELECT pubkey FROM host WHERE name = $1")
         .bind(c.host)
-        .fetch_optional(&db.pool)
+        .fetch_optional(&db.read)
         .await?
         .ok_or_else(refused)?;
     let pubkey = get_opt_str(&row, "pubkey")?.ok_or_else(refused)?;
@@ -360,7 +360,7 @@ pub async fn current_seq(db: &Db, host: &str) -> Result<Option<i64>> {
     Ok(
         sqlx::query("SELECT seq FROM host WHERE name = $1 AND pubkey IS NOT NULL")
             .bind(host)
-            .fetch_optional(&db.pool)
+            .fetch_optional(&db.read)
             .await?
             .map(|r| r.try_get::<i64, _>("seq"))
             .transpose()?,

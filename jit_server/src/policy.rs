@@ -590,7 +590,7 @@ pub async fn person_for_token(db: &Db, token: &str) -> Result<Option<String>> {
          WHERE t.hash = $1 AND t.revoked_at IS NULL",
     )
     .bind(crate::util::sha256_hex(token.as_bytes()))
-    .fetch_optional(&db.pool)
+    .fetch_optional(&db.read)
     .await?;
     Ok(match row {
         Some(r) => Some(r.try_get::<String, _>("name")?),
