@@ -377,7 +377,7 @@ pub struct Poll<'a> {
     pub nonce: &'a str,
 }
 
-/// Builds and signs the host's whole current grant set. `fresh` allocates a new sequence (a
+/// Builds and signs the host's whole current grant set. A heartbeat allocates a new sequence (a
 /// heartbeat, or a host whose `since` is not below the current one); a host reporting a `since`
 /// above the database's (a database restored from an old backup) moves the sequence past it
 /// first, so no number is ever issued twice to a host.
@@ -389,6 +389,58 @@ pub async fn state_document(
     now: i64,
 ) -> Result<Vec<u8>> {
     let (host, host_key, since, nonce) = (poll.host, poll.host_key, poll.since, poll.nonce);
+    // A change the host has not seen: read-only, on the readers. The sequence is read before
+    // the grants, so the set is never older than the number it goes out with (a change
+    // committed in between only makes the content newer; the next poll carries its number).
+    let mut rtx = db.read.begin().await?;
+    let row = sqlx::query("SELECT seq FROM host WHERE name = $1 AND pubkey IS NOT NULL")
+        .bind(host)
+        .fetch_optional(&mut *rtx)
+        .await?
+        .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
+    let seq = row.try_get::<i64, _>("seq")?;
+    let (seq, grants) = if seq > since {
+        let grants = live_grants(&mut rtx, host, now).await?;
+        rtx.commit().await?;
+        (seq, grants)
+    } else {
+        rtx.commit().await?;
+        heartbeat(db, host, since, now).await?
+    };
+    let body = StateBody {
+        version: DOC_VERSION,
+        host: host.to_string(),
+        host_key: host_key.to_string(),
+        seq: u64::try_from(seq).map_err(|_| Error::internal("negative sequence"))?,
+        server_time: now,
+        nonce: nonce.to_string(),
+        expires_at: now + ttl,
+        grants,
+    };
+    Ok(sign_document(&keys.online, &keys.cert, &body)?)
+}
+
+async fn live_grants(
+    conn: &mut sqlx::AnyConnection,
+    host: &str,
+    now: i64,
+) -> Result<Vec<DocGrant>> {
+    sqlx::query(
+        "SELECT doc FROM sgrant WHERE host = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY id",
+    )
+    .bind(host)
+    .bind(now)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| Ok(serde_json::from_str::<DocGrant>(&get_str(r, "doc")?)?))
+    .collect()
+}
+
+/// Nothing new for the host (its wait ran out, or it restarted): a fresh sequence in a write
+/// transaction, past whatever the host reports having applied (a database restored from an old
+/// backup never reissues a number).
+async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Vec<DocGrant>)> {
     let mut tx = db.pool.begin().await?;
     let row = sqlx::query("UPDATE host SET last_poll = $2 WHERE name = $1 RETURNING seq")
         .bind(host)
@@ -396,7 +448,7 @@ pub async fn state_document(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
-    let mut seq = row.try_get::<i64, _>("seq")?;
+    let seq = row.try_get::<i64, _>("seq")?;
     if since > seq {
         sqlx::query("UPDATE host SET seq = $2 WHERE name = $1 AND seq < $2")
             .bind(host)
@@ -412,33 +464,11 @@ pub async fn state_document(
             &format!("host applied {since}, database had {seq}"),
         )
         .await?;
-        seq = since;
     }
-    if seq <= since {
-        seq = bump_seq(&mut tx, host, "heartbeat", now).await?;
-    }
-    let grants = sqlx::query(
-        "SELECT doc FROM sgrant WHERE host = $1 AND revoked_at IS NULL AND not_after > $2 ORDER BY id",
-    )
-    .bind(host)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| Ok(serde_json::from_str::<DocGrant>(&get_str(r, "doc")?)?))
-    .collect::<Result<Vec<_>>>()?;
+    let seq = bump_seq(&mut tx, host, "heartbeat", now).await?;
+    let grants = live_grants(&mut tx, host, now).await?;
     tx.commit().await?;
-    let body = StateBody {
-        version: DOC_VERSION,
-        host: host.to_string(),
-        host_key: host_key.to_string(),
-        seq: u64::try_from(seq).map_err(|_| Error::internal("negative sequence"))?,
-        server_time: now,
-        nonce: nonce.to_string(),
-        expires_at: now + ttl,
-        grants,
-    };
-    Ok(sign_document(&keys.online, &keys.cert, &body)?)
+    Ok((seq, grants))
 }
 
 /// A host confirms it applied `seq` (signed call). Never moves backwards, never past what was
