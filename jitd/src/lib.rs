@@ -16,6 +16,7 @@ pub mod localdb;
 pub mod monitor;
 pub mod nscd;
 pub mod procs;
+pub mod remote;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
