@@ -9,6 +9,8 @@ pub mod frame;
 pub mod grant;
 pub mod message;
 pub mod text;
+#[cfg(feature = "state-doc")]
+pub mod state_doc;
 
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};

@@ -19,6 +19,7 @@ pub mod mfa;
 pub mod monitor;
 pub mod nscd;
 pub mod procs;
+pub mod remote;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
