@@ -8,9 +8,9 @@ pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
-pub mod text;
 #[cfg(feature = "state-doc")]
 pub mod state_doc;
+pub mod text;
 
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};
