@@ -292,6 +292,7 @@ impl Owned {
             groups: groups.into_values().collect(),
             grants: Vec::new(),
             managed: Vec::new(),
+            uid_range: None,
         };
         build_snapshot_with(&sub, &BuildOptions::default())
     }
@@ -405,13 +406,16 @@ fn len_u32(n: usize) -> Result<u32, WriteError> {
     u32::try_from(n).map_err(|_| WriteError::TooLarge)
 }
 
+/// One table's bytes: its directory, its big-key table and its shards.
+type TableBytes = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// One table: its directory, its big-key table and its shards (offsets relative to the first
 /// shard). `may_be_big(key)` says whether a heavy key may get its own shard.
 fn tables(
     data: &SnapshotData,
     keys: &BTreeMap<u32, Owned>,
     may_be_big: impl Fn(u32) -> bool,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), WriteError> {
+) -> Result<TableBytes, WriteError> {
     let mut shards = Vec::new();
     let mut big = Vec::new();
     let mut small: Vec<(u32, &Owned)> = Vec::new();

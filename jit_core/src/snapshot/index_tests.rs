@@ -34,6 +34,7 @@ fn member(name: &str, nb: i64, na: i64) -> Member {
 fn data(n: u32) -> SnapshotData {
     let mut d = SnapshotData {
         generated_at: 77,
+        uid_range: Some((70_000, 79_999)),
         ..Default::default()
     };
     let mut users = GroupEntry {
@@ -92,10 +93,7 @@ fn shard(file: &[u8], table: Table, key: u32) -> Option<Vec<u8>> {
 }
 
 fn opts() -> BuildOptions {
-    BuildOptions {
-        uid_range: Some((70_000, 79_999)),
-        index: true,
-    }
+    BuildOptions { index: true }
 }
 
 #[test]

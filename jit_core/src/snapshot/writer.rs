@@ -122,15 +122,12 @@ fn len_u32(n: usize) -> Result<u32, WriteError> {
 /// What a snapshot states besides `data`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// jitd's configured `uid_range` (header `uid_min`/`uid_max`); `None` writes 0-0.
-    pub uid_range: Option<(u32, u32)>,
     /// Write the lookup index (sections 12 to 16) that lets NSS read one small shard per
     /// query instead of the whole file.
     pub index: bool,
 }
 
-/// Builds the byte image of a snapshot from `data`, without the lookup index and without a
-/// uid range.
+/// Builds the byte image of a snapshot from `data`, without the lookup index.
 ///
 /// # Errors
 /// A field the reader would refuse, a duplicated group name, or more than 4 GiB of data.
@@ -313,7 +310,7 @@ pub fn build_snapshot_with(data: &SnapshotData, opts: &BuildOptions) -> Result<V
     header[16..24].copy_from_slice(&file_len.to_le_bytes());
     header[24..32].copy_from_slice(&data.generated_at.to_le_bytes());
     header[32..36].copy_from_slice(&len_u32(sections.len())?.to_le_bytes());
-    if let Some((lo, hi)) = opts.uid_range {
+    if let Some((lo, hi)) = data.uid_range {
         header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
         header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
     }

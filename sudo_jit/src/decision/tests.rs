@@ -36,6 +36,7 @@ fn data(grants: Vec<GateGrant>, managed: &[&str]) -> Vec<u8> {
         }],
         grants,
         managed: managed.iter().map(|s| s.to_string()).collect(),
+        uid_range: None,
     };
     build_snapshot(&sd).unwrap()
 }
@@ -551,6 +552,7 @@ fn renamed(grants: Vec<GateGrant>, managed: &[&str], mfa_member: Option<&str>) -
         groups,
         grants,
         managed: managed.iter().map(|s| s.to_string()).collect(),
+        uid_range: None,
     })
     .unwrap()
 }
