@@ -487,6 +487,17 @@ fn ids_heuristic() {
     assert!(!looks_jit_by_ids(0, &[0], local, local));
 }
 
+/// jitd configured with another uid_range: the ids in that range are jit, 70000-79999 are not.
+#[test]
+fn ids_heuristic_follows_the_configured_range() {
+    let local = |_| false;
+    let range = (50_000, 50_999);
+    assert!(looks_jit_in_range(range, 50_001, &[], local, local));
+    assert!(looks_jit_in_range(range, 1000, &[1000, 50_999], local, local));
+    assert!(!looks_jit_in_range(range, 70_001, &[70_001], local, local));
+    assert!(!looks_jit_in_range(range, 50_001, &[], |_| true, local));
+}
+
 #[test]
 fn verdict_discriminants_are_distant() {
     let v = [Verdict::Allow, Verdict::Deny, Verdict::StepUp];
