@@ -65,7 +65,8 @@ impl Known {
         if head.shard_of_big(self.big(table), key).is_some() {
             return Some(Slot::Big(table, key));
         }
-        head.dir_entry(table, key).map(|(at, _)| Slot::Bucket(table, at))
+        head.dir_entry(table, key)
+            .map(|(at, _)| Slot::Bucket(table, at))
     }
 
     fn cached(&mut self, slot: Slot) -> Option<Option<Arc<Mapping>>> {
@@ -99,7 +100,12 @@ pub static SHARDS: ShardCache = Mutex::new(None);
 /// # Errors
 /// `NotFound` if no shard can hold the name; `Unavailable` for any file problem.
 pub fn by_name(name: &str) -> Result<Arc<Mapping>, Failure> {
-    fetch(crate::source::SNAPSHOT_PATH, &SHARDS, Table::Name, name_key(name))
+    fetch(
+        crate::source::SNAPSHOT_PATH,
+        &SHARDS,
+        Table::Name,
+        name_key(name),
+    )
 }
 
 /// As [`by_name`] for a uid or gid.
@@ -177,12 +183,19 @@ fn load(
         _ => {
             let want = usize::try_from(size.min(HEAD_PREFIX as u64)).unwrap_or(HEAD_PREFIX);
             let prefix = read_at(fd, 0, want)?;
-            let Some(head) =
-                IndexHead::parse(&prefix, size).map_err(|_| SourceError::Corrupt)?
+            let Some(head) = IndexHead::parse(&prefix, size).map_err(|_| SourceError::Corrupt)?
             else {
                 // No index: the whole file, cached as before.
                 let whole = Arc::new(Mapping::whole(fd, ident)?);
-                install(cache, ident, fd, None, Some(Arc::clone(&whole)), [].into(), [].into())?;
+                install(
+                    cache,
+                    ident,
+                    fd,
+                    None,
+                    Some(Arc::clone(&whole)),
+                    [].into(),
+                    [].into(),
+                )?;
                 return Ok(Some(whole));
             };
             let big = |t: Table| -> Result<Box<[u8]>, SourceError> {
@@ -190,7 +203,11 @@ fn load(
                 if len > BIG_TABLE_MAX {
                     return Err(SourceError::Corrupt);
                 }
-                read_at(fd, at, usize::try_from(len).map_err(|_| SourceError::Corrupt)?)
+                read_at(
+                    fd,
+                    at,
+                    usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
+                )
             };
             let (n, i) = (big(Table::Name)?, big(Table::Id)?);
             install(cache, ident, fd, Some(head), None, n.clone(), i.clone())?;
@@ -207,7 +224,11 @@ fn load(
             let Some((at, len)) = head.dir_entry(table, key) else {
                 return Ok(None);
             };
-            let entry = read_at(fd, at, usize::try_from(len).map_err(|_| SourceError::Corrupt)?)?;
+            let entry = read_at(
+                fd,
+                at,
+                usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
+            )?;
             (Slot::Bucket(table, at), head.shard_of_dir_entry(&entry))
         }
     };
@@ -332,7 +353,11 @@ mod tests {
         assert_eq!(name_of(&p, &cache, "u7"), Ok(Some(70_007)));
         assert_eq!(cached_shards(&cache), Some(1));
         assert_eq!(name_of(&p, &cache, "u7"), Ok(Some(70_007)));
-        assert_eq!(cached_shards(&cache), Some(1), "second lookup served from the cache");
+        assert_eq!(
+            cached_shards(&cache),
+            Some(1),
+            "second lookup served from the cache"
+        );
         assert_eq!(name_of(&p, &cache, "u199"), Ok(Some(70_199)));
         assert_eq!(name_of(&p, &cache, "nosuch"), Ok(None));
         let m = fetch(&p, &cache, Table::Id, id_key(79_999)).unwrap();
@@ -426,11 +451,21 @@ mod tests {
             return;
         }
         let dir = TempDir::new("old");
-        let path = install(&dir.0, "snapshot", &build_snapshot(&data(5, 5)).unwrap(), 0o644);
+        let path = install(
+            &dir.0,
+            "snapshot",
+            &build_snapshot(&data(5, 5)).unwrap(),
+            0o644,
+        );
         let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
         let cache: ShardCache = Mutex::new(None);
         assert_eq!(name_of(&p, &cache, "u2"), Ok(Some(70_002)));
         assert_eq!(name_of(&p, &cache, "u9"), Ok(None));
-        assert!(lock_nonblocking(&cache).unwrap().as_ref().unwrap().whole.is_some());
+        assert!(lock_nonblocking(&cache)
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .whole
+            .is_some());
     }
 }

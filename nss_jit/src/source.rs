@@ -220,7 +220,10 @@ impl Mapping {
     }
 
     /// Copies and validates the whole file behind `fd`, whose identity is `ident`.
-    pub(crate) fn whole(fd: &std::os::fd::OwnedFd, ident: Identity) -> Result<Mapping, SourceError> {
+    pub(crate) fn whole(
+        fd: &std::os::fd::OwnedFd,
+        ident: Identity,
+    ) -> Result<Mapping, SourceError> {
         let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
         let pin = InodePin::of(fd)?;
         let bytes = read_at(fd, 0, len)?;

@@ -121,7 +121,13 @@ fn versions(sb: &Sandbox, broken_ok: bool, indexed: bool) -> Versions {
     ] {
         writeln!(s, "ent_gr\t{l}").unwrap();
     }
-    let image = |v: &SnapBuilder| if indexed { v.indexed_bytes() } else { v.bytes() };
+    let image = |v: &SnapBuilder| {
+        if indexed {
+            v.indexed_bytes()
+        } else {
+            v.bytes()
+        }
+    };
     Versions {
         a: image(&a),
         b: image(&b),

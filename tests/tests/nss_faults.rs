@@ -294,7 +294,16 @@ fn corrupt_indexed_snapshots_fail_closed() {
     let nsec = u32::from_le_bytes(good[32..36].try_into().unwrap()) as usize;
     let table_end = 64 + 16 * nsec;
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for cut in [1usize, 16, 63, 64, table_end - 1, table_end, good.len() / 2, good.len() - 1] {
+    for cut in [
+        1usize,
+        16,
+        63,
+        64,
+        table_end - 1,
+        table_end,
+        good.len() / 2,
+        good.len() - 1,
+    ] {
         cases.push((format!("truncated at {cut}"), good[..cut].to_vec()));
     }
     let mut page = 4096;
@@ -330,7 +339,10 @@ fn corrupt_indexed_snapshots_fail_closed() {
         let mut v = good.clone();
         v[at as usize] ^= 0x01;
         sb.write_snapshot_bytes(&v);
-        for args in [&["getent", "passwd", "alice"][..], &["getent", "initgroups", "alice"]] {
+        for args in [
+            &["getent", "passwd", "alice"][..],
+            &["getent", "initgroups", "alice"],
+        ] {
             let o = sb.run(args);
             let found_sudo = stdout(&o)
                 .split_whitespace()

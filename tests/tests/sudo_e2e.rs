@@ -974,8 +974,17 @@ fn daemon_free_check_uses_the_configured_uid_range() {
     let sudo_as_dave = |groups: &str| {
         sb.run_full(
             &[
-                "setpriv", "--reuid", &dave, "--regid", &dave, "--groups", groups, "sudo", "-n",
-                "/usr/bin/id", "-u",
+                "setpriv",
+                "--reuid",
+                &dave,
+                "--regid",
+                &dave,
+                "--groups",
+                groups,
+                "sudo",
+                "-n",
+                "/usr/bin/id",
+                "-u",
             ],
             None,
             Duration::from_secs(30),

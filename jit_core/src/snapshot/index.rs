@@ -321,7 +321,11 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
     // Exact names per name key: a big key must not share its hash with another name.
     let mut names_of_key: BTreeMap<u32, BTreeSet<&str>> = BTreeMap::new();
     for (i, a) in data.accounts.iter().enumerate() {
-        names.entry(name_key(&a.name)).or_default().accounts.insert(i);
+        names
+            .entry(name_key(&a.name))
+            .or_default()
+            .accounts
+            .insert(i);
         names_of_key
             .entry(name_key(&a.name))
             .or_default()
@@ -438,7 +442,10 @@ fn tables(
     let count = len_u32(small.len().div_ceil(KEYS_PER_BUCKET).max(1))?;
     let mut buckets: Vec<Owned> = (0..count).map(|_| Owned::default()).collect();
     for (k, o) in small {
-        if let Some(b) = k.checked_rem(count).and_then(|b| buckets.get_mut(b as usize)) {
+        if let Some(b) = k
+            .checked_rem(count)
+            .and_then(|b| buckets.get_mut(b as usize))
+        {
             b.absorb(o);
         }
     }

@@ -79,7 +79,9 @@ fn data(n: u32) -> SnapshotData {
 /// The reader's path over an in-memory file: header, big table or directory entry, shard.
 fn shard(file: &[u8], table: Table, key: u32) -> Option<Vec<u8>> {
     let prefix = file.get(..HEAD_PREFIX.min(file.len()))?;
-    let head = IndexHead::parse(prefix, file.len() as u64).unwrap().unwrap();
+    let head = IndexHead::parse(prefix, file.len() as u64)
+        .unwrap()
+        .unwrap();
     let (bo, bl) = head.big_table(table);
     let big = &file[bo as usize..(bo + bl) as usize];
     let (off, len) = match head.shard_of_big(big, key) {
@@ -110,15 +112,26 @@ fn every_query_matches_the_whole_image() {
         for n in &names {
             let img = shard(&file, Table::Name, name_key(n));
             let s = img.as_deref().map(|b| Snapshot::parse(b).unwrap());
-            let acc = |s: &Snapshot<'_>| s.account_by_name(n, now).map(|a| (a.uid(), a.home().to_string()));
+            let acc = |s: &Snapshot<'_>| {
+                s.account_by_name(n, now)
+                    .map(|a| (a.uid(), a.home().to_string()))
+            };
             assert_eq!(s.as_ref().and_then(acc), acc(&whole), "{n} at {now}");
             let grp = |s: &Snapshot<'_>| {
-                s.group_by_name(n, now)
-                    .map(|g| (g.gid(), g.live_members(now).map(String::from).collect::<Vec<_>>()))
+                s.group_by_name(n, now).map(|g| {
+                    (
+                        g.gid(),
+                        g.live_members(now).map(String::from).collect::<Vec<_>>(),
+                    )
+                })
             };
             assert_eq!(s.as_ref().and_then(grp), grp(&whole), "group {n} at {now}");
             let gids = |s: &Snapshot<'_>| s.user_gids(n, now).collect::<Vec<_>>();
-            assert_eq!(s.as_ref().map(gids).unwrap_or_default(), gids(&whole), "gids {n}");
+            assert_eq!(
+                s.as_ref().map(gids).unwrap_or_default(),
+                gids(&whole),
+                "gids {n}"
+            );
             if let Some(s) = &s {
                 assert_eq!(s.generated_at(), 77);
             }
@@ -162,7 +175,10 @@ fn head_is_checked() {
     let len = file.len() as u64;
     let prefix = &file[..HEAD_PREFIX.min(file.len())];
     assert!(IndexHead::parse(prefix, len).unwrap().is_some());
-    assert_eq!(IndexHead::parse(prefix, len + 1), Err(SnapshotError::BadSize));
+    assert_eq!(
+        IndexHead::parse(prefix, len + 1),
+        Err(SnapshotError::BadSize)
+    );
     // Any byte of the header (outside the whole-file CRC and head_crc) or table flipped: refused.
     for at in (16..40).chain(44..64 + 16 * 16) {
         let mut p = prefix.to_vec();
@@ -176,7 +192,10 @@ fn head_is_checked() {
     let old = build_snapshot(&data(10)).unwrap();
     let mut old10 = old.clone();
     old10[10] = 0;
-    assert_eq!(IndexHead::parse(&old10[..240], old10.len() as u64), Ok(None));
+    assert_eq!(
+        IndexHead::parse(&old10[..240], old10.len() as u64),
+        Ok(None)
+    );
     assert_eq!(IndexHead::parse(&old[..240], old.len() as u64), Ok(None));
     // The whole-image reader still accepts the indexed file and ignores the index sections.
     assert_eq!(Snapshot::parse(&file).unwrap().account_count(), 11);

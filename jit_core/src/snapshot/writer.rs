@@ -139,7 +139,10 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
 ///
 /// # Errors
 /// As [`build_snapshot`].
-pub fn build_snapshot_with(data: &SnapshotData, opts: &BuildOptions) -> Result<Vec<u8>, WriteError> {
+pub fn build_snapshot_with(
+    data: &SnapshotData,
+    opts: &BuildOptions,
+) -> Result<Vec<u8>, WriteError> {
     let mut strings = Strings::default();
     let mut lists = Lists::default();
 

@@ -493,7 +493,13 @@ fn ids_heuristic_follows_the_configured_range() {
     let local = |_| false;
     let range = (50_000, 50_999);
     assert!(looks_jit_in_range(range, 50_001, &[], local, local));
-    assert!(looks_jit_in_range(range, 1000, &[1000, 50_999], local, local));
+    assert!(looks_jit_in_range(
+        range,
+        1000,
+        &[1000, 50_999],
+        local,
+        local
+    ));
     assert!(!looks_jit_in_range(range, 70_001, &[70_001], local, local));
     assert!(!looks_jit_in_range(range, 50_001, &[], |_| true, local));
 }
