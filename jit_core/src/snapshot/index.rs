@@ -19,13 +19,14 @@ use super::format::*;
 use super::writer::{build_snapshot_with, BuildOptions, WriteError};
 use super::SnapshotError;
 use crate::crc32c::crc32c;
-use crate::types::{Account, GroupEntry, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::types::{Account, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A key whose records exceed this many account and member records gets its own shard.
 pub const BIG_KEY_RECORDS: usize = 32;
-/// Average number of keys the writer puts in one bucket.
-const KEYS_PER_BUCKET: usize = 4;
+/// Average number of keys the writer puts in one bucket: each shard's fixed cost (a 240-byte
+/// header and table) is spread over this many keys, and a shard stays a few KiB.
+const KEYS_PER_BUCKET: usize = 8;
 
 /// The key of a user or group name query.
 pub fn name_key(name: &str) -> u32 {
@@ -256,35 +257,62 @@ impl Owned {
 
     /// The self-contained image of these records.
     fn image(&self, data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
+        // Grant ids are written empty: NSS shows none of them, and each would be stored again in
+        // every shard that holds the record.
         let accounts: Vec<Account> = self
             .accounts
             .iter()
-            .filter_map(|&i| data.accounts.get(i).cloned())
+            .filter_map(|&i| data.accounts.get(i))
+            .map(|a| Account {
+                grant_id: String::new(),
+                ..a.clone()
+            })
             .collect();
+        let member = |m: &Member| Member {
+            name: m.name.clone(),
+            grant_id: String::new(),
+            not_before: m.not_before,
+            not_after: m.not_after,
+        };
         let mut groups: BTreeMap<usize, GroupEntry> = BTreeMap::new();
         for &g in &self.groups {
             if let Some(e) = data.groups.get(g) {
-                groups.insert(g, e.clone());
+                groups.insert(
+                    g,
+                    GroupEntry {
+                        name: e.name.clone(),
+                        gid: e.gid,
+                        kind: e.kind,
+                        not_before: e.not_before,
+                        not_after: e.not_after,
+                        members: e.members.iter().map(member).collect(),
+                    },
+                );
             }
         }
         for &(g, m) in &self.stubs {
             if self.groups.contains(&g) {
                 continue; // the whole group is here already
             }
-            let (Some(e), Some(member)) = (
+            let (Some(e), Some(m_rec)) = (
                 data.groups.get(g),
                 data.groups.get(g).and_then(|e| e.members.get(m)),
             ) else {
                 continue;
             };
+            // The group's own fields without its (possibly huge) member list.
             groups
                 .entry(g)
                 .or_insert_with(|| GroupEntry {
+                    name: e.name.clone(),
+                    gid: e.gid,
+                    kind: e.kind,
+                    not_before: e.not_before,
+                    not_after: e.not_after,
                     members: Vec::new(),
-                    ..e.clone()
                 })
                 .members
-                .push(member.clone());
+                .push(member(m_rec));
         }
         let sub = SnapshotData {
             generated_at: data.generated_at,
