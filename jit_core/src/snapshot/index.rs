@@ -20,7 +20,7 @@ use super::writer::{build_snapshot_with, BuildOptions, WriteError};
 use super::SnapshotError;
 use crate::crc32c::crc32c;
 use crate::types::{Account, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A key whose records exceed this many account and member records gets its own shard.
 pub const BIG_KEY_RECORDS: usize = 32;
@@ -346,18 +346,16 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
     }
     let mut names: BTreeMap<u32, Owned> = BTreeMap::new();
     let mut ids: BTreeMap<u32, Owned> = BTreeMap::new();
-    // Exact names per name key: a big key must not share its hash with another name.
-    let mut names_of_key: BTreeMap<u32, BTreeSet<&str>> = BTreeMap::new();
+    // Per name key, one name and whether another name has the same key: a big key must not
+    // share its hash with another name.
+    let mut names_of_key: HashMap<u32, (&str, bool)> = HashMap::new();
     for (i, a) in data.accounts.iter().enumerate() {
         names
             .entry(name_key(&a.name))
             .or_default()
             .accounts
             .insert(i);
-        names_of_key
-            .entry(name_key(&a.name))
-            .or_default()
-            .insert(&a.name);
+        note_name(&mut names_of_key, &a.name);
         ids.entry(id_key(a.uid)).or_default().accounts.insert(i);
     }
     for (g, e) in data.groups.iter().enumerate() {
@@ -369,10 +367,7 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
         let n = names.entry(name_key(&e.name)).or_default();
         n.groups.insert(g);
         n.accounts.extend(closure.iter().copied());
-        names_of_key
-            .entry(name_key(&e.name))
-            .or_default()
-            .insert(&e.name);
+        note_name(&mut names_of_key, &e.name);
         let d = ids.entry(id_key(e.gid)).or_default();
         d.groups.insert(g);
         d.accounts.extend(closure.iter().copied());
@@ -383,15 +378,12 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
                     .or_default()
                     .stubs
                     .insert((g, m));
-                names_of_key
-                    .entry(name_key(&mem.name))
-                    .or_default()
-                    .insert(&mem.name);
+                note_name(&mut names_of_key, &mem.name);
             }
         }
     }
     let (name_dir, name_big, name_shards) = tables(data, &names, |k| {
-        names_of_key.get(&k).map_or(0, BTreeSet::len) <= 1
+        names_of_key.get(&k).is_none_or(|&(_, clash)| !clash)
     })?;
     let (id_dir, id_big, id_shards) = tables(data, &ids, |_| true)?;
     // Shard offsets are relative to the start of SHARDS: the id table's come after the name's.
@@ -432,6 +424,14 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
         (section::ID_DIR, id_dir, n_id_dir),
         (section::SHARDS, shards, 0),
     ])
+}
+
+/// Records that `name` has a name key; marks the key if another name already had it.
+fn note_name<'a>(seen: &mut HashMap<u32, (&'a str, bool)>, name: &'a str) {
+    let e = seen.entry(name_key(name)).or_insert((name, false));
+    if e.0 != name {
+        e.1 = true;
+    }
 }
 
 fn len_u32(n: usize) -> Result<u32, WriteError> {
