@@ -18,11 +18,20 @@
  *
  *   op=getpwnam_hit median_ns=812.4 min_ns=790.1 iters=123456 result=uid:70005
  *
+ * With -F (first-lookup mode, bench/scale) it instead makes, in this fresh process, one
+ * getpwnam_r of HIT_NAME (timed: what a new process pays for its first name lookup, module
+ * loading and nsswitch.conf parsing included), then one getpwuid_r, one getgrouplist and one
+ * getpwnam_r of MISS_NAME, and prints what the process's memory grew by over those lookups
+ * (malloc'ed bytes from mallinfo2, and VmRSS):
+ *
+ *   op=first first_ns=123456 heap_kib=12.0 rss_kib=345 result=uid:70005
+ *
  * Exit status 1 when an answer is wrong (not found for a hit, found for a miss).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +150,51 @@ static int bench(const char *name, long (*op)(void), long expect_min, long expec
     return 0;
 }
 
+static long vm_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static double heap_bytes(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (double)mi.uordblks + (double)mi.hblkhd;
+}
+
+/* -F: the first lookups of a fresh process (see the header comment). */
+static int first_lookup(long uid)
+{
+    double heap0 = heap_bytes();
+    long rss0 = vm_rss_kib();
+    double t0 = now_ns();
+    long r = op_getpwnam_hit();
+    double first = now_ns() - t0;
+    struct passwd pw, *res = NULL;
+    getpwnam_r(groups_user, &pw, buf, sizeof buf, &res);
+    groups_primary = res ? res->pw_gid : 0;
+    long u = op_getpwuid_hit();
+    long g = res ? op_getgrouplist() : -3;
+    long m = op_getpwnam_miss();
+    double heap1 = heap_bytes();
+    long rss1 = vm_rss_kib();
+    if (r != uid || u != uid || g < 1 || m != -1) {
+        printf("op=first error=unexpected-answer result=%ld/%ld/%ld/%ld\n", r, u, g, m);
+        return 1;
+    }
+    printf("op=first first_ns=%.0f heap_kib=%.1f rss_kib=%ld result=uid:%ld\n", first,
+           (heap1 - heap0) / 1024.0, rss1 - rss0, r);
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: nssbench -n HIT_NAME -m MISS_NAME -u HIT_UID -g GROUPS_USER "
@@ -150,9 +204,9 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    int c;
+    int c, first = 0;
     long uid = -1;
-    while ((c = getopt(argc, argv, "n:m:u:g:r:t:s:o:")) != -1) {
+    while ((c = getopt(argc, argv, "n:m:u:g:r:t:s:o:F")) != -1) {
         switch (c) {
         case 'n': hit_name = optarg; break;
         case 'm': miss_name = optarg; break;
@@ -162,12 +216,15 @@ int main(int argc, char **argv)
         case 't': ms_per_round = atof(optarg); break;
         case 's': stat_path = optarg; break;
         case 'o': only_op = optarg; break;
+        case 'F': first = 1; break;
         default: usage();
         }
     }
     if (!hit_name || !miss_name || !groups_user || uid < 0 || rounds < 1 || ms_per_round <= 0)
         usage();
     hit_uid = (uid_t)uid;
+    if (first)
+        return first_lookup(uid);
 
     /* getgrouplist needs the user's primary gid; look it up once, outside the timing. */
     struct passwd pw, *res = NULL;

@@ -35,9 +35,46 @@ const fn make_tables() -> [[u32; 256]; 8] {
 
 static TABLES: [[u32; 256]; 8] = make_tables();
 
-/// CRC32C of `data`.
-#[allow(clippy::indexing_slicing)] // every index is a u8 or masked to 0..=255 into 256-entry tables
+/// CRC32C of `data`: the CPU's CRC32 instruction where there is one (SSE 4.2, checked at run
+/// time), which is about ten times faster than the tables; the enumeration of a large snapshot
+/// and jitd's writer checksum tens of megabytes.
 pub fn crc32c(data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU supports SSE 4.2, the only feature `crc32c_sse42` is compiled for.
+            return unsafe { crc32c_sse42(data) };
+        }
+    }
+    crc32c_tables(data)
+}
+
+/// CRC32C with the SSE 4.2 `crc32` instruction (same polynomial, reflected, as the tables).
+///
+/// # Safety
+/// The CPU must support SSE 4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut crc = u64::from(!0u32);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(w));
+    }
+    // The instruction's result fits in 32 bits; the high half of `crc` is always zero.
+    let mut crc = crc as u32;
+    for &b in chunks.remainder() {
+        crc = _mm_crc32_u8(crc, b);
+    }
+    !crc
+}
+
+/// The portable table-driven CRC32C (slicing by 8).
+#[allow(clippy::indexing_slicing)] // every index is a u8 or masked to 0..=255 into 256-entry tables
+fn crc32c_tables(data: &[u8]) -> u32 {
     let t = &TABLES;
     let mut crc = !0u32;
     let mut chunks = data.chunks_exact(8);
@@ -67,6 +104,7 @@ mod tests {
     fn known_vectors() {
         // RFC 3720 appendix B.4 and the common check value.
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(super::crc32c_tables(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
         assert_eq!(crc32c(&[0xffu8; 32]), 0x62A8_AB43);
         let inc: Vec<u8> = (0u8..32).collect();
@@ -90,6 +128,7 @@ mod tests {
                 }
             }
             assert_eq!(crc32c(&data[..n]), !crc, "length {n}");
+            assert_eq!(super::crc32c_tables(&data[..n]), !crc, "tables, length {n}");
         }
     }
 }

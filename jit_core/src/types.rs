@@ -129,4 +129,7 @@ pub struct SnapshotData {
     pub grants: Vec<GateGrant>,
     /// Managed local admin accounts (disabled unless a grant enables them).
     pub managed: Vec<String>,
+    /// jitd's configured `uid_range`, stated in the header so the modules' "is this a jit
+    /// identity" checks follow the configuration (`None`: not stated).
+    pub uid_range: Option<(u32, u32)>,
 }

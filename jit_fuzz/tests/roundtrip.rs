@@ -287,8 +287,11 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
         vec(group, 0..5),
         vec(grant, 0..4),
         vec(name(), 0..3),
+        proptest::option::of((1u32..=u32::MAX / 2, 0u32..=u32::MAX / 2)),
     )
-        .prop_map(|(generated_at, accounts, groups, grants, managed)| {
+        .prop_map(|(generated_at, accounts, groups, grants, managed, range)| {
+            // The header's uid range is min..=max (the writer states jitd's configured range).
+            let uid_range = range.map(|(lo, span)| (lo, lo.saturating_add(span)));
             // Names are unique per kind (the writer refuses a duplicated group; accounts and
             // grants are compared as sets keyed by name and id).
             let mut seen = BTreeSet::new();
@@ -312,6 +315,7 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
                 groups,
                 grants,
                 managed,
+                uid_range,
             }
         })
 }

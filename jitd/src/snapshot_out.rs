@@ -71,6 +71,7 @@ pub fn project(
     let mut data = SnapshotData {
         generated_at: now,
         managed: cfg.managed_accounts.clone(),
+        uid_range: Some((cfg.uid_min, cfg.uid_max)),
         ..Default::default()
     };
     let mut collisions = Vec::new();
@@ -300,6 +301,7 @@ pub fn public_part(data: &SnapshotData) -> SnapshotData {
         groups: data.groups.clone(),
         grants: Vec::new(),
         managed: Vec::new(),
+        uid_range: data.uid_range,
     }
 }
 
@@ -325,8 +327,12 @@ pub fn write(
         ));
     }
     let full = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
-    let public =
-        jit_core::snapshot::build_snapshot(&public_part(data)).map_err(|e| e.to_string())?;
+    // The public file carries the lookup index: NSS answers a query from one small shard.
+    let public = jit_core::snapshot::build_snapshot_with(
+        &public_part(data),
+        &jit_core::snapshot::BuildOptions { index: true },
+    )
+    .map_err(|e| e.to_string())?;
     replace_file(gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
     replace_file(path, &public, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(SnapshotFiles::at(path, gates))

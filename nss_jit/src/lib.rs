@@ -16,6 +16,7 @@
 pub mod buffer;
 pub mod enumerate;
 pub mod lookup;
+pub mod shard;
 pub mod source;
 pub mod status;
 
@@ -54,7 +55,7 @@ pub unsafe extern "C" fn _nss_jit_getpwnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
-        let copy = source::current()?;
+        let copy = shard::by_name(name)?;
         let acc =
             lookup::account_by_name(&copy.snapshot(), name, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
@@ -88,7 +89,7 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
         if lookup::refused_id(uid) {
             return Err(Failure::NotFound);
         }
-        let copy = source::current()?;
+        let copy = shard::by_id(uid)?;
         let acc = lookup::account_by_uid(&copy.snapshot(), uid, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
@@ -106,7 +107,7 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setpwent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&PW_CURSOR, source::current).map(|()| NssStatus::Success)
+        enumerate::start(&PW_CURSOR, source::whole_uncached).map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -129,7 +130,7 @@ pub unsafe extern "C" fn _nss_jit_getpwent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&PW_CURSOR, source::current, |snap, pos| {
+        let out = enumerate::next(&PW_CURSOR, source::whole_uncached, |snap, pos| {
             enumerate::step_passwd(snap, pos, now, &mut buf)
         })?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
@@ -174,7 +175,7 @@ pub unsafe extern "C" fn _nss_jit_getgrnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
-        let copy = source::current()?;
+        let copy = shard::by_name(name)?;
         let now = now();
         let g = lookup::group_by_name(&copy.snapshot(), name, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
@@ -207,7 +208,7 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
         if lookup::refused_id(gid) {
             return Err(Failure::NotFound);
         }
-        let copy = source::current()?;
+        let copy = shard::by_id(gid)?;
         let now = now();
         let g = lookup::group_by_gid(&copy.snapshot(), gid, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
@@ -226,7 +227,7 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setgrent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&GR_CURSOR, source::current).map(|()| NssStatus::Success)
+        enumerate::start(&GR_CURSOR, source::whole_uncached).map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -249,7 +250,7 @@ pub unsafe extern "C" fn _nss_jit_getgrent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&GR_CURSOR, source::current, |snap, pos| {
+        let out = enumerate::next(&GR_CURSOR, source::whole_uncached, |snap, pos| {
             enumerate::step_group(snap, pos, now, &mut buf)
         })?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
@@ -299,7 +300,10 @@ pub unsafe extern "C" fn _nss_jit_initgroups_dyn(
         let mut groups = unsafe { lookup::GidArray::new(start, size, groupsp, limit) }?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let user = lookup::query_name(unsafe { lookup::name_bytes(user) })?;
-        let copy = source::current()?;
+        let copy = match shard::by_name(user) {
+            Err(Failure::NotFound) => return Ok(NssStatus::NotFound),
+            other => other?,
+        };
         let added = lookup::initgroups(&copy.snapshot(), user, skipgroup, now(), &mut groups)?;
         Ok(if added {
             NssStatus::Success

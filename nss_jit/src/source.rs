@@ -52,10 +52,10 @@ impl From<TrustError> for SourceError {
 
 /// The identity of the file a copy was read from (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
+pub(crate) struct Identity {
     dev: u64,
     ino: u64,
-    size: i64,
+    pub(crate) size: i64,
     mtime: (i64, i64),
     ctime: (i64, i64),
     mode: libc::mode_t,
@@ -65,7 +65,7 @@ struct Identity {
 impl Identity {
     // The casts only widen (or keep) the platform's stat field types, which vary by target.
     #[allow(clippy::unnecessary_cast)]
-    fn of(st: &libc::stat) -> Identity {
+    pub(crate) fn of(st: &libc::stat) -> Identity {
         Identity {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
@@ -85,7 +85,7 @@ fn errno() -> i32 {
 }
 
 /// `lstat(path)`: the per-call identity check. A symlink is refused here already.
-fn lstat_identity(path: &CStr) -> Result<Identity, SourceError> {
+pub(crate) fn lstat_identity(path: &CStr) -> Result<Identity, SourceError> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `path` is NUL-terminated; `st` is writable storage for one `struct stat`.
     let rc = unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) };
@@ -102,9 +102,36 @@ fn lstat_identity(path: &CStr) -> Result<Identity, SourceError> {
 /// reference to the inode, so no other file can be given the same (device, inode) pair while the
 /// copy is cached (see the module comment). Never touching it means a file truncated in place
 /// cannot raise SIGBUS here.
-struct InodePin {
+pub(crate) struct InodePin {
     ptr: *mut libc::c_void,
     len: usize,
+}
+
+// SAFETY: the pin is never read or written through; it only owns a mapping to unmap.
+unsafe impl Send for InodePin {}
+// SAFETY: as above.
+unsafe impl Sync for InodePin {}
+
+impl InodePin {
+    /// Pins the inode behind `fd` (a `PROT_NONE` mapping of its first page, never touched).
+    pub(crate) fn of(fd: &std::os::fd::OwnedFd) -> Result<InodePin, SourceError> {
+        // SAFETY: a PROT_NONE private mapping of one page of an open regular file; the kernel
+        // picks the address and nothing ever reads or writes through it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PIN_LEN,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(SourceError::Io(errno()));
+        }
+        Ok(InodePin { ptr, len: PIN_LEN })
+    }
 }
 
 impl Drop for InodePin {
@@ -122,7 +149,8 @@ pub struct SnapshotCopy {
     snap: Snapshot<'static>,
     /// The copy; a boxed slice never moves its heap data when the `SnapshotCopy` moves.
     _bytes: Box<[u8]>,
-    _pin: InodePin,
+    /// The whole-file copy pins its inode itself; a shard's pin is held by the shard cache.
+    _pin: Option<InodePin>,
     ident: Identity,
 }
 
@@ -138,36 +166,12 @@ impl SnapshotCopy {
         self.snap
     }
 
-    /// Opens, checks, copies and validates `path`. The descriptor is closed before returning,
-    /// whatever happens.
-    ///
-    /// The content is read into private memory rather than mapped: a mapping of a file that
-    /// someone truncates or rewrites in place raises SIGBUS in, or feeds torn records to, every
-    /// process resolving names (SSSD bz 2226021). The copy is checked whole (CRC32C) after the
-    /// read, so a concurrent in-place write yields a refused copy, never a mixed one.
-    fn open(path: &CStr) -> Result<SnapshotCopy, SourceError> {
-        // open_trusted: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO swapped in between
-        // lstat and open from blocking us, and fstat applies the trust rules.
-        let (fd, st) = open_trusted(path)?;
-        let ident = Identity::of(&st);
-        let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
-        // SAFETY: a PROT_NONE private mapping of one page of an open regular file; the kernel
-        // picks the address and nothing ever reads or writes through it.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PIN_LEN,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(SourceError::Io(errno()));
-        }
-        let pin = InodePin { ptr, len: PIN_LEN };
-        let bytes = read_all(&fd, len)?;
+    /// Validates `bytes` (a whole image or one shard) and keeps them.
+    pub(crate) fn from_bytes(
+        bytes: Box<[u8]>,
+        ident: Identity,
+        pin: Option<InodePin>,
+    ) -> Result<SnapshotCopy, SourceError> {
         // SAFETY: `bytes` is a heap slice owned by the `SnapshotCopy` built below and never mutated or
         // freed before it; the `'static` view is confined to that `SnapshotCopy`.
         let view: &'static [u8] =
@@ -180,19 +184,52 @@ impl SnapshotCopy {
             ident,
         })
     }
+
+    /// Opens, checks, copies and validates `path`. The descriptor is closed before returning,
+    /// whatever happens.
+    ///
+    /// The content is read into private memory rather than mapped: a mapping of a file that
+    /// someone truncates or rewrites in place raises SIGBUS in, or feeds torn records to, every
+    /// process resolving names (SSSD bz 2226021). The copy is checked whole (CRC32C) after the
+    /// read, so a concurrent in-place write yields a refused copy, never a mixed one.
+    fn open(path: &CStr) -> Result<SnapshotCopy, SourceError> {
+        // open_trusted: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO swapped in between
+        // lstat and open from blocking us, and fstat applies the trust rules.
+        let (fd, st) = open_trusted(path)?;
+        SnapshotCopy::whole(&fd, Identity::of(&st))
+    }
+
+    /// Copies and validates the whole file behind `fd`, whose identity is `ident`.
+    pub(crate) fn whole(
+        fd: &std::os::fd::OwnedFd,
+        ident: Identity,
+    ) -> Result<SnapshotCopy, SourceError> {
+        let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
+        let pin = InodePin::of(fd)?;
+        let bytes = read_at(fd, 0, len)?;
+        SnapshotCopy::from_bytes(bytes, ident, Some(pin))
+    }
 }
 
 /// Length of the inode pin (one page on every Linux target we build for).
 const PIN_LEN: usize = 4096;
 
-/// Reads exactly `len` bytes from the start of `fd` with `pread`, refusing a file that grew or
-/// shrank meanwhile.
-fn read_all(fd: &std::os::fd::OwnedFd, len: usize) -> Result<Box<[u8]>, SourceError> {
+/// Reads exactly `len` bytes at `at` in `fd` with `pread`, refusing a file that shrank
+/// meanwhile.
+pub(crate) fn read_at(
+    fd: &std::os::fd::OwnedFd,
+    at: u64,
+    len: usize,
+) -> Result<Box<[u8]>, SourceError> {
     let mut buf = vec![0u8; len];
     let mut done = 0usize;
     while done < len {
         let rest = buf.get_mut(done..).ok_or(SourceError::Corrupt)?;
-        let off = libc::off_t::try_from(done).map_err(|_| SourceError::Corrupt)?;
+        let off = u64::try_from(done)
+            .ok()
+            .and_then(|d| d.checked_add(at))
+            .and_then(|o| libc::off_t::try_from(o).ok())
+            .ok_or(SourceError::Corrupt)?;
         // SAFETY: `rest` is writable for `rest.len()` bytes; pread writes at most that many.
         let n = unsafe { libc::pread(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len(), off) };
         if n < 0 {
@@ -232,6 +269,12 @@ pub fn lock_nonblocking<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 /// The current snapshot of the module (`SNAPSHOT_PATH`, process cache).
 pub fn current() -> Result<Arc<SnapshotCopy>, SourceError> {
     acquire(SNAPSHOT_PATH, &CACHE)
+}
+
+/// A whole, validated copy of the snapshot that is not cached: enumeration pins it in its
+/// cursor until `end*ent`, after which the process holds nothing that grows with the file.
+pub fn whole_uncached() -> Result<Arc<SnapshotCopy>, SourceError> {
+    SnapshotCopy::open(SNAPSHOT_PATH).map(Arc::new)
 }
 
 /// The validated copy of `path`, from `cache` when the file is unchanged.
@@ -357,7 +400,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn trusted_file_is_copied_and_cached() {
+    fn trusted_file_is_mapped_and_cached() {
         if !is_root() {
             eprintln!("skipped: needs a root-owned file");
             return;
@@ -368,14 +411,14 @@ pub(crate) mod tests {
         let a = acquire(&p, &cache).unwrap();
         assert_eq!(names(&a), ["alice"]);
         let b = acquire(&p, &cache).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "unchanged file: cached copy reused");
+        assert!(Arc::ptr_eq(&a, &b), "unchanged file: cached mapping reused");
 
         // jitd-style replacement (new inode) is seen at the next call.
         install(&d.0, "snapshot", &image(&["alice", "bob"]), 0o644);
         let c = acquire(&p, &cache).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(names(&c), ["alice", "bob"]);
-        // The old copy stays valid for whoever still holds it.
+        // The old mapping stays valid for whoever still holds it.
         assert_eq!(names(&a), ["alice"]);
 
         // A chmod in place changes ctime and mode: revalidated, and now refused.
@@ -399,7 +442,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn locked_cache_falls_back_to_an_uncached_copy() {
+    fn locked_cache_falls_back_to_an_uncached_mapping() {
         if !is_root() {
             return;
         }
@@ -519,7 +562,7 @@ pub(crate) mod tests {
         let d = TempDir::new("fd");
         let p = cpath(&install(&d.0, "snapshot", &image(&["alice"]), 0o644));
         // Other tests run in parallel threads, so instead of counting descriptors check that
-        // the lowest free one has not crept up after a thousand copies.
+        // the lowest free one has not crept up after a thousand mappings.
         let cache: Cache = Mutex::new(None);
         for _ in 0..1000 {
             let m = SnapshotCopy::open(&p).unwrap();

@@ -228,6 +228,7 @@ mod tests {
                 gate("g-0004", "bob", 0),
             ],
             managed: vec!["admin".into(), "ops".into(), "toor".into()],
+            uid_range: None,
         }
     }
 

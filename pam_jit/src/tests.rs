@@ -240,6 +240,7 @@ fn data() -> SnapshotData {
             gate_grant("g-0909", "ops", GATE_ENABLE),
         ],
         managed: vec!["admin".into(), "ops".into()],
+        uid_range: None,
     }
 }
 

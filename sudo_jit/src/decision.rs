@@ -132,7 +132,25 @@ pub fn looks_jit_by_ids(
     local_uid: impl Fn(u32) -> bool,
     local_gid: impl Fn(u32) -> bool,
 ) -> bool {
-    let in_range = |id: u32| (DEFAULT_UID_MIN..=DEFAULT_UID_MAX).contains(&id);
+    looks_jit_in_range(
+        (DEFAULT_UID_MIN, DEFAULT_UID_MAX),
+        uid,
+        groups,
+        local_uid,
+        local_gid,
+    )
+}
+
+/// [`looks_jit_by_ids`] with jitd's configured uid range `(min, max)` (the snapshot header's
+/// `uid_min`/`uid_max`) instead of the default one.
+pub fn looks_jit_in_range(
+    (min, max): (u32, u32),
+    uid: u32,
+    groups: &[u32],
+    local_uid: impl Fn(u32) -> bool,
+    local_gid: impl Fn(u32) -> bool,
+) -> bool {
+    let in_range = |id: u32| (min..=max).contains(&id);
     (in_range(uid) && !local_uid(uid)) || groups.iter().any(|&g| in_range(g) && !local_gid(g))
 }
 

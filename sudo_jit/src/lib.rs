@@ -359,10 +359,26 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
     // The public snapshot may still be there (NSS then still shows jit-sudo memberships):
     // it marks jit users, whatever uid_range jitd uses, so they are refused, not let through
     // by the sudoers rule.
-    let public_says_jit = snap.is_none() && public_snapshot_marks_jit(&inv);
+    let public = if snap.is_none() {
+        public_snapshot_view(&inv)
+    } else {
+        None
+    };
+    let public_says_jit = public.is_some_and(|(jit, _)| jit);
+    // jitd's configured uid range from whichever snapshot header is readable; the default
+    // range only when neither file is there.
+    let range = snap
+        .as_ref()
+        .and_then(|s| s.uid_range())
+        .or(public.and_then(|(_, r)| r))
+        .unwrap_or((
+            jit_core::constants::DEFAULT_UID_MIN,
+            jit_core::constants::DEFAULT_UID_MAX,
+        ));
     let jit_by_ids = managed_without_snapshot
         || public_says_jit
-        || decision::looks_jit_by_ids(
+        || decision::looks_jit_in_range(
+            range,
             inv.uid,
             &inv.groups,
             |u| {
@@ -462,11 +478,13 @@ fn step_up(
 }
 
 /// Whether the world-readable snapshot (same trust rules as the gates file) marks the invoking
-/// user as jit; used only when the gates file is missing or untrusted.
-fn public_snapshot_marks_jit(inv: &cinfo::Invocation) -> bool {
-    let Ok(data) = jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH) else {
-        return false;
-    };
-    jit_core::snapshot::Snapshot::parse(&data)
-        .is_ok_and(|s| decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()))
+/// user as jit, and the uid range its header states; used only when the gates file is missing
+/// or untrusted. `None` if the public snapshot is not usable either.
+fn public_snapshot_view(inv: &cinfo::Invocation) -> Option<(bool, Option<(u32, u32)>)> {
+    let data = jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH).ok()?;
+    let s = jit_core::snapshot::Snapshot::parse(&data).ok()?;
+    Some((
+        decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()),
+        s.uid_range(),
+    ))
 }

@@ -95,6 +95,7 @@ fn snapshot_with(
             ..Default::default()
         }],
         managed: vec![],
+        uid_range: None,
     };
     let mut sd = sd;
     edit(&mut sd);

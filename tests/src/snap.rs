@@ -207,6 +207,7 @@ impl SnapBuilder {
             groups: self.groups.values().cloned().collect(),
             grants: self.grants.clone(),
             managed: Vec::new(),
+            uid_range: None,
         }
     }
 
@@ -214,6 +215,16 @@ impl SnapBuilder {
     pub fn bytes(&self) -> Vec<u8> {
         jit_core::snapshot::build_snapshot(&self.data())
             .unwrap_or_else(|e| panic!("build_snapshot refused the test data: {e}"))
+    }
+
+    /// The file image with the lookup index, as jitd writes the public snapshot: NSS then reads
+    /// one shard per query instead of the whole file.
+    pub fn indexed_bytes(&self) -> Vec<u8> {
+        jit_core::snapshot::build_snapshot_with(
+            &self.data(),
+            &jit_core::snapshot::BuildOptions { index: true },
+        )
+        .unwrap_or_else(|e| panic!("build_snapshot refused the test data: {e}"))
     }
 }
 

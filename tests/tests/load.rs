@@ -22,6 +22,15 @@ struct Versions {
 /// Two snapshot versions that answer differently for every JIT key, and the spec of allowed
 /// answers: version A, version B and (with `broken_ok`) "no JIT answer at all".
 fn two_versions(sb: &Sandbox, broken_ok: bool) -> Versions {
+    versions(sb, broken_ok, false)
+}
+
+/// As [`two_versions`], with the lookup index jitd writes (NSS reads one shard per query).
+fn two_indexed_versions(sb: &Sandbox, broken_ok: bool) -> Versions {
+    versions(sb, broken_ok, true)
+}
+
+fn versions(sb: &Sandbox, broken_ok: bool, indexed: bool) -> Versions {
     let ids = sb.ids;
     let t = now();
     let (nb, na) = (t - 60, t + 3600);
@@ -114,9 +123,16 @@ fn two_versions(sb: &Sandbox, broken_ok: bool) -> Versions {
     ] {
         writeln!(s, "ent_gr\t{l}").unwrap();
     }
+    let image = |v: &SnapBuilder| {
+        if indexed {
+            v.indexed_bytes()
+        } else {
+            v.bytes()
+        }
+    };
     Versions {
-        a: a.bytes(),
-        b: b.bytes(),
+        a: image(&a),
+        b: image(&b),
         spec: s,
     }
 }
@@ -176,6 +192,21 @@ fn l1_concurrent_lookups_during_rewrites() {
     sb.assert_local_unaffected();
 }
 
+/// L1 with the indexed file: every answer from one of the two versions while it is replaced;
+/// the per-process shard cache never serves a shard of the replaced file.
+#[test]
+fn l1_concurrent_indexed_lookups_during_rewrites() {
+    let sb = Sandbox::new();
+    let v = two_indexed_versions(&sb, false);
+    sb.write_snapshot_bytes(&v.a);
+    let (_, msg, rc) = run_stress(
+        &sb,
+        &v,
+        "seconds\t6\nthreads\t16\nenum\t1\nrewrite\trename\n",
+    );
+    assert_eq!(rc, 0, "L1 concurrent indexed lookups failed: {msg}");
+}
+
 /// B9 "truncated while mapped": the live snapshot is shrunk in place every few ms (then a good
 /// version is renamed back) while 8 threads look up: answers are a version or "no JIT", never a
 /// crash (SIGBUS) and never something read past the new end of the file.
@@ -192,6 +223,45 @@ fn b9_truncate_in_place_during_lookups() {
     assert_eq!(
         rc, 0,
         "lookups while the snapshot was truncated in place crashed or answered wrongly: {msg}"
+    );
+    sb.assert_local_unaffected();
+}
+
+/// As above with the indexed file jitd writes: lookups read the header, a directory entry and
+/// one shard with separate `pread`s, so a truncation can fall between them; still never a crash
+/// nor an answer from past the new end.
+#[test]
+fn b9_truncate_in_place_during_indexed_lookups() {
+    let sb = Sandbox::new();
+    let v = two_indexed_versions(&sb, true);
+    sb.write_snapshot_bytes(&v.a);
+    let (_, msg, rc) = run_stress(
+        &sb,
+        &v,
+        "seconds\t4\nthreads\t8\nenum\t1\nrewrite\ttruncate\n",
+    );
+    assert_eq!(
+        rc, 0,
+        "indexed lookups while the snapshot was truncated in place crashed or answered wrongly: {msg}"
+    );
+    sb.assert_local_unaffected();
+}
+
+/// As below with the indexed file: the header of one version and a shard of the other may be
+/// read by one lookup; the shard's own checksum and its `generated_at` keep every answer whole.
+#[test]
+fn b9_overwrite_in_place_during_indexed_lookups() {
+    let sb = Sandbox::new();
+    let v = two_indexed_versions(&sb, true);
+    sb.write_snapshot_bytes(&v.a);
+    let (_, msg, rc) = run_stress(
+        &sb,
+        &v,
+        "seconds\t4\nthreads\t8\nenum\t1\nrewrite\tinplace\n",
+    );
+    assert_eq!(
+        rc, 0,
+        "indexed lookups while the snapshot was overwritten in place crashed or returned torn records: {msg}"
     );
     sb.assert_local_unaffected();
 }

@@ -16,6 +16,10 @@ use jit_tests::snap::live_alice_in_sudo;
 use jit_tests::{code, now, show, stderr, stdout, Sandbox, GETENT_NOT_FOUND};
 
 fn good_snapshot(sb: &Sandbox, filler: usize) -> Vec<u8> {
+    good_builder(sb, filler).bytes()
+}
+
+fn good_builder(sb: &Sandbox, filler: usize) -> jit_tests::snap::SnapBuilder {
     let ids = sb.ids;
     let t = now();
     let (mut b, _) = live_alice_in_sudo(ids);
@@ -30,7 +34,7 @@ fn good_snapshot(sb: &Sandbox, filler: usize) -> Vec<u8> {
             Some("filler account with a longish gecos to take some room in the string table"),
         );
     }
-    b.bytes()
+    b
 }
 
 /// JIT visible (positive control).
@@ -270,6 +274,101 @@ fn corrupt_snapshots_fail_closed() {
     assert!(
         problems.is_empty(),
         "broken snapshots were not handled fail-closed ({} problems):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    sb.assert_local_unaffected();
+}
+
+/// The indexed file jitd writes: a truncation anywhere, or any damaged byte of the header or
+/// section table, makes every jit answer disappear (the header no longer matches the file or
+/// its `head_crc`); a damaged byte in the shard that holds alice makes alice unresolvable
+/// (its CRC fails) without touching local users. Never a crash, never output on stderr.
+#[test]
+fn corrupt_indexed_snapshots_fail_closed() {
+    use jit_core::snapshot::index::{name_key, IndexHead, Table, HEAD_PREFIX};
+    let sb = Sandbox::new();
+    let good = good_builder(&sb, 120).indexed_bytes();
+    assert!(good.len() > 3 * 4096, "filler too small: {}", good.len());
+    sb.write_snapshot_bytes(&good);
+    assert_jit_visible(&sb, "start");
+
+    let nsec = u32::from_le_bytes(good[32..36].try_into().unwrap()) as usize;
+    let table_end = 64 + 16 * nsec;
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [
+        1usize,
+        16,
+        63,
+        64,
+        table_end - 1,
+        table_end,
+        good.len() / 2,
+        good.len() - 1,
+    ] {
+        cases.push((format!("truncated at {cut}"), good[..cut].to_vec()));
+    }
+    let mut page = 4096;
+    while page < good.len() {
+        cases.push((format!("truncated at {page}"), good[..page].to_vec()));
+        page += 4096;
+    }
+    // Not 10..12: the minor version is read but not trusted for anything (a 0 there only sends
+    // the reader down the whole-file path, which checks the whole-file CRC).
+    for at in (8..10).chain(16..40).chain(44..table_end).step_by(3) {
+        let mut v = good.clone();
+        v[at] ^= 0x20;
+        cases.push((format!("header or table byte {at} flipped"), v));
+    }
+    let mut v = good.clone();
+    v.extend_from_slice(&[0u8; 16]);
+    cases.push(("trailing bytes (file_len mismatch)".into(), v));
+    let mut problems = Vec::new();
+    for (name, bytes) in &cases {
+        sb.write_snapshot_bytes(bytes);
+        problems.extend(jit_absent_problems(&sb, name));
+    }
+
+    // A byte of alice's name shard flipped: alice is not resolved by name, local users are.
+    let head = IndexHead::parse(&good[..HEAD_PREFIX.min(good.len())], good.len() as u64)
+        .unwrap()
+        .unwrap();
+    let (eo, _) = head.dir_entry(Table::Name, name_key("alice")).unwrap();
+    let (so, sl) = head
+        .shard_of_dir_entry(&good[eo as usize..eo as usize + 8])
+        .unwrap();
+    for at in [so, so + 20, so + sl / 2, so + sl - 1] {
+        let mut v = good.clone();
+        v[at as usize] ^= 0x01;
+        sb.write_snapshot_bytes(&v);
+        for args in [
+            &["getent", "passwd", "alice"][..],
+            &["getent", "initgroups", "alice"],
+        ] {
+            let o = sb.run(args);
+            let found_sudo = stdout(&o)
+                .split_whitespace()
+                .skip(1)
+                .any(|g| g == sb.ids.sudo_gid.to_string());
+            if (args[1] == "passwd" && code(&o) != GETENT_NOT_FOUND)
+                || found_sudo
+                || !stderr(&o).is_empty()
+            {
+                problems.push(format!("[shard byte {at}] {args:?}: {}", show(&o)));
+            }
+        }
+        for args in [&["getent", "passwd", "carol"][..], &["id", "carol"]] {
+            let o = sb.run(args);
+            if code(&o) != 0 {
+                problems.push(format!("[shard byte {at}] {args:?}: {}", show(&o)));
+            }
+        }
+    }
+    sb.write_snapshot_bytes(&good);
+    assert_jit_visible(&sb, "after all corrupt indexed cases");
+    assert!(
+        problems.is_empty(),
+        "broken indexed snapshots were not handled fail-closed ({} problems):\n{}",
         problems.len(),
         problems.join("\n")
     );

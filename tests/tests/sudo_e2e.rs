@@ -951,3 +951,55 @@ fn check_config_requires_intercept_for_jit_sudo() {
         );
     }
 }
+
+/// The daemon-free check (jitd down, no gates file) takes jit's uid range from the public
+/// snapshot's header, where jitd writes its configured `uid_range` (this sandbox's range is not
+/// the default 70000-79999): a process holding a gid of that range that /etc/group does not
+/// know is refused; the same local sudoer without it is let through.
+#[test]
+fn daemon_free_check_uses_the_configured_uid_range() {
+    let sb = Sandbox::new();
+    // Without `group_source dynamic` sudo passes the process's own groups, which is what a
+    // session that kept a jit gid has.
+    write_sudo_config(&sb, false, "");
+    sb.start_jitd();
+    sb.stop_jitd();
+    sb.sh_ok("rm -f /run/jitd/gates && test -f /run/jitd/snapshot");
+    let dave = sb.sh_ok("id -u dave").trim().to_string();
+    let jit_gid = (sb.ids.jit_max - 7).to_string();
+    assert!(
+        !(70_000..=79_999).contains(&(sb.ids.jit_max - 7)),
+        "the sandbox range must differ from the default for this test to mean anything"
+    );
+    let sudo_as_dave = |groups: &str| {
+        sb.run_full(
+            &[
+                "setpriv",
+                "--reuid",
+                &dave,
+                "--regid",
+                &dave,
+                "--groups",
+                groups,
+                "sudo",
+                "-n",
+                "/usr/bin/id",
+                "-u",
+            ],
+            None,
+            Duration::from_secs(30),
+        )
+    };
+    let o = sudo_as_dave(&dave);
+    assert_eq!(code(&o), 0, "dave without a jit gid: {}", show(&o));
+    assert_eq!(stdout(&o).trim(), "0");
+    let o = sudo_as_dave(&format!("{dave},{jit_gid}"));
+    assert_ne!(
+        code(&o),
+        0,
+        "a process holding gid {jit_gid} of jitd's uid_range must be refused: {}",
+        show(&o)
+    );
+    assert!(stderr(&o).contains("jit: "), "{}", show(&o));
+    sb.assert_local_unaffected();
+}

@@ -4,7 +4,7 @@
 //! `files`, `files jit` and `sss` scenarios answer for exactly the same users and groups:
 //!
 //! ```text
-//! jitbench gen N OUTDIR
+//! jitbench gen N OUTDIR [JIT_USERS_GID]
 //!     N live grants, each an ephemeral account jbNNNNN (uid 70000+i, private group gid = uid,
 //!     member of jit-users 89999; every 4th one also of the local group jb-ops). The "probe"
 //!     user jb at index N/2 is also in jb-db and jb-web, so getgrouplist returns 6 gids for it.
@@ -88,7 +88,7 @@ fn window(now: UnixTime) -> (UnixTime, UnixTime) {
     (now - 3600, now + 86_400)
 }
 
-fn snapshot_data(gs: &[G], now: UnixTime) -> SnapshotData {
+fn snapshot_data(gs: &[G], now: UnixTime, gid_jit_users: u32) -> SnapshotData {
     let (nb, na) = window(now);
     let member = |g: &G| Member {
         name: g.name.clone(),
@@ -102,7 +102,7 @@ fn snapshot_data(gs: &[G], now: UnixTime) -> SnapshotData {
     };
     let mut jit_users = GroupEntry {
         name: "jit-users".into(),
-        gid: GID_JIT_USERS,
+        gid: gid_jit_users,
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
         not_after: i64::MAX,
@@ -193,11 +193,11 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn gen(n: usize, out: &Path) -> Result<(), String> {
+fn gen(n: usize, out: &Path, gid_jit_users: u32) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let now = jit_core::time::now();
     let gs = model(n);
-    let d = snapshot_data(&gs, now);
+    let d = snapshot_data(&gs, now, gid_jit_users);
     let (passwd, group, group_sss) = files_form(&d);
     write(&out.join("passwd"), &passwd)?;
     write(&out.join("group"), &group)?;
@@ -334,12 +334,20 @@ fn run() -> Result<(), String> {
         Ok(PathBuf::from(args.get(i).ok_or("missing argument")?))
     };
     match args.first().map(String::as_str) {
-        Some("gen") => gen(num(1)?, &path(2)?),
+        Some("gen") => {
+            let gid = match args.get(3) {
+                Some(g) => g.parse().map_err(|e| format!("bad gid: {e}"))?,
+                None => GID_JIT_USERS,
+            };
+            gen(num(1)?, &path(2)?, gid)
+        }
         Some("seed-state") => seed_state(num(1)?, &path(2)?),
         Some("rewrite") => rewrite(num(1)?, num(2)?, &path(3)?, &path(4)?),
-        _ => Err("usage: jitbench gen N OUTDIR | seed-state N STATE_DIR | \
+        _ => Err(
+            "usage: jitbench gen N OUTDIR [JIT_USERS_GID] | seed-state N STATE_DIR | \
                   rewrite N ROUNDS CONFIG SCRATCH_DIR"
-            .into()),
+                .into(),
+        ),
     }
 }
 

@@ -10,7 +10,10 @@
 //!  24  generated_at i64
 //!  32  section_count u32
 //!  36  flags u32      0
-//!  40  reserved       zero
+//!  40  head_crc u32   (1.1) CRC32C of bytes [16, 40) and [44, 64 + 16 * section_count)
+//!  44  uid_min u32    (1.1) jitd's configured uid_range, 0-0 if not stated
+//!  48  uid_max u32
+//!  52  reserved       zero
 //! section table at 64: section_count x { id u32, offset u32, len u32, count u32 }
 //! ```
 //! A string reference is `{ offset u32, len u32 }` into the STRINGS section. A list is
@@ -21,8 +24,14 @@
 pub const MAGIC: [u8; 8] = *b"JITSNAP\0";
 /// Major version this code writes and reads.
 pub const MAJOR: u16 = 1;
-/// Minor version this code writes.
-pub const MINOR: u16 = 0;
+/// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections).
+pub const MINOR: u16 = 1;
+/// Header offset of `head_crc` (1.1).
+pub const HEAD_CRC_AT: usize = 40;
+/// Header offset of `uid_min` (1.1); `uid_max` follows.
+pub const UID_MIN_AT: usize = 44;
+/// Header offset of `uid_max` (1.1).
+pub const UID_MAX_AT: usize = 48;
 /// Fixed header size.
 pub const HEADER_SIZE: usize = 64;
 /// One entry of the section table.
@@ -54,7 +63,23 @@ pub mod section {
     pub const GRANTS: u32 = 10;
     /// String references: managed local admin accounts, sorted.
     pub const MANAGED: u32 = 11;
+    /// (1.1) Name-keyed lookup directory: `count` bucket entries `{ offset u32, len u32 }`
+    /// pointing at a shard in SHARDS (0, 0 for an empty bucket).
+    pub const NAME_DIR: u32 = 12;
+    /// (1.1) Id-keyed lookup directory, as NAME_DIR.
+    pub const ID_DIR: u32 = 13;
+    /// (1.1) Keys too large for a bucket, name-keyed: `{ key u32, offset u32, len u32, crc u32 }`.
+    pub const NAME_BIG: u32 = 14;
+    /// (1.1) As NAME_BIG, id-keyed.
+    pub const ID_BIG: u32 = 15;
+    /// (1.1) The shards: self-contained snapshot images (format 1.0 sections only), back to back.
+    pub const SHARDS: u32 = 16;
 }
+
+/// Size of a lookup directory entry.
+pub const DIR_ENTRY_SIZE: usize = 8;
+/// Size of a big-key entry.
+pub const BIG_ENTRY_SIZE: usize = 16;
 
 /// Size of a string reference.
 pub const STRREF_SIZE: usize = 8;

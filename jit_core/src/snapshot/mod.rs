@@ -6,11 +6,15 @@
 
 pub mod file;
 pub mod format;
+pub mod index;
 pub mod reader;
 pub mod writer;
 
 pub use reader::{AccountView, GateView, GroupView, MemberView, Snapshot, SnapshotError};
-pub use writer::{build_snapshot, WriteError};
+pub use writer::{build_snapshot, build_snapshot_with, BuildOptions, WriteError};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod index_tests;

@@ -73,6 +73,7 @@ fn rd_u16(b: &[u8], off: usize) -> u16 {
 #[derive(Clone, Copy)]
 pub struct Snapshot<'a> {
     generated_at: UnixTime,
+    uid_range: Option<(u32, u32)>,
     strings: &'a [u8],
     accounts: &'a [u8],
     accounts_by_uid: &'a [u8],
@@ -168,6 +169,10 @@ impl<'a> Snapshot<'a> {
         };
         let snap = Snapshot {
             generated_at: rd_i64(data, 24),
+            uid_range: {
+                let (lo, hi) = (rd_u32(data, UID_MIN_AT), rd_u32(data, UID_MAX_AT));
+                (lo != 0 && lo <= hi).then_some((lo, hi))
+            },
             strings: sec(section::STRINGS, 0)?,
             accounts: sec(section::ACCOUNTS, ACCOUNT_SIZE)?,
             accounts_by_uid: sec(section::ACCOUNTS_BY_UID, INDEX_SIZE)?,
@@ -371,6 +376,12 @@ impl<'a> Snapshot<'a> {
     /// When jitd wrote the file.
     pub fn generated_at(&self) -> UnixTime {
         self.generated_at
+    }
+
+    /// jitd's configured uid range as the header states it (format 1.1); `None` in a 1.0 file
+    /// or one written without it (0-0, or a minimum above the maximum).
+    pub fn uid_range(&self) -> Option<(u32, u32)> {
+        self.uid_range
     }
 
     /// Number of account records (live or not).

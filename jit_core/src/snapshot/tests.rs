@@ -83,6 +83,7 @@ fn sample() -> SnapshotData {
             ..Default::default()
         }],
         managed: vec!["admin".into(), "ops".into()],
+        uid_range: Some((70_000, 79_999)),
     }
 }
 
@@ -91,6 +92,7 @@ fn round_trip_lookups() {
     let img = build_snapshot(&sample()).unwrap();
     let s = Snapshot::parse(&img).unwrap();
     assert_eq!(s.generated_at(), 1234);
+    assert_eq!(s.uid_range(), Some((70_000, 79_999)));
     assert_eq!(s.account_count(), 4);
 
     let a = s.account_by_name("alice", 150).unwrap();

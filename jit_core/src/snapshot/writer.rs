@@ -119,11 +119,30 @@ fn len_u32(n: usize) -> Result<u32, WriteError> {
     u32::try_from(n).map_err(|_| WriteError::TooLarge)
 }
 
-/// Builds the byte image of a snapshot (format 1.0) from `data`.
+/// What a snapshot states besides `data`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Write the lookup index (sections 12 to 16) that lets NSS read one small shard per
+    /// query instead of the whole file.
+    pub index: bool,
+}
+
+/// Builds the byte image of a snapshot from `data`, without the lookup index.
 ///
 /// # Errors
 /// A field the reader would refuse, a duplicated group name, or more than 4 GiB of data.
 pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
+    build_snapshot_with(data, &BuildOptions::default())
+}
+
+/// Builds the byte image of a snapshot (format 1.1) from `data` with `opts`.
+///
+/// # Errors
+/// As [`build_snapshot`].
+pub fn build_snapshot_with(
+    data: &SnapshotData,
+    opts: &BuildOptions,
+) -> Result<Vec<u8>, WriteError> {
     let mut strings = Strings::default();
     let mut lists = Lists::default();
 
@@ -245,7 +264,14 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
         managed_sec.extend_from_slice(&strings.name("managed account", m)?);
     }
 
-    let sections: Vec<(u32, Vec<u8>, usize)> = vec![
+    // The index goes first, so its small tables sit in the file's first page, read together
+    // with the header.
+    let mut sections: Vec<(u32, Vec<u8>, usize)> = if opts.index {
+        super::index::build_index(data)?
+    } else {
+        Vec::new()
+    };
+    sections.extend([
         (section::STRINGS, strings.bytes, 0),
         (section::ACCOUNTS, acc_sec, accounts.len()),
         (section::ACCOUNTS_BY_UID, uid_sec, accounts.len()),
@@ -257,7 +283,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
         (section::STRLIST, lists.refs, 0),
         (section::GRANTS, grant_sec, grants.len()),
         (section::MANAGED, managed_sec, 0),
-    ];
+    ]);
 
     let table_len = sections.len() * SECTION_ENTRY_SIZE;
     let mut out = vec![0u8; HEADER_SIZE + table_len];
@@ -270,6 +296,7 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
             section::MEMBERS => bytes.len() / MEMBER_SIZE,
             section::USER_GIDS => bytes.len() / USER_GID_SIZE,
             section::STRLIST | section::MANAGED => bytes.len() / STRREF_SIZE,
+            section::SHARDS => bytes.len(),
             _ => *count,
         };
         table.extend_from_slice(&u32b(*id));
@@ -286,12 +313,20 @@ pub fn build_snapshot(data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
     header[16..24].copy_from_slice(&file_len.to_le_bytes());
     header[24..32].copy_from_slice(&data.generated_at.to_le_bytes());
     header[32..36].copy_from_slice(&len_u32(sections.len())?.to_le_bytes());
+    if let Some((lo, hi)) = data.uid_range {
+        header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
+        header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
+    }
     let head = out
         .get_mut(..HEADER_SIZE + table_len)
         .ok_or(WriteError::TooLarge)?;
     let (h, t) = head.split_at_mut(HEADER_SIZE);
     h.copy_from_slice(&header);
     t.copy_from_slice(&table);
+    let hcrc = super::index::head_crc(&out).ok_or(WriteError::TooLarge)?;
+    if let Some(h) = out.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
+        h.copy_from_slice(&hcrc.to_le_bytes());
+    }
     let crc = crc32c(out.get(16..).unwrap_or(&[]));
     if let Some(h) = out.get_mut(12..16) {
         h.copy_from_slice(&crc.to_le_bytes());

@@ -36,6 +36,7 @@ fn data(grants: Vec<GateGrant>, managed: &[&str]) -> Vec<u8> {
         }],
         grants,
         managed: managed.iter().map(|s| s.to_string()).collect(),
+        uid_range: None,
     };
     build_snapshot(&sd).unwrap()
 }
@@ -486,6 +487,23 @@ fn ids_heuristic() {
     assert!(!looks_jit_by_ids(0, &[0], local, local));
 }
 
+/// jitd configured with another uid_range: the ids in that range are jit, 70000-79999 are not.
+#[test]
+fn ids_heuristic_follows_the_configured_range() {
+    let local = |_| false;
+    let range = (50_000, 50_999);
+    assert!(looks_jit_in_range(range, 50_001, &[], local, local));
+    assert!(looks_jit_in_range(
+        range,
+        1000,
+        &[1000, 50_999],
+        local,
+        local
+    ));
+    assert!(!looks_jit_in_range(range, 70_001, &[70_001], local, local));
+    assert!(!looks_jit_in_range(range, 50_001, &[], |_| true, local));
+}
+
 #[test]
 fn verdict_discriminants_are_distant() {
     let v = [Verdict::Allow, Verdict::Deny, Verdict::StepUp];
@@ -551,6 +569,7 @@ fn renamed(grants: Vec<GateGrant>, managed: &[&str], mfa_member: Option<&str>) -
         groups,
         grants,
         managed: managed.iter().map(|s| s.to_string()).collect(),
+        uid_range: None,
     })
     .unwrap()
 }

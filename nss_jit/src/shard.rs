@@ -1,0 +1,471 @@
+//! Per-query reading of an indexed snapshot (format 1.1): the header, one directory entry and
+//! one small shard, each with `pread`, instead of the whole file. A process's first lookup then
+//! costs the same at 100 grants as at 50 000, and the module's memory does not grow with them.
+//!
+//! Trust and integrity are those of the whole-file path ([`crate::source`]): the same
+//! `lstat`/`open`/`fstat` rules, a private copy of every byte used (never a shared mapping, so a
+//! file truncated in place cannot raise SIGBUS), the header and table checked against
+//! `head_crc`, and each shard validated whole by `Snapshot::parse` (its own CRC32C) and required
+//! to state the header's `generated_at` before any of its records is used. A shard read while
+//! the file is overwritten in place fails its CRC and the query answers UNAVAIL; it is never
+//! used torn.
+//!
+//! Cache. [`SHARDS`] keeps, for the file identity last seen, the parsed header, the big-key
+//! tables and the last few shards used (at most [`CACHE_BYTES`] of them), and pins the inode as
+//! the whole-file cache does; every call still `lstat`s the path, so a replaced, changed or
+//! removed file is noticed at the next lookup (a revocation is visible at once). A file without
+//! the index (written by an older jitd) is read whole, as before.
+
+use crate::source::{lock_nonblocking, read_at, Identity, InodePin, SnapshotCopy, SourceError};
+use crate::status::Failure;
+use jit_core::snapshot::file::open_trusted;
+use jit_core::snapshot::index::{id_key, name_key, IndexHead, Table, HEAD_PREFIX};
+use std::ffi::CStr;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+/// Most bytes of shards kept per process.
+pub const CACHE_BYTES: usize = 96 * 1024;
+/// A shard larger than this (a big group's) is used for its call only, never kept.
+const CACHE_ONE_MAX: usize = 16 * 1024;
+/// A big-key table larger than this is refused (one entry per group of more than 32 members).
+const BIG_TABLE_MAX: u64 = 64 * 1024;
+
+/// Which shard slot of the index a query lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Its own shard (the key is in the big-key table).
+    Big(Table, u32),
+    /// A bucket of the directory.
+    Bucket(Table, u64),
+}
+
+/// What is known about the file of one identity (opaque outside this module).
+pub struct Known {
+    ident: Identity,
+    _pin: InodePin,
+    /// `None`: the file has no index; `whole` holds it.
+    head: Option<IndexHead>,
+    whole: Option<Arc<SnapshotCopy>>,
+    big_name: Box<[u8]>,
+    big_id: Box<[u8]>,
+    /// Most recently used last; `None` for an empty bucket.
+    shards: Vec<(Slot, Option<Arc<SnapshotCopy>>, usize)>,
+}
+
+impl Known {
+    fn big(&self, table: Table) -> &[u8] {
+        match table {
+            Table::Name => &self.big_name,
+            Table::Id => &self.big_id,
+        }
+    }
+
+    fn slot_of(&self, head: &IndexHead, table: Table, key: u32) -> Option<Slot> {
+        if head.shard_of_big(self.big(table), key).is_some() {
+            return Some(Slot::Big(table, key));
+        }
+        head.dir_entry(table, key)
+            .map(|(at, _)| Slot::Bucket(table, at))
+    }
+
+    fn cached(&mut self, slot: Slot) -> Option<Option<Arc<SnapshotCopy>>> {
+        let i = self.shards.iter().position(|(s, _, _)| *s == slot)?;
+        let e = self.shards.remove(i);
+        let m = e.1.clone();
+        self.shards.push(e);
+        Some(m)
+    }
+
+    fn keep(&mut self, slot: Slot, m: Option<Arc<SnapshotCopy>>, size: usize) {
+        if size > CACHE_ONE_MAX || self.shards.iter().any(|(s, _, _)| *s == slot) {
+            return;
+        }
+        self.shards.push((slot, m, size));
+        while self.shards.iter().map(|e| e.2).sum::<usize>() > CACHE_BYTES {
+            self.shards.remove(0);
+        }
+    }
+}
+
+/// The shard cache of a process.
+pub type ShardCache = Mutex<Option<Known>>;
+
+/// The one shard cache of the process.
+pub static SHARDS: ShardCache = Mutex::new(None);
+
+/// The validated snapshot (a shard, or the whole file if it has no index) that answers every
+/// query about `name`: account by name, group by name, the user's gids.
+///
+/// # Errors
+/// `NotFound` if no shard can hold the name; `Unavailable` for any file problem.
+pub fn by_name(name: &str) -> Result<Arc<SnapshotCopy>, Failure> {
+    fetch(
+        crate::source::SNAPSHOT_PATH,
+        &SHARDS,
+        Table::Name,
+        name_key(name),
+    )
+}
+
+/// As [`by_name`] for a uid or gid.
+///
+/// # Errors
+/// As [`by_name`].
+pub fn by_id(id: u32) -> Result<Arc<SnapshotCopy>, Failure> {
+    fetch(crate::source::SNAPSHOT_PATH, &SHARDS, Table::Id, id_key(id))
+}
+
+/// The snapshot for `key` in `table` of the file at `path`, through `cache`.
+pub fn fetch(
+    path: &CStr,
+    cache: &ShardCache,
+    table: Table,
+    key: u32,
+) -> Result<Arc<SnapshotCopy>, Failure> {
+    let seen = match crate::source::lstat_identity(path) {
+        Ok(i) => i,
+        Err(e) => {
+            // Gone or untrusted: release what we hold for the old file.
+            let old = lock_nonblocking(cache).and_then(|mut g| g.take());
+            drop(old);
+            return Err(e.into());
+        }
+    };
+    if let Some(mut g) = lock_nonblocking(cache) {
+        if let Some(k) = g.as_mut().filter(|k| k.ident == seen) {
+            if let Some(w) = &k.whole {
+                return Ok(Arc::clone(w));
+            }
+            if let Some(head) = k.head {
+                if let Some(slot) = k.slot_of(&head, table, key) {
+                    if let Some(hit) = k.cached(slot) {
+                        return hit.ok_or(Failure::NotFound);
+                    }
+                } else {
+                    return Err(Failure::NotFound);
+                }
+            }
+        }
+    }
+    // Not cached: read without holding the lock.
+    let (fd, st) = open_trusted(path).map_err(SourceError::from)?;
+    let ident = Identity::of(&st);
+    let fresh = load(&fd, ident, cache, table, key);
+    drop(fd);
+    match fresh {
+        Ok(m) => m.ok_or(Failure::NotFound),
+        Err(e) => {
+            let old = lock_nonblocking(cache).and_then(|mut g| g.take());
+            drop(old);
+            Err(e.into())
+        }
+    }
+}
+
+/// Reads what `key` needs from the open file `fd` and records it in `cache`.
+fn load(
+    fd: &OwnedFd,
+    ident: Identity,
+    cache: &ShardCache,
+    table: Table,
+    key: u32,
+) -> Result<Option<Arc<SnapshotCopy>>, SourceError> {
+    let size = u64::try_from(ident.size).map_err(|_| SourceError::Corrupt)?;
+    // Reuse the header and big tables if the cache already describes this very file.
+    let known = lock_nonblocking(cache).and_then(|g| {
+        g.as_ref()
+            .filter(|k| k.ident == ident)
+            .map(|k| (k.head, k.big_name.clone(), k.big_id.clone()))
+    });
+    let (head, big_name, big_id) = match known {
+        Some((Some(h), n, i)) => (h, n, i),
+        _ => {
+            let want = usize::try_from(size.min(HEAD_PREFIX as u64)).unwrap_or(HEAD_PREFIX);
+            let prefix = read_at(fd, 0, want)?;
+            let Some(head) = IndexHead::parse(&prefix, size).map_err(|_| SourceError::Corrupt)?
+            else {
+                // No index: the whole file, cached as before.
+                let whole = Arc::new(SnapshotCopy::whole(fd, ident)?);
+                install(
+                    cache,
+                    ident,
+                    fd,
+                    None,
+                    Some(Arc::clone(&whole)),
+                    [].into(),
+                    [].into(),
+                )?;
+                return Ok(Some(whole));
+            };
+            let big = |t: Table| -> Result<Box<[u8]>, SourceError> {
+                let (at, len) = head.big_table(t);
+                if len > BIG_TABLE_MAX {
+                    return Err(SourceError::Corrupt);
+                }
+                read_at(
+                    fd,
+                    at,
+                    usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
+                )
+            };
+            let (n, i) = (big(Table::Name)?, big(Table::Id)?);
+            install(cache, ident, fd, Some(head), None, n.clone(), i.clone())?;
+            (head, n, i)
+        }
+    };
+    let big = match table {
+        Table::Name => &big_name,
+        Table::Id => &big_id,
+    };
+    let (slot, range) = match head.shard_of_big(big, key) {
+        Some(r) => (Slot::Big(table, key), Some(r)),
+        None => {
+            let Some((at, len)) = head.dir_entry(table, key) else {
+                return Ok(None);
+            };
+            let entry = read_at(
+                fd,
+                at,
+                usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
+            )?;
+            (Slot::Bucket(table, at), head.shard_of_dir_entry(&entry))
+        }
+    };
+    let copy = match range {
+        None => None,
+        Some((at, len)) => {
+            let len = usize::try_from(len).map_err(|_| SourceError::Corrupt)?;
+            let m = SnapshotCopy::from_bytes(read_at(fd, at, len)?, ident, None)?;
+            if m.snapshot().generated_at() != head.generated_at {
+                return Err(SourceError::Corrupt);
+            }
+            Some(Arc::new(m))
+        }
+    };
+    if let Some(mut g) = lock_nonblocking(cache) {
+        if let Some(k) = g.as_mut().filter(|k| k.ident == ident) {
+            let size = range.map_or(0, |r| usize::try_from(r.1).unwrap_or(usize::MAX));
+            k.keep(slot, copy.clone(), size);
+        }
+    }
+    Ok(copy)
+}
+
+/// Makes `cache` describe the file `ident` (dropping what it held for another file).
+fn install(
+    cache: &ShardCache,
+    ident: Identity,
+    fd: &OwnedFd,
+    head: Option<IndexHead>,
+    whole: Option<Arc<SnapshotCopy>>,
+    big_name: Box<[u8]>,
+    big_id: Box<[u8]>,
+) -> Result<(), SourceError> {
+    let pin = InodePin::of(fd)?;
+    let fresh = Known {
+        ident,
+        _pin: pin,
+        head,
+        whole,
+        big_name,
+        big_id,
+        shards: Vec::new(),
+    };
+    let old = lock_nonblocking(cache).and_then(|mut g| g.replace(fresh));
+    drop(old); // released outside the lock
+    Ok(())
+}
+
+/// The identity of the file the cache describes (tests).
+#[cfg(test)]
+pub(crate) fn cached_shards(cache: &ShardCache) -> Option<usize> {
+    lock_nonblocking(cache).and_then(|g| g.as_ref().map(|k| k.shards.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lookup;
+    use crate::source::tests::{account, install, TempDir};
+    use jit_core::snapshot::{build_snapshot, build_snapshot_with, BuildOptions};
+    use jit_core::types::{GroupEntry, Member, SnapshotData, GROUP_KIND_JIT};
+    use std::ffi::CString;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// `n` live accounts `u0..`, all in jit-users (a big key with n > 32).
+    fn data(n: u32, generated_at: i64) -> SnapshotData {
+        let mut d = SnapshotData {
+            generated_at,
+            ..Default::default()
+        };
+        let mut users = GroupEntry {
+            name: "jit-users".into(),
+            gid: 79_999,
+            kind: GROUP_KIND_JIT,
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            members: vec![],
+        };
+        for i in 0..n {
+            let name = format!("u{i}");
+            d.accounts.push(account(&name, 70_000 + i, 0, i64::MAX));
+            users.members.push(Member {
+                name,
+                grant_id: "g-1".into(),
+                not_before: 0,
+                not_after: i64::MAX,
+            });
+        }
+        d.groups.push(users);
+        d
+    }
+
+    fn indexed(d: &SnapshotData) -> Vec<u8> {
+        build_snapshot_with(d, &BuildOptions { index: true }).unwrap()
+    }
+
+    fn name_of(path: &CStr, cache: &ShardCache, name: &str) -> Result<Option<u32>, Failure> {
+        match fetch(path, cache, Table::Name, name_key(name)) {
+            Ok(m) => Ok(lookup::account_by_name(&m.snapshot(), name, 10).map(|a| a.uid())),
+            Err(Failure::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn answers_from_shards_and_caches_them() {
+        if !is_root() {
+            return;
+        }
+        let d = TempDir::new("shard");
+        let p = CString::new(
+            install(&d.0, "snapshot", &indexed(&data(200, 5)), 0o644)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        let cache: ShardCache = Mutex::new(None);
+        assert_eq!(name_of(&p, &cache, "u7"), Ok(Some(70_007)));
+        assert_eq!(cached_shards(&cache), Some(1));
+        assert_eq!(name_of(&p, &cache, "u7"), Ok(Some(70_007)));
+        assert_eq!(
+            cached_shards(&cache),
+            Some(1),
+            "second lookup served from the cache"
+        );
+        assert_eq!(name_of(&p, &cache, "u199"), Ok(Some(70_199)));
+        assert_eq!(name_of(&p, &cache, "nosuch"), Ok(None));
+        let m = fetch(&p, &cache, Table::Id, id_key(79_999)).unwrap();
+        let g = lookup::group_by_gid(&m.snapshot(), 79_999, 10).unwrap();
+        assert_eq!(g.live_members(10).count(), 200);
+        let m = fetch(&p, &cache, Table::Id, id_key(70_100)).unwrap();
+        assert_eq!(
+            lookup::account_by_uid(&m.snapshot(), 70_100, 10).map(|a| a.name()),
+            Some("u100")
+        );
+        // The process keeps little: shards up to CACHE_BYTES, the big group's never.
+        let kept: usize = lock_nonblocking(&cache)
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .shards
+            .iter()
+            .map(|e| e.2)
+            .sum();
+        assert!(kept <= CACHE_BYTES, "{kept}");
+    }
+
+    /// A revocation (the account gone from a replaced file) is visible at the very next lookup,
+    /// though the shard that held it is cached.
+    #[test]
+    fn revocation_is_visible_at_the_next_lookup() {
+        if !is_root() {
+            return;
+        }
+        let dir = TempDir::new("revoke");
+        let path = install(&dir.0, "snapshot", &indexed(&data(50, 5)), 0o644);
+        let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+        let cache: ShardCache = Mutex::new(None);
+        for _ in 0..3 {
+            assert_eq!(name_of(&p, &cache, "u3"), Ok(Some(70_003)));
+        }
+        let mut gone = data(50, 6);
+        gone.accounts.retain(|a| a.name != "u3");
+        install(&dir.0, "snapshot", &indexed(&gone), 0o644);
+        assert_eq!(name_of(&p, &cache, "u3"), Ok(None));
+        // The same file rewritten in place by root (same inode, new mtime): seen as well.
+        std::fs::write(dir.0.join("snapshot"), indexed(&data(50, 7))).unwrap();
+        assert_eq!(name_of(&p, &cache, "u3"), Ok(Some(70_003)));
+        // Removed: UNAVAIL, and the cache is released.
+        std::fs::remove_file(dir.0.join("snapshot")).unwrap();
+        assert_eq!(name_of(&p, &cache, "u3"), Err(Failure::Unavailable));
+        assert!(lock_nonblocking(&cache).unwrap().is_none());
+    }
+
+    /// Any byte of the header, the big tables, the directory or a shard damaged: the lookups
+    /// that read it answer UNAVAIL or NOTFOUND, or the right answer, never a wrong record.
+    #[test]
+    fn damaged_index_never_gives_a_wrong_answer() {
+        if !is_root() {
+            return;
+        }
+        let dir = TempDir::new("damage");
+        let good = indexed(&data(40, 5));
+        let head = IndexHead::parse(&good[..HEAD_PREFIX.min(good.len())], good.len() as u64)
+            .unwrap()
+            .unwrap();
+        let (eo, _) = head.dir_entry(Table::Name, name_key("u9")).unwrap();
+        let (so, sl) = head
+            .shard_of_dir_entry(&good[eo as usize..eo as usize + 8])
+            .unwrap();
+        let interesting = (0..HEAD_PREFIX.min(good.len()) as u64)
+            .chain(eo..eo + 8)
+            .chain(so..so + sl);
+        for at in interesting {
+            let mut bad = good.clone();
+            bad[at as usize] ^= 0x5a;
+            let p = CString::new(
+                install(&dir.0, "snapshot", &bad, 0o644)
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .unwrap();
+            let cache: ShardCache = Mutex::new(None);
+            match name_of(&p, &cache, "u9") {
+                Ok(Some(uid)) => assert_eq!(uid, 70_009, "byte {at}"),
+                Ok(None) | Err(Failure::Unavailable) => {}
+                Err(e) => panic!("byte {at}: {e:?}"),
+            }
+        }
+    }
+
+    /// A file without the index (an older jitd) is read whole, as before.
+    #[test]
+    fn unindexed_file_is_read_whole() {
+        if !is_root() {
+            return;
+        }
+        let dir = TempDir::new("old");
+        let path = install(
+            &dir.0,
+            "snapshot",
+            &build_snapshot(&data(5, 5)).unwrap(),
+            0o644,
+        );
+        let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+        let cache: ShardCache = Mutex::new(None);
+        assert_eq!(name_of(&p, &cache, "u2"), Ok(Some(70_002)));
+        assert_eq!(name_of(&p, &cache, "u9"), Ok(None));
+        assert!(lock_nonblocking(&cache)
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .whole
+            .is_some());
+    }
+}
