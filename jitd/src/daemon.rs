@@ -23,6 +23,8 @@ mod durability;
 mod login;
 mod rundir;
 mod setid;
+// Tokenization hooks (jitctl run, --cap/--program): daemon/tokenize.rs.
+pub(crate) mod tokenize;
 // Monitoring and certification hooks (cgroup per grant, fingerprints): daemon/watch.rs.
 mod watch;
 pub use login::Peer;
@@ -699,6 +701,13 @@ impl Daemon {
                 }
             }
         }
+        // tokenize: processes still holding an ended grant's capability (daemon/tokenize.rs).
+        self.tokenize_kill_targets(
+            &jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            now,
+            &local,
+            &mut targets,
+        );
         // Each grant's cgroup is killed as a whole first (daemon/watch.rs).
         let cgroup_kills = self.watch_kill(&jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());
         let report = end_processes(
@@ -911,6 +920,11 @@ impl Daemon {
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
+            // tokenize: served over the connection itself (server.rs, tokenize/serve.rs).
+            Request::RunProgram { .. } => Err(refuse(
+                ErrorCode::BadRequest,
+                "run_program needs its descriptors: it is served by the socket",
+            )),
             Request::ReadAudit {
                 grant,
                 since,
@@ -1307,10 +1321,18 @@ impl Daemon {
         if groups.len() > 32 {
             return Err(refuse(ErrorCode::Refused, "at most 32 groups per grant"));
         }
-        if !spec.account && !spec.enable && groups.is_empty() && spec.sudo.is_empty() {
+        // tokenize: --cap/--program admitted by policy (tokenize/policy.rs).
+        let tokens = crate::tokenize::policy::admit(&spec, &self.cfg)
+            .map_err(|m| refuse(ErrorCode::Refused, m))?;
+        if !spec.account
+            && !spec.enable
+            && groups.is_empty()
+            && spec.sudo.is_empty()
+            && tokens.caps.is_empty()
+        {
             return Err(refuse(
                 ErrorCode::Refused,
-                "nothing to grant: give --account, --enable, --group and/or --sudo",
+                "nothing to grant: give --account, --enable, --group, --sudo and/or --cap",
             ));
         }
         let own = [
@@ -1448,6 +1470,8 @@ impl Daemon {
             end_reason: None,
             torn_down: false,
             certification: None,
+            caps: tokens.caps, // tokenize: --cap/--program (tokenize/policy.rs)
+            programs: tokens.programs,
         };
         // A grant that starts now is live from its first durable write, so adding it costs one
         // state write and one snapshot write, and its home exists when the caller returns.
@@ -1480,6 +1504,7 @@ impl Daemon {
             "enable": grant.enable, "from": grant.from, "services": grant.services,
             "windows": grant.windows, "end_with_session": grant.end_with_session,
             "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
+            "caps": grant.caps, "programs": grant.programs, // tokenize
         }));
         nscd::invalidate(self.cfg.nscd);
         if starts_now {

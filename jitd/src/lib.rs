@@ -23,4 +23,5 @@ pub mod strikes;
 pub mod sudoconf;
 pub mod sweep;
 pub mod throttle;
+pub mod tokenize;
 pub mod totp;

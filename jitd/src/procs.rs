@@ -20,12 +20,18 @@ pub struct KillTargets {
     /// Registered login sessions: (pid, start time in clock ticks since boot). The start time
     /// must still match, so a recycled pid is never signalled.
     pub sessions: HashSet<(i32, u64)>,
+    /// (holder uid, capability mask): processes of the holder that carry one of the
+    /// capabilities in their permitted, effective or ambient set (tokenization grants).
+    pub cap_holders: HashSet<(u32, u64)>,
 }
 
 impl KillTargets {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.uids.is_empty() && self.group_holders.is_empty() && self.sessions.is_empty()
+        self.uids.is_empty()
+            && self.group_holders.is_empty()
+            && self.sessions.is_empty()
+            && self.cap_holders.is_empty()
     }
 }
 
@@ -49,6 +55,8 @@ struct ProcInfo {
     uids: [u32; 4],
     groups: Vec<u32>,
     zombie: bool,
+    /// CapPrm | CapEff | CapAmb.
+    caps: u64,
 }
 
 /// A /proc file as text. The process's name (comm) appears raw, and its owner can make it any
@@ -74,6 +82,12 @@ fn read_status(pid: i32) -> Option<ProcInfo> {
                 .split_whitespace()
                 .filter_map(|n| n.parse().ok())
                 .collect();
+        } else if let Some(v) = line
+            .strip_prefix("CapPrm:")
+            .or_else(|| line.strip_prefix("CapEff:"))
+            .or_else(|| line.strip_prefix("CapAmb:"))
+        {
+            info.caps |= jit_core::caps::parse_mask(v).unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("State:") {
             info.zombie = v.trim_start().starts_with('Z') || v.trim_start().starts_with('X');
         }
@@ -90,7 +104,10 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
     }
     t.group_holders.iter().any(|(uid, gid)| {
         (info.uids[0] == *uid || info.uids[1] == *uid) && info.groups.contains(gid)
-    })
+    }) || t
+        .cap_holders
+        .iter()
+        .any(|(uid, mask)| info.uids.contains(uid) && info.caps & mask != 0)
 }
 
 /// A process's start time (field 22 of /proc/PID/stat, clock ticks since boot).

@@ -587,6 +587,8 @@ impl Daemon {
             end_reason: None,
             torn_down: false,
             certification: None,
+            caps: Vec::new(),
+            programs: Vec::new(),
         };
         {
             let mut inner = self.lock();
