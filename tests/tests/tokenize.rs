@@ -465,3 +465,65 @@ ask([0, 1, 2], send=False)
     );
     assert_eq!(runs[0]["grant"], id.as_str());
 }
+
+/// An `--mfa` capability grant is armed until carol proves a TOTP code (`jitctl activate`, the
+/// existing path; the code from `oathtool`, an implementation independent of jitd's): until
+/// then `jitctl run` is refused and says what to do.
+#[test]
+fn mfa_grant_runs_nothing_until_activated() {
+    let sb = Sandbox::new();
+    let prog_s = path_str(&bindport()).to_string();
+    let port_s = port(&sb).to_string();
+    sb.start_jitd();
+    let enroll = sb.jitctl(&["--json", "mfa", "enroll", "carol"]);
+    assert_eq!(code(&enroll), 0, "{}", show(&enroll));
+    let v: Value = serde_json::from_slice(&enroll.stdout).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let g = sb.grant_json(&[
+        "carol",
+        "--cap",
+        "CAP_NET_BIND_SERVICE",
+        "--program",
+        &prog_s,
+        "--for",
+        "10m",
+        "--mfa",
+    ]);
+    assert_eq!(g["state"], "armed", "{g}");
+    let o = run_as_carol(&sb, &[&prog_s, &port_s, "0"]);
+    assert!(
+        code(&o) == 1
+            && stderr(&o).contains("is armed")
+            && stderr(&o).contains("jitctl activate")
+            && !stdout(&o).contains("bound"),
+        "armed grant: {}",
+        show(&o)
+    );
+    jit_tests::pam::step_with_margin(5.0);
+    let totp = stdout(&sb.run(&["oathtool", "--totp", "-b", &secret]))
+        .trim()
+        .to_string();
+    let c = sb.ids.carol.to_string();
+    let o = sb.run_full(
+        &[
+            "setpriv",
+            "--reuid",
+            &c,
+            "--regid",
+            &c,
+            "--init-groups",
+            "--",
+            path_str(&artifacts().jitctl),
+            "activate",
+        ],
+        Some(format!("{totp}\n").as_bytes()),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code(&o), 0, "activate: {}", show(&o));
+    let o = run_as_carol(&sb, &[&prog_s, &port_s, "0"]);
+    assert!(
+        code(&o) == 0 && stdout(&o).contains("bound"),
+        "after activation: {}",
+        show(&o)
+    );
+}
