@@ -20,8 +20,9 @@ pub struct KillTargets {
     /// Registered login sessions: (pid, start time in clock ticks since boot). The start time
     /// must still match, so a recycled pid is never signalled.
     pub sessions: HashSet<(i32, u64)>,
-    /// (holder uid, capability mask): processes of the holder that carry one of the
-    /// capabilities in their permitted, effective or ambient set (tokenization grants).
+    /// (holder uid, capability mask): processes running wholly as the holder (real,
+    /// effective, saved and fs uid) that carry one of the capabilities in their permitted,
+    /// effective or ambient set (tokenization grants).
     pub cap_holders: HashSet<(u32, u64)>,
 }
 
@@ -104,10 +105,11 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
     }
     t.group_holders.iter().any(|(uid, gid)| {
         (info.uids[0] == *uid || info.uids[1] == *uid) && info.groups.contains(gid)
-    }) || t
-        .cap_holders
-        .iter()
-        .any(|(uid, mask)| info.uids.contains(uid) && info.caps & mask != 0)
+    }) || t.cap_holders.iter().any(|(uid, mask)| {
+        // Every uid the holder's: a set-uid program the person runs (su, sudo) holds its
+        // capabilities as root, not from the grant, and is left alone.
+        info.uids.iter().all(|u| u == uid) && info.caps & mask != 0
+    })
 }
 
 /// A process's start time (field 22 of /proc/PID/stat, clock ticks since boot).
@@ -272,6 +274,37 @@ pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> Kil
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_holders_match_only_processes_wholly_of_the_holder() {
+        let mut p = ProcInfo {
+            uids: [1000; 4],
+            caps: 1 << 10,
+            ..ProcInfo::default()
+        };
+        let t = KillTargets {
+            cap_holders: [(1000, 1 << 10)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(matches(&p, &t));
+        // Another capability only.
+        p.caps = 1 << 13;
+        assert!(!matches(&p, &t));
+        // A set-uid root program the person started (su waiting for its shell).
+        p = ProcInfo {
+            uids: [1000, 0, 0, 0],
+            caps: u64::MAX >> 23,
+            ..ProcInfo::default()
+        };
+        assert!(!matches(&p, &t));
+        // Another person's process with the capability.
+        p = ProcInfo {
+            uids: [1001; 4],
+            caps: 1 << 10,
+            ..ProcInfo::default()
+        };
+        assert!(!matches(&p, &t));
+    }
 
     #[test]
     fn status_parsing_and_matching() {

@@ -527,3 +527,64 @@ fn mfa_grant_runs_nothing_until_activated() {
         show(&o)
     );
 }
+
+/// A process the granted program started and left behind (its own session, its parent gone)
+/// still holds the capability (ambient capabilities are inherited): the grant's end finds it
+/// by its capability sets and ends it, and leaves carol's other processes alone.
+#[test]
+fn a_left_behind_child_holding_the_capability_is_ended_when_the_grant_is_revoked() {
+    let sb = Sandbox::new();
+    let prog_s = path_str(&bindport()).to_string();
+    sb.start_jitd();
+    let carol = sb.ids.carol;
+    let id = sb.grant(&[
+        "carol",
+        "--cap",
+        "CAP_NET_BIND_SERVICE",
+        "--program",
+        &prog_s,
+        "--for",
+        "1h",
+    ]);
+    let o = run_as_carol(&sb, &[&prog_s, "daemon", "120"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let child: i32 = stdout(&o)
+        .trim()
+        .strip_prefix("daemon ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", show(&o)));
+    assert!(procs::is_alive(child), "the left-behind child runs");
+    assert_eq!(status_field(child, "CapAmb:"), "0000000000000400");
+    // carol's own long-running process without the capability.
+    let c = carol.to_string();
+    let plain = sb.spawn(
+        "carol-sleep",
+        &[
+            "setpriv",
+            "--reuid",
+            &c,
+            "--regid",
+            &c,
+            "--init-groups",
+            "--",
+            "sleep",
+            "120",
+        ],
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    poll_opt(Duration::from_secs(10), || {
+        (!procs::is_alive(child)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the child holding the capability outlived the grant\n{}",
+            sb.jitd_log()
+        )
+    });
+    assert!(
+        sb.try_wait(plain).is_none(),
+        "carol's process without the capability must be left alone"
+    );
+    procs::signal(plain, libc::SIGKILL);
+}
