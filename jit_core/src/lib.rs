@@ -10,6 +10,7 @@ pub mod caps;
 pub mod constants;
 pub mod crc32c;
 pub mod ffi;
+pub mod host;
 pub mod localfile;
 pub mod managed;
 pub mod options;

@@ -1,8 +1,8 @@
 //! Reading a small local file whole without letting it block or trick the caller: opened
 //! with `O_NONBLOCK|O_NOCTTY|O_CLOEXEC` and required to be a regular file (a FIFO planted at
-//! the path cannot hang a login, P10), size-capped; a *trusted* file must also not be a
-//! symlink, be owned by root and not be writable by group or others. Used by pam_jit for
-//! `/etc/passwd` and by pam_jit and sudo_jit for jitd's managed-account list.
+//! the path cannot hang a login), size-capped; a *trusted* file must also not be a
+//! symlink and pass [`crate::host::trust`]. Used for `/etc/passwd` and `/etc/group`
+//! ([`crate::host::accounts`]) and by pam_jit and sudo_jit for jitd's managed-account list.
 
 use std::ffi::CStr;
 
@@ -29,6 +29,15 @@ impl std::fmt::Display for FileError {
             FileError::NotRootOwned => write!(f, "not owned by root"),
             FileError::Writable => write!(f, "writable by group or others"),
             FileError::TooBig => write!(f, "larger than accepted"),
+        }
+    }
+}
+
+impl From<crate::host::trust::Untrusted> for FileError {
+    fn from(e: crate::host::trust::Untrusted) -> Self {
+        match e {
+            crate::host::trust::Untrusted::NotRootOwned { .. } => FileError::NotRootOwned,
+            crate::host::trust::Untrusted::Mode { .. } => FileError::Writable,
         }
     }
 }
@@ -67,11 +76,8 @@ pub fn read_file(path: &CStr, cap: u64, trusted: bool) -> Result<Vec<u8>, FileEr
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(FileError::NotRegular);
     }
-    if trusted && st.st_uid != 0 {
-        return Err(FileError::NotRootOwned);
-    }
-    if trusted && st.st_mode & 0o022 != 0 {
-        return Err(FileError::Writable);
+    if trusted {
+        crate::host::trust::check_stat(&st, crate::host::trust::Access::ReadableByAll)?;
     }
     if u64::try_from(st.st_size).unwrap_or(u64::MAX) > cap {
         return Err(FileError::TooBig);

@@ -1,6 +1,6 @@
 //! jitd's durable list of managed local admin accounts (`/var/lib/jitd/managed-accounts`), read
 //! by pam_jit and sudo_jit when the snapshot is missing: a managed admin must stay refused then
-//! (TEST-CATALOGUE §3.3), and the snapshot lives on tmpfs while this file survives a reboot.
+//! (docs/design.md#fail-closed), and the snapshot lives on tmpfs while this file survives a reboot.
 
 /// Largest managed-account list read.
 pub const MAX_MANAGED_BYTES: u64 = 1024 * 1024;

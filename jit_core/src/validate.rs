@@ -1,7 +1,7 @@
 //! Validation of every string and id that reaches a passwd/group entry, a path or the snapshot.
 //!
 //! Names come from PAM, sudo, jitctl and the network, so they are checked against an ASCII
-//! allow-list in O(1) before anything else looks at them (TEST-CATALOGUE B1, B2, P8).
+//! allow-list in O(1) before anything else looks at them (docs/threat-model.md: B1, B2, P8).
 
 use crate::constants::{GROUP_JIT_MFA, GROUP_JIT_SUDO, GROUP_JIT_USERS, MAX_NAME_LEN};
 

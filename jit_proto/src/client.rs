@@ -150,6 +150,37 @@ fn connect(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
     Ok(stream)
 }
 
+/// How long a missing or refusing socket is retried: jitd restarting (a package upgrade, a
+/// unit restart) has no socket for about 100-150 ms, and a jit user's sudo or login in that
+/// window must not be refused. Bounded so that a daemon that is really down is still
+/// reported within half a second, and never past the call's own deadline.
+const RESTART_GRACE: Duration = Duration::from_millis(500);
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// [`connect`], retried while the socket is missing (ENOENT) or refuses (ECONNREFUSED: jitd's
+/// listener is gone but the path is still there), as long as the socket's directory exists:
+/// jitd's run directory outlives a restart (the unit preserves it), so a missing directory
+/// means no jitd is installed or set up there, and that is answered at once. Only the connect
+/// is retried: nothing has been sent yet, so a retry cannot run a request twice.
+fn connect_across_restart(path: &str, deadline: Instant) -> Result<UnixStream, ClientError> {
+    let give_up = deadline.min(Instant::now() + RESTART_GRACE);
+    let dir_exists = std::path::Path::new(path)
+        .parent()
+        .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir());
+    loop {
+        match connect(path, deadline) {
+            Err(ClientError::Unreachable(e))
+                if dir_exists
+                    && matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
+                    && Instant::now() + RETRY_PAUSE < give_up =>
+            {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Sends `req` to the daemon at `path` and returns its response, all within `timeout`.
 ///
 /// With `require_root_peer`, the call refuses to send anything to a socket whose server is
@@ -164,7 +195,7 @@ pub fn call(
     require_root_peer: bool,
 ) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(path, deadline)?;
+    let mut stream = connect_across_restart(path, deadline)?;
     if require_root_peer {
         let (uid, _) = peer_uid(&stream).map_err(ClientError::Unreachable)?;
         if uid != 0 {
@@ -179,7 +210,7 @@ pub fn call(
         write_frame(&mut stream, &body).map_err(map_frame)
     });
     // The request may carry a TOTP or break-glass code.
-    crate::frame::wipe(&mut body);
+    jit_core::host::secret::wipe(&mut body);
     sent?;
     stream
         .set_read_timeout(Some(remaining(deadline)?))
@@ -192,5 +223,84 @@ fn map_frame(e: FrameError) -> ClientError {
     match e {
         FrameError::Io(ref io) if crate::frame::is_timeout(io) => ClientError::Timeout,
         other => ClientError::Frame(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn sock_path(tag: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("jit-proto-client-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.sock")
+    }
+
+    /// A daemon that appears 300 ms after the call started (jitd restarting) is reached.
+    #[test]
+    fn a_socket_that_appears_within_the_grace_is_reached() {
+        let path = sock_path("late");
+        let p = path.clone();
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let l = UnixListener::bind(&p).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let _ = read_frame(&mut s).unwrap();
+        });
+        let r = call(
+            path.to_str().unwrap(),
+            &Request::GetStatus,
+            Duration::from_secs(2),
+            false,
+        );
+        server.join().unwrap();
+        // The server hangs up without a reply: the call got through the connect and failed
+        // on the reply, not with "cannot reach jitd".
+        assert!(!matches!(r, Err(ClientError::Unreachable(_))), "{r:?}");
+    }
+
+    /// A run directory without a socket (jitd stopped): the call gives up after the grace, as
+    /// "cannot reach jitd"; without the directory at all it gives up at once.
+    #[test]
+    fn no_daemon_is_reported_unreachable_after_the_grace() {
+        let path = sock_path("none");
+        let started = Instant::now();
+        let r = call(
+            path.to_str().unwrap(),
+            &Request::GetStatus,
+            Duration::from_secs(5),
+            false,
+        );
+        assert!(matches!(r, Err(ClientError::Unreachable(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let started = Instant::now();
+        let r = call(
+            "/nonexistent-dir/jitd.sock",
+            &Request::GetStatus,
+            Duration::from_secs(5),
+            false,
+        );
+        assert!(matches!(r, Err(ClientError::Unreachable(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    /// The grace never extends a short deadline.
+    #[test]
+    fn the_call_deadline_bounds_the_retries() {
+        let path = sock_path("short");
+        let started = Instant::now();
+        let r = call(
+            path.to_str().unwrap(),
+            &Request::GetStatus,
+            Duration::from_millis(100),
+            false,
+        );
+        assert!(r.is_err());
+        assert!(started.elapsed() < Duration::from_millis(900));
     }
 }

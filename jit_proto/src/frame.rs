@@ -1,6 +1,7 @@
 //! Frames: a 4-byte little-endian body length, then the body. The cap is checked before any
 //! allocation, and a short read is an error at once (no spinning on EOF: kanidm's lesson).
 
+use jit_core::host::secret::wipe;
 use std::io::{Read, Write};
 
 /// Largest body accepted in either direction (1 MiB): far above any request, small enough that
@@ -83,12 +84,6 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> Result<(), FrameError> {
     // The frame may carry a TOTP or break-glass code: not left in freed memory.
     wipe(&mut out);
     r.map_err(FrameError::Io)
-}
-
-/// Zeroes a buffer in a way the optimiser keeps (for buffers that held a code).
-pub fn wipe(buf: &mut [u8]) {
-    buf.iter_mut().for_each(|b| *b = 0);
-    std::hint::black_box(&*buf);
 }
 
 #[cfg(test)]

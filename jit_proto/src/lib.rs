@@ -8,6 +8,8 @@ pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
+#[cfg(feature = "state-doc")]
+pub mod state_doc;
 pub mod text;
 
 pub use certification::{Certification, CertificationStatus};

@@ -4,6 +4,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use jit_core::host::trust::{self, Access};
+
 use crate::config::Config;
 use crate::localdb::LocalDb;
 
@@ -45,22 +47,11 @@ fn check_nsswitch(text: &str, problems: &mut Vec<String>) {
     }
 }
 
-fn check_owner_mode(p: &Path, what: &str, forbidden: u32, problems: &mut Vec<String>) {
+/// Every broken owner or mode rule of `p` (jit_core's trust check), one problem each.
+fn check_owner_mode(p: &Path, what: &str, access: Access, problems: &mut Vec<String>) {
     if let Ok(m) = std::fs::symlink_metadata(p) {
-        if m.uid() != 0 {
-            problems.push(format!(
-                "{what} {} is owned by uid {}, not root",
-                p.display(),
-                m.uid()
-            ));
-        }
-        if m.mode() & forbidden != 0 {
-            problems.push(format!(
-                "{what} {} has mode {:o}; bits {:o} must be clear",
-                p.display(),
-                m.mode() & 0o7777,
-                forbidden
-            ));
+        for v in trust::violations(m.uid(), m.mode(), access) {
+            problems.push(format!("{what} {} is {v}", p.display()));
         }
     }
 }
@@ -90,7 +81,7 @@ fn pam_jit_modules(text: &str) -> Vec<String> {
 }
 
 /// pam.d: every `pam_jit.so` a service names must exist and be root's (Linux-PAM loads a module
-/// whatever its owner, and a missing one fails the stack, P11); managed accounts are enforced
+/// whatever its owner, and a missing one fails the stack, docs/threat-model.md#p11); managed accounts are enforced
 /// only if some service loads pam_jit.
 fn check_pam(cfg: &Config, pam_dir: &Path, problems: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(pam_dir) else {
@@ -123,7 +114,7 @@ fn check_pam(cfg: &Config, pam_dir: &Path, problems: &mut Vec<String>) {
             };
             match path {
                 Some(p) if p.exists() => {
-                    check_owner_mode(&p, &format!("pam module (pam.d/{svc})"), 0o022, problems)
+                    check_owner_mode(&p, &format!("pam module (pam.d/{svc})"), Access::ReadableByAll, problems)
                 }
                 _ => problems.push(format!(
                     "pam.d/{svc} loads {module}, which does not exist: Linux-PAM fails that stack for every user not bypassed before it"
@@ -145,7 +136,7 @@ fn check_pam(cfg: &Config, pam_dir: &Path, problems: &mut Vec<String>) {
 pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(src) = &cfg.source {
-        check_owner_mode(src, "config", 0o022, &mut problems);
+        check_owner_mode(src, "config", Access::ReadableByAll, &mut problems);
     }
     match std::fs::read_to_string(nsswitch) {
         Ok(t) => check_nsswitch(&t, &mut problems),
@@ -191,9 +182,14 @@ pub fn check_host(cfg: &Config, nsswitch: &Path, pam_dir: &Path) -> Vec<String> 
             cfg.group_file.display()
         )),
     }
-    check_owner_mode(&cfg.state_dir, "state_dir", 0o077, &mut problems);
+    check_owner_mode(&cfg.state_dir, "state_dir", Access::RootOnly, &mut problems);
     if let Some(d) = cfg.snapshot_path.parent() {
-        check_owner_mode(d, "snapshot directory", 0o022, &mut problems);
+        check_owner_mode(
+            d,
+            "snapshot directory",
+            Access::ReadableByAll,
+            &mut problems,
+        );
     }
     // sudo loads a plugin whatever its owner and mode (1.9.13): if sudo.conf names sudo_jit, the
     // file must be root's and not writable by others, and must exist (a Plugin line naming a
@@ -297,7 +293,10 @@ mod tests {
         std::fs::write(&module, b"x").unwrap();
         std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o666)).unwrap();
         let p = pam_problems(&cfg);
-        assert!(p.len() == 1 && p[0].contains("bits"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("0666: writable by group or others"),
+            "{p:?}"
+        );
         std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(pam_problems(&cfg).is_empty());
         assert_eq!(

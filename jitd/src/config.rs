@@ -8,7 +8,7 @@ use jit_core::time::parse_duration;
 use jit_core::validate::{validate_abs_path, validate_name};
 use serde::Deserialize;
 
-use crate::totp::TotpConfig;
+use crate::mfa::totp::TotpConfig;
 
 /// What to do with an ephemeral account's home at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -343,7 +343,7 @@ fn monitor_keys(
 }
 
 impl Config {
-    /// The embedded defaults (INTERFACE.md paths).
+    /// The embedded defaults (docs/design.md#paths).
     ///
     /// # Errors
     /// Never in practice; the defaults are valid.
@@ -519,9 +519,9 @@ impl Config {
             snapshot_path: path_key("snapshot_path", raw.snapshot_path, DEFAULT_SNAPSHOT_PATH)?,
             socket_path: path_key("socket_path", raw.socket_path, DEFAULT_SOCKET_PATH)?,
             audit_log: path_key("audit_log", raw.audit_log, DEFAULT_AUDIT_LOG)?,
-            passwd_file: path_key("passwd_file", raw.passwd_file, "/etc/passwd")?,
+            passwd_file: path_key("passwd_file", raw.passwd_file, DEFAULT_PASSWD_FILE)?,
             sudo_conf: path_key("sudo_conf", raw.sudo_conf, "/etc/sudo.conf")?,
-            group_file: path_key("group_file", raw.group_file, "/etc/group")?,
+            group_file: path_key("group_file", raw.group_file, DEFAULT_GROUP_FILE)?,
             nscd: raw.nscd.unwrap_or(NscdMode::Auto),
             workers,
             group_users: it.next().unwrap_or_default(),

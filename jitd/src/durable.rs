@@ -1,5 +1,5 @@
 //! Crash-safe file replacement: temp file in the same directory, write, fchown/fchmod, fsync,
-//! verify, rename, fsync the directory (TEST-CATALOGUE §3.1). A crash at any step leaves the old
+//! verify, rename, fsync the directory (docs/design.md#durable-writes). A crash at any step leaves the old
 //! file or the new one, never a partial or zero-length file.
 
 use std::ffi::CString;

@@ -1,13 +1,15 @@
 //! Ephemeral home directories: made from the skeleton when a grant goes live, removed, archived
 //! or kept at teardown. Every step is fd-relative under an opened `home_root` with O_NOFOLLOW,
 //! so a symlink planted by the user (or anyone) never redirects a root-privileged operation
-//! outside the tree (TEST-CATALOGUE B6, D5, D6, X15). The name was validated by the allow-list
+//! outside the tree (docs/threat-model.md: B6, D5, D6, X15). The name was validated by the allow-list
 //! and cannot contain `/` or be `..`.
 
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+
+use jit_core::host::trust::{self, Access};
 
 fn c(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
@@ -371,7 +373,7 @@ pub fn archive(
     }
     let archfd = open_dir_at(root.as_raw_fd(), &arch)?;
     let st = fstat(archfd.as_raw_fd())?;
-    if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+    if trust::check_stat(&st, Access::RootOnly).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             ".jit-archive is not root-only: not archiving into it",

@@ -24,6 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use jit_core::host::trust::{self, Access};
 use jit_core::time::UnixTime;
 
 /// Bytes per slot.
@@ -145,7 +146,7 @@ fn open_existing(path: &Path) -> io::Result<File> {
     // SAFETY: a fresh descriptor nothing else owns.
     let f = unsafe { File::from_raw_fd(fd) };
     let m = f.metadata()?;
-    if !m.is_file() || m.uid() != 0 || m.mode() & 0o077 != 0 {
+    if !m.is_file() || trust::check_metadata(&m, Access::RootOnly).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(

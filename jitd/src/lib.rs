@@ -2,26 +2,28 @@
 //! read, serves the local socket, moves grants through their life and tears privilege down.
 //! The binaries in `src/bin` are thin: `jitd`, `jitctl`, `jit-authorized-keys`.
 
+pub mod api;
 pub mod audit;
-pub mod breakglass;
 pub mod certify;
 pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod durable;
+pub mod effects;
+pub mod engine;
 pub mod escape;
 pub mod home;
 pub mod journal;
 pub mod localdb;
+pub mod mfa;
 pub mod monitor;
 pub mod nscd;
 pub mod procs;
+pub mod remote;
 pub mod server;
 pub mod snapshot_out;
 pub mod state;
-pub mod strikes;
 pub mod sudoconf;
 pub mod sweep;
 pub mod throttle;
 pub mod tokenize;
-pub mod totp;

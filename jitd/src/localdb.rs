@@ -1,31 +1,18 @@
-//! The host's local account and group files, read directly.
+//! The host's local account and group files, read directly with jit_core's one parser
+//! ([`jit_core::host::accounts`], whose rules pam_jit and sudo_jit share).
 //!
 //! jitd never resolves names through NSS: the stack may contain jit itself or a hung sssd,
-//! and a lookup from the daemon could recurse or block (TEST-CATALOGUE N1, X14).
+//! and a lookup from the daemon could recurse or block (docs/threat-model.md#n1).
 
 use std::path::Path;
 
-/// A local user line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalUser {
-    /// Login name.
-    pub name: String,
-    /// uid.
-    pub uid: u32,
-    /// Primary gid.
-    pub gid: u32,
-}
+use jit_core::host::accounts;
 
-/// A local group line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalGroup {
-    /// Group name.
-    pub name: String,
-    /// gid.
-    pub gid: u32,
-    /// Members listed in the file.
-    pub members: Vec<String>,
-}
+/// A usable local user line.
+pub type LocalUser = accounts::PasswdEntry;
+
+/// A usable local group line.
+pub type LocalGroup = accounts::GroupEntry;
 
 /// Both files, read at one moment.
 #[derive(Debug, Clone, Default)]
@@ -36,46 +23,14 @@ pub struct LocalDb {
     pub groups: Vec<LocalGroup>,
 }
 
-fn parse_passwd(text: &str) -> Vec<LocalUser> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let _pw = f.next()?;
-            let uid = f.next()?.parse().ok()?;
-            let gid = f.next()?.parse().ok()?;
-            (!name.is_empty()).then(|| LocalUser {
-                name: name.to_string(),
-                uid,
-                gid,
-            })
-        })
-        .collect()
-}
-
-fn parse_group(text: &str) -> Vec<LocalGroup> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let _pw = f.next()?;
-            let gid = f.next()?.parse().ok()?;
-            let members = f
-                .next()
-                .unwrap_or("")
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
-            (!name.is_empty()).then(|| LocalGroup {
-                name: name.to_string(),
-                gid,
-                members,
-            })
-        })
-        .collect()
+fn read(p: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    accounts::read_account_file(&c).map_err(|e| match e {
+        jit_core::localfile::FileError::Os(n) => std::io::Error::from_raw_os_error(n),
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 impl LocalDb {
@@ -85,16 +40,12 @@ impl LocalDb {
     /// Either file unreadable: jitd must not decide collisions on a partial view.
     ///
     /// Bytes that are not UTF-8 (any user can put them in their own GECOS field with `chfn`)
-    /// are read as U+FFFD: such a field never equals a valid name, and the rest of the file
-    /// still counts. Refusing the whole file would let one user stop jitd's snapshot and
-    /// teardowns.
+    /// hide nothing: refusing the whole file would let one user stop jitd's snapshot and
+    /// teardowns. Lines the C library skips (no numeric uid or gid) are skipped here too.
     pub fn read(passwd: &Path, group: &Path) -> std::io::Result<LocalDb> {
-        let text = |p: &Path| -> std::io::Result<String> {
-            Ok(String::from_utf8_lossy(&std::fs::read(p)?).into_owned())
-        };
         Ok(LocalDb {
-            users: parse_passwd(&text(passwd)?),
-            groups: parse_group(&text(group)?),
+            users: accounts::parse_passwd(&read(passwd)?),
+            groups: accounts::parse_group(&read(group)?),
         })
     }
 
@@ -148,21 +99,14 @@ mod tests {
     }
 
     #[test]
-    fn parses_and_skips_junk() {
-        let users = parse_passwd("root:x:0:0:root:/root:/bin/bash\n#c\n+nis\nbad\ncarol:x:1001:1001::/home/carol:/bin/sh\nx:x:notanumber:1::/:/\n");
+    fn lookups_over_parsed_files() {
+        let users = accounts::parse_passwd(b"root:x:0:0:root:/root:/bin/bash\n#c\n+nis\nbad\ncarol:x:1001:1001::/home/carol:/bin/sh\nx:x:notanumber:1::/:/\n");
         assert_eq!(users.len(), 2);
-        assert_eq!(
-            users[1],
-            LocalUser {
-                name: "carol".into(),
-                uid: 1001,
-                gid: 1001
-            }
-        );
-        let groups = parse_group("sudo:x:27:carol,dave\nadm:x:4:\n");
-        assert_eq!(groups[0].members, ["carol", "dave"]);
-        assert!(groups[1].members.is_empty());
+        let groups = accounts::parse_group(b"sudo:x:27:carol,dave\nadm:x:4:\n");
         let db = LocalDb { users, groups };
+        assert_eq!(db.user("carol").map(|u| (u.uid, u.gid)), Some((1001, 1001)));
+        assert!(db.user("x").is_none());
+        assert_eq!(db.group("sudo").map(|g| g.members.len()), Some(2));
         assert_eq!(db.name_taken("CAROL").as_deref(), Some("carol"));
         assert_eq!(db.name_taken("Sudo").as_deref(), Some("sudo"));
         assert!(db.name_taken("alice").is_none());

@@ -1,6 +1,6 @@
 //! nscd invalidation. nscd caches positive passwd answers for 600 s and group answers for an
 //! hour on Debian, so a revoked identity would stay visible; jitd flushes both tables on every
-//! change, before it acknowledges the change (TEST-CATALOGUE N9, F14).
+//! change, before it acknowledges the change (docs/threat-model.md: N9, F14).
 
 use std::path::Path;
 use std::process::{Command, Stdio};

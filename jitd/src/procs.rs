@@ -4,7 +4,7 @@
 //! listing them, and `setsid`, `nohup` or `screen` escape any session bookkeeping).
 //!
 //! Processes are addressed through pidfds: a pid recycled between the scan and the signal is
-//! re-checked after `pidfd_open` and never signalled by mistake (TEST-CATALOGUE X1, D4).
+//! re-checked after `pidfd_open` and never signalled by mistake (docs/threat-model.md: X1, D4).
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -23,9 +23,9 @@ use jit_proto::Request;
 use jit_proto::{ErrorCode, Response};
 use serde_json::json;
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{prepare_dir, Daemon};
-use crate::throttle::{Event, Slot, Throttle};
+use crate::throttle::{Record, Slot, Throttle};
 
 /// The whole request (length and body) must arrive within this time from when a worker takes
 /// the connection, however slowly it trickles; the whole reply must leave within as long.
@@ -135,7 +135,7 @@ fn reply(stream: &UnixStream, resp: &Response) {
     reply_within(stream, resp, REQUEST_DEADLINE);
 }
 
-fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Event>) {
+fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Record>) {
     for (sev, name, fields) in events {
         d.audit(now, sev, name, fields);
     }
@@ -228,7 +228,7 @@ fn serve_conn(d: &Arc<Daemon>, throttle: &Throttle, conn: Conn) {
             d.audit(
                 now,
                 Severity::Warning,
-                "request.abandoned",
+                Event::RequestAbandoned,
                 json!({ "peer_uid": uid, "peer_pid": pid, "request": req.as_safe_string() }),
             );
             return;
@@ -403,7 +403,7 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
             d.audit(
                 now,
                 Severity::Error,
-                "socket.repair_failed",
+                Event::SocketRepairFailed,
                 json!({ "path": path.display().to_string(), "problem": problem, "error": error }),
             );
         }
@@ -427,7 +427,7 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
             d.audit(
                 now,
                 Severity::Notice,
-                "socket.repaired",
+                Event::SocketRepaired,
                 json!({ "path": path.display().to_string(), "problem": problem }),
             );
             Some(l)
@@ -437,6 +437,16 @@ fn repair_socket(d: &Daemon, w: &mut SocketWatch) -> Option<UnixListener> {
             None
         }
     }
+}
+
+/// Set by the jitd binary when it stops: the socket's name has been taken away on purpose so
+/// clients wait for the next jitd, and must not be bound again by the repair below.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as stopping: the accept loop no longer repairs a missing socket (jitd
+/// removes it itself before stopping, and a rebound listener would reset queued clients).
+pub fn begin_drain() {
+    DRAINING.store(true, Ordering::SeqCst);
 }
 
 /// Accepts until `d.stop` is set. Root's connections go to their own pool of `workers`
@@ -457,8 +467,10 @@ pub fn run(d: Arc<Daemon>, listener: UnixListener) {
     while !d.stop.load(Ordering::SeqCst) {
         if housekeeping.elapsed() >= HOUSEKEEPING {
             housekeeping = Instant::now();
-            if let Some(l) = repair_socket(&d, &mut watch) {
-                listener = l;
+            if !DRAINING.load(Ordering::SeqCst) {
+                if let Some(l) = repair_socket(&d, &mut watch) {
+                    listener = l;
+                }
             }
             let now = jit_core::time::now();
             record(&d, now, throttle.sweep(now));

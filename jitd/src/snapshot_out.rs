@@ -92,7 +92,7 @@ pub fn project(
         not_after: i64::MAX,
         members: Vec::new(),
     };
-    // Users whose login needs a TOTP code, for sshd's `Match Group jit-mfa` (INTERFACE.md).
+    // Users whose login needs a TOTP code, for sshd's `Match Group jit-mfa` (docs/design.md#paths).
     let mut jit_mfa = GroupEntry {
         name: cfg.group_mfa.clone(),
         gid: cfg.gid_mfa(),

@@ -19,7 +19,7 @@ pub struct State {
     /// Grants by id, including ended ones until they are pruned.
     pub grants: BTreeMap<String, Grant>,
     /// Stable uid per ephemeral identity. Entries are never removed: a uid once used by an
-    /// identity is never handed to another while its files may remain (TEST-CATALOGUE T3).
+    /// identity is never handed to another while its files may remain (docs/threat-model.md#t3).
     pub uid_ledger: BTreeMap<String, u32>,
     /// Login sessions pam_jit registered, by session id, until they close or their grant is
     /// torn down (teardown ends them; `--end-with-session` grants end with theirs).

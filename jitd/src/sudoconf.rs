@@ -1,10 +1,12 @@
 //! Is sudo_jit really guarding sudo on this host? jitd accepts a sudo scope only if it is:
 //! the sudoers drop-in gives `jit-sudo` members everything, and only the plugin narrows that to
 //! the grant. So `/etc/sudo.conf` must load `sudo_jit`, and the plugin file must be root's and
-//! not writable by others (sudo 1.9.13 loads a plugin whatever its owner and mode: DESIGN §5).
+//! not writable by others (sudo 1.9.13 loads a plugin whatever its owner and mode: docs/design.md#traps).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use jit_core::host::trust::{self, Access};
 
 /// Where sudo looks for plugins named without a path on Debian.
 const SUDO_PLUGIN_DIR: &str = "/usr/libexec/sudo";
@@ -58,7 +60,7 @@ pub fn check(sudo_conf: &Path) -> Result<SudoSetup, String> {
     })?;
     let m = std::fs::metadata(&setup.plugin)
         .map_err(|e| format!("sudo_jit plugin {}: {e}", setup.plugin.display()))?;
-    if m.uid() != 0 || m.mode() & 0o022 != 0 || !m.is_file() {
+    if trust::check_metadata(&m, Access::ReadableByAll).is_err() || !m.is_file() {
         return Err(format!(
             "sudo_jit plugin {} must be a root-owned file not writable by group or others (owner {}, mode {:o})",
             setup.plugin.display(),

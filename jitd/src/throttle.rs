@@ -9,7 +9,7 @@
 //! Both periods double (up to an hour) while a uid keeps it up, so a sustained attack costs the
 //! audit trail a few records an hour, not a few a minute.
 //!
-//! It decides and counts; the caller writes the [`Event`]s it returns to the audit trail.
+//! It decides and counts; the caller writes the [`Record`]s it returns to the audit trail.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use jit_core::time::UnixTime;
 use serde_json::{json, Value};
 
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 
 /// An episode ends when the uid has caused no incident for this long (doubled for each episode
 /// that starts within that time of the last one's end).
@@ -77,8 +77,8 @@ impl Backoff {
 /// Distinct request types named in a denial summary (the rest are counted as `other`).
 const MAX_KINDS: usize = 16;
 
-/// An audit record to write: severity, event name, fields.
-pub type Event = (Severity, &'static str, Value);
+/// An audit record to write: severity, event, fields.
+pub type Record = (Severity, Event, Value);
 
 /// Why a connection counted against its uid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl Throttle {
         uid: u32,
         pid: i32,
         now: UnixTime,
-    ) -> (Option<Slot>, Option<Event>) {
+    ) -> (Option<Slot>, Option<Record>) {
         let mut m = self.lock();
         let u = m.entry(uid).or_insert_with(|| self.fresh());
         if uid != 0 && u.open >= self.per_uid {
@@ -218,7 +218,7 @@ impl Throttle {
 
     /// Counts a request from `uid` that missed the request deadline; returns the episode's
     /// opening record if this starts one.
-    pub fn missed_deadline(&self, uid: u32, pid: i32, now: UnixTime) -> Option<Event> {
+    pub fn missed_deadline(&self, uid: u32, pid: i32, now: UnixTime) -> Option<Record> {
         let mut m = self.lock();
         let u = m.entry(uid).or_insert_with(|| self.fresh());
         Self::incident(u, uid, pid, Incident::Deadline, self.per_uid, now)
@@ -231,7 +231,7 @@ impl Throttle {
         what: Incident,
         per_uid: usize,
         now: UnixTime,
-    ) -> Option<Event> {
+    ) -> Option<Record> {
         let started = u.episode.is_none();
         if started {
             u.episode = Some(Episode {
@@ -251,7 +251,7 @@ impl Throttle {
         started.then(|| {
             (
                 Severity::Warning,
-                "socket.throttled",
+                Event::SocketThrottled,
                 json!({
                     "peer_uid": uid, "peer_pid": pid, "cause": what.as_str(),
                     "connection_limit": per_uid, "quiet_secs": e.quiet.as_secs(),
@@ -271,7 +271,7 @@ impl Throttle {
         kind: &'static str,
         request: &str,
         now: UnixTime,
-    ) -> Vec<Event> {
+    ) -> Vec<Record> {
         let mut out = Vec::new();
         let mut m = self.lock();
         let u = m.entry(uid).or_insert_with(|| self.fresh());
@@ -301,17 +301,17 @@ impl Throttle {
         });
         out.push((
             Severity::Warning,
-            "request.denied",
+            Event::RequestDenied,
             json!({ "peer_uid": uid, "peer_pid": pid, "request": request }),
         ));
         out
     }
 
-    fn denial_summary(uid: u32, d: Denials, now: UnixTime) -> Option<Event> {
+    fn denial_summary(uid: u32, d: Denials, now: UnixTime) -> Option<Record> {
         (d.suppressed > 0).then(|| {
             (
                 Severity::Warning,
-                "request.denied.summary",
+                Event::RequestDeniedSummary,
                 json!({
                     "peer_uid": uid, "count": d.suppressed, "since": d.opened_at, "until": now,
                     "window_secs": d.length.as_secs(),
@@ -325,7 +325,7 @@ impl Throttle {
     /// Closes what has gone quiet: episodes without an incident for their quiet period (one
     /// summary record each) and denial windows past their length (a summary if they counted
     /// any). Called about once a second.
-    pub fn sweep(&self, now: UnixTime) -> Vec<Event> {
+    pub fn sweep(&self, now: UnixTime) -> Vec<Record> {
         let mut out = Vec::new();
         let mut m = self.lock();
         for (&uid, u) in m.iter_mut() {
@@ -337,7 +337,7 @@ impl Throttle {
                     u.quiet.end(true);
                     out.push((
                         Severity::Notice,
-                        "socket.throttled.end",
+                        Event::SocketThrottledEnd,
                         json!({
                             "peer_uid": uid, "since": e.started_at, "until": now,
                             "refused_over_limit": e.over_limit, "closed_at_deadline": e.deadline,
@@ -373,7 +373,7 @@ mod tests {
         assert!(a.0.is_some() && b.0.is_some());
         let (c, ev) = t.admit(1000, 1, 0);
         assert!(c.is_none());
-        assert_eq!(ev.map(|e| e.1), Some("socket.throttled"));
+        assert_eq!(ev.map(|e| e.1), Some(Event::SocketThrottled));
         let (d, ev) = t.admit(1000, 1, 0);
         assert!(d.is_none() && ev.is_none(), "one record per episode");
         assert!(t.missed_deadline(1000, 1, 0).is_none(), "same episode");
@@ -391,7 +391,7 @@ mod tests {
         let t = Throttle::new(2);
         let first = t.denied(1000, 1, "add_grant", "add_grant user=\"x\"", 5);
         assert_eq!(first.len(), 1);
-        assert_eq!(first[0].1, "request.denied");
+        assert_eq!(first[0].1, Event::RequestDenied);
         for _ in 0..99 {
             assert!(t.denied(1000, 1, "add_grant", "add_grant", 5).is_empty());
         }
@@ -413,8 +413,11 @@ mod tests {
         t.denied(1000, 1, "revoke_grant", "a", 0);
         std::thread::sleep(ms * 2);
         let ev = t.sweep(1);
-        let names: Vec<&str> = ev.iter().map(|e| e.1).collect();
-        assert_eq!(names, ["socket.throttled.end", "request.denied.summary"]);
+        let names: Vec<Event> = ev.iter().map(|e| e.1).collect();
+        assert_eq!(
+            names,
+            [Event::SocketThrottledEnd, Event::RequestDeniedSummary]
+        );
         assert_eq!(ev[1].2["count"], 2);
         assert_eq!(ev[1].2["requests"]["add_grant"], 1);
         assert_eq!(ev[1].2["requests"]["revoke_grant"], 1);
@@ -432,8 +435,11 @@ mod tests {
         assert!(ev.is_empty(), "doubled: still open: {ev:?}");
         std::thread::sleep(ms);
         let ev = t.sweep(5);
-        let names: Vec<&str> = ev.iter().map(|e| e.1).collect();
-        assert_eq!(names, ["socket.throttled.end", "request.denied.summary"]);
+        let names: Vec<Event> = ev.iter().map(|e| e.1).collect();
+        assert_eq!(
+            names,
+            [Event::SocketThrottledEnd, Event::RequestDeniedSummary]
+        );
         // A stretch as long as the period without anything: back to the base.
         drop(_held);
         std::thread::sleep(ms * 5);

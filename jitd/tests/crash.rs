@@ -1,4 +1,4 @@
-//! kill -9 at every step of a durable state write (TEST-CATALOGUE F10, C1-C3), with failpoints
+//! kill -9 at every step of a durable state write (docs/threat-model.md: F10, C1-C3), with failpoints
 //! compiled in only by the `failpoints` feature:
 //! `cargo test -p jitd --features failpoints --test crash` (scripts/test runs it).
 //! After each crash jitd restarts; the state is the old one or the new one, never a partial

@@ -1,6 +1,8 @@
 //! The daemon core driven directly (no socket, injected clock), over private temp files for
-//! passwd, group, state, snapshot, audit and homes: grant validation (TEST-CATALOGUE B1-B4),
+//! passwd, group, state, snapshot, audit and homes: grant validation (docs/threat-model.md: B1-B4),
 //! stable uids, expiry at the boundary second, revocation, restart recovery (F11).
+//!
+//! Ids in comments and test names (B1-B4, F11, …) are rows of docs/threat-model.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
 
@@ -489,7 +491,7 @@ fn mfa_group_grant_gives_nothing_until_activated() {
         0,
         "armed: no membership"
     );
-    // --mfa needs an enrolled secret (P7: no secret is never "no second factor").
+    // --mfa needs an enrolled secret (docs/threat-model.md#p7: no secret is never "no second factor").
     assert!(add(
         &d,
         GrantSpec {

@@ -1,7 +1,9 @@
 //! The real jitd binary on a private socket: malformed, oversize and truncated frames get an
-//! error reply and a closed connection while other clients are still served (TEST-CATALOGUE
-//! B8); a non-root peer may not change state (X1, X2); jitctl refuses to talk to a socket that
-//! is not served by root (X3); SIGTERM stops jitd cleanly with its state kept.
+//! error reply and a closed connection while other clients are still served
+//! (docs/threat-model.md#b8); a non-root peer may not change state (X1, X2 there); jitctl
+//! refuses to talk to a socket that is not served by root (X3); SIGTERM stops jitd cleanly with its state kept.
+//!
+//! Ids in comments and test names (X1, X3, …) are rows of docs/threat-model.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
 

@@ -1,6 +1,6 @@
 //! getpwent/getgrent: the enumeration cursors.
 //!
-//! `set*ent` resets a cursor and pins the current mapping (an `Arc`, not a lock), so one
+//! `set*ent` resets a cursor and pins the current copy (an `Arc`, not a lock), so one
 //! enumeration walks one consistent snapshot even if jitd replaces the file meanwhile; liveness
 //! is still decided per call with the current time. `get*ent_r` without `set*ent` starts
 //! implicitly. A short buffer (ERANGE) does not advance the cursor, so glibc's retry with a bigger
@@ -10,7 +10,7 @@
 
 use crate::buffer::CallerBuf;
 use crate::lookup::{account_listable, format_group, format_passwd, group_listable};
-use crate::source::{lock_nonblocking, Mapping, SourceError};
+use crate::source::{lock_nonblocking, SnapshotCopy, SourceError};
 use crate::status::Failure;
 use jit_core::snapshot::Snapshot;
 use jit_core::UnixTime;
@@ -25,9 +25,9 @@ pub struct Position {
     pub last: Option<usize>,
 }
 
-/// One enumeration: the pinned mapping and the position in it.
+/// One enumeration: the pinned copy and the position in it.
 pub struct Cursor {
-    pin: Option<Arc<Mapping>>,
+    pin: Option<Arc<SnapshotCopy>>,
     pos: Position,
 }
 
@@ -58,12 +58,12 @@ pub static GR_CURSOR: Mutex<Cursor> = Mutex::new(Cursor::new());
 /// `set*ent`: restart at the beginning of the current snapshot.
 pub fn start(
     cursor: &Mutex<Cursor>,
-    source: impl FnOnce() -> Result<Arc<Mapping>, SourceError>,
+    source: impl FnOnce() -> Result<Arc<SnapshotCopy>, SourceError>,
 ) -> Result<(), Failure> {
-    let mapping = source();
+    let copy = source();
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
     let old = std::mem::take(&mut *c);
-    let res = match mapping {
+    let res = match copy {
         Ok(m) => {
             c.pin = Some(m);
             Ok(())
@@ -71,11 +71,11 @@ pub fn start(
         Err(e) => Err(Failure::from(e)),
     };
     drop(c);
-    drop(old); // may unmap: done outside the lock
+    drop(old); // may free the copy: done outside the lock
     res
 }
 
-/// `end*ent`: forget the cursor and release the pinned mapping.
+/// `end*ent`: forget the cursor and release the pinned copy.
 pub fn end(cursor: &Mutex<Cursor>) -> Result<(), Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
     let old = std::mem::take(&mut *c);
@@ -88,14 +88,14 @@ pub fn end(cursor: &Mutex<Cursor>) -> Result<(), Failure> {
 /// not started) and stores the advanced position only if `step` succeeded.
 pub fn next<T>(
     cursor: &Mutex<Cursor>,
-    source: impl FnOnce() -> Result<Arc<Mapping>, SourceError>,
+    source: impl FnOnce() -> Result<Arc<SnapshotCopy>, SourceError>,
     step: impl FnOnce(&Snapshot<'_>, &mut Position) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
-    let mapping = match &c.pin {
+    let copy = match &c.pin {
         Some(m) => Arc::clone(m),
         None => {
-            // Implicit start. Mapping under the cursor lock is fine: set/get/end*ent are
+            // Implicit start. Reading a copy under the cursor lock is fine: set/get/end*ent are
             // serialised by glibc anyway, and nothing here waits.
             let m = source().map_err(Failure::from)?;
             c.pos = Position::default();
@@ -104,7 +104,7 @@ pub fn next<T>(
         }
     };
     let mut pos = c.pos;
-    let out = step(&mapping.snapshot(), &mut pos)?;
+    let out = step(&copy.snapshot(), &mut pos)?;
     c.pos = pos;
     Ok(out)
 }

@@ -10,7 +10,7 @@
 //!
 //! The module never talks to jitd, never logs on success or not-found, never writes to
 //! stdout/stderr, never blocks, keeps no file descriptor and starts no thread. It is loaded into
-//! sshd, login, sudo and every process that resolves a name (DESIGN §4).
+//! sshd, login, sudo and every process that resolves a name (docs/design.md#module-rules).
 #![warn(clippy::indexing_slicing)]
 
 pub mod buffer;
@@ -54,9 +54,9 @@ pub unsafe extern "C" fn _nss_jit_getpwnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
-        let mapping = source::current()?;
+        let copy = source::current()?;
         let acc =
-            lookup::account_by_name(&mapping.snapshot(), name, now()).ok_or(Failure::NotFound)?;
+            lookup::account_by_name(&copy.snapshot(), name, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
         // SAFETY: `pwd` is non-null and points to a writable `struct passwd` (NSS contract);
         // `write` does not read the old, possibly uninitialised, contents.
@@ -88,9 +88,8 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
         if lookup::refused_id(uid) {
             return Err(Failure::NotFound);
         }
-        let mapping = source::current()?;
-        let acc =
-            lookup::account_by_uid(&mapping.snapshot(), uid, now()).ok_or(Failure::NotFound)?;
+        let copy = source::current()?;
+        let acc = lookup::account_by_uid(&copy.snapshot(), uid, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
         unsafe { pwd.write(out) };
@@ -175,9 +174,9 @@ pub unsafe extern "C" fn _nss_jit_getgrnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
-        let mapping = source::current()?;
+        let copy = source::current()?;
         let now = now();
-        let g = lookup::group_by_name(&mapping.snapshot(), name, now).ok_or(Failure::NotFound)?;
+        let g = lookup::group_by_name(&copy.snapshot(), name, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
         // SAFETY: `grp` is non-null and points to a writable `struct group` (NSS contract).
         unsafe { grp.write(out) };
@@ -208,9 +207,9 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
         if lookup::refused_id(gid) {
             return Err(Failure::NotFound);
         }
-        let mapping = source::current()?;
+        let copy = source::current()?;
         let now = now();
-        let g = lookup::group_by_gid(&mapping.snapshot(), gid, now).ok_or(Failure::NotFound)?;
+        let g = lookup::group_by_gid(&copy.snapshot(), gid, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
         unsafe { grp.write(out) };
@@ -300,8 +299,8 @@ pub unsafe extern "C" fn _nss_jit_initgroups_dyn(
         let mut groups = unsafe { lookup::GidArray::new(start, size, groupsp, limit) }?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let user = lookup::query_name(unsafe { lookup::name_bytes(user) })?;
-        let mapping = source::current()?;
-        let added = lookup::initgroups(&mapping.snapshot(), user, skipgroup, now(), &mut groups)?;
+        let copy = source::current()?;
+        let added = lookup::initgroups(&copy.snapshot(), user, skipgroup, now(), &mut groups)?;
         Ok(if added {
             NssStatus::Success
         } else {

@@ -3,7 +3,7 @@
 //! Everything here is testable without a file, glibc or a clock: the entry points in `lib.rs`
 //! only decode arguments, fetch the current snapshot and store what these functions return.
 //! The refusal rules live here too: jit never answers for root (name, uid 0, gid 0), `nobody`
-//! (65534), or ids above `i32::MAX` that callers may treat as negative (TEST-CATALOGUE N10, N11),
+//! (65534), or ids above `i32::MAX` that callers may treat as negative (docs/threat-model.md: N10, N11),
 //! neither in a query nor in what it returns, even if a snapshot said otherwise.
 
 use crate::buffer::{CallerBuf, TooSmall};
@@ -15,7 +15,7 @@ use jit_core::UnixTime;
 use libc::{c_char, c_long, gid_t};
 
 /// The password field of every jit entry. `*` and not `x`: there is no shadow entry, and with
-/// `x` pam_unix's account phase refuses the user (DESIGN §5).
+/// `x` pam_unix's account phase refuses the user (docs/design.md#traps).
 const NO_PASSWORD: &str = "*";
 
 /// Ids jit never answers for: root, `nobody`/`nogroup`, and anything that is negative as an

@@ -17,9 +17,8 @@
 //!
 //! The cache lock is only ever `try_lock`ed, a bounded number of times: on contention, or if a
 //! `fork()` happened while another thread held it (the child then inherits a lock no one will
-//! release), the call maps, validates, uses and unmaps its own copy instead of waiting.
+//! release), the call reads, validates, uses and frees its own copy instead of waiting.
 
-use jit_core::constants::DEFAULT_SNAPSHOT_PATH;
 use jit_core::snapshot::file::{check_stat, open_trusted, TrustError};
 use jit_core::snapshot::Snapshot;
 use std::ffi::CStr;
@@ -29,27 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 /// How many times a lock is tried before giving up (each try is a few nanoseconds when free).
 const LOCK_TRIES: u32 = 64;
 
-const PATH_LEN: usize = DEFAULT_SNAPSHOT_PATH.len();
-
-/// `DEFAULT_SNAPSHOT_PATH` with its NUL, built at compile time so a lookup allocates nothing.
-#[allow(clippy::indexing_slicing)] // const evaluation: an out-of-range index fails the build
-const PATH_BYTES: [u8; PATH_LEN + 1] = {
-    let src = DEFAULT_SNAPSHOT_PATH.as_bytes();
-    let mut out = [0u8; PATH_LEN + 1];
-    let mut i = 0;
-    while i < PATH_LEN {
-        out[i] = src[i];
-        i += 1;
-    }
-    out
-};
-
-/// The only path the module reads. If the constant ever held a NUL this would be the empty path,
-/// which fails closed (ENOENT, UNAVAIL); a unit test pins it to `DEFAULT_SNAPSHOT_PATH`.
-pub const SNAPSHOT_PATH: &CStr = match CStr::from_bytes_with_nul(&PATH_BYTES) {
-    Ok(p) => p,
-    Err(_) => c"",
-};
+/// The only path the module reads (compile-time, NUL-terminated: a lookup allocates nothing).
+pub const SNAPSHOT_PATH: &CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
 
 /// Why there is no usable snapshot. Every variant becomes UNAVAIL at the entry points; the
 /// detail exists for tests.
@@ -70,7 +50,7 @@ impl From<TrustError> for SourceError {
     }
 }
 
-/// The identity of the file a mapping was made from (see the module comment).
+/// The identity of the file a copy was read from (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Identity {
     dev: u64,
@@ -136,11 +116,11 @@ impl Drop for InodePin {
 }
 
 /// A validated private copy of the snapshot and the identity of the file it came from.
-pub struct Mapping {
+pub struct SnapshotCopy {
     /// Borrows `_bytes`. Declared before it so it is dropped first; it is only ever handed out
-    /// with a lifetime tied to `&self` (see [`Mapping::snapshot`]), never as `'static`.
+    /// with a lifetime tied to `&self` (see [`SnapshotCopy::snapshot`]), never as `'static`.
     snap: Snapshot<'static>,
-    /// The copy; a boxed slice never moves its heap data when the `Mapping` moves.
+    /// The copy; a boxed slice never moves its heap data when the `SnapshotCopy` moves.
     _bytes: Box<[u8]>,
     _pin: InodePin,
     ident: Identity,
@@ -148,12 +128,12 @@ pub struct Mapping {
 
 // SAFETY: the copy is never written after validation and the pin is never accessed; the snapshot
 // view is plain borrowed data. Sharing or moving it across threads is as safe as a `&[u8]`.
-unsafe impl Send for Mapping {}
+unsafe impl Send for SnapshotCopy {}
 // SAFETY: as above: no interior mutability.
-unsafe impl Sync for Mapping {}
+unsafe impl Sync for SnapshotCopy {}
 
-impl Mapping {
-    /// The validated snapshot, borrowed for as long as the mapping lives.
+impl SnapshotCopy {
+    /// The validated snapshot, borrowed for as long as the copy lives.
     pub fn snapshot(&self) -> Snapshot<'_> {
         self.snap
     }
@@ -165,7 +145,7 @@ impl Mapping {
     /// someone truncates or rewrites in place raises SIGBUS in, or feeds torn records to, every
     /// process resolving names (SSSD bz 2226021). The copy is checked whole (CRC32C) after the
     /// read, so a concurrent in-place write yields a refused copy, never a mixed one.
-    fn open(path: &CStr) -> Result<Mapping, SourceError> {
+    fn open(path: &CStr) -> Result<SnapshotCopy, SourceError> {
         // open_trusted: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a FIFO swapped in between
         // lstat and open from blocking us, and fstat applies the trust rules.
         let (fd, st) = open_trusted(path)?;
@@ -188,12 +168,12 @@ impl Mapping {
         }
         let pin = InodePin { ptr, len: PIN_LEN };
         let bytes = read_all(&fd, len)?;
-        // SAFETY: `bytes` is a heap slice owned by the `Mapping` built below and never mutated or
-        // freed before it; the `'static` view is confined to that `Mapping`.
+        // SAFETY: `bytes` is a heap slice owned by the `SnapshotCopy` built below and never mutated or
+        // freed before it; the `'static` view is confined to that `SnapshotCopy`.
         let view: &'static [u8] =
             unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
         let snap = Snapshot::parse(view).map_err(|_| SourceError::Corrupt)?;
-        Ok(Mapping {
+        Ok(SnapshotCopy {
             snap,
             _bytes: bytes,
             _pin: pin,
@@ -230,8 +210,8 @@ fn read_all(fd: &std::os::fd::OwnedFd, len: usize) -> Result<Box<[u8]>, SourceEr
     Ok(buf.into_boxed_slice())
 }
 
-/// The process-wide cache: the last validated mapping of the snapshot.
-pub type Cache = Mutex<Option<Arc<Mapping>>>;
+/// The process-wide cache: the last validated copy of the snapshot.
+pub type Cache = Mutex<Option<Arc<SnapshotCopy>>>;
 
 /// The one cache of the process (the exported functions' snapshot).
 pub static CACHE: Cache = Mutex::new(None);
@@ -249,13 +229,13 @@ pub fn lock_nonblocking<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     None
 }
 
-/// The current snapshot of the module (`DEFAULT_SNAPSHOT_PATH`, process cache).
-pub fn current() -> Result<Arc<Mapping>, SourceError> {
+/// The current snapshot of the module (`SNAPSHOT_PATH`, process cache).
+pub fn current() -> Result<Arc<SnapshotCopy>, SourceError> {
     acquire(SNAPSHOT_PATH, &CACHE)
 }
 
-/// The validated mapping of `path`, from `cache` when the file is unchanged.
-pub fn acquire(path: &CStr, cache: &Cache) -> Result<Arc<Mapping>, SourceError> {
+/// The validated copy of `path`, from `cache` when the file is unchanged.
+pub fn acquire(path: &CStr, cache: &Cache) -> Result<Arc<SnapshotCopy>, SourceError> {
     let seen = match lstat_identity(path) {
         Ok(ident) => ident,
         Err(e) => {
@@ -274,7 +254,7 @@ pub fn acquire(path: &CStr, cache: &Cache) -> Result<Arc<Mapping>, SourceError> 
             // Validate without holding the lock: parsing a large file takes a while and other
             // threads must not be pushed onto the uncached path meanwhile.
             drop(guard);
-            let fresh = match Mapping::open(path) {
+            let fresh = match SnapshotCopy::open(path) {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
                     // The file changed into something unusable: the cached copy is stale and
@@ -285,11 +265,11 @@ pub fn acquire(path: &CStr, cache: &Cache) -> Result<Arc<Mapping>, SourceError> 
                 }
             };
             let old = lock_nonblocking(cache).and_then(|mut g| g.replace(Arc::clone(&fresh)));
-            drop(old); // unmapped here, outside the lock, once no other call still uses it
+            drop(old); // freed here, outside the lock, once no other call still uses it
             Ok(fresh)
         }
         // Contended or inherited locked through fork(): a private, uncached copy for this call.
-        None => Ok(Arc::new(Mapping::open(path)?)),
+        None => Ok(Arc::new(SnapshotCopy::open(path)?)),
     }
 }
 
@@ -369,7 +349,7 @@ pub(crate) mod tests {
         unsafe { libc::geteuid() == 0 }
     }
 
-    fn names(m: &Mapping) -> Vec<String> {
+    fn names(m: &SnapshotCopy) -> Vec<String> {
         let s = m.snapshot();
         (0..s.account_count())
             .map(|i| s.account_at(i).unwrap().name().to_string())
@@ -377,12 +357,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn path_constant_matches_core() {
-        assert_eq!(SNAPSHOT_PATH.to_bytes(), DEFAULT_SNAPSHOT_PATH.as_bytes());
-    }
-
-    #[test]
-    fn trusted_file_is_mapped_and_cached() {
+    fn trusted_file_is_copied_and_cached() {
         if !is_root() {
             eprintln!("skipped: needs a root-owned file");
             return;
@@ -393,14 +368,14 @@ pub(crate) mod tests {
         let a = acquire(&p, &cache).unwrap();
         assert_eq!(names(&a), ["alice"]);
         let b = acquire(&p, &cache).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "unchanged file: cached mapping reused");
+        assert!(Arc::ptr_eq(&a, &b), "unchanged file: cached copy reused");
 
         // jitd-style replacement (new inode) is seen at the next call.
         install(&d.0, "snapshot", &image(&["alice", "bob"]), 0o644);
         let c = acquire(&p, &cache).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(names(&c), ["alice", "bob"]);
-        // The old mapping stays valid for whoever still holds it.
+        // The old copy stays valid for whoever still holds it.
         assert_eq!(names(&a), ["alice"]);
 
         // A chmod in place changes ctime and mode: revalidated, and now refused.
@@ -424,7 +399,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn locked_cache_falls_back_to_an_uncached_mapping() {
+    fn locked_cache_falls_back_to_an_uncached_copy() {
         if !is_root() {
             return;
         }
@@ -468,7 +443,7 @@ pub(crate) mod tests {
         );
         // Even past the lstat check, open(O_NOFOLLOW) refuses a symlink.
         assert_eq!(
-            Mapping::open(&cpath(&link)).err(),
+            SnapshotCopy::open(&cpath(&link)).err(),
             Some(SourceError::Untrusted(TrustError::Os(libc::ELOOP)))
         );
 
@@ -531,7 +506,7 @@ pub(crate) mod tests {
             Some(SourceError::Untrusted(TrustError::NotRegular))
         );
         assert_eq!(
-            Mapping::open(&fifo).err(),
+            SnapshotCopy::open(&fifo).err(),
             Some(SourceError::Untrusted(TrustError::NotRegular))
         );
     }
@@ -544,10 +519,10 @@ pub(crate) mod tests {
         let d = TempDir::new("fd");
         let p = cpath(&install(&d.0, "snapshot", &image(&["alice"]), 0o644));
         // Other tests run in parallel threads, so instead of counting descriptors check that
-        // the lowest free one has not crept up after a thousand mappings.
+        // the lowest free one has not crept up after a thousand copies.
         let cache: Cache = Mutex::new(None);
         for _ in 0..1000 {
-            let m = Mapping::open(&p).unwrap();
+            let m = SnapshotCopy::open(&p).unwrap();
             drop(m);
             let _ = acquire(&p, &cache).unwrap();
         }

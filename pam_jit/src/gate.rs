@@ -5,7 +5,7 @@
 //! of the right kind (`GATE_ACCOUNT` for a jit identity, `GATE_ENABLE` for a managed admin),
 //! and its login conditions (`--from`, `--service`, `--window`) admit this login
 //! (`jit_core::policy::login`). An armed grant fits too: it needs a verification code, and the
-//! login that proves it activates it (DESIGN §1, Activation).
+//! login that proves it activates it (docs/design.md#activation).
 //!
 //! Among several fitting grants one without MFA is preferred (the approver did not ask for a
 //! code for it), then the one that ends last, then the smallest id, so the auth, account and

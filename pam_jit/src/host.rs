@@ -16,16 +16,14 @@ use pam::items::{RHost, RUser, Service, Tty};
 use pam::module::PamHandle;
 use std::time::Duration;
 
-/// The root-only gates file as a C string; equal to `jit_core::constants::DEFAULT_GATES_PATH`
-/// (a unit test checks). The world-readable snapshot lacks the gate records pam_jit needs.
-pub const GATES_PATH: &std::ffi::CStr = c"/run/jitd/gates";
-/// The world-readable snapshot NSS reads; equal to `DEFAULT_SNAPSHOT_PATH` (a unit test checks).
-pub const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
-/// The durable managed list as a C string; equal to `DEFAULT_MANAGED_LIST` (a unit test
-/// checks).
-pub const MANAGED_LIST_PATH: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
+/// The root-only gates file: the world-readable snapshot lacks the gate records pam_jit needs.
+pub const GATES_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_PATH_C;
+/// The world-readable snapshot NSS reads.
+pub const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
+/// jitd's durable managed list.
+pub const MANAGED_LIST_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_MANAGED_LIST_C;
 /// Where local users are listed.
-pub const PASSWD_PATH: &std::ffi::CStr = c"/etc/passwd";
+pub const PASSWD_PATH: &std::ffi::CStr = jit_core::host::accounts::PASSWD_PATH;
 /// Longest message handed to the conversation (Linux-PAM's `PAM_MAX_MSG_SIZE` is 512).
 pub const MAX_MESSAGE_BYTES: usize = 500;
 
@@ -156,7 +154,7 @@ impl Pam for PamHandle {
         match conv.send(PAM_PROMPT_ECHO_OFF, &conversation_text(prompt)) {
             // pam-bindings hands the reply over in a buffer it zeroes on drop; the copy lives
             // in a Secret, which does the same.
-            Ok(reply) => Ok(reply.map(|r| Secret::new(r.as_bytes().to_vec()))),
+            Ok(reply) => Ok(reply.map(|r| crate::jitd::typed_code(r.as_bytes().to_vec()))),
             Err(_) => Err(ConvError),
         }
     }
@@ -250,16 +248,6 @@ impl World for System {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fixed_paths_match_the_shared_constants() {
-        use jit_core::constants::{
-            DEFAULT_GATES_PATH, DEFAULT_MANAGED_LIST, DEFAULT_SNAPSHOT_PATH,
-        };
-        assert_eq!(GATES_PATH.to_str(), Ok(DEFAULT_GATES_PATH));
-        assert_eq!(PUBLIC_SNAPSHOT_PATH.to_str(), Ok(DEFAULT_SNAPSHOT_PATH));
-        assert_eq!(MANAGED_LIST_PATH.to_str(), Ok(DEFAULT_MANAGED_LIST));
-    }
 
     #[test]
     fn conversation_text_is_capped_and_nul_free() {

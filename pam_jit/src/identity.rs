@@ -1,6 +1,6 @@
 //! Is this login any of jit's business? Pure: given the PAM user name, what `/etc/passwd` says
 //! about it, the snapshot (if trusted) and the durable managed list, decide without a daemon or
-//! a network (DESIGN §5, TEST-CATALOGUE T5):
+//! a network (docs/design.md#traps, docs/threat-model.md#t5):
 //!
 //! | name | answer |
 //! |---|---|

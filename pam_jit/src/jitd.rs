@@ -3,9 +3,9 @@
 //! Every call goes through one function `call(&Request) -> Result<Response, ClientError>`;
 //! the real one ([`socket_call`]) is `jit_proto::client::call` on jitd's socket with the
 //! module's deadline and `require_root_peer` (an impostor serving the socket path gets no code,
-//! TEST-CATALOGUE X3/D2). Tests pass a fake. Any failure (unreachable, deadline, impostor,
+//! docs/threat-model.md#d2). Tests pass a fake. Any failure (unreachable, deadline, impostor,
 //! bad frame, an error reply, an unexpected payload) is a [`JitdError`], and the caller denies:
-//! no error path ever admits a jit identity (P1).
+//! no error path ever admits a jit identity (docs/threat-model.md#p1).
 //!
 //! Codes typed by a person travel in a [`Secret`]: capped, wiped from this module's memory
 //! after use, and never logged.
@@ -15,7 +15,7 @@ use jit_proto::message::{ErrorCode, MfaCaller, MfaPurpose, Payload, SessionSpec}
 use jit_proto::{Grant, Request, Response, Session};
 use std::time::Duration;
 
-/// Longest code sent to jitd. A longer reply (B11: 1 MiB pasted) is cut, still sent, and still
+/// Longest code sent to jitd. A longer reply (1 MiB pasted) is cut, still sent, and still
 /// counted by jitd as a failure; it can never be a valid code.
 pub const MAX_CODE_BYTES: usize = 256;
 /// Longest `PAM_SERVICE` copied into a request (jitd refuses longer ones).
@@ -27,60 +27,25 @@ pub const MAX_RHOST_BYTES: usize = 255;
 /// Longest `PAM_RUSER` copied into a request (a user name).
 pub const MAX_RUSER_BYTES: usize = 64;
 
-/// A code as typed, wiped on drop.
-pub struct Secret(Vec<u8>);
+pub use jit_core::host::secret::Secret;
 
-impl Secret {
-    /// Takes the reply bytes, capped at [`MAX_CODE_BYTES`].
-    pub fn new(mut bytes: Vec<u8>) -> Self {
-        if bytes.len() > MAX_CODE_BYTES {
-            wipe(&mut bytes[MAX_CODE_BYTES..]);
-            bytes.truncate(MAX_CODE_BYTES);
-        }
-        Secret(bytes)
-    }
-
-    /// Nothing was typed.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The code as the protocol's string (invalid UTF-8 replaced, so jitd sees and counts a
-    /// wrong code rather than nothing).
-    fn to_request_string(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
-    }
+/// A code as typed, capped at [`MAX_CODE_BYTES`] (the bytes cut off are wiped), wiped on drop.
+pub fn typed_code(bytes: Vec<u8>) -> Secret {
+    Secret::capped(bytes, MAX_CODE_BYTES)
 }
 
-impl Drop for Secret {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// Overwrites bytes; `black_box` keeps the writes from being optimised away as dead stores.
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        *b = 0;
-    }
-    std::hint::black_box(bytes);
-}
-
-fn wipe_string(s: String) {
-    let mut v = s.into_bytes();
-    wipe(&mut v);
+/// The code as the protocol's string (invalid UTF-8 replaced, so jitd sees and counts a wrong
+/// code rather than nothing).
+fn request_string(code: &Secret) -> String {
+    String::from_utf8_lossy(code.bytes()).into_owned()
 }
 
 /// Wipes the code a request carried, once it has been sent.
 fn wipe_request(req: Request) {
     match req {
-        Request::VerifyMfa { code, .. } | Request::UseBreakglass { code, .. } => wipe_string(code),
+        Request::VerifyMfa { mut code, .. } | Request::UseBreakglass { mut code, .. } => {
+            jit_core::host::secret::wipe_string(&mut code);
+        }
         _ => {}
     }
 }
@@ -170,7 +135,7 @@ where
 {
     let req = Request::VerifyMfa {
         user: user.to_string(),
-        code: code.to_request_string(),
+        code: request_string(code),
         purpose: MfaPurpose::Login,
         service: capped(service, MAX_SERVICE_BYTES),
         grant: Some(grant.to_string()),
@@ -204,7 +169,7 @@ where
 {
     let req = Request::UseBreakglass {
         account: account.to_string(),
-        code: code.to_request_string(),
+        code: request_string(code),
         service: capped(service, MAX_SERVICE_BYTES),
         rhost: capped(rhost, MAX_RHOST_BYTES),
         caller_uid: Some(caller_uid),
@@ -284,7 +249,7 @@ mod tests {
                 activated: vec!["g-0001".into()],
             })
         };
-        let code = Secret::new(b"123456".to_vec());
+        let code = typed_code(b"123456".to_vec());
         assert_eq!(
             verify_mfa(&call, "eve", &code, "sshd", "g-0001", MfaCaller::default()).unwrap(),
             ["g-0001"]
@@ -345,12 +310,12 @@ mod tests {
 
     #[test]
     fn codes_are_capped_and_never_debug_printed() {
-        let s = Secret::new(vec![b'1'; 1 << 20]);
-        assert_eq!(s.to_request_string().len(), MAX_CODE_BYTES);
+        let s = typed_code(vec![b'1'; 1 << 20]);
+        assert_eq!(request_string(&s).len(), MAX_CODE_BYTES);
         assert_eq!(format!("{s:?}"), "Secret(..)");
-        let s = Secret::new(vec![0xff, b'1']);
-        assert_eq!(s.to_request_string(), "\u{fffd}1");
-        assert!(Secret::new(vec![]).is_empty());
+        let s = typed_code(vec![0xff, b'1']);
+        assert_eq!(request_string(&s), "\u{fffd}1");
+        assert!(typed_code(vec![]).is_empty());
         let safe = Request::VerifyMfa {
             user: "eve".into(),
             code: "999999".into(),
@@ -406,7 +371,7 @@ mod tests {
             Duration::from_secs(5),
             running_as_root(),
         );
-        let code = Secret::new(b"ABCD-EFGH".to_vec());
+        let code = typed_code(b"ABCD-EFGH".to_vec());
         let g = use_breakglass(&call, "admin", &code, "sshd", "10.0.0.1", 0).unwrap();
         assert_eq!(g.id, "g-00aa00aa00aa");
         assert!(g.enable);
@@ -436,7 +401,7 @@ mod tests {
             running_as_root(),
         );
         let start = std::time::Instant::now();
-        let code = Secret::new(b"123456".to_vec());
+        let code = typed_code(b"123456".to_vec());
         let e = verify_mfa(&call, "eve", &code, "sshd", "g-1", MfaCaller::default()).unwrap_err();
         let took = start.elapsed();
         assert!(matches!(e, JitdError::Call(ClientError::Timeout)), "{e}");

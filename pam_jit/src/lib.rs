@@ -7,7 +7,7 @@
 //! [`local`] reads local files, [`options`] the pam.d options, [`host`] adapts the PAM handle
 //! and the system behind two traits so every flow is tested with fakes.
 //!
-//! Return codes (TEST-CATALOGUE P1, §3.3): `PAM_IGNORE` only for identities that are not jit's
+//! Return codes (docs/threat-model.md#p1, docs/design.md#fail-closed): `PAM_IGNORE` only for identities that are not jit's
 //! business (root, local users, invalid names, unknown names) and, in `auth`, for a jit or
 //! managed identity whose grant admits the login without a code, or a managed admin whose code
 //! was right (pam_jit is then a gate, not the authenticator: the password or key is checked by
@@ -41,7 +41,7 @@ use pam::module::{PamHandle, PamHooks};
 use std::ffi::CStr;
 
 /// Module data: the user whose verification code `auth` accepted on this handle. `account`
-/// requires it for a grant that needs a code (P12: a caller that skipped `auth` must not pass).
+/// requires it for a grant that needs a code (docs/threat-model.md#p12: a caller that skipped `auth` must not pass).
 pub const DATA_MFA_OK: &str = "pam_jit_mfa_ok";
 /// Module data: the id of the emergency grant a break-glass code opened.
 pub const DATA_BREAKGLASS: &str = "pam_jit_breakglass";
@@ -133,12 +133,12 @@ pub struct Progress {
     pub ignored: bool,
 }
 
-/// Runs a hook body with panics contained (DESIGN §4, TEST-CATALOGUE X10).
+/// Runs a hook body with panics contained (docs/design.md#module-rules, docs/threat-model.md#x10).
 ///
 /// After a panic the answer is `PAM_IGNORE` only if the body had already classified the user
 /// as not jit's business; otherwise, including a panic during classification itself, it is the
 /// hook's denial code. A bug may then refuse a local user whose classification it interrupted,
-/// but it can never admit a jit or managed identity (P1). Root is decided by name before any
+/// but it can never admit a jit or managed identity (docs/threat-model.md#p1). Root is decided by name before any
 /// file is read, so this window is as small as it can be.
 pub fn contained(hook: Hook, body: impl FnOnce(&mut Progress) -> Code) -> Code {
     let mut progress = Progress::default();

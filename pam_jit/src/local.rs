@@ -2,29 +2,40 @@
 //! user, and with which uid) and jitd's durable managed-account list (which local accounts are
 //! managed when the snapshot cannot be read).
 //!
-//! `/etc/passwd` is read directly, never through NSS: `getpwnam` would ask `libnss_jit` (the
-//! very thing being decided) and could hang on a dead directory service (TEST-CATALOGUE N1,
-//! X14). Names are compared whole and exactly (P8: `roott` is not `root`). Files are opened
-//! with `O_NONBLOCK` and must be regular files, so a FIFO planted at a path cannot hang a login
-//! (P10); reads are capped.
+//! Both are read by jit_core's host primitives, under the rules jitd and sudo_jit use too:
+//! `/etc/passwd` through [`jit_core::host::accounts`] (directly, never through NSS; names
+//! compared whole and exactly; a line the C library skips reported without a uid), the list
+//! through [`jit_core::managed`] (root-owned, not writable by group or others). Files are
+//! opened non-blocking and must be regular files, so a FIFO planted at a path cannot hang a
+//! login; reads are capped.
 
 use std::ffi::CStr;
 
-/// Largest `/etc/passwd` read (far above any real one).
-pub const MAX_PASSWD_BYTES: u64 = 16 * 1024 * 1024;
+use jit_core::host::accounts::{self, Passwd};
 
 /// What `/etc/passwd` says about a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalUser {
     /// No line has this name.
     Absent,
-    /// A line has this name; its uid if the uid field reads as one.
+    /// A line has this name; its uid if the line is one the C library uses (numeric uid and
+    /// gid).
     Present {
-        /// The third field, when it is a number.
+        /// The uid of a usable line.
         uid: Option<u32>,
     },
     /// The file could not be read.
     Unreadable,
+}
+
+impl From<Option<Passwd>> for LocalUser {
+    fn from(p: Option<Passwd>) -> Self {
+        match p {
+            None => LocalUser::Unreadable,
+            Some(Passwd::Absent) => LocalUser::Absent,
+            Some(Passwd::Present { uid }) => LocalUser::Present { uid },
+        }
+    }
 }
 
 /// What jitd's durable managed-account list says.
@@ -42,30 +53,7 @@ pub use jit_core::localfile::{read_file, FileError};
 
 /// Looks `name` up in a passwd-format file.
 pub fn passwd_lookup(path: &CStr, name: &str) -> LocalUser {
-    match read_file(path, MAX_PASSWD_BYTES, false) {
-        Ok(data) => parse_passwd(&data, name),
-        Err(_) => LocalUser::Unreadable,
-    }
-}
-
-/// The pure part of [`passwd_lookup`]: the first line whose first field is exactly `name`
-/// (glibc's files module also takes the first). NIS compat lines (`+name`, `-name`) never
-/// match a valid name. A matching line with a malformed uid still makes the name local.
-pub fn parse_passwd(data: &[u8], name: &str) -> LocalUser {
-    let want = name.as_bytes();
-    for line in data.split(|&b| b == b'\n') {
-        let mut fields = line.split(|&b| b == b':');
-        if fields.next() != Some(want) {
-            continue;
-        }
-        let uid = fields
-            .nth(1)
-            .and_then(|f| std::str::from_utf8(f).ok())
-            .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|f| f.parse::<u32>().ok());
-        return LocalUser::Present { uid };
-    }
-    LocalUser::Absent
+    accounts::passwd_lookup(path, name).into()
 }
 
 /// Reads jitd's durable managed-account list, trusted only if it is a regular file owned by
@@ -89,80 +77,18 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/bash\n\
-        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
-        toor:x:0:0::/root:/bin/sh\n\
         alice:x:1000:1000:Alice:/home/alice:/bin/bash\n\
-        bad:x:notanumber:1::/:/bin/sh\n\
-        short:x\n\
-        +nisuser::::::\n\
-        alice:x:2000:2000:second:/:/bin/sh\n\
-        admin:x:1001:1001::/home/admin:/bin/bash";
+        bad:x:notanumber:1::/:/bin/sh\n";
 
+    /// The rules themselves are tabled in `jit_core::host::accounts`; here, the mapping.
     #[test]
-    fn exact_name_match() {
-        assert_eq!(
-            parse_passwd(PASSWD, "root"),
-            LocalUser::Present { uid: Some(0) }
-        );
-        assert_eq!(
-            parse_passwd(PASSWD, "toor"),
-            LocalUser::Present { uid: Some(0) }
-        );
-        assert_eq!(
-            parse_passwd(PASSWD, "alice"),
-            LocalUser::Present { uid: Some(1000) },
-            "first line wins"
-        );
-        assert_eq!(
-            parse_passwd(PASSWD, "admin"),
-            LocalUser::Present { uid: Some(1001) },
-            "last line without a newline"
-        );
-        for absent in [
-            "roo", "roott", "Root", "root ", "ali", "alicex", "nisuser", "x", "ro", "",
-        ] {
-            assert_eq!(
-                parse_passwd(PASSWD, absent),
-                LocalUser::Absent,
-                "{absent:?}"
-            );
-        }
-        assert_eq!(
-            parse_passwd(PASSWD, "bad"),
-            LocalUser::Present { uid: None }
-        );
-        assert_eq!(
-            parse_passwd(PASSWD, "short"),
-            LocalUser::Present { uid: None }
-        );
-        assert_eq!(parse_passwd(b"", "root"), LocalUser::Absent);
-        assert_eq!(
-            parse_passwd(
-                b"x:x:-1:0::/:/bin/sh\ny:x:+5:0::/:/bin/sh\nz:x:4294967296:0::/:/x\n",
-                "x"
-            ),
-            LocalUser::Present { uid: None }
-        );
-        assert_eq!(
-            parse_passwd(b"y:x:+5:0::/:/bin/sh\n", "y"),
-            LocalUser::Present { uid: None }
-        );
-        assert_eq!(
-            parse_passwd(b"z:x:4294967296:0::/:/x\n", "z"),
-            LocalUser::Present { uid: None }
-        );
-    }
-
-    #[test]
-    fn long_names_are_not_prefix_matched() {
-        let long = format!("root{}", "t".repeat(16380));
-        assert_eq!(parse_passwd(PASSWD, &long), LocalUser::Absent);
-        let data = format!("{long}:x:1:1::/:/bin/sh\n");
-        assert_eq!(
-            parse_passwd(data.as_bytes(), "root"),
-            LocalUser::Absent,
-            "a long line starting with root is not root"
-        );
+    fn lookup_maps_to_local_user() {
+        use jit_core::host::accounts::lookup_passwd;
+        let m = |name| LocalUser::from(Some(lookup_passwd(PASSWD, name)));
+        assert_eq!(m("root"), LocalUser::Present { uid: Some(0) });
+        assert_eq!(m("bad"), LocalUser::Present { uid: None });
+        assert_eq!(m("roott"), LocalUser::Absent);
+        assert_eq!(LocalUser::from(None), LocalUser::Unreadable);
     }
 
     #[test]
@@ -187,30 +113,14 @@ mod tests {
     fn files_on_disk() {
         let dir = std::env::temp_dir().join(format!("pam_jit_local_{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("passwd");
-        std::fs::write(&file, PASSWD).unwrap();
         let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        assert_eq!(
-            passwd_lookup(&c(&file), "alice"),
-            LocalUser::Present { uid: Some(1000) }
-        );
-        assert_eq!(passwd_lookup(&c(&file), "nobody-here"), LocalUser::Absent);
+        // The passwd reader's own rules (FIFO, directory, cap) are tested in
+        // jit_core::host::accounts; here, that an unreadable file is Unreadable.
         assert_eq!(
             passwd_lookup(&c(&dir.join("missing")), "alice"),
             LocalUser::Unreadable
         );
-        // A directory is not a regular file.
-        assert_eq!(passwd_lookup(&c(&dir), "alice"), LocalUser::Unreadable);
         assert_eq!(read_file(&c(&dir), 10, false), Err(FileError::NotRegular));
-        // The cap.
-        assert_eq!(read_file(&c(&file), 10, false), Err(FileError::TooBig));
-        // A FIFO never blocks: it is opened non-blocking and refused as not regular.
-        let fifo = dir.join("fifo");
-        let cf = c(&fifo);
-        // SAFETY: a valid path string.
-        assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o600) }, 0);
-        assert_eq!(read_file(&cf, 10, false), Err(FileError::NotRegular));
-        assert_eq!(passwd_lookup(&cf, "alice"), LocalUser::Unreadable);
         // Managed list: missing is Missing; a symlink is refused; mode and owner are checked.
         assert_eq!(read_managed(&c(&dir.join("none"))), ManagedFile::Missing);
         let list = dir.join("managed");

@@ -1,6 +1,8 @@
 //! Every hook flow driven through [`run`] with a fake PAM handle and a fake world: the return
 //! code per situation (the table in the crate documentation and the report), what is sent to
 //! jitd, what is shown and what is logged.
+//!
+//! Ids in comments and test names (P1, X11, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
@@ -999,7 +1001,7 @@ fn managed_with_a_refused_grant_hears_why_before_break_glass() {
     assert_eq!(pam.prompts.len(), 1);
 }
 
-// ---------------------------------------------------------------- panics (X10)
+// ---------------------------------------------------------------- panics (docs/threat-model.md#x10)
 
 #[test]
 fn panics_map_to_the_safe_answer() {

@@ -1,6 +1,6 @@
 //! The exported entry points called directly, without libpam running a stack (no `pam_start`,
 //! no dlopen): their C signatures, their answers to handles and argument vectors PAM would
-//! never pass, and the panic policy of every hook (TEST-CATALOGUE X10, P1).
+//! never pass, and the panic policy of every hook (docs/threat-model.md: X10, P1).
 //!
 //! Real stacks (pamtester, su, sshd) are exercised by `tests/tests/pam_*.rs` in the workspace's
 //! test crate.

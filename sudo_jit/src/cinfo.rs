@@ -4,7 +4,7 @@
 //! Everything here is untrusted input: sizes are capped (entries, bytes per string), only the
 //! keys sudo_jit needs are interpreted, a needed key that is not UTF-8, repeated with a different
 //! value, or out of range is an error (which refuses jit users), numeric ids equal to
-//! `(uid_t)-1` are refused (CVE-2019-14287). `run_envp` is never read (X13).
+//! `(uid_t)-1` are refused (CVE-2019-14287). `run_envp` is never read (docs/threat-model.md#x13).
 
 use libc::c_char;
 

@@ -1,7 +1,7 @@
 //! The approval decision, pure: invocation + command + snapshot + clock → allow or deny with a
 //! one-line reason. No I/O here (the caller reads the snapshot, /etc/passwd and /etc/group).
 //!
-//! Rules (issue "sudo_jit"; DESIGN §5):
+//! Rules (docs/design.md#traps):
 //! * root (uid 0) is always approved;
 //! * a user with no jit involvement is approved (sudoers decided);
 //! * a jit user is refused when the plugin is broken (bad options), the snapshot is missing or
@@ -25,7 +25,7 @@ use jit_core::time::UnixTime;
 use jit_core::types::{GATE_ARMED, GATE_ENABLE, GATE_MFA_SUDO, GROUP_KIND_JIT};
 
 /// The verdict. Distant discriminants: no single bit flip turns a denial (or a step-up still to
-/// be proved) into an approval (S2).
+/// be proved) into an approval (docs/threat-model.md#s2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Verdict {
@@ -123,7 +123,7 @@ pub struct Input<'a> {
     pub now: UnixTime,
 }
 
-/// The daemon-free "is this a jit identity" test (DESIGN §5): a uid in jit's reserved range
+/// The daemon-free "is this a jit identity" test (docs/design.md#traps): a uid in jit's reserved range
 /// absent from /etc/passwd, or a process group in the range absent from /etc/group (jit's own
 /// groups such as `jit-sudo` come from the range and exist only through NSS).
 pub fn looks_jit_by_ids(

@@ -5,7 +5,7 @@
 //! Each entry point's first statement is [`entry_guard`] (no panic unwinds into sudo), checks
 //! its pointers, and leaves the work to [`options`], [`cinfo`], [`decision`] and [`report`].
 //!
-//! Return values (DESIGN §5, TEST-CATALOGUE S1/S2):
+//! Return values (docs/design.md#traps, docs/threat-model.md: S1, S2):
 //! * `open` always returns 1 (0 would make sudo drop the plugin and run commands unchecked;
 //!   -1 would break sudo for everyone, local admins included). A failure in `open` (bad options,
 //!   unreadable `user_info`, wrong API major) is remembered as *broken*, and `check` then refuses
@@ -112,17 +112,17 @@ struct Session {
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
-/// jitd's durable managed list (`jit_core::constants::DEFAULT_MANAGED_LIST`).
-const MANAGED_LIST: &std::ffi::CStr = c"/var/lib/jitd/managed-accounts";
-/// The root-only gates file (`jit_core::constants::DEFAULT_GATES_PATH`): the world-readable
-/// snapshot carries no gate records, so a sudo scope is never visible to other users.
-const GATES_PATH: &std::ffi::CStr = c"/run/jitd/gates";
-/// The world-readable snapshot (`jit_core::constants::DEFAULT_SNAPSHOT_PATH`).
-const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = c"/run/jitd/snapshot";
+/// jitd's durable managed list.
+const MANAGED_LIST: &std::ffi::CStr = jit_core::constants::DEFAULT_MANAGED_LIST_C;
+/// The root-only gates file: the world-readable snapshot carries no gate records, so a sudo
+/// scope is never visible to other users.
+const GATES_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_PATH_C;
+/// The world-readable snapshot.
+const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
 
 /// What this sudo invocation has seen so far. sudo opens and closes an approval plugin around
 /// every check (sudo.c `approval_check`), and in intercept mode checks again, in the same
-/// process, for each command the approved one runs (TEST-CATALOGUE S11). So this outlives
+/// process, for each command the approved one runs (docs/threat-model.md#s11). So this outlives
 /// `close`: one sudo process is one invocation.
 struct Progress {
     /// Checks answered in this process: only the first one may prompt.
@@ -351,7 +351,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .and_then(|d| jit_core::snapshot::Snapshot::parse(d).ok());
     let passwd = std::cell::OnceCell::new();
     let group = std::cell::OnceCell::new();
-    // Without a snapshot, jitd's durable managed list still marks a managed admin (§3.3:
+    // Without a snapshot, jitd's durable managed list still marks a managed admin (docs/design.md#fail-closed:
     // denied while the snapshot is missing), as the reserved ids mark a jit identity.
     let managed_without_snapshot = snap.is_none()
         && jit_core::managed::read_managed_list(MANAGED_LIST)
@@ -367,12 +367,12 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
             &inv.groups,
             |u| {
                 passwd
-                    .get_or_init(|| local::ids_in("/etc/passwd"))
+                    .get_or_init(|| local::uids(jit_core::host::accounts::PASSWD_PATH))
                     .contains(&u)
             },
             |g| {
                 group
-                    .get_or_init(|| local::ids_in("/etc/group"))
+                    .get_or_init(|| local::gids(jit_core::host::accounts::GROUP_PATH))
                     .contains(&g)
             },
         );
@@ -429,7 +429,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
 
 /// The step-up of a `--mfa-sudo` grant: asked once per sudo invocation, at its first check;
 /// an intercepted sub-command under the grant already proved in this invocation passes, any
-/// other later check is refused (it must not prompt, TEST-CATALOGUE S11), and so is `sudo -n`.
+/// other later check is refused (it must not prompt, docs/threat-model.md#s11), and so is `sudo -n`.
 fn step_up(
     opts: &options::Options,
     conv: Option<stepup::SudoConv>,
@@ -469,23 +469,4 @@ fn public_snapshot_marks_jit(inv: &cinfo::Invocation) -> bool {
     };
     jit_core::snapshot::Snapshot::parse(&data)
         .is_ok_and(|s| decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn managed_list_path_is_jitds() {
-        assert_eq!(
-            super::MANAGED_LIST.to_str(),
-            Ok(jit_core::constants::DEFAULT_MANAGED_LIST)
-        );
-        assert_eq!(
-            super::GATES_PATH.to_str(),
-            Ok(jit_core::constants::DEFAULT_GATES_PATH)
-        );
-        assert_eq!(
-            super::PUBLIC_SNAPSHOT_PATH.to_str(),
-            Ok(jit_core::constants::DEFAULT_SNAPSHOT_PATH)
-        );
-    }
 }

@@ -1,33 +1,27 @@
 //! Reading /etc/passwd and /etc/group directly (never through NSS: the jit module answers
-//! there, and a hung directory service must not hang sudo) to tell local ids from jit's.
+//! there, and a hung directory service must not hang sudo) to tell local ids from jit's, with
+//! jit_core's one parser ([`jit_core::host::accounts`]); and following a command's symlinks
+//! only through paths only root can change.
 
 use std::collections::HashSet;
+use std::ffi::CStr;
 
-/// Largest local database file read (far above any real one).
-const MAX_DB_BYTES: u64 = 16 * 1024 * 1024;
+use jit_core::host::accounts;
+use jit_core::host::trust::{self, Access};
 
-/// The ids (third field) of a passwd- or group-format file; empty when unreadable, which makes
-/// every id in jit's range look like jit's (fails closed for jit, never for root).
-pub fn ids_in(path: &str) -> HashSet<u32> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let ok = std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_DB_BYTES).read_to_end(&mut buf))
-        .is_ok();
-    if !ok {
-        return HashSet::new();
-    }
-    parse_ids(&buf)
+/// The uids of a passwd-format file's usable lines; empty when unreadable, which makes every
+/// id in jit's range look like jit's (fails closed for jit, never for root).
+pub fn uids(path: &CStr) -> HashSet<u32> {
+    accounts::read_account_file(path)
+        .map(|d| accounts::parse_passwd(&d).iter().map(|e| e.uid).collect())
+        .unwrap_or_default()
 }
 
-/// The pure part of [`ids_in`].
-pub fn parse_ids(data: &[u8]) -> HashSet<u32> {
-    data.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let field = line.split(|&b| b == b':').nth(2)?;
-            std::str::from_utf8(field).ok()?.parse::<u32>().ok()
-        })
-        .collect()
+/// The gids of a group-format file's usable lines; empty when unreadable, as [`uids`].
+pub fn gids(path: &CStr) -> HashSet<u32> {
+    accounts::read_account_file(path)
+        .map(|d| accounts::parse_group(&d).iter().map(|e| e.gid).collect())
+        .unwrap_or_default()
 }
 
 /// Most symlinks followed by [`trusted_alias`] (the kernel's limit).
@@ -47,9 +41,7 @@ pub fn trusted_alias(command: &str) -> Option<String> {
         return None;
     }
     let root = std::fs::symlink_metadata("/").ok()?;
-    if root.uid() != 0 || root.mode() & 0o022 != 0 {
-        return None;
-    }
+    trust::check_metadata(&root, Access::ReadableByAll).ok()?;
     let mut pending: std::collections::VecDeque<String> =
         command.split('/').map(str::to_string).collect();
     // Components resolved so far: real directories (no symlinks), so `..` is lexical here.
@@ -91,8 +83,8 @@ pub fn trusted_alias(command: &str) -> Option<String> {
             pending = next;
             continue;
         }
-        if m.is_dir() && m.mode() & 0o022 != 0 {
-            return None;
+        if m.is_dir() {
+            trust::check_metadata(&m, Access::ReadableByAll).ok()?;
         }
         done.push(c);
     }
@@ -103,10 +95,21 @@ pub fn trusted_alias(command: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn parses_ids() {
-        let ids =
-            super::parse_ids(b"root:x:0:0::/root:/bin/sh\nbad\nbob:x:70005:70005::/:/x\n+nis\n");
-        assert!(ids.contains(&0) && ids.contains(&70005) && ids.len() == 2);
+    fn ids_of_usable_lines_only() {
+        let dir = std::env::temp_dir().join(format!("sudo_jit_ids_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p, g) = (dir.join("passwd"), dir.join("group"));
+        std::fs::write(
+            &p,
+            b"root:x:0:0::/root:/bin/sh\nbad\nbob:x:70005:70005::/:/x\n+nis\nodd:x:70006:zz::/:/x\n#c:x:70007:0::/:/x\n",
+        )
+        .unwrap();
+        std::fs::write(&g, b"root:x:0:\njit-sudo:x:70010:bob\nbad:x:+70011:\n").unwrap();
+        let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(super::uids(&c(&p)), [0, 70005].into());
+        assert_eq!(super::gids(&c(&g)), [0, 70010].into());
+        assert!(super::uids(&c(&dir.join("missing"))).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

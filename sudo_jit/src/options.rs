@@ -1,7 +1,7 @@
 //! The options on sudo_jit's `Plugin` line in /etc/sudo.conf (`timeout=2 debug`).
 //!
 //! Any option that does not parse makes the plugin *broken*: it stays loaded and refuses every
-//! jit user (root and non-jit users are still approved). It never disables itself (DESIGN §5).
+//! jit user (root and non-jit users are still approved). It never disables itself (docs/design.md#traps).
 
 pub use jit_core::options::{Options, DEFAULT_TIMEOUT};
 

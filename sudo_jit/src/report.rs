@@ -3,7 +3,7 @@
 //!
 //! * An approval is *confirmed* ([`confirm`]): it stands only if jitd answers the report with
 //!   success within the deadline, so a jit user cannot sudo while jitd is stopped, hung or
-//!   refusing (DESIGN §2: a JIT identity is refused when a step that needs the daemon cannot
+//!   refusing (docs/design.md#components: a JIT identity is refused when a step that needs the daemon cannot
 //!   reach it), and every approved command is in the audit trail.
 //! * A denial is reported best effort ([`send`]): failures are ignored (logged to syslog
 //!   authpriv only with the `debug` option); the refusal stands either way.

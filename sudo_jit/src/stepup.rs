@@ -3,7 +3,7 @@
 //! lockout with the same per-user records as logins.
 //!
 //! sudo's credential cache (`timestamp_timeout`) skips the PAM stack, so the question has to be
-//! asked here (DESIGN §5). The reply sudo hands back is zeroed and freed here; copies this crate
+//! asked here. The reply sudo hands back is zeroed and freed here; copies this crate
 //! makes are zeroed when dropped ([`Secret`]).
 
 use crate::options::Options;
@@ -44,33 +44,8 @@ pub struct SudoConvReply {
 pub type SudoConv =
     unsafe extern "C" fn(c_int, *const SudoConvMessage, *mut SudoConvReply, *mut c_void) -> c_int;
 
-/// Bytes that are zeroed when dropped (a code as typed).
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        wipe_bytes(&mut self.0);
-    }
-}
-
-fn wipe_bytes(v: &mut [u8]) {
-    v.iter_mut().for_each(|b| *b = 0);
-    // Keeps the zeroing from being optimised away as a dead store.
-    std::hint::black_box(&*v);
-}
-
-/// Zeroes a string's bytes in place, then empties it.
-pub fn wipe(s: &mut String) {
-    let mut v = std::mem::take(s).into_bytes();
-    wipe_bytes(&mut v);
-}
+pub use jit_core::host::secret::Secret;
+use jit_core::host::secret::{wipe, wipe_string};
 
 /// The prompt for `grant`.
 pub fn prompt(grant: &str) -> String {
@@ -108,8 +83,8 @@ pub unsafe fn ask(conv: SudoConv, prompt: &str) -> Option<Secret> {
         let n = unsafe { libc::strnlen(p, SUDO_CONV_REPL_MAX + 1) };
         // SAFETY: `n` bytes from `p` are readable (strnlen stopped at the NUL or the bound).
         let typed = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), n) };
-        let copy = Secret(typed.to_vec());
-        wipe_bytes(typed);
+        let copy = Secret::new(typed.to_vec());
+        wipe(typed);
         // SAFETY: sudo allocated the reply with malloc and hands ownership to the plugin;
         // it is freed exactly once, here.
         unsafe { libc::free(p.cast::<c_void>()) };
@@ -213,7 +188,7 @@ pub fn run(conv: Option<SudoConv>, opts: &Options, user: &str, grant: &str) -> R
         true,
     );
     if let Request::VerifyMfa { mut code, .. } = req {
-        wipe(&mut code);
+        wipe_string(&mut code);
     }
     if let Err(e) = &r {
         debug_log(opts, &format!("sudo_jit: verify for {g} failed: {e}"));
@@ -267,7 +242,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.reason,
-            "jit: verification code refused for grant g-1: code already used\\nsecond line"
+            // Response::error makes jitd's message one line (jit_proto::text::one_line).
+            "jit: verification code refused for grant g-1: code already used\\u{a}second line"
         );
         assert!(!e.unreachable);
         for err in [
@@ -293,7 +269,7 @@ mod tests {
         let lossy = normalize(&[0xff; 100]);
         assert!(lossy.len() <= MAX_CODE_BYTES && !lossy.is_empty());
         let mut s = String::from("123456");
-        wipe(&mut s);
+        wipe_string(&mut s);
         assert!(s.is_empty());
     }
 

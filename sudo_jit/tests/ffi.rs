@@ -1,5 +1,5 @@
 //! The C entry points called directly, the way sudo calls them, with hostile inputs
-//! (TEST-CATALOGUE B10, X9): `open` never returns 0; `check` never approves a jit user on
+//! (docs/threat-model.md: B10, X9): `open` never returns 0; `check` never approves a jit user on
 //! garbage; every entry point survives being called twice; huge vectors are handled quickly.
 //!
 //! As root, `check` approves (root is always approved). The jit-user half runs this same test

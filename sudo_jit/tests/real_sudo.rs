@@ -124,7 +124,7 @@ enum Jitd {
     Down,
 }
 
-/// The fake jitd's answer to one request (hand-written JSON: the responses of protocol.md §4).
+/// The fake jitd's answer to one request (hand-written JSON: the responses of docs/protocol.md §4).
 fn answer(req: &Request, mode: Jitd) -> String {
     let done = r#"{"result":"ok","v":1,"payload":{"type":"done","message":"recorded"}}"#;
     let refused =
@@ -352,7 +352,7 @@ fn live_grant_scope() {
     );
     refused(&o, "/usr/bin/true is outside grant g-live");
     // 10 000 environment variables and the longest single argument execve takes (128 KiB; the
-    // 1 MiB argument of the catalogue is only possible at the FFI level, tests/ffi.rs): the
+    // 1 MiB argument of docs/threat-model.md#b10 is only possible at the FFI level, tests/ffi.rs): the
     // decision is unchanged, nothing crashes.
     let o = run(
         Some(&snap),
@@ -385,7 +385,7 @@ fn live_grant_scope() {
         let o = run(Some(&snap), "", "alice", c);
         assert!(o.code != 0 && o.stdout.is_empty(), "{c}: {:?}", o.stderr);
     }
-    // The user's environment is not read (X13).
+    // The user's environment is not read (docs/threat-model.md#x13).
     let o = run(
         Some(&snap),
         "",

@@ -434,10 +434,10 @@ fn keygen(path: &Path) {
     assert!(o.status.success(), "ssh-keygen: {}", show(&o));
 }
 
-/// The sshd_config.d drop-in of INTERFACE.md, with the helper's sandbox path.
+/// The sshd_config.d drop-in of docs/design.md#paths, with the helper's sandbox path.
 pub fn jit_sshd_conf() -> String {
     format!(
-        "# /etc/ssh/sshd_config.d/jit.conf as INTERFACE.md writes it\n\
+        "# /etc/ssh/sshd_config.d/jit.conf as docs/design.md#paths writes it\n\
          AuthorizedKeysCommand {AUTH_KEYS_CMD} %u\n\
          AuthorizedKeysCommandUser nobody\n\
          Match Group jit-mfa\n    AuthenticationMethods publickey,keyboard-interactive\n"
@@ -446,7 +446,7 @@ pub fn jit_sshd_conf() -> String {
 
 impl<'a> Sshd<'a> {
     /// Starts sshd: own host key, own config (UsePAM, keyboard-interactive, keys of local users
-    /// from [`KEYS_DIR`]), checked by `sshd -t`. With `jit`, the config includes INTERFACE.md's
+    /// from [`KEYS_DIR`]), checked by `sshd -t`. With `jit`, the config includes docs/design.md#paths'
     /// drop-in (AuthorizedKeysCommand `jit-authorized-keys %u`, `Match Group jit-mfa` →
     /// `publickey,keyboard-interactive`). PAM service `sshd` is whatever the sandbox's
     /// /etc/pam.d/sshd says (write it before logging in).

@@ -2,6 +2,8 @@
 //! works, state is old-or-new, no temp files, every acknowledged grant survives) and F14 (nscd
 //! running in the sandbox: jitd invalidates it on every change, and a control run with
 //! `nscd = "off"` shows the stale answer, proving the test can fail).
+//!
+//! Ids in comments and test names (F10, F14, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;

@@ -74,7 +74,7 @@ fn grant_of<'a>(list: &'a [Value], id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("grant {id} not in {list:?}"))
 }
 
-/// The scenario: state directory full, revoke, kill -9, restart: the grant stays
+/// The full-disk scenario (docs/design.md#durable-writes): state directory full, revoke, kill -9, restart: the grant stays
 /// ended. Also an expiry while full, and new grants refused with a clear error.
 #[test]
 fn full_state_dir_revocation_and_expiry_survive_kill9() {

@@ -3,6 +3,8 @@
 //! (B4/T3), rejected requests that must change nothing (B1–B4), `--check-config`,
 //! `jit-authorized-keys`, jitd stopped (local users unaffected, live grants visible until
 //! `not_after`), expired while down (F11) and processes that try to outlive teardown (F13).
+//!
+//! Ids in comments and test names (B1–B4, F11, F13, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::OsStr;
@@ -798,7 +800,7 @@ fn authorized_keys_follow_the_grant() {
     assert_eq!(code(&o), 1, "a malformed key must be refused: {}", show(&o));
 }
 
-/// §3.3 row "jitd down": local users unaffected; live grants stay visible until not_after and
+/// docs/design.md#fail-closed, row "jitd down": local users unaffected; live grants stay visible until not_after and
 /// vanish then without the daemon; jitctl says it cannot reach jitd (exit 3).
 #[test]
 fn jitd_stopped_grants_live_until_not_after() {

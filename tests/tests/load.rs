@@ -2,6 +2,8 @@
 //! L1 concurrent lookups and enumeration while the snapshot is replaced 10×/s, B9's "file
 //! truncated while mapped" (in-place truncation during lookups, no SIGBUS), L2 fork storm and
 //! fd hygiene, L3 10 000 accounts and a 5 000-member group (ERANGE negotiation).
+//!
+//! Ids in comments and test names (L1, B9, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt::Write as _;

@@ -2,6 +2,8 @@
 //! every JIT lookup must fail quietly with getent's "not found" (exit 2, no crash, no output on
 //! stderr), local users and root must resolve as before, and a good snapshot written afterwards
 //! must be picked up again (so the test can tell "broken" from "module never works").
+//!
+//! Ids in comments and test names (B9, F1, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;

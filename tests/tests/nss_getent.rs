@@ -2,6 +2,8 @@
 //! `faketime`), with snapshots written directly by the test (no jitd): what a live ephemeral
 //! account and a group grant look like, the expiry boundary second (F3), root and local users
 //! never answered or shadowed by jit (N10, N11, B5), and su into an ephemeral account.
+//!
+//! Ids in comments and test names (F3, N10, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jit_tests::sandbox::{group_members, parse_id};

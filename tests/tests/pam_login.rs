@@ -16,6 +16,8 @@
 //! * X11: a managed admin with a valid password and no grant is denied in auth (even when the
 //!   caller runs `pam_authenticate` alone) and in account; an `--enable` grant lets the password
 //!   work; `root` in `managed_accounts` is rejected by `jitd --check-config`.
+//!
+//! Ids in comments and test names (X3, P12, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -670,4 +672,30 @@ fn untrusted_gates_file_fails_closed_for_jit_identities_only() {
     }
     let r = pamtester(&sb, SVC, "alice", &ops, &[], "");
     assert!(r.ok(), "gates file restored: {}", r.show());
+}
+
+/// One passwd parser for jitd and pam_jit (docs/threat-model.md#passwd-rules): a line whose gid
+/// is not a number is skipped by the C library, so NSS shows the jit account of that name and
+/// jitd issues it; pam_jit must gate that account, not take the name for a local user. Before,
+/// pam_jit read the uid of such a line and ignored the name: a `--from` grant then logged in
+/// from anywhere.
+#[test]
+fn a_passwd_line_with_a_bad_gid_does_not_hide_a_jit_account() {
+    let (sb, _) = setup();
+    sb.sh_ok("echo 'gina:x:1500:notanumber::/home/gina:/bin/sh' >> /etc/passwd");
+    sb.start_jitd();
+    sb.grant(&["gina", "--account", "--from", "10.0.0.0/8", "--for", "10m"]);
+    let pw = stdout(&sb.run(&["getent", "passwd", "gina"]));
+    let uid: u32 = pw.split(':').nth(2).unwrap_or("").parse().unwrap_or(0);
+    assert!(
+        uid >= 70000,
+        "NSS shows the jit account, not the skipped line: {pw}"
+    );
+    let r = pamtester(&sb, SVC, "gina", &ALL_OPS, &[("rhost", "10.1.2.3")], "");
+    assert_ok(&r, "gated jit account, rhost inside --from");
+    let r = pamtester(&sb, SVC, "gina", &ALL_OPS, &[("rhost", "192.168.1.1")], "");
+    assert_refused(&r, E_AUTH, "gated jit account, rhost outside --from");
+    let r = pamtester(&sb, SVC, "gina", &["acct_mgmt"], &[], "");
+    assert_refused(&r, E_PERM, "account step without rhost");
+    sb.assert_local_unaffected();
 }

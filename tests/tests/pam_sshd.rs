@@ -1,4 +1,4 @@
-//! Real sshd on loopback in a sandbox (own config, port and host key; INTERFACE.md's
+//! Real sshd on loopback in a sandbox (own config, port and host key; docs/design.md#paths's
 //! sshd_config.d drop-in: `AuthorizedKeysCommand jit-authorized-keys %u`, `Match Group jit-mfa`
 //! → `AuthenticationMethods publickey,keyboard-interactive`), /etc/pam.d/sshd with pam_jit's
 //! recommended lines before pam_unix, and the OpenSSH client answering keyboard-interactive
@@ -14,6 +14,8 @@
 //! * root and a local user log in with their keys as before, with jitd running, SIGSTOPped or
 //!   stopped, without waiting for it; a JIT login with jitd hung or stopped is refused within
 //!   pam_jit's timeout.
+//!
+//! Ids in comments and test names (X5, …) are rows of docs/threat-model.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;

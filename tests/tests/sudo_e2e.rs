@@ -1,5 +1,5 @@
 //! sudo end to end: jitd, libnss_jit (jit-sudo membership), real sudo with sudo_jit loaded from
-//! the sandbox's /etc/sudo.conf and the sudoers drop-in of INTERFACE.md. A scoped grant lets
+//! the sandbox's /etc/sudo.conf and the sudoers drop-in of docs/design.md#paths. A scoped grant lets
 //! exactly its command through, everything else is refused with a one-line reason naming the
 //! grant, a --revoke-on hit is refused and ends the grant, an --mfa-sudo grant asks for a TOTP
 //! code (made by `oathtool`) at every sudo, a jit user's approval needs a jitd that answers, a
@@ -42,7 +42,7 @@ fn write_sudo_config(sb: &Sandbox, dynamic: bool, extra_sudoers: &str) {
     ));
 }
 
-/// sudo.conf and sudoers as the packages will write them (INTERFACE.md).
+/// sudo.conf and sudoers as the packages will write them (docs/design.md#paths).
 fn install_sudo_config(sb: &Sandbox) {
     write_sudo_config(sb, true, "");
 }
@@ -297,7 +297,7 @@ fn every_revocation_class_refuses_and_ends_the_grant() {
 
 /// A managed admin with a sudoers rule of its own: refused without a grant, allowed while an
 /// `--enable` grant is live, refused after its revocation, and refused while the snapshot is
-/// missing (jitd's durable managed list still names it, §3.3), while root and dave are not.
+/// missing (jitd's durable managed list still names it, docs/design.md#fail-closed), while root and dave are not.
 #[test]
 fn managed_admin_needs_an_enable_grant_even_without_a_snapshot() {
     use jit_tests::pam::{add_admin, set_managed_accounts, ADMIN};
@@ -645,7 +645,7 @@ fn step_up_mfa_on_a_terminal() {
 }
 
 /// sudo's intercept mode asks the approval plugin again for every command the allowed shell
-/// runs (TEST-CATALOGUE S11, X12): under an --mfa-sudo grant for `/usr/bin/sh` and
+/// runs (docs/threat-model.md: S11, X12): under an --mfa-sudo grant for `/usr/bin/sh` and
 /// `/usr/bin/id`, one code is asked (for the shell), `/usr/bin/id` runs without a second
 /// prompt, `/usr/bin/whoami` is outside the grant and refused.
 #[test]

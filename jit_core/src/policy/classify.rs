@@ -1,7 +1,7 @@
 //! Revocation classes (`--revoke-on`): which kinds of dangerous act a sudo command is.
 //!
 //! `sudo_jit` classifies every command before it runs; when a class the grant names matches,
-//! the command is refused and jitd ends the grant (INTERFACE "What a person sees"). This is a
+//! the command is refused and jitd ends the grant (man/sudo_jit.8). This is a
 //! tripwire, not a sandbox: a scope decides what may run, the classes decide which of those
 //! runs end the grant. It therefore aims at the commands people and tooling really type, and is
 //! precise enough that `apt list`, `dpkg -l`, `visudo -c` or `cat /etc/passwd` never end a
@@ -11,7 +11,7 @@
 //! deep. Paths are normalised lexically (`/etc/../etc/shadow`); symlinks and relative paths
 //! cannot be resolved without I/O and are not.
 //!
-//! All work is linear in the size of the request (B10: 10 000 arguments, a 1 MiB argument):
+//! All work is linear in the size of the request (docs/threat-model.md#b10: 10 000 arguments, a 1 MiB argument):
 //! wrappers are peeled in a loop, scripts nest at most [`MAX_DEPTH`] levels, and path checks
 //! skip anything longer than `PATH_MAX`.
 //!

@@ -5,11 +5,11 @@
 //! absolute command path and the numeric run-as ids from `command_info`, not what the user
 //! typed — and calls [`scope_allows`] and [`runas_allows`] (or [`sudo_allows`] for both). A
 //! [`Refusal`] carries the one-line reason that sudo_jit prints, because sudo itself does not
-//! show an approval plugin's error string (DESIGN §5).
+//! show an approval plugin's error string (docs/design.md#traps).
 //!
 //! Matching is literal and exact: no globbing, no sudoers escapes, no prefix matching of
 //! arguments. A scope can therefore only ever allow less than the administrator wrote, never
-//! more (TEST-CATALOGUE S3–S6, X12).
+//! more (docs/threat-model.md: S3–S6, X12).
 
 use super::PolicyError;
 use crate::validate::validate_name;
@@ -1075,7 +1075,7 @@ mod tests {
 
     #[test]
     fn huge_inputs_do_not_panic() {
-        // B10: 10 000 argv entries and a 1 MiB argument.
+        // docs/threat-model.md#b10: 10 000 argv entries and a 1 MiB argument.
         let many: Vec<String> = (0..10_000).map(|i| format!("arg{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let big = "A".repeat(1 << 20);

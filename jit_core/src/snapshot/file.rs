@@ -1,6 +1,6 @@
 //! Opening the snapshot file the way every reader must: no symlinks, regular file, owned by
 //! root, not writable by group or others, within the size cap. A file that fails any check is
-//! not read at all (DESIGN §3).
+//! not read at all (docs/threat-model.md#trusted-files).
 
 use std::ffi::CStr;
 
@@ -36,6 +36,15 @@ impl std::fmt::Display for TrustError {
 
 impl std::error::Error for TrustError {}
 
+impl From<crate::host::trust::Untrusted> for TrustError {
+    fn from(e: crate::host::trust::Untrusted) -> Self {
+        match e {
+            crate::host::trust::Untrusted::NotRootOwned { .. } => TrustError::NotRootOwned,
+            crate::host::trust::Untrusted::Mode { .. } => TrustError::Writable,
+        }
+    }
+}
+
 /// Checks the `fstat` result of an opened snapshot.
 ///
 /// # Errors
@@ -44,12 +53,7 @@ pub fn check_stat(st: &libc::stat) -> Result<(), TrustError> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(TrustError::NotRegular);
     }
-    if st.st_uid != 0 {
-        return Err(TrustError::NotRootOwned);
-    }
-    if st.st_mode & 0o022 != 0 {
-        return Err(TrustError::Writable);
-    }
+    crate::host::trust::check_stat(st, crate::host::trust::Access::ReadableByAll)?;
     let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
     if size < HEADER_SIZE as u64 || size > MAX_SNAPSHOT_BYTES {
         return Err(TrustError::BadSize);

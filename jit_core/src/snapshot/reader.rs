@@ -3,7 +3,7 @@
 //! [`Snapshot::parse`] checks the whole image once (header, checksum, every section bound,
 //! every string and list reference, every index, sort order); afterwards lookups are binary
 //! searches that cannot fail. Accessors still go through `get()`, so even a reader bug yields
-//! an empty answer, never a panic or an out-of-bounds read (TEST-CATALOGUE B9, N6).
+//! an empty answer, never a panic or an out-of-bounds read (docs/threat-model.md: B9, N6).
 
 use super::format::*;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_STRING};

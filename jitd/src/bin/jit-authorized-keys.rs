@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use jit_core::constants::DEFAULT_SNAPSHOT_PATH;
+use jit_core::constants::{DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C};
 use jit_core::snapshot::file::read_trusted;
 use jit_core::snapshot::Snapshot;
 
@@ -24,9 +24,7 @@ fn main() -> ExitCode {
     if jit_core::validate::validate_name("user name", &user).is_err() || user == "root" {
         return ExitCode::SUCCESS;
     }
-    let path = c"/run/jitd/snapshot";
-    debug_assert_eq!(path.to_str().ok(), Some(DEFAULT_SNAPSHOT_PATH));
-    let bytes = match read_trusted(path) {
+    let bytes = match read_trusted(DEFAULT_SNAPSHOT_PATH_C) {
         Ok(b) => b,
         Err(e) => {
             // sshd logs our stderr; say why there are no keys.

@@ -1,4 +1,4 @@
-//! jitd: the host daemon. Start-up follows TEST-CATALOGUE §3.2: load state, tear down what
+//! jitd: the host daemon. Start-up follows docs/design.md#start-up: load state, tear down what
 //! expired while down, rewrite the snapshot, and only then open the socket.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use jit_core::constants::DEFAULT_CONFIG_PATH;
-use jitd::audit::{open_syslog, Severity};
+use jitd::audit::{open_syslog, Event, Severity};
 use jitd::config::Config;
 use jitd::daemon::Daemon;
 use serde_json::json;
@@ -43,6 +43,11 @@ struct Args {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Time for the accept loop to take every connection queued before the socket was unlinked
+/// (its poll wakes at once for a queued connection). Short, because clients retry a missing
+/// socket for only 500 ms and the restart must fit in that.
+const STOP_DRAIN: Duration = Duration::from_millis(100);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -142,7 +147,7 @@ fn main() -> ExitCode {
     d.audit(
         now,
         Severity::Info,
-        "daemon.start",
+        Event::DaemonStart,
         json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }),
     );
     // Recovery before the socket opens: expired-while-down grants are torn down now.
@@ -164,6 +169,14 @@ fn main() -> ExitCode {
             while !STOP.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
             }
+            // A restart (package upgrade, systemctl restart) must not refuse a jit user's sudo
+            // or login: take the socket's name away first, so new clients find no socket and
+            // retry until the next jitd binds it (jit_proto's client does), then let the accept
+            // loop take what is already queued before it stops; queued connections would
+            // otherwise be reset when the listener closes.
+            jitd::server::begin_drain();
+            let _ = std::fs::remove_file(&d.cfg.socket_path);
+            std::thread::sleep(STOP_DRAIN);
             d.stop.store(true, Ordering::SeqCst);
             d.wake.notify_all();
         })
@@ -176,7 +189,7 @@ fn main() -> ExitCode {
     d.audit(
         jit_core::time::now(),
         Severity::Info,
-        "daemon.stop",
+        Event::DaemonStop,
         json!({ "pid": std::process::id() }),
     );
     sd_notify("STOPPING=1");
@@ -184,7 +197,7 @@ fn main() -> ExitCode {
 }
 
 /// Wakes at the next deadline, on a change, and at least every second so a wall-clock jump is
-/// noticed within a second (TEST-CATALOGUE F12).
+/// noticed within a second (docs/threat-model.md#f12).
 fn timer_loop(d: &Daemon) {
     let lock = std::sync::Mutex::new(());
     while !d.stop.load(Ordering::SeqCst) {

@@ -31,12 +31,12 @@ pub fn start(
     audit: &crate::audit::Audit,
     wake: &std::sync::Arc<std::sync::Condvar>,
 ) -> Option<std::sync::Arc<events::Shared>> {
-    use crate::audit::Severity;
+    use crate::audit::{Event, Severity};
     let Some((dir, rel)) = cgroups.dir() else {
         audit.record(
             now,
             Severity::Notice,
-            "monitor.unavailable",
+            Event::MonitorUnavailable,
             serde_json::json!({ "why": "no per-grant cgroups", "cgroups": cgroups.describe() }),
         );
         return None;
@@ -60,7 +60,7 @@ pub fn start(
             audit.record(
                 now,
                 Severity::Error,
-                "monitor.unavailable",
+                Event::MonitorUnavailable,
                 serde_json::json!({ "why": e }),
             );
             None

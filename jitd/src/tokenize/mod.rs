@@ -8,7 +8,7 @@
 //! * [`serve`]: the `run_program` connection (descriptors over the socket, exit status back).
 //!
 //! The daemon's side (which grant, teardown of processes still holding a granted capability)
-//! is in `daemon/tokenize.rs`.
+//! is in `effects/tokenize.rs`.
 
 pub mod policy;
 pub mod serve;

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use jit_core::caps;
+use jit_core::host::trust::{self, Access};
 use jit_proto::GrantSpec;
 
 use crate::config::Config;
@@ -124,11 +125,13 @@ pub fn config_keys(
     Ok((out, progs))
 }
 
-/// Admits the `--cap`/`--program` part of a grant request. Both or neither.
+/// Admits the `--cap`/`--program` part of a grant request: names, the deny list and the
+/// path syntax. Whether each program is trusted is a host fact the caller checks with
+/// [`open_trusted`] (admission asks it through `HostFacts`). Both or neither.
 ///
 /// # Errors
-/// One line saying why (an unknown or refused capability, an untrusted program).
-pub fn admit(spec: &GrantSpec, cfg: &Config) -> Result<Tokens, String> {
+/// One line saying why (an unknown or refused capability, a malformed path).
+pub fn admit_caps(spec: &GrantSpec, cfg: &Config) -> Result<Tokens, String> {
     if spec.caps.is_empty() && spec.programs.is_empty() {
         return Ok(Tokens::default());
     }
@@ -151,7 +154,7 @@ pub fn admit(spec: &GrantSpec, cfg: &Config) -> Result<Tokens, String> {
         out.caps.push(name);
     }
     for p in &spec.programs {
-        let _file = open_trusted(p, cfg)?;
+        check_path_syntax(p)?;
         out.programs.push(p.clone());
     }
     out.caps.sort();
@@ -159,6 +162,18 @@ pub fn admit(spec: &GrantSpec, cfg: &Config) -> Result<Tokens, String> {
     out.programs.sort();
     out.programs.dedup();
     Ok(out)
+}
+
+/// [`admit_caps`], then [`open_trusted`] for every program.
+///
+/// # Errors
+/// As those.
+pub fn admit(spec: &GrantSpec, cfg: &Config) -> Result<Tokens, String> {
+    let t = admit_caps(spec, cfg)?;
+    for p in &t.programs {
+        open_trusted(p, cfg)?;
+    }
+    Ok(t)
 }
 
 /// Refuses a root-equivalent capability the operator has not allowed.
@@ -241,9 +256,9 @@ pub fn open_trusted(path: &str, cfg: &Config) -> Result<OwnedFd, String> {
     let last = comps.len().saturating_sub(1);
     for (i, comp) in comps.iter().enumerate() {
         let st = stat_fd(&dir).map_err(|e| format!("{}/: {e}", walked))?;
-        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        if let Some(why) = untrusted(&st) {
             return Err(format!(
-                "{path:?} refused: directory {:?} is not owned by root or is writable by others",
+                "{path:?} refused: directory {:?} is {why}",
                 if walked.is_empty() {
                     "/"
                 } else {
@@ -274,10 +289,8 @@ pub fn open_trusted(path: &str, cfg: &Config) -> Result<OwnedFd, String> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(format!("{path:?} refused: not a regular file"));
     }
-    if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(format!(
-            "{path:?} refused: the program is not owned by root or is writable by others"
-        ));
+    if let Some(why) = untrusted(&st) {
+        return Err(format!("{path:?} refused: the program is {why}"));
     }
     if st.st_mode & 0o111 == 0 {
         return Err(format!("{path:?} refused: not executable"));
@@ -301,6 +314,14 @@ pub fn open_trusted(path: &str, cfg: &Config) -> Result<OwnedFd, String> {
         ));
     }
     Ok(file)
+}
+
+/// The first reason the owner and mode of `st` are not "only root can change this"
+/// (`jit_core::host::trust`, the rule jit applies to every file it trusts).
+fn untrusted(st: &libc::stat) -> Option<String> {
+    trust::violations(st.st_uid, st.st_mode, Access::ReadableByAll)
+        .first()
+        .map(ToString::to_string)
 }
 
 fn is_symlink(p: &str) -> bool {
@@ -349,7 +370,7 @@ mod tests {
         assert!(e.contains("allow_cap_programs"), "{e}");
         let e = open_trusted("/tmp/x", &c).unwrap_err();
         assert!(
-            e.contains("writable by others") || e.contains("No such"),
+            e.contains("writable by group or others") || e.contains("No such"),
             "{e}"
         );
     }

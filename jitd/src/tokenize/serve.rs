@@ -21,7 +21,7 @@ use jit_proto::{ErrorCode, Request, Response};
 use serde_json::json;
 
 use super::spawn::{self, cstring, Launch};
-use crate::audit::Severity;
+use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Peer};
 
 /// Programs one uid may have running through jitd at once.
@@ -324,7 +324,7 @@ fn prepare(
     d.audit(
         now,
         Severity::Notice,
-        "tokenize.run",
+        Event::TokenizeRun,
         json!({
             "grant": g.id, "user": g.user, "uid": peer.uid, "caller_pid": peer.pid,
             "program": g.program, "args": args.iter().map(|a| one_line(a, 256)).collect::<Vec<_>>(),
@@ -409,7 +409,7 @@ impl Running {
         d.audit(
             now,
             Severity::Info,
-            "tokenize.exit",
+            Event::TokenizeExit,
             json!({
                 "grant": self.grant, "user": self.user, "program": self.program,
                 "pid": self.child.pid, "status": status, "signal": signal,

@@ -86,6 +86,10 @@ enum Cmd {
         #[arg(long, value_name = "DURATION", value_parser = args::duration, allow_hyphen_values = true)]
         since: Option<i64>,
     },
+    /// Verbs against the central service (jit-server): login, request, requests, approve, deny,
+    /// revoke, hosts.
+    #[command(flatten)]
+    Remote(jitd::remote::cli::RemoteCmd),
 }
 
 fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
@@ -102,6 +106,7 @@ fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
         Cmd::Report { .. } => Err(Fail::refused(
             "jitctl report is not supported yet by this jit version",
         )),
+        Cmd::Remote(r) => jitd::remote::cli::run(r, ctx.json).map_err(|f| Fail(f.0, f.1)),
     }
 }
 

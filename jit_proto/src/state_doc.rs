@@ -1,0 +1,429 @@
+//! The signed per-host state document: the whole current set of grants for one host, as the
+//! central service (jit-server) signs it and jitd verifies it.
+//!
+//! Pure code (no I/O, no clock, no async): the producer and the verifier share one definition of
+//! the bytes. See docs/server.md, "The signed state document".
+//!
+//! Wire form, one JSON object with exactly four keys, each base64 (standard alphabet, padded):
+//!
+//! ```text
+//! {"cert":B64(cert bytes),"cert_sig":B64(sig),"body":B64(body bytes),"sig":B64(sig)}
+//! ```
+//!
+//! * `cert` certifies the online signing key: `{"key","not_before","not_after"}`, signed by the
+//!   offline root key over `CERT_DOMAIN || cert bytes`. jitd pins the root key at enrolment, so
+//!   the online key can be rotated without re-enrolling and a stolen online key stops working at
+//!   the certificate's `not_after`.
+//! * `body` is [`StateBody`], signed by the certified online key over `DOC_DOMAIN || body bytes`.
+//!
+//! The verifier checks signatures over the raw decoded bytes before any of them is parsed, and
+//! parses with a strict decoder: duplicate keys (at any depth), unknown keys and keys that differ
+//! only by case are refused, so two parsers can never read one signed document differently.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use jit_core::time::UnixTime;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Domain separation for the body signature: a signature made for anything else never verifies
+/// as a state document.
+pub const DOC_DOMAIN: &[u8] = b"jit-state-doc-v1\0";
+/// Domain separation for the root key's certificate of an online signing key.
+pub const CERT_DOMAIN: &[u8] = b"jit-signing-cert-v1\0";
+/// Body format version.
+pub const DOC_VERSION: u32 = 1;
+/// Largest encoded document accepted (checked before any decoding): a few thousand grants.
+pub const MAX_DOC_BYTES: usize = 4 << 20;
+/// Most grants one document may carry.
+pub const MAX_DOC_GRANTS: usize = 4096;
+
+/// The online signing key's certificate, signed by the root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningCert {
+    /// The online ed25519 public key, base64.
+    pub key: String,
+    /// First second the key may sign.
+    pub not_before: UnixTime,
+    /// First second the key may no longer sign: documents verified after it are refused.
+    pub not_after: UnixTime,
+}
+
+/// One grant as the server delivers it. Absolute times (the host never adds a duration); the
+/// method fields carry `jitctl grant add`'s vocabulary and names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocGrant {
+    /// Server grant id (`sg-` and hex).
+    pub id: String,
+    /// The request it came from.
+    pub request_id: String,
+    /// The person (account name on the host).
+    pub user: String,
+    /// First second of privilege.
+    pub not_before: UnixTime,
+    /// First second without privilege.
+    pub not_after: UnixTime,
+    /// Role name.
+    pub role: String,
+    /// People whose approvals made it (or `auto:GROUP`).
+    pub approved_by: Vec<String>,
+    /// Ephemeral account.
+    pub account: bool,
+    /// Groups joined while live.
+    pub groups: Vec<String>,
+    /// ssh public keys (from the person's record on the server).
+    pub ssh_keys: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: String,
+    /// Sudo scope.
+    pub sudo: Vec<String>,
+    /// Run-as targets.
+    pub runas: Vec<String>,
+    /// Enables a managed local account.
+    pub enable: bool,
+    /// Source networks.
+    pub from: Vec<String>,
+    /// PAM services.
+    pub services: Vec<String>,
+    /// Time windows.
+    pub windows: Vec<String>,
+    /// TOTP at login.
+    pub mfa: bool,
+    /// TOTP at sudo.
+    pub mfa_sudo: bool,
+    /// Ends with the first session.
+    pub end_with_session: bool,
+    /// Revocation classes.
+    pub revoke_on: Vec<String>,
+    /// End the grant when the host goes stale.
+    pub strict: bool,
+}
+
+/// The signed content: the host's whole current grant set (never a delta).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateBody {
+    /// [`DOC_VERSION`].
+    pub version: u32,
+    /// Host name as the server enrolled it.
+    pub host: String,
+    /// Fingerprint of the host's ed25519 key ([`key_fingerprint`]).
+    pub host_key: String,
+    /// Per-host sequence, strictly increasing with every change of the host's set.
+    pub seq: u64,
+    /// The server's clock when signing.
+    pub server_time: UnixTime,
+    /// Echo of the nonce the host sent with its poll.
+    pub nonce: String,
+    /// The document is worthless from this second on (the host goes stale).
+    pub expires_at: UnixTime,
+    /// Every grant the host should hold now.
+    pub grants: Vec<DocGrant>,
+}
+
+/// The wire envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    cert: String,
+    cert_sig: String,
+    body: String,
+    sig: String,
+}
+
+/// A certificate as issued: its exact bytes and the root's signature over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertBlob {
+    /// The serialized [`SigningCert`].
+    pub bytes: Vec<u8>,
+    /// Root signature over `CERT_DOMAIN || bytes`.
+    pub sig: [u8; 64],
+}
+
+/// What the host pinned at enrolment and must see in every document.
+#[derive(Debug, Clone)]
+pub struct HostPins {
+    /// The offline root key's public half.
+    pub root_key: [u8; 32],
+    /// This host's name on the server.
+    pub host: String,
+    /// Fingerprint of this host's own key.
+    pub host_key: String,
+}
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocError {
+    /// Larger than [`MAX_DOC_BYTES`].
+    TooLarge(usize),
+    /// Not the expected shape (bad JSON, base64, duplicate/unknown keys, ...).
+    Malformed(String),
+    /// The root key did not sign this certificate.
+    BadCertSignature,
+    /// The certificate is not valid at `now`.
+    CertNotValid {
+        not_before: UnixTime,
+        not_after: UnixTime,
+        now: UnixTime,
+    },
+    /// The certified key did not sign this body.
+    BadSignature,
+    /// Unknown format version.
+    Version(u32),
+    /// Signed for another host.
+    WrongHost(String),
+    /// Signed for another key of this host name.
+    WrongHostKey(String),
+    /// Past its `expires_at`, or outliving the certificate that signs it.
+    Expired { expires_at: UnixTime, now: UnixTime },
+    /// Not an answer to the poll the host just made.
+    NonceMismatch,
+    /// Sequence at or below the highest one already applied (replay or rollback).
+    Stale { seq: u64, applied: u64 },
+    /// Too many grants.
+    TooManyGrants(usize),
+}
+
+impl fmt::Display for DocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocError::TooLarge(n) => write!(f, "state document of {n} bytes exceeds the cap"),
+            DocError::Malformed(m) => write!(f, "malformed state document: {m}"),
+            DocError::BadCertSignature => {
+                write!(f, "signing certificate not signed by the pinned root key")
+            }
+            DocError::CertNotValid {
+                not_before,
+                not_after,
+                now,
+            } => write!(
+                f,
+                "signing certificate valid {not_before}..{not_after}, not at {now}"
+            ),
+            DocError::BadSignature => write!(f, "state document signature does not verify"),
+            DocError::Version(v) => write!(f, "state document version {v} not supported"),
+            DocError::WrongHost(h) => write!(f, "state document is for host {h:?}"),
+            DocError::WrongHostKey(k) => write!(f, "state document is for host key {k}"),
+            DocError::Expired { expires_at, now } => {
+                write!(f, "state document expired at {expires_at} (now {now})")
+            }
+            DocError::NonceMismatch => write!(f, "state document does not echo this poll's nonce"),
+            DocError::Stale { seq, applied } => write!(
+                f,
+                "state document sequence {seq} is not above the applied {applied} (replay)"
+            ),
+            DocError::TooManyGrants(n) => write!(f, "state document carries {n} grants"),
+        }
+    }
+}
+
+impl std::error::Error for DocError {}
+
+/// `SHA256:` and the unpadded base64 of the SHA-256 of the raw 32-byte key (OpenSSH's style).
+pub fn key_fingerprint(public: &[u8; 32]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(public)))
+}
+
+/// The same fingerprint form over arbitrary bytes (a TLS certificate's DER).
+pub fn bytes_fingerprint(bytes: &[u8]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(bytes)))
+}
+
+/// Certify `online` with `root` for `[not_before, not_after)`.
+pub fn certify(
+    root: &SigningKey,
+    online: &VerifyingKey,
+    not_before: UnixTime,
+    not_after: UnixTime,
+) -> Result<CertBlob, DocError> {
+    let cert = SigningCert {
+        key: STANDARD.encode(online.as_bytes()),
+        not_before,
+        not_after,
+    };
+    let bytes = serde_json::to_vec(&cert).map_err(|e| DocError::Malformed(e.to_string()))?;
+    let sig = root.sign(&domain(CERT_DOMAIN, &bytes)).to_bytes();
+    Ok(CertBlob { bytes, sig })
+}
+
+/// Sign `body` with the certified online key; the result is what goes on the wire.
+pub fn sign_document(
+    online: &SigningKey,
+    cert: &CertBlob,
+    body: &StateBody,
+) -> Result<Vec<u8>, DocError> {
+    let body_bytes = serde_json::to_vec(body).map_err(|e| DocError::Malformed(e.to_string()))?;
+    let sig = online.sign(&domain(DOC_DOMAIN, &body_bytes)).to_bytes();
+    let env = Envelope {
+        cert: STANDARD.encode(&cert.bytes),
+        cert_sig: STANDARD.encode(cert.sig),
+        body: STANDARD.encode(&body_bytes),
+        sig: STANDARD.encode(sig),
+    };
+    serde_json::to_vec(&env).map_err(|e| DocError::Malformed(e.to_string()))
+}
+
+/// Verify a document received in answer to the poll that sent `nonce`, at `now`, given the
+/// highest sequence this host has durably applied. Returns the body only if every check passes.
+pub fn verify_document(
+    raw: &[u8],
+    pins: &HostPins,
+    now: UnixTime,
+    applied_seq: u64,
+    nonce: &str,
+) -> Result<StateBody, DocError> {
+    if raw.len() > MAX_DOC_BYTES {
+        return Err(DocError::TooLarge(raw.len()));
+    }
+    let env: Envelope = strict_from_slice(raw)?;
+    let cert_bytes = b64(&env.cert, "cert")?;
+    let cert_sig = sig_from(&b64(&env.cert_sig, "cert_sig")?)?;
+    let body_bytes = b64(&env.body, "body")?;
+    let body_sig = sig_from(&b64(&env.sig, "sig")?)?;
+
+    // Signatures over the raw bytes first; nothing signed is parsed before it verifies.
+    let root = VerifyingKey::from_bytes(&pins.root_key)
+        .map_err(|_| DocError::Malformed("pinned root key is not a valid ed25519 key".into()))?;
+    root.verify_strict(&domain(CERT_DOMAIN, &cert_bytes), &cert_sig)
+        .map_err(|_| DocError::BadCertSignature)?;
+    let cert: SigningCert = strict_from_slice(&cert_bytes)?;
+    if now < cert.not_before || now >= cert.not_after {
+        return Err(DocError::CertNotValid {
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            now,
+        });
+    }
+    let online_raw: [u8; 32] = b64(&cert.key, "cert key")?
+        .try_into()
+        .map_err(|_| DocError::Malformed("certified key is not 32 bytes".into()))?;
+    let online = VerifyingKey::from_bytes(&online_raw)
+        .map_err(|_| DocError::Malformed("certified key is not a valid ed25519 key".into()))?;
+    online
+        .verify_strict(&domain(DOC_DOMAIN, &body_bytes), &body_sig)
+        .map_err(|_| DocError::BadSignature)?;
+
+    let body: StateBody = strict_from_slice(&body_bytes)?;
+    if body.version != DOC_VERSION {
+        return Err(DocError::Version(body.version));
+    }
+    if body.host != pins.host {
+        return Err(DocError::WrongHost(body.host));
+    }
+    if body.host_key != pins.host_key {
+        return Err(DocError::WrongHostKey(body.host_key));
+    }
+    if now >= body.expires_at || body.expires_at > cert.not_after {
+        return Err(DocError::Expired {
+            expires_at: body.expires_at.min(cert.not_after),
+            now,
+        });
+    }
+    if body.nonce != nonce {
+        return Err(DocError::NonceMismatch);
+    }
+    if body.seq <= applied_seq {
+        return Err(DocError::Stale {
+            seq: body.seq,
+            applied: applied_seq,
+        });
+    }
+    if body.grants.len() > MAX_DOC_GRANTS {
+        return Err(DocError::TooManyGrants(body.grants.len()));
+    }
+    Ok(body)
+}
+
+/// Parse JSON refusing duplicate keys at any depth, then into `T` (whose own
+/// `deny_unknown_fields` refuses unknown and case-variant keys).
+pub fn strict_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DocError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    NoDuplicates::deserialize(&mut de).map_err(|e| DocError::Malformed(e.to_string()))?;
+    de.end().map_err(|e| DocError::Malformed(e.to_string()))?;
+    serde_json::from_slice(bytes).map_err(|e| DocError::Malformed(e.to_string()))
+}
+
+fn domain(prefix: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + bytes.len());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(bytes);
+    v
+}
+
+fn b64(s: &str, what: &str) -> Result<Vec<u8>, DocError> {
+    STANDARD
+        .decode(s)
+        .map_err(|e| DocError::Malformed(format!("{what}: {e}")))
+}
+
+fn sig_from(bytes: &[u8]) -> Result<Signature, DocError> {
+    let arr: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| DocError::Malformed("signature is not 64 bytes".into()))?;
+    Ok(Signature::from_bytes(&arr))
+}
+
+/// Walks any JSON value and fails on a key seen twice in one object.
+struct NoDuplicates;
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            // Keys differing only by case are refused too: no reader may fold them together.
+            if !seen.insert(key.to_lowercase()) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+}
+
+#[cfg(test)]
+#[path = "state_doc_tests.rs"]
+mod tests;

@@ -1,0 +1,361 @@
+//! The HTTPS API (axum). People authenticate with a bearer token, hosts with a signature by
+//! their enrolled key over each call. Bodies are capped before parsing; every field is capped
+//! again where it is used.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::engine::{self, NewRequest, Verdict};
+use crate::error::Error;
+use crate::hosts;
+use crate::keys::ServerKeys;
+use crate::policy;
+use crate::util::now;
+
+/// Largest request body (a 10 MB reason is refused before it is read whole).
+pub const MAX_BODY: usize = 64 * 1024;
+/// A long-poll re-reads the host's sequence at least this often, so a lost wake-up (a NOTIFY
+/// dropped with its connection) delays delivery by at most this much.
+pub const REREAD: Duration = Duration::from_secs(2);
+
+pub struct AppState {
+    pub db: Db,
+    pub keys: ServerKeys,
+    pub cfg: ServerConfig,
+    /// Bumped on every change seen by this replica (its own, or a NOTIFY from another).
+    pub wake: watch::Sender<u64>,
+}
+
+impl AppState {
+    pub fn woke(&self) {
+        self.wake.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let msg = if status.is_server_error() {
+            eprintln!("jit-server: {}", self.msg);
+            "internal error".to_string()
+        } else {
+            self.msg
+        };
+        (status, Json(json!({ "error": msg }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, Error>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/requests", post(create_request).get(list_requests))
+        .route("/v1/requests/{id}", get(show_request))
+        .route("/v1/requests/{id}/approve", post(approve))
+        .route("/v1/requests/{id}/deny", post(deny))
+        .route("/v1/revoke", post(revoke))
+        .route("/v1/hosts", get(list_hosts))
+        .route("/v1/audit", get(audit_trail))
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/host/state", get(host_state))
+        .route("/v1/host/ack", post(host_ack))
+        .route("/v1/host/events", post(host_events))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The person behind the bearer token.
+async fn person(st: &AppState, headers: &HeaderMap) -> Result<String, Error> {
+    let refused = || Error::unauthorized("missing or invalid token");
+    let h = headers.get("authorization").ok_or_else(refused)?;
+    let t = h.to_str().map_err(|_| refused())?;
+    let t = t.strip_prefix("Bearer ").ok_or_else(refused)?;
+    if t.len() > 128 {
+        return Err(refused());
+    }
+    policy::person_for_token(&st.db, t)
+        .await?
+        .ok_or_else(refused)
+}
+
+async fn whoami(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let admin = policy::is_admin(&st.db, &p).await?;
+    Ok(Json(json!({ "name": p, "admin": admin })))
+}
+
+async fn create_request(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<NewRequest>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let v = engine::create(&st.db, st.cfg.ticket.as_ref(), &p, &req, now()).await?;
+    st.woke();
+    Ok(Json(serde_json::to_value(v)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    pending: bool,
+    #[serde(default)]
+    mine: bool,
+}
+
+async fn list_requests(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let v = engine::list(&st.db, &p, q.pending, q.mine, now()).await?;
+    Ok(Json(json!({ "requests": v })))
+}
+
+async fn show_request(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    person(&st, &headers).await?;
+    let v = engine::get(&st.db, &id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no request {id:?}")))?;
+    Ok(Json(serde_json::to_value(v)?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn approve(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<ReviewBody>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let v = engine::review(&st.db, &p, &id, Verdict::Approve, &b.comment, now()).await?;
+    st.woke();
+    Ok(Json(serde_json::to_value(v)?))
+}
+
+async fn deny(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<ReviewBody>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let v = engine::review(&st.db, &p, &id, Verdict::Deny, &b.comment, now()).await?;
+    Ok(Json(serde_json::to_value(v)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    id: String,
+}
+
+async fn revoke(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(b): Json<RevokeBody>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let admin = policy::is_admin(&st.db, &p).await?;
+    let hosts = engine::revoke(&st.db, &p, &b.id, admin, now()).await?;
+    st.woke();
+    Ok(Json(json!({ "id": b.id, "hosts": hosts })))
+}
+
+async fn list_hosts(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    person(&st, &headers).await?;
+    Ok(Json(json!({ "hosts": hosts::list(&st.db).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Admins only: the server's audit trail.
+async fn audit_trail(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    if !policy::is_admin(&st.db, &p).await? {
+        return Err(Error::forbidden("the audit trail is for admins"));
+    }
+    let rows = crate::audit::recent(&st.db, q.limit.unwrap_or(1000)).await?;
+    Ok(Json(json!({ "audit": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    token: String,
+    key: String,
+}
+
+async fn enroll(State(st): State<Arc<AppState>>, Json(b): Json<EnrollBody>) -> ApiResult {
+    let e = hosts::enroll(&st.db, &st.keys, &b.token, &b.key, now()).await?;
+    Ok(Json(serde_json::to_value(e)?))
+}
+
+/// A host's signed call: headers x-jit-host, x-jit-time, x-jit-sig.
+async fn host_auth(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(String, String), Error> {
+    let refused = || Error::unauthorized("host authentication failed");
+    let h = |n: &str| -> Result<String, Error> {
+        Ok(headers
+            .get(n)
+            .ok_or_else(refused)?
+            .to_str()
+            .map_err(|_| refused())?
+            .to_string())
+    };
+    let host = h("x-jit-host")?;
+    let time: i64 = h("x-jit-time")?.parse().map_err(|_| refused())?;
+    let sig = h("x-jit-sig")?;
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let call = hosts::HostCall {
+        host: &host,
+        time,
+        sig_b64: &sig,
+        method,
+        path_and_query: pq,
+        body,
+    };
+    hosts::authenticate(&st.db, &call, now()).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    #[serde(default)]
+    since: i64,
+    #[serde(default)]
+    wait: Option<String>,
+    nonce: String,
+}
+
+fn parse_wait(s: Option<&str>, max: u64) -> Result<u64, Error> {
+    let Some(s) = s else { return Ok(max) };
+    let digits = s.strip_suffix('s').unwrap_or(s);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| Error::bad("wait is seconds, e.g. 30s"))?;
+    Ok(n.min(max))
+}
+
+/// Long-poll: returns as soon as the host's sequence passes `since`, or at `wait` with a fresh
+/// heartbeat document. Always the whole current set, signed, echoing the host's nonce.
+async fn host_state(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<PollQuery>,
+) -> Result<Response, Error> {
+    let (host, fp) = host_auth(&st, &headers, "GET", &uri, b"").await?;
+    if q.nonce.is_empty()
+        || q.nonce.len() > 64
+        || !q
+            .nonce
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        return Err(Error::bad("nonce: 1-64 of [A-Za-z0-9_-]"));
+    }
+    let wait = parse_wait(q.wait.as_deref(), st.cfg.poll_max_wait())?;
+    let mut rx = st.wake.subscribe();
+    rx.borrow_and_update();
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        // Re-read by sequence every time: a wake-up is only a hint. A removed host is refused.
+        let seq = hosts::current_seq(&st.db, &host)
+            .await?
+            .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
+        if seq > q.since {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let _ = tokio::time::timeout(left.min(REREAD), rx.changed()).await;
+    }
+    let poll = hosts::Poll {
+        host: &host,
+        host_key: &fp,
+        since: q.since,
+        nonce: &q.nonce,
+    };
+    let doc = hosts::state_document(&st.db, &st.keys, &poll, st.cfg.doc_ttl(), now()).await?;
+    Ok(([("content-type", "application/json")], doc).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    seq: i64,
+}
+
+async fn host_ack(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let a: AckBody = serde_json::from_slice(&body).map_err(|e| Error::bad(format!("ack: {e}")))?;
+    hosts::ack(&st.db, &host, a.seq, now()).await?;
+    Ok(Json(json!({ "acked": a.seq })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsBody {
+    events: Vec<hosts::HostEvent>,
+}
+
+/// A host's events (signed call), into the server's audit.
+async fn host_events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let b: EventsBody =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("events: {e}")))?;
+    let n = hosts::record_events(&st.db, &host, &b.events, now()).await?;
+    Ok(Json(json!({ "recorded": n })))
+}

@@ -1,0 +1,77 @@
+//! server.toml: where to listen, which database, which TLS files, document lifetime.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Default data directory.
+pub const DEFAULT_DATA: &str = "/var/lib/jit-server";
+/// Default listen address until configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// The configuration file (all keys optional). Unknown keys are refused so a typo is not
+/// silently ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `ADDR:PORT` to serve HTTPS on.
+    pub listen: Option<String>,
+    /// `postgres://…`; absent: SQLite file `server.db` in the data directory.
+    pub database: Option<String>,
+    /// PEM certificate chain to serve instead of the generated self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Lifetime of a signed state document in seconds (default 60).
+    pub doc_ttl: Option<i64>,
+    /// Longest long-poll in seconds (default 30; a host's `wait` is clamped to it).
+    pub poll_max_wait: Option<u64>,
+    /// The ticket service roles with `ticket_check` use.
+    pub ticket: Option<crate::ticket::TicketConfig>,
+}
+
+impl ServerConfig {
+    /// Reads `path` if given, else `DATA/server.toml` if it exists, else the defaults.
+    pub fn load(data: &Path, path: Option<&Path>) -> Result<ServerConfig> {
+        let default_path = data.join("server.toml");
+        let p = match path {
+            Some(p) => p.to_path_buf(),
+            None if default_path.exists() => default_path,
+            None => return Ok(ServerConfig::default()),
+        };
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| Error::bad(format!("{}: {e}", p.display())))?;
+        let cfg: ServerConfig =
+            toml::from_str(&text).map_err(|e| Error::bad(format!("{}: {e}", p.display())))?;
+        if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+            return Err(Error::bad("tls_cert and tls_key go together"));
+        }
+        if let Some(t) = &cfg.ticket {
+            t.validate()?;
+        }
+        if let Some(t) = cfg.doc_ttl {
+            if !(10..=3600).contains(&t) {
+                return Err(Error::bad("doc_ttl must be 10..3600 seconds"));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn doc_ttl(&self) -> i64 {
+        self.doc_ttl.unwrap_or(60)
+    }
+
+    pub fn poll_max_wait(&self) -> u64 {
+        self.poll_max_wait.unwrap_or(30).clamp(1, 120)
+    }
+
+    /// The database URL: the configured one, else the SQLite file in `data`.
+    pub fn database_url(&self, data: &Path) -> String {
+        match &self.database {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}?mode=rwc", data.join("server.db").display()),
+        }
+    }
+}

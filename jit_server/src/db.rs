@@ -1,0 +1,223 @@
+//! The database: one code path for SQLite (default, a file in the data directory) and
+//! PostgreSQL (`database = "postgres://…"`, several replicas), through sqlx's Any driver with
+//! portable SQL (`$N` parameters, BIGINT/TEXT only, RETURNING, ON CONFLICT).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::error::{Error, Result};
+
+/// Migrations, applied in order; the schema records the highest applied.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_ticket.sql")),
+];
+
+/// An open database.
+#[derive(Clone)]
+pub struct Db {
+    /// Every transaction and write.
+    pub pool: AnyPool,
+    /// Single reads outside transactions (long-poll re-reads, token and host-key lookups): on
+    /// SQLite several WAL readers beside the one writer, so waiting hosts never queue behind
+    /// approvals; on PostgreSQL the same pool.
+    pub read: AnyPool,
+    pub postgres: bool,
+    pub url: String,
+}
+
+impl Db {
+    pub async fn open(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres && !url.starts_with("sqlite://") {
+            return Err(Error::bad("database must be sqlite://… or postgres://…"));
+        }
+        // SQLite has one writer: one connection serializes every transaction in this process
+        // (no SQLITE_BUSY from read-then-write upgrades); other processes wait on busy_timeout.
+        let max = if postgres { 16 } else { 1 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .map_err(|e| Error::internal(format!("database {}: {e}", redact(url))))?;
+        let read = if postgres {
+            pool.clone()
+        } else {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .connect(url)
+                .await
+                .map_err(|e| Error::internal(format!("database {}: {e}", redact(url))))?
+        };
+        Ok(Db {
+            pool,
+            read,
+            postgres,
+            url: url.to_string(),
+        })
+    }
+
+    /// Creates or updates the schema.
+    pub async fn migrate(&self) -> Result<()> {
+        let current = self.schema_version().await?;
+        for (v, sql) in MIGRATIONS {
+            if *v > current {
+                let mut tx = self.pool.begin().await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// 0 when no schema exists.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let r = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(&self.pool)
+            .await;
+        match r {
+            Ok(row) => Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0)),
+            Err(_) => Ok(0),
+        }
+    }
+
+    /// Refuses to serve on a schema other than the one this binary knows.
+    pub async fn check_schema(&self) -> Result<()> {
+        let v = self.schema_version().await?;
+        let want = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if v != want {
+            return Err(Error::internal(format!(
+                "database schema version {v}, this jit-server needs {want} (run jit-server init)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Wakes long-polls on every replica (PostgreSQL). Only a hint: pollers also re-read on a
+    /// timer, so a lost notification delays by at most that timer.
+    pub async fn notify_change(&self) {
+        if self.postgres {
+            let _ = sqlx::query("SELECT pg_notify('jit_change', '')")
+                .execute(&self.pool)
+                .await;
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+pub fn get_str(row: &AnyRow, col: &str) -> Result<String> {
+    Ok(row.try_get::<String, _>(col)?)
+}
+
+pub fn get_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+pub fn get_i64(row: &AnyRow, col: &str) -> Result<i64> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+pub fn get_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+/// SQLite mode serves from one process only: a second `serve` on the same data directory would
+/// keep its own wake-ups and could not see the first one's changes promptly. Held for the life
+/// of the process.
+pub fn single_replica_lock(data: &Path) -> Result<File> {
+    let path = data.join("serve.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::conflict(format!(
+            "another jit-server serve holds {} (SQLite mode runs one replica; use PostgreSQL for several)",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Audit ids sort in the order records were written (nanoseconds, then randomness), so records
+/// of the same second read back in order.
+fn audit_id() -> Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(format!(
+        "a-{nanos:020}-{}",
+        crate::util::hex(&crate::util::random_bytes::<4>()?)
+    ))
+}
+
+/// Writes one audit record inside the caller's transaction, so no state change commits without
+/// its record.
+pub async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit (id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(audit_id()?)
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// PostgreSQL: LISTEN for other replicas' changes and wake this replica's long-polls. Reconnects
+/// forever; while disconnected, long-polls still re-read on their timer.
+pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppState>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut l) => {
+                if l.listen("jit_change").await.is_ok() {
+                    // Anything missed while reconnecting is covered by one wake now.
+                    state.woke();
+                    while let Ok(Some(_)) = l.try_recv().await {
+                        state.woke();
+                    }
+                }
+            }
+            Err(e) => eprintln!("jit-server: LISTEN connection: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// An audit record in its own transaction, for operator actions that change files rather than
+/// rows (key rotation).
+pub async fn audit_standalone(db: &Db, at: i64, action: &str, detail: &str) -> Result<()> {
+    let mut tx = db.pool.begin().await?;
+    audit(&mut tx, at, "operator", action, "keys", detail).await?;
+    tx.commit().await?;
+    Ok(())
+}

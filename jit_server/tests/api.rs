@@ -1,0 +1,928 @@
+//! jit-server on SQLite over real TLS on loopback: requests, approvals, entitlements, hosts,
+//! signed documents verified with jitd's verifier.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use jit_proto::state_doc::{verify_document, DocError};
+use serde_json::json;
+
+#[test]
+fn two_approvals_deliver_a_signed_grant_counted_from_approval() {
+    let mut f = fleet();
+    let s = &f.server;
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert!(doc.grants.is_empty());
+    let r = file_request(s, &f.alice, web_request());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["state"], "pending");
+    std::thread::sleep(Duration::from_millis(1100));
+    let one = approve(s, &f.bob, &id);
+    assert_eq!(one.json()["state"], "pending", "1 of 2 approvals");
+    let two = approve(s, &f.carol, &id);
+    assert_eq!(two.json()["state"], "approved", "{:?}", two.json());
+    let v = two.json();
+    let created = v["created_at"].as_i64().unwrap();
+    let nb = v["not_before"].as_i64().unwrap();
+    assert!(
+        nb > created,
+        "duration counts from approval, not from the request"
+    );
+    assert_eq!(v["not_after"].as_i64().unwrap() - nb, 3600);
+
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert_eq!(doc.grants.len(), 1);
+    let g = &doc.grants[0];
+    assert_eq!(g.user, "alice");
+    assert_eq!(g.approved_by, vec!["bob".to_string(), "carol".to_string()]);
+    assert_eq!(g.sudo, vec!["/usr/bin/systemctl restart nginx".to_string()]);
+    assert_eq!(
+        g.ssh_keys.len(),
+        1,
+        "ssh keys come from the person's record"
+    );
+    assert_eq!(g.not_before, nb);
+    // The other host gets nothing.
+    assert!(f.dev1.poll(s, 0).unwrap().grants.is_empty());
+}
+
+#[test]
+fn nobody_approves_their_own_request_not_even_an_admin() {
+    let f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.admin, web_request());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let own = approve(s, &f.admin, &id);
+    assert_eq!(own.status, 403, "{:?}", own.json());
+    // A second token of the same admin is the same person.
+    let t2 = token(&s.data, "admin");
+    assert_eq!(approve(s, &t2, &id).status, 403);
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "approved");
+}
+
+#[test]
+fn one_person_is_counted_once_across_tokens() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob2 = token(&s.data, "bob");
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    let again = approve(s, &bob2, &id);
+    assert_eq!(again.status, 409, "the same person through another token");
+    let v = s
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json();
+    assert_eq!(v["state"], "pending");
+    assert_eq!(v["approvals"], json!(["bob"]));
+}
+
+#[test]
+fn fifty_concurrent_approvals_by_one_person_count_once() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob2 = token(&s.data, "bob");
+    let ok = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..50)
+            .map(|i| {
+                let t = if i % 2 == 0 {
+                    f.bob.clone()
+                } else {
+                    bob2.clone()
+                };
+                let id = id.clone();
+                sc.spawn(move || approve(s, &t, &id).status)
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|st| *st == 200)
+            .count()
+    });
+    assert_eq!(ok, 1);
+    assert_eq!(
+        s.call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+            .json()["state"],
+        "pending"
+    );
+}
+
+#[test]
+fn approve_deny_race_has_one_outcome() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.bob, &id).status, 200);
+    let (a, d) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| approve(s, &f.carol, &id));
+        let d = sc.spawn(|| deny(s, &f.dave, &id));
+        (a.join().unwrap(), d.join().unwrap())
+    });
+    let state = s
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json()["state"]
+        .clone();
+    if state == "approved" {
+        assert_eq!((a.status, d.status), (200, 409));
+    } else {
+        assert_eq!(state, "denied");
+        assert_eq!((a.status, d.status), (409, 200));
+    }
+}
+
+#[test]
+fn a_denial_ends_the_request_and_delivers_nothing() {
+    let mut f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(deny(s, &f.bob, &id).json()["state"], "denied");
+    assert_eq!(approve(s, &f.carol, &id).status, 409);
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+}
+
+#[test]
+fn a_person_outside_the_approver_groups_cannot_approve() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.erin, &id).status, 403);
+}
+
+#[test]
+fn approvals_count_against_current_approver_membership() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    // bob leaves sre: his approval no longer counts.
+    apply(
+        &s.data,
+        &POLICY.replacen(
+            "name = \"bob\"\ngroups = [\"sre\"]",
+            "name = \"bob\"\ngroups = []",
+            1,
+        ),
+    );
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "pending");
+    assert_eq!(approve(s, &f.dave, &id).json()["state"], "approved");
+}
+
+#[test]
+fn bad_reasons_tickets_and_selections_are_refused() {
+    let f = fleet();
+    let s = &f.server;
+    let base = web_request();
+    let with = |k: &str, v: serde_json::Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (what, body) in [
+        ("short reason", with("reason", json!("fix"))),
+        ("dot reason", with("reason", json!("."))),
+        ("padded reason", with("reason", json!("   fix      "))),
+        ("no ticket", with("ticket", json!(""))),
+        ("ticket prefix only", with("ticket", json!("OPS-42x"))),
+        ("ticket inside", with("ticket", json!("xOPS-42"))),
+        ("no hosts", with("hosts", json!([]))),
+        ("unknown host", with("hosts", json!(["nope"]))),
+    ] {
+        let r = file_request(s, &f.alice, body);
+        assert_eq!(r.status, 400, "{what}: {:?}", r.json());
+    }
+    let sel = json!({ "role": "web-admin", "select": { "env": "staging" }, "duration": "1h",
+                      "reason": "restart nginx after deploy", "ticket": "OPS-1" });
+    assert_eq!(
+        file_request(s, &f.alice, sel).status,
+        400,
+        "a selector matching nothing"
+    );
+    let sel = json!({ "role": "web-admin", "select": { "env": "prod" }, "duration": "1h",
+                      "reason": "restart nginx after deploy", "ticket": "OPS-1" });
+    let r = file_request(s, &f.alice, sel);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["hosts"], json!(["web1"]));
+    assert_eq!(
+        s.call("GET", "/v1/requests", &f.alice, None).json()["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn entitlement_and_role_labels_are_the_servers() {
+    let f = fleet();
+    let s = &f.server;
+    // dev1 is env=dev: the role is for env=prod.
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "web-admin", "hosts": ["dev1"], "duration": "1h",
+        "reason": "restart nginx after deploy", "ticket": "OPS-1" }),
+    );
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    // bob is not entitled at all.
+    assert_eq!(file_request(s, &f.bob, web_request()).status, 403);
+    // The operator relabels dev1: now it may be requested.
+    run_ok(&[
+        "host",
+        "label",
+        "dev1",
+        "env=prod",
+        "--data",
+        data_arg(&s.data),
+    ]);
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "web-admin", "hosts": ["dev1"], "duration": "1h",
+        "reason": "restart nginx after deploy", "ticket": "OPS-1" }),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+}
+
+#[test]
+fn duration_is_clamped_to_the_roles_max() {
+    let f = fleet();
+    let s = &f.server;
+    let mut b = web_request();
+    b["duration"] = json!("10h");
+    let r = file_request(s, &f.alice, b);
+    assert_eq!(r.json()["duration"], 7200);
+}
+
+#[test]
+fn a_request_expires_after_the_roles_pending_ttl() {
+    let f = fleet();
+    let s = &f.server;
+    let r = file_request(
+        s,
+        &f.alice,
+        json!({ "role": "quick", "hosts": ["web1"], "duration": "30m", "reason": "look at logs" }),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(3100));
+    let a = approve(s, &f.bob, &id);
+    assert_eq!(a.status, 409, "{:?}", a.json());
+    assert_eq!(
+        s.call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+            .json()["state"],
+        "expired"
+    );
+}
+
+#[test]
+fn auto_approve_groups_need_no_review_and_are_recorded_as_such() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved", "{:?}", r.json());
+    assert_eq!(r.json()["decided_by"], "auto:oncall");
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert_eq!(doc.grants[0].approved_by, vec!["auto:oncall".to_string()]);
+}
+
+#[test]
+fn the_long_poll_wakes_on_approval_and_revoke_reaches_the_host() {
+    let mut f = fleet();
+    let s = &f.server;
+    f.web1.poll(s, 0).unwrap();
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    approve(s, &f.bob, &id);
+    let t0 = Instant::now();
+    let (got, approved_at) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(s, 30));
+        std::thread::sleep(Duration::from_millis(300));
+        approve(s, &f.carol, &id);
+        let at = Instant::now();
+        (h.join().unwrap(), at)
+    });
+    eprintln!(
+        "approve answered -> verified document on the host: {:?}",
+        approved_at.elapsed()
+    );
+    let got = got.unwrap();
+    // Woken by the approval, not by the 30 s heartbeat.
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(got.grants.len(), 1);
+    let seq = got.seq;
+    let hosts = s.call("GET", "/v1/hosts", &f.bob, None).json();
+    let web1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "web1")
+        .unwrap()
+        .clone();
+    assert_eq!(web1["unconfirmed"], true, "not acknowledged yet");
+    assert_eq!(f.web1.ack(s, seq).status, 200);
+    let hosts = s.call("GET", "/v1/hosts", &f.bob, None).json();
+    let web1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "web1")
+        .unwrap()
+        .clone();
+    assert_eq!(web1["unconfirmed"], false);
+
+    // alice revokes her own grant; the waiting poll returns a set without it.
+    let t0 = Instant::now();
+    let got = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(s, 30));
+        std::thread::sleep(Duration::from_millis(300));
+        let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        h.join().unwrap()
+    })
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert!(got.grants.is_empty());
+    assert!(got.seq > seq);
+}
+
+#[test]
+fn only_the_requester_an_approver_or_an_admin_may_revoke() {
+    let f = fleet();
+    let s = &f.server;
+    let id = file_request(s, &f.alice, web_request()).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.erin, Some(json!({ "id": id })))
+            .status,
+        403
+    );
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.admin, Some(json!({ "id": id })))
+            .status,
+        200
+    );
+    // Revoking it again changes nothing and says so.
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &f.admin, Some(json!({ "id": id })))
+            .status,
+        409
+    );
+}
+
+#[test]
+fn a_join_token_works_once_even_under_concurrency() {
+    let data = temp_dir("join");
+    init(&data);
+    let j = join_token(&data, "web9", &["env=prod"]);
+    let s = Server::start(&data);
+    let winners: Vec<u8> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..10u8)
+            .map(|i| {
+                let s = &s;
+                let j = j.clone();
+                sc.spawn(move || {
+                    let mut h = Host::new("claimed-name", 100 + i);
+                    (i, h.enroll(s, &j).status)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|(_, st)| *st == 200)
+            .map(|(i, _)| i)
+            .collect()
+    });
+    assert_eq!(winners.len(), 1, "exactly one enrolment wins");
+    // The winner may retry (its response was lost) with the same key; others may not.
+    let mut same = Host::new("x", 100 + winners[0]);
+    let r = same.enroll(&s, &j);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["host"],
+        "web9",
+        "the name comes from the token record"
+    );
+    let other = (0..10u8).find(|i| *i != winners[0]).unwrap();
+    assert_eq!(Host::new("x", 100 + other).enroll(&s, &j).status, 403);
+    assert_eq!(Host::new("x", 99).enroll(&s, "jitj_00").status, 403);
+}
+
+#[test]
+fn a_host_cannot_read_another_hosts_grants() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved");
+    // dev1 signs with its key but claims to be web1.
+    let r = f.dev1.signed(
+        s,
+        "web1",
+        "GET",
+        "/v1/host/state?since=0&wait=0s&nonce=x",
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    // Its own document carries nothing of web1's.
+    assert!(f.dev1.poll(s, 0).unwrap().grants.is_empty());
+    // A person's token is no host credential.
+    assert_eq!(
+        s.call(
+            "GET",
+            "/v1/host/state?since=0&wait=0s&nonce=x",
+            &f.alice,
+            None
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn a_removed_host_is_refused_on_its_next_poll() {
+    let mut f = fleet();
+    let s = &f.server;
+    f.web1.poll(s, 0).unwrap();
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&s.data)]);
+    let (r, _) = f.web1.poll_raw(s, 0, 0);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn documents_are_bound_to_the_poll_and_never_reuse_a_sequence() {
+    let mut f = fleet();
+    let s = &f.server;
+    let first = f.web1.poll(s, 0).unwrap();
+    // A document captured from one poll does not answer the next one (nonce), nor a later
+    // state (sequence).
+    let (r, _nonce) = f.web1.poll_raw(s, f.web1.applied, 0);
+    let pins = f.web1.pins.clone().unwrap();
+    let now = jit_core::time::now();
+    assert_eq!(
+        verify_document(&r.body, &pins, now, first.seq, "another"),
+        Err(DocError::NonceMismatch)
+    );
+    // A host that applied more than the database knows (restored from an old backup) gets a
+    // sequence above what it applied.
+    f.web1.applied = 1000;
+    let doc = f.web1.poll(s, 0).unwrap();
+    assert!(doc.seq > 1000);
+}
+
+#[test]
+fn oversized_bodies_and_fields_are_refused_and_state_stays_intact() {
+    let f = fleet();
+    let s = &f.server;
+    let mut b = web_request();
+    b["reason"] = json!("x".repeat(10 << 20));
+    // Refused on its Content-Length: the server answers 413 and closes, so the client sees
+    // either that answer or its write cut off.
+    let headers = vec![("Authorization", format!("Bearer {}", f.alice))];
+    let big = serde_json::to_vec(&b).unwrap();
+    match jit_server::client::request(
+        &s.cfg,
+        &s.addr,
+        "POST",
+        "/v1/requests",
+        &headers,
+        &big,
+        Duration::from_secs(30),
+    ) {
+        Ok(r) => assert_eq!(r.status, 413),
+        Err(e) => assert!(e.contains("Broken pipe") || e.contains("reset"), "{e}"),
+    }
+    b["reason"] = json!("x".repeat(2000));
+    assert_eq!(
+        file_request(s, &f.alice, b).status,
+        400,
+        "a reason over the field cap"
+    );
+    let mut b = web_request();
+    b["reason"] = json!("restart nginx \u{202e}yolped retfa");
+    assert_eq!(file_request(s, &f.alice, b).status, 400, "bidi override");
+    let mut b = web_request();
+    b["reason"] = json!("restart nginx\u{1b}[2J after deploy");
+    assert_eq!(
+        file_request(s, &f.alice, b).status,
+        400,
+        "control characters"
+    );
+    assert_eq!(
+        s.call("GET", "/v1/requests", &f.alice, None).json()["requests"],
+        json!([])
+    );
+    let r = file_request(s, &f.alice, web_request());
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn sqlite_mode_refuses_a_second_replica() {
+    let data = temp_dir("lock");
+    init(&data);
+    let _a = Server::start(&data);
+    let err = Server::try_start(&data)
+        .err()
+        .expect("second replica must be refused");
+    assert!(err.contains("one replica"), "{err}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_apply_shows_a_diff() {
+    let data = temp_dir("init");
+    init(&data);
+    let (rc, _, err) = run(&["init", "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("initialised already"), "{err}");
+    let f = data.join("p.toml");
+    std::fs::write(&f, POLICY).unwrap();
+    let out = run_ok(&[
+        "apply",
+        f.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("+ person alice")
+            && out.contains("+ role web-admin")
+            && out.contains("dry run"),
+        "{out}"
+    );
+    let out = run_ok(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert!(out.contains("+ person alice"));
+    let out = run_ok(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_eq!(out.trim(), "no changes");
+    // A person named like one of the server's own audit actors is refused.
+    std::fs::write(
+        &f,
+        POLICY.replacen("name = \"dave\"", "name = \"ticket\"", 1),
+    )
+    .unwrap();
+    let (rc, _, err) = run(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("reserved"), "{err}");
+    // An empty role selector is refused whole.
+    std::fs::write(
+        &f,
+        POLICY.replacen("hosts = { env = \"prod\" }", "hosts = {}", 1),
+    )
+    .unwrap();
+    let (rc, _, err) = run(&["apply", f.to_str().unwrap(), "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("empty"), "{err}");
+}
+
+#[test]
+fn every_change_is_audited_and_no_secret_is() {
+    let data = temp_dir("audit");
+    let (admin, _) = init(&data);
+    apply(&data, POLICY);
+    let alice = token(&data, "alice");
+    let (bob, carol, erin) = (
+        token(&data, "bob"),
+        token(&data, "carol"),
+        token(&data, "erin"),
+    );
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let s = Server::start(&data);
+    // A join token is for enrolment only.
+    assert_eq!(s.call("GET", "/v1/whoami", &join, None).status, 401);
+    let mut web1 = Host::new("?", 21);
+    assert_eq!(web1.enroll(&s, &join).status, 200);
+    let heartbeat = web1.poll(&s, 0).unwrap().seq;
+    assert_eq!(web1.ack(&s, heartbeat).status, 200);
+    assert_eq!(
+        file_request(&s, &erin, web_request()).json()["state"],
+        "approved"
+    );
+    let id = id_of(&file_request(&s, &alice, web_request()));
+    approve(&s, &bob, &id);
+    approve(&s, &carol, &id);
+    let seq = web1.poll(&s, 0).unwrap().seq;
+    assert_eq!(web1.ack(&s, seq).status, 200);
+    assert_eq!(
+        s.call("POST", "/v1/revoke", &alice, Some(json!({ "id": id })))
+            .status,
+        200
+    );
+
+    let out = run_ok(&[
+        "audit",
+        "--data",
+        data_arg(&data),
+        "--json",
+        "--limit",
+        "1000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let rows = v["audit"].as_array().unwrap();
+    let actions: Vec<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for a in [
+        "person.admin",
+        "policy.apply",
+        "token.issue",
+        "host.add",
+        "host.enroll",
+        "request.create",
+        "request.auto_approve",
+        "review.approve",
+        "request.approved",
+        "request.revoked",
+        "host.ack",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let auto = rows
+        .iter()
+        .find(|r| r["action"] == "request.auto_approve")
+        .unwrap();
+    assert_eq!(auto["actor"], "erin");
+    assert!(auto["detail"].as_str().unwrap().contains("oncall"));
+    // Only the acknowledgement of a real change is recorded, not the heartbeat's.
+    assert_eq!(actions.iter().filter(|a| **a == "host.ack").count(), 1);
+    for secret in [&admin, &alice, &bob, &join] {
+        assert!(
+            !out.contains(secret.as_str()),
+            "a token is in the audit trail"
+        );
+    }
+    // Over the API: admins only.
+    assert_eq!(s.call("GET", "/v1/audit", &admin, None).status, 200);
+    assert_eq!(s.call("GET", "/v1/audit", &bob, None).status, 403);
+}
+
+#[test]
+fn approval_rechecks_entitlement_role_and_hosts_as_they_are_now() {
+    let mut f = fleet();
+    let s = &f.server;
+    // Entitlement withdrawn while the request waits.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    apply(
+        &s.data,
+        &POLICY.replace("who = [\"dev\", \"oncall\"]", "who = [\"oncall\"]"),
+    );
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+    apply(&s.data, POLICY);
+
+    // The role changed (narrower max) while the request waits: not granted in either form.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    apply(&s.data, &POLICY.replace("max = \"2h\"", "max = \"30m\""));
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("changed"));
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+
+    // The only host was removed while the request waited.
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&s.data)]);
+    let r = approve(s, &f.dave, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+}
+
+#[test]
+fn a_rotated_signing_key_is_accepted_by_enrolled_hosts_without_re_enrolling() {
+    let data = temp_dir("rotate");
+    init(&data);
+    apply(&data, POLICY);
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let mut web1 = Host::new("?", 31);
+    let old_cert = {
+        let s = Server::start(&data);
+        assert_eq!(web1.enroll(&s, &join).status, 200);
+        let (r, _) = web1.poll_raw(&s, 0, 0);
+        web1.poll(&s, 0).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["cert"].clone()
+    };
+    // A root key other than the pinned one is refused.
+    let other = data.join("other.key");
+    std::fs::write(&other, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let (rc, _, err) = run(&[
+        "key",
+        "rotate",
+        "--root-key",
+        other.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+    ]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("not the root key"), "{err}");
+    // The real root key (brought back from offline) certifies a new online key.
+    let root = data.join("root.key");
+    run_ok(&[
+        "key",
+        "rotate",
+        "--root-key",
+        root.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+    ]);
+    let s = Server::start(&data);
+    let (r, _) = web1.poll_raw(&s, 0, 0);
+    let new_cert = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["cert"].clone();
+    assert_ne!(
+        new_cert, old_cert,
+        "documents are signed under the new certificate"
+    );
+    // Verified with the pins from enrolment.
+    web1.poll(&s, 0).unwrap();
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("key.rotate"));
+}
+
+#[test]
+fn serve_refuses_a_certificate_that_does_not_match_its_key() {
+    let data = temp_dir("mismatch");
+    init(&data);
+    let other = temp_dir("mismatch-other");
+    init(&other);
+    std::fs::copy(other.join("signing.cert"), data.join("signing.cert")).unwrap();
+    let err = Server::try_start(&data).err().expect("must refuse");
+    assert!(err.contains("signing.cert"), "{err}");
+}
+
+#[test]
+fn reviews_are_bound_to_the_request_content_they_saw() {
+    let mut f = fleet();
+    let s = &f.server;
+    let id = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    // The stored request is altered after bob reviewed it (another duration).
+    tamper(
+        &s.data,
+        &format!("UPDATE request SET duration = 7200 WHERE id = '{id}'"),
+    );
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 409, "{:?}", r.json());
+    assert!(r.json()["error"].as_str().unwrap().contains("altered"));
+    assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
+}
+
+#[test]
+fn an_expired_join_token_is_refused_and_the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = temp_dir("expired-join");
+    init(&data);
+    let mode = std::fs::metadata(data.join("server.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let join = join_token(&data, "web1", &["env=prod"]);
+    // An hour later (the record's expiry moved into the past).
+    tamper(
+        &data,
+        "UPDATE join_token SET expires_at = expires_at - 3601",
+    );
+    let s = Server::start(&data);
+    assert_eq!(Host::new("x", 41).enroll(&s, &join).status, 403);
+    // A new token for the same, never-enrolled host works.
+    let join2 = join_token(&data, "web1", &["env=prod"]);
+    assert_eq!(Host::new("x", 41).enroll(&s, &join2).status, 200);
+    // And an enrolled host cannot be handed a second join token.
+    let (rc, _, err) = run(&["host", "add", "web1", "--data", data_arg(&data)]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("enrolled already"), "{err}");
+}
+
+#[test]
+fn host_events_reach_the_server_audit_signed_and_capped() {
+    let f = fleet();
+    let s = &f.server;
+    let post = |h: &Host, as_host: &str, body: serde_json::Value| {
+        h.signed(
+            s,
+            as_host,
+            "POST",
+            "/v1/host/events",
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let ev = json!({ "events": [
+        { "at": 1, "kind": "session_open", "grant": "sg-1", "detail": "alice ssh from 127.0.0.1" },
+        { "at": 2, "kind": "teardown_complete", "grant": "sg-1" } ] });
+    assert_eq!(post(&f.web1, "web1", ev.clone()).json()["recorded"], 2);
+    // Another host's name with this host's key: refused.
+    assert_eq!(post(&f.dev1, "web1", ev).status, 401);
+    // Unknown kinds, control characters, too many: refused whole.
+    let bad = json!({ "events": [ { "at": 1, "kind": "grant_live" }, { "at": 1, "kind": "root_shell" } ] });
+    assert_eq!(post(&f.web1, "web1", bad).status, 400);
+    let bad = json!({ "events": [ { "at": 1, "kind": "sudo", "detail": "x\u{1b}[2Jy" } ] });
+    assert_eq!(post(&f.web1, "web1", bad).status, 400);
+    let many: Vec<_> = (0..101)
+        .map(|i| json!({ "at": i, "kind": "sudo" }))
+        .collect();
+    assert_eq!(post(&f.web1, "web1", json!({ "events": many })).status, 400);
+    let out = run_ok(&[
+        "audit",
+        "--data",
+        data_arg(&s.data),
+        "--json",
+        "--limit",
+        "1000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let events: Vec<_> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("host.event."))
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["actor"], "host:web1");
+    assert_eq!(events[0]["action"], "host.event.session_open");
+}
+
+#[test]
+fn configured_tls_files_are_served_and_pinned() {
+    let data = temp_dir("tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["jit.example.org".into()]).unwrap();
+    let (cert, key) = (data.join("my.crt"), data.join("my.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    std::fs::write(
+        data.join("server.toml"),
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let (admin, fp) = init(&data);
+    assert_eq!(fp, jit_proto::state_doc::bytes_fingerprint(ck.cert.der()));
+    assert!(
+        !data.join("tls.crt").exists(),
+        "no self-signed pair when files are configured"
+    );
+    let s = Server::start(&data);
+    assert_eq!(s.fingerprint, fp);
+    assert_eq!(
+        s.call("GET", "/v1/whoami", &admin, None).json()["name"],
+        "admin"
+    );
+    // A client pinned to another certificate does not talk to it.
+    let other = jit_server::client::pinned_config(&["SHA256:AAAA".to_string()]).unwrap();
+    let headers = vec![("Authorization", format!("Bearer {admin}"))];
+    let r = jit_server::client::request(
+        &other,
+        &s.addr,
+        "GET",
+        "/v1/whoami",
+        &headers,
+        b"",
+        Duration::from_secs(10),
+    );
+    assert!(r.is_err());
+}
+
+#[test]
+fn a_revoked_token_stops_working() {
+    let f = fleet();
+    let s = &f.server;
+    assert_eq!(s.call("GET", "/v1/whoami", &f.bob, None).status, 200);
+    let out = run_ok(&["token", "revoke", "bob", "--data", data_arg(&s.data)]);
+    assert!(out.contains("revoked 1"), "{out}");
+    assert_eq!(s.call("GET", "/v1/whoami", &f.bob, None).status, 401);
+    // A person removed from the policy loses every token too.
+    apply(
+        &s.data,
+        &POLICY.replacen("[[person]]\nname = \"carol\"\ngroups = [\"sre\"]\n", "", 1),
+    );
+    assert_eq!(s.call("GET", "/v1/whoami", &f.carol, None).status, 401);
+}

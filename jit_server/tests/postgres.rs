@@ -1,0 +1,144 @@
+//! jit-server on a real PostgreSQL cluster with two replicas: cross-replica wake-ups, one
+//! outcome under concurrency, a killed LISTEN connection still delivering.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pg::Pg;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn request_on_a_approved_on_b_reaches_a_host_polling_a() {
+    let pg = Pg::start();
+    let mut f = fleet_in(&pg.data_dir());
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    f.web1.poll(a, 0).unwrap();
+    let id = id_of(&file_request(a, &f.alice, web_request()));
+    assert_eq!(approve(&b, &f.bob, &id).json()["state"], "pending");
+    let t0 = Instant::now();
+    let (doc, approved_at) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(a, 30));
+        std::thread::sleep(Duration::from_millis(500));
+        let r = approve(&b, &f.carol, &id);
+        assert_eq!(r.json()["state"], "approved", "{:?}", r.json());
+        let at = Instant::now();
+        (h.join().unwrap().unwrap(), at)
+    });
+    let latency = approved_at.elapsed();
+    eprintln!("approve on B -> document on A's long-poll: {latency:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "woken across replicas, not by the heartbeat"
+    );
+    assert_eq!(doc.grants.len(), 1);
+    assert_eq!(doc.grants[0].request_id, id);
+}
+
+#[test]
+fn fifty_concurrent_approvals_by_one_person_across_replicas_count_once() {
+    let pg = Pg::start();
+    let f = fleet_in(&pg.data_dir());
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    let id = id_of(&file_request(a, &f.alice, web_request()));
+    let bob2 = token(&a.data, "bob");
+    let ok = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..50)
+            .map(|i| {
+                let s = if i % 2 == 0 { a } else { &b };
+                let t = if i % 3 == 0 {
+                    f.bob.clone()
+                } else {
+                    bob2.clone()
+                };
+                let id = id.clone();
+                sc.spawn(move || approve(s, &t, &id).status)
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|st| *st == 200)
+            .count()
+    });
+    assert_eq!(ok, 1);
+    let v = a
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json();
+    assert_eq!(v["state"], "pending");
+    assert_eq!(v["approvals"], json!(["bob"]));
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM review WHERE request_id = '{id}'"
+        ))
+        .trim(),
+        "1"
+    );
+}
+
+#[test]
+fn approve_and_deny_racing_across_replicas_have_one_outcome_and_at_most_one_grant() {
+    let pg = Pg::start();
+    let f = fleet_in(&pg.data_dir());
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    for _ in 0..5 {
+        let id = id_of(&file_request(a, &f.alice, web_request()));
+        assert_eq!(approve(a, &f.bob, &id).status, 200);
+        let (ap, dn) = std::thread::scope(|sc| {
+            let x = sc.spawn(|| approve(a, &f.carol, &id));
+            let y = sc.spawn(|| deny(&b, &f.dave, &id));
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        let state = a
+            .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+            .json()["state"]
+            .clone();
+        let grants = pg.psql(&format!(
+            "SELECT count(DISTINCT id) FROM sgrant WHERE request_id = '{id}'"
+        ));
+        if state == "approved" {
+            assert_eq!((ap.status, dn.status), (200, 409));
+            assert_eq!(grants.trim(), "1");
+        } else {
+            assert_eq!(state, "denied");
+            assert_eq!((ap.status, dn.status), (409, 200));
+            assert_eq!(grants.trim(), "0");
+        }
+    }
+    // Every sequence number was issued once per host (the unique constraint held).
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM (SELECT host, seq FROM host_seq GROUP BY host, seq HAVING count(*) > 1) d").trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_killed_listen_connection_still_delivers_a_revoke() {
+    let pg = Pg::start();
+    let mut f = fleet_in(&pg.data_dir());
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    let r = file_request(a, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved");
+    let id = id_of(&r);
+    assert_eq!(f.web1.poll(a, 0).unwrap().grants.len(), 1);
+    let t0 = Instant::now();
+    let doc = std::thread::scope(|sc| {
+        let h = sc.spawn(|| f.web1.poll(a, 30));
+        std::thread::sleep(Duration::from_millis(500));
+        // Kill every LISTEN connection (both replicas'), then revoke on B.
+        let killed = pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'");
+        assert_ne!(killed.trim(), "0", "the replicas hold LISTEN connections");
+        let r = b.call("POST", "/v1/revoke", &f.erin, Some(json!({ "id": id })));
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        h.join().unwrap().unwrap()
+    });
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "delivered by the re-read, not the heartbeat"
+    );
+    assert!(doc.grants.is_empty());
+}

@@ -1,0 +1,106 @@
+//! Grant requests from the socket: status, list, show, revoke, add. Only root may change
+//! grants; a user sees only its own.
+
+use jit_core::time::UnixTime;
+use jit_core::validate::{validate_grant_id, validate_text};
+use jit_proto::message::Status;
+use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState};
+use serde_json::json;
+
+use crate::audit::{Event, Severity};
+use crate::daemon::Daemon;
+use crate::engine::tick::as_of;
+use crate::engine::{refuse, GrantSource, Refusal};
+
+impl Daemon {
+    pub(crate) fn status(&self, now: UnixTime) -> Status {
+        let inner = self.lock();
+        let count =
+            |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: now - self.started_at,
+            live: count(&|g| g.state_at(now) == GrantState::Live),
+            pending: count(&|g| g.state_at(now) == GrantState::Pending),
+            armed: count(&|g| g.state_at(now) == GrantState::Armed),
+            teardown_pending: count(&|g| g.state.is_ended() && !g.torn_down),
+            ended: count(&|g| g.state.is_ended()),
+            snapshot_path: self.cfg.snapshot_path.display().to_string(),
+            snapshot_written_at: inner.snapshot_written_at,
+            server: "none (local grants only)".into(),
+            state_writable: inner.state_writable,
+            cgroups: self.watch_status(),
+        }
+    }
+
+    pub(crate) fn list(&self, peer_uid: u32, all: bool, now: UnixTime) -> Vec<Grant> {
+        let inner = self.lock();
+        let may_see = self.may_see(peer_uid, &inner);
+        let mut v: Vec<Grant> = inner
+            .state
+            .grants
+            .values()
+            .filter(|g| may_see(g))
+            .map(|g| as_of(g, now))
+            .filter(|g| all || matches!(g.state, GrantState::Live | GrantState::Armed))
+            .collect();
+        v.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
+        v
+    }
+
+    pub(crate) fn show(&self, peer_uid: u32, id: &str, now: UnixTime) -> Result<Grant, Refusal> {
+        validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let inner = self.lock();
+        match inner.state.grants.get(id) {
+            Some(g) if self.may_see(peer_uid, &inner)(g) => Ok(as_of(g, now)),
+            _ => Err(refuse(ErrorCode::NotFound, format!("no grant {id}"))),
+        }
+    }
+
+    pub(crate) fn revoke(
+        &self,
+        peer_uid: u32,
+        id: &str,
+        reason: Option<String>,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
+        // Audited by the server as `request.denied` (rate-limited per uid, names cut).
+        if peer_uid != 0 {
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may revoke grants",
+            ));
+        }
+        validate_grant_id(id).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let reason = reason.unwrap_or_default();
+        validate_text("reason", &reason, 256)
+            .map_err(|e| refuse(ErrorCode::Refused, e.to_string()))?;
+        self.revoke_as(id, &reason, "root", now)
+    }
+
+    pub(crate) fn add_grant(
+        &self,
+        peer_uid: u32,
+        spec: GrantSpec,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
+        // Audited by the server as `request.denied` (rate-limited per uid, names cut).
+        if peer_uid != 0 {
+            return Err(refuse(
+                ErrorCode::PermissionDenied,
+                "only root may add grants",
+            ));
+        }
+        let result = self.admit(GrantSource::Local, &spec, now);
+        if let Err((code, msg)) = &result {
+            self.audit.record(
+                now,
+                Severity::Warning,
+                Event::GrantRejected,
+                json!({ "user": spec.user, "code": code, "reason": msg }),
+            );
+        }
+        result
+    }
+}

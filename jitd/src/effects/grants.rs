@@ -1,0 +1,233 @@
+//! Grants changed: admitted (the engine's checks, then durability, snapshot, audit), revoked,
+//! activated by a proved code, or opened by a break-glass code. Each change is durable (or
+//! journaled, for ends) before it is acted on or acknowledged.
+
+use jit_core::time::UnixTime;
+use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState};
+use serde_json::json;
+
+use super::boottime;
+use super::persist::{reserve_for_open_grants, Durable};
+use crate::audit::{Event, Severity};
+use crate::daemon::Daemon;
+use crate::engine::admit::{self, HostFacts};
+use crate::engine::tick::{self, as_of};
+use crate::engine::{refuse, GrantSource, Refusal};
+use crate::journal::EndKind;
+use crate::nscd;
+
+/// What admission asks of this host, read when asked.
+struct Host<'a>(&'a Daemon);
+
+impl HostFacts for Host<'_> {
+    fn sudo_guarded(&self) -> Result<(), String> {
+        crate::sudoconf::check(&self.0.cfg.sudo_conf).map(|_| ())
+    }
+
+    fn mfa_enrolled(&self, user: &str) -> bool {
+        self.0.totp.is_enrolled(user)
+    }
+}
+
+impl Daemon {
+    /// Admits a grant from `source`: the engine's checks ([`admit::validate`],
+    /// [`admit::place`]), then only with state writable and room to record its end; durable
+    /// before it is acknowledged, then in the snapshot, audited `grant.created`, and its home
+    /// made if it starts now. The one way a grant is added, whatever its source.
+    ///
+    /// # Errors
+    /// The refusal the client sees; nothing changed then.
+    pub fn admit(
+        &self,
+        source: GrantSource,
+        spec: &GrantSpec,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
+        let local = self.local_db();
+        let adm = admit::validate(
+            &self.cfg,
+            local.as_ref().map_err(String::as_str),
+            spec,
+            &Host(self),
+            now,
+        )?;
+        let local = local.map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let mut inner = self.lock();
+        if !inner.state_writable {
+            // Try once more; refuse new privilege while state cannot be made durable.
+            self.persist(&mut inner, now).map_err(|e| {
+                refuse(
+                    ErrorCode::Internal,
+                    format!("state is not writable, no new grants: {e}"),
+                )
+            })?;
+        }
+        // New privilege only with room to audit it and to record its end later.
+        self.room_for_new_grant(&mut inner)?;
+        let mut id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+        while inner.state.grants.contains_key(&id) {
+            id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+        }
+        let ledger_before = inner.state.uid_ledger.clone();
+        let grant = admit::place(
+            &self.cfg,
+            &local,
+            &mut inner.state,
+            adm,
+            id.clone(),
+            source,
+            now,
+        )?;
+        // A grant that starts now is live from its first durable write, so adding it costs one
+        // state write and one snapshot write, and its home exists when the caller returns.
+        let starts_now = grant.state == GrantState::Live;
+        if starts_now {
+            inner
+                .boot_cap
+                .insert(id.clone(), (boottime(), grant.not_after - now));
+        }
+        inner.state.grants.insert(id.clone(), grant.clone());
+        if let Err(e) = self.persist(&mut inner, now) {
+            inner.state.grants.remove(&id);
+            inner.state.uid_ledger = ledger_before;
+            inner.boot_cap.remove(&id);
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!("could not make the grant durable, nothing changed: {e}"),
+            ));
+        }
+        self.write_snapshot(&mut inner, now);
+        drop(inner);
+        self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
+            "grant": id, "user": grant.user, "by": source.as_str(), "account": grant.account, "uid": grant.uid,
+            "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
+            "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
+            "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,
+            "enable": grant.enable, "from": grant.from, "services": grant.services,
+            "windows": grant.windows, "end_with_session": grant.end_with_session,
+            "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
+            "caps": grant.caps, "programs": grant.programs, // tokenize
+        }));
+        nscd::invalidate(self.cfg.nscd);
+        if starts_now {
+            self.on_live(&id, now);
+        }
+        self.wake.notify_all();
+        let inner = self.lock();
+        Ok(inner.state.grants.get(&id).map_or(grant, |g| as_of(g, now)))
+    }
+
+    /// Ends grant `id` now on behalf of `by` (`root`, `policy`, `session`): durable, out of the
+    /// snapshot, caches flushed, then torn down before returning.
+    pub(crate) fn revoke_as(
+        &self,
+        id: &str,
+        reason: &str,
+        by: &str,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
+        let (g, durable) = {
+            let mut inner = self.lock();
+            let g = tick::revoke(&mut inner.state, id, reason, by, now)?;
+            // Durable before acknowledged: in state.json, or else in the revocation journal.
+            // Either way the revocation applies in memory and in the snapshot at once (it only
+            // removes privilege), and a failed state write is retried at each tick.
+            let durable = self.persist_ends(&mut inner, &[(id.to_string(), EndKind::Revoked)], now);
+            inner.boot_cap.remove(id);
+            self.write_snapshot(&mut inner, now);
+            (inner.state.grants.get(id).cloned().unwrap_or(g), durable)
+        };
+        self.audit.record(
+            now,
+            if by == "root" {
+                Severity::Notice
+            } else {
+                Severity::Warning
+            },
+            Event::GrantRevoked,
+            json!({ "grant": id, "user": g.user, "by": by, "reason": reason, "durable": durable.as_str() }),
+        );
+        nscd::invalidate(self.cfg.nscd);
+        self.run_teardowns(now);
+        self.wake.notify_all();
+        if let Durable::No(why) = &durable {
+            return Err(refuse(
+                ErrorCode::Internal,
+                format!(
+                    "grant {id} is revoked now (gone from NSS, its processes ended) but the revocation is NOT durable: {why}; \
+                     if jitd restarts before {} can be written the grant comes back: free space there and keep jitd running",
+                    self.cfg.state_dir.display()
+                ),
+            ));
+        }
+        let inner = self.lock();
+        Ok(inner.state.grants.get(id).map_or(g, |g| as_of(g, now)))
+    }
+
+    /// Marks `ids` (armed grants of `user`) activated, durably, then rewrites the snapshot.
+    pub(crate) fn mark_activated(
+        &self,
+        user: &str,
+        ids: &[String],
+        how: &str,
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let durable = {
+            let mut inner = self.lock();
+            tick::activate(&mut inner.state, ids, now);
+            // A code proved for a grant that exists keeps working on a full state filesystem:
+            // the activation then lives in memory (written at the first tick that can), and a
+            // restart before that only re-arms the grant, which asks for a new code.
+            let durable = self.persist(&mut inner, now).is_ok();
+            self.write_snapshot(&mut inner, now);
+            durable
+        };
+        for id in ids {
+            self.audit.record(
+                now,
+                Severity::Info,
+                Event::GrantActivated,
+                json!({ "grant": id, "user": user, "mfa": "totp", "by": how, "durable": durable }),
+            );
+        }
+        nscd::invalidate(self.cfg.nscd);
+        Ok(())
+    }
+
+    /// Opens the emergency grant of a spent break-glass code. The code is already spent
+    /// durably; if the grant cannot be made durable it is still applied in memory and in the
+    /// snapshot (the person is locked out otherwise, in an emergency) and the write is retried
+    /// at each tick.
+    pub(crate) fn open_emergency(
+        &self,
+        account: &str,
+        reason: String,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
+        let id = loop {
+            let id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+            if !self.lock().state.grants.contains_key(&id) {
+                break id;
+            }
+        };
+        let grant =
+            admit::breakglass_grant(id.clone(), account, reason, self.cfg.breakglass_secs, now);
+        let mut inner = self.lock();
+        inner.state.grants.insert(id.clone(), grant.clone());
+        inner
+            .boot_cap
+            .insert(id, (boottime(), grant.not_after - now));
+        let _ = self.persist(&mut inner, now);
+        // Best effort: room to record its end if state.json cannot take it then (an emergency
+        // grant is not refused for want of it).
+        let _ = reserve_for_open_grants(&mut inner, 0);
+        self.write_snapshot(&mut inner, now);
+        drop(inner);
+        nscd::invalidate(self.cfg.nscd);
+        self.wake.notify_all();
+        Ok(grant)
+    }
+}

@@ -1,0 +1,367 @@
+//! The daemon's hooks into monitoring and certification (`crate::monitor`, `crate::certify`):
+//! a grant that goes live gets its cgroup and its baseline fingerprint; a session or sudo under
+//! it joins the cgroup; teardown kills the cgroup; a torn-down grant is certified. Each hook is
+//! one call from the executor (`effects/tick.rs`, `effects/teardown.rs`) or the dispatch
+//! (`api/mod.rs`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use jit_core::time::UnixTime;
+use jit_proto::certification::CertificationStatus;
+use jit_proto::message::SudoReport;
+use jit_proto::GrantState;
+use serde_json::json;
+
+use crate::api::Peer;
+use crate::audit::{Event, Severity};
+use crate::certify::{diff, Done};
+use crate::daemon::Daemon;
+use crate::monitor::cgroup::KillReport;
+use crate::monitor::events::{Hit, Watched};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `notice` records of monitored events kept per grant (a build that trips a class on every
+/// file must not flood the trail); the rest are counted in the last one.
+const NOTICES_PER_GRANT: usize = 50;
+
+impl Daemon {
+    /// The `cgroups:` line of `jitctl status`: per-grant cgroups, and any monitor source that
+    /// could not start.
+    pub(crate) fn watch_status(&self) -> String {
+        let mut s = self.cgroups.describe();
+        if let Some(m) = &self.monitor {
+            let p = lock(&m.problems);
+            if !p.is_empty() {
+                s.push_str(&format!("; monitoring incomplete: {}", p.join("; ")));
+            }
+        }
+        s
+    }
+
+    /// A grant went live (or armed): its cgroup is made and its baseline queued.
+    pub(crate) fn watch_went_live(&self, id: &str, now: UnixTime) {
+        if let Err(e) = self.cgroups.create(id) {
+            self.audit.record(
+                now,
+                Severity::Warning,
+                Event::CgroupCreateFailed,
+                json!({ "grant": id, "error": e }),
+            );
+        }
+        if let Some(c) = &self.certifier {
+            c.baseline(id);
+        }
+    }
+
+    /// The peer (a module's own process: sshd's session process, su, sudo) joins the grant's
+    /// cgroup, so everything it starts is the grant's. Only for a live grant and a root peer.
+    pub(crate) fn watch_join(&self, peer: Peer, grant: &str, what: &str, now: UnixTime) {
+        if peer.uid != 0
+            || peer.pid <= 0
+            || !matches!(self.cgroups, crate::monitor::cgroup::Cgroups::On { .. })
+        {
+            return;
+        }
+        let live = self
+            .lock()
+            .state
+            .grants
+            .get(grant)
+            .is_some_and(|g| g.state_at(now) == GrantState::Live);
+        if !live {
+            return;
+        }
+        match self.cgroups.join(grant, peer.pid) {
+            Ok(()) => {
+                if let Some(m) = &self.monitor {
+                    lock(&m.joined).push((peer.pid, grant.to_string()));
+                }
+            }
+            Err(e) => {
+                self.audit.record(
+                    now,
+                    Severity::Warning,
+                    Event::CgroupJoinFailed,
+                    json!({ "grant": grant, "pid": peer.pid, "for": what, "error": e }),
+                );
+            }
+        }
+    }
+
+    /// An approved sudo under a grant: the sudo process joins the grant's cgroup before it
+    /// runs the command (it waits for this answer).
+    pub(crate) fn watch_sudo(&self, peer: Peer, r: &SudoReport, now: UnixTime) {
+        if let (true, Some(g)) = (r.allowed, &r.grant) {
+            self.watch_join(peer, g, "sudo", now);
+        }
+    }
+
+    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan, and so is
+    /// every process the monitor saw leave it (pinned by its start time).
+    pub(crate) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
+        if let Some(m) = &self.monitor {
+            for id in ids {
+                let Some(esc) = lock(&m.escaped).remove(*id) else {
+                    continue;
+                };
+                let mut t = crate::procs::KillTargets::default();
+                t.sessions.extend(esc);
+                let r = crate::procs::end_processes(
+                    &t,
+                    Duration::from_millis(100),
+                    Duration::from_secs(5),
+                );
+                self.audit.record(
+                    jit_core::time::now(),
+                    Severity::Notice,
+                    Event::MonitorEscapedEnded,
+                    json!({ "grant": id, "found": r.found, "ended": r.killed + r.terminated, "survivors": r.survivors }),
+                );
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                self.cgroups
+                    .kill(id, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
+            })
+            .collect()
+    }
+
+    /// Adds what the cgroup kill found to a teardown record; false if the cgroup is not empty.
+    pub(crate) fn watch_kill_fields(rep: &KillReport, fields: &mut serde_json::Value) -> bool {
+        if rep.found > 0 || rep.error.is_some() {
+            fields["cgroup_killed"] = json!(rep.found);
+        }
+        if let Some(e) = &rep.error {
+            fields["cgroup_error"] = json!(e);
+        }
+        rep.left == 0 && (rep.removed || rep.error.is_none())
+    }
+
+    /// `grant show`: the full certification from its file in place of the stored summary.
+    pub(crate) fn watch_full_certification(&self, mut g: jit_proto::Grant) -> jit_proto::Grant {
+        if let (Some(c), Some(_)) = (&self.certifier, &g.certification) {
+            if let Some(full) = c.load_full(&g.id) {
+                g.certification = Some(full);
+            }
+        }
+        g
+    }
+
+    /// A grant's teardown finished: its end fingerprint is queued.
+    pub(crate) fn watch_torn_down(&self, id: &str) {
+        if let Some(c) = &self.certifier {
+            c.end(id);
+        }
+    }
+
+    /// At every tick: store finished certifications with their grants (and audit them); at the
+    /// first tick, resume certifications a restart interrupted and kill cgroups of grants that
+    /// are gone.
+    pub(crate) fn watch_tick(&self, now: UnixTime) {
+        self.watch_monitor(now);
+        let Some(c) = &self.certifier else { return };
+        if !self.watch_resumed.swap(true, Ordering::SeqCst) {
+            let (pending, stale): (Vec<String>, Vec<String>) = {
+                let inner = self.lock();
+                let pending = inner
+                    .state
+                    .grants
+                    .values()
+                    .filter(|g| g.torn_down && g.certification.is_none())
+                    .map(|g| g.id.clone())
+                    .collect();
+                let stale = self
+                    .cgroups
+                    .existing()
+                    .into_iter()
+                    .filter(|id| {
+                        inner
+                            .state
+                            .grants
+                            .get(id)
+                            .is_none_or(|g| g.state.is_ended() && g.torn_down)
+                    })
+                    .collect();
+                (pending, stale)
+            };
+            for id in pending.iter().filter(|id| c.has_baseline(id)) {
+                c.end(id);
+            }
+            {
+                let inner = self.lock();
+                c.prune(&|g| inner.state.grants.contains_key(g));
+            }
+            for id in stale {
+                let rep = self.cgroups.kill(&id, Duration::from_secs(2));
+                self.audit.record(
+                    now,
+                    Severity::Notice,
+                    Event::CgroupStaleRemoved,
+                    json!({ "grant": id, "killed": rep.found, "error": rep.error }),
+                );
+            }
+        }
+        for done in c.take_done() {
+            match done {
+                Done::Baseline {
+                    grant,
+                    items,
+                    elapsed_ms,
+                    error,
+                } => {
+                    let (sev, ev) = match error {
+                        None => (Severity::Info, Event::CertifyBaseline),
+                        Some(_) => (Severity::Warning, Event::CertifyBaselineFailed),
+                    };
+                    self.audit.record(
+                        now,
+                        sev,
+                        ev,
+                        json!({ "grant": grant, "items": items, "elapsed_ms": elapsed_ms, "error": error }),
+                    );
+                }
+                Done::Certified {
+                    grant,
+                    cert,
+                    elapsed_ms,
+                } => {
+                    // The full record in its own file; state.json keeps a summary.
+                    let saved = c.save_full(&grant, &cert);
+                    let user = {
+                        let mut inner = self.lock();
+                        let user = inner.state.grants.get_mut(&grant).map(|g| {
+                            g.certification = Some(if saved.is_ok() {
+                                crate::certify::summary(&cert)
+                            } else {
+                                (*cert).clone()
+                            });
+                            g.user.clone()
+                        });
+                        let _ = self.persist(&mut inner, now);
+                        user
+                    };
+                    let sev = match cert.status {
+                        CertificationStatus::Clean => Severity::Info,
+                        CertificationStatus::NoBaseline => Severity::Notice,
+                        CertificationStatus::Changed => Severity::Warning,
+                    };
+                    let lines: Vec<String> = cert.differences.iter().map(diff::describe).collect();
+                    self.audit.record(
+                        now,
+                        sev,
+                        Event::GrantCertification,
+                        json!({
+                            "grant": grant, "user": user, "status": cert.status.as_str(),
+                            "baseline_at": cert.baseline_at, "items": cert.items,
+                            "differences": lines, "omitted": cert.omitted,
+                            "root_equivalent": cert.differences.iter().filter(|d| d.root_equivalent).count(),
+                            "unreadable": cert.unreadable.len(), "elapsed_ms": elapsed_ms,
+                        }),
+                    );
+                    if user.is_some() {
+                        c.forget(&grant);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Tells the monitor which grants are live, and acts on what it saw: a hit in one of the
+    /// grant's `--revoke-on` classes ends the grant (warning); any other is audited at notice.
+    fn watch_monitor(&self, now: UnixTime) {
+        let Some(m) = &self.monitor else { return };
+        let live: Vec<(String, String, bool)> = {
+            let inner = self.lock();
+            inner
+                .state
+                .grants
+                .values()
+                .filter(|g| g.state_at(now) == GrantState::Live)
+                .map(|g| (g.id.clone(), g.user.clone(), g.account))
+                .collect()
+        };
+        let homes = if live.iter().any(|(_, _, acct)| !acct) {
+            crate::monitor::homes(&self.cfg.passwd_file)
+        } else {
+            Default::default()
+        };
+        *lock(&m.watched) = live
+            .iter()
+            .map(|(id, user, acct)| Watched {
+                grant: id.clone(),
+                user: user.clone(),
+                home: if *acct {
+                    Some(self.cfg.home_root.join(user))
+                } else {
+                    homes.get(user).cloned()
+                },
+            })
+            .collect();
+        let hits = std::mem::take(&mut *lock(&m.hits));
+        for h in hits {
+            self.watch_hit(&h, now);
+        }
+    }
+
+    fn watch_hit(&self, h: &Hit, now: UnixTime) {
+        let (live, classes, user) = {
+            let inner = self.lock();
+            match inner.state.grants.get(&h.grant) {
+                Some(g) => (
+                    g.state_at(now) == GrantState::Live,
+                    g.revoke_on.clone(),
+                    g.user.clone(),
+                ),
+                None => return,
+            }
+        };
+        let fields = json!({
+            "grant": h.grant, "user": user, "class": h.class, "pid": h.pid, "uid": h.uid,
+            "cmdline": jit_core::policy::sudo::shown(&h.cmdline, 1024), "act": h.what,
+        });
+        if live && classes.contains(&h.class) {
+            let queued_ms = h.seen.elapsed().as_millis() as u64;
+            let mut f = fields;
+            f["queued_ms"] = json!(queued_ms);
+            self.audit
+                .record(now, Severity::Warning, Event::GrantMonitorHit, f);
+            let why = format!(
+                "revoke-on {}: {} by pid {} ({})",
+                h.class,
+                h.what,
+                h.pid,
+                jit_core::policy::sudo::shown(&h.cmdline, 512)
+            );
+            let r = self.revoke_as(&h.grant, &why, "policy", now);
+            self.audit.record(
+                now,
+                Severity::Info,
+                Event::MonitorLatency,
+                json!({ "grant": h.grant, "class": h.class, "event_to_ended_ms": h.seen.elapsed().as_millis() as u64,
+                        "queued_ms": queued_ms, "revoked": r.is_ok() }),
+            );
+            return;
+        }
+        let n = {
+            let mut counts = lock(&self.watch_notices);
+            let n = counts.entry(h.grant.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n <= NOTICES_PER_GRANT {
+            let mut f = fields;
+            if n == NOTICES_PER_GRANT {
+                f["note"] = json!("last notice for this grant; later events are counted in its certification audit only");
+            }
+            self.audit
+                .record(now, Severity::Notice, Event::MonitorEvent, f);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! HTTPS to jit-server with exactly the pinned certificate accepted (SHA-256 of its DER, the
+//! form `jit-server init` prints); handshake signatures are still verified by rustls.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jit_proto::state_doc::bytes_fingerprint;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+
+/// Largest response body read.
+pub const MAX_RESPONSE: u64 = 8 << 20;
+
+#[derive(Debug)]
+struct Pinned {
+    pins: Vec<String>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let fp = bytes_fingerprint(end_entity);
+        if self.pins.iter().any(|p| p == &fp) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate {fp} is not the pinned one"
+            )))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Why a call failed: the server said no (status and its message), or it could not be reached.
+#[derive(Debug)]
+pub enum CallError {
+    Refused(u16, String),
+    Unreachable(String),
+}
+
+/// A client for one server, one token, one set of pinned fingerprints.
+pub struct Remote {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl Remote {
+    pub fn new(server: &str, token: &str, pins: &[String]) -> Result<Remote, String> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(format!("server {server:?} must be an https:// URL"));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                pins: pins.to_vec(),
+                provider,
+            }))
+            .with_no_client_auth();
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout(Duration::from_secs(60))
+            .redirects(0)
+            .build();
+        Ok(Remote {
+            agent,
+            base,
+            token: token.to_string(),
+        })
+    }
+
+    /// One call; the JSON answer, or why not.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CallError> {
+        let req = self
+            .agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        let res = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_bytes(
+                &serde_json::to_vec(b).map_err(|e| CallError::Unreachable(e.to_string()))?,
+            ),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => read_json(r).map_err(CallError::Unreachable),
+            Err(ureq::Error::Status(code, r)) => {
+                let msg = read_json(r)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| format!("HTTP {code}"));
+                Err(CallError::Refused(code, msg))
+            }
+            Err(e) => Err(CallError::Unreachable(e.to_string())),
+        }
+    }
+}
+
+fn read_json(r: ureq::Response) -> Result<Value, String> {
+    let mut buf = Vec::new();
+    r.into_reader()
+        .take(MAX_RESPONSE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > MAX_RESPONSE {
+        return Err("response too large".into());
+    }
+    serde_json::from_slice(&buf).map_err(|e| format!("bad response: {e}"))
+}
