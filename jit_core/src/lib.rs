@@ -6,6 +6,7 @@
 //! reader used by the modules), so that jitd and every module share one definition.
 #![warn(clippy::indexing_slicing)]
 
+pub mod caps;
 pub mod constants;
 pub mod crc32c;
 pub mod ffi;

@@ -82,6 +82,10 @@ pub struct GrantSpec {
     pub end_with_session: bool,
     /// Revocation classes.
     pub revoke_on: Vec<String>,
+    /// Tokenization: capabilities the named `programs` may run with (`CAP_NET_RAW`).
+    pub caps: Vec<String>,
+    /// Tokenization: absolute paths of the programs `jitctl run` may start with `caps`.
+    pub programs: Vec<String>,
 }
 
 /// A grant as jitd holds it.
@@ -161,6 +165,12 @@ pub struct Grant {
     /// Teardown finished (processes ended, home handled, caches invalidated).
     #[serde(default)]
     pub torn_down: bool,
+    /// Tokenization: capabilities (canonical `CAP_…` names) `programs` run with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<String>,
+    /// Tokenization: the programs `jitctl run` may start with `caps`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
     /// Certification of the host state at the grant's end (set once its teardown finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certification: Option<crate::certification::Certification>,

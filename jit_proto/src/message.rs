@@ -121,6 +121,18 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller_uid: Option<u32>,
     },
+    /// Tokenization (`jitctl run`): start `program` as the caller with the capabilities of its
+    /// live grant. The caller's stdin, stdout, stderr and working directory follow the frame
+    /// as four descriptors (SCM_RIGHTS on one byte); later bytes are signal numbers to relay.
+    /// The reply comes when the program ends.
+    RunProgram {
+        /// An absolute path, or a bare name that one program of the caller's live grants has.
+        program: String,
+        /// Arguments after the program (argv[0] is always the program's path).
+        args: Vec<String>,
+        /// The caller's terminal and locale variables; everything else is dropped.
+        env: Vec<(String, String)>,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -353,6 +365,17 @@ pub enum Payload {
         /// The codes.
         codes: Vec<String>,
     },
+    /// For RunProgram: the program ended.
+    Exited {
+        /// The grant it ran under.
+        grant: String,
+        /// Its pid.
+        pid: i32,
+        /// Exit status (0-255), or 128 + the signal that ended it.
+        status: i32,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+    },
     /// For ReadAudit.
     Audit {
         /// Records in order.
@@ -458,6 +481,9 @@ impl Request {
                 q(account),
                 q(service)
             ),
+            Request::RunProgram { program, args, .. } => {
+                format!("run_program program={} args={}", q(program), args.len())
+            }
             Request::ReportSudo { report } => format!(
                 "report_sudo user={} grant={} allowed={}",
                 q(&report.user),
@@ -486,6 +512,7 @@ impl Request {
             Request::InitBreakglass { .. } => "init_breakglass",
             Request::UseBreakglass { .. } => "use_breakglass",
             Request::ReadAudit { .. } => "read_audit",
+            Request::RunProgram { .. } => "run_program",
         }
     }
 }

@@ -67,6 +67,8 @@ struct RawConfig {
     certify_exclude: Option<Vec<String>>,
     sensitive_paths: Option<Vec<String>>,
     lateral_ports: Option<Vec<u16>>,
+    allow_caps: Option<Vec<String>>,
+    allow_cap_programs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,6 +157,11 @@ pub struct Config {
     pub sensitive_paths: Vec<PathBuf>,
     /// Remote-login ports for `lateral-movement`.
     pub lateral_ports: Vec<u16>,
+    /// Tokenization: root-equivalent capabilities the operator allows in grants (canonical
+    /// names; see `jit_core::caps::ROOT_EQUIVALENT`).
+    pub allow_caps: Vec<String>,
+    /// Tokenization: interpreters, shells or launchers the operator allows as `--program`.
+    pub allow_cap_programs: Vec<PathBuf>,
 }
 
 /// Groups whose membership is root or close to it on a Debian or RHEL host (raw disks and
@@ -484,8 +491,13 @@ impl Config {
         if lateral_ports.len() > 64 || lateral_ports.contains(&0) {
             return Err(err("lateral_ports: at most 64 ports, none 0"));
         }
+        let (allow_caps, allow_cap_programs) =
+            crate::tokenize::policy::config_keys(raw.allow_caps, raw.allow_cap_programs)
+                .map_err(err)?;
         let mut it = names.into_iter();
         Ok(Config {
+            allow_caps,
+            allow_cap_programs,
             sensitive_paths,
             lateral_ports,
             cgroup_dir,

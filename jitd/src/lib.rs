@@ -26,3 +26,4 @@ pub mod state;
 pub mod sudoconf;
 pub mod sweep;
 pub mod throttle;
+pub mod tokenize;

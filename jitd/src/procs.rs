@@ -20,12 +20,19 @@ pub struct KillTargets {
     /// Registered login sessions: (pid, start time in clock ticks since boot). The start time
     /// must still match, so a recycled pid is never signalled.
     pub sessions: HashSet<(i32, u64)>,
+    /// (holder uid, capability mask): processes running wholly as the holder (real,
+    /// effective, saved and fs uid) that carry one of the capabilities in their permitted,
+    /// effective or ambient set (tokenization grants).
+    pub cap_holders: HashSet<(u32, u64)>,
 }
 
 impl KillTargets {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.uids.is_empty() && self.group_holders.is_empty() && self.sessions.is_empty()
+        self.uids.is_empty()
+            && self.group_holders.is_empty()
+            && self.sessions.is_empty()
+            && self.cap_holders.is_empty()
     }
 }
 
@@ -49,6 +56,8 @@ struct ProcInfo {
     uids: [u32; 4],
     groups: Vec<u32>,
     zombie: bool,
+    /// CapPrm | CapEff | CapAmb.
+    caps: u64,
 }
 
 /// A /proc file as text. The process's name (comm) appears raw, and its owner can make it any
@@ -74,6 +83,12 @@ fn read_status(pid: i32) -> Option<ProcInfo> {
                 .split_whitespace()
                 .filter_map(|n| n.parse().ok())
                 .collect();
+        } else if let Some(v) = line
+            .strip_prefix("CapPrm:")
+            .or_else(|| line.strip_prefix("CapEff:"))
+            .or_else(|| line.strip_prefix("CapAmb:"))
+        {
+            info.caps |= jit_core::caps::parse_mask(v).unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("State:") {
             info.zombie = v.trim_start().starts_with('Z') || v.trim_start().starts_with('X');
         }
@@ -90,6 +105,10 @@ fn matches(info: &ProcInfo, t: &KillTargets) -> bool {
     }
     t.group_holders.iter().any(|(uid, gid)| {
         (info.uids[0] == *uid || info.uids[1] == *uid) && info.groups.contains(gid)
+    }) || t.cap_holders.iter().any(|(uid, mask)| {
+        // Every uid the holder's: a set-uid program the person runs (su, sudo) holds its
+        // capabilities as root, not from the grant, and is left alone.
+        info.uids.iter().all(|u| u == uid) && info.caps & mask != 0
     })
 }
 
@@ -255,6 +274,37 @@ pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> Kil
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_holders_match_only_processes_wholly_of_the_holder() {
+        let mut p = ProcInfo {
+            uids: [1000; 4],
+            caps: 1 << 10,
+            ..ProcInfo::default()
+        };
+        let t = KillTargets {
+            cap_holders: [(1000, 1 << 10)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(matches(&p, &t));
+        // Another capability only.
+        p.caps = 1 << 13;
+        assert!(!matches(&p, &t));
+        // A set-uid root program the person started (su waiting for its shell).
+        p = ProcInfo {
+            uids: [1000, 0, 0, 0],
+            caps: u64::MAX >> 23,
+            ..ProcInfo::default()
+        };
+        assert!(!matches(&p, &t));
+        // Another person's process with the capability.
+        p = ProcInfo {
+            uids: [1001; 4],
+            caps: 1 << 10,
+            ..ProcInfo::default()
+        };
+        assert!(!matches(&p, &t));
+    }
 
     #[test]
     fn status_parsing_and_matching() {

@@ -179,7 +179,7 @@ pub struct Conn {
 
 /// Serves one connection: reads the request within [`REQUEST_DEADLINE`], answers it within as
 /// long.
-fn serve_conn(d: &Daemon, throttle: &Throttle, conn: Conn) {
+fn serve_conn(d: &Arc<Daemon>, throttle: &Throttle, conn: Conn) {
     let Conn {
         stream, uid, pid, ..
     } = conn;
@@ -232,6 +232,25 @@ fn serve_conn(d: &Daemon, throttle: &Throttle, conn: Conn) {
                 json!({ "peer_uid": uid, "peer_pid": pid, "request": req.as_safe_string() }),
             );
             return;
+        }
+        // tokenize: `jitctl run` is answered when its program ends, from the program's own
+        // thread (tokenize/serve.rs); a refusal is answered here like any other.
+        Ok(req @ Request::RunProgram { .. }) => {
+            let what = req.as_safe_string();
+            let peer = crate::daemon::Peer { uid, pid };
+            match crate::tokenize::serve::start(d, &stream, peer, req, r.until, now) {
+                None => return,
+                Some(resp) => {
+                    if let Response::Error {
+                        code: ErrorCode::PermissionDenied,
+                        ..
+                    } = resp
+                    {
+                        record(d, now, throttle.denied(uid, pid, "run_program", &what, now));
+                    }
+                    resp
+                }
+            }
         }
         Ok(req) => {
             let what = req.as_safe_string();

@@ -118,6 +118,11 @@ impl Daemon {
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
+            // tokenize: served over the connection itself (server.rs, tokenize/serve.rs).
+            Request::RunProgram { .. } => Err(refuse(
+                ErrorCode::BadRequest,
+                "run_program needs its descriptors: it is served by the socket",
+            )),
             Request::ReadAudit {
                 grant,
                 since,

@@ -46,7 +46,7 @@ events! {
     /// source (`root` over the local socket, `server` from the central service).
     GrantCreated = "grant.created" [grant, user, by, account, uid, groups, not_before, not_after,
         reason, ticket, requested_by, ssh_keys, mfa, mfa_sudo, enable, from, services, windows,
-        end_with_session, sudo, runas, revoke_on],
+        end_with_session, sudo, runas, revoke_on, caps, programs],
     /// `warning`. A grant request was refused (`code`, `reason` as the client saw them).
     GrantRejected = "grant.rejected" [user, code, reason],
     /// `info`. A grant's window began: it gives privilege now; `home` says whether the
@@ -185,6 +185,12 @@ events! {
     RundirRepaired = "rundir.repaired" [path, problem],
     /// `error`. A missing run directory could not be made again (once per episode).
     RundirRepairFailed = "rundir.repair_failed" [path, error],
+    /// `notice`. Tokenization: `jitctl run` started a granted program as the person (`uid`) with
+    /// the grant's capabilities (`caps`); `args` each cut to 256 bytes, `caller_pid` is jitctl.
+    TokenizeRun = "tokenize.run" [grant, user, uid, caller_pid, program, args, caps, pid],
+    /// `info`. A program started by `jitctl run` ended: its `status` (128 + `signal` when a
+    /// signal ended it) and how long it ran (`ms`).
+    TokenizeExit = "tokenize.exit" [grant, user, program, pid, status, signal, ms],
     /// `notice`. The socket was missing or replaced and was bound again.
     SocketRepaired = "socket.repaired" [path, problem],
     /// `error`. The socket could not be bound again, or another process listens on its path

@@ -106,6 +106,7 @@ impl Daemon {
             "enable": grant.enable, "from": grant.from, "services": grant.services,
             "windows": grant.windows, "end_with_session": grant.end_with_session,
             "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
+            "caps": grant.caps, "programs": grant.programs, // tokenize
         }));
         nscd::invalidate(self.cfg.nscd);
         if starts_now {

@@ -21,6 +21,8 @@ pub mod setid;
 pub mod snapshot;
 pub mod teardown;
 pub mod tick;
+// Tokenization hooks (jitctl run, --cap/--program).
+pub mod tokenize;
 pub mod watch;
 
 /// Seconds on CLOCK_BOOTTIME: does not move when the wall clock is set, counts suspend.

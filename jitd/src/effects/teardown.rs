@@ -35,10 +35,15 @@ impl Daemon {
             },
         };
         // One consistent view of state, taken under one lock.
-        let plan = teardown::plan_teardown(&self.lock().state, &local, now);
+        let mut plan = teardown::plan_teardown(&self.lock().state, &local, now);
         if plan.jobs.is_empty() {
             return;
         }
+        // tokenize: processes still holding an ended grant's capability (effects/tokenize.rs).
+        let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        let mut kill = std::mem::take(&mut plan.kill);
+        self.tokenize_kill_targets(&ids, now, &local, &mut kill);
+        plan.kill = kill;
         // Each grant's cgroup is killed as a whole first (effects/watch.rs).
         let cgroup_kills =
             self.watch_kill(&plan.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());

@@ -25,6 +25,11 @@ pub trait HostFacts {
     fn sudo_guarded(&self) -> Result<(), String>;
     /// Whether `user` has a TOTP secret.
     fn mfa_enrolled(&self, user: &str) -> bool;
+    /// Tokenization: whether `path` is a program no user can change (`--program`); the error
+    /// says why not. The default is the real check (it opens the path from `/`).
+    fn program_trusted(&self, cfg: &Config, path: &str) -> Result<(), String> {
+        crate::tokenize::policy::open_trusted(path, cfg).map(drop)
+    }
 }
 
 /// A request that passed [`validate`]: canonical spellings and the window it covers.
@@ -38,6 +43,8 @@ pub struct Admission {
     pub scope: SudoScopeSpec,
     /// The validated login conditions.
     pub login: LoginConditions,
+    /// Tokenization: `--cap`/`--program` (tokenize/policy.rs).
+    pub tokens: crate::tokenize::policy::Tokens,
     /// Start of the window.
     pub not_before: UnixTime,
     /// End of the window.
@@ -139,9 +146,19 @@ pub fn validate(
     if groups.len() > 32 {
         return Err(refused("at most 32 groups per grant"));
     }
-    if !spec.account && !spec.enable && groups.is_empty() && spec.sudo.is_empty() {
+    // tokenize: --cap/--program admitted by policy (tokenize/policy.rs).
+    let tokens = crate::tokenize::policy::admit_caps(spec, cfg).map_err(refused)?;
+    for p in &tokens.programs {
+        facts.program_trusted(cfg, p).map_err(refused)?;
+    }
+    if !spec.account
+        && !spec.enable
+        && groups.is_empty()
+        && spec.sudo.is_empty()
+        && tokens.caps.is_empty()
+    {
         return Err(refused(
-            "nothing to grant: give --account, --enable, --group and/or --sudo",
+            "nothing to grant: give --account, --enable, --group, --sudo and/or --cap",
         ));
     }
     if own_groups(cfg).contains(&&spec.user) {
@@ -177,6 +194,7 @@ pub fn validate(
         groups,
         scope,
         login,
+        tokens,
         not_before,
         not_after: not_before + spec.duration_secs,
     })
@@ -203,6 +221,7 @@ pub fn place(
         groups,
         scope,
         login,
+        tokens,
         not_before,
         not_after,
     } = adm;
@@ -262,6 +281,8 @@ pub fn place(
         end_reason: None,
         torn_down: false,
         certification: None,
+        caps: tokens.caps, // tokenize
+        programs: tokens.programs,
     })
 }
 
@@ -306,6 +327,8 @@ pub fn breakglass_grant(
         end_reason: None,
         torn_down: false,
         certification: None,
+        caps: Vec::new(),
+        programs: Vec::new(),
     }
 }
 

@@ -61,6 +61,14 @@ pub fn window(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `--cap`: a Linux capability name (`CAP_NET_RAW`, `net_raw`), made canonical.
+pub fn capability(s: &str) -> Result<String, String> {
+    let n = jit_core::caps::parse(s).map_err(|e| e.to_string())?;
+    jit_core::caps::name(n)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{s:?} is not a Linux capability"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

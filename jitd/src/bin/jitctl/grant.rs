@@ -91,6 +91,13 @@ pub struct AddArgs {
     /// lateral-movement (repeatable).
     #[arg(long = "revoke-on", value_name = "CLASS", value_parser = args::revoke_class)]
     pub revoke_on: Vec<String>,
+    /// Capability the --program programs run with through `jitctl run`, e.g.
+    /// CAP_NET_BIND_SERVICE (repeatable; root-equivalent ones need allow_caps in jitd.toml).
+    #[arg(long = "cap", value_name = "CAP", value_parser = args::capability)]
+    pub caps: Vec<String>,
+    /// Absolute path of a program USER may run with the --cap capabilities (repeatable).
+    #[arg(long = "program", value_name = "PATH")]
+    pub programs: Vec<String>,
     /// Why the grant exists.
     #[arg(long, default_value = "")]
     pub reason: String,
@@ -174,6 +181,8 @@ pub fn spec(a: &AddArgs) -> Result<GrantSpec, Fail> {
         mfa_sudo: a.mfa_sudo,
         end_with_session: a.end_with_session,
         revoke_on: a.revoke_on.clone(),
+        caps: a.caps.clone(),
+        programs: a.programs.clone(),
     })
 }
 
@@ -271,6 +280,9 @@ fn what(g: &Grant) -> String {
             format!(" as {}", g.runas.join("|"))
         };
         parts.push(format!("sudo {}{runas}", g.sudo.join(" | ")));
+    }
+    if !g.caps.is_empty() {
+        parts.push(format!("{} for {}", g.caps.join("+"), g.programs.join(" ")));
     }
     let mut conds = Vec::new();
     if g.mfa {

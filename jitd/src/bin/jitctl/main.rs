@@ -12,6 +12,7 @@ mod breakglass;
 mod client;
 mod grant;
 mod mfa;
+mod run;
 mod session;
 mod status;
 mod term;
@@ -65,6 +66,9 @@ enum Cmd {
         /// Only this grant.
         id: Option<String>,
     },
+    /// Run PROGRAM as yourself with the capabilities a live grant gives it (--cap/--program);
+    /// exits with its status.
+    Run(run::RunArgs),
     /// Login sessions pam_jit registered under grants.
     #[command(subcommand)]
     Session(session::SessionCmd),
@@ -95,6 +99,8 @@ fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
         Cmd::Audit(a) => audit::run(ctx, a),
         Cmd::Activate { id } => mfa::activate(ctx, id.as_deref()),
         Cmd::Session(c) => session::run(ctx, c),
+        // Exits with the program's status: handled in main.
+        Cmd::Run(_) => Ok(()),
         Cmd::Mfa(c) => mfa::run(ctx, c),
         Cmd::Breakglass(c) => breakglass::run(ctx, c),
         Cmd::Report { .. } => Err(Fail::refused(
@@ -112,6 +118,15 @@ fn main() -> ExitCode {
         timeout: cli.timeout,
         now: jit_core::time::now(),
     };
+    if let Cmd::Run(a) = &cli.cmd {
+        return match run::run(&ctx, a) {
+            Ok(status) => ExitCode::from(status),
+            Err(Fail(code, msg)) => {
+                eprintln!("jitctl: {msg}");
+                ExitCode::from(code)
+            }
+        };
+    }
     match dispatch(&ctx, &cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, msg)) => {
