@@ -10,9 +10,11 @@
 //! /proc scan by uid and gid stays in place for that and for hosts without cgroup v2.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use jit_core::host::trust::Access;
 
 /// Where grant cgroups live, or why there are none.
 #[derive(Debug, Clone)]
@@ -81,7 +83,10 @@ impl Cgroups {
             }
         }
         match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0 => {}
+            Ok(m)
+                if m.is_dir()
+                    && jit_core::host::trust::check_metadata(&m, Access::ReadableByAll).is_ok() => {
+            }
             Ok(_) => {
                 return Cgroups::Off(format!(
                     "{} is not a directory owned by root and closed to others",

@@ -1,5 +1,5 @@
 //! Tables of real command lines with the classes they must (and must not) fall in, and the
-//! B10 size cases. Each row is `(command, argv[1..], expected bits)`.
+//! size cases of docs/threat-model.md#b10. Each row is `(command, argv[1..], expected bits)`.
 
 use super::*;
 
