@@ -171,12 +171,13 @@ fn pidfd_signal(fd: &OwnedFd, sig: libc::c_int) -> bool {
 fn wait_exits(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
     let mut done = vec![false; fds.len()];
     loop {
-        let mut pfds: Vec<libc::pollfd> = fds
+        // Which entry of `fds` each pollfd watches: thousands of pidfds in a mass expiry must
+        // not cost a search per exited process.
+        let idx: Vec<usize> = (0..fds.len()).filter(|&i| !done[i]).collect();
+        let mut pfds: Vec<libc::pollfd> = idx
             .iter()
-            .zip(&done)
-            .filter(|(_, d)| !**d)
-            .map(|(f, _)| libc::pollfd {
-                fd: f.as_raw_fd(),
+            .map(|&i| libc::pollfd {
+                fd: fds[i].as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -197,8 +198,8 @@ fn wait_exits(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
             }
             return done;
         }
-        for p in pfds.iter().filter(|p| p.revents != 0) {
-            if let Some(i) = fds.iter().position(|f| f.as_raw_fd() == p.fd) {
+        for (p, &i) in pfds.iter().zip(&idx) {
+            if p.revents != 0 {
                 if let Some(d) = done.get_mut(i) {
                     *d = true;
                 }
@@ -207,10 +208,31 @@ fn wait_exits(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit, once. A mass expiry holds one pidfd
+/// per process to end (thousands), and under the usual soft limit of 1 024 the rest would only
+/// be reached by later rounds of the scan, each a grace period later.
+fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the one struct we pass.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
+}
+
 /// Sends SIGTERM to every matching process, SIGKILL after `grace` to those still alive, and
 /// repeats the scan until none match (children forked meanwhile are caught by later rounds,
 /// which go straight to SIGKILL) or `give_up` passes.
 pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> KillReport {
+    raise_fd_limit();
     let start = Instant::now();
     let mut report = KillReport::default();
     if t.is_empty() {

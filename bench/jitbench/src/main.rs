@@ -27,8 +27,17 @@
 //!     file and the public snapshot, two builds and two writes, next to the configured snapshot
 //!     path with a `.bench` suffix), and what each reader pays once per new snapshot (Snapshot::parse: CRC and
 //!     full validation). Prints `step_ms=median/max` pairs.
+//! jitbench seed-expiry N STATE_DIR AT
+//!     jitd's state.json holding N live account grants jx00000.. (uids 70000..) that all end at
+//!     AT, and one more (uid 70000+N) that ends at AT+1 (bench/expiry).
+//! jitbench storm N AT
+//!     One `sleep` under each uid of seed-expiry, as children; prints when the storm's first and
+//!     last died after AT and when the late one died after AT+1 (killing and counting any left
+//!     30 s later).
 //! ```
 //! Output is `key=value` lines for bench/run to parse.
+
+mod expiry;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -330,6 +339,12 @@ fn run() -> Result<(), String> {
             .parse()
             .map_err(|e| format!("bad number: {e}"))
     };
+    let time = |i: usize| -> Result<UnixTime, String> {
+        args.get(i)
+            .ok_or("missing argument")?
+            .parse()
+            .map_err(|e| format!("bad time: {e}"))
+    };
     let path = |i: usize| -> Result<PathBuf, String> {
         Ok(PathBuf::from(args.get(i).ok_or("missing argument")?))
     };
@@ -342,10 +357,12 @@ fn run() -> Result<(), String> {
             gen(num(1)?, &path(2)?, gid)
         }
         Some("seed-state") => seed_state(num(1)?, &path(2)?),
+        Some("seed-expiry") => expiry::seed(num(1)?, &path(2)?, time(3)?),
+        Some("storm") => expiry::storm(num(1)?, time(2)?),
         Some("rewrite") => rewrite(num(1)?, num(2)?, &path(3)?, &path(4)?),
         _ => Err(
             "usage: jitbench gen N OUTDIR [JIT_USERS_GID] | seed-state N STATE_DIR | \
-                  rewrite N ROUNDS CONFIG SCRATCH_DIR"
+                  rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT | storm N AT"
                 .into(),
         ),
     }

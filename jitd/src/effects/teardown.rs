@@ -57,6 +57,7 @@ impl Daemon {
         // home is archived or kept.
         let swept = self.sweep_setid(now, &plan.sweep, &plan.uid_grant, &plan.pair_grant);
         let mut done = Vec::new();
+        let mut records = Vec::with_capacity(plan.jobs.len());
         for (i, job) in plan.jobs.iter().enumerate() {
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
@@ -107,20 +108,19 @@ impl Daemon {
             } else {
                 Severity::Info
             };
-            self.audit.record(
-                now,
-                sev,
-                if complete {
-                    Event::GrantTeardown
-                } else {
-                    Event::GrantTeardownIncomplete
-                },
-                fields,
-            );
+            let event = if complete {
+                Event::GrantTeardown
+            } else {
+                Event::GrantTeardownIncomplete
+            };
+            records.push((sev, event, fields));
             if complete {
                 done.push(job.id.clone());
             }
         }
+        // Group commit: every grant's record with one fsync, and durable before any teardown
+        // is marked complete below.
+        self.audit.record_all(now, records);
         if !done.is_empty() {
             let mut inner = self.lock();
             for id in &done {

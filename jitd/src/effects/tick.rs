@@ -38,13 +38,14 @@ impl Daemon {
             self.refresh_snapshot(inner, moved.changed(), now);
             moved
         };
-        for e in &moved.expired {
-            // `not_after` is the original expiry even when jitd was down at that moment.
-            self.audit.record(now, Severity::Info, Event::GrantExpired, json!({
-                "grant": e.id, "user": e.user, "not_after": e.not_after, "late_secs": (now - e.not_after).max(0),
-                "boot_time_cap": e.by_boot_cap,
-            }));
-        }
+        // One group-committed write for every grant ending in this tick (one fsync, not one
+        // per grant before the first teardown can start).
+        // `not_after` is the original expiry even when jitd was down at that moment.
+        let expired = moved.expired.iter().map(|e| (Severity::Info, Event::GrantExpired, json!({
+            "grant": e.id, "user": e.user, "not_after": e.not_after, "late_secs": (now - e.not_after).max(0),
+            "boot_time_cap": e.by_boot_cap,
+        })));
+        self.audit.record_all(now, expired.collect());
         for id in &moved.went_live {
             self.on_live(id, now);
         }
