@@ -188,6 +188,12 @@ pub async fn remove(db: &Db, name: &str, now: i64) -> Result<()> {
         .bind(name)
         .execute(&mut *tx)
         .await?;
+    // The sequence belongs to the host's key, which is gone: a host added again under this
+    // name enrols with a new key and starts from 0 (its rows would collide with the old ones).
+    sqlx::query("DELETE FROM host_seq WHERE host = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE sgrant SET revoked_at = $2 WHERE host = $1 AND revoked_at IS NULL")
         .bind(name)
         .bind(now)
@@ -239,18 +245,30 @@ pub async fn enroll(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let row = sqlx::query("SELECT host, used_key FROM join_token WHERE hash = $1")
+    let row = sqlx::query("SELECT host, used_key, expires_at FROM join_token WHERE hash = $1")
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(refused)?;
     let host = get_str(&row, "host")?;
     if n == 0 {
-        // Spent already: only the same key may retry (its first response was lost).
-        if get_opt_str(&row, "used_key")?.as_deref() != Some(pubkey_b64) {
+        // Spent already: only the same key may retry (its first response was lost), and only
+        // within the token's own lifetime, so a leaked token and host key together do not open
+        // a door that never closes. Each retry is audited.
+        let expires_at = get_i64(&row, "expires_at")?;
+        if get_opt_str(&row, "used_key")?.as_deref() != Some(pubkey_b64) || now >= expires_at {
             drop(tx);
             return Err(refused());
         }
+        audit(
+            &mut tx,
+            now,
+            &format!("host:{host}"),
+            "host.enroll_retry",
+            &host,
+            &key_fingerprint(&raw),
+        )
+        .await?;
     } else {
         let m = sqlx::query(
             "UPDATE host SET pubkey = $2, enrolled_at = $3 WHERE name = $1 AND pubkey IS NULL",
@@ -466,6 +484,16 @@ async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Ve
         .await?;
     }
     let seq = bump_seq(&mut tx, host, "heartbeat", now).await?;
+    // Older heartbeat rows say nothing a later one does not: the sequence itself lives in
+    // `host.seq` (never lowered, and moved past what a host reports), and the unique (host,
+    // seq) constraint only has to guard numbers issued from now on. Rows of real changes
+    // (grant, revoke) stay: acks are audited with them. So the table holds one heartbeat row
+    // per host instead of growing by one every poll.
+    sqlx::query("DELETE FROM host_seq WHERE host = $1 AND why = 'heartbeat' AND seq < $2")
+        .bind(host)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
     let grants = live_grants(&mut tx, host, now).await?;
     tx.commit().await?;
     Ok((seq, grants))
@@ -494,7 +522,8 @@ pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
             .await?
             .map(|r| get_str(&r, "why"))
             .transpose()?
-            .unwrap_or_default();
+            // Only heartbeat rows are pruned: a number without a row was a heartbeat.
+            .unwrap_or_else(|| "heartbeat".to_string());
         if why != "heartbeat" {
             let detail = format!("applied seq {seq} ({why})");
             audit(

@@ -444,6 +444,27 @@ pub async fn apply(db: &Db, new: &PolicyFile, dry_run: bool, now: i64) -> Result
                 .await?;
         }
     }
+    // Tokens belong to the person record, not to the name: a person removed by this apply
+    // loses every token now, so someone added later under the same name does not inherit them.
+    let dropped = sqlx::query(
+        "UPDATE token SET revoked_at = $1 WHERE revoked_at IS NULL \
+         AND person NOT IN (SELECT name FROM person)",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if dropped > 0 {
+        audit(
+            &mut tx,
+            now,
+            "operator",
+            "token.revoke",
+            "policy",
+            &format!("{dropped} tokens of removed people"),
+        )
+        .await?;
+    }
     for r in &new.role {
         sqlx::query("INSERT INTO role (name, spec) VALUES ($1, $2)")
             .bind(&r.name)

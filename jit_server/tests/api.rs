@@ -926,3 +926,83 @@ fn a_revoked_token_stops_working() {
     );
     assert_eq!(s.call("GET", "/v1/whoami", &f.carol, None).status, 401);
 }
+
+#[test]
+fn an_enrolment_retry_works_only_within_the_tokens_lifetime_and_is_audited() {
+    let data = temp_dir("join-retry");
+    init(&data);
+    let j = join_token(&data, "web8", &["env=prod"]);
+    let s = Server::start(&data);
+    assert_eq!(Host::new("?", 81).enroll(&s, &j).status, 200);
+    // The first answer was lost: the same key retries while the token would still be valid.
+    assert_eq!(Host::new("?", 81).enroll(&s, &j).status, 200);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("host.enroll_retry\tweb8"), "{out}");
+    // Past the token's lifetime the retry is refused, same key or not.
+    tamper(&data, "UPDATE join_token SET expires_at = 1000");
+    let r = Host::new("?", 81).enroll(&s, &j);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn a_person_removed_and_added_again_does_not_get_old_tokens_back() {
+    let f = fleet();
+    let s = &f.server;
+    let data = s.data.clone();
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 200);
+    // alice leaves (removed from the policy)…
+    let without: String = POLICY.replacen(
+        "[[person]]\nname = \"alice\"\ngroups = [\"dev\"]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtest alice@laptop\"]\n",
+        "",
+        1,
+    );
+    assert_ne!(without, POLICY);
+    apply(
+        &data,
+        &without.replace("who = [\"dev\", \"oncall\"]", "who = [\"oncall\"]"),
+    );
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 401);
+    // …and someone is added later under the same name: the old token stays dead.
+    apply(&data, POLICY);
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 401);
+    let fresh = token(&data, "alice");
+    assert_eq!(s.call("GET", "/v1/whoami", &fresh, None).status, 200);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("token.revoke\tpolicy"), "{out}");
+}
+
+#[test]
+fn heartbeats_keep_one_sequence_row_per_host_and_a_removed_host_can_enrol_again() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved");
+    let first = f.web1.poll(s, 0).unwrap();
+    f.web1.ack(s, first.seq);
+    for _ in 0..20 {
+        let d = f.web1.poll(s, 0).unwrap();
+        assert_eq!(f.web1.ack(s, d.seq).status, 200);
+    }
+    let data = s.data.clone();
+    let hb = query_i64(
+        &data,
+        "SELECT COUNT(*) FROM host_seq WHERE host = 'web1' AND why = 'heartbeat'",
+    );
+    assert!(hb <= 1, "{hb} heartbeat rows kept for web1");
+    // The grant's row stays, the sequence still only grows, and heartbeat acks are not audited.
+    assert!(
+        query_i64(
+            &data,
+            "SELECT COUNT(*) FROM host_seq WHERE host = 'web1' AND why <> 'heartbeat'"
+        ) >= 1
+    );
+    assert!(f.web1.poll(s, 0).unwrap().seq > first.seq + 20);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(!out.contains("()"), "{out}");
+    // Removed and added again under the same name: a new key enrols and gets documents.
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&data)]);
+    let j = join_token(&data, "web1", &["env=prod"]);
+    let mut again = Host::new("?", 77);
+    assert_eq!(again.enroll(s, &j).status, 200);
+    again.poll(s, 0).unwrap();
+}

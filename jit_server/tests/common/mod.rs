@@ -421,3 +421,18 @@ pub fn tamper(data: &std::path::Path, sql: &str) {
         sqlx::query(sql).execute(&db.pool).await.unwrap();
     });
 }
+
+/// Reads one integer from a server's SQLite database from outside the server.
+pub fn query_i64(data: &std::path::Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("server.db").display());
+        let db = jit_server::db::Db::open(&url).await.unwrap();
+        use sqlx::Row;
+        let row = sqlx::query(sql).fetch_one(&db.pool).await.unwrap();
+        row.try_get::<i64, _>(0).unwrap()
+    })
+}
