@@ -65,17 +65,28 @@ impl Db {
         })
     }
 
-    /// Creates or updates the schema.
+    /// Creates or updates the schema: every pending migration, each in its own transaction.
+    /// On PostgreSQL the whole run holds a session advisory lock, so replicas starting together
+    /// (or an `init` racing a `serve`) migrate one after the other: the second re-reads the
+    /// version under the lock and finds nothing left to do. SQLite serves one replica and
+    /// serializes writers on the file.
     pub async fn migrate(&self) -> Result<()> {
-        let current = self.schema_version().await?;
-        for (v, sql) in MIGRATIONS {
-            if *v > current {
-                let mut tx = self.pool.begin().await?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
+        let mut conn = self.pool.acquire().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
         }
-        Ok(())
+        let r = migrate_on(&mut conn).await;
+        if self.postgres {
+            // Also released when the session ends, should this fail.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+        }
+        r
     }
 
     /// 0 when no schema exists.
@@ -95,7 +106,7 @@ impl Db {
         let want = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
         if v != want {
             return Err(Error::internal(format!(
-                "database schema version {v}, this jit-server needs {want} (run jit-server init)"
+                "database schema version {v}, this jit-server needs {want}"
             )));
         }
         Ok(())
@@ -110,6 +121,33 @@ impl Db {
                 .await;
         }
     }
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating ("jitmigr" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x006a_6974_6d69_6772;
+
+async fn version_on(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    // The table does not exist before the first migration.
+    match sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(row) => Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0)),
+        Err(_) => Ok(0),
+    }
+}
+
+async fn migrate_on(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    use sqlx::Connection;
+    let current = version_on(conn).await?;
+    for (v, sql) in MIGRATIONS {
+        if *v > current {
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password, for messages.

@@ -211,6 +211,8 @@ pub struct Enrolled {
     pub host_key: String,
     pub root_key: String,
     pub tls_fingerprint: String,
+    /// The next TLS certificate's fingerprint, if one is prepared: pin it too.
+    pub tls_next_fingerprint: Option<String>,
 }
 
 /// Enrols the host a join token was issued for with the host's public key. The token is spent
@@ -298,6 +300,7 @@ pub async fn enroll(
         host_key: key_fingerprint(&raw),
         root_key: STANDARD.encode(keys.root_public),
         tls_fingerprint: keys.tls_fingerprint.clone(),
+        tls_next_fingerprint: keys.tls_next_fingerprint.clone(),
     })
 }
 

@@ -436,3 +436,27 @@ pub fn query_i64(data: &std::path::Path, sql: &str) -> i64 {
         row.try_get::<i64, _>(0).unwrap()
     })
 }
+
+/// A TLS connection to the server (pinned), handshake done, nothing sent yet.
+pub fn tls_stream(
+    s: &Server,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("jit-server").unwrap();
+    let conn = rustls::ClientConnection::new(s.cfg.clone(), name).unwrap();
+    let sock = std::net::TcpStream::connect(&s.addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut t = rustls::StreamOwned::new(conn, sock);
+    while t.conn.is_handshaking() {
+        t.conn.complete_io(&mut t.sock)?;
+    }
+    Ok(t)
+}
+
+/// Sends SIGHUP to the server process.
+pub fn sighup(s: &Server) {
+    let st = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
