@@ -426,7 +426,29 @@ async fn init(c: &Common, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// Every long-polling host holds a connection, so a descriptor: the soft limit (often 1024) is
+/// raised to the hard one, which the operator controls (systemd's LimitNOFILE=).
+fn raise_nofile_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 || r.rlim_cur >= r.rlim_max {
+        return;
+    }
+    r.rlim_cur = r.rlim_max;
+    // SAFETY: setrlimit only reads the struct passed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        eprintln!(
+            "jit-server: could not raise the open-file limit to {}",
+            r.rlim_max
+        );
+    }
+}
+
 async fn serve(c: &Common, listen: Option<String>) -> Result<()> {
+    raise_nofile_limit();
     let cfg = ServerConfig::load(&c.data, c.config.as_deref())?;
     let db = Db::open(&cfg.database_url(&c.data)).await?;
     let _lock = if db.postgres {
