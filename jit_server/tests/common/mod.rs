@@ -78,6 +78,10 @@ impl Server {
     }
 
     pub fn try_start(data: &Path) -> Result<Server, String> {
+        // stderr goes to a file, never to a pipe nobody drains: a server writing more than a
+        // pipe holds would block on it and stall whatever wrote.
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let log = data.join(format!("serve-{n}.stderr"));
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -87,7 +91,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -95,8 +99,8 @@ impl Server {
             .read_line(&mut line)
             .unwrap();
         if line.is_empty() {
-            let out = child.wait_with_output().unwrap();
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            child.wait().unwrap();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
         }
         // "jit-server listening on ADDR fingerprint FP"
         let words: Vec<&str> = line.split_whitespace().collect();
