@@ -2,8 +2,9 @@
 //! their enrolled key over each call. Bodies are capped before parsing; every field is capped
 //! again where it is used.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -14,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::ServerConfig;
 use crate::db::Db;
@@ -40,8 +41,13 @@ pub struct AppState {
     pub cfg: ServerConfig,
     /// The data directory the keys are read from.
     pub data: PathBuf,
-    /// Bumped on every change seen by this replica (its own, or a NOTIFY from another).
+    /// Bumped for a change that may concern every host (a ticket revocation, a NOTIFY without
+    /// host names, the LISTEN connection coming back).
     pub wake: watch::Sender<u64>,
+    /// One wake-up per host with a long-poll, for changes that name their hosts: an approval
+    /// for one host wakes that host's poll only, not the whole fleet's. Bounded by the enrolled
+    /// hosts (an entry is made only after a host's signed call is verified).
+    pub host_wake: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl AppState {
@@ -55,11 +61,31 @@ impl AppState {
             cfg,
             data,
             wake,
+            host_wake: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn woke(&self) {
         self.wake.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Wakes the long-polls of these hosts on this replica.
+    pub fn wake_hosts(&self, hosts: &[String]) {
+        let m = self.host_wake.lock().unwrap_or_else(|p| p.into_inner());
+        for h in hosts {
+            if let Some(n) = m.get(h) {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    fn host_notify(&self, host: &str) -> Arc<Notify> {
+        self.host_wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The keys in use now.
@@ -79,9 +105,11 @@ impl AppState {
             keys.tls_fingerprint,
             keys.tls_next_fingerprint.as_deref().unwrap_or("-")
         );
+        // Recorded before use: no document is signed with a key the audit does not show.
+        crate::db::audit_standalone(&self.db, now(), "key.reload", &detail).await?;
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        crate::db::audit_standalone(&self.db, now(), "key.reload", &detail).await
+        Ok(())
     }
 }
 
@@ -190,7 +218,9 @@ async fn create_request(
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
     let v = engine::create(&st.db, st.cfg.ticket.as_ref(), &p, &req, now()).await?;
-    st.woke();
+    if v.state == "approved" {
+        st.wake_hosts(&v.hosts);
+    }
     Ok(Json(serde_json::to_value(v)?))
 }
 
@@ -240,7 +270,9 @@ async fn approve(
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
     let v = engine::review(&st.db, &p, &id, Verdict::Approve, &b.comment, now()).await?;
-    st.woke();
+    if v.state == "approved" {
+        st.wake_hosts(&v.hosts);
+    }
     Ok(Json(serde_json::to_value(v)?))
 }
 
@@ -269,7 +301,7 @@ async fn revoke(
     let p = person(&st, &headers).await?;
     let admin = policy::is_admin(&st.db, &p).await?;
     let hosts = engine::revoke(&st.db, &p, &b.id, admin, now()).await?;
-    st.woke();
+    st.wake_hosts(&hosts);
     Ok(Json(json!({ "id": b.id, "hosts": hosts })))
 }
 
@@ -375,8 +407,13 @@ async fn host_state(
     let wait = parse_wait(q.wait.as_deref(), st.cfg.poll_max_wait())?;
     let mut rx = st.wake.subscribe();
     rx.borrow_and_update();
+    let notify = st.host_notify(&host);
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
+        // Registered before the re-read, so a wake-up between the read and the wait is kept.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         // Re-read by sequence every time: a wake-up is only a hint. A removed host is refused.
         let seq = hosts::current_seq(&st.db, &host)
             .await?
@@ -391,7 +428,11 @@ async fn host_state(
         if left.is_zero() {
             break;
         }
-        let _ = tokio::time::timeout(left.min(REREAD), rx.changed()).await;
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(left.min(REREAD)) => {}
+        }
     }
     let poll = hosts::Poll {
         host: &host,

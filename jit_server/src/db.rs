@@ -89,6 +89,18 @@ impl Db {
         r
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a
+    /// deferred transaction that read first and writes later fails at once with "database is
+    /// locked" when another process (`jit-server host add` beside `serve`) wrote in between,
+    /// without waiting on the busy timeout; an immediate one waits for the lock instead.
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.postgres {
+            Ok(self.pool.begin().await?)
+        } else {
+            Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        }
+    }
+
     /// 0 when no schema exists.
     pub async fn schema_version(&self) -> Result<i64> {
         let r = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
@@ -112,14 +124,29 @@ impl Db {
         Ok(())
     }
 
-    /// Wakes long-polls on every replica (PostgreSQL). Only a hint: pollers also re-read on a
-    /// timer, so a lost notification delays by at most that timer.
-    pub async fn notify_change(&self) {
+    /// Wakes the long-polls of `hosts` on every replica (PostgreSQL; SQLite's one replica wakes
+    /// its own in the API layer). The payload names the hosts, so a change to one host does not
+    /// make every waiting host re-read; a list too long for a notification says "all" (empty
+    /// payload). Only a hint: pollers also re-read on a timer, so a lost notification delays
+    /// by at most that timer.
+    pub async fn notify_hosts(&self, hosts: &[String]) {
         if self.postgres {
-            let _ = sqlx::query("SELECT pg_notify('jit_change', '')")
+            let _ = sqlx::query("SELECT pg_notify('jit_change', $1)")
+                .bind(notify_payload(hosts))
                 .execute(&self.pool)
                 .await;
         }
+    }
+}
+
+/// Host names joined by ',' (names never contain one), or empty for "every host" when the list
+/// would not fit a notification (PostgreSQL's limit is 8000 bytes).
+pub fn notify_payload(hosts: &[String]) -> String {
+    let p = hosts.join(",");
+    if p.len() > 7000 {
+        String::new()
+    } else {
+        p
     }
 }
 
@@ -240,8 +267,14 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
                 if l.listen("jit_change").await.is_ok() {
                     // Anything missed while reconnecting is covered by one wake now.
                     state.woke();
-                    while let Ok(Some(_)) = l.try_recv().await {
-                        state.woke();
+                    while let Ok(Some(n)) = l.try_recv().await {
+                        if n.payload().is_empty() {
+                            state.woke();
+                        } else {
+                            let hosts: Vec<String> =
+                                n.payload().split(',').map(str::to_string).collect();
+                            state.wake_hosts(&hosts);
+                        }
                     }
                 }
             }
@@ -254,7 +287,7 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
 /// An audit record in its own transaction, for operator actions that change files rather than
 /// rows (key rotation).
 pub async fn audit_standalone(db: &Db, at: i64, action: &str, detail: &str) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     audit(&mut tx, at, "operator", action, "keys", detail).await?;
     tx.commit().await?;
     Ok(())

@@ -91,7 +91,7 @@ pub async fn add(
         )));
     }
     let token = new_secret("jitj")?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let existing = sqlx::query("SELECT pubkey FROM host WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -144,7 +144,7 @@ pub async fn label(
     remove: &[String],
     now: i64,
 ) -> Result<BTreeMap<String, String>> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let row = sqlx::query("SELECT labels FROM host WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -175,7 +175,7 @@ pub async fn label(
 
 /// `jit-server host remove NAME`: the host's next call is refused.
 pub async fn remove(db: &Db, name: &str, now: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query("DELETE FROM host WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)
@@ -236,7 +236,7 @@ pub async fn enroll(
     VerifyingKey::from_bytes(&raw).map_err(|_| Error::bad("key is not a valid ed25519 point"))?;
     let hash = sha256_hex(token.as_bytes());
     let refused = || Error::forbidden("join token unknown, expired or used");
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query(
         "UPDATE join_token SET used_at = $2, used_key = $3 \
          WHERE hash = $1 AND used_at IS NULL AND expires_at > $2",
@@ -462,7 +462,7 @@ async fn live_grants(
 /// transaction, past whatever the host reports having applied (a database restored from an old
 /// backup never reissues a number).
 async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Vec<DocGrant>)> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let row = sqlx::query("UPDATE host SET last_poll = $2 WHERE name = $1 RETURNING seq")
         .bind(host)
         .bind(now)
@@ -505,7 +505,7 @@ async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Ve
 /// A host confirms it applied `seq` (signed call). Never moves backwards, never past what was
 /// issued.
 pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query(
         "UPDATE host SET acked_seq = $2, acked_at = $3 WHERE name = $1 AND acked_seq < $2 AND seq >= $2",
     )
@@ -599,7 +599,7 @@ pub async fn record_events(db: &Db, host: &str, events: &[HostEvent], now: i64) 
             ));
         }
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     for e in events {
         let detail = format!("host time {}: {}", e.at, e.detail);
         audit(

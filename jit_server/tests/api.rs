@@ -1267,3 +1267,34 @@ fn a_host_ahead_of_a_restored_database_is_answered_at_once_past_its_sequence() {
         t.elapsed()
     );
 }
+
+#[test]
+fn operator_commands_wait_for_the_serving_writer_instead_of_failing() {
+    let mut f = fleet();
+    let data = f.server.data.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let (s, web1, stop) = (&f.server, &mut f.web1, &stop);
+        // web1 heartbeats as fast as it can: a write transaction on the server each time.
+        sc.spawn(move || {
+            for _ in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                web1.poll(s, 0).unwrap();
+            }
+        });
+        for i in 0..15 {
+            let (rc, out, err) = run(&[
+                "host",
+                "add",
+                &format!("busy{i}"),
+                "--data",
+                data_arg(&data),
+                "--json",
+            ]);
+            assert_eq!(rc, 0, "host add {i}: {out} {err}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}
