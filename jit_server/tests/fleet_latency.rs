@@ -303,28 +303,51 @@ fn fleet_benchmark() {
         let wall0 = Instant::now();
         let load_before = loadavg();
         let (mut up, mut down) = (Vec::new(), Vec::new());
+        // A request names at most 256 hosts: one request per 250 hosts, approved (then
+        // revoked) one after another; each host's latency counts from the sending of the call
+        // that concerns it.
+        let chunk = 250;
+        let names: Vec<Vec<String>> = (0..n)
+            .collect::<Vec<_>>()
+            .chunks(chunk)
+            .map(|c| c.iter().map(|i| format!("h{i}")).collect())
+            .collect();
+        let file_all = |reason: &str, dur: &str| -> Vec<String> {
+            names
+                .iter()
+                .map(|hs| {
+                    let req = json!({ "role": "fleet", "hosts": hs, "duration": dur, "reason": reason });
+                    must(&s, "POST", "/v1/requests", &alice, req, "pending")["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
         for _ in 0..rounds {
             while rx.try_recv().is_ok() {}
-            let req = json!({ "role": "fleet", "select": { "env": "prod" }, "duration": "30m", "reason": "fleet benchmark" });
-            let id = must(&s, "POST", "/v1/requests", &alice, req, "pending")["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let ids = file_all("fleet benchmark", "30m");
             for (seen, want) in [(&mut up, true), (&mut down, false)] {
-                let t = Instant::now();
-                if want {
-                    let p = format!("/v1/requests/{id}/approve");
-                    must(&s, "POST", &p, &bob, json!({ "comment": "ok" }), "approved");
-                } else {
-                    must(&s, "POST", "/v1/revoke", &alice, json!({ "id": id }), "");
+                let mut sent = vec![Instant::now(); n];
+                for (k, id) in ids.iter().enumerate() {
+                    let t = Instant::now();
+                    if want {
+                        let p = format!("/v1/requests/{id}/approve");
+                        must(&s, "POST", &p, &bob, json!({ "comment": "ok" }), "approved");
+                    } else {
+                        must(&s, "POST", "/v1/revoke", &alice, json!({ "id": id }), "");
+                    }
+                    for x in sent.iter_mut().skip(k * chunk).take(chunk) {
+                        *x = t;
+                    }
                 }
                 let mut done = vec![false; n];
                 let end = Instant::now() + Duration::from_secs(60);
                 while done.iter().any(|d| !d) && Instant::now() < end {
-                    if let Ok((i, at, ids)) = rx.recv_timeout(Duration::from_secs(1)) {
-                        if !done[i] && ids.contains(&id) == want {
+                    if let Ok((i, at, got)) = rx.recv_timeout(Duration::from_secs(1)) {
+                        if !done[i] && got.contains(&ids[i / chunk]) == want {
                             done[i] = true;
-                            seen.push(at.saturating_duration_since(t));
+                            seen.push(at.saturating_duration_since(sent[i]));
                         }
                     }
                 }
@@ -360,13 +383,10 @@ fn fleet_benchmark() {
         let load_after = loadavg();
         stop.store(true, Ordering::SeqCst);
         // Wake every host so its thread sees the flag now rather than at its wait.
-        let req = json!({ "role": "fleet", "select": { "env": "prod" }, "duration": "1m", "reason": "fleet benchmark end" });
-        let id = must(&s, "POST", "/v1/requests", &alice, req, "pending")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let p = format!("/v1/requests/{id}/approve");
-        must(&s, "POST", &p, &bob, json!({ "comment": "ok" }), "approved");
+        for id in file_all("fleet benchmark end", "1m") {
+            let p = format!("/v1/requests/{id}/approve");
+            must(&s, "POST", &p, &bob, json!({ "comment": "ok" }), "approved");
+        }
         json!({
             "db": if postgres { "postgres" } else { "sqlite" },
             "hosts": n,
