@@ -316,7 +316,8 @@ fn fleet_benchmark() {
             names
                 .iter()
                 .map(|hs| {
-                    let req = json!({ "role": "fleet", "hosts": hs, "duration": dur, "reason": reason });
+                    let req =
+                        json!({ "role": "fleet", "hosts": hs, "duration": dur, "reason": reason });
                     must(&s, "POST", "/v1/requests", &alice, req, "pending")["id"]
                         .as_str()
                         .unwrap()
