@@ -2,7 +2,9 @@
 //! their enrolled key over each call. Bodies are capped before parsing; every field is capped
 //! again where it is used.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -13,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::ServerConfig;
 use crate::db::Db;
@@ -32,16 +34,123 @@ pub const REREAD: Duration = Duration::from_secs(2);
 
 pub struct AppState {
     pub db: Db,
-    pub keys: ServerKeys,
+    /// Replaced whole on a reload (SIGHUP): each call signs with one consistent set.
+    pub keys: RwLock<Arc<ServerKeys>>,
+    /// What new connections are served with; replaced with the keys.
+    pub tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     pub cfg: ServerConfig,
-    /// Bumped on every change seen by this replica (its own, or a NOTIFY from another).
+    /// The data directory the keys are read from.
+    pub data: PathBuf,
+    /// Bumped for a change that may concern every host (a ticket revocation, a NOTIFY without
+    /// host names, the LISTEN connection coming back).
     pub wake: watch::Sender<u64>,
+    /// One wake-up per host with a long-poll, for changes that name their hosts: an approval
+    /// for one host wakes that host's poll only, not the whole fleet's. Bounded by the enrolled
+    /// hosts (an entry is made only after a host's signed call is verified).
+    pub host_wake: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl AppState {
+    pub fn new(db: Db, keys: ServerKeys, cfg: ServerConfig, data: PathBuf) -> Result<Self, Error> {
+        let tls = crate::tls::server_config(&keys)?;
+        let (wake, _) = watch::channel(0u64);
+        Ok(AppState {
+            db,
+            keys: RwLock::new(Arc::new(keys)),
+            tls: Arc::new(RwLock::new(tls)),
+            cfg,
+            data,
+            wake,
+            host_wake: Mutex::new(HashMap::new()),
+        })
+    }
+
     pub fn woke(&self) {
         self.wake.send_modify(|v| *v = v.wrapping_add(1));
     }
+
+    /// Wakes the long-polls of these hosts on this replica.
+    pub fn wake_hosts(&self, hosts: &[String]) {
+        let m = self.host_wake.lock().unwrap_or_else(|p| p.into_inner());
+        for h in hosts {
+            if let Some(n) = m.get(h) {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    fn host_notify(&self, host: &str) -> Arc<Notify> {
+        self.host_wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<ServerKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the key files (after `key rotate`, `key tls-promote` or `key tls-next`): the
+    /// same checks as at start; on any failure the keys in use stay and the error is returned.
+    /// Audited with what is in use now.
+    pub async fn reload_keys(&self) -> Result<(), Error> {
+        let keys = crate::keys::load(&self.data, &self.cfg)?;
+        let tls = crate::tls::server_config(&keys)?;
+        let detail = format!(
+            "signing key {} tls {} next {}",
+            jit_proto::state_doc::key_fingerprint(keys.online.verifying_key().as_bytes()),
+            keys.tls_fingerprint,
+            keys.tls_next_fingerprint.as_deref().unwrap_or("-")
+        );
+        // Recorded before use: no document is signed with a key the audit does not show.
+        crate::db::audit_standalone(&self.db, now(), "key.reload", &detail).await?;
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+}
+
+/// Reads each request's whole body within `request_read_timeout` before any handler runs, so a
+/// client trickling a body (slow loris) holds its connection for that long at most. Header
+/// reading has hyper's own deadline; a long-poll's wait starts only after this.
+async fn read_deadline(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        st.cfg.request_read_timeout(),
+        axum::body::to_bytes(body, MAX_BODY),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({ "error": "body too large or unreadable" })),
+            )
+                .into_response()
+        }
+        Err(_) => {
+            // The connection is closed after this answer: the rest of the body is not read.
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [("connection", "close")],
+                Json(json!({ "error": "request not received in time" })),
+            )
+                .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 impl IntoResponse for Error {
@@ -73,7 +182,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/host/state", get(host_state))
         .route("/v1/host/ack", post(host_ack))
         .route("/v1/host/events", post(host_events))
+        .route("/v1/host/tls", get(host_tls))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_deadline,
+        ))
         .with_state(state)
 }
 
@@ -104,7 +218,9 @@ async fn create_request(
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
     let v = engine::create(&st.db, st.cfg.ticket.as_ref(), &p, &req, now()).await?;
-    st.woke();
+    if v.state == "approved" {
+        st.wake_hosts(&v.hosts);
+    }
     Ok(Json(serde_json::to_value(v)?))
 }
 
@@ -154,7 +270,9 @@ async fn approve(
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
     let v = engine::review(&st.db, &p, &id, Verdict::Approve, &b.comment, now()).await?;
-    st.woke();
+    if v.state == "approved" {
+        st.wake_hosts(&v.hosts);
+    }
     Ok(Json(serde_json::to_value(v)?))
 }
 
@@ -183,7 +301,7 @@ async fn revoke(
     let p = person(&st, &headers).await?;
     let admin = policy::is_admin(&st.db, &p).await?;
     let hosts = engine::revoke(&st.db, &p, &b.id, admin, now()).await?;
-    st.woke();
+    st.wake_hosts(&hosts);
     Ok(Json(json!({ "id": b.id, "hosts": hosts })))
 }
 
@@ -221,7 +339,7 @@ struct EnrollBody {
 }
 
 async fn enroll(State(st): State<Arc<AppState>>, Json(b): Json<EnrollBody>) -> ApiResult {
-    let e = hosts::enroll(&st.db, &st.keys, &b.token, &b.key, now()).await?;
+    let e = hosts::enroll(&st.db, &st.keys(), &b.token, &b.key, now()).await?;
     Ok(Json(serde_json::to_value(e)?))
 }
 
@@ -285,32 +403,36 @@ async fn host_state(
     Query(q): Query<PollQuery>,
 ) -> Result<Response, Error> {
     let (host, fp) = host_auth(&st, &headers, "GET", &uri, b"").await?;
-    if q.nonce.is_empty()
-        || q.nonce.len() > 64
-        || !q
-            .nonce
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    {
-        return Err(Error::bad("nonce: 1-64 of [A-Za-z0-9_-]"));
-    }
+    check_nonce(&q.nonce)?;
     let wait = parse_wait(q.wait.as_deref(), st.cfg.poll_max_wait())?;
     let mut rx = st.wake.subscribe();
     rx.borrow_and_update();
+    let notify = st.host_notify(&host);
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
+        // Registered before the re-read, so a wake-up between the read and the wait is kept.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         // Re-read by sequence every time: a wake-up is only a hint. A removed host is refused.
         let seq = hosts::current_seq(&st.db, &host)
             .await?
             .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
-        if seq > q.since {
+        // Above: something new. Below: the host applied more than this database knows (it was
+        // restored from an old backup); answer now, past the host's number, rather than let
+        // every change wait for the heartbeat.
+        if seq != q.since {
             break;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        let _ = tokio::time::timeout(left.min(REREAD), rx.changed()).await;
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(left.min(REREAD)) => {}
+        }
     }
     let poll = hosts::Poll {
         host: &host,
@@ -318,8 +440,51 @@ async fn host_state(
         since: q.since,
         nonce: &q.nonce,
     };
-    let doc = hosts::state_document(&st.db, &st.keys, &poll, st.cfg.doc_ttl(), now()).await?;
+    let doc = hosts::state_document(&st.db, &st.keys(), &poll, st.cfg.doc_ttl(), now()).await?;
     Ok(([("content-type", "application/json")], doc).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinsQuery {
+    nonce: String,
+}
+
+/// The TLS pin set (current and next certificate), signed for the calling host (signed call).
+async fn host_tls(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<PinsQuery>,
+) -> Result<Response, Error> {
+    let (host, fp) = host_auth(&st, &headers, "GET", &uri, b"").await?;
+    check_nonce(&q.nonce)?;
+    let keys = st.keys();
+    let t = now();
+    let body = crate::pins::PinsBody {
+        version: 1,
+        host,
+        host_key: fp,
+        current: keys.tls_fingerprint.clone(),
+        next: keys.tls_next_fingerprint.clone(),
+        nonce: q.nonce,
+        server_time: t,
+        expires_at: t + st.cfg.doc_ttl(),
+    };
+    let doc = crate::pins::sign_pins(&keys, &body)?;
+    Ok(([("content-type", "application/json")], doc).into_response())
+}
+
+fn check_nonce(nonce: &str) -> Result<(), Error> {
+    if nonce.is_empty()
+        || nonce.len() > 64
+        || !nonce
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        return Err(Error::bad("nonce: 1-64 of [A-Za-z0-9_-]"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -24,6 +24,15 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the *next* TLS key (with `tls_cert`; without it `DATA/tls.next.crt`
+    /// from `jit-server key tls-next`): its fingerprint is published to hosts, signed, so the
+    /// TLS key can be replaced without re-enrolling.
+    pub tls_next_cert: Option<PathBuf>,
+    /// Most connections open at once from one IP address (default 2048).
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a client has to send a whole request, headers and body (default 10). Long-poll
+    /// waits are not counted: they start once the request is read.
+    pub request_read_timeout: Option<u64>,
     /// Lifetime of a signed state document in seconds (default 60).
     pub doc_ttl: Option<i64>,
     /// Longest long-poll in seconds (default 30; a host's `wait` is clamped to it).
@@ -61,6 +70,14 @@ impl ServerConfig {
 
     pub fn doc_ttl(&self) -> i64 {
         self.doc_ttl.unwrap_or(60)
+    }
+
+    pub fn max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip.unwrap_or(2048).max(1)
+    }
+
+    pub fn request_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_read_timeout.unwrap_or(10).clamp(1, 300))
     }
 
     pub fn poll_max_wait(&self) -> u64 {

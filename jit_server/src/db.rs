@@ -65,17 +65,40 @@ impl Db {
         })
     }
 
-    /// Creates or updates the schema.
+    /// Creates or updates the schema: every pending migration, each in its own transaction.
+    /// On PostgreSQL the whole run holds a session advisory lock, so replicas starting together
+    /// (or an `init` racing a `serve`) migrate one after the other: the second re-reads the
+    /// version under the lock and finds nothing left to do. SQLite serves one replica and
+    /// serializes writers on the file.
     pub async fn migrate(&self) -> Result<()> {
-        let current = self.schema_version().await?;
-        for (v, sql) in MIGRATIONS {
-            if *v > current {
-                let mut tx = self.pool.begin().await?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
+        let mut conn = self.pool.acquire().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
         }
-        Ok(())
+        let r = migrate_on(&mut conn).await;
+        if self.postgres {
+            // Also released when the session ends, should this fail.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+        }
+        r
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a
+    /// deferred transaction that read first and writes later fails at once with "database is
+    /// locked" when another process (`jit-server host add` beside `serve`) wrote in between,
+    /// without waiting on the busy timeout; an immediate one waits for the lock instead.
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.postgres {
+            Ok(self.pool.begin().await?)
+        } else {
+            Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        }
     }
 
     /// 0 when no schema exists.
@@ -95,21 +118,63 @@ impl Db {
         let want = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
         if v != want {
             return Err(Error::internal(format!(
-                "database schema version {v}, this jit-server needs {want} (run jit-server init)"
+                "database schema version {v}, this jit-server needs {want}"
             )));
         }
         Ok(())
     }
 
-    /// Wakes long-polls on every replica (PostgreSQL). Only a hint: pollers also re-read on a
-    /// timer, so a lost notification delays by at most that timer.
-    pub async fn notify_change(&self) {
+    /// Wakes the long-polls of `hosts` on every replica (PostgreSQL; SQLite's one replica wakes
+    /// its own in the API layer). The payload names the hosts, so a change to one host does not
+    /// make every waiting host re-read; a list too long for a notification says "all" (empty
+    /// payload). Only a hint: pollers also re-read on a timer, so a lost notification delays
+    /// by at most that timer.
+    pub async fn notify_hosts(&self, hosts: &[String]) {
         if self.postgres {
-            let _ = sqlx::query("SELECT pg_notify('jit_change', '')")
+            let _ = sqlx::query("SELECT pg_notify('jit_change', $1)")
+                .bind(notify_payload(hosts))
                 .execute(&self.pool)
                 .await;
         }
     }
+}
+
+/// Host names joined by ',' (names never contain one), or empty for "every host" when the list
+/// would not fit a notification (PostgreSQL's limit is 8000 bytes).
+pub fn notify_payload(hosts: &[String]) -> String {
+    let p = hosts.join(",");
+    if p.len() > 7000 {
+        String::new()
+    } else {
+        p
+    }
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating ("jitmigr" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x006a_6974_6d69_6772;
+
+async fn version_on(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    // The table does not exist before the first migration.
+    match sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(row) => Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0)),
+        Err(_) => Ok(0),
+    }
+}
+
+async fn migrate_on(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    use sqlx::Connection;
+    let current = version_on(conn).await?;
+    for (v, sql) in MIGRATIONS {
+        if *v > current {
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password, for messages.
@@ -202,8 +267,14 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
                 if l.listen("jit_change").await.is_ok() {
                     // Anything missed while reconnecting is covered by one wake now.
                     state.woke();
-                    while let Ok(Some(_)) = l.try_recv().await {
-                        state.woke();
+                    while let Ok(Some(n)) = l.try_recv().await {
+                        if n.payload().is_empty() {
+                            state.woke();
+                        } else {
+                            let hosts: Vec<String> =
+                                n.payload().split(',').map(str::to_string).collect();
+                            state.wake_hosts(&hosts);
+                        }
                     }
                 }
             }
@@ -216,7 +287,7 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
 /// An audit record in its own transaction, for operator actions that change files rather than
 /// rows (key rotation).
 pub async fn audit_standalone(db: &Db, at: i64, action: &str, detail: &str) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     audit(&mut tx, at, "operator", action, "keys", detail).await?;
     tx.commit().await?;
     Ok(())

@@ -91,7 +91,7 @@ pub async fn add(
         )));
     }
     let token = new_secret("jitj")?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let existing = sqlx::query("SELECT pubkey FROM host WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -144,7 +144,7 @@ pub async fn label(
     remove: &[String],
     now: i64,
 ) -> Result<BTreeMap<String, String>> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let row = sqlx::query("SELECT labels FROM host WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -175,7 +175,7 @@ pub async fn label(
 
 /// `jit-server host remove NAME`: the host's next call is refused.
 pub async fn remove(db: &Db, name: &str, now: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query("DELETE FROM host WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)
@@ -185,6 +185,12 @@ pub async fn remove(db: &Db, name: &str, now: i64) -> Result<()> {
         return Err(Error::not_found(format!("no host {name:?}")));
     }
     sqlx::query("DELETE FROM join_token WHERE host = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    // The sequence belongs to the host's key, which is gone: a host added again under this
+    // name enrols with a new key and starts from 0 (its rows would collide with the old ones).
+    sqlx::query("DELETE FROM host_seq WHERE host = $1")
         .bind(name)
         .execute(&mut *tx)
         .await?;
@@ -205,6 +211,8 @@ pub struct Enrolled {
     pub host_key: String,
     pub root_key: String,
     pub tls_fingerprint: String,
+    /// The next TLS certificate's fingerprint, if one is prepared: pin it too.
+    pub tls_next_fingerprint: Option<String>,
 }
 
 /// Enrols the host a join token was issued for with the host's public key. The token is spent
@@ -228,7 +236,7 @@ pub async fn enroll(
     VerifyingKey::from_bytes(&raw).map_err(|_| Error::bad("key is not a valid ed25519 point"))?;
     let hash = sha256_hex(token.as_bytes());
     let refused = || Error::forbidden("join token unknown, expired or used");
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query(
         "UPDATE join_token SET used_at = $2, used_key = $3 \
          WHERE hash = $1 AND used_at IS NULL AND expires_at > $2",
@@ -239,18 +247,30 @@ pub async fn enroll(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let row = sqlx::query("SELECT host, used_key FROM join_token WHERE hash = $1")
+    let row = sqlx::query("SELECT host, used_key, expires_at FROM join_token WHERE hash = $1")
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(refused)?;
     let host = get_str(&row, "host")?;
     if n == 0 {
-        // Spent already: only the same key may retry (its first response was lost).
-        if get_opt_str(&row, "used_key")?.as_deref() != Some(pubkey_b64) {
+        // Spent already: only the same key may retry (its first response was lost), and only
+        // within the token's own lifetime, so a leaked token and host key together do not open
+        // a door that never closes. Each retry is audited.
+        let expires_at = get_i64(&row, "expires_at")?;
+        if get_opt_str(&row, "used_key")?.as_deref() != Some(pubkey_b64) || now >= expires_at {
             drop(tx);
             return Err(refused());
         }
+        audit(
+            &mut tx,
+            now,
+            &format!("host:{host}"),
+            "host.enroll_retry",
+            &host,
+            &key_fingerprint(&raw),
+        )
+        .await?;
     } else {
         let m = sqlx::query(
             "UPDATE host SET pubkey = $2, enrolled_at = $3 WHERE name = $1 AND pubkey IS NULL",
@@ -280,6 +300,7 @@ pub async fn enroll(
         host_key: key_fingerprint(&raw),
         root_key: STANDARD.encode(keys.root_public),
         tls_fingerprint: keys.tls_fingerprint.clone(),
+        tls_next_fingerprint: keys.tls_next_fingerprint.clone(),
     })
 }
 
@@ -441,7 +462,7 @@ async fn live_grants(
 /// transaction, past whatever the host reports having applied (a database restored from an old
 /// backup never reissues a number).
 async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Vec<DocGrant>)> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let row = sqlx::query("UPDATE host SET last_poll = $2 WHERE name = $1 RETURNING seq")
         .bind(host)
         .bind(now)
@@ -466,6 +487,16 @@ async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Ve
         .await?;
     }
     let seq = bump_seq(&mut tx, host, "heartbeat", now).await?;
+    // Older heartbeat rows say nothing a later one does not: the sequence itself lives in
+    // `host.seq` (never lowered, and moved past what a host reports), and the unique (host,
+    // seq) constraint only has to guard numbers issued from now on. Rows of real changes
+    // (grant, revoke) stay: acks are audited with them. So the table holds one heartbeat row
+    // per host instead of growing by one every poll.
+    sqlx::query("DELETE FROM host_seq WHERE host = $1 AND why = 'heartbeat' AND seq < $2")
+        .bind(host)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
     let grants = live_grants(&mut tx, host, now).await?;
     tx.commit().await?;
     Ok((seq, grants))
@@ -474,7 +505,7 @@ async fn heartbeat(db: &Db, host: &str, since: i64, now: i64) -> Result<(i64, Ve
 /// A host confirms it applied `seq` (signed call). Never moves backwards, never past what was
 /// issued.
 pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n = sqlx::query(
         "UPDATE host SET acked_seq = $2, acked_at = $3 WHERE name = $1 AND acked_seq < $2 AND seq >= $2",
     )
@@ -494,7 +525,8 @@ pub async fn ack(db: &Db, host: &str, seq: i64, now: i64) -> Result<()> {
             .await?
             .map(|r| get_str(&r, "why"))
             .transpose()?
-            .unwrap_or_default();
+            // Only heartbeat rows are pruned: a number without a row was a heartbeat.
+            .unwrap_or_else(|| "heartbeat".to_string());
         if why != "heartbeat" {
             let detail = format!("applied seq {seq} ({why})");
             audit(
@@ -567,7 +599,7 @@ pub async fn record_events(db: &Db, host: &str, events: &[HostEvent], now: i64) 
             ));
         }
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     for e in events {
         let detail = format!("host time {}: {}", e.at, e.detail);
         audit(

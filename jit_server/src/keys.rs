@@ -23,6 +23,9 @@ pub const SIGNING_KEY: &str = "signing.key";
 pub const SIGNING_CERT: &str = "signing.cert";
 pub const TLS_CERT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
+/// The next TLS key and certificate (`jit-server key tls-next`), published before use.
+pub const TLS_NEXT_CERT: &str = "tls.next.crt";
+pub const TLS_NEXT_KEY: &str = "tls.next.key";
 /// Lifetime of an online-key certificate.
 pub const CERT_LIFETIME: i64 = 365 * 86_400;
 
@@ -42,6 +45,9 @@ pub struct ServerKeys {
     pub tls_key: PrivateKeyDer<'static>,
     /// `SHA256:…` of the leaf certificate's DER: what clients pin.
     pub tls_fingerprint: String,
+    /// The next TLS certificate's fingerprint, if one is prepared: hosts add it to their pin
+    /// set, so the switch to it needs no re-enrolment.
+    pub tls_next_fingerprint: Option<String>,
 }
 
 /// What `init` created.
@@ -174,6 +180,7 @@ pub fn load(data: &Path, cfg: &ServerConfig) -> Result<ServerKeys> {
         .first()
         .ok_or_else(|| Error::internal("empty TLS chain"))?;
     let tls_fingerprint = bytes_fingerprint(leaf);
+    let tls_next_fingerprint = next_tls_fingerprint(data, cfg)?;
     Ok(ServerKeys {
         online,
         cert: CertBlob { bytes, sig },
@@ -181,7 +188,73 @@ pub fn load(data: &Path, cfg: &ServerConfig) -> Result<ServerKeys> {
         tls_chain,
         tls_key,
         tls_fingerprint,
+        tls_next_fingerprint,
     })
+}
+
+/// The fingerprint of the next TLS certificate: `tls_next_cert` if configured, else
+/// `DATA/tls.next.crt` if `jit-server key tls-next` made one, else none.
+fn next_tls_fingerprint(data: &Path, cfg: &ServerConfig) -> Result<Option<String>> {
+    let path = match &cfg.tls_next_cert {
+        Some(p) => p.clone(),
+        None if cfg.tls_cert.is_none() && data.join(TLS_NEXT_CERT).exists() => {
+            data.join(TLS_NEXT_CERT)
+        }
+        None => return Ok(None),
+    };
+    let pem =
+        std::fs::read(&path).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| Error::internal(format!("{}: no certificate", path.display())))?;
+    Ok(Some(bytes_fingerprint(leaf)))
+}
+
+/// `jit-server key tls-next`: a new self-signed TLS key and certificate beside the current
+/// ones, not served yet; `serve` publishes its fingerprint (signed) so hosts pin it too.
+/// Returns the fingerprint.
+pub fn tls_next(data: &Path, cfg: &ServerConfig) -> Result<String> {
+    if cfg.tls_cert.is_some() {
+        return Err(Error::bad(
+            "tls_cert is configured: name the next certificate with tls_next_cert instead",
+        ));
+    }
+    if data.join(TLS_NEXT_CERT).exists() {
+        return Err(Error::conflict(format!(
+            "{} exists already (promote it first with jit-server key tls-promote)",
+            data.join(TLS_NEXT_CERT).display()
+        )));
+    }
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| Error::internal(format!("TLS certificate: {e}")))?;
+    // Key first: a certificate without its key is never published.
+    let _ = std::fs::remove_file(data.join(TLS_NEXT_KEY));
+    write_secret(&data.join(TLS_NEXT_KEY), &ck.key_pair.serialize_pem())?;
+    write_public(&data.join(TLS_NEXT_CERT), &ck.cert.pem())?;
+    Ok(bytes_fingerprint(ck.cert.der()))
+}
+
+/// `jit-server key tls-promote`: the next TLS key becomes the current one (serve switches on
+/// SIGHUP). Hosts that pinned it from the signed pin set keep connecting.
+pub fn tls_promote(data: &Path, cfg: &ServerConfig) -> Result<String> {
+    if cfg.tls_cert.is_some() {
+        return Err(Error::bad(
+            "tls_cert is configured: point tls_cert/tls_key at the next files instead",
+        ));
+    }
+    let (cert, key) = (data.join(TLS_NEXT_CERT), data.join(TLS_NEXT_KEY));
+    if !cert.exists() || !key.exists() {
+        return Err(Error::not_found(
+            "no next TLS key: run jit-server key tls-next first",
+        ));
+    }
+    let fp = next_tls_fingerprint(data, cfg)?.unwrap_or_default();
+    std::fs::rename(&key, data.join(TLS_KEY))?;
+    std::fs::rename(&cert, data.join(TLS_CERT))?;
+    Ok(fp)
 }
 
 /// The certificate must be the root's, for this online key, and valid now: a server whose
@@ -232,7 +305,7 @@ fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
 /// `jit-server key rotate`: a new online signing key certified by the root key read from
 /// `root_key` (brought back from offline for this). The root must be the one hosts pinned
 /// (`root.pub`). Hosts keep verifying without re-enrolling; `serve` uses the new key after a
-/// restart. Returns the new certificate's end.
+/// `SIGHUP` (or a restart). Returns the new certificate's end.
 pub fn rotate(data: &Path, root_key: &Path, lifetime: i64, now: i64) -> Result<i64> {
     let root = read_key(root_key)?;
     let pinned = std::fs::read_to_string(data.join(ROOT_PUB))?;

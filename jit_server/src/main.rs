@@ -86,8 +86,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum KeyCmd {
-    /// Replace the online signing key with a new one certified by the root key (restart serve
-    /// afterwards; hosts need not re-enrol).
+    /// Replace the online signing key with a new one certified by the root key (then SIGHUP
+    /// serve; hosts need not re-enrol).
     Rotate {
         /// The offline root key file, brought back for this.
         #[arg(long)]
@@ -95,6 +95,17 @@ enum KeyCmd {
         /// Certificate lifetime.
         #[arg(long, default_value = "365d")]
         valid: String,
+        #[command(flatten)]
+        c: Common,
+    },
+    /// Prepare the next TLS key and certificate; serve publishes its fingerprint to hosts
+    /// (signed) after a SIGHUP.
+    TlsNext {
+        #[command(flatten)]
+        c: Common,
+    },
+    /// Make the next TLS key the current one (then SIGHUP serve).
+    TlsPromote {
         #[command(flatten)]
         c: Common,
     },
@@ -283,10 +294,28 @@ async fn run(cli: Cli) -> Result<()> {
             let detail = format!("new signing key valid until {end}");
             jit_server::db::audit_standalone(&db, now(), "key.rotate", &detail).await?;
             println!(
-                "new signing key certified until {}; restart jit-server serve, then move {} offline again",
+                "new signing key certified until {}; SIGHUP (or restart) jit-server serve, then move {} offline again",
                 jit_core::time::format_utc(end),
                 root_key.display()
             );
+            Ok(())
+        }
+        Cmd::Key {
+            cmd: KeyCmd::TlsNext { c },
+        } => {
+            let (cfg, db) = open_db(&c).await?;
+            let fp = keys::tls_next(&c.data, &cfg)?;
+            jit_server::db::audit_standalone(&db, now(), "key.tls_next", &fp).await?;
+            println!("next TLS certificate {fp}; SIGHUP jit-server serve to publish it to hosts");
+            Ok(())
+        }
+        Cmd::Key {
+            cmd: KeyCmd::TlsPromote { c },
+        } => {
+            let (cfg, db) = open_db(&c).await?;
+            let fp = keys::tls_promote(&c.data, &cfg)?;
+            jit_server::db::audit_standalone(&db, now(), "key.tls_promote", &fp).await?;
+            println!("TLS certificate {fp} is current; SIGHUP jit-server serve to serve it");
             Ok(())
         }
         Cmd::Audit { c, limit, json } => {
@@ -397,17 +426,47 @@ async fn init(c: &Common, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// Every long-polling host holds a connection, so a descriptor: the soft limit (often 1024) is
+/// raised to the hard one, which the operator controls (systemd's LimitNOFILE=).
+fn raise_nofile_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 || r.rlim_cur >= r.rlim_max {
+        return;
+    }
+    r.rlim_cur = r.rlim_max;
+    // SAFETY: setrlimit only reads the struct passed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        eprintln!(
+            "jit-server: could not raise the open-file limit to {}",
+            r.rlim_max
+        );
+    }
+}
+
 async fn serve(c: &Common, listen: Option<String>) -> Result<()> {
+    raise_nofile_limit();
     let cfg = ServerConfig::load(&c.data, c.config.as_deref())?;
     let db = Db::open(&cfg.database_url(&c.data)).await?;
-    db.check_schema().await?;
     let _lock = if db.postgres {
         None
     } else {
         Some(single_replica_lock(&c.data)?)
     };
+    if db.schema_version().await? == 0 {
+        return Err(Error::internal(format!(
+            "database {} has no schema: run jit-server init first",
+            redact(&db.url)
+        )));
+    }
+    // Pending migrations of a newer binary (under a lock on PostgreSQL, where replicas may
+    // start together); a schema newer than this binary is refused by check_schema.
+    db.migrate().await?;
+    db.check_schema().await?;
     let keys = keys::load(&c.data, &cfg)?;
-    let tls_cfg = tls::server_config(&keys)?;
     let addr = listen
         .or_else(|| cfg.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
@@ -415,23 +474,30 @@ async fn serve(c: &Common, listen: Option<String>) -> Result<()> {
         .await
         .map_err(|e| Error::internal(format!("listen {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    let (wake, _) = tokio::sync::watch::channel(0u64);
     let fp = keys.tls_fingerprint.clone();
     let postgres = db.postgres;
     let url = db.url.clone();
-    let state = Arc::new(AppState {
-        db,
-        keys,
-        cfg,
-        wake,
-    });
+    let state = Arc::new(AppState::new(db, keys, cfg, c.data.clone())?);
     if postgres {
         tokio::spawn(jit_server::db::listen_changes(url, state.clone()));
     }
     if let Some(t) = state.cfg.ticket.clone() {
         tokio::spawn(jit_server::ticket::run(state.db.clone(), t, state.clone()));
     }
+    // SIGHUP: re-read the key files (a rotated signing key, a new or promoted TLS key).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Error::internal(format!("SIGHUP handler: {e}")))?;
+    let reload = state.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match reload.reload_keys().await {
+                Ok(()) => eprintln!("jit-server: keys reloaded"),
+                Err(e) => eprintln!("jit-server: keys not reloaded, the old ones stay: {e}"),
+            }
+        }
+    });
     println!("jit-server listening on {local} fingerprint {fp}");
     let _ = std::io::stdout().flush();
-    tls::serve(listener, tls_cfg, router(state)).await
+    let cap = state.cfg.max_connections_per_ip();
+    tls::serve(listener, state.tls.clone(), cap, router(state)).await
 }

@@ -408,7 +408,7 @@ pub async fn apply(db: &Db, new: &PolicyFile, dry_run: bool, now: i64) -> Result
     if dry_run || changes.is_empty() {
         return Ok(changes);
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     sqlx::query("DELETE FROM person WHERE admin = 0")
         .execute(&mut *tx)
         .await?;
@@ -443,6 +443,27 @@ pub async fn apply(db: &Db, new: &PolicyFile, dry_run: bool, now: i64) -> Result
                 .execute(&mut *tx)
                 .await?;
         }
+    }
+    // Tokens belong to the person record, not to the name: a person removed by this apply
+    // loses every token now, so someone added later under the same name does not inherit them.
+    let dropped = sqlx::query(
+        "UPDATE token SET revoked_at = $1 WHERE revoked_at IS NULL \
+         AND person NOT IN (SELECT name FROM person)",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if dropped > 0 {
+        audit(
+            &mut tx,
+            now,
+            "operator",
+            "token.revoke",
+            "policy",
+            &format!("{dropped} tokens of removed people"),
+        )
+        .await?;
     }
     for r in &new.role {
         sqlx::query("INSERT INTO role (name, spec) VALUES ($1, $2)")
@@ -517,7 +538,7 @@ pub async fn is_admin(db: &Db, name: &str) -> Result<bool> {
 
 /// Used by `init`: the first admin.
 pub async fn add_admin(db: &Db, name: &str, now: i64) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     sqlx::query("INSERT INTO person (name, email, ssh_keys, admin) VALUES ($1, '', '[]', 1)")
         .bind(name)
         .execute(&mut *tx)
@@ -548,7 +569,7 @@ pub async fn issue_token(db: &Db, name: &str, now: i64) -> Result<String> {
         )));
     }
     let token = crate::util::new_secret("jitp")?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     sqlx::query("INSERT INTO token (hash, person, created_at) VALUES ($1, $2, $3)")
         .bind(crate::util::sha256_hex(token.as_bytes()))
         .bind(name)
@@ -562,7 +583,7 @@ pub async fn issue_token(db: &Db, name: &str, now: i64) -> Result<String> {
 
 /// `jit-server token revoke NAME`: every token of the person stops working.
 pub async fn revoke_tokens(db: &Db, name: &str, now: i64) -> Result<u64> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let n =
         sqlx::query("UPDATE token SET revoked_at = $2 WHERE person = $1 AND revoked_at IS NULL")
             .bind(name)

@@ -1,8 +1,10 @@
-//! HTTPS: rustls (ring provider) in front of the axum router, one task per connection, a cap on
-//! concurrent connections, deadlines on the handshake and on reading request headers.
+//! HTTPS: rustls (ring provider) in front of the axum router, one task per connection, caps on
+//! concurrent connections (in all and per client address), deadlines on the handshake and on
+//! reading request headers (the whole-request deadline is in the API layer).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,21 +31,55 @@ pub fn server_config(keys: &ServerKeys) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(cfg))
 }
 
-/// Accepts until the process ends.
+/// Connections open per client address: a cap, so one address (a slow-loris client opening
+/// connection after connection) cannot take every slot.
+#[derive(Clone, Default)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One counted connection; uncounted when dropped.
+struct IpSlot(PerIp, IpAddr);
+
+impl PerIp {
+    fn take(&self, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Accepts until the process ends. The TLS configuration is read per connection from `tls`,
+/// so a reloaded key (SIGHUP) serves new connections at once.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    per_ip_cap: usize,
     app: Router,
 ) -> Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = PerIp::default();
     loop {
         let permit = slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| Error::internal(format!("semaphore: {e}")))?;
-        let (stream, _peer): (_, SocketAddr) = match listener.accept().await {
+        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("jit-server: accept: {e}");
@@ -51,10 +87,17 @@ pub async fn serve(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        // Over the cap: closed before any TLS work is spent on it.
+        let Some(ip_slot) = per_ip.take(peer.ip(), per_ip_cap) else {
+            drop(stream);
+            continue;
+        };
+        let cfg = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let acceptor = TlsAcceptor::from(cfg);
         let app = app.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _ip_slot = ip_slot;
             let Ok(Ok(tls)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
             else {

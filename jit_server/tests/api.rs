@@ -926,3 +926,375 @@ fn a_revoked_token_stops_working() {
     );
     assert_eq!(s.call("GET", "/v1/whoami", &f.carol, None).status, 401);
 }
+
+#[test]
+fn an_enrolment_retry_works_only_within_the_tokens_lifetime_and_is_audited() {
+    let data = temp_dir("join-retry");
+    init(&data);
+    let j = join_token(&data, "web8", &["env=prod"]);
+    let s = Server::start(&data);
+    assert_eq!(Host::new("?", 81).enroll(&s, &j).status, 200);
+    // The first answer was lost: the same key retries while the token would still be valid.
+    assert_eq!(Host::new("?", 81).enroll(&s, &j).status, 200);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("host.enroll_retry\tweb8"), "{out}");
+    // Past the token's lifetime the retry is refused, same key or not.
+    tamper(&data, "UPDATE join_token SET expires_at = 1000");
+    let r = Host::new("?", 81).enroll(&s, &j);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn a_person_removed_and_added_again_does_not_get_old_tokens_back() {
+    let f = fleet();
+    let s = &f.server;
+    let data = s.data.clone();
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 200);
+    // alice leaves (removed from the policy)…
+    let without: String = POLICY.replacen(
+        "[[person]]\nname = \"alice\"\ngroups = [\"dev\"]\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtest alice@laptop\"]\n",
+        "",
+        1,
+    );
+    assert_ne!(without, POLICY);
+    apply(
+        &data,
+        &without.replace("who = [\"dev\", \"oncall\"]", "who = [\"oncall\"]"),
+    );
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 401);
+    // …and someone is added later under the same name: the old token stays dead.
+    apply(&data, POLICY);
+    assert_eq!(s.call("GET", "/v1/whoami", &f.alice, None).status, 401);
+    let fresh = token(&data, "alice");
+    assert_eq!(s.call("GET", "/v1/whoami", &fresh, None).status, 200);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("token.revoke\tpolicy"), "{out}");
+}
+
+#[test]
+fn heartbeats_keep_one_sequence_row_per_host_and_a_removed_host_can_enrol_again() {
+    let mut f = fleet();
+    let s = &f.server;
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved");
+    let first = f.web1.poll(s, 0).unwrap();
+    f.web1.ack(s, first.seq);
+    for _ in 0..20 {
+        let d = f.web1.poll(s, 0).unwrap();
+        assert_eq!(f.web1.ack(s, d.seq).status, 200);
+    }
+    let data = s.data.clone();
+    let hb = query_i64(
+        &data,
+        "SELECT COUNT(*) FROM host_seq WHERE host = 'web1' AND why = 'heartbeat'",
+    );
+    assert!(hb <= 1, "{hb} heartbeat rows kept for web1");
+    // The grant's row stays, the sequence still only grows, and heartbeat acks are not audited.
+    assert!(
+        query_i64(
+            &data,
+            "SELECT COUNT(*) FROM host_seq WHERE host = 'web1' AND why <> 'heartbeat'"
+        ) >= 1
+    );
+    assert!(f.web1.poll(s, 0).unwrap().seq > first.seq + 20);
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(!out.contains("()"), "{out}");
+    // Removed and added again under the same name: a new key enrols and gets documents.
+    run_ok(&["host", "remove", "web1", "--data", data_arg(&data)]);
+    let j = join_token(&data, "web1", &["env=prod"]);
+    let mut again = Host::new("?", 77);
+    assert_eq!(again.enroll(s, &j).status, 200);
+    again.poll(s, 0).unwrap();
+}
+
+#[test]
+fn serve_applies_pending_migrations() {
+    let data = temp_dir("migrate");
+    init(&data);
+    // A database as an older jit-server left it: schema version 1.
+    tamper(&data, "ALTER TABLE request DROP COLUMN ticket_verified_at");
+    tamper(&data, "DELETE FROM schema_version WHERE version = 2");
+    let _s = Server::start(&data);
+    assert_eq!(
+        query_i64(&data, "SELECT MAX(version) FROM schema_version"),
+        2
+    );
+    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 2);
+    // An empty database is not served: init creates the keys and the first admin.
+    let empty = temp_dir("migrate-empty");
+    let err = Server::try_start(&empty).err().unwrap();
+    assert!(err.contains("jit-server init"), "{err}");
+}
+
+#[test]
+fn sighup_loads_a_rotated_signing_key_without_a_restart() {
+    let data = temp_dir("hup");
+    init(&data);
+    apply(&data, POLICY);
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let s = Server::start(&data);
+    let mut web1 = Host::new("?", 41);
+    assert_eq!(web1.enroll(&s, &join).status, 200);
+    let cert_of = |r: &jit_server::client::Reply| {
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["cert"].clone()
+    };
+    let (r, _) = web1.poll_raw(&s, 0, 0);
+    let old_cert = cert_of(&r);
+    let root = data.join("root.key");
+    run_ok(&[
+        "key",
+        "rotate",
+        "--root-key",
+        root.to_str().unwrap(),
+        "--data",
+        data_arg(&data),
+    ]);
+    sighup(&s);
+    // Bounded: the signal is handled within a few seconds at most.
+    let mut switched = false;
+    for _ in 0..100 {
+        let (r, _) = web1.poll_raw(&s, 0, 0);
+        if cert_of(&r) != old_cert {
+            switched = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(switched, "documents are signed with the rotated key");
+    // Still verified with the pins from enrolment.
+    web1.poll(&s, 0).unwrap();
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(out.contains("key.reload"), "{out}");
+}
+
+#[test]
+fn a_trickling_client_is_cut_off_and_one_address_holds_a_bounded_number_of_connections() {
+    use std::io::{Read, Write};
+    let data = temp_dir("loris");
+    std::fs::write(
+        data.join("server.toml"),
+        "request_read_timeout = 2\nmax_connections_per_ip = 4\n",
+    )
+    .unwrap();
+    init(&data);
+    let s = Server::start(&data);
+    // A body trickled one byte every 200 ms: answered 408 and closed at the deadline.
+    let mut t = tls_stream(&s).unwrap();
+    t.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    t.write_all(
+        b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut ended = false;
+    for _ in 0..100 {
+        if t.write_all(b" ").and_then(|_| t.flush()).is_err() {
+            ended = true;
+            break;
+        }
+        match t.read(&mut buf) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let took = start.elapsed();
+    assert!(ended, "the trickling connection was never closed");
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(took < Duration::from_secs(10), "cut off after {took:?}");
+    // Four idle connections from one address: a fifth is closed before TLS.
+    let held: Vec<_> = (0..4).map(|_| tls_stream(&s).unwrap()).collect();
+    assert!(
+        tls_stream(&s).is_err(),
+        "a fifth connection from one address"
+    );
+    drop(held);
+    // Slots come back when connections end (bounded wait).
+    let mut back = false;
+    for _ in 0..50 {
+        if tls_stream(&s).is_ok() {
+            back = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(back);
+    assert_eq!(s.call("GET", "/v1/whoami", "nope", None).status, 401);
+}
+
+#[test]
+fn the_next_tls_key_is_published_signed_and_served_after_promotion() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use jit_proto::state_doc::{strict_from_slice, SigningCert, CERT_DOMAIN};
+    let data = temp_dir("tls-next");
+    init(&data);
+    let join = join_token(&data, "web1", &["env=prod"]);
+    let s = Server::start(&data);
+    let mut web1 = Host::new("?", 51);
+    let e = web1.enroll(&s, &join);
+    assert_eq!(e.status, 200);
+    assert!(e.json()["tls_next_fingerprint"].is_null());
+    let root_key = web1.pins.as_ref().unwrap().root_key;
+    // What jitd does with the pin document: the chain to the pinned root, then the body.
+    let pins = |nonce: &str| -> serde_json::Value {
+        let r = web1.signed(
+            &s,
+            "web1",
+            "GET",
+            &format!("/v1/host/tls?nonce={nonce}"),
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let env: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let b = |k: &str| STANDARD.decode(env[k].as_str().unwrap()).unwrap();
+        let root = ed25519_dalek::VerifyingKey::from_bytes(&root_key).unwrap();
+        let mut m = CERT_DOMAIN.to_vec();
+        m.extend_from_slice(&b("cert"));
+        let sig: [u8; 64] = b("cert_sig").try_into().unwrap();
+        root.verify_strict(&m, &ed25519_dalek::Signature::from_bytes(&sig))
+            .unwrap();
+        let cert: SigningCert = strict_from_slice(&b("cert")).unwrap();
+        let online: [u8; 32] = STANDARD.decode(&cert.key).unwrap().try_into().unwrap();
+        let online = ed25519_dalek::VerifyingKey::from_bytes(&online).unwrap();
+        let mut m = jit_server::pins::PINS_DOMAIN.to_vec();
+        m.extend_from_slice(&b("body"));
+        let sig: [u8; 64] = b("sig").try_into().unwrap();
+        online
+            .verify_strict(&m, &ed25519_dalek::Signature::from_bytes(&sig))
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&b("body")).unwrap();
+        assert_eq!(body["host"], "web1");
+        assert_eq!(body["nonce"], nonce);
+        body
+    };
+    let p = pins("p1");
+    assert_eq!(p["current"], s.fingerprint.as_str());
+    assert!(p["next"].is_null());
+    let out = run_ok(&["key", "tls-next", "--data", data_arg(&data)]);
+    let next = out
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    assert!(next.starts_with("SHA256:"), "{out}");
+    sighup(&s);
+    let mut published = false;
+    for i in 0..100 {
+        if pins(&format!("p2-{i}"))["next"] == next.as_str() {
+            published = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(published, "the next key's fingerprint is published");
+    // A host enrolling now pins both.
+    let j2 = join_token(&data, "web2", &["env=prod"]);
+    let e = Host::new("?", 52).enroll(&s, &j2);
+    assert_eq!(e.json()["tls_next_fingerprint"], next.as_str());
+    // Promoted and reloaded: a client pinning only the published next key connects, one
+    // pinning only the old key does not.
+    run_ok(&["key", "tls-promote", "--data", data_arg(&data)]);
+    sighup(&s);
+    let only_next = jit_server::client::pinned_config(std::slice::from_ref(&next)).unwrap();
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(r) = jit_server::client::request(
+            &only_next,
+            &s.addr,
+            "GET",
+            "/v1/whoami",
+            &[],
+            b"",
+            Duration::from_secs(10),
+        ) {
+            assert_eq!(r.status, 401);
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "the promoted key is served");
+    assert!(jit_server::client::request(
+        &s.cfg,
+        &s.addr,
+        "GET",
+        "/v1/whoami",
+        &[],
+        b"",
+        Duration::from_secs(10)
+    )
+    .is_err());
+    let out = run_ok(&["audit", "--data", data_arg(&data)]);
+    assert!(
+        out.contains("key.tls_next") && out.contains("key.tls_promote"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_host_ahead_of_a_restored_database_is_answered_at_once_past_its_sequence() {
+    let mut f = fleet();
+    let s = &f.server;
+    f.web1.poll(s, 0).unwrap();
+    // The host applied 1000; the database (restored from an old backup) knows less. A long
+    // poll answers now, not at its wait, with a number above 1000.
+    f.web1.applied = 1000;
+    let t = Instant::now();
+    let doc = f.web1.poll(s, 20).unwrap();
+    assert!(doc.seq > 1000);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn operator_commands_wait_for_the_serving_writer_instead_of_failing() {
+    let mut f = fleet();
+    let data = f.server.data.clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let (s, web1, stop) = (&f.server, &mut f.web1, &stop);
+        // web1 heartbeats as fast as it can: a write transaction on the server each time.
+        sc.spawn(move || {
+            for _ in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                web1.poll(s, 0).unwrap();
+            }
+        });
+        for i in 0..15 {
+            let (rc, out, err) = run(&[
+                "host",
+                "add",
+                &format!("busy{i}"),
+                "--data",
+                data_arg(&data),
+                "--json",
+            ]);
+            assert_eq!(rc, 0, "host add {i}: {out} {err}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}

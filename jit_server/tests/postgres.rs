@@ -142,3 +142,38 @@ fn a_killed_listen_connection_still_delivers_a_revoke() {
     );
     assert!(doc.grants.is_empty());
 }
+
+#[test]
+fn replicas_migrating_at_once_take_turns_under_the_advisory_lock() {
+    let pg = Pg::start();
+    let url = pg.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt.block_on(async {
+        let mut dbs = Vec::new();
+        for _ in 0..4 {
+            dbs.push(jit_server::db::Db::open(&url).await.unwrap());
+        }
+        // Interleaved on one runtime: each run's queries alternate with the others' at every
+        // round trip, which is what two replicas starting together do.
+        let (a, b, c, d) = tokio::join!(
+            dbs[0].migrate(),
+            dbs[1].migrate(),
+            dbs[2].migrate(),
+            dbs[3].migrate()
+        );
+        [a, b, c, d].map(|r| r.map_err(|e| e.to_string()))
+    });
+    for r in &results {
+        assert!(r.is_ok(), "{results:?}");
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")
+            .trim(),
+        "1,2",
+        "each migration ran once"
+    );
+}

@@ -251,7 +251,7 @@ pub async fn create(
         created_at: now,
     }
     .hash()?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     sqlx::query(
         "INSERT INTO request (id, requester, role, role_spec, hosts, duration, reason, ticket, \
          created_at, pending_until, hash, state) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'pending')",
@@ -302,12 +302,13 @@ pub async fn create(
         changed = true;
     }
     tx.commit().await?;
-    if changed {
-        db.notify_change().await;
-    }
-    get(db, &id)
+    let v = get(db, &id)
         .await?
-        .ok_or_else(|| Error::internal("request vanished"))
+        .ok_or_else(|| Error::internal("request vanished"))?;
+    if changed {
+        db.notify_hosts(&v.hosts).await;
+    }
+    Ok(v)
 }
 
 fn view(row: &AnyRow, approvals: Vec<String>, denials: Vec<String>) -> Result<RequestView> {

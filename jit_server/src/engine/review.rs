@@ -99,7 +99,7 @@ pub async fn review(
     if id.len() > 64 {
         return Err(Error::bad("bad request id"));
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     // Row lock first (PostgreSQL blocks concurrent reviewers here; SQLite has one writer).
     let locked = sqlx::query("UPDATE request SET lock = lock + 1 WHERE id = $1")
         .bind(id)
@@ -259,12 +259,13 @@ pub async fn review(
         changed = true;
     }
     tx.commit().await?;
-    if changed {
-        db.notify_change().await;
-    }
-    get(db, id)
+    let v = get(db, id)
         .await?
-        .ok_or_else(|| Error::internal("request vanished"))
+        .ok_or_else(|| Error::internal("request vanished"))?;
+    if changed {
+        db.notify_hosts(&v.hosts).await;
+    }
+    Ok(v)
 }
 
 /// Pending → approved (one conditional update: of racing deciders one wins) and one grant per

@@ -34,7 +34,7 @@ async fn revoke_inner(
     if id.len() > 64 {
         return Err(Error::bad("bad id"));
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let req_id = if id.starts_with("sg-") {
         let r = sqlx::query("SELECT request_id FROM sgrant WHERE id = $1")
             .bind(id)
@@ -105,6 +105,6 @@ async fn revoke_inner(
     )
     .await?;
     tx.commit().await?;
-    db.notify_change().await;
+    db.notify_hosts(&hosts).await;
     Ok(hosts)
 }

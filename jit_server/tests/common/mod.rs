@@ -78,6 +78,10 @@ impl Server {
     }
 
     pub fn try_start(data: &Path) -> Result<Server, String> {
+        // stderr goes to a file, never to a pipe nobody drains: a server writing more than a
+        // pipe holds would block on it and stall whatever wrote.
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let log = data.join(format!("serve-{n}.stderr"));
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -87,7 +91,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -95,8 +99,8 @@ impl Server {
             .read_line(&mut line)
             .unwrap();
         if line.is_empty() {
-            let out = child.wait_with_output().unwrap();
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            child.wait().unwrap();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
         }
         // "jit-server listening on ADDR fingerprint FP"
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -420,4 +424,43 @@ pub fn tamper(data: &std::path::Path, sql: &str) {
         let db = jit_server::db::Db::open(&url).await.unwrap();
         sqlx::query(sql).execute(&db.pool).await.unwrap();
     });
+}
+
+/// Reads one integer from a server's SQLite database from outside the server.
+pub fn query_i64(data: &std::path::Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("server.db").display());
+        let db = jit_server::db::Db::open(&url).await.unwrap();
+        use sqlx::Row;
+        let row = sqlx::query(sql).fetch_one(&db.pool).await.unwrap();
+        row.try_get::<i64, _>(0).unwrap()
+    })
+}
+
+/// A TLS connection to the server (pinned), handshake done, nothing sent yet.
+pub fn tls_stream(
+    s: &Server,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("jit-server").unwrap();
+    let conn = rustls::ClientConnection::new(s.cfg.clone(), name).unwrap();
+    let sock = std::net::TcpStream::connect(&s.addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut t = rustls::StreamOwned::new(conn, sock);
+    while t.conn.is_handshaking() {
+        t.conn.complete_io(&mut t.sock)?;
+    }
+    Ok(t)
+}
+
+/// Sends SIGHUP to the server process.
+pub fn sighup(s: &Server) {
+    let st = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
 }

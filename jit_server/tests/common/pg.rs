@@ -39,6 +39,11 @@ fn as_postgres(bin: &Path, tool: &str, args: &[&str]) -> String {
 
 impl Pg {
     pub fn start() -> Pg {
+        Pg::start_with(false)
+    }
+
+    /// `fsync`: tests run without it (speed); a benchmark runs with it, as a server would.
+    pub fn start_with(fsync: bool) -> Pg {
         let bin = bin_dir();
         let dir = super::temp_dir("pg");
         let st = Command::new("chown")
@@ -67,8 +72,9 @@ impl Pg {
             ],
         );
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+            dir.display(),
+            if fsync { "on" } else { "off" }
         );
         let log = dir.join("log");
         as_postgres(
