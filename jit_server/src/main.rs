@@ -73,6 +73,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeyCmd,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish) on stdout; the package installs
+    /// them, so it stays out of `--help`.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
     /// The server's audit trail (newest LIMIT records, oldest first).
     Audit {
         #[command(flatten)]
@@ -167,6 +171,18 @@ enum HostCmd {
 
 fn main() {
     let cli = Cli::parse();
+    // No runtime (and no data directory) needed to print a completion script.
+    if let Cmd::Completions { shell } = cli.cmd {
+        use clap::CommandFactory;
+        // Into memory first: clap_complete panics on a failed write (a closed pipe).
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "jit-server", &mut out);
+        if let Err(e) = std::io::stdout().write_all(&out) {
+            eprintln!("jit-server: stdout: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -318,6 +334,8 @@ async fn run(cli: Cli) -> Result<()> {
             println!("TLS certificate {fp} is current; SIGHUP jit-server serve to serve it");
             Ok(())
         }
+        // Printed by main before the runtime starts.
+        Cmd::Completions { .. } => Ok(()),
         Cmd::Audit { c, limit, json } => {
             let (_, db) = open_db(&c).await?;
             let rows = jit_server::audit::recent(&db, limit).await?;

@@ -86,6 +86,10 @@ enum Cmd {
         #[arg(long, value_name = "DURATION", value_parser = args::duration, allow_hyphen_values = true)]
         since: Option<i64>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish) on stdout; the packages install
+    /// them, so it stays out of `--help`.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
     /// Verbs against the central service (jit-server): login, request, requests, approve, deny,
     /// revoke, hosts.
     #[command(flatten)]
@@ -106,6 +110,16 @@ fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
         Cmd::Report { .. } => Err(Fail::refused(
             "jitctl report is not supported yet by this jit version",
         )),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "jitctl", &mut out);
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Fail::refused(format!("stdout: {e}")))
+        }
         Cmd::Remote(r) => jitd::remote::cli::run(r, ctx.json).map_err(|f| Fail(f.0, f.1)),
     }
 }
