@@ -8,14 +8,14 @@ pub mod client;
 pub mod frame;
 pub mod grant;
 pub mod message;
-pub mod text;
 #[cfg(feature = "state-doc")]
 pub mod state_doc;
+pub mod text;
 
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
-pub use grant::{Grant, GrantSpec, GrantState};
+pub use grant::{Grant, GrantSource, GrantSpec, GrantState};
 pub use message::{
     ErrorCode, MfaCaller, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
 };

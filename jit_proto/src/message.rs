@@ -121,6 +121,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller_uid: Option<u32>,
     },
+    /// Enrol this host with a jit-server (root only): jitd makes its own host key, registers
+    /// the public half with the one-time join token and pins the server.
+    EnrollServer {
+        /// `https://HOST:PORT`.
+        url: String,
+        /// One-time join token from `jit-server host add` (never logged).
+        token: String,
+        /// The server's TLS certificate fingerprint, `SHA256:…`.
+        fingerprint: String,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -420,6 +430,8 @@ impl Request {
             Request::ReadAudit { grant, .. } => {
                 format!("read_audit grant={}", qo(grant.as_deref()))
             }
+            // Never the token.
+            Request::EnrollServer { url, .. } => format!("enroll_server url={}", q(url)),
             Request::EnrollMfa { user, .. } => format!("enroll_mfa user={}", q(user)),
             Request::RemoveMfa { user } => format!("remove_mfa user={}", q(user)),
             // Never the code.
@@ -486,6 +498,7 @@ impl Request {
             Request::InitBreakglass { .. } => "init_breakglass",
             Request::UseBreakglass { .. } => "use_breakglass",
             Request::ReadAudit { .. } => "read_audit",
+            Request::EnrollServer { .. } => "enroll_server",
         }
     }
 }

@@ -23,6 +23,8 @@ mod durability;
 mod login;
 mod rundir;
 mod setid;
+// The central service's grants reach the daemon only through this adapter (sync::GrantSink).
+mod sync_adapter;
 // Monitoring and certification hooks (cgroup per grant, fingerprints): daemon/watch.rs.
 mod watch;
 pub use login::Peer;
@@ -86,6 +88,8 @@ pub struct Daemon {
     watch_resumed: AtomicBool,
     monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
     watch_notices: Mutex<HashMap<String, usize>>,
+    /// The link to the central service (jit-server), shared with the sync thread.
+    pub sync_link: std::sync::Arc<crate::sync::Link>,
 }
 
 type Refusal = (ErrorCode, String);
@@ -225,6 +229,7 @@ impl Daemon {
         let d = Daemon {
             monitor,
             watch_notices: Mutex::new(HashMap::new()),
+            sync_link: std::sync::Arc::new(crate::sync::Link::default()),
             cgroups,
             certifier,
             watch_resumed: AtomicBool::new(false),
@@ -911,6 +916,11 @@ impl Daemon {
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
+            Request::EnrollServer {
+                url,
+                token,
+                fingerprint,
+            } => self.enroll_server(peer_uid, &url, &token, &fingerprint, now),
             Request::ReadAudit {
                 grant,
                 since,
@@ -955,7 +965,7 @@ impl Daemon {
             ended: count(&|g| g.state.is_ended()),
             snapshot_path: self.cfg.snapshot_path.display().to_string(),
             snapshot_written_at: inner.snapshot_written_at,
-            server: "none (local grants only)".into(),
+            server: self.sync_link.status_line(now),
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),
         }
@@ -1254,6 +1264,18 @@ impl Daemon {
     }
 
     fn add_grant_checked(&self, spec: GrantSpec, now: UnixTime) -> Result<Grant, Refusal> {
+        self.add_grant_from(spec, jit_proto::GrantSource::Local, now)
+    }
+
+    /// The one admission of new privilege, for local grants and for grants the central service
+    /// delivers (daemon/sync_adapter.rs); `source` is recorded with the grant in the same
+    /// durable write.
+    fn add_grant_from(
+        &self,
+        spec: GrantSpec,
+        source: jit_proto::GrantSource,
+        now: UnixTime,
+    ) -> Result<Grant, Refusal> {
         let bad =
             |e: jit_core::validate::ValidationError| refuse(ErrorCode::Refused, e.to_string());
         if spec.user == "root" {
@@ -1424,7 +1446,11 @@ impl Daemon {
             not_before,
             not_after,
             created_at: now,
-            created_by: "root".into(),
+            created_by: if source == jit_proto::GrantSource::Local {
+                "root".into()
+            } else {
+                "server".into()
+            },
             account: spec.account,
             uid,
             groups,
@@ -1448,6 +1474,7 @@ impl Daemon {
             end_reason: None,
             torn_down: false,
             certification: None,
+            source,
         };
         // A grant that starts now is live from its first durable write, so adding it costs one
         // state write and one snapshot write, and its home exists when the caller returns.
@@ -1473,7 +1500,7 @@ impl Daemon {
         self.write_snapshot(&mut inner, now);
         drop(inner);
         self.audit.record(now, Severity::Info, "grant.created", json!({
-            "grant": id, "user": grant.user, "by": "root", "account": grant.account, "uid": grant.uid,
+            "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": not_before, "not_after": not_after,
             "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
             "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,

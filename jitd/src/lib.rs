@@ -23,5 +23,6 @@ pub mod state;
 pub mod strikes;
 pub mod sudoconf;
 pub mod sweep;
+pub mod sync;
 pub mod throttle;
 pub mod totp;

@@ -587,6 +587,7 @@ impl Daemon {
             end_reason: None,
             torn_down: false,
             certification: None,
+            source: jit_proto::GrantSource::Local,
         };
         {
             let mut inner = self.lock();
