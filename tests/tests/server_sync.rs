@@ -183,6 +183,16 @@ fn approved_grants_reach_getent_and_server_revocations_tear_them_down() {
     let audit = sb.audit();
     assert!(audit.iter().any(|r| r["event"] == "server.enrolled"));
     assert!(audit.iter().any(|r| r["event"] == "sync.applied"));
+    // The host's events reach the server's audit.
+    poll(
+        "host events in the server audit",
+        Duration::from_secs(10),
+        || {
+            let a = jit_tests::fleet::server_ok(&["audit", "--data", f.data.to_str().unwrap()]);
+            (a.contains("host.event.grant_live") && a.contains("host.event.grant_ended"))
+                .then_some(())
+        },
+    );
     // The server saw the host confirm the revocation.
     let hosts = stdout(&f.jitctl(&sam, &["--json", "hosts"]));
     assert!(hosts.contains("web1"), "{hosts}");
@@ -298,4 +308,105 @@ fn a_server_outage_ends_grants_on_time_goes_stale_and_catches_up() {
             .unwrap_or(0)
     };
     assert!(seq(&status(&sb)) > seq(&seq_before), "{seq_before}");
+}
+
+/// A TCP relay on loopback between jitd and the server that can swallow everything the server
+/// sends (TLS stays end to end: it can only delay or drop, as an attacker on the path can).
+struct Relay {
+    addr: String,
+    withhold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn relay(target: &str) -> Relay {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let withhold = Arc::new(AtomicBool::new(false));
+    let (w, target) = (Arc::clone(&withhold), target.to_string());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let Ok(s) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut b = [0u8; 16384];
+                let mut c = c;
+                let mut s = s;
+                while let Ok(n @ 1..) = c.read(&mut b) {
+                    if s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let w = Arc::clone(&w);
+            std::thread::spawn(move || {
+                let mut b = [0u8; 16384];
+                while let Ok(n @ 1..) = s2.read(&mut b) {
+                    if !w.load(Ordering::SeqCst) && c2.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Relay { addr, withhold }
+}
+
+#[test]
+fn withheld_answers_make_the_host_stale_and_end_strict_grants() {
+    let mut f = Fleet::init("withheld", "doc_ttl = 10\npoll_max_wait = 2\n", POLICY);
+    let (lee, ray, sam) = (f.token("lee"), f.token("ray"), f.token("sam"));
+    let join = f.join_token("web1");
+    f.serve();
+    let r = relay(&f.addr);
+    let sb = Sandbox::new();
+    sb.start_jitd();
+    let url = format!("https://{}", r.addr);
+    let o = sb.jitctl(&[
+        "enroll",
+        &url,
+        "--token",
+        &join,
+        "--fingerprint",
+        &f.fingerprint,
+    ]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let long = f.request(&lee, "ops", "web1", "1h");
+    let strict = f.request(&ray, "ops-strict", "web1", "1h");
+    f.approve(&sam, &long);
+    f.approve(&sam, &strict);
+    for u in ["lee", "ray"] {
+        poll(&format!("{u} visible"), Duration::from_secs(10), || {
+            visible(&sb, u).then_some(())
+        });
+    }
+    // From now on the server's answers never arrive: the connection stays open, nothing comes.
+    r.withhold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let t = Instant::now();
+    poll(
+        "stale while answers are withheld",
+        Duration::from_secs(25),
+        || status(&sb).contains(": stale").then_some(()),
+    );
+    println!(
+        "answers withheld -> host stale after {} ms (document lifetime 10 s)",
+        t.elapsed().as_millis()
+    );
+    poll("the strict grant ended", Duration::from_secs(5), || {
+        (!visible(&sb, "ray")).then_some(())
+    });
+    assert!(
+        visible(&sb, "lee"),
+        "non-strict grants run to their own end"
+    );
+    // A revocation issued while answers are withheld cannot be delivered; the grant is not
+    // extended either: it still ends at its own not_after (checked in the outage test).
+    let g = grants(&sb);
+    let rg = g.iter().find(|g| g["user"] == "ray").unwrap();
+    assert!(rg["end_reason"].as_str().unwrap().contains("stale"), "{rg}");
 }

@@ -71,7 +71,9 @@ impl Link {
         let Some((url, host)) = &s.enrolled else {
             return "none (local grants only)".into();
         };
-        let link = if s.expires_at <= now {
+        let link = if s.seq == 0 {
+            "waiting for the first document"
+        } else if s.expires_at <= now {
             "stale"
         } else if s.connected {
             "connected"
@@ -213,7 +215,9 @@ fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
         let now = jit_core::time::now();
         let newly = {
             let mut s = link.lock();
-            if s.enrolled.is_some() && s.expires_at <= now && s.stale_since.is_none() {
+            // Stale means "had a valid document, it expired": before the first document the
+            // host holds no server grants and the status says it is waiting for one.
+            if s.enrolled.is_some() && s.seq > 0 && s.expires_at <= now && s.stale_since.is_none() {
                 s.stale_since = Some(now);
                 s.connected = false;
                 Some(s.expires_at)
