@@ -216,6 +216,7 @@ mod tests {
         )
         .unwrap();
         assert!(s.host_key(false).unwrap_err().contains("0600"));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -239,5 +240,6 @@ mod tests {
             s.applied().is_err(),
             "a damaged sequence file never reads as 0"
         );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -125,7 +125,8 @@ fn accept(
 #[test]
 fn forged_foreign_wrong_host_and_wrong_nonce_documents_change_nothing() {
     let (s, r) = (Server::new(), Recorder::default());
-    let store = LinkStore::new(&dir("forged"));
+    let d = dir("forged");
+    let store = LinkStore::new(&d);
     // Body altered after signing.
     let good = s.doc(5, "n1", &["sg-1"]);
     let text = String::from_utf8(good.clone()).unwrap();
@@ -172,6 +173,7 @@ fn forged_foreign_wrong_host_and_wrong_nonce_documents_change_nothing() {
     // The genuine one is applied.
     assert_eq!(accept(&r, &store, &s, &good, "n1"), Ok(5));
     assert_eq!(r.server_grants().len(), 1);
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -199,4 +201,5 @@ fn older_and_replayed_documents_are_refused_even_after_a_restart() {
         r2.server_grants().is_empty(),
         "the revoked grant never comes back"
     );
+    let _ = std::fs::remove_dir_all(&d);
 }
