@@ -279,7 +279,8 @@ fn a_server_outage_ends_grants_on_time_goes_stale_and_catches_up() {
 
     // The server comes back on the same address: the host catches up and gets new grants.
     f.serve();
-    poll("status connected again", Duration::from_secs(40), || {
+    // jitd's back-off is at most 30 s, jittered up to 45 s.
+    poll("status connected again", Duration::from_secs(60), || {
         status(&sb).contains(": connected").then_some(())
     });
     assert!(visible(&sb, "lee"));

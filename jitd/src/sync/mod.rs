@@ -266,6 +266,7 @@ fn jittered(secs: u64) -> u64 {
 
 fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
     let mut backoff = 1u64;
+    let mut client: Option<(Enrolment, HostClient)> = None;
     while !stop.load(Ordering::SeqCst) {
         let enrolment = match store.enrolment() {
             Ok(Some(e)) => e,
@@ -280,7 +281,31 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
                 continue;
             }
         };
-        match poll_once(sink, link, store, &enrolment) {
+        // One client per enrolment: ureq's agent keeps the TLS connection for the next poll,
+        // the acknowledgement and the events.
+        if client.as_ref().map(|(e, _)| e) != Some(&enrolment) {
+            let made = store.host_key(false).and_then(|key| {
+                HostClient::new(
+                    &enrolment.url,
+                    &enrolment.tls_pins,
+                    &enrolment.host,
+                    key,
+                    Duration::from_secs(POLL_WAIT + 15),
+                )
+            });
+            match made {
+                Ok(c) => client = Some((enrolment.clone(), c)),
+                Err(e) => {
+                    fail(sink, link, &e);
+                    sleep_unless_stopped(BACKOFF_MAX, stop);
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        match poll_once(sink, link, store, &enrolment, c) {
             Ok(()) => backoff = 1,
             Err(e) => {
                 fail(sink, link, &e);
@@ -315,17 +340,10 @@ fn poll_once(
     link: &Link,
     store: &LinkStore,
     e: &Enrolment,
+    client: &HostClient,
 ) -> Result<(), String> {
     let pins = e.pins()?;
-    let key = store.host_key(false)?;
     let applied = store.applied()?;
-    let client = HostClient::new(
-        &e.url,
-        &e.tls_pins,
-        &e.host,
-        key,
-        Duration::from_secs(POLL_WAIT + 15),
-    )?;
     let nonce = client::nonce()?;
     // A host whose document expired asks for an answer at once.
     let wait = if applied.expires_at <= jit_core::time::now() {
