@@ -51,7 +51,16 @@ pub struct Outcome {
 }
 
 /// Brings the daemon's server grants to `set` (the whole current set of a verified document).
-pub fn converge(sink: &dyn GrantSink, set: &[DocGrant], seq: u64, now: UnixTime) -> Outcome {
+/// A grant refused before (in `refused_before`) is tried again (the host may have changed:
+/// space freed, a user added) but its refusal is audited only the first time, so a heartbeat
+/// every 30 s does not repeat it in the trail.
+pub fn converge(
+    sink: &dyn GrantSink,
+    set: &[DocGrant],
+    seq: u64,
+    now: UnixTime,
+    refused_before: &std::collections::BTreeSet<String>,
+) -> Outcome {
     let held = sink.server_grants();
     let mut out = Outcome::default();
     for h in held.iter().filter(|h| !h.ended) {
@@ -73,6 +82,7 @@ pub fn converge(sink: &dyn GrantSink, set: &[DocGrant], seq: u64, now: UnixTime)
         }
         match sink.admit_server_grant(g, seq, now) {
             Ok(local) => out.admitted.push((g.id.clone(), local)),
+            Err(e) if refused_before.contains(&g.id) => out.refused.push((g.id.clone(), e)),
             Err(e) => {
                 sink.record(
                     now,
@@ -160,6 +170,10 @@ mod tests {
         }
     }
 
+    fn converge_t(f: &Fake, set: &[DocGrant], seq: u64, now: UnixTime) -> Outcome {
+        converge(f, set, seq, now, &std::collections::BTreeSet::new())
+    }
+
     fn g(id: &str, user: &str, strict: bool) -> DocGrant {
         DocGrant {
             id: id.into(),
@@ -174,7 +188,7 @@ mod tests {
     #[test]
     fn new_grants_are_admitted_and_missing_ones_ended() {
         let f = Fake::default();
-        let o = converge(
+        let o = converge_t(
             &f,
             &[g("sg-1", "alice", false), g("sg-2", "bob", false)],
             5,
@@ -182,7 +196,7 @@ mod tests {
         );
         assert_eq!(o.admitted.len(), 2);
         // The same set again changes nothing.
-        let o = converge(
+        let o = converge_t(
             &f,
             &[g("sg-1", "alice", false), g("sg-2", "bob", false)],
             6,
@@ -190,7 +204,7 @@ mod tests {
         );
         assert_eq!(o, Outcome::default());
         // sg-1 revoked on the server: ended here; sg-2 untouched.
-        let o = converge(&f, &[g("sg-2", "bob", false)], 7, 202);
+        let o = converge_t(&f, &[g("sg-2", "bob", false)], 7, 202);
         assert_eq!(o.ended, vec!["sg-1".to_string()]);
         let held = f.server_grants();
         assert!(held.iter().any(|h| h.server_id == "sg-1" && h.ended));
@@ -200,10 +214,10 @@ mod tests {
     #[test]
     fn an_ended_grant_is_never_revived_by_a_later_set() {
         let f = Fake::default();
-        converge(&f, &[g("sg-1", "alice", false)], 5, 200);
+        converge_t(&f, &[g("sg-1", "alice", false)], 5, 200);
         f.end_server_grant("g-sg-1", "ended with its session", 210)
             .unwrap();
-        let o = converge(&f, &[g("sg-1", "alice", false)], 6, 220);
+        let o = converge_t(&f, &[g("sg-1", "alice", false)], 6, 220);
         assert!(o.admitted.is_empty(), "{o:?}");
         assert_eq!(f.admitted.lock().unwrap().len(), 1);
     }
@@ -211,7 +225,7 @@ mod tests {
     #[test]
     fn an_expired_grant_in_the_set_is_not_admitted() {
         let f = Fake::default();
-        let o = converge(&f, &[g("sg-1", "alice", false)], 5, 1000);
+        let o = converge_t(&f, &[g("sg-1", "alice", false)], 5, 1000);
         assert!(o.admitted.is_empty());
     }
 
@@ -221,7 +235,7 @@ mod tests {
             refuse_user: "mallory".into(),
             ..Fake::default()
         };
-        let o = converge(
+        let o = converge_t(
             &f,
             &[g("sg-1", "mallory", false), g("sg-2", "bob", false)],
             5,
@@ -233,12 +247,19 @@ mod tests {
             *f.audited.lock().unwrap(),
             vec!["sync.grant_refused".to_string()]
         );
+        // The next heartbeat tries again but does not audit the same refusal again.
+        let before: std::collections::BTreeSet<String> =
+            o.refused.iter().map(|(id, _)| id.clone()).collect();
+        let set = [g("sg-1", "mallory", false), g("sg-2", "bob", false)];
+        let o = converge(&f, &set, 6, 230, &before);
+        assert_eq!(o.refused.len(), 1);
+        assert_eq!(f.audited.lock().unwrap().len(), 1);
     }
 
     #[test]
     fn stale_ends_only_strict_grants() {
         let f = Fake::default();
-        converge(
+        converge_t(
             &f,
             &[g("sg-1", "alice", true), g("sg-2", "bob", false)],
             5,

@@ -56,6 +56,8 @@ struct LinkState {
     stale_since: Option<UnixTime>,
     last_error: Option<String>,
     events: Vec<HostEvent>,
+    /// Server grants the host refused at the last document (audited once, retried each time).
+    refused: std::collections::BTreeSet<String>,
 }
 
 impl Link {
@@ -453,8 +455,14 @@ fn accept_document(
             json!({ "seq": body.seq, "expires_at": body.expires_at }),
         );
     }
-    let out = apply::converge(sink, &body.grants, body.seq, now);
-    if !out.admitted.is_empty() || !out.ended.is_empty() || !out.refused.is_empty() {
+    let refused_before = std::mem::take(&mut link.lock().refused);
+    let out = apply::converge(sink, &body.grants, body.seq, now, &refused_before);
+    let new_refusal = out
+        .refused
+        .iter()
+        .any(|(id, _)| !refused_before.contains(id));
+    link.lock().refused = out.refused.iter().map(|(id, _)| id.clone()).collect();
+    if !out.admitted.is_empty() || !out.ended.is_empty() || new_refusal {
         sink.record(
             now,
             false,
