@@ -174,6 +174,51 @@ pub struct Grant {
     /// Certification of the host state at the grant's end (set once its teardown finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certification: Option<crate::certification::Certification>,
+    /// Where the grant came from: `jitctl grant add` on this host, or the central service's
+    /// signed state document. State files written before the field existed read as local.
+    #[serde(default)]
+    pub source: GrantSource,
+}
+
+/// The origin of a grant. Server grants are converged to the server's signed set (admitted when
+/// the set gains them, ended when it loses them); local grants are never touched by that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GrantSource {
+    /// Made on this host by root (`jitctl grant add`).
+    #[default]
+    Local,
+    /// Delivered by jit-server in a verified state document.
+    Server {
+        /// The server's grant id (`sg-…`).
+        id: String,
+        /// The request it came from.
+        request: String,
+        /// The role.
+        role: String,
+        /// Ends when the host goes stale (no valid document).
+        strict: bool,
+        /// Sequence of the document that first carried it.
+        seq: u64,
+    },
+}
+
+impl GrantSource {
+    /// `created_by` of the grant and `by` of its audit record.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GrantSource::Local => "root",
+            GrantSource::Server { .. } => "server",
+        }
+    }
+
+    /// The server's grant id, for a server grant.
+    pub fn server_id(&self) -> Option<&str> {
+        match self {
+            GrantSource::Local => None,
+            GrantSource::Server { id, .. } => Some(id),
+        }
+    }
 }
 
 impl Grant {

@@ -15,7 +15,7 @@ pub mod text;
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
-pub use grant::{Grant, GrantSpec, GrantState};
+pub use grant::{Grant, GrantSource, GrantSpec, GrantState};
 pub use message::{
     ErrorCode, MfaCaller, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
 };

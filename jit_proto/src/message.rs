@@ -133,6 +133,16 @@ pub enum Request {
         /// The caller's terminal and locale variables; everything else is dropped.
         env: Vec<(String, String)>,
     },
+    /// Enrol this host with a jit-server (root only): jitd makes its own host key, registers
+    /// the public half with the one-time join token and pins the server.
+    EnrollServer {
+        /// `https://HOST:PORT`.
+        url: String,
+        /// One-time join token from `jit-server host add` (never logged).
+        token: String,
+        /// The server's TLS certificate fingerprint, `SHA256:…`.
+        fingerprint: String,
+    },
     /// Audit records (root only).
     ReadAudit {
         /// Only this grant.
@@ -443,6 +453,8 @@ impl Request {
             Request::ReadAudit { grant, .. } => {
                 format!("read_audit grant={}", qo(grant.as_deref()))
             }
+            // Never the token.
+            Request::EnrollServer { url, .. } => format!("enroll_server url={}", q(url)),
             Request::EnrollMfa { user, .. } => format!("enroll_mfa user={}", q(user)),
             Request::RemoveMfa { user } => format!("remove_mfa user={}", q(user)),
             // Never the code.
@@ -513,6 +525,7 @@ impl Request {
             Request::UseBreakglass { .. } => "use_breakglass",
             Request::ReadAudit { .. } => "read_audit",
             Request::RunProgram { .. } => "run_program",
+            Request::EnrollServer { .. } => "enroll_server",
         }
     }
 }

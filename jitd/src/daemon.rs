@@ -72,6 +72,8 @@ pub struct Daemon {
     pub(crate) watch_resumed: AtomicBool,
     pub(crate) monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
     pub(crate) watch_notices: Mutex<HashMap<String, usize>>,
+    /// The link to the central service (jit-server), shared with the sync thread.
+    pub sync_link: std::sync::Arc<crate::sync::Link>,
 }
 
 impl Daemon {
@@ -164,6 +166,7 @@ impl Daemon {
         let d = Daemon {
             monitor,
             watch_notices: Mutex::new(HashMap::new()),
+            sync_link: std::sync::Arc::new(crate::sync::Link::default()),
             cgroups,
             certifier,
             watch_resumed: AtomicBool::new(false),

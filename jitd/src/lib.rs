@@ -25,5 +25,6 @@ pub mod snapshot_out;
 pub mod state;
 pub mod sudoconf;
 pub mod sweep;
+pub mod sync;
 pub mod throttle;
 pub mod tokenize;

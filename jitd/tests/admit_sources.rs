@@ -11,13 +11,22 @@ use jitd::engine::GrantSource;
 mod common;
 use common::*;
 
+/// A server grant's source as the sync module records it.
+fn from_server() -> GrantSource {
+    GrantSource::Server {
+        id: "sg-1".into(),
+        request: "r-1".into(),
+        role: "web-admin".into(),
+        strict: false,
+        seq: 7,
+    }
+}
+
 #[test]
 fn server_grants_are_admitted_like_local_ones() {
     let env = Env::new("sources");
     let d = env.daemon(T0);
-    let g = d
-        .admit(GrantSource::Server, &spec("alice", 60), T0)
-        .unwrap();
+    let g = d.admit(from_server(), &spec("alice", 60), T0).unwrap();
     assert_eq!(
         (g.state, g.created_by.as_str()),
         (GrantState::Live, "server")
@@ -50,7 +59,7 @@ fn server_grants_are_admitted_like_local_ones() {
             "already a local member of sudo",
         ),
     ] {
-        let via_server = d.admit(GrantSource::Server, &s, T0).unwrap_err();
+        let via_server = d.admit(from_server(), &s, T0).unwrap_err();
         let via_socket = add(&d, s, T0).unwrap_err();
         assert_eq!(via_server, via_socket, "{want}");
         assert_eq!(via_server.0, ErrorCode::Refused);

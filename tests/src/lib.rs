@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 pub mod cprog;
+pub mod fleet;
 pub mod pam;
 pub mod procs;
 pub mod sandbox;

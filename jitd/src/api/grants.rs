@@ -14,6 +14,9 @@ use crate::engine::{refuse, GrantSource, Refusal};
 
 impl Daemon {
     pub(crate) fn status(&self, now: UnixTime) -> Status {
+        // Before the state lock: the sync thread takes the link's lock and then admits grants
+        // (state lock), so the two are never held the other way round.
+        let server = self.sync_link.status_line(now);
         let inner = self.lock();
         let count =
             |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
@@ -28,7 +31,7 @@ impl Daemon {
             ended: count(&|g| g.state.is_ended()),
             snapshot_path: self.cfg.snapshot_path.display().to_string(),
             snapshot_written_at: inner.snapshot_written_at,
-            server: "none (local grants only)".into(),
+            server,
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),
         }

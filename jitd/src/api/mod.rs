@@ -118,6 +118,12 @@ impl Daemon {
             Request::Activate { grant, code } => {
                 self.activate(peer_uid, grant.as_deref(), &code, now)
             }
+            // The central service: the host key is made and kept by jitd (effects/sync_adapter.rs).
+            Request::EnrollServer {
+                url,
+                token,
+                fingerprint,
+            } => self.enroll_server(peer_uid, &url, &token, &fingerprint, now),
             // tokenize: served over the connection itself (server.rs, tokenize/serve.rs).
             Request::RunProgram { .. } => Err(refuse(
                 ErrorCode::BadRequest,

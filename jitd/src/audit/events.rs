@@ -42,9 +42,31 @@ events! {
     /// `info`. jitd stopped on SIGTERM/SIGINT.
     DaemonStop = "daemon.stop" [pid],
 
+    /// `info`. This host enrolled with the central service (`jitctl enroll`): its host key's
+    /// public half registered, the server's TLS and root keys pinned.
+    ServerEnrolled = "server.enrolled" [url, host, host_key, tls_pins],
+    /// `warning`. An enrolment failed (the join token is never recorded).
+    ServerEnrolFailed = "server.enrol_failed" [url, error],
+    /// `warning`. The last state document expired: the host is stale; grants of `strict`
+    /// roles end, other grants run to their own end.
+    SyncStale = "sync.stale" [document_expired_at, effect],
+    /// `warning`. The central service could not be reached (once per episode).
+    SyncOffline = "sync.offline" [error, effect],
+    /// `warning`. A state document failed verification (signature, host binding, sequence,
+    /// nonce or expiry) and changed nothing.
+    SyncDocumentRefused = "sync.document_refused" [error, applied_seq, bytes],
+    /// `info`. A valid document arrived again after the host was offline or stale.
+    SyncFresh = "sync.fresh" [seq, expires_at],
+    /// `info`. A state document was applied: server grants admitted and ended to match it.
+    SyncApplied = "sync.applied" [seq, grants, admitted, ended, refused],
+    /// `warning`. A server grant the set lost could not be ended.
+    SyncEndFailed = "sync.end_failed" [grant, server_grant, error],
+    /// `warning`. A server grant was refused by this host's admission (audited once).
+    SyncGrantRefused = "sync.grant_refused" [server_grant, user, role, seq, reason],
+
     /// `info`. A grant was admitted, made durable and written to the snapshot; `by` is its
     /// source (`root` over the local socket, `server` from the central service).
-    GrantCreated = "grant.created" [grant, user, by, account, uid, groups, not_before, not_after,
+    GrantCreated = "grant.created" [grant, user, by, source, account, uid, groups, not_before, not_after,
         reason, ticket, requested_by, ssh_keys, mfa, mfa_sudo, enable, from, services, windows,
         end_with_session, sudo, runas, revoke_on, caps, programs],
     /// `warning`. A grant request was refused (`code`, `reason` as the client saw them).

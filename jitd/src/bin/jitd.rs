@@ -159,6 +159,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The link to jit-server (idle until `jitctl enroll`); reaches the daemon only through
+    // sync::apply::GrantSink.
+    jitd::sync::spawn(
+        Arc::clone(&d) as Arc<dyn jitd::sync::apply::GrantSink>,
+        Arc::clone(&d.sync_link),
+        jitd::sync::state::LinkStore::new(&d.cfg.state_dir),
+        &STOP,
+    );
     let timer = {
         let d = Arc::clone(&d);
         std::thread::spawn(move || timer_loop(&d))

@@ -99,7 +99,7 @@ impl Daemon {
         self.write_snapshot(&mut inner, now);
         drop(inner);
         self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
-            "grant": id, "user": grant.user, "by": source.as_str(), "account": grant.account, "uid": grant.uid,
+            "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
             "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
             "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,

@@ -19,6 +19,8 @@ pub mod rundir;
 pub mod sessions;
 pub mod setid;
 pub mod snapshot;
+// The central service's grants reach the daemon only through this adapter (sync::GrantSink).
+pub mod sync_adapter;
 pub mod teardown;
 pub mod tick;
 // Tokenization hooks (jitctl run, --cap/--program).

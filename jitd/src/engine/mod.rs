@@ -26,25 +26,10 @@ pub fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
     (code, msg.into())
 }
 
-/// Where a grant request came from. Both go through the same admission; the source is recorded
-/// as the grant's `created_by` and in the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantSource {
-    /// root on this host, over the local socket (`jitctl grant add`).
-    Local,
-    /// The central service (a signed state document).
-    Server,
-}
-
-impl GrantSource {
-    /// `created_by` of the grant and `by` of its audit record.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantSource::Local => "root",
-            GrantSource::Server => "server",
-        }
-    }
-}
+/// Where a grant request came from: root on this host (`jitctl grant add`) or the central
+/// service (a signed state document, with the server's ids). Both go through the same
+/// admission; the source is recorded with the grant (`source`, `created_by`) and in the audit.
+pub use jit_proto::GrantSource;
 
 #[cfg(test)]
 mod tests {

@@ -88,25 +88,8 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(server: &str, token: &str, pins: &[String]) -> Result<Remote, String> {
-        let base = server.trim_end_matches('/').to_string();
-        if !base.starts_with("https://") {
-            return Err(format!("server {server:?} must be an https:// URL"));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pins: pins.to_vec(),
-                provider,
-            }))
-            .with_no_client_auth();
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(tls))
-            .timeout(Duration::from_secs(60))
-            .redirects(0)
-            .build();
+        let base = https_base(server)?;
+        let agent = pinned_agent(pins, Duration::from_secs(60))?;
         Ok(Remote {
             agent,
             base,
@@ -140,14 +123,50 @@ impl Remote {
     }
 }
 
-fn read_json(r: ureq::Response) -> Result<Value, String> {
+/// `server` without a trailing slash, refused unless it is an `https://` URL.
+pub fn https_base(server: &str) -> Result<String, String> {
+    let base = server.trim_end_matches('/').to_string();
+    if !base.starts_with("https://") {
+        return Err(format!("server {server:?} must be an https:// URL"));
+    }
+    Ok(base)
+}
+
+/// A blocking HTTPS agent that accepts only a server certificate whose fingerprint is one of
+/// `pins`, follows no redirects and gives each call at most `timeout`. Shared by the people's
+/// verbs and jitd's host link (one copy of the verifier).
+pub fn pinned_agent(pins: &[String], timeout: Duration) -> Result<ureq::Agent, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            pins: pins.to_vec(),
+            provider,
+        }))
+        .with_no_client_auth();
+    Ok(ureq::AgentBuilder::new()
+        .tls_config(Arc::new(tls))
+        .timeout(timeout)
+        .redirects(0)
+        .build())
+}
+
+/// The body of `r`, refused past `cap` bytes (read at most `cap + 1`).
+pub fn read_capped(r: ureq::Response, cap: u64) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     r.into_reader()
-        .take(MAX_RESPONSE + 1)
+        .take(cap + 1)
         .read_to_end(&mut buf)
         .map_err(|e| e.to_string())?;
-    if buf.len() as u64 > MAX_RESPONSE {
+    if buf.len() as u64 > cap {
         return Err("response too large".into());
     }
+    Ok(buf)
+}
+
+fn read_json(r: ureq::Response) -> Result<Value, String> {
+    let buf = read_capped(r, MAX_RESPONSE)?;
     serde_json::from_slice(&buf).map_err(|e| format!("bad response: {e}"))
 }

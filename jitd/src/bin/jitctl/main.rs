@@ -10,6 +10,7 @@ mod args;
 mod audit;
 mod breakglass;
 mod client;
+mod enroll;
 mod grant;
 mod mfa;
 mod run;
@@ -90,6 +91,9 @@ enum Cmd {
     /// them, so it stays out of `--help`.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+    /// Enrol this host with a jit-server (root only): jitd makes its own host key, registers
+    /// its public half with the one-time join token, pins the server and starts syncing.
+    Enroll(enroll::EnrollArgs),
     /// Verbs against the central service (jit-server): login, request, requests, approve, deny,
     /// revoke, hosts.
     #[command(flatten)]
@@ -99,6 +103,7 @@ enum Cmd {
 fn dispatch(ctx: &Ctx, cmd: &Cmd) -> Result<(), Fail> {
     match cmd {
         Cmd::Status => status::run(ctx),
+        Cmd::Enroll(a) => enroll::run(ctx, a),
         Cmd::Grant(c) => grant::run(ctx, c),
         Cmd::Audit(a) => audit::run(ctx, a),
         Cmd::Activate { id } => mfa::activate(ctx, id.as_deref()),

@@ -1,0 +1,478 @@
+//! jitd's side of the central service (jit-server): enrolment, one long-poll, verification of
+//! the signed state document, convergence of local state to it, signed acknowledgements, host
+//! events and stale handling. Synchronous: two threads (the poller and a one-second stale
+//! watch), ureq with rustls. See docs/server.md "jitd's side".
+//!
+//! The daemon is reached only through [`apply::GrantSink`] (one adapter,
+//! `daemon/sync_adapter.rs`).
+//!
+//! Order of effects for each document: verify the raw bytes (`state_doc::verify_document`:
+//! root-certified signature, host name and key, nonce echo, expiry, `seq` above the durable
+//! applied one) → write the new `seq` durably → converge → acknowledge. A document that fails
+//! any check changes nothing and is audited.
+
+pub mod apply;
+pub mod client;
+pub mod state;
+
+use crate::audit::Event;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jit_core::time::{format_utc, UnixTime};
+use jit_proto::state_doc::verify_document;
+use serde_json::json;
+
+use crate::remote::client::CallError;
+use apply::GrantSink;
+use client::{HostClient, HostEvent};
+use state::{Applied, Enrolment, LinkStore};
+
+/// Seconds the server may hold a poll.
+pub const POLL_WAIT: u64 = 30;
+/// Longest pause between failed polls.
+const BACKOFF_MAX: u64 = 30;
+/// Events kept for the server while it cannot be reached (oldest dropped first).
+const EVENTS_KEPT: usize = 1000;
+
+/// The link's state, shared by the sync threads and `jitctl status`.
+#[derive(Debug, Default)]
+pub struct Link {
+    state: Mutex<LinkState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    /// (url, host name) once enrolled.
+    enrolled: Option<(String, String)>,
+    /// The last call reached the server and its answer verified.
+    connected: bool,
+    last_sync: Option<UnixTime>,
+    seq: u64,
+    /// `expires_at` of the newest applied document (0: none).
+    expires_at: UnixTime,
+    /// Set when the host went stale (audited once per episode).
+    stale_since: Option<UnixTime>,
+    last_error: Option<String>,
+    events: Vec<HostEvent>,
+    /// Server grants the host refused at the last document (audited once, retried each time).
+    refused: std::collections::BTreeSet<String>,
+}
+
+impl Link {
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One line for `jitctl status`: `none (local grants only)`, or the server, whether the
+    /// link is connected, offline (unreachable, grants still valid) or stale (no valid document:
+    /// nothing new arrives, strict grants ended), the last sync and the sequence.
+    pub fn status_line(&self, now: UnixTime) -> String {
+        let s = self.lock();
+        let Some((url, host)) = &s.enrolled else {
+            return "none (local grants only)".into();
+        };
+        let link = if s.seq == 0 {
+            "waiting for the first document"
+        } else if s.expires_at <= now {
+            "stale"
+        } else if s.connected {
+            "connected"
+        } else {
+            "offline"
+        };
+        let last = s.last_sync.map_or("never".to_string(), format_utc);
+        let mut line = format!(
+            "{url} as {host}: {link}, last sync {last}, sequence {}",
+            s.seq
+        );
+        if s.expires_at > now {
+            line.push_str(&format!(", valid until {}", format_utc(s.expires_at)));
+        }
+        if let (false, Some(e)) = (s.connected, &s.last_error) {
+            line.push_str(&format!(
+                ", last error: {}",
+                jit_proto::text::one_line(e, 160)
+            ));
+        }
+        line
+    }
+
+    /// Whether this host is enrolled.
+    pub fn is_enrolled(&self) -> bool {
+        self.lock().enrolled.is_some()
+    }
+
+    fn push_event(&self, e: HostEvent) {
+        let mut s = self.lock();
+        if s.events.len() >= EVENTS_KEPT {
+            s.events.remove(0);
+        }
+        s.events.push(e);
+    }
+}
+
+/// Enrols this host: makes (or reuses) the host key, registers its public half with the join
+/// token over a connection pinned to `fingerprint`, stores the enrolment and wakes the poller.
+///
+/// # Errors
+/// Bad arguments, already enrolled, server refused or unreachable, state not writable.
+pub fn enroll(
+    store: &LinkStore,
+    link: &Link,
+    url: &str,
+    token: &str,
+    fingerprint: &str,
+    now: UnixTime,
+) -> Result<Enrolment, String> {
+    let ok_fp = fingerprint.len() <= 100
+        && fingerprint.strip_prefix("SHA256:").is_some_and(|b| {
+            !b.is_empty()
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        });
+    if !ok_fp {
+        return Err("--fingerprint must be SHA256:… as jit-server init prints it".into());
+    }
+    if token.is_empty() || token.len() > 128 || token.chars().any(char::is_control) {
+        return Err("--token: the join token jit-server host add printed".into());
+    }
+    if url.len() > 512 || url.chars().any(char::is_control) || !url.starts_with("https://") {
+        return Err("URL must be https://HOST:PORT".into());
+    }
+    if let Some(e) = store.enrolment()? {
+        return Err(format!(
+            "already enrolled with {} as {} (since {})",
+            e.url,
+            e.host,
+            format_utc(e.enrolled_at)
+        ));
+    }
+    let key = store.host_key(true)?;
+    let ans = client::enroll(url, fingerprint, token, &key).map_err(|e| match e {
+        CallError::Refused(code, m) => format!("the server refused the enrolment ({code}): {m}"),
+        CallError::Unreachable(m) => format!("cannot reach {url}: {m}"),
+    })?;
+    let ours = state::fingerprint_of(&key);
+    if ans.host_key != ours {
+        return Err(format!(
+            "the server registered key {} but this host's key is {ours}",
+            ans.host_key
+        ));
+    }
+    jit_core::validate::validate_name("host name", &ans.host)
+        .map_err(|e| format!("server answered a bad host name: {e}"))?;
+    let mut pins = vec![fingerprint.to_string()];
+    if ans.tls_fingerprint != fingerprint && ans.tls_fingerprint.starts_with("SHA256:") {
+        // Said by the server over the connection pinned to `fingerprint`: its configured
+        // certificate (e.g. behind a name that resolves to another replica).
+        pins.push(ans.tls_fingerprint.clone());
+    }
+    let e = Enrolment {
+        url: url.trim_end_matches('/').to_string(),
+        host: ans.host,
+        host_key: ours,
+        root_key: ans.root_key,
+        tls_pins: pins,
+        enrolled_at: now,
+    };
+    e.pins()?;
+    store.save_enrolment(&e)?;
+    {
+        let mut s = link.lock();
+        s.enrolled = Some((e.url.clone(), e.host.clone()));
+    }
+    link.wake.notify_all();
+    Ok(e)
+}
+
+/// Starts the poller and the stale watch. They idle until the host is enrolled.
+pub fn spawn(
+    sink: Arc<dyn GrantSink>,
+    link: Arc<Link>,
+    store: LinkStore,
+    stop: &'static AtomicBool,
+) {
+    // What is on disk decides the first status: a restarted jitd whose last document expired
+    // is stale until a new one verifies.
+    if let (Ok(Some(e)), Ok(a)) = (store.enrolment(), store.applied()) {
+        let mut s = link.lock();
+        s.enrolled = Some((e.url, e.host));
+        s.seq = a.seq;
+        s.expires_at = a.expires_at;
+        s.last_sync = (a.at > 0).then_some(a.at);
+    }
+    {
+        let (sink, link) = (Arc::clone(&sink), Arc::clone(&link));
+        std::thread::spawn(move || stale_watch(&*sink, &link, stop));
+    }
+    std::thread::spawn(move || poller(&*sink, &link, &store, stop));
+}
+
+/// Every second: a host whose newest document expired is stale (audited once per episode,
+/// strict grants ended, nothing new arrives until a newer document verifies).
+fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let now = jit_core::time::now();
+        let newly = {
+            let mut s = link.lock();
+            // Stale means "had a valid document, it expired": before the first document the
+            // host holds no server grants and the status says it is waiting for one.
+            if s.enrolled.is_some() && s.seq > 0 && s.expires_at <= now && s.stale_since.is_none() {
+                s.stale_since = Some(now);
+                s.connected = false;
+                Some(s.expires_at)
+            } else {
+                None
+            }
+        };
+        if let Some(exp) = newly {
+            sink.record(
+                now,
+                true,
+                Event::SyncStale,
+                json!({ "document_expired_at": exp, "effect": "strict grants end; no new server grants until a valid document arrives; local grants unaffected" }),
+            );
+            let ended = apply::end_strict(sink, now);
+            link.push_event(HostEvent {
+                at: now,
+                kind: "stale",
+                grant: String::new(),
+                detail: format!(
+                    "document expired at {exp}; {} strict grant(s) ended",
+                    ended.len()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn sleep_unless_stopped(secs: u64, stop: &AtomicBool) {
+    for _ in 0..secs * 10 {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Jitter in [0.5, 1.5) × `secs`, from getrandom (no RNG crate for one number).
+fn jittered(secs: u64) -> u64 {
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is writable for its length.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, 0) };
+    (secs * (128 + u64::from(b[0])) / 256).max(1)
+}
+
+fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
+    let mut backoff = 1u64;
+    let mut client: Option<(Enrolment, HostClient)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let enrolment = match store.enrolment() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                let s = link.lock();
+                let _ = link.wake.wait_timeout(s, Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => {
+                fail(sink, link, &format!("enrolment unreadable: {e}"));
+                sleep_unless_stopped(BACKOFF_MAX, stop);
+                continue;
+            }
+        };
+        // One client per enrolment: ureq's agent keeps the TLS connection for the next poll,
+        // the acknowledgement and the events.
+        if client.as_ref().map(|(e, _)| e) != Some(&enrolment) {
+            let made = store.host_key(false).and_then(|key| {
+                HostClient::new(
+                    &enrolment.url,
+                    &enrolment.tls_pins,
+                    &enrolment.host,
+                    key,
+                    Duration::from_secs(POLL_WAIT + 15),
+                )
+            });
+            match made {
+                Ok(c) => client = Some((enrolment.clone(), c)),
+                Err(e) => {
+                    fail(sink, link, &e);
+                    sleep_unless_stopped(BACKOFF_MAX, stop);
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        match poll_once(sink, link, store, &enrolment, c) {
+            Ok(()) => backoff = 1,
+            Err(e) => {
+                fail(sink, link, &e);
+                sleep_unless_stopped(jittered(backoff), stop);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Records a failed poll: offline (audited when the link drops, not at every retry).
+fn fail(sink: &dyn GrantSink, link: &Link, why: &str) {
+    let was = {
+        let mut s = link.lock();
+        let was = s.connected;
+        s.connected = false;
+        s.last_error = Some(why.to_string());
+        was
+    };
+    if was {
+        sink.record(
+            jit_core::time::now(),
+            true,
+            Event::SyncOffline,
+            json!({ "error": why, "effect": "grants run to their own end; stale when the last document expires" }),
+        );
+    }
+}
+
+fn poll_once(
+    sink: &dyn GrantSink,
+    link: &Link,
+    store: &LinkStore,
+    e: &Enrolment,
+    client: &HostClient,
+) -> Result<(), String> {
+    let pins = e.pins()?;
+    let applied = store.applied()?;
+    let nonce = client::nonce()?;
+    // A host whose document expired asks for an answer at once.
+    let wait = if applied.expires_at <= jit_core::time::now() {
+        0
+    } else {
+        POLL_WAIT
+    };
+    let raw = client
+        .poll(applied.seq, wait, &nonce)
+        .map_err(|e| match e {
+            CallError::Refused(c, m) => format!("server refused the poll ({c}): {m}"),
+            CallError::Unreachable(m) => format!("server unreachable: {m}"),
+        })?;
+    let now = jit_core::time::now();
+    let (body, out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
+    for (sid, local) in &out.admitted {
+        link.push_event(HostEvent {
+            at: now,
+            kind: "grant_live",
+            grant: sid.clone(),
+            detail: format!("admitted as {local}"),
+        });
+    }
+    for sid in &out.ended {
+        link.push_event(HostEvent {
+            at: now,
+            kind: "grant_ended",
+            grant: sid.clone(),
+            detail: "removed from the set; torn down".into(),
+        });
+    }
+    // The acknowledgement and events are best effort: the next poll repeats the state.
+    let _ = client.ack(body.seq);
+    let pending: Vec<HostEvent> = {
+        let mut s = link.lock();
+        let n = s.events.len().min(100);
+        s.events.drain(..n).collect()
+    };
+    if !pending.is_empty() && client.events(&pending).is_err() {
+        let mut s = link.lock();
+        for (i, ev) in pending.into_iter().enumerate() {
+            s.events.insert(i, ev);
+        }
+        s.events.truncate(EVENTS_KEPT);
+    }
+    Ok(())
+}
+
+/// Verifies `raw` (the answer to the poll that sent `nonce`) against the pins and the durable
+/// applied sequence, records its sequence durably, then converges. A refused document changes
+/// nothing (audited, reported to the server as `refused_document`).
+fn accept_document(
+    sink: &dyn GrantSink,
+    link: &Link,
+    store: &LinkStore,
+    pins: &jit_proto::state_doc::HostPins,
+    raw: &[u8],
+    nonce: &str,
+    now: UnixTime,
+) -> Result<(jit_proto::state_doc::StateBody, apply::Outcome), String> {
+    let applied = store.applied()?;
+    let body = match verify_document(raw, pins, now, applied.seq, nonce) {
+        Ok(b) => b,
+        Err(err) => {
+            sink.record(
+                now,
+                true,
+                Event::SyncDocumentRefused,
+                json!({ "error": err.to_string(), "applied_seq": applied.seq, "bytes": raw.len() }),
+            );
+            link.push_event(HostEvent {
+                at: now,
+                kind: "refused_document",
+                grant: String::new(),
+                detail: jit_proto::text::one_line(&err.to_string(), 200),
+            });
+            return Err(format!("document refused: {err}"));
+        }
+    };
+    // Durable before anything activates: a crash after this line never lets this or an older
+    // document be applied again.
+    let next = Applied {
+        seq: body.seq,
+        expires_at: body.expires_at,
+        at: now,
+    };
+    store.save_applied(&next).map_err(|e| {
+        format!(
+            "cannot record sequence {} durably, nothing applied: {e}",
+            body.seq
+        )
+    })?;
+    let was_stale = {
+        let mut s = link.lock();
+        s.connected = true;
+        s.last_sync = Some(now);
+        s.seq = body.seq;
+        s.expires_at = body.expires_at;
+        s.last_error = None;
+        s.stale_since.take()
+    };
+    if was_stale.is_some() {
+        sink.record(
+            now,
+            false,
+            Event::SyncFresh,
+            json!({ "seq": body.seq, "expires_at": body.expires_at }),
+        );
+    }
+    let refused_before = std::mem::take(&mut link.lock().refused);
+    let out = apply::converge(sink, &body.grants, body.seq, now, &refused_before);
+    let new_refusal = out
+        .refused
+        .iter()
+        .any(|(id, _)| !refused_before.contains(id));
+    link.lock().refused = out.refused.iter().map(|(id, _)| id.clone()).collect();
+    if !out.admitted.is_empty() || !out.ended.is_empty() || new_refusal {
+        sink.record(
+            now,
+            false,
+            Event::SyncApplied,
+            json!({ "seq": body.seq, "grants": body.grants.len(), "admitted": out.admitted, "ended": out.ended, "refused": out.refused.len() }),
+        );
+    }
+    Ok((body, out))
+}
+
+#[cfg(test)]
+mod tests;
