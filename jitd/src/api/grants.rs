@@ -14,8 +14,8 @@ use crate::engine::{refuse, GrantSource, Refusal};
 
 impl Daemon {
     pub(crate) fn status(&self, now: UnixTime) -> Status {
-        // Before the state lock: the sync thread takes the link's lock and then admits grants
-        // (state lock), so the two are never held the other way round.
+        // Read before the state lock, so the link's lock and the state lock are never held
+        // together here (the sync thread releases the link's lock before it admits grants).
         let server = self.sync_link.status_line(now);
         let inner = self.lock();
         let count =
