@@ -11,10 +11,10 @@ pub fn now() -> i64 {
     jit_core::time::now()
 }
 
-/// `n` random bytes from the kernel.
+/// `n` random bytes from the kernel (jit_core's one getrandom(2) helper, as jitd uses).
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::getrandom(&mut b).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
+    jit_core::host::random::fill(&mut b).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
     Ok(b)
 }
 
