@@ -11,6 +11,8 @@ pub mod message;
 #[cfg(feature = "state-doc")]
 pub mod state_doc;
 pub mod text;
+#[cfg(feature = "tls-pin")]
+pub mod tls_pin;
 
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};

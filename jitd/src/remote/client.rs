@@ -2,75 +2,12 @@
 //! form `jit-server init` prints); handshake signatures are still verified by rustls.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
-use jit_proto::state_doc::bytes_fingerprint;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 /// Largest response body read.
 pub const MAX_RESPONSE: u64 = 8 << 20;
-
-#[derive(Debug)]
-struct Pinned {
-    pins: Vec<String>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let fp = bytes_fingerprint(end_entity);
-        if self.pins.iter().any(|p| p == &fp) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "server certificate {fp} is not the pinned one"
-            )))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// Why a call failed: the server said no (status and its message), or it could not be reached.
 #[derive(Debug)]
@@ -136,18 +73,9 @@ pub fn https_base(server: &str) -> Result<String, String> {
 /// `pins`, follows no redirects and gives each call at most `timeout`. Shared by the people's
 /// verbs and jitd's host link (one copy of the verifier).
 pub fn pinned_agent(pins: &[String], timeout: Duration) -> Result<ureq::Agent, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            pins: pins.to_vec(),
-            provider,
-        }))
-        .with_no_client_auth();
+    let tls = jit_proto::tls_pin::pinned_config(pins)?;
     Ok(ureq::AgentBuilder::new()
-        .tls_config(Arc::new(tls))
+        .tls_config(tls)
         .timeout(timeout)
         .redirects(0)
         .build())
