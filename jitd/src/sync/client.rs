@@ -32,6 +32,10 @@ pub struct EnrollAnswer {
     pub root_key: String,
     /// The server's TLS fingerprint.
     pub tls_fingerprint: String,
+    /// The fingerprint of the TLS key the server will rotate to (`jit-server key tls-next`),
+    /// pinned too so a rotation needs no new enrolment; absent when none is prepared.
+    #[serde(default)]
+    pub tls_next_fingerprint: Option<String>,
 }
 
 /// One host event for the server's audit.

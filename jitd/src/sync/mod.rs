@@ -170,6 +170,12 @@ pub fn enroll(
         // certificate (e.g. behind a name that resolves to another replica).
         pins.push(ans.tls_fingerprint.clone());
     }
+    // The next key, said over the same pinned connection: the pin set is current + next.
+    if let Some(next) = ans.tls_next_fingerprint.as_ref() {
+        if next.starts_with("SHA256:") && next.len() <= 80 && !pins.contains(next) {
+            pins.push(next.clone());
+        }
+    }
     let e = Enrolment {
         url: url.trim_end_matches('/').to_string(),
         host: ans.host,
