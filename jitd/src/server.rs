@@ -135,6 +135,27 @@ fn reply(stream: &UnixStream, resp: &Response) {
     reply_within(stream, resp, REQUEST_DEADLINE);
 }
 
+/// A reply this small fits in the socket's send buffer (208 KiB by default), so writing it
+/// never waits for the peer to read.
+const SMALL_REPLY: usize = 64 * 1024;
+
+/// Answers and gives the connection's place in its uid's count back. The place goes back
+/// before a small reply is written: a client that sends its next request as soon as it has
+/// read the answer (a loop of `jitctl` calls) then finds it free, where before, on a loaded
+/// machine, the worker still held it and the next connection was refused busy. A large reply
+/// (a grant list, an audit page) keeps the place while it is written, so a peer that does not
+/// read cannot hold more workers than its share.
+fn reply_then_release(stream: &UnixStream, resp: &Response, slot: Slot) {
+    let small = serde_json::to_vec(resp).is_ok_and(|b| b.len() <= SMALL_REPLY);
+    if small {
+        drop(slot);
+        reply(stream, resp);
+    } else {
+        reply(stream, resp);
+        drop(slot);
+    }
+}
+
 fn record(d: &Daemon, now: jit_core::time::UnixTime, events: impl IntoIterator<Item = Record>) {
     for (sev, name, fields) in events {
         d.audit(now, sev, name, fields);
@@ -173,15 +194,18 @@ pub struct Conn {
     stream: UnixStream,
     uid: u32,
     pid: i32,
-    /// Its place in the uid's count, given back when the connection is done.
-    _slot: Slot,
+    /// Its place in the uid's count, given back once its reply no longer needs the peer.
+    slot: Slot,
 }
 
 /// Serves one connection: reads the request within [`REQUEST_DEADLINE`], answers it within as
 /// long.
 fn serve_conn(d: &Arc<Daemon>, throttle: &Throttle, conn: Conn) {
     let Conn {
-        stream, uid, pid, ..
+        stream,
+        uid,
+        pid,
+        slot,
     } = conn;
     let _ = stream.set_nonblocking(false);
     let mut r = Deadlined {
@@ -269,7 +293,7 @@ fn serve_conn(d: &Arc<Daemon>, throttle: &Throttle, conn: Conn) {
         }
         Err((code, msg)) => Response::error(code, msg),
     };
-    reply(&stream, &resp);
+    reply_then_release(&stream, &resp, slot);
     // Serializing state and building the snapshot allocate in proportion to the number of
     // grants; hand the freed memory back instead of letting it pile up per thread.
     // SAFETY: malloc_trim only releases free heap memory to the kernel.
@@ -354,7 +378,7 @@ fn dispatch(d: &Daemon, throttle: &Arc<Throttle>, root: &Pool, users: &Pool, s: 
         stream: s,
         uid,
         pid,
-        _slot: slot,
+        slot,
     };
     match pool.tx.try_send(conn) {
         Ok(()) => {}
