@@ -400,5 +400,14 @@ fn a_process_that_leaves_the_grant_cgroup_is_reported_and_still_ends() {
     poll("escaped process ends", Duration::from_secs(10), || {
         (!procs::is_alive(pid)).then_some(())
     });
-    sb.wait_audit(&id, "monitor.escaped_ended", Duration::from_secs(5));
+    let esc = sb.wait_audit(&id, "monitor.escaped_ended", Duration::from_secs(5));
+    assert_eq!(
+        (&esc["found"], &esc["ended"]),
+        (&Value::from(1), &Value::from(1)),
+        "{esc:#}"
+    );
+    // It was ended by the teardown's own /proc pass (one pass for every grant ended in the
+    // run), not by a scan of its own: the pass counts it.
+    let td = sb.wait_audit(&id, "grant.teardown", Duration::from_secs(5));
+    assert!(td["processes_found"].as_u64().unwrap() >= 1, "{td:#}");
 }
