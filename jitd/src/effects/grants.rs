@@ -28,8 +28,8 @@ impl HostFacts for Host<'_> {
         self.0.totp.is_enrolled(user)
     }
 
-    fn monitoring(&self) -> Result<(), String> {
-        self.0.watch_available() // effects/watch.rs
+    fn monitoring(&self, classes: &[String]) -> Result<(), String> {
+        self.0.watch_available(classes) // effects/watch.rs
     }
 }
 

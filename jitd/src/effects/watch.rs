@@ -35,9 +35,10 @@ impl Daemon {
         self.cgroups.describe()
     }
 
-    /// Whether live monitoring of grants' processes runs here: per-grant cgroups (membership
-    /// is what it watches) and both event sources. The error says why not.
-    pub(crate) fn watch_available(&self) -> Result<(), String> {
+    /// Whether live monitoring of grants' processes runs here and sees `classes` (all of them
+    /// when empty): per-grant cgroups (membership is what it watches) and the event sources
+    /// those classes come from. The error says why not.
+    pub(crate) fn watch_available(&self, classes: &[String]) -> Result<(), String> {
         let Some(m) = &self.monitor else {
             return Err(match &self.cgroups {
                 crate::monitor::cgroup::Cgroups::Off(why) => {
@@ -48,18 +49,26 @@ impl Daemon {
                 }
             });
         };
-        let p = lock(&m.problems);
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("a monitor source failed: {}", p.join("; ")))
+        if classes.is_empty() {
+            let p = lock(&m.problems);
+            return match p.first() {
+                None => Ok(()),
+                Some(_) => Err(format!(
+                    "a source could not start: {}",
+                    p.iter()
+                        .map(|(s, e)| format!("{}: {e}", s.as_str()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            };
         }
+        crate::monitor::events::sources_for(m, classes)
     }
 
     /// The `monitoring:` line of `jitctl status`: on, unavailable or incomplete and why, and
     /// the episodes of lost events so far.
     pub(crate) fn watch_monitoring_status(&self) -> String {
-        let mut s = match self.watch_available() {
+        let mut s = match self.watch_available(&[]) {
             Ok(()) => "on (proc connector, fanotify, tcp scan)".to_string(),
             Err(why) if self.monitor.is_some() => format!("incomplete: {why}"),
             Err(why) => format!(

@@ -25,9 +25,10 @@ pub trait HostFacts {
     fn sudo_guarded(&self) -> Result<(), String>;
     /// Whether `user` has a TOTP secret.
     fn mfa_enrolled(&self, user: &str) -> bool;
-    /// Whether jitd's process monitor runs here (per-grant cgroups and its event sources);
-    /// the error says why not. Asked only for `--revoke-on` classes that only it can see.
-    fn monitoring(&self) -> Result<(), String>;
+    /// Whether jitd's process monitor runs here and sees `classes` (per-grant cgroups and the
+    /// event sources those classes come from); the error says why not. Asked only for
+    /// `--revoke-on` classes that only the monitor can see.
+    fn monitoring(&self, classes: &[String]) -> Result<(), String>;
     /// Tokenization: whether `path` is a program no user can change (`--program`); the error
     /// says why not. The default is the real check (it opens the path from `/`).
     fn program_trusted(&self, cfg: &Config, path: &str) -> Result<(), String> {
@@ -514,7 +515,12 @@ fn check_revoke_on(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<Vec<String
     }
     let lateral = out.iter().any(|c| c == crate::monitor::LATERAL_MOVEMENT);
     if spec.sudo.is_empty() || lateral {
-        facts.monitoring().map_err(|e| {
+        let watched = if spec.sudo.is_empty() {
+            out.clone()
+        } else {
+            vec![crate::monitor::LATERAL_MOVEMENT.to_string()]
+        };
+        facts.monitoring(&watched).map_err(|e| {
             refused(format!(
                 "--revoke-on {}: {} seen only by jitd's process monitor, which is not running on \
                  this host: {e}",

@@ -84,8 +84,9 @@ pub struct Shared {
     pub joined: Mutex<Vec<(i32, String)>>,
     /// Hits for the tick.
     pub hits: Mutex<Vec<Hit>>,
-    /// Why a source is not working (for status and the audit), if one is not.
-    pub problems: Mutex<Vec<String>>,
+    /// Sources that could not start and why (for status, the audit and admission), known
+    /// before [`start`] returns.
+    pub problems: Mutex<Vec<(Source, String)>>,
     /// Processes that left a grant's cgroup: grant -> (pid, start time). Teardown ends them
     /// too (cgroup.kill no longer reaches them).
     pub escaped: Mutex<HashMap<String, Vec<(i32, u64)>>>,
@@ -140,12 +141,48 @@ pub fn start(settings: Settings, wake: Arc<std::sync::Condvar>) -> Result<Arc<Sh
         wake: Some(wake),
         ..Shared::default()
     });
+    // Opened here, not in the thread: a source that cannot start is known (to status and to
+    // admission) before the first grant is admitted.
+    let pc = match ProcConnector::open() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            lock(&shared.problems).push((Source::ProcConnector, e));
+            None
+        }
+    };
+    let fan = match Fanotify::open() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            lock(&shared.problems).push((Source::Fanotify, e));
+            None
+        }
+    };
     let s2 = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("jitd-monitor".into())
-        .spawn(move || run(&settings, &s2))
+        .spawn(move || run(&settings, &s2, pc, fan))
         .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
     Ok(shared)
+}
+
+/// Whether the sources `classes` rely on are running; the error names the one that is not.
+/// Every class needs the proc connector (membership and execs); the file classes need
+/// fanotify as well. (`ioc` and `lateral-movement` come from execs and the connection scan.)
+pub fn sources_for(shared: &Shared, classes: &[String]) -> Result<(), String> {
+    let files = classes.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "sensitive-read" | "account-change" | "software-install"
+        )
+    });
+    let problems = lock(&shared.problems);
+    match problems
+        .iter()
+        .find(|(s, _)| *s == Source::ProcConnector || (files && *s == Source::Fanotify))
+    {
+        Some((s, e)) => Err(format!("its {} source could not start: {e}", s.as_str())),
+        None => Ok(()),
+    }
 }
 
 struct Member {
@@ -171,21 +208,7 @@ struct State {
     episodes: Episodes,
 }
 
-fn run(st: &Settings, shared: &Shared) {
-    let pc = match ProcConnector::open() {
-        Ok(p) => Some(p),
-        Err(e) => {
-            lock(&shared.problems).push(format!("proc connector: {e}"));
-            None
-        }
-    };
-    let fan = match Fanotify::open() {
-        Ok(f) => Some(f),
-        Err(e) => {
-            lock(&shared.problems).push(format!("fanotify: {e}"));
-            None
-        }
-    };
+fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fanotify>) {
     let mut state = State {
         members: HashMap::new(),
         left_reported: Default::default(),

@@ -221,3 +221,29 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         (Source::ProcConnector, 3, &vec![w().grant], 1)
     );
 }
+
+/// Which `--revoke-on` classes a partly started monitor can still see: the exec and connection
+/// classes need the proc connector, the file classes fanotify as well.
+#[test]
+fn classes_need_their_sources() {
+    let with = |src: Source| {
+        let s = Shared::default();
+        lock(&s.problems).push((src, "Operation not permitted (os error 1)".into()));
+        s
+    };
+    let c = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let no_fan = with(Source::Fanotify);
+    assert!(sources_for(&no_fan, &c(&["lateral-movement", "ioc"])).is_ok());
+    for file_class in ["sensitive-read", "account-change", "software-install"] {
+        let e = sources_for(&no_fan, &c(&["ioc", file_class])).unwrap_err();
+        assert_eq!(
+            e,
+            "its fanotify source could not start: Operation not permitted (os error 1)"
+        );
+    }
+    let no_pc = with(Source::ProcConnector);
+    assert!(sources_for(&no_pc, &c(&["lateral-movement"]))
+        .unwrap_err()
+        .starts_with("its proc connector source could not start"));
+    assert!(sources_for(&Shared::default(), &c(&["sensitive-read"])).is_ok());
+}
