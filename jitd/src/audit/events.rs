@@ -135,9 +135,11 @@ events! {
     /// source that failed.
     MonitorUnavailable = "monitor.unavailable" [why, cgroups],
     /// `warning`. A monitor source lost events (its queue overflowed), once per episode:
-    /// `reports` loss reports over `lasted_ms`, the `grants` watched meanwhile, the members
-    /// the rescans classified (`rescanned`), and what a rescan cannot recover (`note`).
-    MonitorEventsLost = "monitor.events_lost" [source, reports, lasted_ms, grants, rescanned, note],
+    /// `reports` loss reports over `lasted_ms`, the `grants` watched meanwhile (the first 100;
+    /// `grants_omitted` the others), the members the rescans classified (`rescanned`), and
+    /// what a rescan cannot recover (`note`).
+    MonitorEventsLost = "monitor.events_lost" [source, reports, lasted_ms, grants,
+        grants_omitted, rescanned, note],
 
     /// `warning`. An account is left out of the snapshot: a local name or id collides with it.
     AccountCollision = "account.collision" [grant, user, with, action],

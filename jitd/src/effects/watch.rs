@@ -408,7 +408,7 @@ impl Daemon {
     /// An episode of lost events (`monitor/events/loss.rs`): audited once, counted for each
     /// grant watched meanwhile (its certification record says so) and for status.
     fn watch_loss(&self, m: &crate::monitor::events::Shared, l: &Loss, now: UnixTime) {
-        use crate::monitor::events::loss::Source;
+        use crate::monitor::events::loss::{Source, GRANTS_LISTED};
         {
             let mut by = lock(&m.lost_by_grant);
             for g in &l.grants {
@@ -438,7 +438,9 @@ impl Daemon {
             Event::MonitorEventsLost,
             json!({
                 "source": l.source.as_str(), "reports": l.reports, "lasted_ms": l.lasted_ms,
-                "grants": l.grants, "rescanned": l.rescanned, "note": note,
+                "grants": l.grants.iter().take(GRANTS_LISTED).collect::<Vec<_>>(),
+                "grants_omitted": l.grants.len().saturating_sub(GRANTS_LISTED),
+                "rescanned": l.rescanned, "note": note,
             }),
         );
     }

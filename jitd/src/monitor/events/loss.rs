@@ -7,9 +7,11 @@
 //!   whose exec was not seen is classified from what it runs now (`/proc/PID/exe` and its
 //!   command line), as its exec event would have been; connections are polled anyway;
 //! * the losses of one source are gathered into an **episode** (from the first loss until
-//!   a second without one, at most 60 s) and audited once per episode, with the number of
-//!   loss reports, how long it lasted, the grants watched meanwhile and how many members the
-//!   rescans classified (`monitor.events_lost`, warning);
+//!   five seconds without one, at most 60 s) and audited once per episode, with the number of
+//!   loss reports, how long it lasted, the grants watched meanwhile (the first 100, and how
+//!   many others) and how many members the rescans classified (`monitor.events_lost`,
+//!   warning). Someone who fills a queue on and off gets at most one record per source every
+//!   five seconds;
 //! * each grant watched during an episode counts it, and its certification record in the
 //!   audit carries that count (`monitor_events_lost`): file events (a read of a sensitive
 //!   file, a write of an account file) dropped by fanotify cannot be recovered by a rescan,
@@ -52,7 +54,8 @@ pub struct Loss {
     pub reports: u64,
     /// From the first loss to the last, in milliseconds.
     pub lasted_ms: u64,
-    /// Grants watched during the episode.
+    /// Grants watched during the episode (all of them: each counts the episode; the audit
+    /// record names the first [`GRANTS_LISTED`]).
     pub grants: Vec<String>,
     /// Members the rescans classified (their exec was not seen).
     pub rescanned: usize,
@@ -67,14 +70,27 @@ struct Open {
 }
 
 /// Episodes being gathered, one per source.
-#[derive(Default)]
 pub(super) struct Episodes {
     open: Vec<(Source, Open)>,
     last_rescan: Option<Instant>,
+    /// How long without a loss ends an episode ([`QUIET`]; shorter in tests).
+    pub(super) quiet: Duration,
 }
 
-/// A second without a loss ends an episode.
-const QUIET: Duration = Duration::from_secs(1);
+impl Default for Episodes {
+    fn default() -> Self {
+        Episodes {
+            open: Vec::new(),
+            last_rescan: None,
+            quiet: QUIET,
+        }
+    }
+}
+
+/// Five seconds without a loss end an episode.
+const QUIET: Duration = Duration::from_secs(5);
+/// Grants named in one record (with thousands of grants live, the rest are counted).
+pub const GRANTS_LISTED: usize = 100;
 /// A longer episode is reported and a new one begins (a host that overflows without pause is
 /// still reported every minute).
 const LONGEST: Duration = Duration::from_secs(60);
@@ -135,12 +151,13 @@ impl Episodes {
         !self.open.is_empty()
     }
 
-    /// Episodes that ended by `now` (quiet for a second, or open for a minute).
+    /// Episodes that ended by `now` (quiet for [`QUIET`], or open for a minute).
     pub(super) fn finished(&mut self, now: Instant) -> Vec<Loss> {
         let mut out = Vec::new();
+        let quiet = self.quiet;
         self.open.retain(|(source, o)| {
             let done =
-                now.duration_since(o.last) >= QUIET || now.duration_since(o.first) >= LONGEST;
+                now.duration_since(o.last) >= quiet || now.duration_since(o.first) >= LONGEST;
             if done {
                 out.push(Loss {
                     source: *source,
@@ -181,8 +198,8 @@ mod tests {
             t0 + Duration::from_millis(300)
         ));
         e.rescanned(4);
-        assert!(e.finished(t0 + Duration::from_millis(900)).is_empty());
-        let done = e.finished(t0 + Duration::from_millis(1200));
+        assert!(e.finished(t0 + Duration::from_millis(4900)).is_empty());
+        let done = e.finished(t0 + Duration::from_millis(5200));
         assert_eq!(done.len(), 1, "fanotify quiet for a second: {done:?}");
         assert_eq!(done[0].source, Source::Fanotify);
         assert_eq!(done[0].reports, 4);
@@ -190,7 +207,7 @@ mod tests {
         assert_eq!(done[0].grants, ["g-1", "g-2"]);
         assert_eq!(done[0].rescanned, 4);
         assert!(e.losing());
-        let done = e.finished(t0 + Duration::from_millis(1400));
+        let done = e.finished(t0 + Duration::from_millis(5400));
         assert_eq!(
             (done.len(), done[0].source, done[0].reports),
             (1, Source::ProcConnector, 2)
@@ -198,7 +215,7 @@ mod tests {
         assert!(!e.losing());
         // Nothing lost: nothing to report.
         assert!(!e.lost(Source::Fanotify, 0, std::iter::empty(), t0));
-        assert!(e.finished(t0 + Duration::from_secs(5)).is_empty());
+        assert!(e.finished(t0 + Duration::from_secs(10)).is_empty());
     }
 
     #[test]

@@ -183,6 +183,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         lost_at: None,
         episodes: Episodes::default(),
     };
+    state.episodes.quiet = Duration::from_millis(500);
     let watched = vec![w()];
     // Nothing lost: no rescan, nothing classified.
     after_losses(&st, &shared, &watched, &mut state, &[]);
@@ -207,7 +208,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
     );
     // The episode ends after a quiet second and is handed over once, with its counts.
     assert!(lock(&shared.losses).is_empty());
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(600));
     after_losses(&st, &shared, &watched, &mut state, &[]);
     let losses = lock(&shared.losses).clone();
     assert_eq!(losses.len(), 1, "{losses:?}");
