@@ -317,6 +317,10 @@ pub struct Status {
     /// Per-grant cgroups, or why there are none (teardown then relies on the /proc scan).
     #[serde(default)]
     pub cgroups: String,
+    /// Live monitoring of grants' processes: `on`, or `unavailable: why`, or `incomplete:
+    /// why` (a source could not start), and event losses seen (the sources overflowed).
+    #[serde(default)]
+    pub monitoring: String,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).

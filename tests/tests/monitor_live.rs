@@ -400,5 +400,90 @@ fn a_process_that_leaves_the_grant_cgroup_is_reported_and_still_ends() {
     poll("escaped process ends", Duration::from_secs(10), || {
         (!procs::is_alive(pid)).then_some(())
     });
-    sb.wait_audit(&id, "monitor.escaped_ended", Duration::from_secs(5));
+    let esc = sb.wait_audit(&id, "monitor.escaped_ended", Duration::from_secs(5));
+    assert_eq!(
+        (&esc["found"], &esc["ended"]),
+        (&Value::from(1), &Value::from(1)),
+        "{esc:#}"
+    );
+    // It was ended by the teardown's own /proc pass (one pass for every grant ended in the
+    // run), not by a scan of its own: the pass counts it.
+    let td = sb.wait_audit(&id, "grant.teardown", Duration::from_secs(5));
+    assert!(td["processes_found"].as_u64().unwrap() >= 1, "{td:#}");
+}
+
+/// The monitor's fanotify queue overflows (jitd is stopped while 20 000 files are written on a
+/// watched mount, more than the kernel's queue of 16 384 holds): the loss is audited once, as
+/// one episode naming the grant watched meanwhile, `jitctl status` counts it, and the grant's
+/// certification record in the audit says its live watch had a gap.
+#[test]
+fn a_queue_overflow_is_audited_once_and_marks_the_grant() {
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/fanotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        max <= 100_000,
+        "max_queued_events {max}: too many files to write"
+    );
+    let cg = TestCgroup::new();
+    let sb = sandbox(&cg, free_port());
+    let jitd = sb.start_jitd();
+    let id = grant(&sb, "ioc");
+    sb.wait_audit(&id, "certify.baseline", Duration::from_secs(60));
+    // SAFETY: kill(2) on jitd's pid, which this test started and still owns.
+    assert_eq!(unsafe { libc::kill(jitd, libc::SIGSTOP) }, 0);
+    let o = sb.run_full(
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import os\nos.makedirs('/etc/jit-flood', exist_ok=True)\n\
+                 for i in range({}):\n  open('/etc/jit-flood/%d' % i, 'w').close()\n",
+                max + 4000
+            ),
+        ],
+        None,
+        Duration::from_secs(120),
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(jitd, libc::SIGCONT) }, 0);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let lost = poll("monitor.events_lost", Duration::from_secs(20), || {
+        sb.audit()
+            .into_iter()
+            .find(|e| e["event"] == "monitor.events_lost")
+    });
+    assert_eq!(
+        (&lost["severity"], &lost["source"]),
+        (&Value::from("warning"), &Value::from("fanotify")),
+        "{lost:#}"
+    );
+    assert!(lost["reports"].as_u64().unwrap() >= 1, "{lost:#}");
+    assert!(
+        lost["grants"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(id.as_str())),
+        "{lost:#}"
+    );
+    let o = sb.jitctl(&["status"]);
+    assert!(
+        stdout(&o).contains("; events lost in 1 episode(s), the last by fanotify at "),
+        "{}",
+        show(&o)
+    );
+    let o = sb.jitctl(&["grant", "revoke", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let cert = sb.wait_audit(&id, "grant.certification", Duration::from_secs(60));
+    assert_eq!(cert["monitor_events_lost"], 1, "{cert:#}");
+    assert_ne!(cert["severity"], "info", "{cert:#}");
+    // Once per episode: one record for the whole overflow.
+    let n = sb
+        .audit()
+        .iter()
+        .filter(|e| e["event"] == "monitor.events_lost")
+        .count();
+    assert_eq!(n, 1);
 }

@@ -34,6 +34,7 @@ impl Daemon {
             server,
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),
+            monitoring: self.watch_monitoring_status(), // effects/watch.rs
         }
     }
 

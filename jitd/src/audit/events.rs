@@ -107,7 +107,7 @@ events! {
     /// fingerprint compared with its baseline: what changed on the host while it was live
     /// (first differences listed, the rest counted in `omitted`).
     GrantCertification = "grant.certification" [grant, user, status, baseline_at, items,
-        differences, omitted, root_equivalent, unreadable, elapsed_ms],
+        differences, omitted, root_equivalent, unreadable, elapsed_ms, monitor_events_lost],
     /// `warning`. The process monitor saw a live grant's process do something in one of the
     /// grant's `revoke_on` classes; the grant is revoked next.
     GrantMonitorHit = "grant.monitor_hit" [grant, user, class, pid, uid, cmdline, act, queued_ms],
@@ -134,6 +134,12 @@ events! {
     /// `notice` or `error`. Live monitoring could not start (`why`): no per-grant cgroups, or a
     /// source that failed.
     MonitorUnavailable = "monitor.unavailable" [why, cgroups],
+    /// `warning`. A monitor source lost events (its queue overflowed), once per episode:
+    /// `reports` loss reports over `lasted_ms`, the `grants` watched meanwhile (the first 100;
+    /// `grants_omitted` the others), the members the rescans classified (`rescanned`), and
+    /// what a rescan cannot recover (`note`).
+    MonitorEventsLost = "monitor.events_lost" [source, reports, lasted_ms, grants,
+        grants_omitted, rescanned, note],
 
     /// `warning`. An account is left out of the snapshot: a local name or id collides with it.
     AccountCollision = "account.collision" [grant, user, with, action],

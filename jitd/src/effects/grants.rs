@@ -27,6 +27,10 @@ impl HostFacts for Host<'_> {
     fn mfa_enrolled(&self, user: &str) -> bool {
         self.0.totp.is_enrolled(user)
     }
+
+    fn monitoring(&self, classes: &[String]) -> Result<(), String> {
+        self.0.watch_available(classes) // effects/watch.rs
+    }
 }
 
 impl Daemon {

@@ -43,6 +43,8 @@ impl Daemon {
         let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
         let mut kill = std::mem::take(&mut plan.kill);
         self.tokenize_kill_targets(&ids, now, &local, &mut kill);
+        // Processes that left their grant's cgroup: in the same pass (effects/watch.rs).
+        let escaped = self.watch_escaped_targets(&ids, &mut kill);
         plan.kill = kill;
         // Each grant's cgroup is killed as a whole first (effects/watch.rs).
         let cgroup_kills =
@@ -52,6 +54,7 @@ impl Daemon {
             Duration::from_millis(self.cfg.kill_grace_ms),
             Duration::from_secs(10),
         );
+        self.watch_escaped_ended(&escaped, &report.survivors, now);
         let flushed = nscd::invalidate(self.cfg.nscd);
         // After the processes are gone (none can make a new file behind the walk), before the
         // home is archived or kept.

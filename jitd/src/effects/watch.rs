@@ -18,6 +18,7 @@ use crate::audit::{Event, Severity};
 use crate::certify::{diff, Done};
 use crate::daemon::Daemon;
 use crate::monitor::cgroup::KillReport;
+use crate::monitor::events::loss::Loss;
 use crate::monitor::events::{Hit, Watched};
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -29,14 +30,59 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const NOTICES_PER_GRANT: usize = 50;
 
 impl Daemon {
-    /// The `cgroups:` line of `jitctl status`: per-grant cgroups, and any monitor source that
-    /// could not start.
+    /// The `cgroups:` line of `jitctl status`: per-grant cgroups, or why there are none.
     pub(crate) fn watch_status(&self) -> String {
-        let mut s = self.cgroups.describe();
-        if let Some(m) = &self.monitor {
+        self.cgroups.describe()
+    }
+
+    /// Whether live monitoring of grants' processes runs here and sees `classes` (all of them
+    /// when empty): per-grant cgroups (membership is what it watches) and the event sources
+    /// those classes come from. The error says why not.
+    pub(crate) fn watch_available(&self, classes: &[String]) -> Result<(), String> {
+        let Some(m) = &self.monitor else {
+            return Err(match &self.cgroups {
+                crate::monitor::cgroup::Cgroups::Off(why) => {
+                    format!("no per-grant cgroups ({why})")
+                }
+                crate::monitor::cgroup::Cgroups::On { .. } => {
+                    "the monitor could not start (see monitor.unavailable in the audit)".into()
+                }
+            });
+        };
+        if classes.is_empty() {
             let p = lock(&m.problems);
-            if !p.is_empty() {
-                s.push_str(&format!("; monitoring incomplete: {}", p.join("; ")));
+            return match p.first() {
+                None => Ok(()),
+                Some(_) => Err(format!(
+                    "a source could not start: {}",
+                    p.iter()
+                        .map(|(s, e)| format!("{}: {e}", s.as_str()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            };
+        }
+        crate::monitor::events::sources_for(m, classes)
+    }
+
+    /// The `monitoring:` line of `jitctl status`: on, unavailable or incomplete and why, and
+    /// the episodes of lost events so far.
+    pub(crate) fn watch_monitoring_status(&self) -> String {
+        let mut s = match self.watch_available(&[]) {
+            Ok(()) => "on (proc connector, fanotify, tcp scan)".to_string(),
+            Err(why) if self.monitor.is_some() => format!("incomplete: {why}"),
+            Err(why) => format!(
+                "unavailable: {why}; grants' processes are not watched and --revoke-on needs --sudo"
+            ),
+        };
+        if let Some(m) = &self.monitor {
+            let (episodes, last) = *lock(&m.lost_summary);
+            if let Some((source, at)) = last {
+                s.push_str(&format!(
+                    "; events lost in {episodes} episode(s), the last by {} at {}",
+                    source.as_str(),
+                    jit_core::time::format_utc(at)
+                ));
             }
         }
         s
@@ -100,29 +146,64 @@ impl Daemon {
         }
     }
 
-    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan, and so is
-    /// every process the monitor saw leave it (pinned by its start time).
-    pub(crate) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
-        if let Some(m) = &self.monitor {
-            for id in ids {
-                let Some(esc) = lock(&m.escaped).remove(*id) else {
-                    continue;
-                };
-                let mut t = crate::procs::KillTargets::default();
-                t.sessions.extend(esc);
-                let r = crate::procs::end_processes(
-                    &t,
-                    Duration::from_millis(100),
-                    Duration::from_secs(5),
-                );
-                self.audit.record(
-                    jit_core::time::now(),
-                    Severity::Notice,
-                    Event::MonitorEscapedEnded,
-                    json!({ "grant": id, "found": r.found, "ended": r.killed + r.terminated, "survivors": r.survivors }),
-                );
+    /// Teardown: the processes the monitor saw leave these grants' cgroups (pinned by their
+    /// start time) join the teardown's own /proc pass, one for every grant ended in this run,
+    /// as `targets.sessions`. Returns them per grant, alive ones only, for
+    /// [`Daemon::watch_escaped_ended`] after the pass.
+    pub(crate) fn watch_escaped_targets(
+        &self,
+        ids: &[&str],
+        targets: &mut crate::procs::KillTargets,
+    ) -> Vec<(String, Vec<(i32, u64)>)> {
+        let Some(m) = &self.monitor else {
+            return Vec::new();
+        };
+        let mut escaped = lock(&m.escaped);
+        ids.iter()
+            .filter_map(|id| {
+                let alive: Vec<(i32, u64)> = escaped
+                    .remove(*id)?
+                    .into_iter()
+                    .filter(|(pid, start)| crate::procs::start_time(*pid) == Some(*start))
+                    .collect();
+                targets.sessions.extend(alive.iter().copied());
+                Some((id.to_string(), alive))
+            })
+            .collect()
+    }
+
+    /// After the teardown's pass: what became of each grant's escaped processes (audited);
+    /// `survivors` are the pass's (a killed process not yet reaped counts as ended, as there).
+    pub(crate) fn watch_escaped_ended(
+        &self,
+        escaped: &[(String, Vec<(i32, u64)>)],
+        survivors: &[i32],
+        now: UnixTime,
+    ) {
+        for (id, procs) in escaped {
+            let left: Vec<i32> = procs
+                .iter()
+                .map(|(pid, _)| *pid)
+                .filter(|pid| survivors.contains(pid))
+                .collect();
+            // The teardown is incomplete then and retried: they stay its targets.
+            if let (false, Some(m)) = (left.is_empty(), &self.monitor) {
+                lock(&m.escaped)
+                    .entry(id.clone())
+                    .or_default()
+                    .extend(procs.iter().filter(|(pid, _)| left.contains(pid)).copied());
             }
+            self.audit.record(
+                now,
+                Severity::Notice,
+                Event::MonitorEscapedEnded,
+                json!({ "grant": id, "found": procs.len(), "ended": procs.len() - left.len(), "survivors": left }),
+            );
         }
+    }
+
+    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan.
+    pub(crate) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
         ids.iter()
             .map(|id| {
                 self.cgroups
@@ -251,18 +332,27 @@ impl Daemon {
                         CertificationStatus::Changed => Severity::Warning,
                     };
                     let lines: Vec<String> = cert.differences.iter().map(diff::describe).collect();
-                    self.audit.record(
-                        now,
-                        sev,
-                        Event::GrantCertification,
-                        json!({
-                            "grant": grant, "user": user, "status": cert.status.as_str(),
-                            "baseline_at": cert.baseline_at, "items": cert.items,
-                            "differences": lines, "omitted": cert.omitted,
-                            "root_equivalent": cert.differences.iter().filter(|d| d.root_equivalent).count(),
-                            "unreadable": cert.unreadable.len(), "elapsed_ms": elapsed_ms,
-                        }),
-                    );
+                    // Episodes of lost events while it was watched: its live watch had gaps.
+                    let lost = self
+                        .monitor
+                        .as_ref()
+                        .and_then(|m| lock(&m.lost_by_grant).remove(&grant));
+                    let sev = match (lost, sev) {
+                        (Some(_), Severity::Info) => Severity::Notice,
+                        _ => sev,
+                    };
+                    let mut fields = json!({
+                        "grant": grant, "user": user, "status": cert.status.as_str(),
+                        "baseline_at": cert.baseline_at, "items": cert.items,
+                        "differences": lines, "omitted": cert.omitted,
+                        "root_equivalent": cert.differences.iter().filter(|d| d.root_equivalent).count(),
+                        "unreadable": cert.unreadable.len(), "elapsed_ms": elapsed_ms,
+                    });
+                    if let Some(n) = lost {
+                        fields["monitor_events_lost"] = json!(n);
+                    }
+                    self.audit
+                        .record(now, sev, Event::GrantCertification, fields);
                     if user.is_some() {
                         c.forget(&grant);
                     }
@@ -279,6 +369,7 @@ impl Daemon {
         let Some(m) = &self.monitor else { return };
         let live: Vec<(String, String, bool)> = {
             let inner = self.lock();
+            lock(&m.lost_by_grant).retain(|g, _| inner.state.grants.contains_key(g));
             inner
                 .state
                 .grants
@@ -308,6 +399,50 @@ impl Daemon {
         for h in hits {
             self.watch_hit(&h, now);
         }
+        let losses = std::mem::take(&mut *lock(&m.losses));
+        for l in losses {
+            self.watch_loss(m, &l, now);
+        }
+    }
+
+    /// An episode of lost events (`monitor/events/loss.rs`): audited once, counted for each
+    /// grant watched meanwhile (its certification record says so) and for status.
+    fn watch_loss(&self, m: &crate::monitor::events::Shared, l: &Loss, now: UnixTime) {
+        use crate::monitor::events::loss::{Source, GRANTS_LISTED};
+        {
+            let mut by = lock(&m.lost_by_grant);
+            for g in &l.grants {
+                *by.entry(g.clone()).or_insert(0) += 1;
+            }
+        }
+        {
+            let mut sum = lock(&m.lost_summary);
+            sum.0 += 1;
+            sum.1 = Some((l.source, now));
+        }
+        let note = match l.source {
+            Source::ProcConnector => {
+                "fork/exec/exit events were dropped: the grants' cgroups were re-read and their \
+                 processes whose exec was not seen were classified from what they run now; a \
+                 process that ran and exited within the loss was not seen"
+            }
+            Source::Fanotify => {
+                "file events were dropped: reads of sensitive files and writes within the loss \
+                 were not seen live; changes to account, sudo, key, package and set-id files \
+                 are in the grants' certifications"
+            }
+        };
+        self.audit.record(
+            now,
+            Severity::Warning,
+            Event::MonitorEventsLost,
+            json!({
+                "source": l.source.as_str(), "reports": l.reports, "lasted_ms": l.lasted_ms,
+                "grants": l.grants.iter().take(GRANTS_LISTED).collect::<Vec<_>>(),
+                "grants_omitted": l.grants.len().saturating_sub(GRANTS_LISTED),
+                "rescanned": l.rescanned, "note": note,
+            }),
+        );
     }
 
     fn watch_hit(&self, h: &Hit, now: UnixTime) {

@@ -25,6 +25,10 @@ pub trait HostFacts {
     fn sudo_guarded(&self) -> Result<(), String>;
     /// Whether `user` has a TOTP secret.
     fn mfa_enrolled(&self, user: &str) -> bool;
+    /// Whether jitd's process monitor runs here and sees `classes` (per-grant cgroups and the
+    /// event sources those classes come from); the error says why not. Asked only for
+    /// `--revoke-on` classes that only the monitor can see.
+    fn monitoring(&self, classes: &[String]) -> Result<(), String>;
     /// Tokenization: whether `path` is a program no user can change (`--program`); the error
     /// says why not. The default is the real check (it opens the path from `/`).
     fn program_trusted(&self, cfg: &Config, path: &str) -> Result<(), String> {
@@ -443,15 +447,16 @@ fn check_login_conditions(
 /// Validates `--sudo`, `--runas` and `--revoke-on` and makes sure sudo_jit guards sudo here
 /// (without it the jit-sudo sudoers rule would give everything).
 fn check_sudo_scope(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<SudoScopeSpec, Refusal> {
-    use jit_core::policy::{classify, sudo};
+    use jit_core::policy::sudo;
     let bad = |e: jit_core::policy::PolicyError| refused(e.to_string());
     if spec.sudo.is_empty() {
-        if !spec.runas.is_empty() || !spec.revoke_on.is_empty() {
-            return Err(refused(
-                "--runas and --revoke-on apply to sudo: they need --sudo",
-            ));
+        if !spec.runas.is_empty() {
+            return Err(refused("--runas applies to sudo: it needs --sudo"));
         }
-        return Ok(SudoScopeSpec::default());
+        return Ok(SudoScopeSpec {
+            revoke_on: check_revoke_on(spec, facts)?,
+            ..SudoScopeSpec::default()
+        });
     }
     if spec.sudo.len() > 64 || spec.runas.len() > 16 {
         return Err(refused(
@@ -467,6 +472,25 @@ fn check_sudo_scope(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<SudoScope
         out.runas
             .push(sudo::parse_runas(r).map_err(bad)?.to_string());
     }
+    out.revoke_on = check_revoke_on(spec, facts)?;
+    facts.sudo_guarded().map_err(|e| {
+        refused(format!(
+            "--sudo needs the sudo_jit plugin to guard sudo on this host: {e}"
+        ))
+    })?;
+    Ok(out)
+}
+
+/// Validates `--revoke-on` classes. Two watchers can act on them: sudo_jit classifies the
+/// commands of a `--sudo` grant itself, with or without jitd's monitor; everything else (what a
+/// login of an `--account` or `--enable` grant does, `lateral-movement`, which sudo_jit does
+/// not know) is seen only by jitd's process monitor, which watches the processes in the
+/// grant's cgroup. So a grant whose processes never join a cgroup (a local user's `--group` or
+/// `--cap` grant: their logins are their own) cannot name classes, and neither can a grant
+/// that would rely on the monitor where it does not run: both would be watched by nothing.
+fn check_revoke_on(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<Vec<String>, Refusal> {
+    use jit_core::policy::classify;
+    let mut out = Vec::new();
     for c in &spec.revoke_on {
         // lateral-movement is seen by jitd's process monitor only (crate::monitor).
         if classify::parse_class(c).is_none() && c != crate::monitor::LATERAL_MOVEMENT {
@@ -475,15 +499,44 @@ fn check_sudo_scope(spec: &GrantSpec, facts: &dyn HostFacts) -> Result<SudoScope
                 c
             )));
         }
-        out.revoke_on.push(c.clone());
+        out.push(c.clone());
     }
-    out.revoke_on.sort();
-    out.revoke_on.dedup();
-    facts.sudo_guarded().map_err(|e| {
-        refused(format!(
-            "--sudo needs the sudo_jit plugin to guard sudo on this host: {e}"
-        ))
-    })?;
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Ok(out);
+    }
+    if spec.sudo.is_empty() && !spec.account && !spec.enable {
+        return Err(refused(
+            "--revoke-on watches the grant's processes: its logins (--account, --enable) and \
+             its sudo commands (--sudo); this grant has neither (a local user's own logins are \
+             not the grant's)",
+        ));
+    }
+    let lateral = out.iter().any(|c| c == crate::monitor::LATERAL_MOVEMENT);
+    if spec.sudo.is_empty() || lateral {
+        let watched = if spec.sudo.is_empty() {
+            out.clone()
+        } else {
+            vec![crate::monitor::LATERAL_MOVEMENT.to_string()]
+        };
+        facts.monitoring(&watched).map_err(|e| {
+            refused(format!(
+                "--revoke-on {}: {} seen only by jitd's process monitor, which is not running on \
+                 this host: {e}",
+                if lateral && !spec.sudo.is_empty() {
+                    crate::monitor::LATERAL_MOVEMENT.to_string()
+                } else {
+                    out.join(",")
+                },
+                if spec.sudo.is_empty() {
+                    "without --sudo the grant's processes are"
+                } else {
+                    "this class is"
+                }
+            ))
+        })?;
+    }
     Ok(out)
 }
 

@@ -35,12 +35,14 @@ use super::lateral;
 
 mod fanotify;
 mod judge;
+pub mod loss;
 mod proc_connector;
 #[cfg(test)]
 mod tests;
 
 use fanotify::Fanotify;
 use judge::*;
+use loss::{Episodes, Loss, Source};
 use proc_connector::ProcConnector;
 
 /// A live grant the monitor watches.
@@ -82,11 +84,18 @@ pub struct Shared {
     pub joined: Mutex<Vec<(i32, String)>>,
     /// Hits for the tick.
     pub hits: Mutex<Vec<Hit>>,
-    /// Why a source is not working (for status and the audit), if one is not.
-    pub problems: Mutex<Vec<String>>,
+    /// Sources that could not start and why (for status, the audit and admission), known
+    /// before [`start`] returns.
+    pub problems: Mutex<Vec<(Source, String)>>,
     /// Processes that left a grant's cgroup: grant -> (pid, start time). Teardown ends them
     /// too (cgroup.kill no longer reaches them).
     pub escaped: Mutex<HashMap<String, Vec<(i32, u64)>>>,
+    /// Finished episodes of lost events, for the tick to audit (`loss.rs`).
+    pub losses: Mutex<Vec<Loss>>,
+    /// Episodes of lost events per grant watched during them (for its certification record).
+    pub lost_by_grant: Mutex<HashMap<String, u64>>,
+    /// Episodes of lost events since start, and the last one's source and end (for status).
+    pub lost_summary: Mutex<(u64, Option<(Source, jit_core::time::UnixTime)>)>,
     /// The daemon's timer, woken for each hit (so a hit is acted on within milliseconds, not
     /// at the next second).
     pub wake: Option<Arc<std::sync::Condvar>>,
@@ -132,12 +141,48 @@ pub fn start(settings: Settings, wake: Arc<std::sync::Condvar>) -> Result<Arc<Sh
         wake: Some(wake),
         ..Shared::default()
     });
+    // Opened here, not in the thread: a source that cannot start is known (to status and to
+    // admission) before the first grant is admitted.
+    let pc = match ProcConnector::open() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            lock(&shared.problems).push((Source::ProcConnector, e));
+            None
+        }
+    };
+    let fan = match Fanotify::open() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            lock(&shared.problems).push((Source::Fanotify, e));
+            None
+        }
+    };
     let s2 = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("jitd-monitor".into())
-        .spawn(move || run(&settings, &s2))
+        .spawn(move || run(&settings, &s2, pc, fan))
         .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
     Ok(shared)
+}
+
+/// Whether the sources `classes` rely on are running; the error names the one that is not.
+/// Every class needs the proc connector (membership and execs); the file classes need
+/// fanotify as well. (`ioc` and `lateral-movement` come from execs and the connection scan.)
+pub fn sources_for(shared: &Shared, classes: &[String]) -> Result<(), String> {
+    let files = classes.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "sensitive-read" | "account-change" | "software-install"
+        )
+    });
+    let problems = lock(&shared.problems);
+    match problems
+        .iter()
+        .find(|(s, _)| *s == Source::ProcConnector || (files && *s == Source::Fanotify))
+    {
+        Some((s, e)) => Err(format!("its {} source could not start: {e}", s.as_str())),
+        None => Ok(()),
+    }
 }
 
 struct Member {
@@ -146,6 +191,9 @@ struct Member {
     exited: Option<Instant>,
     /// Command line read at its exec (or inherited at fork), for events after it exited.
     cmdline: String,
+    /// What it runs was classified (its exec was seen, or it is a fork of a classified
+    /// process, or a module's own process); a rescan after lost events classifies the others.
+    classified: bool,
 }
 
 struct State {
@@ -156,28 +204,17 @@ struct State {
     conn_reported: std::collections::HashSet<(String, u64)>,
     /// When the proc connector last lost events (its socket buffer overflowed).
     lost_at: Option<Instant>,
+    /// Episodes of lost events being gathered.
+    episodes: Episodes,
 }
 
-fn run(st: &Settings, shared: &Shared) {
-    let pc = match ProcConnector::open() {
-        Ok(p) => Some(p),
-        Err(e) => {
-            lock(&shared.problems).push(format!("proc connector: {e}"));
-            None
-        }
-    };
-    let fan = match Fanotify::open() {
-        Ok(f) => Some(f),
-        Err(e) => {
-            lock(&shared.problems).push(format!("fanotify: {e}"));
-            None
-        }
-    };
+fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fanotify>) {
     let mut state = State {
         members: HashMap::new(),
         left_reported: Default::default(),
         conn_reported: Default::default(),
         lost_at: None,
+        episodes: Episodes::default(),
     };
     let mut last_refresh = Instant::now() - Duration::from_secs(10);
     let mut last_marks = Instant::now() - Duration::from_secs(10);
@@ -219,19 +256,74 @@ fn run(st: &Settings, shared: &Shared) {
         // A sudo the daemon moved may fork right after its answer: know it before its events.
         take_joined(shared, &mut state);
         // The proc connector first: forks are known before the file events they lead to.
+        let mut lost = Vec::new();
         if let Some(p) = &pc {
-            if p.drain(&mut buf, |ev| {
+            let n = p.drain(&mut buf, |ev| {
                 on_proc_event(st, shared, &watched, &mut state, ev)
-            }) {
+            });
+            if n > 0 {
                 state.lost_at = Some(Instant::now());
+                lost.push((Source::ProcConnector, n));
             }
         }
         if let Some(f) = &fan {
-            f.drain(&mut buf, |pid, mask, fd| {
+            let n = f.drain(&mut buf, |pid, mask, fd| {
                 on_file_event(shared, &watched, &state, pid, mask, fd)
             });
+            if n > 0 {
+                lost.push((Source::Fanotify, n));
+            }
+        }
+        after_losses(st, shared, &watched, &mut state, &lost);
+    }
+}
+
+/// Lost events (`loss.rs`): counted into their episode, a rescan of every watched grant at
+/// once (at most every 250 ms), and finished episodes handed to the tick.
+fn after_losses(
+    st: &Settings,
+    shared: &Shared,
+    watched: &[Watched],
+    state: &mut State,
+    lost: &[(Source, u64)],
+) {
+    let now = Instant::now();
+    let mut rescan = false;
+    for (source, n) in lost {
+        rescan |= state
+            .episodes
+            .lost(*source, *n, watched.iter().map(|w| w.grant.as_str()), now);
+    }
+    if rescan {
+        let n = rescan_grants(st, shared, watched, state);
+        state.episodes.rescanned(n);
+    }
+    if state.episodes.losing() {
+        let done = state.episodes.finished(now);
+        if !done.is_empty() {
+            lock(&shared.losses).extend(done);
+            if let Some(w) = &shared.wake {
+                w.notify_all();
+            }
         }
     }
+}
+
+/// After lost events: every watched grant's cgroup is re-read (members whose fork was lost
+/// are found) and each member whose exec was not seen is classified from what it runs now.
+/// Returns how many were classified.
+fn rescan_grants(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut State) -> usize {
+    refresh(st, shared, watched, state);
+    let todo: Vec<i32> = state
+        .members
+        .iter()
+        .filter(|(_, m)| !m.classified && m.exited.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    for &pid in &todo {
+        classify_member(st, shared, watched, state, pid);
+    }
+    todo.len()
 }
 
 fn take_joined(shared: &Shared, state: &mut State) {
@@ -246,6 +338,8 @@ fn take_joined(shared: &Shared, state: &mut State) {
                 since: Instant::now(),
                 exited: None,
                 cmdline,
+                // sudo_jit or pam_jit asked for it: sudo's command was classified by sudo_jit.
+                classified: true,
             },
         );
     }
@@ -284,6 +378,7 @@ fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut Stat
                 since: now,
                 exited: None,
                 cmdline: String::new(),
+                classified: false,
             });
         }
         // A member known before this read, still alive, not in the cgroup: it left.

@@ -55,7 +55,26 @@ pub fn start(
         passwd_file: cfg.passwd_file.clone(),
     };
     match events::start(settings, std::sync::Arc::clone(wake)) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            let problems: Vec<String> = s
+                .problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(src, e)| format!("{}: {e}", src.as_str()))
+                .collect();
+            if !problems.is_empty() {
+                // Partly blind: which classes it cannot see is in `jitctl status`, and
+                // admission refuses them (effects/watch.rs).
+                audit.record(
+                    now,
+                    Severity::Error,
+                    Event::MonitorUnavailable,
+                    serde_json::json!({ "why": problems.join("; "), "cgroups": cgroups.describe() }),
+                );
+            }
+            Some(s)
+        }
         Err(e) => {
             audit.record(
                 now,

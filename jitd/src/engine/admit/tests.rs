@@ -55,6 +55,8 @@ fn local() -> LocalDb {
 struct Facts {
     sudo_guarded: bool,
     enrolled: &'static [&'static str],
+    /// Why jitd's process monitor does not run here, if it does not.
+    no_monitor: Option<&'static str>,
 }
 
 impl HostFacts for Facts {
@@ -69,11 +71,24 @@ impl HostFacts for Facts {
     fn mfa_enrolled(&self, user: &str) -> bool {
         self.enrolled.contains(&user)
     }
+
+    fn monitoring(&self, classes: &[String]) -> Result<(), String> {
+        assert!(!classes.is_empty(), "asked only for classes");
+        self.no_monitor.map_or(Ok(()), |why| Err(why.to_string()))
+    }
 }
 
 const HOST: Facts = Facts {
     sudo_guarded: true,
     enrolled: &["alice"],
+    no_monitor: None,
+};
+
+/// A host without jitd's process monitor (no cgroup v2).
+const NO_MONITOR: Facts = Facts {
+    sudo_guarded: true,
+    enrolled: &["alice"],
+    no_monitor: Some("no per-grant cgroups (no cgroup2 filesystem is mounted)"),
 };
 
 fn spec(user: &str) -> GrantSpec {
@@ -196,7 +211,7 @@ fn refusals_table() {
                 groups("alice", &["deploy"]),
             ),
             HOST,
-            "need --sudo",
+            "--runas applies to sudo: it needs --sudo",
         ),
         (
             "bad revoke-on class",
@@ -211,6 +226,38 @@ fn refusals_table() {
             "--revoke-on \"nuke\"",
         ),
         (
+            "revoke-on for a grant without processes of its own",
+            with(
+                |s| s.revoke_on = vec!["sensitive-read".into()],
+                groups("alice", &["deploy"]),
+            ),
+            HOST,
+            "--revoke-on watches the grant's processes",
+        ),
+        (
+            "revoke-on without sudo and without the monitor",
+            with(
+                |s| s.revoke_on = vec!["lateral-movement".into()],
+                account("tmp1"),
+            ),
+            NO_MONITOR,
+            "--revoke-on lateral-movement: without --sudo the grant's processes are seen only by \
+             jitd's process monitor, which is not running on this host: no per-grant cgroups \
+             (no cgroup2 filesystem is mounted)",
+        ),
+        (
+            "lateral-movement through sudo without the monitor",
+            with(
+                |s| {
+                    s.sudo = vec!["ALL".into()];
+                    s.revoke_on = vec!["ioc".into(), "lateral-movement".into()];
+                },
+                spec("alice"),
+            ),
+            NO_MONITOR,
+            "--revoke-on lateral-movement: this class is seen only by jitd's process monitor",
+        ),
+        (
             "sudo without the plugin",
             with(
                 |s| s.sudo = vec!["/usr/bin/systemctl".into()],
@@ -219,6 +266,7 @@ fn refusals_table() {
             Facts {
                 sudo_guarded: false,
                 enrolled: &[],
+                no_monitor: None,
             },
             "needs the sudo_jit plugin",
         ),
@@ -333,6 +381,51 @@ fn refusals_table() {
     }
 }
 
+/// `--revoke-on` needs a grant whose processes are watched (its logins or its sudo commands)
+/// and, except for what sudo_jit checks itself, jitd's monitor.
+#[test]
+fn revoke_on_without_sudo() {
+    let with_classes = |mut s: GrantSpec, classes: &[&str]| {
+        s.revoke_on = classes.iter().map(|c| c.to_string()).collect();
+        s
+    };
+    let rows: Vec<(&str, GrantSpec, Facts)> = vec![
+        (
+            "account login",
+            with_classes(account("tmp1"), &["lateral-movement", "sensitive-read"]),
+            HOST,
+        ),
+        (
+            "managed admin login",
+            with_classes(
+                GrantSpec {
+                    enable: true,
+                    ..spec("opsadmin")
+                },
+                &["account-change"],
+            ),
+            HOST,
+        ),
+        (
+            "sudo classes without the monitor: sudo_jit checks them",
+            with_classes(
+                GrantSpec {
+                    sudo: vec!["ALL".into()],
+                    ..spec("alice")
+                },
+                &["software-install", "ioc"],
+            ),
+            NO_MONITOR,
+        ),
+    ];
+    for (name, s, facts) in rows {
+        let g = admit(&s, &facts).unwrap_or_else(|e| panic!("{name}: refused {e:?}"));
+        let mut want = s.revoke_on.clone();
+        want.sort();
+        assert_eq!(g.revoke_on, want, "{name}");
+    }
+}
+
 #[test]
 fn admitted_table() {
     let mfa_account = GrantSpec {
@@ -370,6 +463,7 @@ fn admitted_table() {
             &Facts {
                 sudo_guarded: true,
                 enrolled: &["alice2"],
+                no_monitor: None,
             },
         )
         .unwrap_or_else(|e| panic!("{name}: refused {e:?}"));

@@ -22,7 +22,7 @@ impl Fanotify {
         Ok(Fanotify { fd })
     }
 
-    fn mark(&self, flags: libc::c_uint, mask: u64, p: &Path) {
+    pub(super) fn mark(&self, flags: libc::c_uint, mask: u64, p: &Path) {
         let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
             return;
         };
@@ -75,34 +75,48 @@ impl Fanotify {
         }
     }
 
-    pub(super) fn drain(&self, buf: &mut [u8], mut f: impl FnMut(i32, u64, libc::c_int)) {
-        let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
+    /// Hands every queued event to `f`; the number of queue overflows read (the kernel drops
+    /// events once its queue is full and queues one `FAN_Q_OVERFLOW` in their place).
+    pub(super) fn drain(&self, buf: &mut [u8], mut f: impl FnMut(i32, u64, libc::c_int)) -> u64 {
+        let mut overflows = 0;
         loop {
             // SAFETY: `buf` is writable for its length.
             let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
-                return;
+                return overflows;
             }
-            let data = &buf[..n as usize];
-            let mut off = 0;
-            while off + meta <= data.len() {
-                // SAFETY: at least `meta` bytes remain at `off`; read_unaligned copes with any
-                // alignment of the buffer.
-                let m: libc::fanotify_event_metadata =
-                    unsafe { std::ptr::read_unaligned(data[off..].as_ptr().cast()) };
-                let len = m.event_len as usize;
-                if len < meta {
-                    return;
-                }
-                if m.fd >= 0 {
-                    f(m.pid, m.mask, m.fd);
-                    // SAFETY: the event's fd is ours to close.
-                    unsafe { libc::close(m.fd) };
-                }
-                off += len;
-            }
+            overflows += decode(&buf[..n as usize], &mut f);
         }
     }
+}
+
+/// Decodes one read of fanotify events: each event with a file descriptor goes to `f`, which
+/// must not keep the descriptor (it is closed here); returns the number of `FAN_Q_OVERFLOW`
+/// events (they carry no descriptor). A record shorter than its header ends the read.
+pub(super) fn decode(data: &[u8], f: &mut impl FnMut(i32, u64, libc::c_int)) -> u64 {
+    let meta = std::mem::size_of::<libc::fanotify_event_metadata>();
+    let mut overflows = 0;
+    let mut off = 0;
+    while off + meta <= data.len() {
+        // SAFETY: at least `meta` bytes remain at `off`; read_unaligned copes with any
+        // alignment of the buffer.
+        let m: libc::fanotify_event_metadata =
+            unsafe { std::ptr::read_unaligned(data[off..].as_ptr().cast()) };
+        let len = m.event_len as usize;
+        if len < meta {
+            break;
+        }
+        if m.mask & libc::FAN_Q_OVERFLOW != 0 {
+            overflows += 1;
+        }
+        if m.fd >= 0 {
+            f(m.pid, m.mask, m.fd);
+            // SAFETY: the event's fd is ours to close.
+            unsafe { libc::close(m.fd) };
+        }
+        off += len;
+    }
+    overflows
 }
 
 impl Drop for Fanotify {

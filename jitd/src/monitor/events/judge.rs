@@ -21,8 +21,8 @@ pub(super) fn on_proc_event(
             let g = state
                 .members
                 .get(&parent)
-                .map(|m| (m.grant.clone(), m.cmdline.clone()));
-            if let Some((grant, cmdline)) = g {
+                .map(|m| (m.grant.clone(), m.cmdline.clone(), m.classified));
+            if let Some((grant, cmdline, classified)) = g {
                 state.members.insert(
                     child,
                     Member {
@@ -30,6 +30,8 @@ pub(super) fn on_proc_event(
                         since: Instant::now(),
                         exited: None,
                         cmdline,
+                        // Until it execs, the child runs its parent's program.
+                        classified,
                     },
                 );
             }
@@ -67,48 +69,64 @@ pub(super) fn on_proc_event(
                     since: Instant::now(),
                     exited: None,
                     cmdline: String::new(),
+                    classified: false,
                 });
             }
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            let args = cmdline_args(pid);
-            let line: String = args.join(" ").chars().take(4096).collect();
-            if let Some(m) = state.members.get_mut(&pid).filter(|_| !line.is_empty()) {
-                m.cmdline.clone_from(&line);
-            }
-            let Some(w) = watched
-                .iter()
-                .find(|w| Some(&w.grant) == state.members.get(&pid).map(|m| &m.grant))
-            else {
-                return;
-            };
-            let command = if exe.is_empty() {
-                args.first().cloned().unwrap_or_default()
-            } else {
-                exe.clone()
-            };
-            let mut classes: Vec<&str> = Vec::new();
-            if lateral::is_client(&command) {
-                classes.push(lateral::CLASS);
-            }
-            let argv: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-            let (uid, _) = proc_identity(pid);
-            let req = SudoRequest::new(&w.user, uid.unwrap_or(u32::MAX), &command, &argv);
-            let extra: Vec<&str> = st.ioc.iter().map(String::as_str).collect();
-            let bits = classify::classify(&req, &extra);
-            classes.extend(classify::class_names(bits));
-            for c in classes {
-                push(
-                    shared,
-                    w,
-                    c,
-                    pid,
-                    format!("exec {}", jit_core::policy::sudo::shown(&command, 512)),
-                    &line,
-                );
-            }
+            classify_member(st, shared, watched, state, pid);
         }
+    }
+}
+
+/// Classifies what member `pid` runs now (its exec, or a rescan after lost events): a
+/// remote-login client is `lateral-movement`; the sudo classifier gives the other classes.
+pub(super) fn classify_member(
+    st: &Settings,
+    shared: &Shared,
+    watched: &[Watched],
+    state: &mut State,
+    pid: i32,
+) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let args = cmdline_args(pid);
+    let line: String = args.join(" ").chars().take(4096).collect();
+    if let Some(m) = state.members.get_mut(&pid) {
+        m.classified = true;
+        if !line.is_empty() {
+            m.cmdline.clone_from(&line);
+        }
+    }
+    let Some(w) = watched
+        .iter()
+        .find(|w| Some(&w.grant) == state.members.get(&pid).map(|m| &m.grant))
+    else {
+        return;
+    };
+    let command = if exe.is_empty() {
+        args.first().cloned().unwrap_or_default()
+    } else {
+        exe.clone()
+    };
+    let mut classes: Vec<&str> = Vec::new();
+    if lateral::is_client(&command) {
+        classes.push(lateral::CLASS);
+    }
+    let argv: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let (uid, _) = proc_identity(pid);
+    let req = SudoRequest::new(&w.user, uid.unwrap_or(u32::MAX), &command, &argv);
+    let extra: Vec<&str> = st.ioc.iter().map(String::as_str).collect();
+    let bits = classify::classify(&req, &extra);
+    classes.extend(classify::class_names(bits));
+    for c in classes {
+        push(
+            shared,
+            w,
+            c,
+            pid,
+            format!("exec {}", jit_core::policy::sudo::shown(&command, 512)),
+            &line,
+        );
     }
 }
 

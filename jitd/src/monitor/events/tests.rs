@@ -43,3 +43,208 @@ fn file_classes() {
     assert_eq!(c(libc::FAN_CLOSE_WRITE, "/home/carol/build/a.o"), None);
     assert_eq!(c(libc::FAN_CLOSE_WRITE, "/etc/hostname"), None);
 }
+
+/// A scratch directory of this test process, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("jitd-monitor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn metadata(mask: u64, fd: i32, pid: i32) -> Vec<u8> {
+    let m = libc::fanotify_event_metadata {
+        event_len: std::mem::size_of::<libc::fanotify_event_metadata>() as u32,
+        vers: libc::FANOTIFY_METADATA_VERSION,
+        reserved: 0,
+        metadata_len: std::mem::size_of::<libc::fanotify_event_metadata>() as u16,
+        mask,
+        fd,
+        pid,
+    };
+    // SAFETY: a plain C struct viewed as its bytes, for exactly its size.
+    unsafe {
+        std::slice::from_raw_parts(
+            (&m as *const libc::fanotify_event_metadata).cast::<u8>(),
+            std::mem::size_of::<libc::fanotify_event_metadata>(),
+        )
+    }
+    .to_vec()
+}
+
+/// The decoder counts `FAN_Q_OVERFLOW` (an event without a descriptor) and still hands every
+/// other event on, closing its descriptor.
+#[test]
+fn fanotify_decoder_counts_overflows() {
+    let f = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    let mut buf = metadata(libc::FAN_CLOSE_WRITE, fd, 4242);
+    buf.extend(metadata(libc::FAN_Q_OVERFLOW, libc::FAN_NOFD, -1));
+    let mut seen = Vec::new();
+    let n = fanotify::decode(&buf, &mut |pid, mask, _| seen.push((pid, mask)));
+    assert_eq!(n, 1);
+    assert_eq!(seen, [(4242, libc::FAN_CLOSE_WRITE)]);
+    // SAFETY: fcntl on a number: only asks whether it is an open descriptor.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, -1, "closed");
+    // A record shorter than its header ends the read (fail closed, no endless loop).
+    let mut short = metadata(libc::FAN_Q_OVERFLOW, libc::FAN_NOFD, -1);
+    short[0..4].copy_from_slice(&4u32.to_ne_bytes());
+    assert_eq!(
+        fanotify::decode(&short, &mut |_, _, _| panic!("no event")),
+        0
+    );
+}
+
+/// A real overflow: more file events than the kernel's queue holds (fs.fanotify.
+/// max_queued_events), unread, then drained: the loss is reported, not lost in turn.
+#[test]
+fn fanotify_queue_overflow_is_reported() {
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/fanotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        max <= 1 << 20,
+        "max_queued_events {max}: too many files to make"
+    );
+    let dir = Scratch::new("fanq");
+    let fan = Fanotify::open().expect("fanotify needs CAP_SYS_ADMIN (run the tests as root)");
+    fan.mark(0, libc::FAN_CLOSE_WRITE | libc::FAN_EVENT_ON_CHILD, &dir.0);
+    // Distinct files: the kernel merges identical events, not these.
+    for i in 0..max + 64 {
+        std::fs::write(dir.0.join(i.to_string()), b"x").unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = 0usize;
+    let overflows = fan.drain(&mut buf, |_, _, _| events += 1);
+    assert_eq!(overflows, 1, "one overflow event for the whole loss");
+    assert!(
+        events >= max - 1 && events <= max,
+        "{events} events of {max}"
+    );
+}
+
+/// A real overflow of the proc connector: a small receive buffer, many processes started
+/// while nothing reads it; the drain reports `ENOBUFS` and goes on reading what is queued.
+#[test]
+fn proc_connector_overflow_is_reported() {
+    let pc = ProcConnector::open().expect("the proc connector needs root");
+    pc.set_rcvbuf(4096);
+    for _ in 0..200 {
+        std::process::Command::new("true").status().unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = 0usize;
+    let lost = pc.drain(&mut buf, |_| events += 1);
+    assert!(lost >= 1, "ENOBUFS reported ({events} events read)");
+}
+
+/// After lost events, the rescan finds a grant's process by its cgroup (its fork was not
+/// seen) and classifies what it runs now (its exec was not seen either).
+#[test]
+fn rescan_after_a_loss_classifies_unseen_members() {
+    let cg = Scratch::new("rescan");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // The grant's cgroup as the monitor reads it: <dir>/<grant>/cgroup.procs.
+    std::fs::create_dir(cg.0.join(w().grant)).unwrap();
+    std::fs::write(
+        cg.0.join(w().grant).join("cgroup.procs"),
+        format!("{pid}\n"),
+    )
+    .unwrap();
+    let st = Settings {
+        cgroup_dir: cg.0.clone(),
+        cgroup_rel: "/unused".into(),
+        sensitive: Vec::new(),
+        lateral_ports: Vec::new(),
+        ioc: vec!["sleep".into()],
+        passwd_file: "/nonexistent".into(),
+    };
+    let shared = Shared::default();
+    let mut state = State {
+        members: HashMap::new(),
+        left_reported: Default::default(),
+        conn_reported: Default::default(),
+        lost_at: None,
+        episodes: Episodes::default(),
+    };
+    state.episodes.quiet = Duration::from_millis(500);
+    let watched = vec![w()];
+    // Nothing lost: no rescan, nothing classified.
+    after_losses(&st, &shared, &watched, &mut state, &[]);
+    assert!(lock(&shared.hits).is_empty());
+    after_losses(
+        &st,
+        &shared,
+        &watched,
+        &mut state,
+        &[(Source::ProcConnector, 3)],
+    );
+    let hits = lock(&shared.hits).clone();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        hits.iter().any(|h| h.pid == pid
+            && h.class == "ioc"
+            && h.grant == w().grant
+            && h.what == "exec /usr/bin/sleep"
+            && h.cmdline == "sleep 30"),
+        "{hits:?}"
+    );
+    // The episode ends after a quiet second and is handed over once, with its counts.
+    assert!(lock(&shared.losses).is_empty());
+    std::thread::sleep(Duration::from_millis(600));
+    after_losses(&st, &shared, &watched, &mut state, &[]);
+    let losses = lock(&shared.losses).clone();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(
+        (
+            losses[0].source,
+            losses[0].reports,
+            &losses[0].grants,
+            losses[0].rescanned
+        ),
+        (Source::ProcConnector, 3, &vec![w().grant], 1)
+    );
+}
+
+/// Which `--revoke-on` classes a partly started monitor can still see: the exec and connection
+/// classes need the proc connector, the file classes fanotify as well.
+#[test]
+fn classes_need_their_sources() {
+    let with = |src: Source| {
+        let s = Shared::default();
+        lock(&s.problems).push((src, "Operation not permitted (os error 1)".into()));
+        s
+    };
+    let c = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let no_fan = with(Source::Fanotify);
+    assert!(sources_for(&no_fan, &c(&["lateral-movement", "ioc"])).is_ok());
+    for file_class in ["sensitive-read", "account-change", "software-install"] {
+        let e = sources_for(&no_fan, &c(&["ioc", file_class])).unwrap_err();
+        assert_eq!(
+            e,
+            "its fanotify source could not start: Operation not permitted (os error 1)"
+        );
+    }
+    let no_pc = with(Source::ProcConnector);
+    assert!(sources_for(&no_pc, &c(&["lateral-movement"]))
+        .unwrap_err()
+        .starts_with("its proc connector source could not start"));
+    assert!(sources_for(&Shared::default(), &c(&["sensitive-read"])).is_ok());
+}
