@@ -317,6 +317,10 @@ pub struct Status {
     /// Per-grant cgroups, or why there are none (teardown then relies on the /proc scan).
     #[serde(default)]
     pub cgroups: String,
+    /// Tokenization (`jitctl run`): available, or why not, and the capabilities jitd cannot
+    /// hand on (outside its own bounding set).
+    #[serde(default)]
+    pub tokenization: String,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).

@@ -34,6 +34,7 @@ impl Daemon {
             server,
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),
+            tokenization: crate::tokenize::holdable::describe_self(&self.cfg),
         }
     }
 

@@ -25,7 +25,7 @@ fn status_text(s: &Status, now: i64) -> String {
             format!("written {}", relative(t, now))
         });
     format!(
-        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\n",
+        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\ntokenization: {}\n",
         s.version,
         s.pid,
         format_duration(s.uptime_secs),
@@ -36,6 +36,7 @@ fn status_text(s: &Status, now: i64) -> String {
         s.snapshot_path,
         s.server,
         if s.state_writable { "writable" } else { "NOT WRITABLE: new grants refused" },
-        s.cgroups
+        s.cgroups,
+        s.tokenization
     )
 }
