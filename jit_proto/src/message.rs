@@ -321,6 +321,10 @@ pub struct Status {
     /// why` (a source could not start), and event losses seen (the sources overflowed).
     #[serde(default)]
     pub monitoring: String,
+    /// Tokenization (`jitctl run`): available, or why not, and the capabilities jitd cannot
+    /// hand on (outside its own bounding set).
+    #[serde(default)]
+    pub tokenization: String,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).

@@ -585,3 +585,100 @@ fn a_left_behind_child_holding_the_capability_is_ended_when_the_grant_is_revoked
     );
     procs::signal(plain, libc::SIGKILL);
 }
+
+/// jitd can hand on only capabilities it holds itself. Started with CAP_NET_BIND_SERVICE out
+/// of its bounding set (what a unit's `CapabilityBoundingSet=` leaving it out does), a grant of
+/// it is refused at admission in one line and `jitctl status` names it; started without
+/// CAP_SETUID, every `--cap` grant is refused and status says tokenization is unavailable.
+/// (Such grants used to be admitted, and every `jitctl run` under them failed.)
+#[test]
+fn a_capability_outside_jitds_bounding_set_is_refused_at_grant_time() {
+    let sb = Sandbox::new();
+    let prog = bindport();
+    let prog_s = path_str(&prog).to_string();
+    let a = artifacts();
+    let start = |drop: &str| -> i32 {
+        let pid = sb.spawn(
+            "jitd",
+            &[
+                "setpriv",
+                "--bounding-set",
+                drop,
+                "--",
+                path_str(&a.jitd),
+                "--config",
+                "/etc/jit/jitd.toml",
+            ],
+        );
+        poll("jitd answers", Duration::from_secs(30), || {
+            assert!(
+                sb.try_wait(pid).is_none(),
+                "jitd exited:\n{}",
+                sb.jitd_log()
+            );
+            sb.jitctl(&["status"]).status.success().then_some(())
+        });
+        pid
+    };
+    let stop = |pid: i32| {
+        procs::signal(pid, libc::SIGTERM);
+        assert!(
+            sb.wait_exit(pid, Duration::from_secs(15)).is_some(),
+            "jitd did not stop"
+        );
+    };
+    let add = |cap: &str| {
+        sb.jitctl(&[
+            "grant",
+            "add",
+            "carol",
+            "--cap",
+            cap,
+            "--program",
+            &prog_s,
+            "--for",
+            "1h",
+        ])
+    };
+
+    let pid = start("-net_bind_service");
+    let o = add("CAP_NET_BIND_SERVICE");
+    assert!(
+        code(&o) == 1
+            && stderr(&o).contains("CAP_NET_BIND_SERVICE cannot be granted on this host: it is not in jitd's own capability bounding set")
+            && stderr(&o).lines().count() == 1,
+        "a capability jitd does not hold: {}",
+        show(&o)
+    );
+    let st = sb.jitctl(&["status"]);
+    assert!(
+        stdout(&st).lines().any(|l| l.starts_with("tokenization: available; outside jitd's capability bounding set, so refused at grant: ")
+            && l.contains("CAP_NET_BIND_SERVICE")),
+        "status: {}",
+        show(&st)
+    );
+    // A capability it holds is still granted.
+    let o = add("CAP_NET_RAW");
+    assert_eq!(code(&o), 0, "CAP_NET_RAW (held): {}", show(&o));
+    stop(pid);
+
+    let pid = start("-setuid");
+    let o = add("CAP_NET_BIND_SERVICE");
+    assert!(
+        code(&o) == 1
+            && stderr(&o)
+                .contains("tokenization is unavailable on this host: jitd lacks CAP_SETUID")
+            && stderr(&o).lines().count() == 1,
+        "without CAP_SETUID: {}",
+        show(&o)
+    );
+    let st = sb.jitctl(&["status"]);
+    assert!(
+        stdout(&st)
+            .lines()
+            .any(|l| l.starts_with("tokenization: unavailable: jitd lacks CAP_SETUID")),
+        "status: {}",
+        show(&st)
+    );
+    stop(pid);
+}

@@ -35,6 +35,7 @@ impl Daemon {
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),
             monitoring: self.watch_monitoring_status(), // effects/watch.rs
+            tokenization: crate::tokenize::holdable::describe_self(&self.cfg),
         }
     }
 

@@ -29,6 +29,12 @@ struct Args {
     /// every problem and exit 0 (none) or 1.
     #[arg(long)]
     check_config: bool,
+    /// Make the directory that holds per-grant cgroups (`cgroup_dir`, default
+    /// `<cgroup2 mount>/jit.slice`), print what jitd will use and exit 0. jitd.service runs it
+    /// unsandboxed before jitd, whose own view of /sys/fs/cgroup is read-only except for that
+    /// directory.
+    #[arg(long)]
+    prepare_cgroups: bool,
     /// nsswitch.conf to check with --check-config.
     #[arg(
         long,
@@ -121,6 +127,15 @@ fn main() -> ExitCode {
         }
         eprintln!("jitd: {} problem(s) found", problems.len());
         return ExitCode::from(1);
+    }
+    if args.prepare_cgroups {
+        // Never fails the start: without cgroups jitd falls back to the /proc scan and says so.
+        let c = jitd::monitor::cgroup::Cgroups::setup(
+            cfg.cgroup_dir.as_deref(),
+            std::path::Path::new("/proc/self/mountinfo"),
+        );
+        println!("jitd: {}", c.describe());
+        return ExitCode::SUCCESS;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

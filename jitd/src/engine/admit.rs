@@ -34,6 +34,11 @@ pub trait HostFacts {
     fn program_trusted(&self, cfg: &Config, path: &str) -> Result<(), String> {
         crate::tokenize::policy::open_trusted(path, cfg).map(drop)
     }
+    /// Tokenization: whether jitd itself holds `cap` (a canonical name) and can hand it on;
+    /// the error says why not. The default reads jitd's own capability sets.
+    fn cap_holdable(&self, cap: &str) -> Result<(), String> {
+        crate::tokenize::holdable::check_self(cap)
+    }
 }
 
 /// A request that passed [`validate`]: canonical spellings and the window it covers.
@@ -154,6 +159,9 @@ pub fn validate(
     let tokens = crate::tokenize::policy::admit_caps(spec, cfg).map_err(refused)?;
     for p in &tokens.programs {
         facts.program_trusted(cfg, p).map_err(refused)?;
+    }
+    for c in &tokens.caps {
+        facts.cap_holdable(c).map_err(refused)?;
     }
     if !spec.account
         && !spec.enable
