@@ -67,6 +67,7 @@ struct RawConfig {
     certify_exclude: Option<Vec<String>>,
     sensitive_paths: Option<Vec<String>>,
     lateral_ports: Option<Vec<u16>>,
+    monitor_marks: Option<String>,
     allow_caps: Option<Vec<String>>,
     allow_cap_programs: Option<Vec<String>>,
 }
@@ -157,6 +158,8 @@ pub struct Config {
     pub sensitive_paths: Vec<PathBuf>,
     /// Remote-login ports for `lateral-movement`.
     pub lateral_ports: Vec<u16>,
+    /// How the monitor watches writes to account, sudo, key and package files.
+    pub monitor_marks: crate::monitor::events::Marks,
     /// Tokenization: root-equivalent capabilities the operator allows in grants (canonical
     /// names; see `jit_core::caps::ROOT_EQUIVALENT`).
     pub allow_caps: Vec<String>,
@@ -491,6 +494,16 @@ impl Config {
         if lateral_ports.len() > 64 || lateral_ports.contains(&0) {
             return Err(err("lateral_ports: at most 64 ports, none 0"));
         }
+        let monitor_marks = match raw.monitor_marks.as_deref() {
+            None | Some("filesystem") => crate::monitor::events::Marks::Filesystem,
+            Some("mount") => crate::monitor::events::Marks::Mount,
+            Some(other) => {
+                return Err(err(format!(
+                    "monitor_marks: {} is neither \"filesystem\" nor \"mount\"",
+                    jit_proto::text::quoted_name(other)
+                )))
+            }
+        };
         let (allow_caps, allow_cap_programs) =
             crate::tokenize::policy::config_keys(raw.allow_caps, raw.allow_cap_programs)
                 .map_err(err)?;
@@ -500,6 +513,7 @@ impl Config {
             allow_cap_programs,
             sensitive_paths,
             lateral_ports,
+            monitor_marks,
             cgroup_dir,
             certify_suid_roots,
             certify_exclude,
@@ -565,6 +579,19 @@ mod tests {
         assert_eq!(c.max_grant_secs, 12 * 3600);
         assert_eq!(c.snapshot_path, PathBuf::from("/run/jitd/snapshot"));
         assert_eq!(c.gid_users(), 79_999);
+        assert_eq!(c.monitor_marks, crate::monitor::events::Marks::Filesystem);
+    }
+
+    #[test]
+    fn monitor_marks() {
+        let c = Config::parse("monitor_marks = \"mount\"", None).unwrap();
+        assert_eq!(c.monitor_marks, crate::monitor::events::Marks::Mount);
+        let e = Config::parse("monitor_marks = \"inode\\n\"", None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("monitor_marks") && !msg.contains('\n'),
+            "{msg}"
+        );
     }
 
     #[test]

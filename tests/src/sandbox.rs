@@ -627,7 +627,8 @@ impl Sandbox {
              passwd_file = \"/etc/passwd\"\n\
              group_file = \"/etc/group\"\n\
              nscd = \"{nscd}\"\n\
-             cgroup_dir = \"{cg}\"\n{certify}{extra}",
+             cgroup_dir = \"{cg}\"\n\
+             monitor_marks = \"mount\"\n{certify}{extra}",
             root = self.root.display(),
             min = ids.jit_min,
             max = ids.jit_max,

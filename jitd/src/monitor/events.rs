@@ -120,6 +120,23 @@ pub struct Settings {
     pub ioc: Vec<String>,
     /// Local account file (homes).
     pub passwd_file: PathBuf,
+    /// How writes are watched.
+    pub marks: Marks,
+}
+
+/// How fanotify watches writes to account, sudo, key and package files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marks {
+    /// The whole filesystem holding each watched place (`FAN_MARK_FILESYSTEM`): writes are
+    /// seen whichever mount namespace they come through. The default, and the only one that
+    /// works under the packaged unit: its file-system protections give jitd a private mount
+    /// namespace whose mounts are copies, and a mount mark on a copy sees none of the writes a
+    /// grantee makes through the host's own mounts.
+    Filesystem,
+    /// Only the mounts jitd itself sees (`FAN_MARK_MOUNT`): for jitd sharing its mount
+    /// namespace with the grantees (the test harness, where many jitds on one machine must not
+    /// each receive every write on the host's root filesystem).
+    Mount,
 }
 
 /// Default sensitive files. Not /etc/sudoers: sudo itself reads it at every call (a `cat` of

@@ -53,6 +53,7 @@ pub fn start(
         lateral_ports: cfg.lateral_ports.clone(),
         ioc: cfg.ioc_commands.clone(),
         passwd_file: cfg.passwd_file.clone(),
+        marks: cfg.monitor_marks,
     };
     match events::start(settings, std::sync::Arc::clone(wake)) {
         Ok(s) => {

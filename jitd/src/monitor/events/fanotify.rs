@@ -1,5 +1,5 @@
-//! fanotify marks on the sensitive files and the mounts holding account, sudo, key and
-//! package files; each event comes with the opener's pid.
+//! fanotify marks on the sensitive files and the filesystems (or mounts: [`Marks`]) holding
+//! account, sudo, key and package files; each event comes with the opener's pid.
 
 use super::*;
 
@@ -70,8 +70,12 @@ impl Fanotify {
         }
         mounts.sort();
         mounts.dedup();
+        let how = match st.marks {
+            Marks::Filesystem => libc::FAN_MARK_FILESYSTEM,
+            Marks::Mount => libc::FAN_MARK_MOUNT,
+        };
         for m in &mounts {
-            self.mark(libc::FAN_MARK_MOUNT, libc::FAN_CLOSE_WRITE, m);
+            self.mark(how, libc::FAN_CLOSE_WRITE, m);
         }
     }
 

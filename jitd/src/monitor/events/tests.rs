@@ -174,6 +174,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         lateral_ports: Vec::new(),
         ioc: vec!["sleep".into()],
         passwd_file: "/nonexistent".into(),
+        marks: Marks::Mount,
     };
     let shared = Shared::default();
     let mut state = State {
