@@ -420,13 +420,17 @@ pub async fn state_document(
         .await?
         .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
     let seq = row.try_get::<i64, _>("seq")?;
-    let (seq, grants) = if seq > since {
+    let (seq, grants, (mfa, mfa_used)) = if seq > since {
         let grants = live_grants(&mut rtx, host, now).await?;
+        let m = crate::mfa::for_host(&mut rtx, keys, host, &grants, now).await?;
         rtx.commit().await?;
-        (seq, grants)
+        (seq, grants, m)
     } else {
         rtx.commit().await?;
-        heartbeat(db, host, since, now).await?
+        let (seq, grants) = heartbeat(db, host, since, now).await?;
+        let mut conn = db.read.acquire().await?;
+        let m = crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?;
+        (seq, grants, m)
     };
     let body = StateBody {
         version: DOC_VERSION,
@@ -437,6 +441,8 @@ pub async fn state_document(
         nonce: nonce.to_string(),
         expires_at: now + ttl,
         grants,
+        mfa,
+        mfa_used,
     };
     Ok(sign_document(&keys.online, &keys.cert, &body)?)
 }

@@ -96,6 +96,8 @@ impl Server {
                     ..DocGrant::default()
                 })
                 .collect(),
+            mfa: Vec::new(),
+            mfa_used: Vec::new(),
         };
         sign_document(online, &cert, &body).unwrap()
     }
