@@ -111,13 +111,13 @@ impl GrantSink for Daemon {
                 );
             }
         }
-        let received = self.fleet.replace(secrets);
-        if !received.is_empty() {
+        let (received, wiped) = self.fleet.replace(secrets);
+        if !received.is_empty() || !wiped.is_empty() {
             self.audit(
                 now,
                 Severity::Info,
                 Event::MfaFleetSecrets,
-                json!({ "received": received, "wiped": [] }),
+                json!({ "received": received, "wiped": wiped }),
             );
         }
     }

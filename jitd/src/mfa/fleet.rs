@@ -36,8 +36,9 @@ impl FleetSecrets {
     }
 
     /// Replaces the whole set with what a verified document delivered; secrets it no longer
-    /// carries are dropped (zeroed). Returns the users newly received or changed.
-    pub fn replace(&self, delivered: Vec<(String, u64, Secret)>) -> Vec<String> {
+    /// carries are dropped (zeroed). Returns the users newly received (or with a new version)
+    /// and the users whose secret was dropped.
+    pub fn replace(&self, delivered: Vec<(String, u64, Secret)>) -> (Vec<String>, Vec<String>) {
         let mut m = self.lock();
         let mut changed = Vec::new();
         let mut next = BTreeMap::new();
@@ -47,9 +48,14 @@ impl FleetSecrets {
             }
             next.insert(user, Held { version, secret });
         }
+        let dropped = m
+            .keys()
+            .filter(|u| !next.contains_key(*u))
+            .cloned()
+            .collect();
         // The old map (and every secret only it held) is dropped here: zeroed.
         *m = next;
-        changed
+        (changed, dropped)
     }
 
     /// Drops (zeroes) every secret whose user `keep` rejects; returns those users.
@@ -90,10 +96,11 @@ mod tests {
             ("alice".into(), 1, Secret::new(vec![1; 20])),
             ("bob".into(), 1, Secret::new(vec![2; 20])),
         ]);
-        assert_eq!(got, vec!["alice".to_string(), "bob".to_string()]);
+        assert_eq!(got.0, vec!["alice".to_string(), "bob".to_string()]);
         assert_eq!(f.with("alice", |s| s.to_vec()).unwrap(), vec![1; 20]);
         let got = f.replace(vec![("alice".into(), 1, Secret::new(vec![1; 20]))]);
-        assert!(got.is_empty(), "same version: nothing new");
+        assert!(got.0.is_empty(), "same version: nothing new");
+        assert_eq!(got.1, vec!["bob".to_string()]);
         assert!(!f.has("bob"));
         assert_eq!(f.retain(|u| u != "alice"), vec!["alice".to_string()]);
         assert!(f.users().is_empty());
