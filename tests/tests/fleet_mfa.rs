@@ -238,6 +238,7 @@ fn fleet_totp_is_delivered_sealed_relayed_between_hosts_and_wiped_at_revoke() {
     let c = oathtool(&secret, t);
     let r = login(&a, "pat", &c);
     assert!(r.ok(), "login on web1: {}\n{}", r.show(), a.jitd_log());
+    let accepted = std::time::Instant::now();
     // ...reaches B through the server (B's replay record, which holds no secret, is raised to
     // that step), then is refused there.
     let rec = b.host_path("/var/lib/jitd/fleet-totp/pat.json");
@@ -251,6 +252,10 @@ fn fleet_totp_is_delivered_sealed_relayed_between_hosts_and_wiped_at_revoke() {
                 .then_some(())
         },
     );
+    println!(
+        "code accepted on web1 → step applied on web2: {:.3} s (after pamtester returned)",
+        accepted.elapsed().as_secs_f64()
+    );
     let r = login(&b, "pat", &c);
     assert!(
         !r.ok(),
@@ -262,7 +267,20 @@ fn fleet_totp_is_delivered_sealed_relayed_between_hosts_and_wiped_at_revoke() {
         "refused as a replay: {}",
         b.jitd_log()
     );
-    // The next step's code is fresh on B.
+    // jitd on B restarts: the secret (memory only) comes back with the first document, at
+    // once, and the relayed step is still spent; the next step's code is fresh on B.
+    b.stop_jitd();
+    b.start_jitd();
+    let back = std::time::Instant::now();
+    poll("the secret back on web2", Duration::from_secs(10), || {
+        (audit_matching(&b, "mfa.fleet_secrets", "pat").len() >= 2).then_some(())
+    });
+    println!(
+        "web2 restarted → secret held again: {:.3} s",
+        back.elapsed().as_secs_f64()
+    );
+    let r = login(&b, "pat", &c);
+    assert!(!r.ok(), "still spent after a restart: {}", r.show());
     let r = login(&b, "pat", &oathtool(&secret, t + 30));
     assert!(
         r.ok(),

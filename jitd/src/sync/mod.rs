@@ -446,8 +446,11 @@ fn poll_once(
     let pins = e.pins()?;
     let applied = store.applied()?;
     let nonce = client::nonce()?;
-    // A host whose document expired asks for an answer at once.
-    let wait = if applied.expires_at <= jit_core::time::now() {
+    // A host whose document expired asks for an answer at once; so does one not connected in
+    // this run yet (just started, or after a failure): fleet TOTP secrets live in memory only
+    // and come with the next document.
+    let connected = link.lock().connected;
+    let wait = if !connected || applied.expires_at <= jit_core::time::now() {
         0
     } else {
         POLL_WAIT
