@@ -452,7 +452,7 @@ pub async fn register_seal_key(db: &Db, host: &str, key_b64: &str, now: i64) -> 
 /// What a host's state document carries for fleet MFA: for each person with a live grant in
 /// `grants` that asks for a code, the confirmed secret sealed to the host's X25519 key (bound
 /// to person, host and version), and the highest step used anywhere. A host without a
-/// registered key gets no secrets (its MFA grants are refused locally until it registers).
+/// registered key gets neither (its MFA grants are refused locally until it registers).
 pub async fn for_host(
     conn: &mut sqlx::AnyConnection,
     keys: &ServerKeys,
@@ -479,19 +479,22 @@ pub async fn for_host(
         .flatten()
         .and_then(|k| STANDARD.decode(k).ok())
         .and_then(|v| <[u8; 32]>::try_from(v).ok());
+    // A host that registered no sealing key (a jitd older than fleet MFA) gets neither field:
+    // its strict decoder would refuse a document with fields it does not know.
+    let Some(pk) = seal_key else {
+        return Ok((Vec::new(), Vec::new()));
+    };
     let mut sealed = Vec::new();
     let mut used = Vec::new();
     for p in people {
-        if let Some(pk) = seal_key.as_ref() {
-            if let Some(r) = sqlx::query("SELECT version, sealed FROM mfa_secret WHERE person = $1")
-                .bind(p)
-                .fetch_optional(&mut *conn)
-                .await?
-            {
-                let version = u64::try_from(get_i64(&r, "version")?).unwrap_or(0);
-                let secret = open_at_rest(keys, &get_str(&r, "sealed")?)?;
-                sealed.push(seal_to(pk, host, p, version, secret.bytes())?);
-            }
+        if let Some(r) = sqlx::query("SELECT version, sealed FROM mfa_secret WHERE person = $1")
+            .bind(p)
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            let version = u64::try_from(get_i64(&r, "version")?).unwrap_or(0);
+            let secret = open_at_rest(keys, &get_str(&r, "sealed")?)?;
+            sealed.push(seal_to(&pk, host, p, version, secret.bytes())?);
         }
         if let Some(r) = sqlx::query("SELECT step FROM mfa_used WHERE person = $1")
             .bind(p)

@@ -79,16 +79,23 @@ fn fleet_secrets_reach_only_the_granted_host_sealed_and_steps_are_relayed() {
     let j1 = join_token(&data, "web1", &["env=prod"]);
     let j2 = join_token(&data, "web2", &["env=prod"]);
     let j3 = join_token(&data, "web3", &["env=prod"]);
+    let j4 = join_token(&data, "web4", &["env=prod"]);
     let s = Server::start(&data);
-    let (mut web1, mut web2, mut web3) =
-        (Host::new("?", 21), Host::new("?", 22), Host::new("?", 23));
-    for (h, j) in [(&mut web1, &j1), (&mut web2, &j2), (&mut web3, &j3)] {
+    let (mut web1, mut web2) = (Host::new("?", 21), Host::new("?", 22));
+    let (mut web3, mut web4) = (Host::new("?", 23), Host::new("?", 24));
+    for (h, j) in [
+        (&mut web1, &j1),
+        (&mut web2, &j2),
+        (&mut web3, &j3),
+        (&mut web4, &j4),
+    ] {
         assert_eq!(h.enroll(&s, j).status, 200);
     }
-    let (k1, k2) = ([31u8; 32], [32u8; 32]);
+    let (k1, k2, k4) = ([31u8; 32], [32u8; 32], [34u8; 32]);
     assert_eq!(register(&s, &web1, &k1), 200);
     assert_eq!(register(&s, &web2, &k2), 200);
-    // web3 never registers a sealing key.
+    assert_eq!(register(&s, &web4, &k4), 200);
+    // web3 never registers a sealing key (a jitd older than fleet MFA).
     let r = web1.signed(
         &s,
         "web1",
@@ -142,7 +149,7 @@ fn fleet_secrets_reach_only_the_granted_host_sealed_and_steps_are_relayed() {
     let id = id_of(&file_request(
         &s,
         &alice,
-        json!({ "role": "ops-mfa", "hosts": ["web1", "web3"], "duration": "1h", "reason": "fleet mfa" }),
+        json!({ "role": "ops-mfa", "hosts": ["web1", "web2", "web3"], "duration": "1h", "reason": "fleet mfa" }),
     ));
     assert_eq!(approve(&s, &bob, &id).status, 200);
     let doc1 = web1.poll(&s, 0).unwrap();
@@ -162,6 +169,14 @@ fn fleet_secrets_reach_only_the_granted_host_sealed_and_steps_are_relayed() {
         mfa_seal::open(&k2, "web1", sealed).unwrap_err(),
         SealError::Refused
     );
+    let doc2 = web2.poll(&s, 0).unwrap();
+    assert_eq!(doc2.mfa.len(), 1);
+    assert_ne!(doc2.mfa[0].ct, sealed.ct, "sealed for each host separately");
+    assert_eq!(
+        mfa_seal::open(&k1, "web2", &doc2.mfa[0]).unwrap_err(),
+        SealError::Refused
+    );
+    assert!(mfa_seal::open(&k2, "web2", &doc2.mfa[0]).is_ok());
     assert_eq!(
         mfa_seal::open(&k1, "web2", sealed).unwrap_err(),
         SealError::Refused
@@ -184,11 +199,14 @@ fn fleet_secrets_reach_only_the_granted_host_sealed_and_steps_are_relayed() {
         .mfa_used
         .iter()
         .any(|u| u.user == "alice" && u.step >= confirm_step));
-    // web2 holds no grant: no secret. web3 holds one but registered no key: no secret either.
-    assert!(web2.poll(&s, 0).unwrap().mfa.is_empty());
+    // web4 holds no grant: no secret. web3 holds one but registered no key: neither field (an
+    // older jitd's strict decoder would refuse the document).
+    assert!(web4.poll(&s, 0).unwrap().mfa.is_empty());
+    let (r3, _) = web3.poll_raw(&s, 0, 0);
+    assert!(!String::from_utf8_lossy(&r3.body).contains("mfa"));
     let doc3 = web3.poll(&s, 0).unwrap();
     assert_eq!(doc3.grants.len(), 1);
-    assert!(doc3.mfa.is_empty());
+    assert!(doc3.mfa.is_empty() && doc3.mfa_used.is_empty());
 
     // Never stored in clear.
     let db = std::fs::read(data.join("server.db")).unwrap();
@@ -199,21 +217,26 @@ fn fleet_secrets_reach_only_the_granted_host_sealed_and_steps_are_relayed() {
     // Used steps: only from a host where alice holds an MFA grant, never ahead of the clock.
     let step = (jit_core::time::now().div_euclid(30)) as u64;
     assert_eq!(
-        used(&s, &web2, "alice", step),
+        used(&s, &web4, "alice", step),
         403,
-        "no grant of alice on web2"
+        "no grant of alice on web4"
     );
     assert_eq!(
         used(&s, &web1, "alice", step + 100),
         400,
         "ahead of the clock"
     );
-    let seq3 = web3.applied;
+    let seq2 = web2.applied;
     assert_eq!(used(&s, &web1, "alice", step + 1), 200);
-    // Relayed: web3 gets a new document with the step at once.
-    let doc3 = web3.poll(&s, 5).unwrap();
-    assert!(doc3.seq > seq3);
-    assert!(doc3
+    // Relayed: web2's sequence moved, so its next poll answers at once with the step.
+    let t0 = std::time::Instant::now();
+    let doc2 = web2.poll(&s, 20).unwrap();
+    assert!(doc2.seq > seq2);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "a new sequence, not a heartbeat"
+    );
+    assert!(doc2
         .mfa_used
         .iter()
         .any(|u| u.user == "alice" && u.step == step + 1));
