@@ -113,7 +113,14 @@ impl Link {
     /// Queues a TOTP step accepted here for a fleet identity; the reporter thread sends it to
     /// the server at once, which relays it to the person's other hosts.
     pub fn report_used(&self, user: &str, step: u64) {
-        self.lock().used.push((user.to_string(), step));
+        {
+            // One entry per person, the highest step: bounded while the server is unreachable.
+            let mut s = self.lock();
+            match s.used.iter_mut().find(|(u, _)| u == user) {
+                Some(e) => e.1 = e.1.max(step),
+                None => s.used.push((user.to_string(), step)),
+            }
+        }
         self.wake.notify_all();
     }
 
