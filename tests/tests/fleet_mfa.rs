@@ -310,3 +310,51 @@ fn fleet_totp_is_delivered_sealed_relayed_between_hosts_and_wiped_at_revoke() {
     assert_eq!(code(&o), 1, "{}", show(&o));
     assert!(show(&o).contains("TOTP"), "{}", show(&o));
 }
+
+#[test]
+fn a_host_enrolled_without_a_sealing_key_makes_and_registers_one_at_its_next_start() {
+    require_tools(&["pamtester", "oathtool"]);
+    let mut f = Fleet::init("mfa-old", "", POLICY);
+    let (pat, sam) = (f.token("pat"), f.token("sam"));
+    let join = f.join_token("web1");
+    f.serve();
+    let a = host(&f, &join);
+    // As a host enrolled by a jitd older than fleet MFA: no sealing key on disk.
+    a.stop_jitd();
+    let key = a.host_path("/var/lib/jitd/server/seal.key");
+    std::fs::remove_file(&key).unwrap();
+    a.start_jitd();
+    poll("a new sealing key", Duration::from_secs(10), || {
+        key.exists().then_some(())
+    });
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    poll(
+        "registered with the server",
+        Duration::from_secs(10),
+        || {
+            let audit = jit_tests::fleet::server_ok(&["audit", "--data", f.data.to_str().unwrap()]);
+            (audit.matches("host.seal_key").count() >= 2).then_some(())
+        },
+    );
+
+    let o = f.jitctl(&pat, &["--json", "mfa", "enroll"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let secret = serde_json::from_str::<Value>(stdout(&o).trim()).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = step_with_margin(10.0);
+    let o = f.jitctl(&pat, &["mfa", "confirm", &oathtool(&secret, t - 30)]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let id = f.request(&pat, "ops-mfa", "web1", "1h");
+    f.approve(&sam, &id);
+    poll("the grant on web1", Duration::from_secs(20), || {
+        visible(&a, "pat").then_some(())
+    });
+    // The secret was sealed to the new key: it opens, and the code works.
+    let r = login(&a, "pat", &oathtool(&secret, t));
+    assert!(r.ok(), "{}\n{}", r.show(), a.jitd_log());
+    assert!(audit_matching(&a, "sync.mfa_refused", "").is_empty());
+}
