@@ -23,4 +23,6 @@ CREATE TABLE mfa_used (
 );
 -- The host's X25519 public key (base64) that fleet secrets are sealed to.
 ALTER TABLE host ADD COLUMN seal_key TEXT;
+-- A person's live grants, read at each relayed step.
+CREATE INDEX request_requester ON request (requester);
 INSERT INTO schema_version (version) VALUES (3);

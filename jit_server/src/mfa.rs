@@ -347,9 +347,12 @@ async fn mfa_hosts(
     except: Option<&str>,
     now: i64,
 ) -> Result<Vec<String>> {
+    // The grant's user is its request's requester: only that person's live grants are read.
     let rows = sqlx::query(
-        "SELECT host, doc FROM sgrant WHERE revoked_at IS NULL AND not_after > $1 ORDER BY host",
+        "SELECT s.host AS host, s.doc AS doc FROM sgrant s JOIN request r ON r.id = s.request_id \
+         WHERE r.requester = $1 AND s.revoked_at IS NULL AND s.not_after > $2 ORDER BY s.host",
     )
+    .bind(person)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;

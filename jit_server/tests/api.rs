@@ -1017,6 +1017,7 @@ fn serve_applies_pending_migrations() {
     tamper(&data, "DROP TABLE mfa_pending");
     tamper(&data, "DROP TABLE mfa_used");
     tamper(&data, "ALTER TABLE host DROP COLUMN seal_key");
+    tamper(&data, "DROP INDEX request_requester");
     tamper(&data, "DELETE FROM schema_version WHERE version >= 2");
     let _s = Server::start(&data);
     assert_eq!(
