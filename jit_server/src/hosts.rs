@@ -428,8 +428,13 @@ pub async fn state_document(
     } else {
         rtx.commit().await?;
         let (seq, grants) = heartbeat(db, host, since, now).await?;
-        let mut conn = db.read.acquire().await?;
-        let m = crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?;
+        // Most heartbeats carry no grant asking for a code: no extra connection for them.
+        let m = if grants.iter().any(crate::mfa::wants_code) {
+            let mut conn = db.read.acquire().await?;
+            crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         (seq, grants, m)
     };
     let body = StateBody {

@@ -336,7 +336,7 @@ async fn record_step(
 }
 
 /// Whether a delivered grant asks for a code from its person.
-fn wants_code(g: &DocGrant) -> bool {
+pub fn wants_code(g: &DocGrant) -> bool {
     g.mfa || g.mfa_sudo
 }
 
