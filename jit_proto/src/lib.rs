@@ -9,6 +9,8 @@ pub mod frame;
 pub mod grant;
 pub mod message;
 #[cfg(feature = "state-doc")]
+pub mod mfa_seal;
+#[cfg(feature = "state-doc")]
 pub mod state_doc;
 pub mod text;
 #[cfg(feature = "tls-pin")]

@@ -128,6 +128,14 @@ pub struct StateBody {
     pub expires_at: UnixTime,
     /// Every grant the host should hold now.
     pub grants: Vec<DocGrant>,
+    /// Fleet TOTP secrets, each sealed to this host's X25519 key, of the people who hold a live
+    /// MFA grant here now (absent when none; `mfa_seal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mfa: Vec<crate::mfa_seal::SealedSecret>,
+    /// The highest TOTP step accepted anywhere for those people: a code used on one host is
+    /// refused here (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mfa_used: Vec<crate::mfa_seal::UsedStep>,
 }
 
 /// The wire envelope.

@@ -52,6 +52,8 @@ fn body(f: &Fixture, seq: u64) -> StateBody {
             sudo: vec!["/usr/bin/systemctl restart nginx".into()],
             ..DocGrant::default()
         }],
+        mfa: Vec::new(),
+        mfa_used: Vec::new(),
     }
 }
 

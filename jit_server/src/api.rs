@@ -183,6 +183,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/host/ack", post(host_ack))
         .route("/v1/host/events", post(host_events))
         .route("/v1/host/tls", get(host_tls))
+        .route("/v1/mfa/enroll", post(mfa_enroll))
+        .route("/v1/mfa/confirm", post(mfa_confirm))
+        .route("/v1/host/seal_key", post(host_seal_key))
+        .route("/v1/host/mfa_used", post(host_mfa_used))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -523,4 +527,73 @@ async fn host_events(
         serde_json::from_slice(&body).map_err(|e| Error::bad(format!("events: {e}")))?;
     let n = hosts::record_events(&st.db, &host, &b.events, now()).await?;
     Ok(Json(json!({ "recorded": n })))
+}
+
+// Fleet MFA (`crate::mfa`): a person enrols and confirms; hosts register their sealing key and
+// report the TOTP steps they accepted.
+
+async fn mfa_enroll(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let e = crate::mfa::enroll(&st.db, &st.keys(), &p, now()).await?;
+    Ok(Json(serde_json::to_value(e)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    code: String,
+}
+
+async fn mfa_confirm(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(b): Json<ConfirmBody>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let (version, hosts) = crate::mfa::confirm(&st.db, &st.keys(), &p, &b.code, now()).await?;
+    st.wake_hosts(&hosts);
+    Ok(Json(
+        json!({ "user": p, "version": version, "hosts": hosts }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealKeyBody {
+    key: String,
+}
+
+async fn host_seal_key(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let b: SealKeyBody =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("seal_key: {e}")))?;
+    crate::mfa::register_seal_key(&st.db, &host, &b.key, now()).await?;
+    st.wake_hosts(std::slice::from_ref(&host));
+    Ok(Json(json!({ "registered": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsedBody {
+    user: String,
+    step: u64,
+}
+
+async fn host_mfa_used(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let b: UsedBody =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("mfa_used: {e}")))?;
+    let woke = crate::mfa::used(&st.db, &host, &b.user, b.step, now()).await?;
+    st.wake_hosts(&woke);
+    Ok(Json(json!({ "relayed_to": woke.len() })))
 }

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_ticket.sql")),
+    (3, include_str!("../migrations/0003_mfa.sql")),
 ];
 
 /// An open database.

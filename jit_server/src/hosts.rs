@@ -420,13 +420,22 @@ pub async fn state_document(
         .await?
         .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
     let seq = row.try_get::<i64, _>("seq")?;
-    let (seq, grants) = if seq > since {
+    let (seq, grants, (mfa, mfa_used)) = if seq > since {
         let grants = live_grants(&mut rtx, host, now).await?;
+        let m = crate::mfa::for_host(&mut rtx, keys, host, &grants, now).await?;
         rtx.commit().await?;
-        (seq, grants)
+        (seq, grants, m)
     } else {
         rtx.commit().await?;
-        heartbeat(db, host, since, now).await?
+        let (seq, grants) = heartbeat(db, host, since, now).await?;
+        // Most heartbeats carry no grant asking for a code: no extra connection for them.
+        let m = if grants.iter().any(crate::mfa::wants_code) {
+            let mut conn = db.read.acquire().await?;
+            crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        (seq, grants, m)
     };
     let body = StateBody {
         version: DOC_VERSION,
@@ -437,6 +446,8 @@ pub async fn state_document(
         nonce: nonce.to_string(),
         expires_at: now + ttl,
         grants,
+        mfa,
+        mfa_used,
     };
     Ok(sign_document(&keys.online, &keys.cert, &body)?)
 }

@@ -48,6 +48,8 @@ pub struct ServerKeys {
     /// The next TLS certificate's fingerprint, if one is prepared: hosts add it to their pin
     /// set, so the switch to it needs no re-enrolment.
     pub tls_next_fingerprint: Option<String>,
+    /// X25519 secret key that fleet TOTP secrets are sealed to at rest (`mfa.key`).
+    pub mfa_key: [u8; 32],
 }
 
 /// What `init` created.
@@ -123,6 +125,7 @@ pub fn create(data: &Path, cfg: &ServerConfig, now: i64) -> Result<Created> {
     let leaf = chain
         .first()
         .ok_or_else(|| Error::internal("empty TLS certificate chain"))?;
+    crate::mfa::load_or_create_key(data)?;
     Ok(Created {
         root_key_path,
         tls_fingerprint: bytes_fingerprint(leaf),
@@ -189,6 +192,7 @@ pub fn load(data: &Path, cfg: &ServerConfig) -> Result<ServerKeys> {
         tls_key,
         tls_fingerprint,
         tls_next_fingerprint,
+        mfa_key: crate::mfa::load_or_create_key(data)?,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod hosts;
 pub mod keys;
+pub mod mfa;
 pub mod pins;
 pub mod policy;
 pub mod ticket;

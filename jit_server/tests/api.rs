@@ -1013,13 +1013,18 @@ fn serve_applies_pending_migrations() {
     init(&data);
     // A database as an older jit-server left it: schema version 1.
     tamper(&data, "ALTER TABLE request DROP COLUMN ticket_verified_at");
-    tamper(&data, "DELETE FROM schema_version WHERE version = 2");
+    tamper(&data, "DROP TABLE mfa_secret");
+    tamper(&data, "DROP TABLE mfa_pending");
+    tamper(&data, "DROP TABLE mfa_used");
+    tamper(&data, "ALTER TABLE host DROP COLUMN seal_key");
+    tamper(&data, "DROP INDEX request_requester");
+    tamper(&data, "DELETE FROM schema_version WHERE version >= 2");
     let _s = Server::start(&data);
     assert_eq!(
         query_i64(&data, "SELECT MAX(version) FROM schema_version"),
-        2
+        3
     );
-    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 2);
+    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 3);
     // An empty database is not served: init creates the keys and the first admin.
     let empty = temp_dir("migrate-empty");
     let err = Server::try_start(&empty).err().unwrap();

@@ -74,6 +74,10 @@ pub struct Daemon {
     pub(crate) watch_notices: Mutex<HashMap<String, usize>>,
     /// The link to the central service (jit-server), shared with the sync thread.
     pub sync_link: std::sync::Arc<crate::sync::Link>,
+    /// Fleet TOTP secrets delivered sealed by the server: in memory only (`mfa/fleet.rs`).
+    pub(crate) fleet: crate::mfa::fleet::FleetSecrets,
+    /// Replay and lockout records of fleet identities (`<state_dir>/fleet-totp`, no secrets).
+    pub(crate) fleet_totp: TotpStore,
 }
 
 impl Daemon {
@@ -93,6 +97,8 @@ impl Daemon {
         // Before anything else acts: a secret store others can read is refused outright.
         let totp = TotpStore::open(&cfg.state_dir, cfg.totp)
             .map_err(|e| format!("JIT-E004 TOTP store: {e}; refusing to start"))?;
+        let fleet_totp = TotpStore::open_fleet(&cfg.state_dir, cfg.totp)
+            .map_err(|e| format!("JIT-E004 fleet TOTP store: {e}; refusing to start"))?;
         let breakglass = BreakglassStore::open(&cfg.state_dir)
             .map_err(|e| format!("JIT-E005 {e}; refusing to start"))?;
         // Not fatal: on a full state filesystem jitd must still start to tear down. The
@@ -174,6 +180,8 @@ impl Daemon {
             store,
             audit,
             totp,
+            fleet: crate::mfa::fleet::FleetSecrets::default(),
+            fleet_totp,
             breakglass,
             inner: Mutex::new(Inner {
                 state: loaded.state,

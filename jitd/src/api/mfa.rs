@@ -169,7 +169,17 @@ impl Daemon {
                 },
             ));
         }
-        if let Err(e) = self.totp.verify(&user, code, now) {
+        let fleet = {
+            let inner = self.lock();
+            armed.iter().any(|id| {
+                inner
+                    .state
+                    .grants
+                    .get(id)
+                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server { .. }))
+            })
+        };
+        if let Err(e) = self.check_code(&user, code, None, now, fleet) {
             let failures = match &e {
                 TotpError::WrongCode { failures } => Some(*failures),
                 _ => None,
@@ -181,6 +191,33 @@ impl Daemon {
         }
         self.mark_activated(&user, &armed, "jitctl activate", now)?;
         Ok(Payload::Activated { grants: armed })
+    }
+
+    /// One code check. For a server grant whose person's fleet secret is held (delivered sealed
+    /// by the server), the fleet secret with the `fleet-totp` replay and lockout record; an
+    /// accepted step is queued for the server, which relays it to the person's other hosts.
+    /// Otherwise the local TOTP store.
+    fn check_code(
+        &self,
+        user: &str,
+        code: &str,
+        source: Option<&str>,
+        now: UnixTime,
+        fleet: bool,
+    ) -> Result<u64, TotpError> {
+        if fleet {
+            let checked = self.fleet.with(user, |secret| {
+                self.fleet_totp
+                    .verify_with_secret(user, code, source, now, secret)
+            });
+            if let Some(r) = checked {
+                if let Ok(step) = r {
+                    self.sync_link.report_used(user, step);
+                }
+                return r;
+            }
+        }
+        self.totp.verify_from(user, code, source, now)
     }
 
     /// Checks a TOTP code typed at a login (pam_jit) or a sudo (sudo_jit). Replay and lockout
@@ -219,7 +256,7 @@ impl Daemon {
         }
         // The code must be for a grant that asks for one now: a module cannot use jitd as a
         // TOTP oracle for users jit does not gate.
-        let (candidates, armed) = {
+        let (candidates, armed, fleet) = {
             let inner = self.lock();
             let mine = inner
                 .state
@@ -248,7 +285,14 @@ impl Daemon {
                 .filter(|g| g.user == user && g.state_at(now) == GrantState::Armed)
                 .map(|g| g.id.clone())
                 .collect();
-            (candidates, armed)
+            let fleet = candidates.iter().any(|id| {
+                inner
+                    .state
+                    .grants
+                    .get(id)
+                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server { .. }))
+            });
+            (candidates, armed, fleet)
         };
         if candidates.is_empty() {
             let what = match purpose {
@@ -263,7 +307,7 @@ impl Daemon {
                 },
             ));
         }
-        if let Err(e) = self.totp.verify_from(user, code, source.as_deref(), now) {
+        if let Err(e) = self.check_code(user, code, source.as_deref(), now, fleet) {
             let failures = match &e {
                 TotpError::WrongCode { failures } => Some(*failures),
                 _ => None,

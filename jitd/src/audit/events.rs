@@ -63,6 +63,12 @@ events! {
     SyncEndFailed = "sync.end_failed" [grant, server_grant, error],
     /// `warning`. A server grant was refused by this host's admission (audited once).
     SyncGrantRefused = "sync.grant_refused" [server_grant, user, role, seq, reason],
+    /// `warning`. A fleet TOTP secret in a verified document did not open with this host's
+    /// sealing key for its identity and version (another host's, tampered); it is not used.
+    SyncMfaRefused = "sync.mfa_refused" [user, version, seq, error],
+    /// `info`. Fleet TOTP secrets held in memory changed: `received` delivered sealed by the
+    /// server, `wiped` zeroed because no live grant of the person asks for a code any more.
+    MfaFleetSecrets = "mfa.fleet_secrets" [received, wiped],
 
     /// `info`. A grant was admitted, made durable and written to the snapshot; `by` is its
     /// source (`root` over the local socket, `server` from the central service).

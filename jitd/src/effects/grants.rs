@@ -25,7 +25,8 @@ impl HostFacts for Host<'_> {
     }
 
     fn mfa_enrolled(&self, user: &str) -> bool {
-        self.0.totp.is_enrolled(user)
+        // A fleet identity's secret arrives sealed with the document that grants it.
+        self.0.totp.is_enrolled(user) || self.0.fleet.has(user)
     }
 
     fn monitoring(&self, classes: &[String]) -> Result<(), String> {

@@ -94,6 +94,63 @@ impl GrantSink for Daemon {
             .map_err(|(_, m)| m)
     }
 
+    fn set_fleet_mfa(
+        &self,
+        secrets: Vec<(String, u64, jit_core::host::secret::Secret)>,
+        used: &[jit_proto::mfa_seal::UsedStep],
+        now: UnixTime,
+    ) {
+        for u in used {
+            // Relayed steps only ever raise the replay floor; a failure leaves the local one.
+            if let Err(e) = self.fleet_totp.raise_step(&u.user, u.step, now) {
+                self.audit(
+                    now,
+                    Severity::Warning,
+                    Event::SyncMfaRefused,
+                    json!({ "user": jit_proto::text::one_line(&u.user, 64), "version": null, "seq": null, "error": format!("relayed step not recorded: {e}") }),
+                );
+            }
+        }
+        let (received, wiped) = self.fleet.replace(secrets);
+        if !received.is_empty() || !wiped.is_empty() {
+            self.audit(
+                now,
+                Severity::Info,
+                Event::MfaFleetSecrets,
+                json!({ "received": received, "wiped": wiped }),
+            );
+        }
+    }
+
+    fn prune_fleet_mfa(&self, now: UnixTime) {
+        let wanted: std::collections::BTreeSet<String> = {
+            let inner = self.lock();
+            inner
+                .state
+                .grants
+                .values()
+                .filter(|g| matches!(g.source, GrantSource::Server { .. }))
+                .filter(|g| g.mfa || g.mfa_sudo)
+                .filter(|g| {
+                    matches!(
+                        g.state_at(now),
+                        jit_proto::GrantState::Live | jit_proto::GrantState::Armed
+                    )
+                })
+                .map(|g| g.user.clone())
+                .collect()
+        };
+        let wiped = self.fleet.retain(|u| wanted.contains(u));
+        if !wiped.is_empty() {
+            self.audit(
+                now,
+                Severity::Info,
+                Event::MfaFleetSecrets,
+                json!({ "received": [], "wiped": wiped }),
+            );
+        }
+    }
+
     fn record(&self, now: UnixTime, warning: bool, event: Event, fields: serde_json::Value) {
         let sev = if warning {
             Severity::Warning

@@ -4,6 +4,7 @@
 //! wrong codes cannot lock out the owner.
 
 pub mod breakglass;
+pub mod fleet;
 pub mod store;
 pub mod strikes;
 pub mod totp;

@@ -73,6 +73,8 @@ pub const MAX_CODE_INPUT: usize = 64;
 pub const MAX_WINDOW_STEPS: u8 = 3;
 /// Name of the directory under the state directory.
 pub const TOTP_DIR: &str = "totp";
+/// Directory of the replay and lockout records of fleet identities (no secret in them).
+pub const FLEET_TOTP_DIR: &str = "fleet-totp";
 
 /// A record file is at most this large: two slots of [`crate::durable::write_slotted`] (an older
 /// record written whole is smaller). The per-source failure counters are bounded
@@ -292,6 +294,20 @@ impl UserRecord {
     }
 }
 
+impl UserRecord {
+    /// A fleet identity's record: replay and lockout state only.
+    fn without_secret(now: i64) -> UserRecord {
+        UserRecord {
+            secret: String::new(),
+            enrolled_at: now,
+            last_step: 0,
+            failures: 0,
+            locked_until: 0,
+            sources: Sources::new(),
+        }
+    }
+}
+
 impl Drop for UserRecord {
     /// The secret does not outlive the record in freed memory.
     fn drop(&mut self) {
@@ -329,7 +345,10 @@ fn decode(bytes: &[u8]) -> Result<UserRecord, String> {
             e.column()
         )
     })?;
-    build_totp(&rec.secret)?;
+    // A fleet record (`fleet-totp`) holds no secret: it is in memory only (`mfa::fleet`).
+    if !rec.secret.is_empty() {
+        build_totp(&rec.secret)?;
+    }
     Ok(rec)
 }
 
@@ -467,6 +486,20 @@ impl TotpStore {
     /// [`TotpError::InsecureStorage`] (jitd must refuse to start), [`TotpError::Config`],
     /// [`TotpError::Io`].
     pub fn open(state_dir: &Path, cfg: TotpConfig) -> Result<TotpStore, TotpError> {
+        Self::open_dir(state_dir, TOTP_DIR, cfg)
+    }
+
+    /// The store of fleet identities' replay and lockout state, `<state_dir>/fleet-totp`: the
+    /// same records, rules and durability, with an empty secret (the secret is held in memory
+    /// and passed to [`TotpStore::verify_with_secret`]).
+    ///
+    /// # Errors
+    /// As [`TotpStore::open`].
+    pub fn open_fleet(state_dir: &Path, cfg: TotpConfig) -> Result<TotpStore, TotpError> {
+        Self::open_dir(state_dir, FLEET_TOTP_DIR, cfg)
+    }
+
+    fn open_dir(state_dir: &Path, dir: &str, cfg: TotpConfig) -> Result<TotpStore, TotpError> {
         cfg.validate()?;
         let parent = std::fs::metadata(state_dir).map_err(|e| io_err(state_dir, &e))?;
         if !parent.is_dir() {
@@ -485,7 +518,7 @@ impl TotpStore {
             )));
         }
         Ok(TotpStore {
-            records: RecordDir::open(state_dir, TOTP_DIR, true)?,
+            records: RecordDir::open(state_dir, dir, true)?,
             cfg,
             #[cfg(test)]
             fail_writes: std::sync::atomic::AtomicBool::new(false),
@@ -623,12 +656,69 @@ impl TotpStore {
         source: Option<&str>,
         now: i64,
     ) -> Result<u64, TotpError> {
+        self.verify_inner(user, code, source, now, None)
+    }
+
+    /// [`TotpStore::verify_from`] for a fleet identity: `secret` (raw bytes, held in memory)
+    /// instead of one in the record; the record (made on first use) keeps the last accepted
+    /// step and the failure counters, with the same rules.
+    ///
+    /// # Errors
+    /// As [`TotpStore::verify`].
+    pub fn verify_with_secret(
+        &self,
+        user: &str,
+        code: &str,
+        source: Option<&str>,
+        now: i64,
+        secret: &[u8],
+    ) -> Result<u64, TotpError> {
+        let raw: [u8; SECRET_BYTES] = secret
+            .try_into()
+            .map_err(|_| TotpError::Io("fleet secret is not 160 bits".into()))?;
+        let mut b32 = Secret::from(raw).to_base32();
+        let r = self.verify_inner(user, code, source, now, Some(&b32));
+        jit_core::host::secret::wipe_string(&mut b32);
+        r
+    }
+
+    /// Raises `user`'s last accepted step to `step` (a step another host accepted, relayed by
+    /// the server), durably; never lowers it. Makes the record if there is none.
+    ///
+    /// # Errors
+    /// [`TotpError::InvalidUser`], [`TotpError::Io`].
+    pub fn raise_step(&self, user: &str, step: u64, now: i64) -> Result<bool, TotpError> {
+        let path = self.user_path(user)?;
+        let _guard = self.guard();
+        let mut rec = match self.load(&path) {
+            Err(TotpError::NotEnrolled) => UserRecord::without_secret(now),
+            r => r?,
+        };
+        if step <= rec.last_step {
+            return Ok(false);
+        }
+        rec.last_step = step;
+        self.save(&path, &rec)?;
+        Ok(true)
+    }
+
+    fn verify_inner(
+        &self,
+        user: &str,
+        code: &str,
+        source: Option<&str>,
+        now: i64,
+        secret: Option<&str>,
+    ) -> Result<u64, TotpError> {
         // Format first: a wrong length is rejected before anything else looks at the input.
         let code = parse_code(code);
         let path = self.user_path(user)?;
         let idle = self.cfg.lockout_max_secs;
         let _guard = self.guard();
-        let mut rec = self.load(&path)?;
+        let mut rec = match (self.load(&path), secret) {
+            (Err(TotpError::NotEnrolled), Some(_)) => UserRecord::without_secret(now),
+            (r, _) => r?,
+        };
         let (key, mut strikes) = rec.strikes(source, now, idle);
         if now < strikes.locked_until {
             strikes.failures = strikes.failures.saturating_add(1);
@@ -642,7 +732,7 @@ impl TotpStore {
         let outcome = match code {
             None => Err(TotpError::BadCodeFormat),
             Some(code) => {
-                let totp = build_totp(&rec.secret).map_err(|m| {
+                let totp = build_totp(secret.unwrap_or(&rec.secret)).map_err(|m| {
                     TotpError::Io(format!("{}: damaged record: {m}", path.display()))
                 })?;
                 match check_window(&totp, &code, now, self.cfg.window_steps, rec.last_step) {

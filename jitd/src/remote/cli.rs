@@ -299,3 +299,19 @@ fn encode(id: &str) -> String {
         })
         .collect()
 }
+
+/// `jitctl mfa enroll` without a USER: the person logged in (client.toml or `JIT_SERVER`/
+/// `JIT_TOKEN`) gets a new fleet TOTP secret from the server, pending until `mfa_confirm`.
+/// The answer carries `user`, `version`, `secret` (base32) and `uri`.
+pub fn mfa_enroll() -> Result<Value, Failure> {
+    remote()?
+        .call("POST", "/v1/mfa/enroll", Some(&json!({})))
+        .map_err(from_call)
+}
+
+/// `jitctl mfa confirm CODE`: one correct code puts the pending secret in force on the server.
+pub fn mfa_confirm(code: &str) -> Result<Value, Failure> {
+    remote()?
+        .call("POST", "/v1/mfa/confirm", Some(&json!({ "code": code })))
+        .map_err(from_call)
+}

@@ -38,6 +38,17 @@ pub trait GrantSink: Send + Sync {
     fn end_server_grant(&self, local_id: &str, reason: &str, now: UnixTime) -> Result<(), String>;
     /// Records an audit event in the host's trail (`warning` for a refusal or a loss of link).
     fn record(&self, now: UnixTime, warning: bool, event: Event, fields: serde_json::Value);
+    /// Holds the fleet TOTP secrets a verified document delivered (opened, in memory) in place
+    /// of the previous ones, and raises each person's last used step to the relayed one.
+    fn set_fleet_mfa(
+        &self,
+        _secrets: Vec<(String, u64, jit_core::host::secret::Secret)>,
+        _used: &[jit_proto::mfa_seal::UsedStep],
+        _now: UnixTime,
+    ) {
+    }
+    /// Wipes the fleet secrets of people without a live server grant asking for a code.
+    fn prune_fleet_mfa(&self, _now: UnixTime) {}
 }
 
 /// What one convergence did.

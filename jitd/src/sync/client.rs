@@ -152,6 +152,20 @@ impl HostClient {
             .map(|_| ())
     }
 
+    /// Registers this host's X25519 public key (fleet TOTP secrets are sealed to it).
+    pub fn register_seal_key(&self, public: &[u8; 32]) -> Result<(), CallError> {
+        let body = serde_json::json!({ "key": STANDARD.encode(public) }).to_string();
+        self.signed("POST", "/v1/host/seal_key", body.as_bytes())
+            .map(|_| ())
+    }
+
+    /// Reports a TOTP step accepted here for `user`, so the person's other hosts refuse it.
+    pub fn mfa_used(&self, user: &str, step: u64) -> Result<(), CallError> {
+        let body = serde_json::json!({ "user": user, "step": step }).to_string();
+        self.signed("POST", "/v1/host/mfa_used", body.as_bytes())
+            .map(|_| ())
+    }
+
     /// Reports events (at most 100 per call; the caller batches).
     pub fn events(&self, events: &[HostEvent]) -> Result<(), CallError> {
         let body = serde_json::json!({ "events": events }).to_string();

@@ -41,6 +41,9 @@ const EVENTS_KEPT: usize = 1000;
 pub struct Link {
     state: Mutex<LinkState>,
     wake: Condvar,
+    /// Held while a document's fleet secrets and grants are applied, so the one-second prune
+    /// never wipes a secret between its delivery and the admission of the grant asking for it.
+    applying: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,8 @@ struct LinkState {
     events: Vec<HostEvent>,
     /// Server grants the host refused at the last document (audited once, retried each time).
     refused: std::collections::BTreeSet<String>,
+    /// TOTP steps accepted here for fleet identities, not yet reported to the server.
+    used: Vec<(String, u64)>,
 }
 
 impl Link {
@@ -103,6 +108,20 @@ impl Link {
     /// Whether this host is enrolled.
     pub fn is_enrolled(&self) -> bool {
         self.lock().enrolled.is_some()
+    }
+
+    /// Queues a TOTP step accepted here for a fleet identity; the reporter thread sends it to
+    /// the server at once, which relays it to the person's other hosts.
+    pub fn report_used(&self, user: &str, step: u64) {
+        {
+            // One entry per person, the highest step: bounded while the server is unreachable.
+            let mut s = self.lock();
+            match s.used.iter_mut().find(|(u, _)| u == user) {
+                Some(e) => e.1 = e.1.max(step),
+                None => s.used.push((user.to_string(), step)),
+            }
+        }
+        self.wake.notify_all();
     }
 
     fn push_event(&self, e: HostEvent) {
@@ -151,6 +170,7 @@ pub fn enroll(
         ));
     }
     let key = store.host_key(true)?;
+    store.seal_key(true)?;
     let ans = client::enroll(url, fingerprint, token, &key).map_err(|e| match e {
         CallError::Refused(code, m) => format!("the server refused the enrolment ({code}): {m}"),
         CallError::Unreachable(m) => format!("cannot reach {url}: {m}"),
@@ -214,7 +234,65 @@ pub fn spawn(
         let (sink, link) = (Arc::clone(&sink), Arc::clone(&link));
         std::thread::spawn(move || stale_watch(&*sink, &link, stop));
     }
+    {
+        let (link, store) = (Arc::clone(&link), store.clone());
+        std::thread::spawn(move || reporter(&link, &store, stop));
+    }
     std::thread::spawn(move || poller(&*sink, &link, &store, stop));
+}
+
+/// Sends the TOTP steps accepted here for fleet identities to the server as soon as they are
+/// queued (its own connection: the poller is usually inside a long-poll). A step the server
+/// cannot be told now is kept and retried; the window in which another host could still accept
+/// the same code is what this delay adds to the server's relay (docs/server.md "Fleet MFA").
+fn reporter(link: &Link, store: &LinkStore, stop: &AtomicBool) {
+    let mut client: Option<(Enrolment, HostClient)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let batch: Vec<(String, u64)> = {
+            let mut s = link.lock();
+            if s.used.is_empty() {
+                s = link
+                    .wake
+                    .wait_timeout(s, Duration::from_secs(1))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            std::mem::take(&mut s.used)
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let Ok(Some(e)) = store.enrolment() else {
+            continue;
+        };
+        if client.as_ref().map(|(c, _)| c) != Some(&e) {
+            match store.host_key(false).and_then(|key| {
+                HostClient::new(&e.url, &e.tls_pins, &e.host, key, Duration::from_secs(10))
+            }) {
+                Ok(c) => client = Some((e.clone(), c)),
+                Err(_) => {
+                    link.lock().used.extend(batch);
+                    sleep_unless_stopped(2, stop);
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        let mut retry = Vec::new();
+        for (user, step) in batch {
+            // Refused (the grant ended meanwhile, a step the server finds too far ahead): dropped,
+            // nothing to relay. Unreachable: kept for the next round.
+            if let Err(CallError::Unreachable(_)) = c.mfa_used(&user, step) {
+                retry.push((user, step));
+            }
+        }
+        if !retry.is_empty() {
+            link.lock().used.splice(0..0, retry);
+            sleep_unless_stopped(2, stop);
+        }
+    }
 }
 
 /// Every second: a host whose newest document expired is stale (audited once per episode,
@@ -252,6 +330,12 @@ fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
                 ),
             });
         }
+        // A fleet TOTP secret lives no longer than the grant that asks for it, with or without
+        // the server.
+        {
+            let _applying = link.applying.lock().unwrap_or_else(|p| p.into_inner());
+            sink.prune_fleet_mfa(jit_core::time::now());
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -276,6 +360,7 @@ fn jittered(secs: u64) -> u64 {
 fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
     let mut backoff = 1u64;
     let mut client: Option<(Enrolment, HostClient)> = None;
+    let mut seal_key_registered = false;
     while !stop.load(Ordering::SeqCst) {
         let enrolment = match store.enrolment() {
             Ok(Some(e)) => e,
@@ -303,7 +388,10 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
                 )
             });
             match made {
-                Ok(c) => client = Some((enrolment.clone(), c)),
+                Ok(c) => {
+                    client = Some((enrolment.clone(), c));
+                    seal_key_registered = false;
+                }
                 Err(e) => {
                     fail(sink, link, &e);
                     sleep_unless_stopped(BACKOFF_MAX, stop);
@@ -314,6 +402,17 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
         let Some((_, c)) = client.as_ref() else {
             continue;
         };
+        if !seal_key_registered {
+            // A host enrolled before fleet MFA makes its sealing key now; an older server
+            // without the endpoint only means no fleet secrets arrive (MFA grants refused).
+            seal_key_registered = store
+                .seal_key(true)
+                .map(|k| {
+                    c.register_seal_key(&jit_proto::mfa_seal::public_key(&k))
+                        .is_ok()
+                })
+                .unwrap_or(false);
+        }
         match poll_once(sink, link, store, &enrolment, c) {
             Ok(()) => backoff = 1,
             Err(e) => {
@@ -354,8 +453,11 @@ fn poll_once(
     let pins = e.pins()?;
     let applied = store.applied()?;
     let nonce = client::nonce()?;
-    // A host whose document expired asks for an answer at once.
-    let wait = if applied.expires_at <= jit_core::time::now() {
+    // A host whose document expired asks for an answer at once; so does one not connected in
+    // this run yet (just started, or after a failure): fleet TOTP secrets live in memory only
+    // and come with the next document.
+    let connected = link.lock().connected;
+    let wait = if !connected || applied.expires_at <= jit_core::time::now() {
         0
     } else {
         POLL_WAIT
@@ -462,8 +564,13 @@ fn accept_document(
             json!({ "seq": body.seq, "expires_at": body.expires_at }),
         );
     }
+    // Secrets first: admission of an MFA grant needs its person's secret here.
+    let _applying = link.applying.lock().unwrap_or_else(|p| p.into_inner());
+    let secrets = open_mfa(sink, store, &pins.host, &body, now);
+    sink.set_fleet_mfa(secrets, &body.mfa_used, now);
     let refused_before = std::mem::take(&mut link.lock().refused);
     let out = apply::converge(sink, &body.grants, body.seq, now, &refused_before);
+    sink.prune_fleet_mfa(now);
     let new_refusal = out
         .refused
         .iter()
@@ -482,3 +589,46 @@ fn accept_document(
 
 #[cfg(test)]
 mod tests;
+
+/// Opens the fleet TOTP secrets of a verified document with this host's sealing key, each bound
+/// to (person, this host, version). One that does not open (sealed to another host, moved to
+/// another person or version, changed) is audited and left out; the rest are used.
+fn open_mfa(
+    sink: &dyn GrantSink,
+    store: &LinkStore,
+    host: &str,
+    body: &jit_proto::state_doc::StateBody,
+    now: UnixTime,
+) -> Vec<(String, u64, jit_core::host::secret::Secret)> {
+    if body.mfa.is_empty() {
+        return Vec::new();
+    }
+    let key = match store.seal_key(false) {
+        Ok(k) => k,
+        Err(e) => {
+            sink.record(
+                now,
+                true,
+                Event::SyncMfaRefused,
+                json!({ "user": null, "version": null, "seq": body.seq, "error": format!("no sealing key: {e}") }),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for s in &body.mfa {
+        let opened = jit_core::validate::validate_name("user name", &s.user)
+            .map_err(|e| e.to_string())
+            .and_then(|()| jit_proto::mfa_seal::open(&key, host, s).map_err(|e| e.to_string()));
+        match opened {
+            Ok(secret) => out.push((s.user.clone(), s.version, secret)),
+            Err(e) => sink.record(
+                now,
+                true,
+                Event::SyncMfaRefused,
+                json!({ "user": jit_proto::text::one_line(&s.user, 64), "version": s.version, "seq": body.seq, "error": e }),
+            ),
+        }
+    }
+    out
+}

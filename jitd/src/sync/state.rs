@@ -2,6 +2,8 @@
 //!
 //! * `host.key` — this host's ed25519 secret seed, base64, mode 0600. Made by jitd at
 //!   enrolment, never sent anywhere (only its public half is registered).
+//! * `seal.key` — this host's X25519 secret key, base64, mode 0600: fleet TOTP secrets are
+//!   sealed to its public half (registered with the server), never sent anywhere.
 //! * `enrolment.json` — the server URL, the host name the server gave, the pinned TLS
 //!   fingerprints and root key (sealed with a checksum header).
 //! * `applied` — the highest state-document sequence applied and that document's expiry,
@@ -115,8 +117,22 @@ impl LinkStore {
     /// This host's key: the existing one, or a new one made from getrandom(2). A key file
     /// readable by anyone but root is refused (it would let them act as this host).
     pub fn host_key(&self, create: bool) -> Result<SigningKey, String> {
+        self.key_file("host.key", create)
+            .map(|seed| SigningKey::from_bytes(&seed))
+    }
+
+    /// This host's X25519 secret key (`seal.key`), which fleet TOTP secrets are sealed to: made
+    /// like the host key (at enrolment, or at the first start of a host enrolled before), only
+    /// its public half is registered with the server.
+    pub fn seal_key(&self, create: bool) -> Result<[u8; 32], String> {
+        self.key_file("seal.key", create)
+    }
+
+    /// 32 secret bytes in `<dir>/NAME` (base64, root, 0600), made from getrandom(2) if missing
+    /// and `create`.
+    fn key_file(&self, name: &str, create: bool) -> Result<[u8; 32], String> {
         self.prepare()?;
-        let p = self.dir.join("host.key");
+        let p = self.dir.join(name);
         match std::fs::metadata(&p) {
             Ok(m) => {
                 if m.uid() != 0 || m.mode() & 0o077 != 0 {
@@ -129,12 +145,11 @@ impl LinkStore {
                 }
                 let text =
                     std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                let seed: [u8; 32] = STANDARD
+                STANDARD
                     .decode(text.trim())
                     .ok()
                     .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| format!("{}: not a base64 ed25519 seed", p.display()))?;
-                Ok(SigningKey::from_bytes(&seed))
+                    .ok_or_else(|| format!("{}: not 32 bytes of base64", p.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let mut seed = [0u8; 32];
@@ -143,15 +158,14 @@ impl LinkStore {
                 if got != seed.len() as isize {
                     return Err("getrandom failed".into());
                 }
-                let key = SigningKey::from_bytes(&seed);
                 let mut text = STANDARD.encode(seed);
                 text.push('\n');
                 replace_file(&p, text.as_bytes(), 0o600, false)
                     .map_err(|e| format!("{}: {e}", p.display()))?;
-                // Best effort: the key file's mode is what protects it; the copy in memory is
-                // dropped with `seed` going out of scope.
+                jit_core::host::secret::wipe_string(&mut text);
+                // Best effort: the key file's mode is what protects it.
                 let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
-                Ok(key)
+                Ok(seed)
             }
             Err(e) => Err(format!("{}: {e}", p.display())),
         }

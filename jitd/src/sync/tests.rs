@@ -18,6 +18,8 @@ use super::*;
 struct Recorder {
     held: Mutex<Vec<HeldGrant>>,
     events: Mutex<Vec<String>>,
+    /// (user, version, secret bytes) of the fleet secrets handed over.
+    fleet: Mutex<Vec<(String, u64, Vec<u8>)>>,
 }
 
 impl GrantSink for Recorder {
@@ -43,6 +45,17 @@ impl GrantSink for Recorder {
     }
     fn record(&self, _: UnixTime, _: bool, event: crate::audit::Event, _: serde_json::Value) {
         self.events.lock().unwrap().push(event.name().into());
+    }
+    fn set_fleet_mfa(
+        &self,
+        secrets: Vec<(String, u64, jit_core::host::secret::Secret)>,
+        _: &[jit_proto::mfa_seal::UsedStep],
+        _: UnixTime,
+    ) {
+        *self.fleet.lock().unwrap() = secrets
+            .into_iter()
+            .map(|(u, v, s)| (u, v, s.bytes().to_vec()))
+            .collect();
     }
 }
 
@@ -96,6 +109,8 @@ impl Server {
                     ..DocGrant::default()
                 })
                 .collect(),
+            mfa: Vec::new(),
+            mfa_used: Vec::new(),
         };
         sign_document(online, &cert, &body).unwrap()
     }
@@ -200,6 +215,59 @@ fn older_and_replayed_documents_are_refused_even_after_a_restart() {
     assert!(
         r2.server_grants().is_empty(),
         "the revoked grant never comes back"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn only_secrets_sealed_to_this_host_for_their_person_and_version_are_opened() {
+    use jit_proto::mfa_seal::{public_key, seal};
+    let (s, r) = (Server::new(), Recorder::default());
+    let d = dir("mfa");
+    let store = LinkStore::new(&d);
+    let mine = public_key(&store.seal_key(true).unwrap());
+    let other = public_key(&[77u8; 32]);
+    let secret = [5u8; 20];
+    let good = seal(&mine, "web1", "alice", 2, &secret, [8; 32], [1; 24]).unwrap();
+    let foreign = seal(&other, "web1", "bob", 1, &secret, [9; 32], [2; 24]).unwrap();
+    let mut moved = seal(&mine, "web1", "carol", 1, &secret, [10; 32], [3; 24]).unwrap();
+    moved.user = "dave".into();
+    let mut tampered = seal(&mine, "web1", "erin", 1, &secret, [11; 32], [4; 24]).unwrap();
+    tampered.ct = {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::STANDARD;
+        let mut b = e.decode(&tampered.ct).unwrap();
+        b[0] ^= 0x80;
+        e.encode(b)
+    };
+    let cert = certify(&s.root, &s.online.verifying_key(), NOW - 10, NOW + 86_400).unwrap();
+    let body = StateBody {
+        version: 1,
+        host: "web1".into(),
+        host_key: s.pins().host_key,
+        seq: 3,
+        server_time: NOW,
+        nonce: "n1".into(),
+        expires_at: NOW + 60,
+        grants: Vec::new(),
+        mfa: vec![good, foreign, moved, tampered],
+        mfa_used: Vec::new(),
+    };
+    let raw = sign_document(&s.online, &cert, &body).unwrap();
+    assert_eq!(accept(&r, &store, &s, &raw, "n1"), Ok(3));
+    assert_eq!(
+        *r.fleet.lock().unwrap(),
+        vec![("alice".to_string(), 2, secret.to_vec())],
+        "only alice's secret, sealed to this host, opens"
+    );
+    assert_eq!(
+        r.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "sync.mfa_refused")
+            .count(),
+        3
     );
     let _ = std::fs::remove_dir_all(&d);
 }

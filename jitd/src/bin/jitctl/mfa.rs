@@ -9,14 +9,22 @@ use crate::term;
 
 #[derive(Subcommand)]
 pub enum MfaCmd {
-    /// Make USER's TOTP secret; prints an otpauth:// URI and a QR code once
-    /// (--json: {"user","secret","uri"}).
+    /// Make USER's TOTP secret on this host (root); prints an otpauth:// URI and a QR code once
+    /// (--json: {"user","secret","uri"}). Without USER: enrol yourself against the jit-server
+    /// you logged in to (fleet TOTP, delivered sealed to hosts where you hold an MFA grant);
+    /// confirm with `jitctl mfa confirm CODE`.
     Enroll {
-        /// User.
-        user: String,
+        /// User (local enrolment); omitted: your fleet enrolment on the server.
+        user: Option<String>,
         /// Replace an existing secret (the old authenticator entry stops working).
         #[arg(long)]
         replace: bool,
+    },
+    /// Confirm your fleet TOTP enrolment with one code from the authenticator: only then does
+    /// the server use the new secret (--json: {"user","version"}).
+    Confirm {
+        /// The 6-digit code.
+        code: String,
     },
     /// Remove USER's secret.
     Remove {
@@ -28,7 +36,23 @@ pub enum MfaCmd {
 /// Runs one `mfa` subcommand.
 pub fn run(ctx: &Ctx, cmd: &MfaCmd) -> Result<(), Fail> {
     match cmd {
-        MfaCmd::Enroll { user, replace } => enroll(ctx, user, *replace),
+        MfaCmd::Enroll {
+            user: Some(user),
+            replace,
+        } => enroll(ctx, user, *replace),
+        MfaCmd::Enroll { user: None, .. } => fleet_enroll(ctx),
+        MfaCmd::Confirm { code } => {
+            let v = jitd::remote::cli::mfa_confirm(code).map_err(|f| Fail(f.0, f.1))?;
+            if ctx.json {
+                print_json(&serde_json::json!({ "user": v["user"], "version": v["version"] }))
+            } else {
+                print(&format!(
+                    "TOTP enrolment of {} confirmed (version {}): hosts where you hold an MFA grant receive it sealed\n",
+                    v["user"].as_str().unwrap_or("-"),
+                    v["version"]
+                ))
+            }
+        }
         MfaCmd::Remove { user } => {
             let Payload::Done { message } = ctx.call(Request::RemoveMfa { user: user.clone() })?
             else {
@@ -41,6 +65,30 @@ pub fn run(ctx: &Ctx, cmd: &MfaCmd) -> Result<(), Fail> {
             }
         }
     }
+}
+
+fn qr(uri: &str) -> String {
+    qrcode::QrCode::new(uri.as_bytes())
+        .map(|c| {
+            c.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default()
+}
+
+/// `jitctl mfa enroll` (no USER): the server makes the secret; shown once, pending until
+/// `jitctl mfa confirm CODE`.
+fn fleet_enroll(ctx: &Ctx) -> Result<(), Fail> {
+    let v = jitd::remote::cli::mfa_enroll().map_err(|f| Fail(f.0, f.1))?;
+    let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let (user, secret, uri) = (field("user"), field("secret"), field("uri"));
+    if ctx.json {
+        return print_json(
+            &serde_json::json!({ "user": user, "version": v["version"], "secret": secret, "uri": uri }),
+        );
+    }
+    print(&format!("Fleet TOTP secret for {user} (shown once; scan or type it into an authenticator app):\n\n{}\n{uri}\nsecret: {secret}\n\nThen confirm it: jitctl mfa confirm CODE\n", qr(&uri)))
 }
 
 fn enroll(ctx: &Ctx, user: &str, replace: bool) -> Result<(), Fail> {

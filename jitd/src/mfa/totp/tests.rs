@@ -941,3 +941,44 @@ fn disk_full_child() {
     assert_eq!(s.verify("alice", &c, T0), Err(TotpError::Replayed));
     println!("DISK-FULL-CHECKED");
 }
+
+#[test]
+fn fleet_records_hold_no_secret_and_keep_replay_and_relayed_steps() {
+    let d = TestDir::new("fleet");
+    let s = TotpStore::open_fleet(d.path(), TotpConfig::default()).unwrap();
+    let raw = [0x42u8; SECRET_BYTES];
+    let b32 = Secret::from(raw).to_base32();
+    let t = 1_800_000_015;
+    let c = checked_code(&b32, t);
+    assert_eq!(
+        s.verify_with_secret("alice", &c, None, t, &raw),
+        Ok((t / 30) as u64)
+    );
+    assert_eq!(
+        s.verify_with_secret("alice", &c, None, t, &raw),
+        Err(TotpError::Replayed)
+    );
+    let file = std::fs::read(d.path().join(FLEET_TOTP_DIR).join("alice.json")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&file).contains(&b32),
+        "no secret on disk"
+    );
+    assert!(!file.windows(raw.len()).any(|w| w == raw));
+    // A step relayed from another host raises the floor: the next step's code is then spent.
+    let next = checked_code(&b32, t + 30);
+    assert_eq!(s.raise_step("alice", (t + 30) as u64 / 30, t), Ok(true));
+    assert_eq!(s.raise_step("alice", 1, t), Ok(false), "never lowered");
+    assert_eq!(
+        s.verify_with_secret("alice", &next, None, t + 30, &raw),
+        Err(TotpError::Replayed)
+    );
+    // A relayed step for a person never seen here makes a record without a secret.
+    assert_eq!(s.raise_step("bob", 5, t), Ok(true));
+    assert_eq!(
+        s.verify_with_secret("alice", "123456", None, t, &[1u8; 3]),
+        Err(TotpError::Io("fleet secret is not 160 bits".into()))
+    );
+    // The local store never takes a fleet record's empty secret for one.
+    let local = open(&d);
+    assert_eq!(local.verify("alice", &c, t), Err(TotpError::NotEnrolled));
+}
