@@ -183,6 +183,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/host/ack", post(host_ack))
         .route("/v1/host/events", post(host_events))
         .route("/v1/host/tls", get(host_tls))
+        .route("/v1/host/certification", post(host_certification))
+        .route("/v1/certifications/{id}", get(show_certifications))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -523,4 +525,34 @@ async fn host_events(
         serde_json::from_slice(&body).map_err(|e| Error::bad(format!("events: {e}")))?;
     let n = hosts::record_events(&st.db, &host, &b.events, now()).await?;
     Ok(Json(json!({ "recorded": n })))
+}
+
+/// A grant's certification from the host it ran on (signed call), into the audit.
+async fn host_certification(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let r: crate::certification::Report =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("certification: {e}")))?;
+    let subject = crate::certification::record(&st.db, &host, &r, now()).await?;
+    Ok(Json(json!({ "recorded": subject })))
+}
+
+/// The certifications of a grant or of a request's grants: admins, or the grant's user.
+async fn show_certifications(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let admin = policy::is_admin(&st.db, &p).await?;
+    let all = crate::certification::lookup(&st.db, &id).await?;
+    let mine: Vec<_> = all
+        .into_iter()
+        .filter(|c| admin || c.user.eq_ignore_ascii_case(&p))
+        .collect();
+    Ok(Json(json!({ "certifications": mine })))
 }

@@ -556,6 +556,12 @@ pub const EVENT_KINDS: &[&str] = &[
     "stale",
     "local_grant",
     "refused_document",
+    "grant_revoked",
+    "sudo_allowed",
+    "sudo_denied",
+    "monitor_hit",
+    "events_dropped",
+    "certification_dropped",
 ];
 /// Most events in one report.
 pub const MAX_EVENTS: usize = 100;

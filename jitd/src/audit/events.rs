@@ -63,6 +63,14 @@ events! {
     SyncEndFailed = "sync.end_failed" [grant, server_grant, error],
     /// `warning`. A server grant was refused by this host's admission (audited once).
     SyncGrantRefused = "sync.grant_refused" [server_grant, user, role, seq, reason],
+    /// `info`. The TLS pin set changed: the server's signed pin document named a new current
+    /// or next certificate (`jit-server key tls-next` / `tls-promote`); stored before use.
+    SyncTlsPins = "sync.tls_pins" [previous, current, next],
+    /// `warning`. A TLS pin document failed verification and changed nothing.
+    SyncPinsRefused = "sync.pins_refused" [error, bytes],
+    /// `warning`. The server refused a report of host events or a certification (`what`); it
+    /// is dropped (it would be refused again), the host's own trail keeps the records.
+    SyncReportRefused = "sync.report_refused" [what, count, error],
 
     /// `info`. A grant was admitted, made durable and written to the snapshot; `by` is its
     /// source (`root` over the local socket, `server` from the central service).

@@ -13,6 +13,8 @@
 
 pub mod apply;
 pub mod client;
+pub mod events;
+pub mod pins;
 pub mod state;
 
 use crate::audit::Event;
@@ -33,8 +35,6 @@ use state::{Applied, Enrolment, LinkStore};
 pub const POLL_WAIT: u64 = 30;
 /// Longest pause between failed polls.
 const BACKOFF_MAX: u64 = 30;
-/// Events kept for the server while it cannot be reached (oldest dropped first).
-const EVENTS_KEPT: usize = 1000;
 
 /// The link's state, shared by the sync threads and `jitctl status`.
 #[derive(Debug, Default)]
@@ -57,6 +57,10 @@ struct LinkState {
     stale_since: Option<UnixTime>,
     last_error: Option<String>,
     events: Vec<HostEvent>,
+    /// Events dropped from the full queue since the last report.
+    dropped: events::Dropped,
+    /// Certifications waiting for the server.
+    certs: Vec<events::PendingCert>,
     /// Server grants the host refused at the last document (audited once, retried each time).
     refused: std::collections::BTreeSet<String>,
 }
@@ -103,14 +107,6 @@ impl Link {
     /// Whether this host is enrolled.
     pub fn is_enrolled(&self) -> bool {
         self.lock().enrolled.is_some()
-    }
-
-    fn push_event(&self, e: HostEvent) {
-        let mut s = self.lock();
-        if s.events.len() >= EVENTS_KEPT {
-            s.events.remove(0);
-        }
-        s.events.push(e);
     }
 }
 
@@ -250,6 +246,7 @@ fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
                     "document expired at {exp}; {} strict grant(s) ended",
                     ended.len()
                 ),
+                local_grant: String::new(),
             });
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -276,6 +273,8 @@ fn jittered(secs: u64) -> u64 {
 fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
     let mut backoff = 1u64;
     let mut client: Option<(Enrolment, HostClient)> = None;
+    // When the pin set was last fetched (none yet: at the first answer).
+    let mut pins_at: Option<UnixTime> = None;
     while !stop.load(Ordering::SeqCst) {
         let enrolment = match store.enrolment() {
             Ok(Some(e)) => e,
@@ -315,13 +314,38 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
             continue;
         };
         match poll_once(sink, link, store, &enrolment, c) {
-            Ok(()) => backoff = 1,
+            Ok(()) => {
+                backoff = 1;
+                // The pin set at start, then once per document lifetime (at most an hour):
+                // cheap, and a `tls-next` reaches every host long before anyone promotes it.
+                let now = jit_core::time::now();
+                let every = {
+                    let s = link.lock();
+                    (s.expires_at - s.last_sync.unwrap_or(s.expires_at))
+                        .clamp(5, pins::PINS_EVERY_MAX)
+                };
+                if pins_at.is_none_or(|t| now - t >= every) {
+                    pins_at = Some(now);
+                    if let Err(e) = pins::refresh(sink, store, &enrolment, c, now) {
+                        link.lock().last_error = Some(e);
+                    }
+                }
+            }
             Err(e) => {
                 fail(sink, link, &e);
                 sleep_unless_stopped(jittered(backoff), stop);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// A TLS error from the pinned verifier, said plainly (the transport's text around it is long):
+/// `server certificate SHA256:… is not the pinned one`.
+fn pin_failure(m: &str) -> String {
+    match (m.find("server certificate "), m.find("not the pinned one")) {
+        (Some(i), Some(j)) if j > i => m[i..j + "not the pinned one".len()].to_string(),
+        _ => m.to_string(),
     }
 }
 
@@ -364,41 +388,70 @@ fn poll_once(
         .poll(applied.seq, wait, &nonce)
         .map_err(|e| match e {
             CallError::Refused(c, m) => format!("server refused the poll ({c}): {m}"),
-            CallError::Unreachable(m) => format!("server unreachable: {m}"),
+            CallError::Unreachable(m) => format!("server unreachable: {}", pin_failure(&m)),
         })?;
     let now = jit_core::time::now();
-    let (body, out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
-    for (sid, local) in &out.admitted {
-        link.push_event(HostEvent {
-            at: now,
-            kind: "grant_live",
-            grant: sid.clone(),
-            detail: format!("admitted as {local}"),
-        });
-    }
-    for sid in &out.ended {
-        link.push_event(HostEvent {
-            at: now,
-            kind: "grant_ended",
-            grant: sid.clone(),
-            detail: "removed from the set; torn down".into(),
-        });
-    }
+    // What the document admitted and ended reaches the server through the audit trail's
+    // records (grant.live, grant.revoked, teardown), forwarded by `events`.
+    let (body, _out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
     // The acknowledgement and events are best effort: the next poll repeats the state.
     let _ = client.ack(body.seq);
-    let pending: Vec<HostEvent> = {
-        let mut s = link.lock();
-        let n = s.events.len().min(100);
-        s.events.drain(..n).collect()
-    };
-    if !pending.is_empty() && client.events(&pending).is_err() {
-        let mut s = link.lock();
-        for (i, ev) in pending.into_iter().enumerate() {
-            s.events.insert(i, ev);
-        }
-        s.events.truncate(EVENTS_KEPT);
-    }
+    send_reports(sink, link, client, now);
     Ok(())
+}
+
+/// Sends queued events (one report) and certifications. A report the server refuses (4xx) is
+/// dropped and audited here (it would be refused again); one that did not arrive goes back.
+fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: UnixTime) {
+    let ids: std::collections::HashMap<String, String> = sink
+        .server_grants()
+        .into_iter()
+        .map(|h| (h.local_id, h.server_id))
+        .collect();
+    let server_id = |local: &str| ids.get(local).cloned().unwrap_or_else(|| local.to_string());
+    let mut report = link.take_events(now);
+    for e in &mut report {
+        if e.grant.is_empty() && !e.local_grant.is_empty() {
+            e.grant = server_id(&e.local_grant);
+        }
+    }
+    if !report.is_empty() {
+        match client.events(&report) {
+            Ok(()) => {}
+            Err(CallError::Refused(code, m)) => sink.record(
+                now,
+                true,
+                Event::SyncReportRefused,
+                json!({ "what": "events", "count": report.len(), "error": format!("{code}: {m}") }),
+            ),
+            Err(CallError::Unreachable(_)) => link.requeue_events(report),
+        }
+    }
+    // A few certifications per poll: each is one call.
+    for _ in 0..10 {
+        let Some(c) = link.take_cert() else { break };
+        let sid = ids.get(&c.local_grant).cloned();
+        let body = json!({
+            "grant": sid.clone().unwrap_or_else(|| c.local_grant.clone()),
+            "local_grant": c.local_grant,
+            "source": if sid.is_some() { "server" } else { "local" },
+            "user": c.user,
+            "certification": c.cert,
+        });
+        match client.certification(&body) {
+            Ok(()) => {}
+            Err(CallError::Refused(code, m)) => sink.record(
+                now,
+                true,
+                Event::SyncReportRefused,
+                json!({ "what": format!("certification of {}", c.local_grant), "count": 1, "error": format!("{code}: {m}") }),
+            ),
+            Err(CallError::Unreachable(_)) => {
+                link.requeue_cert(c);
+                break;
+            }
+        }
+    }
 }
 
 /// Verifies `raw` (the answer to the poll that sent `nonce`) against the pins and the durable
@@ -428,6 +481,7 @@ fn accept_document(
                 kind: "refused_document",
                 grant: String::new(),
                 detail: jit_proto::text::one_line(&err.to_string(), 200),
+                local_grant: String::new(),
             });
             return Err(format!("document refused: {err}"));
         }
