@@ -547,4 +547,17 @@ fn a_server_grant_whose_holder_plants_a_change_shows_a_changed_certification_on_
     assert!(server_audit(&f)
         .iter()
         .any(|r| r["action"] == "host.certification" && r["subject"] == sid.as_str()));
+    // The holder sees it with jitctl's remote verb; another person (not an admin) does not.
+    let o = f.jitctl(&pat, &["certification", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(
+        stdout(&o).contains(": changed")
+            && stdout(&o).contains("added sudoers /etc/sudoers.d/planted"),
+        "{}",
+        show(&o)
+    );
+    let lee = f.token("lee");
+    let o = f.jitctl(&lee, &["--json", "certification", &id]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(stdout(&o).contains("\"certifications\":[]"), "{}", show(&o));
 }

@@ -103,14 +103,16 @@ impl Link {
             // this summary line needs no event of its own.
             return;
         }
-        let Some(e) = host_event_of(now, event, fields) else {
+        if kind_of(event, fields).is_none() {
             return;
-        };
+        }
         let mut s = self.lock();
         if s.enrolled.is_none() {
             return;
         }
-        s.push_bounded(e);
+        if let Some(e) = host_event_of(now, event, fields) {
+            s.push_bounded(e);
+        }
     }
 
     /// Queues a grant's certification for the server (while enrolled; bounded, oldest dropped).
