@@ -111,6 +111,22 @@ impl Link {
             return;
         }
         if let Some(e) = host_event_of(now, event, fields) {
+            // An incomplete teardown is retried (and audited) every tick: the server hears of
+            // it once per grant, and again when it completes.
+            match e.kind {
+                "teardown_incomplete" => {
+                    if s.incomplete.len() >= EVENTS_KEPT {
+                        s.incomplete.clear();
+                    }
+                    if !s.incomplete.insert(e.local_grant.clone()) {
+                        return;
+                    }
+                }
+                "teardown_complete" => {
+                    s.incomplete.remove(&e.local_grant);
+                }
+                _ => {}
+            }
             s.push_bounded(e);
         }
     }
@@ -214,6 +230,19 @@ impl Link {
     }
 }
 
+/// `c` cut until its record serializes within `max` bytes: differences dropped from the end
+/// (root-equivalent ones come first, so they stay), counted in `omitted`; unreadable paths too.
+pub fn fit(mut c: PendingCert, max: usize) -> PendingCert {
+    let size = |c: &PendingCert| serde_json::to_vec(&c.cert).map_or(usize::MAX, |v| v.len());
+    while size(&c) > max && !c.cert.unreadable.is_empty() {
+        c.cert.unreadable.pop();
+    }
+    while size(&c) > max && c.cert.differences.pop().is_some() {
+        c.cert.omitted += 1;
+    }
+    c
+}
+
 fn note_drop(d: &mut Dropped, at: UnixTime) {
     if d.count == 0 {
         d.first = at;
@@ -267,6 +296,66 @@ mod tests {
         let kinds: Vec<_> = r.iter().map(|e| (e.kind, e.local_grant.as_str())).collect();
         assert_eq!(kinds, [("sudo_allowed", "g-1"), ("local_grant", "g-3")]);
         assert!(r[0].detail.contains("/bin/true"));
+    }
+
+    #[test]
+    fn an_incomplete_teardown_retried_every_tick_is_reported_once_until_it_completes() {
+        let l = enrolled();
+        let f = json!({"grant": "g-1", "survivors": [42]});
+        for t in 0..30 {
+            l.forward(t, Event::GrantTeardownIncomplete, &f);
+        }
+        l.forward(31, Event::GrantTeardown, &json!({"grant": "g-1"}));
+        l.forward(32, Event::GrantTeardownIncomplete, &json!({"grant": "g-2"}));
+        let kinds: Vec<_> = l
+            .take_events(40)
+            .iter()
+            .map(|e| (e.kind, e.local_grant.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("teardown_incomplete", "g-1".to_string()),
+                ("teardown_complete", "g-1".to_string()),
+                ("teardown_incomplete", "g-2".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_certification_too_large_for_one_call_keeps_its_first_differences_and_counts_the_rest() {
+        use jit_proto::certification::{
+            Certification, CertificationStatus, ChangeKind, Difference,
+        };
+        let d = |i: usize| Difference {
+            area: "setuid".into(),
+            item: format!("/var/{}{i}", "x".repeat(3000)),
+            change: ChangeKind::Added,
+            before: None,
+            after: None,
+            root_equivalent: i == 0,
+        };
+        let c = PendingCert {
+            local_grant: "g-1".into(),
+            user: "pat".into(),
+            cert: Certification {
+                status: CertificationStatus::Changed,
+                baseline_at: Some(1),
+                taken_at: 2,
+                items: 3,
+                differences: (0..40).map(d).collect(),
+                omitted: 5,
+                unreadable: vec![],
+            },
+        };
+        let f = fit(c, 60 << 10);
+        assert!(serde_json::to_vec(&f.cert).unwrap().len() <= 60 << 10);
+        assert!(f.cert.differences[0].root_equivalent, "the first stay");
+        assert_eq!(
+            f.cert.differences.len() + f.cert.omitted,
+            45,
+            "none lost uncounted"
+        );
     }
 
     #[test]

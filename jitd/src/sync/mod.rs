@@ -61,6 +61,8 @@ struct LinkState {
     dropped: events::Dropped,
     /// Certifications waiting for the server.
     certs: Vec<events::PendingCert>,
+    /// Grants whose incomplete teardown was reported (once until it completes).
+    incomplete: std::collections::HashSet<String>,
     /// Server grants the host refused at the last document (audited once, retried each time).
     refused: std::collections::BTreeSet<String>,
 }
@@ -400,6 +402,9 @@ fn poll_once(
     Ok(())
 }
 
+/// Largest certification sent (the server takes bodies up to 64 KiB).
+const CERT_BODY_MAX: usize = 60 << 10;
+
 /// Sends queued events (one report) and certifications. A report the server refuses (4xx) is
 /// dropped and audited here (it would be refused again); one that did not arrive goes back.
 fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: UnixTime) {
@@ -431,6 +436,7 @@ fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: Uni
     for _ in 0..10 {
         let Some(c) = link.take_cert() else { break };
         let sid = ids.get(&c.local_grant).cloned();
+        let c = events::fit(c, CERT_BODY_MAX);
         let body = json!({
             "grant": sid.clone().unwrap_or_else(|| c.local_grant.clone()),
             "local_grant": c.local_grant,
