@@ -541,7 +541,8 @@ async fn host_certification(
     Ok(Json(json!({ "recorded": subject })))
 }
 
-/// The certifications of a grant or of a request's grants: admins, or the grant's user.
+/// The certifications of a grant or of a request's grants: admins, or the server grant's user
+/// (a host's local grants are for admins: their account names are not people's names).
 async fn show_certifications(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -552,7 +553,7 @@ async fn show_certifications(
     let all = crate::certification::lookup(&st.db, &id).await?;
     let mine: Vec<_> = all
         .into_iter()
-        .filter(|c| admin || c.user.eq_ignore_ascii_case(&p))
+        .filter(|c| admin || (c.source == "server" && c.user.eq_ignore_ascii_case(&p)))
         .collect();
     Ok(Json(json!({ "certifications": mine })))
 }

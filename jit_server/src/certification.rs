@@ -12,7 +12,7 @@ use jit_proto::certification::{Certification, CertificationStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::db::{audit, get_i64, get_str, Db};
+use crate::db::{audit, get_str, Db};
 use crate::error::{Error, Result};
 
 /// Audit action of a stored certification.
@@ -61,26 +61,27 @@ pub async fn record(db: &Db, host: &str, r: &Report, now: i64) -> Result<String>
     if r.user.len() > 64 || r.user.chars().any(char::is_control) {
         return Err(Error::bad("user: at most 64 bytes, no control characters"));
     }
-    let subject = match r.source.as_str() {
+    let (subject, user) = match r.source.as_str() {
         "server" => {
             if !id_ok(&r.grant, "sg-") {
                 return Err(Error::bad("grant: sg-… expected for a server grant"));
             }
-            let mine = sqlx::query("SELECT COUNT(*) AS n FROM sgrant WHERE id = $1 AND host = $2")
+            let row = sqlx::query("SELECT doc FROM sgrant WHERE id = $1 AND host = $2")
                 .bind(&r.grant)
                 .bind(host)
-                .fetch_one(&db.pool)
-                .await?;
-            if get_i64(&mine, "n")? == 0 {
-                return Err(Error::forbidden("not a grant of this host"));
-            }
-            r.grant.clone()
+                .fetch_optional(&db.pool)
+                .await?
+                .ok_or_else(|| Error::forbidden("not a grant of this host"))?;
+            // Whose grant it is comes from the server's record, never from the host: the
+            // user decides who may read the certification.
+            let doc: jit_proto::state_doc::DocGrant = serde_json::from_str(&get_str(&row, "doc")?)?;
+            (r.grant.clone(), doc.user)
         }
         "local" => {
             if r.grant != r.local_grant {
                 return Err(Error::bad("a local grant is reported under its local id"));
             }
-            format!("{host}/{}", r.local_grant)
+            (format!("{host}/{}", r.local_grant), r.user.clone())
         }
         _ => return Err(Error::bad("source: server or local")),
     };
@@ -110,7 +111,7 @@ pub async fn record(db: &Db, host: &str, r: &Report, now: i64) -> Result<String>
         grant: subject.clone(),
         local_grant: r.local_grant.clone(),
         source: r.source.clone(),
-        user: r.user.clone(),
+        user,
         status: c.status.as_str().to_string(),
         certification: c.clone(),
     };

@@ -1330,6 +1330,10 @@ fn a_host_certifies_only_its_own_grants_and_people_see_only_theirs() {
                        "certification": cert("/etc/sudoers.d/planted") });
     let r = post(&f.web1, "web1", mine.clone());
     assert_eq!(r.status, 200, "{:?}", r.json());
+    // The user is the server's record, not the host's word: alice cannot be shown erin's.
+    let claim = json!({ "grant": sg, "local_grant": "g-1a", "source": "server", "user": "alice",
+                        "certification": cert("/etc/shadow") });
+    assert_eq!(post(&f.web1, "web1", claim).status, 200);
     assert_eq!(r.json()["recorded"], sg.as_str());
     // dev1 never held it: refused, even signed correctly.
     assert_eq!(post(&f.dev1, "dev1", mine).status, 403);
@@ -1349,10 +1353,15 @@ fn a_host_certifies_only_its_own_grants_and_people_see_only_theirs() {
             .unwrap()
             .len()
     };
-    assert_eq!(seen(&f.erin, &rq), 1, "the grant's holder sees it");
-    assert_eq!(seen(&f.erin, &sg), 1);
+    assert_eq!(seen(&f.erin, &rq), 2, "the grant's holder sees it");
+    assert_eq!(seen(&f.erin, &sg), 2);
     assert_eq!(seen(&f.alice, &rq), 0, "another person does not");
-    assert_eq!(seen(&f.admin, &rq), 1, "an admin does");
+    assert_eq!(seen(&f.admin, &rq), 2, "an admin does");
+    assert_eq!(
+        seen(&f.alice, "dev1%2Fg-2b"),
+        0,
+        "local grants: admins only"
+    );
     assert_eq!(seen(&f.admin, "dev1%2Fg-2b"), 1);
     let out = run_ok(&["certification", &rq, "--data", data_arg(&s.data)]);
     assert!(
