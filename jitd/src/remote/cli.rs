@@ -50,9 +50,9 @@ pub enum RemoteCmd {
     Revoke { id: String },
     /// Hosts enrolled with the server.
     Hosts,
-    /// The certifications hosts reported at the end of a request's grants (`rq-…`), of one
-    /// grant (`sg-…`) or of a host's local grant (`HOST/g-…`): clean, or what changed. Admins
-    /// see every one, others those of their own grants.
+    /// Certifications of a request's grants (`rq-…`), one grant (`sg-…`) or a host's local
+    /// grant (`HOST/g-…`) as hosts sent them at the grant's end: clean, or what changed.
+    /// Admins see every one, others those of their own grants.
     Certification { id: String },
 }
 
@@ -252,7 +252,7 @@ pub fn run(cmd: &RemoteCmd, json_out: bool) -> Result<(), Failure> {
             let empty = Vec::new();
             let list = v["certifications"].as_array().unwrap_or(&empty);
             if list.is_empty() {
-                println!("no certification reported for {id} (yet, or not yours to see)");
+                println!("no certification for {id} (yet, or not yours to see)");
             }
             for c in list {
                 let cert = &c["certification"];
