@@ -562,6 +562,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "monitor_hit",
     "events_dropped",
     "certification_dropped",
+    "grant_refused",
 ];
 /// Most events in one report.
 pub const MAX_EVENTS: usize = 100;

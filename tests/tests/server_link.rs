@@ -478,6 +478,18 @@ roles = [\"bind\", \"admin-cap\"]
         ev["reason"].as_str().unwrap().contains("CAP_SYS_ADMIN"),
         "{ev}"
     );
+    // The server hears of the refusal, under the grant's server id.
+    let sg = ev["server_grant"].as_str().unwrap().to_string();
+    poll(
+        "the refusal reaches the server",
+        Duration::from_secs(40),
+        || {
+            server_audit(&f)
+                .iter()
+                .any(|r| r["action"] == "host.event.grant_refused" && r["subject"] == sg.as_str())
+                .then_some(())
+        },
+    );
     drop(f0);
 }
 

@@ -44,6 +44,7 @@ fn kind_of(event: Event, fields: &Value) -> Option<&'static str> {
         Event::GrantTeardown => "teardown_complete",
         Event::GrantTeardownIncomplete => "teardown_incomplete",
         Event::GrantMonitorHit => "monitor_hit",
+        Event::SyncGrantRefused => "grant_refused",
         _ => return None,
     })
 }
@@ -63,10 +64,21 @@ pub fn host_event_of(now: UnixTime, event: Event, fields: &Value) -> Option<Host
         .filter(|g| g.len() <= 64)
         .unwrap_or_default()
         .to_string();
+    // A server grant this host refused has no local id: it is named by the server's.
+    let grant = if event == Event::SyncGrantRefused {
+        fields
+            .get("server_grant")
+            .and_then(Value::as_str)
+            .filter(|g| g.len() <= 64)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        String::new()
+    };
     Some(HostEvent {
         at: now,
         kind,
-        grant: String::new(),
+        grant,
         detail: detail_of(fields),
         local_grant: local,
     })
