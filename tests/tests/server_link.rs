@@ -239,7 +239,23 @@ fn host_events_reach_the_server_audit_under_the_hosts_recorded_name_also_after_a
     assert_eq!(code(&o), 0, "allowed sudo: {}", show(&o));
     assert_eq!(stdout(&o).trim(), "0");
     let o = as_user(&sb, "pat", "sudo -n /usr/bin/whoami");
+    let denied_at = std::time::Instant::now();
     assert_ne!(code(&o), 0, "sudo outside the scope: {}", show(&o));
+    // Sent as it happens (not held until the next poll answer): printed, not asserted.
+    poll(
+        "the denial in the server's audit",
+        Duration::from_secs(40),
+        || {
+            server_audit(&f)
+                .iter()
+                .any(|r| r["action"] == "host.event.sudo_denied")
+                .then_some(())
+        },
+    );
+    println!(
+        "sudo denied on the host -> host.event.sudo_denied in the server's audit: {} ms",
+        denied_at.elapsed().as_millis()
+    );
     // A local grant made by root is reported too.
     sb.grant(&["--account", "locl", "--for", "1h"]);
 

@@ -140,6 +140,8 @@ impl Link {
                 _ => {}
             }
             s.push_bounded(e);
+            drop(s);
+            self.report.notify_one();
         }
     }
 
@@ -165,11 +167,29 @@ impl Link {
             s.push_bounded(e);
         }
         s.certs.push(c);
+        drop(s);
+        self.report.notify_one();
     }
 
     pub(super) fn push_event(&self, e: HostEvent) {
-        let mut s = self.lock();
-        s.push_bounded(e);
+        self.lock().push_bounded(e);
+        self.report.notify_one();
+    }
+
+    /// Waits up to `limit` for something to send; whether there is.
+    pub(super) fn wait_report(&self, limit: std::time::Duration) -> bool {
+        let s = self.lock();
+        let pending = |s: &super::LinkState| {
+            !s.events.is_empty() || !s.certs.is_empty() || s.dropped.count > 0
+        };
+        if pending(&s) {
+            return true;
+        }
+        let (s, _) = self
+            .report
+            .wait_timeout(s, limit)
+            .unwrap_or_else(|p| p.into_inner());
+        pending(&s)
     }
 
     /// Takes the next report: an `events_dropped` note first if any were lost, then queued

@@ -41,6 +41,8 @@ const BACKOFF_MAX: u64 = 30;
 pub struct Link {
     state: Mutex<LinkState>,
     wake: Condvar,
+    /// Signalled when an event or certification is queued (the reporter thread waits on it).
+    report: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +213,10 @@ pub fn spawn(
     {
         let (sink, link) = (Arc::clone(&sink), Arc::clone(&link));
         std::thread::spawn(move || stale_watch(&*sink, &link, stop));
+    }
+    {
+        let (sink, link, store) = (Arc::clone(&sink), Arc::clone(&link), store.clone());
+        std::thread::spawn(move || reporter(&*sink, &link, &store, stop));
     }
     std::thread::spawn(move || poller(&*sink, &link, &store, stop));
 }
@@ -396,10 +402,57 @@ fn poll_once(
     // What the document admitted and ended reaches the server through the audit trail's
     // records (grant.live, grant.revoked, teardown), forwarded by `events`.
     let (body, _out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
-    // The acknowledgement and events are best effort: the next poll repeats the state.
+    // The acknowledgement is best effort: the next poll repeats the state.
     let _ = client.ack(body.seq);
-    send_reports(sink, link, client, now);
     Ok(())
+}
+
+/// Sends host events and certifications as they are queued, on a connection of its own (the
+/// poller's is held by the long-poll): a short pause gathers a burst into one report; while
+/// the server cannot be reached, retries back off like the poller (the queue stays bounded).
+fn reporter(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
+    let mut client: Option<(Enrolment, HostClient)> = None;
+    let mut backoff = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if !link.wait_report(Duration::from_secs(1)) {
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let enrolment = match store.enrolment() {
+            Ok(Some(e)) => e,
+            _ => {
+                sleep_unless_stopped(1, stop);
+                continue;
+            }
+        };
+        if client.as_ref().map(|(e, _)| e) != Some(&enrolment) {
+            let made = store.host_key(false).and_then(|key| {
+                HostClient::new(
+                    &enrolment.url,
+                    &enrolment.tls_pins,
+                    &enrolment.host,
+                    key,
+                    Duration::from_secs(20),
+                )
+            });
+            match made {
+                Ok(c) => client = Some((enrolment.clone(), c)),
+                Err(_) => {
+                    sleep_unless_stopped(5, stop);
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        if send_reports(sink, link, c, jit_core::time::now()) {
+            backoff = 0;
+        } else {
+            backoff = (backoff * 2).clamp(1, BACKOFF_MAX);
+            sleep_unless_stopped(jittered(backoff), stop);
+        }
+    }
 }
 
 /// Largest certification sent (the server takes bodies up to 64 KiB).
@@ -407,7 +460,9 @@ const CERT_BODY_MAX: usize = 60 << 10;
 
 /// Sends queued events (one report) and certifications. A report the server refuses (4xx) is
 /// dropped and audited here (it would be refused again); one that did not arrive goes back.
-fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: UnixTime) {
+/// Returns false when the server could not be reached.
+fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: UnixTime) -> bool {
+    let mut reached = true;
     let ids: std::collections::HashMap<String, String> = sink
         .server_grants()
         .into_iter()
@@ -429,7 +484,10 @@ fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: Uni
                 Event::SyncReportRefused,
                 json!({ "what": "events", "count": report.len(), "error": format!("{code}: {m}") }),
             ),
-            Err(CallError::Unreachable(_)) => link.requeue_events(report),
+            Err(CallError::Unreachable(_)) => {
+                link.requeue_events(report);
+                return false;
+            }
         }
     }
     // A few certifications per poll: each is one call.
@@ -454,10 +512,12 @@ fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: Uni
             ),
             Err(CallError::Unreachable(_)) => {
                 link.requeue_cert(c);
+                reached = false;
                 break;
             }
         }
     }
+    reached
 }
 
 /// Verifies `raw` (the answer to the poll that sent `nonce`) against the pins and the durable
