@@ -106,6 +106,13 @@ pub struct DocGrant {
     pub revoke_on: Vec<String>,
     /// End the grant when the host goes stale.
     pub strict: bool,
+    /// Tokenization: capabilities the grant's programs run with (`jitctl run`), canonical
+    /// names. Absent when empty, so a document without them reads the same to older hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<String>,
+    /// Tokenization: the programs that may run with `caps` (absolute paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
 }
 
 /// The signed content: the host's whole current grant set (never a delta).
@@ -292,34 +299,7 @@ pub fn verify_document(
     if raw.len() > MAX_DOC_BYTES {
         return Err(DocError::TooLarge(raw.len()));
     }
-    let env: Envelope = strict_from_slice(raw)?;
-    let cert_bytes = b64(&env.cert, "cert")?;
-    let cert_sig = sig_from(&b64(&env.cert_sig, "cert_sig")?)?;
-    let body_bytes = b64(&env.body, "body")?;
-    let body_sig = sig_from(&b64(&env.sig, "sig")?)?;
-
-    // Signatures over the raw bytes first; nothing signed is parsed before it verifies.
-    let root = VerifyingKey::from_bytes(&pins.root_key)
-        .map_err(|_| DocError::Malformed("pinned root key is not a valid ed25519 key".into()))?;
-    root.verify_strict(&domain(CERT_DOMAIN, &cert_bytes), &cert_sig)
-        .map_err(|_| DocError::BadCertSignature)?;
-    let cert: SigningCert = strict_from_slice(&cert_bytes)?;
-    if now < cert.not_before || now >= cert.not_after {
-        return Err(DocError::CertNotValid {
-            not_before: cert.not_before,
-            not_after: cert.not_after,
-            now,
-        });
-    }
-    let online_raw: [u8; 32] = b64(&cert.key, "cert key")?
-        .try_into()
-        .map_err(|_| DocError::Malformed("certified key is not 32 bytes".into()))?;
-    let online = VerifyingKey::from_bytes(&online_raw)
-        .map_err(|_| DocError::Malformed("certified key is not a valid ed25519 key".into()))?;
-    online
-        .verify_strict(&domain(DOC_DOMAIN, &body_bytes), &body_sig)
-        .map_err(|_| DocError::BadSignature)?;
-
+    let (cert, body_bytes) = verify_envelope(raw, pins, now, DOC_DOMAIN)?;
     let body: StateBody = strict_from_slice(&body_bytes)?;
     if body.version != DOC_VERSION {
         return Err(DocError::Version(body.version));
@@ -347,6 +327,138 @@ pub fn verify_document(
     }
     if body.grants.len() > MAX_DOC_GRANTS {
         return Err(DocError::TooManyGrants(body.grants.len()));
+    }
+    Ok(body)
+}
+
+/// The envelope's checks shared by every signed server document, in order: strict parse, base64,
+/// the pinned root's signature over the raw certificate bytes, the certificate's strict parse and
+/// validity at `now`, the certified key's signature over `domain || body bytes`. Returns the
+/// certificate and the verified (still unparsed) body bytes.
+fn verify_envelope(
+    raw: &[u8],
+    pins: &HostPins,
+    now: UnixTime,
+    body_domain: &[u8],
+) -> Result<(SigningCert, Vec<u8>), DocError> {
+    let env: Envelope = strict_from_slice(raw)?;
+    let cert_bytes = b64(&env.cert, "cert")?;
+    let cert_sig = sig_from(&b64(&env.cert_sig, "cert_sig")?)?;
+    let body_bytes = b64(&env.body, "body")?;
+    let body_sig = sig_from(&b64(&env.sig, "sig")?)?;
+
+    // Signatures over the raw bytes first; nothing signed is parsed before it verifies.
+    let root = VerifyingKey::from_bytes(&pins.root_key)
+        .map_err(|_| DocError::Malformed("pinned root key is not a valid ed25519 key".into()))?;
+    root.verify_strict(&domain(CERT_DOMAIN, &cert_bytes), &cert_sig)
+        .map_err(|_| DocError::BadCertSignature)?;
+    let cert: SigningCert = strict_from_slice(&cert_bytes)?;
+    if now < cert.not_before || now >= cert.not_after {
+        return Err(DocError::CertNotValid {
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            now,
+        });
+    }
+    let online_raw: [u8; 32] = b64(&cert.key, "cert key")?
+        .try_into()
+        .map_err(|_| DocError::Malformed("certified key is not 32 bytes".into()))?;
+    let online = VerifyingKey::from_bytes(&online_raw)
+        .map_err(|_| DocError::Malformed("certified key is not a valid ed25519 key".into()))?;
+    online
+        .verify_strict(&domain(body_domain, &body_bytes), &body_sig)
+        .map_err(|_| DocError::BadSignature)?;
+    Ok((cert, body_bytes))
+}
+
+/// Domain separation for the TLS pin document: a pin set is never a state document.
+pub const PINS_DOMAIN: &[u8] = b"jit-tls-pins-v1\0";
+/// Largest pin document accepted.
+pub const MAX_PINS_BYTES: usize = 16 << 10;
+
+/// The signed TLS pin set for one host: the certificate the server serves now and the one it
+/// will switch to (`jit-server key tls-next`), so a host learns the next TLS key from the key
+/// it already trusts. Same envelope as the state document, signed over [`PINS_DOMAIN`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinsBody {
+    /// [`DOC_VERSION`].
+    pub version: u32,
+    /// Host name as the server enrolled it.
+    pub host: String,
+    /// Fingerprint of the host's key.
+    pub host_key: String,
+    /// `SHA256:…` of the certificate served now.
+    pub current: String,
+    /// `SHA256:…` of the next certificate, if one is prepared.
+    pub next: Option<String>,
+    /// Echo of the call's nonce.
+    pub nonce: String,
+    /// Server clock at signing.
+    pub server_time: UnixTime,
+    /// Worthless from this second.
+    pub expires_at: UnixTime,
+}
+
+/// Sign a pin set with the certified online key (the server's side, and tests).
+pub fn sign_pins(
+    online: &SigningKey,
+    cert: &CertBlob,
+    body: &PinsBody,
+) -> Result<Vec<u8>, DocError> {
+    let body_bytes = serde_json::to_vec(body).map_err(|e| DocError::Malformed(e.to_string()))?;
+    let sig = online.sign(&domain(PINS_DOMAIN, &body_bytes)).to_bytes();
+    let env = Envelope {
+        cert: STANDARD.encode(&cert.bytes),
+        cert_sig: STANDARD.encode(cert.sig),
+        body: STANDARD.encode(&body_bytes),
+        sig: STANDARD.encode(sig),
+    };
+    serde_json::to_vec(&env).map_err(|e| DocError::Malformed(e.to_string()))
+}
+
+/// Verify a pin document answering the call that sent `nonce`: the envelope as for a state
+/// document (over [`PINS_DOMAIN`]), then version, host name and key, expiry, nonce, and that
+/// both fingerprints have the `SHA256:` form.
+pub fn verify_pins(
+    raw: &[u8],
+    pins: &HostPins,
+    now: UnixTime,
+    nonce: &str,
+) -> Result<PinsBody, DocError> {
+    if raw.len() > MAX_PINS_BYTES {
+        return Err(DocError::TooLarge(raw.len()));
+    }
+    let (cert, body_bytes) = verify_envelope(raw, pins, now, PINS_DOMAIN)?;
+    let body: PinsBody = strict_from_slice(&body_bytes)?;
+    if body.version != DOC_VERSION {
+        return Err(DocError::Version(body.version));
+    }
+    if body.host != pins.host {
+        return Err(DocError::WrongHost(body.host));
+    }
+    if body.host_key != pins.host_key {
+        return Err(DocError::WrongHostKey(body.host_key));
+    }
+    if now >= body.expires_at || body.expires_at > cert.not_after {
+        return Err(DocError::Expired {
+            expires_at: body.expires_at.min(cert.not_after),
+            now,
+        });
+    }
+    if body.nonce != nonce {
+        return Err(DocError::NonceMismatch);
+    }
+    let well_formed = |f: &str| {
+        f.len() <= 80
+            && f.strip_prefix("SHA256:").is_some_and(|b| {
+                !b.is_empty()
+                    && b.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+            })
+    };
+    if !well_formed(&body.current) || body.next.as_deref().is_some_and(|n| !well_formed(n)) {
+        return Err(DocError::Malformed("pin is not SHA256:… base64".into()));
     }
     Ok(body)
 }

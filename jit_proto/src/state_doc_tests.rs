@@ -302,3 +302,72 @@ fn fingerprints_are_openssh_style() {
     assert!(fp.starts_with("SHA256:"));
     assert_eq!(fp.len(), "SHA256:".len() + 43);
 }
+
+fn pins_body(f: &Fixture) -> PinsBody {
+    PinsBody {
+        version: DOC_VERSION,
+        host: f.pins.host.clone(),
+        host_key: f.pins.host_key.clone(),
+        current: "SHA256:cur".into(),
+        next: Some("SHA256:nxt".into()),
+        nonce: "p-1".into(),
+        server_time: NOW,
+        expires_at: NOW + 60,
+    }
+}
+
+#[test]
+fn a_pin_document_verifies_and_its_checks_hold() {
+    let f = fixture();
+    let raw = sign_pins(&f.online, &f.cert, &pins_body(&f)).unwrap();
+    let b = verify_pins(&raw, &f.pins, NOW, "p-1").unwrap();
+    assert_eq!(
+        (b.current.as_str(), b.next.as_deref()),
+        ("SHA256:cur", Some("SHA256:nxt"))
+    );
+    assert_eq!(
+        verify_pins(&raw, &f.pins, NOW, "p-2"),
+        Err(DocError::NonceMismatch)
+    );
+    assert!(matches!(
+        verify_pins(&raw, &f.pins, NOW + 60, "p-1"),
+        Err(DocError::Expired { .. })
+    ));
+    let mut other = f.pins.clone();
+    other.host = "web2".into();
+    assert!(matches!(
+        verify_pins(&raw, &other, NOW, "p-1"),
+        Err(DocError::WrongHost(_))
+    ));
+    // Signed by another key under the same certificate: refused.
+    let bytes = serde_json::to_vec(&pins_body(&f)).unwrap();
+    let sig = key(9).sign(&domain(PINS_DOMAIN, &bytes)).to_bytes();
+    let mut env = envelope(&raw);
+    env.insert("sig".into(), STANDARD.encode(sig).into());
+    let forged = serde_json::to_vec(&env).unwrap();
+    assert_eq!(
+        verify_pins(&forged, &f.pins, NOW, "p-1"),
+        Err(DocError::BadSignature)
+    );
+    // A pin that is not a fingerprint is refused even when signed.
+    let mut b = pins_body(&f);
+    b.next = Some("SHA256:a b".into());
+    let raw = sign_pins(&f.online, &f.cert, &b).unwrap();
+    assert!(matches!(
+        verify_pins(&raw, &f.pins, NOW, "p-1"),
+        Err(DocError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_state_document_is_never_a_pin_document_or_the_reverse() {
+    let f = fixture();
+    // The same body bytes signed for one domain never verify in the other.
+    let pins_raw = sign_pins(&f.online, &f.cert, &pins_body(&f)).unwrap();
+    assert!(verify_document(&pins_raw, &f.pins, NOW, 0, "p-1").is_err());
+    let doc = signed(&f, &body(&f, 1));
+    assert_eq!(
+        verify_pins(&doc, &f.pins, NOW, "n-1"),
+        Err(DocError::BadSignature)
+    );
+}

@@ -187,6 +187,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/mfa/confirm", post(mfa_confirm))
         .route("/v1/host/seal_key", post(host_seal_key))
         .route("/v1/host/mfa_used", post(host_mfa_used))
+        .route("/v1/host/certification", post(host_certification))
+        .route("/v1/certifications/{id}", get(show_certifications))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -596,4 +598,35 @@ async fn host_mfa_used(
     let woke = crate::mfa::used(&st.db, &host, &b.user, b.step, now()).await?;
     st.wake_hosts(&woke);
     Ok(Json(json!({ "relayed_to": woke.len() })))
+}
+
+/// A grant's certification from the host it ran on (signed call), into the audit.
+async fn host_certification(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let (host, _) = host_auth(&st, &headers, "POST", &uri, &body).await?;
+    let r: crate::certification::Report =
+        serde_json::from_slice(&body).map_err(|e| Error::bad(format!("certification: {e}")))?;
+    let subject = crate::certification::record(&st.db, &host, &r, now()).await?;
+    Ok(Json(json!({ "recorded": subject })))
+}
+
+/// The certifications of a grant or of a request's grants: admins, or the server grant's user
+/// (a host's local grants are for admins: their account names are not people's names).
+async fn show_certifications(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let admin = policy::is_admin(&st.db, &p).await?;
+    let all = crate::certification::lookup(&st.db, &id).await?;
+    let mine: Vec<_> = all
+        .into_iter()
+        .filter(|c| admin || (c.source == "server" && c.user.eq_ignore_ascii_case(&p)))
+        .collect();
+    Ok(Json(json!({ "certifications": mine })))
 }

@@ -567,6 +567,13 @@ pub const EVENT_KINDS: &[&str] = &[
     "stale",
     "local_grant",
     "refused_document",
+    "grant_revoked",
+    "sudo_allowed",
+    "sudo_denied",
+    "monitor_hit",
+    "events_dropped",
+    "certification_dropped",
+    "grant_refused",
 ];
 /// Most events in one report.
 pub const MAX_EVENTS: usize = 100;

@@ -77,6 +77,15 @@ enum Cmd {
     /// them, so it stays out of `--help`.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+    /// Certifications hosts reported for a grant (`sg-…`), a request's grants (`rq-…`) or a
+    /// host's local grant (`HOST/g-…`).
+    Certification {
+        id: String,
+        #[command(flatten)]
+        c: Common,
+        #[arg(long)]
+        json: bool,
+    },
     /// The server's audit trail (newest LIMIT records, oldest first).
     Audit {
         #[command(flatten)]
@@ -336,6 +345,20 @@ async fn run(cli: Cli) -> Result<()> {
         }
         // Printed by main before the runtime starts.
         Cmd::Completions { .. } => Ok(()),
+        Cmd::Certification { id, c, json } => {
+            let (_, db) = open_db(&c).await?;
+            let rows = jit_server::certification::lookup(&db, &id).await?;
+            if json {
+                println!("{}", json!({ "certifications": rows }));
+            } else if rows.is_empty() {
+                println!("no certification reported for {id}");
+            } else {
+                for r in &rows {
+                    println!("{}", jit_server::certification::describe(r));
+                }
+            }
+            Ok(())
+        }
         Cmd::Audit { c, limit, json } => {
             let (_, db) = open_db(&c).await?;
             let rows = jit_server::audit::recent(&db, limit).await?;

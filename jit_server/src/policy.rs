@@ -74,6 +74,17 @@ pub struct RoleDef {
     /// End the grant on a host that goes stale.
     #[serde(default)]
     pub strict: bool,
+    /// Tokenization (`jitctl grant add --cap`): capabilities the role's `programs` run with
+    /// through `jitctl run`, as the person, never as root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<String>,
+    /// Tokenization (`--program`): absolute paths of the programs that get `caps`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
+    /// Root-equivalent capabilities this role may carry anyway (refused otherwise); each
+    /// host's own `allow_caps` in jitd.toml must allow them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_root_caps: Vec<String>,
     /// Longest grant (`2h`); every path that sets a duration clamps to it.
     pub max: String,
     #[serde(default)]
@@ -127,7 +138,71 @@ pub struct EntitlementDef {
     pub hosts: BTreeMap<String, String>,
 }
 
+/// Most capabilities and programs one role may name (jitd's own limit per grant).
+pub const MAX_TOKENIZE_ITEMS: usize = 16;
+
 impl RoleDef {
+    /// The role's capabilities in canonical form (`CAP_NET_RAW`), checked as jitd's admission
+    /// checks them where that can be done centrally: every name a Linux capability, no
+    /// root-equivalent one unless `allow_root_caps` names it, caps and programs together, at most
+    /// 16 of each, programs absolute normal paths. What only the host can check (the program
+    /// is root-owned, not writable, not a launcher; the host's own `allow_caps`) jitd's
+    /// admission checks when the grant arrives, and refuses the grant there if it fails.
+    pub fn cap_names(&self) -> Result<Vec<String>> {
+        let bad = |m: String| Error::bad(format!("role {}: {m}", self.name));
+        if self.caps.is_empty() != self.programs.is_empty() {
+            return Err(bad(
+                "caps and programs go together (the programs that run with the capabilities)"
+                    .into(),
+            ));
+        }
+        if self.caps.len() > MAX_TOKENIZE_ITEMS || self.programs.len() > MAX_TOKENIZE_ITEMS {
+            return Err(bad(format!(
+                "at most {MAX_TOKENIZE_ITEMS} caps and {MAX_TOKENIZE_ITEMS} programs"
+            )));
+        }
+        let canon = |c: &str| -> Result<String> {
+            let n = jit_core::caps::parse(c).map_err(|e| bad(e.to_string()))?;
+            Ok(jit_core::caps::name(n).unwrap_or_default().to_string())
+        };
+        let allowed = self
+            .allow_root_caps
+            .iter()
+            .map(|c| canon(c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        for c in &self.caps {
+            let name = canon(c)?;
+            if let Some(why) = jit_core::caps::root_equivalent(&name) {
+                if !allowed.contains(&name) {
+                    return Err(bad(format!(
+                        "{name} amounts to root ({why}); refused unless allow_root_caps names it"
+                    )));
+                }
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        for p in &self.programs {
+            let normal = p.starts_with('/')
+                && p != "/"
+                && p.len() <= 4096
+                && !p.chars().any(char::is_control)
+                && !p[1..]
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..");
+            if !normal {
+                return Err(bad(format!(
+                    "program {:?} is not an absolute normal path",
+                    p.chars().take(80).collect::<String>()
+                )));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn max_secs(&self) -> Result<i64> {
         parse_duration(&self.max).map_err(|e| Error::bad(format!("role {}: max: {e}", self.name)))
     }
@@ -231,6 +306,7 @@ impl PolicyFile {
                 }
             }
             r.max_secs()?;
+            r.cap_names()?;
             r.pending_ttl_secs()?;
             r.ticket_regex()?;
             let a = &r.approval;

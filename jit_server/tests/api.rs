@@ -1303,3 +1303,76 @@ fn operator_commands_wait_for_the_serving_writer_instead_of_failing() {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
     });
 }
+
+#[test]
+fn a_host_certifies_only_its_own_grants_and_people_see_only_theirs() {
+    let mut f = fleet();
+    let s = &f.server;
+    // erin (on call) is approved at once; web1 holds the grant.
+    let r = file_request(s, &f.erin, web_request());
+    assert_eq!(r.json()["state"], "approved", "{:?}", r.json());
+    let rq = r.json()["id"].as_str().unwrap().to_string();
+    let doc = f.web1.poll(&f.server, 0).unwrap();
+    let s = &f.server;
+    let sg = doc.grants[0].id.clone();
+    let cert = |item: &str| {
+        json!({ "status": "changed", "baseline_at": 1, "taken_at": 2, "items": 3,
+                "differences": [ { "area": "sudoers", "item": item, "change": "added",
+                                   "after": { "kind": "file", "owner": 0, "mode": "0440" },
+                                   "root_equivalent": true } ],
+                "omitted": 0, "unreadable": [] })
+    };
+    let post = |h: &Host, as_host: &str, body: serde_json::Value| {
+        h.signed(
+            s,
+            as_host,
+            "POST",
+            "/v1/host/certification",
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let mine = json!({ "grant": sg, "local_grant": "g-1a", "source": "server", "user": "erin",
+                       "certification": cert("/etc/sudoers.d/planted") });
+    let r = post(&f.web1, "web1", mine.clone());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    // The user is the server's record, not the host's word: alice cannot be shown erin's.
+    let claim = json!({ "grant": sg, "local_grant": "g-1a", "source": "server", "user": "alice",
+                        "certification": cert("/etc/shadow") });
+    assert_eq!(post(&f.web1, "web1", claim).status, 200);
+    assert_eq!(r.json()["recorded"], sg.as_str());
+    // dev1 never held it: refused, even signed correctly.
+    assert_eq!(post(&f.dev1, "dev1", mine).status, 403);
+    // A local grant is stored under the reporting host's name, never another's.
+    let local = json!({ "grant": "g-2b", "local_grant": "g-2b", "source": "local", "user": "root",
+                        "certification": cert("/etc/passwd") });
+    assert_eq!(post(&f.dev1, "dev1", local).json()["recorded"], "dev1/g-2b");
+    // Control characters in what a host reports: refused.
+    let bad = json!({ "grant": sg, "local_grant": "g-1a", "source": "server", "user": "erin",
+                      "certification": cert("/etc/x\u{1b}[2J") });
+    assert_eq!(post(&f.web1, "web1", bad).status, 400);
+
+    let seen = |token: &str, id: &str| {
+        s.call("GET", &format!("/v1/certifications/{id}"), token, None)
+            .json()["certifications"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(seen(&f.erin, &rq), 2, "the grant's holder sees it");
+    assert_eq!(seen(&f.erin, &sg), 2);
+    assert_eq!(seen(&f.alice, &rq), 0, "another person does not");
+    assert_eq!(seen(&f.admin, &rq), 2, "an admin does");
+    assert_eq!(
+        seen(&f.alice, "dev1%2Fg-2b"),
+        0,
+        "local grants: admins only"
+    );
+    assert_eq!(seen(&f.admin, "dev1%2Fg-2b"), 1);
+    let out = run_ok(&["certification", &rq, "--data", data_arg(&s.data)]);
+    assert!(
+        out.contains("on web1")
+            && out.contains("changed")
+            && out.contains("/etc/sudoers.d/planted"),
+        "{out}"
+    );
+}

@@ -169,10 +169,14 @@ impl Daemon {
         };
         let wake = std::sync::Arc::new(Condvar::new());
         let monitor = crate::monitor::start(&cfg, &cgroups, now, &audit, &wake);
+        let sync_link = std::sync::Arc::new(crate::sync::Link::default());
+        // Host events for the server's audit are chosen from this trail's records.
+        let fwd = std::sync::Arc::clone(&sync_link);
+        audit.set_forward(Box::new(move |at, ev, fields| fwd.forward(at, ev, fields)));
         let d = Daemon {
             monitor,
             watch_notices: Mutex::new(HashMap::new()),
-            sync_link: std::sync::Arc::new(crate::sync::Link::default()),
+            sync_link,
             cgroups,
             certifier,
             watch_resumed: AtomicBool::new(false),

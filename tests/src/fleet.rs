@@ -141,6 +141,21 @@ impl Fleet {
         self.child = Some(child);
     }
 
+    /// `jit-server ARGS --data DATA` (must succeed): stdout.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--data", self.d()]);
+        server_ok(&a)
+    }
+
+    /// SIGHUP to the serving process (it reloads its key files).
+    pub fn sighup(&self) {
+        let c = self.child.as_ref().expect("serving");
+        let pid = i32::try_from(c.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "SIGHUP");
+    }
+
     /// SIGKILL to the server.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -189,7 +189,7 @@ fn approved_grants_reach_getent_and_server_revocations_tear_them_down() {
         Duration::from_secs(10),
         || {
             let a = jit_tests::fleet::server_ok(&["audit", "--data", f.data.to_str().unwrap()]);
-            (a.contains("host.event.grant_live") && a.contains("host.event.grant_ended"))
+            (a.contains("host.event.grant_live") && a.contains("host.event.grant_revoked"))
                 .then_some(())
         },
     );

@@ -344,6 +344,8 @@ pub(super) async fn approve_now(
             end_with_session: role.end_with_session,
             revoke_on: role.revoke_on.clone(),
             strict: role.strict,
+            caps: role.cap_names()?,
+            programs: role.programs.clone(),
         };
         sqlx::query(
             "INSERT INTO sgrant (id, host, request_id, doc, not_after) VALUES ($1, $2, $3, $4, $5)",

@@ -69,6 +69,14 @@ events! {
     /// `info`. Fleet TOTP secrets held in memory changed: `received` delivered sealed by the
     /// server, `wiped` zeroed because no live grant of the person asks for a code any more.
     MfaFleetSecrets = "mfa.fleet_secrets" [received, wiped],
+    /// `info`. The TLS pin set changed: the server's signed pin document named a new current
+    /// or next certificate (`jit-server key tls-next` / `tls-promote`); stored before use.
+    SyncTlsPins = "sync.tls_pins" [previous, current, next],
+    /// `warning`. A TLS pin document failed verification and changed nothing.
+    SyncPinsRefused = "sync.pins_refused" [error, bytes],
+    /// `warning`. The server refused a report of host events or a certification (`what`); it
+    /// is dropped (it would be refused again), the host's own trail keeps the records.
+    SyncReportRefused = "sync.report_refused" [what, count, error],
 
     /// `info`. A grant was admitted, made durable and written to the snapshot; `by` is its
     /// source (`root` over the local socket, `server` from the central service).

@@ -56,7 +56,12 @@ impl Severity {
 pub struct Audit {
     path: PathBuf,
     file: Mutex<Option<File>>,
+    /// Sees every record written (the link to jit-server forwards some as host events).
+    forward: std::sync::OnceLock<Forward>,
 }
+
+/// A hook called with every record the trail writes; it must not take the daemon's lock.
+pub type Forward = Box<dyn Fn(UnixTime, Event, &Value) + Send + Sync>;
 
 impl Audit {
     /// Opens (creating) the audit log, 0600, in a directory created 0700 if missing.
@@ -81,7 +86,13 @@ impl Audit {
         Ok(Audit {
             path: path.to_path_buf(),
             file: Mutex::new(Some(f)),
+            forward: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the hook that sees every record (once; later calls are ignored).
+    pub fn set_forward(&self, f: Forward) {
+        let _ = self.forward.set(f);
     }
 
     /// Records one event. Never fails the caller: a record that cannot be written goes to
@@ -107,6 +118,9 @@ impl Audit {
                         event.name()
                     );
                 }
+            }
+            if let Some(f) = self.forward.get() {
+                f(now, event, &fields);
             }
             lines.push((sev, line_of(now, sev, event.name(), fields)));
         }

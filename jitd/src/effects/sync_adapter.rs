@@ -49,9 +49,10 @@ fn spec_of(g: &DocGrant, now: UnixTime) -> GrantSpec {
         mfa_sudo: g.mfa_sudo,
         end_with_session: g.end_with_session,
         revoke_on: g.revoke_on.clone(),
-        // Tokenization is not in the server's role vocabulary yet.
-        caps: Vec::new(),
-        programs: Vec::new(),
+        // Tokenization: the same admission as `--cap`/`--program` (this host's allow_caps,
+        // the program's ownership and launcher checks) decides.
+        caps: g.caps.clone(),
+        programs: g.programs.clone(),
     }
 }
 

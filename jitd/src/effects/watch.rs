@@ -353,6 +353,15 @@ impl Daemon {
                     }
                     self.audit
                         .record(now, sev, Event::GrantCertification, fields);
+                    // The central service gets the record too (while enrolled; queued).
+                    if let Some(u) = &user {
+                        self.sync_link
+                            .queue_certification(crate::sync::events::PendingCert {
+                                local_grant: grant.clone(),
+                                user: u.clone(),
+                                cert: crate::certify::summary(&cert),
+                            });
+                    }
                     if user.is_some() {
                         c.forget(&grant);
                     }

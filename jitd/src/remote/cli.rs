@@ -1,4 +1,4 @@
-//! jitctl's remote verbs: login, request, requests, approve, deny, revoke, hosts. Exit codes as
+//! jitctl's remote verbs: login, request, requests, approve, deny, revoke, hosts, certification. Exit codes as
 //! for the local verbs: 1 refused, 2 usage, 3 cannot reach the server.
 
 use std::collections::BTreeMap;
@@ -50,6 +50,10 @@ pub enum RemoteCmd {
     Revoke { id: String },
     /// Hosts enrolled with the server.
     Hosts,
+    /// Certifications of a request's grants (`rq-…`), one grant (`sg-…`) or a host's local
+    /// grant (`HOST/g-…`) as hosts sent them at the grant's end: clean, or what changed.
+    /// Admins see every one, others those of their own grants.
+    Certification { id: String },
 }
 
 #[derive(Args)]
@@ -233,6 +237,51 @@ pub fn run(cmd: &RemoteCmd, json_out: bool) -> Result<(), Failure> {
                 println!("{v}");
             } else {
                 println!("revoked {id} on {}", v["hosts"]);
+            }
+            Ok(())
+        }
+        RemoteCmd::Certification { id } => {
+            let r = remote()?;
+            let v = r
+                .call("GET", &format!("/v1/certifications/{}", encode(id)), None)
+                .map_err(from_call)?;
+            if json_out {
+                println!("{v}");
+                return Ok(());
+            }
+            let empty = Vec::new();
+            let list = v["certifications"].as_array().unwrap_or(&empty);
+            if list.is_empty() {
+                println!("no certification for {id} (yet, or not yours to see)");
+            }
+            for c in list {
+                let cert = &c["certification"];
+                println!(
+                    "{} on {} ({} grant {}, user {}): {}",
+                    s(c, "grant"),
+                    s(c, "host"),
+                    s(c, "source"),
+                    s(c, "local_grant"),
+                    s(c, "user"),
+                    s(c, "status")
+                );
+                for d in cert["differences"].as_array().unwrap_or(&empty) {
+                    println!(
+                        "  {} {} {}{}",
+                        s(d, "change"),
+                        s(d, "area"),
+                        jit_proto::text::one_line(&s(d, "item"), 200),
+                        if d["root_equivalent"] == json!(true) {
+                            " [root-equivalent]"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let omitted = cert["omitted"].as_u64().unwrap_or(0);
+                if omitted > 0 {
+                    println!("  … {omitted} more not listed");
+                }
             }
             Ok(())
         }

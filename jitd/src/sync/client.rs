@@ -49,6 +49,10 @@ pub struct HostEvent {
     pub grant: String,
     /// Short free text (no control characters, ≤ 1024 bytes).
     pub detail: String,
+    /// The daemon's grant id the event is about (not sent: `grant` is filled from it when the
+    /// report is made, with the server's id for a server grant).
+    #[serde(skip)]
+    pub local_grant: String,
 }
 
 fn status_error(e: ureq::Error) -> CallError {
@@ -163,6 +167,20 @@ impl HostClient {
     pub fn mfa_used(&self, user: &str, step: u64) -> Result<(), CallError> {
         let body = serde_json::json!({ "user": user, "step": step }).to_string();
         self.signed("POST", "/v1/host/mfa_used", body.as_bytes())
+            .map(|_| ())
+    }
+
+    /// The signed TLS pin set (verified by the caller before anything is read from it).
+    pub fn tls_pins(&self, nonce: &str) -> Result<Vec<u8>, CallError> {
+        let pq = format!("/v1/host/tls?nonce={nonce}");
+        let r = self.signed("GET", &pq, b"")?;
+        read_capped(r, jit_proto::state_doc::MAX_PINS_BYTES as u64).map_err(CallError::Unreachable)
+    }
+
+    /// Sends one grant's certification record.
+    pub fn certification(&self, body: &serde_json::Value) -> Result<(), CallError> {
+        let body = body.to_string();
+        self.signed("POST", "/v1/host/certification", body.as_bytes())
             .map(|_| ())
     }
 

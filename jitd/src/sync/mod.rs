@@ -13,6 +13,8 @@
 
 pub mod apply;
 pub mod client;
+pub mod events;
+pub mod pins;
 pub mod state;
 
 use crate::audit::Event;
@@ -33,8 +35,6 @@ use state::{Applied, Enrolment, LinkStore};
 pub const POLL_WAIT: u64 = 30;
 /// Longest pause between failed polls.
 const BACKOFF_MAX: u64 = 30;
-/// Events kept for the server while it cannot be reached (oldest dropped first).
-const EVENTS_KEPT: usize = 1000;
 
 /// The link's state, shared by the sync threads and `jitctl status`.
 #[derive(Debug, Default)]
@@ -44,6 +44,8 @@ pub struct Link {
     /// Held while a document's fleet secrets and grants are applied, so the one-second prune
     /// never wipes a secret between its delivery and the admission of the grant asking for it.
     applying: Mutex<()>,
+    /// Signalled when an event or certification is queued (the reporter thread waits on it).
+    report: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +62,12 @@ struct LinkState {
     stale_since: Option<UnixTime>,
     last_error: Option<String>,
     events: Vec<HostEvent>,
+    /// Events dropped from the full queue since the last report.
+    dropped: events::Dropped,
+    /// Certifications waiting for the server.
+    certs: Vec<events::PendingCert>,
+    /// Grants whose incomplete teardown was reported (once until it completes).
+    incomplete: std::collections::HashSet<String>,
     /// Server grants the host refused at the last document (audited once, retried each time).
     refused: std::collections::BTreeSet<String>,
     /// TOTP steps accepted here for fleet identities, not yet reported to the server.
@@ -122,14 +130,6 @@ impl Link {
             }
         }
         self.wake.notify_all();
-    }
-
-    fn push_event(&self, e: HostEvent) {
-        let mut s = self.lock();
-        if s.events.len() >= EVENTS_KEPT {
-            s.events.remove(0);
-        }
-        s.events.push(e);
     }
 }
 
@@ -236,7 +236,11 @@ pub fn spawn(
     }
     {
         let (link, store) = (Arc::clone(&link), store.clone());
-        std::thread::spawn(move || reporter(&link, &store, stop));
+        std::thread::spawn(move || mfa_reporter(&link, &store, stop));
+    }
+    {
+        let (sink, link, store) = (Arc::clone(&sink), Arc::clone(&link), store.clone());
+        std::thread::spawn(move || reporter(&*sink, &link, &store, stop));
     }
     std::thread::spawn(move || poller(&*sink, &link, &store, stop));
 }
@@ -245,7 +249,9 @@ pub fn spawn(
 /// queued (its own connection: the poller is usually inside a long-poll). A step the server
 /// cannot be told now is kept and retried; the window in which another host could still accept
 /// the same code is what this delay adds to the server's relay (docs/server.md "Fleet MFA").
-fn reporter(link: &Link, store: &LinkStore, stop: &AtomicBool) {
+/// Sends the TOTP steps accepted here at once (not batched with the host events: every
+/// moment a used step is not relayed, the same code still works on the person's other hosts).
+fn mfa_reporter(link: &Link, store: &LinkStore, stop: &AtomicBool) {
     let mut client: Option<(Enrolment, HostClient)> = None;
     while !stop.load(Ordering::SeqCst) {
         let batch: Vec<(String, u64)> = {
@@ -328,6 +334,7 @@ fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
                     "document expired at {exp}; {} strict grant(s) ended",
                     ended.len()
                 ),
+                local_grant: String::new(),
             });
         }
         // A fleet TOTP secret lives no longer than the grant that asks for it, with or without
@@ -361,6 +368,8 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
     let mut backoff = 1u64;
     let mut client: Option<(Enrolment, HostClient)> = None;
     let mut seal_key_registered = false;
+    // When the pin set was last fetched (none yet: at the first answer).
+    let mut pins_at: Option<UnixTime> = None;
     while !stop.load(Ordering::SeqCst) {
         let enrolment = match store.enrolment() {
             Ok(Some(e)) => e,
@@ -414,13 +423,38 @@ fn poller(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBoo
                 .unwrap_or(false);
         }
         match poll_once(sink, link, store, &enrolment, c) {
-            Ok(()) => backoff = 1,
+            Ok(()) => {
+                backoff = 1;
+                // The pin set at start, then once per document lifetime (at most an hour):
+                // cheap, and a `tls-next` reaches every host long before anyone promotes it.
+                let now = jit_core::time::now();
+                let every = {
+                    let s = link.lock();
+                    (s.expires_at - s.last_sync.unwrap_or(s.expires_at))
+                        .clamp(5, pins::PINS_EVERY_MAX)
+                };
+                if pins_at.is_none_or(|t| now - t >= every) {
+                    pins_at = Some(now);
+                    if let Err(e) = pins::refresh(sink, store, &enrolment, c, now) {
+                        link.lock().last_error = Some(e);
+                    }
+                }
+            }
             Err(e) => {
                 fail(sink, link, &e);
                 sleep_unless_stopped(jittered(backoff), stop);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// A TLS error from the pinned verifier, said plainly (the transport's text around it is long):
+/// `server certificate SHA256:… is not the pinned one`.
+fn pin_failure(m: &str) -> String {
+    match (m.find("server certificate "), m.find("not the pinned one")) {
+        (Some(i), Some(j)) if j > i => m[i..j + "not the pinned one".len()].to_string(),
+        _ => m.to_string(),
     }
 }
 
@@ -466,41 +500,128 @@ fn poll_once(
         .poll(applied.seq, wait, &nonce)
         .map_err(|e| match e {
             CallError::Refused(c, m) => format!("server refused the poll ({c}): {m}"),
-            CallError::Unreachable(m) => format!("server unreachable: {m}"),
+            CallError::Unreachable(m) => format!("server unreachable: {}", pin_failure(&m)),
         })?;
     let now = jit_core::time::now();
-    let (body, out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
-    for (sid, local) in &out.admitted {
-        link.push_event(HostEvent {
-            at: now,
-            kind: "grant_live",
-            grant: sid.clone(),
-            detail: format!("admitted as {local}"),
-        });
-    }
-    for sid in &out.ended {
-        link.push_event(HostEvent {
-            at: now,
-            kind: "grant_ended",
-            grant: sid.clone(),
-            detail: "removed from the set; torn down".into(),
-        });
-    }
-    // The acknowledgement and events are best effort: the next poll repeats the state.
+    // What the document admitted and ended reaches the server through the audit trail's
+    // records (grant.live, grant.revoked, teardown), forwarded by `events`.
+    let (body, _out) = accept_document(sink, link, store, &pins, &raw, &nonce, now)?;
+    // The acknowledgement is best effort: the next poll repeats the state.
     let _ = client.ack(body.seq);
-    let pending: Vec<HostEvent> = {
-        let mut s = link.lock();
-        let n = s.events.len().min(100);
-        s.events.drain(..n).collect()
-    };
-    if !pending.is_empty() && client.events(&pending).is_err() {
-        let mut s = link.lock();
-        for (i, ev) in pending.into_iter().enumerate() {
-            s.events.insert(i, ev);
-        }
-        s.events.truncate(EVENTS_KEPT);
-    }
     Ok(())
+}
+
+/// Sends host events and certifications as they are queued, on a connection of its own (the
+/// poller's is held by the long-poll): a short pause gathers a burst into one report; while
+/// the server cannot be reached, retries back off like the poller (the queue stays bounded).
+fn reporter(sink: &dyn GrantSink, link: &Link, store: &LinkStore, stop: &AtomicBool) {
+    let mut client: Option<(Enrolment, HostClient)> = None;
+    let mut backoff = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if !link.wait_report(Duration::from_secs(1)) {
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let enrolment = match store.enrolment() {
+            Ok(Some(e)) => e,
+            _ => {
+                sleep_unless_stopped(1, stop);
+                continue;
+            }
+        };
+        if client.as_ref().map(|(e, _)| e) != Some(&enrolment) {
+            let made = store.host_key(false).and_then(|key| {
+                HostClient::new(
+                    &enrolment.url,
+                    &enrolment.tls_pins,
+                    &enrolment.host,
+                    key,
+                    Duration::from_secs(20),
+                )
+            });
+            match made {
+                Ok(c) => client = Some((enrolment.clone(), c)),
+                Err(_) => {
+                    sleep_unless_stopped(5, stop);
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        if send_reports(sink, link, c, jit_core::time::now()) {
+            backoff = 0;
+        } else {
+            backoff = (backoff * 2).clamp(1, BACKOFF_MAX);
+            sleep_unless_stopped(jittered(backoff), stop);
+        }
+    }
+}
+
+/// Largest certification sent (the server takes bodies up to 64 KiB).
+const CERT_BODY_MAX: usize = 60 << 10;
+
+/// Sends queued events (one report) and certifications. A report the server refuses (4xx) is
+/// dropped and audited here (it would be refused again); one that did not arrive goes back.
+/// Returns false when the server could not be reached.
+fn send_reports(sink: &dyn GrantSink, link: &Link, client: &HostClient, now: UnixTime) -> bool {
+    let mut reached = true;
+    let ids: std::collections::HashMap<String, String> = sink
+        .server_grants()
+        .into_iter()
+        .map(|h| (h.local_id, h.server_id))
+        .collect();
+    let server_id = |local: &str| ids.get(local).cloned().unwrap_or_else(|| local.to_string());
+    let mut report = link.take_events(now);
+    for e in &mut report {
+        if e.grant.is_empty() && !e.local_grant.is_empty() {
+            e.grant = server_id(&e.local_grant);
+        }
+    }
+    if !report.is_empty() {
+        match client.events(&report) {
+            Ok(()) => {}
+            Err(CallError::Refused(code, m)) => sink.record(
+                now,
+                true,
+                Event::SyncReportRefused,
+                json!({ "what": "events", "count": report.len(), "error": format!("{code}: {m}") }),
+            ),
+            Err(CallError::Unreachable(_)) => {
+                link.requeue_events(report);
+                return false;
+            }
+        }
+    }
+    // A few certifications per poll: each is one call.
+    for _ in 0..10 {
+        let Some(c) = link.take_cert() else { break };
+        let sid = ids.get(&c.local_grant).cloned();
+        let c = events::fit(c, CERT_BODY_MAX);
+        let body = json!({
+            "grant": sid.clone().unwrap_or_else(|| c.local_grant.clone()),
+            "local_grant": c.local_grant,
+            "source": if sid.is_some() { "server" } else { "local" },
+            "user": c.user,
+            "certification": c.cert,
+        });
+        match client.certification(&body) {
+            Ok(()) => {}
+            Err(CallError::Refused(code, m)) => sink.record(
+                now,
+                true,
+                Event::SyncReportRefused,
+                json!({ "what": format!("certification of {}", c.local_grant), "count": 1, "error": format!("{code}: {m}") }),
+            ),
+            Err(CallError::Unreachable(_)) => {
+                link.requeue_cert(c);
+                reached = false;
+                break;
+            }
+        }
+    }
+    reached
 }
 
 /// Verifies `raw` (the answer to the poll that sent `nonce`) against the pins and the durable
@@ -530,6 +651,7 @@ fn accept_document(
                 kind: "refused_document",
                 grant: String::new(),
                 detail: jit_proto::text::one_line(&err.to_string(), 200),
+                local_grant: String::new(),
             });
             return Err(format!("document refused: {err}"));
         }
