@@ -123,12 +123,9 @@ impl Daemon {
                 );
             }
         }
-        ids.iter()
-            .map(|id| {
-                self.cgroups
-                    .kill(id, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
-            })
-            .collect()
+        // All cgroups killed, then waited for together (one wait for a mass expiry).
+        self.cgroups
+            .kill_all(ids, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
     }
 
     /// Adds what the cgroup kill found to a teardown record; false if the cgroup is not empty.
