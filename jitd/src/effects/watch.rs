@@ -203,6 +203,12 @@ impl Daemon {
                 );
             }
         }
+        // Certifications finished since the last tick: their summaries go into state with one
+        // write and their records with one group commit, however many there are (a mass
+        // expiry finishes thousands, and one state write each kept the timer, and so the next
+        // expiries, waiting for minutes).
+        let mut records = Vec::new();
+        let mut certified = Vec::new();
         for done in c.take_done() {
             match done {
                 Done::Baseline {
@@ -231,16 +237,14 @@ impl Daemon {
                     let saved = c.save_full(&grant, &cert);
                     let user = {
                         let mut inner = self.lock();
-                        let user = inner.state.grants.get_mut(&grant).map(|g| {
+                        inner.state.grants.get_mut(&grant).map(|g| {
                             g.certification = Some(if saved.is_ok() {
                                 crate::certify::summary(&cert)
                             } else {
                                 (*cert).clone()
                             });
                             g.user.clone()
-                        });
-                        let _ = self.persist(&mut inner, now);
-                        user
+                        })
                     };
                     let sev = match cert.status {
                         CertificationStatus::Clean => Severity::Info,
@@ -248,8 +252,7 @@ impl Daemon {
                         CertificationStatus::Changed => Severity::Warning,
                     };
                     let lines: Vec<String> = cert.differences.iter().map(diff::describe).collect();
-                    self.audit.record(
-                        now,
+                    records.push((
                         sev,
                         Event::GrantCertification,
                         json!({
@@ -259,11 +262,19 @@ impl Daemon {
                             "root_equivalent": cert.differences.iter().filter(|d| d.root_equivalent).count(),
                             "unreadable": cert.unreadable.len(), "elapsed_ms": elapsed_ms,
                         }),
-                    );
+                    ));
                     if user.is_some() {
-                        c.forget(&grant);
+                        certified.push(grant);
                     }
                 }
+            }
+        }
+        if !records.is_empty() {
+            // State first, as before: a summary is in state.json before its record says so.
+            let _ = self.persist(&mut self.lock(), now);
+            self.audit.record_all(now, records);
+            for grant in &certified {
+                c.forget(grant);
             }
         }
     }
