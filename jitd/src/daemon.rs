@@ -57,7 +57,9 @@ pub struct Daemon {
     pub(crate) totp: TotpStore,
     pub(crate) breakglass: BreakglassStore,
     pub(crate) inner: Mutex<Inner>,
-    pub(crate) teardown: Mutex<()>,
+    /// Serializes teardowns; holds which ended grants already lost their processes and are
+    /// waiting for their homes and records (effects/teardown.rs).
+    pub(crate) teardown: Mutex<crate::effects::teardown::Progress>,
     /// Signalled when a deadline may have moved (a grant was added or revoked).
     /// Shared with the process monitor, whose hits should not wait for the next second.
     pub wake: std::sync::Arc<Condvar>,
@@ -201,7 +203,7 @@ impl Daemon {
                 local_unreadable: false,
                 boot_cap: HashMap::new(),
             }),
-            teardown: Mutex::new(()),
+            teardown: Mutex::new(Default::default()),
             wake,
             stop: AtomicBool::new(false),
             started_at: now,

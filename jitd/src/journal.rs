@@ -33,8 +33,10 @@ const SLOT: usize = 128;
 const BODY: usize = SLOT - 9;
 /// Slots added at a time when the journal grows.
 const CHUNK: usize = 256;
-/// The journal never grows beyond this many slots (4 MiB); beyond it new grants are refused.
-const MAX_SLOTS: usize = 32_768;
+/// The journal never grows beyond this many slots (16 MiB); beyond it new grants are refused.
+/// A host holding 50 000 live grants (a bastion) needs 50 000: the file only grows as far as
+/// the grants not yet ended need, a chunk at a time.
+const MAX_SLOTS: usize = 131_072;
 const MAGIC: &str = "jrev1";
 
 /// How a grant ended.
@@ -442,5 +444,17 @@ mod tests {
         assert_eq!(decode(&s), Some(e));
         assert!(encode(&end("g-xyz", EndKind::Revoked)).is_none());
         assert!(decode(&[0u8; SLOT]).is_none());
+    }
+    #[test]
+    fn a_bastion_s_worth_of_open_grants_fits_and_the_limit_still_holds() {
+        let d = dir("bastion");
+        let (mut j, ends) = Journal::open(&d).unwrap();
+        assert!(ends.is_empty());
+        j.reserve(50_001).unwrap();
+        assert!(j.free() >= 50_001);
+        let len = std::fs::metadata(d.join("revocations")).unwrap().len();
+        assert!(len >= 50_001 * SLOT as u64, "{len}");
+        assert!(j.reserve(MAX_SLOTS + 1).is_err());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -62,9 +62,22 @@ struct ProcInfo {
 
 /// A /proc file as text. The process's name (comm) appears raw, and its owner can make it any
 /// bytes (run a program whose file name is not UTF-8): read bytes, never `read_to_string`,
-/// which would fail and hide the process from teardown.
+/// which would fail and hide the process from teardown. Plain reads into a buffer: `fs::read`
+/// would also stat the file (a /proc file has no size), one syscall more per process in a
+/// /proc pass over thousands.
 fn read_proc_text(path: &str) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(chunk.get(..n)?),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -131,7 +144,8 @@ fn targeted(pid: i32, t: &KillTargets) -> bool {
         && read_status(pid).is_some_and(|i| !i.zombie)
 }
 
-fn scan(t: &KillTargets) -> Vec<i32> {
+/// Pids under /proc other than init's and jitd's own.
+fn pids() -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -139,8 +153,63 @@ fn scan(t: &KillTargets) -> Vec<i32> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid > 1 && pid != me)
-        .filter(|&pid| targeted(pid, t))
         .collect()
+}
+
+/// The targets among the processes now (used by tests and as a read-only check).
+#[cfg(test)]
+fn scan(t: &KillTargets) -> Vec<i32> {
+    pids().into_iter().filter(|&pid| targeted(pid, t)).collect()
+}
+
+/// One pass over /proc: every process that is a target now is signalled with `sig` the moment
+/// it is found (a storm of thousands starts dying while the pass goes on, rather than after
+/// it), and returned with the pidfd that pins it.
+///
+/// The pidfd is opened *before* the process's status is read, so one read suffices: if the
+/// pinned process is still alive when signalled, it was alive during the read, so its pid could
+/// not have been recycled and the status read was its own; if it died in between, the signal
+/// goes to nobody (a pidfd never names another process). A pid recycled meanwhile by another
+/// target is found by the next pass.
+fn scan_and_signal(t: &KillTargets, sig: libc::c_int) -> Vec<(i32, OwnedFd)> {
+    let all = pids();
+    // A few threads share the pass: most of its time is the kernel formatting each process's
+    // status, which runs on as many cores as there are readers (a storm of thousands is ended
+    // that much sooner; a host's usual hundreds take one).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+        .min(all.len().div_ceil(256).max(1));
+    let pass = |part: &[i32]| -> Vec<(i32, OwnedFd)> {
+        let mut out = Vec::new();
+        for &pid in part {
+            let Some(fd) = pidfd_open(pid) else { continue };
+            if targeted(pid, t) {
+                pidfd_signal(&fd, sig);
+                out.push((pid, fd));
+            }
+        }
+        out
+    };
+    if workers == 1 {
+        return pass(&all);
+    }
+    let size = all.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = all
+            .chunks(size)
+            .map(|part| s.spawn(move || pass(part)))
+            .collect();
+        let mut out = Vec::new();
+        for (h, part) in handles.into_iter().zip(all.chunks(size)) {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A reader that panicked: its share again on this thread, never skipped.
+                Err(_) => out.extend(pass(part)),
+            }
+        }
+        out
+    })
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
@@ -168,11 +237,83 @@ fn pidfd_signal(fd: &OwnedFd, sig: libc::c_int) -> bool {
 }
 
 /// Waits until every pidfd is readable (its process exited) or `until`. Returns which exited.
+/// One epoll set registered once: thousands of pidfds in a mass expiry cost O(n) in all, where
+/// re-polling the whole array after each exit cost O(n²).
 fn wait_exits(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
     let mut done = vec![false; fds.len()];
+    if fds.is_empty() {
+        return done;
+    }
+    // SAFETY: epoll_create1 takes flags and returns a new fd or -1.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return wait_exits_poll(fds, until);
+    }
+    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    let mut left = 0usize;
+    for (i, fd) in fds.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
+        let rc = unsafe {
+            libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev)
+        };
+        if rc != 0 {
+            return wait_exits_poll(fds, until);
+        }
+        left += 1;
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    while left > 0 {
+        let rest = until.saturating_duration_since(Instant::now());
+        if rest.is_zero() {
+            break;
+        }
+        let ms = libc::c_int::try_from(rest.as_millis().max(1)).unwrap_or(1000);
+        // SAFETY: `events` is a writable array of `events.len()` epoll_event structs.
+        let n = unsafe {
+            libc::epoll_wait(
+                ep.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                ms,
+            )
+        };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        for ev in events.iter().take(n as usize) {
+            let i = ev.u64 as usize;
+            if let Some(d) = done.get_mut(i).filter(|d| !**d) {
+                *d = true;
+                left -= 1;
+                if let Some(fd) = fds.get(i) {
+                    // SAFETY: both descriptors are open; DEL ignores the event argument.
+                    unsafe {
+                        libc::epoll_ctl(
+                            ep.as_raw_fd(),
+                            libc::EPOLL_CTL_DEL,
+                            fd.as_raw_fd(),
+                            std::ptr::null_mut(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+    done
+}
+
+/// [`wait_exits`] without epoll (it could not be set up): poll(2) over those not yet gone.
+fn wait_exits_poll(fds: &[OwnedFd], until: Instant) -> Vec<bool> {
+    let mut done = vec![false; fds.len()];
     loop {
-        // Which entry of `fds` each pollfd watches: thousands of pidfds in a mass expiry must
-        // not cost a search per exited process.
         let idx: Vec<usize> = (0..fds.len()).filter(|&i| !done[i]).collect();
         let mut pfds: Vec<libc::pollfd> = idx
             .iter()
@@ -228,9 +369,9 @@ fn raise_fd_limit() {
     });
 }
 
-/// Sends SIGTERM to every matching process, SIGKILL after `grace` to those still alive, and
-/// repeats the scan until none match (children forked meanwhile are caught by later rounds,
-/// which go straight to SIGKILL) or `give_up` passes.
+/// Sends SIGTERM to every matching process (each as the /proc pass finds it), SIGKILL after
+/// `grace` to those still alive, and repeats the pass until none match (children forked
+/// meanwhile are caught by later rounds, which go straight to SIGKILL) or `give_up` passes.
 pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> KillReport {
     raise_fd_limit();
     let start = Instant::now();
@@ -241,34 +382,26 @@ pub fn end_processes(t: &KillTargets, grace: Duration, give_up: Duration) -> Kil
     let mut seen: HashSet<i32> = HashSet::new();
     let mut round = 0u32;
     loop {
-        let pids = scan(t);
-        if pids.is_empty() {
-            break;
-        }
-        if start.elapsed() > give_up {
-            report.survivors = pids;
-            break;
-        }
-        let mut fds = Vec::new();
-        for pid in pids {
-            let Some(fd) = pidfd_open(pid) else { continue };
-            // The pid could have been recycled between the scan and pidfd_open: re-check now
-            // that the pidfd pins the process.
-            if !targeted(pid, t) {
-                continue;
-            }
-            if seen.insert(pid) {
-                report.found += 1;
-            }
-            fds.push(fd);
-        }
         let first_sig = if round == 0 {
             libc::SIGTERM
         } else {
             libc::SIGKILL
         };
-        for fd in &fds {
-            pidfd_signal(fd, first_sig);
+        if start.elapsed() > give_up {
+            // Report what still matches, signalling nothing more.
+            report.survivors = pids().into_iter().filter(|&p| targeted(p, t)).collect();
+            break;
+        }
+        let found = scan_and_signal(t, first_sig);
+        if found.is_empty() {
+            break;
+        }
+        let mut fds = Vec::with_capacity(found.len());
+        for (pid, fd) in found {
+            if seen.insert(pid) {
+                report.found += 1;
+            }
+            fds.push(fd);
         }
         let wait = if round == 0 {
             grace
@@ -421,5 +554,66 @@ mod tests {
         assert_eq!(r.found, 1, "{r:?}");
         assert!(r.survivors.is_empty(), "{r:?}");
         assert!(scan(&t).is_empty());
+    }
+    #[test]
+    fn ends_a_batch_of_processes_of_several_uids_in_one_call() {
+        // A small storm: 4 uids, 10 sleepers each, ended together; every one found once,
+        // signalled, waited for (epoll) and none left.
+        let uids: Vec<u32> = (0..4).map(|i| 4_000_200 + i).collect();
+        let mut kids = Vec::new();
+        for &uid in &uids {
+            for _ in 0..10 {
+                kids.push(
+                    std::process::Command::new("setpriv")
+                        .args([
+                            &format!("--reuid={uid}"),
+                            &format!("--regid={uid}"),
+                            "--clear-groups",
+                            "sleep",
+                            "60",
+                        ])
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+        }
+        let t = KillTargets {
+            uids: uids.iter().copied().collect(),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while scan(&t).len() < kids.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let r = end_processes(&t, Duration::from_secs(2), Duration::from_secs(10));
+        for k in &mut kids {
+            let _ = k.wait();
+        }
+        assert_eq!(r.found, kids.len(), "{r:?}");
+        assert_eq!(r.terminated + r.killed, kids.len(), "{r:?}");
+        assert!(r.survivors.is_empty(), "{r:?}");
+        assert!(scan(&t).is_empty());
+    }
+
+    #[test]
+    fn wait_exits_reports_exactly_the_processes_that_ended() {
+        let mut quick = std::process::Command::new("true").spawn().unwrap();
+        let mut slow = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let fds = vec![
+            pidfd_open(quick.id() as i32).unwrap(),
+            pidfd_open(slow.id() as i32).unwrap(),
+        ];
+        let _ = quick.wait();
+        let done = wait_exits(&fds, Instant::now() + Duration::from_millis(300));
+        assert_eq!(done, vec![true, false]);
+        let _ = slow.kill();
+        let _ = slow.wait();
+        assert_eq!(
+            wait_exits(&fds, Instant::now() + Duration::from_secs(5)),
+            vec![true, true]
+        );
     }
 }

@@ -123,3 +123,87 @@ fn batch_teardown_ends_every_process_and_audits_each_grant() {
     }
     sb.assert_local_unaffected();
 }
+
+/// Homes big enough that one teardown pass cannot remove them all within its time budget: the
+/// processes of every grant go in the first pass, the homes and records over the next passes,
+/// and still every grant is torn down exactly once, completely, its home gone.
+#[test]
+fn teardown_spread_over_several_passes_finishes_each_grant_once() {
+    const HOMES: usize = 6;
+    const FILES: usize = 20_000;
+    let sb = Sandbox::new();
+    sb.start_jitd();
+    let users: Vec<String> = (0..HOMES).map(|i| format!("bighome{i}")).collect();
+    let mut ids = HashMap::new();
+    for u in &users {
+        ids.insert(sb.grant(&[u, "--account", "--for", "25s"]), u.clone());
+    }
+    let script: String = users
+        .iter()
+        .map(|u| {
+            format!(
+                "mkdir /home/{u}/many && (cd /home/{u}/many && seq 1 {FILES} | xargs touch) || exit 1\n\
+                 su {u} -c 'setsid sleep 2412 </dev/null >/dev/null 2>&1 &' || exit 1\n"
+            )
+        })
+        .collect();
+    let o = sb.sh(&script);
+    assert_eq!(code(&o), 0, "filling the homes: {}", show(&o));
+    let mut uids = HashMap::new();
+    for u in &users {
+        let o = sb.run(&["id", "-u", u]);
+        assert_eq!(code(&o), 0, "id -u {u}: {}", show(&o));
+        uids.insert(u.clone(), stdout(&o).trim().parse::<u32>().unwrap());
+    }
+    let done = poll(
+        "every grant's teardown audited",
+        Duration::from_secs(90),
+        || {
+            let done: Vec<Value> = sb
+                .audit()
+                .into_iter()
+                .filter(|e| {
+                    e["grant"].as_str().is_some_and(|g| ids.contains_key(g))
+                        && matches!(
+                            e["event"].as_str(),
+                            Some("grant.teardown" | "grant.teardown_incomplete")
+                        )
+                })
+                .collect();
+            (done.len() >= HOMES).then_some(done)
+        },
+    );
+    // A pass that left work for the next must not record a grant twice.
+    std::thread::sleep(Duration::from_secs(2));
+    let audit = sb.audit();
+    for (id, user) in &ids {
+        let t: Vec<&Value> = audit
+            .iter()
+            .filter(|e| {
+                e["grant"] == id.as_str()
+                    && matches!(
+                        e["event"].as_str(),
+                        Some("grant.teardown" | "grant.teardown_incomplete")
+                    )
+            })
+            .collect();
+        assert_eq!(
+            t.len(),
+            1,
+            "grant {id} ({user}): one teardown record: {t:?}"
+        );
+        assert_eq!(t[0]["event"], "grant.teardown", "{}", t[0]);
+        assert_eq!(t[0]["home"], "removed", "{}", t[0]);
+        let o = sb.sh(&format!("test ! -e /home/{user}"));
+        assert_eq!(code(&o), 0, "{user}'s home is still there: {}", show(&o));
+    }
+    assert!(done.len() >= HOMES);
+    for (u, uid) in &uids {
+        assert!(
+            procs::live_of_uid(*uid).is_empty(),
+            "{u} (uid {uid}) still has processes: {}",
+            procs::describe(&procs::live_of_uid(*uid))
+        );
+    }
+    sb.assert_local_unaffected();
+}

@@ -26,14 +26,21 @@ fn grant(i: usize, nb: UnixTime, na: UnixTime) -> Result<(String, jit_proto::Gra
     Ok((name, g))
 }
 
-/// `seed-expiry N STATE_DIR AT`: N live account grants ending at AT (uids 70000..), and one
-/// more (uid 70000+N) ending at AT+1, written through jitd's StateStore.
-pub fn seed(n: usize, dir: &Path, at: UnixTime) -> Result<(), String> {
+/// `seed-expiry N STATE_DIR AT [HOME_ROOT]`: N live account grants ending at AT (uids
+/// 70000..), and one more (uid 70000+N) ending at AT+1, written through jitd's StateStore;
+/// with HOME_ROOT, each account's home made as jitd makes it when a grant goes live (from
+/// /etc/skel), so the storm's teardown removes N real homes.
+pub fn seed(n: usize, dir: &Path, at: UnixTime, homes: Option<&Path>) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut st = State::default();
     for i in 0..=n {
         let na = if i == n { at + 1 } else { at };
         let (name, g) = grant(i, at - 3600, na)?;
+        if let Some(root) = homes {
+            let uid = UID_BASE + i as u32;
+            jitd::home::create(root, &name, uid, uid, Path::new("/etc/skel"))
+                .map_err(|e| format!("home of {name}: {e}"))?;
+        }
         st.uid_ledger.insert(name, UID_BASE + i as u32);
         st.grants.insert(g.id.clone(), g);
     }
@@ -88,18 +95,29 @@ pub fn storm(n: usize, at: UnixTime) -> Result<(), String> {
         );
     }
     let deadline = Instant::now() + Duration::from_secs_f64((at as f64 + 31.0 - ready).max(1.0));
+    let index: std::collections::HashMap<i32, usize> = kids
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.id() as i32, i))
+        .collect();
     let mut gone: Vec<Option<f64>> = vec![None; kids.len()];
     let mut left = kids.len();
+    // One waitpid(-1) per exit: polling each child in turn cost thousands of syscalls every few
+    // milliseconds, CPU taken from the jitd being measured.
     while left > 0 && Instant::now() < deadline {
-        for (k, g) in kids.iter_mut().zip(gone.iter_mut()) {
-            if g.is_none() {
-                if let Ok(Some(_)) = k.try_wait() {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            if let Some(g) = index.get(&pid).and_then(|&i| gone.get_mut(i)) {
+                if g.is_none() {
                     *g = Some(unix_now());
                     left -= 1;
                 }
             }
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let mut survivors = 0;
     for (k, g) in kids.iter_mut().zip(&gone) {

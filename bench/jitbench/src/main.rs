@@ -27,9 +27,10 @@
 //!     file and the public snapshot, two builds and two writes, next to the configured snapshot
 //!     path with a `.bench` suffix), and what each reader pays once per new snapshot (Snapshot::parse: CRC and
 //!     full validation). Prints `step_ms=median/max` pairs.
-//! jitbench seed-expiry N STATE_DIR AT
+//! jitbench seed-expiry N STATE_DIR AT [HOME_ROOT]
 //!     jitd's state.json holding N live account grants jx00000.. (uids 70000..) that all end at
-//!     AT, and one more (uid 70000+N) that ends at AT+1 (bench/expiry).
+//!     AT, and one more (uid 70000+N) that ends at AT+1 (bench/expiry); with HOME_ROOT, each
+//!     account's home made from /etc/skel.
 //! jitbench storm N AT
 //!     One `sleep` under each uid of seed-expiry, as children; prints when the storm's first and
 //!     last died after AT and when the late one died after AT+1 (killing and counting any left
@@ -357,12 +358,15 @@ fn run() -> Result<(), String> {
             gen(num(1)?, &path(2)?, gid)
         }
         Some("seed-state") => seed_state(num(1)?, &path(2)?),
-        Some("seed-expiry") => expiry::seed(num(1)?, &path(2)?, time(3)?),
+        Some("seed-expiry") => {
+            let homes = args.get(4).map(PathBuf::from);
+            expiry::seed(num(1)?, &path(2)?, time(3)?, homes.as_deref())
+        }
         Some("storm") => expiry::storm(num(1)?, time(2)?),
         Some("rewrite") => rewrite(num(1)?, num(2)?, &path(3)?, &path(4)?),
         _ => Err(
             "usage: jitbench gen N OUTDIR [JIT_USERS_GID] | seed-state N STATE_DIR | \
-                  rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT | storm N AT"
+                  rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT [HOME_ROOT] | storm N AT"
                 .into(),
         ),
     }

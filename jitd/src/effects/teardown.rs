@@ -2,25 +2,50 @@
 //! set-id files, removes, archives or keeps the home, audits each grant and marks it torn down.
 //! Idempotent: a crash in the middle leaves `torn_down = false`, and the next start resumes it.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jit_core::time::UnixTime;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::audit::{Event, Severity};
 use crate::config::HomePolicy;
 use crate::daemon::Daemon;
-use crate::engine::teardown::{self, HomeStep};
+use crate::engine::teardown::{self, HomeStep, TeardownPlan};
 use crate::localdb::LocalDb;
 use crate::procs::end_processes;
 use crate::{home, nscd};
 
+/// Wall-clock time the homes and records of one pass may take before it returns. A storm of
+/// thousands of grants ending together removes thousands of homes; the next second's expiries
+/// must not wait for that before their processes are ended, so the rest is finished by the
+/// next passes (each grant stays `torn_down = false` until its record is durable, so a restart
+/// in between resumes it).
+const FINISH_BUDGET: Duration = Duration::from_millis(200);
+
+/// Teardowns between their two stages: grant id → the fields of its teardown record from the
+/// first stage (processes, cgroup, nscd, set-id sweep). In memory only: after a restart the
+/// first stage runs again, which is idempotent.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Grant id → (record fields, whether the first stage was complete: no survivor, cgroup
+    /// emptied).
+    ended: HashMap<String, (Value, bool)>,
+}
+
 impl Daemon {
-    /// Tears down every ended grant whose teardown has not finished.
-    pub(crate) fn run_teardowns(&self, now: UnixTime) {
-        let _serial = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+    /// Tears down every ended grant whose teardown has not finished, in two stages. First, for
+    /// every grant not yet through it, one /proc pass for all of them ends their processes
+    /// (cgroups first), then nscd is flushed and set-id files swept. Then, within
+    /// [`FINISH_BUDGET`], homes are removed, archived or kept and the records written (one
+    /// group commit), and each grant is marked torn down after its record is durable.
+    /// Returns whether grants through the first stage still wait for the second (the caller
+    /// comes back soon rather than at the next deadline).
+    pub(crate) fn run_teardowns(&self, now: UnixTime) -> bool {
+        let mut progress = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         if !teardown::pending(&self.lock().state) {
-            return;
+            progress.ended.clear();
+            return false;
         }
         // Without the local files (and no earlier copy) a managed admin's uid and the gids of
         // group grants are unknown: what can be ended still is, but such teardowns stay
@@ -37,18 +62,42 @@ impl Daemon {
         // One consistent view of state, taken under one lock.
         let mut plan = teardown::plan_teardown(&self.lock().state, &local, now);
         if plan.jobs.is_empty() {
-            return;
+            progress.ended.clear();
+            return false;
         }
+        // Forget what is no longer pending (torn down by another path, or pruned).
+        let pending: HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        progress.ended.retain(|id, _| pending.contains(id.as_str()));
+        let fresh: Vec<usize> = (0..plan.jobs.len())
+            .filter(|&i| !progress.ended.contains_key(&plan.jobs[i].id))
+            .collect();
+        if !fresh.is_empty() {
+            self.end_what_grants_held(&mut plan, &fresh, &local, now, &mut progress);
+        }
+        self.finish_teardowns(&plan, &local_error, now, &mut progress);
+        !progress.ended.is_empty()
+    }
+
+    /// First stage for the jobs `fresh` of `plan`: processes (the whole plan's targets, so
+    /// anything that appeared under an ended uid meanwhile goes too), cgroups, nscd, set-id
+    /// files. Leaves each job's record fields in `progress`.
+    fn end_what_grants_held(
+        &self,
+        plan: &mut TeardownPlan,
+        fresh: &[usize],
+        local: &LocalDb,
+        now: UnixTime,
+        progress: &mut Progress,
+    ) {
+        let ids: Vec<&str> = fresh.iter().map(|&i| plan.jobs[i].id.as_str()).collect();
         // tokenize: processes still holding an ended grant's capability (effects/tokenize.rs).
-        let ids: Vec<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
         let mut kill = std::mem::take(&mut plan.kill);
-        self.tokenize_kill_targets(&ids, now, &local, &mut kill);
+        self.tokenize_kill_targets(&ids, now, local, &mut kill);
         // Processes that left their grant's cgroup: in the same pass (effects/watch.rs).
         let escaped = self.watch_escaped_targets(&ids, &mut kill);
         plan.kill = kill;
         // Each grant's cgroup is killed as a whole first (effects/watch.rs).
-        let cgroup_kills =
-            self.watch_kill(&plan.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());
+        let cgroup_kills = self.watch_kill(&ids);
         let report = end_processes(
             &plan.kill,
             Duration::from_millis(self.cfg.kill_grace_ms),
@@ -59,25 +108,52 @@ impl Daemon {
         // After the processes are gone (none can make a new file behind the walk), before the
         // home is archived or kept.
         let swept = self.sweep_setid(now, &plan.sweep, &plan.uid_grant, &plan.pair_grant);
-        let mut done = Vec::new();
-        let mut records = Vec::with_capacity(plan.jobs.len());
-        for (i, job) in plan.jobs.iter().enumerate() {
+        for (n, &i) in fresh.iter().enumerate() {
+            let job = &plan.jobs[i];
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
                 "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
                 "kill_ms": report.elapsed_ms, "nscd_flushed": flushed, "setid_sweep": swept,
             });
+            let mut complete = report.survivors.is_empty();
+            if let Some(k) = cgroup_kills.get(n) {
+                complete &= Self::watch_kill_fields(k, &mut fields); // effects/watch.rs
+            }
+            if !report.survivors.is_empty() {
+                fields["survivors"] = json!(report.survivors);
+            }
+            progress.ended.insert(job.id.clone(), (fields, complete));
+        }
+    }
+
+    /// Second stage, within [`FINISH_BUDGET`]: homes and records for the jobs of `plan` through
+    /// the first stage, in plan order; what the budget leaves is finished by the next passes.
+    fn finish_teardowns(
+        &self,
+        plan: &TeardownPlan,
+        local_error: &Option<String>,
+        now: UnixTime,
+        progress: &mut Progress,
+    ) {
+        let started = std::time::Instant::now();
+        let mut done = HashSet::new();
+        let mut records = Vec::new();
+        for job in &plan.jobs {
+            if !records.is_empty() && started.elapsed() >= FINISH_BUDGET {
+                break;
+            }
+            // Taken out either way: a complete one is finished now, an incomplete one goes
+            // through the first stage again at the next pass.
+            let Some((mut fields, mut complete)) = progress.ended.remove(&job.id) else {
+                continue;
+            };
             if !job.gids.is_empty() {
                 fields["gids"] = json!(job.gids);
             }
             if !job.sessions.is_empty() {
                 fields["sessions"] = json!(job.sessions.iter().map(|s| &s.0).collect::<Vec<_>>());
             }
-            let mut complete = report.survivors.is_empty();
-            if let Some(k) = cgroup_kills.get(i) {
-                complete &= Self::watch_kill_fields(k, &mut fields); // effects/watch.rs
-            }
-            if let (Some(e), true) = (&local_error, job.enable || !job.groups.is_empty()) {
+            if let (Some(e), true) = (local_error, job.enable || !job.groups.is_empty()) {
                 fields["local_files_error"] = json!(e);
                 complete = false;
             }
@@ -99,10 +175,6 @@ impl Daemon {
                     Err(e) => fields["home_error"] = json!(e.to_string()),
                 },
             }
-            if !report.survivors.is_empty() {
-                fields["survivors"] = json!(report.survivors);
-                complete = false;
-            }
             // A home left in place, or a uid taken by a local user, needs a person's look.
             let sev = if !complete {
                 Severity::Error
@@ -118,7 +190,7 @@ impl Daemon {
             };
             records.push((sev, event, fields));
             if complete {
-                done.push(job.id.clone());
+                done.insert(job.id.as_str());
             }
         }
         // Group commit: every grant's record with one fsync, and durable before any teardown
@@ -127,11 +199,11 @@ impl Daemon {
         if !done.is_empty() {
             let mut inner = self.lock();
             for id in &done {
-                if let Some(g) = inner.state.grants.get_mut(id) {
+                if let Some(g) = inner.state.grants.get_mut(*id) {
                     g.torn_down = true;
                 }
             }
-            for job in plan.jobs.iter().filter(|j| done.contains(&j.id)) {
+            for job in plan.jobs.iter().filter(|j| done.contains(j.id.as_str())) {
                 for (sid, _, _) in &job.sessions {
                     inner.state.sessions.remove(sid);
                 }

@@ -53,8 +53,13 @@ impl Daemon {
             nscd::invalidate(self.cfg.nscd);
         }
         self.reap_sessions(now);
-        self.run_teardowns(now);
+        let unfinished = self.run_teardowns(now);
         self.watch_tick(now); // monitoring/certification results (effects/watch.rs)
+                              // Homes and records a storm's teardown left for later (effects/teardown.rs): the timer
+                              // comes back at once, not at the next deadline.
+        if unfinished {
+            return Some(now);
+        }
         self.next_deadline()
     }
 

@@ -202,14 +202,11 @@ impl Daemon {
         }
     }
 
-    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan.
+    /// Teardown: every grant's cgroup is killed as a whole before the /proc scan; all
+    /// cgroups killed, then waited for together (one wait for a mass expiry).
     pub(crate) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
-        ids.iter()
-            .map(|id| {
-                self.cgroups
-                    .kill(id, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
-            })
-            .collect()
+        self.cgroups
+            .kill_all(ids, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
     }
 
     /// Adds what the cgroup kill found to a teardown record; false if the cgroup is not empty.
@@ -287,6 +284,13 @@ impl Daemon {
                 );
             }
         }
+        // Certifications finished since the last tick: their summaries go into state with one
+        // write and their records with one group commit, however many there are (a mass
+        // expiry finishes thousands, and one state write each kept the timer, and so the next
+        // expiries, waiting for minutes).
+        let mut records = Vec::new();
+        let mut certified = Vec::new();
+        let mut to_server = Vec::new();
         for done in c.take_done() {
             match done {
                 Done::Baseline {
@@ -315,16 +319,14 @@ impl Daemon {
                     let saved = c.save_full(&grant, &cert);
                     let user = {
                         let mut inner = self.lock();
-                        let user = inner.state.grants.get_mut(&grant).map(|g| {
+                        inner.state.grants.get_mut(&grant).map(|g| {
                             g.certification = Some(if saved.is_ok() {
                                 crate::certify::summary(&cert)
                             } else {
                                 (*cert).clone()
                             });
                             g.user.clone()
-                        });
-                        let _ = self.persist(&mut inner, now);
-                        user
+                        })
                     };
                     let sev = match cert.status {
                         CertificationStatus::Clean => Severity::Info,
@@ -351,21 +353,31 @@ impl Daemon {
                     if let Some(n) = lost {
                         fields["monitor_events_lost"] = json!(n);
                     }
-                    self.audit
-                        .record(now, sev, Event::GrantCertification, fields);
-                    // The central service gets the record too (while enrolled; queued).
+                    records.push((sev, Event::GrantCertification, fields));
+                    // The central service gets the record too (while enrolled; queued once
+                    // the local record is durable, below).
                     if let Some(u) = &user {
-                        self.sync_link
-                            .queue_certification(crate::sync::events::PendingCert {
-                                local_grant: grant.clone(),
-                                user: u.clone(),
-                                cert: crate::certify::summary(&cert),
-                            });
+                        to_server.push(crate::sync::events::PendingCert {
+                            local_grant: grant.clone(),
+                            user: u.clone(),
+                            cert: crate::certify::summary(&cert),
+                        });
                     }
                     if user.is_some() {
-                        c.forget(&grant);
+                        certified.push(grant);
                     }
                 }
+            }
+        }
+        if !records.is_empty() {
+            // State first, as before: a summary is in state.json before its record says so.
+            let _ = self.persist(&mut self.lock(), now);
+            self.audit.record_all(now, records);
+            for grant in &certified {
+                c.forget(grant);
+            }
+            for pending in to_server {
+                self.sync_link.queue_certification(pending);
             }
         }
     }

@@ -219,17 +219,28 @@ impl Cgroups {
     /// and its descendants, atomically with respect to forks), waits up to `wait` for it to
     /// empty, and removes it.
     pub fn kill(&self, grant: &str, wait: Duration) -> KillReport {
-        let mut rep = KillReport::default();
-        let Some(p) = self.path(grant) else {
-            return rep;
-        };
-        if !p.exists() {
-            rep.removed = true;
-            return rep;
-        }
-        rep.found = self.members(grant).len();
-        // Always: cgroup.kill covers the sub-cgroups a grantee with root may have made.
-        {
+        self.kill_all(&[grant], wait).pop().unwrap_or_default()
+    }
+
+    /// [`Cgroups::kill`] for many grants at once (a mass expiry): every cgroup is killed first,
+    /// then all are waited for together, so the whole batch takes one wait, not one per grant
+    /// (a cgroup is only removable once its processes are reaped, which takes a few ms each).
+    /// One report per grant, in order.
+    pub fn kill_all(&self, grants: &[&str], wait: Duration) -> Vec<KillReport> {
+        let mut reps = vec![KillReport::default(); grants.len()];
+        // (index, path) of the cgroups still to remove.
+        let mut pending: Vec<(usize, PathBuf)> = Vec::new();
+        for (i, grant) in grants.iter().enumerate() {
+            let Some(p) = self.path(grant) else {
+                continue;
+            };
+            let rep = &mut reps[i];
+            if !p.exists() {
+                rep.removed = true;
+                continue;
+            }
+            rep.found = self.members(grant).len();
+            // Always: cgroup.kill covers the sub-cgroups a grantee with root may have made.
             let w = std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
@@ -238,31 +249,35 @@ impl Cgroups {
             if let Err(e) = w {
                 rep.error = Some(format!("{}/cgroup.kill: {e}", p.display()));
             }
+            pending.push((i, p));
         }
         let start = Instant::now();
         loop {
             // A killed process leaves the cgroup once reaped; rmdir succeeds when it is empty
             // and has no sub-cgroups left (removed deepest first).
-            remove_below(&p, 0);
-            match std::fs::remove_dir(&p) {
-                Ok(()) => {
-                    rep.removed = true;
-                    return rep;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    rep.removed = true;
-                    return rep;
-                }
-                Err(e) => {
-                    if start.elapsed() >= wait {
-                        rep.left = self.members(grant).len();
-                        if rep.error.is_none() {
-                            rep.error = Some(format!("rmdir {}: {e}", p.display()));
-                        }
-                        return rep;
-                    }
+            let mut still = Vec::new();
+            for (i, p) in pending {
+                remove_below(&p, 0);
+                match std::fs::remove_dir(&p) {
+                    Ok(()) => reps[i].removed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => reps[i].removed = true,
+                    Err(e) => still.push((i, p, e)),
                 }
             }
+            if still.is_empty() {
+                return reps;
+            }
+            if start.elapsed() >= wait {
+                for (i, p, e) in still {
+                    let rep = &mut reps[i];
+                    rep.left = self.members(grants[i]).len();
+                    if rep.error.is_none() {
+                        rep.error = Some(format!("rmdir {}: {e}", p.display()));
+                    }
+                }
+                return reps;
+            }
+            pending = still.into_iter().map(|(i, p, _)| (i, p)).collect();
             std::thread::sleep(Duration::from_millis(10));
         }
     }
