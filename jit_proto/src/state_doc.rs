@@ -276,8 +276,20 @@ pub fn sign_document(
     cert: &CertBlob,
     body: &StateBody,
 ) -> Result<Vec<u8>, DocError> {
+    sign_envelope(online, cert, DOC_DOMAIN, body)
+}
+
+/// The one signing path of every signed document (state documents and pin sets): `body` as
+/// JSON, signed over its domain-separated bytes, in an envelope with the online key's
+/// certificate. One copy, so a domain or encoding fix cannot reach one kind and miss the other.
+fn sign_envelope(
+    online: &SigningKey,
+    cert: &CertBlob,
+    domain_tag: &[u8],
+    body: &impl Serialize,
+) -> Result<Vec<u8>, DocError> {
     let body_bytes = serde_json::to_vec(body).map_err(|e| DocError::Malformed(e.to_string()))?;
-    let sig = online.sign(&domain(DOC_DOMAIN, &body_bytes)).to_bytes();
+    let sig = online.sign(&domain(domain_tag, &body_bytes)).to_bytes();
     let env = Envelope {
         cert: STANDARD.encode(&cert.bytes),
         cert_sig: STANDARD.encode(cert.sig),
@@ -406,15 +418,7 @@ pub fn sign_pins(
     cert: &CertBlob,
     body: &PinsBody,
 ) -> Result<Vec<u8>, DocError> {
-    let body_bytes = serde_json::to_vec(body).map_err(|e| DocError::Malformed(e.to_string()))?;
-    let sig = online.sign(&domain(PINS_DOMAIN, &body_bytes)).to_bytes();
-    let env = Envelope {
-        cert: STANDARD.encode(&cert.bytes),
-        cert_sig: STANDARD.encode(cert.sig),
-        body: STANDARD.encode(&body_bytes),
-        sig: STANDARD.encode(sig),
-    };
-    serde_json::to_vec(&env).map_err(|e| DocError::Malformed(e.to_string()))
+    sign_envelope(online, cert, PINS_DOMAIN, body)
 }
 
 /// Verify a pin document answering the call that sent `nonce`: the envelope as for a state
