@@ -14,8 +14,32 @@ use std::time::Duration;
 use jit_tests::fleet::Fleet;
 use jit_tests::pam::{install_pam_jit, pam_service, pamtester, permit_service, require_tools};
 use jit_tests::sandbox::path_str;
-use jit_tests::{artifacts, code, cprog, poll, show, stderr, stdout, Sandbox, GETENT_NOT_FOUND};
+use jit_tests::{
+    artifacts, code, cprog, poll, poll_opt, show, stderr, stdout, Sandbox, GETENT_NOT_FOUND,
+};
 use serde_json::Value;
+
+/// How long a test waits for an approved or revoked grant to reach the host before failing. A
+/// bound on failure, not a latency figure (`bench/fleet` measures delivery): CI runs other
+/// tests' servers and jitds on the same two cores at the same time.
+const DELIVERY: Duration = Duration::from_secs(30);
+
+/// Waits for a server change to show on the host; on time-out, fails with what jitd said
+/// (status and log), so a slow or lost delivery can be told apart.
+fn delivered<T>(sb: &Sandbox, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    match poll_opt(DELIVERY, f) {
+        Some(v) => {
+            eprintln!("{what}: {:.2} s", start.elapsed().as_secs_f64());
+            v
+        }
+        None => panic!(
+            "timed out after {DELIVERY:?} waiting for: {what}\njitctl status:\n{}\njitd log:\n{}",
+            show(&sb.jitctl(&["status"])),
+            sb.jitd_log()
+        ),
+    }
+}
 
 fn visible(sb: &Sandbox, user: &str) -> bool {
     let o = sb.run(&["getent", "passwd", user]);
@@ -220,9 +244,7 @@ fn host_events_reach_the_server_audit_under_the_hosts_recorded_name_also_after_a
 
     let id = f.request(&pat, "ops", "web1", "1h");
     f.approve(&sam, &id);
-    poll("pat visible", Duration::from_secs(10), || {
-        visible(&sb, "pat").then_some(())
-    });
+    delivered(&sb, "pat visible", || visible(&sb, "pat").then_some(()));
     let local = local_grant(&sb, "pat");
     let sid = local["source"]["id"].as_str().unwrap().to_string();
     // A session (real PAM through pamtester) and sudo, allowed and denied.
@@ -459,7 +481,7 @@ roles = [\"bind\", \"admin-cap\"]
     );
     let id = f.request(&carol, "bind", "web1", "1h");
     f.approve(&sam, &id);
-    let g = poll("carol's server grant", Duration::from_secs(10), || {
+    let g = delivered(&sb, "carol's server grant", || {
         let o = sb.jitctl(&["--json", "grant", "list", "--all"]);
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         v.as_array()
@@ -526,9 +548,7 @@ fn a_server_grant_whose_holder_plants_a_change_shows_a_changed_certification_on_
 
     let id = f.request(&pat, "ops", "web1", "1h");
     f.approve(&sam, &id);
-    poll("pat visible", Duration::from_secs(10), || {
-        visible(&sb, "pat").then_some(())
-    });
+    delivered(&sb, "pat visible", || visible(&sb, "pat").then_some(()));
     let local = local_grant(&sb, "pat");
     let lid = local["id"].as_str().unwrap().to_string();
     let sid = local["source"]["id"].as_str().unwrap().to_string();
