@@ -127,7 +127,7 @@ impl Fleet {
         let mut child = Command::new(server_bin())
             .args(["serve", "--data", self.d(), "--listen", &self.addr])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .expect("spawn jit-server");
         let mut line = String::new();
@@ -139,6 +139,20 @@ impl Fleet {
         self.addr = words[3].to_string();
         self.fingerprint = words[5].to_string();
         self.child = Some(child);
+    }
+
+    /// The server's stderr (its internal errors), kept across restarts in `serve.log`.
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.join("serve.log"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
+    /// What the server wrote to stderr so far (for a failing test's message).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data.join("serve.log")).unwrap_or_default()
     }
 
     /// `jit-server ARGS --data DATA` (must succeed): stdout.

@@ -25,8 +25,8 @@ use serde_json::Value;
 const DELIVERY: Duration = Duration::from_secs(30);
 
 /// Waits for a server change to show on the host; on time-out, fails with what jitd said
-/// (status and log), so a slow or lost delivery can be told apart.
-fn delivered<T>(sb: &Sandbox, what: &str, f: impl FnMut() -> Option<T>) -> T {
+/// (status and log) and what the server logged, so a slow or lost delivery can be told apart.
+fn delivered<T>(sb: &Sandbox, fleet: &Fleet, what: &str, f: impl FnMut() -> Option<T>) -> T {
     let start = std::time::Instant::now();
     match poll_opt(DELIVERY, f) {
         Some(v) => {
@@ -34,9 +34,10 @@ fn delivered<T>(sb: &Sandbox, what: &str, f: impl FnMut() -> Option<T>) -> T {
             v
         }
         None => panic!(
-            "timed out after {DELIVERY:?} waiting for: {what}\njitctl status:\n{}\njitd log:\n{}",
+            "timed out after {DELIVERY:?} waiting for: {what}\njitctl status:\n{}\njitd log:\n{}\nserver log:\n{}",
             show(&sb.jitctl(&["status"])),
-            sb.jitd_log()
+            sb.jitd_log(),
+            fleet.server_log()
         ),
     }
 }
@@ -244,7 +245,7 @@ fn host_events_reach_the_server_audit_under_the_hosts_recorded_name_also_after_a
 
     let id = f.request(&pat, "ops", "web1", "1h");
     f.approve(&sam, &id);
-    delivered(&sb, "pat visible", || visible(&sb, "pat").then_some(()));
+    delivered(&sb, &f, "pat visible", || visible(&sb, "pat").then_some(()));
     let local = local_grant(&sb, "pat");
     let sid = local["source"]["id"].as_str().unwrap().to_string();
     // A session (real PAM through pamtester) and sudo, allowed and denied.
@@ -481,7 +482,7 @@ roles = [\"bind\", \"admin-cap\"]
     );
     let id = f.request(&carol, "bind", "web1", "1h");
     f.approve(&sam, &id);
-    let g = delivered(&sb, "carol's server grant", || {
+    let g = delivered(&sb, &f, "carol's server grant", || {
         let o = sb.jitctl(&["--json", "grant", "list", "--all"]);
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         v.as_array()
@@ -548,7 +549,7 @@ fn a_server_grant_whose_holder_plants_a_change_shows_a_changed_certification_on_
 
     let id = f.request(&pat, "ops", "web1", "1h");
     f.approve(&sam, &id);
-    delivered(&sb, "pat visible", || visible(&sb, "pat").then_some(()));
+    delivered(&sb, &f, "pat visible", || visible(&sb, "pat").then_some(()));
     let local = local_grant(&sb, "pat");
     let lid = local["id"].as_str().unwrap().to_string();
     let sid = local["source"]["id"].as_str().unwrap().to_string();
