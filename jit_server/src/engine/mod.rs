@@ -280,7 +280,6 @@ pub async fn create(
         .iter()
         .find(|g| groups.contains(*g))
         .cloned();
-    let mut changed = false;
     if let Some(g) = auto {
         audit(
             &mut tx,
@@ -291,7 +290,7 @@ pub async fn create(
             &format!("member of {g}"),
         )
         .await?;
-        review::approve_now(
+        let granted = review::approve_now(
             &mut tx,
             &id,
             &format!("auto:{g}"),
@@ -299,16 +298,12 @@ pub async fn create(
             now,
         )
         .await?;
-        changed = true;
+        db.notify_in(&mut tx, &granted).await?;
     }
     tx.commit().await?;
-    let v = get(db, &id)
+    get(db, &id)
         .await?
-        .ok_or_else(|| Error::internal("request vanished"))?;
-    if changed {
-        db.notify_hosts(&v.hosts).await;
-    }
-    Ok(v)
+        .ok_or_else(|| Error::internal("request vanished"))
 }
 
 fn view(row: &AnyRow, approvals: Vec<String>, denials: Vec<String>) -> Result<RequestView> {
