@@ -131,23 +131,23 @@ impl Db {
     }
 
     /// Wakes the long-polls of `hosts` on every replica (PostgreSQL; SQLite's one replica wakes
-    /// its own in the API layer), sent inside the changing transaction `tx`: PostgreSQL delivers
-    /// it at commit and only if the change commits, and it costs one statement in that
-    /// transaction rather than a connection and a transaction of its own after the commit. The payload names the hosts, so a change to one host does not make
-    /// every waiting host re-read; a list too long for a notification says "all". Only a hint:
-    /// pollers also re-read on a timer, so a lost notification delays by at most that timer.
-    pub async fn notify_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        hosts: &[String],
-    ) -> Result<()> {
+    /// its own in the API layer), after the change committed. Only a hint: pollers also re-read
+    /// on a timer, so a lost notification delays by at most that timer, and a failure here
+    /// (even PostgreSQL's notification queue being full) never undoes or fails the change, which
+    /// is why it is not sent inside the changing transaction. NOTIFY gives its transaction an
+    /// id, so its commit would wait for a WAL flush of its own before this replica's hosts are
+    /// woken; a hint needs no durability, so that commit is asynchronous (`synchronous_commit`
+    /// off for this one statement's transaction). The payload names the sending replica and the
+    /// hosts, so a change to one host does not make every waiting host re-read.
+    pub async fn notify_hosts(&self, hosts: &[String]) {
         if self.postgres && !hosts.is_empty() {
-            sqlx::query("SELECT pg_notify('jit_change', $1)")
-                .bind(notify_payload(&self.replica, hosts))
-                .execute(&mut **tx)
-                .await?;
+            let _ = sqlx::query(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify('jit_change', $1)",
+            )
+            .bind(notify_payload(&self.replica, hosts))
+            .execute(&self.pool)
+            .await;
         }
-        Ok(())
     }
 }
 

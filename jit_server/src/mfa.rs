@@ -294,8 +294,8 @@ pub async fn confirm(
         &format!("version {version} in force"),
     )
     .await?;
-    db.notify_in(&mut tx, &hosts).await?;
     tx.commit().await?;
+    db.notify_hosts(&hosts).await;
     Ok((u64::try_from(version).unwrap_or(0), hosts))
 }
 
@@ -403,8 +403,8 @@ pub async fn used(db: &Db, host: &str, person: &str, step: u64, now: i64) -> Res
         )
         .await?;
     }
-    db.notify_in(&mut tx, &others).await?;
     tx.commit().await?;
+    db.notify_hosts(&others).await;
     Ok(others)
 }
 

@@ -280,6 +280,7 @@ pub async fn create(
         .iter()
         .find(|g| groups.contains(*g))
         .cloned();
+    let mut granted = Vec::new();
     if let Some(g) = auto {
         audit(
             &mut tx,
@@ -290,7 +291,7 @@ pub async fn create(
             &format!("member of {g}"),
         )
         .await?;
-        let granted = review::approve_now(
+        granted = review::approve_now(
             &mut tx,
             &id,
             &format!("auto:{g}"),
@@ -298,9 +299,9 @@ pub async fn create(
             now,
         )
         .await?;
-        db.notify_in(&mut tx, &granted).await?;
     }
     tx.commit().await?;
+    db.notify_hosts(&granted).await;
     get(db, &id)
         .await?
         .ok_or_else(|| Error::internal("request vanished"))

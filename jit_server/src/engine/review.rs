@@ -234,6 +234,7 @@ pub async fn review(
             _ => denials += 1,
         }
     }
+    let mut granted = Vec::new();
     if denials >= role.approval.deny {
         let n = sqlx::query("UPDATE request SET state = 'denied', decided_at = $2, decided_by = $3 WHERE id = $1 AND state = 'pending'")
             .bind(id)
@@ -254,10 +255,10 @@ pub async fn review(
             .await?;
         }
     } else if approved_by.len() as u64 >= u64::from(role.approval.approvals) {
-        let granted = approve_now(&mut tx, id, actor, &approved_by, now).await?;
-        db.notify_in(&mut tx, &granted).await?;
+        granted = approve_now(&mut tx, id, actor, &approved_by, now).await?;
     }
     tx.commit().await?;
+    db.notify_hosts(&granted).await;
     get(db, id)
         .await?
         .ok_or_else(|| Error::internal("request vanished"))

@@ -103,7 +103,7 @@ async fn revoke_inner(
         &format!("hosts {hosts:?} {why}"),
     )
     .await?;
-    db.notify_in(&mut tx, &hosts).await?;
     tx.commit().await?;
+    db.notify_hosts(&hosts).await;
     Ok(hosts)
 }
