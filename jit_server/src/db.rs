@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_ticket.sql")),
     (3, include_str!("../migrations/0003_mfa.sql")),
+    (4, include_str!("../migrations/0004_sgrant_index.sql")),
 ];
 
 /// An open database.
@@ -29,6 +30,9 @@ pub struct Db {
     pub read: AnyPool,
     pub postgres: bool,
     pub url: String,
+    /// This process's name in its NOTIFY payloads (random, per `Db::open`): its own listener
+    /// skips them, since the API layer has already woken this replica's polls.
+    pub replica: String,
 }
 
 impl Db {
@@ -63,6 +67,7 @@ impl Db {
             read,
             postgres,
             url: url.to_string(),
+            replica: crate::util::new_id("rep")?,
         })
     }
 
@@ -126,28 +131,58 @@ impl Db {
     }
 
     /// Wakes the long-polls of `hosts` on every replica (PostgreSQL; SQLite's one replica wakes
-    /// its own in the API layer). The payload names the hosts, so a change to one host does not
-    /// make every waiting host re-read; a list too long for a notification says "all" (empty
-    /// payload). Only a hint: pollers also re-read on a timer, so a lost notification delays
-    /// by at most that timer.
+    /// its own in the API layer), after the change committed. Only a hint: pollers also re-read
+    /// on a timer, so a lost notification delays by at most that timer, and a failure here
+    /// (even PostgreSQL's notification queue being full) never undoes or fails the change, which
+    /// is why it is not sent inside the changing transaction. NOTIFY gives its transaction an
+    /// id, so its commit would wait for a WAL flush of its own before this replica's hosts are
+    /// woken; a hint needs no durability, so that commit is asynchronous (`synchronous_commit`
+    /// off for this one statement's transaction). The payload names the sending replica and the
+    /// hosts, so a change to one host does not make every waiting host re-read.
     pub async fn notify_hosts(&self, hosts: &[String]) {
-        if self.postgres {
-            let _ = sqlx::query("SELECT pg_notify('jit_change', $1)")
-                .bind(notify_payload(hosts))
-                .execute(&self.pool)
-                .await;
+        if self.postgres && !hosts.is_empty() {
+            let _ = sqlx::query(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify('jit_change', $1)",
+            )
+            .bind(notify_payload(&self.replica, hosts))
+            .execute(&self.pool)
+            .await;
         }
     }
 }
 
-/// Host names joined by ',' (names never contain one), or empty for "every host" when the list
-/// would not fit a notification (PostgreSQL's limit is 8000 bytes).
-pub fn notify_payload(hosts: &[String]) -> String {
+/// `REPLICA|host,host,…` (host names never contain ',' or '|'), or `REPLICA|` for "every host"
+/// when the list would not fit a notification (PostgreSQL's limit is 8000 bytes).
+pub fn notify_payload(replica: &str, hosts: &[String]) -> String {
     let p = hosts.join(",");
     if p.len() > 7000 {
-        String::new()
+        format!("{replica}|")
     } else {
-        p
+        format!("{replica}|{p}")
+    }
+}
+
+/// What a notification asks of a replica.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Sent by this replica, whose polls were woken already.
+    Own,
+    All,
+    Hosts(Vec<String>),
+}
+
+/// Reads a payload of [`notify_payload`] for `replica`. A payload without a sender (a replica
+/// of an older version) is a plain host list; empty means every host.
+pub fn parse_notify(replica: &str, payload: &str) -> Wake {
+    let list = match payload.split_once('|') {
+        Some((from, _)) if from == replica => return Wake::Own,
+        Some((_, list)) => list,
+        None => payload,
+    };
+    if list.is_empty() {
+        Wake::All
+    } else {
+        Wake::Hosts(list.split(',').map(str::to_string).collect())
     }
 }
 
@@ -269,12 +304,10 @@ pub async fn listen_changes(url: String, state: std::sync::Arc<crate::api::AppSt
                     // Anything missed while reconnecting is covered by one wake now.
                     state.woke();
                     while let Ok(Some(n)) = l.try_recv().await {
-                        if n.payload().is_empty() {
-                            state.woke();
-                        } else {
-                            let hosts: Vec<String> =
-                                n.payload().split(',').map(str::to_string).collect();
-                            state.wake_hosts(&hosts);
+                        match parse_notify(&state.db.replica, n.payload()) {
+                            Wake::Own => {}
+                            Wake::All => state.woke(),
+                            Wake::Hosts(hosts) => state.wake_hosts(&hosts),
                         }
                     }
                 }
@@ -292,4 +325,29 @@ pub async fn audit_standalone(db: &Db, at: i64, action: &str, detail: &str) -> R
     audit(&mut tx, at, "operator", action, "keys", detail).await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_name_their_sender_and_read_back() {
+        let hosts = vec!["web1".to_string(), "db-2.x".to_string()];
+        let p = notify_payload("rep-a", &hosts);
+        assert_eq!(parse_notify("rep-a", &p), Wake::Own);
+        assert_eq!(parse_notify("rep-b", &p), Wake::Hosts(hosts));
+        // Too many names for one notification: every host, still with its sender.
+        let many: Vec<String> = (0..2000).map(|i| format!("host{i}")).collect();
+        let p = notify_payload("rep-a", &many);
+        assert_eq!(p, "rep-a|");
+        assert_eq!(parse_notify("rep-b", &p), Wake::All);
+        assert_eq!(parse_notify("rep-a", &p), Wake::Own);
+        // A replica of the earlier version sends a bare list, or nothing for every host.
+        assert_eq!(
+            parse_notify("rep-b", "web1,web2"),
+            Wake::Hosts(vec!["web1".into(), "web2".into()])
+        );
+        assert_eq!(parse_notify("rep-b", ""), Wake::All);
+    }
 }

@@ -360,20 +360,97 @@ pub async fn bump_seq(
     why: &str,
     now: i64,
 ) -> Result<i64> {
-    let row = sqlx::query("UPDATE host SET seq = seq + 1 WHERE name = $1 RETURNING seq")
-        .bind(host)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("no host {host:?}")))?;
-    let seq = row.try_get::<i64, _>("seq")?;
-    sqlx::query("INSERT INTO host_seq (host, seq, at, why) VALUES ($1, $2, $3, $4)")
-        .bind(host)
-        .bind(seq)
-        .bind(now)
-        .bind(why)
-        .execute(&mut **tx)
-        .await?;
-    Ok(seq)
+    let got = bump_seqs(tx, std::slice::from_ref(&host.to_string()), why, now).await?;
+    got.into_iter()
+        .next()
+        .map(|(_, seq)| seq)
+        .ok_or_else(|| Error::internal("no sequence allocated"))
+}
+
+/// Most hosts in one multi-row statement: 4 bound values a row stays far below SQLite's and
+/// PostgreSQL's parameter limits (32 766 and 65 535), and a request names at most 256 hosts.
+const SEQ_BATCH: usize = 500;
+
+/// Allocates the next sequence number of every host in `hosts` inside the caller's transaction,
+/// in a fixed number of statements whatever the number of hosts (a fan-out to 250 hosts used to
+/// be 500 round trips inside the approving transaction). Returns (host, seq) in name order.
+///
+/// * The same transaction as the change: the numbers commit with it or not at all; a host that
+///   does not exist (or a (host, seq) already taken) fails the whole batch, and the caller's
+///   transaction is rolled back: no host of the batch gets the change or the number.
+/// * PostgreSQL, several replicas: the host rows are first locked in name order (`SELECT … ORDER
+///   BY name FOR UPDATE`; the lock node sits above the sort, so rows are locked in that order).
+///   Two fan-outs over overlapping hosts therefore queue on their first common host instead of
+///   each holding a row the other waits for (a multi-row UPDATE alone locks in whatever order
+///   its plan scans, which can deadlock). Writers of one host row (heartbeat, ack) take no other
+///   host lock, so they cannot close a cycle. SQLite has one writer; it needs no row locks.
+/// * The unique (host, seq) constraint still makes a duplicate impossible.
+pub async fn bump_seqs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    hosts: &[String],
+    why: &str,
+    now: i64,
+) -> Result<Vec<(String, i64)>> {
+    let mut names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let postgres = tx.backend_name() == "PostgreSQL";
+    let mut out = Vec::with_capacity(names.len());
+    for chunk in names.chunks(SEQ_BATCH) {
+        // `$1 … $n`: the host names; the same list serves the lock and the update.
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // One row needs no order (and no extra round trip): the UPDATE locks it.
+        if postgres && chunk.len() > 1 {
+            let sql =
+                format!("SELECT name FROM host WHERE name IN ({list}) ORDER BY name FOR UPDATE");
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(*h);
+            }
+            q.fetch_all(&mut **tx).await?;
+        }
+        let sql =
+            format!("UPDATE host SET seq = seq + 1 WHERE name IN ({list}) RETURNING name, seq");
+        let mut q = sqlx::query(&sql);
+        for h in chunk {
+            q = q.bind(*h);
+        }
+        let mut got = q
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| Ok((get_str(r, "name")?, r.try_get::<i64, _>("seq")?)))
+            .collect::<Result<Vec<(String, i64)>>>()?;
+        if got.len() != chunk.len() {
+            // Some host is gone (removed since the caller read it): nothing of this batch may
+            // commit, so the error goes up and the caller's transaction is dropped.
+            let missing = chunk
+                .iter()
+                .find(|h| !got.iter().any(|(n, _)| n == *h))
+                .copied()
+                .unwrap_or("?");
+            return Err(Error::not_found(format!("no host {missing:?}")));
+        }
+        got.sort_unstable();
+        // One row per host: ($1, $2) its name and number, then `at` and `why` bound once.
+        let at_p = 2 * got.len() + 1;
+        let why_p = at_p + 1;
+        let rows = (0..got.len())
+            .map(|i| format!("(${}, ${}, ${at_p}, ${why_p})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO host_seq (host, seq, at, why) VALUES {rows}");
+        let mut q = sqlx::query(&sql);
+        for (h, seq) in &got {
+            q = q.bind(h.as_str()).bind(*seq);
+        }
+        q.bind(now).bind(why).execute(&mut **tx).await?;
+        out.extend(got);
+    }
+    Ok(out)
 }
 
 /// The host's current sequence (None: no such host).
@@ -410,32 +487,41 @@ pub async fn state_document(
     now: i64,
 ) -> Result<Vec<u8>> {
     let (host, host_key, since, nonce) = (poll.host, poll.host_key, poll.since, poll.nonce);
-    // A change the host has not seen: read-only, on the readers. The sequence is read before
-    // the grants, so the set is never older than the number it goes out with (a change
-    // committed in between only makes the content newer; the next poll carries its number).
-    let mut rtx = db.read.begin().await?;
-    let row = sqlx::query("SELECT seq FROM host WHERE name = $1 AND pubkey IS NOT NULL")
-        .bind(host)
-        .fetch_optional(&mut *rtx)
-        .await?
+    // A change the host has not seen: read-only, on the readers, in one statement (one
+    // snapshot on both databases, one round trip where a transaction of its own took four:
+    // BEGIN, the sequence, the grants, COMMIT). The number and the set come from the same
+    // snapshot, so the set is never older than the number it goes out with.
+    let rows = sqlx::query(
+        "SELECT h.seq AS seq, g.doc AS doc FROM host h \
+         LEFT JOIN sgrant g ON g.host = h.name AND g.revoked_at IS NULL AND g.not_after > $2 \
+         WHERE h.name = $1 AND h.pubkey IS NOT NULL ORDER BY g.id",
+    )
+    .bind(host)
+    .bind(now)
+    .fetch_all(&db.read)
+    .await?;
+    let first = rows
+        .first()
         .ok_or_else(|| Error::unauthorized("host authentication failed"))?;
-    let seq = row.try_get::<i64, _>("seq")?;
-    let (seq, grants, (mfa, mfa_used)) = if seq > since {
-        let grants = live_grants(&mut rtx, host, now).await?;
-        let m = crate::mfa::for_host(&mut rtx, keys, host, &grants, now).await?;
-        rtx.commit().await?;
-        (seq, grants, m)
+    let seq = first.try_get::<i64, _>("seq")?;
+    let (seq, grants) = if seq > since {
+        let mut grants = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // No live grant: the one row has no document.
+            if let Some(doc) = get_opt_str(r, "doc")? {
+                grants.push(serde_json::from_str::<DocGrant>(&doc)?);
+            }
+        }
+        (seq, grants)
     } else {
-        rtx.commit().await?;
-        let (seq, grants) = heartbeat(db, host, since, now).await?;
-        // Most heartbeats carry no grant asking for a code: no extra connection for them.
-        let m = if grants.iter().any(crate::mfa::wants_code) {
-            let mut conn = db.read.acquire().await?;
-            crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        (seq, grants, m)
+        heartbeat(db, host, since, now).await?
+    };
+    // Most documents carry no grant asking for a code: no extra connection for them.
+    let (mfa, mfa_used) = if grants.iter().any(crate::mfa::wants_code) {
+        let mut conn = db.read.acquire().await?;
+        crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?
+    } else {
+        (Vec::new(), Vec::new())
     };
     let body = StateBody {
         version: DOC_VERSION,

@@ -21,7 +21,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use crate::db::{audit, get_i64, get_opt_str, get_str, Db};
 use crate::error::{Error, Result};
-use crate::hosts::bump_seq;
+use crate::hosts::{bump_seq, bump_seqs};
 use crate::keys::ServerKeys;
 use crate::util::random_bytes;
 
@@ -284,9 +284,7 @@ pub async fn confirm(
     // The confirming code is spent: no host accepts it afterwards.
     record_step(&mut tx, person, step, "server", now).await?;
     let hosts = mfa_hosts(&mut tx, person, None, now).await?;
-    for h in &hosts {
-        bump_seq(&mut tx, h, "mfa", now).await?;
-    }
+    bump_seqs(&mut tx, &hosts, "mfa", now).await?;
     audit(
         &mut tx,
         now,
@@ -394,9 +392,7 @@ pub async fn used(db: &Db, host: &str, person: &str, step: u64, now: i64) -> Res
     let mut others = Vec::new();
     if raised {
         others = here.into_iter().filter(|h| h != host).collect();
-        for h in &others {
-            bump_seq(&mut tx, h, "mfa", now).await?;
-        }
+        bump_seqs(&mut tx, &others, "mfa", now).await?;
         audit(
             &mut tx,
             now,

@@ -1018,13 +1018,15 @@ fn serve_applies_pending_migrations() {
     tamper(&data, "DROP TABLE mfa_used");
     tamper(&data, "ALTER TABLE host DROP COLUMN seal_key");
     tamper(&data, "DROP INDEX request_requester");
+    tamper(&data, "DROP INDEX sgrant_host");
+    tamper(&data, "DROP INDEX sgrant_request");
     tamper(&data, "DELETE FROM schema_version WHERE version >= 2");
     let _s = Server::start(&data);
     assert_eq!(
         query_i64(&data, "SELECT MAX(version) FROM schema_version"),
-        3
+        4
     );
-    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 3);
+    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 4);
     // An empty database is not served: init creates the keys and the first admin.
     let empty = temp_dir("migrate-empty");
     let err = Server::try_start(&empty).err().unwrap();
@@ -1375,4 +1377,112 @@ fn a_host_certifies_only_its_own_grants_and_people_see_only_theirs() {
             && out.contains("/etc/sudoers.d/planted"),
         "{out}"
     );
+}
+
+/// Enrols more env=prod hosts beside the fleet's web1 (host add through the CLI, enrolment
+/// over HTTPS).
+fn more_prod_hosts(s: &Server, names: &[&str]) -> Vec<Host> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let j = join_token(&s.data, n, &["env=prod"]);
+            let mut h = Host::new("?", 40 + i as u8);
+            assert_eq!(h.enroll(s, &j).status, 200);
+            h
+        })
+        .collect()
+}
+
+#[test]
+fn a_fan_out_with_one_failing_host_changes_no_host() {
+    // An approval or revocation for several hosts commits once, for all of them: a number
+    // already taken on one host (planted here, as a bug or a racing writer would) fails the
+    // whole batch, and no host gets the grant, the revocation or a number.
+    let mut f = fleet();
+    let s = &f.server;
+    let mut more = more_prod_hosts(s, &["web2", "web3"]);
+    f.web1.poll(s, 0).unwrap();
+    let seqs = |d: &std::path::Path| -> Vec<i64> {
+        ["web1", "web2", "web3"]
+            .iter()
+            .map(|h| query_i64(d, &format!("SELECT seq FROM host WHERE name = '{h}'")))
+            .collect()
+    };
+    let body = json!({ "role": "web-admin", "hosts": ["web3", "web1", "web2"], "duration": "30m",
+                       "reason": "batch test, three hosts", "ticket": "OPS-7" });
+    let id = id_of(&file_request(s, &f.alice, body));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    let before = seqs(&s.data);
+    let plant = |d: &std::path::Path| {
+        tamper(
+            d,
+            "INSERT INTO host_seq (host, seq, at, why) \
+             SELECT name, seq + 1, 0, 'planted' FROM host WHERE name = 'web2'",
+        )
+    };
+    plant(&s.data);
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert_eq!(seqs(&s.data), before, "no host's number moved");
+    assert_eq!(query_i64(&s.data, "SELECT COUNT(*) FROM sgrant"), 0);
+    assert_eq!(
+        query_i64(
+            &s.data,
+            "SELECT COUNT(*) FROM audit WHERE action = 'request.approved' \
+             OR (action = 'review.approve' AND actor = 'carol')"
+        ),
+        0,
+        "the deciding review went with the batch"
+    );
+    let v = s
+        .call("GET", &format!("/v1/requests/{id}"), &f.bob, None)
+        .json();
+    assert_eq!(v["state"], "pending");
+
+    // Without the planted row the same approval goes through for all three at once.
+    tamper(&s.data, "DELETE FROM host_seq WHERE why = 'planted'");
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "approved");
+    let granted = seqs(&s.data);
+    assert_eq!(
+        granted,
+        before.iter().map(|x| x + 1).collect::<Vec<_>>(),
+        "one number each"
+    );
+    assert_eq!(
+        query_i64(
+            &s.data,
+            &format!("SELECT COUNT(*) FROM sgrant WHERE request_id = '{id}' AND host IN ('web1', 'web2', 'web3')")
+        ),
+        3
+    );
+    for h in std::iter::once(&mut f.web1).chain(more.iter_mut()) {
+        let doc = h.poll(s, 0).unwrap();
+        assert_eq!(doc.grants.len(), 1);
+        assert_eq!(doc.grants[0].request_id, id);
+        assert_eq!(doc.grants[0].user, "alice");
+    }
+
+    // The same for a revocation.
+    plant(&s.data);
+    let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert_eq!(seqs(&s.data), granted);
+    assert_eq!(
+        query_i64(
+            &s.data,
+            "SELECT COUNT(*) FROM sgrant WHERE revoked_at IS NOT NULL"
+        ),
+        0
+    );
+    tamper(&s.data, "DELETE FROM host_seq WHERE why = 'planted'");
+    let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        seqs(&s.data),
+        granted.iter().map(|x| x + 1).collect::<Vec<_>>()
+    );
+    for h in std::iter::once(&mut f.web1).chain(more.iter_mut()) {
+        assert!(h.poll(s, 0).unwrap().grants.is_empty());
+    }
 }

@@ -173,7 +173,155 @@ fn replicas_migrating_at_once_take_turns_under_the_advisory_lock() {
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")
             .trim(),
-        "1,2,3",
+        "1,2,3,4",
         "each migration ran once"
+    );
+}
+
+/// Enrols more env=prod hosts beside the fleet's web1.
+fn more_prod_hosts(s: &Server, names: &[&str]) -> Vec<Host> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let j = join_token(&s.data, n, &["env=prod"]);
+            let mut h = Host::new("?", 60 + i as u8);
+            assert_eq!(h.enroll(s, &j).status, 200);
+            h
+        })
+        .collect()
+}
+
+fn seqs(pg: &Pg) -> String {
+    pg.psql(
+        "SELECT string_agg(name || '=' || seq, ',' ORDER BY name) FROM host WHERE name LIKE 'web%'",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_fan_out_with_one_failing_host_changes_no_host() {
+    // One transaction, one commit for every host of an approval or revocation: a number
+    // already taken on one host fails the whole batch on PostgreSQL as on SQLite.
+    let pg = Pg::start();
+    let f = fleet_in(&pg.data_dir());
+    let s = &f.server;
+    let _more = more_prod_hosts(s, &["web2", "web3"]);
+    let body = json!({ "role": "web-admin", "hosts": ["web3", "web1", "web2"], "duration": "30m",
+                       "reason": "batch test, three hosts", "ticket": "OPS-7" });
+    let id = id_of(&file_request(s, &f.alice, body));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    let before = seqs(&pg);
+    let plant = "INSERT INTO host_seq (host, seq, at, why) \
+                 SELECT name, seq + 1, 0, 'planted' FROM host WHERE name = 'web2'";
+    pg.psql(plant);
+    let r = approve(s, &f.carol, &id);
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert_eq!(seqs(&pg), before, "no host's number moved");
+    assert_eq!(pg.psql("SELECT count(*) FROM sgrant").trim(), "0");
+    assert_eq!(
+        pg.psql(&format!("SELECT state FROM request WHERE id = '{id}'"))
+            .trim(),
+        "pending"
+    );
+    pg.psql("DELETE FROM host_seq WHERE why = 'planted'");
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "approved");
+    let granted = seqs(&pg);
+    assert_ne!(granted, before);
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM sgrant WHERE request_id = '{id}'"
+        ))
+        .trim(),
+        "3"
+    );
+    pg.psql(plant);
+    let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert_eq!(seqs(&pg), granted);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM sgrant WHERE revoked_at IS NOT NULL")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn overlapping_fan_outs_across_replicas_neither_deadlock_nor_reuse_a_sequence() {
+    // Many approvals, then many revocations, each for the same three hosts, at once on two
+    // replicas: every host row is locked in name order, so they queue instead of deadlocking;
+    // each host gets exactly one number per change and no number twice.
+    let pg = Pg::start();
+    let f = fleet_in(&pg.data_dir());
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    let _more = more_prod_hosts(a, &["web2", "web3"]);
+    let n = 12;
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            // The hosts in different orders: the lock order must not depend on the request.
+            let hosts = match i % 3 {
+                0 => json!(["web1", "web2", "web3"]),
+                1 => json!(["web3", "web2", "web1"]),
+                _ => json!(["web2", "web3", "web1"]),
+            };
+            let body = json!({ "role": "web-admin", "hosts": hosts, "duration": "30m",
+                               "reason": "overlap test, three hosts", "ticket": "OPS-8" });
+            let id = id_of(&file_request(a, &f.alice, body));
+            // The first of two approvals; the deciding ones race below.
+            assert_eq!(approve(a, &f.bob, &id).json()["state"], "pending");
+            id
+        })
+        .collect();
+    let start: Vec<i64> = seqs(&pg)
+        .split(',')
+        .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+        .collect();
+    let statuses = |calls: &(dyn Fn(&Server, &str) -> u16 + Sync)| -> Vec<u16> {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let s = if i % 2 == 0 { a } else { &b };
+                    sc.spawn(move || calls(s, id))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let approved = statuses(&|s, id| approve(s, &f.carol, id).status);
+    assert!(approved.iter().all(|st| *st == 200), "{approved:?}");
+    let revoked = statuses(&|s, id| {
+        s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })))
+            .status
+    });
+    assert!(revoked.iter().all(|st| *st == 200), "{revoked:?}");
+    let end: Vec<i64> = seqs(&pg)
+        .split(',')
+        .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+        .collect();
+    for (s0, s1) in start.iter().zip(&end) {
+        assert_eq!(
+            s1 - s0,
+            2 * n as i64,
+            "one number per approval and per revocation"
+        );
+    }
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM (SELECT host, seq FROM host_seq GROUP BY host, seq HAVING count(*) > 1) d").trim(),
+        "0"
+    );
+    // Every number between start and end was issued once, to a change.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM host_seq WHERE why LIKE 'grant %' OR why LIKE 'revoke %'")
+            .trim(),
+        (3 * 2 * n).to_string()
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM sgrant WHERE revoked_at IS NOT NULL")
+            .trim(),
+        (3 * n).to_string()
     );
 }

@@ -280,7 +280,7 @@ pub async fn create(
         .iter()
         .find(|g| groups.contains(*g))
         .cloned();
-    let mut changed = false;
+    let mut granted = Vec::new();
     if let Some(g) = auto {
         audit(
             &mut tx,
@@ -291,7 +291,7 @@ pub async fn create(
             &format!("member of {g}"),
         )
         .await?;
-        review::approve_now(
+        granted = review::approve_now(
             &mut tx,
             &id,
             &format!("auto:{g}"),
@@ -299,16 +299,12 @@ pub async fn create(
             now,
         )
         .await?;
-        changed = true;
     }
     tx.commit().await?;
-    let v = get(db, &id)
+    db.notify_hosts(&granted).await;
+    get(db, &id)
         .await?
-        .ok_or_else(|| Error::internal("request vanished"))?;
-    if changed {
-        db.notify_hosts(&v.hosts).await;
-    }
-    Ok(v)
+        .ok_or_else(|| Error::internal("request vanished"))
 }
 
 fn view(row: &AnyRow, approvals: Vec<String>, denials: Vec<String>) -> Result<RequestView> {

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::db::{audit, get_i64, get_str, Db};
 use crate::error::{Error, Result};
-use crate::hosts::bump_seq;
+use crate::hosts::bump_seqs;
 use crate::policy::{self, RoleDef};
 use crate::util::{new_id, person_key, selector_matches};
 
@@ -234,7 +234,7 @@ pub async fn review(
             _ => denials += 1,
         }
     }
-    let mut changed = false;
+    let mut granted = Vec::new();
     if denials >= role.approval.deny {
         let n = sqlx::query("UPDATE request SET state = 'denied', decided_at = $2, decided_by = $3 WHERE id = $1 AND state = 'pending'")
             .bind(id)
@@ -255,28 +255,25 @@ pub async fn review(
             .await?;
         }
     } else if approved_by.len() as u64 >= u64::from(role.approval.approvals) {
-        approve_now(&mut tx, id, actor, &approved_by, now).await?;
-        changed = true;
+        granted = approve_now(&mut tx, id, actor, &approved_by, now).await?;
     }
     tx.commit().await?;
-    let v = get(db, id)
+    db.notify_hosts(&granted).await;
+    get(db, id)
         .await?
-        .ok_or_else(|| Error::internal("request vanished"))?;
-    if changed {
-        db.notify_hosts(&v.hosts).await;
-    }
-    Ok(v)
+        .ok_or_else(|| Error::internal("request vanished"))
 }
 
 /// Pending → approved (one conditional update: of racing deciders one wins) and one grant per
 /// host, its duration counted from now, each host's sequence bumped in this transaction.
+/// Returns the hosts granted (none if another decider won).
 pub(super) async fn approve_now(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
     decided_by: &str,
     approved_by: &[String],
     now: i64,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let row = sqlx::query("SELECT * FROM request WHERE id = $1")
         .bind(id)
         .fetch_one(&mut **tx)
@@ -308,7 +305,7 @@ pub(super) async fn approve_now(
     .await?
     .rows_affected();
     if n == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let keys_row = sqlx::query("SELECT ssh_keys FROM person WHERE name = $1")
         .bind(&requester)
@@ -319,46 +316,53 @@ pub(super) async fn approve_now(
         None => Vec::new(),
     };
     let grant_id = new_id("sg")?;
-    for h in &hosts {
-        let doc = DocGrant {
-            id: grant_id.clone(),
-            request_id: id.to_string(),
-            user: requester.clone(),
-            not_before: now,
-            not_after,
-            role: role.name.clone(),
-            approved_by: approved_by.to_vec(),
-            account: role.account,
-            groups: role.groups.clone(),
-            ssh_keys: ssh_keys.clone(),
-            reason: get_str(&row, "reason")?,
-            ticket: get_str(&row, "ticket")?,
-            sudo: role.sudo.clone(),
-            runas: role.runas.clone(),
-            enable: role.enable,
-            from: role.from.clone(),
-            services: role.services.clone(),
-            windows: role.windows.clone(),
-            mfa: role.mfa,
-            mfa_sudo: role.mfa_sudo,
-            end_with_session: role.end_with_session,
-            revoke_on: role.revoke_on.clone(),
-            strict: role.strict,
-            caps: role.cap_names()?,
-            programs: role.programs.clone(),
-        };
-        sqlx::query(
-            "INSERT INTO sgrant (id, host, request_id, doc, not_after) VALUES ($1, $2, $3, $4, $5)",
-        )
+    // One document for every host (it does not name the host): serialized and bound once.
+    let doc = DocGrant {
+        id: grant_id.clone(),
+        request_id: id.to_string(),
+        user: requester.clone(),
+        not_before: now,
+        not_after,
+        role: role.name.clone(),
+        approved_by: approved_by.to_vec(),
+        account: role.account,
+        groups: role.groups.clone(),
+        ssh_keys,
+        reason: get_str(&row, "reason")?,
+        ticket: get_str(&row, "ticket")?,
+        sudo: role.sudo.clone(),
+        runas: role.runas.clone(),
+        enable: role.enable,
+        from: role.from.clone(),
+        services: role.services.clone(),
+        windows: role.windows.clone(),
+        mfa: role.mfa,
+        mfa_sudo: role.mfa_sudo,
+        end_with_session: role.end_with_session,
+        revoke_on: role.revoke_on.clone(),
+        strict: role.strict,
+        caps: role.cap_names()?,
+        programs: role.programs.clone(),
+    };
+    let doc = serde_json::to_string(&doc)?;
+    // All hosts' rows in one statement (a request names at most MAX_HOSTS = 256 hosts, 260
+    // bound values), then all their sequence numbers: a fan-out costs a fixed number of round
+    // trips inside this one transaction, and one commit.
+    let rows = (0..hosts.len())
+        .map(|i| format!("($1, $2, $3, $4, ${})", i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO sgrant (id, request_id, doc, not_after, host) VALUES {rows}");
+    let mut q = sqlx::query(&sql)
         .bind(&grant_id)
-        .bind(h)
         .bind(id)
-        .bind(serde_json::to_string(&doc)?)
-        .bind(not_after)
-        .execute(&mut **tx)
-        .await?;
-        bump_seq(tx, h, &format!("grant {grant_id}"), now).await?;
+        .bind(&doc)
+        .bind(not_after);
+    for h in &hosts {
+        q = q.bind(h.as_str());
     }
+    q.execute(&mut **tx).await?;
+    bump_seqs(tx, &hosts, &format!("grant {grant_id}"), now).await?;
     audit(
         tx,
         now,
@@ -368,5 +372,5 @@ pub(super) async fn approve_now(
         &format!("grant {grant_id} on {hosts:?} until {not_after}, approved by {approved_by:?}"),
     )
     .await?;
-    Ok(())
+    Ok(hosts)
 }
