@@ -453,6 +453,41 @@ pub async fn bump_seqs(
     Ok(out)
 }
 
+/// Locks the rows of those of `hosts` that still exist, in name order (PostgreSQL; SQLite has
+/// one writer), and returns their names. A revocation takes these locks before it touches any
+/// grant row, the order `host remove` uses (host row, then its grants), so the two cannot
+/// deadlock; and a host removed meanwhile simply drops out (its removal ended its grants),
+/// instead of failing the revocation of every other host.
+pub async fn lock_existing(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    hosts: &[String],
+) -> Result<Vec<String>> {
+    let mut names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let lock = if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for chunk in names.chunks(SEQ_BATCH) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("SELECT name FROM host WHERE name IN ({list}) ORDER BY name{lock}");
+        let mut q = sqlx::query(&sql);
+        for h in chunk {
+            q = q.bind(*h);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            out.push(get_str(&r, "name")?);
+        }
+    }
+    Ok(out)
+}
+
 /// The host's current sequence (None: no such host).
 pub async fn current_seq(db: &Db, host: &str) -> Result<Option<i64>> {
     Ok(

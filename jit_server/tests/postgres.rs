@@ -325,3 +325,57 @@ fn overlapping_fan_outs_across_replicas_neither_deadlock_nor_reuse_a_sequence() 
         (3 * n).to_string()
     );
 }
+
+#[test]
+fn a_revoke_racing_a_host_removal_neither_deadlocks_nor_fails_the_other_hosts() {
+    // `host remove` locks the host row, then ends that host's grant rows. A revocation used to
+    // end the grant rows first and lock the host rows after: the two waited for each other and
+    // PostgreSQL aborted one (a 500 for the revoke, or a failed removal). Here the removal's
+    // transaction (the statements of hosts::remove, in its order) holds the host row while a
+    // revocation of a grant on that host and web1 starts: the revocation waits for it, leaves
+    // the removed host out, and ends the grant on web1; the removal commits.
+    let pg = Pg::start();
+    let f = fleet_in(&pg.data_dir());
+    let s = &f.server;
+    let _more = more_prod_hosts(s, &["web9"]);
+    let body = json!({ "role": "web-admin", "hosts": ["web1", "web9"], "duration": "30m",
+                       "reason": "revoke racing a host removal", "ticket": "OPS-9" });
+    let id = id_of(&file_request(s, &f.alice, body));
+    assert_eq!(approve(s, &f.bob, &id).json()["state"], "pending");
+    assert_eq!(approve(s, &f.carol, &id).json()["state"], "approved");
+    let removal = "BEGIN; DELETE FROM host WHERE name = 'web9'; SELECT pg_sleep(1.5); \
+                   DELETE FROM join_token WHERE host = 'web9'; \
+                   DELETE FROM host_seq WHERE host = 'web9'; \
+                   UPDATE sgrant SET revoked_at = 1 WHERE host = 'web9' AND revoked_at IS NULL; \
+                   COMMIT;";
+    let revoked = std::thread::scope(|sc| {
+        // psql fails (and panics this thread) if PostgreSQL aborted the removal.
+        let remover = sc.spawn(|| pg.psql(removal));
+        std::thread::sleep(Duration::from_millis(500));
+        let r = s.call("POST", "/v1/revoke", &f.alice, Some(json!({ "id": id })));
+        remover.join().expect("the removal committed");
+        r
+    });
+    assert_eq!(revoked.status, 200, "{:?}", revoked.json());
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM host WHERE name = 'web9'")
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT host FROM sgrant WHERE request_id = '{id}' AND revoked_at IS NULL"
+        ))
+        .trim(),
+        "",
+        "no grant row of the request is left live"
+    );
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM host_seq WHERE host = 'web1' AND why = 'revoke {id}'"
+        ))
+        .trim(),
+        "1",
+        "web1 got its number for the revocation"
+    );
+}

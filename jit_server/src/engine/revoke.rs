@@ -2,7 +2,7 @@
 
 use crate::db::{audit, get_str, Db};
 use crate::error::{Error, Result};
-use crate::hosts::bump_seqs;
+use crate::hosts::{bump_seqs, lock_existing};
 use crate::policy::{self, RoleDef};
 use crate::util::person_key;
 
@@ -75,6 +75,8 @@ async fn revoke_inner(
     .iter()
     .map(|r| get_str(r, "host"))
     .collect::<Result<Vec<_>>>()?;
+    // Host rows before grant rows (as `host remove` does); a host removed since is left out.
+    let hosts = lock_existing(&mut tx, &hosts).await?;
     sqlx::query("UPDATE sgrant SET revoked_at = $2 WHERE request_id = $1 AND revoked_at IS NULL")
         .bind(&req_id)
         .bind(now)
