@@ -185,6 +185,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/host/tls", get(host_tls))
         .route("/v1/mfa/enroll", post(mfa_enroll))
         .route("/v1/mfa/confirm", post(mfa_confirm))
+        .route("/v1/mfa/remove", post(mfa_remove))
         .route("/v1/host/seal_key", post(host_seal_key))
         .route("/v1/host/mfa_used", post(host_mfa_used))
         .route("/v1/host/certification", post(host_certification))
@@ -556,6 +557,41 @@ async fn mfa_confirm(
     st.wake_hosts(&hosts);
     Ok(Json(
         json!({ "user": p, "version": version, "hosts": hosts }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveMfaBody {
+    /// Someone else's enrolment (admins only); omitted: the caller's own.
+    #[serde(default)]
+    person: Option<String>,
+}
+
+async fn mfa_remove(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(b): Json<RemoveMfaBody>,
+) -> ApiResult {
+    let p = person(&st, &headers).await?;
+    let target = match b.person {
+        Some(other) if crate::util::person_key(&other) != crate::util::person_key(&p) => {
+            if !policy::is_admin(&st.db, &p).await? {
+                return Err(Error::forbidden(
+                    "only an admin may remove another person's TOTP enrolment",
+                ));
+            }
+            other
+        }
+        _ => p.clone(),
+    };
+    if !crate::util::valid_account_name(&target) {
+        return Err(Error::bad("bad person name"));
+    }
+    let hosts = crate::mfa::remove(&st.db, &p, &target, now()).await?;
+    st.wake_hosts(&hosts);
+    Ok(Json(
+        json!({ "user": target, "removed": true, "hosts": hosts }),
     ))
 }
 

@@ -299,6 +299,65 @@ pub async fn confirm(
     Ok((u64::try_from(version).unwrap_or(0), hosts))
 }
 
+/// `POST /v1/mfa/remove`: `person`'s fleet TOTP secret (and any enrolment waiting for its
+/// code) is deleted; the hosts where the person holds a live MFA grant get a document without
+/// it at once (jitd keeps fleet secrets in memory only, replaced by each document's set), so
+/// their codes stop working there and their MFA logins are refused until a new enrolment is
+/// confirmed. For a lost or compromised authenticator. Returns the hosts to wake.
+pub async fn remove(db: &Db, actor: &str, person: &str, now: i64) -> Result<Vec<String>> {
+    let mut tx = db.write_tx().await?;
+    let cur = sqlx::query("SELECT version, sealed FROM mfa_secret WHERE person = $1")
+        .bind(person)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| Ok::<_, Error>((get_i64(&r, "version")?, !get_str(&r, "sealed")?.is_empty())))
+        .transpose()?;
+    let pend = sqlx::query("SELECT version FROM mfa_pending WHERE person = $1")
+        .bind(person)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| get_i64(&r, "version"))
+        .transpose()?;
+    if !cur.is_some_and(|(_, in_force)| in_force) && pend.is_none() {
+        return Err(Error::not_found(format!(
+            "{person} has no fleet TOTP enrolment"
+        )));
+    }
+    // A tombstone keeps the highest version given out: the next enrolment gets a higher one,
+    // so no (person, host, version) a host has seen ever names another secret.
+    let last = cur.map_or(0, |(v, _)| v).max(pend.unwrap_or(0));
+    sqlx::query("DELETE FROM mfa_pending WHERE person = $1")
+        .bind(person)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM mfa_secret WHERE person = $1")
+        .bind(person)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO mfa_secret (person, version, sealed, confirmed_at) VALUES ($1, $2, '', $3)",
+    )
+    .bind(person)
+    .bind(last)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let hosts = mfa_hosts(&mut tx, person, None, now).await?;
+    bump_seqs(&mut tx, &hosts, "mfa remove", now).await?;
+    audit(
+        &mut tx,
+        now,
+        actor,
+        "mfa.remove",
+        person,
+        &format!("hosts {hosts:?}"),
+    )
+    .await?;
+    tx.commit().await?;
+    db.notify_hosts(&hosts).await;
+    Ok(hosts)
+}
+
 async fn record_step(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     person: &str,
@@ -486,10 +545,12 @@ pub async fn for_host(
     let mut sealed = Vec::new();
     let mut used = Vec::new();
     for p in people {
-        if let Some(r) = sqlx::query("SELECT version, sealed FROM mfa_secret WHERE person = $1")
-            .bind(p)
-            .fetch_optional(&mut *conn)
-            .await?
+        // An empty `sealed` is a removed enrolment's tombstone (it only keeps the version).
+        if let Some(r) =
+            sqlx::query("SELECT version, sealed FROM mfa_secret WHERE person = $1 AND sealed <> ''")
+                .bind(p)
+                .fetch_optional(&mut *conn)
+                .await?
         {
             let version = u64::try_from(get_i64(&r, "version")?).unwrap_or(0);
             let secret = open_at_rest(keys, &get_str(&r, "sealed")?)?;

@@ -94,7 +94,7 @@ fn fleet_mfa_on_postgresql() {
 /// stored form once a secret is in force.
 fn scenario(data: &std::path::Path, at_rest: &dyn Fn(&str, &[u8])) {
     let data = data.to_path_buf();
-    init(&data);
+    let (admin, _) = init(&data);
     apply(&data, &format!("{POLICY}{ENTITLE}"));
     let (alice, bob) = (token(&data, "alice"), token(&data, "bob"));
     let j1 = join_token(&data, "web1", &["env=prod"]);
@@ -266,6 +266,75 @@ fn scenario(data: &std::path::Path, at_rest: &dyn Fn(&str, &[u8])) {
         .mfa_used
         .iter()
         .any(|u| u.user == "alice" && u.step == step + 1));
+
+    // Removal (a lost authenticator): bob, not an admin, may not remove alice's enrolment;
+    // alice may. The hosts with her live MFA grant get a new document at once, without it.
+    let r = s.call(
+        "POST",
+        "/v1/mfa/remove",
+        &bob,
+        Some(json!({ "person": "alice" })),
+    );
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    assert_eq!(web1.poll(&s, 0).unwrap().mfa.len(), 1, "refused: unchanged");
+    let seq1 = web1.applied;
+    let r = s.call("POST", "/v1/mfa/remove", &alice, Some(json!({})));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["hosts"], json!(["web1", "web2", "web3"]));
+    let t0 = std::time::Instant::now();
+    let doc1 = web1.poll(&s, 20).unwrap();
+    assert!(
+        doc1.seq > seq1 && t0.elapsed() < std::time::Duration::from_secs(10),
+        "a new sequence, not a heartbeat"
+    );
+    assert_eq!(doc1.grants.len(), 1, "the grant stays; its secret goes");
+    assert!(doc1.mfa.is_empty());
+    assert!(web2.poll(&s, 0).unwrap().mfa.is_empty());
+    let r = s.call("POST", "/v1/mfa/remove", &alice, Some(json!({})));
+    assert_eq!(r.status, 404, "nothing left to remove: {:?}", r.json());
+    let r = s.call(
+        "POST",
+        "/v1/mfa/remove",
+        &alice,
+        Some(json!({ "person": "Alice; DROP" })),
+    );
+    assert_eq!(r.status, 403, "someone else's (by name): admins only");
+    // A new enrolment, confirmed, reaches web1 as version 2; an admin removes it.
+    let e = s.call("POST", "/v1/mfa/enroll", &alice, None).json();
+    let again = e["secret"].as_str().unwrap().to_string();
+    let r = s.call(
+        "POST",
+        "/v1/mfa/confirm",
+        &alice,
+        Some(json!({ "code": code_at(&again, jit_core::time::now()) })),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let doc1 = web1.poll(&s, 0).unwrap();
+    assert_eq!((doc1.mfa.len(), doc1.mfa[0].version), (1, 2));
+    let r = s.call(
+        "POST",
+        "/v1/mfa/remove",
+        &admin,
+        Some(json!({ "person": "alice" })),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(web1.poll(&s, 0).unwrap().mfa.is_empty());
+    let r = s.call(
+        "POST",
+        "/v1/mfa/remove",
+        &admin,
+        Some(json!({ "person": "Alice; DROP" })),
+    );
+    assert_eq!(r.status, 400, "not a person's name");
+    let trail = run_ok(&[
+        "audit",
+        "--limit",
+        "500",
+        "--json",
+        "--data",
+        data_arg(&data),
+    ]);
+    assert_eq!(trail.matches("mfa.remove").count(), 2, "{trail}");
 
     // Revoked: the next document carries no secret.
     let r = s.call("POST", "/v1/revoke", &bob, Some(json!({ "id": id })));

@@ -357,4 +357,31 @@ fn a_host_enrolled_without_a_sealing_key_makes_and_registers_one_at_its_next_sta
     let r = login(&a, "pat", &oathtool(&secret, t));
     assert!(r.ok(), "{}\n{}", r.show(), a.jitd_log());
     assert!(audit_matching(&a, "sync.mfa_refused", "").is_empty());
+
+    // pat's phone is lost: `jitctl mfa remove` against the server. The grant stays, the host
+    // drops the secret at once, and no code from the old authenticator opens a login there.
+    let o = f.jitctl(&pat, &["--json", "mfa", "remove"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["removed"], "pat", "{v}");
+    assert_eq!(v["hosts"], serde_json::json!(["web1"]), "{v}");
+    poll("secret wiped on web1", Duration::from_secs(20), || {
+        audit_matching(&a, "mfa.fleet_secrets", "wiped")
+            .iter()
+            .any(|r| {
+                r["wiped"]
+                    .as_array()
+                    .is_some_and(|w| w.iter().any(|u| u == "pat"))
+            })
+            .then_some(())
+    });
+    assert!(visible(&a, "pat"), "the grant itself stays");
+    let r = login(&a, "pat", &oathtool(&secret, t + 30));
+    assert!(!r.ok(), "a code of the removed secret: {}", r.show());
+    let o = f.jitctl(&pat, &["mfa", "remove"]);
+    assert_eq!(code(&o), 1, "nothing left to remove: {}", show(&o));
+    assert!(show(&o).contains("no fleet TOTP enrolment"), "{}", show(&o));
+    let o = f.jitctl(&pat, &["mfa", "remove", "--person", "sam"]);
+    assert_ne!(code(&o), 0, "someone else's: admins only: {}", show(&o));
+    assert!(show(&o).contains("only an admin"), "{}", show(&o));
 }

@@ -358,6 +358,18 @@ pub fn mfa_enroll() -> Result<Value, Failure> {
         .map_err(from_call)
 }
 
+/// `jitctl mfa remove [--person NAME]`: a fleet TOTP enrolment deleted on the server (your own,
+/// or, for an admin, NAME's).
+pub fn mfa_remove(person: Option<&str>) -> Result<Value, Failure> {
+    let body = match person {
+        Some(p) => json!({ "person": p }),
+        None => json!({}),
+    };
+    remote()?
+        .call("POST", "/v1/mfa/remove", Some(&body))
+        .map_err(from_call)
+}
+
 /// `jitctl mfa confirm CODE`: one correct code puts the pending secret in force on the server.
 pub fn mfa_confirm(code: &str) -> Result<Value, Failure> {
     remote()?

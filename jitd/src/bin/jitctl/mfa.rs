@@ -26,10 +26,16 @@ pub enum MfaCmd {
         /// The 6-digit code.
         code: String,
     },
-    /// Remove USER's secret.
+    /// Remove USER's secret on this host (root). Without USER: remove your fleet TOTP
+    /// enrolment on the jit-server you logged in to (a lost or compromised authenticator; the
+    /// hosts where you hold an MFA grant drop the secret at once and refuse your codes until a
+    /// new enrolment is confirmed); an admin names someone else's with --person.
     Remove {
-        /// User.
-        user: String,
+        /// User (local); omitted: a fleet enrolment on the server.
+        user: Option<String>,
+        /// With no USER: the person whose fleet enrolment to remove (admins only).
+        #[arg(long, conflicts_with = "user")]
+        person: Option<String>,
     },
 }
 
@@ -53,7 +59,21 @@ pub fn run(ctx: &Ctx, cmd: &MfaCmd) -> Result<(), Fail> {
                 ))
             }
         }
-        MfaCmd::Remove { user } => {
+        MfaCmd::Remove { user: None, person } => {
+            let v = jitd::remote::cli::mfa_remove(person.as_deref()).map_err(|f| Fail(f.0, f.1))?;
+            if ctx.json {
+                print_json(&serde_json::json!({ "removed": v["user"], "hosts": v["hosts"] }))
+            } else {
+                let hosts = v["hosts"].as_array().map_or(0, Vec::len);
+                print(&format!(
+                    "fleet TOTP enrolment of {} removed: {hosts} host(s) with a live MFA grant drop the secret now\n",
+                    v["user"].as_str().unwrap_or("-")
+                ))
+            }
+        }
+        MfaCmd::Remove {
+            user: Some(user), ..
+        } => {
             let Payload::Done { message } = ctx.call(Request::RemoveMfa { user: user.clone() })?
             else {
                 return Err(Fail::unexpected());
