@@ -1,5 +1,6 @@
 //! Compiles the C load programs in `tests/fixtures/*.c` with the system `cc`, once per test
-//! binary, into the cargo target dir. They are plain glibc callers (getpwnam_r, getgrnam_r,
+//! binary, into the cargo target dir (under /var/cache/jit-tests/c when the target dir sits below a
+//! directory others may write, such as /tmp). They are plain glibc callers (getpwnam_r, getgrnam_r,
 //! getgrouplist, getpwent, fork), which is exactly what the NSS module must survive.
 
 use std::collections::HashMap;
@@ -21,7 +22,26 @@ fn out_dir() -> PathBuf {
         .and_then(Path::parent)
         .and_then(Path::parent)
         .expect("test binary under <target>/<profile>/deps");
-    target.join("jit-tests-c")
+    if trusted_chain(target) {
+        return target.join("jit-tests-c");
+    }
+    // A checkout under /tmp (or any directory others may write): jitd rightly refuses to give a
+    // capability to a program there (tokenize/policy.rs), so the programs go to the tests' cache
+    // beside the cached Debian roots, one directory per target dir.
+    let key: String = target
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    PathBuf::from("/var/cache/jit-tests/c").join(key)
+}
+
+/// Every directory from `/` to `dir` owned by root and writable by no one else (the rule jitd
+/// applies to a program it gives a capability to).
+fn trusted_chain(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors()
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
 }
 
 /// Path of the compiled `tests/fixtures/<name>.c` (compiled on first use).

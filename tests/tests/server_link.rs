@@ -34,10 +34,18 @@ fn delivered<T>(sb: &Sandbox, fleet: &Fleet, what: &str, f: impl FnMut() -> Opti
             v
         }
         None => panic!(
-            "timed out after {DELIVERY:?} waiting for: {what}\njitctl status:\n{}\njitd log:\n{}\nserver log:\n{}",
+            "timed out after {DELIVERY:?} waiting for: {what}\njitctl status:\n{}\njitd log:\n{}\nserver log:\n{}\njitd's sync and grant records:\n{}",
             show(&sb.jitctl(&["status"])),
             sb.jitd_log(),
-            fleet.server_log()
+            fleet.server_log(),
+            sb.audit()
+                .iter()
+                .filter(|e| e["event"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("sync.") || n.starts_with("grant.")))
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
     }
 }
