@@ -398,10 +398,7 @@ pub async fn bump_seqs(
     let mut out = Vec::with_capacity(names.len());
     for chunk in names.chunks(SEQ_BATCH) {
         // `$1 … $n`: the host names; the same list serves the lock and the update.
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = placeholders(chunk.len());
         // One row needs no order (and no extra round trip): the UPDATE locks it.
         if postgres && chunk.len() > 1 {
             let sql =
@@ -472,10 +469,7 @@ pub async fn lock_existing(
     };
     let mut out = Vec::with_capacity(names.len());
     for chunk in names.chunks(SEQ_BATCH) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = placeholders(chunk.len());
         let sql = format!("SELECT name FROM host WHERE name IN ({list}) ORDER BY name{lock}");
         let mut q = sqlx::query(&sql);
         for h in chunk {
@@ -486,6 +480,14 @@ pub async fn lock_existing(
         }
     }
     Ok(out)
+}
+
+/// `$1,$2,…,$n`: the bind parameters of an `IN (…)` list of `n` names.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The host's current sequence (None: no such host).

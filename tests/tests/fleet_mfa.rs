@@ -85,6 +85,18 @@ fn login(sb: &Sandbox, user: &str, code: &str) -> Pam {
 }
 
 /// Every file under `dir` (recursively), with its bytes.
+/// jitd on `sb` audited that it dropped `user`'s fleet secret (`mfa.fleet_secrets` with
+/// `user` in `wiped`).
+fn wiped(sb: &Sandbox, user: &str) -> bool {
+    audit_matching(sb, "mfa.fleet_secrets", "wiped")
+        .iter()
+        .any(|r| {
+            r["wiped"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|u| u == user))
+        })
+}
+
 fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -295,14 +307,7 @@ fn fleet_totp_is_delivered_sealed_relayed_between_hosts_and_wiped_at_revoke() {
         (!visible(&a, "pat")).then_some(())
     });
     poll("secret wiped on web1", Duration::from_secs(10), || {
-        audit_matching(&a, "mfa.fleet_secrets", "wiped")
-            .iter()
-            .any(|r| {
-                r["wiped"]
-                    .as_array()
-                    .is_some_and(|w| w.iter().any(|u| u == "pat"))
-            })
-            .then_some(())
+        wiped(&a, "pat").then_some(())
     });
     // The host no longer holds any secret for pat: root cannot even make a local MFA grant for
     // pat now (it would need a TOTP secret), where the fleet secret made it possible before.
@@ -366,14 +371,7 @@ fn a_host_enrolled_without_a_sealing_key_makes_and_registers_one_at_its_next_sta
     assert_eq!(v["removed"], "pat", "{v}");
     assert_eq!(v["hosts"], serde_json::json!(["web1"]), "{v}");
     poll("secret wiped on web1", Duration::from_secs(20), || {
-        audit_matching(&a, "mfa.fleet_secrets", "wiped")
-            .iter()
-            .any(|r| {
-                r["wiped"]
-                    .as_array()
-                    .is_some_and(|w| w.iter().any(|u| u == "pat"))
-            })
-            .then_some(())
+        wiped(&a, "pat").then_some(())
     });
     assert!(visible(&a, "pat"), "the grant itself stays");
     let r = login(&a, "pat", &oathtool(&secret, t + 30));
