@@ -807,8 +807,10 @@ fn jitd_stopped_grants_live_until_not_after() {
     let sb = Sandbox::new();
     sb.start_jitd();
     let g = sb.grant_json(&["alice", "--account", "--group", "sudo", "--for", "4s"]);
-    sb.grant(&["carol", "--group", "sudo", "--for", "4s"]);
+    let gc = sb.grant_json(&["carol", "--group", "sudo", "--for", "4s"]);
     let na = num(&g, "not_after");
+    // carol's grant may have been made in the next second: its own end, not alice's.
+    let nc = num(&gc, "not_after");
     wait_visible(&sb, "alice");
     let st = sb.stop_jitd();
     assert!(
@@ -842,6 +844,7 @@ fn jitd_stopped_grants_live_until_not_after() {
         !visible(&sb, "alice"),
         "alice must vanish at not_after without jitd"
     );
+    sleep_until(nc as f64 + 0.05);
     let o = sb.run(&["id", "carol"]);
     assert!(
         code(&o) == 0 && !stdout(&o).contains("(sudo)"),
