@@ -313,24 +313,19 @@ pub fn verify_document(
     }
     let (cert, body_bytes) = verify_envelope(raw, pins, now, DOC_DOMAIN)?;
     let body: StateBody = strict_from_slice(&body_bytes)?;
-    if body.version != DOC_VERSION {
-        return Err(DocError::Version(body.version));
-    }
-    if body.host != pins.host {
-        return Err(DocError::WrongHost(body.host));
-    }
-    if body.host_key != pins.host_key {
-        return Err(DocError::WrongHostKey(body.host_key));
-    }
-    if now >= body.expires_at || body.expires_at > cert.not_after {
-        return Err(DocError::Expired {
-            expires_at: body.expires_at.min(cert.not_after),
-            now,
-        });
-    }
-    if body.nonce != nonce {
-        return Err(DocError::NonceMismatch);
-    }
+    check_binding(
+        Binding {
+            version: body.version,
+            host: &body.host,
+            host_key: &body.host_key,
+            expires_at: body.expires_at,
+            nonce: &body.nonce,
+        },
+        pins,
+        &cert,
+        now,
+        nonce,
+    )?;
     if body.seq <= applied_seq {
         return Err(DocError::Stale {
             seq: body.seq,
@@ -341,6 +336,46 @@ pub fn verify_document(
         return Err(DocError::TooManyGrants(body.grants.len()));
     }
     Ok(body)
+}
+
+/// What binds a signed body (state document or pin set) to this host and this call.
+struct Binding<'a> {
+    version: u32,
+    host: &'a str,
+    host_key: &'a str,
+    expires_at: UnixTime,
+    nonce: &'a str,
+}
+
+/// The checks every signed body passes after its envelope: format version, host name and key,
+/// expiry (never beyond the online key's certificate), and the call's nonce. One copy, so a
+/// document kind cannot miss one.
+fn check_binding(
+    b: Binding<'_>,
+    pins: &HostPins,
+    cert: &SigningCert,
+    now: UnixTime,
+    nonce: &str,
+) -> Result<(), DocError> {
+    if b.version != DOC_VERSION {
+        return Err(DocError::Version(b.version));
+    }
+    if b.host != pins.host {
+        return Err(DocError::WrongHost(b.host.to_string()));
+    }
+    if b.host_key != pins.host_key {
+        return Err(DocError::WrongHostKey(b.host_key.to_string()));
+    }
+    if now >= b.expires_at || b.expires_at > cert.not_after {
+        return Err(DocError::Expired {
+            expires_at: b.expires_at.min(cert.not_after),
+            now,
+        });
+    }
+    if b.nonce != nonce {
+        return Err(DocError::NonceMismatch);
+    }
+    Ok(())
 }
 
 /// The envelope's checks shared by every signed server document, in order: strict parse, base64,
@@ -435,24 +470,19 @@ pub fn verify_pins(
     }
     let (cert, body_bytes) = verify_envelope(raw, pins, now, PINS_DOMAIN)?;
     let body: PinsBody = strict_from_slice(&body_bytes)?;
-    if body.version != DOC_VERSION {
-        return Err(DocError::Version(body.version));
-    }
-    if body.host != pins.host {
-        return Err(DocError::WrongHost(body.host));
-    }
-    if body.host_key != pins.host_key {
-        return Err(DocError::WrongHostKey(body.host_key));
-    }
-    if now >= body.expires_at || body.expires_at > cert.not_after {
-        return Err(DocError::Expired {
-            expires_at: body.expires_at.min(cert.not_after),
-            now,
-        });
-    }
-    if body.nonce != nonce {
-        return Err(DocError::NonceMismatch);
-    }
+    check_binding(
+        Binding {
+            version: body.version,
+            host: &body.host,
+            host_key: &body.host_key,
+            expires_at: body.expires_at,
+            nonce: &body.nonce,
+        },
+        pins,
+        &cert,
+        now,
+        nonce,
+    )?;
     let well_formed = |f: &str| {
         f.len() <= 80
             && f.strip_prefix("SHA256:").is_some_and(|b| {
