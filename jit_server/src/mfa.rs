@@ -264,19 +264,7 @@ pub async fn confirm(
             "wrong code"
         }));
     };
-    sqlx::query("DELETE FROM mfa_secret WHERE person = $1")
-        .bind(person)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO mfa_secret (person, version, sealed, confirmed_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(person)
-    .bind(version)
-    .bind(&sealed)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    set_secret(&mut tx, person, version, &sealed, now).await?;
     sqlx::query("DELETE FROM mfa_pending WHERE person = $1")
         .bind(person)
         .execute(&mut *tx)
@@ -330,18 +318,7 @@ pub async fn remove(db: &Db, actor: &str, person: &str, now: i64) -> Result<Vec<
         .bind(person)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM mfa_secret WHERE person = $1")
-        .bind(person)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO mfa_secret (person, version, sealed, confirmed_at) VALUES ($1, $2, '', $3)",
-    )
-    .bind(person)
-    .bind(last)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    set_secret(&mut tx, person, last, "", now).await?;
     let hosts = mfa_hosts(&mut tx, person, None, now).await?;
     bump_seqs(&mut tx, &hosts, "mfa remove", now).await?;
     audit(
@@ -356,6 +333,31 @@ pub async fn remove(db: &Db, actor: &str, person: &str, now: i64) -> Result<Vec<
     tx.commit().await?;
     db.notify_hosts(&hosts).await;
     Ok(hosts)
+}
+
+/// `person`'s one `mfa_secret` row becomes (`version`, `sealed`); an empty `sealed` is a
+/// removed enrolment's tombstone, which only keeps the version.
+async fn set_secret(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    person: &str,
+    version: i64,
+    sealed: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM mfa_secret WHERE person = $1")
+        .bind(person)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO mfa_secret (person, version, sealed, confirmed_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(person)
+    .bind(version)
+    .bind(sealed)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn record_step(
