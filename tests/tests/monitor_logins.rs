@@ -203,17 +203,19 @@ fn an_ssh_account_grant_without_sudo_ends_on_a_sensitive_read() {
         "alice",
         &key,
         None,
-        "setsid sleep 600 </dev/null >/dev/null 2>&1 & p=$!; f=/var/tmp/jit-sec; read l < ${f}ret; echo $p",
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > /var/tmp/jit-child; f=/var/tmp/jit-sec; read l < ${f}ret",
     );
     // The login is the grant's: its end may close the connection before the command returns
-    // (ssh then exits 255), after the pid was printed.
+    // (ssh then exits 255). The child's pid goes to a file before the read, because the
+    // monitor can end the session before anything printed after the read reaches ssh.
     assert!(
         [0, 255].contains(&code(&r.out)),
         "{}\n{}",
         r.show(),
         sshd.log()
     );
-    let child: i32 = stdout(&r.out)
+    let child: i32 = sb
+        .sh_ok("cat /var/tmp/jit-child")
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("{}\n{}", r.show(), sshd.log()));
