@@ -132,6 +132,14 @@ impl Daemon {
                 json!({ "problem": why, "used": "previous generation" }),
             );
         }
+        if let Some(at) = &loaded.journal_torn {
+            audit.record(
+                now,
+                Severity::Notice,
+                Event::StateJournalTornDropped,
+                json!({ "at": at }),
+            );
+        }
         if !applied.is_empty() {
             audit.record(
                 now,
@@ -193,8 +201,9 @@ impl Daemon {
                 state: loaded.state,
                 state_writable: true,
                 journal,
-                // Applied ends reach state.json at the first tick.
-                dirty: !applied.is_empty(),
+                // Applied ends reach state.json at the first tick, and the state journal is
+                // folded into it then (the first save after start writes state.json whole).
+                dirty: !applied.is_empty() || loaded.journal_records > 0,
                 snapshot_id: None,
                 snapshot_written_at: None,
                 local_sig: None,

@@ -9,16 +9,22 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Failpoints for crash tests: `JITD_FAILPOINT=<file name>:<step>` (e.g. `state.json:after-fsync`)
-/// kills the process at that step of writing that file. Only compiled with the `failpoints`
-/// feature; a normal build has none and never reads the variable.
+/// Failpoints for crash tests: `JITD_FAILPOINT=<file name>:<step>[,<file name>:<step>...]` (e.g.
+/// `state.json:after-fsync`) kills the process at that step of writing that file. Only compiled
+/// with the `failpoints` feature; a normal build has none and never reads the variable.
 #[cfg(feature = "failpoints")]
-pub(crate) fn failpoint(path: &Path, step: &str) {
+pub(crate) fn failpoint_set(path: &Path, step: &str) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if std::env::var("JITD_FAILPOINT").ok() == Some(format!("{name}:{step}")) {
+    let want = format!("{name}:{step}");
+    std::env::var("JITD_FAILPOINT").is_ok_and(|v| v.split(',').any(|f| f == want))
+}
+
+#[cfg(feature = "failpoints")]
+pub(crate) fn failpoint(path: &Path, step: &str) {
+    if failpoint_set(path, step) {
         // SAFETY: raising SIGKILL on ourselves; simulates a crash at this exact step.
         unsafe { libc::raise(libc::SIGKILL) };
     }
@@ -26,6 +32,27 @@ pub(crate) fn failpoint(path: &Path, step: &str) {
 
 #[cfg(not(feature = "failpoints"))]
 pub(crate) fn failpoint(_path: &Path, _step: &str) {}
+
+/// Whether the failpoint `step` of `path` is set (always false without the feature).
+#[cfg(not(feature = "failpoints"))]
+pub(crate) fn failpoint_set(_path: &Path, _step: &str) -> bool {
+    false
+}
+
+/// Like [`failpoint`], but the step fails with an I/O error instead of killing the process
+/// (a write that the disk refused), for the paths that must survive it.
+#[cfg(feature = "failpoints")]
+pub(crate) fn failpoint_error(path: &Path, step: &str) -> io::Result<()> {
+    if failpoint_set(path, step) {
+        return Err(io::Error::other(format!("failpoint {step}")));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub(crate) fn failpoint_error(_path: &Path, _step: &str) -> io::Result<()> {
+    Ok(())
+}
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())

@@ -153,7 +153,13 @@ fn kill_while_journaling_a_revocation() {
         ("after-sync", true),
     ] {
         let dir = setup(&format!("journal-{step}"));
-        let mut j = start(&dir, Some(&format!("revocations:{step}")), &[]);
+        // The first add writes state.json whole; the revocation's append to the state journal
+        // is then made to fail, and state.json is blocked below.
+        let mut j = start(
+            &dir,
+            Some(&format!("revocations:{step},state.journal:fail-append")),
+            &[],
+        );
         let add = jitctl(
             &dir,
             &[
@@ -205,12 +211,90 @@ fn kill_while_journaling_a_revocation() {
     }
 }
 
+/// kill -9 at each step of appending a grant to the state journal (`state.journal:<step>`):
+/// jitd starts again with the grant there exactly when its whole record had been written (a
+/// half-written record is dropped and audited, never half-applied), later grants are kept, and
+/// a third start still loads (the torn file, now `state.journal.prev`, is read the same way).
+#[test]
+fn kill_while_appending_to_the_state_journal() {
+    for (step, visible) in [
+        ("torn", false),
+        ("after-append", true),
+        ("after-sync", true),
+        ("after-rotate", true),
+    ] {
+        let dir = setup(&format!("sj-{step}"));
+        let mut j = start(&dir, Some(&format!("state.journal:{step}")), &[]);
+        let first = jitctl(&dir, &["grant", "add", "alice", "--for", "1h", "--account"]);
+        if step == "after-rotate" {
+            // The first save after a start writes state.json whole and then starts a new
+            // journal: killed between moving the old one aside and creating the new one.
+            assert!(!first.status.success(), "{step}: {first:?}");
+        } else {
+            assert!(first.status.success(), "{step}: {first:?}");
+            let add = jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"]);
+            assert!(!add.status.success(), "{step}: not acknowledged: {add:?}");
+        }
+        let st = j.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&st),
+            Some(libc::SIGKILL),
+            "{step}"
+        );
+        let mut j = start(&dir, None, &[]);
+        let expect: Vec<&str> = match (step, visible) {
+            ("after-rotate", _) => vec!["alice"],
+            (_, true) => vec!["alice", "bob"],
+            (_, false) => vec!["alice"],
+        };
+        assert_eq!(users(&dir), expect, "{step}");
+        let audit = std::fs::read_to_string(dir.join("log/audit.jsonl")).unwrap();
+        assert_eq!(
+            audit.contains("state.journal_torn_dropped"),
+            step == "torn",
+            "{step}: {audit}"
+        );
+        assert!(
+            jitctl(&dir, &["grant", "add", "carol", "--for", "1h", "--account"])
+                .status
+                .success(),
+            "{step}"
+        );
+        assert!(
+            jitctl(&dir, &["grant", "add", "dave", "--for", "1h", "--account"])
+                .status
+                .success(),
+            "{step}"
+        );
+        j.kill().unwrap();
+        j.wait().unwrap();
+        let mut j = start(&dir, None, &[]);
+        let mut expect = expect;
+        expect.extend(["carol", "dave"]);
+        assert_eq!(users(&dir), expect, "{step}: third start");
+        j.kill().unwrap();
+        j.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn durable_write_syscall_order() {
     if Command::new("strace").arg("-V").output().is_err() {
         panic!("strace is required (scripts/test installs it)");
     }
     let dir = setup("strace");
+    // A first grant creates state.json; then jitd restarts under strace, and its first save
+    // (a whole write, which must keep the replaced file as the previous generation) is traced,
+    // then the next add's append to the state journal.
+    let mut j = start(&dir, None, &[]);
+    assert!(
+        jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"])
+            .status
+            .success()
+    );
+    j.kill().unwrap();
+    j.wait().unwrap();
     let log = dir.join("strace.log");
     let log_s = log.display().to_string();
     let mut j = start(
@@ -220,25 +304,23 @@ fn durable_write_syscall_order() {
             "strace",
             "-f",
             "-qq",
+            "-y",
+            "-s",
+            "4096",
             "-o",
             &log_s,
             "-e",
-            "trace=openat,fsync,rename,renameat,renameat2,link,linkat",
+            "trace=openat,fsync,fdatasync,rename,renameat,renameat2,link,linkat,write",
         ],
     );
-    // A first grant creates state.json; the traced write is the second one, which must also keep
-    // the replaced file as the previous generation.
-    assert!(
-        jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"])
-            .status
-            .success()
-    );
     let mark = std::fs::read_to_string(&log).unwrap_or_default().len();
-    assert!(
-        jitctl(&dir, &["grant", "add", "alice", "--for", "1h", "--account"])
-            .status
-            .success()
-    );
+    for who in ["alice", "carol"] {
+        assert!(
+            jitctl(&dir, &["grant", "add", who, "--for", "1h", "--account"])
+                .status
+                .success()
+        );
+    }
     // Stop jitd itself: killing strace would leave the traced daemon running.
     let status = jitctl(&dir, &["--json", "status"]);
     let pid = serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()["pid"]
@@ -282,5 +364,22 @@ fn durable_write_syscall_order() {
         "{text}"
     );
     println!("durable write order: open(O_EXCL) {open_tmp} < fsync {fsync_file} < link .prev {link_prev} < rename {rename} < fsync(dir) {fsync_dir}");
+    // The next add: one record appended to the state journal, then fdatasync of that file;
+    // state.json is not written again.
+    let append = pos(
+        &|l: &str| l.contains("write(") && l.contains("state.journal>") && l.contains("carol"),
+        fsync_dir,
+    )
+    .expect("record appended to the state journal");
+    let sync = pos(
+        &|l: &str| l.contains("fdatasync(") && l.contains("state.journal>"),
+        append,
+    )
+    .expect("state journal fdatasync after the append");
+    assert!(
+        pos(&|l: &str| l.contains(".state.json.tmp."), fsync_dir).is_none(),
+        "state.json rewritten for a small change:\n{text}"
+    );
+    println!("state journal: write {append} < fdatasync {sync}");
     let _ = std::fs::remove_dir_all(&dir);
 }

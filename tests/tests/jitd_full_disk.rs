@@ -97,6 +97,12 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
     let bob_pid = start_as(&sb, "bob", bob_uid, "setsid sleep 1727", "sleep 1727");
 
     fill(&sb, "/var/lib/jitd");
+    // A small change is appended to the state journal, and an append that still fits in the
+    // journal's last page succeeds on a full disk (the change is then durable there). After a
+    // restart the first save must write state.json whole, which a full disk refuses: the path
+    // under test, where ends go to the revocation journal.
+    sb.kill_jitd();
+    sb.start_jitd();
 
     // New privilege is refused, with a message that says why.
     let o = sb.jitctl(&["grant", "add", "dora", "--account", "--for", "1h"]);

@@ -211,6 +211,9 @@ events! {
     StateWriteRecovered = "state.write_recovered" [path],
     /// `warning`. Ends recorded in the revocation journal were applied at start.
     StateJournalApplied = "state.journal_applied" [grants, why],
+    /// `notice`. A write at the end of the state journal that was never acknowledged (jitd
+    /// stopped during it) was dropped at start (`at`: file and byte).
+    StateJournalTornDropped = "state.journal_torn_dropped" [at],
     /// `error`. No slot could be reserved in the revocation journal: new grants are refused.
     StateJournalUnavailable = "state.journal_unavailable" [path, error, effect],
     /// `error`. The managed-accounts fallback list could not be rewritten at start.

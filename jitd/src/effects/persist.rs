@@ -67,7 +67,7 @@ impl Daemon {
     /// per episode (the write is retried at every tick). A successful write holds every end,
     /// so the revocation journal is cleared.
     pub(crate) fn persist(&self, inner: &mut Inner, now: UnixTime) -> Result<(), String> {
-        match self.store.save(&inner.state) {
+        match self.store.save(&mut inner.state) {
             Ok(()) => {
                 if !inner.state_writable {
                     self.audit.record(

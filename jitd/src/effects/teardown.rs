@@ -199,7 +199,7 @@ impl Daemon {
         if !done.is_empty() {
             let mut inner = self.lock();
             for id in &done {
-                if let Some(g) = inner.state.grants.get_mut(*id) {
+                if let Some(g) = inner.state.grants.get_mut(id) {
                     g.torn_down = true;
                 }
             }

@@ -61,9 +61,10 @@ impl Transitions {
 /// start, and records the boot-time cap of every grant that is live or armed.
 pub fn advance(state: &mut State, caps: &mut BootCaps, now: UnixTime, boot: i64) -> Transitions {
     let mut out = Transitions::default();
-    for (id, g) in state.grants.iter_mut() {
+    // Only the grants changed here count as changed (and reach the state journal).
+    state.grants.update_each(|id, g| {
         if g.state.is_ended() {
-            continue;
+            return false;
         }
         // Boot-time cap: a wall clock set back must not stretch a grant.
         let capped = match caps.get(id) {
@@ -87,15 +88,21 @@ pub fn advance(state: &mut State, caps: &mut BootCaps, now: UnixTime, boot: i64)
                 not_after: g.not_after,
                 by_boot_cap,
             });
+            true
         } else if matches!(st, GrantState::Live | GrantState::Armed) {
-            caps.entry(id.clone()).or_insert((boot, g.not_after - now));
+            caps.entry(id.to_string())
+                .or_insert((boot, g.not_after - now));
             if g.state == GrantState::Pending {
                 g.state = GrantState::Live;
                 g.went_live_at = Some(now);
-                out.went_live.push(id.clone());
+                out.went_live.push(id.to_string());
+                return true;
             }
+            false
+        } else {
+            false
         }
-    }
+    });
     out
 }
 

@@ -1,0 +1,192 @@
+use super::*;
+
+fn dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("jitd-state-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn grant(id: &str) -> Grant {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "user": format!("u{id}"), "state": "live", "not_before": 100, "not_after": 200,
+        "created_at": 100, "created_by": "root", "account": true, "uid": 70_000,
+        "groups": [], "ssh_keys": [], "reason": "", "ticket": "", "requested_by": "",
+        "sudo": [], "runas": [], "enable": false, "from": [], "services": [], "windows": [],
+        "mfa": false, "mfa_sudo": false, "end_with_session": false, "revoke_on": [],
+        "activated_at": null, "went_live_at": 100, "ended_at": null, "end_reason": null,
+        "torn_down": false,
+    }))
+    .unwrap()
+}
+
+fn loaded(d: &Path) -> Loaded {
+    StateStore::new(d).load().unwrap()
+}
+
+#[test]
+fn round_trip_and_fallback() {
+    let dir = dir("fallback");
+    let store = StateStore::new(&dir);
+    assert!(store.load().unwrap().fresh);
+    let mut s = State::default();
+    s.uid_ledger.insert("alice".into(), 70_000);
+    store.save(&mut s).unwrap();
+    s.uid_ledger.insert("bob".into(), 70_001);
+    // A fresh store writes whole at its first save, like jitd after a start.
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    store.save(&mut s).unwrap();
+    assert_eq!(store.load().unwrap().state, s);
+    // Corrupt the current generation: the previous one is used and reported.
+    let mut b = std::fs::read(store.path()).unwrap();
+    let n = b.len();
+    b[n - 3] ^= 1;
+    std::fs::write(store.path(), &b).unwrap();
+    let l = store.load().unwrap();
+    assert!(l.recovered_from_prev.is_some());
+    assert_eq!(l.state.uid_ledger.len(), 1);
+    // Truncated current with a damaged previous generation: refuse.
+    std::fs::write(store.path(), &b[..n / 2]).unwrap();
+    std::fs::write(
+        changes::prev_path(store.path()),
+        b"jitd-state 1 00000000 2\n{}",
+    )
+    .unwrap();
+    assert!(matches!(store.load(), Err(StateError::Corrupt(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn small_changes_are_appended_and_state_json_is_not_rewritten() {
+    let dir = dir("append");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    for i in 0..20 {
+        s.grants.insert(format!("g{i}"), grant(&format!("g{i}")));
+    }
+    store.save(&mut s).unwrap(); // the first save after a load: whole
+    let whole = std::fs::read(store.path()).unwrap();
+    s.grants.insert("new".into(), grant("new"));
+    s.uid_ledger.insert("unew".into(), 70_100);
+    store.save(&mut s).unwrap();
+    s.grants.remove("g3");
+    if let Some(g) = s.grants.get_mut("g4") {
+        g.state = jit_proto::GrantState::Revoked;
+        g.ended_at = Some(150);
+    }
+    store.save(&mut s).unwrap();
+    store.save(&mut s).unwrap(); // nothing changed: nothing written
+    assert_eq!(
+        std::fs::read(store.path()).unwrap(),
+        whole,
+        "state.json untouched"
+    );
+    let j = changes::read(store.journal_path()).unwrap();
+    assert_eq!(j.records.len(), 2);
+    assert_eq!(j.records[1].change.grants.len(), 2);
+    assert_eq!(j.records[1].change.grants["g3"], None);
+    let l = loaded(&dir);
+    assert_eq!(l.journal_records, 2);
+    assert_eq!(l.state, s);
+    assert_eq!(l.state.grants["g4"].state, jit_proto::GrantState::Revoked);
+    assert!(!l.state.grants.contains_key("g3"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_whole_write_folds_the_journal_in_and_the_previous_generation_still_loads_completely() {
+    let dir = dir("rotate");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    s.grants.insert("a".into(), grant("a"));
+    store.save(&mut s).unwrap(); // whole, journal_seq 1
+    s.grants.insert("b".into(), grant("b"));
+    store.save(&mut s).unwrap(); // record 2
+                                 // A restart: the first save writes whole (journal_seq 3) and rotates the journal.
+    let store = StateStore::new(&dir);
+    assert_eq!(store.load().unwrap().state, s);
+    s.grants.insert("c".into(), grant("c"));
+    store.save(&mut s).unwrap(); // whole
+    s.grants.insert("d".into(), grant("d"));
+    store.save(&mut s).unwrap(); // record 4, in the new journal
+    assert_eq!(
+        changes::read(store.journal_path()).unwrap().records[0].seq,
+        4
+    );
+    assert_eq!(loaded(&dir).state, s);
+    // state.json damaged: the previous generation (a) plus record 2 (.prev journal); c was
+    // only ever in the damaged state.json (3): reported as lost, record 4 not applied.
+    let p = store.path().to_path_buf();
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 2] ^= 1;
+    std::fs::write(&p, &b).unwrap();
+    let l = loaded(&dir);
+    let why = l.recovered_from_prev.unwrap();
+    assert!(l.state.grants.contains_key("a") && l.state.grants.contains_key("b"));
+    assert!(!l.state.grants.contains_key("c"));
+    assert!(!l.state.grants.contains_key("d"));
+    assert!(
+        why.contains("journal records 3 to 3 are missing") && why.contains("after record 2"),
+        "{why}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unacknowledged_tail_is_dropped_and_reported_and_damage_before_it_refuses_to_load() {
+    let dir = dir("torn");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    store.save(&mut s).unwrap();
+    s.grants.insert("a".into(), grant("a"));
+    store.save(&mut s).unwrap();
+    s.grants.insert("b".into(), grant("b"));
+    store.save(&mut s).unwrap();
+    let jp = store.journal_path().to_path_buf();
+    let full = std::fs::read(&jp).unwrap();
+    std::fs::write(&jp, &full[..full.len() - 5]).unwrap();
+    let l = loaded(&dir);
+    assert!(l.state.grants.contains_key("a"));
+    assert!(!l.state.grants.contains_key("b"));
+    assert!(l.journal_torn.is_some());
+    // A flipped byte in the first record, with the second after it: refuse.
+    let mut b = full.clone();
+    b[changes::tests_first_body_offset() + 2] ^= 1;
+    std::fs::write(&jp, &b).unwrap();
+    let e = StateStore::new(&dir).load().unwrap_err();
+    assert!(matches!(e, StateError::Corrupt(_)), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_change_touching_most_of_a_large_state_is_written_whole() {
+    let dir = dir("big");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    for i in 0..400 {
+        s.uid_ledger.insert(format!("u{i}"), 70_000 + i);
+    }
+    store.save(&mut s).unwrap();
+    let before = std::fs::metadata(store.journal_path()).unwrap().len();
+    for i in 0..400 {
+        s.uid_ledger.insert(format!("v{i}"), 80_000 + i);
+    }
+    store.save(&mut s).unwrap();
+    // Whole: a fresh (empty) journal, everything in state.json.
+    assert_eq!(
+        std::fs::metadata(store.journal_path()).unwrap().len(),
+        before
+    );
+    assert!(changes::read(store.journal_path())
+        .unwrap()
+        .records
+        .is_empty());
+    assert_eq!(loaded(&dir).state, s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,180 @@
+//! A map that remembers which keys changed since it was last persisted, so a change can be made
+//! durable by appending only those entries to the state journal (`state/changes.rs`) instead of
+//! rewriting `state.json` whole.
+//!
+//! Reads go through `Deref` to the map. Every way to change an entry (`insert`, `remove`,
+//! `get_mut`, `update_each`) records its key; there is no `iter_mut`/`values_mut`, so a change
+//! that is not recorded does not compile (and would otherwise be lost at the next restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A `BTreeMap<String, V>` with the set of keys changed since [`Tracked::take_changed`].
+#[derive(Debug, Clone)]
+pub struct Tracked<V> {
+    map: BTreeMap<String, V>,
+    changed: BTreeSet<String>,
+}
+
+impl<V> Default for Tracked<V> {
+    fn default() -> Self {
+        Tracked {
+            map: BTreeMap::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+/// Equality is about content: what is pending for the journal does not make two states differ.
+impl<V: PartialEq> PartialEq for Tracked<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl<V> Deref for Tracked<V> {
+    type Target = BTreeMap<String, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<V> From<BTreeMap<String, V>> for Tracked<V> {
+    /// Everything in `map` counts as unchanged (as after loading).
+    fn from(map: BTreeMap<String, V>) -> Self {
+        Tracked {
+            map,
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<V: PartialEq + Clone> Tracked<V> {
+    /// Inserts or replaces `key`.
+    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        self.changed.insert(key.clone());
+        self.map.insert(key, value)
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        let old = self.map.remove(key);
+        if old.is_some() {
+            self.changed.insert(key.to_string());
+        }
+        old
+    }
+
+    /// The entry for `key`, to change; the key counts as changed whether or not it is.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        let v = self.map.get_mut(key)?;
+        self.changed.insert(key.to_string());
+        Some(v)
+    }
+
+    /// Calls `f` on every entry; an entry for which `f` returns true counts as changed. For the
+    /// tick, which looks at every grant and changes few: marking them all would make every
+    /// tick's write as big as the whole state. Debug builds check that `f` told the truth.
+    pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut V) -> bool) {
+        for (k, v) in self.map.iter_mut() {
+            #[cfg(debug_assertions)]
+            let before = v.clone();
+            let changed = f(k, v);
+            #[cfg(debug_assertions)]
+            assert!(
+                changed || *v == before,
+                "update_each: entry {k} changed but was reported unchanged (it would not be persisted)"
+            );
+            if changed {
+                self.changed.insert(k.clone());
+            }
+        }
+    }
+
+    /// Keys changed since the last call, in order, and forgets them.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// How many keys changed since the last [`Tracked::take_changed`].
+    pub fn changed_len(&self) -> usize {
+        self.changed.len()
+    }
+
+    /// Forgets what changed (after the whole map was written).
+    pub fn clear_changed(&mut self) {
+        self.changed.clear();
+    }
+}
+
+impl<V: Serialize> Serialize for Tracked<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.map.serialize(s)
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Tracked<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Tracked {
+            map: BTreeMap::deserialize(d)?,
+            changed: BTreeSet::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_is_recorded_and_reads_record_nothing() {
+        let mut t: Tracked<u32> = BTreeMap::from([("a".into(), 1), ("b".into(), 2)]).into();
+        assert_eq!(t.get("a"), Some(&1));
+        assert_eq!(t.values().sum::<u32>(), 3);
+        assert_eq!(t.changed_len(), 0);
+        t.insert("c".into(), 3);
+        if let Some(v) = t.get_mut("a") {
+            *v = 10;
+        }
+        assert!(t.get_mut("zz").is_none());
+        t.remove("b");
+        t.remove("nope");
+        let changed: Vec<String> = t.take_changed().into_iter().collect();
+        assert_eq!(changed, ["a", "b", "c"]);
+        assert_eq!(t.changed_len(), 0);
+        t.update_each(|k, v| {
+            if k == "c" {
+                *v += 1;
+                true
+            } else {
+                false
+            }
+        });
+        assert_eq!(t.take_changed().into_iter().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(t.get("c"), Some(&4));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "changed but was reported unchanged")]
+    fn an_unreported_change_in_update_each_is_caught_in_debug_builds() {
+        let mut t: Tracked<u32> = BTreeMap::from([("a".into(), 1)]).into();
+        t.update_each(|_, v| {
+            *v = 2;
+            false
+        });
+    }
+
+    #[test]
+    fn serializes_as_the_plain_map() {
+        let mut t: Tracked<u32> = Tracked::default();
+        t.insert("x".into(), 7);
+        let s = serde_json::to_string(&t).unwrap();
+        assert_eq!(s, r#"{"x":7}"#);
+        let back: Tracked<u32> = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.changed_len(), 0);
+    }
+}
