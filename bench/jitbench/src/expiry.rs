@@ -44,7 +44,9 @@ pub fn seed(n: usize, dir: &Path, at: UnixTime, homes: Option<&Path>) -> Result<
         st.uid_ledger.insert(name, UID_BASE + i as u32);
         st.grants.insert(g.id.clone(), g);
     }
-    StateStore::new(dir).save(&mut st).map_err(|e| e.to_string())?;
+    StateStore::new(dir)
+        .save(&mut st)
+        .map_err(|e| e.to_string())?;
     println!("seeded={} at={at}", n + 1);
     Ok(())
 }

@@ -247,7 +247,9 @@ fn state_for(gs: &[G], now: UnixTime) -> Result<State, String> {
 fn seed_state(n: usize, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut st = state_for(&model(n), jit_core::time::now())?;
-    StateStore::new(dir).save(&mut st).map_err(|e| e.to_string())?;
+    StateStore::new(dir)
+        .save(&mut st)
+        .map_err(|e| e.to_string())?;
     println!("seeded={n}");
     Ok(())
 }

@@ -103,6 +103,23 @@ impl Daemon {
         }
     }
 
+    /// At a clean stop: `state.json` written whole with everything the state journal holds.
+    /// Best effort (a failure leaves the journal, which the next start applies), audited.
+    pub fn fold_state_journal(&self, now: UnixTime) {
+        let mut inner = self.lock();
+        if let Err(e) = self.store.save_whole_now(&mut inner.state) {
+            self.audit.record(
+                now,
+                Severity::Warning,
+                Event::StateWriteFailed,
+                json!({
+                    "error": e.to_string(),
+                    "effect": "at stop: state.json not rewritten; the next start applies the state journal",
+                }),
+            );
+        }
+    }
+
     /// Persists state after grants ended (`ends`); if state.json cannot be written, records the
     /// ends in the revocation journal instead.
     pub(crate) fn persist_ends(

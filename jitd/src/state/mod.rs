@@ -331,6 +331,16 @@ impl StateStore {
         r
     }
 
+    /// Writes `state.json` whole now, folding the journal in (at a clean stop, so the next
+    /// start, or an older jitd after a downgrade, reads everything from one file).
+    ///
+    /// # Errors
+    /// As [`StateStore::save`].
+    pub fn save_whole_now(&self, state: &mut State) -> Result<(), StateError> {
+        let mut w = self.writer();
+        self.save_whole(&mut w, state)
+    }
+
     fn save_whole(&self, w: &mut Writer, state: &mut State) -> Result<(), StateError> {
         // A whole write takes a sequence number of its own: loading the previous generation
         // then finds the gap where this file's changes were, and says they are lost.
