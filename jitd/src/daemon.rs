@@ -201,9 +201,10 @@ impl Daemon {
                 state: loaded.state,
                 state_writable: true,
                 journal,
-                // Applied ends reach state.json at the first tick, and the state journal is
-                // folded into it then (the first save after start writes state.json whole).
-                dirty: !applied.is_empty() || loaded.journal_records > 0,
+                // The first tick saves: applied ends reach state.json, and the first save
+                // after a start writes it whole (the journal folded in), so that cost is paid
+                // at start rather than by the first grant.
+                dirty: true,
                 snapshot_id: None,
                 snapshot_written_at: None,
                 local_sig: None,

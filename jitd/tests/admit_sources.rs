@@ -65,10 +65,10 @@ fn server_grants_are_admitted_like_local_ones() {
         assert_eq!(via_server.0, ErrorCode::Refused);
         assert!(via_server.1.contains(want), "{via_server:?}");
     }
-    let st = std::fs::read_to_string(env.path("state/state.json")).unwrap();
-    assert_eq!(
-        st.matches("\"created_by\"").count(),
-        1,
-        "only the admitted grant is stored"
-    );
+    // What a restart would load (state.json and the state journal).
+    let st = jitd::state::StateStore::new(&env.path("state"))
+        .load()
+        .unwrap()
+        .state;
+    assert_eq!(st.grants.len(), 1, "only the admitted grant is stored");
 }

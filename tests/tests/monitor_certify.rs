@@ -137,17 +137,6 @@ fn certification_lists_what_a_sudo_all_grantee_planted() {
     assert_eq!(diff(&cert, "/etc/cron.d/jit-test-12")["area"], "cron");
     let total = cert["differences"].as_array().unwrap().len();
     assert!(total >= 17 && cert["omitted"] == 0, "{cert:#}");
-    let state = std::fs::read_to_string(sb.host_path("/var/lib/jitd/state.json")).unwrap();
-    let json = &state[state.find('\n').unwrap() + 1..];
-    let v: Value = serde_json::from_str(json).unwrap();
-    let stored = &v["grants"][id.as_str()]["certification"];
-    assert_eq!(
-        stored["differences"].as_array().map(Vec::len),
-        Some(10),
-        "{stored:#}"
-    );
-    assert_eq!(stored["omitted"].as_u64(), Some(total as u64 - 10));
-    assert_eq!(stored["differences"][0]["root_equivalent"], true);
 
     // The audit record: warning, with the differences spelled out.
     let rec = sb
@@ -180,6 +169,19 @@ fn certification_lists_what_a_sudo_all_grantee_planted() {
         procs::is_alive(root_pid) && procs::is_alive(dave_pid),
         "bystanders live on"
     );
+    // A clean stop writes state.json whole (the state journal folded in).
+    sb.stop_jitd();
+    let state = std::fs::read_to_string(sb.host_path("/var/lib/jitd/state.json")).unwrap();
+    let json = &state[state.find('\n').unwrap() + 1..];
+    let v: Value = serde_json::from_str(json).unwrap();
+    let stored = &v["grants"][id.as_str()]["certification"];
+    assert_eq!(
+        stored["differences"].as_array().map(Vec::len),
+        Some(10),
+        "{stored:#}"
+    );
+    assert_eq!(stored["omitted"].as_u64(), Some(total as u64 - 10));
+    assert_eq!(stored["differences"][0]["root_equivalent"], true);
 }
 
 #[test]
