@@ -14,6 +14,7 @@ pub mod host;
 pub mod localfile;
 pub mod managed;
 pub mod options;
+pub mod par;
 pub mod policy;
 pub mod snapshot;
 pub mod time;

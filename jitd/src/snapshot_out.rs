@@ -326,13 +326,20 @@ pub fn write(
             jit_core::constants::GATES_FILE_NAME
         ));
     }
-    let full = jit_core::snapshot::build_snapshot(data).map_err(|e| e.to_string())?;
-    // The public file carries the lookup index: NSS answers a query from one small shard.
-    let public = jit_core::snapshot::build_snapshot_with(
-        &public_part(data),
-        &jit_core::snapshot::BuildOptions { index: true },
-    )
-    .map_err(|e| e.to_string())?;
+    // The two images are independent: built side by side (jit_core::par), each change waits
+    // for the longer one only. The public file carries the lookup index: NSS answers a query
+    // from one small shard.
+    let (full, public) = jit_core::par::join(
+        || jit_core::snapshot::build_snapshot(data),
+        || {
+            jit_core::snapshot::build_snapshot_with(
+                &public_part(data),
+                &jit_core::snapshot::BuildOptions { index: true },
+            )
+        },
+    );
+    let full = full.map_err(|e| e.to_string())?;
+    let public = public.map_err(|e| e.to_string())?;
     replace_file(gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
     replace_file(path, &public, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(SnapshotFiles::at(path, gates))

@@ -282,8 +282,8 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
     let now = jit_core::time::now();
     let mut state = state_for(&model(n), now)?;
 
-    let (mut save, mut project, mut build, mut write, mut parse) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut save, mut project, mut build, mut build_public, mut write, mut parse) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut bytes = 0;
     let mut accounts = 0;
     for _ in 0..rounds {
@@ -305,6 +305,14 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         let img = img.map_err(|e| e.to_string())?;
         build.push(ms);
         bytes = img.len();
+        let (r, ms) = timed(|| {
+            jit_core::snapshot::build_snapshot_with(
+                &jitd::snapshot_out::public_part(&data),
+                &jit_core::snapshot::BuildOptions { index: true },
+            )
+        });
+        r.map_err(|e| e.to_string())?;
+        build_public.push(ms);
         let (r, ms) = timed(|| jitd::snapshot_out::write(&snap_path, &gates_path, &data));
         r?;
         write.push(ms);
@@ -325,6 +333,7 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         ("state_save_ms", save),
         ("project_ms", project),
         ("build_ms", build),
+        ("build_public_indexed_ms", build_public),
         ("build_write_ms", write),
         ("parse_ms", parse),
     ] {

@@ -382,10 +382,16 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
             }
         }
     }
-    let (name_dir, name_big, name_shards) = tables(data, &names, |k| {
-        names_of_key.get(&k).is_none_or(|&(_, clash)| !clash)
-    })?;
-    let (id_dir, id_big, id_shards) = tables(data, &ids, |_| true)?;
+    let (by_name, by_id) = crate::par::join(
+        || {
+            tables(data, &names, |k| {
+                names_of_key.get(&k).is_none_or(|&(_, clash)| !clash)
+            })
+        },
+        || tables(data, &ids, |_| true),
+    );
+    let (name_dir, name_big, name_shards) = by_name?;
+    let (id_dir, id_big, id_shards) = by_id?;
     // Shard offsets are relative to the start of SHARDS: the id table's come after the name's.
     let base = len_u32(name_shards.len())?;
     let rebase = |mut table: Vec<u8>, entry: usize, at: usize| -> Result<Vec<u8>, WriteError> {

@@ -33,21 +33,26 @@ impl std::fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
+/// The STRINGS section being built: each distinct string once. Keys borrow from the data
+/// being written (no copy per string) and are hashed with foldhash: jitd rebuilds the lookup
+/// index's thousands of small shards at every change, and SipHash plus a `String` per key
+/// was a fifth of that time. The strings come from jitd's own state, so a hash built for
+/// speed rather than flooding resistance is fine here.
 #[derive(Default)]
-struct Strings {
+struct Strings<'a> {
     bytes: Vec<u8>,
-    seen: HashMap<String, (u32, u32)>,
+    seen: HashMap<&'a str, (u32, u32), foldhash::fast::RandomState>,
 }
 
-impl Strings {
-    fn add(&mut self, s: &str) -> Result<[u8; 8], WriteError> {
+impl<'a> Strings<'a> {
+    fn add(&mut self, s: &'a str) -> Result<[u8; 8], WriteError> {
         let (off, len) = match self.seen.get(s) {
             Some(&r) => r,
             None => {
                 let off = u32::try_from(self.bytes.len()).map_err(|_| WriteError::TooLarge)?;
                 let len = u32::try_from(s.len()).map_err(|_| WriteError::TooLarge)?;
                 self.bytes.extend_from_slice(s.as_bytes());
-                self.seen.insert(s.to_string(), (off, len));
+                self.seen.insert(s, (off, len));
                 (off, len)
             }
         };
@@ -57,7 +62,7 @@ impl Strings {
         Ok(r)
     }
 
-    fn field(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+    fn field(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
         if !is_field_safe(s, MAX_SNAPSHOT_STRING) {
             return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
         }
@@ -66,14 +71,14 @@ impl Strings {
 
     /// A user or group name: what the reader accepts as a name (non-empty, at most
     /// `MAX_NAME_LEN`, no `/`), so a written snapshot always reads back.
-    fn name(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+    fn name(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
         if s.is_empty() || s.len() > MAX_NAME_LEN || s.contains('/') {
             return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
         }
         self.field(what, s)
     }
 
-    fn line(&mut self, what: &'static str, s: &str) -> Result<[u8; 8], WriteError> {
+    fn line(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
         if !is_line_safe(s, MAX_SNAPSHOT_STRING) {
             return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
         }
@@ -87,11 +92,11 @@ struct Lists {
 }
 
 impl Lists {
-    fn add(
+    fn add<'a>(
         &mut self,
-        strings: &mut Strings,
+        strings: &mut Strings<'a>,
         what: &'static str,
-        items: &[String],
+        items: &'a [String],
     ) -> Result<[u8; 8], WriteError> {
         let start =
             u32::try_from(self.refs.len() / STRREF_SIZE).map_err(|_| WriteError::TooLarge)?;
