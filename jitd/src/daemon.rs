@@ -23,7 +23,7 @@ use crate::journal::Journal;
 use crate::localdb::LocalDb;
 use crate::mfa::breakglass::BreakglassStore;
 use crate::mfa::totp::TotpStore;
-use crate::snapshot_out::{Collision, FileId, SnapshotFiles};
+use crate::snapshot_out::{Collision, FileId};
 use crate::state::{State, StateStore};
 
 /// What the lock guards: state and what jitd knows about the files it writes.
@@ -35,8 +35,6 @@ pub(crate) struct Inner {
     /// State changed in memory in a way that may reach disk at the next tick (a closed
     /// session: losing it in a crash only means the reaper closes it again at start).
     pub(crate) dirty: bool,
-    pub(crate) snapshot_id: Option<SnapshotFiles>,
-    pub(crate) snapshot_written_at: Option<UnixTime>,
     pub(crate) local_sig: Option<(Option<FileId>, Option<FileId>)>,
     pub(crate) reported_collisions: BTreeSet<Collision>,
     /// The last /etc/passwd and /etc/group that could be read, for snapshots written while
@@ -57,6 +55,8 @@ pub struct Daemon {
     pub(crate) totp: TotpStore,
     pub(crate) breakglass: BreakglassStore,
     pub(crate) inner: Mutex<Inner>,
+    /// Building and writing the snapshot, outside the state lock (effects/snapshot.rs).
+    pub(crate) snapshot: crate::effects::snapshot::Publisher,
     /// Serializes teardowns; holds which ended grants already lost their processes and are
     /// waiting for their homes and records (effects/teardown.rs).
     pub(crate) teardown: Mutex<crate::effects::teardown::Progress>,
@@ -197,6 +197,7 @@ impl Daemon {
             fleet: crate::mfa::fleet::FleetSecrets::default(),
             fleet_totp,
             breakglass,
+            snapshot: Default::default(),
             inner: Mutex::new(Inner {
                 state: loaded.state,
                 state_writable: true,
@@ -205,8 +206,6 @@ impl Daemon {
                 // after a start writes it whole (the journal folded in), so that cost is paid
                 // at start rather than by the first grant.
                 dirty: true,
-                snapshot_id: None,
-                snapshot_written_at: None,
                 local_sig: None,
                 reported_collisions: BTreeSet::new(),
                 last_local: None,

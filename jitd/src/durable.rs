@@ -39,6 +39,31 @@ pub(crate) fn failpoint_set(_path: &Path, _step: &str) -> bool {
     false
 }
 
+/// Like [`failpoint`], but the step pauses while the file `<path>.hold` exists (at most 30 s),
+/// with `<path>.held` present meanwhile: a test can see a request stopped at this step and
+/// check what else jitd still answers.
+#[cfg(feature = "failpoints")]
+pub(crate) fn failpoint_hold(path: &Path, step: &str) {
+    let with = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        std::path::PathBuf::from(p)
+    };
+    let (hold, held) = (with(".hold"), with(".held"));
+    if !failpoint_set(path, step) || !hold.exists() {
+        return;
+    }
+    let _ = std::fs::write(&held, b"");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while hold.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&held);
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub(crate) fn failpoint_hold(_path: &Path, _step: &str) {}
+
 /// Like [`failpoint`], but the step fails with an I/O error instead of killing the process
 /// (a write that the disk refused), for the paths that must survive it.
 #[cfg(feature = "failpoints")]

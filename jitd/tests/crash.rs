@@ -271,6 +271,45 @@ fn kill_while_appending_to_the_state_journal() {
     }
 }
 
+/// Building and writing the snapshot does not hold the state lock: while a grant add is
+/// stopped in the middle of writing it (failpoint `snapshot:hold`), jitd still answers
+/// `status` and `grant list` (the grant is already durable and listed), and the add returns
+/// only once the snapshot holding the account is in place. With the build under the state
+/// lock, as before, `status` waited for it.
+#[test]
+fn a_snapshot_being_written_does_not_stall_other_requests() {
+    let dir = setup("hold");
+    let mut j = start(&dir, Some("snapshot:hold"), &[]);
+    let hold = dir.join("run/snapshot.hold");
+    let held = dir.join("run/snapshot.held");
+    std::fs::write(&hold, b"").unwrap();
+    let d2 = dir.clone();
+    let add = std::thread::spawn(move || {
+        jitctl(&d2, &["grant", "add", "bob", "--for", "1h", "--account"])
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !held.exists() {
+        assert!(Instant::now() < deadline, "the add never reached the snapshot write");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = jitctl(&dir, &["--json", "status"]);
+    assert!(st.status.success(), "status while a snapshot is written: {st:?}");
+    assert_eq!(users(&dir), ["bob"], "durable and listed before the snapshot");
+    assert!(!add.is_finished(), "the add answered before its snapshot was written");
+    let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+    let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
+    assert!(s.account_by_name("bob", jit_core::time::now()).is_none());
+    std::fs::remove_file(&hold).unwrap();
+    let out = add.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+    let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
+    assert!(s.account_by_name("bob", jit_core::time::now()).is_some());
+    j.kill().unwrap();
+    j.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn durable_write_syscall_order() {
     if Command::new("strace").arg("-V").output().is_err() {

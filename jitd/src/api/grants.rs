@@ -30,7 +30,7 @@ impl Daemon {
             teardown_pending: count(&|g| g.state.is_ended() && !g.torn_down),
             ended: count(&|g| g.state.is_ended()),
             snapshot_path: self.cfg.snapshot_path.display().to_string(),
-            snapshot_written_at: inner.snapshot_written_at,
+            snapshot_written_at: self.snapshot_written_at(),
             server,
             state_writable: inner.state_writable,
             cgroups: self.watch_status(),

@@ -101,8 +101,9 @@ impl Daemon {
                 format!("could not make the grant durable, nothing changed: {e}"),
             ));
         }
-        self.write_snapshot(&mut inner, now);
+        let pending = self.project_snapshot(&mut inner, now);
         drop(inner);
+        self.publish_snapshot(pending);
         self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
             "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
@@ -139,8 +140,11 @@ impl Daemon {
             // removes privilege), and a failed state write is retried at each tick.
             let durable = self.persist_ends(&mut inner, &[(id.to_string(), EndKind::Revoked)], now);
             inner.boot_cap.remove(id);
-            self.write_snapshot(&mut inner, now);
-            (inner.state.grants.get(id).cloned().unwrap_or(g), durable)
+            let pending = self.project_snapshot(&mut inner, now);
+            let g = inner.state.grants.get(id).cloned().unwrap_or(g);
+            drop(inner);
+            self.publish_snapshot(pending);
+            (g, durable)
         };
         self.audit.record(
             now,
@@ -188,7 +192,9 @@ impl Daemon {
             // the activation then lives in memory (written at the first tick that can), and a
             // restart before that only re-arms the grant, which asks for a new code.
             let durable = self.persist(&mut inner, now).is_ok();
-            self.write_snapshot(&mut inner, now);
+            let pending = self.project_snapshot(&mut inner, now);
+            drop(inner);
+            self.publish_snapshot(pending);
             durable
         };
         for id in ids {
@@ -230,8 +236,9 @@ impl Daemon {
         // Best effort: room to record its end if state.json cannot take it then (an emergency
         // grant is not refused for want of it).
         let _ = reserve_for_open_grants(&mut inner, 0);
-        self.write_snapshot(&mut inner, now);
+        let pending = self.project_snapshot(&mut inner, now);
         drop(inner);
+        self.publish_snapshot(pending);
         nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         Ok(grant)

@@ -1,17 +1,73 @@
 //! The snapshot the modules read (`/run/jitd/snapshot` and the root-only gates file), projected
 //! from state and the local files and rewritten after every change, and again when someone
 //! removed or altered it or /etc/passwd or /etc/group changed.
+//!
+//! Two steps, so that building the files (most of a change's cost with many grants: the lookup
+//! index and two images) never holds the state lock that every login, sudo check and status
+//! request needs:
+//!
+//! 1. [`Daemon::project_snapshot`], under the state lock: the projection of state at this
+//!    moment, numbered (a generation), left as the newest projection.
+//! 2. [`Daemon::publish_snapshot`], without it: under the snapshot lock, unless a generation at
+//!    least as new is already written, build and write the newest projection. Changes that
+//!    arrive while a build runs share the next build (the newest projection holds them all).
+//!
+//! A caller returns (acknowledges a grant, a revocation, a proved code) only after its publish,
+//! so the files then hold its change or a later state: `getent` right after `jitctl grant add`
+//! finds the account, and a revoked one is gone when `revoke` returns.
+//!
+//! Locks: state (`Daemon::inner`) → `newest`; `written` → `newest`; `written` → `files`;
+//! state → `files`. Nothing takes the state lock while holding a snapshot lock.
+
+use std::sync::Mutex;
 
 use jit_core::time::UnixTime;
+use jit_core::types::SnapshotData;
 use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
 use crate::snapshot_out::{self, FileId, SnapshotFiles};
 
+/// A projection waiting to be written.
+struct Projection {
+    generation: u64,
+    data: SnapshotData,
+    at: UnixTime,
+}
+
+/// What was last written, and when (read by the tick's repair check and by `status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Written {
+    /// The generation in the files (0: none yet).
+    pub(crate) generation: u64,
+}
+
+/// The snapshot's publishing state (see the module documentation).
+#[derive(Default)]
+pub(crate) struct Publisher {
+    /// Generations handed out (under the state lock).
+    next: std::sync::atomic::AtomicU64,
+    /// The newest projection not yet taken by a build.
+    newest: Mutex<Option<Projection>>,
+    /// Held while building and writing; the generation in the files.
+    written: Mutex<Written>,
+    /// The files jitd wrote last (None after a failed write: the tick writes again) and when.
+    files: Mutex<(Option<SnapshotFiles>, Option<UnixTime>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A projection taken; publish it once the state lock is released.
+#[must_use = "publish it with Daemon::publish_snapshot after releasing the state lock"]
+pub(crate) struct Pending(u64);
+
 impl Daemon {
-    /// Rewrites the snapshot from state. Failures are audited and retried at the next tick.
-    pub(crate) fn write_snapshot(&self, inner: &mut Inner, now: UnixTime) {
+    /// Under the state lock: projects state (with the local files, or the last copy that could
+    /// be read) as the newest snapshot generation.
+    pub(crate) fn project_snapshot(&self, inner: &mut Inner, now: UnixTime) -> Pending {
         // A revocation must reach the snapshot even while /etc/passwd or /etc/group cannot be
         // read: project with the last copy that could (or, before any, with none: local-group
         // memberships then drop out, which only removes privilege).
@@ -51,46 +107,91 @@ impl Daemon {
                 );
             }
         }
+        inner.local_sig = Some((
+            FileId::of(&self.cfg.passwd_file),
+            FileId::of(&self.cfg.group_file),
+        ));
+        let p = &self.snapshot;
+        // Handed out and stored under the state lock: a later generation is a later state.
+        let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        *lock(&p.newest) = Some(Projection {
+            generation,
+            data,
+            at: now,
+        });
+        Pending(generation)
+    }
+
+    /// Without the state lock: makes sure the files hold generation `pending` or a later one.
+    /// Failures are audited and retried at the next tick.
+    pub(crate) fn publish_snapshot(&self, pending: Pending) {
+        let p = &self.snapshot;
+        let mut written = lock(&p.written);
+        if written.generation >= pending.0 {
+            return; // a build that started after this projection wrote it, or a later one
+        }
+        // The newest projection is this one or a later one: a build that took it and failed
+        // leaves none, and the tick writes again.
+        let Some(proj) = lock(&p.newest).take() else {
+            return;
+        };
+        crate::durable::failpoint_hold(&self.cfg.snapshot_path, "hold");
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
-        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &data) {
+        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &proj.data) {
             Ok(id) => {
-                inner.snapshot_id = id;
-                inner.snapshot_written_at = Some(now);
+                written.generation = proj.generation;
+                *lock(&p.files) = (id, Some(proj.at));
             }
             Err(e) => {
-                inner.snapshot_id = None;
+                lock(&p.files).0 = None;
                 self.audit.record(
-                    now,
+                    proj.at,
                     Severity::Error,
                     Event::SnapshotWriteFailed,
                     json!({ "error": e }),
                 );
             }
         }
-        inner.local_sig = Some((
-            FileId::of(&self.cfg.passwd_file),
-            FileId::of(&self.cfg.group_file),
-        ));
     }
 
-    /// Rewrites the snapshot if state `changed`, the local files changed, or the snapshot is
-    /// missing or not the one jitd wrote (audited `snapshot.repaired`).
-    pub(crate) fn refresh_snapshot(&self, inner: &mut Inner, changed: bool, now: UnixTime) {
+    /// When the snapshot was last written (for `status`).
+    pub(crate) fn snapshot_written_at(&self) -> Option<UnixTime> {
+        lock(&self.snapshot.files).1
+    }
+
+    /// Under the state lock: a projection if state `changed`, the local files changed, or the
+    /// snapshot is missing or not the one jitd wrote (audited `snapshot.repaired`).
+    pub(crate) fn refresh_snapshot(
+        &self,
+        inner: &mut Inner,
+        changed: bool,
+        now: UnixTime,
+    ) -> Option<Pending> {
         let local_now = (
             FileId::of(&self.cfg.passwd_file),
             FileId::of(&self.cfg.group_file),
         );
-        let snap_now = SnapshotFiles::of(&self.cfg.snapshot_path);
         let local_changed = inner.local_sig != Some(local_now);
-        let snapshot_damaged = inner.snapshot_id.is_none() || snap_now != inner.snapshot_id;
-        if changed || local_changed || snapshot_damaged {
-            if snapshot_damaged && inner.snapshot_written_at.is_some() {
-                self.audit.record(now, Severity::Notice, Event::SnapshotRepaired, json!({
-                    "path": self.cfg.snapshot_path.display().to_string(),
-                    "problem": if snap_now.is_none() { "missing" } else { "changed by someone else" }
-                }));
+        // Compared only while no publish runs (it holds `written` from build to bookkeeping):
+        // files renamed into place but not yet recorded are not someone else's. A publish in
+        // progress makes the check wait for the next tick; it never waits here.
+        let (snapshot_damaged, snap_now, written_at) = match self.snapshot.written.try_lock() {
+            Err(std::sync::TryLockError::WouldBlock) => (false, None, None),
+            _idle => {
+                let (id, at) = *lock(&self.snapshot.files);
+                let snap_now = SnapshotFiles::of(&self.cfg.snapshot_path);
+                (id.is_none() || snap_now != id, snap_now, at)
             }
-            self.write_snapshot(inner, now);
+        };
+        if !(changed || local_changed || snapshot_damaged) {
+            return None;
         }
+        if snapshot_damaged && written_at.is_some() {
+            self.audit.record(now, Severity::Notice, Event::SnapshotRepaired, json!({
+                "path": self.cfg.snapshot_path.display().to_string(),
+                "problem": if snap_now.is_none() { "missing" } else { "changed by someone else" }
+            }));
+        }
+        Some(self.project_snapshot(inner, now))
     }
 }

@@ -21,7 +21,7 @@ impl Daemon {
     pub fn tick(&self, now: UnixTime) -> Option<UnixTime> {
         self.repair_run_dirs(now);
         let boot = boottime();
-        let moved = {
+        let (moved, pending) = {
             let mut inner = self.lock();
             let inner = &mut *inner;
             let moved = tick::advance(&mut inner.state, &mut inner.boot_cap, now, boot);
@@ -35,9 +35,12 @@ impl Daemon {
             } else if !inner.state_writable || inner.dirty {
                 let _ = self.persist(inner, now);
             }
-            self.refresh_snapshot(inner, moved.changed(), now);
-            moved
+            let pending = self.refresh_snapshot(inner, moved.changed(), now);
+            (moved, pending)
         };
+        if let Some(p) = pending {
+            self.publish_snapshot(p);
+        }
         // One group-committed write for every grant ending in this tick (one fsync, not one
         // per grant before the first teardown can start).
         // `not_after` is the original expiry even when jitd was down at that moment.
