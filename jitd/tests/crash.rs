@@ -289,13 +289,26 @@ fn a_snapshot_being_written_does_not_stall_other_requests() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while !held.exists() {
-        assert!(Instant::now() < deadline, "the add never reached the snapshot write");
+        assert!(
+            Instant::now() < deadline,
+            "the add never reached the snapshot write"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let st = jitctl(&dir, &["--json", "status"]);
-    assert!(st.status.success(), "status while a snapshot is written: {st:?}");
-    assert_eq!(users(&dir), ["bob"], "durable and listed before the snapshot");
-    assert!(!add.is_finished(), "the add answered before its snapshot was written");
+    assert!(
+        st.status.success(),
+        "status while a snapshot is written: {st:?}"
+    );
+    assert_eq!(
+        users(&dir),
+        ["bob"],
+        "durable and listed before the snapshot"
+    );
+    assert!(
+        !add.is_finished(),
+        "the add answered before its snapshot was written"
+    );
     let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
     let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
     assert!(s.account_by_name("bob", jit_core::time::now()).is_none());

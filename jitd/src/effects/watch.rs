@@ -404,18 +404,19 @@ impl Daemon {
         } else {
             Default::default()
         };
-        *lock(&m.watched) = live
-            .iter()
-            .map(|(id, user, acct)| Watched {
-                grant: id.clone(),
-                user: user.clone(),
-                home: if *acct {
-                    Some(self.cfg.home_root.join(user))
-                } else {
-                    homes.get(user).cloned()
-                },
-            })
-            .collect();
+        *lock(&m.watched) = std::sync::Arc::new(crate::monitor::WatchSet::new(
+            live.iter()
+                .map(|(id, user, acct)| Watched {
+                    grant: id.clone(),
+                    user: user.clone(),
+                    home: if *acct {
+                        Some(self.cfg.home_root.join(user))
+                    } else {
+                        homes.get(user).cloned()
+                    },
+                })
+                .collect(),
+        ));
         let hits = std::mem::take(&mut *lock(&m.hits));
         for h in hits {
             self.watch_hit(&h, now);

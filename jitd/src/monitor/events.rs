@@ -56,6 +56,56 @@ pub struct Watched {
     pub home: Option<PathBuf>,
 }
 
+/// The live grants the monitor watches, found by id in constant time: every fork and exec on
+/// the host asks whether its cgroup is a watched grant's, so a list scan would make every
+/// process start on a bastion pay for each of its grants.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSet {
+    items: Vec<Watched>,
+    index: HashMap<String, usize>,
+}
+
+impl WatchSet {
+    /// The set of `items` (ids are unique; a repeated one keeps the first).
+    pub fn new(items: Vec<Watched>) -> Self {
+        let mut index = HashMap::with_capacity(items.len());
+        for (i, w) in items.iter().enumerate() {
+            index.entry(w.grant.clone()).or_insert(i);
+        }
+        WatchSet { items, index }
+    }
+
+    /// The watched grant `grant`.
+    pub fn get(&self, grant: &str) -> Option<&Watched> {
+        self.index.get(grant).and_then(|&i| self.items.get(i))
+    }
+
+    /// The `i`-th (in the order given).
+    pub fn at(&self, i: usize) -> Option<&Watched> {
+        self.items.get(i)
+    }
+
+    /// Whether `grant` is watched.
+    pub fn contains(&self, grant: &str) -> bool {
+        self.index.contains_key(grant)
+    }
+
+    /// All of them, in the order given.
+    pub fn iter(&self) -> std::slice::Iter<'_, Watched> {
+        self.items.iter()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// Something a grant's process did that falls in a class.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -78,8 +128,9 @@ pub struct Hit {
 /// Shared between the daemon and the monitor thread.
 #[derive(Default)]
 pub struct Shared {
-    /// Live grants with a cgroup, set by the daemon at every tick.
-    pub watched: Mutex<Vec<Watched>>,
+    /// Live grants with a cgroup, set by the daemon at every tick (shared, not copied, by
+    /// each pass of the monitor's loop).
+    pub watched: Mutex<Arc<WatchSet>>,
     /// Processes the modules just moved into a grant's cgroup.
     pub joined: Mutex<Vec<(i32, String)>>,
     /// Hits for the tick.
@@ -223,7 +274,12 @@ struct State {
     lost_at: Option<Instant>,
     /// Episodes of lost events being gathered.
     episodes: Episodes,
+    /// Where the next refresh pass starts in the watched set.
+    refresh_cursor: usize,
 }
+
+/// Grants whose cgroups one periodic refresh reads (see `refresh`).
+const REFRESH_BATCH: usize = 2048;
 
 fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fanotify>) {
     let mut state = State {
@@ -232,16 +288,17 @@ fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fa
         conn_reported: Default::default(),
         lost_at: None,
         episodes: Episodes::default(),
+        refresh_cursor: 0,
     };
     let mut last_refresh = Instant::now() - Duration::from_secs(10);
     let mut last_marks = Instant::now() - Duration::from_secs(10);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let watched = lock(&shared.watched).clone();
+        let watched = Arc::clone(&lock(&shared.watched));
         take_joined(shared, &mut state);
         if last_refresh.elapsed() >= Duration::from_millis(250) {
             last_refresh = Instant::now();
-            refresh(st, shared, &watched, &mut state);
+            refresh(st, shared, &watched, &mut state, REFRESH_BATCH);
             if let Some(f) = &fan {
                 if last_marks.elapsed() >= Duration::from_secs(2) {
                     last_marks = Instant::now();
@@ -300,7 +357,7 @@ fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fa
 fn after_losses(
     st: &Settings,
     shared: &Shared,
-    watched: &[Watched],
+    watched: &WatchSet,
     state: &mut State,
     lost: &[(Source, u64)],
 ) {
@@ -329,8 +386,9 @@ fn after_losses(
 /// After lost events: every watched grant's cgroup is re-read (members whose fork was lost
 /// are found) and each member whose exec was not seen is classified from what it runs now.
 /// Returns how many were classified.
-fn rescan_grants(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut State) -> usize {
-    refresh(st, shared, watched, state);
+fn rescan_grants(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State) -> usize {
+    // Every grant, not a batch: members whose fork was lost are found now.
+    refresh(st, shared, watched, state, usize::MAX);
     let todo: Vec<i32> = state
         .members
         .iter()
@@ -374,16 +432,27 @@ fn gone(pid: i32) -> bool {
 }
 
 /// Re-reads the cgroups' members, reports processes that left, checks connections.
-fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut State) {
+fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State, limit: usize) {
     let now = Instant::now();
     state.members.retain(|_, m| {
         m.exited
             .is_none_or(|t| now.duration_since(t) < Duration::from_secs(5))
     });
-    state
-        .members
-        .retain(|_, m| watched.iter().any(|w| w.grant == m.grant));
-    for w in watched {
+    state.members.retain(|_, m| watched.contains(&m.grant));
+    // A bounded number of grants' cgroups per pass, taken in turn: with thousands of live
+    // grants, reading every cgroup four times a second would keep a CPU busy. Fork and exec
+    // events find new members at once; this pass is the backstop for lost events and finds
+    // members that left (each grant is read every 250 ms up to REFRESH_BATCH grants, every
+    // 250 ms × N / REFRESH_BATCH beyond).
+    let n = watched.len();
+    let batch = n.min(limit);
+    let first = if n == 0 { 0 } else { state.refresh_cursor % n };
+    state.refresh_cursor = if n == 0 { 0 } else { (first + batch) % n };
+    let mut inside_of: HashMap<&str, std::collections::HashSet<i32>> = HashMap::new();
+    for k in 0..batch {
+        let Some(w) = watched.at((first + k) % n.max(1)) else {
+            continue;
+        };
         // The grant's cgroup and any sub-cgroup a grantee with root made in it.
         let inside: std::collections::HashSet<i32> =
             super::cgroup::procs_in(&st.cgroup_dir.join(&w.grant))
@@ -398,36 +467,42 @@ fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut Stat
                 classified: false,
             });
         }
-        // A member known before this read, still alive, not in the cgroup: it left.
-        let left: Vec<i32> = state
-            .members
-            .iter()
-            .filter(|(pid, m)| {
-                m.grant == w.grant
-                    && m.exited.is_none()
-                    && m.since < now
-                    && !inside.contains(pid)
-                    && !gone(**pid)
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        for pid in left {
-            if state.left_reported.insert(pid) {
-                if let Some(start) = crate::procs::start_time(pid) {
-                    lock(&shared.escaped)
-                        .entry(w.grant.clone())
-                        .or_default()
-                        .push((pid, start));
-                }
-                push(
-                    shared,
-                    w,
-                    "ioc",
-                    pid,
-                    format!("left the grant's cgroup (now {})", cgroup_of(pid)),
-                    "",
-                );
+        inside_of.insert(w.grant.as_str(), inside);
+    }
+    // A member of a grant read in this pass, known before the read, still alive, not in the
+    // grant's cgroup: it left.
+    let left: Vec<(i32, String)> = state
+        .members
+        .iter()
+        .filter(|(pid, m)| {
+            m.exited.is_none()
+                && m.since < now
+                && inside_of
+                    .get(m.grant.as_str())
+                    .is_some_and(|inside| !inside.contains(pid))
+                && !gone(**pid)
+        })
+        .map(|(p, m)| (*p, m.grant.clone()))
+        .collect();
+    for (pid, grant) in left {
+        let Some(w) = watched.get(&grant) else {
+            continue;
+        };
+        if state.left_reported.insert(pid) {
+            if let Some(start) = crate::procs::start_time(pid) {
+                lock(&shared.escaped)
+                    .entry(w.grant.clone())
+                    .or_default()
+                    .push((pid, start));
             }
+            push(
+                shared,
+                w,
+                "ioc",
+                pid,
+                format!("left the grant's cgroup (now {})", cgroup_of(pid)),
+                "",
+            );
         }
     }
     // Remote-login connections of members.
@@ -450,7 +525,7 @@ fn refresh(st: &Settings, shared: &Shared, watched: &[Watched], state: &mut Stat
         let inodes = lateral::socket_inodes(pid);
         for (ino, peer) in &conns {
             if inodes.contains(ino) && state.conn_reported.insert((grant.clone(), *ino)) {
-                if let Some(w) = watched.iter().find(|w| w.grant == grant) {
+                if let Some(w) = watched.get(&grant) {
                     push(
                         shared,
                         w,

@@ -20,6 +20,7 @@ pub fn homes(passwd: &std::path::Path) -> std::collections::HashMap<String, std:
 }
 
 /// The class name `--revoke-on` accepts for remote logins from a grant's processes.
+pub use events::WatchSet;
 pub use lateral::CLASS as LATERAL_MOVEMENT;
 
 /// Starts live monitoring when grants have cgroups (membership is what it watches); audits why

@@ -12,7 +12,7 @@ pub(super) enum ProcEvent {
 pub(super) fn on_proc_event(
     st: &Settings,
     shared: &Shared,
-    watched: &[Watched],
+    watched: &WatchSet,
     state: &mut State,
     ev: ProcEvent,
 ) {
@@ -61,7 +61,7 @@ pub(super) fn on_proc_event(
                 else {
                     return;
                 };
-                if !watched.iter().any(|w| w.grant == grant) {
+                if !watched.contains(&grant) {
                     return;
                 }
                 e.insert(Member {
@@ -82,7 +82,7 @@ pub(super) fn on_proc_event(
 pub(super) fn classify_member(
     st: &Settings,
     shared: &Shared,
-    watched: &[Watched],
+    watched: &WatchSet,
     state: &mut State,
     pid: i32,
 ) {
@@ -97,10 +97,7 @@ pub(super) fn classify_member(
             m.cmdline.clone_from(&line);
         }
     }
-    let Some(w) = watched
-        .iter()
-        .find(|w| Some(&w.grant) == state.members.get(&pid).map(|m| &m.grant))
-    else {
+    let Some(w) = state.members.get(&pid).and_then(|m| watched.get(&m.grant)) else {
         return;
     };
     let command = if exe.is_empty() {
@@ -186,7 +183,7 @@ pub(super) fn file_class(w: &Watched, mask: u64, path: &Path) -> Option<&'static
 
 pub(super) fn on_file_event(
     shared: &Shared,
-    watched: &[Watched],
+    watched: &WatchSet,
     state: &State,
     pid: i32,
     mask: u64,
@@ -195,7 +192,7 @@ pub(super) fn on_file_event(
     let Some(m) = state.members.get(&pid) else {
         return;
     };
-    let Some(w) = watched.iter().find(|w| w.grant == m.grant) else {
+    let Some(w) = watched.get(&m.grant) else {
         return;
     };
     // Only a member's event costs a readlink (a build outside any grant writes thousands).

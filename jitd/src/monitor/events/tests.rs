@@ -183,9 +183,10 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         conn_reported: Default::default(),
         lost_at: None,
         episodes: Episodes::default(),
+        refresh_cursor: 0,
     };
     state.episodes.quiet = Duration::from_millis(500);
-    let watched = vec![w()];
+    let watched = WatchSet::new(vec![w()]);
     // Nothing lost: no rescan, nothing classified.
     after_losses(&st, &shared, &watched, &mut state, &[]);
     assert!(lock(&shared.hits).is_empty());
@@ -248,4 +249,64 @@ fn classes_need_their_sources() {
         .unwrap_err()
         .starts_with("its proc connector source could not start"));
     assert!(sources_for(&Shared::default(), &c(&["sensitive-read"])).is_ok());
+}
+
+/// The periodic refresh reads at most REFRESH_BATCH grants' cgroups per pass, in turn, so a
+/// bastion's worth of grants does not keep a CPU busy; every grant is still reached within
+/// a few passes, and a rescan after lost events reads them all at once.
+#[test]
+fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
+    let cg = Scratch::new("batch");
+    let n = REFRESH_BATCH + REFRESH_BATCH / 2;
+    let grant = |i: usize| format!("g-{i:012x}");
+    let watched = WatchSet::new(
+        (0..n)
+            .map(|i| Watched {
+                grant: grant(i),
+                user: format!("u{i}"),
+                home: None,
+            })
+            .collect(),
+    );
+    assert_eq!(watched.get(&grant(7)).map(|w| w.user.as_str()), Some("u7"));
+    assert!(!watched.contains("g-nope"));
+    // Only the last grant has a process, so the first pass (grants 0..REFRESH_BATCH) misses it.
+    let pid = std::process::id() as i32;
+    let last = cg.0.join(grant(n - 1));
+    std::fs::create_dir(&last).unwrap();
+    std::fs::write(last.join("cgroup.procs"), format!("{pid}\n")).unwrap();
+    let st = Settings {
+        cgroup_dir: cg.0.clone(),
+        cgroup_rel: "/unused".into(),
+        sensitive: Vec::new(),
+        lateral_ports: Vec::new(),
+        ioc: Vec::new(),
+        passwd_file: "/nonexistent".into(),
+        marks: Marks::Mount,
+    };
+    let shared = Shared::default();
+    let fresh = || State {
+        members: HashMap::new(),
+        left_reported: Default::default(),
+        conn_reported: Default::default(),
+        lost_at: None,
+        episodes: Episodes::default(),
+        refresh_cursor: 0,
+    };
+    let mut state = fresh();
+    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    assert!(!state.members.contains_key(&pid));
+    assert_eq!(state.refresh_cursor, REFRESH_BATCH);
+    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    assert_eq!(
+        state.members.get(&pid).map(|m| m.grant.clone()),
+        Some(grant(n - 1))
+    );
+    assert_eq!(state.refresh_cursor, (2 * REFRESH_BATCH) % n);
+    let mut state = fresh();
+    refresh(&st, &shared, &watched, &mut state, usize::MAX);
+    assert!(
+        state.members.contains_key(&pid),
+        "a rescan reads every grant"
+    );
 }
