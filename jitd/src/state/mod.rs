@@ -140,6 +140,8 @@ struct Writer {
     seq: u64,
     /// Set at load and after any failure: the next save writes `state.json` whole.
     whole_next: bool,
+    /// Changes were taken for a record that failed: only a whole write holds them.
+    unjournaled: bool,
     /// Size of the last `state.json` written.
     state_len: u64,
 }
@@ -301,17 +303,22 @@ impl StateStore {
     pub fn save(&self, state: &mut State) -> Result<(), StateError> {
         let mut w = self.writer();
         let changed = state.changed_len();
+        let big = changed > BIG_CHANGE && changed * 4 > state.len();
+        if changed > 0 && !w.whole_next && !big {
+            self.append(&mut w, state)?;
+        }
         let journal_full = w
             .journal
             .as_ref()
             .is_none_or(|j| j.len() > JOURNAL_MIN_BYTES.max(w.state_len));
-        let big = changed > BIG_CHANGE && changed * 4 > state.len();
         if w.whole_next || journal_full || big {
             return self.save_whole(&mut w, state);
         }
-        if changed == 0 {
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    /// Appends `state`'s changes as one record.
+    fn append(&self, w: &mut Writer, state: &mut State) -> Result<(), StateError> {
         w.seq += 1;
         let seq = w.seq;
         let change = changes::Change::take(state);
@@ -327,6 +334,7 @@ impl StateStore {
             // The taken changes are only in memory now: the next save writes them all.
             w.journal = None;
             w.whole_next = true;
+            w.unjournaled = true;
         }
         r
     }
@@ -338,19 +346,30 @@ impl StateStore {
     /// As [`StateStore::save`].
     pub fn save_whole_now(&self, state: &mut State) -> Result<(), StateError> {
         let mut w = self.writer();
+        if state.changed_len() > 0 && w.journal.is_some() && !w.whole_next {
+            // Journaled first, so the whole write below adds nothing the journal lacks.
+            let _ = self.append(&mut w, state);
+        }
         self.save_whole(&mut w, state)
     }
 
     fn save_whole(&self, w: &mut Writer, state: &mut State) -> Result<(), StateError> {
-        // A whole write takes a sequence number of its own: loading the previous generation
-        // then finds the gap where this file's changes were, and says they are lost.
-        w.seq += 1;
+        // A whole write that holds changes no journal record has (after a failed append, a
+        // change too big to journal, or changes made before the first write after a start)
+        // takes a sequence number of its own: loading the previous generation then stops at
+        // that gap and says what is lost. One that only folds the journal in takes none, so
+        // the previous generation plus `state.journal.prev` and `state.journal` is still the
+        // whole state.
+        if w.unjournaled || state.changed_len() > 0 {
+            w.seq += 1;
+        }
         let bytes = encode(state, w.seq)?;
         if let Err(e) = replace_file(&self.path, &bytes, 0o600, true) {
             w.whole_next = true;
             return Err(StateError::Io(self.path.clone(), e));
         }
         state.clear_changed();
+        w.unjournaled = false;
         w.state_len = bytes.len() as u64;
         // state.json holds everything now; a journal that cannot be started only means the
         // next save writes it whole again.

@@ -190,3 +190,33 @@ fn a_change_touching_most_of_a_large_state_is_written_whole() {
     assert_eq!(loaded(&dir).state, s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn folding_the_journal_in_keeps_the_previous_generation_complete() {
+    let dir = dir("fold");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    s.grants.insert("a".into(), grant("a"));
+    store.save(&mut s).unwrap(); // whole (changes made before it): its own number, 1
+    s.grants.insert("b".into(), grant("b"));
+    store.save(&mut s).unwrap(); // record 2
+    store.save_whole_now(&mut s).unwrap(); // folds record 2 in: no number of its own
+    s.grants.insert("c".into(), grant("c"));
+    store.save(&mut s).unwrap(); // record 3, in the new journal
+    assert_eq!(
+        changes::read(store.journal_path()).unwrap().records[0].seq,
+        3
+    );
+    // state.json damaged: the previous generation (a) + record 2 (.prev) + record 3 is all.
+    let p = store.path().to_path_buf();
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 2] ^= 1;
+    std::fs::write(&p, &b).unwrap();
+    let l = loaded(&dir);
+    assert_eq!(l.state, s);
+    let why = l.recovered_from_prev.unwrap();
+    assert!(!why.contains("lost"), "{why}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
