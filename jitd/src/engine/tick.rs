@@ -222,4 +222,4 @@ pub fn apply_journal(state: &mut State, ends: &[End]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -264,6 +264,7 @@ struct Member {
     classified: bool,
 }
 
+#[derive(Default)]
 struct State {
     members: HashMap<i32, Member>,
     /// Grants reported for leaving their cgroup (pid) — reported once.
@@ -282,14 +283,7 @@ struct State {
 const REFRESH_BATCH: usize = 2048;
 
 fn run(st: &Settings, shared: &Shared, pc: Option<ProcConnector>, fan: Option<Fanotify>) {
-    let mut state = State {
-        members: HashMap::new(),
-        left_reported: Default::default(),
-        conn_reported: Default::default(),
-        lost_at: None,
-        episodes: Episodes::default(),
-        refresh_cursor: 0,
-    };
+    let mut state = State::default();
     let mut last_refresh = Instant::now() - Duration::from_secs(10);
     let mut last_marks = Instant::now() - Duration::from_secs(10);
     let mut buf = vec![0u8; 64 * 1024];

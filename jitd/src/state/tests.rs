@@ -8,16 +8,15 @@ fn dir(tag: &str) -> PathBuf {
 }
 
 fn grant(id: &str) -> Grant {
-    serde_json::from_value(serde_json::json!({
-        "id": id, "user": format!("u{id}"), "state": "live", "not_before": 100, "not_after": 200,
-        "created_at": 100, "created_by": "root", "account": true, "uid": 70_000,
-        "groups": [], "ssh_keys": [], "reason": "", "ticket": "", "requested_by": "",
-        "sudo": [], "runas": [], "enable": false, "from": [], "services": [], "windows": [],
-        "mfa": false, "mfa_sudo": false, "end_with_session": false, "revoke_on": [],
-        "activated_at": null, "went_live_at": 100, "ended_at": null, "end_reason": null,
-        "torn_down": false,
-    }))
-    .unwrap()
+    crate::engine::tick::tests::grant(id, 100, "live")
+}
+
+/// Flips a byte near the end of `path` (inside the JSON body: its checksum then fails).
+fn damage(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let n = b.len();
+    b[n - 2] ^= 1;
+    std::fs::write(path, &b).unwrap();
 }
 
 fn loaded(d: &Path) -> Loaded {
@@ -119,11 +118,7 @@ fn a_whole_write_folds_the_journal_in_and_the_previous_generation_still_loads_co
     assert_eq!(loaded(&dir).state, s);
     // state.json damaged: the previous generation (a) plus record 2 (.prev journal); c was
     // only ever in the damaged state.json (3): reported as lost, record 4 not applied.
-    let p = store.path().to_path_buf();
-    let mut b = std::fs::read(&p).unwrap();
-    let n = b.len();
-    b[n - 2] ^= 1;
-    std::fs::write(&p, &b).unwrap();
+    damage(store.path());
     let l = loaded(&dir);
     let why = l.recovered_from_prev.unwrap();
     assert!(l.state.grants.contains_key("a") && l.state.grants.contains_key("b"));
@@ -209,11 +204,7 @@ fn folding_the_journal_in_keeps_the_previous_generation_complete() {
         3
     );
     // state.json damaged: the previous generation (a) + record 2 (.prev) + record 3 is all.
-    let p = store.path().to_path_buf();
-    let mut b = std::fs::read(&p).unwrap();
-    let n = b.len();
-    b[n - 2] ^= 1;
-    std::fs::write(&p, &b).unwrap();
+    damage(store.path());
     let l = loaded(&dir);
     assert_eq!(l.state, s);
     let why = l.recovered_from_prev.unwrap();

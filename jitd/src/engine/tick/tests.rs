@@ -4,7 +4,8 @@
 use super::*;
 use serde_json::json;
 
-fn grant(id: &str, created_at: i64, state: &str) -> jit_proto::Grant {
+/// A grant for tests (alice's, an account, 100..10 000), as stored in state.
+pub(crate) fn grant(id: &str, created_at: i64, state: &str) -> jit_proto::Grant {
     serde_json::from_value(json!({
         "id": id, "user": "alice", "state": state, "not_before": 100, "not_after": 10_000,
         "created_at": created_at, "created_by": "root", "account": true, "uid": 70_000,

@@ -177,14 +177,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         marks: Marks::Mount,
     };
     let shared = Shared::default();
-    let mut state = State {
-        members: HashMap::new(),
-        left_reported: Default::default(),
-        conn_reported: Default::default(),
-        lost_at: None,
-        episodes: Episodes::default(),
-        refresh_cursor: 0,
-    };
+    let mut state = State::default();
     state.episodes.quiet = Duration::from_millis(500);
     let watched = WatchSet::new(vec![w()]);
     // Nothing lost: no rescan, nothing classified.
@@ -285,15 +278,7 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
         marks: Marks::Mount,
     };
     let shared = Shared::default();
-    let fresh = || State {
-        members: HashMap::new(),
-        left_reported: Default::default(),
-        conn_reported: Default::default(),
-        lost_at: None,
-        episodes: Episodes::default(),
-        refresh_cursor: 0,
-    };
-    let mut state = fresh();
+    let mut state = State::default();
     refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
     assert!(!state.members.contains_key(&pid));
     assert_eq!(state.refresh_cursor, REFRESH_BATCH);
@@ -303,7 +288,7 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
         Some(grant(n - 1))
     );
     assert_eq!(state.refresh_cursor, (2 * REFRESH_BATCH) % n);
-    let mut state = fresh();
+    let mut state = State::default();
     refresh(&st, &shared, &watched, &mut state, usize::MAX);
     assert!(
         state.members.contains_key(&pid),
