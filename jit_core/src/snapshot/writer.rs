@@ -34,15 +34,21 @@ impl std::fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// The STRINGS section being built: each distinct string once. Keys borrow from the data
-/// being written (no copy per string) and are hashed with foldhash: jitd rebuilds the lookup
+/// being written (no copy per string) and are hashed with foldhash (feature `fast-build`,
+/// which jitd turns on): jitd rebuilds the lookup
 /// index's thousands of small shards at every change, and SipHash plus a `String` per key
 /// was a fifth of that time. The strings come from jitd's own state, so a hash built for
 /// speed rather than flooding resistance is fine here.
 #[derive(Default)]
 struct Strings<'a> {
     bytes: Vec<u8>,
-    seen: HashMap<&'a str, (u32, u32), foldhash::fast::RandomState>,
+    seen: HashMap<&'a str, (u32, u32), StringHash>,
 }
+
+#[cfg(feature = "fast-build")]
+type StringHash = foldhash::fast::RandomState;
+#[cfg(not(feature = "fast-build"))]
+type StringHash = std::collections::hash_map::RandomState;
 
 impl<'a> Strings<'a> {
     fn add(&mut self, s: &'a str) -> Result<[u8; 8], WriteError> {
