@@ -435,24 +435,19 @@ fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State
     state.members.retain(|_, m| watched.contains(&m.grant));
     // A bounded number of grants' cgroups per pass, taken in turn: with thousands of live
     // grants, reading every cgroup four times a second would keep a CPU busy. Fork and exec
-    // events find new members at once; this pass is the backstop for lost events and finds
-    // members that left (each grant is read every 250 ms up to REFRESH_BATCH grants, every
-    // 250 ms × N / REFRESH_BATCH beyond).
+    // events find new members at once; this pass is the backstop for lost events (each grant
+    // is read every 250 ms up to REFRESH_BATCH grants, every 250 ms × N / REFRESH_BATCH
+    // beyond). Members that left are found below, every pass.
     let n = watched.len();
     let batch = n.min(limit);
     let first = if n == 0 { 0 } else { state.refresh_cursor % n };
     state.refresh_cursor = if n == 0 { 0 } else { (first + batch) % n };
-    let mut inside_of: HashMap<&str, std::collections::HashSet<i32>> = HashMap::new();
     for k in 0..batch {
         let Some(w) = watched.at((first + k) % n.max(1)) else {
             continue;
         };
         // The grant's cgroup and any sub-cgroup a grantee with root made in it.
-        let inside: std::collections::HashSet<i32> =
-            super::cgroup::procs_in(&st.cgroup_dir.join(&w.grant))
-                .into_iter()
-                .collect();
-        for &pid in &inside {
+        for pid in super::cgroup::procs_in(&st.cgroup_dir.join(&w.grant)) {
             state.members.entry(pid).or_insert(Member {
                 grant: w.grant.clone(),
                 since: now,
@@ -461,19 +456,17 @@ fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State
                 classified: false,
             });
         }
-        inside_of.insert(w.grant.as_str(), inside);
     }
-    // A member of a grant read in this pass, known before the read, still alive, not in the
-    // grant's cgroup: it left.
+    // A member known before this pass, still alive, no longer in its grant's cgroup: it left.
+    // Asked of each member's own /proc entry, not of the grants read in this pass, so an escape
+    // is seen within a pass whatever the number of grants (teardown ends what escaped).
     let left: Vec<(i32, String)> = state
         .members
         .iter()
         .filter(|(pid, m)| {
             m.exited.is_none()
                 && m.since < now
-                && inside_of
-                    .get(m.grant.as_str())
-                    .is_some_and(|inside| !inside.contains(pid))
+                && grant_of_cgroup(st, &cgroup_of(**pid)).as_deref() != Some(m.grant.as_str())
                 && !gone(**pid)
         })
         .map(|(p, m)| (*p, m.grant.clone()))
@@ -532,6 +525,15 @@ fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State
             }
         }
     }
+}
+
+/// The grant whose cgroup (or a sub-cgroup of it) `cgroup` is, from a `/proc/PID/cgroup`
+/// path.
+fn grant_of_cgroup(st: &Settings, cgroup: &str) -> Option<String> {
+    cgroup
+        .strip_prefix(st.cgroup_rel.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .map(|r| r.split('/').next().unwrap_or(r).to_string())
 }
 
 fn cgroup_of(pid: i32) -> String {

@@ -53,12 +53,7 @@ pub(super) fn on_proc_event(
                 return;
             }
             if let std::collections::hash_map::Entry::Vacant(e) = state.members.entry(pid) {
-                let cg = cgroup_of(pid);
-                let Some(grant) = cg
-                    .strip_prefix(st.cgroup_rel.as_str())
-                    .and_then(|r| r.strip_prefix('/'))
-                    .map(|r| r.split('/').next().unwrap_or(r).to_string())
-                else {
+                let Some(grant) = grant_of_cgroup(st, &cgroup_of(pid)) else {
                     return;
                 };
                 if !watched.contains(&grant) {

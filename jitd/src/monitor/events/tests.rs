@@ -294,4 +294,28 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
         state.members.contains_key(&pid),
         "a rescan reads every grant"
     );
+
+    // A known member of a grant outside this pass's batch that is no longer in its grant's
+    // cgroup (this process is in none of them) is reported in the very next pass.
+    let mut state = State::default();
+    state.members.insert(
+        pid,
+        Member {
+            grant: grant(n - 2),
+            since: Instant::now() - Duration::from_secs(1),
+            exited: None,
+            cmdline: String::new(),
+            classified: true,
+        },
+    );
+    std::fs::remove_file(last.join("cgroup.procs")).unwrap();
+    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    let hits = lock(&shared.hits).clone();
+    assert!(
+        hits.iter().any(|h| h.pid == pid
+            && h.grant == grant(n - 2)
+            && h.what.starts_with("left the grant's cgroup")),
+        "{hits:?}"
+    );
+    assert_eq!(lock(&shared.escaped)[&grant(n - 2)][0].0, pid);
 }
