@@ -273,7 +273,11 @@ impl StateStore {
                 continue;
             }
             if r.seq != last + 1 {
-                let gap = format!("journal records {} to {} are missing", last + 1, r.seq - 1);
+                let gap = if r.seq <= last {
+                    format!("journal record {} is repeated or out of order", r.seq)
+                } else {
+                    format!("journal records {} to {} are missing", last + 1, r.seq - 1)
+                };
                 match &mut loaded.recovered_from_prev {
                     // The previous generation is already a step back; say how far.
                     Some(why) => {
