@@ -101,9 +101,7 @@ impl Daemon {
                 format!("could not make the grant durable, nothing changed: {e}"),
             ));
         }
-        let pending = self.project_snapshot(&mut inner, now);
-        drop(inner);
-        self.publish_snapshot(pending);
+        self.snapshot_and_unlock(inner, now);
         self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
             "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
@@ -140,10 +138,8 @@ impl Daemon {
             // removes privilege), and a failed state write is retried at each tick.
             let durable = self.persist_ends(&mut inner, &[(id.to_string(), EndKind::Revoked)], now);
             inner.boot_cap.remove(id);
-            let pending = self.project_snapshot(&mut inner, now);
             let g = inner.state.grants.get(id).cloned().unwrap_or(g);
-            drop(inner);
-            self.publish_snapshot(pending);
+            self.snapshot_and_unlock(inner, now);
             (g, durable)
         };
         self.audit.record(
@@ -192,9 +188,7 @@ impl Daemon {
             // the activation then lives in memory (written at the first tick that can), and a
             // restart before that only re-arms the grant, which asks for a new code.
             let durable = self.persist(&mut inner, now).is_ok();
-            let pending = self.project_snapshot(&mut inner, now);
-            drop(inner);
-            self.publish_snapshot(pending);
+            self.snapshot_and_unlock(inner, now);
             durable
         };
         for id in ids {
@@ -236,9 +230,7 @@ impl Daemon {
         // Best effort: room to record its end if state.json cannot take it then (an emergency
         // grant is not refused for want of it).
         let _ = reserve_for_open_grants(&mut inner, 0);
-        let pending = self.project_snapshot(&mut inner, now);
-        drop(inner);
-        self.publish_snapshot(pending);
+        self.snapshot_and_unlock(inner, now);
         nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         Ok(grant)

@@ -36,13 +36,6 @@ struct Projection {
     at: UnixTime,
 }
 
-/// What was last written, and when (read by the tick's repair check and by `status`).
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub(crate) struct Written {
-    /// The generation in the files (0: none yet).
-    pub(crate) generation: u64,
-}
-
 /// The snapshot's publishing state (see the module documentation).
 #[derive(Default)]
 pub(crate) struct Publisher {
@@ -50,8 +43,8 @@ pub(crate) struct Publisher {
     next: std::sync::atomic::AtomicU64,
     /// The newest projection not yet taken by a build.
     newest: Mutex<Option<Projection>>,
-    /// Held while building and writing; the generation in the files.
-    written: Mutex<Written>,
+    /// Held while building and writing; the generation in the files (0: none yet).
+    written: Mutex<u64>,
     /// The files jitd wrote last (None after a failed write: the tick writes again) and when.
     files: Mutex<(Option<SnapshotFiles>, Option<UnixTime>)>,
 }
@@ -122,12 +115,24 @@ impl Daemon {
         Pending(generation)
     }
 
+    /// Projects the snapshot under `inner`, releases the state lock, then publishes: the
+    /// order every change that must be in the files before it is acknowledged follows.
+    pub(crate) fn snapshot_and_unlock(
+        &self,
+        mut inner: std::sync::MutexGuard<'_, Inner>,
+        now: UnixTime,
+    ) {
+        let pending = self.project_snapshot(&mut inner, now);
+        drop(inner);
+        self.publish_snapshot(pending);
+    }
+
     /// Without the state lock: makes sure the files hold generation `pending` or a later one.
     /// Failures are audited and retried at the next tick.
     pub(crate) fn publish_snapshot(&self, pending: Pending) {
         let p = &self.snapshot;
         let mut written = lock(&p.written);
-        if written.generation >= pending.0 {
+        if *written >= pending.0 {
             return; // a build that started after this projection wrote it, or a later one
         }
         // The newest projection is this one or a later one: a build that took it and failed
@@ -139,7 +144,7 @@ impl Daemon {
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
         match snapshot_out::write(&self.cfg.snapshot_path, &gates, &proj.data) {
             Ok(id) => {
-                written.generation = proj.generation;
+                *written = proj.generation;
                 *lock(&p.files) = (id, Some(proj.at));
             }
             Err(e) => {
