@@ -44,12 +44,7 @@ pub(crate) fn failpoint_set(_path: &Path, _step: &str) -> bool {
 /// check what else jitd still answers.
 #[cfg(feature = "failpoints")]
 pub(crate) fn failpoint_hold(path: &Path, step: &str) {
-    let with = |ext: &str| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(ext);
-        std::path::PathBuf::from(p)
-    };
-    let (hold, held) = (with(".hold"), with(".held"));
+    let (hold, held) = (with_suffix(path, ".hold"), with_suffix(path, ".held"));
     if !failpoint_set(path, step) || !hold.exists() {
         return;
     }
@@ -77,6 +72,13 @@ pub(crate) fn failpoint_error(path: &Path, step: &str) -> io::Result<()> {
 #[cfg(not(feature = "failpoints"))]
 pub(crate) fn failpoint_error(_path: &Path, _step: &str) -> io::Result<()> {
     Ok(())
+}
+
+/// `path` with `suffix` appended to its file name (`state.json` → `state.json.prev`).
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    std::path::PathBuf::from(p)
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -151,13 +153,11 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
             ));
         }
         if keep_prev && path.exists() {
-            let mut prev = path.as_os_str().to_owned();
-            prev.push(".prev");
+            let prev = with_suffix(path, ".prev");
             // A hard link keeps the current file in place during the swap; the rename below then
             // replaces it atomically.
-            let prev = Path::new(&prev);
-            let _ = std::fs::remove_file(prev);
-            std::fs::hard_link(path, prev)?;
+            let _ = std::fs::remove_file(&prev);
+            std::fs::hard_link(path, &prev)?;
         }
         std::fs::rename(&tmp, path)?;
         failpoint(path, "after-rename");

@@ -301,11 +301,9 @@ pub fn tests_first_body_offset() -> usize {
     MAGIC.len() + RECORD_HEAD
 }
 
-/// `<path>.prev`.
+/// `<path>.prev`: the previous generation, as [`crate::durable::replace_file`] keeps it.
 pub fn prev_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".prev");
-    PathBuf::from(p)
+    crate::durable::with_suffix(path, ".prev")
 }
 
 #[cfg(test)]
