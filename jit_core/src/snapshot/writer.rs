@@ -35,10 +35,9 @@ impl std::error::Error for WriteError {}
 
 /// The STRINGS section being built: each distinct string once. Keys borrow from the data
 /// being written (no copy per string) and are hashed with foldhash (feature `fast-build`,
-/// which jitd turns on): jitd rebuilds the lookup
-/// index's thousands of small shards at every change, and SipHash plus a `String` per key
-/// was a fifth of that time. The strings come from jitd's own state, so a hash built for
-/// speed rather than flooding resistance is fine here.
+/// which jitd turns on): jitd rebuilds the lookup index's thousands of small shards at every
+/// change, and SipHash plus a `String` per key was a fifth of that time. The strings come
+/// from jitd's own state, so a hash built for speed rather than flooding resistance is fine.
 #[derive(Default)]
 struct Strings<'a> {
     bytes: Vec<u8>,
