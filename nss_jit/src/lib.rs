@@ -55,6 +55,13 @@ pub unsafe extern "C" fn _nss_jit_getpwnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
+        // Test builds only: a panic inside the built library, to show the guard still catches
+        // it with the statically linked unwinder (build.rs, tests/unwind.rs).
+        #[cfg(feature = "panic-probe")]
+        #[allow(clippy::panic)] // the probe's whole point
+        if name == "jit-panic-probe" {
+            panic!("panic probe");
+        }
         let copy = shard::by_name(name)?;
         let acc =
             lookup::account_by_name(&copy.snapshot(), name, now()).ok_or(Failure::NotFound)?;
@@ -107,7 +114,7 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setpwent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&PW_CURSOR, source::whole_uncached).map(|()| NssStatus::Success)
+        enumerate::start(&PW_CURSOR, source::for_enumeration).map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -130,7 +137,7 @@ pub unsafe extern "C" fn _nss_jit_getpwent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&PW_CURSOR, source::whole_uncached, |snap, pos| {
+        let out = enumerate::next(&PW_CURSOR, source::for_enumeration, |snap, pos| {
             enumerate::step_passwd(snap, pos, now, &mut buf)
         })?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
@@ -227,7 +234,7 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setgrent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&GR_CURSOR, source::whole_uncached).map(|()| NssStatus::Success)
+        enumerate::start(&GR_CURSOR, source::for_enumeration).map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -250,7 +257,7 @@ pub unsafe extern "C" fn _nss_jit_getgrent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&GR_CURSOR, source::whole_uncached, |snap, pos| {
+        let out = enumerate::next(&GR_CURSOR, source::for_enumeration, |snap, pos| {
             enumerate::step_group(snap, pos, now, &mut buf)
         })?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
