@@ -68,7 +68,8 @@ put("socket_request", "invalid-utf8", frame(b'{"v":1,"req":{"type":"show_grant",
 
 # snapshot: valid images (seed-writer-*) were written by jitd's writer through
 #   cargo run -p nss_jit --example write_snapshot -- fuzz/corpus/snapshot/seed-writer-... SPEC...
-# (jit_fuzz/tests/corpus.rs checks they still parse); here the hostile headers.
+# (jit_fuzz/tests/corpus.rs checks they still parse; seed-writer-indexed, written with index=1,
+# also through the base reader); here the hostile headers.
 put("snapshot", "empty", b"")
 put("snapshot", "magic-only", b"JITSNAP\x00")
 put("snapshot", "all-ff-header", b"\xff" * 256)

@@ -59,7 +59,8 @@ fn request_body(body: &[u8]) {
 /// The snapshot reader (every module maps the file): a parsed snapshot answers every lookup
 /// without panicking, and the lookups agree with the listing.
 pub fn snapshot(data: &[u8]) {
-    walk_snapshot(data);
+    walk_snapshot(Snapshot::parse(data));
+    walk_snapshot(Snapshot::parse_base(data));
     // The length and checksum in the header stop nearly every mutation at the door; with both
     // set right, mutations reach the section table and the records behind it.
     let mut fixed = data.to_vec();
@@ -70,12 +71,32 @@ pub fn snapshot(data: &[u8]) {
         if let Some(c) = fixed.get_mut(12..16) {
             c.copy_from_slice(&crc);
         }
-        walk_snapshot(&fixed);
+        walk_snapshot(Snapshot::parse(&fixed));
+        // The same for the base reader (enumeration): its checksums are the base region's
+        // (`base_crc`, over what `base_at` states) and the header's (`head_crc`, last, as it
+        // covers `base_crc`).
+        use jit_core::snapshot::format::{BASE_AT_AT, BASE_CRC_AT, HEAD_CRC_AT};
+        let at = fixed
+            .get(BASE_AT_AT..BASE_AT_AT + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes) as usize;
+        if let Some(base) = fixed.get(at..) {
+            let crc = jit_core::crc32c::crc32c(base).to_le_bytes();
+            if let Some(c) = fixed.get_mut(BASE_CRC_AT..BASE_CRC_AT + 4) {
+                c.copy_from_slice(&crc);
+            }
+        }
+        if let Some(head) = jit_core::snapshot::index::head_crc(&fixed) {
+            if let Some(c) = fixed.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
+                c.copy_from_slice(&head.to_le_bytes());
+            }
+        }
+        walk_snapshot(Snapshot::parse_base(&fixed));
     }
 }
 
-fn walk_snapshot(data: &[u8]) {
-    let Ok(s) = Snapshot::parse(data) else {
+fn walk_snapshot(parsed: Result<Snapshot<'_>, jit_core::snapshot::SnapshotError>) {
+    let Ok(s) = parsed else {
         return;
     };
     let now = s.generated_at();

@@ -73,10 +73,21 @@ fn writer_seeds_parse() {
         .filter(|(p, _)| p.to_string_lossy().contains("seed-writer-"))
         .collect();
     assert!(!seeds.is_empty());
-    for (p, data) in seeds {
-        let s = jit_core::snapshot::Snapshot::parse(&data);
+    for (p, data) in &seeds {
+        let s = jit_core::snapshot::Snapshot::parse(data);
         assert!(s.is_ok(), "{}: {:?}", p.display(), s.err());
     }
+    // The indexed seed is a public snapshot as jitd writes it: enumeration's base reader takes it.
+    let indexed = seeds
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().ends_with("seed-writer-indexed"))
+        .expect("fuzz/corpus/snapshot/seed-writer-indexed");
+    let s = jit_core::snapshot::Snapshot::parse_base(&indexed.1);
+    assert!(
+        s.is_ok(),
+        "seed-writer-indexed through parse_base: {:?}",
+        s.err()
+    );
 }
 
 /// The hostile requests the corpus must hold are there and are refused or read as they should.

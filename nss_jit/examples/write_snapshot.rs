@@ -8,12 +8,14 @@
 //!   group=NAME:GID:MEMBER[:SECS]  MEMBER in group NAME (a local group below 70000, else a jit one)
 //!   many=N                        N filler accounts fillNNNNN (uids 71000..) for timing runs
 //!   long=NAME:UID:LEN             an account whose GECOS is LEN bytes (buffer-retry checks)
+//!   index=1                       write the lookup index and the base region, as jitd writes
+//!                                 the public snapshot (default: neither, as the gates file)
 //! ```
 //! The file is written like jitd does it: temp file in the same directory, mode 0644, fsync,
 //! rename. It is owned by whoever runs this (root, for the module to trust it).
 //! Not part of the library: an example binary, allowed to print and to exit with an error.
 
-use jit_core::snapshot::build_snapshot;
+use jit_core::snapshot::{build_snapshot_with, BuildOptions};
 use jit_core::time::now;
 use jit_core::types::{
     Account, GroupEntry, Member, SnapshotData, GROUP_KIND_JIT, GROUP_KIND_LOCAL, GROUP_KIND_PRIVATE,
@@ -81,6 +83,7 @@ fn run() -> Result<(), String> {
         generated_at: t,
         ..Default::default()
     };
+    let mut opts = BuildOptions::default();
     for spec in args {
         let (kind, rest) = spec.split_once('=').ok_or(format!("bad spec {spec:?}"))?;
         let f: Vec<&str> = rest.split(':').collect();
@@ -124,10 +127,11 @@ fn run() -> Result<(), String> {
                     add_user(&mut d, &format!("fill{i:05}"), 71_000 + i, t - 60, t + 3600);
                 }
             }
+            "index" => opts.index = num(0, "flag")? != 0,
             _ => return Err(format!("unknown spec {spec:?}")),
         }
     }
-    let bytes = build_snapshot(&d).map_err(|e| e.to_string())?;
+    let bytes = build_snapshot_with(&d, &opts).map_err(|e| e.to_string())?;
     let dir = path.parent().ok_or("path has no directory")?;
     let tmp = dir.join(format!(".snapshot.{}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()

@@ -20,7 +20,8 @@
 //! release), the call reads, validates, uses and frees its own copy instead of waiting.
 
 use jit_core::snapshot::file::{check_stat, open_trusted, TrustError};
-use jit_core::snapshot::Snapshot;
+use jit_core::snapshot::index::HEAD_PREFIX;
+use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -172,11 +173,21 @@ impl SnapshotCopy {
         ident: Identity,
         pin: Option<InodePin>,
     ) -> Result<SnapshotCopy, SourceError> {
+        SnapshotCopy::validated(bytes, ident, pin, Snapshot::parse)
+    }
+
+    /// Keeps `bytes` once `parse` (the whole-image or the base-region check) accepts them.
+    fn validated(
+        bytes: Box<[u8]>,
+        ident: Identity,
+        pin: Option<InodePin>,
+        parse: fn(&'static [u8]) -> Result<Snapshot<'static>, SnapshotError>,
+    ) -> Result<SnapshotCopy, SourceError> {
         // SAFETY: `bytes` is a heap slice owned by the `SnapshotCopy` built below and never mutated or
         // freed before it; the `'static` view is confined to that `SnapshotCopy`.
         let view: &'static [u8] =
             unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-        let snap = Snapshot::parse(view).map_err(|_| SourceError::Corrupt)?;
+        let snap = parse(view).map_err(|_| SourceError::Corrupt)?;
         Ok(SnapshotCopy {
             snap,
             _bytes: bytes,
@@ -197,6 +208,32 @@ impl SnapshotCopy {
         // lstat and open from blocking us, and fstat applies the trust rules.
         let (fd, st) = open_trusted(path)?;
         SnapshotCopy::whole(&fd, Identity::of(&st))
+    }
+
+    /// Opens and checks `path` for enumeration, which needs sections 1 to 11 only. Of an
+    /// indexed file that states its base region (format 1.2) only the header, the section
+    /// table and that region are read, about a third of the file; the rest of the buffer is
+    /// allocated zeroed and never touched, so it costs no memory. Any other file is read whole.
+    fn open_for_enumeration(path: &CStr) -> Result<SnapshotCopy, SourceError> {
+        let (fd, st) = open_trusted(path)?;
+        let ident = Identity::of(&st);
+        let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
+        let head_len = len.min(HEAD_PREFIX);
+        let head = read_at(&fd, 0, head_len)?;
+        let Some(base_at) =
+            Snapshot::stated_base_at(&head, len as u64).and_then(|at| usize::try_from(at).ok())
+        else {
+            return SnapshotCopy::whole(&fd, ident);
+        };
+        let pin = InodePin::of(&fd)?;
+        let mut bytes = vec![0u8; len].into_boxed_slice();
+        bytes
+            .get_mut(..head_len)
+            .ok_or(SourceError::Corrupt)?
+            .copy_from_slice(&head);
+        let base = bytes.get_mut(base_at..).ok_or(SourceError::Corrupt)?;
+        read_into(&fd, base_at as u64, base)?;
+        SnapshotCopy::validated(bytes, ident, Some(pin), Snapshot::parse_base)
     }
 
     /// Copies and validates the whole file behind `fd`, whose identity is `ident`.
@@ -221,7 +258,14 @@ pub(crate) fn read_at(
     at: u64,
     len: usize,
 ) -> Result<Box<[u8]>, SourceError> {
-    let mut buf = vec![0u8; len];
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    read_into(fd, at, &mut buf)?;
+    Ok(buf)
+}
+
+/// Fills `buf` from offset `at` of `fd` with `pread`, refusing a file that shrank meanwhile.
+fn read_into(fd: &std::os::fd::OwnedFd, at: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+    let len = buf.len();
     let mut done = 0usize;
     while done < len {
         let rest = buf.get_mut(done..).ok_or(SourceError::Corrupt)?;
@@ -244,7 +288,7 @@ pub(crate) fn read_at(
         }
         done += n as usize;
     }
-    Ok(buf.into_boxed_slice())
+    Ok(())
 }
 
 /// The process-wide cache: the last validated copy of the snapshot.
@@ -271,10 +315,11 @@ pub fn current() -> Result<Arc<SnapshotCopy>, SourceError> {
     acquire(SNAPSHOT_PATH, &CACHE)
 }
 
-/// A whole, validated copy of the snapshot that is not cached: enumeration pins it in its
-/// cursor until `end*ent`, after which the process holds nothing that grows with the file.
-pub fn whole_uncached() -> Result<Arc<SnapshotCopy>, SourceError> {
-    SnapshotCopy::open(SNAPSHOT_PATH).map(Arc::new)
+/// A validated copy of the snapshot's base (sections 1 to 11; the whole file if it states no
+/// base region) that is not cached: enumeration pins it in its cursor until `end*ent`, after
+/// which the process holds nothing that grows with the file.
+pub fn for_enumeration() -> Result<Arc<SnapshotCopy>, SourceError> {
+    SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH).map(Arc::new)
 }
 
 /// The validated copy of `path`, from `cache` when the file is unchanged.
@@ -397,6 +442,58 @@ pub(crate) mod tests {
         (0..s.account_count())
             .map(|i| s.account_at(i).unwrap().name().to_string())
             .collect()
+    }
+
+    #[test]
+    fn enumeration_reads_only_the_base_of_an_indexed_file() {
+        use jit_core::snapshot::format::BASE_AT_AT;
+        use jit_core::snapshot::{build_snapshot_with, BuildOptions};
+        use std::os::unix::fs::FileExt;
+        if !is_root() {
+            eprintln!("skipped: needs a root-owned file");
+            return;
+        }
+        let all: Vec<String> = (0..200).map(|i| format!("u{i:03}")).collect();
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let plain = image(&refs);
+        let d = SnapshotData {
+            generated_at: 1,
+            accounts: refs
+                .iter()
+                .zip(70_001u32..)
+                .map(|(n, uid)| account(n, uid, 0, i64::MAX))
+                .collect(),
+            ..Default::default()
+        };
+        let indexed = build_snapshot_with(&d, &BuildOptions { index: true }).unwrap();
+        let base_at = u32::from_le_bytes(indexed[BASE_AT_AT..BASE_AT_AT + 4].try_into().unwrap());
+        let base_at = base_at as usize;
+        assert!(base_at > 1024 && base_at < indexed.len());
+
+        let dir = TempDir::new("enum-base");
+        let path = install(&dir.0, "snapshot", &indexed, 0o644);
+        let p = cpath(&path);
+        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
+
+        // The index and shards are not read: garbage written over them in place (by root)
+        // changes nothing for enumeration.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&vec![0xa5; base_at - 1024], 1024).unwrap();
+        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
+        // One byte of the base changed in place, or the file cut short: refused, never a torn
+        // or partial listing.
+        f.write_all_at(&[indexed[base_at + 3] ^ 1], (base_at + 3) as u64)
+            .unwrap();
+        assert!(SnapshotCopy::open_for_enumeration(&p).is_err());
+        f.write_all_at(&indexed[base_at + 3..base_at + 4], (base_at + 3) as u64)
+            .unwrap();
+        f.set_len((indexed.len() - 8) as u64).unwrap();
+        assert!(SnapshotCopy::open_for_enumeration(&p).is_err());
+        drop(f);
+
+        // A file without the index (or from an older jitd) is read whole.
+        install(&dir.0, "snapshot", &plain, 0o644);
+        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
     }
 
     #[test]

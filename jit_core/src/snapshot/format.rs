@@ -1,4 +1,5 @@
-//! Byte layout of the snapshot, version 1.0. All integers little-endian.
+//! Byte layout of the snapshot, version 1.2 (docs/snapshot-format.md). All integers
+//! little-endian.
 //!
 //! ```text
 //! header (64 bytes)
@@ -13,7 +14,9 @@
 //!  40  head_crc u32   (1.1) CRC32C of bytes [16, 40) and [44, 64 + 16 * section_count)
 //!  44  uid_min u32    (1.1) jitd's configured uid_range, 0-0 if not stated
 //!  48  uid_max u32
-//!  52  reserved       zero
+//!  52  base_crc u32   (1.2) CRC32C of bytes [base_at, file_len)
+//!  56  base_at u32    (1.2) start of sections 1-11 in an indexed file; 0 = not stated
+//!  60  reserved       zero
 //! section table at 64: section_count x { id u32, offset u32, len u32, count u32 }
 //! ```
 //! A string reference is `{ offset u32, len u32 }` into the STRINGS section. A list is
@@ -24,14 +27,20 @@
 pub const MAGIC: [u8; 8] = *b"JITSNAP\0";
 /// Major version this code writes and reads.
 pub const MAJOR: u16 = 1;
-/// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections).
-pub const MINOR: u16 = 1;
+/// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections;
+/// 1.2: the base region's checksum, `base_crc` and `base_at`).
+pub const MINOR: u16 = 2;
 /// Header offset of `head_crc` (1.1).
 pub const HEAD_CRC_AT: usize = 40;
 /// Header offset of `uid_min` (1.1); `uid_max` follows.
 pub const UID_MIN_AT: usize = 44;
 /// Header offset of `uid_max` (1.1).
 pub const UID_MAX_AT: usize = 48;
+/// Header offset of `base_crc` (1.2): CRC32C of the base region `[base_at, file_len)`.
+pub const BASE_CRC_AT: usize = 52;
+/// Header offset of `base_at` (1.2, u32): where the base region (sections 1 to 11, back to
+/// back at the end of an indexed file) starts; 0 = not stated, the file is read whole.
+pub const BASE_AT_AT: usize = 56;
 /// Fixed header size.
 pub const HEADER_SIZE: usize = 64;
 /// One entry of the section table.

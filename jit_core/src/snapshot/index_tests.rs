@@ -31,7 +31,7 @@ fn member(name: &str, nb: i64, na: i64) -> Member {
 
 /// `n` identities, each with a private group, all in jit-users (a big key), every third in
 /// the local group `ops`, one identity with two grants.
-fn data(n: u32) -> SnapshotData {
+pub(super) fn data(n: u32) -> SnapshotData {
     let mut d = SnapshotData {
         generated_at: 77,
         uid_range: Some((70_000, 79_999)),
@@ -94,7 +94,7 @@ fn shard(file: &[u8], table: Table, key: u32) -> Option<Vec<u8>> {
     Some(file[off as usize..(off + len) as usize].to_vec())
 }
 
-fn opts() -> BuildOptions {
+pub(super) fn opts() -> BuildOptions {
     BuildOptions { index: true }
 }
 

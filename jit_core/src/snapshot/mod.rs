@@ -18,3 +18,6 @@ mod tests;
 
 #[cfg(test)]
 mod index_tests;
+
+#[cfg(test)]
+mod base_tests;

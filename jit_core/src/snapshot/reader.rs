@@ -87,6 +87,15 @@ pub struct Snapshot<'a> {
     managed: &'a [u8],
 }
 
+/// Which checksum vouches for the bytes a parse uses.
+#[derive(Clone, Copy)]
+enum Integrity {
+    /// `crc32c`: the whole file after the first 16 bytes.
+    Whole,
+    /// `head_crc` for the header and table, `base_crc` for `[base_at, file_len)` (1.2).
+    Base,
+}
+
 /// How a string field is checked: passwd-safe field or free-text line.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -101,6 +110,38 @@ impl<'a> Snapshot<'a> {
     /// # Errors
     /// Any inconsistency at all; the caller treats the file as unavailable.
     pub fn parse(data: &'a [u8]) -> Result<Snapshot<'a>, SnapshotError> {
+        Snapshot::parse_as(data, Integrity::Whole)
+    }
+
+    /// Validates the base of an indexed image (format 1.2): sections 1 to 11, which the writer
+    /// puts back to back from `base_at` to the end of the file under their own `base_crc`.
+    /// Enumeration needs only them, and they are about a third of an indexed file.
+    ///
+    /// `data` has the file's length, but only the header, the section table and the bytes
+    /// from `base_at` need be the file's: nothing else is read (the index sections' bounds are
+    /// checked, not their bytes). The header and table are vouched for by `head_crc`, the base
+    /// by `base_crc`, and every section this reader uses must lie inside the base.
+    ///
+    /// # Errors
+    /// As [`Snapshot::parse`], and `Corrupt("no base region")` for a file that states none
+    /// (minor below 2, or `base_at` 0): the caller then reads the file whole.
+    pub fn parse_base(data: &'a [u8]) -> Result<Snapshot<'a>, SnapshotError> {
+        Snapshot::parse_as(data, Integrity::Base)
+    }
+
+    /// Where the base region of the file whose first bytes are `prefix` starts, if its header
+    /// states one (format 1.2, `base_at` inside a file of `file_size` bytes). Not a check:
+    /// [`Snapshot::parse_base`] verifies the header, the table and the region.
+    pub fn stated_base_at(prefix: &[u8], file_size: u64) -> Option<u64> {
+        let at = u64::from(rd_u32(prefix, BASE_AT_AT));
+        (prefix.get(0..8) == Some(&MAGIC[..])
+            && rd_u16(prefix, 10) >= 2
+            && at >= HEADER_SIZE as u64
+            && at <= file_size)
+            .then_some(at)
+    }
+
+    fn parse_as(data: &'a [u8], integrity: Integrity) -> Result<Snapshot<'a>, SnapshotError> {
         if data.len() < HEADER_SIZE || data.len() as u64 > MAX_SNAPSHOT_BYTES {
             return Err(SnapshotError::BadSize);
         }
@@ -114,10 +155,33 @@ impl<'a> Snapshot<'a> {
         if rd_u64(data, 16) != data.len() as u64 {
             return Err(SnapshotError::BadSize);
         }
-        let body = data.get(16..).ok_or(SnapshotError::BadSize)?;
-        if crc32c(body) != rd_u32(data, 12) {
-            return Err(SnapshotError::BadChecksum);
-        }
+        // The lowest offset a section this reader uses may start at.
+        let first_used = match integrity {
+            Integrity::Whole => {
+                let body = data.get(16..).ok_or(SnapshotError::BadSize)?;
+                if crc32c(body) != rd_u32(data, 12) {
+                    return Err(SnapshotError::BadChecksum);
+                }
+                0
+            }
+            Integrity::Base => {
+                let no_base = SnapshotError::Corrupt("no base region");
+                let head = super::index::head_crc(data)
+                    .ok_or(SnapshotError::Corrupt("section table past end"))?;
+                if head != rd_u32(data, HEAD_CRC_AT) {
+                    return Err(SnapshotError::BadChecksum);
+                }
+                let base_at = rd_u32(data, BASE_AT_AT) as usize;
+                if rd_u16(data, 10) < 2 || base_at < HEADER_SIZE {
+                    return Err(no_base);
+                }
+                let base = data.get(base_at..).ok_or(no_base)?;
+                if crc32c(base) != rd_u32(data, BASE_CRC_AT) {
+                    return Err(SnapshotError::BadChecksum);
+                }
+                base_at
+            }
+        };
         let nsec = rd_u32(data, 32) as usize;
         if nsec > MAX_SECTIONS {
             return Err(SnapshotError::Corrupt("too many sections"));
@@ -146,6 +210,9 @@ impl<'a> Snapshot<'a> {
             match found.get_mut(id) {
                 // Ids this version does not know come from a newer minor version: ignored.
                 None => {}
+                Some(_) if off < first_used => {
+                    return Err(SnapshotError::Corrupt("section outside the base region"));
+                }
                 Some(slot) => {
                     if slot.is_some() {
                         return Err(SnapshotError::Corrupt("duplicate section"));

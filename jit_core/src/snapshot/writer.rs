@@ -298,7 +298,13 @@ pub fn build_snapshot_with(
     let table_len = sections.len() * SECTION_ENTRY_SIZE;
     let mut out = vec![0u8; HEADER_SIZE + table_len];
     let mut table = Vec::with_capacity(table_len);
+    // With the index, sections 1 to 11 (the base) follow it, back to back to the end of the
+    // file; their own checksum lets enumeration read only them (1.2, `base_at`).
+    let mut base_at = None;
     for (id, bytes, count) in &sections {
+        if opts.index && *id == section::STRINGS {
+            base_at = Some(out.len());
+        }
         // Record counts for sections whose records are fixed-size are implied by the length;
         // the table states them anyway so the reader can cross-check.
         let count = match *id {
@@ -326,6 +332,11 @@ pub fn build_snapshot_with(
     if let Some((lo, hi)) = data.uid_range {
         header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
         header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
+    }
+    if let Some(at) = base_at {
+        let base_crc = crc32c(out.get(at..).unwrap_or(&[]));
+        header[BASE_CRC_AT..BASE_CRC_AT + 4].copy_from_slice(&base_crc.to_le_bytes());
+        header[BASE_AT_AT..BASE_AT_AT + 4].copy_from_slice(&len_u32(at)?.to_le_bytes());
     }
     let head = out
         .get_mut(..HEADER_SIZE + table_len)
