@@ -218,9 +218,9 @@ impl World for System {
     }
 
     fn public_account(&self, name: &str) -> bool {
-        jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH).is_ok_and(|b| {
-            jit_core::snapshot::Snapshot::parse(&b).is_ok_and(|s| s.has_account_record(name))
-        })
+        // The base region holds the account records (a third of an indexed file).
+        jit_core::snapshot::file::read_trusted_base(PUBLIC_SNAPSHOT_PATH)
+            .is_ok_and(|image| image.parse().is_ok_and(|s| s.has_account_record(name)))
     }
 
     fn passwd(&self, name: &str) -> LocalUser {

@@ -6,6 +6,8 @@ use std::ffi::CStr;
 
 use crate::constants::MAX_SNAPSHOT_BYTES;
 use crate::snapshot::format::HEADER_SIZE;
+use crate::snapshot::index::HEAD_PREFIX;
+use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Why a snapshot file is not trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,4 +113,137 @@ pub fn read_trusted(path: &CStr) -> Result<Vec<u8>, TrustError> {
         return Err(TrustError::BadSize);
     }
     Ok(buf)
+}
+
+/// A trusted snapshot in memory, read whole or, for a file that states its base region
+/// (format 1.2), only its header, table and base (docs/snapshot-format.md §10.5).
+pub struct TrustedImage {
+    bytes: Vec<u8>,
+    base_only: bool,
+}
+
+impl TrustedImage {
+    /// Validates the image with the check that matches what was read.
+    ///
+    /// # Errors
+    /// As [`Snapshot::parse`] / [`Snapshot::parse_base`].
+    pub fn parse(&self) -> Result<Snapshot<'_>, SnapshotError> {
+        if self.base_only {
+            Snapshot::parse_base(&self.bytes)
+        } else {
+            Snapshot::parse(&self.bytes)
+        }
+    }
+}
+
+/// Reads what a reader of accounts, groups and keys needs of a trusted snapshot: the base
+/// region of an indexed public snapshot (about a third of it), any other file whole. The
+/// buffer has the file's size; the parts not read stay zero pages the kernel never backs.
+///
+/// # Errors
+/// Any failed rule or read error, or a file that shrank while it was read.
+pub fn read_trusted_base(path: &CStr) -> Result<TrustedImage, TrustError> {
+    use std::os::unix::fs::FileExt;
+    let (fd, st) = open_trusted(path)?;
+    let f = std::fs::File::from(fd);
+    let len = usize::try_from(st.st_size).map_err(|_| TrustError::BadSize)?;
+    let io = |e: std::io::Error| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut bytes = vec![0u8; len];
+    let head_len = len.min(HEAD_PREFIX);
+    let head = bytes.get_mut(..head_len).ok_or(TrustError::BadSize)?;
+    f.read_exact_at(head, 0).map_err(io)?;
+    let base_at = Snapshot::stated_base_at(head, len as u64).and_then(|a| usize::try_from(a).ok());
+    let (from, base_only) = match base_at {
+        Some(at) => (at, true),
+        None => (head_len, false),
+    };
+    let rest = bytes.get_mut(from..).ok_or(TrustError::BadSize)?;
+    f.read_exact_at(rest, from as u64).map_err(io)?;
+    Ok(TrustedImage { bytes, base_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{build_snapshot, build_snapshot_with, BuildOptions};
+    use crate::types::{Account, SnapshotData};
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+
+    fn data(n: u32) -> SnapshotData {
+        SnapshotData {
+            generated_at: 5,
+            accounts: (0..n)
+                .map(|i| Account {
+                    name: format!("u{i:03}"),
+                    uid: 70_000 + i,
+                    gid: 70_000 + i,
+                    gecos: String::new(),
+                    home: format!("/home/u{i:03}"),
+                    shell: "/bin/sh".into(),
+                    grant_id: format!("g-{i:012x}"),
+                    not_before: 0,
+                    not_after: i64::MAX,
+                    flags: 0,
+                    ssh_keys: vec![format!("ssh-ed25519 AAAA{i} u{i:03}")],
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn names(image: &TrustedImage) -> Vec<String> {
+        let s = image.parse().unwrap();
+        (0..s.account_count())
+            .map(|i| s.account_at(i).unwrap().name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_base_of_an_indexed_file_is_enough_and_is_checked() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs a root-owned file");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("jit_core-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot");
+        let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let want: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
+
+        let indexed = build_snapshot_with(&data(150), &BuildOptions { index: true }).unwrap();
+        std::fs::write(&path, &indexed).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let image = read_trusted_base(&cpath).unwrap();
+        assert!(image.base_only);
+        assert_eq!(names(&image), want);
+        let keys: Vec<String> = image
+            .parse()
+            .unwrap()
+            .account_by_name("u007", 1)
+            .unwrap()
+            .ssh_keys()
+            .map(String::from)
+            .collect();
+        assert_eq!(keys, ["ssh-ed25519 AAAA7 u007"]);
+
+        // Bytes between the table and the base (index, shards) are not read.
+        let base_at = Snapshot::stated_base_at(&indexed, indexed.len() as u64).unwrap() as usize;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&vec![0x5a; base_at - HEAD_PREFIX], HEAD_PREFIX as u64)
+            .unwrap();
+        assert_eq!(names(&read_trusted_base(&cpath).unwrap()), want);
+        // A byte of the base changed in place: refused.
+        f.write_all_at(&[indexed[base_at + 9] ^ 4], (base_at + 9) as u64)
+            .unwrap();
+        assert!(read_trusted_base(&cpath).unwrap().parse().is_err());
+        drop(f);
+
+        // A file without the index (the gates file) is read whole.
+        std::fs::write(&path, build_snapshot(&data(150)).unwrap()).unwrap();
+        let image = read_trusted_base(&cpath).unwrap();
+        assert!(!image.base_only);
+        assert_eq!(names(&image), want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
