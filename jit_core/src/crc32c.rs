@@ -1,8 +1,10 @@
-//! CRC32C (Castagnoli), table driven.
+//! CRC32C (Castagnoli): slicing-by-8 tables, and the CPU's CRC32 instruction for large inputs.
 //!
 //! The snapshot's trust comes from its owner and mode; the checksum only has to catch torn or
-//! corrupted content, and it is computed once per snapshot generation by a reader that caches
-//! the validated mapping, so a portable slicing-by-8 table implementation is enough.
+//! corrupted content. Lookups checksum a few KiB (a header and one shard), where the tables
+//! are fast enough and asking the CPU for its features would cost more than the sum itself
+//! ([`HW_MIN_LEN`]); enumeration and jitd's writer checksum megabytes, where the instruction
+//! pays.
 
 const POLY: u32 = 0x82F6_3B78;
 
@@ -35,18 +37,38 @@ const fn make_tables() -> [[u32; 256]; 8] {
 
 static TABLES: [[u32; 256]; 8] = make_tables();
 
-/// CRC32C of `data`: the CPU's CRC32 instruction where there is one (SSE 4.2, checked at run
-/// time), which is about ten times faster than the tables; the enumeration of a large snapshot
-/// and jitd's writer checksum tens of megabytes.
+/// CRC32C of `data`. Large inputs (the enumeration of a big snapshot, jitd's writer, tens of
+/// megabytes) use the CPU's CRC32 instruction where there is one (SSE 4.2, checked at run
+/// time), about ten times faster than the tables. Inputs below [`HW_MIN_LEN`] always use the
+/// tables: asking the CPU is the costly part for them (see there).
 pub fn crc32c(data: &[u8]) -> u32 {
+    if data.len() >= HW_MIN_LEN {
+        if let Some(crc) = crc32c_hardware(data) {
+            return crc;
+        }
+    }
+    crc32c_tables(data)
+}
+
+/// Below this length the tables are used without asking the CPU. The first
+/// `is_x86_feature_detected!` in a process runs a dozen CPUID instructions, and on a virtual
+/// machine each one traps to the hypervisor: ~90 µs on the build machine, which every fresh
+/// process paid on its first name lookup through libnss_jit.so.2 (a lookup checksums a header
+/// and one small shard, a few KiB, which the tables do in a few µs). At 64 KiB the tables take
+/// about as long as the detection, which large inputs then repay many times over.
+pub const HW_MIN_LEN: usize = 64 * 1024;
+
+/// CRC32C with the CPU's instruction, if it has one.
+fn crc32c_hardware(data: &[u8]) -> Option<u32> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("sse4.2") {
             // SAFETY: the CPU supports SSE 4.2, the only feature `crc32c_sse42` is compiled for.
-            return unsafe { crc32c_sse42(data) };
+            return Some(unsafe { crc32c_sse42(data) });
         }
     }
-    crc32c_tables(data)
+    let _ = data;
+    None
 }
 
 /// CRC32C with the SSE 4.2 `crc32` instruction (same polynomial, reflected, as the tables).
@@ -110,6 +132,32 @@ mod tests {
         let inc: Vec<u8> = (0u8..32).collect();
         assert_eq!(crc32c(&inc), 0x46DD_794E);
         assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn hardware_and_tables_agree_below_and_above_the_switch() {
+        let data: Vec<u8> = (0..3 * super::HW_MIN_LEN as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for n in [
+            0,
+            1,
+            9,
+            4096,
+            super::HW_MIN_LEN - 1,
+            super::HW_MIN_LEN,
+            data.len(),
+        ] {
+            let tables = super::crc32c_tables(&data[..n]);
+            assert_eq!(crc32c(&data[..n]), tables, "length {n}");
+            if let Some(hw) = super::crc32c_hardware(&data[..n]) {
+                assert_eq!(hw, tables, "instruction, length {n}");
+            }
+        }
+        assert_eq!(
+            super::crc32c_hardware(b"123456789").unwrap_or(0xE306_9283),
+            0xE306_9283
+        );
     }
 
     #[test]
