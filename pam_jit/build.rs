@@ -4,6 +4,9 @@
 //! found in the usual directories, a `libpam.so` symlink to the runtime `libpam.so.0` is made
 //! in `OUT_DIR` and added to the link search path. The module still records `libpam.so.0`
 //! (the library's SONAME) as its dependency, exactly as with the development package.
+//!
+//! Also links the module's unwinder statically instead of a dependency on libgcc_s.so.1
+//! (`jit_build::link_unwinder_statically` says why and how).
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,10 @@ fn lib_dirs() -> Vec<PathBuf> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // Loaded into sshd, su and login, none of which loads libgcc_s otherwise.
+    if let Some(out) = std::env::var_os("OUT_DIR") {
+        jit_build::link_unwinder_statically(Path::new(&out));
+    }
     let dirs = lib_dirs();
     if dirs.iter().any(|d| d.join("libpam.so").exists()) {
         return;
