@@ -284,9 +284,21 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
 
     let (mut save, mut project, mut build, mut build_public, mut write, mut parse) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut tick = vec![];
     let mut bytes = 0;
     let mut accounts = 0;
+    let mut caps = jitd::engine::tick::BootCaps::new();
     for _ in 0..rounds {
+        // The timer's scans of every grant, under the state lock, once a second and after every
+        // change: advance (the first round also records every grant's boot-time cap), the
+        // teardown check and the next deadline.
+        let (_, ms) = timed(|| {
+            let moved = jitd::engine::tick::advance(&mut state, &mut caps, now, 1);
+            let pending = jitd::engine::teardown::pending(&state);
+            let next = jitd::engine::tick::next_deadline(&state);
+            (moved, pending, next)
+        });
+        tick.push(ms);
         // A store that has not saved yet writes state.json whole: the cost measured here.
         let (r, ms) = timed(|| StateStore::new(scratch).save(&mut state));
         r.map_err(|e| e.to_string())?;
@@ -336,6 +348,7 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         ("build_public_indexed_ms", build_public),
         ("build_write_ms", write),
         ("parse_ms", parse),
+        ("tick_scans_ms", tick),
     ] {
         let (med, max) = stats(v);
         println!("{k}={med:.3}/{max:.3}");

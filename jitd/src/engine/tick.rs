@@ -67,10 +67,8 @@ pub fn advance(state: &mut State, caps: &mut BootCaps, now: UnixTime, boot: i64)
             return false;
         }
         // Boot-time cap: a wall clock set back must not stretch a grant.
-        let capped = match caps.get(id) {
-            Some(&(b0, left)) => boot - b0 >= left,
-            None => false,
-        };
+        let cap = caps.get(id).copied();
+        let capped = cap.is_some_and(|(b0, left)| boot - b0 >= left);
         let st = g.state_at(now);
         if st == GrantState::Expired || capped {
             let by_boot_cap = capped && st != GrantState::Expired;
@@ -90,8 +88,11 @@ pub fn advance(state: &mut State, caps: &mut BootCaps, now: UnixTime, boot: i64)
             });
             true
         } else if matches!(st, GrantState::Live | GrantState::Armed) {
-            caps.entry(id.to_string())
-                .or_insert((boot, g.not_after - now));
+            // Recorded once: this runs for every live grant at every tick, and an owned key
+            // for `entry` would allocate each time.
+            if cap.is_none() {
+                caps.insert(id.to_string(), (boot, g.not_after - now));
+            }
             if g.state == GrantState::Pending {
                 g.state = GrantState::Live;
                 g.went_live_at = Some(now);
