@@ -19,8 +19,7 @@
 //! `fork()` happened while another thread held it (the child then inherits a lock no one will
 //! release), the call reads, validates, uses and frees its own copy instead of waiting.
 
-use jit_core::snapshot::file::{check_stat, open_trusted, TrustError};
-use jit_core::snapshot::index::HEAD_PREFIX;
+use jit_core::snapshot::file::{check_stat, open_trusted, read_base, TrustError};
 use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -210,30 +209,27 @@ impl SnapshotCopy {
         SnapshotCopy::whole(&fd, Identity::of(&st))
     }
 
-    /// Opens and checks `path` for enumeration, which needs sections 1 to 11 only. Of an
+    /// Opens and checks `path` for enumeration, which needs sections 1 to 11 only: of an
     /// indexed file that states its base region (format 1.2) only the header, the section
-    /// table and that region are read, about a third of the file; the rest of the buffer is
-    /// allocated zeroed and never touched, so it costs no memory. Any other file is read whole.
+    /// table and that region are read (`jit_core::snapshot::file::read_base`), about a third
+    /// of the file; any other file is read whole.
     fn open_for_enumeration(path: &CStr) -> Result<SnapshotCopy, SourceError> {
         let (fd, st) = open_trusted(path)?;
         let ident = Identity::of(&st);
         let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
-        let head_len = len.min(HEAD_PREFIX);
-        let head = read_at(&fd, 0, head_len)?;
-        let Some(base_at) =
-            Snapshot::stated_base_at(&head, len as u64).and_then(|at| usize::try_from(at).ok())
-        else {
-            return SnapshotCopy::whole(&fd, ident);
-        };
         let pin = InodePin::of(&fd)?;
-        let mut bytes = vec![0u8; len].into_boxed_slice();
-        bytes
-            .get_mut(..head_len)
-            .ok_or(SourceError::Corrupt)?
-            .copy_from_slice(&head);
-        let base = bytes.get_mut(base_at..).ok_or(SourceError::Corrupt)?;
-        read_into(&fd, base_at as u64, base)?;
-        SnapshotCopy::validated(bytes, ident, Some(pin), Snapshot::parse_base)
+        let image = read_base(len, |at, buf| read_into(&fd, at, buf))?;
+        let parse = if image.base_only() {
+            Snapshot::parse_base
+        } else {
+            Snapshot::parse
+        };
+        SnapshotCopy::validated(
+            image.into_bytes().into_boxed_slice(),
+            ident,
+            Some(pin),
+            parse,
+        )
     }
 
     /// Copies and validates the whole file behind `fd`, whose identity is `ident`.

@@ -123,6 +123,16 @@ pub struct TrustedImage {
 }
 
 impl TrustedImage {
+    /// Whether only the header, the table and the base region were read.
+    pub fn base_only(&self) -> bool {
+        self.base_only
+    }
+
+    /// The bytes (the file's length; unread parts zero), for a reader that keeps them.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// Validates the image with the check that matches what was read.
     ///
     /// # Errors
@@ -137,8 +147,7 @@ impl TrustedImage {
 }
 
 /// Reads what a reader of accounts, groups and keys needs of a trusted snapshot: the base
-/// region of an indexed public snapshot (about a third of it), any other file whole. The
-/// buffer has the file's size; the parts not read stay zero pages the kernel never backs.
+/// region of an indexed public snapshot (about a third of it), any other file whole.
 ///
 /// # Errors
 /// Any failed rule or read error, or a file that shrank while it was read.
@@ -147,18 +156,34 @@ pub fn read_trusted_base(path: &CStr) -> Result<TrustedImage, TrustError> {
     let (fd, st) = open_trusted(path)?;
     let f = std::fs::File::from(fd);
     let len = usize::try_from(st.st_size).map_err(|_| TrustError::BadSize)?;
-    let io = |e: std::io::Error| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO));
+    read_base(len, |at, buf| {
+        f.read_exact_at(buf, at)
+            .map_err(|e| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO)))
+    })
+}
+
+/// The one layout of a base read, for any reader's I/O: of a trusted file of `len` bytes,
+/// `read(at, buf)` fills `buf` from offset `at`. The header and table are read first; if they
+/// state a base region, only it follows, else the rest of the file. The buffer has the file's
+/// size; the parts not read stay zero pages the kernel never backs.
+///
+/// # Errors
+/// What `read` returns.
+pub fn read_base<E: From<TrustError>>(
+    len: usize,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+) -> Result<TrustedImage, E> {
     let mut bytes = vec![0u8; len];
     let head_len = len.min(HEAD_PREFIX);
     let head = bytes.get_mut(..head_len).ok_or(TrustError::BadSize)?;
-    f.read_exact_at(head, 0).map_err(io)?;
+    read(0, head)?;
     let base_at = Snapshot::stated_base_at(head, len as u64).and_then(|a| usize::try_from(a).ok());
     let (from, base_only) = match base_at {
         Some(at) => (at, true),
         None => (head_len, false),
     };
     let rest = bytes.get_mut(from..).ok_or(TrustError::BadSize)?;
-    f.read_exact_at(rest, from as u64).map_err(io)?;
+    read(from as u64, rest)?;
     Ok(TrustedImage { bytes, base_only })
 }
 
