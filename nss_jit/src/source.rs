@@ -360,7 +360,7 @@ pub fn acquire(path: &CStr, cache: &Cache) -> Result<Arc<SnapshotCopy>, SourceEr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use jit_core::snapshot::build_snapshot;
+    use jit_core::snapshot::{build_snapshot_with, BuildOptions};
     use jit_core::types::{Account, SnapshotData};
     use std::ffi::CString;
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -383,6 +383,11 @@ pub(crate) mod tests {
     }
 
     fn image(names: &[&str]) -> Vec<u8> {
+        image_with(names, &BuildOptions::default())
+    }
+
+    /// One live account per name (uids from 70001), built with `opts`.
+    fn image_with(names: &[&str], opts: &BuildOptions) -> Vec<u8> {
         let d = SnapshotData {
             generated_at: 1,
             accounts: names
@@ -392,7 +397,7 @@ pub(crate) mod tests {
                 .collect(),
             ..Default::default()
         };
-        build_snapshot(&d).unwrap()
+        build_snapshot_with(&d, opts).unwrap()
     }
 
     /// A private temporary directory (removed on drop).
@@ -443,7 +448,6 @@ pub(crate) mod tests {
     #[test]
     fn enumeration_reads_only_the_base_of_an_indexed_file() {
         use jit_core::snapshot::format::BASE_AT_AT;
-        use jit_core::snapshot::{build_snapshot_with, BuildOptions};
         use std::os::unix::fs::FileExt;
         if !is_root() {
             eprintln!("skipped: needs a root-owned file");
@@ -452,16 +456,7 @@ pub(crate) mod tests {
         let all: Vec<String> = (0..200).map(|i| format!("u{i:03}")).collect();
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let plain = image(&refs);
-        let d = SnapshotData {
-            generated_at: 1,
-            accounts: refs
-                .iter()
-                .zip(70_001u32..)
-                .map(|(n, uid)| account(n, uid, 0, i64::MAX))
-                .collect(),
-            ..Default::default()
-        };
-        let indexed = build_snapshot_with(&d, &BuildOptions { index: true }).unwrap();
+        let indexed = image_with(&refs, &BuildOptions { index: true });
         let base_at = u32::from_le_bytes(indexed[BASE_AT_AT..BASE_AT_AT + 4].try_into().unwrap());
         let base_at = base_at as usize;
         assert!(base_at > 1024 && base_at < indexed.len());
