@@ -28,6 +28,9 @@ paths! {
     /// The world-readable snapshot (0644): what NSS and `jit-authorized-keys` need (accounts,
     /// groups, memberships, times, public ssh keys), and nothing more.
     DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C = "/run/jitd/snapshot";
+    /// The snapshot's directory: the NSS module looks up the change counter jitd keeps for it
+    /// (`snapshot::generation`).
+    DEFAULT_SNAPSHOT_DIR, DEFAULT_SNAPSHOT_DIR_C = "/run/jitd";
     /// The root-only gates file (0600): the whole image, gate records (sudo scope, `--from`,
     /// `--service`, `--window`, flags) and the managed list included, which pam_jit and sudo_jit
     /// (both running as root) read. jitd writes it next to the snapshot under this file name.
@@ -88,6 +91,7 @@ mod tests {
     fn c_strings_equal_the_strings() {
         for (s, c) in [
             (DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C),
+            (DEFAULT_SNAPSHOT_DIR, DEFAULT_SNAPSHOT_DIR_C),
             (DEFAULT_GATES_PATH, DEFAULT_GATES_PATH_C),
             (DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PATH_C),
             (DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_PATH_C),
@@ -100,6 +104,7 @@ mod tests {
             assert_eq!(c.to_str(), Ok(s));
         }
         let dir = std::path::Path::new(DEFAULT_SNAPSHOT_PATH).parent();
+        assert_eq!(dir, Some(std::path::Path::new(DEFAULT_SNAPSHOT_DIR)));
         assert_eq!(
             dir.map(|d| d.join(GATES_FILE_NAME)),
             Some(DEFAULT_GATES_PATH.into())

@@ -14,6 +14,7 @@
 #![warn(clippy::indexing_slicing)]
 
 pub mod buffer;
+pub mod counter;
 pub mod enumerate;
 pub mod lookup;
 pub mod shard;

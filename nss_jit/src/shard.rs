@@ -16,6 +16,7 @@
 //! removed file is noticed at the next lookup (a revocation is visible at once). A file without
 //! the index (written by an older jitd) is read whole, as before.
 
+use crate::counter::{coarse_now, still_fresh, Counter, Stamp, COUNTER};
 use crate::source::{lock_nonblocking, read_at, Identity, InodePin, SnapshotCopy, SourceError};
 use crate::status::Failure;
 use jit_core::snapshot::file::open_trusted;
@@ -43,6 +44,11 @@ enum Slot {
 /// What is known about the file of one identity (opaque outside this module).
 pub struct Known {
     ident: Identity,
+    /// The change counter read before the file was last confirmed to be `ident`, and when.
+    stamp: Option<Stamp>,
+    checked_at: Option<u64>,
+    /// Whether this process already tried to attach the counter for this file.
+    attach_tried: bool,
     _pin: InodePin,
     /// `None`: the file has no index; `whole` holds it.
     head: Option<IndexHead>,
@@ -67,6 +73,18 @@ impl Known {
         }
         head.dir_entry(table, key)
             .map(|(at, _)| Slot::Bucket(table, at))
+    }
+
+    /// The answer for `key` from what is cached, if that is enough.
+    fn answer(&mut self, table: Table, key: u32) -> Option<Result<Arc<SnapshotCopy>, Failure>> {
+        if let Some(w) = &self.whole {
+            return Some(Ok(Arc::clone(w)));
+        }
+        let head = self.head?;
+        match self.slot_of(&head, table, key) {
+            Some(slot) => self.cached(slot).map(|hit| hit.ok_or(Failure::NotFound)),
+            None => Some(Err(Failure::NotFound)),
+        }
     }
 
     fn cached(&mut self, slot: Slot) -> Option<Option<Arc<SnapshotCopy>>> {
@@ -103,6 +121,7 @@ pub fn by_name(name: &str) -> Result<Arc<SnapshotCopy>, Failure> {
     fetch(
         crate::source::SNAPSHOT_PATH,
         &SHARDS,
+        &COUNTER,
         Table::Name,
         name_key(name),
     )
@@ -113,16 +132,38 @@ pub fn by_name(name: &str) -> Result<Arc<SnapshotCopy>, Failure> {
 /// # Errors
 /// As [`by_name`].
 pub fn by_id(id: u32) -> Result<Arc<SnapshotCopy>, Failure> {
-    fetch(crate::source::SNAPSHOT_PATH, &SHARDS, Table::Id, id_key(id))
+    fetch(
+        crate::source::SNAPSHOT_PATH,
+        &SHARDS,
+        &COUNTER,
+        Table::Id,
+        id_key(id),
+    )
 }
 
-/// The snapshot for `key` in `table` of the file at `path`, through `cache`.
+/// The snapshot for `key` in `table` of the file at `path`, through `cache`; `counter` is
+/// jitd's change counter for the file's directory.
 pub fn fetch(
     path: &CStr,
     cache: &ShardCache,
+    counter: &Counter,
     table: Table,
     key: u32,
 ) -> Result<Arc<SnapshotCopy>, Failure> {
+    // Read before the lstat below: a snapshot published after that lstat moves the counter
+    // past this value, so the copy is checked again at the next lookup.
+    let stamp = counter.read();
+    let now = coarse_now();
+    if let Some(mut g) = lock_nonblocking(cache) {
+        if let Some(k) = g
+            .as_mut()
+            .filter(|k| still_fresh(stamp, k.stamp, k.checked_at, now))
+        {
+            if let Some(answer) = k.answer(table, key) {
+                return answer;
+            }
+        }
+    }
     let seen = match crate::source::lstat_identity(path) {
         Ok(i) => i,
         Err(e) => {
@@ -132,26 +173,30 @@ pub fn fetch(
             return Err(e.into());
         }
     };
+    let mut attach = false;
+    let mut cached = None;
     if let Some(mut g) = lock_nonblocking(cache) {
         if let Some(k) = g.as_mut().filter(|k| k.ident == seen) {
-            if let Some(w) = &k.whole {
-                return Ok(Arc::clone(w));
+            k.stamp = stamp;
+            k.checked_at = now;
+            // A second lookup against one file: worth attaching the counter (once per file).
+            if stamp.is_none() && !k.attach_tried {
+                k.attach_tried = true;
+                attach = true;
             }
-            if let Some(head) = k.head {
-                if let Some(slot) = k.slot_of(&head, table, key) {
-                    if let Some(hit) = k.cached(slot) {
-                        return hit.ok_or(Failure::NotFound);
-                    }
-                } else {
-                    return Err(Failure::NotFound);
-                }
-            }
+            cached = k.answer(table, key);
         }
+    }
+    if attach {
+        counter.attach();
+    }
+    if let Some(answer) = cached {
+        return answer;
     }
     // Not cached: read without holding the lock.
     let (fd, st) = open_trusted(path).map_err(SourceError::from)?;
     let ident = Identity::of(&st);
-    let fresh = load(&fd, ident, cache, table, key);
+    let fresh = load(&fd, ident, cache, table, key, (stamp, now));
     drop(fd);
     match fresh {
         Ok(m) => m.ok_or(Failure::NotFound),
@@ -170,6 +215,7 @@ fn load(
     cache: &ShardCache,
     table: Table,
     key: u32,
+    checked: (Option<Stamp>, Option<u64>),
 ) -> Result<Option<Arc<SnapshotCopy>>, SourceError> {
     let size = u64::try_from(ident.size).map_err(|_| SourceError::Corrupt)?;
     // Reuse the header and big tables if the cache already describes this very file.
@@ -191,6 +237,7 @@ fn load(
                     cache,
                     ident,
                     fd,
+                    checked,
                     None,
                     Some(Arc::clone(&whole)),
                     [].into(),
@@ -210,7 +257,16 @@ fn load(
                 )
             };
             let (n, i) = (big(Table::Name)?, big(Table::Id)?);
-            install(cache, ident, fd, Some(head), None, n.clone(), i.clone())?;
+            install(
+                cache,
+                ident,
+                fd,
+                checked,
+                Some(head),
+                None,
+                n.clone(),
+                i.clone(),
+            )?;
             (head, n, i)
         }
     };
@@ -252,11 +308,14 @@ fn load(
     Ok(copy)
 }
 
-/// Makes `cache` describe the file `ident` (dropping what it held for another file).
+/// Makes `cache` describe the file `ident` (dropping what it held for another file), confirmed
+/// with the counter and at the time in `checked`.
+#[allow(clippy::too_many_arguments)]
 fn install(
     cache: &ShardCache,
     ident: Identity,
     fd: &OwnedFd,
+    checked: (Option<Stamp>, Option<u64>),
     head: Option<IndexHead>,
     whole: Option<Arc<SnapshotCopy>>,
     big_name: Box<[u8]>,
@@ -265,6 +324,9 @@ fn install(
     let pin = InodePin::of(fd)?;
     let fresh = Known {
         ident,
+        stamp: checked.0,
+        checked_at: checked.1,
+        attach_tried: false,
         _pin: pin,
         head,
         whole,
@@ -329,8 +391,20 @@ mod tests {
         build_snapshot_with(d, &BuildOptions { index: true }).unwrap()
     }
 
+    /// A counter that never attaches (no such directory): every lookup checks the file.
+    static NO_COUNTER: Counter = Counter::new(c"/nonexistent-jit-test-dir");
+
     fn name_of(path: &CStr, cache: &ShardCache, name: &str) -> Result<Option<u32>, Failure> {
-        match fetch(path, cache, Table::Name, name_key(name)) {
+        name_via(path, cache, &NO_COUNTER, name)
+    }
+
+    fn name_via(
+        path: &CStr,
+        cache: &ShardCache,
+        counter: &Counter,
+        name: &str,
+    ) -> Result<Option<u32>, Failure> {
+        match fetch(path, cache, counter, Table::Name, name_key(name)) {
             Ok(m) => Ok(lookup::account_by_name(&m.snapshot(), name, 10).map(|a| a.uid())),
             Err(Failure::NotFound) => Ok(None),
             Err(e) => Err(e),
@@ -360,10 +434,10 @@ mod tests {
         );
         assert_eq!(name_of(&p, &cache, "u199"), Ok(Some(70_199)));
         assert_eq!(name_of(&p, &cache, "nosuch"), Ok(None));
-        let m = fetch(&p, &cache, Table::Id, id_key(79_999)).unwrap();
+        let m = fetch(&p, &cache, &NO_COUNTER, Table::Id, id_key(79_999)).unwrap();
         let g = lookup::group_by_gid(&m.snapshot(), 79_999, 10).unwrap();
         assert_eq!(g.live_members(10).count(), 200);
-        let m = fetch(&p, &cache, Table::Id, id_key(70_100)).unwrap();
+        let m = fetch(&p, &cache, &NO_COUNTER, Table::Id, id_key(70_100)).unwrap();
         assert_eq!(
             lookup::account_by_uid(&m.snapshot(), 70_100, 10).map(|a| a.name()),
             Some("u100")
@@ -378,6 +452,123 @@ mod tests {
             .map(|e| e.2)
             .sum();
         assert!(kept <= CACHE_BYTES, "{kept}");
+    }
+
+    /// A private IPC namespace for this test's thread: its counters never reach the host's.
+    fn private_ipc() {
+        // SAFETY: unshare only changes this thread's namespaces.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWIPC): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn leaked_cstr(p: &std::path::Path) -> &'static CStr {
+        Box::leak(
+            CString::new(p.as_os_str().as_encoded_bytes())
+                .unwrap()
+                .into_boxed_c_str(),
+        )
+    }
+
+    /// With jitd's counter attached, lookups answer from the copy without looking at the file
+    /// until the counter moves (a publication, a stop) or the copy is TRUST_NS old.
+    #[test]
+    fn with_jitds_counter_the_file_is_checked_only_when_the_counter_moves() {
+        if !is_root() {
+            return;
+        }
+        private_ipc();
+        let dir = TempDir::new("counter");
+        let dirc = leaked_cstr(&dir.0);
+        let counter = Counter::new(dirc);
+        let jitd = jit_core::snapshot::generation::Counter::open(dirc).unwrap();
+        let path = install(&dir.0, "snapshot", &indexed(&data(50, 5)), 0o644);
+        let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+        let cache: ShardCache = Mutex::new(None);
+        let mut gone = data(50, 6);
+        gone.accounts.retain(|a| a.name != "u3");
+
+        // The first lookup reads; the second confirms by lstat and attaches the counter.
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+        assert_eq!(counter.read(), None, "a one-lookup process never attaches");
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+        assert!(counter.read().is_some(), "attached at the second lookup");
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+
+        // Replaced behind jitd's back (not counted): the copy still answers, which shows the
+        // lookup did not look at the file.
+        install(&dir.0, "snapshot", &indexed(&gone), 0o644);
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+        // jitd counts what it renamed into place: the revocation is seen at the next lookup.
+        jitd.bump();
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(None));
+
+        // A change nobody counted is seen once the confirmation is TRUST_NS old.
+        install(&dir.0, "snapshot", &indexed(&data(50, 7)), 0o644);
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(None));
+        std::thread::sleep(std::time::Duration::from_nanos(
+            jit_core::snapshot::generation::TRUST_NS + 50_000_000,
+        ));
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+
+        // jitd stops: the counter closes, and every lookup checks the file again.
+        drop(jitd);
+        assert_eq!(counter.read(), None);
+        install(&dir.0, "snapshot", &indexed(&gone), 0o644);
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(None));
+        // A jitd started again sets up a new segment, which the process attaches in turn.
+        let jitd = jit_core::snapshot::generation::Counter::open(dirc).unwrap();
+        install(&dir.0, "snapshot", &indexed(&data(50, 8)), 0o644);
+        jitd.bump();
+        for _ in 0..3 {
+            assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+        }
+        assert!(counter.read().is_some(), "attached the new segment");
+    }
+
+    /// A segment under the counter's key that anyone could write is never attached: lookups
+    /// keep checking the file, so holding such a counter still cannot hide a revocation.
+    #[test]
+    fn a_counter_others_can_write_is_ignored() {
+        if !is_root() {
+            return;
+        }
+        private_ipc();
+        let dir = TempDir::new("squat");
+        let dirc = leaked_cstr(&dir.0);
+        let (dev, ino) = jit_core::snapshot::generation::dir_identity(dirc).unwrap();
+        use jit_core::snapshot::generation::{key_for, MAGIC, SEGMENT_BYTES};
+        // SAFETY: creates a segment, writes its first 32 bytes as a set-up counter, detaches.
+        unsafe {
+            let id = libc::shmget(
+                key_for(dev, ino),
+                SEGMENT_BYTES,
+                libc::IPC_CREAT | libc::IPC_EXCL | 0o666,
+            );
+            assert!(id >= 0);
+            let w = libc::shmat(id, std::ptr::null(), 0).cast::<u64>();
+            assert_ne!(w as isize, -1);
+            for (i, v) in [MAGIC, dev, ino, 2].into_iter().enumerate() {
+                w.add(i).write(v);
+            }
+            libc::shmdt(w.cast());
+        }
+        let counter = Counter::new(dirc);
+        let path = install(&dir.0, "snapshot", &indexed(&data(50, 5)), 0o644);
+        let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+        let cache: ShardCache = Mutex::new(None);
+        for _ in 0..3 {
+            assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+        }
+        assert_eq!(counter.read(), None, "refused");
+        let mut gone = data(50, 6);
+        gone.accounts.retain(|a| a.name != "u3");
+        install(&dir.0, "snapshot", &indexed(&gone), 0o644);
+        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(None));
     }
 
     /// A revocation (the account gone from a replaced file) is visible at the very next lookup,

@@ -20,7 +20,9 @@
 //! linked in at the /run path /dev/log points to), never to a host syslog daemon.
 //!
 //! The namespace is pinned by a bind mount of its nsfs file on `R/ns` (`unshare --mount=R/ns`)
-//! and entered with `nsenter --mount=R/ns -- CMD`. All sandboxes share the PID namespace and
+//! and entered with `nsenter --mount=R/ns -- CMD`; an IPC namespace pinned on `R/ipc` goes with
+//! it, so the change counter jitd keeps in System V shared memory for /run/jitd never reaches
+//! the host's. All sandboxes share the PID namespace and
 //! jitd kills by uid, so each sandbox owns a block of 1000 uids: jitd's `uid_range` is the first
 //! 900 of them and the local test users (`carol`, `dave`, group `devs`) sit above it.
 //! Drop kills every process in the namespace or in the uid block, unmounts and removes `R`.
@@ -312,6 +314,8 @@ struct Spawned {
 pub struct Sandbox {
     root: PathBuf,
     ns: PathBuf,
+    /// The pinned IPC namespace: jitd's change counter (System V shared memory) stays in it.
+    ipc: PathBuf,
     ns_inode: u64,
     /// The ids this sandbox owns.
     pub ids: Ids,
@@ -466,6 +470,7 @@ impl Sandbox {
         let syslog = SyslogSink::start(&root.join("devlog"));
         let mut sb = Sandbox {
             ns: root.join("ns"),
+            ipc: root.join("ipc"),
             syslog,
             root,
             ns_inode: 0,
@@ -670,6 +675,7 @@ impl Sandbox {
             Err(_) => String::new(),
         };
         fs::write(&self.ns, b"").expect("create ns file");
+        fs::write(&self.ipc, b"").expect("create ipc ns file");
         let script = format!(
             "set -e\n\
              mount -t overlay jit-etc -o lowerdir=/etc,upperdir={r}/up/etc,workdir={r}/work/etc /etc\n\
@@ -686,6 +692,7 @@ impl Sandbox {
         );
         let out = Command::new("unshare")
             .arg(format!("--mount={}", self.ns.display()))
+            .arg(format!("--ipc={}", self.ipc.display()))
             .arg("--propagation")
             .arg("private")
             .arg("--")
@@ -725,6 +732,7 @@ impl Sandbox {
     fn command(&self, args: &[&OsStr]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--mount={}", self.ns.display()))
+            .arg(format!("--ipc={}", self.ipc.display()))
             .arg("--")
             .args(args)
             .env_clear()
@@ -1331,6 +1339,7 @@ impl Drop for Sandbox {
         let r = path_str(&self.root).to_string();
         let ns = path_str(&self.ns).to_string();
         let _ = Command::new("umount").arg(&ns).output();
+        let _ = Command::new("umount").arg(path_str(&self.ipc)).output();
         let ok = Command::new("umount")
             .arg(&r)
             .output()

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod format;
+pub mod generation;
 pub mod index;
 pub mod reader;
 pub mod writer;

@@ -223,6 +223,10 @@ events! {
     SnapshotWriteFailed = "snapshot.write_failed" [error],
     /// `notice`. The snapshot was missing or changed by someone else and was written again.
     SnapshotRepaired = "snapshot.repaired" [path, problem],
+    /// `warning`. The change counter the NSS module reads instead of checking the snapshot
+    /// per lookup (docs/snapshot-format.md §11) could not be set up (once per episode); the
+    /// module then checks the file on every lookup, as before. `error` says why.
+    SnapshotCounterUnavailable = "snapshot.counter_unavailable" [error],
     /// `error`. /etc/passwd or /etc/group could not be read for the snapshot (once per
     /// episode); `using` says which copy was used.
     SnapshotLocalFilesUnreadable = "snapshot.local_files_unreadable" [error, using],

@@ -209,6 +209,7 @@ fn main() -> ExitCode {
     let _ = stopper.join();
     let _ = timer.join();
     let _ = std::fs::remove_file(&d.cfg.socket_path);
+    d.close_counter();
     d.fold_state_journal(jit_core::time::now());
     d.audit(
         jit_core::time::now(),

@@ -21,6 +21,7 @@
 
 use std::sync::Mutex;
 
+use jit_core::snapshot::generation;
 use jit_core::time::UnixTime;
 use jit_core::types::SnapshotData;
 use serde_json::json;
@@ -47,6 +48,16 @@ pub(crate) struct Publisher {
     written: Mutex<u64>,
     /// The files jitd wrote last (None after a failed write: the tick writes again) and when.
     files: Mutex<(Option<SnapshotFiles>, Option<UnixTime>)>,
+    /// The change counter of the modules' snapshot directory (taken after `written`).
+    counter: Mutex<CounterState>,
+}
+
+/// jitd's side of `jit_core::snapshot::generation`.
+#[derive(Default)]
+struct CounterState {
+    open: Option<generation::Counter>,
+    /// Setting it up failed and was audited; cleared once it works.
+    failing: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -146,6 +157,9 @@ impl Daemon {
             Ok(id) => {
                 *written = proj.generation;
                 *lock(&p.files) = (id, Some(proj.at));
+                // After the rename, before the caller acknowledges: a process answering from
+                // its copy sees the counter move and checks the file at its next lookup.
+                self.count_publication(proj.at);
             }
             Err(e) => {
                 lock(&p.files).0 = None;
@@ -157,6 +171,51 @@ impl Daemon {
                 );
             }
         }
+    }
+
+    /// Counts one publication on the modules' change counter, setting it up first if needed
+    /// (again after /run/jitd was made anew). Only for the directory the NSS module reads: for
+    /// another `snapshot_path` no process would look.
+    fn count_publication(&self, now: UnixTime) {
+        let default = std::path::Path::new(jit_core::constants::DEFAULT_SNAPSHOT_PATH);
+        if self.cfg.snapshot_path != default {
+            return;
+        }
+        let dir = jit_core::constants::DEFAULT_SNAPSHOT_DIR_C;
+        let mut c = lock(&self.snapshot.counter);
+        let here = generation::dir_identity(dir).ok();
+        if c.open.as_ref().map(generation::Counter::dir) != here {
+            c.open = None; // closes the old directory's counter
+        }
+        if c.open.is_none() {
+            match generation::Counter::open(dir) {
+                Ok(k) => {
+                    c.open = Some(k);
+                    c.failing = false;
+                }
+                Err(e) => {
+                    if !c.failing {
+                        self.audit.record(
+                            now,
+                            Severity::Warning,
+                            Event::SnapshotCounterUnavailable,
+                            json!({ "error": e.to_string() }),
+                        );
+                    }
+                    c.failing = true;
+                    return;
+                }
+            }
+        }
+        if let Some(k) = &c.open {
+            k.bump();
+        }
+    }
+
+    /// Closes the change counter (a clean stop): processes check the file again per lookup
+    /// until the next jitd sets one up.
+    pub fn close_counter(&self) {
+        lock(&self.snapshot.counter).open = None;
     }
 
     /// When the snapshot was last written (for `status`).
