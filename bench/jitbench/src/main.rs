@@ -388,11 +388,35 @@ fn run() -> Result<(), String> {
         }
         Some("storm") => expiry::storm(num(1)?, time(2)?),
         Some("rewrite") => rewrite(num(1)?, num(2)?, &path(3)?, &path(4)?),
+        Some("counter") => counter(args.get(1).map(String::as_str)),
         _ => Err(
             "usage: jitbench gen N OUTDIR [JIT_USERS_GID] | seed-state N STATE_DIR | \
-                  rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT [HOME_ROOT] | storm N AT"
+                  rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT [HOME_ROOT] | storm N AT | \
+                  counter open|close"
                 .into(),
         ),
+    }
+}
+
+/// `counter open`: sets up jitd's change counter for /run/jitd as jitd does at its first
+/// publication and leaves it set up (as a killed jitd would), so the NSS rows over a snapshot
+/// written by `gen` measure the module as it runs beside jitd. `counter close`: takes it over
+/// and closes it as jitd's clean stop does. Run only in the benches' private IPC namespace.
+fn counter(what: Option<&str>) -> Result<(), String> {
+    use jit_core::snapshot::generation::Counter;
+    let dir = jit_core::constants::DEFAULT_SNAPSHOT_DIR_C;
+    let c = Counter::open(dir).map_err(|e| format!("change counter: {e}"))?;
+    match what {
+        Some("open") => {
+            c.bump();
+            std::mem::forget(c);
+            Ok(())
+        }
+        Some("close") => {
+            drop(c);
+            Ok(())
+        }
+        _ => Err("usage: jitbench counter open|close".into()),
     }
 }
 
