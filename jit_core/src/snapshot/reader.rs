@@ -74,7 +74,9 @@ fn rd_u16(b: &[u8], off: usize) -> u16 {
 pub struct Snapshot<'a> {
     generated_at: UnixTime,
     uid_range: Option<(u32, u32)>,
-    strings: &'a [u8],
+    /// STRINGS, checked as UTF-8 once; a string reference is a `get(range)` of it, which also
+    /// refuses a range that splits a character.
+    strings: &'a str,
     accounts: &'a [u8],
     accounts_by_uid: &'a [u8],
     groups: &'a [u8],
@@ -240,7 +242,8 @@ impl<'a> Snapshot<'a> {
                 let (lo, hi) = (rd_u32(data, UID_MIN_AT), rd_u32(data, UID_MAX_AT));
                 (lo != 0 && lo <= hi).then_some((lo, hi))
             },
-            strings: sec(section::STRINGS, 0)?,
+            strings: std::str::from_utf8(sec(section::STRINGS, 0)?)
+                .map_err(|_| SnapshotError::Corrupt("strings not UTF-8"))?,
             accounts: sec(section::ACCOUNTS, ACCOUNT_SIZE)?,
             accounts_by_uid: sec(section::ACCOUNTS_BY_UID, INDEX_SIZE)?,
             groups: sec(section::GROUPS, GROUP_SIZE)?,
@@ -395,12 +398,12 @@ impl<'a> Snapshot<'a> {
     fn check_str(&self, rec: &'a [u8], off: usize, kind: Kind) -> Result<&'a str, SnapshotError> {
         let o = rd_u32(rec, off) as usize;
         let l = rd_u32(rec, off + 4) as usize;
-        let bytes = self
+        let s = self
             .strings
             .get(o..o.saturating_add(l))
-            .ok_or(SnapshotError::Corrupt("string past end"))?;
-        let s =
-            std::str::from_utf8(bytes).map_err(|_| SnapshotError::Corrupt("string not UTF-8"))?;
+            .ok_or(SnapshotError::Corrupt(
+                "string past end or splitting a character",
+            ))?;
         let ok = match kind {
             Kind::Field => is_field_safe(s, MAX_SNAPSHOT_STRING),
             Kind::Name => !s.is_empty() && is_field_safe(s, MAX_NAME_LEN) && !s.contains('/'),
@@ -424,10 +427,7 @@ impl<'a> Snapshot<'a> {
     fn str_at(&self, rec: &[u8], off: usize) -> &'a str {
         let o = rd_u32(rec, off) as usize;
         let l = rd_u32(rec, off + 4) as usize;
-        self.strings
-            .get(o..o.saturating_add(l))
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.strings.get(o..o.saturating_add(l)).unwrap_or("")
     }
 
     fn list_at(&self, rec: &[u8], off: usize) -> StrList<'a> {

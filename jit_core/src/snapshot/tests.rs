@@ -302,3 +302,50 @@ fn big_snapshot_lookups() {
     assert_eq!(s.user_gids("user04999", 1).collect::<Vec<_>>(), [5000]);
     assert_eq!(s.user_gids("user05000", 1).count(), 0);
 }
+
+/// STRINGS is checked as UTF-8 once, and each string reference must start and end on a
+/// character boundary: bytes that are not UTF-8, or a reference splitting a character, are
+/// refused even behind a valid checksum.
+#[test]
+fn strings_must_be_utf8_and_references_must_not_split_a_character() {
+    let mut d = sample();
+    let gecos = "jit grant g-0001 (Zoë)";
+    d.accounts[0].gecos = gecos.into();
+    let img = build_snapshot(&d).unwrap();
+    let s = Snapshot::parse(&img).unwrap();
+    assert!((0..s.account_count()).any(|i| s.account_at(i).unwrap().gecos() == gecos));
+
+    let at = img
+        .windows(gecos.len())
+        .position(|w| w == gecos.as_bytes())
+        .unwrap();
+    // Not UTF-8: the second byte of "ë" replaced by an ASCII letter.
+    let mut c = img.clone();
+    c[at + gecos.len() - 2] = b'A';
+    reseal(&mut c);
+    assert_eq!(
+        Snapshot::parse(&c).err(),
+        Some(SnapshotError::Corrupt("strings not UTF-8"))
+    );
+
+    // A reference two bytes short ends inside "ë" (the last byte is ")").
+    let count = u32::from_le_bytes(img[32..36].try_into().unwrap()) as usize;
+    let strings_at = (0..count)
+        .map(|i| 64 + 16 * i)
+        .find(|&e| u32::from_le_bytes(img[e..e + 4].try_into().unwrap()) == 1)
+        .map(|e| u32::from_le_bytes(img[e + 4..e + 8].try_into().unwrap()) as usize)
+        .unwrap();
+    let mut strref = Vec::new();
+    strref.extend_from_slice(&u32::try_from(at - strings_at).unwrap().to_le_bytes());
+    strref.extend_from_slice(&u32::try_from(gecos.len()).unwrap().to_le_bytes());
+    let r = img.windows(8).position(|w| w == strref.as_slice()).unwrap();
+    let mut c = img.clone();
+    c[r + 4..r + 8].copy_from_slice(&u32::try_from(gecos.len() - 2).unwrap().to_le_bytes());
+    reseal(&mut c);
+    assert_eq!(
+        Snapshot::parse(&c).err(),
+        Some(SnapshotError::Corrupt(
+            "string past end or splitting a character"
+        ))
+    );
+}
