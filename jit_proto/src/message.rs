@@ -325,6 +325,10 @@ pub struct Status {
     /// hand on (outside its own bounding set).
     #[serde(default)]
     pub tokenization: String,
+    /// The change counter libnss_jit reads instead of an `lstat` per lookup
+    /// (docs/snapshot-format.md §11): `on (...)`, `off: why` or `unavailable: why`.
+    #[serde(default)]
+    pub nss_counter: String,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).
@@ -335,7 +339,7 @@ pub type AuditRecord = serde_json::Value;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
     /// For GetStatus.
-    Status(Status),
+    Status(Box<Status>),
     /// For AddGrant, ShowGrant, RevokeGrant.
     Grant(Box<Grant>),
     /// For ListGrants.

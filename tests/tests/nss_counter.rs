@@ -54,6 +54,9 @@ fn a_process_answering_from_its_copy_sees_a_revocation_at_its_next_lookup() {
     assert_eq!(field(&st, "mode"), "644", "{st}");
     let counter: u64 = field(&st, "counter").parse().unwrap();
     assert_eq!(counter % 2, 0, "open: {st}");
+    let o = sb.jitctl(&["status"]);
+    let want = format!("nss counter: on (System V shared memory key {key:#010x}, counter ");
+    assert!(stdout(&o).contains(&want), "jitctl status: {}", show(&o));
 
     let stop = sb.scratch("stop-follow");
     let pid = sb.spawn(

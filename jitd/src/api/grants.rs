@@ -36,6 +36,7 @@ impl Daemon {
             cgroups: self.watch_status(),
             monitoring: self.watch_monitoring_status(), // effects/watch.rs
             tokenization: crate::tokenize::holdable::describe_self(&self.cfg),
+            nss_counter: self.counter_status(),
         }
     }
 

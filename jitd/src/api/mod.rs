@@ -96,7 +96,7 @@ impl Daemon {
                 },
                 now,
             ),
-            Request::GetStatus => Ok(Payload::Status(self.status(now))),
+            Request::GetStatus => Ok(Payload::Status(Box::new(self.status(now)))),
             Request::AddGrant { spec } => self
                 .add_grant(peer_uid, *spec, now)
                 .map(|g| Payload::Grant(Box::new(g))),

@@ -58,6 +58,8 @@ struct CounterState {
     open: Option<generation::Counter>,
     /// Setting it up failed and was audited; cleared once it works.
     failing: bool,
+    /// Why it is not set up, for `status`.
+    why_not: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -192,8 +194,10 @@ impl Daemon {
                 Ok(k) => {
                     c.open = Some(k);
                     c.failing = false;
+                    c.why_not = None;
                 }
                 Err(e) => {
+                    c.why_not = Some(e.to_string());
                     if !c.failing {
                         self.audit.record(
                             now,
@@ -209,6 +213,29 @@ impl Daemon {
         }
         if let Some(k) = &c.open {
             k.bump();
+        }
+    }
+
+    /// The `nss counter:` line of `jitctl status`.
+    pub(crate) fn counter_status(&self) -> String {
+        let default = std::path::Path::new(jit_core::constants::DEFAULT_SNAPSHOT_PATH);
+        if self.cfg.snapshot_path != default {
+            return format!(
+                "off: the NSS module reads {}, not snapshot_path; it checks that file per lookup",
+                jit_core::constants::DEFAULT_SNAPSHOT_PATH
+            );
+        }
+        let c = lock(&self.snapshot.counter);
+        match (&c.open, &c.why_not) {
+            (Some(k), _) => format!(
+                "on (System V shared memory key {:#010x}, counter {})",
+                generation::key_for(k.dir().0, k.dir().1),
+                k.value()
+            ),
+            (None, Some(why)) => {
+                format!("unavailable: {why}; the NSS module checks the snapshot per lookup")
+            }
+            (None, None) => "not set up yet (at the first snapshot written)".to_string(),
         }
     }
 

@@ -25,7 +25,7 @@ fn status_text(s: &Status, now: i64) -> String {
             format!("written {}", relative(t, now))
         });
     format!(
-        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\nmonitoring: {}\ntokenization: {}\n",
+        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\nmonitoring: {}\ntokenization: {}\nnss counter: {}\n",
         s.version,
         s.pid,
         format_duration(s.uptime_secs),
@@ -38,6 +38,7 @@ fn status_text(s: &Status, now: i64) -> String {
         if s.state_writable { "writable" } else { "NOT WRITABLE: new grants refused" },
         s.cgroups,
         if s.monitoring.is_empty() { "not reported (an older jitd)" } else { &s.monitoring },
-        s.tokenization
+        s.tokenization,
+        if s.nss_counter.is_empty() { "not reported (an older jitd)" } else { &s.nss_counter }
     )
 }
