@@ -3,10 +3,14 @@
 //! next lookups answer from the copy without a system call (`jit_core::snapshot::generation`,
 //! docs/snapshot-format.md §11).
 //!
-//! Attaching costs four system calls, so a process attaches only once it makes a second lookup
-//! against one snapshot (a one-lookup process never does), and at most [`MAX_ATTACH`] times in
-//! its life (a new segment after each restart of jitd). Attachments are never undone: another
-//! thread may be reading one (see `Attached`).
+//! Attaching costs a handful of system calls, so a process attaches only after [`ATTACH_AFTER`]
+//! lookups against one snapshot (`id`, `ls -l`, a login make fewer and never pay it), and at
+//! most [`MAX_ATTACH`] times in its life (a new segment after each restart of jitd).
+//! Attachments are never undone: another thread may be reading one (see `Attached`).
+//!
+//! Never in a process under a seccomp filter: `shmget`/`shmat` are in systemd's `@ipc` set,
+//! which a strict service may not allow, and a filter's default action can kill the process.
+//! The module's other calls (`lstat`, `open`, `pread`, `mmap`) are the ones it always made.
 
 use jit_core::snapshot::generation::{is_open, Attached, TRUST_NS};
 use std::ffi::CStr;
@@ -14,6 +18,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// Most segments one process attaches in its life.
 pub const MAX_ATTACH: u32 = 8;
+/// Lookups confirmed by `lstat` against one snapshot before a process attaches.
+pub const ATTACH_AFTER: u32 = 8;
 
 /// The counter of one snapshot directory, as seen by this process.
 pub struct Counter {
@@ -60,7 +66,7 @@ impl Counter {
     /// Attaches (again) if jitd keeps a counter for the directory. Called when a cached copy
     /// was confirmed by `lstat` and [`Counter::read`] gave nothing.
     pub fn attach(&self) {
-        if self.attaches.fetch_add(1, Ordering::Relaxed) >= MAX_ATTACH {
+        if self.attaches.fetch_add(1, Ordering::Relaxed) >= MAX_ATTACH || !seccomp_off() {
             return;
         }
         if let Ok(a) = Attached::attach(self.dir) {
@@ -69,6 +75,58 @@ impl Counter {
             self.current.swap(fresh, Ordering::AcqRel);
         }
     }
+}
+
+/// Whether this process runs without a seccomp filter: `Seccomp:\t0` in /proc/self/status,
+/// read once per process with open/read/close (calls the module makes anyway). Anything else,
+/// including an unreadable /proc, counts as filtered.
+pub fn seccomp_off() -> bool {
+    // 0 unknown, 1 off, 2 filtered (or unknown for good).
+    static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    match STATE.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let off = status_says_seccomp_off();
+    STATE.store(if off { 1 } else { 2 }, Ordering::Relaxed);
+    off
+}
+
+fn status_says_seccomp_off() -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: a NUL-terminated literal path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut len = 0usize;
+    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        // SAFETY: reads at most `rest.len()` bytes into `rest`, which we own.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        match usize::try_from(n) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    seccomp_line_is_off(buf.get(..len).unwrap_or(&[]))
+}
+
+/// The `Seccomp:` line of a /proc/PID/status text says 0 (no filter, no strict mode).
+pub fn seccomp_line_is_off(status: &[u8]) -> bool {
+    status
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Seccomp:"))
+        .is_some_and(|v| v.trim_ascii() == b"0")
 }
 
 /// CLOCK_MONOTONIC_COARSE in nanoseconds (a vDSO read, no system call); `None` if unreadable,
@@ -135,6 +193,24 @@ mod tests {
         assert!(!still_fresh(Some(S), Some(S), None, t));
         assert!(!still_fresh(Some(S), Some(S), t, None));
         assert!(!still_fresh(Some(S), Some(S), t, Some(4_000_000_000)));
+    }
+
+    #[test]
+    fn only_a_process_without_a_seccomp_filter_attaches() {
+        assert!(seccomp_line_is_off(
+            b"Name:\tx\nSeccomp:\t0\nSeccomp_filters:\t0\n"
+        ));
+        assert!(!seccomp_line_is_off(
+            b"Name:\tx\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+        ));
+        assert!(!seccomp_line_is_off(b"Seccomp:\t1\n"));
+        assert!(
+            !seccomp_line_is_off(b"Name:\tx\n"),
+            "no line: treated as filtered"
+        );
+        assert!(!seccomp_line_is_off(b""));
+        // This test process has no filter.
+        assert!(status_says_seccomp_off());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! removed file is noticed at the next lookup (a revocation is visible at once). A file without
 //! the index (written by an older jitd) is read whole, as before.
 
-use crate::counter::{coarse_now, still_fresh, Counter, Stamp, COUNTER};
+use crate::counter::{coarse_now, still_fresh, Counter, Stamp, ATTACH_AFTER, COUNTER};
 use crate::source::{lock_nonblocking, read_at, Identity, InodePin, SnapshotCopy, SourceError};
 use crate::status::Failure;
 use jit_core::snapshot::file::open_trusted;
@@ -47,6 +47,8 @@ pub struct Known {
     /// The change counter read before the file was last confirmed to be `ident`, and when.
     stamp: Option<Stamp>,
     checked_at: Option<u64>,
+    /// Lookups confirmed by `lstat` against this file while no counter was attached.
+    confirmations: u32,
     /// Whether this process already tried to attach the counter for this file.
     attach_tried: bool,
     _pin: InodePin,
@@ -179,10 +181,14 @@ pub fn fetch(
         if let Some(k) = g.as_mut().filter(|k| k.ident == seen) {
             k.stamp = stamp;
             k.checked_at = now;
-            // A second lookup against one file: worth attaching the counter (once per file).
+            // A process that keeps looking names up in one file: worth attaching the counter
+            // (tried once per file).
             if stamp.is_none() && !k.attach_tried {
-                k.attach_tried = true;
-                attach = true;
+                k.confirmations = k.confirmations.saturating_add(1);
+                if k.confirmations >= ATTACH_AFTER {
+                    k.attach_tried = true;
+                    attach = true;
+                }
             }
             cached = k.answer(table, key);
         }
@@ -326,6 +332,7 @@ fn install(
         ident,
         stamp: checked.0,
         checked_at: checked.1,
+        confirmations: 0,
         attach_tried: false,
         _pin: pin,
         head,
@@ -492,11 +499,18 @@ mod tests {
         let mut gone = data(50, 6);
         gone.accounts.retain(|a| a.name != "u3");
 
-        // The first lookup reads; the second confirms by lstat and attaches the counter.
+        // The first lookup reads; the next ATTACH_AFTER confirm by lstat, the last of them
+        // attaches the counter.
+        for _ in 0..ATTACH_AFTER {
+            assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
+            assert_eq!(
+                counter.read(),
+                None,
+                "a process making few lookups never attaches"
+            );
+        }
         assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
-        assert_eq!(counter.read(), None, "a one-lookup process never attaches");
-        assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
-        assert!(counter.read().is_some(), "attached at the second lookup");
+        assert!(counter.read().is_some(), "attached");
         assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
 
         // Replaced behind jitd's back (not counted): the copy still answers, which shows the
@@ -524,7 +538,7 @@ mod tests {
         let jitd = jit_core::snapshot::generation::Counter::open(dirc).unwrap();
         install(&dir.0, "snapshot", &indexed(&data(50, 8)), 0o644);
         jitd.bump();
-        for _ in 0..3 {
+        for _ in 0..=ATTACH_AFTER {
             assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
         }
         assert!(counter.read().is_some(), "attached the new segment");
@@ -561,7 +575,7 @@ mod tests {
         let path = install(&dir.0, "snapshot", &indexed(&data(50, 5)), 0o644);
         let p = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
         let cache: ShardCache = Mutex::new(None);
-        for _ in 0..3 {
+        for _ in 0..ATTACH_AFTER + 3 {
             assert_eq!(name_via(&p, &cache, &counter, "u3"), Ok(Some(70_003)));
         }
         assert_eq!(counter.read(), None, "refused");

@@ -1,7 +1,8 @@
 //! jitd's change counter (docs/snapshot-format.md §11) with the real jitd, jitctl and glibc
 //! callers: a long-lived process that answers from its copy without a system call still sees a
 //! revocation at its next lookup; jitd sets the segment up as root's 0644 and removes it at a
-//! clean stop; a segment an unprivileged user made under the key first is replaced.
+//! clean stop; a segment an unprivileged user made under the key first is replaced; a process
+//! under a seccomp filter never makes the System V calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::MetadataExt;
@@ -71,6 +72,16 @@ fn a_process_answering_from_its_copy_sees_a_revocation_at_its_next_lookup() {
             assert!(!log.contains("attached no"), "never attached: {log}");
             (log.contains("attached yes") && log.contains("present ")).then_some(())
         },
+    );
+
+    // A process under a seccomp filter that kills at any System V call (a strict service
+    // without systemd's @ipc set) never attaches, and keeps answering through the file.
+    let o = sb.run(&[prog, "follow", "alice", "/nonexistent-stop", "2", "seccomp"]);
+    assert_eq!(code(&o), 0, "killed by its filter? {}", show(&o));
+    assert!(
+        stdout(&o).contains("attached no") && stdout(&o).contains("present "),
+        "{}",
+        show(&o)
     );
 
     let before = now_ns();
