@@ -1,4 +1,5 @@
-//! Helpers for C entry points: panic containment and logging without global state.
+//! Helpers for C entry points and raw system calls: panic containment, logging without global
+//! state, `errno`, `lstat`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,27 @@ pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
         Ok(v) => v,
         Err(_) => fallback,
     }
+}
+
+/// The calling thread's `errno` after a failed call (EIO if there is none to read).
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// `lstat(path)`, without allocating (a symlink is described, not followed).
+///
+/// # Errors
+/// The `errno` of a failed call.
+pub fn lstat(path: &std::ffi::CStr) -> Result<libc::stat, i32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated; `st` is writable storage for one `struct stat`.
+    if unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: lstat returned 0, so it filled the whole struct.
+    Ok(unsafe { st.assume_init() })
 }
 
 /// Logs one line to syslog `authpriv` without `openlog`/`closelog`, which would change the host

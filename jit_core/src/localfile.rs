@@ -4,6 +4,7 @@
 //! symlink and pass [`crate::host::trust`]. Used for `/etc/passwd` and `/etc/group`
 //! ([`crate::host::accounts`]) and by pam_jit and sudo_jit for jitd's managed-account list.
 
+use crate::ffi::errno;
 use std::ffi::CStr;
 
 /// Why a file was not read.
@@ -40,12 +41,6 @@ impl From<crate::host::trust::Untrusted> for FileError {
             crate::host::trust::Untrusted::Mode { .. } => FileError::Writable,
         }
     }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }
 
 /// Reads a whole file under the rules above. With `trusted`, also refuses symlinks, files not

@@ -19,6 +19,7 @@
 //! `fork()` happened while another thread held it (the child then inherits a lock no one will
 //! release), the call reads, validates, uses and frees its own copy instead of waiting.
 
+use jit_core::ffi::errno;
 use jit_core::snapshot::file::{check_stat, open_trusted, read_base, TrustError};
 use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
@@ -78,24 +79,11 @@ impl Identity {
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 /// `lstat(path)`: the per-call identity check. A symlink is refused here already.
 pub(crate) fn lstat_identity(path: &CStr) -> Result<Identity, SourceError> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `path` is NUL-terminated; `st` is writable storage for one `struct stat`.
-    let rc = unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(TrustError::Os(errno()).into());
-    }
-    // SAFETY: lstat returned 0, so it filled the whole struct.
-    let st = unsafe { st.assume_init_ref() };
-    check_stat(st)?;
-    Ok(Identity::of(st))
+    let st = jit_core::ffi::lstat(path).map_err(TrustError::Os)?;
+    check_stat(&st)?;
+    Ok(Identity::of(&st))
 }
 
 /// A `PROT_NONE` mapping of the snapshot file's first page, never read: it only holds a

@@ -2,6 +2,7 @@
 //! root, not writable by group or others, within the size cap. A file that fails any check is
 //! not read at all (docs/threat-model.md#trusted-files).
 
+use crate::ffi::errno;
 use std::ffi::CStr;
 
 use crate::constants::MAX_SNAPSHOT_BYTES;
@@ -61,12 +62,6 @@ pub fn check_stat(st: &libc::stat) -> Result<(), TrustError> {
         return Err(TrustError::BadSize);
     }
     Ok(())
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }
 
 /// Opens `path` with O_RDONLY|O_CLOEXEC|O_NOFOLLOW|O_NONBLOCK (a FIFO planted there cannot

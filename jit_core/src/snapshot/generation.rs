@@ -30,6 +30,7 @@
 //! the file by hand, a jitd killed between rename and count) are seen at the latest
 //! [`TRUST_NS`] later, because a reader checks the file itself at least that often.
 
+use crate::ffi::errno;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -106,23 +107,11 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 /// `(st_dev, st_ino)` of the directory `dir` (a symlink is refused).
 // The casts only widen the platform's stat field types.
 #[allow(clippy::unnecessary_cast)]
 pub fn dir_identity(dir: &CStr) -> Result<(u64, u64), Refused> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `dir` is NUL-terminated; `st` is writable storage for one `struct stat`.
-    if unsafe { libc::lstat(dir.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return Err(Refused::Dir(errno()));
-    }
-    // SAFETY: lstat returned 0, so it filled the whole struct.
-    let st = unsafe { st.assume_init_ref() };
+    let st = crate::ffi::lstat(dir).map_err(Refused::Dir)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(Refused::Dir(libc::ENOTDIR));
     }
