@@ -78,8 +78,8 @@ impl Counter {
 }
 
 /// Whether this process runs without a seccomp filter: `Seccomp:\t0` in /proc/self/status,
-/// read once per process with open/read/close (calls the module makes anyway). Anything else,
-/// including an unreadable /proc, counts as filtered.
+/// read once per process with open/fstat/read/close (calls the module makes anyway).
+/// Anything else, including an unreadable /proc, counts as filtered.
 pub fn seccomp_off() -> bool {
     // 0 unknown, 1 off, 2 filtered (or unknown for good).
     static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
@@ -94,31 +94,9 @@ pub fn seccomp_off() -> bool {
 }
 
 fn status_says_seccomp_off() -> bool {
-    let mut buf = [0u8; 8192];
-    // SAFETY: a NUL-terminated literal path; the descriptor is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/status".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    let mut len = 0usize;
-    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
-        // SAFETY: reads at most `rest.len()` bytes into `rest`, which we own.
-        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
-        match usize::try_from(n) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(_) if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    // SAFETY: `fd` is ours and closed once.
-    unsafe { libc::close(fd) };
-    seccomp_line_is_off(buf.get(..len).unwrap_or(&[]))
+    // Unprivileged, size-capped, never blocking: the shared reader of small local files.
+    jit_core::localfile::read_file(c"/proc/self/status", 64 * 1024, false)
+        .is_ok_and(|text| seccomp_line_is_off(&text))
 }
 
 /// The `Seccomp:` line of a /proc/PID/status text says 0 (no filter, no strict mode).
