@@ -155,7 +155,8 @@ pub fn fetch(
     // Read before the lstat below: a snapshot published after that lstat moves the counter
     // past this value, so the copy is checked again at the next lookup.
     let stamp = counter.read();
-    let now = coarse_now();
+    // The clock matters only with a counter attached (no stamp, nothing is fresh).
+    let now = stamp.and_then(|_| coarse_now());
     if let Some(mut g) = lock_nonblocking(cache) {
         if let Some(k) = g
             .as_mut()
@@ -202,10 +203,19 @@ pub fn fetch(
     // Not cached: read without holding the lock.
     let (fd, st) = open_trusted(path).map_err(SourceError::from)?;
     let ident = Identity::of(&st);
-    let fresh = load(&fd, ident, cache, table, key, (stamp, now));
+    let fresh = load(&fd, ident, cache, table, key);
     drop(fd);
     match fresh {
-        Ok(m) => m.ok_or(Failure::NotFound),
+        Ok(m) => {
+            // Confirmed by the open just made, after `stamp` was read.
+            if let Some(mut g) = lock_nonblocking(cache) {
+                if let Some(k) = g.as_mut().filter(|k| k.ident == ident) {
+                    k.stamp = stamp;
+                    k.checked_at = now;
+                }
+            }
+            m.ok_or(Failure::NotFound)
+        }
         Err(e) => {
             let old = lock_nonblocking(cache).and_then(|mut g| g.take());
             drop(old);
@@ -221,7 +231,6 @@ fn load(
     cache: &ShardCache,
     table: Table,
     key: u32,
-    checked: (Option<Stamp>, Option<u64>),
 ) -> Result<Option<Arc<SnapshotCopy>>, SourceError> {
     let size = u64::try_from(ident.size).map_err(|_| SourceError::Corrupt)?;
     // Reuse the header and big tables if the cache already describes this very file.
@@ -243,7 +252,6 @@ fn load(
                     cache,
                     ident,
                     fd,
-                    checked,
                     None,
                     Some(Arc::clone(&whole)),
                     [].into(),
@@ -263,16 +271,7 @@ fn load(
                 )
             };
             let (n, i) = (big(Table::Name)?, big(Table::Id)?);
-            install(
-                cache,
-                ident,
-                fd,
-                checked,
-                Some(head),
-                None,
-                n.clone(),
-                i.clone(),
-            )?;
+            install(cache, ident, fd, Some(head), None, n.clone(), i.clone())?;
             (head, n, i)
         }
     };
@@ -314,14 +313,11 @@ fn load(
     Ok(copy)
 }
 
-/// Makes `cache` describe the file `ident` (dropping what it held for another file), confirmed
-/// with the counter and at the time in `checked`.
-#[allow(clippy::too_many_arguments)]
+/// Makes `cache` describe the file `ident` (dropping what it held for another file).
 fn install(
     cache: &ShardCache,
     ident: Identity,
     fd: &OwnedFd,
-    checked: (Option<Stamp>, Option<u64>),
     head: Option<IndexHead>,
     whole: Option<Arc<SnapshotCopy>>,
     big_name: Box<[u8]>,
@@ -330,8 +326,8 @@ fn install(
     let pin = InodePin::of(fd)?;
     let fresh = Known {
         ident,
-        stamp: checked.0,
-        checked_at: checked.1,
+        stamp: None,
+        checked_at: None,
         confirmations: 0,
         attach_tried: false,
         _pin: pin,
