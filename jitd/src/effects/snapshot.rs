@@ -175,12 +175,16 @@ impl Daemon {
         }
     }
 
+    /// Whether jitd writes the snapshot the NSS module reads (its path is compile-time).
+    fn snapshot_is_the_modules(&self) -> bool {
+        self.cfg.snapshot_path == std::path::Path::new(jit_core::constants::DEFAULT_SNAPSHOT_PATH)
+    }
+
     /// Counts one publication on the modules' change counter, setting it up first if needed
     /// (again after /run/jitd was made anew). Only for the directory the NSS module reads: for
     /// another `snapshot_path` no process would look.
     fn count_publication(&self, now: UnixTime) {
-        let default = std::path::Path::new(jit_core::constants::DEFAULT_SNAPSHOT_PATH);
-        if self.cfg.snapshot_path != default {
+        if !self.snapshot_is_the_modules() {
             return;
         }
         let dir = jit_core::constants::DEFAULT_SNAPSHOT_DIR_C;
@@ -218,8 +222,7 @@ impl Daemon {
 
     /// The `nss counter:` line of `jitctl status`.
     pub(crate) fn counter_status(&self) -> String {
-        let default = std::path::Path::new(jit_core::constants::DEFAULT_SNAPSHOT_PATH);
-        if self.cfg.snapshot_path != default {
+        if !self.snapshot_is_the_modules() {
             return format!(
                 "off: the NSS module reads {}, not snapshot_path; it checks that file per lookup",
                 jit_core::constants::DEFAULT_SNAPSHOT_PATH
