@@ -86,16 +86,35 @@ fn metadata(mask: u64, fd: i32, pid: i32) -> Vec<u8> {
 /// other event on, closing its descriptor.
 #[test]
 fn fanotify_decoder_counts_overflows() {
-    let f = std::fs::File::open("/dev/null").unwrap();
-    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // The event's descriptor is a pipe's write end: once the decoder closed it, the read end
+    // sees end of file. (Asking whether the number is still open raced with other test
+    // threads, which may get the same number for a file of their own.)
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 fills two descriptors into `ends`.
+    let rc = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0);
+    let [read_end, fd] = ends;
     let mut buf = metadata(libc::FAN_CLOSE_WRITE, fd, 4242);
     buf.extend(metadata(libc::FAN_Q_OVERFLOW, libc::FAN_NOFD, -1));
     let mut seen = Vec::new();
     let n = fanotify::decode(&buf, &mut |pid, mask, _| seen.push((pid, mask)));
     assert_eq!(n, 1);
     assert_eq!(seen, [(4242, libc::FAN_CLOSE_WRITE)]);
-    // SAFETY: fcntl on a number: only asks whether it is an open descriptor.
-    assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, -1, "closed");
+    // A child another test thread forks holds a copy of the write end until it execs
+    // (O_CLOEXEC): allow that moment; a descriptor the decoder left open never reads as EOF.
+    let mut byte = [0u8; 1];
+    let mut got = -1;
+    for _ in 0..200 {
+        // SAFETY: reads at most one byte into `byte` from our own read end.
+        got = unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
+        if got == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: our own read end, closed once.
+    unsafe { libc::close(read_end) };
+    assert_eq!(got, 0, "the write end was closed (end of file, not EAGAIN)");
     // A record shorter than its header ends the read (fail closed, no endless loop).
     let mut short = metadata(libc::FAN_Q_OVERFLOW, libc::FAN_NOFD, -1);
     short[0..4].copy_from_slice(&4u32.to_ne_bytes());
