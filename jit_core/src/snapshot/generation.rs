@@ -213,8 +213,9 @@ unsafe impl Send for Counter {}
 unsafe impl Sync for Counter {}
 
 impl Counter {
-    /// Sets up (or takes over, after a crash) the counter of the directory `dir` and counts
-    /// once. A segment under the key that is not trusted is removed first.
+    /// Sets up the counter of the directory `dir` (starting at 2), or takes over the one a
+    /// killed jitd left (moving past its value). A segment under the key that is not trusted is
+    /// removed first.
     ///
     /// # Errors
     /// The directory cannot be examined, a System V call fails, or the key is held by a
@@ -230,8 +231,9 @@ impl Counter {
             if id >= 0 {
                 return Counter::set_up(id, (dev, ino), true);
             }
-            if errno() != libc::EEXIST {
-                return Err(Refused::Os(errno()));
+            let e = errno();
+            if e != libc::EEXIST {
+                return Err(Refused::Os(e));
             }
             // SAFETY: looks the existing segment up.
             let id = unsafe { libc::shmget(key, 0, 0) };
@@ -261,17 +263,20 @@ impl Counter {
             dir,
         };
         let w = c.words();
-        if !fresh && w[MAGIC_AT].load(Ordering::Acquire) == MAGIC {
-            if (
-                w[DEV_AT].load(Ordering::Relaxed),
-                w[INO_AT].load(Ordering::Relaxed),
-            ) != dir
-            {
-                // Another directory's counter under the same 24-bit key: leave it alone.
-                let mut c = c;
-                c.id = -1;
-                return Err(Refused::Untrusted);
-            }
+        let set_up = !fresh && w[MAGIC_AT].load(Ordering::Acquire) == MAGIC;
+        let stored = (
+            w[DEV_AT].load(Ordering::Relaxed),
+            w[INO_AT].load(Ordering::Relaxed),
+        );
+        if set_up && stored != dir {
+            // Another directory's counter under the same 24-bit key: leave it alone (detach
+            // only; dropping `c` would close and remove it).
+            std::mem::forget(c);
+            // SAFETY: `p` is the address shmat returned above, attached once, used no more.
+            unsafe { libc::shmdt(p) };
+            return Err(Refused::Untrusted);
+        }
+        if set_up {
             // Taken over after a crash: continue above every value a reader may hold.
             let now = w[COUNTER_AT].load(Ordering::Relaxed);
             w[COUNTER_AT].store((now | 1).wrapping_add(1), Ordering::Release);
@@ -308,12 +313,10 @@ impl Counter {
 
 impl Drop for Counter {
     fn drop(&mut self) {
-        if self.id >= 0 {
-            // Odd: closed. Readers still attached see it and check the file again.
-            self.words()[COUNTER_AT].fetch_add(1, Ordering::AcqRel);
-            // SAFETY: IPC_RMID takes no buffer; the segment is destroyed after the last detach.
-            unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
-        }
+        // Odd: closed. Readers still attached see it and check the file again.
+        self.words()[COUNTER_AT].fetch_add(1, Ordering::AcqRel);
+        // SAFETY: IPC_RMID takes no buffer; the segment is destroyed after the last detach.
+        unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
         // SAFETY: `words` is the address shmat returned for this Counter; nothing reads it after.
         unsafe { libc::shmdt(self.words.cast::<libc::c_void>()) };
     }
