@@ -63,8 +63,9 @@ impl Counter {
         })
     }
 
-    /// Attaches (again) if jitd keeps a counter for the directory. Called when a cached copy
-    /// was confirmed by `lstat` and [`Counter::read`] gave nothing.
+    /// Attaches (again) if jitd keeps a counter for the directory and the process has no
+    /// seccomp filter. Called once a cached copy was confirmed by `lstat` [`ATTACH_AFTER`]
+    /// times while [`Counter::read`] gave nothing.
     pub fn attach(&self) {
         if self.attaches.fetch_add(1, Ordering::Relaxed) >= MAX_ATTACH || !seccomp_off() {
             return;
