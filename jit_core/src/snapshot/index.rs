@@ -16,11 +16,11 @@
 //! the file, which does not hold the key (not found). Either way no record is ever torn.
 
 use super::format::*;
-use super::writer::{build_snapshot_with, BuildOptions, WriteError};
+use super::writer::{build_image, GroupIn, Input, WriteError};
 use super::SnapshotError;
 use crate::crc32c::crc32c;
-use crate::types::{Account, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::types::{Account, SnapshotData, GROUP_KIND_PRIVATE};
+use std::collections::{BTreeMap, HashMap};
 
 /// A key whose records exceed this many account and member records gets its own shard.
 pub const BIG_KEY_RECORDS: usize = 32;
@@ -230,15 +230,28 @@ impl IndexHead {
 }
 
 /// What one key owns: indexes into the data's accounts and groups, and single memberships
-/// `(group, member)` that make a user's gids answerable without the whole group.
+/// `(group, member)` that make a user's gids answerable without the whole group. Plain
+/// vectors, sorted and deduplicated by [`Owned::settle`] before use: most keys own one or two
+/// records, and a tree set per key was most of the index's memory and allocations.
 #[derive(Default)]
 struct Owned {
-    accounts: BTreeSet<usize>,
-    groups: BTreeSet<usize>,
-    stubs: BTreeSet<(usize, usize)>,
+    accounts: Vec<usize>,
+    groups: Vec<usize>,
+    stubs: Vec<(usize, usize)>,
 }
 
 impl Owned {
+    /// Sorts and deduplicates (a private group's closure repeats the accounts of its name).
+    fn settle(&mut self) {
+        for v in [&mut self.accounts, &mut self.groups] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self.stubs.sort_unstable();
+        self.stubs.dedup();
+    }
+
+    /// Records these keys own (settled).
     fn weight(&self, data: &SnapshotData) -> usize {
         let members: usize = self
             .groups
@@ -250,79 +263,70 @@ impl Owned {
     }
 
     fn absorb(&mut self, other: &Owned) {
-        self.accounts.extend(other.accounts.iter().copied());
-        self.groups.extend(other.groups.iter().copied());
-        self.stubs.extend(other.stubs.iter().copied());
+        self.accounts.extend_from_slice(&other.accounts);
+        self.groups.extend_from_slice(&other.groups);
+        self.stubs.extend_from_slice(&other.stubs);
     }
 
-    /// The self-contained image of these records.
+    /// The self-contained image of these records (settled), borrowing them from `data`.
     fn image(&self, data: &SnapshotData) -> Result<Vec<u8>, WriteError> {
-        // Grant ids are written empty: NSS shows none of them, and each would be stored again in
-        // every shard that holds the record.
-        let accounts: Vec<Account> = self
+        let accounts: Vec<&Account> = self
             .accounts
             .iter()
             .filter_map(|&i| data.accounts.get(i))
-            .map(|a| Account {
-                grant_id: String::new(),
-                ..a.clone()
+            .collect();
+        // Whole groups, then each stub's group with only the stubs' members, in group order.
+        let mut groups: Vec<(usize, GroupIn<'_>)> = self
+            .groups
+            .iter()
+            .filter_map(|&g| {
+                data.groups.get(g).map(|entry| {
+                    (
+                        g,
+                        GroupIn {
+                            entry,
+                            members: entry.members.iter().collect(),
+                        },
+                    )
+                })
             })
             .collect();
-        let member = |m: &Member| Member {
-            name: m.name.clone(),
-            grant_id: String::new(),
-            not_before: m.not_before,
-            not_after: m.not_after,
-        };
-        let mut groups: BTreeMap<usize, GroupEntry> = BTreeMap::new();
-        for &g in &self.groups {
-            if let Some(e) = data.groups.get(g) {
-                groups.insert(
-                    g,
-                    GroupEntry {
-                        name: e.name.clone(),
-                        gid: e.gid,
-                        kind: e.kind,
-                        not_before: e.not_before,
-                        not_after: e.not_after,
-                        members: e.members.iter().map(member).collect(),
-                    },
-                );
-            }
-        }
+        let whole = groups.len();
         for &(g, m) in &self.stubs {
-            if self.groups.contains(&g) {
+            if self.groups.binary_search(&g).is_ok() {
                 continue; // the whole group is here already
             }
-            let (Some(e), Some(m_rec)) = (
-                data.groups.get(g),
-                data.groups.get(g).and_then(|e| e.members.get(m)),
-            ) else {
+            let Some((entry, m_rec)) = data
+                .groups
+                .get(g)
+                .and_then(|e| e.members.get(m).map(|r| (e, r)))
+            else {
                 continue;
             };
-            // The group's own fields without its (possibly huge) member list.
-            groups
-                .entry(g)
-                .or_insert_with(|| GroupEntry {
-                    name: e.name.clone(),
-                    gid: e.gid,
-                    kind: e.kind,
-                    not_before: e.not_before,
-                    not_after: e.not_after,
-                    members: Vec::new(),
-                })
-                .members
-                .push(member(m_rec));
+            match groups.get_mut(whole..).and_then(|t| t.last_mut()) {
+                Some((last, gi)) if *last == g => gi.members.push(m_rec),
+                _ => groups.push((
+                    g,
+                    GroupIn {
+                        entry,
+                        members: vec![m_rec],
+                    },
+                )),
+            }
         }
-        let sub = SnapshotData {
-            generated_at: data.generated_at,
-            accounts,
-            groups: groups.into_values().collect(),
-            grants: Vec::new(),
-            managed: Vec::new(),
-            uid_range: None,
-        };
-        build_snapshot_with(&sub, &BuildOptions::default())
+        groups.sort_by_key(|(g, _)| *g);
+        build_image(
+            Input {
+                generated_at: data.generated_at,
+                uid_range: None,
+                accounts,
+                groups: groups.into_iter().map(|(_, gi)| gi).collect(),
+                grants: Vec::new(),
+                managed: Vec::new(),
+                blank_grant_ids: true,
+            },
+            Vec::new(),
+        )
     }
 }
 
@@ -350,26 +354,22 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
     // share its hash with another name.
     let mut names_of_key: HashMap<u32, (&str, bool)> = HashMap::new();
     for (i, a) in data.accounts.iter().enumerate() {
-        names
-            .entry(name_key(&a.name))
-            .or_default()
-            .accounts
-            .insert(i);
+        names.entry(name_key(&a.name)).or_default().accounts.push(i);
         note_name(&mut names_of_key, &a.name);
-        ids.entry(id_key(a.uid)).or_default().accounts.insert(i);
+        ids.entry(id_key(a.uid)).or_default().accounts.push(i);
     }
     for (g, e) in data.groups.iter().enumerate() {
-        let closure = if e.kind == GROUP_KIND_PRIVATE {
-            by_uid.get(&e.gid).cloned().unwrap_or_default()
+        let closure: &[usize] = if e.kind == GROUP_KIND_PRIVATE {
+            by_uid.get(&e.gid).map_or(&[], Vec::as_slice)
         } else {
-            Vec::new()
+            &[]
         };
         let n = names.entry(name_key(&e.name)).or_default();
-        n.groups.insert(g);
+        n.groups.push(g);
         n.accounts.extend(closure.iter().copied());
         note_name(&mut names_of_key, &e.name);
         let d = ids.entry(id_key(e.gid)).or_default();
-        d.groups.insert(g);
+        d.groups.push(g);
         d.accounts.extend(closure.iter().copied());
         if e.kind != GROUP_KIND_PRIVATE {
             for (m, mem) in e.members.iter().enumerate() {
@@ -377,10 +377,13 @@ pub(crate) fn build_index(data: &SnapshotData) -> Result<IndexSections, WriteErr
                     .entry(name_key(&mem.name))
                     .or_default()
                     .stubs
-                    .insert((g, m));
+                    .push((g, m));
                 note_name(&mut names_of_key, &mem.name);
             }
         }
+    }
+    for o in names.values_mut().chain(ids.values_mut()) {
+        o.settle();
     }
     let (by_name, by_id) = crate::par::join(
         || {
@@ -484,11 +487,12 @@ fn tables(
         }
     }
     let mut dir = Vec::with_capacity(buckets.len() * DIR_ENTRY_SIZE);
-    for b in &buckets {
+    for b in &mut buckets {
         if b.accounts.is_empty() && b.groups.is_empty() && b.stubs.is_empty() {
             dir.extend_from_slice(&[0u8; DIR_ENTRY_SIZE]);
             continue;
         }
+        b.settle();
         let img = b.image(data)?;
         dir.extend_from_slice(&len_u32(shards.len())?.to_le_bytes());
         dir.extend_from_slice(&len_u32(img.len())?.to_le_bytes());

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::format::*;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
 use crate::crc32c::crc32c;
-use crate::types::{GroupEntry, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
 use crate::validate::{is_field_safe, is_line_safe};
 
 /// Why a snapshot could not be built.
@@ -153,21 +153,76 @@ pub fn build_snapshot_with(
     data: &SnapshotData,
     opts: &BuildOptions,
 ) -> Result<Vec<u8>, WriteError> {
+    // The index goes first, so its small tables sit in the file's first page, read together
+    // with the header.
+    let index = if opts.index {
+        super::index::build_index(data)?
+    } else {
+        Vec::new()
+    };
+    let input = Input {
+        generated_at: data.generated_at,
+        uid_range: data.uid_range,
+        accounts: data.accounts.iter().collect(),
+        groups: data
+            .groups
+            .iter()
+            .map(|entry| GroupIn {
+                entry,
+                members: entry.members.iter().collect(),
+            })
+            .collect(),
+        grants: data.grants.iter().collect(),
+        managed: data.managed.iter().collect(),
+        blank_grant_ids: false,
+    };
+    build_image(input, index)
+}
+
+/// One group as written: its record and the members written with it (all of them, or, in a
+/// shard, only those its keys own).
+pub(crate) struct GroupIn<'a> {
+    pub entry: &'a GroupEntry,
+    pub members: Vec<&'a Member>,
+}
+
+/// What one image holds, borrowed from the projection: the whole file borrows all of it, and
+/// each of the index's shards a few records, without copying a string.
+pub(crate) struct Input<'a> {
+    pub generated_at: i64,
+    pub uid_range: Option<(u32, u32)>,
+    pub accounts: Vec<&'a Account>,
+    pub groups: Vec<GroupIn<'a>>,
+    pub grants: Vec<&'a GateGrant>,
+    pub managed: Vec<&'a String>,
+    /// Write grant ids empty (shards: NSS shows none, and each would be stored again in every
+    /// shard that holds the record).
+    pub blank_grant_ids: bool,
+}
+
+/// The image of `input`, with the lookup index sections `index` (empty: none) first.
+pub(crate) fn build_image<'a>(
+    input: Input<'a>,
+    index: super::index::IndexSections,
+) -> Result<Vec<u8>, WriteError> {
+    let with_index = !index.is_empty();
+    let blank = input.blank_grant_ids;
+    let grant_id = |id: &'a str| if blank { "" } else { id };
     let mut strings = Strings::default();
     let mut lists = Lists::default();
 
     // Accounts, sorted by (name, not_before) so that lookups find the earliest live one first.
-    let mut accounts: Vec<_> = data.accounts.iter().collect();
+    let mut accounts = input.accounts;
     accounts.sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
     let mut acc_sec = Vec::with_capacity(accounts.len() * ACCOUNT_SIZE);
-    for a in &accounts {
+    for &a in &accounts {
         acc_sec.extend_from_slice(&strings.name("account name", &a.name)?);
         acc_sec.extend_from_slice(&u32b(a.uid));
         acc_sec.extend_from_slice(&u32b(a.gid));
         acc_sec.extend_from_slice(&strings.field("gecos", &a.gecos)?);
         acc_sec.extend_from_slice(&strings.field("home", &a.home)?);
         acc_sec.extend_from_slice(&strings.field("shell", &a.shell)?);
-        acc_sec.extend_from_slice(&strings.field("grant id", &a.grant_id)?);
+        acc_sec.extend_from_slice(&strings.field("grant id", grant_id(&a.grant_id))?);
         acc_sec.extend_from_slice(&i64b(a.not_before));
         acc_sec.extend_from_slice(&i64b(a.not_after));
         acc_sec.extend_from_slice(&u32b(a.flags));
@@ -182,12 +237,12 @@ pub fn build_snapshot_with(
     let uid_sec: Vec<u8> = by_uid.iter().flat_map(|i| i.to_le_bytes()).collect();
 
     // Groups sorted by name, names unique; members contiguous per group, sorted by name.
-    let mut groups: Vec<&GroupEntry> = data.groups.iter().collect();
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut groups = input.groups;
+    groups.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
     for w in groups.windows(2) {
         if let [a, b] = w {
-            if a.name == b.name {
-                return Err(WriteError::DuplicateGroup(a.name.clone()));
+            if a.entry.name == b.entry.name {
+                return Err(WriteError::DuplicateGroup(a.entry.name.clone()));
             }
         }
     }
@@ -195,14 +250,14 @@ pub fn build_snapshot_with(
     let mut mem_sec = Vec::new();
     // user name -> [(gid, nb, na)] for initgroups.
     let mut user_gids: BTreeMap<&str, Vec<(u32, i64, i64)>> = BTreeMap::new();
-    for g in &groups {
+    for GroupIn { entry: g, members } in &mut groups {
+        let g: &GroupEntry = g;
         let start = len_u32(mem_sec.len() / MEMBER_SIZE)?;
-        let mut members: Vec<_> = g.members.iter().collect();
         members
             .sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
-        for m in &members {
+        for &m in members.iter() {
             mem_sec.extend_from_slice(&strings.name("member name", &m.name)?);
-            mem_sec.extend_from_slice(&strings.field("grant id", &m.grant_id)?);
+            mem_sec.extend_from_slice(&strings.field("grant id", grant_id(&m.grant_id))?);
             let nb = m.not_before.max(g.not_before);
             let na = m.not_after.min(g.not_after);
             mem_sec.extend_from_slice(&i64b(nb));
@@ -223,7 +278,7 @@ pub fn build_snapshot_with(
         grp_sec.extend_from_slice(&u32b(len_u32(members.len())?));
     }
     let mut by_gid: Vec<u32> = (0..len_u32(groups.len())?).collect();
-    by_gid.sort_by_key(|&i| groups.get(i as usize).map_or(0, |g| g.gid));
+    by_gid.sort_by_key(|&i| groups.get(i as usize).map_or(0, |g| g.entry.gid));
     let gid_sec: Vec<u8> = by_gid.iter().flat_map(|i| i.to_le_bytes()).collect();
 
     let mut users_sec = Vec::with_capacity(user_gids.len() * USER_SIZE);
@@ -241,7 +296,7 @@ pub fn build_snapshot_with(
         users_sec.extend_from_slice(&u32b(len_u32(gids.len())?));
     }
 
-    let mut grants: Vec<_> = data.grants.iter().collect();
+    let mut grants = input.grants;
     grants.sort_by(|a, b| {
         (a.user.as_str(), a.not_before, a.id.as_str()).cmp(&(
             b.user.as_str(),
@@ -250,7 +305,7 @@ pub fn build_snapshot_with(
         ))
     });
     let mut grant_sec = Vec::with_capacity(grants.len() * GRANT_SIZE);
-    for g in &grants {
+    for &g in &grants {
         grant_sec.extend_from_slice(&strings.field("grant id", &g.id)?);
         grant_sec.extend_from_slice(&strings.name("grant user", &g.user)?);
         grant_sec.extend_from_slice(&u32b(g.uid));
@@ -266,7 +321,7 @@ pub fn build_snapshot_with(
         grant_sec.extend_from_slice(&lists.add(&mut strings, "runas", &g.runas)?);
     }
 
-    let mut managed: Vec<&String> = data.managed.iter().collect();
+    let mut managed = input.managed;
     managed.sort();
     managed.dedup();
     let mut managed_sec = Vec::new();
@@ -274,13 +329,7 @@ pub fn build_snapshot_with(
         managed_sec.extend_from_slice(&strings.name("managed account", m)?);
     }
 
-    // The index goes first, so its small tables sit in the file's first page, read together
-    // with the header.
-    let mut sections: Vec<(u32, Vec<u8>, usize)> = if opts.index {
-        super::index::build_index(data)?
-    } else {
-        Vec::new()
-    };
+    let mut sections = index;
     sections.extend([
         (section::STRINGS, strings.bytes, 0),
         (section::ACCOUNTS, acc_sec, accounts.len()),
@@ -302,7 +351,7 @@ pub fn build_snapshot_with(
     // file; their own checksum lets enumeration read only them (1.2, `base_at`).
     let mut base_at = None;
     for (id, bytes, count) in &sections {
-        if opts.index && *id == section::STRINGS {
+        if with_index && *id == section::STRINGS {
             base_at = Some(out.len());
         }
         // Record counts for sections whose records are fixed-size are implied by the length;
@@ -327,9 +376,9 @@ pub fn build_snapshot_with(
     header[8..10].copy_from_slice(&MAJOR.to_le_bytes());
     header[10..12].copy_from_slice(&MINOR.to_le_bytes());
     header[16..24].copy_from_slice(&file_len.to_le_bytes());
-    header[24..32].copy_from_slice(&data.generated_at.to_le_bytes());
+    header[24..32].copy_from_slice(&input.generated_at.to_le_bytes());
     header[32..36].copy_from_slice(&len_u32(sections.len())?.to_le_bytes());
-    if let Some((lo, hi)) = data.uid_range {
+    if let Some((lo, hi)) = input.uid_range {
         header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
         header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
     }
