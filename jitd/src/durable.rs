@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -95,6 +95,31 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Whether the file at `path` holds exactly `data`, read back in 64 KiB pieces: the check
+/// needs no second copy of a snapshot of tens of megabytes.
+fn reads_back_as(path: &Path, data: &[u8]) -> io::Result<bool> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut rest = data;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(rest.is_empty());
+        }
+        let (Some(got), Some(want)) = (buf.get(..n), rest.get(..n)) else {
+            return Ok(false); // longer than what was written
+        };
+        if got != want {
+            return Ok(false);
+        }
+        rest = rest.get(n..).unwrap_or_default();
+    }
+}
+
 /// Replaces `path` with `data` atomically and durably, owned by root with `mode`.
 /// With `keep_prev`, the replaced file is kept as `<path>.prev` (one previous generation).
 ///
@@ -143,11 +168,7 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         failpoint(path, "after-fsync");
         // Verify what reached the file before it replaces the good one (google-authenticator
         // f661059: a zero-length secrets file locked root out).
-        let mut back = Vec::with_capacity(data.len());
-        let mut rf = File::open(&tmp)?;
-        rf.rewind()?;
-        rf.read_to_end(&mut back)?;
-        if back != data {
+        if !reads_back_as(&tmp, data)? {
             return Err(io::Error::other(
                 "written file does not read back identically",
             ));
@@ -372,6 +393,28 @@ pub fn write_slotted(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn read_back_compares_every_byte_and_the_length() {
+        let dir = std::env::temp_dir().join(format!("jitd-readback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        // Longer than one 64 KiB piece, with the difference in the second piece.
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        assert!(reads_back_as(&p, &data).unwrap());
+        let mut other = data.clone();
+        other[100_000] ^= 1;
+        assert!(!reads_back_as(&p, &other).unwrap());
+        assert!(!reads_back_as(&p, &data[..data.len() - 1]).unwrap());
+        let mut longer = data.clone();
+        longer.push(0);
+        assert!(!reads_back_as(&p, &longer).unwrap());
+        std::fs::write(&p, b"").unwrap();
+        assert!(reads_back_as(&p, b"").unwrap());
+        assert!(!reads_back_as(&p, b"x").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn replace_keeps_previous_generation() {
