@@ -61,6 +61,8 @@ fn request_body(body: &[u8]) {
 pub fn snapshot(data: &[u8]) {
     walk_snapshot(Snapshot::parse(data));
     walk_snapshot(Snapshot::parse_base(data));
+    walk_snapshot(Snapshot::parse_accounts(data));
+    walk_snapshot(Snapshot::parse_base_accounts(data));
     // The length and checksum in the header stop nearly every mutation at the door; with both
     // set right, mutations reach the section table and the records behind it.
     let mut fixed = data.to_vec();
@@ -72,6 +74,7 @@ pub fn snapshot(data: &[u8]) {
             c.copy_from_slice(&crc);
         }
         walk_snapshot(Snapshot::parse(&fixed));
+        walk_snapshot(Snapshot::parse_accounts(&fixed));
         // The same for the base reader (enumeration): its checksums are the base region's
         // (`base_crc`, over what `base_at` states) and the header's (`head_crc`, last, as it
         // covers `base_crc`).
@@ -92,6 +95,7 @@ pub fn snapshot(data: &[u8]) {
             }
         }
         walk_snapshot(Snapshot::parse_base(&fixed));
+        walk_snapshot(Snapshot::parse_base_accounts(&fixed));
     }
 }
 

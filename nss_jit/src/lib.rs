@@ -25,6 +25,7 @@ use buffer::CallerBuf;
 use enumerate::{GR_CURSOR, PW_CURSOR};
 use jit_core::time::now;
 use libc::{c_char, c_int, c_long, gid_t, size_t, uid_t};
+use source::Listing;
 use status::{finish, finish_no_errno, Failure, NssStatus};
 
 /// `jit_core::ffi::guard` with the panic message silenced (a module never writes to the host's
@@ -115,7 +116,8 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setpwent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&PW_CURSOR, source::for_enumeration).map(|()| NssStatus::Success)
+        enumerate::start(&PW_CURSOR, || source::for_enumeration(Listing::Accounts))
+            .map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -138,9 +140,11 @@ pub unsafe extern "C" fn _nss_jit_getpwent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&PW_CURSOR, source::for_enumeration, |snap, pos| {
-            enumerate::step_passwd(snap, pos, now, &mut buf)
-        })?;
+        let out = enumerate::next(
+            &PW_CURSOR,
+            || source::for_enumeration(Listing::Accounts),
+            |snap, pos| enumerate::step_passwd(snap, pos, now, &mut buf),
+        )?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
         unsafe { pwd.write(out) };
         Ok(NssStatus::Success)
@@ -235,7 +239,8 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
 #[no_mangle]
 pub unsafe extern "C" fn _nss_jit_setgrent(_stayopen: c_int) -> NssStatus {
     let answer = entry_guard(Err(Failure::Unavailable), || {
-        enumerate::start(&GR_CURSOR, source::for_enumeration).map(|()| NssStatus::Success)
+        enumerate::start(&GR_CURSOR, || source::for_enumeration(Listing::Groups))
+            .map(|()| NssStatus::Success)
     });
     finish_no_errno(answer)
 }
@@ -258,9 +263,11 @@ pub unsafe extern "C" fn _nss_jit_getgrent_r(
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         let now = now();
-        let out = enumerate::next(&GR_CURSOR, source::for_enumeration, |snap, pos| {
-            enumerate::step_group(snap, pos, now, &mut buf)
-        })?;
+        let out = enumerate::next(
+            &GR_CURSOR,
+            || source::for_enumeration(Listing::Groups),
+            |snap, pos| enumerate::step_group(snap, pos, now, &mut buf),
+        )?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
         unsafe { grp.write(out) };
         Ok(NssStatus::Success)

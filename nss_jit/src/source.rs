@@ -200,17 +200,19 @@ impl SnapshotCopy {
     /// Opens and checks `path` for enumeration, which needs sections 1 to 11 only: of an
     /// indexed file that states its base region (format 1.2) only the header, the section
     /// table and that region are read (`jit_core::snapshot::file::read_base`), about a third
-    /// of the file; any other file is read whole.
-    fn open_for_enumeration(path: &CStr) -> Result<SnapshotCopy, SourceError> {
+    /// of the file; any other file is read whole. Listing accounts validates and keeps only
+    /// the accounts (`Snapshot::parse_base_accounts`).
+    fn open_for_enumeration(path: &CStr, listing: Listing) -> Result<SnapshotCopy, SourceError> {
         let (fd, st) = open_trusted(path)?;
         let ident = Identity::of(&st);
         let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
         let pin = InodePin::of(&fd)?;
         let image = read_base(len, |at, buf| read_into(&fd, at, buf))?;
-        let parse = if image.base_only() {
-            Snapshot::parse_base
-        } else {
-            Snapshot::parse
+        let parse = match (image.base_only(), listing) {
+            (true, Listing::Accounts) => Snapshot::parse_base_accounts,
+            (true, Listing::Groups) => Snapshot::parse_base,
+            (false, Listing::Accounts) => Snapshot::parse_accounts,
+            (false, Listing::Groups) => Snapshot::parse,
         };
         SnapshotCopy::validated(
             image.into_bytes().into_boxed_slice(),
@@ -299,11 +301,20 @@ pub fn current() -> Result<Arc<SnapshotCopy>, SourceError> {
     acquire(SNAPSHOT_PATH, &CACHE)
 }
 
+/// What an enumeration lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `getpwent`: the copy holds the accounts alone.
+    Accounts,
+    /// `getgrent`: the whole base (a private group is visible while its account is live).
+    Groups,
+}
+
 /// A validated copy of the snapshot's base (sections 1 to 11; the whole file if it states no
-/// base region) that is not cached: enumeration pins it in its cursor until `end*ent`, after
-/// which the process holds nothing that grows with the file.
-pub fn for_enumeration() -> Result<Arc<SnapshotCopy>, SourceError> {
-    SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH).map(Arc::new)
+/// base region), limited to what `listing` needs, that is not cached: enumeration pins it in
+/// its cursor until `end*ent`, after which the process holds nothing that grows with the file.
+pub fn for_enumeration(listing: Listing) -> Result<Arc<SnapshotCopy>, SourceError> {
+    SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH, listing).map(Arc::new)
 }
 
 /// The validated copy of `path`, from `cache` when the file is unchanged.
@@ -452,27 +463,47 @@ pub(crate) mod tests {
         let dir = TempDir::new("enum-base");
         let path = install(&dir.0, "snapshot", &indexed, 0o644);
         let p = cpath(&path);
-        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
+        assert_eq!(
+            names(&SnapshotCopy::open_for_enumeration(&p, Listing::Groups).unwrap()),
+            all
+        );
+        // Listing accounts keeps the accounts alone.
+        let accounts = SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).unwrap();
+        assert_eq!(names(&accounts), all);
+        assert_eq!(accounts.snapshot().group_count(), 0);
+        drop(accounts);
 
         // The index and shards are not read: garbage written over them in place (by root)
         // changes nothing for enumeration.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&vec![0xa5; base_at - 1024], 1024).unwrap();
-        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
+        assert_eq!(
+            names(&SnapshotCopy::open_for_enumeration(&p, Listing::Groups).unwrap()),
+            all
+        );
         // One byte of the base changed in place, or the file cut short: refused, never a torn
         // or partial listing.
         f.write_all_at(&[indexed[base_at + 3] ^ 1], (base_at + 3) as u64)
             .unwrap();
-        assert!(SnapshotCopy::open_for_enumeration(&p).is_err());
+        assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Groups).is_err());
+        assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).is_err());
         f.write_all_at(&indexed[base_at + 3..base_at + 4], (base_at + 3) as u64)
             .unwrap();
         f.set_len((indexed.len() - 8) as u64).unwrap();
-        assert!(SnapshotCopy::open_for_enumeration(&p).is_err());
+        assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Groups).is_err());
+        assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).is_err());
         drop(f);
 
         // A file without the index (or from an older jitd) is read whole.
         install(&dir.0, "snapshot", &plain, 0o644);
-        assert_eq!(names(&SnapshotCopy::open_for_enumeration(&p).unwrap()), all);
+        assert_eq!(
+            names(&SnapshotCopy::open_for_enumeration(&p, Listing::Groups).unwrap()),
+            all
+        );
+        assert_eq!(
+            names(&SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).unwrap()),
+            all
+        );
     }
 
     #[test]

@@ -139,3 +139,77 @@ fn a_table_that_points_a_base_section_outside_the_base_is_refused() {
         Some(SnapshotError::Corrupt("section outside the base region"))
     );
 }
+
+/// `getpwent`'s view: the accounts of the whole image, checked, and nothing else reachable.
+#[test]
+fn the_accounts_view_lists_every_account_and_holds_nothing_else() {
+    let file = build_snapshot_with(&data(300), &opts()).unwrap();
+    let now = 500;
+    let whole = Snapshot::parse(&file).unwrap();
+    let partial = base_only(&file);
+    for view in [
+        Snapshot::parse_accounts(&file).unwrap(),
+        Snapshot::parse_base_accounts(&partial).unwrap(),
+    ] {
+        let want = contents(&whole, now);
+        let got = contents(&view, now);
+        // The same header and accounts, no group line.
+        let accounts_only: Vec<_> = want
+            .iter()
+            .filter(|l| !l.starts_with("g "))
+            .cloned()
+            .collect();
+        assert_eq!(got, accounts_only);
+        assert!(want.len() > got.len());
+        assert_eq!(view.group_count(), 0);
+        assert!(view.group_by_name("jit-users", now).is_none());
+        assert!(view.group_by_gid(79_999, now).is_none());
+        assert!(
+            view.account_by_uid(70_001, now).is_none(),
+            "no uid index in the view"
+        );
+        assert_eq!(view.user_gids("u3", now).count(), 0);
+    }
+}
+
+/// A damaged account is refused by the accounts view; a damaged group record (checksums made
+/// right again, as only root could) is refused by the whole parse, and the accounts view,
+/// which never holds it, still lists the accounts.
+#[test]
+fn the_accounts_view_checks_the_accounts_and_only_them() {
+    use super::format::{section, ACCOUNT_SIZE, GROUP_SIZE};
+    let plain = build_snapshot(&data(50)).unwrap();
+    let section_at = |id: u32| -> usize {
+        let n = u32::from_le_bytes(plain[32..36].try_into().unwrap()) as usize;
+        (0..n)
+            .map(|i| HEADER_SIZE + i * SECTION_ENTRY_SIZE)
+            .find(|&e| u32::from_le_bytes(plain[e..e + 4].try_into().unwrap()) == id)
+            .map(|e| u32::from_le_bytes(plain[e + 4..e + 8].try_into().unwrap()) as usize)
+            .unwrap()
+    };
+    let recrc = |mut f: Vec<u8>| {
+        let crc = crate::crc32c::crc32c(&f[16..]);
+        f[12..16].copy_from_slice(&crc.to_le_bytes());
+        f
+    };
+    // A group of an unknown kind (offset 12 of the group record).
+    let mut bad_group = plain.clone();
+    let g = section_at(section::GROUPS);
+    assert!(bad_group.len() >= g + GROUP_SIZE);
+    bad_group[g + 12] = 9;
+    let bad_group = recrc(bad_group);
+    assert!(Snapshot::parse(&bad_group).is_err());
+    let view = Snapshot::parse_accounts(&bad_group).unwrap();
+    assert_eq!(
+        view.account_count(),
+        Snapshot::parse(&plain).unwrap().account_count()
+    );
+    // An account name pointing past STRINGS (offset 0, the name's offset).
+    let mut bad_account = plain.clone();
+    let a = section_at(section::ACCOUNTS);
+    assert!(bad_account.len() >= a + ACCOUNT_SIZE);
+    bad_account[a..a + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let bad_account = recrc(bad_account);
+    assert!(Snapshot::parse_accounts(&bad_account).is_err());
+    assert!(Snapshot::parse(&bad_account).is_err());
+}
