@@ -296,8 +296,7 @@ fn serve_conn(d: &Arc<Daemon>, throttle: &Throttle, conn: Conn) {
     reply_then_release(&stream, &resp, slot);
     // Serializing state and building the snapshot allocate in proportion to the number of
     // grants; hand the freed memory back instead of letting it pile up per thread.
-    // SAFETY: malloc_trim only releases free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
+    crate::daemon::release_free_heap();
 }
 
 fn worker(d: Arc<Daemon>, throttle: Arc<Throttle>, rx: Arc<Mutex<Receiver<Conn>>>) {

@@ -173,6 +173,11 @@ impl Daemon {
                 );
             }
         }
+        drop(written);
+        drop(proj);
+        // The build's buffers (both images, the index) are freed now; publications also come
+        // from the timer (expiry, repairs, start-up), which serves no request that would trim.
+        crate::daemon::release_free_heap();
     }
 
     /// Whether jitd writes the snapshot the NSS module reads (its path is compile-time).
