@@ -12,7 +12,8 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 /// panic itself is still contained by [`guard`]). An atomic flag, not a `Once`, so no call ever
 /// waits on another thread (or on one that vanished in a `fork`).
 pub fn silence_panic_messages() {
-    if !QUIET.swap(true, Ordering::SeqCst) {
+    // A plain load first: this runs at every NSS call, and the swap is a locked instruction.
+    if !QUIET.load(Ordering::Relaxed) && !QUIET.swap(true, Ordering::SeqCst) {
         std::panic::set_hook(Box::new(|_| {}));
     }
 }

@@ -276,18 +276,80 @@ pub fn validate_ssh_key(key: &str) -> Result<(), ValidationError> {
 /// What the snapshot reader demands of a stored field (names, GECOS, paths): no NUL, `:` or
 /// newline, bounded. Used by the writer too, so a snapshot that the writer accepts always reads.
 pub fn is_field_safe(s: &str, max: usize) -> bool {
-    s.len() <= max && !s.bytes().any(|b| b == 0 || b == b':' || b == b'\n')
+    s.len() <= max && !contains_any(s.as_bytes(), [0, b':', b'\n', 0])
+}
+
+/// What the snapshot reader demands of a name: a safe field of at most `max` bytes, not empty,
+/// without `/`.
+pub fn is_name_safe(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !contains_any(s.as_bytes(), [0, b':', b'\n', b'/'])
 }
 
 /// What the snapshot reader demands of a free-text line (ssh keys, sudo commands): no NUL or
 /// newline, bounded.
 pub fn is_line_safe(s: &str, max: usize) -> bool {
-    s.len() <= max && !s.bytes().any(|b| b == 0 || b == b'\n')
+    s.len() <= max && !contains_any(s.as_bytes(), [0, b'\n', 0, 0])
+}
+
+/// Whether `s` holds any of the four bytes `set` (repeat one to look for fewer). Eight bytes
+/// at a time: the NSS module checks every field of every account it lists, and a byte loop was
+/// most of that check.
+fn contains_any(s: &[u8], set: [u8; 4]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `v` is zero: exact as a yes/no answer (the classic bit trick; it may only
+    // misplace which byte, which this does not ask).
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let masks = set.map(|b| u64::from(b) * ONES);
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let v = u64::from_ne_bytes(w);
+        if masks.iter().any(|&m| has_zero(v ^ m)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|b| set.contains(b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_any_agrees_with_a_byte_loop() {
+        let sets = [
+            [0, b':', b'\n', 0],
+            [0, b':', b'\n', b'/'],
+            [0, b'\n', 0, 0],
+        ];
+        // Every length up to three words, every position, every byte value at that position.
+        for len in 0..24 {
+            for pos in 0..len.max(1) {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    if let Some(x) = v.get_mut(pos) {
+                        *x = b;
+                    }
+                    for set in sets {
+                        assert_eq!(
+                            contains_any(&v, set),
+                            v.iter().any(|c| set.contains(c)),
+                            "len {len} pos {pos} byte {b} set {set:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // High bytes next to a forbidden one (the trick's borrow must not hide or invent one).
+        assert!(contains_any(
+            &[0xff, 0x80, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff],
+            [0, 0, 0, 0]
+        ));
+        assert!(!contains_any(&[0x81; 16], [0, b':', b'\n', b'/']));
+        assert!(contains_any("ab/cdefgh".as_bytes(), [0, b':', b'\n', b'/']));
+    }
 
     #[test]
     fn names_accepted() {

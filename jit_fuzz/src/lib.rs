@@ -63,6 +63,7 @@ pub fn snapshot(data: &[u8]) {
     walk_snapshot(Snapshot::parse_base(data));
     walk_snapshot(Snapshot::parse_accounts(data));
     walk_snapshot(Snapshot::parse_base_accounts(data));
+    walk_snapshot(Snapshot::parse_accounts_region(data));
     // The length and checksum in the header stop nearly every mutation at the door; with both
     // set right, mutations reach the section table and the records behind it.
     let mut fixed = data.to_vec();
@@ -96,6 +97,22 @@ pub fn snapshot(data: &[u8]) {
         }
         walk_snapshot(Snapshot::parse_base(&fixed));
         walk_snapshot(Snapshot::parse_base_accounts(&fixed));
+        // And for the accounts region (1.3): `accounts_crc` over what the table states, then
+        // `head_crc` again, which covers `accounts_crc`.
+        use jit_core::snapshot::format::ACCOUNTS_CRC_AT;
+        if let Some((at, end)) = Snapshot::stated_accounts_region(&fixed, fixed.len() as u64) {
+            let region = fixed.get(at as usize..end as usize).unwrap_or_default();
+            let crc = jit_core::crc32c::crc32c(region).to_le_bytes();
+            if let Some(c) = fixed.get_mut(ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4) {
+                c.copy_from_slice(&crc);
+            }
+            if let Some(head) = jit_core::snapshot::index::head_crc(&fixed) {
+                if let Some(c) = fixed.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
+                    c.copy_from_slice(&head.to_le_bytes());
+                }
+            }
+            walk_snapshot(Snapshot::parse_accounts_region(&fixed));
+        }
     }
 }
 

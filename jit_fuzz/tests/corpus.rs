@@ -88,6 +88,16 @@ fn writer_seeds_parse() {
         "seed-writer-indexed through parse_base: {:?}",
         s.err()
     );
+    // The 1.3 seed states its accounts region: listing accounts reads only that.
+    let v13 = seeds
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().ends_with("seed-writer-indexed-13"))
+        .expect("fuzz/corpus/snapshot/seed-writer-indexed-13");
+    let s = jit_core::snapshot::Snapshot::parse_accounts_region(&v13.1);
+    assert!(
+        s.is_ok_and(|s| s.account_count() == 7),
+        "seed-writer-indexed-13 through parse_accounts_region"
+    );
 }
 
 /// The hostile requests the corpus must hold are there and are refused or read as they should.

@@ -20,7 +20,9 @@
 //! release), the call reads, validates, uses and frees its own copy instead of waiting.
 
 use jit_core::ffi::errno;
-use jit_core::snapshot::file::{check_stat, open_trusted, read_base, TrustError};
+use jit_core::snapshot::file::{
+    check_stat, open_trusted, read_accounts, read_base, Region, TrustError,
+};
 use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -207,12 +209,17 @@ impl SnapshotCopy {
         let ident = Identity::of(&st);
         let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
         let pin = InodePin::of(&fd)?;
-        let image = read_base(len, |at, buf| read_into(&fd, at, buf))?;
-        let parse = match (image.base_only(), listing) {
-            (true, Listing::Accounts) => Snapshot::parse_base_accounts,
-            (true, Listing::Groups) => Snapshot::parse_base,
-            (false, Listing::Accounts) => Snapshot::parse_accounts,
-            (false, Listing::Groups) => Snapshot::parse,
+        let at = |at, buf: &mut [u8]| read_into(&fd, at, buf);
+        let image = match listing {
+            Listing::Accounts => read_accounts(len, at)?,
+            Listing::Groups => read_base(len, at)?,
+        };
+        let parse = match (image.region(), listing) {
+            (Region::Accounts, _) => Snapshot::parse_accounts_region,
+            (Region::Base, Listing::Accounts) => Snapshot::parse_base_accounts,
+            (Region::Base, Listing::Groups) => Snapshot::parse_base,
+            (Region::Whole, Listing::Accounts) => Snapshot::parse_accounts,
+            (Region::Whole, Listing::Groups) => Snapshot::parse,
         };
         SnapshotCopy::validated(
             image.into_bytes().into_boxed_slice(),
@@ -492,6 +499,20 @@ pub(crate) mod tests {
         f.set_len((indexed.len() - 8) as u64).unwrap();
         assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Groups).is_err());
         assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).is_err());
+        drop(f);
+
+        // Listing accounts reads only the accounts region at the start of the base (1.3):
+        // garbage over the rest of the base spoils the group listing, not the account one.
+        install(&dir.0, "snapshot", &indexed, 0o644);
+        let (_, end) = Snapshot::stated_accounts_region(&indexed, indexed.len() as u64).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&vec![0x77; indexed.len() - end as usize], end)
+            .unwrap();
+        assert_eq!(
+            names(&SnapshotCopy::open_for_enumeration(&p, Listing::Accounts).unwrap()),
+            all
+        );
+        assert!(SnapshotCopy::open_for_enumeration(&p, Listing::Groups).is_err());
         drop(f);
 
         // A file without the index (or from an older jitd) is read whole.

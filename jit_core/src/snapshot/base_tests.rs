@@ -213,3 +213,108 @@ fn the_accounts_view_checks_the_accounts_and_only_them() {
     assert!(Snapshot::parse_accounts(&bad_account).is_err());
     assert!(Snapshot::parse(&bad_account).is_err());
 }
+
+/// What listing accounts reads of a 1.3 file: the header, the table and the accounts region
+/// (STRINGS, ACCOUNTS and STRLIST, first in the base), the rest left zero.
+fn accounts_only(file: &[u8]) -> (Vec<u8>, usize, usize) {
+    let (at, end) = Snapshot::stated_accounts_region(file, file.len() as u64).unwrap();
+    let (at, end) = (at as usize, end as usize);
+    let nsec = u32::from_le_bytes(file[32..36].try_into().unwrap()) as usize;
+    let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
+    let mut out = vec![0u8; file.len()];
+    out[..table_end].copy_from_slice(&file[..table_end]);
+    out[at..end].copy_from_slice(&file[at..end]);
+    (out, at, end)
+}
+
+#[test]
+fn the_accounts_region_alone_lists_the_accounts_and_every_byte_of_it_is_checked() {
+    use super::format::ACCOUNTS_CRC_AT;
+    let mut d = data(120);
+    d.accounts[3].ssh_keys = vec!["ssh-ed25519 AAAAC3 key".into()];
+    let file = build_snapshot_with(&d, &opts()).unwrap();
+    assert_eq!(u16::from_le_bytes([file[10], file[11]]), 3, "minor 1.3");
+    let base_at = u32::from_le_bytes(file[BASE_AT_AT..BASE_AT_AT + 4].try_into().unwrap()) as usize;
+    let (good, at, end) = accounts_only(&file);
+    // The region starts the base and is well under all of it.
+    assert_eq!(at, base_at);
+    assert!(end < file.len() && end - at < (file.len() - base_at) * 3 / 4);
+    let whole = Snapshot::parse_accounts(&file).unwrap();
+    let view = Snapshot::parse_accounts_region(&good).unwrap();
+    assert_eq!(contents(&view, 500), contents(&whole, 500));
+    assert_eq!(view.group_count(), 0);
+    let keys: Vec<_> = view
+        .account_by_name("u3", 500)
+        .unwrap()
+        .ssh_keys()
+        .map(String::from)
+        .collect();
+    assert_eq!(keys, ["ssh-ed25519 AAAAC3 key"]);
+    // Any flip in the region, the table or the header after the file checksum: refused.
+    let nsec = u32::from_le_bytes(file[32..36].try_into().unwrap()) as usize;
+    let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
+    for at in (16..table_end).chain((at..end).step_by(5)) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        assert!(
+            Snapshot::parse_accounts_region(&bad).is_err(),
+            "flip at {at} accepted"
+        );
+    }
+    // Garbage after the region (the rest of the base) and before it changes nothing.
+    let mut noise = good.clone();
+    for (i, b) in noise[end..].iter_mut().enumerate() {
+        *b = (i * 13 % 251) as u8;
+    }
+    for (i, b) in noise[table_end..at].iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+    assert_eq!(
+        contents(&Snapshot::parse_accounts_region(&noise).unwrap(), 500),
+        contents(&whole, 500)
+    );
+    // The region's checksum is its own: the base's still covers everything.
+    assert_ne!(file[ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4], [0; 4]);
+    assert!(Snapshot::parse_base(&base_only(&file)).is_ok());
+}
+
+#[test]
+fn a_file_without_an_accounts_region_is_read_by_its_base() {
+    // A 1.2 file (an older jitd): no accounts region stated; readers fall back to the base.
+    let mut old = build_snapshot_with(&data(10), &opts()).unwrap();
+    old[10..12].copy_from_slice(&2u16.to_le_bytes());
+    let h = head_crc(&old).unwrap();
+    old[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&h.to_le_bytes());
+    assert!(Snapshot::stated_accounts_region(&old, old.len() as u64).is_none());
+    assert_eq!(
+        Snapshot::parse_accounts_region(&old).err(),
+        Some(SnapshotError::Corrupt("no accounts region"))
+    );
+    assert!(Snapshot::parse_base_accounts(&old).is_ok());
+    // The gates file (no index) states no region either.
+    let plain = build_snapshot(&data(10)).unwrap();
+    assert!(Snapshot::stated_accounts_region(&plain, plain.len() as u64).is_none());
+    assert!(Snapshot::parse_accounts_region(&plain).is_err());
+}
+
+#[test]
+fn a_table_that_moves_an_accounts_section_out_of_the_region_is_refused() {
+    // STRLIST (id 9) pointed before the base, head re-signed (only root could): the region it
+    // would span is refused as a whole, never read past.
+    let mut file = build_snapshot_with(&data(10), &opts()).unwrap();
+    let nsec = u32::from_le_bytes(file[32..36].try_into().unwrap()) as usize;
+    let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
+    let entry = (0..nsec)
+        .map(|i| HEADER_SIZE + i * SECTION_ENTRY_SIZE)
+        .find(|&e| u32::from_le_bytes(file[e..e + 4].try_into().unwrap()) == 9)
+        .unwrap();
+    file[entry + 4..entry + 8].copy_from_slice(&(table_end as u32).to_le_bytes());
+    let h = head_crc(&file).unwrap();
+    file[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&h.to_le_bytes());
+    assert!(Snapshot::stated_accounts_region(&file, file.len() as u64).is_none());
+    assert_eq!(
+        Snapshot::parse_accounts_region(&file).err(),
+        Some(SnapshotError::Corrupt("no accounts region"))
+    );
+}
+

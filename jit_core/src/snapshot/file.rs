@@ -110,17 +110,34 @@ pub fn read_trusted(path: &CStr) -> Result<Vec<u8>, TrustError> {
     Ok(buf)
 }
 
+/// What of a trusted snapshot was read besides its header and section table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// The whole file.
+    Whole,
+    /// The base region (format 1.2, docs/snapshot-format.md §10.5).
+    Base,
+    /// The accounts region at the start of the base (format 1.3): enough to list accounts.
+    Accounts,
+}
+
 /// A trusted snapshot in memory, read whole or, for a file that states its base region
-/// (format 1.2), only its header, table and base (docs/snapshot-format.md §10.5).
+/// (format 1.2), only its header, table and base (docs/snapshot-format.md §10.5), or only the
+/// accounts region of the base (1.3, for listing accounts).
 pub struct TrustedImage {
     bytes: Vec<u8>,
-    base_only: bool,
+    region: Region,
 }
 
 impl TrustedImage {
     /// Whether only the header, the table and the base region were read.
     pub fn base_only(&self) -> bool {
-        self.base_only
+        self.region == Region::Base
+    }
+
+    /// What was read.
+    pub fn region(&self) -> Region {
+        self.region
     }
 
     /// The bytes (the file's length; unread parts zero), for a reader that keeps them.
@@ -133,10 +150,10 @@ impl TrustedImage {
     /// # Errors
     /// As [`Snapshot::parse`] / [`Snapshot::parse_base`].
     pub fn parse(&self) -> Result<Snapshot<'_>, SnapshotError> {
-        if self.base_only {
-            Snapshot::parse_base(&self.bytes)
-        } else {
-            Snapshot::parse(&self.bytes)
+        match self.region {
+            Region::Whole => Snapshot::parse(&self.bytes),
+            Region::Base => Snapshot::parse_base(&self.bytes),
+            Region::Accounts => Snapshot::parse_accounts_region(&self.bytes),
         }
     }
 }
@@ -166,20 +183,72 @@ pub fn read_trusted_base(path: &CStr) -> Result<TrustedImage, TrustError> {
 /// What `read` returns.
 pub fn read_base<E: From<TrustError>>(
     len: usize,
+    read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+) -> Result<TrustedImage, E> {
+    read_part(len, false, read)
+}
+
+/// As [`read_base`], for listing accounts: of a file that states its accounts region
+/// (format 1.3) only that region follows the header and table; else as [`read_base`].
+///
+/// # Errors
+/// What `read` returns.
+pub fn read_accounts<E: From<TrustError>>(
+    len: usize,
+    read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+) -> Result<TrustedImage, E> {
+    read_part(len, true, read)
+}
+
+fn read_part<E: From<TrustError>>(
+    len: usize,
+    accounts_only: bool,
     mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
 ) -> Result<TrustedImage, E> {
     let mut bytes = vec![0u8; len];
     let head_len = len.min(HEAD_PREFIX);
     let head = bytes.get_mut(..head_len).ok_or(TrustError::BadSize)?;
     read(0, head)?;
-    let base_at = Snapshot::stated_base_at(head, len as u64).and_then(|a| usize::try_from(a).ok());
-    let (from, base_only) = match base_at {
-        Some(at) => (at, true),
-        None => (head_len, false),
+    let size = len as u64;
+    let to_usize = |v: u64| usize::try_from(v).ok();
+    let accounts = accounts_only
+        .then(|| Snapshot::stated_accounts_region(head, size))
+        .flatten()
+        .and_then(|(at, end)| Some((to_usize(at)?, to_usize(end)?)));
+    let base = Snapshot::stated_base_at(head, size).and_then(to_usize);
+    let (range, region) = match (accounts, base) {
+        (Some((at, end)), _) => (at..end, Region::Accounts),
+        (None, Some(at)) => (at..len, Region::Base),
+        (None, None) => (head_len..len, Region::Whole),
     };
-    let rest = bytes.get_mut(from..).ok_or(TrustError::BadSize)?;
-    read(from as u64, rest)?;
-    Ok(TrustedImage { bytes, base_only })
+    let from = range.start as u64;
+    let rest = bytes.get_mut(range).ok_or(TrustError::BadSize)?;
+    populate(rest);
+    read(from, rest)?;
+    Ok(TrustedImage { bytes, region })
+}
+
+/// Backs the whole pages of `buf` (fresh zero pages of a large allocation) in one call before
+/// `pread` fills them: a megabyte-sized read otherwise takes a page fault per 4 KiB while the
+/// kernel copies. Linux 5.14 and later (`MADV_POPULATE_WRITE`); elsewhere the call fails and
+/// the faults happen as before.
+fn populate(buf: &mut [u8]) {
+    const PAGE: usize = 4096;
+    let start = buf.as_mut_ptr() as usize;
+    let first = start.div_ceil(PAGE) * PAGE;
+    let end = (start + buf.len()) / PAGE * PAGE;
+    if end > first {
+        // SAFETY: [first, end) lies inside `buf`, memory this process owns and is about to
+        // write; MADV_POPULATE_WRITE only faults those pages in (writable, zero-filled as they
+        // are), it changes no content and no mapping.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                end - first,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+    }
 }
 
 #[cfg(test)]
@@ -235,7 +304,7 @@ mod tests {
         std::fs::write(&path, &indexed).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let image = read_trusted_base(&cpath).unwrap();
-        assert!(image.base_only);
+        assert!(image.base_only());
         assert_eq!(names(&image), want);
         let keys: Vec<String> = image
             .parse()
@@ -246,6 +315,34 @@ mod tests {
             .map(String::from)
             .collect();
         assert_eq!(keys, ["ssh-ed25519 AAAA7 u007"]);
+
+        // Listing accounts reads the accounts region alone: the rest of the base is not read.
+        let (at, end) = Snapshot::stated_accounts_region(&indexed, indexed.len() as u64).unwrap();
+        {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            let tail = indexed.len() as u64 - end;
+            f.write_all_at(&vec![0x3c; tail as usize], end).unwrap();
+            let image = read_accounts(indexed.len(), |at, buf| {
+                f.read_exact_at(buf, at).map_err(|_| TrustError::BadSize)
+            })
+            .unwrap();
+            assert_eq!(image.region(), Region::Accounts);
+            assert_eq!(names(&image), want);
+            assert!(read_trusted_base(&cpath).unwrap().parse().is_err());
+            // A byte of the region changed in place: refused.
+            f.write_all_at(&[indexed[at as usize + 5] ^ 2], at + 5)
+                .unwrap();
+            let image = read_accounts(indexed.len(), |at, buf| {
+                f.read_exact_at(buf, at).map_err(|_| TrustError::BadSize)
+            })
+            .unwrap();
+            assert!(image.parse().is_err());
+            f.write_all_at(&indexed, 0).unwrap();
+        }
 
         // Bytes between the table and the base (index, shards) are not read.
         let base_at = Snapshot::stated_base_at(&indexed, indexed.len() as u64).unwrap() as usize;
@@ -262,7 +359,15 @@ mod tests {
         // A file without the index (the gates file) is read whole.
         std::fs::write(&path, build_snapshot(&data(150)).unwrap()).unwrap();
         let image = read_trusted_base(&cpath).unwrap();
-        assert!(!image.base_only);
+        assert!(!image.base_only());
+        assert_eq!(names(&image), want);
+        let f = std::fs::File::open(&path).unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        let image = read_accounts(len, |at, buf| {
+            f.read_exact_at(buf, at).map_err(|_| TrustError::BadSize)
+        })
+        .unwrap();
+        assert_eq!(image.region(), Region::Whole);
         assert_eq!(names(&image), want);
         let _ = std::fs::remove_dir_all(&dir);
     }

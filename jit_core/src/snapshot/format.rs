@@ -28,8 +28,9 @@ pub const MAGIC: [u8; 8] = *b"JITSNAP\0";
 /// Major version this code writes and reads.
 pub const MAJOR: u16 = 1;
 /// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections;
-/// 1.2: the base region's checksum, `base_crc` and `base_at`).
-pub const MINOR: u16 = 2;
+/// 1.2: the base region's checksum, `base_crc` and `base_at`; 1.3: the accounts region at the
+/// start of the base and its checksum, `accounts_crc`).
+pub const MINOR: u16 = 3;
 /// Header offset of `head_crc` (1.1).
 pub const HEAD_CRC_AT: usize = 40;
 /// Header offset of `uid_min` (1.1); `uid_max` follows.
@@ -41,6 +42,12 @@ pub const BASE_CRC_AT: usize = 52;
 /// Header offset of `base_at` (1.2, u32): where the base region (sections 1 to 11, back to
 /// back at the end of an indexed file) starts; 0 = not stated, the file is read whole.
 pub const BASE_AT_AT: usize = 56;
+/// Header offset of `accounts_crc` (1.3): CRC32C of the accounts region, from `base_at` to
+/// the end of the last of STRINGS, ACCOUNTS and STRLIST, which an indexed file puts first in
+/// its base; what listing accounts reads. Meaningful only when `base_at` is stated.
+pub const ACCOUNTS_CRC_AT: usize = 60;
+/// The sections of the accounts region (1.3), in the order an indexed file writes them.
+pub const ACCOUNTS_REGION: [u32; 3] = [section::STRINGS, section::ACCOUNTS, section::STRLIST];
 /// Fixed header size.
 pub const HEADER_SIZE: usize = 64;
 /// One entry of the section table.

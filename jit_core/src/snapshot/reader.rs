@@ -11,7 +11,7 @@ use crate::crc32c::crc32c;
 use crate::policy::is_live;
 use crate::time::UnixTime;
 use crate::types::{GROUP_KIND_JIT, GROUP_KIND_LOCAL, GROUP_KIND_PRIVATE};
-use crate::validate::{is_field_safe, is_line_safe};
+use crate::validate::{is_field_safe, is_line_safe, is_name_safe};
 use std::cmp::Ordering;
 
 /// Why an image was refused. Any of these makes the whole file unusable (modules: UNAVAIL).
@@ -96,6 +96,8 @@ enum Integrity {
     Whole,
     /// `head_crc` for the header and table, `base_crc` for `[base_at, file_len)` (1.2).
     Base,
+    /// `head_crc` for the header and table, `accounts_crc` for the accounts region (1.3).
+    AccountsRegion,
 }
 
 /// Which records a parse validates and keeps.
@@ -113,6 +115,33 @@ enum Kind {
     Field,
     Name,
     Line,
+}
+
+/// The end of the accounts region (1.3) of a file whose base starts at `base_at`: the end of
+/// the last of its sections (`ACCOUNTS_REGION`), as the table in `data` states them. `None` if
+/// one is missing, repeated, or starts before `base_at`, or the table does not fit.
+fn accounts_region_end(data: &[u8], base_at: u64) -> Option<u64> {
+    let nsec = rd_u32(data, 32) as usize;
+    if nsec > MAX_SECTIONS || data.len() < HEADER_SIZE + nsec * SECTION_ENTRY_SIZE {
+        return None;
+    }
+    let mut seen = [false; 3];
+    let mut end = base_at;
+    for i in 0..nsec {
+        let e = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
+        let Some(k) = ACCOUNTS_REGION.iter().position(|&id| id == rd_u32(data, e)) else {
+            continue;
+        };
+        let off = u64::from(rd_u32(data, e + 4));
+        let len = u64::from(rd_u32(data, e + 8));
+        let slot = seen.get_mut(k)?;
+        if *slot || off < base_at {
+            return None;
+        }
+        *slot = true;
+        end = end.max(off + len);
+    }
+    seen.iter().all(|&s| s).then_some(end)
 }
 
 impl<'a> Snapshot<'a> {
@@ -133,6 +162,31 @@ impl<'a> Snapshot<'a> {
     /// As [`Snapshot::parse`], for the parts it checks.
     pub fn parse_accounts(data: &'a [u8]) -> Result<Snapshot<'a>, SnapshotError> {
         Snapshot::parse_as(data, Integrity::Whole, Part::Accounts)
+    }
+
+    /// Validates the accounts region of an indexed image (format 1.3): STRINGS, ACCOUNTS and
+    /// STRLIST, which the writer puts first in the base under their own `accounts_crc`, and
+    /// returns the accounts view of [`Snapshot::parse_accounts`]. Only the header, the section
+    /// table and the region need be the file's (about half of the base, a sixth of the file).
+    ///
+    /// # Errors
+    /// As [`Snapshot::parse_base`], and `Corrupt("no accounts region")` for a file that states
+    /// none (minor below 3, or no base region): the caller then reads the base.
+    pub fn parse_accounts_region(data: &'a [u8]) -> Result<Snapshot<'a>, SnapshotError> {
+        Snapshot::parse_as(data, Integrity::AccountsRegion, Part::Accounts)
+    }
+
+    /// Where the accounts region of the file whose first bytes are `prefix` lies,
+    /// `[base_at, end)`, if its header states one (format 1.3, an indexed file of `file_size`
+    /// bytes). Not a check: [`Snapshot::parse_accounts_region`] verifies the header, the table
+    /// and the region.
+    pub fn stated_accounts_region(prefix: &[u8], file_size: u64) -> Option<(u64, u64)> {
+        let at = Snapshot::stated_base_at(prefix, file_size)?;
+        if rd_u16(prefix, 10) < 3 {
+            return None;
+        }
+        let end = accounts_region_end(prefix, at)?;
+        (end <= file_size).then_some((at, end))
     }
 
     /// [`Snapshot::parse_base`] limited to the accounts, as [`Snapshot::parse_accounts`].
@@ -215,7 +269,32 @@ impl<'a> Snapshot<'a> {
                 }
                 base_at
             }
+            Integrity::AccountsRegion => {
+                let none = SnapshotError::Corrupt("no accounts region");
+                let head = super::index::head_crc(data)
+                    .ok_or(SnapshotError::Corrupt("section table past end"))?;
+                if head != rd_u32(data, HEAD_CRC_AT) {
+                    return Err(SnapshotError::BadChecksum);
+                }
+                let base_at = rd_u32(data, BASE_AT_AT) as usize;
+                if rd_u16(data, 10) < 3 || base_at < HEADER_SIZE {
+                    return Err(none);
+                }
+                let end = accounts_region_end(data, base_at as u64)
+                    .and_then(|e| usize::try_from(e).ok())
+                    .ok_or(none)?;
+                let region = data.get(base_at..end).ok_or(none)?;
+                if crc32c(region) != rd_u32(data, ACCOUNTS_CRC_AT) {
+                    return Err(SnapshotError::BadChecksum);
+                }
+                base_at
+            }
         };
+        if matches!(integrity, Integrity::AccountsRegion) && part != Part::Accounts {
+            return Err(SnapshotError::Corrupt(
+                "only accounts are checked by this read",
+            ));
+        }
         let nsec = rd_u32(data, 32) as usize;
         if nsec > MAX_SECTIONS {
             return Err(SnapshotError::Corrupt("too many sections"));
@@ -465,7 +544,7 @@ impl<'a> Snapshot<'a> {
             ))?;
         let ok = match kind {
             Kind::Field => is_field_safe(s, MAX_SNAPSHOT_STRING),
-            Kind::Name => !s.is_empty() && is_field_safe(s, MAX_NAME_LEN) && !s.contains('/'),
+            Kind::Name => is_name_safe(s, MAX_NAME_LEN),
             Kind::Line => is_line_safe(s, MAX_SNAPSHOT_STRING),
         };
         if ok {

@@ -8,7 +8,7 @@ use super::format::*;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
 use crate::crc32c::crc32c;
 use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
-use crate::validate::{is_field_safe, is_line_safe};
+use crate::validate::{is_field_safe, is_line_safe, is_name_safe};
 
 /// Why a snapshot could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +77,10 @@ impl<'a> Strings<'a> {
     /// A user or group name: what the reader accepts as a name (non-empty, at most
     /// `MAX_NAME_LEN`, no `/`), so a written snapshot always reads back.
     fn name(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
-        if s.is_empty() || s.len() > MAX_NAME_LEN || s.contains('/') {
+        if !is_name_safe(s, MAX_NAME_LEN) {
             return Err(WriteError::UnsafeField(what, s.chars().take(64).collect()));
         }
-        self.field(what, s)
+        self.add(s)
     }
 
     fn line(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
@@ -330,10 +330,11 @@ pub(crate) fn build_image<'a>(
     }
 
     let mut sections = index;
-    sections.extend([
+    let n_accounts = accounts.len();
+    let mut base = vec![
         (section::STRINGS, strings.bytes, 0),
-        (section::ACCOUNTS, acc_sec, accounts.len()),
-        (section::ACCOUNTS_BY_UID, uid_sec, accounts.len()),
+        (section::ACCOUNTS, acc_sec, n_accounts),
+        (section::ACCOUNTS_BY_UID, uid_sec, n_accounts),
         (section::GROUPS, grp_sec, groups.len()),
         (section::GROUPS_BY_GID, gid_sec, groups.len()),
         (section::MEMBERS, mem_sec, 0),
@@ -342,7 +343,12 @@ pub(crate) fn build_image<'a>(
         (section::STRLIST, lists.refs, 0),
         (section::GRANTS, grant_sec, grants.len()),
         (section::MANAGED, managed_sec, 0),
-    ]);
+    ];
+    if with_index {
+        // The accounts region (1.3) first: listing accounts reads and checks only it.
+        base.sort_by_key(|(id, _, _)| !ACCOUNTS_REGION.contains(id));
+    }
+    sections.extend(base);
 
     let table_len = sections.len() * SECTION_ENTRY_SIZE;
     let mut out = vec![0u8; HEADER_SIZE + table_len];
@@ -350,9 +356,13 @@ pub(crate) fn build_image<'a>(
     // With the index, sections 1 to 11 (the base) follow it, back to back to the end of the
     // file; their own checksum lets enumeration read only them (1.2, `base_at`).
     let mut base_at = None;
+    let mut accounts_end = 0;
     for (id, bytes, count) in &sections {
         if with_index && *id == section::STRINGS {
             base_at = Some(out.len());
+        }
+        if ACCOUNTS_REGION.contains(id) {
+            accounts_end = accounts_end.max(out.len() + bytes.len());
         }
         // Record counts for sections whose records are fixed-size are implied by the length;
         // the table states them anyway so the reader can cross-check.
@@ -386,6 +396,8 @@ pub(crate) fn build_image<'a>(
         let base_crc = crc32c(out.get(at..).unwrap_or(&[]));
         header[BASE_CRC_AT..BASE_CRC_AT + 4].copy_from_slice(&base_crc.to_le_bytes());
         header[BASE_AT_AT..BASE_AT_AT + 4].copy_from_slice(&len_u32(at)?.to_le_bytes());
+        let accounts_crc = crc32c(out.get(at..accounts_end).ok_or(WriteError::TooLarge)?);
+        header[ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4].copy_from_slice(&accounts_crc.to_le_bytes());
     }
     let head = out
         .get_mut(..HEADER_SIZE + table_len)
