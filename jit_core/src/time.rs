@@ -1,7 +1,8 @@
 //! Time: absolute Unix seconds and human durations.
 //!
 //! Every decision takes `now` as a parameter so that it can be tested at the boundary second;
-//! [`now`] is the only place in the core that reads the wall clock.
+//! [`now`] (and [`now_coarse`] for listings) are the only places in the core that read the
+//! wall clock.
 
 /// Seconds since the Unix epoch (UTC). Grants carry absolute times, so expiry survives restarts.
 pub type UnixTime = i64;
@@ -19,6 +20,24 @@ pub fn now() -> UnixTime {
     };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if rc == 0 {
+        ts.tv_sec
+    } else {
+        0
+    }
+}
+
+/// The wall clock as the kernel last cached it (`CLOCK_REALTIME_COARSE`: at most one timer
+/// tick, a few ms, behind [`now`]), for a decision made tens of thousands of times in a row
+/// where a full clock read per decision was a measurable part of the work: listing accounts
+/// and groups. Never for a login or sudo decision. Falls back to 0 like [`now`].
+pub fn now_coarse() -> UnixTime {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     if rc == 0 {
         ts.tv_sec
     } else {

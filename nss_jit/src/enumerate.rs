@@ -2,7 +2,8 @@
 //!
 //! `set*ent` resets a cursor and pins the current copy (an `Arc`, not a lock), so one
 //! enumeration walks one consistent snapshot even if jitd replaces the file meanwhile; liveness
-//! is still decided per call with the current time. `get*ent_r` without `set*ent` starts
+//! is still decided per call with the current time (the kernel's cached clock, a few ms behind
+//! at most: `jit_core::time::now_coarse`). `get*ent_r` without `set*ent` starts
 //! implicitly. A short buffer (ERANGE) does not advance the cursor, so glibc's retry with a bigger
 //! buffer gets the same entry. The cursors sit in static mutexes taken only with a bounded
 //! `try_lock` (contention, or a lock inherited through `fork()`, gives UNAVAIL, never a wait);
@@ -92,20 +93,20 @@ pub fn next<T>(
     step: impl FnOnce(&Snapshot<'_>, &mut Position) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
-    let copy = match &c.pin {
-        Some(m) => Arc::clone(m),
-        None => {
-            // Implicit start. Reading a copy under the cursor lock is fine: set/get/end*ent are
-            // serialised by glibc anyway, and nothing here waits.
-            let m = source().map_err(Failure::from)?;
-            c.pos = Position::default();
-            c.pin = Some(Arc::clone(&m));
-            m
-        }
-    };
-    let mut pos = c.pos;
-    let out = step(&copy.snapshot(), &mut pos)?;
-    c.pos = pos;
+    if c.pin.is_none() {
+        // Implicit start. Reading a copy under the cursor lock is fine: set/get/end*ent are
+        // serialised by glibc anyway, and nothing here waits.
+        let m = source().map_err(Failure::from)?;
+        c.pos = Position::default();
+        c.pin = Some(m);
+    }
+    // The pinned copy is used under the cursor lock, which keeps it alive: no reference count
+    // is taken per entry.
+    let Cursor { pin, pos } = &mut *c;
+    let copy = pin.as_ref().ok_or(Failure::Unavailable)?;
+    let mut next = *pos;
+    let out = step(&copy.snapshot(), &mut next)?;
+    *pos = next;
     Ok(out)
 }
 

@@ -23,7 +23,7 @@ pub mod status;
 
 use buffer::CallerBuf;
 use enumerate::{GR_CURSOR, PW_CURSOR};
-use jit_core::time::now;
+use jit_core::time::{now, now_coarse};
 use libc::{c_char, c_int, c_long, gid_t, size_t, uid_t};
 use source::Listing;
 use status::{finish, finish_no_errno, Failure, NssStatus};
@@ -139,7 +139,9 @@ pub unsafe extern "C" fn _nss_jit_getpwent_r(
         }
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
-        let now = now();
+        // Listing: the kernel's cached clock (a few ms behind at most) saves a full clock read
+        // per entry; no access decision is made on a listing.
+        let now = now_coarse();
         let out = enumerate::next(
             &PW_CURSOR,
             || source::for_enumeration(Listing::Accounts),
@@ -262,7 +264,9 @@ pub unsafe extern "C" fn _nss_jit_getgrent_r(
         }
         // SAFETY: glibc passes `buffer`/`buflen` as one writable buffer owned by this call.
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
-        let now = now();
+        // Listing: the kernel's cached clock (a few ms behind at most) saves a full clock read
+        // per entry; no access decision is made on a listing.
+        let now = now_coarse();
         let out = enumerate::next(
             &GR_CURSOR,
             || source::for_enumeration(Listing::Groups),

@@ -317,4 +317,3 @@ fn a_table_that_moves_an_accounts_section_out_of_the_region_is_refused() {
         Some(SnapshotError::Corrupt("no accounts region"))
     );
 }
-

@@ -563,18 +563,14 @@ impl<'a> Snapshot<'a> {
 
     /// A string already validated by `parse`; empty if anything is off.
     fn str_at(&self, rec: &[u8], off: usize) -> &'a str {
-        let o = rd_u32(rec, off) as usize;
-        let l = rd_u32(rec, off + 4) as usize;
-        self.strings.get(o..o.saturating_add(l)).unwrap_or("")
+        self.text().str_at(rec, off)
     }
 
-    fn list_at(&self, rec: &[u8], off: usize) -> StrList<'a> {
-        let start = rd_u32(rec, off) as usize;
-        let count = rd_u32(rec, off + 4) as usize;
-        StrList {
-            snap: *self,
-            next: start,
-            end: start.saturating_add(count),
+    /// What a view of one record reads besides the record.
+    fn text(&self) -> Text<'a> {
+        Text {
+            strings: self.strings,
+            strlist: self.strlist,
         }
     }
 
@@ -607,7 +603,7 @@ impl<'a> Snapshot<'a> {
     /// Account record `i` in name order, live or not.
     pub fn account_at(&self, i: usize) -> Option<AccountView<'a>> {
         (i < self.account_count()).then(|| AccountView {
-            snap: *self,
+            text: self.text(),
             rec: self.rec(self.accounts, i, ACCOUNT_SIZE),
         })
     }
@@ -623,7 +619,7 @@ impl<'a> Snapshot<'a> {
     /// Gate record `i` in user order.
     pub fn grant_at(&self, i: usize) -> Option<GateView<'a>> {
         (i < self.grant_count()).then(|| GateView {
-            snap: *self,
+            text: self.text(),
             rec: self.rec(self.grants, i, GRANT_SIZE),
         })
     }
@@ -755,7 +751,7 @@ impl<'a> Snapshot<'a> {
 /// Iterator over a string list.
 #[derive(Clone)]
 pub struct StrList<'a> {
-    snap: Snapshot<'a>,
+    text: Text<'a>,
     next: usize,
     end: usize,
 }
@@ -769,24 +765,53 @@ impl<'a> Iterator for StrList<'a> {
         let off = self.next.saturating_mul(STRREF_SIZE);
         self.next += 1;
         let r = self
-            .snap
+            .text
             .strlist
             .get(off..off.saturating_add(STRREF_SIZE))?;
-        Some(self.snap.str_at(r, 0))
+        Some(self.text.str_at(r, 0))
+    }
+}
+
+/// The string table and string lists that records point into: all a view of an account,
+/// member or gate record needs besides the record. (Views held a copy of the whole `Snapshot`,
+/// about 200 bytes copied per record a listing visits.)
+#[derive(Clone, Copy)]
+struct Text<'a> {
+    strings: &'a str,
+    strlist: &'a [u8],
+}
+
+impl<'a> Text<'a> {
+    /// The string a reference at `off` of `rec` points at; empty if anything is off.
+    fn str_at(&self, rec: &[u8], off: usize) -> &'a str {
+        let o = rd_u32(rec, off) as usize;
+        let l = rd_u32(rec, off + 4) as usize;
+        self.strings.get(o..o.saturating_add(l)).unwrap_or("")
+    }
+
+    /// The list a reference at `off` of `rec` points at.
+    fn list_at(&self, rec: &[u8], off: usize) -> StrList<'a> {
+        let start = rd_u32(rec, off) as usize;
+        let count = rd_u32(rec, off + 4) as usize;
+        StrList {
+            text: *self,
+            next: start,
+            end: start.saturating_add(count),
+        }
     }
 }
 
 /// An account record.
 #[derive(Clone, Copy)]
 pub struct AccountView<'a> {
-    snap: Snapshot<'a>,
+    text: Text<'a>,
     rec: &'a [u8],
 }
 
 impl<'a> AccountView<'a> {
     /// Login name.
     pub fn name(&self) -> &'a str {
-        self.snap.str_at(self.rec, 0)
+        self.text.str_at(self.rec, 0)
     }
     /// uid.
     pub fn uid(&self) -> u32 {
@@ -798,19 +823,19 @@ impl<'a> AccountView<'a> {
     }
     /// GECOS.
     pub fn gecos(&self) -> &'a str {
-        self.snap.str_at(self.rec, 16)
+        self.text.str_at(self.rec, 16)
     }
     /// Home directory.
     pub fn home(&self) -> &'a str {
-        self.snap.str_at(self.rec, 24)
+        self.text.str_at(self.rec, 24)
     }
     /// Shell.
     pub fn shell(&self) -> &'a str {
-        self.snap.str_at(self.rec, 32)
+        self.text.str_at(self.rec, 32)
     }
     /// Grant id.
     pub fn grant_id(&self) -> &'a str {
-        self.snap.str_at(self.rec, 40)
+        self.text.str_at(self.rec, 40)
     }
     /// Start.
     pub fn not_before(&self) -> UnixTime {
@@ -826,7 +851,7 @@ impl<'a> AccountView<'a> {
     }
     /// Public ssh keys.
     pub fn ssh_keys(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 68)
+        self.text.list_at(self.rec, 68)
     }
     /// Live at `now`.
     pub fn is_live(&self, now: UnixTime) -> bool {
@@ -837,18 +862,18 @@ impl<'a> AccountView<'a> {
 /// A member record.
 #[derive(Clone, Copy)]
 pub struct MemberView<'a> {
-    snap: Snapshot<'a>,
+    text: Text<'a>,
     rec: &'a [u8],
 }
 
 impl<'a> MemberView<'a> {
     /// User name.
     pub fn name(&self) -> &'a str {
-        self.snap.str_at(self.rec, 0)
+        self.text.str_at(self.rec, 0)
     }
     /// Grant id.
     pub fn grant_id(&self) -> &'a str {
-        self.snap.str_at(self.rec, 8)
+        self.text.str_at(self.rec, 8)
     }
     /// Live at `now`.
     pub fn is_live(&self, now: UnixTime) -> bool {
@@ -884,7 +909,10 @@ impl<'a> GroupView<'a> {
         (start..start.saturating_add(count)).filter_map(move |k| {
             let off = k.saturating_mul(MEMBER_SIZE);
             let rec = snap.members.get(off..off.saturating_add(MEMBER_SIZE))?;
-            Some(MemberView { snap, rec })
+            Some(MemberView {
+                text: snap.text(),
+                rec,
+            })
         })
     }
     /// Names of the members live at `now`; a user with two overlapping grants appears once
@@ -924,18 +952,18 @@ impl<'a> GroupView<'a> {
 /// A gate record (pam_jit, sudo_jit).
 #[derive(Clone, Copy)]
 pub struct GateView<'a> {
-    snap: Snapshot<'a>,
+    text: Text<'a>,
     rec: &'a [u8],
 }
 
 impl<'a> GateView<'a> {
     /// Grant id.
     pub fn id(&self) -> &'a str {
-        self.snap.str_at(self.rec, 0)
+        self.text.str_at(self.rec, 0)
     }
     /// User.
     pub fn user(&self) -> &'a str {
-        self.snap.str_at(self.rec, 8)
+        self.text.str_at(self.rec, 8)
     }
     /// Account uid or 0.
     pub fn uid(&self) -> u32 {
@@ -963,22 +991,22 @@ impl<'a> GateView<'a> {
     }
     /// Allowed source networks.
     pub fn from(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 48)
+        self.text.list_at(self.rec, 48)
     }
     /// Allowed services.
     pub fn services(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 56)
+        self.text.list_at(self.rec, 56)
     }
     /// Allowed time windows.
     pub fn windows(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 64)
+        self.text.list_at(self.rec, 64)
     }
     /// Sudo scope.
     pub fn sudo(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 72)
+        self.text.list_at(self.rec, 72)
     }
     /// Run-as targets.
     pub fn runas(&self) -> StrList<'a> {
-        self.snap.list_at(self.rec, 80)
+        self.text.list_at(self.rec, 80)
     }
 }
