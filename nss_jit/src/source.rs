@@ -202,8 +202,10 @@ impl SnapshotCopy {
     /// Opens and checks `path` for enumeration, which needs sections 1 to 11 only: of an
     /// indexed file that states its base region (format 1.2) only the header, the section
     /// table and that region are read (`jit_core::snapshot::file::read_base`), about a third
-    /// of the file; any other file is read whole. Listing accounts validates and keeps only
-    /// the accounts (`Snapshot::parse_base_accounts`).
+    /// of the file; any other file is read whole. Listing accounts reads only the accounts
+    /// region at the start of the base where the file states one (format 1.3,
+    /// `jit_core::snapshot::file::read_accounts`, about half of the base), and validates and
+    /// keeps only the accounts (`Snapshot::parse_accounts_region`, `parse_base_accounts`).
     fn open_for_enumeration(path: &CStr, listing: Listing) -> Result<SnapshotCopy, SourceError> {
         let (fd, st) = open_trusted(path)?;
         let ident = Identity::of(&st);
