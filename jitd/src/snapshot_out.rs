@@ -291,20 +291,6 @@ pub fn gates_path(snapshot_path: &Path) -> PathBuf {
     snapshot_path.with_file_name(jit_core::constants::GATES_FILE_NAME)
 }
 
-/// What any local user may read: `data` without gate records and without the managed list.
-/// Accounts (names, ids, GECOS, home, shell, public ssh keys, times) and group memberships
-/// stay: NSS and sshd's AuthorizedKeysCommand (run as `nobody`) need them.
-pub fn public_part(data: &SnapshotData) -> SnapshotData {
-    SnapshotData {
-        generated_at: data.generated_at,
-        accounts: data.accounts.clone(),
-        groups: data.groups.clone(),
-        grants: Vec::new(),
-        managed: Vec::new(),
-        uid_range: data.uid_range,
-    }
-}
-
 /// Writes the gates file `gates` (0600 root; jitd passes [`gates_path`] of `path`) and then
 /// the snapshot `path` (0644 root), each atomically and durably; returns their identities. The
 /// gates file goes first: it is what ends a sudo scope or a login condition, so a revocation
@@ -328,13 +314,19 @@ pub fn write(
     }
     // The two images are independent: built side by side (jit_core::par), each change waits
     // for the longer one only. The public file carries the lookup index: NSS answers a query
-    // from one small shard.
+    // from one small shard. It is what any local user may read: `data` without the gate records
+    // and the managed list; accounts (names, ids, GECOS, home, shell, public ssh keys, times)
+    // and group memberships stay, as NSS and sshd's AuthorizedKeysCommand (run as `nobody`)
+    // need them.
     let (full, public) = jit_core::par::join(
         || jit_core::snapshot::build_snapshot(data),
         || {
             jit_core::snapshot::build_snapshot_with(
-                &public_part(data),
-                &jit_core::snapshot::BuildOptions { index: true },
+                data,
+                &jit_core::snapshot::BuildOptions {
+                    index: true,
+                    without_gates: true,
+                },
             )
         },
     );

@@ -391,7 +391,14 @@ mod tests {
     }
 
     fn indexed(d: &SnapshotData) -> Vec<u8> {
-        build_snapshot_with(d, &BuildOptions { index: true }).unwrap()
+        build_snapshot_with(
+            d,
+            &BuildOptions {
+                index: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     /// A counter that never attaches (no such directory): every lookup checks the file.

@@ -464,7 +464,13 @@ pub(crate) mod tests {
         let all: Vec<String> = (0..200).map(|i| format!("u{i:03}")).collect();
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let plain = image(&refs);
-        let indexed = image_with(&refs, &BuildOptions { index: true });
+        let indexed = image_with(
+            &refs,
+            &BuildOptions {
+                index: true,
+                ..Default::default()
+            },
+        );
         let base_at = u32::from_le_bytes(indexed[BASE_AT_AT..BASE_AT_AT + 4].try_into().unwrap());
         let base_at = base_at as usize;
         assert!(base_at > 1024 && base_at < indexed.len());

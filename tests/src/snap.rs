@@ -222,7 +222,10 @@ impl SnapBuilder {
     pub fn indexed_bytes(&self) -> Vec<u8> {
         jit_core::snapshot::build_snapshot_with(
             &self.data(),
-            &jit_core::snapshot::BuildOptions { index: true },
+            &jit_core::snapshot::BuildOptions {
+                index: true,
+                ..Default::default()
+            },
         )
         .unwrap_or_else(|e| panic!("build_snapshot refused the test data: {e}"))
     }

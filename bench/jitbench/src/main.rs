@@ -319,8 +319,11 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         bytes = img.len();
         let (r, ms) = timed(|| {
             jit_core::snapshot::build_snapshot_with(
-                &jitd::snapshot_out::public_part(&data),
-                &jit_core::snapshot::BuildOptions { index: true },
+                &data,
+                &jit_core::snapshot::BuildOptions {
+                    index: true,
+                    without_gates: true,
+                },
             )
         });
         r.map_err(|e| e.to_string())?;

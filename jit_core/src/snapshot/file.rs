@@ -300,7 +300,14 @@ mod tests {
         let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         let want: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
 
-        let indexed = build_snapshot_with(&data(150), &BuildOptions { index: true }).unwrap();
+        let indexed = build_snapshot_with(
+            &data(150),
+            &BuildOptions {
+                index: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         std::fs::write(&path, &indexed).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let image = read_trusted_base(&cpath).unwrap();

@@ -95,7 +95,10 @@ fn shard(file: &[u8], table: Table, key: u32) -> Option<Vec<u8>> {
 }
 
 pub(super) fn opts() -> BuildOptions {
-    BuildOptions { index: true }
+    BuildOptions {
+        index: true,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -228,4 +231,50 @@ fn damaged_shards_and_entries_are_refused_not_torn() {
     assert!(head.shard_of_big(&big, name_key("jit-users")).is_some());
     big[5] ^= 1;
     assert!(head.shard_of_big(&big, name_key("jit-users")).is_none());
+}
+
+/// The public image built with `without_gates` is byte for byte the image of the same data with
+/// no gate records and no managed list, and holds none.
+#[test]
+fn without_gates_is_the_image_of_the_data_without_them() {
+    let mut d = data(40);
+    d.grants = d
+        .accounts
+        .iter()
+        .map(|a| GateGrant {
+            id: a.grant_id.clone(),
+            user: a.name.clone(),
+            uid: a.uid,
+            not_before: a.not_before,
+            not_after: a.not_after,
+            flags: 1,
+            revoke_on: 0,
+            from: vec!["10.0.0.0/8".into()],
+            services: vec!["sshd".into()],
+            windows: vec![],
+            sudo: vec!["/usr/bin/true".into()],
+            runas: vec![],
+        })
+        .collect();
+    d.managed = vec!["opsadmin".into()];
+    let stripped = SnapshotData {
+        grants: vec![],
+        managed: vec![],
+        ..d.clone()
+    };
+    let public = build_snapshot_with(
+        &d,
+        &BuildOptions {
+            index: true,
+            without_gates: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(public, build_snapshot_with(&stripped, &opts()).unwrap());
+    let s = Snapshot::parse(&public).unwrap();
+    assert_eq!(s.grant_count(), 0);
+    assert_eq!(s.grants_for_user("u1").count(), 0);
+    // The whole image of the same data keeps them.
+    let full = build_snapshot(&d).unwrap();
+    assert_eq!(Snapshot::parse(&full).unwrap().grant_count(), 41);
 }

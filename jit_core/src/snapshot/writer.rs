@@ -135,6 +135,10 @@ pub struct BuildOptions {
     /// Write the lookup index (sections 12 to 16) that lets NSS read one small shard per
     /// query instead of the whole file.
     pub index: bool,
+    /// Leave the gate records (GRANTS) and the managed list (MANAGED) out, written empty: the
+    /// public snapshot, which any local user may read, built from the same data as the gates
+    /// file without a copy of it.
+    pub without_gates: bool,
 }
 
 /// Builds the byte image of a snapshot from `data`, without the lookup index.
@@ -172,8 +176,16 @@ pub fn build_snapshot_with(
                 members: entry.members.iter().collect(),
             })
             .collect(),
-        grants: data.grants.iter().collect(),
-        managed: data.managed.iter().collect(),
+        grants: if opts.without_gates {
+            Vec::new()
+        } else {
+            data.grants.iter().collect()
+        },
+        managed: if opts.without_gates {
+            Vec::new()
+        } else {
+            data.managed.iter().collect()
+        },
         blank_grant_ids: false,
     };
     build_image(input, index)
@@ -350,35 +362,42 @@ pub(crate) fn build_image<'a>(
     }
     sections.extend(base);
 
-    let table_len = sections.len() * SECTION_ENTRY_SIZE;
-    let mut out = vec![0u8; HEADER_SIZE + table_len];
+    let n_sections = sections.len();
+    let table_len = n_sections * SECTION_ENTRY_SIZE;
+    // The image is allocated whole once and each section freed as soon as it is copied in: the
+    // sections and a growing copy of them were twice the image at once (tens of MB in jitd at
+    // 10 000 grants, with reallocation copies on top).
+    let total = HEADER_SIZE + table_len + sections.iter().map(|(_, b, _)| b.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.resize(HEADER_SIZE + table_len, 0u8);
     let mut table = Vec::with_capacity(table_len);
     // With the index, sections 1 to 11 (the base) follow it, back to back to the end of the
     // file; their own checksum lets enumeration read only them (1.2, `base_at`).
     let mut base_at = None;
     let mut accounts_end = 0;
-    for (id, bytes, count) in &sections {
-        if with_index && *id == section::STRINGS {
+    for (id, bytes, count) in sections {
+        if with_index && id == section::STRINGS {
             base_at = Some(out.len());
         }
-        if ACCOUNTS_REGION.contains(id) {
+        if ACCOUNTS_REGION.contains(&id) {
             accounts_end = accounts_end.max(out.len() + bytes.len());
         }
         // Record counts for sections whose records are fixed-size are implied by the length;
         // the table states them anyway so the reader can cross-check.
-        let count = match *id {
+        let count = match id {
             section::STRINGS => bytes.len(),
             section::MEMBERS => bytes.len() / MEMBER_SIZE,
             section::USER_GIDS => bytes.len() / USER_GID_SIZE,
             section::STRLIST | section::MANAGED => bytes.len() / STRREF_SIZE,
             section::SHARDS => bytes.len(),
-            _ => *count,
+            _ => count,
         };
-        table.extend_from_slice(&u32b(*id));
+        table.extend_from_slice(&u32b(id));
         table.extend_from_slice(&u32b(len_u32(out.len())?));
         table.extend_from_slice(&u32b(len_u32(bytes.len())?));
         table.extend_from_slice(&u32b(len_u32(count)?));
-        out.extend_from_slice(bytes);
+        out.extend_from_slice(&bytes);
+        drop(bytes);
     }
     let file_len = out.len() as u64;
     let mut header = [0u8; HEADER_SIZE];
@@ -387,7 +406,7 @@ pub(crate) fn build_image<'a>(
     header[10..12].copy_from_slice(&MINOR.to_le_bytes());
     header[16..24].copy_from_slice(&file_len.to_le_bytes());
     header[24..32].copy_from_slice(&input.generated_at.to_le_bytes());
-    header[32..36].copy_from_slice(&len_u32(sections.len())?.to_le_bytes());
+    header[32..36].copy_from_slice(&len_u32(n_sections)?.to_le_bytes());
     if let Some((lo, hi)) = input.uid_range {
         header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
         header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
