@@ -14,17 +14,7 @@ pub const MAX_TIME: UnixTime = 1 << 40;
 /// The wall clock, in whole seconds. Falls back to 0 (before every grant: nothing is live) if the
 /// clock cannot be read, which fails closed.
 pub fn now() -> UnixTime {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    if rc == 0 {
-        ts.tv_sec
-    } else {
-        0
-    }
+    seconds_of(libc::CLOCK_REALTIME)
 }
 
 /// The wall clock as the kernel last cached it (`CLOCK_REALTIME_COARSE`: at most one timer
@@ -32,12 +22,17 @@ pub fn now() -> UnixTime {
 /// where a full clock read per decision was a measurable part of the work: listing accounts
 /// and groups. Never for a login or sudo decision. Falls back to 0 like [`now`].
 pub fn now_coarse() -> UnixTime {
+    seconds_of(libc::CLOCK_REALTIME_COARSE)
+}
+
+/// Whole seconds of `clock`, 0 if it cannot be read.
+fn seconds_of(clock: libc::clockid_t) -> UnixTime {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc == 0 {
         ts.tv_sec
     } else {

@@ -79,7 +79,7 @@ pub fn snapshot(data: &[u8]) {
         // The same for the base reader (enumeration): its checksums are the base region's
         // (`base_crc`, over what `base_at` states) and the header's (`head_crc`, last, as it
         // covers `base_crc`).
-        use jit_core::snapshot::format::{BASE_AT_AT, BASE_CRC_AT, HEAD_CRC_AT};
+        use jit_core::snapshot::format::{BASE_AT_AT, BASE_CRC_AT};
         let at = fixed
             .get(BASE_AT_AT..BASE_AT_AT + 4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -90,11 +90,7 @@ pub fn snapshot(data: &[u8]) {
                 c.copy_from_slice(&crc);
             }
         }
-        if let Some(head) = jit_core::snapshot::index::head_crc(&fixed) {
-            if let Some(c) = fixed.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
-                c.copy_from_slice(&head.to_le_bytes());
-            }
-        }
+        resign_head(&mut fixed);
         walk_snapshot(Snapshot::parse_base(&fixed));
         walk_snapshot(Snapshot::parse_base_accounts(&fixed));
         // And for the accounts region (1.3): `accounts_crc` over what the table states, then
@@ -106,12 +102,18 @@ pub fn snapshot(data: &[u8]) {
             if let Some(c) = fixed.get_mut(ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4) {
                 c.copy_from_slice(&crc);
             }
-            if let Some(head) = jit_core::snapshot::index::head_crc(&fixed) {
-                if let Some(c) = fixed.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
-                    c.copy_from_slice(&head.to_le_bytes());
-                }
-            }
+            resign_head(&mut fixed);
             walk_snapshot(Snapshot::parse_accounts_region(&fixed));
+        }
+    }
+}
+
+/// Sets `head_crc` right for the header and table as they are now.
+fn resign_head(file: &mut [u8]) {
+    use jit_core::snapshot::format::HEAD_CRC_AT;
+    if let Some(head) = jit_core::snapshot::index::head_crc(file) {
+        if let Some(c) = file.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
+            c.copy_from_slice(&head.to_le_bytes());
         }
     }
 }

@@ -121,19 +121,26 @@ fn a_file_without_a_base_region_is_read_whole() {
     );
 }
 
-#[test]
-fn a_table_that_points_a_base_section_outside_the_base_is_refused() {
+/// An indexed image whose table points section `id` at the end of the table (before the
+/// base, where the index lies), with `head_crc` made right again as only root could.
+fn section_moved_to_table_end(id: u32) -> Vec<u8> {
     let mut file = build_snapshot_with(&data(10), &opts()).unwrap();
     let nsec = u32::from_le_bytes(file[32..36].try_into().unwrap()) as usize;
     let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
-    // Point ACCOUNTS (id 2) at the start of the index region, re-sign the head.
     let entry = (0..nsec)
         .map(|i| HEADER_SIZE + i * SECTION_ENTRY_SIZE)
-        .find(|&e| u32::from_le_bytes(file[e..e + 4].try_into().unwrap()) == 2)
+        .find(|&e| u32::from_le_bytes(file[e..e + 4].try_into().unwrap()) == id)
         .unwrap();
     file[entry + 4..entry + 8].copy_from_slice(&(table_end as u32).to_le_bytes());
     let h = head_crc(&file).unwrap();
     file[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&h.to_le_bytes());
+    file
+}
+
+#[test]
+fn a_table_that_points_a_base_section_outside_the_base_is_refused() {
+    // Point ACCOUNTS (id 2) at the start of the index region, re-sign the head.
+    let file = section_moved_to_table_end(2);
     assert_eq!(
         Snapshot::parse_base(&base_only(&file)).err(),
         Some(SnapshotError::Corrupt("section outside the base region"))
@@ -301,16 +308,7 @@ fn a_file_without_an_accounts_region_is_read_by_its_base() {
 fn a_table_that_moves_an_accounts_section_out_of_the_region_is_refused() {
     // STRLIST (id 9) pointed before the base, head re-signed (only root could): the region it
     // would span is refused as a whole, never read past.
-    let mut file = build_snapshot_with(&data(10), &opts()).unwrap();
-    let nsec = u32::from_le_bytes(file[32..36].try_into().unwrap()) as usize;
-    let table_end = HEADER_SIZE + nsec * SECTION_ENTRY_SIZE;
-    let entry = (0..nsec)
-        .map(|i| HEADER_SIZE + i * SECTION_ENTRY_SIZE)
-        .find(|&e| u32::from_le_bytes(file[e..e + 4].try_into().unwrap()) == 9)
-        .unwrap();
-    file[entry + 4..entry + 8].copy_from_slice(&(table_end as u32).to_le_bytes());
-    let h = head_crc(&file).unwrap();
-    file[HEAD_CRC_AT..HEAD_CRC_AT + 4].copy_from_slice(&h.to_le_bytes());
+    let file = section_moved_to_table_end(9);
     assert!(Snapshot::stated_accounts_region(&file, file.len() as u64).is_none());
     assert_eq!(
         Snapshot::parse_accounts_region(&file).err(),

@@ -117,6 +117,20 @@ enum Kind {
     Line,
 }
 
+/// For the readers of a part of the base: the header and table checked against `head_crc`,
+/// then `base_at` if the file's minor is at least `min_minor` and it states one. `None`: the
+/// part is not stated (the caller says which); `Some(Err)`: the header or table is damaged.
+fn checked_head_base_at(data: &[u8], min_minor: u16) -> Option<Result<usize, SnapshotError>> {
+    let Some(head) = super::index::head_crc(data) else {
+        return Some(Err(SnapshotError::Corrupt("section table past end")));
+    };
+    if head != rd_u32(data, HEAD_CRC_AT) {
+        return Some(Err(SnapshotError::BadChecksum));
+    }
+    let base_at = rd_u32(data, BASE_AT_AT) as usize;
+    (rd_u16(data, 10) >= min_minor && base_at >= HEADER_SIZE).then_some(Ok(base_at))
+}
+
 /// The end of the accounts region (1.3) of a file whose base starts at `base_at`: the end of
 /// the last of its sections (`ACCOUNTS_REGION`), as the table in `data` states them. `None` if
 /// one is missing, repeated, or starts before `base_at`, or the table does not fit.
@@ -254,15 +268,7 @@ impl<'a> Snapshot<'a> {
             }
             Integrity::Base => {
                 let no_base = SnapshotError::Corrupt("no base region");
-                let head = super::index::head_crc(data)
-                    .ok_or(SnapshotError::Corrupt("section table past end"))?;
-                if head != rd_u32(data, HEAD_CRC_AT) {
-                    return Err(SnapshotError::BadChecksum);
-                }
-                let base_at = rd_u32(data, BASE_AT_AT) as usize;
-                if rd_u16(data, 10) < 2 || base_at < HEADER_SIZE {
-                    return Err(no_base);
-                }
+                let base_at = checked_head_base_at(data, 2).ok_or(no_base)??;
                 let base = data.get(base_at..).ok_or(no_base)?;
                 if crc32c(base) != rd_u32(data, BASE_CRC_AT) {
                     return Err(SnapshotError::BadChecksum);
@@ -271,15 +277,7 @@ impl<'a> Snapshot<'a> {
             }
             Integrity::AccountsRegion => {
                 let none = SnapshotError::Corrupt("no accounts region");
-                let head = super::index::head_crc(data)
-                    .ok_or(SnapshotError::Corrupt("section table past end"))?;
-                if head != rd_u32(data, HEAD_CRC_AT) {
-                    return Err(SnapshotError::BadChecksum);
-                }
-                let base_at = rd_u32(data, BASE_AT_AT) as usize;
-                if rd_u16(data, 10) < 3 || base_at < HEADER_SIZE {
-                    return Err(none);
-                }
+                let base_at = checked_head_base_at(data, 3).ok_or(none)??;
                 let end = accounts_region_end(data, base_at as u64)
                     .and_then(|e| usize::try_from(e).ok())
                     .ok_or(none)?;
