@@ -72,6 +72,8 @@ pub struct Daemon {
     pub(crate) cgroups: crate::monitor::cgroup::Cgroups,
     pub(crate) certifier: Option<crate::certify::Certifier>,
     pub(crate) watch_resumed: AtomicBool,
+    /// The passwd file the monitor's watch set took its homes from.
+    pub(crate) watch_passwd: Mutex<Option<crate::snapshot_out::FileId>>,
     pub(crate) monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
     pub(crate) watch_notices: Mutex<HashMap<String, usize>>,
     /// The link to the central service (jit-server), shared with the sync thread.
@@ -190,6 +192,7 @@ impl Daemon {
             cgroups,
             certifier,
             watch_resumed: AtomicBool::new(false),
+            watch_passwd: Mutex::new(None),
             cfg,
             store,
             audit,

@@ -90,6 +90,16 @@ impl WatchSet {
         self.index.contains_key(grant)
     }
 
+    /// Whether the grants `live` are exactly the watched ones, allocating nothing: the daemon
+    /// asks at every tick and builds a new set only when they differ.
+    pub fn is_exactly<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut n = 0usize;
+        live.into_iter().all(|g| {
+            n += 1;
+            self.contains(g)
+        }) && n == self.index.len()
+    }
+
     /// All of them, in the order given.
     pub fn iter(&self) -> std::slice::Iter<'_, Watched> {
         self.items.iter()
@@ -128,8 +138,8 @@ pub struct Hit {
 /// Shared between the daemon and the monitor thread.
 #[derive(Default)]
 pub struct Shared {
-    /// Live grants with a cgroup, set by the daemon at every tick (shared, not copied, by
-    /// each pass of the monitor's loop).
+    /// Live grants with a cgroup, set by the daemon at a tick when they changed (shared, not
+    /// copied, by each pass of the monitor's loop).
     pub watched: Mutex<Arc<WatchSet>>,
     /// Processes the modules just moved into a grant's cgroup.
     pub joined: Mutex<Vec<(i32, String)>>,

@@ -8,6 +8,29 @@ fn w() -> Watched {
     }
 }
 
+/// The daemon builds a new watch set only when the live grants differ from the watched ones:
+/// any grant more, any grant less, or another with the same count is a difference.
+#[test]
+fn is_exactly_compares_the_live_ids_with_the_watched_ones() {
+    let named = |id: &str| Watched {
+        grant: id.into(),
+        ..w()
+    };
+    let set = WatchSet::new(vec![named("g-a"), named("g-b")]);
+    assert!(set.is_exactly(["g-a", "g-b"]));
+    assert!(set.is_exactly(["g-b", "g-a"]), "order does not matter");
+    assert!(!set.is_exactly(["g-a"]), "a grant ended");
+    assert!(!set.is_exactly(["g-a", "g-b", "g-c"]), "a grant started");
+    assert!(
+        !set.is_exactly(["g-a", "g-c"]),
+        "one ended, another started"
+    );
+    assert!(!set.is_exactly(Vec::<&str>::new()));
+    let empty = WatchSet::new(Vec::new());
+    assert!(empty.is_exactly(Vec::<&str>::new()));
+    assert!(!empty.is_exactly(["g-a"]));
+}
+
 #[test]
 fn file_classes() {
     let c = |mask, p: &str| file_class(&w(), mask, Path::new(p));
