@@ -31,6 +31,8 @@ pub const CACHE_BYTES: usize = 96 * 1024;
 const CACHE_ONE_MAX: usize = 16 * 1024;
 /// A big-key table larger than this is refused (one entry per group of more than 32 members).
 const BIG_TABLE_MAX: u64 = 64 * 1024;
+/// What a first lookup in a file reads at its start: one page.
+const FIRST_READ: usize = 4096;
 
 /// Which shard slot of the index a query lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,12 +241,29 @@ fn load(
             .filter(|k| k.ident == ident)
             .map(|k| (k.head, k.big_name.clone(), k.big_id.clone()))
     });
+    // The file's first bytes, when this call read them: the writer puts the big tables right
+    // after the section table and the name directory next, so they often hold what follows.
+    let mut first: Option<Box<[u8]>> = None;
+    // `len` bytes at `at`, from `first` when they lie in it, else with one more `pread`.
+    let bytes_at =
+        |first: &Option<Box<[u8]>>, at: u64, len: u64| -> Result<Box<[u8]>, SourceError> {
+            let n = usize::try_from(len).map_err(|_| SourceError::Corrupt)?;
+            let held = usize::try_from(at)
+                .ok()
+                .and_then(|a| first.as_ref()?.get(a..a.checked_add(n)?));
+            match held {
+                Some(b) => Ok(b.into()),
+                None => read_at(fd, at, n),
+            }
+        };
     let (head, big_name, big_id) = match known {
         Some((Some(h), n, i)) => (h, n, i),
         _ => {
-            let want = usize::try_from(size.min(HEAD_PREFIX as u64)).unwrap_or(HEAD_PREFIX);
-            let prefix = read_at(fd, 0, want)?;
-            let Some(head) = IndexHead::parse(&prefix, size).map_err(|_| SourceError::Corrupt)?
+            // One page: the header and table need at most HEAD_PREFIX bytes, and a page costs
+            // the same `pread`.
+            let want = usize::try_from(size.min(FIRST_READ as u64)).unwrap_or(HEAD_PREFIX);
+            let prefix = first.insert(read_at(fd, 0, want)?);
+            let Some(head) = IndexHead::parse(prefix, size).map_err(|_| SourceError::Corrupt)?
             else {
                 // No index: the whole file, cached as before.
                 let whole = Arc::new(SnapshotCopy::whole(fd, ident)?);
@@ -264,11 +283,7 @@ fn load(
                 if len > BIG_TABLE_MAX {
                     return Err(SourceError::Corrupt);
                 }
-                read_at(
-                    fd,
-                    at,
-                    usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
-                )
+                bytes_at(&first, at, len)
             };
             let (n, i) = (big(Table::Name)?, big(Table::Id)?);
             install(cache, ident, fd, Some(head), None, n.clone(), i.clone())?;
@@ -285,11 +300,7 @@ fn load(
             let Some((at, len)) = head.dir_entry(table, key) else {
                 return Ok(None);
             };
-            let entry = read_at(
-                fd,
-                at,
-                usize::try_from(len).map_err(|_| SourceError::Corrupt)?,
-            )?;
+            let entry = bytes_at(&first, at, len)?;
             (Slot::Bucket(table, at), head.shard_of_dir_entry(&entry))
         }
     };
@@ -419,6 +430,56 @@ mod tests {
             Err(Failure::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A first lookup reads one page at the start of the file (header, table, both big
+    /// tables and the directory entry when it lies there) and then the shard: two reads, not
+    /// five; three when the directory entry lies beyond that page.
+    #[test]
+    fn a_first_lookup_reads_the_first_page_and_then_the_shard() {
+        if !is_root() {
+            return;
+        }
+        let reads = || crate::source::READS.with(|r| r.get());
+        let d = TempDir::new("first-page");
+        let n = 20_000u32;
+        let file = indexed(&data(n, 5));
+        let head = IndexHead::parse(&file[..HEAD_PREFIX], file.len() as u64)
+            .unwrap()
+            .unwrap();
+        let entry_end = |name: &str| {
+            let (at, len) = head.dir_entry(Table::Name, name_key(name)).unwrap();
+            at + len
+        };
+        let names: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+        let inside = names
+            .iter()
+            .find(|u| entry_end(u) <= FIRST_READ as u64)
+            .unwrap();
+        let beyond = names
+            .iter()
+            .find(|u| entry_end(u) > FIRST_READ as u64)
+            .unwrap();
+        let p = CString::new(
+            install(&d.0, "snapshot", &file, 0o644)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        for (name, want) in [(inside, 2usize), (beyond, 3)] {
+            let uid = 70_000 + name[1..].parse::<u32>().unwrap();
+            let cache: ShardCache = Mutex::new(None);
+            let before = reads();
+            assert_eq!(name_of(&p, &cache, name), Ok(Some(uid)));
+            assert_eq!(reads() - before, want, "reads of a first lookup of {name}");
+        }
+        // The big group is found through the big table read with the first page.
+        let cache: ShardCache = Mutex::new(None);
+        let before = reads();
+        let m = fetch(&p, &cache, &NO_COUNTER, Table::Id, id_key(79_999)).unwrap();
+        let g = lookup::group_by_gid(&m.snapshot(), 79_999, 10).unwrap();
+        assert_eq!(g.live_members(10).count(), n as usize);
+        assert_eq!(reads() - before, 2, "first page and the big group's shard");
     }
 
     #[test]

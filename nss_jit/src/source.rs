@@ -258,8 +258,16 @@ pub(crate) fn read_at(
     Ok(buf)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// `read_into` calls made by this thread (tests count a lookup's reads).
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Fills `buf` from offset `at` of `fd` with `pread`, refusing a file that shrank meanwhile.
 fn read_into(fd: &std::os::fd::OwnedFd, at: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+    #[cfg(test)]
+    READS.with(|r| r.set(r.get() + 1));
     let len = buf.len();
     let mut done = 0usize;
     while done < len {
