@@ -93,17 +93,19 @@ pub fn next<T>(
     step: impl FnOnce(&Snapshot<'_>, &mut Position) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
-    if c.pin.is_none() {
-        // Implicit start. Reading a copy under the cursor lock is fine: set/get/end*ent are
-        // serialised by glibc anyway, and nothing here waits.
-        let m = source().map_err(Failure::from)?;
-        c.pos = Position::default();
-        c.pin = Some(m);
-    }
     // The pinned copy is used under the cursor lock, which keeps it alive: no reference count
     // is taken per entry.
     let Cursor { pin, pos } = &mut *c;
-    let copy = pin.as_ref().ok_or(Failure::Unavailable)?;
+    let copy = match pin {
+        Some(m) => m,
+        None => {
+            // Implicit start. Reading a copy under the cursor lock is fine: set/get/end*ent are
+            // serialised by glibc anyway, and nothing here waits.
+            let m = source().map_err(Failure::from)?;
+            *pos = Position::default();
+            pin.insert(m)
+        }
+    };
     let mut next = *pos;
     let out = step(&copy.snapshot(), &mut next)?;
     *pos = next;

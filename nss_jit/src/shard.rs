@@ -33,6 +33,8 @@ const CACHE_ONE_MAX: usize = 16 * 1024;
 const BIG_TABLE_MAX: u64 = 64 * 1024;
 /// What a first lookup in a file reads at its start: one page.
 const FIRST_READ: usize = 4096;
+// The page holds the header and the largest section table a reader accepts.
+const _: () = assert!(FIRST_READ >= HEAD_PREFIX);
 
 /// Which shard slot of the index a query lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +263,7 @@ fn load(
         _ => {
             // One page: the header and table need at most HEAD_PREFIX bytes, and a page costs
             // the same `pread`.
-            let want = usize::try_from(size.min(FIRST_READ as u64)).unwrap_or(HEAD_PREFIX);
+            let want = usize::try_from(size.min(FIRST_READ as u64)).unwrap_or(FIRST_READ);
             let prefix = first.insert(read_at(fd, 0, want)?);
             let Some(head) = IndexHead::parse(prefix, size).map_err(|_| SourceError::Corrupt)?
             else {

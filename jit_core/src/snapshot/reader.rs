@@ -118,8 +118,9 @@ enum Kind {
 }
 
 /// For the readers of a part of the base: the header and table checked against `head_crc`,
-/// then `base_at` if the file's minor is at least `min_minor` and it states one. `None`: the
-/// part is not stated (the caller says which); `Some(Err)`: the header or table is damaged.
+/// then `base_at` if the file states one ([`Snapshot::stated_base_at`]) and its minor is at
+/// least `min_minor`. `None`: the part is not stated (the caller says which); `Some(Err)`: the
+/// header or table is damaged.
 fn checked_head_base_at(data: &[u8], min_minor: u16) -> Option<Result<usize, SnapshotError>> {
     let Some(head) = super::index::head_crc(data) else {
         return Some(Err(SnapshotError::Corrupt("section table past end")));
@@ -127,8 +128,10 @@ fn checked_head_base_at(data: &[u8], min_minor: u16) -> Option<Result<usize, Sna
     if head != rd_u32(data, HEAD_CRC_AT) {
         return Some(Err(SnapshotError::BadChecksum));
     }
-    let base_at = rd_u32(data, BASE_AT_AT) as usize;
-    (rd_u16(data, 10) >= min_minor && base_at >= HEADER_SIZE).then_some(Ok(base_at))
+    Snapshot::stated_base_at(data, data.len() as u64)
+        .filter(|_| rd_u16(data, 10) >= min_minor)
+        .and_then(|at| usize::try_from(at).ok())
+        .map(Ok)
 }
 
 /// The end of the accounts region (1.3) of a file whose base starts at `base_at`: the end of
