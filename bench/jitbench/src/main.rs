@@ -323,6 +323,7 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
                 &jit_core::snapshot::BuildOptions {
                     index: true,
                     without_gates: true,
+                    ..Default::default()
                 },
             )
         });

@@ -10,13 +10,13 @@
 //!  16  file_len u64   must equal the file's size
 //!  24  generated_at i64
 //!  32  section_count u32
-//!  36  flags u32      0
+//!  36  serial u32     (1.4) the base's serial: deltas name the bases they apply to; 0 = none
 //!  40  head_crc u32   (1.1) CRC32C of bytes [16, 40) and [44, 64 + 16 * section_count)
 //!  44  uid_min u32    (1.1) jitd's configured uid_range, 0-0 if not stated
 //!  48  uid_max u32
 //!  52  base_crc u32   (1.2) CRC32C of bytes [base_at, file_len)
 //!  56  base_at u32    (1.2) start of sections 1-11 in an indexed file; 0 = not stated
-//!  60  reserved       zero
+//!  60  accounts_crc   (1.3) CRC32C of the accounts region [base_at, end of STRINGS/ACCOUNTS/STRLIST)
 //! section table at 64: section_count x { id u32, offset u32, len u32, count u32 }
 //! ```
 //! A string reference is `{ offset u32, len u32 }` into the STRINGS section. A list is
@@ -29,8 +29,14 @@ pub const MAGIC: [u8; 8] = *b"JITSNAP\0";
 pub const MAJOR: u16 = 1;
 /// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections;
 /// 1.2: the base region's checksum, `base_crc` and `base_at`; 1.3: the accounts region at the
-/// start of the base and its checksum, `accounts_crc`).
-pub const MINOR: u16 = 3;
+/// start of the base and its checksum, `accounts_crc`; 1.4: the base serial and the delta files,
+/// section BASES).
+pub const MINOR: u16 = 4;
+/// Header offset of the base serial (1.4, u32; the `flags` word of earlier minors, written 0):
+/// which base a delta file may be read over (section BASES). 0: no delta applies.
+pub const SERIAL_AT: usize = 36;
+/// Most bases one delta names (section BASES): the base on disk and those being written.
+pub const MAX_DELTA_BASES: usize = 4;
 /// Header offset of `head_crc` (1.1).
 pub const HEAD_CRC_AT: usize = 40;
 /// Header offset of `uid_min` (1.1); `uid_max` follows.
@@ -90,7 +96,13 @@ pub mod section {
     pub const ID_BIG: u32 = 15;
     /// (1.1) The shards: self-contained snapshot images (format 1.0 sections only), back to back.
     pub const SHARDS: u32 = 16;
+    /// (1.4) Only in a delta file: the serials (u32 each, non-zero) of the bases it may be read
+    /// over, at most `MAX_DELTA_BASES`. A file with this section is a delta, never a base.
+    pub const BASES: u32 = 17;
 }
+
+/// Size of an entry of BASES.
+pub const SERIAL_SIZE: usize = 4;
 
 /// Size of a lookup directory entry.
 pub const DIR_ENTRY_SIZE: usize = 8;

@@ -324,6 +324,8 @@ impl Owned {
                 grants: Vec::new(),
                 managed: Vec::new(),
                 blank_grant_ids: true,
+                serial: 0,
+                bases: None,
             },
             Vec::new(),
         )

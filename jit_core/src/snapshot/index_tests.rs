@@ -267,6 +267,7 @@ fn without_gates_is_the_image_of_the_data_without_them() {
         &BuildOptions {
             index: true,
             without_gates: true,
+            ..Default::default()
         },
     )
     .unwrap();

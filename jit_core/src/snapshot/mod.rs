@@ -22,3 +22,6 @@ mod index_tests;
 
 #[cfg(test)]
 mod base_tests;
+
+#[cfg(test)]
+mod delta_tests;

@@ -87,6 +87,13 @@ pub struct Snapshot<'a> {
     strlist: &'a [u8],
     grants: &'a [u8],
     managed: &'a [u8],
+    /// The base serial of the header (1.4; 0: no delta applies).
+    serial: u32,
+    /// BASES (1.4): the serials of the bases this image is a delta of; empty for a base.
+    bases: &'a [u8],
+    /// The delta read over this base, if any ([`Snapshot::with_delta`]). Lookups answer from
+    /// both: a delta only ever adds records.
+    delta: Option<&'a Snapshot<'a>>,
 }
 
 /// Which checksum vouches for the bytes a parse uses.
@@ -305,6 +312,7 @@ impl<'a> Snapshot<'a> {
             return Err(SnapshotError::Corrupt("section table past end"));
         }
         let mut found: [Option<(&'a [u8], u32)>; 12] = [None; 12];
+        let mut bases: Option<(&'a [u8], u32)> = None;
         for i in 0..nsec {
             let e = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
             let id = rd_u32(data, e) as usize;
@@ -321,6 +329,12 @@ impl<'a> Snapshot<'a> {
                         .ok_or(SnapshotError::Corrupt("section length"))?,
                 )
                 .ok_or(SnapshotError::Corrupt("section past end"))?;
+            if id == section::BASES as usize {
+                if bases.replace((bytes, count)).is_some() {
+                    return Err(SnapshotError::Corrupt("duplicate section"));
+                }
+                continue;
+            }
             match found.get_mut(id) {
                 // Ids this version does not know come from a newer minor version: ignored.
                 None => {}
@@ -366,6 +380,23 @@ impl<'a> Snapshot<'a> {
             strlist: sec(section::STRLIST, STRREF_SIZE)?,
             grants: sec(section::GRANTS, GRANT_SIZE)?,
             managed: sec(section::MANAGED, STRREF_SIZE)?,
+            serial: rd_u32(data, SERIAL_AT),
+            bases: match bases {
+                None => &[],
+                Some((b, count)) => {
+                    let n = b.len() / SERIAL_SIZE;
+                    if b.len() % SERIAL_SIZE != 0
+                        || n != count as usize
+                        || n == 0
+                        || n > MAX_DELTA_BASES
+                        || (0..n).any(|k| rd_u32(b, k * SERIAL_SIZE) == 0)
+                    {
+                        return Err(SnapshotError::Corrupt("bad delta bases"));
+                    }
+                    b
+                }
+            },
+            delta: None,
         };
         match part {
             Part::All => {
@@ -575,7 +606,7 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    /// When jitd wrote the file.
+    /// When jitd wrote the file (of a base read with a delta: the base's).
     pub fn generated_at(&self) -> UnixTime {
         self.generated_at
     }
@@ -586,43 +617,157 @@ impl<'a> Snapshot<'a> {
         self.uid_range
     }
 
-    /// Number of account records (live or not).
+    /// The base serial the header states (1.4); 0: no delta applies to this image.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// Whether this image is a delta (it names the bases it applies to, section BASES).
+    pub fn is_delta(&self) -> bool {
+        !self.bases.is_empty()
+    }
+
+    /// Whether this delta may be read over the base whose header states `serial`: it names it,
+    /// and it is not 0.
+    pub fn applies_over(&self, serial: u32) -> bool {
+        serial != 0
+            && (0..self.bases.len() / SERIAL_SIZE)
+                .any(|k| rd_u32(self.bases, k * SERIAL_SIZE) == serial)
+    }
+
+    /// This base with `delta` read over it, if the delta names `base_serial` (the serial of
+    /// the file this view comes from: a shard states none of its own) and this view is not a
+    /// delta itself; otherwise this view alone. Lookups then answer from both: an account or a
+    /// gate record of either, a group's members of both, a user's gids of both. jitd writes
+    /// into a delta only grants added since the base, so the union is exactly its state
+    /// (docs/snapshot-format.md §12).
+    pub fn with_delta(self, delta: &'a Snapshot<'a>, base_serial: u32) -> Snapshot<'a> {
+        if self.is_delta() || !delta.is_delta() || !delta.applies_over(base_serial) {
+            return self;
+        }
+        Snapshot {
+            delta: Some(delta),
+            ..self
+        }
+    }
+
+    /// Whether a delta is read over this view.
+    pub fn has_delta(&self) -> bool {
+        self.delta.is_some()
+    }
+
+    /// This view without its delta.
+    fn layer(&self) -> Snapshot<'a> {
+        Snapshot {
+            delta: None,
+            ..*self
+        }
+    }
+
+    /// Number of account records (live or not), the delta's after the base's.
     pub fn account_count(&self) -> usize {
+        self.own_accounts() + self.delta.map_or(0, |d| d.own_accounts())
+    }
+
+    fn own_accounts(&self) -> usize {
         self.accounts.len() / ACCOUNT_SIZE
     }
 
-    /// Number of group records.
+    /// Number of group records, the delta's after the base's.
     pub fn group_count(&self) -> usize {
+        self.own_groups() + self.delta.map_or(0, |d| d.own_groups())
+    }
+
+    fn own_groups(&self) -> usize {
         self.groups.len() / GROUP_SIZE
     }
 
-    /// Number of gate records.
+    /// Number of gate records, the delta's after the base's.
     pub fn grant_count(&self) -> usize {
+        self.own_grants() + self.delta.map_or(0, |d| d.own_grants())
+    }
+
+    fn own_grants(&self) -> usize {
         self.grants.len() / GRANT_SIZE
     }
 
-    /// Account record `i` in name order, live or not.
+    /// Account record `i`, live or not: the base's in name order, then the delta's.
     pub fn account_at(&self, i: usize) -> Option<AccountView<'a>> {
-        (i < self.account_count()).then(|| AccountView {
+        match i.checked_sub(self.own_accounts()) {
+            None => self.own_account_at(i),
+            Some(j) => self.delta?.own_account_at(j),
+        }
+    }
+
+    fn own_account_at(&self, i: usize) -> Option<AccountView<'a>> {
+        (i < self.own_accounts()).then(|| AccountView {
             text: self.text(),
             rec: self.rec(self.accounts, i, ACCOUNT_SIZE),
         })
     }
 
-    /// Group record `i` in name order, visible or not.
+    /// Whether account record `i` of [`Snapshot::account_at`] is a delta record for a name the
+    /// base already shows live at `now` (a listing shows each name once).
+    pub fn account_listed_in_base(&self, i: usize, now: UnixTime) -> bool {
+        i >= self.own_accounts()
+            && self
+                .account_at(i)
+                .is_some_and(|a| self.own_account_by_name(a.name(), now).is_some())
+    }
+
+    /// Group record `i`, visible or not: the base's in name order (with the members the delta
+    /// adds to a group of the same name), then the delta's.
     pub fn group_at(&self, i: usize) -> Option<GroupView<'a>> {
-        (i < self.group_count()).then(|| GroupView {
-            snap: *self,
+        match i.checked_sub(self.own_groups()) {
+            None => {
+                let g = self.own_group_at(i)?;
+                Some(self.merged(g))
+            }
+            Some(j) => self.delta?.own_group_at(j),
+        }
+    }
+
+    fn own_group_at(&self, i: usize) -> Option<GroupView<'a>> {
+        (i < self.own_groups()).then(|| GroupView {
+            snap: self.layer(),
             rec: self.rec(self.groups, i, GROUP_SIZE),
+            also: None,
         })
     }
 
-    /// Gate record `i` in user order.
+    /// Whether group record `i` of [`Snapshot::group_at`] is a delta record of a group the base
+    /// also has (it was listed with the base's, members merged).
+    pub fn group_listed_in_base(&self, i: usize) -> bool {
+        i >= self.own_groups()
+            && self
+                .group_at(i)
+                .is_some_and(|g| self.own_group_record(g.name()).is_some())
+    }
+
+    /// `g`, a base record, with the delta's record of the same name read with it.
+    fn merged(&self, g: GroupView<'a>) -> GroupView<'a> {
+        GroupView {
+            also: self
+                .delta
+                .and_then(|d| d.own_group_record(g.name()))
+                .map(|dg| dg.rec),
+            snap: Snapshot {
+                delta: self.delta,
+                ..g.snap
+            },
+            ..g
+        }
+    }
+
+    /// Gate record `i`: the base's in user order, then the delta's.
     pub fn grant_at(&self, i: usize) -> Option<GateView<'a>> {
-        (i < self.grant_count()).then(|| GateView {
-            text: self.text(),
-            rec: self.rec(self.grants, i, GRANT_SIZE),
-        })
+        match i.checked_sub(self.own_grants()) {
+            None => (i < self.own_grants()).then(|| GateView {
+                text: self.text(),
+                rec: self.rec(self.grants, i, GRANT_SIZE),
+            }),
+            Some(j) => self.delta?.grant_at(j),
+        }
     }
 
     /// First index in `0..n` whose key is not less than the target (`cmp` gives key vs target).
@@ -641,20 +786,32 @@ impl<'a> Snapshot<'a> {
 
     /// The live account called `name` at `now` (exact, whole-name match).
     pub fn account_by_name(&self, name: &str, now: UnixTime) -> Option<AccountView<'a>> {
-        let n = self.account_count();
+        self.own_account_by_name(name, now)
+            .or_else(|| self.delta?.own_account_by_name(name, now))
+    }
+
+    fn own_account_by_name(&self, name: &str, now: UnixTime) -> Option<AccountView<'a>> {
+        let n = self.own_accounts();
         let first = Self::lower_bound(n, |i| {
-            self.account_at(i)
+            self.own_account_at(i)
                 .map_or(Ordering::Greater, |a| a.name().cmp(name))
         });
         (first..n)
-            .map_while(|i| self.account_at(i).filter(|a| a.name() == name))
+            .map_while(|i| self.own_account_at(i).filter(|a| a.name() == name))
             .find(|a| a.is_live(now))
     }
 
     /// The live account with `uid` at `now`.
     pub fn account_by_uid(&self, uid: u32, now: UnixTime) -> Option<AccountView<'a>> {
+        self.own_account_by_uid(uid, now)
+            .or_else(|| self.delta?.own_account_by_uid(uid, now))
+    }
+
+    fn own_account_by_uid(&self, uid: u32, now: UnixTime) -> Option<AccountView<'a>> {
         let n = self.accounts_by_uid.len() / INDEX_SIZE;
-        let at = |k: usize| self.account_at(rd_u32(self.accounts_by_uid, k * INDEX_SIZE) as usize);
+        let at = |k: usize| {
+            self.own_account_at(rd_u32(self.accounts_by_uid, k * INDEX_SIZE) as usize)
+        };
         let first = Self::lower_bound(n, |k| {
             at(k).map_or(Ordering::Greater, |a| a.uid().cmp(&uid))
         });
@@ -666,54 +823,81 @@ impl<'a> Snapshot<'a> {
     /// Any account record called `name`, live or not (jit-authorized-keys and jitd use this to
     /// tell "not jit" from "jit but expired").
     pub fn has_account_record(&self, name: &str) -> bool {
-        let n = self.account_count();
+        self.own_has_account_record(name)
+            || self.delta.is_some_and(|d| d.own_has_account_record(name))
+    }
+
+    fn own_has_account_record(&self, name: &str) -> bool {
+        let n = self.own_accounts();
         let first = Self::lower_bound(n, |i| {
-            self.account_at(i)
+            self.own_account_at(i)
                 .map_or(Ordering::Greater, |a| a.name().cmp(name))
         });
-        self.account_at(first).is_some_and(|a| a.name() == name)
+        self.own_account_at(first).is_some_and(|a| a.name() == name)
     }
 
     /// The group called `name` if it is visible at `now`.
     pub fn group_by_name(&self, name: &str, now: UnixTime) -> Option<GroupView<'a>> {
-        let n = self.group_count();
-        let i = Self::lower_bound(n, |i| {
-            self.group_at(i)
-                .map_or(Ordering::Greater, |g| g.name().cmp(name))
-        });
-        self.group_at(i)
-            .filter(|g| g.name() == name && g.is_visible(now))
+        self.group_record(name).filter(|g| g.is_visible(now))
     }
 
     /// The group record called `name` whether or not it is visible now (sudo_jit uses it to know
     /// the gid of `jit-sudo` even while nobody holds it).
     pub fn group_record(&self, name: &str) -> Option<GroupView<'a>> {
-        let n = self.group_count();
+        match self.own_group_record(name) {
+            Some(g) => Some(self.merged(g)),
+            None => self.delta?.own_group_record(name),
+        }
+    }
+
+    fn own_group_record(&self, name: &str) -> Option<GroupView<'a>> {
+        let n = self.own_groups();
         let i = Self::lower_bound(n, |i| {
-            self.group_at(i)
+            self.own_group_at(i)
                 .map_or(Ordering::Greater, |g| g.name().cmp(name))
         });
-        self.group_at(i).filter(|g| g.name() == name)
+        self.own_group_at(i).filter(|g| g.name() == name)
     }
 
     /// The group with `gid` if it is visible at `now`. Gids are unique among visible groups:
     /// jitd never gives two records one gid, but if a corrupt writer did, the first visible wins.
     pub fn group_by_gid(&self, gid: u32, now: UnixTime) -> Option<GroupView<'a>> {
+        self.own_groups_with_gid(gid)
+            .map(|g| self.merged(g))
+            .chain(
+                self.delta
+                    .into_iter()
+                    .flat_map(move |d| d.own_groups_with_gid(gid)),
+            )
+            .find(|g| g.is_visible(now))
+    }
+
+    fn own_groups_with_gid(&self, gid: u32) -> impl Iterator<Item = GroupView<'a>> + 'a {
+        let snap = self.layer();
         let n = self.groups_by_gid.len() / INDEX_SIZE;
-        let at = |k: usize| self.group_at(rd_u32(self.groups_by_gid, k * INDEX_SIZE) as usize);
+        let at = move |k: usize| {
+            snap.own_group_at(rd_u32(snap.groups_by_gid, k * INDEX_SIZE) as usize)
+        };
         let first = Self::lower_bound(n, |k| {
             at(k).map_or(Ordering::Greater, |g| g.gid().cmp(&gid))
         });
-        (first..n)
-            .map_while(|k| at(k).filter(|g| g.gid() == gid))
-            .find(|g| g.is_visible(now))
+        (first..n).map_while(move |k| at(k).filter(|g| g.gid() == gid))
     }
 
     /// The gids `user` holds through jit at `now` (for `initgroups_dyn`), without duplicates
     /// removed: the caller dedups against what it already has.
     pub fn user_gids(&self, user: &str, now: UnixTime) -> impl Iterator<Item = u32> + 'a {
+        self.own_user_gids(user, now).chain(
+            self.delta
+                .map(|d| d.own_user_gids(user, now))
+                .into_iter()
+                .flatten(),
+        )
+    }
+
+    fn own_user_gids(&self, user: &str, now: UnixTime) -> impl Iterator<Item = u32> + 'a {
         let n = self.users.len() / USER_SIZE;
-        let snap = *self;
+        let snap = self.layer();
         let i = Self::lower_bound(n, |i| {
             snap.str_at(snap.rec(snap.users, i, USER_SIZE), 0).cmp(user)
         });
@@ -729,10 +913,20 @@ impl<'a> Snapshot<'a> {
         })
     }
 
-    /// Gate records of `user` (any state; callers check liveness and flags).
+    /// Gate records of `user` (any state; callers check liveness and flags): the base's, then
+    /// the delta's.
     pub fn grants_for_user(&self, user: &str) -> impl Iterator<Item = GateView<'a>> + 'a {
-        let n = self.grant_count();
-        let snap = *self;
+        self.own_grants_for_user(user).chain(
+            self.delta
+                .map(|d| d.own_grants_for_user(user))
+                .into_iter()
+                .flatten(),
+        )
+    }
+
+    fn own_grants_for_user(&self, user: &str) -> impl Iterator<Item = GateView<'a>> + 'a {
+        let snap = self.layer();
+        let n = snap.own_grants();
         let first = Self::lower_bound(n, |i| {
             snap.grant_at(i)
                 .map_or(Ordering::Greater, |g| g.user().cmp(user))
@@ -741,7 +935,8 @@ impl<'a> Snapshot<'a> {
         (first..n).map_while(move |i| snap.grant_at(i).filter(|g| g.user() == user))
     }
 
-    /// Whether `name` is a managed local admin account.
+    /// Whether `name` is a managed local admin account (the base's list: a delta carries the
+    /// same configuration).
     pub fn is_managed(&self, name: &str) -> bool {
         let n = self.managed.len() / STRREF_SIZE;
         let i = Self::lower_bound(n, |i| self.str_at(self.managed, i * STRREF_SIZE).cmp(name));
@@ -882,11 +1077,15 @@ impl<'a> MemberView<'a> {
     }
 }
 
-/// A group record.
+/// A group record, with the record of the same name in the delta read over its snapshot, if
+/// any (its members are the group's too).
 #[derive(Clone, Copy)]
 pub struct GroupView<'a> {
+    /// The record's own snapshot (the base, with the delta attached when `also` is set).
     snap: Snapshot<'a>,
     rec: &'a [u8],
+    /// The delta's record of this name (in `snap.delta`).
+    also: Option<&'a [u8]>,
 }
 
 impl<'a> GroupView<'a> {
@@ -902,8 +1101,16 @@ impl<'a> GroupView<'a> {
     pub fn kind(&self) -> u32 {
         rd_u32(self.rec, 12)
     }
-    /// All member records, live or not.
-    pub fn members(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
+    /// The delta's record of this group, as a view of the delta alone.
+    fn delta_part(&self) -> Option<GroupView<'a>> {
+        Some(GroupView {
+            snap: self.snap.delta?.layer(),
+            rec: self.also?,
+            also: None,
+        })
+    }
+    /// This record's own members, without the delta's.
+    fn own_members(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
         let start = rd_u32(self.rec, 32) as usize;
         let count = rd_u32(self.rec, 36) as usize;
         let snap = self.snap;
@@ -916,11 +1123,17 @@ impl<'a> GroupView<'a> {
             })
         })
     }
-    /// Names of the members live at `now`; a user with two overlapping grants appears once
-    /// (members are sorted by name, so duplicates are adjacent).
-    pub fn live_members(&self, now: UnixTime) -> impl Iterator<Item = &'a str> + 'a {
+    /// All member records, live or not (the base's, then the delta's).
+    pub fn members(&self) -> impl Iterator<Item = MemberView<'a>> + 'a {
+        let delta = self.delta_part();
+        self.own_members()
+            .chain(delta.into_iter().flat_map(|d| d.own_members()))
+    }
+    /// The names of this record's own members live at `now`, each once (members are sorted by
+    /// name, so a user's records are adjacent).
+    fn own_live_members(&self, now: UnixTime) -> impl Iterator<Item = &'a str> + 'a {
         let mut last: Option<&'a str> = None;
-        self.members()
+        self.own_members()
             .filter(move |m| m.is_live(now))
             .filter_map(move |m| {
                 let n = m.name();
@@ -932,9 +1145,51 @@ impl<'a> GroupView<'a> {
                 }
             })
     }
+    /// Whether this record (not the delta's) has a live member called `name`.
+    fn has_own_live_member(&self, name: &str, now: UnixTime) -> bool {
+        let start = rd_u32(self.rec, 32) as usize;
+        let count = rd_u32(self.rec, 36) as usize;
+        let at = |k: usize| {
+            let off = start.saturating_add(k).saturating_mul(MEMBER_SIZE);
+            self.snap
+                .members
+                .get(off..off.saturating_add(MEMBER_SIZE))
+                .map(|rec| MemberView {
+                    text: self.snap.text(),
+                    rec,
+                })
+        };
+        let first = Snapshot::lower_bound(count, |k| {
+            at(k).map_or(Ordering::Greater, |m| m.name().cmp(name))
+        });
+        (first..count)
+            .map_while(|k| at(k).filter(|m| m.name() == name))
+            .any(|m| m.is_live(now))
+    }
+    /// Names of the members live at `now`, each once: a user with two overlapping grants, or
+    /// with records in both the base and the delta, appears once.
+    pub fn live_members(&self, now: UnixTime) -> impl Iterator<Item = &'a str> + 'a {
+        let own = *self;
+        let visible = is_live(rd_i64(self.rec, 16), rd_i64(self.rec, 24), now);
+        let delta = self.delta_part().filter(|d| {
+            is_live(rd_i64(d.rec, 16), rd_i64(d.rec, 24), now)
+        });
+        self.own_live_members(now)
+            .filter(move |_| visible)
+            .chain(
+                delta
+                    .into_iter()
+                    .flat_map(move |d| d.own_live_members(now))
+                    .filter(move |n| !(visible && own.has_own_live_member(n, now))),
+            )
+    }
     /// Whether NSS shows the group at `now`: a private group while its account lives; a local
     /// or jit group only while it has a live member (otherwise the local entry stands alone).
+    /// With a delta: while either record would be shown.
     pub fn is_visible(&self, now: UnixTime) -> bool {
+        self.own_visible(now) || self.delta_part().is_some_and(|d| d.own_visible(now))
+    }
+    fn own_visible(&self, now: UnixTime) -> bool {
         if !is_live(rd_i64(self.rec, 16), rd_i64(self.rec, 24), now) {
             return false;
         }
@@ -943,9 +1198,10 @@ impl<'a> GroupView<'a> {
             // the identity, with gaps in between.
             GROUP_KIND_PRIVATE => self
                 .snap
+                .layer()
                 .account_by_uid(self.gid(), now)
                 .is_some_and(|a| a.name() == self.name()),
-            _ => self.members().any(|m| m.is_live(now)),
+            _ => self.own_members().any(|m| m.is_live(now)),
         }
     }
 }

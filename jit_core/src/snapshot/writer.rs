@@ -19,6 +19,8 @@ pub enum WriteError {
     DuplicateGroup(String),
     /// More data than 32-bit offsets address.
     TooLarge,
+    /// A delta naming no base, or more than `MAX_DELTA_BASES`.
+    BadDeltaBases,
 }
 
 impl std::fmt::Display for WriteError {
@@ -27,6 +29,9 @@ impl std::fmt::Display for WriteError {
             WriteError::UnsafeField(what, v) => write!(f, "snapshot field {what} is unsafe: {v:?}"),
             WriteError::DuplicateGroup(g) => write!(f, "group {g:?} appears twice"),
             WriteError::TooLarge => write!(f, "snapshot exceeds the format's 4 GiB offsets"),
+            WriteError::BadDeltaBases => {
+                write!(f, "a delta names between 1 and {MAX_DELTA_BASES} non-zero base serials")
+            }
         }
     }
 }
@@ -139,6 +144,12 @@ pub struct BuildOptions {
     /// public snapshot, which any local user may read, built from the same data as the gates
     /// file without a copy of it.
     pub without_gates: bool,
+    /// The base serial stated in the header (1.4): deltas naming it are read over this image.
+    /// 0: none (no delta applies).
+    pub serial: u32,
+    /// Write a delta (1.4): the non-zero serials of the bases this image may be read over
+    /// (section BASES). A delta holds only records added since those bases were projected.
+    pub delta_of: Option<[u32; MAX_DELTA_BASES]>,
 }
 
 /// Builds the byte image of a snapshot from `data`, without the lookup index.
@@ -187,6 +198,13 @@ pub fn build_snapshot_with(
             data.managed.iter().collect()
         },
         blank_grant_ids: false,
+        serial: opts.serial,
+        bases: opts.delta_of.map(|b| {
+            let mut v: Vec<u32> = b.into_iter().filter(|&s| s != 0).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }),
     };
     build_image(input, index)
 }
@@ -210,6 +228,10 @@ pub(crate) struct Input<'a> {
     /// Write grant ids empty (shards: NSS shows none, and each would be stored again in every
     /// shard that holds the record).
     pub blank_grant_ids: bool,
+    /// Header serial (1.4); 0 for none.
+    pub serial: u32,
+    /// `Some`: a delta naming these bases (section BASES).
+    pub bases: Option<Vec<u32>>,
 }
 
 /// The image of `input`, with the lookup index sections `index` (empty: none) first.
@@ -361,6 +383,13 @@ pub(crate) fn build_image<'a>(
         base.sort_by_key(|(id, _, _)| !ACCOUNTS_REGION.contains(id));
     }
     sections.extend(base);
+    if let Some(bases) = &input.bases {
+        if bases.is_empty() || bases.len() > MAX_DELTA_BASES {
+            return Err(WriteError::BadDeltaBases);
+        }
+        let bytes: Vec<u8> = bases.iter().flat_map(|s| s.to_le_bytes()).collect();
+        sections.push((section::BASES, bytes, bases.len()));
+    }
 
     let n_sections = sections.len();
     let table_len = n_sections * SECTION_ENTRY_SIZE;
@@ -407,6 +436,7 @@ pub(crate) fn build_image<'a>(
     header[16..24].copy_from_slice(&file_len.to_le_bytes());
     header[24..32].copy_from_slice(&input.generated_at.to_le_bytes());
     header[32..36].copy_from_slice(&len_u32(n_sections)?.to_le_bytes());
+    header[SERIAL_AT..SERIAL_AT + 4].copy_from_slice(&input.serial.to_le_bytes());
     if let Some((lo, hi)) = input.uid_range {
         header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
         header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
