@@ -35,6 +35,11 @@ paths! {
     /// `--service`, `--window`, flags) and the managed list included, which pam_jit and sudo_jit
     /// (both running as root) read. jitd writes it next to the snapshot under this file name.
     DEFAULT_GATES_PATH, DEFAULT_GATES_PATH_C = "/run/jitd/gates";
+    /// The delta read over the snapshot (format 1.4): what grants added since the snapshot was
+    /// written add to it, until jitd writes the next whole one (docs/snapshot-format.md §12).
+    DEFAULT_SNAPSHOT_DELTA_PATH, DEFAULT_SNAPSHOT_DELTA_PATH_C = "/run/jitd/snapshot.delta";
+    /// The delta read over the gates file, as [`DEFAULT_SNAPSHOT_DELTA_PATH`] (0600 root).
+    DEFAULT_GATES_DELTA_PATH, DEFAULT_GATES_DELTA_PATH_C = "/run/jitd/gates.delta";
     /// jitd's local API socket.
     DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PATH_C = "/run/jitd/jitd.sock";
     /// jitd's configuration file.
@@ -55,6 +60,11 @@ paths! {
 
 /// File name of the gates file, in the snapshot's directory.
 pub const GATES_FILE_NAME: &str = "gates";
+/// What a delta file's name adds to its base's (`snapshot.delta`, `gates.delta`).
+pub const DELTA_SUFFIX: &str = ".delta";
+/// Largest delta a reader reads (1 MiB): jitd writes the whole snapshot again long before
+/// (docs/snapshot-format.md §12), so a bigger one is not jitd's and is ignored.
+pub const MAX_DELTA_BYTES: u64 = 1024 * 1024;
 /// Where ephemeral homes are made.
 pub const DEFAULT_HOME_ROOT: &str = "/home";
 /// Login shell of ephemeral accounts.
@@ -93,6 +103,8 @@ mod tests {
             (DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C),
             (DEFAULT_SNAPSHOT_DIR, DEFAULT_SNAPSHOT_DIR_C),
             (DEFAULT_GATES_PATH, DEFAULT_GATES_PATH_C),
+            (DEFAULT_SNAPSHOT_DELTA_PATH, DEFAULT_SNAPSHOT_DELTA_PATH_C),
+            (DEFAULT_GATES_DELTA_PATH, DEFAULT_GATES_DELTA_PATH_C),
             (DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PATH_C),
             (DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_PATH_C),
             (DEFAULT_STATE_DIR, DEFAULT_STATE_DIR_C),
@@ -103,6 +115,14 @@ mod tests {
         ] {
             assert_eq!(c.to_str(), Ok(s));
         }
+        assert_eq!(
+            format!("{DEFAULT_SNAPSHOT_PATH}{DELTA_SUFFIX}"),
+            DEFAULT_SNAPSHOT_DELTA_PATH
+        );
+        assert_eq!(
+            format!("{DEFAULT_GATES_PATH}{DELTA_SUFFIX}"),
+            DEFAULT_GATES_DELTA_PATH
+        );
         let dir = std::path::Path::new(DEFAULT_SNAPSHOT_PATH).parent();
         assert_eq!(dir, Some(std::path::Path::new(DEFAULT_SNAPSHOT_DIR)));
         assert_eq!(

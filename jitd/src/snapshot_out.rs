@@ -68,6 +68,19 @@ pub fn project(
     local: &LocalDb,
     now: UnixTime,
 ) -> (SnapshotData, Vec<Collision>) {
+    project_grants(cfg, state.grants.values(), local, now)
+}
+
+/// [`project`] of `grants` alone: for a delta, the grants added since the base was projected.
+/// The projection of a union of grants is the union of their projections (each grant adds
+/// only its own records, and groups of one name merge), which is what a reader of a base and
+/// its delta relies on (docs/snapshot-format.md §12).
+pub fn project_grants<'g>(
+    cfg: &Config,
+    grants: impl Iterator<Item = &'g jit_proto::Grant>,
+    local: &LocalDb,
+    now: UnixTime,
+) -> (SnapshotData, Vec<Collision>) {
     let mut data = SnapshotData {
         generated_at: now,
         managed: cfg.managed_accounts.clone(),
@@ -102,7 +115,7 @@ pub fn project(
         not_after: i64::MAX,
         members: Vec::new(),
     };
-    for g in state.grants.values() {
+    for g in grants {
         if g.state.is_ended() || g.not_after <= now {
             continue;
         }
@@ -291,10 +304,17 @@ pub fn gates_path(snapshot_path: &Path) -> PathBuf {
     snapshot_path.with_file_name(jit_core::constants::GATES_FILE_NAME)
 }
 
+/// The delta file read over `path` (`<path>.delta`).
+pub fn delta_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(jit_core::constants::DELTA_SUFFIX);
+    PathBuf::from(p)
+}
+
 /// Writes the gates file `gates` (0600 root; jitd passes [`gates_path`] of `path`) and then
-/// the snapshot `path` (0644 root), each atomically and durably; returns their identities. The
-/// gates file goes first: it is what ends a sudo scope or a login condition, so a revocation
-/// reaches it before anything else.
+/// the snapshot `path` (0644 root), each atomically and durably, stating base `serial`;
+/// returns their identities. The gates file goes first: it is what ends a sudo scope or a
+/// login condition, so a revocation reaches it before anything else.
 ///
 /// # Errors
 /// Build or write failure; a file not yet replaced keeps its previous content, and the caller
@@ -303,6 +323,7 @@ pub fn write(
     path: &Path,
     gates: &Path,
     data: &SnapshotData,
+    serial: u32,
 ) -> Result<Option<SnapshotFiles>, String> {
     // One path for both would publish the gate records world-readable.
     if gates == path {
@@ -319,13 +340,23 @@ pub fn write(
     // and group memberships stay, as NSS and sshd's AuthorizedKeysCommand (run as `nobody`)
     // need them.
     let (full, public) = jit_core::par::join(
-        || jit_core::snapshot::build_snapshot(data),
+        || {
+            jit_core::snapshot::build_snapshot_with(
+                data,
+                &jit_core::snapshot::BuildOptions {
+                    serial,
+                    ..Default::default()
+                },
+            )
+        },
         || {
             jit_core::snapshot::build_snapshot_with(
                 data,
                 &jit_core::snapshot::BuildOptions {
                     index: true,
                     without_gates: true,
+                    serial,
+                    ..Default::default()
                 },
             )
         },
@@ -335,4 +366,55 @@ pub fn write(
     replace_file(gates, &full, 0o600, false).map_err(|e| format!("{}: {e}", gates.display()))?;
     replace_file(path, &public, 0o644, false).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(SnapshotFiles::at(path, gates))
+}
+
+/// Writes the deltas of the gates file and of the snapshot (format 1.4, small: the grants
+/// added since the bases were projected), gates first, each atomically; they are read over a
+/// base whose serial is one of `bases`. Returns the public delta's size.
+///
+/// # Errors
+/// Build or write failure, or a delta above `MAX_DELTA_BYTES` (which readers would ignore):
+/// the caller then writes whole files.
+pub fn write_delta(
+    path: &Path,
+    gates: &Path,
+    data: &SnapshotData,
+    bases: [u32; jit_core::snapshot::format::MAX_DELTA_BASES],
+) -> Result<usize, String> {
+    if gates == path {
+        return Err("the snapshot cannot be the gates file itself".into());
+    }
+    let opts = |without_gates| jit_core::snapshot::BuildOptions {
+        without_gates,
+        delta_of: Some(bases),
+        ..Default::default()
+    };
+    let full =
+        jit_core::snapshot::build_snapshot_with(data, &opts(false)).map_err(|e| e.to_string())?;
+    let public =
+        jit_core::snapshot::build_snapshot_with(data, &opts(true)).map_err(|e| e.to_string())?;
+    if full.len() as u64 > jit_core::constants::MAX_DELTA_BYTES {
+        return Err(format!(
+            "delta of {} bytes is above the readers' limit",
+            full.len()
+        ));
+    }
+    let (gd, pd) = (delta_path(gates), delta_path(path));
+    replace_file(&gd, &full, 0o600, false).map_err(|e| format!("{}: {e}", gd.display()))?;
+    replace_file(&pd, &public, 0o644, false).map_err(|e| format!("{}: {e}", pd.display()))?;
+    Ok(public.len())
+}
+
+/// Removes both deltas (after a whole write that holds everything they held): the snapshot's
+/// first, as a reader of it would otherwise read it over a base it does not name, which it
+/// ignores anyway.
+pub fn remove_deltas(path: &Path, gates: &Path) {
+    for p in [delta_path(path), delta_path(gates)] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Harmless: a delta that names no base on disk is ignored by every reader.
+            Err(_) => {}
+        }
+    }
 }

@@ -26,9 +26,26 @@ pub struct Position {
     pub last: Option<usize>,
 }
 
+/// What one enumeration walks: the base's copy and the delta read over it (format 1.4).
+pub struct Listed {
+    /// The base region (or the file).
+    pub base: Arc<SnapshotCopy>,
+    /// The delta, if there is one.
+    pub delta: Option<Arc<SnapshotCopy>>,
+}
+
+impl Listed {
+    /// The base with the delta over it if the delta names it.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        self.base
+            .snapshot()
+            .over(self.delta.as_deref().map(SnapshotCopy::view))
+    }
+}
+
 /// One enumeration: the pinned copy and the position in it.
 pub struct Cursor {
-    pin: Option<Arc<SnapshotCopy>>,
+    pin: Option<Listed>,
     pos: Position,
 }
 
@@ -59,7 +76,7 @@ pub static GR_CURSOR: Mutex<Cursor> = Mutex::new(Cursor::new());
 /// `set*ent`: restart at the beginning of the current snapshot.
 pub fn start(
     cursor: &Mutex<Cursor>,
-    source: impl FnOnce() -> Result<Arc<SnapshotCopy>, SourceError>,
+    source: impl FnOnce() -> Result<Listed, SourceError>,
 ) -> Result<(), Failure> {
     let copy = source();
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
@@ -89,7 +106,7 @@ pub fn end(cursor: &Mutex<Cursor>) -> Result<(), Failure> {
 /// not started) and stores the advanced position only if `step` succeeded.
 pub fn next<T>(
     cursor: &Mutex<Cursor>,
-    source: impl FnOnce() -> Result<Arc<SnapshotCopy>, SourceError>,
+    source: impl FnOnce() -> Result<Listed, SourceError>,
     step: impl FnOnce(&Snapshot<'_>, &mut Position) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
@@ -114,7 +131,7 @@ pub fn next<T>(
 
 /// The next live account from `pos`, formatted into `buf`; `pos` moves only on success.
 /// A user with overlapping grants has adjacent records (sorted by name): only the first live one
-/// is yielded.
+/// is yielded; a delta's record of a name the base lists live is not yielded again.
 pub fn step_passwd(
     snap: &Snapshot<'_>,
     pos: &mut Position,
@@ -124,7 +141,10 @@ pub fn step_passwd(
     let last_name = pos.last.and_then(|i| snap.account_at(i)).map(|a| a.name());
     let mut i = pos.next;
     while let Some(a) = snap.account_at(i) {
-        if account_listable(&a, now) && Some(a.name()) != last_name {
+        if account_listable(&a, now)
+            && Some(a.name()) != last_name
+            && !snap.account_listed_in_base(i, now)
+        {
             let pw = format_passwd(&a, buf)?;
             *pos = Position {
                 next: i.saturating_add(1),
@@ -139,7 +159,8 @@ pub fn step_passwd(
     Err(Failure::NotFound)
 }
 
-/// The next visible group from `pos`, formatted into `buf`; `pos` moves only on success.
+/// The next visible group from `pos`, formatted into `buf`; `pos` moves only on success. A
+/// group in both the base and the delta is listed once, with the members of both.
 pub fn step_group(
     snap: &Snapshot<'_>,
     pos: &mut Position,
@@ -148,7 +169,7 @@ pub fn step_group(
 ) -> Result<libc::group, Failure> {
     let mut i = pos.next;
     while let Some(g) = snap.group_at(i) {
-        if group_listable(&g, now) {
+        if group_listable(&g, now) && !snap.group_listed_in_base(i) {
             let gr = format_group(&g, now, buf)?;
             *pos = Position {
                 next: i.saturating_add(1),
@@ -276,7 +297,7 @@ mod tests {
         let path = install(&d.0, "snapshot", &sample(), 0o644);
         let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         let cache: Cache = Mutex::new(None);
-        let src = || acquire(&cpath, &cache);
+        let src = || acquire(&cpath, &cache).map(|base| Listed { base, delta: None });
         let cursor: Mutex<Cursor> = Mutex::new(Cursor::new());
         let mut b = vec![0u8; 512];
         let mut get = |len: usize| {

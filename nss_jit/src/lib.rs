@@ -15,6 +15,7 @@
 
 pub mod buffer;
 pub mod counter;
+pub mod delta;
 pub mod enumerate;
 pub mod lookup;
 pub mod shard;
@@ -64,9 +65,9 @@ pub unsafe extern "C" fn _nss_jit_getpwnam_r(
         if name == "jit-panic-probe" {
             panic!("panic probe");
         }
-        let copy = shard::by_name(name)?;
-        let acc =
-            lookup::account_by_name(&copy.snapshot(), name, now()).ok_or(Failure::NotFound)?;
+        let answer = shard::by_name(name)?;
+        let snap = answer.snapshot().ok_or(Failure::NotFound)?;
+        let acc = lookup::account_by_name(&snap, name, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
         // SAFETY: `pwd` is non-null and points to a writable `struct passwd` (NSS contract);
         // `write` does not read the old, possibly uninitialised, contents.
@@ -98,8 +99,9 @@ pub unsafe extern "C" fn _nss_jit_getpwuid_r(
         if lookup::refused_id(uid) {
             return Err(Failure::NotFound);
         }
-        let copy = shard::by_id(uid)?;
-        let acc = lookup::account_by_uid(&copy.snapshot(), uid, now()).ok_or(Failure::NotFound)?;
+        let answer = shard::by_id(uid)?;
+        let snap = answer.snapshot().ok_or(Failure::NotFound)?;
+        let acc = lookup::account_by_uid(&snap, uid, now()).ok_or(Failure::NotFound)?;
         let out = lookup::format_passwd(&acc, &mut buf)?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
         unsafe { pwd.write(out) };
@@ -189,9 +191,10 @@ pub unsafe extern "C" fn _nss_jit_getgrnam_r(
         let mut buf = unsafe { CallerBuf::from_raw(buffer, buflen) }.ok_or(Failure::BadArgument)?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let name = lookup::query_name(unsafe { lookup::name_bytes(name) })?;
-        let copy = shard::by_name(name)?;
+        let answer = shard::by_name(name)?;
+        let snap = answer.snapshot().ok_or(Failure::NotFound)?;
         let now = now();
-        let g = lookup::group_by_name(&copy.snapshot(), name, now).ok_or(Failure::NotFound)?;
+        let g = lookup::group_by_name(&snap, name, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
         // SAFETY: `grp` is non-null and points to a writable `struct group` (NSS contract).
         unsafe { grp.write(out) };
@@ -222,9 +225,10 @@ pub unsafe extern "C" fn _nss_jit_getgrgid_r(
         if lookup::refused_id(gid) {
             return Err(Failure::NotFound);
         }
-        let copy = shard::by_id(gid)?;
+        let answer = shard::by_id(gid)?;
+        let snap = answer.snapshot().ok_or(Failure::NotFound)?;
         let now = now();
-        let g = lookup::group_by_gid(&copy.snapshot(), gid, now).ok_or(Failure::NotFound)?;
+        let g = lookup::group_by_gid(&snap, gid, now).ok_or(Failure::NotFound)?;
         let out = lookup::format_group(&g, now, &mut buf)?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
         unsafe { grp.write(out) };
@@ -319,11 +323,14 @@ pub unsafe extern "C" fn _nss_jit_initgroups_dyn(
         let mut groups = unsafe { lookup::GidArray::new(start, size, groupsp, limit) }?;
         // SAFETY: non-null and NUL-terminated (NSS contract); at most 33 bytes are read.
         let user = lookup::query_name(unsafe { lookup::name_bytes(user) })?;
-        let copy = match shard::by_name(user) {
+        let answer = match shard::by_name(user) {
             Err(Failure::NotFound) => return Ok(NssStatus::NotFound),
             other => other?,
         };
-        let added = lookup::initgroups(&copy.snapshot(), user, skipgroup, now(), &mut groups)?;
+        let Some(snap) = answer.snapshot() else {
+            return Ok(NssStatus::NotFound);
+        };
+        let added = lookup::initgroups(&snap, user, skipgroup, now(), &mut groups)?;
         Ok(if added {
             NssStatus::Success
         } else {

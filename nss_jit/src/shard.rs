@@ -17,6 +17,7 @@
 //! the index (written by an older jitd) is read whole, as before.
 
 use crate::counter::{coarse_now, still_fresh, Counter, Stamp, ATTACH_AFTER, COUNTER};
+use crate::delta::Answer;
 use crate::source::{lock_nonblocking, read_at, Identity, InodePin, SnapshotCopy, SourceError};
 use crate::status::Failure;
 use jit_core::snapshot::file::open_trusted;
@@ -66,6 +67,15 @@ pub struct Known {
 }
 
 impl Known {
+    /// The file's base serial (format 1.4).
+    fn serial(&self) -> u32 {
+        match (&self.head, &self.whole) {
+            (Some(h), _) => h.serial,
+            (None, Some(w)) => w.snapshot().serial(),
+            (None, None) => 0,
+        }
+    }
+
     fn big(&self, table: Table) -> &[u8] {
         match table {
             Table::Name => &self.big_name,
@@ -118,37 +128,64 @@ pub type ShardCache = Mutex<Option<Known>>;
 /// The one shard cache of the process.
 pub static SHARDS: ShardCache = Mutex::new(None);
 
-/// The validated snapshot (a shard, or the whole file if it has no index) that answers every
-/// query about `name`: account by name, group by name, the user's gids.
+/// What answers every query about `name` (account by name, group by name, the user's gids):
+/// the validated shard of the snapshot that holds it (or the whole file if it has no index) and
+/// the delta read over it.
 ///
 /// # Errors
-/// `NotFound` if no shard can hold the name; `Unavailable` for any file problem.
-pub fn by_name(name: &str) -> Result<Arc<SnapshotCopy>, Failure> {
-    fetch(
+/// `Unavailable` for any problem with the snapshot file (a missing or unusable delta is only
+/// left out). A name no shard holds still has an answer: the delta may hold it.
+pub fn by_name(name: &str) -> Result<Answer, Failure> {
+    with_delta(fetch_base(
         crate::source::SNAPSHOT_PATH,
         &SHARDS,
         &COUNTER,
         Table::Name,
         name_key(name),
-    )
+    ))
 }
 
 /// As [`by_name`] for a uid or gid.
 ///
 /// # Errors
 /// As [`by_name`].
-pub fn by_id(id: u32) -> Result<Arc<SnapshotCopy>, Failure> {
-    fetch(
+pub fn by_id(id: u32) -> Result<Answer, Failure> {
+    with_delta(fetch_base(
         crate::source::SNAPSHOT_PATH,
         &SHARDS,
         &COUNTER,
         Table::Id,
         id_key(id),
-    )
+    ))
+}
+
+/// The base's part of an answer with the process's delta added.
+fn with_delta(base: Result<Found, Failure>) -> Result<Answer, Failure> {
+    let found = base?;
+    Ok(Answer {
+        base: found.copy,
+        delta: crate::delta::current(
+            crate::delta::DELTA_PATH,
+            &crate::delta::DELTA,
+            found.checked,
+        ),
+        serial: found.serial,
+    })
+}
+
+/// The base's part of an answer.
+pub struct Found {
+    /// The shard (or whole file) holding the key; `None` if none can.
+    pub copy: Option<Arc<SnapshotCopy>>,
+    /// The file's base serial (format 1.4; 0: no delta applies).
+    pub serial: u32,
+    /// Whether this call checked the file (`lstat`) rather than trusting the change counter:
+    /// the delta is checked exactly then.
+    pub checked: bool,
 }
 
 /// The snapshot for `key` in `table` of the file at `path`, through `cache`; `counter` is
-/// jitd's change counter for the file's directory.
+/// jitd's change counter for the file's directory. `NotFound` if no shard holds the key.
 pub fn fetch(
     path: &CStr,
     cache: &ShardCache,
@@ -156,6 +193,32 @@ pub fn fetch(
     table: Table,
     key: u32,
 ) -> Result<Arc<SnapshotCopy>, Failure> {
+    fetch_base(path, cache, counter, table, key)?
+        .copy
+        .ok_or(Failure::NotFound)
+}
+
+/// As [`fetch`], with the file's serial and whether it was checked.
+pub fn fetch_base(
+    path: &CStr,
+    cache: &ShardCache,
+    counter: &Counter,
+    table: Table,
+    key: u32,
+) -> Result<Found, Failure> {
+    let found = |r: Result<Arc<SnapshotCopy>, Failure>, serial, checked| match r {
+        Ok(c) => Ok(Found {
+            copy: Some(c),
+            serial,
+            checked,
+        }),
+        Err(Failure::NotFound) => Ok(Found {
+            copy: None,
+            serial,
+            checked,
+        }),
+        Err(e) => Err(e),
+    };
     // Read before the lstat below: a snapshot published after that lstat moves the counter
     // past this value, so the copy is checked again at the next lookup.
     let stamp = counter.read();
@@ -167,7 +230,7 @@ pub fn fetch(
             .filter(|k| still_fresh(stamp, k.stamp, k.checked_at, now))
         {
             if let Some(answer) = k.answer(table, key) {
-                return answer;
+                return found(answer, k.serial(), false);
             }
         }
     }
@@ -182,6 +245,7 @@ pub fn fetch(
     };
     let mut attach = false;
     let mut cached = None;
+    let mut serial = 0;
     if let Some(mut g) = lock_nonblocking(cache) {
         if let Some(k) = g.as_mut().filter(|k| k.ident == seen) {
             k.stamp = stamp;
@@ -196,13 +260,14 @@ pub fn fetch(
                 }
             }
             cached = k.answer(table, key);
+            serial = k.serial();
         }
     }
     if attach {
         counter.attach();
     }
     if let Some(answer) = cached {
-        return answer;
+        return found(answer, serial, true);
     }
     // Not cached: read without holding the lock.
     let (fd, st) = open_trusted(path).map_err(SourceError::from)?;
@@ -210,7 +275,7 @@ pub fn fetch(
     let fresh = load(&fd, ident, cache, table, key);
     drop(fd);
     match fresh {
-        Ok(m) => {
+        Ok((m, serial)) => {
             // Confirmed by the open just made, after `stamp` was read.
             if let Some(mut g) = lock_nonblocking(cache) {
                 if let Some(k) = g.as_mut().filter(|k| k.ident == ident) {
@@ -218,7 +283,7 @@ pub fn fetch(
                     k.checked_at = now;
                 }
             }
-            m.ok_or(Failure::NotFound)
+            found(m.ok_or(Failure::NotFound), serial, true)
         }
         Err(e) => {
             let old = lock_nonblocking(cache).and_then(|mut g| g.take());
@@ -228,14 +293,15 @@ pub fn fetch(
     }
 }
 
-/// Reads what `key` needs from the open file `fd` and records it in `cache`.
+/// Reads what `key` needs from the open file `fd` and records it in `cache`; with the file's
+/// base serial.
 fn load(
     fd: &OwnedFd,
     ident: Identity,
     cache: &ShardCache,
     table: Table,
     key: u32,
-) -> Result<Option<Arc<SnapshotCopy>>, SourceError> {
+) -> Result<(Option<Arc<SnapshotCopy>>, u32), SourceError> {
     let size = u64::try_from(ident.size).map_err(|_| SourceError::Corrupt)?;
     // Reuse the header and big tables if the cache already describes this very file.
     let known = lock_nonblocking(cache).and_then(|g| {
@@ -278,7 +344,8 @@ fn load(
                     [].into(),
                     [].into(),
                 )?;
-                return Ok(Some(whole));
+                let serial = whole.snapshot().serial();
+                return Ok((Some(whole), serial));
             };
             let big = |t: Table| -> Result<Box<[u8]>, SourceError> {
                 let (at, len) = head.big_table(t);
@@ -300,7 +367,7 @@ fn load(
         Some(r) => (Slot::Big(table, key), Some(r)),
         None => {
             let Some((at, len)) = head.dir_entry(table, key) else {
-                return Ok(None);
+                return Ok((None, head.serial));
             };
             let entry = bytes_at(&first, at, len)?;
             (Slot::Bucket(table, at), head.shard_of_dir_entry(&entry))
@@ -323,7 +390,7 @@ fn load(
             k.keep(slot, copy.clone(), size);
         }
     }
-    Ok(copy)
+    Ok((copy, head.serial))
 }
 
 /// Makes `cache` describe the file `ident` (dropping what it held for another file).

@@ -54,7 +54,7 @@ impl From<TrustError> for SourceError {
 }
 
 /// The identity of the file a copy was read from (see the module comment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Identity {
     dev: u64,
     ino: u64,
@@ -154,6 +154,16 @@ impl SnapshotCopy {
     /// The validated snapshot, borrowed for as long as the copy lives.
     pub fn snapshot(&self) -> Snapshot<'_> {
         self.snap
+    }
+
+    /// The validated snapshot by reference (a delta is read over a base by reference).
+    pub fn view(&self) -> &Snapshot<'_> {
+        &self.snap
+    }
+
+    /// The identity of the file it was read from.
+    pub(crate) fn ident(&self) -> Identity {
+        self.ident
     }
 
     /// Validates `bytes` (a whole image or one shard) and keeps them.
@@ -330,8 +340,12 @@ pub enum Listing {
 /// A validated copy of the snapshot's base (sections 1 to 11; the whole file if it states no
 /// base region), limited to what `listing` needs, that is not cached: enumeration pins it in
 /// its cursor until `end*ent`, after which the process holds nothing that grows with the file.
-pub fn for_enumeration(listing: Listing) -> Result<Arc<SnapshotCopy>, SourceError> {
-    SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH, listing).map(Arc::new)
+pub fn for_enumeration(listing: Listing) -> Result<crate::enumerate::Listed, SourceError> {
+    let base = SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH, listing).map(Arc::new)?;
+    // After the base: jitd renames a new base into place before it removes the old delta, and
+    // a delta naming another base is not read over this one.
+    let delta = crate::delta::current(crate::delta::DELTA_PATH, &crate::delta::DELTA, true);
+    Ok(crate::enumerate::Listed { base, delta })
 }
 
 /// The validated copy of `path`, from `cache` when the file is unchanged.

@@ -7,6 +7,7 @@
 use crate::jitd::Secret;
 use crate::local::{LocalUser, ManagedFile};
 use jit_core::policy::window::{local_time_from_tm, LocalTime};
+use jit_core::snapshot::file::Layers;
 use jit_core::time::UnixTime;
 use jit_proto::client::ClientError;
 use jit_proto::{Request, Response};
@@ -18,8 +19,13 @@ use std::time::Duration;
 
 /// The root-only gates file: the world-readable snapshot lacks the gate records pam_jit needs.
 pub const GATES_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_PATH_C;
+/// The delta read over the gates file (grants added since it was written).
+pub const GATES_DELTA_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_DELTA_PATH_C;
 /// The world-readable snapshot NSS reads.
 pub const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
+/// The delta read over it.
+pub const PUBLIC_SNAPSHOT_DELTA_PATH: &std::ffi::CStr =
+    jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C;
 /// jitd's durable managed list.
 pub const MANAGED_LIST_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_MANAGED_LIST_C;
 /// Where local users are listed.
@@ -74,7 +80,7 @@ pub trait World {
     ///
     /// # Errors
     /// The file is missing, untrusted or unreadable.
-    fn snapshot(&self) -> Result<Vec<u8>, String>;
+    fn snapshot(&self) -> Result<Layers<Vec<u8>>, String>;
     /// Whether the world-readable snapshot (the one NSS reads, same trust rules) has an
     /// account record called `name`. Asked only for a name that is neither local nor in the
     /// gates file (or when that is unusable): NSS may still resolve such an account, which
@@ -213,14 +219,25 @@ impl World for System {
         local_time_from_tm(&tm)
     }
 
-    fn snapshot(&self) -> Result<Vec<u8>, String> {
-        jit_core::snapshot::file::read_trusted(GATES_PATH).map_err(|e| e.to_string())
+    fn snapshot(&self) -> Result<Layers<Vec<u8>>, String> {
+        jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH)
+            .map_err(|e| e.to_string())
     }
 
     fn public_account(&self, name: &str) -> bool {
-        // The base region holds the account records (a third of an indexed file).
-        jit_core::snapshot::file::read_trusted_base(PUBLIC_SNAPSHOT_PATH)
-            .is_ok_and(|image| image.parse().is_ok_and(|s| s.has_account_record(name)))
+        // The base region holds the account records (a third of an indexed file); an account
+        // added since it was written is in the delta.
+        let Ok(layers) = jit_core::snapshot::file::read_trusted_base_layers(
+            PUBLIC_SNAPSHOT_PATH,
+            PUBLIC_SNAPSHOT_DELTA_PATH,
+        ) else {
+            return false;
+        };
+        let delta = layers.parse_delta();
+        layers
+            .base
+            .parse()
+            .is_ok_and(|s| s.over(delta.as_ref()).has_account_record(name))
     }
 
     fn passwd(&self, name: &str) -> LocalUser {

@@ -236,9 +236,13 @@ pub fn run<P: Pam + ?Sized, W: World + ?Sized>(
         return ignore(progress, &shown(&user, 64), why.as_str());
     }
     let local = world.passwd(&user);
-    let bytes = world.snapshot();
-    let snapshot = match &bytes {
-        Ok(b) => Snapshot::parse(b).map_err(|e| format!("snapshot rejected: {e}")),
+    let layers = world.snapshot();
+    // Grants added since the gates file was written are in its delta.
+    let delta = layers.as_ref().ok().and_then(|l| l.parse_delta());
+    let snapshot = match &layers {
+        Ok(l) => Snapshot::parse(&l.base)
+            .map(|s| s.over(delta.as_ref()))
+            .map_err(|e| format!("snapshot rejected: {e}")),
         Err(e) => Err(format!("snapshot unreadable: {e}")),
     };
     let classified = identity::classify(&user, local, snapshot.as_ref().ok(), || {

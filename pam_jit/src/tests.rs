@@ -99,6 +99,8 @@ struct FakeWorld {
     now: i64,
     local_time: LocalTime,
     snapshot: RefCell<Result<Vec<u8>, String>>,
+    /// The gates delta next to it (grants added since), if any.
+    delta: RefCell<Option<Vec<u8>>>,
     /// Account names the world-readable snapshot has.
     public_accounts: Vec<String>,
     passwd: HashMap<String, LocalUser>,
@@ -126,6 +128,7 @@ impl FakeWorld {
                 Some(d) => Ok(build_snapshot(&d).unwrap()),
                 None => Err("No such file or directory (os error 2)".into()),
             }),
+            delta: RefCell::new(None),
             public_accounts: vec![],
             passwd,
             managed: ManagedFile::Missing,
@@ -169,9 +172,15 @@ impl World for FakeWorld {
     fn local_time(&self, _now: i64) -> LocalTime {
         self.local_time
     }
-    fn snapshot(&self) -> Result<Vec<u8>, String> {
+    fn snapshot(&self) -> Result<jit_core::snapshot::file::Layers<Vec<u8>>, String> {
         self.snapshot_reads.set(self.snapshot_reads.get() + 1);
-        self.snapshot.borrow().clone()
+        self.snapshot
+            .borrow()
+            .clone()
+            .map(|base| jit_core::snapshot::file::Layers {
+                base,
+                delta: self.delta.borrow().clone(),
+            })
     }
     fn public_account(&self, name: &str) -> bool {
         self.public_accounts.iter().any(|n| n == name)
@@ -1075,4 +1084,83 @@ fn account_only_in_the_public_snapshot_is_refused() {
         go(Hook::Account, &mut FakePam::new("nosuchuser"), &w),
         Code::Ignore
     );
+}
+
+/// A grant added since the gates file was written is in its delta: pam_jit reads it over a
+/// base it names, and ignores one that names another base (a newer base then holds it).
+#[test]
+fn a_grant_in_the_gates_delta_is_gated_like_one_in_the_file() {
+    use jit_core::snapshot::{build_snapshot_with, BuildOptions};
+    let base = |serial| {
+        build_snapshot_with(
+            &data(),
+            &BuildOptions {
+                serial,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let mut zed = account("zed", "g-2ed0");
+    zed.uid = 70002;
+    zed.gid = 70002;
+    let mut gate = gate_grant("g-2ed0", "zed", GATE_ACCOUNT);
+    gate.uid = 70002;
+    gate.from = vec!["192.0.2.0/24".into()];
+    let delta = build_snapshot_with(
+        &SnapshotData {
+            accounts: vec![zed],
+            grants: vec![gate],
+            managed: vec!["admin".into(), "ops".into()],
+            ..data()
+        }
+        .without_records_of(&["eve", "mia", "ops"]),
+        &BuildOptions {
+            delta_of: Some([5, 0, 0, 0]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let w = world();
+    *w.snapshot.borrow_mut() = Ok(base(5));
+    *w.delta.borrow_mut() = Some(delta.clone());
+    let mut pam = FakePam::new("zed");
+    pam.rhost = Some("192.0.2.9".into());
+    assert_eq!(go(Hook::Account, &mut pam, &w), Code::Success);
+    // The delta's conditions hold like the file's.
+    let mut far = FakePam::new("zed");
+    far.rhost = Some("10.1.2.3".into());
+    assert_eq!(go(Hook::Account, &mut far, &w), Code::PermDenied);
+    // eve (in the base) is unchanged by the delta.
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("eve"), &w),
+        Code::Success
+    );
+    // Over another base (serial 6) the delta is not read: zed is unknown to jit here.
+    *w.snapshot.borrow_mut() = Ok(base(6));
+    let mut pam = FakePam::new("zed");
+    pam.rhost = Some("192.0.2.9".into());
+    assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
+    // Garbage in place of the delta: the base alone.
+    *w.snapshot.borrow_mut() = Ok(base(5));
+    *w.delta.borrow_mut() = Some(b"not a delta".to_vec());
+    assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("eve"), &w),
+        Code::Success
+    );
+}
+
+trait WithoutRecords {
+    fn without_records_of(self, users: &[&str]) -> Self;
+}
+
+impl WithoutRecords for SnapshotData {
+    /// The data without the named users' accounts and gate records (a delta holds only what
+    /// was added).
+    fn without_records_of(mut self, users: &[&str]) -> Self {
+        self.accounts.retain(|a| !users.contains(&a.name.as_str()));
+        self.grants.retain(|g| !users.contains(&g.user.as_str()));
+        self
+    }
 }

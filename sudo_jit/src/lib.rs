@@ -117,6 +117,8 @@ const MANAGED_LIST: &std::ffi::CStr = jit_core::constants::DEFAULT_MANAGED_LIST_
 /// The root-only gates file: the world-readable snapshot carries no gate records, so a sudo
 /// scope is never visible to other users.
 const GATES_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_PATH_C;
+/// The delta read over the gates file (grants added since it was written).
+const GATES_DELTA_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_GATES_DELTA_PATH_C;
 /// The world-readable snapshot.
 const PUBLIC_SNAPSHOT_PATH: &std::ffi::CStr = jit_core::constants::DEFAULT_SNAPSHOT_PATH_C;
 
@@ -345,10 +347,13 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .as_ref()
         .ok()
         .and_then(|c| local::trusted_alias(&c.command));
-    let data = jit_core::snapshot::file::read_trusted(GATES_PATH).ok();
-    let snap = data
-        .as_deref()
-        .and_then(|d| jit_core::snapshot::Snapshot::parse(d).ok());
+    // Grants added since the gates file was written are in its delta.
+    let layers = jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH).ok();
+    let delta = layers.as_ref().and_then(|l| l.parse_delta());
+    let snap = layers
+        .as_ref()
+        .and_then(|l| jit_core::snapshot::Snapshot::parse(&l.base).ok())
+        .map(|s| s.over(delta.as_ref()));
     let passwd = std::cell::OnceCell::new();
     let group = std::cell::OnceCell::new();
     // Without a snapshot, jitd's durable managed list still marks a managed admin (docs/design.md#fail-closed:
@@ -481,8 +486,15 @@ fn step_up(
 /// user as jit, and the uid range its header states; used only when the gates file is missing
 /// or untrusted. `None` if the public snapshot is not usable either.
 fn public_snapshot_view(inv: &cinfo::Invocation) -> Option<(bool, Option<(u32, u32)>)> {
-    let data = jit_core::snapshot::file::read_trusted(PUBLIC_SNAPSHOT_PATH).ok()?;
-    let s = jit_core::snapshot::Snapshot::parse(&data).ok()?;
+    let layers = jit_core::snapshot::file::read_trusted_layers(
+        PUBLIC_SNAPSHOT_PATH,
+        jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C,
+    )
+    .ok()?;
+    let delta = layers.parse_delta();
+    let s = jit_core::snapshot::Snapshot::parse(&layers.base)
+        .ok()?
+        .over(delta.as_ref());
     Some((
         decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()),
         s.uid_range(),

@@ -950,14 +950,22 @@ impl Sandbox {
         self.write_snapshot_bytes(&bytes);
     }
 
-    /// The current (world-readable) snapshot bytes, if any.
+    /// The current (world-readable) snapshot bytes, if any, with the delta of grants added
+    /// since it was written read over it (one image of what NSS sees).
     pub fn snapshot_bytes(&self) -> Option<Vec<u8>> {
-        fs::read(self.host_path("/run/jitd/snapshot")).ok()
+        self.layered("/run/jitd/snapshot")
     }
 
-    /// The current root-only gates file (the whole image pam_jit and sudo_jit read), if any.
+    /// The current root-only gates file (the whole image pam_jit and sudo_jit read), if any,
+    /// with its delta, as one image.
     pub fn gates_bytes(&self) -> Option<Vec<u8>> {
-        fs::read(self.host_path("/run/jitd/gates")).ok()
+        self.layered("/run/jitd/gates")
+    }
+
+    fn layered(&self, base: &str) -> Option<Vec<u8>> {
+        let bytes = fs::read(self.host_path(base)).ok()?;
+        let delta = fs::read(self.host_path(&format!("{base}.delta"))).ok();
+        Some(jit_core::snapshot::file::merged_image(&bytes, delta.as_deref()).unwrap_or(bytes))
     }
 
     /// A readable summary of the gates file's records (accounts, groups, grants), without

@@ -736,26 +736,47 @@ fn public_snapshot_shows_no_one_elses_gates() {
         "NSS for dave: {}",
         show(&o)
     );
-    for secret in ["/usr/bin/id", "00:00-23:59", "198.51.100.0/24", ADMIN] {
-        let o = sb.run(&[
-            "su",
-            "dave",
-            "-c",
-            &format!("grep -a -c -F -e '{secret}' /run/jitd/snapshot"),
-        ]);
-        assert_eq!(
-            stdout(&o).trim(),
-            "0",
-            "{secret:?} readable by dave in /run/jitd/snapshot: {}",
-            show(&o)
-        );
+    // The two grants were added after jitd wrote the files: they are in the deltas (format
+    // 1.4), which follow the same split.
+    for file in ["/run/jitd/snapshot", "/run/jitd/snapshot.delta"] {
+        for secret in ["/usr/bin/id", "00:00-23:59", "198.51.100.0/24", ADMIN] {
+            let o = sb.run(&[
+                "su",
+                "dave",
+                "-c",
+                &format!("grep -a -c -F -e '{secret}' {file}"),
+            ]);
+            assert_eq!(
+                stdout(&o).trim(),
+                "0",
+                "{secret:?} readable by dave in {file}: {}",
+                show(&o)
+            );
+        }
     }
-    let o = sb.run(&["su", "dave", "-c", "cat /run/jitd/gates"]);
-    assert_ne!(code(&o), 0, "dave reads the gates file: {}", show(&o));
+    let o = sb.run(&[
+        "su",
+        "dave",
+        "-c",
+        "grep -a -c -F -e alice /run/jitd/snapshot.delta",
+    ]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "1",
+        "the delta holds alice: {}",
+        show(&o)
+    );
+    for file in ["/run/jitd/gates", "/run/jitd/gates.delta"] {
+        let o = sb.run(&["su", "dave", "-c", &format!("cat {file}")]);
+        assert_ne!(code(&o), 0, "dave reads {file}: {}", show(&o));
+    }
     assert!(
-        sb.sh_ok("stat -c '%u %a' /run/jitd/gates /run/jitd/snapshot")
-            .lines()
-            .eq(["0 600", "0 644"]),
+        sb.sh_ok(
+            "stat -c '%u %a' /run/jitd/gates /run/jitd/snapshot /run/jitd/gates.delta \
+             /run/jitd/snapshot.delta"
+        )
+        .lines()
+        .eq(["0 600", "0 644", "0 600", "0 644"]),
         "modes"
     );
     // The scope is still enforced, from the gates file.

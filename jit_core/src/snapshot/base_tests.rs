@@ -240,7 +240,10 @@ fn the_accounts_region_alone_lists_the_accounts_and_every_byte_of_it_is_checked(
     let mut d = data(120);
     d.accounts[3].ssh_keys = vec!["ssh-ed25519 AAAAC3 key".into()];
     let file = build_snapshot_with(&d, &opts()).unwrap();
-    assert!(u16::from_le_bytes([file[10], file[11]]) >= 3, "minor 1.3 or later");
+    assert!(
+        u16::from_le_bytes([file[10], file[11]]) >= 3,
+        "minor 1.3 or later"
+    );
     let base_at = u32::from_le_bytes(file[BASE_AT_AT..BASE_AT_AT + 4].try_into().unwrap()) as usize;
     let (good, at, end) = accounts_only(&file);
     // The region starts the base and is well under all of it.

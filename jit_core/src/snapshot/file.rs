@@ -110,6 +110,88 @@ pub fn read_trusted(path: &CStr) -> Result<Vec<u8>, TrustError> {
     Ok(buf)
 }
 
+/// Reads the delta at `path` (format 1.4) if there is a trusted one of at most
+/// `MAX_DELTA_BYTES`; `None` otherwise (no delta, or one no reader may use: the base alone is
+/// then read, which can only miss grants added since it was written, never show an ended one).
+pub fn read_trusted_delta(path: &CStr) -> Option<Vec<u8>> {
+    let (fd, st) = open_trusted(path).ok()?;
+    if u64::try_from(st.st_size).ok()? > crate::constants::MAX_DELTA_BYTES {
+        return None;
+    }
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(usize::try_from(st.st_size).ok()?);
+    std::fs::File::from(fd)
+        .take(crate::constants::MAX_DELTA_BYTES + 1)
+        .read_to_end(&mut buf)
+        .ok()?;
+    (buf.len() as u64 <= crate::constants::MAX_DELTA_BYTES).then_some(buf)
+}
+
+/// A trusted snapshot file and the delta next to it, read for one decision (pam_jit, sudo_jit,
+/// jit-authorized-keys). The delta is read after the base: jitd renames a new base into place
+/// before it removes the delta of the old one, and a delta that names another base is ignored.
+pub struct Layers<B> {
+    /// The base file.
+    pub base: B,
+    /// The delta's bytes, if a trusted one was there.
+    pub delta: Option<Vec<u8>>,
+}
+
+impl<B> Layers<B> {
+    /// The delta, validated as a delta; `None` if there is none or it is refused.
+    pub fn parse_delta(&self) -> Option<Snapshot<'_>> {
+        self.delta
+            .as_deref()
+            .and_then(|d| Snapshot::parse(d).ok())
+            .filter(Snapshot::is_delta)
+    }
+}
+
+/// Reads the trusted file at `path` whole, then the delta at `delta_path`.
+///
+/// # Errors
+/// As [`read_trusted`], for the base; a delta that cannot be read is left out.
+pub fn read_trusted_layers(path: &CStr, delta_path: &CStr) -> Result<Layers<Vec<u8>>, TrustError> {
+    let base = read_trusted(path)?;
+    Ok(Layers {
+        base,
+        delta: read_trusted_delta(delta_path),
+    })
+}
+
+/// As [`read_trusted_layers`], reading only the base region of an indexed file
+/// ([`read_trusted_base`]).
+///
+/// # Errors
+/// As [`read_trusted_base`].
+pub fn read_trusted_base_layers(
+    path: &CStr,
+    delta_path: &CStr,
+) -> Result<Layers<TrustedImage>, TrustError> {
+    let base = read_trusted_base(path)?;
+    Ok(Layers {
+        base,
+        delta: read_trusted_delta(delta_path),
+    })
+}
+
+/// One image that answers as `base` with `delta` read over it (tests and diagnostics compare
+/// what the modules see with it): `base` unchanged when no delta applies.
+///
+/// # Errors
+/// The base does not parse, or the union cannot be written (it always can for jitd's files).
+pub fn merged_image(base: &[u8], delta: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let b = Snapshot::parse(base).map_err(|e| e.to_string())?;
+    let d = delta
+        .and_then(|d| Snapshot::parse(d).ok())
+        .filter(Snapshot::is_delta);
+    let layered = b.over(d.as_ref());
+    if !layered.has_delta() {
+        return Ok(base.to_vec());
+    }
+    crate::snapshot::build_snapshot(&layered.to_data()).map_err(|e| e.to_string())
+}
+
 /// What of a trusted snapshot was read besides its header and section table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {

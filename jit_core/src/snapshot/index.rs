@@ -80,6 +80,8 @@ pub struct IndexHead {
     pub generated_at: i64,
     /// jitd's configured uid range, if the header states one.
     pub uid_range: Option<(u32, u32)>,
+    /// The base serial (1.4, covered by `head_crc`): which delta may be read over the file.
+    pub serial: u32,
     name_dir: SectionRef,
     id_dir: SectionRef,
     name_big: SectionRef,
@@ -175,6 +177,7 @@ impl IndexHead {
         let hi = rd_u32(prefix, UID_MAX_AT);
         Ok(Some(IndexHead {
             generated_at: i64::from(rd_u32(prefix, 24)) | (i64::from(rd_u32(prefix, 28)) << 32),
+            serial: rd_u32(prefix, SERIAL_AT),
             uid_range: (lo != 0 && lo <= hi).then_some((lo, hi)),
             name_dir,
             id_dir,

@@ -651,6 +651,16 @@ impl<'a> Snapshot<'a> {
         }
     }
 
+    /// This base with `delta` over it if there is one and it names this file's serial (for a
+    /// view of a whole file; a shard's caller passes the file's serial to
+    /// [`Snapshot::with_delta`]).
+    pub fn over(self, delta: Option<&'a Snapshot<'a>>) -> Snapshot<'a> {
+        match delta {
+            Some(d) => self.with_delta(d, self.serial),
+            None => self,
+        }
+    }
+
     /// Whether a delta is read over this view.
     pub fn has_delta(&self) -> bool {
         self.delta.is_some()
@@ -809,9 +819,8 @@ impl<'a> Snapshot<'a> {
 
     fn own_account_by_uid(&self, uid: u32, now: UnixTime) -> Option<AccountView<'a>> {
         let n = self.accounts_by_uid.len() / INDEX_SIZE;
-        let at = |k: usize| {
-            self.own_account_at(rd_u32(self.accounts_by_uid, k * INDEX_SIZE) as usize)
-        };
+        let at =
+            |k: usize| self.own_account_at(rd_u32(self.accounts_by_uid, k * INDEX_SIZE) as usize);
         let first = Self::lower_bound(n, |k| {
             at(k).map_or(Ordering::Greater, |a| a.uid().cmp(&uid))
         });
@@ -875,9 +884,8 @@ impl<'a> Snapshot<'a> {
     fn own_groups_with_gid(&self, gid: u32) -> impl Iterator<Item = GroupView<'a>> + 'a {
         let snap = self.layer();
         let n = self.groups_by_gid.len() / INDEX_SIZE;
-        let at = move |k: usize| {
-            snap.own_group_at(rd_u32(snap.groups_by_gid, k * INDEX_SIZE) as usize)
-        };
+        let at =
+            move |k: usize| snap.own_group_at(rd_u32(snap.groups_by_gid, k * INDEX_SIZE) as usize);
         let first = Self::lower_bound(n, |k| {
             at(k).map_or(Ordering::Greater, |g| g.gid().cmp(&gid))
         });
@@ -933,6 +941,87 @@ impl<'a> Snapshot<'a> {
         });
         let user = user.to_string();
         (first..n).map_while(move |i| snap.grant_at(i).filter(|g| g.user() == user))
+    }
+
+    /// The managed local admin accounts, sorted (the base's list).
+    pub fn managed_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let snap = self.layer();
+        (0..self.managed.len() / STRREF_SIZE)
+            .map(move |i| snap.str_at(snap.managed, i * STRREF_SIZE))
+    }
+
+    /// What this view shows, as the data a writer takes: every record of the base and the
+    /// delta read over it, a group of one name once with the members of both. Building an
+    /// image of it gives one file that answers as the two do (tests and diagnostics compare
+    /// what the modules see with it).
+    pub fn to_data(&self) -> crate::types::SnapshotData {
+        use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData};
+        let list = |l: StrList<'a>| l.map(str::to_string).collect::<Vec<_>>();
+        let mut d = SnapshotData {
+            generated_at: self.generated_at,
+            uid_range: self.uid_range,
+            managed: self.managed_names().map(str::to_string).collect(),
+            ..Default::default()
+        };
+        for i in 0..self.account_count() {
+            if let Some(a) = self.account_at(i) {
+                d.accounts.push(Account {
+                    name: a.name().into(),
+                    uid: a.uid(),
+                    gid: a.gid(),
+                    gecos: a.gecos().into(),
+                    home: a.home().into(),
+                    shell: a.shell().into(),
+                    grant_id: a.grant_id().into(),
+                    not_before: a.not_before(),
+                    not_after: a.not_after(),
+                    flags: a.flags(),
+                    ssh_keys: list(a.ssh_keys()),
+                });
+            }
+        }
+        for i in 0..self.group_count() {
+            if self.group_listed_in_base(i) {
+                continue;
+            }
+            if let Some(g) = self.group_at(i) {
+                d.groups.push(GroupEntry {
+                    name: g.name().into(),
+                    gid: g.gid(),
+                    kind: g.kind(),
+                    not_before: g.not_before(),
+                    not_after: g.not_after(),
+                    members: g
+                        .members()
+                        .map(|m| Member {
+                            name: m.name().into(),
+                            grant_id: m.grant_id().into(),
+                            not_before: m.not_before(),
+                            not_after: m.not_after(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        for i in 0..self.grant_count() {
+            if let Some(g) = self.grant_at(i) {
+                d.grants.push(GateGrant {
+                    id: g.id().into(),
+                    user: g.user().into(),
+                    uid: g.uid(),
+                    flags: g.flags(),
+                    revoke_on: g.revoke_on(),
+                    not_before: g.not_before(),
+                    not_after: g.not_after(),
+                    from: list(g.from()),
+                    services: list(g.services()),
+                    windows: list(g.windows()),
+                    sudo: list(g.sudo()),
+                    runas: list(g.runas()),
+                });
+            }
+        }
+        d
     }
 
     /// Whether `name` is a managed local admin account (the base's list: a delta carries the
@@ -1067,6 +1156,14 @@ impl<'a> MemberView<'a> {
     pub fn name(&self) -> &'a str {
         self.text.str_at(self.rec, 0)
     }
+    /// Start (clamped to the group's window by the writer).
+    pub fn not_before(&self) -> UnixTime {
+        rd_i64(self.rec, 16)
+    }
+    /// End (exclusive).
+    pub fn not_after(&self) -> UnixTime {
+        rd_i64(self.rec, 24)
+    }
     /// Grant id.
     pub fn grant_id(&self) -> &'a str {
         self.text.str_at(self.rec, 8)
@@ -1100,6 +1197,16 @@ impl<'a> GroupView<'a> {
     /// `GROUP_KIND_*`.
     pub fn kind(&self) -> u32 {
         rd_u32(self.rec, 12)
+    }
+    /// The record's window: start (with a delta's record of the name, the earlier start).
+    pub fn not_before(&self) -> UnixTime {
+        let own = rd_i64(self.rec, 16);
+        self.also.map_or(own, |d| own.min(rd_i64(d, 16)))
+    }
+    /// The record's window: end, exclusive (with a delta's record, the later end).
+    pub fn not_after(&self) -> UnixTime {
+        let own = rd_i64(self.rec, 24);
+        self.also.map_or(own, |d| own.max(rd_i64(d, 24)))
     }
     /// The delta's record of this group, as a view of the delta alone.
     fn delta_part(&self) -> Option<GroupView<'a>> {
@@ -1171,17 +1278,15 @@ impl<'a> GroupView<'a> {
     pub fn live_members(&self, now: UnixTime) -> impl Iterator<Item = &'a str> + 'a {
         let own = *self;
         let visible = is_live(rd_i64(self.rec, 16), rd_i64(self.rec, 24), now);
-        let delta = self.delta_part().filter(|d| {
-            is_live(rd_i64(d.rec, 16), rd_i64(d.rec, 24), now)
-        });
-        self.own_live_members(now)
-            .filter(move |_| visible)
-            .chain(
-                delta
-                    .into_iter()
-                    .flat_map(move |d| d.own_live_members(now))
-                    .filter(move |n| !(visible && own.has_own_live_member(n, now))),
-            )
+        let delta = self
+            .delta_part()
+            .filter(|d| is_live(rd_i64(d.rec, 16), rd_i64(d.rec, 24), now));
+        self.own_live_members(now).filter(move |_| visible).chain(
+            delta
+                .into_iter()
+                .flat_map(move |d| d.own_live_members(now))
+                .filter(move |n| !(visible && own.has_own_live_member(n, now))),
+        )
     }
     /// Whether NSS shows the group at `now`: a private group while its account lives; a local
     /// or jit group only while it has a live member (otherwise the local entry stands alone).

@@ -30,7 +30,10 @@ impl std::fmt::Display for WriteError {
             WriteError::DuplicateGroup(g) => write!(f, "group {g:?} appears twice"),
             WriteError::TooLarge => write!(f, "snapshot exceeds the format's 4 GiB offsets"),
             WriteError::BadDeltaBases => {
-                write!(f, "a delta names between 1 and {MAX_DELTA_BASES} non-zero base serials")
+                write!(
+                    f,
+                    "a delta names between 1 and {MAX_DELTA_BASES} non-zero base serials"
+                )
             }
         }
     }

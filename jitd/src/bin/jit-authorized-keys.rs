@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
+use jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C;
 use jit_core::constants::{DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C};
-use jit_core::snapshot::file::read_trusted_base;
+use jit_core::snapshot::file::read_trusted_base_layers;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -25,16 +26,19 @@ fn main() -> ExitCode {
     }
     // The base region is enough for an account's keys: at 50 000 grants a third of the file,
     // read at every ssh login.
-    let image = match read_trusted_base(DEFAULT_SNAPSHOT_PATH_C) {
-        Ok(b) => b,
-        Err(e) => {
-            // sshd logs our stderr; say why there are no keys.
-            eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
-            return ExitCode::SUCCESS;
-        }
-    };
-    let snap = match image.parse() {
-        Ok(s) => s,
+    // A grant added since the snapshot was written is in its delta (read over it).
+    let layers =
+        match read_trusted_base_layers(DEFAULT_SNAPSHOT_PATH_C, DEFAULT_SNAPSHOT_DELTA_PATH_C) {
+            Ok(b) => b,
+            Err(e) => {
+                // sshd logs our stderr; say why there are no keys.
+                eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
+                return ExitCode::SUCCESS;
+            }
+        };
+    let delta = layers.parse_delta();
+    let snap = match layers.base.parse() {
+        Ok(s) => s.over(delta.as_ref()),
         Err(e) => {
             eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
             return ExitCode::SUCCESS;

@@ -101,7 +101,8 @@ impl Daemon {
                 format!("could not make the grant durable, nothing changed: {e}"),
             ));
         }
-        self.snapshot_and_unlock(inner, now);
+        // An added grant only adds records: the deltas carry it (format 1.4).
+        self.delta_and_unlock(inner, &id, now);
         self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
             "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
             "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,

@@ -16,11 +16,26 @@
 //! so the files then hold its change or a later state: `getent` right after `jitctl grant add`
 //! finds the account, and a revoked one is gone when `revoke` returns.
 //!
+//! **Deltas (format 1.4).** A grant *added* does not rewrite the whole files (at 10 000 grants
+//! that was ~200 ms per add): [`Daemon::delta_and_unlock`] projects only the grants added since
+//! the base files were projected and writes them as `gates.delta` and `snapshot.delta`, which
+//! the modules read over the base. Everything else (an end, a revocation, an activation, the
+//! local files changing) and a delta grown past [`DELTA_SOFT_GRANTS`] or [`DELTA_SOFT_BYTES`]
+//! (the timer then writes whole files, off the add path) goes through a whole write, which
+//! states a new base *serial*; a delta names the serials of every base a reader may find
+//! while it is current (the one on disk and those being written), so no reader ever misses an
+//! acknowledged grant, and a delta is never read over a base that ended one of its grants: a
+//! base projected after the end names a serial no earlier delta names, and every later delta
+//! is projected from state without the ended grant. After a whole write that left no grant
+//! outside it, the deltas are removed.
+//!
 //! Locks: state (`Daemon::inner`) → `newest`; `written` → `newest`; `written` → `files`;
-//! state → `files`. Nothing takes the state lock while holding a snapshot lock.
+//! state → `files`; state → `book`; `written` → `book`; `delta_written` → `newest_delta`, `book`,
+//! `files`. `book` is taken last. Nothing takes the state lock while holding a snapshot lock.
 
 use std::sync::Mutex;
 
+use jit_core::snapshot::format::MAX_DELTA_BASES;
 use jit_core::snapshot::generation;
 use jit_core::time::UnixTime;
 use jit_core::types::SnapshotData;
@@ -28,13 +43,88 @@ use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
-use crate::snapshot_out::{self, FileId, SnapshotFiles};
+use crate::snapshot_out::{self, Collision, FileId, SnapshotFiles};
 
 /// A projection waiting to be written.
 struct Projection {
     generation: u64,
     data: SnapshotData,
     at: UnixTime,
+    /// A whole projection: the base serial its files state.
+    serial: u32,
+    /// Of a whole projection: where it cuts the added grants (sequence numbers below were in
+    /// state when it was projected).
+    cut: u64,
+}
+
+/// A delta projection waiting to be written.
+struct DeltaProjection {
+    generation: u64,
+    data: SnapshotData,
+    at: UnixTime,
+    bases: [u32; MAX_DELTA_BASES],
+}
+
+/// A delta holds at most this many added grants before the timer writes whole files.
+pub(crate) const DELTA_SOFT_GRANTS: usize = 64;
+/// ... or this many bytes (the public delta, which every process's first lookup reads whole).
+pub(crate) const DELTA_SOFT_BYTES: usize = 48 * 1024;
+/// Past this many added grants, an add writes whole files itself.
+const DELTA_HARD_GRANTS: usize = 256;
+
+/// What the deltas hold and which bases they may be read over.
+#[derive(Default)]
+struct Book {
+    /// The serial of the base files on disk (0: none written by this jitd yet).
+    written_serial: u32,
+    /// Whole projections handed out and not yet written or given up: (serial, cut).
+    pending: Vec<(u32, u64)>,
+    /// Grants added since the base on disk was projected: (sequence, id).
+    added: Vec<(u64, String)>,
+    /// Next sequence number.
+    next_seq: u64,
+    /// Last serial handed out (the first one is random, so a delta left by an earlier jitd
+    /// names no base of this one).
+    last_serial: u32,
+    /// The size of the public delta last written.
+    delta_bytes: usize,
+    /// A delta could not be written: the next timer pass writes whole files.
+    force_whole: bool,
+}
+
+impl Book {
+    fn next_serial(&mut self) -> u32 {
+        if self.last_serial == 0 {
+            let mut b = [0u8; 4];
+            // Without randomness, a time-derived start still differs between runs.
+            self.last_serial = match jit_core::host::random::fill(&mut b) {
+                Ok(()) => u32::from_le_bytes(b),
+                Err(_) => jit_core::time::now() as u32,
+            };
+        }
+        self.last_serial = self.last_serial.wrapping_add(1).max(1);
+        self.last_serial
+    }
+
+    /// The bases a delta projected now may be read over, if there are few enough.
+    fn bases(&self) -> Option<[u32; MAX_DELTA_BASES]> {
+        if self.written_serial == 0 || self.pending.len() + 1 > MAX_DELTA_BASES {
+            return None;
+        }
+        let mut b = [0u32; MAX_DELTA_BASES];
+        let serials = std::iter::once(self.written_serial).chain(self.pending.iter().map(|p| p.0));
+        for (slot, s) in b.iter_mut().zip(serials) {
+            *slot = s;
+        }
+        Some(b)
+    }
+
+    /// Whether the timer should write whole files: the delta has grown, or failed.
+    fn wants_whole(&self) -> bool {
+        self.force_whole
+            || self.added.len() >= DELTA_SOFT_GRANTS
+            || self.delta_bytes >= DELTA_SOFT_BYTES
+    }
 }
 
 /// The snapshot's publishing state (see the module documentation).
@@ -46,6 +136,12 @@ pub(crate) struct Publisher {
     newest: Mutex<Option<Projection>>,
     /// Held while building and writing; the generation in the files (0: none yet).
     written: Mutex<u64>,
+    /// The newest delta projection not yet written.
+    newest_delta: Mutex<Option<DeltaProjection>>,
+    /// Held while writing a delta; the generation of the last delta written.
+    delta_written: Mutex<u64>,
+    /// What the deltas hold (taken last).
+    book: Mutex<Book>,
     /// The files jitd wrote last (None after a failed write: the tick writes again) and when.
     files: Mutex<(Option<SnapshotFiles>, Option<UnixTime>)>,
     /// The change counter of the modules' snapshot directory (taken after `written`).
@@ -100,6 +196,94 @@ impl Daemon {
             }
         };
         let (data, collisions) = snapshot_out::project(&self.cfg, &inner.state, &local, now);
+        self.report_collisions(inner, collisions, now);
+        inner.local_sig = Some((
+            FileId::of(&self.cfg.passwd_file),
+            FileId::of(&self.cfg.group_file),
+        ));
+        let p = &self.snapshot;
+        // Handed out and stored under the state lock: a later generation is a later state.
+        let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let (serial, cut) = {
+            let mut book = lock(&p.book);
+            let serial = book.next_serial();
+            let cut = book.next_seq;
+            book.pending.push((serial, cut));
+            (serial, cut)
+        };
+        let replaced = lock(&p.newest).replace(Projection {
+            generation,
+            data,
+            at: now,
+            serial,
+            cut,
+        });
+        if let Some(old) = replaced {
+            // Never to be written: no delta needs to name it any more.
+            lock(&p.book).pending.retain(|(s, _)| *s != old.serial);
+        }
+        Pending(generation)
+    }
+
+    /// Under the state lock, for a grant just added (`id`, in state): writes it as part of the
+    /// deltas if it can (a base this jitd wrote is on disk, the local files are those of the
+    /// base, and the delta is small), else projects whole files; then releases the lock and
+    /// publishes. Either way the files hold the grant when this returns (or the write failed
+    /// and was audited, as for [`Daemon::snapshot_and_unlock`]).
+    pub(crate) fn delta_and_unlock(
+        &self,
+        mut inner: std::sync::MutexGuard<'_, Inner>,
+        id: &str,
+        now: UnixTime,
+    ) {
+        match self.project_delta(&mut inner, id, now) {
+            Some(pending) => {
+                drop(inner);
+                self.publish_delta(pending);
+            }
+            None => self.snapshot_and_unlock(inner, now),
+        }
+    }
+
+    /// The delta projection with `id` added, if a delta may carry it.
+    fn project_delta(&self, inner: &mut Inner, id: &str, now: UnixTime) -> Option<Pending> {
+        let p = &self.snapshot;
+        let local_now = (
+            FileId::of(&self.cfg.passwd_file),
+            FileId::of(&self.cfg.group_file),
+        );
+        // The base was projected with these local files; different ones re-project everything.
+        if inner.local_sig != Some(local_now) || inner.local_unreadable {
+            return None;
+        }
+        let local = inner.last_local.as_ref()?;
+        let (ids, bases) = {
+            let mut book = lock(&p.book);
+            if book.added.len() >= DELTA_HARD_GRANTS || book.force_whole {
+                return None;
+            }
+            let bases = book.bases()?;
+            let seq = book.next_seq;
+            book.next_seq += 1;
+            book.added.push((seq, id.to_string()));
+            let ids: Vec<String> = book.added.iter().map(|(_, i)| i.clone()).collect();
+            (ids, bases)
+        };
+        let grants = ids.iter().filter_map(|i| inner.state.grants.get(i));
+        let (data, collisions) = snapshot_out::project_grants(&self.cfg, grants, local, now);
+        self.report_collisions(inner, collisions, now);
+        let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        *lock(&p.newest_delta) = Some(DeltaProjection {
+            generation,
+            data,
+            at: now,
+            bases,
+        });
+        Some(Pending(generation))
+    }
+
+    /// Audits each collision once.
+    fn report_collisions(&self, inner: &mut Inner, collisions: Vec<Collision>, now: UnixTime) {
         for c in collisions {
             if inner.reported_collisions.insert(c.clone()) {
                 self.audit.record(
@@ -113,19 +297,37 @@ impl Daemon {
                 );
             }
         }
-        inner.local_sig = Some((
-            FileId::of(&self.cfg.passwd_file),
-            FileId::of(&self.cfg.group_file),
-        ));
+    }
+
+    /// Without the state lock: makes sure the deltas hold delta generation `pending` or a later
+    /// one. A failure is audited, and the next timer pass writes whole files.
+    fn publish_delta(&self, pending: Pending) {
         let p = &self.snapshot;
-        // Handed out and stored under the state lock: a later generation is a later state.
-        let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        *lock(&p.newest) = Some(Projection {
-            generation,
-            data,
-            at: now,
-        });
-        Pending(generation)
+        let mut written = lock(&p.delta_written);
+        if *written >= pending.0 {
+            return;
+        }
+        let Some(proj) = lock(&p.newest_delta).take() else {
+            return;
+        };
+        let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
+        match snapshot_out::write_delta(&self.cfg.snapshot_path, &gates, &proj.data, proj.bases) {
+            Ok(bytes) => {
+                *written = proj.generation;
+                lock(&p.book).delta_bytes = bytes;
+                lock(&p.files).1 = Some(proj.at);
+                self.count_publication(proj.at);
+            }
+            Err(e) => {
+                lock(&p.book).force_whole = true;
+                self.audit.record(
+                    proj.at,
+                    Severity::Error,
+                    Event::SnapshotWriteFailed,
+                    json!({ "error": e, "file": "delta" }),
+                );
+            }
+        }
     }
 
     /// Projects the snapshot under `inner`, releases the state lock, then publishes: the
@@ -155,15 +357,38 @@ impl Daemon {
         };
         crate::durable::failpoint_hold(&self.cfg.snapshot_path, "hold");
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
-        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &proj.data) {
+        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &proj.data, proj.serial) {
             Ok(id) => {
                 *written = proj.generation;
                 *lock(&p.files) = (id, Some(proj.at));
+                let nothing_outside = {
+                    let mut book = lock(&p.book);
+                    book.written_serial = proj.serial;
+                    // Bases projected before this one are never written after it (the newest
+                    // projection is the one a build takes); later ones may still be.
+                    if let Some(i) = book.pending.iter().position(|(s, _)| *s == proj.serial) {
+                        book.pending.drain(..=i);
+                    }
+                    let cut = proj.cut;
+                    book.added.retain(|(seq, _)| *seq >= cut);
+                    book.force_whole = false;
+                    book.added.is_empty()
+                };
+                if nothing_outside {
+                    // Under the delta lock: a delta written after this check holds a grant
+                    // outside this base, and must stay.
+                    let _d = lock(&p.delta_written);
+                    if lock(&p.book).added.is_empty() {
+                        snapshot_out::remove_deltas(&self.cfg.snapshot_path, &gates);
+                        lock(&p.book).delta_bytes = 0;
+                    }
+                }
                 // After the rename, before the caller acknowledges: a process answering from
                 // its copy sees the counter move and checks the file at its next lookup.
                 self.count_publication(proj.at);
             }
             Err(e) => {
+                lock(&p.book).pending.retain(|(s, _)| *s != proj.serial);
                 lock(&p.files).0 = None;
                 self.audit.record(
                     proj.at,
@@ -282,7 +507,10 @@ impl Daemon {
                 (id.is_none() || snap_now != id, snap_now, at)
             }
         };
-        if !(changed || local_changed || snapshot_damaged) {
+        // A delta grown past its soft limits (or that failed) is folded into whole files here,
+        // off the add path.
+        let delta_full = lock(&self.snapshot.book).wants_whole();
+        if !(changed || local_changed || snapshot_damaged || delta_full) {
             return None;
         }
         if snapshot_damaged && written_at.is_some() {

@@ -96,14 +96,21 @@ impl Env {
         .unwrap();
     }
 
-    /// The whole image the modules decide on: the root-only gates file next to the snapshot.
+    /// The whole image the modules decide on: the root-only gates file next to the snapshot,
+    /// with the delta of grants added since it was written read over it (as one image).
     pub fn snapshot(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("run/gates")).unwrap()
+        self.layered("run/gates")
     }
 
-    /// The world-readable snapshot (NSS and jit-authorized-keys).
+    /// The world-readable snapshot (NSS and jit-authorized-keys), with its delta, as one image.
     pub fn public_snapshot(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("run/snapshot")).unwrap()
+        self.layered("run/snapshot")
+    }
+
+    fn layered(&self, base: &str) -> Vec<u8> {
+        let bytes = std::fs::read(self.dir.join(base)).unwrap();
+        let delta = std::fs::read(self.dir.join(format!("{base}.delta"))).ok();
+        jit_core::snapshot::file::merged_image(&bytes, delta.as_deref()).unwrap_or(bytes)
     }
 
     pub fn audit(&self) -> String {
