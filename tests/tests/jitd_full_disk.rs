@@ -145,7 +145,10 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
         || (!procs::is_alive(bob_pid) && live_of_uid(bob_uid).is_empty()).then_some(()),
     );
 
-    // kill -9 and a restart on the still-full disk: both grants stay ended.
+    // kill -9 and a restart on the still-full disk: both grants stay ended. The teardowns
+    // removed the grants' certification baselines (their size depends on the host's set-id
+    // files), so the disk is filled again first.
+    fill(&sb, "/var/lib/jitd");
     sb.kill_jitd();
     sb.start_jitd();
     let o = sb.run(&["getent", "passwd", "alice"]);
@@ -163,7 +166,13 @@ fn full_state_dir_revocation_and_expiry_survive_kill9() {
     assert_eq!(grant_of(&list, &bob_id)["state"], "expired");
     let st = sb.jitctl(&["--json", "status"]);
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(st["state_writable"], false, "{st}");
+    assert_eq!(
+        st["state_writable"],
+        false,
+        "{st}\n{}\nstate dir: {}",
+        sb.jitd_log(),
+        show(&sb.sh("ls -la /var/lib/jitd; df /var/lib/jitd; tail -5 /var/log/jit/audit.jsonl"))
+    );
     // Still no new privilege.
     let o = sb.jitctl(&["grant", "add", "dora", "--account", "--for", "1h"]);
     assert_eq!(code(&o), 1, "{}", show(&o));
