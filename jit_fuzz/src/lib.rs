@@ -60,6 +60,7 @@ fn request_body(body: &[u8]) {
 /// without panicking, and the lookups agree with the listing.
 pub fn snapshot(data: &[u8]) {
     walk_snapshot(Snapshot::parse(data));
+    walk_layered(data);
     walk_snapshot(Snapshot::parse_base(data));
     walk_snapshot(Snapshot::parse_accounts(data));
     walk_snapshot(Snapshot::parse_base_accounts(data));
@@ -108,6 +109,90 @@ pub fn snapshot(data: &[u8]) {
     }
 }
 
+/// The serial of the fixed base and the base the fixed delta names (the seed corpus has a
+/// delta and a base that name it, so mutations reach the layered lookups).
+pub const FUZZ_SERIAL: u32 = 7;
+
+/// A small base (serial [`FUZZ_SERIAL`]) and a delta over it, built once.
+pub fn layered_fixtures() -> &'static (Vec<u8>, Vec<u8>) {
+    use jit_core::snapshot::{build_snapshot_with, BuildOptions};
+    use jit_core::types::*;
+    static F: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let data = |name: &str, uid: u32| SnapshotData {
+            generated_at: 100,
+            accounts: vec![Account {
+                name: name.into(),
+                uid,
+                gid: uid,
+                grant_id: format!("g-{uid}"),
+                not_before: 0,
+                not_after: 1000,
+                home: format!("/home/{name}"),
+                shell: "/bin/sh".into(),
+                gecos: String::new(),
+                flags: 0,
+                ssh_keys: vec![],
+            }],
+            groups: vec![GroupEntry {
+                name: "jit-users".into(),
+                gid: 79_999,
+                kind: GROUP_KIND_JIT,
+                not_before: i64::MIN,
+                not_after: i64::MAX,
+                members: vec![Member {
+                    name: name.into(),
+                    grant_id: format!("g-{uid}"),
+                    not_before: 0,
+                    not_after: 1000,
+                }],
+            }],
+            grants: vec![GateGrant {
+                id: format!("g-{uid}"),
+                user: name.into(),
+                uid,
+                not_before: 0,
+                not_after: 1000,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let base = build_snapshot_with(
+            &data("amy", 70_001),
+            &BuildOptions {
+                serial: FUZZ_SERIAL,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+        let delta = build_snapshot_with(
+            &data("bob", 70_002),
+            &BuildOptions {
+                delta_of: Some([FUZZ_SERIAL, 0, 0, 0]),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+        (base, delta)
+    })
+}
+
+/// Format 1.4: the input read as a delta over a fixed base, and as a base under a fixed delta;
+/// every lookup over both answers without panicking.
+fn walk_layered(data: &[u8]) {
+    let Ok(input) = Snapshot::parse(data) else {
+        return;
+    };
+    let (base, delta) = layered_fixtures();
+    if let (Ok(b), Ok(d)) = (Snapshot::parse(base), Snapshot::parse(delta)) {
+        if input.is_delta() {
+            walk_snapshot(Ok(b.with_delta(&input, b.serial())));
+        } else {
+            walk_snapshot(Ok(input.with_delta(&d, input.serial())));
+        }
+    }
+}
+
 /// Sets `head_crc` right for the header and table as they are now.
 fn resign_head(file: &mut [u8]) {
     use jit_core::snapshot::format::HEAD_CRC_AT;
@@ -123,7 +208,11 @@ fn walk_snapshot(parsed: Result<Snapshot<'_>, jit_core::snapshot::SnapshotError>
         return;
     };
     let now = s.generated_at();
+    if s.has_delta() && s.account_count() + s.group_count() + s.grant_count() <= 4096 {
+        let _ = jit_core::snapshot::build_snapshot(&s.to_data());
+    }
     for i in 0..s.account_count().min(4096) {
+        let _ = s.account_listed_in_base(i, now);
         let Some(a) = s.account_at(i) else { break };
         let _ = (
             a.uid(),
@@ -142,6 +231,7 @@ fn walk_snapshot(parsed: Result<Snapshot<'_>, jit_core::snapshot::SnapshotError>
         let _ = s.grants_for_user(a.name()).take(4096).count();
     }
     for i in 0..s.group_count().min(4096) {
+        let _ = s.group_listed_in_base(i);
         let Some(g) = s.group_at(i) else { break };
         let _ = (g.gid(), g.kind(), g.is_visible(now));
         for m in g.members().take(4096) {

@@ -147,3 +147,27 @@ fn hostile_requests_in_the_corpus() {
         "read as sent; jitd's validation refuses it"
     );
 }
+
+/// The seeds of format 1.4 (a base stating serial 7 and a delta naming it) are the fixtures the
+/// fuzz target reads the input against; `JIT_UPDATE_SEEDS=1` writes them.
+#[test]
+fn layered_seeds_are_current() {
+    let (base, delta) = jit_fuzz::layered_fixtures();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/snapshot");
+    for (name, bytes) in [
+        ("seed-writer-base-14", base),
+        ("seed-writer-delta-14", delta),
+    ] {
+        let p = dir.join(name);
+        if std::env::var_os("JIT_UPDATE_SEEDS").is_some() {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&p).ok().as_ref(),
+            Some(bytes),
+            "{name} is stale: JIT_UPDATE_SEEDS=1 cargo test -p jit_fuzz --test corpus"
+        );
+        let s = jit_core::snapshot::Snapshot::parse(bytes).unwrap();
+        assert_eq!(s.is_delta(), name.contains("delta"));
+    }
+}
