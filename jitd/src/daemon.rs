@@ -74,6 +74,9 @@ pub struct Daemon {
     pub(crate) watch_resumed: AtomicBool,
     /// The passwd file the monitor's watch set took its homes from.
     pub(crate) watch_passwd: Mutex<Option<crate::snapshot_out::FileId>>,
+    /// Grants that may have started or stopped being live since the watch set was made, and
+    /// when it was last checked against every grant (effects/watch.rs, `watch_monitor`).
+    pub(crate) watch_dirty: Mutex<crate::effects::watch::WatchDirty>,
     pub(crate) monitor: Option<std::sync::Arc<crate::monitor::events::Shared>>,
     pub(crate) watch_notices: Mutex<HashMap<String, usize>>,
     /// The link to the central service (jit-server), shared with the sync thread.
@@ -193,6 +196,7 @@ impl Daemon {
             certifier,
             watch_resumed: AtomicBool::new(false),
             watch_passwd: Mutex::new(None),
+            watch_dirty: Mutex::new(Default::default()),
             cfg,
             store,
             audit,

@@ -88,8 +88,16 @@ impl Daemon {
         s
     }
 
+    /// A grant may have started or stopped being live (activated, torn down): the watch set
+    /// takes it at the next tick.
+    pub(crate) fn watch_changed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut d = lock(&self.watch_dirty);
+        d.ids.extend(ids.into_iter().map(str::to_string));
+    }
+
     /// A grant went live (or armed): its cgroup is made and its baseline queued.
     pub(crate) fn watch_went_live(&self, id: &str, now: UnixTime) {
+        self.watch_changed([id]);
         if let Err(e) = self.cgroups.create(id) {
             self.audit.record(
                 now,
@@ -205,6 +213,7 @@ impl Daemon {
     /// Teardown: every grant's cgroup is killed as a whole before the /proc scan; all
     /// cgroups killed, then waited for together (one wait for a mass expiry).
     pub(crate) fn watch_kill(&self, ids: &[&str]) -> Vec<KillReport> {
+        self.watch_changed(ids.iter().copied());
         self.cgroups
             .kill_all(ids, Duration::from_millis(self.cfg.kill_grace_ms.max(2000)))
     }
@@ -390,6 +399,62 @@ impl Daemon {
         let Some(m) = &self.monitor else { return };
         // The homes of grants without an account come from the passwd file.
         let passwd = crate::snapshot_out::FileId::of(&self.cfg.passwd_file);
+        let (dirty, verify) = {
+            let mut d = lock(&self.watch_dirty);
+            let verify = d
+                .verified_at
+                .is_none_or(|t| now < t || now - t >= WATCH_VERIFY_SECS);
+            (std::mem::take(&mut d.ids), verify)
+        };
+        let passwd_changed = *lock(&self.watch_passwd) != passwd;
+        if verify || passwd_changed {
+            self.watch_rebuild(m, passwd, now);
+            lock(&self.watch_dirty).verified_at = Some(now);
+        } else if !dirty.is_empty() {
+            // Only the grants that started or ended since the last tick: a tick with adds
+            // at 50 000 live grants walked and copied every one under the state lock.
+            let (added, gone): (
+                Vec<(String, String, bool)>,
+                std::collections::HashSet<String>,
+            ) = {
+                let inner = self.lock();
+                let mut added = Vec::new();
+                let mut gone = std::collections::HashSet::new();
+                for id in dirty {
+                    match inner.state.grants.get(&id) {
+                        Some(g) if g.state_at(now) == GrantState::Live => {
+                            added.push((g.id.clone(), g.user.clone(), g.account));
+                        }
+                        _ => {
+                            gone.insert(id);
+                        }
+                    }
+                }
+                (added, gone)
+            };
+            let current = std::sync::Arc::clone(&*lock(&m.watched));
+            let next = current.changed(&gone, self.watched_entries(&added));
+            *lock(&m.watched) = std::sync::Arc::new(next);
+        }
+        let hits = std::mem::take(&mut *lock(&m.hits));
+        for h in hits {
+            self.watch_hit(&h, now);
+        }
+        let losses = std::mem::take(&mut *lock(&m.losses));
+        for l in losses {
+            self.watch_loss(m, &l, now);
+        }
+    }
+
+    /// The watch set made again from every live grant if it differs (and on a passwd change):
+    /// what each tick did before grants were tracked as they start and end, now the periodic
+    /// check that nothing was missed.
+    fn watch_rebuild(
+        &self,
+        m: &crate::monitor::events::Shared,
+        passwd: Option<crate::snapshot_out::FileId>,
+        now: UnixTime,
+    ) {
         let changed: Option<Vec<(String, String, bool)>> = {
             let inner = self.lock();
             lock(&m.lost_by_grant).retain(|g, _| inner.state.grants.contains_key(g));
@@ -400,10 +465,9 @@ impl Daemon {
                     .values()
                     .filter(|g| g.state_at(now) == GrantState::Live)
             };
-            // Most ticks change nothing: compared by id under the state lock without
-            // allocating, the set is built again (tens of thousands of strings at 10 000
-            // grants, every second) only when a grant started or ended or passwd changed. A
-            // grant's id, user and account never change.
+            // Compared by id under the state lock without allocating; built again only when a
+            // grant started or ended unseen, or passwd changed. A grant's id, user and account
+            // never change.
             let current = std::sync::Arc::clone(&*lock(&m.watched));
             let same = *lock(&self.watch_passwd) == passwd
                 && current.is_exactly(live().map(|g| g.id.as_str()));
@@ -414,34 +478,30 @@ impl Daemon {
             })
         };
         if let Some(live) = changed {
-            let homes = if live.iter().any(|(_, _, acct)| !acct) {
-                crate::monitor::homes(&self.cfg.passwd_file)
-            } else {
-                Default::default()
-            };
-            *lock(&m.watched) = std::sync::Arc::new(crate::monitor::WatchSet::new(
-                live.iter()
-                    .map(|(id, user, acct)| Watched {
-                        grant: id.clone(),
-                        user: user.clone(),
-                        home: if *acct {
-                            Some(self.cfg.home_root.join(user))
-                        } else {
-                            homes.get(user).cloned()
-                        },
-                    })
-                    .collect(),
-            ));
+            *lock(&m.watched) =
+                std::sync::Arc::new(crate::monitor::WatchSet::new(self.watched_entries(&live)));
             *lock(&self.watch_passwd) = passwd;
         }
-        let hits = std::mem::take(&mut *lock(&m.hits));
-        for h in hits {
-            self.watch_hit(&h, now);
-        }
-        let losses = std::mem::take(&mut *lock(&m.losses));
-        for l in losses {
-            self.watch_loss(m, &l, now);
-        }
+    }
+
+    /// What the monitor keeps of each live grant `(id, user, has an account)`.
+    fn watched_entries(&self, live: &[(String, String, bool)]) -> Vec<Watched> {
+        let homes = if live.iter().any(|(_, _, acct)| !acct) {
+            crate::monitor::homes(&self.cfg.passwd_file)
+        } else {
+            Default::default()
+        };
+        live.iter()
+            .map(|(id, user, acct)| Watched {
+                grant: id.clone(),
+                user: user.clone(),
+                home: if *acct {
+                    Some(self.cfg.home_root.join(user))
+                } else {
+                    homes.get(user).cloned()
+                },
+            })
+            .collect()
     }
 
     /// An episode of lost events (`monitor/events/loss.rs`): audited once, counted for each
@@ -538,4 +598,14 @@ impl Daemon {
                 .record(now, Severity::Notice, Event::MonitorEvent, f);
         }
     }
+}
+
+/// How often the watch set is checked against every grant, whatever was tracked (seconds).
+const WATCH_VERIFY_SECS: UnixTime = 30;
+
+/// Grants whose liveness may have changed since the watch set was made.
+#[derive(Default)]
+pub(crate) struct WatchDirty {
+    pub(crate) ids: std::collections::HashSet<String>,
+    pub(crate) verified_at: Option<UnixTime>,
 }

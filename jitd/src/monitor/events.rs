@@ -59,30 +59,68 @@ pub struct Watched {
 /// The live grants the monitor watches, found by id in constant time: every fork and exec on
 /// the host asks whether its cgroup is a watched grant's, so a list scan would make every
 /// process start on a bastion pay for each of its grants.
+///
+/// Entries are shared (`Arc`), so a set with a few grants added or removed is made from the
+/// previous one without copying a string ([`WatchSet::changed`]).
 #[derive(Debug, Clone, Default)]
 pub struct WatchSet {
-    items: Vec<Watched>,
-    index: HashMap<String, usize>,
+    /// Each grant with its id as the index's key (shared, so a changed set reuses both).
+    items: Vec<(Arc<str>, Arc<Watched>)>,
+    index: HashMap<Arc<str>, usize>,
 }
 
 impl WatchSet {
     /// The set of `items` (ids are unique; a repeated one keeps the first).
     pub fn new(items: Vec<Watched>) -> Self {
+        WatchSet::of(
+            items
+                .into_iter()
+                .map(|w| (Arc::from(w.grant.as_str()), Arc::new(w)))
+                .collect(),
+        )
+    }
+
+    fn of(items: Vec<(Arc<str>, Arc<Watched>)>) -> Self {
         let mut index = HashMap::with_capacity(items.len());
-        for (i, w) in items.iter().enumerate() {
-            index.entry(w.grant.clone()).or_insert(i);
+        let mut kept = Vec::with_capacity(items.len());
+        for (key, w) in items {
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(Arc::clone(&key)) {
+                e.insert(kept.len());
+                kept.push((key, w));
+            }
         }
-        WatchSet { items, index }
+        WatchSet { items: kept, index }
+    }
+
+    /// This set without the grants `gone` and with `added` (replacing a watched grant of the
+    /// same id). Costs reference counts, not copies, for the grants that stay.
+    pub fn changed(&self, gone: &std::collections::HashSet<String>, added: Vec<Watched>) -> Self {
+        let fresh: Vec<(Arc<str>, Arc<Watched>)> = added
+            .into_iter()
+            .map(|w| (Arc::from(w.grant.as_str()), Arc::new(w)))
+            .collect();
+        let replaced: std::collections::HashSet<&str> = fresh.iter().map(|(k, _)| &**k).collect();
+        let kept: Vec<(Arc<str>, Arc<Watched>)> = self
+            .items
+            .iter()
+            .filter(|(k, _)| !gone.contains(&**k) && !replaced.contains(&**k))
+            .cloned()
+            .collect();
+        drop(replaced);
+        WatchSet::of(kept.into_iter().chain(fresh).collect())
     }
 
     /// The watched grant `grant`.
     pub fn get(&self, grant: &str) -> Option<&Watched> {
-        self.index.get(grant).and_then(|&i| self.items.get(i))
+        self.index
+            .get(grant)
+            .and_then(|&i| self.items.get(i))
+            .map(|(_, w)| &**w)
     }
 
     /// The `i`-th (in the order given).
     pub fn at(&self, i: usize) -> Option<&Watched> {
-        self.items.get(i)
+        self.items.get(i).map(|(_, w)| &**w)
     }
 
     /// Whether `grant` is watched.
@@ -101,8 +139,8 @@ impl WatchSet {
     }
 
     /// All of them, in the order given.
-    pub fn iter(&self) -> std::slice::Iter<'_, Watched> {
-        self.items.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &Watched> {
+        self.items.iter().map(|(_, w)| &**w)
     }
 
     /// How many.

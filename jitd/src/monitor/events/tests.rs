@@ -31,6 +31,34 @@ fn is_exactly_compares_the_live_ids_with_the_watched_ones() {
     assert!(!empty.is_exactly(["g-a"]));
 }
 
+/// Grants that start or end between two ticks change the set without rebuilding it: the ones
+/// that stay are shared, an ended one is gone, a new one is found by id, a replaced one has its
+/// new entry, and the result is exactly the live ids.
+#[test]
+fn a_changed_set_adds_and_removes_grants() {
+    let named = |id: &str, user: &str| Watched {
+        grant: id.into(),
+        user: user.into(),
+        ..w()
+    };
+    let set = WatchSet::new(vec![
+        named("g-a", "a"),
+        named("g-b", "b"),
+        named("g-c", "c"),
+    ]);
+    let gone: std::collections::HashSet<String> = ["g-b".to_string()].into();
+    let next = set.changed(&gone, vec![named("g-d", "d"), named("g-a", "a2")]);
+    assert!(next.is_exactly(["g-a", "g-c", "g-d"]));
+    assert!(!next.contains("g-b"));
+    assert_eq!(next.get("g-d").map(|w| w.user.as_str()), Some("d"));
+    assert_eq!(next.get("g-a").map(|w| w.user.as_str()), Some("a2"));
+    assert_eq!(next.len(), 3);
+    assert!((0..3).all(|i| next.at(i).is_some_and(|w| next.get(&w.grant).is_some())));
+    // The old set is untouched (the monitor may still be reading it).
+    assert!(set.is_exactly(["g-a", "g-b", "g-c"]));
+    assert_eq!(set.get("g-a").map(|w| w.user.as_str()), Some("a"));
+}
+
 #[test]
 fn file_classes() {
     let c = |mask, p: &str| file_class(&w(), mask, Path::new(p));
