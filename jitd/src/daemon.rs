@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) local_unreadable: bool,
     /// Boot-time caps of live grants (see `engine::tick`).
     pub(crate) boot_cap: BootCaps,
+    /// When the tick next has something to move (`engine::tick::Due`); `None`: not known.
+    pub(crate) due: Option<crate::engine::tick::Due>,
 }
 
 /// The running daemon.
@@ -218,6 +220,7 @@ impl Daemon {
                 last_local: None,
                 local_unreadable: false,
                 boot_cap: HashMap::new(),
+                due: None,
             }),
             teardown: Mutex::new(Default::default()),
             wake,

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::boottime;
 use super::persist::{reserve_for_open_grants, Durable};
 use crate::audit::{Event, Severity};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Inner};
 use crate::engine::admit::{self, HostFacts};
 use crate::engine::tick::{self, as_of};
 use crate::engine::{refuse, GrantSource, Refusal};
@@ -89,12 +89,17 @@ impl Daemon {
         // A grant that starts now is live from its first durable write, so adding it costs one
         // state write and one snapshot write, and its home exists when the caller returns.
         let starts_now = grant.state == GrantState::Live;
-        if starts_now {
-            inner
-                .boot_cap
-                .insert(id.clone(), (boottime(), grant.not_after - now));
+        let cap = starts_now.then(|| (boottime(), grant.not_after - now));
+        if let Some(c) = cap {
+            inner.boot_cap.insert(id.clone(), c);
         }
+        let before = inner.state.grants.version();
         inner.state.grants.insert(id.clone(), grant.clone());
+        // The tick's due times take the new grant in without a walk over every grant.
+        let Inner { due, state, .. } = &mut *inner;
+        if let Some(d) = due {
+            d.added(before, state, &grant, cap);
+        }
         if let Err(e) = self.persist(&mut inner, now) {
             inner.state.grants.remove(&id);
             if new_identity {

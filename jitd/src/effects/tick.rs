@@ -24,7 +24,16 @@ impl Daemon {
         let (moved, pending) = {
             let mut inner = self.lock();
             let inner = &mut *inner;
-            let moved = tick::advance(&mut inner.state, &mut inner.boot_cap, now, boot);
+            // Nothing can move before the next deadline while the grants are unchanged: the
+            // walk over every grant is skipped (engine::tick::Due).
+            let idle = inner
+                .due
+                .is_some_and(|d| d.nothing_due(&inner.state, now, boot));
+            let moved = if idle {
+                tick::Transitions::default()
+            } else {
+                tick::advance(&mut inner.state, &mut inner.boot_cap, now, boot)
+            };
             if moved.changed() {
                 tick::prune(&mut inner.state);
                 // Persist before acting; if it fails, the expiry still takes effect in memory
@@ -34,6 +43,9 @@ impl Daemon {
                 let _ = self.persist_ends(inner, &moved.ends(), now);
             } else if !inner.state_writable || inner.dirty {
                 let _ = self.persist(inner, now);
+            }
+            if !idle || inner.due.is_none() {
+                inner.due = Some(tick::Due::of(&inner.state, &inner.boot_cap));
             }
             let pending = self.refresh_snapshot(inner, moved.changed(), now);
             (moved, pending)
@@ -68,7 +80,11 @@ impl Daemon {
 
     /// The earliest `not_before`/`not_after` still ahead.
     pub fn next_deadline(&self) -> Option<UnixTime> {
-        tick::next_deadline(&self.lock().state)
+        let inner = self.lock();
+        match inner.due.and_then(|d| d.deadline(&inner.state)) {
+            Some(known) => known,
+            None => tick::next_deadline(&inner.state),
+        }
     }
 
     pub(crate) fn on_live(&self, id: &str, now: UnixTime) {

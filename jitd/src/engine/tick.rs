@@ -192,6 +192,65 @@ pub fn next_deadline(state: &State) -> Option<UnixTime> {
         .min()
 }
 
+/// When [`advance`] next has something to do, as of one version of the grants: the earliest
+/// `not_before`/`not_after` ahead (wall clock) and the earliest boot-time cap (`CLOCK_BOOTTIME`).
+/// While the grants are unchanged and neither moment has come, a tick has nothing to move, and
+/// the walk over every grant (tens of milliseconds under the state lock at 50 000 grants, every
+/// second) is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    version: u64,
+    wall: Option<UnixTime>,
+    boot: Option<i64>,
+}
+
+impl Due {
+    /// Computed from `state` and `caps` as they are now.
+    pub fn of(state: &State, caps: &BootCaps) -> Due {
+        Due {
+            version: state.grants.version(),
+            wall: next_deadline(state),
+            boot: caps
+                .values()
+                .map(|(b0, left)| b0.saturating_add(*left))
+                .min(),
+        }
+    }
+
+    /// Whether [`advance`] at `now` (wall) and `boot` would change nothing.
+    pub fn nothing_due(&self, state: &State, now: UnixTime, boot: i64) -> bool {
+        self.version == state.grants.version()
+            && self.wall.is_none_or(|w| now < w)
+            && self.boot.is_none_or(|b| boot < b)
+    }
+
+    /// The earliest wall-clock deadline, if this is still current for `state`.
+    pub fn deadline(&self, state: &State) -> Option<Option<UnixTime>> {
+        (self.version == state.grants.version()).then_some(self.wall)
+    }
+
+    /// Grant `g` was just added to `state`, whose version before was `before`, with boot-time
+    /// cap `cap` if it started live: folded in, if this was current then.
+    pub fn added(&mut self, before: u64, state: &State, g: &Grant, cap: Option<(i64, i64)>) {
+        if self.version != before {
+            return;
+        }
+        self.version = state.grants.version();
+        if !g.state.is_ended() {
+            let d = if g.state == GrantState::Pending {
+                g.not_before.min(g.not_after)
+            } else {
+                g.not_after
+            };
+            self.wall = Some(self.wall.map_or(d, |w| w.min(d)));
+        }
+        if let Some((b0, left)) = cap {
+            let b = b0.saturating_add(left);
+            self.boot = Some(self.boot.map_or(b, |x| x.min(b)));
+        }
+    }
+}
+
 /// Ends the grants the journal names that `state` still has as not ended; returns their ids.
 /// An entry whose grant is gone or was created at another time (a different grant with the
 /// same id) is ignored.

@@ -16,6 +16,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Tracked<V> {
     map: BTreeMap<String, V>,
     changed: BTreeSet<String>,
+    /// Changes at every change of content, to a number no map had before ([`Tracked::version`]).
+    version: u64,
+}
+
+/// Versions handed out, across every map: a map made anew never shows a version an earlier
+/// one had.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl<V> Default for Tracked<V> {
@@ -23,7 +33,17 @@ impl<V> Default for Tracked<V> {
         Tracked {
             map: BTreeMap::new(),
             changed: BTreeSet::new(),
+            version: next_version(),
         }
+    }
+}
+
+impl<V> Tracked<V> {
+    /// A number that changes whenever an entry may have changed (every `insert`, `remove`,
+    /// `get_mut`, and an `update_each` that changed one): what was computed from the map at one
+    /// version still holds while it is the same (the tick's due times, `engine/tick.rs`).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 
@@ -47,6 +67,7 @@ impl<V> From<BTreeMap<String, V>> for Tracked<V> {
         Tracked {
             map,
             changed: BTreeSet::new(),
+            version: next_version(),
         }
     }
 }
@@ -54,6 +75,7 @@ impl<V> From<BTreeMap<String, V>> for Tracked<V> {
 impl<V: PartialEq + Clone> Tracked<V> {
     /// Inserts or replaces `key`.
     pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        self.version = next_version();
         self.changed.insert(key.clone());
         self.map.insert(key, value)
     }
@@ -62,6 +84,7 @@ impl<V: PartialEq + Clone> Tracked<V> {
     pub fn remove(&mut self, key: &str) -> Option<V> {
         let old = self.map.remove(key);
         if old.is_some() {
+            self.version = next_version();
             self.changed.insert(key.to_string());
         }
         old
@@ -70,6 +93,7 @@ impl<V: PartialEq + Clone> Tracked<V> {
     /// The entry for `key`, to change; the key counts as changed whether or not it is.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         let v = self.map.get_mut(key)?;
+        self.version = next_version();
         self.changed.insert(key.to_string());
         Some(v)
     }
@@ -89,6 +113,7 @@ impl<V: PartialEq + Clone> Tracked<V> {
             );
             if changed {
                 self.changed.insert(k.clone());
+                self.version = next_version();
             }
         }
     }
@@ -120,6 +145,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Tracked<V> {
         Ok(Tracked {
             map: BTreeMap::deserialize(d)?,
             changed: BTreeSet::new(),
+            version: next_version(),
         })
     }
 }

@@ -292,3 +292,60 @@ fn deadlines_and_pruning() {
     assert!(!state.grants.contains_key("g-e0") && state.grants.contains_key("g-e3"));
     assert!(state.grants.contains_key("g-3"));
 }
+
+/// `Due` says "nothing to move" exactly when `advance` would move nothing: checked against
+/// `advance` itself at every second around every deadline, with grants added as admission adds
+/// them (folded in) and changed otherwise (which makes it stale).
+#[test]
+fn due_says_nothing_is_due_only_when_advance_would_move_nothing() {
+    let mut state = State::default();
+    let mut caps = BootCaps::new();
+    state
+        .grants
+        .insert("g-1".into(), at("g-1", "live", 100, 300));
+    state
+        .grants
+        .insert("g-2".into(), at("g-2", "pending", 200, 400));
+    caps.insert("g-1".into(), (1_000, 150)); // boot-time cap at boot 1 150
+    let mut due = Due::of(&state, &caps);
+    // Admission adds a pending grant starting at 250 and a live one capped at boot 1 120.
+    let before = state.grants.version();
+    let g3 = at("g-3", "pending", 250, 500);
+    state.grants.insert("g-3".into(), g3.clone());
+    due.added(before, &state, &g3, None);
+    let before = state.grants.version();
+    let g4 = at("g-4", "live", 100, 900);
+    state.grants.insert("g-4".into(), g4.clone());
+    due.added(before, &state, &g4, Some((1_100, 20)));
+    caps.insert("g-4".into(), (1_100, 20));
+    assert_eq!(due.deadline(&state), Some(Some(200)));
+    assert!(due.nothing_due(&state, 150, 1_050), "before every deadline");
+    assert!(!due.nothing_due(&state, 200, 1_050), "g-2 starts");
+    assert!(!due.nothing_due(&state, 150, 1_120), "g-4's boot-time cap");
+    for now in 150..=320 {
+        for boot in [1_050, 1_119, 1_120, 1_149, 1_150] {
+            let mut s2 = State::default();
+            for (k, v) in state.grants.iter() {
+                s2.grants.insert(k.clone(), v.clone());
+            }
+            let mut c2 = caps.clone();
+            let moved = advance(&mut s2, &mut c2, now, boot);
+            if due.nothing_due(&state, now, boot) {
+                assert!(
+                    !moved.changed(),
+                    "now {now}, boot {boot}: said idle, but advance moved {moved:?}"
+                );
+            }
+        }
+    }
+    // Any other change makes it stale: it says nothing until computed again.
+    let _ = state.grants.get_mut("g-2");
+    assert!(!due.nothing_due(&state, 150, 1_050));
+    assert_eq!(due.deadline(&state), None);
+    // A stale one is not updated by an add either.
+    let before = state.grants.version();
+    let g5 = at("g-5", "live", 100, 120);
+    state.grants.insert("g-5".into(), g5.clone());
+    due.added(before, &state, &g5, None);
+    assert!(!due.nothing_due(&state, 150, 1_050));
+}
