@@ -188,3 +188,38 @@ fn a_restarted_jitd_never_reads_its_predecessors_delta() {
         .unwrap()
         .applies_over(base.serial()));
 }
+
+#[test]
+fn a_delta_removed_by_someone_else_is_repaired_by_the_next_tick() {
+    let env = Env::new("delta-repair");
+    let d = env.daemon(T0);
+    add(&d, spec("bob", 600), T0).unwrap();
+    std::fs::remove_file(env.path("run/snapshot.delta")).unwrap();
+    assert_eq!(
+        sees(&env, "bob", T0).0,
+        false,
+        "hidden while the delta is gone"
+    );
+    d.tick(T0 + 1);
+    assert_eq!(sees(&env, "bob", T0 + 1), (true, true, true));
+    let base = raw(&env, "run/snapshot").unwrap();
+    assert!(Snapshot::parse(&base)
+        .unwrap()
+        .account_by_name("bob", T0 + 1)
+        .is_some());
+    assert!(env.audit().contains("a delta file was removed or changed"));
+    // Changed in place (same path, other content): the same.
+    add(&d, spec("dora", 600), T0 + 2).unwrap();
+    let gd = env.path("run/gates.delta");
+    let mut bytes = std::fs::read(&gd).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&gd, &bytes).unwrap();
+    d.tick(T0 + 3);
+    let gates = raw(&env, "run/gates").unwrap();
+    assert!(Snapshot::parse(&gates)
+        .unwrap()
+        .grants_for_user("dora")
+        .next()
+        .is_some());
+}

@@ -144,6 +144,9 @@ pub(crate) struct Publisher {
     book: Mutex<Book>,
     /// The files jitd wrote last (None after a failed write: the tick writes again) and when.
     files: Mutex<(Option<SnapshotFiles>, Option<UnixTime>)>,
+    /// The delta files jitd wrote last (`None`: none should be there), to notice one removed or
+    /// changed by someone else: its grants would be hidden until the next whole write.
+    deltas: Mutex<Option<SnapshotFiles>>,
     /// The change counter of the modules' snapshot directory (taken after `written`).
     counter: Mutex<CounterState>,
 }
@@ -315,6 +318,10 @@ impl Daemon {
             Ok(bytes) => {
                 *written = proj.generation;
                 lock(&p.book).delta_bytes = bytes;
+                *lock(&p.deltas) = SnapshotFiles::at(
+                    &snapshot_out::delta_path(&self.cfg.snapshot_path),
+                    &snapshot_out::delta_path(&gates),
+                );
                 lock(&p.files).1 = Some(proj.at);
                 self.count_publication(proj.at);
             }
@@ -381,6 +388,7 @@ impl Daemon {
                     if lock(&p.book).added.is_empty() {
                         snapshot_out::remove_deltas(&self.cfg.snapshot_path, &gates);
                         lock(&p.book).delta_bytes = 0;
+                        *lock(&p.deltas) = None;
                     }
                 }
                 // After the rename, before the caller acknowledges: a process answering from
@@ -510,7 +518,30 @@ impl Daemon {
         // A delta grown past its soft limits (or that failed) is folded into whole files here,
         // off the add path.
         let delta_full = lock(&self.snapshot.book).wants_whole();
-        if !(changed || local_changed || snapshot_damaged || delta_full) {
+        // A delta jitd wrote that is gone or changed: its grants are hidden (or not its own);
+        // whole files hold them again. Checked only while no delta is being written.
+        let delta_damaged = match self.snapshot.delta_written.try_lock() {
+            Err(std::sync::TryLockError::WouldBlock) => false,
+            _idle => lock(&self.snapshot.deltas).is_some_and(|want| {
+                let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
+                SnapshotFiles::at(
+                    &snapshot_out::delta_path(&self.cfg.snapshot_path),
+                    &snapshot_out::delta_path(&gates),
+                ) != Some(want)
+            }),
+        };
+        if delta_damaged {
+            self.audit.record(
+                now,
+                Severity::Notice,
+                Event::SnapshotRepaired,
+                json!({
+                    "path": snapshot_out::delta_path(&self.cfg.snapshot_path).display().to_string(),
+                    "problem": "a delta file was removed or changed by someone else"
+                }),
+            );
+        }
+        if !(changed || local_changed || snapshot_damaged || delta_full || delta_damaged) {
             return None;
         }
         if snapshot_damaged && written_at.is_some() {
