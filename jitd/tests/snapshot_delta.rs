@@ -195,11 +195,7 @@ fn a_delta_removed_by_someone_else_is_repaired_by_the_next_tick() {
     let d = env.daemon(T0);
     add(&d, spec("bob", 600), T0).unwrap();
     std::fs::remove_file(env.path("run/snapshot.delta")).unwrap();
-    assert_eq!(
-        sees(&env, "bob", T0).0,
-        false,
-        "hidden while the delta is gone"
-    );
+    assert!(!sees(&env, "bob", T0).0, "hidden while the delta is gone");
     d.tick(T0 + 1);
     assert_eq!(sees(&env, "bob", T0 + 1), (true, true, true));
     let base = raw(&env, "run/snapshot").unwrap();
