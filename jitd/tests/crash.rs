@@ -309,13 +309,19 @@ fn a_snapshot_being_written_does_not_stall_other_requests() {
         !add.is_finished(),
         "the add answered before its snapshot was written"
     );
-    let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+    // What NSS reads: the snapshot with the delta of added grants over it (format 1.4).
+    let nss_view = || {
+        let base = std::fs::read(dir.join("run/snapshot")).unwrap();
+        let delta = std::fs::read(dir.join("run/snapshot.delta")).ok();
+        jit_core::snapshot::file::merged_image(&base, delta.as_deref()).unwrap()
+    };
+    let snap = nss_view();
     let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
     assert!(s.account_by_name("bob", jit_core::time::now()).is_none());
     std::fs::remove_file(&hold).unwrap();
     let out = add.join().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+    let snap = nss_view();
     let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
     assert!(s.account_by_name("bob", jit_core::time::now()).is_some());
     j.kill().unwrap();

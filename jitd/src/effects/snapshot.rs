@@ -313,6 +313,7 @@ impl Daemon {
         let Some(proj) = lock(&p.newest_delta).take() else {
             return;
         };
+        crate::durable::failpoint_hold(&self.cfg.snapshot_path, "hold");
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
         match snapshot_out::write_delta(&self.cfg.snapshot_path, &gates, &proj.data, proj.bases) {
             Ok(bytes) => {
