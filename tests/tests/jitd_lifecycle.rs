@@ -1218,3 +1218,99 @@ fn mfa_grant_is_armed_until_the_user_proves_a_code() {
     assert_eq!(v2["state"], "armed", "still armed after the replay: {v2}");
     sb.assert_local_unaffected();
 }
+
+/// Snapshot format 1.4 through glibc: a grant added after the last whole write lives in the
+/// delta files, an identity can have grants in both the base and the delta, and every client
+/// sees each name once with the memberships of both (`getent passwd`, `getent group` merged
+/// with /etc/group, `id`, lookups by id); a revocation then writes whole files and the revoked
+/// account is gone from every view at once.
+#[test]
+fn grants_in_the_base_and_the_delta_are_seen_once_through_glibc() {
+    let sb = Sandbox::new();
+    sb.start_jitd();
+    let bob1 = sb.grant(&["bob", "--account", "--group", "sudo", "--for", "1h"]);
+    let zed = sb.grant(&["zed", "--account", "--for", "1h"]);
+    // An end writes whole files: bob's first grant moves into the base.
+    let o = sb.jitctl(&["grant", "revoke", &zed]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(
+        !sb.host_path("/run/jitd/snapshot.delta").exists(),
+        "nothing outside the base after a whole write"
+    );
+    // Added now: alice, and a second grant of bob's (in the delta, bob also in the base).
+    let alice = sb.grant(&["alice", "--account", "--group", "sudo", "--for", "1h"]);
+    let bob2 = sb.grant(&["bob", "--account", "--for", "2h"]);
+    let delta = std::fs::read(sb.host_path("/run/jitd/snapshot.delta")).expect("a delta");
+    let d = jit_core::snapshot::Snapshot::parse(&delta).unwrap();
+    assert!(d.is_delta() && d.has_account_record("bob") && d.has_account_record("alice"));
+    let o = sb.run(&["getent", "passwd"]);
+    let listing = stdout(&o);
+    let mut names: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter(|n| ["alice", "bob", "zed"].contains(n))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice", "bob"], "each live name once: {}", show(&o));
+    for (group, want) in [
+        ("sudo", vec!["alice", "bob"]),
+        ("jit-users", vec!["alice", "bob"]),
+    ] {
+        let o = sb.run(&["getent", "group", group]);
+        let mut mem = group_members(&stdout(&o));
+        mem.retain(|m| ["alice", "bob", "zed"].contains(&m.as_str()));
+        let n = mem.len();
+        mem.sort();
+        mem.dedup();
+        assert_eq!(
+            mem.len(),
+            n,
+            "a member listed twice in {group}: {}",
+            show(&o)
+        );
+        assert_eq!(mem, want, "{group}: {}", show(&o));
+    }
+    let o = sb.run(&["id", "alice"]);
+    let ids = parse_id(&stdout(&o));
+    assert_eq!(
+        ids.get("sudo"),
+        Some(&sb.ids.sudo_gid),
+        "id alice: {}",
+        show(&o)
+    );
+    let uid = ids
+        .get("alice")
+        .copied()
+        .unwrap_or_else(|| panic!("{}", show(&o)));
+    let o = sb.run(&["getent", "passwd", &uid.to_string()]);
+    assert!(stdout(&o).starts_with("alice:"), "by uid: {}", show(&o));
+    // bob keeps sudo from his first grant (base) while his second (delta) adds nothing more.
+    let o = sb.run(&["id", "bob"]);
+    assert!(
+        parse_id(&stdout(&o)).contains_key("sudo"),
+        "id bob: {}",
+        show(&o)
+    );
+    // Revoking alice (only in the delta) writes whole files: gone everywhere at once.
+    let o = sb.jitctl(&["grant", "revoke", &alice]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let o = sb.run(&["getent", "passwd", "alice"]);
+    assert_eq!(code(&o), GETENT_NOT_FOUND, "{}", show(&o));
+    let o = sb.run(&["getent", "group", "sudo"]);
+    assert!(
+        !group_members(&stdout(&o)).contains(&"alice".into()),
+        "{}",
+        show(&o)
+    );
+    let o = sb.run(&["getent", "passwd", &uid.to_string()]);
+    assert_eq!(code(&o), GETENT_NOT_FOUND, "{}", show(&o));
+    // bob stays, with both grants.
+    let o = sb.run(&["getent", "passwd", "bob"]);
+    assert!(stdout(&o).starts_with("bob:"), "{}", show(&o));
+    let list = sb.grant_list();
+    for id in [&bob1, &bob2] {
+        assert!(list
+            .iter()
+            .any(|g| g["id"] == id.as_str() && g["state"] == "live"));
+    }
+}
