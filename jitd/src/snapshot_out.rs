@@ -380,6 +380,7 @@ pub fn write_delta(
     if gates == path {
         return Err("the snapshot cannot be the gates file itself".into());
     }
+    crate::durable::failpoint_error(path, "fail-delta").map_err(|e| e.to_string())?;
     let opts = |without_gates| jit_core::snapshot::BuildOptions {
         without_gates,
         delta_of: Some(bases),

@@ -440,3 +440,32 @@ fn durable_write_syscall_order() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A delta that cannot be written (failpoint `snapshot:fail-delta`: the write refused, as for
+/// a delta too large for readers) never leaves an add acknowledged and unseen: jitd writes the
+/// whole files before it answers, and audits why.
+#[test]
+fn an_add_whose_delta_fails_is_in_the_whole_files_when_it_returns() {
+    let dir = setup("faildelta");
+    let mut j = start(&dir, Some("snapshot:fail-delta"), &[]);
+    let out = jitctl(&dir, &["grant", "add", "bob", "--for", "1h", "--account"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !dir.join("run/snapshot.delta").exists(),
+        "no delta was written"
+    );
+    let snap = std::fs::read(dir.join("run/snapshot")).unwrap();
+    let s = jit_core::snapshot::Snapshot::parse(&snap).unwrap();
+    assert!(s.account_by_name("bob", jit_core::time::now()).is_some());
+    let gates = std::fs::read(dir.join("run/gates")).unwrap();
+    let g = jit_core::snapshot::Snapshot::parse(&gates).unwrap();
+    assert!(g.grants_for_user("bob").next().is_some());
+    let audit = std::fs::read_to_string(dir.join("log/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("whole files written instead"),
+        "the failure is audited: {audit}"
+    );
+    j.kill().unwrap();
+    j.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

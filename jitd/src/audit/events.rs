@@ -219,8 +219,10 @@ events! {
     /// `error`. The managed-accounts fallback list could not be rewritten at start.
     StateManagedListWriteFailed = "state.managed_list_write_failed" [error, effect],
 
-    /// `error`. The snapshot could not be written (retried every tick).
-    SnapshotWriteFailed = "snapshot.write_failed" [error],
+    /// `error`. The snapshot could not be written (retried every tick). With `file` `delta`: a
+    /// grant add's delta files could not be written; `then` says the whole files were written
+    /// instead, before the add was acknowledged.
+    SnapshotWriteFailed = "snapshot.write_failed" [error, file, then],
     /// `notice`. The snapshot was missing or changed by someone else and was written again.
     SnapshotRepaired = "snapshot.repaired" [path, problem],
     /// `warning`. The change counter the NSS module reads instead of checking the snapshot

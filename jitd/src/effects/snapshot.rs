@@ -242,7 +242,12 @@ impl Daemon {
         match self.project_delta(&mut inner, id, now) {
             Some(pending) => {
                 drop(inner);
-                self.publish_delta(pending);
+                if !self.publish_delta(pending) {
+                    // The delta could not be written (too large for readers, or the write
+                    // failed): whole files now, before the add is acknowledged.
+                    let inner = self.lock();
+                    self.snapshot_and_unlock(inner, now);
+                }
             }
             None => self.snapshot_and_unlock(inner, now),
         }
@@ -303,15 +308,18 @@ impl Daemon {
     }
 
     /// Without the state lock: makes sure the deltas hold delta generation `pending` or a later
-    /// one. A failure is audited, and the next timer pass writes whole files.
-    fn publish_delta(&self, pending: Pending) {
+    /// one; false if they do not (the write failed, here or in the call that took this
+    /// projection, audited): the caller then writes whole files.
+    fn publish_delta(&self, pending: Pending) -> bool {
         let p = &self.snapshot;
         let mut written = lock(&p.delta_written);
         if *written >= pending.0 {
-            return;
+            return true;
         }
+        // Empty: a call that held the lock before took this projection (or a later one) and
+        // did not write it, or `written` would have moved past it.
         let Some(proj) = lock(&p.newest_delta).take() else {
-            return;
+            return false;
         };
         crate::durable::failpoint_hold(&self.cfg.snapshot_path, "hold");
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
@@ -325,6 +333,7 @@ impl Daemon {
                 );
                 lock(&p.files).1 = Some(proj.at);
                 self.count_publication(proj.at);
+                true
             }
             Err(e) => {
                 lock(&p.book).force_whole = true;
@@ -332,8 +341,9 @@ impl Daemon {
                     proj.at,
                     Severity::Error,
                     Event::SnapshotWriteFailed,
-                    json!({ "error": e, "file": "delta" }),
+                    json!({ "error": e, "file": "delta", "then": "whole files written instead" }),
                 );
+                false
             }
         }
     }
