@@ -289,6 +289,15 @@ impl SnapshotFiles {
         SnapshotFiles::at(snapshot_path, &gates_path(snapshot_path))
     }
 
+    /// The identities of the two delta files that go with the snapshot at `snapshot_path`, if
+    /// both exist.
+    pub fn of_deltas(snapshot_path: &Path) -> Option<SnapshotFiles> {
+        SnapshotFiles::at(
+            &delta_path(snapshot_path),
+            &delta_path(&gates_path(snapshot_path)),
+        )
+    }
+
     /// The identities of a snapshot and a gates file at the paths given, if both exist.
     pub fn at(snapshot_path: &Path, gates_path: &Path) -> Option<SnapshotFiles> {
         Some(SnapshotFiles {
@@ -407,11 +416,8 @@ pub fn write_delta(
 /// ignores anyway.
 pub fn remove_deltas(path: &Path, gates: &Path) {
     for p in [delta_path(path), delta_path(gates)] {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // Harmless: a delta that names no base on disk is ignored by every reader.
-            Err(_) => {}
-        }
+        // Any failure is harmless: a delta that names no base on disk is ignored by every
+        // reader, and one that is not there needs no removing.
+        let _ = std::fs::remove_file(&p);
     }
 }

@@ -327,10 +327,7 @@ impl Daemon {
             Ok(bytes) => {
                 *written = proj.generation;
                 lock(&p.book).delta_bytes = bytes;
-                *lock(&p.deltas) = SnapshotFiles::at(
-                    &snapshot_out::delta_path(&self.cfg.snapshot_path),
-                    &snapshot_out::delta_path(&gates),
-                );
+                *lock(&p.deltas) = SnapshotFiles::of_deltas(&self.cfg.snapshot_path);
                 lock(&p.files).1 = Some(proj.at);
                 self.count_publication(proj.at);
                 true
@@ -534,11 +531,7 @@ impl Daemon {
         let delta_damaged = match self.snapshot.delta_written.try_lock() {
             Err(std::sync::TryLockError::WouldBlock) => false,
             _idle => lock(&self.snapshot.deltas).is_some_and(|want| {
-                let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
-                SnapshotFiles::at(
-                    &snapshot_out::delta_path(&self.cfg.snapshot_path),
-                    &snapshot_out::delta_path(&gates),
-                ) != Some(want)
+                SnapshotFiles::of_deltas(&self.cfg.snapshot_path) != Some(want)
             }),
         };
         if delta_damaged {

@@ -44,7 +44,8 @@ impl Daemon {
             } else if !inner.state_writable || inner.dirty {
                 let _ = self.persist(inner, now);
             }
-            if !idle || inner.due.is_none() {
+            // Idle means a current one is there; after a walk it is made again.
+            if !idle {
                 inner.due = Some(tick::Due::of(&inner.state, &inner.boot_cap));
             }
             let pending = self.refresh_snapshot(inner, moved.changed(), now);
