@@ -349,17 +349,48 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
     };
     let shared = Shared::default();
     let mut state = State::default();
-    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    // Without a time budget a periodic pass reads REFRESH_BATCH grants, and the next pass
+    // goes on from there.
+    let unbounded = Pass::Periodic(Duration::from_secs(3600));
+    refresh(&st, &shared, &watched, &mut state, unbounded);
     assert!(!state.members.contains_key(&pid));
     assert_eq!(state.refresh_cursor, REFRESH_BATCH);
-    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    refresh(&st, &shared, &watched, &mut state, unbounded);
     assert_eq!(
         state.members.get(&pid).map(|m| m.grant.clone()),
         Some(grant(n - 1))
     );
     assert_eq!(state.refresh_cursor, (2 * REFRESH_BATCH) % n);
+    // With its budget spent at once, a pass still reads REFRESH_MIN grants, so passes always
+    // move on; with the real budget, each reads between the two bounds, and in turn they
+    // reach every grant.
     let mut state = State::default();
-    refresh(&st, &shared, &watched, &mut state, usize::MAX);
+    refresh(
+        &st,
+        &shared,
+        &watched,
+        &mut state,
+        Pass::Periodic(Duration::ZERO),
+    );
+    assert_eq!(state.refresh_cursor, REFRESH_MIN);
+    let mut state = State::default();
+    let mut covered = 0;
+    while covered < n {
+        let before = state.refresh_cursor;
+        refresh(
+            &st,
+            &shared,
+            &watched,
+            &mut state,
+            Pass::Periodic(REFRESH_BUDGET),
+        );
+        let read = (state.refresh_cursor + n - before) % n;
+        assert!((REFRESH_MIN..=REFRESH_BATCH).contains(&read), "{read}");
+        assert_eq!(state.members.contains_key(&pid), covered + read >= n);
+        covered += read;
+    }
+    let mut state = State::default();
+    refresh(&st, &shared, &watched, &mut state, Pass::Every);
     assert!(
         state.members.contains_key(&pid),
         "a rescan reads every grant"
@@ -379,7 +410,7 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
         },
     );
     std::fs::remove_file(last.join("cgroup.procs")).unwrap();
-    refresh(&st, &shared, &watched, &mut state, REFRESH_BATCH);
+    refresh(&st, &shared, &watched, &mut state, unbounded);
     let hits = lock(&shared.hits).clone();
     assert!(
         hits.iter().any(|h| h.pid == pid
