@@ -46,6 +46,10 @@ pub(crate) struct Inner {
     pub(crate) boot_cap: BootCaps,
     /// When the tick next has something to move (`engine::tick::Due`); `None`: not known.
     pub(crate) due: Option<crate::engine::tick::Due>,
+    /// The version of the grants at which no ended grant awaited teardown: the tick skips its
+    /// walk over every grant while they are unchanged, and an admission (which only adds a
+    /// grant that has not ended) keeps it. `None`: not known.
+    pub(crate) teardown_clear: Option<u64>,
 }
 
 /// The running daemon.
@@ -221,6 +225,7 @@ impl Daemon {
                 local_unreadable: false,
                 boot_cap: HashMap::new(),
                 due: None,
+                teardown_clear: None,
             }),
             teardown: Mutex::new(Default::default()),
             wake,

@@ -785,3 +785,39 @@ fn snapshot_path_named_gates_is_not_written() {
     assert!(!env.path("run/gates").exists(), "nothing written");
     assert!(env.audit().contains("snapshot.write_failed"));
 }
+
+/// The tick remembers that no ended grant awaits teardown while grants are only added (it
+/// skips its walk over every grant then); a grant that ends after such adds is still torn down
+/// at the tick it ends, and so is one added before the tick learned that.
+#[test]
+fn grants_ending_after_adds_are_torn_down_at_their_tick() {
+    let env = Env::new("tdclear");
+    let d = env.daemon(T0);
+    let torn_down =
+        |id: &str, now: i64| match d.handle(0, Request::ShowGrant { id: id.into() }, now) {
+            Response::Ok {
+                payload: Payload::Grant(g),
+                ..
+            } => g.torn_down,
+            r => panic!("{r:?}"),
+        };
+    let alice = add(&d, spec("alice", 30), T0).unwrap();
+    d.tick(T0 + 1);
+    let bob = add(&d, spec("bob", 5), T0 + 2).unwrap();
+    d.tick(T0 + 3);
+    add(&d, spec("zoe1", 600), T0 + 4).unwrap();
+    d.tick(T0 + 6);
+    assert!(!torn_down(&bob.id, T0 + 6), "live until not_after");
+    assert!(exists(&env.path("home/bob")));
+    d.tick(T0 + 7);
+    assert!(
+        torn_down(&bob.id, T0 + 7),
+        "ended at T0+7, torn down by that tick"
+    );
+    assert!(!exists(&env.path("home/bob")));
+    add(&d, spec("zoe2", 600), T0 + 8).unwrap();
+    d.tick(T0 + 30);
+    assert!(torn_down(&alice.id, T0 + 30));
+    assert!(!exists(&env.path("home/alice")));
+    assert!(exists(&env.path("home/zoe1")) && exists(&env.path("home/zoe2")));
+}

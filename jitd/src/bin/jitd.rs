@@ -148,6 +148,11 @@ fn main() -> ExitCode {
     // grants); jitd is not allocation-bound.
     // SAFETY: mallopt only tunes the allocator; called before any thread is started.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    // A fixed mmap threshold: glibc raises it to the size of each freed mmapped block, so after
+    // the first whole snapshot write the next one's multi-MB buffers came from the heap, where
+    // they fragment and add to the peak (VmHWM at 10 000 grants 73 -> 64 MiB in bench/add).
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
     open_syslog();
     install_signals();
     let now = jit_core::time::now();

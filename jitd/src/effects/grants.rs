@@ -96,9 +96,18 @@ impl Daemon {
         let before = inner.state.grants.version();
         inner.state.grants.insert(id.clone(), grant.clone());
         // The tick's due times take the new grant in without a walk over every grant.
-        let Inner { due, state, .. } = &mut *inner;
+        let Inner {
+            due,
+            state,
+            teardown_clear,
+            ..
+        } = &mut *inner;
         if let Some(d) = due {
             d.added(before, state, &grant, cap);
+        }
+        // A grant that has not ended awaits no teardown: still nothing to tear down.
+        if *teardown_clear == Some(before) && !grant.state.is_ended() {
+            *teardown_clear = Some(state.grants.version());
         }
         if let Err(e) = self.persist(&mut inner, now) {
             inner.state.grants.remove(&id);

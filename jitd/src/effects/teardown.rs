@@ -43,7 +43,15 @@ impl Daemon {
     /// comes back soon rather than at the next deadline).
     pub(crate) fn run_teardowns(&self, now: UnixTime) -> bool {
         let mut progress = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
-        if !teardown::pending(&self.lock().state) {
+        let none_pending = {
+            let mut inner = self.lock();
+            let version = inner.state.grants.version();
+            // Known clear at this version, or found clear by a walk over every grant.
+            let clear = inner.teardown_clear == Some(version) || !teardown::pending(&inner.state);
+            inner.teardown_clear = clear.then_some(version);
+            clear
+        };
+        if none_pending {
             progress.ended.clear();
             return false;
         }

@@ -584,15 +584,13 @@ fn allocate_uid(
         return Ok(u);
     }
     // Ids are handed out upwards and never again: the first free id above the highest one
-    // recorded, found without building a set of every recorded id (an add at 50 000
-    // identities spent most of its time on that set). Only when the top of the range is used
-    // up are the ids below searched for one never recorded (a gap a local id once held).
+    // recorded (a cached ceiling, `State::uid_ceiling`), found without building a set of every
+    // recorded id (an add at 50 000 identities spent most of its time on that set). Only when
+    // the top of the range is used up are the ids below searched for one never recorded (a
+    // gap a local id once held).
     let free = |u: &u32| !local.id_taken(*u);
     let above = state
-        .uid_ledger
-        .values()
-        .copied()
-        .max()
+        .uid_ceiling()
         .map_or(cfg.uid_min, |m| m.saturating_add(1).max(cfg.uid_min));
     let uid = match (above..=cfg.account_uid_max()).find(free) {
         Some(u) => u,
@@ -605,7 +603,7 @@ fn allocate_uid(
                 })?
         }
     };
-    state.uid_ledger.insert(name.to_string(), uid);
+    state.record_uid(name.to_string(), uid);
     Ok(uid)
 }
 

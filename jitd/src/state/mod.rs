@@ -36,9 +36,49 @@ pub struct State {
     /// torn down (teardown ends them; `--end-with-session` grants end with theirs).
     #[serde(default)]
     pub sessions: Tracked<Session>,
+    /// No uid in the ledger is above this, as of one ledger version (not stored, not content).
+    #[serde(skip)]
+    pub uid_ceiling: UidCeiling,
+}
+
+/// A cache: the highest uid of `uid_ledger` at one version of it, so the next identity's uid
+/// is found without a walk over every recorded one (an add at 50 000 identities spent ~0.5 ms
+/// on that walk). Any change to the ledger other than [`State::record_uid`] moves its version
+/// and the cache is taken again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UidCeiling(Option<(u64, u32)>);
+
+/// Two states are equal by content; a cache is not content.
+impl PartialEq for UidCeiling {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl State {
+    /// No uid recorded in the ledger is above the returned one (`None`: the ledger is empty).
+    pub fn uid_ceiling(&mut self) -> Option<u32> {
+        let v = self.uid_ledger.version();
+        if let Some((at, top)) = self.uid_ceiling.0 {
+            if at == v {
+                return Some(top);
+            }
+        }
+        let top = self.uid_ledger.values().copied().max()?;
+        self.uid_ceiling.0 = Some((v, top));
+        Some(top)
+    }
+
+    /// Records `uid` as `name`'s in the ledger, keeping the ceiling without a walk.
+    pub fn record_uid(&mut self, name: String, uid: u32) {
+        let before = self.uid_ledger.version();
+        let top = self.uid_ceiling.0.filter(|&(at, _)| at == before);
+        self.uid_ledger.insert(name, uid);
+        // Still a ceiling: entries are only ever added here (a replaced entry's old uid may
+        // stay counted, which only makes the ceiling higher than it must be).
+        self.uid_ceiling.0 = top.map(|(_, t)| (self.uid_ledger.version(), t.max(uid)));
+    }
+
     /// Entries changed since the last save.
     pub fn changed_len(&self) -> usize {
         self.grants.changed_len() + self.uid_ledger.changed_len() + self.sessions.changed_len()
@@ -117,6 +157,7 @@ fn decode(bytes: &[u8]) -> Result<(State, u64), String> {
         grants: s.grants,
         uid_ledger: s.uid_ledger,
         sessions: s.sessions,
+        uid_ceiling: UidCeiling::default(),
     };
     Ok((state, s.journal_seq))
 }

@@ -211,3 +211,29 @@ fn folding_the_journal_in_keeps_the_previous_generation_complete() {
     assert!(!why.contains("lost"), "{why}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The cached uid ceiling is kept by `record_uid` without a walk, and taken again after any
+/// other change of the ledger (a rollback, a journal record applied).
+#[test]
+fn the_uid_ceiling_follows_every_change_of_the_ledger() {
+    let mut s = State::default();
+    assert_eq!(s.uid_ceiling(), None);
+    s.record_uid("a".into(), 70_005);
+    assert_eq!(s.uid_ceiling(), Some(70_005));
+    s.record_uid("b".into(), 70_002);
+    s.record_uid("c".into(), 70_009);
+    assert_eq!(
+        s.uid_ceiling.0,
+        Some((s.uid_ledger.version(), 70_009)),
+        "kept by record_uid, valid at the ledger's current version"
+    );
+    assert_eq!(s.uid_ceiling(), Some(70_009));
+    s.uid_ledger.remove("c");
+    assert_eq!(s.uid_ceiling(), Some(70_005));
+    s.uid_ledger.insert("d".into(), 70_100);
+    assert_eq!(s.uid_ceiling(), Some(70_100));
+    // A copy compares equal whatever its cache holds.
+    let mut t = s.clone();
+    t.uid_ceiling = UidCeiling::default();
+    assert_eq!(s, t);
+}
