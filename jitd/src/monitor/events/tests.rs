@@ -53,10 +53,88 @@ fn a_changed_set_adds_and_removes_grants() {
     assert_eq!(next.get("g-d").map(|w| w.user.as_str()), Some("d"));
     assert_eq!(next.get("g-a").map(|w| w.user.as_str()), Some("a2"));
     assert_eq!(next.len(), 3);
-    assert!((0..3).all(|i| next.at(i).is_some_and(|w| next.get(&w.grant).is_some())));
+    let slots: Vec<&Watched> = (0..next.slots()).filter_map(|i| next.at(i)).collect();
+    assert_eq!(slots.len(), 3);
+    assert!(slots.iter().all(|w| next.get(&w.grant).is_some()));
     // The old set is untouched (the monitor may still be reading it).
     assert!(set.is_exactly(["g-a", "g-b", "g-c"]));
     assert_eq!(set.get("g-a").map(|w| w.user.as_str()), Some("a"));
+}
+
+/// Sets changed again and again (across folds of the overlay) answer exactly as a plain map
+/// of the same changes: lookups, size, listing, the slots the refresh pass walks, and the
+/// earlier sets stay as they were.
+#[test]
+fn changed_sets_match_a_plain_map_across_folds() {
+    use std::collections::BTreeMap;
+    let named = |id: usize, user: &str| Watched {
+        grant: format!("g-{id:06x}"),
+        user: user.into(),
+        ..w()
+    };
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let first: Vec<Watched> = (0..500).map(|i| named(i, "u0")).collect();
+    for x in &first {
+        model.insert(x.grant.clone(), x.user.clone());
+    }
+    let mut set = WatchSet::new(first);
+    let mut kept: Vec<(WatchSet, BTreeMap<String, String>)> = Vec::new();
+    // A fixed xorshift sequence: the same steps every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rnd = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for round in 0..60 {
+        let mut gone = std::collections::HashSet::new();
+        for _ in 0..rnd(40) {
+            gone.insert(format!("g-{:06x}", rnd(900)));
+        }
+        let user = format!("u{round}");
+        let added: Vec<Watched> = (0..rnd(40)).map(|_| named(rnd(900), &user)).collect();
+        for g in &gone {
+            model.remove(g);
+        }
+        for a in &added {
+            model.insert(a.grant.clone(), a.user.clone());
+        }
+        set = set.changed(&gone, added);
+        assert_eq!(set.len(), model.len(), "round {round}");
+        assert!(set.is_exactly(model.keys().map(String::as_str)));
+        for id in 0..900 {
+            let g = format!("g-{id:06x}");
+            assert_eq!(
+                set.get(&g).map(|w| w.user.as_str()),
+                model.get(&g).map(String::as_str),
+                "{g} in round {round}"
+            );
+        }
+        let listed: BTreeMap<String, String> = set
+            .iter()
+            .map(|w| (w.grant.clone(), w.user.clone()))
+            .collect();
+        assert_eq!(listed, model);
+        assert_eq!(set.iter().count(), model.len(), "each listed once");
+        let slots: Vec<&Watched> = (0..set.slots()).filter_map(|i| set.at(i)).collect();
+        assert_eq!(
+            slots.len(),
+            model.len(),
+            "each slot holds a grant at most once"
+        );
+        assert!(slots.iter().all(|w| model.get(&w.grant) == Some(&w.user)));
+        assert!(set.slots() <= model.len() + FOLD_AFTER);
+        if round % 10 == 0 {
+            kept.push((set.clone(), model.clone()));
+        }
+    }
+    for (old, m) in &kept {
+        assert!(
+            old.is_exactly(m.keys().map(String::as_str)),
+            "earlier sets unchanged"
+        );
+    }
 }
 
 #[test]
