@@ -64,6 +64,9 @@ fn account_grant_lifecycle_at_the_boundary_second() {
     );
     assert!(!exists(&env.path("home/alice")), "home removed at expiry");
     let audit = env.audit();
+    // One group commit at the add, in this order (an auditor reads the creation first).
+    let at = |ev: &str| audit.find(&format!("\"event\":\"{ev}\""));
+    assert!(at("grant.created").is_some() && at("grant.created") < at("grant.live"));
     for ev in [
         "grant.created",
         "grant.live",

@@ -124,20 +124,28 @@ impl Daemon {
         }
         // An added grant only adds records: the deltas carry it (format 1.4).
         self.delta_and_unlock(inner, &id, now);
-        self.audit.record(now, Severity::Info, Event::GrantCreated, json!({
-            "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
-            "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
-            "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
-            "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,
-            "enable": grant.enable, "from": grant.from, "services": grant.services,
-            "windows": grant.windows, "end_with_session": grant.end_with_session,
-            "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
-            "caps": grant.caps, "programs": grant.programs, // tokenize
-        }));
-        nscd::invalidate(self.cfg.nscd);
+        let created = (
+            Severity::Info,
+            Event::GrantCreated,
+            json!({
+                "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
+                "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
+                "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
+                "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,
+                "enable": grant.enable, "from": grant.from, "services": grant.services,
+                "windows": grant.windows, "end_with_session": grant.end_with_session,
+                "sudo": grant.sudo, "runas": grant.runas, "revoke_on": grant.revoke_on,
+                "caps": grant.caps, "programs": grant.programs, // tokenize
+            }),
+        );
+        // One group commit for the grant's records: created, then live (or armed) with its
+        // home, each on disk before the add is acknowledged, with one fsync (not two).
+        let mut records = vec![created];
         if starts_now {
-            self.on_live(&id, now);
+            records.extend(self.went_live(&id, now));
         }
+        self.audit.record_all(now, records);
+        nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         let inner = self.lock();
         Ok(inner.state.grants.get(&id).map_or(grant, |g| as_of(g, now)))

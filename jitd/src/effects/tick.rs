@@ -4,7 +4,7 @@
 
 use jit_core::time::UnixTime;
 use jit_proto::GrantState;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::boottime;
 use crate::audit::{Event, Severity};
@@ -89,8 +89,17 @@ impl Daemon {
     }
 
     pub(crate) fn on_live(&self, id: &str, now: UnixTime) {
+        let records = self.went_live(id, now);
+        self.audit.record_all(now, records);
+    }
+
+    /// What a grant going live (or armed) needs: its watch (cgroup, baseline) and its
+    /// account's home; returns its audit records for the caller to commit (an add commits
+    /// them with its `grant.created`, one fsync for both).
+    pub(crate) fn went_live(&self, id: &str, now: UnixTime) -> Vec<(Severity, Event, Value)> {
+        let mut records = Vec::new();
         let Some(g) = self.lock().state.grants.get(id).cloned() else {
-            return;
+            return records;
         };
         self.watch_went_live(&g.id, now); // cgroup + certification baseline (effects/watch.rs)
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
@@ -99,24 +108,20 @@ impl Daemon {
         if let (true, Some(uid)) = (g.account, g.uid) {
             match home::create(&self.cfg.home_root, &g.user, uid, uid, &self.cfg.skel) {
                 Ok(c) => fields["home"] = json!(format!("{:?}", c).to_lowercase()),
-                Err(e) => {
-                    self.audit.record(
-                        now,
-                        Severity::Warning,
-                        Event::HomeCreateFailed,
-                        json!({ "grant": g.id, "user": g.user, "error": e.to_string() }),
-                    );
-                }
+                Err(e) => records.push((
+                    Severity::Warning,
+                    Event::HomeCreateFailed,
+                    json!({ "grant": g.id, "user": g.user, "error": e.to_string() }),
+                )),
             }
         }
         if g.state_at(now) == GrantState::Armed {
             fields["needs"] =
                 json!("a TOTP code (at login, or jitctl activate) before it gives privilege");
-            self.audit
-                .record(now, Severity::Info, Event::GrantArmed, fields);
-            return;
+            records.push((Severity::Info, Event::GrantArmed, fields));
+        } else {
+            records.push((Severity::Info, Event::GrantLive, fields));
         }
-        self.audit
-            .record(now, Severity::Info, Event::GrantLive, fields);
+        records
     }
 }
