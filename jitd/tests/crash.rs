@@ -36,7 +36,32 @@ fn jitctl(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Child {
+/// A jitd started by a test: killed and reaped when dropped, so a failing assertion does not
+/// leave it running (holding its socket, and a `snapshot:hold` failpoint waiting forever).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Already killed and reaped by the test on success: both then fail harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Running {
     let mut cmd = if wrapper.is_empty() {
         Command::new(env!("CARGO_BIN_EXE_jitd"))
     } else {
@@ -56,7 +81,7 @@ fn start(dir: &Path, failpoint: Option<&str>, wrapper: &[&str]) -> Child {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if jitctl(dir, &["status"]).status.success() {
-            return child;
+            return Running(child);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
