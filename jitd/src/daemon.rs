@@ -39,7 +39,7 @@ pub(crate) struct Inner {
     pub(crate) reported_collisions: BTreeSet<Collision>,
     /// The last /etc/passwd and /etc/group that could be read, for snapshots written while
     /// they cannot.
-    pub(crate) last_local: Option<LocalDb>,
+    pub(crate) last_local: Option<std::sync::Arc<LocalDb>>,
     /// The local files could not be read at the last snapshot (audited once per episode).
     pub(crate) local_unreadable: bool,
     /// Boot-time caps of live grants (see `engine::tick`).
@@ -91,6 +91,8 @@ pub struct Daemon {
     pub(crate) fleet: crate::mfa::fleet::FleetSecrets,
     /// Replay and lockout records of fleet identities (`<state_dir>/fleet-totp`, no secrets).
     pub(crate) fleet_totp: TotpStore,
+    /// /etc/passwd and /etc/group as last parsed, while unchanged (`localdb.rs`).
+    pub(crate) local_files: crate::localdb::LocalCache,
 }
 
 impl Daemon {
@@ -209,6 +211,7 @@ impl Daemon {
             totp,
             fleet: crate::mfa::fleet::FleetSecrets::default(),
             fleet_totp,
+            local_files: Default::default(),
             breakglass,
             snapshot: Default::default(),
             inner: Mutex::new(Inner {
@@ -248,14 +251,16 @@ impl Daemon {
         self.audit.record(now, sev, event, fields);
     }
 
-    pub(crate) fn local_db(&self) -> Result<LocalDb, String> {
-        LocalDb::read(&self.cfg.passwd_file, &self.cfg.group_file).map_err(|e| {
-            format!(
-                "cannot read {} / {}: {e}",
-                self.cfg.passwd_file.display(),
-                self.cfg.group_file.display()
-            )
-        })
+    pub(crate) fn local_db(&self) -> Result<std::sync::Arc<LocalDb>, String> {
+        self.local_files
+            .read(&self.cfg.passwd_file, &self.cfg.group_file)
+            .map_err(|e| {
+                format!(
+                    "cannot read {} / {}: {e}",
+                    self.cfg.passwd_file.display(),
+                    self.cfg.group_file.display()
+                )
+            })
     }
 }
 

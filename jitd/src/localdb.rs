@@ -5,6 +5,7 @@
 //! and a lookup from the daemon could recurse or block (docs/threat-model.md#n1).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use jit_core::host::accounts;
 
@@ -76,6 +77,81 @@ impl LocalDb {
     }
 }
 
+/// What identifies one version of a local file's content: a write changes its mtime and ctime
+/// (ctime cannot be set back), a replacement its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sig {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Sig {
+    fn of(p: &Path) -> Option<Sig> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some(Sig {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// Written within the last [`RACY_NS`] (or in the future): a second write in the same tick
+    /// of the file system's clock could leave size and times as they are, so such a read is
+    /// not kept.
+    fn recent(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - self.mtime_ns < RACY_NS
+    }
+}
+
+/// See [`Sig::recent`]: far above any file system's timestamp granularity.
+const RACY_NS: i128 = 2_000_000_000;
+
+/// The last parse of both files, reused while neither changed: every grant add, every whole
+/// snapshot and every request that names its caller read them, and parsing grows with the
+/// host's local users.
+#[derive(Debug, Default)]
+pub struct LocalCache(Mutex<Option<Kept>>);
+
+/// A parse and the identities of the two files it was read from.
+type Kept = ((Sig, Sig), Arc<LocalDb>);
+
+impl LocalCache {
+    /// Both files as [`LocalDb::read`] would read them now.
+    ///
+    /// # Errors
+    /// As [`LocalDb::read`].
+    pub fn read(&self, passwd: &Path, group: &Path) -> std::io::Result<Arc<LocalDb>> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let before = Sig::of(passwd).zip(Sig::of(group));
+        if let (Some(sigs), Some((kept, db))) = (before, lock().as_ref()) {
+            if *kept == sigs {
+                return Ok(Arc::clone(db));
+            }
+        }
+        let db = Arc::new(LocalDb::read(passwd, group)?);
+        // Kept only if neither file changed while it was read, and neither was written just
+        // now (see `Sig::recent`).
+        let after = Sig::of(passwd).zip(Sig::of(group));
+        *lock() = match before {
+            Some(sigs) if after == before && !sigs.0.recent() && !sigs.1.recent() => {
+                Some((sigs, Arc::clone(&db)))
+            }
+            _ => None,
+        };
+        Ok(db)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +187,56 @@ mod tests {
         assert_eq!(db.name_taken("Sudo").as_deref(), Some("sudo"));
         assert!(db.name_taken("alice").is_none());
         assert!(db.id_taken(27) && db.id_taken(1001) && !db.id_taken(70_000));
+    }
+
+    /// The cache answers with the same parse while the files are unchanged, reads again after
+    /// a same-size rewrite that even put the old mtime back (ctime), after a replacement, and
+    /// never keeps a read of a file written within the last two seconds.
+    #[test]
+    fn the_cache_rereads_exactly_when_a_file_may_have_changed() {
+        use std::time::{Duration, SystemTime};
+        let dir = std::env::temp_dir().join(format!("jitd-localcache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p, g) = (dir.join("passwd"), dir.join("group"));
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let write = |path: &Path, text: &str, mtime: Option<SystemTime>| {
+            std::fs::write(path, text).unwrap();
+            if let Some(t) = mtime {
+                std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+        };
+        write(&p, "carol:x:1001:1001::/h:/bin/sh\n", Some(old));
+        write(&g, "adm:x:4:carol\n", Some(old));
+        let cache = LocalCache::default();
+        let a = cache.read(&p, &g).unwrap();
+        let b = cache.read(&p, &g).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "unchanged files: the same parse");
+        // Same size, same (old) mtime put back: ctime still moved.
+        write(&p, "alice:x:1001:1001::/h:/bin/sh\n", Some(old));
+        let c = cache.read(&p, &g).unwrap();
+        assert!(!Arc::ptr_eq(&b, &c));
+        assert!(c.user("alice").is_some() && c.user("carol").is_none());
+        // Replaced by rename (a new inode), as useradd and vipw do.
+        let tmp = dir.join("group+");
+        write(&tmp, "sudo:x:27:alice\n", Some(old));
+        std::fs::rename(&tmp, &g).unwrap();
+        let d = cache.read(&p, &g).unwrap();
+        assert!(d.group("sudo").is_some() && d.group("adm").is_none());
+        assert!(Arc::ptr_eq(&d, &cache.read(&p, &g).unwrap()));
+        // Written just now: read every time until it is older.
+        write(&p, "bob:x:1002:1002::/h:/bin/sh\n", None);
+        let e = cache.read(&p, &g).unwrap();
+        let f = cache.read(&p, &g).unwrap();
+        assert!(!Arc::ptr_eq(&e, &f), "a file written just now is not kept");
+        assert!(f.user("bob").is_some());
+        // Unreadable: an error, and nothing kept.
+        std::fs::remove_file(&p).unwrap();
+        assert!(cache.read(&p, &g).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,7 +51,7 @@ impl Daemon {
         let local = self.local_db();
         let adm = admit::validate(
             &self.cfg,
-            local.as_ref().map_err(String::as_str),
+            local.as_deref().map_err(String::as_str),
             spec,
             &Host(self),
             now,

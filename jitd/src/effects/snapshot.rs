@@ -178,7 +178,7 @@ impl Daemon {
         // memberships then drop out, which only removes privilege).
         let local = match self.local_db() {
             Ok(l) => {
-                inner.last_local = Some(l.clone());
+                inner.last_local = Some(std::sync::Arc::clone(&l));
                 inner.local_unreadable = false;
                 l
             }

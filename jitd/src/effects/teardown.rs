@@ -64,7 +64,7 @@ impl Daemon {
             // without one, the teardown is retried.
             Err(e) => match self.lock().last_local.clone() {
                 Some(l) => (l, None),
-                None => (LocalDb::default(), Some(e)),
+                None => (Default::default(), Some(e)),
             },
         };
         // One consistent view of state, taken under one lock.
