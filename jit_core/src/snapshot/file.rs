@@ -322,34 +322,22 @@ fn populate(buf: &mut [u8]) {
     const PAGE: usize = 4096;
     const HUGE: usize = 2 << 20;
     let start = buf.as_mut_ptr() as usize;
-    let first = start.div_ceil(PAGE) * PAGE;
-    let end = (start + buf.len()) / PAGE * PAGE;
-    let (huge_first, huge_end) = (
-        start.div_ceil(HUGE) * HUGE,
-        (start + buf.len()) / HUGE * HUGE,
-    );
-    if huge_end > huge_first {
-        // SAFETY: [huge_first, huge_end) lies inside `buf`, memory this process owns; the
-        // advice only says how to back it (contents stay zero), it changes no mapping.
-        unsafe {
-            libc::madvise(
-                huge_first as *mut libc::c_void,
-                huge_end - huge_first,
-                libc::MADV_HUGEPAGE,
-            )
-        };
-    }
-    if end > first {
-        // SAFETY: [first, end) lies inside `buf`, memory this process owns and is about to
-        // write; MADV_POPULATE_WRITE only faults those pages in (writable, zero-filled as they
-        // are), it changes no content and no mapping.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                end - first,
-                libc::MADV_POPULATE_WRITE,
-            )
-        };
+    let end = start + buf.len();
+    let inside = |align: usize| (start.div_ceil(align) * align, end / align * align);
+    // Huge pages first, so the populate below backs the aligned part with them; both calls
+    // only say how to back pages of `buf` (fresh zero memory this process owns and is about
+    // to write), neither changes content or mapping.
+    advise(inside(HUGE), libc::MADV_HUGEPAGE);
+    advise(inside(PAGE), libc::MADV_POPULATE_WRITE);
+}
+
+/// `madvise(advice)` over the page-aligned range `[from, to)` of a buffer of `populate`, if
+/// it is not empty; a refusal (an older kernel, huge pages off) changes nothing.
+fn advise((from, to): (usize, usize), advice: libc::c_int) {
+    if to > from {
+        // SAFETY: `populate` passes a page-aligned range inside the buffer it was given; the
+        // advice it passes changes no content and no mapping.
+        unsafe { libc::madvise(from as *mut libc::c_void, to - from, advice) };
     }
 }
 
