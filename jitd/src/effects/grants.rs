@@ -139,10 +139,11 @@ impl Daemon {
             }),
         );
         // One group commit for the grant's records: created, then live (or armed) with its
-        // home, each on disk before the add is acknowledged, with one fsync (not two).
+        // home, each on disk before the add is acknowledged, with one fsync (not two). The
+        // grant in hand is the one admitted: no second lookup and copy under the state lock.
         let mut records = vec![created];
         if starts_now {
-            records.extend(self.went_live(&id, now));
+            records.extend(self.went_live(&grant, now));
         }
         self.audit.record_all(now, records);
         nscd::invalidate(self.cfg.nscd);

@@ -3,7 +3,7 @@
 //! went live, closes lost sessions and runs the teardowns that are due.
 
 use jit_core::time::UnixTime;
-use jit_proto::GrantState;
+use jit_proto::{Grant, GrantState};
 use serde_json::{json, Value};
 
 use super::boottime;
@@ -89,18 +89,18 @@ impl Daemon {
     }
 
     pub(crate) fn on_live(&self, id: &str, now: UnixTime) {
-        let records = self.went_live(id, now);
+        let Some(g) = self.lock().state.grants.get(id).cloned() else {
+            return;
+        };
+        let records = self.went_live(&g, now);
         self.audit.record_all(now, records);
     }
 
-    /// What a grant going live (or armed) needs: its watch (cgroup, baseline) and its
+    /// What grant `g` going live (or armed) needs: its watch (cgroup, baseline) and its
     /// account's home; returns its audit records for the caller to commit (an add commits
     /// them with its `grant.created`, one fsync for both).
-    pub(crate) fn went_live(&self, id: &str, now: UnixTime) -> Vec<(Severity, Event, Value)> {
+    pub(crate) fn went_live(&self, g: &Grant, now: UnixTime) -> Vec<(Severity, Event, Value)> {
         let mut records = Vec::new();
-        let Some(g) = self.lock().state.grants.get(id).cloned() else {
-            return records;
-        };
         self.watch_went_live(&g.id, now); // cgroup + certification baseline (effects/watch.rs)
         let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
         // The home comes with the account, armed or not: the first login of an --mfa account
