@@ -1,46 +1,123 @@
-//! Two independent pieces of work on two threads, for jitd's snapshot builds (the lookup
-//! index's name and id tables; the public file and the gates file): each change rebuilds
-//! both, and on a host with several CPUs the second needs not wait for the first. Never used
-//! on a module's path (no process that loads a module starts threads here).
+//! A sequence of independent pieces of work made on two threads and used in order, for jitd's
+//! snapshot builds: the lookup index's shards are built in batches by this thread and one
+//! other, and written to the file one batch after another as they come, so the build uses both
+//! CPUs of a small host while only a few batches are ever in memory (building both of the
+//! index's tables whole, side by side, held every shard of the file at once). Never used on a
+//! module's path (no process that loads a module starts threads here).
 
-/// Runs `a` on a scoped thread and `b` on this one, and returns both results. If no thread
-/// can be started (resource limits), runs `a` here too: the same results, only later (hence
-/// `Fn`: `a` is only borrowed by the thread). A panic in `a` is re-raised here, as if `a` had
-/// run on this thread.
-pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+/// Makes items `0..n` with `make`, even ones on this thread and odd ones on a scoped thread
+/// running ahead by at most one item, and hands each to `take` in order. Stops at the first
+/// error of `take` (the other thread then stops at its next item). If no thread can be started
+/// (resource limits), makes every item here: the same items in the same order, only later. A
+/// panic in `make` on the other thread is re-raised here, as if it had run on this thread.
+///
+/// # Errors
+/// The first error `take` returns.
+pub fn in_order<T, E>(
+    n: usize,
+    make: impl Fn(usize) -> T + Sync,
+    mut take: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), E>
 where
-    A: Fn() -> RA + Sync,
-    RA: Send,
-    B: FnOnce() -> RB,
+    T: Send,
 {
     std::thread::scope(|s| {
-        let spawned = std::thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(1);
+        let make = &make;
+        let other = std::thread::Builder::new()
             .name("jit-build".into())
-            .spawn_scoped(s, &a);
-        let rb = b();
-        let ra = match spawned {
-            Ok(h) => match h.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            },
-            Err(_) => a(),
+            .spawn_scoped(s, move || {
+                for i in (1..n).step_by(2) {
+                    if tx.send(make(i)).is_err() {
+                        return; // the taker stopped
+                    }
+                }
+            });
+        let Ok(other) = other else {
+            return (0..n).try_for_each(|i| take(make(i)));
         };
-        (ra, rb)
+        let mut result = Ok(());
+        for i in 0..n {
+            let item = if i % 2 == 0 {
+                make(i)
+            } else {
+                match rx.recv() {
+                    Ok(item) => item,
+                    Err(_) => break, // the other thread panicked: re-raised below
+                }
+            };
+            result = take(item);
+            if result.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        if let Err(p) = other.join() {
+            std::panic::resume_unwind(p);
+        }
+        result
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     #[test]
-    fn both_results_come_back_in_order() {
-        let v: Vec<u32> = (0..1000).collect();
-        let (a, b) = super::join(|| v.iter().sum::<u32>(), || v.len());
-        assert_eq!((a, b), (499_500, 1000));
+    fn every_item_comes_in_order() {
+        for n in [0, 1, 2, 3, 10, 101] {
+            let mut got = Vec::new();
+            let r: Result<(), ()> = super::in_order(
+                n,
+                |i| i * i,
+                |v| {
+                    got.push(v);
+                    Ok(())
+                },
+            );
+            assert_eq!(r, Ok(()));
+            assert_eq!(got, (0..n).map(|i| i * i).collect::<Vec<_>>(), "n = {n}");
+        }
+    }
+
+    /// An error stops the sequence: nothing after it is taken, and the other thread stops
+    /// early instead of making every remaining item.
+    #[test]
+    fn an_error_stops_both_threads() {
+        let made = AtomicUsize::new(0);
+        let mut taken = 0;
+        let r = super::in_order(
+            10_000,
+            |i| {
+                made.fetch_add(1, Ordering::Relaxed);
+                i
+            },
+            |v| {
+                taken += 1;
+                if v == 5 {
+                    Err(v)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(r, Err(5));
+        assert_eq!(taken, 6);
+        assert!(made.load(Ordering::Relaxed) < 20, "{made:?}");
     }
 
     #[test]
     #[should_panic(expected = "boom")]
     fn a_panic_on_the_other_thread_reaches_the_caller() {
-        let _ = super::join(|| -> u32 { panic!("boom") }, || 1);
+        let _ = super::in_order(
+            4,
+            |i| {
+                if i == 3 {
+                    panic!("boom")
+                }
+                i
+            },
+            |_| Ok::<(), ()>(()),
+        );
     }
 }

@@ -127,6 +127,29 @@ fn reads_back_as(path: &Path, data: &[u8]) -> io::Result<bool> {
 /// Any failure; the old file is then untouched. EIO from fsync is reported, never retried
 /// (the kernel may have dropped the dirty pages: PostgreSQL's fsync lesson).
 pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io::Result<()> {
+    replace_file_with(
+        path,
+        mode,
+        keep_prev,
+        |mut f| f.write_all(data),
+        |tmp| reads_back_as(tmp, data),
+    )
+}
+
+/// As [`replace_file`], for content too large to hold in memory whole: `fill` writes it into
+/// the new file, and `reads_back` tells, from the new file's path after its fsync, whether it
+/// holds what was meant (a snapshot checks its own length and checksum) before it replaces the
+/// old one.
+///
+/// # Errors
+/// As [`replace_file`], `fill`'s, or the new file not reading back.
+pub fn replace_file_with(
+    path: &Path,
+    mode: u32,
+    keep_prev: bool,
+    fill: impl FnOnce(&File) -> io::Result<()>,
+    reads_back: impl FnOnce(&Path) -> io::Result<bool>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
@@ -152,9 +175,9 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a freshly opened descriptor that nothing else owns.
-    let mut f = unsafe { File::from_raw_fd(fd) };
+    let f = unsafe { File::from_raw_fd(fd) };
     let result = (|| -> io::Result<()> {
-        f.write_all(data)?;
+        fill(&f)?;
         // SAFETY: plain fchown/fchmod on our own descriptor.
         if unsafe { libc::fchown(f.as_raw_fd(), 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
@@ -168,7 +191,7 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         failpoint(path, "after-fsync");
         // Verify what reached the file before it replaces the good one (google-authenticator
         // f661059: a zero-length secrets file locked root out).
-        if !reads_back_as(&tmp, data)? {
+        if !reads_back(&tmp)? {
             return Err(io::Error::other(
                 "written file does not read back identically",
             ));

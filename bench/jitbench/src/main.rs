@@ -218,7 +218,7 @@ fn gen(n: usize, out: &Path, gid_jit_users: u32) -> Result<(), String> {
         .collect();
     write(&out.join("local-groups"), &locals)?;
     // jitd's own writer: temp file, root 0644, fsync, verify, rename, fsync dir.
-    jitd::snapshot_out::write(&out.join("snapshot"), &out.join("gates"), &d, 1)?;
+    jitd::snapshot_out::write(&out.join("snapshot"), &out.join("gates"), d, 1)?;
     let probe = gs.get(n / 2).ok_or("N must be at least 1")?;
     println!("hit={} hit_uid={}", probe.name, probe.uid);
     Ok(())
@@ -329,7 +329,8 @@ fn rewrite(n: usize, rounds: usize, config: &Path, scratch: &Path) -> Result<(),
         });
         r.map_err(|e| e.to_string())?;
         build_public.push(ms);
-        let (r, ms) = timed(|| jitd::snapshot_out::write(&snap_path, &gates_path, &data, 1));
+        let copy = data.clone();
+        let (r, ms) = timed(|| jitd::snapshot_out::write(&snap_path, &gates_path, copy, 1));
         r?;
         write.push(ms);
         let (r, ms) = timed(|| Snapshot::parse(&img).map(|s| s.account_count()));

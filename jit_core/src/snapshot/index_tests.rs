@@ -279,3 +279,55 @@ fn without_gates_is_the_image_of_the_data_without_them() {
     let full = build_snapshot(&d).unwrap();
     assert_eq!(Snapshot::parse(&full).unwrap().grant_count(), 41);
 }
+
+/// A sink that refuses every byte past `limit`, as a full disk would.
+struct Refusing {
+    out: Vec<u8>,
+    limit: usize,
+}
+
+impl writer::Sink for Refusing {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.out.len() + bytes.len() > self.limit {
+            return Err(std::io::Error::other("no space"));
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn place(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        writer::Sink::place(&mut self.out, at, bytes)
+    }
+}
+
+/// Streaming an indexed image through a sink gives the bytes of the in-memory build, and a
+/// sink that fails anywhere (inside the head, the directories, a batch of shards, the base)
+/// fails the build with its error instead of finishing an image it did not write.
+#[test]
+fn a_sink_gets_the_image_or_its_own_error() {
+    let d = data(2_000);
+    let opts = BuildOptions {
+        index: true,
+        without_gates: true,
+        serial: 3,
+        ..Default::default()
+    };
+    let whole = build_snapshot_with(&d, &opts).unwrap();
+    let mut all = Refusing {
+        out: Vec::new(),
+        limit: usize::MAX,
+    };
+    build_snapshot_into(&d, &opts, &mut all).unwrap();
+    assert!(all.out == whole);
+    for limit in [0, 100, 700, 5_000, whole.len() / 3, whole.len() - 10] {
+        let mut s = Refusing {
+            out: Vec::new(),
+            limit,
+        };
+        let r = build_snapshot_into(&d, &opts, &mut s);
+        assert!(
+            matches!(&r, Err(WriteError::Io(e)) if e.contains("no space")),
+            "limit {limit}: {r:?}"
+        );
+    }
+}

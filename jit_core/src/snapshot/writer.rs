@@ -1,4 +1,5 @@
-//! Builds a snapshot image in memory. Pure: no I/O, no clock; jitd writes the bytes atomically.
+//! Builds a snapshot image. Pure: no clock, and no I/O but through a [`Sink`] the caller
+//! gives (a `Vec<u8>`, or jitd's temporary file, which it then renames into place).
 //!
 //! The writer refuses anything the reader would refuse, so a snapshot jitd writes always reads.
 
@@ -6,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::format::*;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
-use crate::crc32c::crc32c;
+use crate::crc32c::{crc32c, crc32c_append, crc32c_combine};
 use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
 use crate::validate::{is_field_safe, is_line_safe, is_name_safe};
 
@@ -21,6 +22,10 @@ pub enum WriteError {
     TooLarge,
     /// A delta naming no base, or more than `MAX_DELTA_BASES`.
     BadDeltaBases,
+    /// The sink refused the bytes (jitd: writing its temporary file failed).
+    Io(String),
+    /// The writer's own layout went wrong (a bug: sections or reserved parts miscounted).
+    Layout(&'static str),
 }
 
 impl std::fmt::Display for WriteError {
@@ -29,6 +34,8 @@ impl std::fmt::Display for WriteError {
             WriteError::UnsafeField(what, v) => write!(f, "snapshot field {what} is unsafe: {v:?}"),
             WriteError::DuplicateGroup(g) => write!(f, "group {g:?} appears twice"),
             WriteError::TooLarge => write!(f, "snapshot exceeds the format's 4 GiB offsets"),
+            WriteError::Io(e) => write!(f, "writing the snapshot: {e}"),
+            WriteError::Layout(e) => write!(f, "snapshot layout error: {e}"),
             WriteError::BadDeltaBases => {
                 write!(
                     f,
@@ -40,6 +47,39 @@ impl std::fmt::Display for WriteError {
 }
 
 impl std::error::Error for WriteError {}
+
+/// Where an image's bytes go, in file order. The head (header and section table, whose size is
+/// known before any section is written) is appended as zeros first and placed last, once every
+/// offset and checksum is known. jitd writes its images straight into their files through
+/// this: a whole image in memory (and the copy that assembled it) was the largest part of its
+/// peak memory at a whole rewrite.
+pub trait Sink {
+    /// Appends `bytes`.
+    ///
+    /// # Errors
+    /// The sink's own (a failed write).
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Overwrites bytes already appended, from offset `at`.
+    ///
+    /// # Errors
+    /// The sink's own; `at` past what was appended.
+    fn place(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn place(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let at = usize::try_from(at).unwrap_or(usize::MAX);
+        self.get_mut(at..at.saturating_add(bytes.len()))
+            .ok_or_else(|| std::io::Error::other("placed past the end of the image"))?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+}
 
 /// The STRINGS section being built: each distinct string once. Keys borrow from the data
 /// being written (no copy per string) and are hashed with foldhash (feature `fast-build`,
@@ -171,13 +211,22 @@ pub fn build_snapshot_with(
     data: &SnapshotData,
     opts: &BuildOptions,
 ) -> Result<Vec<u8>, WriteError> {
-    // The index goes first, so its small tables sit in the file's first page, read together
-    // with the header.
-    let index = if opts.index {
-        super::index::build_index(data)?
-    } else {
-        Vec::new()
-    };
+    let mut out = Vec::new();
+    build_snapshot_into(data, opts, &mut out)?;
+    Ok(out)
+}
+
+/// Writes the image of `data` with `opts` to `sink` (as [`build_snapshot_with`] returns it,
+/// byte for byte), each section freed once it is out.
+///
+/// # Errors
+/// As [`build_snapshot`], or the sink's [`WriteError::Io`]; what reached the sink is then not
+/// an image.
+pub fn build_snapshot_into(
+    data: &SnapshotData,
+    opts: &BuildOptions,
+    sink: &mut dyn Sink,
+) -> Result<(), WriteError> {
     let input = Input {
         generated_at: data.generated_at,
         uid_range: data.uid_range,
@@ -209,7 +258,9 @@ pub fn build_snapshot_with(
             v
         }),
     };
-    build_image(input, index)
+    // The index goes first, so its small tables sit in the file's first page, read together
+    // with the header.
+    build_image(input, opts.index.then_some(data), sink)
 }
 
 /// One group as written: its record and the members written with it (all of them, or, in a
@@ -237,12 +288,26 @@ pub(crate) struct Input<'a> {
     pub bases: Option<Vec<u32>>,
 }
 
-/// The image of `input`, with the lookup index sections `index` (empty: none) first.
+/// Writes the image of `input` to `sink`; with `index`, the lookup index of that data first
+/// (the data `input` borrows).
 pub(crate) fn build_image<'a>(
     input: Input<'a>,
-    index: super::index::IndexSections,
-) -> Result<Vec<u8>, WriteError> {
-    let with_index = !index.is_empty();
+    index: Option<&SnapshotData>,
+    sink: &mut dyn Sink,
+) -> Result<(), WriteError> {
+    let with_index = index.is_some();
+    if let Some(bases) = &input.bases {
+        if bases.is_empty() || bases.len() > MAX_DELTA_BASES {
+            return Err(WriteError::BadDeltaBases);
+        }
+    }
+    let n_sections = if with_index { INDEX_SECTIONS } else { 0 }
+        + BASE_SECTIONS
+        + usize::from(input.bases.is_some());
+    let mut placer = Placer::new(sink, n_sections, with_index)?;
+    if let Some(data) = index {
+        super::index_writer::write_index(data, &mut placer)?;
+    }
     let blank = input.blank_grant_ids;
     let grant_id = |id: &'a str| if blank { "" } else { id };
     let mut strings = Strings::default();
@@ -366,7 +431,6 @@ pub(crate) fn build_image<'a>(
         managed_sec.extend_from_slice(&strings.name("managed account", m)?);
     }
 
-    let mut sections = index;
     let n_accounts = accounts.len();
     let mut base = vec![
         (section::STRINGS, strings.bytes, 0),
@@ -385,85 +449,255 @@ pub(crate) fn build_image<'a>(
         // The accounts region (1.3) first: listing accounts reads and checks only it.
         base.sort_by_key(|(id, _, _)| !ACCOUNTS_REGION.contains(id));
     }
-    sections.extend(base);
+    for (id, bytes, count) in base {
+        placer.section(id, bytes, count)?;
+    }
     if let Some(bases) = &input.bases {
-        if bases.is_empty() || bases.len() > MAX_DELTA_BASES {
-            return Err(WriteError::BadDeltaBases);
-        }
         let bytes: Vec<u8> = bases.iter().flat_map(|s| s.to_le_bytes()).collect();
-        sections.push((section::BASES, bytes, bases.len()));
+        placer.section(section::BASES, bytes, bases.len())?;
+    }
+    placer.finish(input.generated_at, input.serial, input.uid_range)
+}
+
+/// Sections of the lookup index (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS).
+const INDEX_SECTIONS: usize = 5;
+/// Sections 1 to 11 (the base), in every image.
+const BASE_SECTIONS: usize = 11;
+
+/// A CRC32C being joined from pieces in file order ([`crc32c_combine`]).
+#[derive(Clone, Copy, Default)]
+struct Sum {
+    crc: u32,
+    len: u64,
+}
+
+impl Sum {
+    fn then(self, crc: u32, len: u64) -> Sum {
+        Sum {
+            crc: crc32c_combine(self.crc, crc, len),
+            len: self.len + len,
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> WriteError {
+    WriteError::Io(e.to_string())
+}
+
+/// Lays an image out on a sink, in file order: a head reserved first (its size follows from
+/// the number of sections), then sections as they come, each checksummed once, then the head
+/// with every offset and checksum. Parts of a section may be reserved and placed later (the
+/// index's directories, which only its shards written after them fill in).
+pub(crate) struct Placer<'s> {
+    sink: &'s mut dyn Sink,
+    n_sections: usize,
+    with_index: bool,
+    /// End of what was appended.
+    at: usize,
+    table: Vec<u8>,
+    /// The checksum of `[head, at)`: closed pieces (a reserved one `None` until placed) and
+    /// the open run of appended bytes after them.
+    pieces: Vec<(Option<u32>, u64)>,
+    run: Sum,
+    /// With the index, where the base (sections 1 to 11) starts, and the sums of the base and
+    /// of its accounts region (1.3, written first in it).
+    base_at: Option<usize>,
+    base: Sum,
+    accounts: Sum,
+}
+
+/// A reserved part of a section, to be placed with [`Placer::place`].
+pub(crate) struct Reserved {
+    at: usize,
+    len: usize,
+    piece: usize,
+}
+
+impl<'s> Placer<'s> {
+    /// Reserves the head of an image of `n_sections` sections on `sink`.
+    pub(crate) fn new(
+        sink: &'s mut dyn Sink,
+        n_sections: usize,
+        with_index: bool,
+    ) -> Result<Placer<'s>, WriteError> {
+        let head_len = HEADER_SIZE + n_sections * SECTION_ENTRY_SIZE;
+        sink.append(&vec![0u8; head_len]).map_err(io_error)?;
+        Ok(Placer {
+            sink,
+            n_sections,
+            with_index,
+            at: head_len,
+            table: Vec::with_capacity(n_sections * SECTION_ENTRY_SIZE),
+            pieces: Vec::new(),
+            run: Sum::default(),
+            base_at: None,
+            base: Sum::default(),
+            accounts: Sum::default(),
+        })
     }
 
-    let n_sections = sections.len();
-    let table_len = n_sections * SECTION_ENTRY_SIZE;
-    // The image is allocated whole once and each section freed as soon as it is copied in: the
-    // sections and a growing copy of them were twice the image at once (tens of MB in jitd at
-    // 10 000 grants, with reallocation copies on top).
-    let total = HEADER_SIZE + table_len + sections.iter().map(|(_, b, _)| b.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(total);
-    out.resize(HEADER_SIZE + table_len, 0u8);
-    let mut table = Vec::with_capacity(table_len);
-    // With the index, sections 1 to 11 (the base) follow it, back to back to the end of the
-    // file; their own checksum lets enumeration read only them (1.2, `base_at`).
-    let mut base_at = None;
-    let mut accounts_end = 0;
-    for (id, bytes, count) in sections {
-        if with_index && id == section::STRINGS {
-            base_at = Some(out.len());
+    /// Where the next appended byte goes.
+    pub(crate) fn at(&self) -> usize {
+        self.at
+    }
+
+    /// Appends bytes of the section being written (see [`Placer::entry`]); the file's
+    /// checksum runs on over them.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.append_summed(bytes, None)
+    }
+
+    /// As `append`, with the bytes' own CRC when the caller has it (joined instead of run over
+    /// the bytes a second time).
+    fn append_summed(&mut self, bytes: &[u8], crc: Option<u32>) -> Result<(), WriteError> {
+        self.sink.append(bytes).map_err(io_error)?;
+        self.run = match crc {
+            Some(crc) => self.run.then(crc, bytes.len() as u64),
+            None => Sum {
+                crc: crc32c_append(self.run.crc, bytes),
+                len: self.run.len + bytes.len() as u64,
+            },
+        };
+        self.at = self
+            .at
+            .checked_add(bytes.len())
+            .ok_or(WriteError::TooLarge)?;
+        len_u32(self.at)?;
+        Ok(())
+    }
+
+    /// Appends `len` zero bytes to be placed later.
+    pub(crate) fn reserve(&mut self, len: usize) -> Result<Reserved, WriteError> {
+        let r = Reserved {
+            at: self.at,
+            len,
+            piece: self.pieces.len() + 1,
+        };
+        self.sink.append(&vec![0u8; len]).map_err(io_error)?;
+        self.pieces.push((Some(self.run.crc), self.run.len));
+        self.pieces.push((None, len as u64));
+        self.run = Sum::default();
+        self.at = self.at.checked_add(len).ok_or(WriteError::TooLarge)?;
+        len_u32(self.at)?;
+        Ok(r)
+    }
+
+    /// Places the bytes of a reserved part (exactly its length).
+    pub(crate) fn place(&mut self, r: Reserved, bytes: &[u8]) -> Result<(), WriteError> {
+        if bytes.len() != r.len {
+            return Err(WriteError::Layout("placed part is not its reserved length"));
         }
-        if ACCOUNTS_REGION.contains(&id) {
-            accounts_end = accounts_end.max(out.len() + bytes.len());
+        self.sink.place(r.at as u64, bytes).map_err(io_error)?;
+        if let Some(p) = self.pieces.get_mut(r.piece) {
+            p.0 = Some(crc32c(bytes));
         }
-        // Record counts for sections whose records are fixed-size are implied by the length;
-        // the table states them anyway so the reader can cross-check.
+        Ok(())
+    }
+
+    /// States a section of `len` bytes from `off` in the table. Record counts for sections
+    /// whose records are fixed-size are implied by the length; the table states them anyway
+    /// so the reader can cross-check.
+    pub(crate) fn entry(
+        &mut self,
+        id: u32,
+        off: usize,
+        len: usize,
+        count: usize,
+    ) -> Result<(), WriteError> {
+        if self.table.len() >= self.n_sections * SECTION_ENTRY_SIZE {
+            return Err(WriteError::Layout("more sections than reserved"));
+        }
         let count = match id {
-            section::STRINGS => bytes.len(),
-            section::MEMBERS => bytes.len() / MEMBER_SIZE,
-            section::USER_GIDS => bytes.len() / USER_GID_SIZE,
-            section::STRLIST | section::MANAGED => bytes.len() / STRREF_SIZE,
-            section::SHARDS => bytes.len(),
+            section::STRINGS => len,
+            section::MEMBERS => len / MEMBER_SIZE,
+            section::USER_GIDS => len / USER_GID_SIZE,
+            section::STRLIST | section::MANAGED => len / STRREF_SIZE,
+            section::SHARDS => len,
             _ => count,
         };
-        table.extend_from_slice(&u32b(id));
-        table.extend_from_slice(&u32b(len_u32(out.len())?));
-        table.extend_from_slice(&u32b(len_u32(bytes.len())?));
-        table.extend_from_slice(&u32b(len_u32(count)?));
-        out.extend_from_slice(&bytes);
-        drop(bytes);
+        self.table.extend_from_slice(&u32b(id));
+        self.table.extend_from_slice(&u32b(len_u32(off)?));
+        self.table.extend_from_slice(&u32b(len_u32(len)?));
+        self.table.extend_from_slice(&u32b(len_u32(count)?));
+        Ok(())
     }
-    let file_len = out.len() as u64;
-    let mut header = [0u8; HEADER_SIZE];
-    header[0..8].copy_from_slice(&MAGIC);
-    header[8..10].copy_from_slice(&MAJOR.to_le_bytes());
-    header[10..12].copy_from_slice(&MINOR.to_le_bytes());
-    header[16..24].copy_from_slice(&file_len.to_le_bytes());
-    header[24..32].copy_from_slice(&input.generated_at.to_le_bytes());
-    header[32..36].copy_from_slice(&len_u32(n_sections)?.to_le_bytes());
-    header[SERIAL_AT..SERIAL_AT + 4].copy_from_slice(&input.serial.to_le_bytes());
-    if let Some((lo, hi)) = input.uid_range {
-        header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
-        header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
+
+    /// Appends a whole section and states it; its bytes are freed once out. With the index,
+    /// sections 1 to 11 (the base) follow it, back to back to the end of the file; their own
+    /// checksum lets enumeration read only them (1.2, `base_at`), and the accounts region
+    /// (1.3) is the start of the base.
+    pub(crate) fn section(
+        &mut self,
+        id: u32,
+        bytes: Vec<u8>,
+        count: usize,
+    ) -> Result<(), WriteError> {
+        if self.with_index && id == section::STRINGS {
+            self.base_at = Some(self.at);
+        }
+        let off = self.at;
+        let crc = crc32c(&bytes);
+        self.append_summed(&bytes, Some(crc))?;
+        if self.base_at.is_some() {
+            self.base = self.base.then(crc, bytes.len() as u64);
+            if ACCOUNTS_REGION.contains(&id) {
+                self.accounts = self.accounts.then(crc, bytes.len() as u64);
+            }
+        }
+        self.entry(id, off, bytes.len(), count)
     }
-    if let Some(at) = base_at {
-        let base_crc = crc32c(out.get(at..).unwrap_or(&[]));
-        header[BASE_CRC_AT..BASE_CRC_AT + 4].copy_from_slice(&base_crc.to_le_bytes());
-        header[BASE_AT_AT..BASE_AT_AT + 4].copy_from_slice(&len_u32(at)?.to_le_bytes());
-        let accounts_crc = crc32c(out.get(at..accounts_end).ok_or(WriteError::TooLarge)?);
-        header[ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4].copy_from_slice(&accounts_crc.to_le_bytes());
+
+    /// Places the head: header, section table, their checksum and the whole file's.
+    pub(crate) fn finish(
+        mut self,
+        generated_at: i64,
+        serial: u32,
+        uid_range: Option<(u32, u32)>,
+    ) -> Result<(), WriteError> {
+        let head_len = HEADER_SIZE + self.n_sections * SECTION_ENTRY_SIZE;
+        if self.table.len() != self.n_sections * SECTION_ENTRY_SIZE {
+            return Err(WriteError::Layout("fewer sections than reserved"));
+        }
+        self.pieces.push((Some(self.run.crc), self.run.len));
+        let mut rest = Sum::default();
+        for &(crc, len) in &self.pieces {
+            let crc = crc.ok_or(WriteError::Layout("a reserved part was never placed"))?;
+            rest = rest.then(crc, len);
+        }
+        let mut header = [0u8; HEADER_SIZE];
+        header[0..8].copy_from_slice(&MAGIC);
+        header[8..10].copy_from_slice(&MAJOR.to_le_bytes());
+        header[10..12].copy_from_slice(&MINOR.to_le_bytes());
+        header[16..24].copy_from_slice(&(self.at as u64).to_le_bytes());
+        header[24..32].copy_from_slice(&generated_at.to_le_bytes());
+        header[32..36].copy_from_slice(&len_u32(self.n_sections)?.to_le_bytes());
+        header[SERIAL_AT..SERIAL_AT + 4].copy_from_slice(&serial.to_le_bytes());
+        if let Some((lo, hi)) = uid_range {
+            header[UID_MIN_AT..UID_MIN_AT + 4].copy_from_slice(&lo.to_le_bytes());
+            header[UID_MAX_AT..UID_MAX_AT + 4].copy_from_slice(&hi.to_le_bytes());
+        }
+        if let Some(b) = self.base_at {
+            header[BASE_CRC_AT..BASE_CRC_AT + 4].copy_from_slice(&self.base.crc.to_le_bytes());
+            header[BASE_AT_AT..BASE_AT_AT + 4].copy_from_slice(&len_u32(b)?.to_le_bytes());
+            header[ACCOUNTS_CRC_AT..ACCOUNTS_CRC_AT + 4]
+                .copy_from_slice(&self.accounts.crc.to_le_bytes());
+        }
+        let mut head = Vec::with_capacity(head_len);
+        head.extend_from_slice(&header);
+        head.extend_from_slice(&self.table);
+        let hcrc = super::index::head_crc(&head).ok_or(WriteError::TooLarge)?;
+        if let Some(h) = head.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
+            h.copy_from_slice(&hcrc.to_le_bytes());
+        }
+        let crc = Sum {
+            crc: crc32c(head.get(16..).unwrap_or(&[])),
+            len: 0,
+        }
+        .then(rest.crc, rest.len)
+        .crc;
+        if let Some(h) = head.get_mut(12..16) {
+            h.copy_from_slice(&crc.to_le_bytes());
+        }
+        self.sink.place(0, &head).map_err(io_error)
     }
-    let head = out
-        .get_mut(..HEADER_SIZE + table_len)
-        .ok_or(WriteError::TooLarge)?;
-    let (h, t) = head.split_at_mut(HEADER_SIZE);
-    h.copy_from_slice(&header);
-    t.copy_from_slice(&table);
-    let hcrc = super::index::head_crc(&out).ok_or(WriteError::TooLarge)?;
-    if let Some(h) = out.get_mut(HEAD_CRC_AT..HEAD_CRC_AT + 4) {
-        h.copy_from_slice(&hcrc.to_le_bytes());
-    }
-    let crc = crc32c(out.get(16..).unwrap_or(&[]));
-    if let Some(h) = out.get_mut(12..16) {
-        h.copy_from_slice(&crc.to_le_bytes());
-    }
-    Ok(out)
 }

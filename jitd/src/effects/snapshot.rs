@@ -372,7 +372,7 @@ impl Daemon {
         };
         crate::durable::failpoint_hold(&self.cfg.snapshot_path, "hold");
         let gates = snapshot_out::gates_path(&self.cfg.snapshot_path);
-        match snapshot_out::write(&self.cfg.snapshot_path, &gates, &proj.data, proj.serial) {
+        match snapshot_out::write(&self.cfg.snapshot_path, &gates, proj.data, proj.serial) {
             Ok(id) => {
                 *written = proj.generation;
                 *lock(&p.files) = (id, Some(proj.at));
@@ -415,9 +415,9 @@ impl Daemon {
             }
         }
         drop(written);
-        drop(proj);
-        // The build's buffers (both images, the index) are freed now; publications also come
-        // from the timer (expiry, repairs, start-up), which serves no request that would trim.
+        // The projection went to the writer, which freed it with the build's buffers; hand the
+        // pages back here, as publications also come from the timer (expiry, repairs,
+        // start-up), which serves no request that would trim.
         crate::daemon::release_free_heap();
     }
 

@@ -1,0 +1,467 @@
+//! Writes the lookup index (format 1.1, read by [`super::index`]) of a projection, shard by
+//! shard, straight onto the image's sink.
+//!
+//! What a key owns. The name key of a name `n` owns the accounts called `n`, the group called
+//! `n` with all its members, `n`'s own memberships of every non-private group (so `initgroups`
+//! of `n` is answered), and for each private group it holds, the accounts whose uid is its gid
+//! (the group is visible exactly while such an account is live). The id key of `i` owns the
+//! accounts with uid `i` and the groups with gid `i` (and, for private groups, the accounts with
+//! that uid).
+//!
+//! Memory. Each table is one flat, sorted vector of `(key, record)` pairs (16 bytes each); a
+//! key's records are a run of it, a bucket's the run of its keys once the pairs are renumbered
+//! by bucket. A tree of per-key vectors was ~9 MiB at 10 000 grants. The shards are built in
+//! batches, by this thread and one other (`par::in_order`), and appended to the sink as each
+//! batch is done: the directories and big-key tables before them, whose sizes are known once
+//! the keys are counted, are reserved and placed at the end. Only a few batches of shards are
+//! ever in memory, where the whole SHARDS section (~6 MiB at 10 000 grants) used to be.
+
+use std::ops::Range;
+
+use super::format::*;
+use super::index::{id_key, name_key, BIG_KEY_RECORDS};
+use super::writer::{build_image, GroupIn, Input, Placer, Sink, WriteError};
+use crate::crc32c::crc32c;
+use crate::types::{Account, SnapshotData, GROUP_KIND_PRIVATE};
+
+/// Average number of keys the writer puts in one bucket: each shard's fixed cost (a 240-byte
+/// header and table) is spread over this many keys, and a shard stays a few KiB.
+const KEYS_PER_BUCKET: usize = 8;
+/// Shards built per batch: enough work per batch that handing batches between threads costs
+/// nothing measurable, few enough that a batch stays a few hundred KiB.
+const SHARDS_PER_BATCH: usize = 64;
+
+/// One record a key owns, in the order a shard lists them: accounts, whole groups, then single
+/// memberships `(group, member)` that make a user's gids answerable without the whole group.
+/// Indexes into the projection's accounts and groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rec {
+    Account(u32),
+    Group(u32),
+    Stub(u32, u32),
+}
+
+/// `(key, record)`, or once renumbered, `(bucket, record)`.
+type Pair = (u32, Rec);
+
+fn idx(i: usize) -> Result<u32, WriteError> {
+    u32::try_from(i).map_err(|_| WriteError::TooLarge)
+}
+
+/// The pairs of the name table and of the id table, each sorted and without repeats (a
+/// private group's closure repeats the accounts of its name).
+fn pairs(data: &SnapshotData) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
+    let mut by_uid: Vec<(u32, u32)> = Vec::with_capacity(data.accounts.len());
+    for (i, a) in data.accounts.iter().enumerate() {
+        by_uid.push((a.uid, idx(i)?));
+    }
+    by_uid.sort_unstable();
+    let with_uid = |uid: u32| {
+        let lo = by_uid.partition_point(|&(u, _)| u < uid);
+        let hi = by_uid.partition_point(|&(u, _)| u <= uid);
+        by_uid.get(lo..hi).unwrap_or(&[])
+    };
+    let mut names = Vec::with_capacity(2 * data.accounts.len() + data.groups.len());
+    let mut ids = Vec::with_capacity(2 * data.accounts.len() + data.groups.len());
+    for (i, a) in data.accounts.iter().enumerate() {
+        names.push((name_key(&a.name), Rec::Account(idx(i)?)));
+        ids.push((id_key(a.uid), Rec::Account(idx(i)?)));
+    }
+    for (g, e) in data.groups.iter().enumerate() {
+        let gi = idx(g)?;
+        let nk = name_key(&e.name);
+        names.push((nk, Rec::Group(gi)));
+        ids.push((id_key(e.gid), Rec::Group(gi)));
+        if e.kind == GROUP_KIND_PRIVATE {
+            for &(_, j) in with_uid(e.gid) {
+                names.push((nk, Rec::Account(j)));
+                ids.push((id_key(e.gid), Rec::Account(j)));
+            }
+        } else {
+            for (m, mem) in e.members.iter().enumerate() {
+                names.push((name_key(&mem.name), Rec::Stub(gi, idx(m)?)));
+            }
+        }
+    }
+    for v in [&mut names, &mut ids] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    Ok((names, ids))
+}
+
+/// The name a record is found by (its key's name when the record is there by its own name).
+fn name_of(data: &SnapshotData, r: Rec) -> Option<&str> {
+    match r {
+        Rec::Account(i) => data.accounts.get(i as usize).map(|a| a.name.as_str()),
+        Rec::Group(g) => data.groups.get(g as usize).map(|e| e.name.as_str()),
+        Rec::Stub(g, m) => data
+            .groups
+            .get(g as usize)
+            .and_then(|e| e.members.get(m as usize))
+            .map(|m| m.name.as_str()),
+    }
+}
+
+/// Records a run of pairs stands for: accounts, plus every member of each whole group, plus
+/// memberships.
+fn weight(data: &SnapshotData, run: &[Pair]) -> usize {
+    run.iter()
+        .map(|&(_, r)| match r {
+            Rec::Group(g) => data.groups.get(g as usize).map_or(0, |e| e.members.len()),
+            Rec::Account(_) | Rec::Stub(..) => 1,
+        })
+        .sum()
+}
+
+/// Whether two different names of `run` (all of key `key`) share that name key. Only such
+/// names are counted (a private group's closure may bring an account of another name).
+fn key_clash(data: &SnapshotData, key: u32, run: &[Pair]) -> bool {
+    let mut first: Option<&str> = None;
+    for &(_, r) in run {
+        let Some(n) = name_of(data, r) else { continue };
+        if name_key(n) != key {
+            continue;
+        }
+        match first {
+            None => first = Some(n),
+            Some(f) if f != n => return true,
+            Some(_) => {}
+        }
+    }
+    false
+}
+
+/// The runs of equal first elements of sorted `pairs`.
+fn runs(pairs: &[Pair]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let &(k, _) = pairs.get(start)?;
+        let len = pairs
+            .get(start..)
+            .map_or(0, |rest| rest.partition_point(|&(x, _)| x == k));
+        let r = start..start + len.max(1);
+        start = r.end;
+        Some(r)
+    })
+}
+
+/// One table laid out: its big keys (each its own shard, in key order) and its buckets.
+struct Plan {
+    /// Pairs of the big keys, key order.
+    big: Vec<Pair>,
+    /// `(key, range in big)` of each big key.
+    big_keys: Vec<(u32, Range<usize>)>,
+    /// The other pairs renumbered `(bucket, record)`, sorted, without repeats.
+    small: Vec<Pair>,
+    buckets: u32,
+}
+
+impl Plan {
+    /// Splits a table's sorted pairs into big keys and buckets. `may_be_big(key, run)` says
+    /// whether a heavy key may get its own shard.
+    fn of(
+        data: &SnapshotData,
+        pairs: Vec<Pair>,
+        may_be_big: impl Fn(u32, &[Pair]) -> bool,
+    ) -> Result<Plan, WriteError> {
+        let mut big = Vec::new();
+        let mut big_keys = Vec::new();
+        let mut small_keys = 0usize;
+        let mut is_big = Vec::new();
+        for r in runs(&pairs) {
+            let run = pairs.get(r.clone()).unwrap_or(&[]);
+            let key = run.first().map_or(0, |p| p.0);
+            let heavy = weight(data, run) > BIG_KEY_RECORDS && may_be_big(key, run);
+            if heavy {
+                big_keys.push((key, big.len()..big.len() + run.len()));
+                big.extend_from_slice(run);
+            } else {
+                small_keys += 1;
+            }
+            is_big.push(heavy);
+        }
+        let buckets = idx(small_keys.div_ceil(KEYS_PER_BUCKET).max(1))?;
+        let mut small = Vec::with_capacity(pairs.len() - big.len());
+        for (r, heavy) in runs(&pairs).zip(is_big) {
+            if heavy {
+                continue;
+            }
+            for &(k, rec) in pairs.get(r).unwrap_or(&[]) {
+                small.push((k.checked_rem(buckets).unwrap_or(0), rec));
+            }
+        }
+        drop(pairs);
+        small.sort_unstable();
+        small.dedup();
+        Ok(Plan {
+            big,
+            big_keys,
+            small,
+            buckets,
+        })
+    }
+
+    /// The shards of this table in file order: each big key's, then each bucket's (an empty
+    /// bucket has none).
+    fn jobs(&self, table: u8) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self
+            .big_keys
+            .iter()
+            .map(|(key, r)| Job {
+                table,
+                slot: Slot::Big(*key),
+                range: r.clone(),
+            })
+            .collect();
+        let mut at = 0;
+        for b in 0..self.buckets {
+            let n = self
+                .small
+                .get(at..)
+                .map_or(0, |rest| rest.partition_point(|&(x, _)| x == b));
+            jobs.push(Job {
+                table,
+                slot: Slot::Bucket,
+                range: at..at + n,
+            });
+            at += n;
+        }
+        jobs
+    }
+
+    fn recs(&self, job: &Job) -> &[Pair] {
+        let v = match job.slot {
+            Slot::Big(_) => &self.big,
+            Slot::Bucket => &self.small,
+        };
+        v.get(job.range.clone()).unwrap_or(&[])
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Big(u32),
+    Bucket,
+}
+
+/// One shard to build: of table 0 (names) or 1 (ids).
+struct Job {
+    table: u8,
+    slot: Slot,
+    range: Range<usize>,
+}
+
+/// A batch of built shards: their bytes back to back and each one's length (0: an empty
+/// bucket, no shard).
+type Batch = Result<(Vec<u8>, Vec<usize>), WriteError>;
+
+/// Appends the self-contained image (1.0 sections only) of the records `recs` (sorted:
+/// accounts, whole groups, memberships) to `out`; returns its length.
+fn shard(data: &SnapshotData, recs: &[Pair], out: &mut Vec<u8>) -> Result<usize, WriteError> {
+    let mut accounts: Vec<&Account> = Vec::new();
+    let mut groups: Vec<(u32, GroupIn<'_>)> = Vec::new();
+    let mut whole = 0;
+    for &(_, r) in recs {
+        match r {
+            Rec::Account(i) => accounts.extend(data.accounts.get(i as usize)),
+            Rec::Group(g) => {
+                if let Some(entry) = data.groups.get(g as usize) {
+                    groups.push((
+                        g,
+                        GroupIn {
+                            entry,
+                            members: entry.members.iter().collect(),
+                        },
+                    ));
+                    whole = groups.len();
+                }
+            }
+            Rec::Stub(g, m) => {
+                // A group already here whole needs none of its memberships again.
+                if groups
+                    .get(..whole)
+                    .is_some_and(|w| w.binary_search_by_key(&g, |(x, _)| *x).is_ok())
+                {
+                    continue;
+                }
+                let Some((entry, m_rec)) = data
+                    .groups
+                    .get(g as usize)
+                    .and_then(|e| e.members.get(m as usize).map(|r| (e, r)))
+                else {
+                    continue;
+                };
+                match groups.get_mut(whole..).and_then(|t| t.last_mut()) {
+                    Some((last, gi)) if *last == g => gi.members.push(m_rec),
+                    _ => groups.push((
+                        g,
+                        GroupIn {
+                            entry,
+                            members: vec![m_rec],
+                        },
+                    )),
+                }
+            }
+        }
+    }
+    groups.sort_by_key(|(g, _)| *g);
+    let start = out.len();
+    build_image(
+        Input {
+            generated_at: data.generated_at,
+            uid_range: None,
+            accounts,
+            groups: groups.into_iter().map(|(_, gi)| gi).collect(),
+            grants: Vec::new(),
+            managed: Vec::new(),
+            blank_grant_ids: true,
+            serial: 0,
+            bases: None,
+        },
+        None,
+        &mut Tail::new(out),
+    )?;
+    Ok(out.len() - start)
+}
+
+/// Writes the five index sections of `data` (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS, in
+/// that order) through `placer`.
+///
+/// # Errors
+/// As [`super::build_snapshot`], or more shard data than 32-bit offsets address.
+pub(crate) fn write_index(data: &SnapshotData, placer: &mut Placer<'_>) -> Result<(), WriteError> {
+    let (names, ids) = pairs(data)?;
+    // A big key must not share its hash with another name: a lookup of the other name would
+    // land in the big key's shard and miss the bucket that holds it.
+    let plans = [
+        Plan::of(data, names, |k, run| !key_clash(data, k, run))?,
+        Plan::of(data, ids, |_, _| true)?,
+    ];
+    let [name_plan, id_plan] = &plans;
+    let (n_name_big, n_id_big) = (name_plan.big_keys.len(), id_plan.big_keys.len());
+    let mut reserved = Vec::with_capacity(4);
+    for (id, len, count) in [
+        (section::NAME_BIG, n_name_big * BIG_ENTRY_SIZE, n_name_big),
+        (section::ID_BIG, n_id_big * BIG_ENTRY_SIZE, n_id_big),
+        (
+            section::NAME_DIR,
+            name_plan.buckets as usize * DIR_ENTRY_SIZE,
+            name_plan.buckets as usize,
+        ),
+        (
+            section::ID_DIR,
+            id_plan.buckets as usize * DIR_ENTRY_SIZE,
+            id_plan.buckets as usize,
+        ),
+    ] {
+        let off = placer.at();
+        placer.entry(id, off, len, count)?;
+        reserved.push(placer.reserve(len)?);
+    }
+
+    let mut jobs = name_plan.jobs(0);
+    jobs.extend(id_plan.jobs(1));
+    let shards_at = placer.at();
+    let mut tables: [(Vec<u8>, Vec<u8>); 2] = Default::default(); // (big, dir) per table
+    let mut done = 0;
+    let batches = jobs.len().div_ceil(SHARDS_PER_BATCH);
+    crate::par::in_order(
+        batches,
+        |b| -> Batch {
+            let mut out = Vec::new();
+            let mut lens = Vec::new();
+            for job in jobs
+                .iter()
+                .skip(b * SHARDS_PER_BATCH)
+                .take(SHARDS_PER_BATCH)
+            {
+                let recs = plans
+                    .get(job.table as usize)
+                    .map_or(&[][..], |p| p.recs(job));
+                lens.push(if recs.is_empty() {
+                    0
+                } else {
+                    shard(data, recs, &mut out)?
+                });
+            }
+            Ok((out, lens))
+        },
+        |batch| -> Result<(), WriteError> {
+            let (bytes, lens) = batch?;
+            let mut rel = placer.at() - shards_at;
+            placer.append(&bytes)?;
+            for len in lens {
+                let job = jobs
+                    .get(done)
+                    .ok_or(WriteError::Layout("more shards than jobs"))?;
+                done += 1;
+                let (big, dir) = tables
+                    .get_mut(job.table as usize)
+                    .ok_or(WriteError::Layout("no such table"))?;
+                match job.slot {
+                    Slot::Big(key) => {
+                        let mut e = [0u8; BIG_ENTRY_SIZE];
+                        e[0..4].copy_from_slice(&key.to_le_bytes());
+                        e[4..8].copy_from_slice(&idx(rel)?.to_le_bytes());
+                        e[8..12].copy_from_slice(&idx(len)?.to_le_bytes());
+                        let crc = crc32c(&e[..12]);
+                        e[12..16].copy_from_slice(&crc.to_le_bytes());
+                        big.extend_from_slice(&e);
+                    }
+                    Slot::Bucket if len == 0 => dir.extend_from_slice(&[0u8; DIR_ENTRY_SIZE]),
+                    Slot::Bucket => {
+                        dir.extend_from_slice(&idx(rel)?.to_le_bytes());
+                        dir.extend_from_slice(&idx(len)?.to_le_bytes());
+                    }
+                }
+                rel += len;
+            }
+            Ok(())
+        },
+    )?;
+    let shards_len = placer.at() - shards_at;
+    placer.entry(section::SHARDS, shards_at, shards_len, shards_len)?;
+    let [(name_big, name_dir), (id_big, id_dir)] = tables;
+    for (r, bytes) in reserved
+        .into_iter()
+        .zip([name_big, id_big, name_dir, id_dir])
+    {
+        placer.place(r, &bytes)?;
+    }
+    Ok(())
+}
+
+/// A sink that appends to the end of a `Vec` holding other images before it: offsets it is
+/// given count from where it started. Each shard of a batch is written straight onto the end
+/// of the batch.
+struct Tail<'v> {
+    out: &'v mut Vec<u8>,
+    start: usize,
+}
+
+impl<'v> Tail<'v> {
+    fn new(out: &'v mut Vec<u8>) -> Tail<'v> {
+        let start = out.len();
+        Tail { out, start }
+    }
+}
+
+impl Sink for Tail<'_> {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn place(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let at = usize::try_from(at)
+            .ok()
+            .and_then(|a| a.checked_add(self.start))
+            .ok_or_else(|| std::io::Error::other("placed past the end of the image"))?;
+        self.out
+            .get_mut(at..at.saturating_add(bytes.len()))
+            .ok_or_else(|| std::io::Error::other("placed past the end of the image"))?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+}
