@@ -95,12 +95,13 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Whether the file at `path` holds exactly `data`, read back in 64 KiB pieces: the check
-/// needs no second copy of a snapshot of tens of megabytes.
-fn reads_back_as(path: &Path, data: &[u8]) -> io::Result<bool> {
+/// Whether the file at `path` holds exactly `parts` back to back, read back in 64 KiB pieces:
+/// the check needs no second copy of a file of tens of megabytes, nor one of the parts joined.
+fn reads_back_as(path: &Path, parts: &[&[u8]]) -> io::Result<bool> {
     let mut f = File::open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut rest = data;
+    let mut parts = parts.iter().copied();
+    let mut rest: &[u8] = parts.next().unwrap_or_default();
     loop {
         let n = match f.read(&mut buf) {
             Ok(n) => n,
@@ -108,15 +109,25 @@ fn reads_back_as(path: &Path, data: &[u8]) -> io::Result<bool> {
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return Ok(rest.is_empty());
+            return Ok(rest.is_empty() && parts.all(<[u8]>::is_empty));
         }
-        let (Some(got), Some(want)) = (buf.get(..n), rest.get(..n)) else {
-            return Ok(false); // longer than what was written
-        };
-        if got != want {
-            return Ok(false);
+        let mut got = buf.get(..n).unwrap_or_default();
+        while !got.is_empty() {
+            while rest.is_empty() {
+                match parts.next() {
+                    Some(p) => rest = p,
+                    None => return Ok(false), // longer than what was written
+                }
+            }
+            let k = got.len().min(rest.len());
+            let (g, g_after) = got.split_at(k);
+            let (w, w_after) = rest.split_at(k);
+            if g != w {
+                return Ok(false);
+            }
+            got = g_after;
+            rest = w_after;
         }
-        rest = rest.get(n..).unwrap_or_default();
     }
 }
 
@@ -132,7 +143,27 @@ pub fn replace_file(path: &Path, data: &[u8], mode: u32, keep_prev: bool) -> io:
         mode,
         keep_prev,
         |mut f| f.write_all(data),
-        |tmp| reads_back_as(tmp, data),
+        |tmp| reads_back_as(tmp, &[data]),
+    )
+}
+
+/// As [`replace_file`] with the concatenation of `parts`, without making it (a sealed
+/// `state.json`: its header line, then a body of megabytes).
+///
+/// # Errors
+/// As [`replace_file`].
+pub fn replace_file_parts(
+    path: &Path,
+    parts: &[&[u8]],
+    mode: u32,
+    keep_prev: bool,
+) -> io::Result<()> {
+    replace_file_with(
+        path,
+        mode,
+        keep_prev,
+        |mut f| parts.iter().try_for_each(|p| f.write_all(p)),
+        |tmp| reads_back_as(tmp, parts),
     )
 }
 
@@ -234,14 +265,19 @@ pub fn remove_stale_temps(path: &Path) {
 /// names the format and version, e.g. `jitd-state 1 `), then the body. The checksum and length
 /// let a reader tell a torn or damaged file from a good one.
 pub fn seal(header: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
+    let mut out = seal_line(header, body);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The header line [`seal`] puts before `body`, for a caller that writes the two apart.
+pub fn seal_line(header: &str, body: &[u8]) -> Vec<u8> {
+    format!(
         "{header}{:08x} {}\n",
         jit_core::crc32c::crc32c(body),
         body.len()
     )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
+    .into_bytes()
 }
 
 /// The body of a file framed by [`seal`] with the same `header`, if its length and checksum
@@ -425,17 +461,30 @@ mod tests {
         // Longer than one 64 KiB piece, with the difference in the second piece.
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        assert!(reads_back_as(&p, &data).unwrap());
+        assert!(reads_back_as(&p, &[&data]).unwrap());
         let mut other = data.clone();
         other[100_000] ^= 1;
-        assert!(!reads_back_as(&p, &other).unwrap());
-        assert!(!reads_back_as(&p, &data[..data.len() - 1]).unwrap());
+        assert!(!reads_back_as(&p, &[&other]).unwrap());
+        assert!(!reads_back_as(&p, &[&data[..data.len() - 1]]).unwrap());
         let mut longer = data.clone();
         longer.push(0);
-        assert!(!reads_back_as(&p, &longer).unwrap());
+        assert!(!reads_back_as(&p, &[&longer]).unwrap());
+        // In parts: split anywhere (inside a piece, at its edge, with empty parts) it is the
+        // same file; parts that differ anywhere, or add up to a different length, are not.
+        for cut in [0, 1, 65_535, 65_536, 65_537, 150_000, data.len()] {
+            let (a, b) = data.split_at(cut);
+            assert!(reads_back_as(&p, &[a, b]).unwrap(), "cut {cut}");
+            assert!(reads_back_as(&p, &[b"", a, b"", b]).unwrap(), "cut {cut}");
+            let (x, y) = other.split_at(cut);
+            assert!(!reads_back_as(&p, &[x, y]).unwrap(), "cut {cut}");
+            assert!(!reads_back_as(&p, &[a, b, b"z"]).unwrap(), "cut {cut}");
+            if !b.is_empty() {
+                assert!(!reads_back_as(&p, &[a, &b[1..]]).unwrap(), "cut {cut}");
+            }
+        }
         std::fs::write(&p, b"").unwrap();
-        assert!(reads_back_as(&p, b"").unwrap());
-        assert!(!reads_back_as(&p, b"x").unwrap());
+        assert!(reads_back_as(&p, &[b""]).unwrap());
+        assert!(!reads_back_as(&p, &[b"x"]).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
