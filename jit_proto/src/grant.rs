@@ -172,8 +172,10 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<String>,
     /// Certification of the host state at the grant's end (set once its teardown finished).
+    /// Boxed: only ended grants carry one, and inline it made every grant jitd holds 88 bytes
+    /// larger (~0.9 MiB at 10 000 grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certification: Option<crate::certification::Certification>,
+    pub certification: Option<Box<crate::certification::Certification>>,
     /// Where the grant came from: `jitctl grant add` on this host, or the central service's
     /// signed state document. State files written before the field existed read as local.
     #[serde(default)]

@@ -233,7 +233,7 @@ impl Daemon {
     pub(crate) fn watch_full_certification(&self, mut g: jit_proto::Grant) -> jit_proto::Grant {
         if let (Some(c), Some(_)) = (&self.certifier, &g.certification) {
             if let Some(full) = c.load_full(&g.id) {
-                g.certification = Some(full);
+                g.certification = Some(Box::new(full));
             }
         }
         g
@@ -329,11 +329,11 @@ impl Daemon {
                     let user = {
                         let mut inner = self.lock();
                         inner.state.grants.get_mut(&grant).map(|g| {
-                            g.certification = Some(if saved.is_ok() {
+                            g.certification = Some(Box::new(if saved.is_ok() {
                                 crate::certify::summary(&cert)
                             } else {
                                 (*cert).clone()
-                            });
+                            }));
                             g.user.clone()
                         })
                     };
