@@ -166,32 +166,25 @@ impl Plan {
         may_be_big: impl Fn(u32, &[Pair]) -> bool,
     ) -> Result<Plan, WriteError> {
         let mut big = Vec::new();
-        let mut big_keys = Vec::new();
+        let mut big_keys: Vec<(u32, Range<usize>)> = Vec::new();
         let mut small_keys = 0usize;
-        let mut is_big = Vec::new();
         for r in runs(&pairs) {
-            let run = pairs.get(r.clone()).unwrap_or(&[]);
+            let run = pairs.get(r).unwrap_or(&[]);
             let key = run.first().map_or(0, |p| p.0);
-            let heavy = weight(data, run) > BIG_KEY_RECORDS && may_be_big(key, run);
-            if heavy {
+            if weight(data, run) > BIG_KEY_RECORDS && may_be_big(key, run) {
                 big_keys.push((key, big.len()..big.len() + run.len()));
                 big.extend_from_slice(run);
             } else {
                 small_keys += 1;
             }
-            is_big.push(heavy);
         }
         let buckets = idx(small_keys.div_ceil(KEYS_PER_BUCKET).max(1))?;
-        let mut small = Vec::with_capacity(pairs.len() - big.len());
-        for (r, heavy) in runs(&pairs).zip(is_big) {
-            if heavy {
-                continue;
-            }
-            for &(k, rec) in pairs.get(r).unwrap_or(&[]) {
-                small.push((k.checked_rem(buckets).unwrap_or(0), rec));
-            }
+        // The rest renumbered by bucket in place (big keys are few, found by key order).
+        let mut small = pairs;
+        small.retain(|p| big_keys.binary_search_by_key(&p.0, |(k, _)| *k).is_err());
+        for p in &mut small {
+            p.0 = p.0.checked_rem(buckets).unwrap_or(0);
         }
-        drop(pairs);
         small.sort_unstable();
         small.dedup();
         Ok(Plan {
@@ -449,19 +442,13 @@ impl<'v> Tail<'v> {
 
 impl Sink for Tail<'_> {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.out.extend_from_slice(bytes);
-        Ok(())
+        Sink::append(&mut *self.out, bytes)
     }
 
     fn place(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
-        let at = usize::try_from(at)
-            .ok()
-            .and_then(|a| a.checked_add(self.start))
+        let at = at
+            .checked_add(self.start as u64)
             .ok_or_else(|| std::io::Error::other("placed past the end of the image"))?;
-        self.out
-            .get_mut(at..at.saturating_add(bytes.len()))
-            .ok_or_else(|| std::io::Error::other("placed past the end of the image"))?
-            .copy_from_slice(bytes);
-        Ok(())
+        Sink::place(&mut *self.out, at, bytes)
     }
 }
