@@ -95,40 +95,55 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Whether the file at `path` holds exactly `parts` back to back, read back in 64 KiB pieces:
-/// the check needs no second copy of a file of tens of megabytes, nor one of the parts joined.
-fn reads_back_as(path: &Path, parts: &[&[u8]]) -> io::Result<bool> {
+/// Reads the file at `path` in 64 KiB pieces, handing each to `visit` in order, and says
+/// whether `visit` took every piece to the end (`false`: it stopped at one). The read-back
+/// checks of a written file go through this, so none needs a second copy of a file of tens of
+/// megabytes.
+///
+/// # Errors
+/// open or read failure.
+pub(crate) fn read_pieces(path: &Path, mut visit: impl FnMut(&[u8]) -> bool) -> io::Result<bool> {
     let mut f = File::open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut parts = parts.iter().copied();
-    let mut rest: &[u8] = parts.next().unwrap_or_default();
     loop {
         let n = match f.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if n == 0 {
-            return Ok(rest.is_empty() && parts.all(<[u8]>::is_empty));
+        let Some(piece) = buf.get(..n).filter(|_| n > 0) else {
+            return Ok(true);
+        };
+        if !visit(piece) {
+            return Ok(false);
         }
-        let mut got = buf.get(..n).unwrap_or_default();
+    }
+}
+
+/// Whether the file at `path` holds exactly `parts` back to back, without joining them.
+fn reads_back_as(path: &Path, parts: &[&[u8]]) -> io::Result<bool> {
+    let mut parts = parts.iter().copied();
+    let mut rest: &[u8] = parts.next().unwrap_or_default();
+    let same_so_far = read_pieces(path, |mut got| {
         while !got.is_empty() {
             while rest.is_empty() {
                 match parts.next() {
                     Some(p) => rest = p,
-                    None => return Ok(false), // longer than what was written
+                    None => return false, // longer than what was written
                 }
             }
             let k = got.len().min(rest.len());
             let (g, g_after) = got.split_at(k);
             let (w, w_after) = rest.split_at(k);
             if g != w {
-                return Ok(false);
+                return false;
             }
             got = g_after;
             rest = w_after;
         }
-    }
+        true
+    })?;
+    Ok(same_so_far && rest.is_empty() && parts.all(<[u8]>::is_empty))
 }
 
 /// Replaces `path` with `data` atomically and durably, owned by root with `mode`.

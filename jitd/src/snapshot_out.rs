@@ -421,32 +421,27 @@ impl jit_core::snapshot::Sink for FileSink<'_> {
 /// comparison of [`replace_file`] checks for content held in memory (a short, empty or
 /// damaged write), for an image that never was.
 fn image_reads_back(path: &Path) -> std::io::Result<bool> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut head = [0u8; 24];
-    if f.read_exact(&mut head).is_err() {
-        return Ok(false);
-    }
-    let stated_crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&head[16..24]);
-    let stated_len = u64::from_le_bytes(len);
-    let mut crc = jit_core::crc32c::crc32c(&head[16..]);
-    let mut read = head.len() as u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let Some(piece) = buf.get(..n).filter(|_| n > 0) else {
-            break;
-        };
-        crc = jit_core::crc32c::crc32c_append(crc, piece);
-        read += n as u64;
-    }
-    Ok(read == stated_len && crc == stated_crc)
+    /// The header's CRC32C is at 12, and covers everything from 16; `file_len` is at 16.
+    const COVERED_FROM: u64 = 16;
+    const HEAD: usize = 24;
+    let mut head = Vec::with_capacity(HEAD);
+    let (mut crc, mut read) = (0u32, 0u64);
+    crate::durable::read_pieces(path, |piece| {
+        let take = (HEAD - head.len()).min(piece.len());
+        head.extend_from_slice(piece.get(..take).unwrap_or_default());
+        let skip = usize::try_from(COVERED_FROM.saturating_sub(read)).unwrap_or(usize::MAX);
+        crc = jit_core::crc32c::crc32c_append(crc, piece.get(skip..).unwrap_or_default());
+        read += piece.len() as u64;
+        true
+    })?;
+    let field = |at: usize, len: usize| {
+        let mut b = [0u8; 8];
+        if let (Some(to), Some(from)) = (b.get_mut(..len), head.get(at..at + len)) {
+            to.copy_from_slice(from);
+        }
+        u64::from_le_bytes(b)
+    };
+    Ok(head.len() == HEAD && read == field(16, 8) && u64::from(crc) == field(12, 4))
 }
 
 /// Writes the deltas of the gates file and of the snapshot (format 1.4, small: the grants
