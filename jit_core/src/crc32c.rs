@@ -56,6 +56,13 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     crc32c_tables(crc, data)
 }
 
+/// As [`crc32c`], with the CPU's instruction whatever the length of `data`: for a caller that
+/// checksums at least [`HW_MIN_LEN`] in all, in pieces below it (a listing's chunks), which
+/// repays the one question to the CPU many times over.
+pub fn crc32c_in_pieces(data: &[u8]) -> u32 {
+    crc32c_hardware(0, data).unwrap_or_else(|| crc32c_tables(0, data))
+}
+
 /// The CRC32C of `A ++ B` from `a = crc32c(A)`, `b = crc32c(B)` and `B`'s length, without
 /// either's bytes: jitd's writer checksums each section once and joins the sums, so an image
 /// written to disk in pieces needs no second pass and no copy of itself in memory. (The

@@ -276,13 +276,24 @@ pub fn validate_ssh_key(key: &str) -> Result<(), ValidationError> {
 /// What the snapshot reader demands of a stored field (names, GECOS, paths): no NUL, `:` or
 /// newline, bounded. Used by the writer too, so a snapshot that the writer accepts always reads.
 pub fn is_field_safe(s: &str, max: usize) -> bool {
-    s.len() <= max && !contains_any(s.as_bytes(), [0, b':', b'\n', 0])
+    s.len() <= max && field_bytes_safe(s.as_bytes())
+}
+
+/// The bytes of [`is_field_safe`] without its length limit: fields stored back to back (a
+/// record of the account listing) are checked in one call.
+pub fn field_bytes_safe(s: &[u8]) -> bool {
+    !contains_any(s, [0, b':', b'\n', 0])
 }
 
 /// What the snapshot reader demands of a name: a safe field of at most `max` bytes, not empty,
 /// without `/`.
 pub fn is_name_safe(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && !contains_any(s.as_bytes(), [0, b':', b'\n', b'/'])
+    is_name_safe_bytes(s.as_bytes(), max)
+}
+
+/// [`is_name_safe`] of bytes (the account listing's names).
+pub fn is_name_safe_bytes(s: &[u8], max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !contains_any(s, [0, b':', b'\n', b'/'])
 }
 
 /// What the snapshot reader demands of a free-text line (ssh keys, sudo commands): no NUL or

@@ -59,6 +59,7 @@ fn request_body(body: &[u8]) {
 /// The snapshot reader (every module maps the file): a parsed snapshot answers every lookup
 /// without panicking, and the lookups agree with the listing.
 pub fn snapshot(data: &[u8]) {
+    walk_listing(data);
     walk_snapshot(Snapshot::parse(data));
     walk_layered(data);
     walk_snapshot(Snapshot::parse_base(data));
@@ -105,6 +106,60 @@ pub fn snapshot(data: &[u8]) {
             }
             resign_head(&mut fixed);
             walk_snapshot(Snapshot::parse_accounts_region(&fixed));
+        }
+    }
+}
+
+/// Format 1.5: the account listing of the input, as `getpwent` reads it a chunk at a time;
+/// and the input as the payload of one listing chunk whose head and checksum are right, so
+/// that mutations reach the record checks. Reading never panics, and every record a chunk
+/// yields was checked: its strings are the ones a listing may show.
+fn walk_listing(data: &[u8]) {
+    use jit_core::snapshot::format::{LISTING_CHUNK_HEAD, LISTING_CHUNK_MAX};
+    use jit_core::snapshot::index::{IndexHead, HEAD_PREFIX};
+    use jit_core::snapshot::listing::read_all;
+    let prefix = data.get(..data.len().min(HEAD_PREFIX)).unwrap_or_default();
+    if let Ok(Some(head)) = IndexHead::parse(prefix, data.len() as u64) {
+        if let Some((at, len, count)) = head.listing {
+            let section = data
+                .get(at as usize..(at + len) as usize)
+                .unwrap_or_default();
+            check_listed(read_all(section, count));
+        }
+    }
+    if data.len() <= LISTING_CHUNK_MAX {
+        for count in 1..=3u32 {
+            let mut chunk = Vec::with_capacity(LISTING_CHUNK_HEAD + data.len());
+            chunk.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(&count.to_le_bytes());
+            chunk.extend_from_slice(&jit_core::crc32c::crc32c(data).to_le_bytes());
+            chunk.extend_from_slice(&0u32.to_le_bytes());
+            chunk.extend_from_slice(data);
+            check_listed(read_all(&chunk, count));
+        }
+    }
+}
+
+fn check_listed(
+    r: Result<
+        Vec<jit_core::snapshot::listing::ListedAccount<'_>>,
+        jit_core::snapshot::SnapshotError,
+    >,
+) {
+    use jit_core::validate::{is_field_safe, is_name_safe};
+    for a in r.unwrap_or_default() {
+        let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).ok();
+        let name = text(a.name);
+        assert!(
+            name.as_deref().is_some_and(|n| is_name_safe(n, 32)),
+            "listed name {:?}",
+            a.name
+        );
+        for f in [a.gecos, a.home, a.shell] {
+            assert!(
+                text(f).is_some_and(|f| is_field_safe(&f, 16 * 1024)),
+                "listed field {f:?}"
+            );
         }
     }
 }

@@ -98,6 +98,26 @@ fn writer_seeds_parse() {
         s.is_ok_and(|s| s.account_count() == 7),
         "seed-writer-indexed-13 through parse_accounts_region"
     );
+    // The 1.5 seed holds the account listing: `getpwent` reads that, a chunk at a time.
+    let v15 = seeds
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().ends_with("seed-writer-indexed-15"))
+        .expect("fuzz/corpus/snapshot/seed-writer-indexed-15");
+    let head = jit_core::snapshot::index::IndexHead::parse(
+        &v15.1[..v15.1.len().min(jit_core::snapshot::index::HEAD_PREFIX)],
+        v15.1.len() as u64,
+    );
+    let (at, len, count) = head
+        .ok()
+        .flatten()
+        .and_then(|h| h.listing)
+        .expect("seed-writer-indexed-15 states a listing");
+    let listed =
+        jit_core::snapshot::listing::read_all(&v15.1[at as usize..(at + len) as usize], count);
+    assert!(
+        listed.is_ok_and(|l| l.len() == 7),
+        "seed-writer-indexed-15's listing"
+    );
 }
 
 /// The hostile requests the corpus must hold are there and are refused or read as they should.

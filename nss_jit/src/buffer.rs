@@ -83,7 +83,12 @@ impl<'a> CallerBuf<'a> {
     /// Copies `s` and a terminating NUL into the buffer; returns the C string pointer.
     /// Snapshot strings are validated to hold no NUL, so C sees the whole string.
     pub fn put_str(&mut self, s: &str) -> Result<*mut c_char, TooSmall> {
-        let bytes = s.as_bytes();
+        self.put_bytes(s.as_bytes())
+    }
+
+    /// As [`CallerBuf::put_str`], for bytes checked to be a string without NUL (a record of
+    /// the account listing).
+    pub fn put_bytes(&mut self, bytes: &[u8]) -> Result<*mut c_char, TooSmall> {
         let n = bytes.len().checked_add(1).ok_or(TooSmall)?;
         let dst = self.reserve(1, n)?;
         // SAFETY: `reserve` checked that `dst .. dst + n` lies inside the caller's buffer, which

@@ -26,20 +26,30 @@ pub struct Position {
     pub last: Option<usize>,
 }
 
-/// What one enumeration walks: the base's copy and the delta read over it (format 1.4).
-pub struct Listed {
-    /// The base region (or the file).
-    pub base: Arc<SnapshotCopy>,
-    /// The delta, if there is one.
-    pub delta: Option<Arc<SnapshotCopy>>,
+/// What one enumeration walks: the base's copy and the delta read over it (format 1.4), or,
+/// listing the accounts of a file with an account listing (format 1.5), a walk over it.
+pub enum Listed {
+    /// A checked copy of the base region (or the file), with the delta.
+    Copy {
+        /// The base region (or the file).
+        base: Arc<SnapshotCopy>,
+        /// The delta, if there is one.
+        delta: Option<Arc<SnapshotCopy>>,
+    },
+    /// The accounts read a chunk at a time ([`crate::listing`]).
+    Walk(Box<crate::listing::AccountWalk>),
 }
 
 impl Listed {
-    /// The base with the delta over it if the delta names it.
-    pub fn snapshot(&self) -> Snapshot<'_> {
-        self.base
-            .snapshot()
-            .over(self.delta.as_deref().map(SnapshotCopy::view))
+    /// The base with the delta over it if the delta names it; `None` for a walk.
+    pub fn snapshot(&self) -> Option<Snapshot<'_>> {
+        match self {
+            Listed::Copy { base, delta } => Some(
+                base.snapshot()
+                    .over(delta.as_deref().map(SnapshotCopy::view)),
+            ),
+            Listed::Walk(_) => None,
+        }
     }
 }
 
@@ -102,12 +112,12 @@ pub fn end(cursor: &Mutex<Cursor>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `get*ent_r`: runs `step` on the pinned snapshot (pinning the current one if enumeration was
-/// not started) and stores the advanced position only if `step` succeeded.
+/// `get*ent_r`: runs `step` on what the cursor pins (pinning the current snapshot if
+/// enumeration was not started) and stores the advanced position only if `step` succeeded.
 pub fn next<T>(
     cursor: &Mutex<Cursor>,
     source: impl FnOnce() -> Result<Listed, SourceError>,
-    step: impl FnOnce(&Snapshot<'_>, &mut Position) -> Result<T, Failure>,
+    step: impl FnOnce(&mut Listed, &mut Position) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let mut c = lock_nonblocking(cursor).ok_or(Failure::Unavailable)?;
     // The pinned copy is used under the cursor lock, which keeps it alive: no reference count
@@ -124,9 +134,36 @@ pub fn next<T>(
         }
     };
     let mut next = *pos;
-    let out = step(&copy.snapshot(), &mut next)?;
+    let out = step(copy, &mut next)?;
     *pos = next;
     Ok(out)
+}
+
+/// `getpwent_r`'s step: over a walk, its next account; over a copy, [`step_passwd`].
+pub fn step_accounts(
+    listed: &mut Listed,
+    pos: &mut Position,
+    now: UnixTime,
+    buf: &mut CallerBuf<'_>,
+) -> Result<libc::passwd, Failure> {
+    match listed {
+        Listed::Walk(w) => w.step(now, buf),
+        Listed::Copy { .. } => {
+            let snap = listed.snapshot().ok_or(Failure::Unavailable)?;
+            step_passwd(&snap, pos, now, buf)
+        }
+    }
+}
+
+/// `getgrent_r`'s step: [`step_group`] over the copy (groups are always listed from one).
+pub fn step_groups(
+    listed: &mut Listed,
+    pos: &mut Position,
+    now: UnixTime,
+    buf: &mut CallerBuf<'_>,
+) -> Result<libc::group, Failure> {
+    let snap = listed.snapshot().ok_or(Failure::Unavailable)?;
+    step_group(&snap, pos, now, buf)
 }
 
 /// The next live account from `pos`, formatted into `buf`; `pos` moves only on success.
@@ -297,12 +334,12 @@ mod tests {
         let path = install(&d.0, "snapshot", &sample(), 0o644);
         let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         let cache: Cache = Mutex::new(None);
-        let src = || acquire(&cpath, &cache).map(|base| Listed { base, delta: None });
+        let src = || acquire(&cpath, &cache).map(|base| Listed::Copy { base, delta: None });
         let cursor: Mutex<Cursor> = Mutex::new(Cursor::new());
         let mut b = vec![0u8; 512];
         let mut get = |len: usize| {
-            next(&cursor, src, |s, p| {
-                step_passwd(s, p, 175, &mut CallerBuf::new(&mut b[..len]))
+            next(&cursor, src, |l, p| {
+                step_accounts(l, p, 175, &mut CallerBuf::new(&mut b[..len]))
                     .map(|pw| pw_fields(&pw).0)
             })
         };
@@ -322,8 +359,8 @@ mod tests {
         // set*ent pins the new (empty) snapshot.
         start(&cursor, src).unwrap();
         let mut b = vec![0u8; 512];
-        let r = next(&cursor, src, |s, p| {
-            step_passwd(s, p, 175, &mut CallerBuf::new(&mut b)).map(|_| ())
+        let r = next(&cursor, src, |l, p| {
+            step_accounts(l, p, 175, &mut CallerBuf::new(&mut b)).map(|_| ())
         });
         assert_eq!(r.err(), Some(Failure::NotFound));
         end(&cursor).unwrap();

@@ -9,14 +9,18 @@
 //! result; [`status::finish`] maps failures to `(nss_status, errno)`.
 //!
 //! The module never talks to jitd, never logs on success or not-found, never writes to
-//! stdout/stderr, never blocks, keeps no file descriptor and starts no thread. It is loaded into
-//! sshd, login, sudo and every process that resolves a name (docs/design.md#module-rules).
+//! stdout/stderr, never blocks and starts no thread. It keeps no file descriptor, except one
+//! (`O_CLOEXEC`) from the first `getpwent` to `endpwent` over a file with an account listing,
+//! as glibc's `files` keeps its stream open between `setpwent` and `endpwent`
+//! ([`listing`]). It is loaded into sshd, login, sudo and every process that resolves a name
+//! (docs/design.md#module-rules).
 #![warn(clippy::indexing_slicing)]
 
 pub mod buffer;
 pub mod counter;
 pub mod delta;
 pub mod enumerate;
+pub mod listing;
 pub mod lookup;
 pub mod shard;
 pub mod source;
@@ -147,7 +151,7 @@ pub unsafe extern "C" fn _nss_jit_getpwent_r(
         let out = enumerate::next(
             &PW_CURSOR,
             || source::for_enumeration(Listing::Accounts),
-            |snap, pos| enumerate::step_passwd(snap, pos, now, &mut buf),
+            |listed, pos| enumerate::step_accounts(listed, pos, now, &mut buf),
         )?;
         // SAFETY: `pwd` is non-null and writable (NSS contract).
         unsafe { pwd.write(out) };
@@ -274,7 +278,7 @@ pub unsafe extern "C" fn _nss_jit_getgrent_r(
         let out = enumerate::next(
             &GR_CURSOR,
             || source::for_enumeration(Listing::Groups),
-            |snap, pos| enumerate::step_group(snap, pos, now, &mut buf),
+            |listed, pos| enumerate::step_groups(listed, pos, now, &mut buf),
         )?;
         // SAFETY: `grp` is non-null and writable (NSS contract).
         unsafe { grp.write(out) };

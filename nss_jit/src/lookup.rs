@@ -9,6 +9,7 @@
 use crate::buffer::{CallerBuf, TooSmall};
 use crate::status::Failure;
 use jit_core::constants::MAX_NAME_LEN;
+use jit_core::snapshot::listing::ListedAccount;
 use jit_core::snapshot::{AccountView, GroupView, Snapshot};
 use jit_core::validate::validate_name;
 use jit_core::UnixTime;
@@ -39,7 +40,12 @@ pub fn query_name(raw: &[u8]) -> Result<&str, Failure> {
 
 /// Whether an account record may be shown at all.
 fn answerable_account(a: &AccountView<'_>) -> bool {
-    a.name() != "root" && !refused_id(a.uid()) && !refused_id(a.gid())
+    listed_answerable(a.name().as_bytes(), a.uid(), a.gid())
+}
+
+/// Whether an account called `name` with `uid` and primary `gid` may be shown at all.
+pub fn listed_answerable(name: &[u8], uid: u32, gid: u32) -> bool {
+    name != b"root" && !refused_id(uid) && !refused_id(gid)
 }
 
 /// Whether a group record may be shown at all.
@@ -100,6 +106,22 @@ pub fn format_passwd(
         pw_gecos: buf.put_str(a.gecos())?,
         pw_dir: buf.put_str(a.home())?,
         pw_shell: buf.put_str(a.shell())?,
+    })
+}
+
+/// Formats a record of the account listing (format 1.5) as [`format_passwd`] does an account.
+pub fn format_listed(
+    a: &ListedAccount<'_>,
+    buf: &mut CallerBuf<'_>,
+) -> Result<libc::passwd, TooSmall> {
+    Ok(libc::passwd {
+        pw_name: buf.put_bytes(a.name)?,
+        pw_passwd: buf.put_str(NO_PASSWORD)?,
+        pw_uid: a.uid,
+        pw_gid: a.gid,
+        pw_gecos: buf.put_bytes(a.gecos)?,
+        pw_dir: buf.put_bytes(a.home)?,
+        pw_shell: buf.put_bytes(a.shell)?,
     })
 }
 

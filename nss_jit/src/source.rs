@@ -3,8 +3,10 @@
 //!
 //! Trust comes from the file itself: a regular file (not a symlink), owned by root, not group- or
 //! other-writable, between a header and `MAX_SNAPSHOT_BYTES` long; the content is then fully
-//! validated by `Snapshot::parse`. No file descriptor is kept (callers may `closefrom(3)`), no
-//! lock is ever waited for, nothing is logged, and the path is compile-time.
+//! validated by `Snapshot::parse`. No file descriptor is kept (callers may `closefrom(3)`;
+//! the one exception, an account listing's between `getpwent` and `endpwent`, checks that its
+//! descriptor still names its file before each read: `crate::listing`), no lock is ever
+//! waited for, nothing is logged, and the path is compile-time.
 //!
 //! Cache. Parsing checks every byte (CRC32C and all references), which is far too slow to repeat
 //! per lookup, so the validated copy is kept in [`CACHE`] and revalidated per call with one
@@ -23,6 +25,7 @@ use jit_core::ffi::errno;
 use jit_core::snapshot::file::{
     check_stat, open_trusted, read_accounts, read_base, Region, TrustError,
 };
+use jit_core::snapshot::index::{IndexHead, HEAD_PREFIX};
 use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -275,7 +278,11 @@ thread_local! {
 }
 
 /// Fills `buf` from offset `at` of `fd` with `pread`, refusing a file that shrank meanwhile.
-fn read_into(fd: &std::os::fd::OwnedFd, at: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+pub(crate) fn read_into(
+    fd: &std::os::fd::OwnedFd,
+    at: u64,
+    buf: &mut [u8],
+) -> Result<(), SourceError> {
     #[cfg(test)]
     READS.with(|r| r.set(r.get() + 1));
     let len = buf.len();
@@ -340,12 +347,56 @@ pub enum Listing {
 /// A validated copy of the snapshot's base (sections 1 to 11; the whole file if it states no
 /// base region), limited to what `listing` needs, that is not cached: enumeration pins it in
 /// its cursor until `end*ent`, after which the process holds nothing that grows with the file.
+///
+/// Listing accounts of a file with an account listing (format 1.5) opens a walk over it
+/// instead ([`crate::listing`]): nothing is copied up front.
 pub fn for_enumeration(listing: Listing) -> Result<crate::enumerate::Listed, SourceError> {
-    let base = SnapshotCopy::open_for_enumeration(SNAPSHOT_PATH, listing).map(Arc::new)?;
-    // After the base: jitd renames a new base into place before it removes the old delta, and
-    // a delta naming another base is not read over this one.
-    let delta = crate::delta::current(crate::delta::DELTA_PATH, &crate::delta::DELTA, true);
-    Ok(crate::enumerate::Listed { base, delta })
+    for_enumeration_at(SNAPSHOT_PATH, crate::delta::DELTA_PATH, listing)
+}
+
+/// [`for_enumeration`] of the snapshot at `path` and the delta at `delta_path` (tests).
+pub fn for_enumeration_at(
+    path: &CStr,
+    delta_path: &CStr,
+    listing: Listing,
+) -> Result<crate::enumerate::Listed, SourceError> {
+    use crate::enumerate::Listed;
+    // The delta is read after the base is opened: jitd renames a new base into place before
+    // it removes the old delta, and a delta naming another base is not read over this one.
+    let delta = || crate::delta::current(delta_path, &crate::delta::DELTA, true);
+    if listing == Listing::Accounts {
+        if let Some((fd, st, head)) = open_with_listing(path)? {
+            let section = head.listing.ok_or(SourceError::Corrupt)?;
+            let walk = crate::listing::AccountWalk::new(fd, &st, head.serial, section, delta());
+            return Ok(Listed::Walk(Box::new(walk)));
+        }
+    }
+    let base = SnapshotCopy::open_for_enumeration(path, listing).map(Arc::new)?;
+    Ok(Listed::Copy {
+        base,
+        delta: delta(),
+    })
+}
+
+/// Opens `path` and checks its header and section table; the descriptor, its stat and the
+/// head if the file states an account listing (format 1.5), `None` for any other file.
+fn open_with_listing(
+    path: &CStr,
+) -> Result<Option<(std::os::fd::OwnedFd, libc::stat, IndexHead)>, SourceError> {
+    let (fd, st) = open_trusted(path)?;
+    let size = u64::try_from(st.st_size).map_err(|_| TrustError::BadSize)?;
+    let mut prefix = vec![
+        0u8;
+        usize::try_from(size)
+            .unwrap_or(HEAD_PREFIX)
+            .min(HEAD_PREFIX)
+    ];
+    read_into(&fd, 0, &mut prefix)?;
+    match IndexHead::parse(&prefix, size) {
+        Ok(Some(head)) if head.listing.is_some() => Ok(Some((fd, st, head))),
+        Ok(_) => Ok(None),
+        Err(_) => Err(SourceError::Corrupt),
+    }
 }
 
 /// The validated copy of `path`, from `cache` when the file is unchanged.

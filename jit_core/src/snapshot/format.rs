@@ -1,4 +1,4 @@
-//! Byte layout of the snapshot, version 1.2 (docs/snapshot-format.md). All integers
+//! Byte layout of the snapshot, version 1.5 (docs/snapshot-format.md). All integers
 //! little-endian.
 //!
 //! ```text
@@ -30,8 +30,8 @@ pub const MAJOR: u16 = 1;
 /// Minor version this code writes (1.1: head_crc, uid range, the lookup index sections;
 /// 1.2: the base region's checksum, `base_crc` and `base_at`; 1.3: the accounts region at the
 /// start of the base and its checksum, `accounts_crc`; 1.4: the base serial and the delta files,
-/// section BASES).
-pub const MINOR: u16 = 4;
+/// section BASES; 1.5: the account listing, section LISTING).
+pub const MINOR: u16 = 5;
 /// Header offset of the base serial (1.4, u32; the `flags` word of earlier minors, written 0):
 /// which base a delta file may be read over (section BASES). 0: no delta applies.
 pub const SERIAL_AT: usize = 36;
@@ -99,7 +99,22 @@ pub mod section {
     /// (1.4) Only in a delta file: the serials (u32 each, non-zero) of the bases it may be read
     /// over, at most `MAX_DELTA_BASES`. A file with this section is a delta, never a base.
     pub const BASES: u32 = 17;
+    /// (1.5) The account listing: every record of ACCOUNTS, in its order, with the strings a
+    /// listing shows inline, in chunks that each carry their own CRC32C, so that `getpwent`
+    /// reads the file a chunk at a time (`super::listing`). Only in an indexed file, between
+    /// the index and the base.
+    pub const LISTING: u32 = 18;
 }
+
+/// Head of a LISTING chunk: payload length u32, record count u32, CRC32C of the payload u32,
+/// zero u32.
+pub const LISTING_CHUNK_HEAD: usize = 16;
+/// Most payload bytes in one LISTING chunk (a record never spans two chunks; the largest
+/// record, names and fields at their limits, fits in one).
+pub const LISTING_CHUNK_MAX: usize = 64 * 1024;
+/// Fixed part of a LISTING record: uid 0, gid 4, nb 8, na 16, flags 24, then the lengths
+/// (u16) of name 28, gecos 30, home 32, shell 34; the four strings follow in that order.
+pub const LISTING_RECORD_FIXED: usize = 36;
 
 /// Size of an entry of BASES.
 pub const SERIAL_SIZE: usize = 4;

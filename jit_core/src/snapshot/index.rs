@@ -81,6 +81,8 @@ pub struct IndexHead {
     name_big: SectionRef,
     id_big: SectionRef,
     shards: SectionRef,
+    /// The account listing (1.5): `(absolute offset, length, records)`.
+    pub listing: Option<SectionRef>,
 }
 
 /// How many bytes at the start of the file hold the header and the largest table a reader
@@ -132,6 +134,7 @@ impl IndexHead {
             return Err(SnapshotError::BadChecksum);
         }
         let mut found: [Option<SectionRef>; 5] = [None; 5];
+        let mut listing: Option<SectionRef> = None;
         for i in 0..nsec {
             let e = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
             let id = rd_u32(prefix, e);
@@ -144,6 +147,11 @@ impl IndexHead {
             let slot = id
                 .checked_sub(section::NAME_DIR)
                 .and_then(|k| found.get_mut(k as usize));
+            let slot = match slot {
+                Some(slot) => Some(slot),
+                None if id == section::LISTING && minor >= 5 => Some(&mut listing),
+                None => None,
+            };
             if let Some(slot) = slot {
                 if slot.is_some() {
                     return Err(SnapshotError::Corrupt("duplicate section"));
@@ -178,6 +186,7 @@ impl IndexHead {
             name_big,
             id_big,
             shards,
+            listing,
         }))
     }
 

@@ -2,13 +2,15 @@
 //!
 //! `format` fixes the byte layout (see docs/snapshot-format.md), `writer` builds a file image
 //! from [`crate::types::SnapshotData`] (pure: bytes out, into a `Vec` or a caller's [`Sink`]), `reader` validates an image once and
-//! answers lookups by binary search without allocating.
+//! answers lookups by binary search without allocating, `index` lets a lookup read one shard
+//! of the file, and `listing` lets `getpwent` read it a checked chunk at a time.
 
 pub mod file;
 pub mod format;
 pub mod generation;
 pub mod index;
 mod index_writer;
+pub mod listing;
 pub mod reader;
 pub mod writer;
 
@@ -28,3 +30,6 @@ mod base_tests;
 
 #[cfg(test)]
 mod delta_tests;
+
+#[cfg(test)]
+mod listing_tests;

@@ -301,7 +301,7 @@ pub(crate) fn build_image<'a>(
             return Err(WriteError::BadDeltaBases);
         }
     }
-    let n_sections = if with_index { INDEX_SECTIONS } else { 0 }
+    let n_sections = if with_index { INDEX_SECTIONS + 1 } else { 0 }
         + BASE_SECTIONS
         + usize::from(input.bases.is_some());
     let mut placer = Placer::new(sink, n_sections, with_index)?;
@@ -446,7 +446,11 @@ pub(crate) fn build_image<'a>(
         (section::MANAGED, managed_sec, 0),
     ];
     if with_index {
-        // The accounts region (1.3) first: listing accounts reads and checks only it.
+        // The account listing (1.5) between the index and the base: outside the base region,
+        // which `getgrent` reads whole, and read a chunk at a time by `getpwent`.
+        super::listing::write(&mut placer, &accounts)?;
+        // The accounts region (1.3) first: readers of files without a listing read and check
+        // only it to list accounts.
         base.sort_by_key(|(id, _, _)| !ACCOUNTS_REGION.contains(id));
     }
     for (id, bytes, count) in base {
@@ -459,7 +463,8 @@ pub(crate) fn build_image<'a>(
     placer.finish(input.generated_at, input.serial, input.uid_range)
 }
 
-/// Sections of the lookup index (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS).
+/// Sections of the lookup index (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS); an indexed
+/// image also holds LISTING (1.5).
 const INDEX_SECTIONS: usize = 5;
 /// Sections 1 to 11 (the base), in every image.
 const BASE_SECTIONS: usize = 11;
