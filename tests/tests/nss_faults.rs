@@ -441,3 +441,64 @@ fn snapshot_missing_or_unreadable() {
     assert!(problems.is_empty(), "F1 problems:\n{}", problems.join("\n"));
     sb.assert_local_unaffected();
 }
+
+/// The account listing (format 1.5) through real `getent passwd`: every account of a listing
+/// several chunks long, once; then a byte changed in its third chunk: the listing shows the
+/// accounts of the chunks before it and stops (whole lines only, nothing on stderr), local
+/// users are all still listed, and lookups by name, which read the index, are unaffected.
+#[test]
+fn a_damaged_listing_chunk_ends_the_listing_there() {
+    use jit_core::snapshot::format::{LISTING_CHUNK_HEAD, LISTING_CHUNK_MAX};
+    use jit_core::snapshot::index::{IndexHead, HEAD_PREFIX};
+    let sb = Sandbox::new();
+    let filler = 1500;
+    let good = good_builder(&sb, filler).indexed_bytes();
+    let head = IndexHead::parse(&good[..HEAD_PREFIX.min(good.len())], good.len() as u64)
+        .unwrap()
+        .unwrap();
+    let (at, len, count) = head.listing.expect("an indexed file states its listing");
+    assert_eq!(count as usize, filler + 1, "alice and the fillers");
+    assert!(
+        len as usize > 3 * (LISTING_CHUNK_HEAD + LISTING_CHUNK_MAX),
+        "listing too short for four chunks: {len}"
+    );
+    sb.write_snapshot_bytes(&good);
+    let local = {
+        let o = sb.run(&["getent", "-s", "files", "passwd"]);
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        stdout(&o)
+    };
+    let o = sb.run(&["getent", "passwd"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(stderr(&o).is_empty(), "{}", show(&o));
+    let all = stdout(&o);
+    let jit: Vec<&str> = all.lines().filter(|l| !local.contains(*l)).collect();
+    assert_eq!(jit.len(), filler + 1, "every account once");
+    assert!(jit.iter().any(|l| l.starts_with("alice:")));
+
+    // A byte in the middle of the third chunk's payload, with the file written whole again
+    // (as a root intruder or a disk error would leave it).
+    let mut bad = good.clone();
+    let third = at as usize + 2 * (LISTING_CHUNK_HEAD + LISTING_CHUNK_MAX) + 1000;
+    bad[third] ^= 0x08;
+    sb.write_snapshot_bytes(&bad);
+    let o = sb.run(&["getent", "passwd"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(stderr(&o).is_empty(), "{}", show(&o));
+    let out = stdout(&o);
+    for l in local.lines() {
+        assert!(out.contains(l), "local user lost: {l}");
+    }
+    let shown: Vec<&str> = out.lines().filter(|l| !local.contains(*l)).collect();
+    assert!(
+        shown.len() > 100 && shown.len() < filler,
+        "the listing stops at the damaged chunk: {} entries",
+        shown.len()
+    );
+    assert_eq!(shown[..], jit[..shown.len()], "whole entries, in order");
+    // Lookups read the index's shards, not the listing.
+    assert_jit_visible(&sb, "listing damaged");
+    let o = sb.run(&["getent", "passwd", "fill1499"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    sb.assert_local_unaffected();
+}
