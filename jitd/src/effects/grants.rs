@@ -94,7 +94,10 @@ impl Daemon {
             inner.boot_cap.insert(id.clone(), c);
         }
         let before = inner.state.grants.version();
-        inner.state.grants.insert(id.clone(), grant.clone());
+        inner
+            .state
+            .grants
+            .insert(id.clone(), Box::new(grant.clone()));
         // The tick's due times take the new grant in without a walk over every grant.
         let Inner {
             due,
@@ -169,7 +172,7 @@ impl Daemon {
             // removes privilege), and a failed state write is retried at each tick.
             let durable = self.persist_ends(&mut inner, &[(id.to_string(), EndKind::Revoked)], now);
             inner.boot_cap.remove(id);
-            let g = inner.state.grants.get(id).cloned().unwrap_or(g);
+            let g = inner.state.grants.get(id).map_or(g, |g| Grant::clone(g));
             self.snapshot_and_unlock(inner, now);
             (g, durable)
         };
@@ -198,7 +201,11 @@ impl Daemon {
             ));
         }
         let inner = self.lock();
-        Ok(inner.state.grants.get(id).map_or(g, |g| as_of(g, now)))
+        Ok(inner
+            .state
+            .grants
+            .get(id)
+            .map_or(g, |g| as_of(g.as_ref(), now)))
     }
 
     /// Marks `ids` (armed grants of `user`) activated, durably, then rewrites the snapshot.
@@ -255,7 +262,10 @@ impl Daemon {
         let grant =
             admit::breakglass_grant(id.clone(), account, reason, self.cfg.breakglass_secs, now);
         let mut inner = self.lock();
-        inner.state.grants.insert(id.clone(), grant.clone());
+        inner
+            .state
+            .grants
+            .insert(id.clone(), Box::new(grant.clone()));
         inner
             .boot_cap
             .insert(id, (boottime(), grant.not_after - now));

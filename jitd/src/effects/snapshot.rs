@@ -277,7 +277,9 @@ impl Daemon {
             let ids: Vec<String> = book.added.iter().map(|(_, i)| i.clone()).collect();
             (ids, bases)
         };
-        let grants = ids.iter().filter_map(|i| inner.state.grants.get(i));
+        let grants = ids
+            .iter()
+            .filter_map(|i| inner.state.grants.get(i).map(Box::as_ref));
         let (data, collisions) = snapshot_out::project_grants(&self.cfg, grants, local, now);
         self.report_collisions(inner, collisions, now);
         let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;

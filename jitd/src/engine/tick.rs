@@ -141,7 +141,7 @@ pub fn revoke(
     } else {
         format!("revoked by {by}: {reason}")
     });
-    Ok(g.clone())
+    Ok(Grant::clone(g))
 }
 
 /// Marks `ids` activated (their code was proved) at `now`.

@@ -42,7 +42,7 @@ const MAX_BODY: usize = 1 << 30;
 pub struct Change {
     /// Grants by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub grants: BTreeMap<String, Option<Grant>>,
+    pub grants: BTreeMap<String, Option<Box<Grant>>>,
     /// uid ledger entries by identity.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub uid_ledger: BTreeMap<String, Option<u32>>,

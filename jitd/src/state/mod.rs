@@ -28,7 +28,7 @@ use crate::durable::{remove_stale_temps, replace_file_parts, seal_line, unseal};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Grants by id, including ended ones until they are pruned.
-    pub grants: Tracked<Grant>,
+    pub grants: Tracked<Box<Grant>>,
     /// Stable uid per ephemeral identity. Entries are never removed: a uid once used by an
     /// identity is never handed to another while its files may remain (docs/threat-model.md#t3).
     pub uid_ledger: Tracked<u32>,
@@ -122,7 +122,7 @@ const HEADER: &str = "jitd-state 1 ";
 /// written before the journal existed, and ignored by them: an older jitd reads the state).
 #[derive(Serialize)]
 struct Stored<'a> {
-    grants: &'a Tracked<Grant>,
+    grants: &'a Tracked<Box<Grant>>,
     uid_ledger: &'a Tracked<u32>,
     sessions: &'a Tracked<Session>,
     journal_seq: u64,
@@ -131,7 +131,7 @@ struct Stored<'a> {
 // Fields listed rather than `#[serde(flatten)]`: flatten buffers the whole document once more.
 #[derive(Deserialize)]
 struct StoredOwned {
-    grants: Tracked<Grant>,
+    grants: Tracked<Box<Grant>>,
     uid_ledger: Tracked<u32>,
     #[serde(default)]
     sessions: Tracked<Session>,

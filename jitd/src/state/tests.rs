@@ -29,9 +29,9 @@ fn round_trip_and_fallback() {
     let store = StateStore::new(&dir);
     assert!(store.load().unwrap().fresh);
     let mut s = State::default();
-    s.uid_ledger.insert("alice".into(), 70_000);
+    s.uid_ledger.insert("alice".into(), 70_000u32);
     store.save(&mut s).unwrap();
-    s.uid_ledger.insert("bob".into(), 70_001);
+    s.uid_ledger.insert("bob".into(), 70_001u32);
     // A fresh store writes whole at its first save, like jitd after a start.
     let store = StateStore::new(&dir);
     store.load().unwrap();
@@ -68,7 +68,7 @@ fn small_changes_are_appended_and_state_json_is_not_rewritten() {
     store.save(&mut s).unwrap(); // the first save after a load: whole
     let whole = std::fs::read(store.path()).unwrap();
     s.grants.insert("new".into(), grant("new"));
-    s.uid_ledger.insert("unew".into(), 70_100);
+    s.uid_ledger.insert("unew".into(), 70_100u32);
     store.save(&mut s).unwrap();
     s.grants.remove("g3");
     if let Some(g) = s.grants.get_mut("g4") {
@@ -165,12 +165,12 @@ fn a_change_touching_most_of_a_large_state_is_written_whole() {
     store.load().unwrap();
     let mut s = State::default();
     for i in 0..400 {
-        s.uid_ledger.insert(format!("u{i}"), 70_000 + i);
+        s.uid_ledger.insert(format!("u{i}"), 70_000u32 + i);
     }
     store.save(&mut s).unwrap();
     let before = std::fs::metadata(store.journal_path()).unwrap().len();
     for i in 0..400 {
-        s.uid_ledger.insert(format!("v{i}"), 80_000 + i);
+        s.uid_ledger.insert(format!("v{i}"), 80_000u32 + i);
     }
     store.save(&mut s).unwrap();
     // Whole: a fresh (empty) journal, everything in state.json.
@@ -230,7 +230,7 @@ fn the_uid_ceiling_follows_every_change_of_the_ledger() {
     assert_eq!(s.uid_ceiling(), Some(70_009));
     s.uid_ledger.remove("c");
     assert_eq!(s.uid_ceiling(), Some(70_005));
-    s.uid_ledger.insert("d".into(), 70_100);
+    s.uid_ledger.insert("d".into(), 70_100u32);
     assert_eq!(s.uid_ceiling(), Some(70_100));
     // A copy compares equal whatever its cache holds.
     let mut t = s.clone();

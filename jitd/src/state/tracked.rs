@@ -73,11 +73,11 @@ impl<V> From<BTreeMap<String, V>> for Tracked<V> {
 }
 
 impl<V: PartialEq + Clone> Tracked<V> {
-    /// Inserts or replaces `key`.
-    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+    /// Inserts or replaces `key` (a `Grant` goes in as the `Box<Grant>` the grants map holds).
+    pub fn insert(&mut self, key: String, value: impl Into<V>) -> Option<V> {
         self.version = next_version();
         self.changed.insert(key.clone());
-        self.map.insert(key, value)
+        self.map.insert(key, value.into())
     }
 
     /// Removes `key`.
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(t.get("a"), Some(&1));
         assert_eq!(t.values().sum::<u32>(), 3);
         assert_eq!(t.changed_len(), 0);
-        t.insert("c".into(), 3);
+        t.insert("c".into(), 3u32);
         if let Some(v) = t.get_mut("a") {
             *v = 10;
         }
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn serializes_as_the_plain_map() {
         let mut t: Tracked<u32> = Tracked::default();
-        t.insert("x".into(), 7);
+        t.insert("x".into(), 7u32);
         let s = serde_json::to_string(&t).unwrap();
         assert_eq!(s, r#"{"x":7}"#);
         let back: Tracked<u32> = serde_json::from_str(&s).unwrap();

@@ -592,7 +592,7 @@ fn uid_range_exhausted_and_recorded_uid_taken() {
     let e = place(&c, &l, &mut st, adm, "g-1".into(), GrantSource::Local, NOW).unwrap_err();
     assert!(e.1.contains("uid_range is exhausted"), "{e:?}");
     let mut st = State::default();
-    st.uid_ledger.insert("tmp1".into(), 70_000);
+    st.uid_ledger.insert("tmp1".into(), 70_000u32);
     let adm = validate(&c, Ok(&l), &account("tmp1"), &HOST, NOW).unwrap();
     let e = place(&c, &l, &mut st, adm, "g-1".into(), GrantSource::Local, NOW).unwrap_err();
     assert!(e.1.contains("recorded uid 70000 is now used"), "{e:?}");
