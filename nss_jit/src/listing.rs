@@ -233,17 +233,12 @@ mod tests {
     use super::*;
     use crate::enumerate::{step_passwd, Listed, Position};
     use crate::lookup::tests::pw_fields;
-    use crate::source::tests::{account, install, TempDir};
+    use crate::source::tests::{account, install, is_root, TempDir};
     use crate::source::{for_enumeration_at, Listing};
     use jit_core::snapshot::{build_snapshot_with, BuildOptions};
     use jit_core::types::SnapshotData;
     use std::ffi::CString;
     use std::path::Path;
-
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
-    }
 
     /// `n` users (every fifth with a second, overlapping grant; every ninth not yet live at
     /// 175) and the records a listing must never show.

@@ -514,7 +514,7 @@ pub(crate) mod tests {
         dst
     }
 
-    fn is_root() -> bool {
+    pub(crate) fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
     }

@@ -16,6 +16,7 @@
 //! the file, which does not hold the key (not found). Either way no record is ever torn.
 
 use super::format::*;
+use super::reader::rd_u32;
 use super::SnapshotError;
 use crate::crc32c::crc32c;
 
@@ -39,12 +40,6 @@ pub enum Table {
     Name,
     /// Account by uid, group by gid.
     Id,
-}
-
-fn rd_u32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off.saturating_add(4))
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .map_or(0, u32::from_le_bytes)
 }
 
 /// The CRC32C that covers the header and section table (`head_crc`): bytes `[16, 40)` and

@@ -23,6 +23,7 @@
 //! which bytes to read next, and the check of what was read.
 
 use super::format::*;
+use super::reader::{rd_i64, rd_u16, rd_u32};
 use super::writer::{Placer, WriteError};
 use super::SnapshotError;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
@@ -61,24 +62,6 @@ impl ListedAccount<'_> {
     pub fn is_live(&self, now: UnixTime) -> bool {
         is_live(self.not_before, self.not_after, now)
     }
-}
-
-fn rd_u32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off.saturating_add(4))
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-fn rd_u16(b: &[u8], off: usize) -> usize {
-    b.get(off..off.saturating_add(2))
-        .and_then(|s| <[u8; 2]>::try_from(s).ok())
-        .map_or(0, |s| usize::from(u16::from_le_bytes(s)))
-}
-
-fn rd_i64(b: &[u8], off: usize) -> i64 {
-    b.get(off..off.saturating_add(8))
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        .map_or(0, i64::from_le_bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,7 +157,7 @@ pub fn record_at(payload: &[u8], at: usize) -> Option<(ListedAccount<'_>, usize)
     let mut next = at + LISTING_RECORD_FIXED;
     let mut strs: [&[u8]; 4] = [&[]; 4];
     for (s, len) in strs.iter_mut().zip(lens) {
-        let end = next.checked_add(len)?;
+        let end = next.checked_add(usize::from(len))?;
         *s = payload.get(next..end)?;
         next = end;
     }

@@ -45,25 +45,27 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
-fn rd_u32(b: &[u8], off: usize) -> u32 {
+// The snapshot's little-endian field readers (the index and the listing use them too): a
+// field past the end of `b` reads as 0, which every check then refuses.
+pub(super) fn rd_u32(b: &[u8], off: usize) -> u32 {
     b.get(off..off.saturating_add(4))
         .and_then(|s| <[u8; 4]>::try_from(s).ok())
         .map_or(0, u32::from_le_bytes)
 }
 
-fn rd_i64(b: &[u8], off: usize) -> i64 {
+pub(super) fn rd_i64(b: &[u8], off: usize) -> i64 {
     b.get(off..off.saturating_add(8))
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
         .map_or(0, i64::from_le_bytes)
 }
 
-fn rd_u64(b: &[u8], off: usize) -> u64 {
+pub(super) fn rd_u64(b: &[u8], off: usize) -> u64 {
     b.get(off..off.saturating_add(8))
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
         .map_or(0, u64::from_le_bytes)
 }
 
-fn rd_u16(b: &[u8], off: usize) -> u16 {
+pub(super) fn rd_u16(b: &[u8], off: usize) -> u16 {
     b.get(off..off.saturating_add(2))
         .and_then(|s| <[u8; 2]>::try_from(s).ok())
         .map_or(0, u16::from_le_bytes)
