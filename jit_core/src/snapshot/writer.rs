@@ -109,10 +109,7 @@ impl<'a> Strings<'a> {
                 (off, len)
             }
         };
-        let mut r = [0u8; 8];
-        r[..4].copy_from_slice(&off.to_le_bytes());
-        r[4..].copy_from_slice(&len.to_le_bytes());
-        Ok(r)
+        Ok(strref(off, len))
     }
 
     fn field(&mut self, what: &'static str, s: &'a str) -> Result<[u8; 8], WriteError> {
@@ -158,10 +155,7 @@ impl Lists {
             self.refs.extend_from_slice(&r);
         }
         let count = u32::try_from(items.len()).map_err(|_| WriteError::TooLarge)?;
-        let mut r = [0u8; 8];
-        r[..4].copy_from_slice(&start.to_le_bytes());
-        r[4..].copy_from_slice(&count.to_le_bytes());
-        Ok(r)
+        Ok(strref(start, count))
     }
 }
 
@@ -290,6 +284,15 @@ pub(crate) struct Input<'a> {
 
 /// Writes the image of `input` to `sink`; with `index`, the lookup index of that data first
 /// (the data `input` borrows).
+///
+/// The base sections are built in two passes over the sorted records. The first adds every
+/// string and list, in the order the sections use them, so that STRINGS and STRLIST are
+/// complete, and logs each string reference it hands out; the second builds each section from
+/// the same records, replaying the log (the sections ask in the same order), and writes it out
+/// before the next is built. STRINGS comes first in the base (and in the accounts region), so a
+/// single pass had to hold every section until the last string was known: at 10 000 grants a
+/// quarter of jitd's heap peak at a whole write. The bytes are the single pass's, in the same
+/// order.
 pub(crate) fn build_image<'a>(
     input: Input<'a>,
     index: Option<&SnapshotData>,
@@ -308,159 +311,431 @@ pub(crate) fn build_image<'a>(
     if let Some(data) = index {
         super::index_writer::write_index(data, &mut placer)?;
     }
-    let blank = input.blank_grant_ids;
-    let grant_id = |id: &'a str| if blank { "" } else { id };
+    let base = Base::sorted(
+        input.accounts,
+        input.groups,
+        input.grants,
+        input.managed,
+        input.blank_grant_ids,
+    )?;
+
+    // Pass 1: every string and list, and the reference each use gets, in order.
     let mut strings = Strings::default();
     let mut lists = Lists::default();
-
-    // Accounts, sorted by (name, not_before) so that lookups find the earliest live one first.
-    let mut accounts = input.accounts;
-    accounts.sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
-    let mut acc_sec = Vec::with_capacity(accounts.len() * ACCOUNT_SIZE);
-    for &a in &accounts {
-        acc_sec.extend_from_slice(&strings.name("account name", &a.name)?);
-        acc_sec.extend_from_slice(&u32b(a.uid));
-        acc_sec.extend_from_slice(&u32b(a.gid));
-        acc_sec.extend_from_slice(&strings.field("gecos", &a.gecos)?);
-        acc_sec.extend_from_slice(&strings.field("home", &a.home)?);
-        acc_sec.extend_from_slice(&strings.field("shell", &a.shell)?);
-        acc_sec.extend_from_slice(&strings.field("grant id", grant_id(&a.grant_id))?);
-        acc_sec.extend_from_slice(&i64b(a.not_before));
-        acc_sec.extend_from_slice(&i64b(a.not_after));
-        acc_sec.extend_from_slice(&u32b(a.flags));
-        acc_sec.extend_from_slice(&lists.add(&mut strings, "ssh key", &a.ssh_keys)?);
-        acc_sec.extend_from_slice(&u32b(0));
-    }
-    let mut by_uid: Vec<u32> = (0..len_u32(accounts.len())?).collect();
-    by_uid.sort_by_key(|&i| {
-        let a = accounts.get(i as usize);
-        (a.map_or(0, |a| a.uid), a.map_or(0, |a| a.not_before))
-    });
-    let uid_sec: Vec<u8> = by_uid.iter().flat_map(|i| i.to_le_bytes()).collect();
-
-    // Groups sorted by name, names unique; members contiguous per group, sorted by name.
-    let mut groups = input.groups;
-    groups.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
-    for w in groups.windows(2) {
-        if let [a, b] = w {
-            if a.entry.name == b.entry.name {
-                return Err(WriteError::DuplicateGroup(a.entry.name.clone()));
-            }
-        }
-    }
-    let mut grp_sec = Vec::with_capacity(groups.len() * GROUP_SIZE);
-    let mut mem_sec = Vec::new();
-    // user name -> [(gid, nb, na)] for initgroups.
-    let mut user_gids: BTreeMap<&str, Vec<(u32, i64, i64)>> = BTreeMap::new();
-    for GroupIn { entry: g, members } in &mut groups {
-        let g: &GroupEntry = g;
-        let start = len_u32(mem_sec.len() / MEMBER_SIZE)?;
-        members
-            .sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
-        for &m in members.iter() {
-            mem_sec.extend_from_slice(&strings.name("member name", &m.name)?);
-            mem_sec.extend_from_slice(&strings.field("grant id", grant_id(&m.grant_id))?);
-            let nb = m.not_before.max(g.not_before);
-            let na = m.not_after.min(g.not_after);
-            mem_sec.extend_from_slice(&i64b(nb));
-            mem_sec.extend_from_slice(&i64b(na));
-            if g.kind != GROUP_KIND_PRIVATE {
-                user_gids
-                    .entry(m.name.as_str())
-                    .or_default()
-                    .push((g.gid, nb, na));
-            }
-        }
-        grp_sec.extend_from_slice(&strings.name("group name", &g.name)?);
-        grp_sec.extend_from_slice(&u32b(g.gid));
-        grp_sec.extend_from_slice(&u32b(g.kind));
-        grp_sec.extend_from_slice(&i64b(g.not_before));
-        grp_sec.extend_from_slice(&i64b(g.not_after));
-        grp_sec.extend_from_slice(&u32b(start));
-        grp_sec.extend_from_slice(&u32b(len_u32(members.len())?));
-    }
-    let mut by_gid: Vec<u32> = (0..len_u32(groups.len())?).collect();
-    by_gid.sort_by_key(|&i| groups.get(i as usize).map_or(0, |g| g.entry.gid));
-    let gid_sec: Vec<u8> = by_gid.iter().flat_map(|i| i.to_le_bytes()).collect();
-
-    let mut users_sec = Vec::with_capacity(user_gids.len() * USER_SIZE);
-    let mut ugid_sec = Vec::new();
-    for (name, gids) in &user_gids {
-        let start = len_u32(ugid_sec.len() / USER_GID_SIZE)?;
-        for (gid, nb, na) in gids {
-            ugid_sec.extend_from_slice(&u32b(*gid));
-            ugid_sec.extend_from_slice(&u32b(0));
-            ugid_sec.extend_from_slice(&i64b(*nb));
-            ugid_sec.extend_from_slice(&i64b(*na));
-        }
-        users_sec.extend_from_slice(&strings.name("user name", name)?);
-        users_sec.extend_from_slice(&u32b(start));
-        users_sec.extend_from_slice(&u32b(len_u32(gids.len())?));
+    let mut refs_log = Vec::new();
+    {
+        let mut collect = Collect {
+            strings: &mut strings,
+            lists: &mut lists,
+            log: &mut refs_log,
+        };
+        base.accounts(&mut collect, &mut Out::none())?;
+        base.groups(&mut collect, &mut Out::none(), &mut Out::none())?;
+        base.users(&mut collect, &mut Out::none(), &mut Out::none())?;
+        base.grants(&mut collect, &mut Out::none())?;
+        base.managed(&mut collect, &mut Out::none())?;
     }
 
-    let mut grants = input.grants;
-    grants.sort_by(|a, b| {
-        (a.user.as_str(), a.not_before, a.id.as_str()).cmp(&(
-            b.user.as_str(),
-            b.not_before,
-            b.id.as_str(),
-        ))
-    });
-    let mut grant_sec = Vec::with_capacity(grants.len() * GRANT_SIZE);
-    for &g in &grants {
-        grant_sec.extend_from_slice(&strings.field("grant id", &g.id)?);
-        grant_sec.extend_from_slice(&strings.name("grant user", &g.user)?);
-        grant_sec.extend_from_slice(&u32b(g.uid));
-        grant_sec.extend_from_slice(&u32b(g.flags));
-        grant_sec.extend_from_slice(&u32b(g.revoke_on));
-        grant_sec.extend_from_slice(&u32b(0));
-        grant_sec.extend_from_slice(&i64b(g.not_before));
-        grant_sec.extend_from_slice(&i64b(g.not_after));
-        grant_sec.extend_from_slice(&lists.add(&mut strings, "from", &g.from)?);
-        grant_sec.extend_from_slice(&lists.add(&mut strings, "service", &g.services)?);
-        grant_sec.extend_from_slice(&lists.add(&mut strings, "window", &g.windows)?);
-        grant_sec.extend_from_slice(&lists.add(&mut strings, "sudo", &g.sudo)?);
-        grant_sec.extend_from_slice(&lists.add(&mut strings, "runas", &g.runas)?);
-    }
-
-    let mut managed = input.managed;
-    managed.sort();
-    managed.dedup();
-    let mut managed_sec = Vec::new();
-    for m in managed {
-        managed_sec.extend_from_slice(&strings.name("managed account", m)?);
-    }
-
-    let n_accounts = accounts.len();
-    let mut base = vec![
-        (section::STRINGS, strings.bytes, 0),
-        (section::ACCOUNTS, acc_sec, n_accounts),
-        (section::ACCOUNTS_BY_UID, uid_sec, n_accounts),
-        (section::GROUPS, grp_sec, groups.len()),
-        (section::GROUPS_BY_GID, gid_sec, groups.len()),
-        (section::MEMBERS, mem_sec, 0),
-        (section::USERS, users_sec, user_gids.len()),
-        (section::USER_GIDS, ugid_sec, 0),
-        (section::STRLIST, lists.refs, 0),
-        (section::GRANTS, grant_sec, grants.len()),
-        (section::MANAGED, managed_sec, 0),
-    ];
     if with_index {
         // The account listing (1.5) between the index and the base: outside the base region,
         // which `getgrent` reads whole, and read a chunk at a time by `getpwent`.
-        super::listing::write(&mut placer, &accounts)?;
-        // The accounts region (1.3) first: readers of files without a listing read and check
-        // only it to list accounts.
-        base.sort_by_key(|(id, _, _)| !ACCOUNTS_REGION.contains(id));
+        super::listing::write(&mut placer, &base.accounts)?;
     }
-    for (id, bytes, count) in base {
+    // Pass 2, in file order. With the index the accounts region (1.3) comes first: STRINGS,
+    // ACCOUNTS, STRLIST (readers of files without a listing read and check only it to list
+    // accounts); without, the sections go in id order.
+    let order: [u32; BASE_SECTIONS] = if with_index {
+        [
+            section::STRINGS,
+            section::ACCOUNTS,
+            section::STRLIST,
+            section::ACCOUNTS_BY_UID,
+            section::GROUPS,
+            section::GROUPS_BY_GID,
+            section::MEMBERS,
+            section::USERS,
+            section::USER_GIDS,
+            section::GRANTS,
+            section::MANAGED,
+        ]
+    } else {
+        [
+            section::STRINGS,
+            section::ACCOUNTS,
+            section::ACCOUNTS_BY_UID,
+            section::GROUPS,
+            section::GROUPS_BY_GID,
+            section::MEMBERS,
+            section::USERS,
+            section::USER_GIDS,
+            section::STRLIST,
+            section::GRANTS,
+            section::MANAGED,
+        ]
+    };
+    // The string table's map is not needed past pass 1: the log has every reference.
+    let mut strings_bytes = Some(std::mem::take(&mut strings.bytes));
+    drop(strings);
+    let mut replay = Replay {
+        log: &refs_log,
+        next: 0,
+        next_list: 0,
+    };
+    let n_lists = lists.refs.len() / STRREF_SIZE;
+    let mut strlist = Some(std::mem::take(&mut lists.refs));
+    // Sections made together (a group's record states where its members start; a user's where
+    // its gids start), kept until their turn.
+    let mut members: Option<Vec<u8>> = None;
+    let mut user_gids: Option<Vec<u8>> = None;
+    let n_accounts = base.accounts.len();
+    for id in order {
+        let (bytes, count) = match id {
+            section::STRINGS => (strings_bytes.take().unwrap_or_default(), 0),
+            section::STRLIST => (strlist.take().unwrap_or_default(), 0),
+            section::ACCOUNTS => {
+                let mut out = Out::with_capacity(n_accounts * ACCOUNT_SIZE);
+                base.accounts(&mut replay, &mut out)?;
+                (out.into_bytes(), n_accounts)
+            }
+            section::ACCOUNTS_BY_UID => (base.accounts_by_uid()?, n_accounts),
+            section::GROUPS => {
+                let mut grp = Out::with_capacity(base.groups.len() * GROUP_SIZE);
+                let mut mem = Out::with_capacity(base.n_members * MEMBER_SIZE);
+                base.groups(&mut replay, &mut grp, &mut mem)?;
+                members = Some(mem.into_bytes());
+                (grp.into_bytes(), base.groups.len())
+            }
+            section::GROUPS_BY_GID => (base.groups_by_gid()?, base.groups.len()),
+            section::MEMBERS => (members.take().unwrap_or_default(), 0),
+            section::USERS => {
+                let mut users = Out::with_capacity(base.user_gids.len() * USER_SIZE);
+                let mut gids = Out::with_capacity(base.n_user_gids * USER_GID_SIZE);
+                base.users(&mut replay, &mut users, &mut gids)?;
+                user_gids = Some(gids.into_bytes());
+                (users.into_bytes(), base.user_gids.len())
+            }
+            section::USER_GIDS => (user_gids.take().unwrap_or_default(), 0),
+            section::GRANTS => {
+                let mut out = Out::with_capacity(base.grants.len() * GRANT_SIZE);
+                base.grants(&mut replay, &mut out)?;
+                (out.into_bytes(), base.grants.len())
+            }
+            _ => {
+                let mut out = Out::with_capacity(base.managed.len() * STRREF_SIZE);
+                base.managed(&mut replay, &mut out)?;
+                (out.into_bytes(), 0)
+            }
+        };
         placer.section(id, bytes, count)?;
+    }
+    if replay.next != refs_log.len() || replay.next_list as usize != n_lists {
+        return Err(WriteError::Layout("the passes disagree on the references"));
     }
     if let Some(bases) = &input.bases {
         let bytes: Vec<u8> = bases.iter().flat_map(|s| s.to_le_bytes()).collect();
         placer.section(section::BASES, bytes, bases.len())?;
     }
     placer.finish(input.generated_at, input.serial, input.uid_range)
+}
+
+/// What a base's records take from the string table and the string lists.
+trait Refs<'a> {
+    /// The reference of `s`, checked as `kind` would have it.
+    fn string(&mut self, kind: Text, what: &'static str, s: &'a str)
+        -> Result<[u8; 8], WriteError>;
+    /// The reference of a list of `items` (each a line).
+    fn list(&mut self, what: &'static str, items: &'a [String]) -> Result<[u8; 8], WriteError>;
+}
+
+/// How a string is checked.
+#[derive(Clone, Copy)]
+enum Text {
+    Name,
+    Field,
+}
+
+/// The first pass: adds every string (checked) and list.
+struct Collect<'s, 'a> {
+    strings: &'s mut Strings<'a>,
+    lists: &'s mut Lists,
+    /// Every string reference handed out, in order: what the second pass replays (no lookup).
+    log: &'s mut Vec<[u8; 8]>,
+}
+
+impl<'a> Refs<'a> for Collect<'_, 'a> {
+    fn string(
+        &mut self,
+        kind: Text,
+        what: &'static str,
+        s: &'a str,
+    ) -> Result<[u8; 8], WriteError> {
+        let r = match kind {
+            Text::Name => self.strings.name(what, s),
+            Text::Field => self.strings.field(what, s),
+        }?;
+        self.log.push(r);
+        Ok(r)
+    }
+
+    fn list(&mut self, what: &'static str, items: &'a [String]) -> Result<[u8; 8], WriteError> {
+        self.lists.add(self.strings, what, items)
+    }
+}
+
+/// The second pass: the references the first pass made, in the same order (the sections ask
+/// for them in the order the first pass did).
+struct Replay<'s> {
+    log: &'s [[u8; 8]],
+    next: usize,
+    next_list: u32,
+}
+
+/// A string reference (or a list's): offset and length, little-endian.
+fn strref(off: u32, len: u32) -> [u8; 8] {
+    let mut r = [0u8; 8];
+    r[..4].copy_from_slice(&off.to_le_bytes());
+    r[4..].copy_from_slice(&len.to_le_bytes());
+    r
+}
+
+impl<'a> Refs<'a> for Replay<'_> {
+    fn string(&mut self, _: Text, _: &'static str, _: &'a str) -> Result<[u8; 8], WriteError> {
+        let r = self.log.get(self.next).copied().ok_or(WriteError::Layout(
+            "more string references than the first pass made",
+        ))?;
+        self.next += 1;
+        Ok(r)
+    }
+
+    fn list(&mut self, _: &'static str, items: &'a [String]) -> Result<[u8; 8], WriteError> {
+        let start = self.next_list;
+        let count = len_u32(items.len())?;
+        self.next_list = start.checked_add(count).ok_or(WriteError::TooLarge)?;
+        Ok(strref(start, count))
+    }
+}
+
+/// A section's bytes, or nowhere (the first pass builds no section).
+struct Out(Option<Vec<u8>>);
+
+impl Out {
+    fn none() -> Out {
+        Out(None)
+    }
+
+    fn with_capacity(n: usize) -> Out {
+        Out(Some(Vec::with_capacity(n)))
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(v) = self.0.as_mut() {
+            v.extend_from_slice(bytes);
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.0.unwrap_or_default()
+    }
+}
+
+/// The records of one image's base, sorted as the sections hold them.
+struct Base<'a> {
+    accounts: Vec<&'a Account>,
+    groups: Vec<GroupIn<'a>>,
+    grants: Vec<&'a GateGrant>,
+    managed: Vec<&'a String>,
+    /// user name -> [(gid, nb, na)] for initgroups (private groups left out).
+    user_gids: BTreeMap<&'a str, Vec<(u32, i64, i64)>>,
+    n_members: usize,
+    n_user_gids: usize,
+    /// Write grant ids empty (shards).
+    blank: bool,
+}
+
+impl<'a> Base<'a> {
+    fn sorted(
+        mut accounts: Vec<&'a Account>,
+        mut groups: Vec<GroupIn<'a>>,
+        mut grants: Vec<&'a GateGrant>,
+        mut managed: Vec<&'a String>,
+        blank: bool,
+    ) -> Result<Base<'a>, WriteError> {
+        // Accounts by (name, not_before), so that lookups find the earliest live one first.
+        accounts
+            .sort_by(|a, b| (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before)));
+        // Groups by name, names unique; members contiguous per group, sorted by name.
+        groups.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
+        for w in groups.windows(2) {
+            if let [a, b] = w {
+                if a.entry.name == b.entry.name {
+                    return Err(WriteError::DuplicateGroup(a.entry.name.clone()));
+                }
+            }
+        }
+        let mut user_gids: BTreeMap<&'a str, Vec<(u32, i64, i64)>> = BTreeMap::new();
+        let mut n_members = 0;
+        for GroupIn { entry: g, members } in &mut groups {
+            members.sort_by(|a, b| {
+                (a.name.as_str(), a.not_before).cmp(&(b.name.as_str(), b.not_before))
+            });
+            n_members += members.len();
+            if g.kind != GROUP_KIND_PRIVATE {
+                for &m in members.iter() {
+                    let (nb, na) = member_window(g, m);
+                    user_gids
+                        .entry(m.name.as_str())
+                        .or_default()
+                        .push((g.gid, nb, na));
+                }
+            }
+        }
+        let n_user_gids = user_gids.values().map(Vec::len).sum();
+        grants.sort_by(|a, b| {
+            (a.user.as_str(), a.not_before, a.id.as_str()).cmp(&(
+                b.user.as_str(),
+                b.not_before,
+                b.id.as_str(),
+            ))
+        });
+        managed.sort();
+        managed.dedup();
+        Ok(Base {
+            accounts,
+            groups,
+            grants,
+            managed,
+            user_gids,
+            n_members,
+            n_user_gids,
+            blank,
+        })
+    }
+
+    fn grant_id(&self, id: &'a str) -> &'a str {
+        if self.blank {
+            ""
+        } else {
+            id
+        }
+    }
+
+    fn accounts(&self, refs: &mut dyn Refs<'a>, out: &mut Out) -> Result<(), WriteError> {
+        for &a in &self.accounts {
+            out.put(&refs.string(Text::Name, "account name", &a.name)?);
+            out.put(&u32b(a.uid));
+            out.put(&u32b(a.gid));
+            out.put(&refs.string(Text::Field, "gecos", &a.gecos)?);
+            out.put(&refs.string(Text::Field, "home", &a.home)?);
+            out.put(&refs.string(Text::Field, "shell", &a.shell)?);
+            out.put(&refs.string(Text::Field, "grant id", self.grant_id(&a.grant_id))?);
+            out.put(&i64b(a.not_before));
+            out.put(&i64b(a.not_after));
+            out.put(&u32b(a.flags));
+            out.put(&refs.list("ssh key", &a.ssh_keys)?);
+            out.put(&u32b(0));
+        }
+        Ok(())
+    }
+
+    fn accounts_by_uid(&self) -> Result<Vec<u8>, WriteError> {
+        let mut by_uid: Vec<u32> = (0..len_u32(self.accounts.len())?).collect();
+        by_uid.sort_by_key(|&i| {
+            let a = self.accounts.get(i as usize);
+            (a.map_or(0, |a| a.uid), a.map_or(0, |a| a.not_before))
+        });
+        Ok(by_uid.iter().flat_map(|i| i.to_le_bytes()).collect())
+    }
+
+    /// GROUPS into `grp` and MEMBERS into `mem`.
+    fn groups(
+        &self,
+        refs: &mut dyn Refs<'a>,
+        grp: &mut Out,
+        mem: &mut Out,
+    ) -> Result<(), WriteError> {
+        let mut start = 0u32;
+        for GroupIn { entry: g, members } in &self.groups {
+            let g: &'a GroupEntry = g;
+            for &m in members {
+                mem.put(&refs.string(Text::Name, "member name", &m.name)?);
+                mem.put(&refs.string(Text::Field, "grant id", self.grant_id(&m.grant_id))?);
+                let (nb, na) = member_window(g, m);
+                mem.put(&i64b(nb));
+                mem.put(&i64b(na));
+            }
+            grp.put(&refs.string(Text::Name, "group name", &g.name)?);
+            grp.put(&u32b(g.gid));
+            grp.put(&u32b(g.kind));
+            grp.put(&i64b(g.not_before));
+            grp.put(&i64b(g.not_after));
+            grp.put(&u32b(start));
+            let n = len_u32(members.len())?;
+            grp.put(&u32b(n));
+            start = start.checked_add(n).ok_or(WriteError::TooLarge)?;
+        }
+        Ok(())
+    }
+
+    fn groups_by_gid(&self) -> Result<Vec<u8>, WriteError> {
+        let mut by_gid: Vec<u32> = (0..len_u32(self.groups.len())?).collect();
+        by_gid.sort_by_key(|&i| self.groups.get(i as usize).map_or(0, |g| g.entry.gid));
+        Ok(by_gid.iter().flat_map(|i| i.to_le_bytes()).collect())
+    }
+
+    /// USERS into `users` and USER_GIDS into `gids`.
+    fn users(
+        &self,
+        refs: &mut dyn Refs<'a>,
+        users: &mut Out,
+        gids: &mut Out,
+    ) -> Result<(), WriteError> {
+        let mut start = 0u32;
+        for (name, list) in &self.user_gids {
+            for (gid, nb, na) in list {
+                gids.put(&u32b(*gid));
+                gids.put(&u32b(0));
+                gids.put(&i64b(*nb));
+                gids.put(&i64b(*na));
+            }
+            users.put(&refs.string(Text::Name, "user name", name)?);
+            users.put(&u32b(start));
+            let n = len_u32(list.len())?;
+            users.put(&u32b(n));
+            start = start.checked_add(n).ok_or(WriteError::TooLarge)?;
+        }
+        Ok(())
+    }
+
+    fn grants(&self, refs: &mut dyn Refs<'a>, out: &mut Out) -> Result<(), WriteError> {
+        for &g in &self.grants {
+            out.put(&refs.string(Text::Field, "grant id", &g.id)?);
+            out.put(&refs.string(Text::Name, "grant user", &g.user)?);
+            out.put(&u32b(g.uid));
+            out.put(&u32b(g.flags));
+            out.put(&u32b(g.revoke_on));
+            out.put(&u32b(0));
+            out.put(&i64b(g.not_before));
+            out.put(&i64b(g.not_after));
+            out.put(&refs.list("from", &g.from)?);
+            out.put(&refs.list("service", &g.services)?);
+            out.put(&refs.list("window", &g.windows)?);
+            out.put(&refs.list("sudo", &g.sudo)?);
+            out.put(&refs.list("runas", &g.runas)?);
+        }
+        Ok(())
+    }
+
+    fn managed(&self, refs: &mut dyn Refs<'a>, out: &mut Out) -> Result<(), WriteError> {
+        for &m in &self.managed {
+            out.put(&refs.string(Text::Name, "managed account", m)?);
+        }
+        Ok(())
+    }
+}
+
+/// A member's window inside its group's.
+fn member_window(g: &GroupEntry, m: &Member) -> (i64, i64) {
+    (m.not_before.max(g.not_before), m.not_after.min(g.not_after))
 }
 
 /// Sections of the lookup index (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS); an indexed
