@@ -638,12 +638,10 @@ impl<'a> Base<'a> {
     }
 
     fn accounts_by_uid(&self) -> Result<Vec<u8>, WriteError> {
-        let mut by_uid: Vec<u32> = (0..len_u32(self.accounts.len())?).collect();
-        by_uid.sort_by_key(|&i| {
-            let a = self.accounts.get(i as usize);
+        permutation(self.accounts.len(), |i| {
+            let a = self.accounts.get(i);
             (a.map_or(0, |a| a.uid), a.map_or(0, |a| a.not_before))
-        });
-        Ok(by_uid.iter().flat_map(|i| i.to_le_bytes()).collect())
+        })
     }
 
     /// GROUPS into `grp` and MEMBERS into `mem`.
@@ -677,9 +675,9 @@ impl<'a> Base<'a> {
     }
 
     fn groups_by_gid(&self) -> Result<Vec<u8>, WriteError> {
-        let mut by_gid: Vec<u32> = (0..len_u32(self.groups.len())?).collect();
-        by_gid.sort_by_key(|&i| self.groups.get(i as usize).map_or(0, |g| g.entry.gid));
-        Ok(by_gid.iter().flat_map(|i| i.to_le_bytes()).collect())
+        permutation(self.groups.len(), |i| {
+            self.groups.get(i).map_or(0, |g| g.entry.gid)
+        })
     }
 
     /// USERS into `users` and USER_GIDS into `gids`.
@@ -731,6 +729,14 @@ impl<'a> Base<'a> {
         }
         Ok(())
     }
+}
+
+/// The record numbers 0..n ordered by `key` (stable: equal keys keep record order), as the
+/// little-endian u32s of a by-id section.
+fn permutation<K: Ord>(n: usize, key: impl Fn(usize) -> K) -> Result<Vec<u8>, WriteError> {
+    let mut order: Vec<u32> = (0..len_u32(n)?).collect();
+    order.sort_by_key(|&i| key(i as usize));
+    Ok(order.iter().flat_map(|i| i.to_le_bytes()).collect())
 }
 
 /// A member's window inside its group's.
