@@ -18,7 +18,6 @@ use crate::lookup::{format_listed, listed_answerable};
 use crate::source::{read_into, SnapshotCopy};
 use crate::status::Failure;
 use jit_core::snapshot::listing::{record_at, Walk};
-use jit_core::snapshot::Snapshot;
 use jit_core::UnixTime;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -191,32 +190,18 @@ fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
-/// Marks the delta's records of `name` (sorted by name: found by binary search): the base
-/// showed it live.
+/// Marks the delta's records of `name`: the base showed it live.
 fn mark(delta: &Option<Arc<SnapshotCopy>>, shown: &mut [bool], name: &[u8]) {
     let Some(d) = delta else { return };
-    let snap: Snapshot<'_> = d.snapshot();
-    let below = |j: usize| {
-        snap.account_at(j)
-            .is_some_and(|a| a.name().as_bytes() < name)
+    // The walk checked the name is UTF-8; were it not, nothing is marked and the delta's
+    // record of it is shown once more (a repeated line, never a hidden one).
+    let Ok(name) = std::str::from_utf8(name) else {
+        return;
     };
-    let (mut lo, mut hi) = (0, shown.len());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+    for j in d.snapshot().own_account_records_named(name) {
+        if let Some(s) = shown.get_mut(j) {
+            *s = true;
         }
-    }
-    for (j, s) in shown.iter_mut().enumerate().skip(lo) {
-        if snap
-            .account_at(j)
-            .is_none_or(|a| a.name().as_bytes() != name)
-        {
-            break;
-        }
-        *s = true;
     }
 }
 

@@ -803,12 +803,7 @@ impl<'a> Snapshot<'a> {
     }
 
     fn own_account_by_name(&self, name: &str, now: UnixTime) -> Option<AccountView<'a>> {
-        let n = self.own_accounts();
-        let first = Self::lower_bound(n, |i| {
-            self.own_account_at(i)
-                .map_or(Ordering::Greater, |a| a.name().cmp(name))
-        });
-        (first..n)
+        (self.first_own_account_named(name)..self.own_accounts())
             .map_while(|i| self.own_account_at(i).filter(|a| a.name() == name))
             .find(|a| a.is_live(now))
     }
@@ -839,12 +834,28 @@ impl<'a> Snapshot<'a> {
     }
 
     fn own_has_account_record(&self, name: &str) -> bool {
-        let n = self.own_accounts();
-        let first = Self::lower_bound(n, |i| {
+        self.own_account_at(self.first_own_account_named(name))
+            .is_some_and(|a| a.name() == name)
+    }
+
+    /// Where this file's own account records called `name` start (live or not; they are
+    /// adjacent, sorted by name), or where they would.
+    fn first_own_account_named(&self, name: &str) -> usize {
+        Self::lower_bound(self.own_accounts(), |i| {
             self.own_account_at(i)
                 .map_or(Ordering::Greater, |a| a.name().cmp(name))
-        });
-        self.own_account_at(first).is_some_and(|a| a.name() == name)
+        })
+    }
+
+    /// The indexes ([`Snapshot::account_at`]) of this file's own account records called `name`,
+    /// live or not (a delta's, read alone: the records a listing of its base may already have
+    /// shown).
+    pub fn own_account_records_named(&self, name: &str) -> std::ops::Range<usize> {
+        let first = self.first_own_account_named(name);
+        let n = (first..self.own_accounts())
+            .take_while(|&i| self.own_account_at(i).is_some_and(|a| a.name() == name))
+            .count();
+        first..first + n
     }
 
     /// The group called `name` if it is visible at `now`.
