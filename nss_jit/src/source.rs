@@ -25,7 +25,7 @@ use jit_core::ffi::errno;
 use jit_core::snapshot::file::{
     check_stat, open_trusted, read_accounts, read_base, Region, TrustError,
 };
-use jit_core::snapshot::index::{IndexHead, HEAD_PREFIX};
+use jit_core::snapshot::index::{IndexHead, SectionRef, HEAD_PREFIX};
 use jit_core::snapshot::{Snapshot, SnapshotError};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -365,9 +365,8 @@ pub fn for_enumeration_at(
     // it removes the old delta, and a delta naming another base is not read over this one.
     let delta = || crate::delta::current(delta_path, &crate::delta::DELTA, true);
     if listing == Listing::Accounts {
-        if let Some((fd, st, head)) = open_with_listing(path)? {
-            let section = head.listing.ok_or(SourceError::Corrupt)?;
-            let walk = crate::listing::AccountWalk::new(fd, &st, head.serial, section, delta());
+        if let Some((fd, st, serial, section)) = open_with_listing(path)? {
+            let walk = crate::listing::AccountWalk::new(fd, &st, serial, section, delta());
             return Ok(Listed::Walk(Box::new(walk)));
         }
     }
@@ -378,11 +377,12 @@ pub fn for_enumeration_at(
     })
 }
 
-/// Opens `path` and checks its header and section table; the descriptor, its stat and the
-/// head if the file states an account listing (format 1.5), `None` for any other file.
+/// Opens `path` and checks its header and section table; if the file states an account
+/// listing (format 1.5), the descriptor, its stat, the base serial and the listing's section
+/// `(offset, length, records)`; `None` for any other file.
 fn open_with_listing(
     path: &CStr,
-) -> Result<Option<(std::os::fd::OwnedFd, libc::stat, IndexHead)>, SourceError> {
+) -> Result<Option<(std::os::fd::OwnedFd, libc::stat, u32, SectionRef)>, SourceError> {
     let (fd, st) = open_trusted(path)?;
     let size = u64::try_from(st.st_size).map_err(|_| TrustError::BadSize)?;
     let mut prefix = vec![
@@ -393,7 +393,11 @@ fn open_with_listing(
     ];
     read_into(&fd, 0, &mut prefix)?;
     match IndexHead::parse(&prefix, size) {
-        Ok(Some(head)) if head.listing.is_some() => Ok(Some((fd, st, head))),
+        Ok(Some(IndexHead {
+            listing: Some(section),
+            serial,
+            ..
+        })) => Ok(Some((fd, st, serial, section))),
         Ok(_) => Ok(None),
         Err(_) => Err(SourceError::Corrupt),
     }
