@@ -94,10 +94,7 @@ impl Daemon {
             inner.boot_cap.insert(id.clone(), c);
         }
         let before = inner.state.grants.version();
-        inner
-            .state
-            .grants
-            .insert(id.clone(), Box::new(grant.clone()));
+        inner.state.grants.insert(id.clone(), grant.clone());
         // The tick's due times take the new grant in without a walk over every grant.
         let Inner {
             due,
@@ -262,10 +259,7 @@ impl Daemon {
         let grant =
             admit::breakglass_grant(id.clone(), account, reason, self.cfg.breakglass_secs, now);
         let mut inner = self.lock();
-        inner
-            .state
-            .grants
-            .insert(id.clone(), Box::new(grant.clone()));
+        inner.state.grants.insert(id.clone(), grant.clone());
         inner
             .boot_cap
             .insert(id, (boottime(), grant.not_after - now));
