@@ -83,31 +83,48 @@ pub fn pending(state: &State) -> bool {
 /// Plans the teardown of every ended grant of `state` not yet torn down, with the local files
 /// `local` (the last copy read if they cannot be read now) at `now`.
 pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownPlan {
-    let live = state.grants.values().filter(|g| !g.state.is_ended());
+    let ending = || {
+        state
+            .grants
+            .values()
+            .filter(|g| g.state.is_ended() && !g.torn_down)
+    };
+    // Only the users of the grants being torn down matter below: the sets of what other live
+    // grants keep hold their names alone, borrowed (built from every live grant, with owned
+    // names, they were a MiB of jitd's memory at 10 000 grants for a teardown of one).
+    let users: HashSet<&str> = ending().map(|g| g.user.as_str()).collect();
+    let live = state
+        .grants
+        .values()
+        .filter(|g| !g.state.is_ended() && users.contains(g.user.as_str()));
     // Memberships still held by grants that remain live must not be torn away. Only a live
     // (activated) grant gives a membership: a pending one has not begun and an armed one gives
     // its groups only after the code, so neither shields a process that kept the gid.
-    let still_granted: HashSet<(String, String)> = live
+    let still_granted: HashSet<(&str, &str)> = live
         .clone()
         .filter(|g| g.state_at(now) == GrantState::Live)
-        .flat_map(|g| g.groups.iter().map(move |gr| (g.user.clone(), gr.clone())))
+        .flat_map(|g| {
+            g.groups
+                .iter()
+                .map(move |gr| (g.user.as_str(), gr.as_str()))
+        })
         .collect();
     // The account stays (and its home is kept) while another grant for it is live or armed;
     // its processes stay only under a live one: an armed grant has had no login yet (the code
     // that would have activated it), so it shields nobody's session.
-    let still_account: HashSet<String> = live
+    let still_account: HashSet<&str> = live
         .clone()
         .filter(|g| g.account && matches!(g.state_at(now), GrantState::Live | GrantState::Armed))
-        .map(|g| g.user.clone())
+        .map(|g| g.user.as_str())
         .collect();
-    let still_logged_in: HashSet<String> = live
+    let still_logged_in: HashSet<&str> = live
         .clone()
         .filter(|g| g.account && g.state_at(now) == GrantState::Live)
-        .map(|g| g.user.clone())
+        .map(|g| g.user.as_str())
         .collect();
-    let still_enabled: HashSet<String> = live
+    let still_enabled: HashSet<&str> = live
         .filter(|g| g.enable && g.state_at(now) == GrantState::Live)
-        .map(|g| g.user.clone())
+        .map(|g| g.user.as_str())
         .collect();
     // Local always wins, at teardown too: a local user made later with the account's uid
     // (`useradd -o -u`) owns every process with that uid now, so none is ended by uid and the
@@ -120,11 +137,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
             .map(|u| u.name.clone())
     };
     let mut plan = TeardownPlan::default();
-    for g in state
-        .grants
-        .values()
-        .filter(|g| g.state.is_ended() && !g.torn_down)
-    {
+    for g in ending() {
         let uid = if g.account { g.uid } else { None };
         let mut job = Job {
             id: g.id.clone(),
@@ -144,17 +157,17 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
         if let Some(uid) = uid {
             job.home = match uid_collision(uid) {
                 Some(local_user) => HomeStep::Collided { uid, local_user },
-                None if still_account.contains(&g.user) => HomeStep::KeptForOtherGrant,
+                None if still_account.contains(g.user.as_str()) => HomeStep::KeptForOtherGrant,
                 None => HomeStep::ApplyPolicy { uid },
             };
-            if !still_logged_in.contains(&g.user) && uid_collision(uid).is_none() {
+            if !still_logged_in.contains(g.user.as_str()) && uid_collision(uid).is_none() {
                 plan.kill.uids.insert(uid);
                 plan.uid_grant.insert(uid, g.id.clone());
             }
         }
         // A managed admin account is disabled again: every process running as it ends (its
         // sessions held the enabled privilege), unless another grant still enables it.
-        if g.enable && !still_enabled.contains(&g.user) {
+        if g.enable && !still_enabled.contains(g.user.as_str()) {
             if let Some(u) = local.user(&g.user).filter(|u| u.uid != 0) {
                 plan.kill.uids.insert(u.uid);
                 // A set-uid file it made while enabled would let anyone act as it while it is
@@ -181,7 +194,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
             // Never kill for a membership the user holds locally or through another live
             // grant: those processes are entitled to the gid.
             if lg.members.iter().any(|m| m == &g.user)
-                || still_granted.contains(&(g.user.clone(), gname.clone()))
+                || still_granted.contains(&(g.user.as_str(), gname.as_str()))
                 || local.user(&g.user).is_some_and(|u| u.gid == lg.gid)
             {
                 continue;
