@@ -4,6 +4,7 @@
 
 use jit_core::time::UnixTime;
 use serde::{Deserialize, Serialize};
+use thin_vec::ThinVec;
 
 /// Where a grant is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,9 +111,9 @@ pub struct Grant {
     /// The account's stable uid (ephemeral accounts only).
     pub uid: Option<u32>,
     /// Groups joined while live.
-    pub groups: Vec<String>,
+    pub groups: ThinVec<String>,
     /// ssh public keys.
-    pub ssh_keys: Vec<String>,
+    pub ssh_keys: ThinVec<String>,
     /// Why.
     pub reason: String,
     /// Ticket reference.
@@ -121,22 +122,22 @@ pub struct Grant {
     pub requested_by: String,
     /// Sudo scope.
     #[serde(default)]
-    pub sudo: Vec<String>,
+    pub sudo: ThinVec<String>,
     /// Run-as targets.
     #[serde(default)]
-    pub runas: Vec<String>,
+    pub runas: ThinVec<String>,
     /// Enables a managed account.
     #[serde(default)]
     pub enable: bool,
     /// Source networks.
     #[serde(default)]
-    pub from: Vec<String>,
+    pub from: ThinVec<String>,
     /// PAM services.
     #[serde(default)]
-    pub services: Vec<String>,
+    pub services: ThinVec<String>,
     /// Time windows.
     #[serde(default)]
-    pub windows: Vec<String>,
+    pub windows: ThinVec<String>,
     /// TOTP at login.
     #[serde(default)]
     pub mfa: bool,
@@ -148,7 +149,7 @@ pub struct Grant {
     pub end_with_session: bool,
     /// Revocation classes.
     #[serde(default)]
-    pub revoke_on: Vec<String>,
+    pub revoke_on: ThinVec<String>,
     /// For an `--mfa` grant: when its holder proved a TOTP code. Until then the grant is armed
     /// and gives no privilege.
     #[serde(default)]
@@ -166,11 +167,11 @@ pub struct Grant {
     #[serde(default)]
     pub torn_down: bool,
     /// Tokenization: capabilities (canonical `CAP_…` names) `programs` run with.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub caps: Vec<String>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub caps: ThinVec<String>,
     /// Tokenization: the programs `jitctl run` may start with `caps`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub programs: Vec<String>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub programs: ThinVec<String>,
     /// Certification of the host state at the grant's end (set once its teardown finished).
     /// Boxed: only ended grants carry one, and inline it made every grant jitd holds 88 bytes
     /// larger (~0.9 MiB at 10 000 grants).
@@ -190,19 +191,26 @@ pub enum GrantSource {
     /// Made on this host by root (`jitctl grant add`).
     #[default]
     Local,
-    /// Delivered by jit-server in a verified state document.
-    Server {
-        /// The server's grant id (`sg-…`).
-        id: String,
-        /// The request it came from.
-        request: String,
-        /// The role.
-        role: String,
-        /// Ends when the host goes stale (no valid document).
-        strict: bool,
-        /// Sequence of the document that first carried it.
-        seq: u64,
-    },
+    /// Delivered by jit-server in a verified state document. Behind a pointer: most grants of
+    /// a host with many are local, and the server's fields inline made every grant 80 bytes
+    /// larger. Its JSON is the same flat object as before (`kind` beside the fields).
+    Server(Box<ServerSource>),
+}
+
+/// Where a server grant came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSource {
+    /// The server's grant id (`sg-…`).
+    pub id: String,
+    /// The request it came from.
+    pub request: String,
+    /// The role.
+    pub role: String,
+    /// Ends when the host goes stale (no valid document).
+    pub strict: bool,
+    /// Sequence of the document that first carried it.
+    pub seq: u64,
 }
 
 impl GrantSource {
@@ -210,7 +218,7 @@ impl GrantSource {
     pub fn as_str(&self) -> &'static str {
         match self {
             GrantSource::Local => "root",
-            GrantSource::Server { .. } => "server",
+            GrantSource::Server(_) => "server",
         }
     }
 
@@ -218,7 +226,7 @@ impl GrantSource {
     pub fn server_id(&self) -> Option<&str> {
         match self {
             GrantSource::Local => None,
-            GrantSource::Server { id, .. } => Some(id),
+            GrantSource::Server(s) => Some(&s.id),
         }
     }
 }
@@ -237,5 +245,62 @@ impl Grant {
         } else {
             GrantState::Pending
         }
+    }
+}
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    fn server() -> GrantSource {
+        GrantSource::Server(Box::new(ServerSource {
+            id: "sg-1".into(),
+            request: "r-1".into(),
+            role: "web-admin".into(),
+            strict: true,
+            seq: 7,
+        }))
+    }
+
+    /// state.json and the journal hold the source as it was written before the server's fields
+    /// moved behind a pointer: the same JSON both ways.
+    #[test]
+    fn the_json_of_a_source_is_flat_and_unchanged() {
+        let json = serde_json::to_value(server()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "server", "id": "sg-1", "request": "r-1",
+                "role": "web-admin", "strict": true, "seq": 7})
+        );
+        let back: GrantSource = serde_json::from_value(json).unwrap();
+        assert_eq!(back, server());
+        assert_eq!(back.server_id(), Some("sg-1"));
+        assert_eq!(
+            serde_json::to_value(GrantSource::Local).unwrap(),
+            serde_json::json!({"kind": "local"})
+        );
+        let local: GrantSource = serde_json::from_str(r#"{"kind":"local"}"#).unwrap();
+        assert_eq!(local, GrantSource::Local);
+    }
+
+    #[test]
+    fn a_source_with_an_unknown_or_missing_field_is_refused() {
+        for bad in [
+            r#"{"kind":"server","id":"sg-1","request":"r","role":"x","strict":false,"seq":1,"extra":1}"#,
+            r#"{"kind":"server","id":"sg-1","request":"r","role":"x","strict":false}"#,
+            r#"{"kind":"remote"}"#,
+            r#"{"id":"sg-1"}"#,
+        ] {
+            assert!(serde_json::from_str::<GrantSource>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The grants map holds every grant of a host; the server's fields of a server grant and
+    /// the lists, most of them empty, are a pointer each.
+    #[test]
+    fn a_grant_stays_small() {
+        assert_eq!(
+            std::mem::size_of::<GrantSource>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

@@ -19,7 +19,9 @@ pub mod tls_pin;
 pub use certification::{Certification, CertificationStatus};
 pub use client::{call, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
-pub use grant::{Grant, GrantSource, GrantSpec, GrantState};
+pub use grant::{Grant, GrantSource, GrantSpec, GrantState, ServerSource};
 pub use message::{
     ErrorCode, MfaCaller, MfaPurpose, Request, Response, Session, SessionSpec, PROTOCOL_VERSION,
 };
+/// The list type of [`Grant`]'s fields: one pointer when empty (most of them, in most grants).
+pub use thin_vec::ThinVec;

@@ -158,7 +158,7 @@ pub fn project_grants<'g>(
                 not_before: g.not_before,
                 not_after: g.not_after,
                 flags: if g.mfa { ACCOUNT_MFA_REQUIRED } else { 0 },
-                ssh_keys: g.ssh_keys.clone(),
+                ssh_keys: g.ssh_keys.to_vec(),
             });
             // One private group per identity; overlapping or successive grants widen its window.
             let pg = private.entry(g.user.clone()).or_insert_with(|| GroupEntry {
@@ -246,11 +246,11 @@ pub fn project_grants<'g>(
             not_after: g.not_after,
             flags,
             revoke_on,
-            from: g.from.clone(),
-            services: g.services.clone(),
-            windows: g.windows.clone(),
-            sudo: g.sudo.clone(),
-            runas: g.runas.clone(),
+            from: g.from.to_vec(),
+            services: g.services.to_vec(),
+            windows: g.windows.to_vec(),
+            sudo: g.sudo.to_vec(),
+            runas: g.runas.to_vec(),
         });
     }
     // jit-sudo is always present (hidden while it has no live member), so the sudo plugin can

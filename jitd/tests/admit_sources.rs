@@ -13,13 +13,13 @@ use common::*;
 
 /// A server grant's source as the sync module records it.
 fn from_server() -> GrantSource {
-    GrantSource::Server {
+    GrantSource::Server(Box::new(jit_proto::ServerSource {
         id: "sg-1".into(),
         request: "r-1".into(),
         role: "web-admin".into(),
         strict: false,
         seq: 7,
-    }
+    }))
 }
 
 #[test]

@@ -176,7 +176,7 @@ impl Daemon {
                     .state
                     .grants
                     .get(id)
-                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server { .. }))
+                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server(_)))
             })
         };
         if let Err(e) = self.check_code(&user, code, None, now, fleet) {
@@ -290,7 +290,7 @@ impl Daemon {
                     .state
                     .grants
                     .get(id)
-                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server { .. }))
+                    .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server(_)))
             });
             (candidates, armed, fleet)
         };

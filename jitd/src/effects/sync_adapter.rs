@@ -65,11 +65,11 @@ impl GrantSink for Daemon {
             .grants
             .values()
             .filter_map(|g| match &g.source {
-                GrantSource::Server { id, strict, .. } => Some(HeldGrant {
+                GrantSource::Server(s) => Some(HeldGrant {
                     local_id: g.id.clone(),
-                    server_id: id.clone(),
+                    server_id: s.id.clone(),
                     ended: g.state_at(now).is_ended(),
-                    strict: *strict,
+                    strict: s.strict,
                 }),
                 GrantSource::Local => None,
             })
@@ -77,13 +77,13 @@ impl GrantSink for Daemon {
     }
 
     fn admit_server_grant(&self, g: &DocGrant, seq: u64, now: UnixTime) -> Result<String, String> {
-        let source = GrantSource::Server {
+        let source = GrantSource::Server(Box::new(jit_proto::ServerSource {
             id: cut(&g.id, 64),
             request: cut(&g.request_id, 64),
             role: cut(&g.role, 64),
             strict: g.strict,
             seq,
-        };
+        }));
         self.admit(source, &spec_of(g, now), now)
             .map(|granted| granted.id)
             .map_err(|(_, m)| m)
@@ -130,7 +130,7 @@ impl GrantSink for Daemon {
                 .state
                 .grants
                 .values()
-                .filter(|g| matches!(g.source, GrantSource::Server { .. }))
+                .filter(|g| matches!(g.source, GrantSource::Server(_)))
                 .filter(|g| g.mfa || g.mfa_sudo)
                 .filter(|g| {
                     matches!(

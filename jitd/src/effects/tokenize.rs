@@ -94,7 +94,7 @@ impl Daemon {
                 id: g.id.clone(),
                 user,
                 program: path,
-                caps: g.caps.clone(),
+                caps: g.caps.to_vec(),
             });
         }
         if let Some(g) = listing

@@ -11,6 +11,7 @@ use jit_core::time::UnixTime;
 use jit_core::validate::{
     validate_account_name, validate_name, validate_ssh_key, validate_text, ValidationError,
 };
+use jit_proto::ThinVec;
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState};
 
 use super::{refuse, GrantSource, Refusal};
@@ -273,29 +274,29 @@ pub fn place(
         source,
         account: spec.account,
         uid,
-        groups,
+        groups: groups.into(),
         ssh_keys: spec.ssh_keys.iter().map(|k| k.trim().to_string()).collect(),
         reason: spec.reason,
         ticket: spec.ticket,
         requested_by: spec.requested_by,
-        sudo: scope.sudo,
-        runas: scope.runas,
+        sudo: scope.sudo.into(),
+        runas: scope.runas.into(),
         enable: spec.enable,
-        from: login.from,
-        services: login.services,
-        windows: login.windows,
+        from: login.from.into(),
+        services: login.services.into(),
+        windows: login.windows.into(),
         mfa: spec.mfa,
         mfa_sudo: spec.mfa_sudo,
         end_with_session: spec.end_with_session,
-        revoke_on: scope.revoke_on,
+        revoke_on: scope.revoke_on.into(),
         activated_at: None,
         went_live_at: starts_now.then_some(now),
         ended_at: None,
         end_reason: None,
         torn_down: false,
         certification: None,
-        caps: tokens.caps, // tokenize
-        programs: tokens.programs,
+        caps: tokens.caps.into(), // tokenize
+        programs: tokens.programs.into(),
     })
 }
 
@@ -319,21 +320,21 @@ pub fn breakglass_grant(
         created_by: "break-glass".into(),
         account: false,
         uid: None,
-        groups: Vec::new(),
-        ssh_keys: Vec::new(),
+        groups: ThinVec::new(),
+        ssh_keys: ThinVec::new(),
         reason,
         ticket: String::new(),
         requested_by: account.to_string(),
-        sudo: Vec::new(),
-        runas: Vec::new(),
+        sudo: ThinVec::new(),
+        runas: ThinVec::new(),
         enable: true,
-        from: Vec::new(),
-        services: Vec::new(),
-        windows: Vec::new(),
+        from: ThinVec::new(),
+        services: ThinVec::new(),
+        windows: ThinVec::new(),
         mfa: false,
         mfa_sudo: false,
         end_with_session: false,
-        revoke_on: Vec::new(),
+        revoke_on: ThinVec::new(),
         activated_at: None,
         went_live_at: Some(now),
         ended_at: None,
@@ -341,8 +342,8 @@ pub fn breakglass_grant(
         torn_down: false,
         source: GrantSource::Local,
         certification: None,
-        caps: Vec::new(),
-        programs: Vec::new(),
+        caps: ThinVec::new(),
+        programs: ThinVec::new(),
     }
 }
 

@@ -144,7 +144,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
             user: g.user.clone(),
             state: g.state,
             enable: g.enable,
-            groups: g.groups.clone(),
+            groups: g.groups.to_vec(),
             gids: Vec::new(),
             sessions: state
                 .sessions

@@ -514,13 +514,13 @@ fn server_grants_are_admitted_the_same_way_and_say_so() {
         &mut st,
         adm,
         "g-000000000002".into(),
-        GrantSource::Server {
+        GrantSource::Server(Box::new(jit_proto::ServerSource {
             id: "sg-1".into(),
             request: "r-1".into(),
             role: "web-admin".into(),
             strict: false,
             seq: 1,
-        },
+        })),
         NOW,
     )
     .unwrap();
