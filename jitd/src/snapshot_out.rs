@@ -77,18 +77,30 @@ pub fn project(
 /// its delta relies on (docs/snapshot-format.md §12).
 pub fn project_grants<'g>(
     cfg: &Config,
-    grants: impl Iterator<Item = &'g jit_proto::Grant>,
+    grants: impl Iterator<Item = &'g jit_proto::Grant> + Clone,
     local: &LocalDb,
     now: UnixTime,
 ) -> (SnapshotData, Vec<Collision>) {
+    let shown = |g: &&jit_proto::Grant| !g.state.is_ended() && g.not_after > now;
+    // Sized once from a count (cheap next to the projection itself): grown by doubling, the
+    // vectors of a 10 000-grant projection held up to half again in slack at once, the peak
+    // of jitd's memory at a whole write.
+    let (n, n_accounts) = grants
+        .clone()
+        .filter(shown)
+        .fold((0, 0), |(n, a), g| (n + 1, a + usize::from(g.account)));
     let mut data = SnapshotData {
         generated_at: now,
+        accounts: Vec::with_capacity(n_accounts),
+        grants: Vec::with_capacity(n),
+        // jit-sudo, the private groups, the local groups and two more of jit's own.
+        groups: Vec::with_capacity(n_accounts + 3),
         managed: cfg.managed_accounts.clone(),
         uid_range: Some((cfg.uid_min, cfg.uid_max)),
-        ..Default::default()
     };
     let mut collisions = Vec::new();
-    let mut private: BTreeMap<String, GroupEntry> = BTreeMap::new();
+    // The private groups go straight into `data.groups`, one per account, then sorted by name
+    // with the groups of one name merged (as a map by name would, without its nodes).
     let mut locals: BTreeMap<String, GroupEntry> = BTreeMap::new();
     let mut jit_users = GroupEntry {
         name: cfg.group_users.clone(),
@@ -96,7 +108,7 @@ pub fn project_grants<'g>(
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
         not_after: i64::MAX,
-        members: Vec::new(),
+        members: Vec::with_capacity(n_accounts),
     };
     let mut jit_sudo = GroupEntry {
         name: cfg.group_sudo.clone(),
@@ -115,10 +127,7 @@ pub fn project_grants<'g>(
         not_after: i64::MAX,
         members: Vec::new(),
     };
-    for g in grants {
-        if g.state.is_ended() || g.not_after <= now {
-            continue;
-        }
+    for g in grants.filter(shown) {
         let mut flags = 0;
         let mut uid = 0;
         if g.account {
@@ -160,8 +169,9 @@ pub fn project_grants<'g>(
                 flags: if g.mfa { ACCOUNT_MFA_REQUIRED } else { 0 },
                 ssh_keys: g.ssh_keys.to_vec(),
             });
-            // One private group per identity; overlapping or successive grants widen its window.
-            let pg = private.entry(g.user.clone()).or_insert_with(|| GroupEntry {
+            // One private group per identity; overlapping or successive grants widen its
+            // window (merged below).
+            data.groups.push(GroupEntry {
                 name: g.user.clone(),
                 gid: u,
                 kind: GROUP_KIND_PRIVATE,
@@ -169,8 +179,6 @@ pub fn project_grants<'g>(
                 not_after: g.not_after,
                 members: Vec::new(),
             });
-            pg.not_before = pg.not_before.min(g.not_before);
-            pg.not_after = pg.not_after.max(g.not_after);
             jit_users.members.push(Member {
                 name: g.user.clone(),
                 grant_id: g.id.clone(),
@@ -253,10 +261,20 @@ pub fn project_grants<'g>(
             runas: g.runas.to_vec(),
         });
     }
+    // The private groups by name (stable: the first grant of a name gives its gid), one per
+    // name, its window the union of its grants'.
+    data.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    data.groups.dedup_by(|later, first| {
+        let same = later.name == first.name;
+        if same {
+            first.not_before = first.not_before.min(later.not_before);
+            first.not_after = first.not_after.max(later.not_after);
+        }
+        same
+    });
     // jit-sudo is always present (hidden while it has no live member), so the sudo plugin can
     // recognise its gid in a session that kept it after the grant ended.
-    data.groups.push(jit_sudo);
-    data.groups.extend(private.into_values());
+    data.groups.insert(0, jit_sudo);
     data.groups.extend(locals.into_values());
     if !jit_users.members.is_empty() {
         data.groups.push(jit_users);
@@ -665,3 +683,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+#[cfg(test)]
+mod projection_tests;
