@@ -493,7 +493,7 @@ impl Daemon {
         };
         live.iter()
             .map(|(id, user, acct)| Watched {
-                grant: id.clone(),
+                grant: id.as_str().into(),
                 user: user.clone(),
                 home: if *acct {
                     Some(self.cfg.home_root.join(user))

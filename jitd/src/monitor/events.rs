@@ -48,8 +48,8 @@ use proc_connector::ProcConnector;
 /// A live grant the monitor watches.
 #[derive(Debug, Clone)]
 pub struct Watched {
-    /// Grant id.
-    pub grant: String,
+    /// Grant id, shared with the set's index (one copy per watched grant, not two).
+    pub grant: Arc<str>,
     /// The grantee.
     pub user: String,
     /// The grantee's own home (its authorized_keys are not an account change).
@@ -139,7 +139,7 @@ impl WatchSet {
         WatchSet::of(
             items
                 .into_iter()
-                .map(|w| (Arc::from(w.grant.as_str()), Arc::new(w)))
+                .map(|w| (Arc::clone(&w.grant), Arc::new(w)))
                 .collect(),
         )
     }
@@ -160,7 +160,7 @@ impl WatchSet {
             next.remove(id);
         }
         for w in added {
-            let key: Arc<str> = Arc::from(w.grant.as_str());
+            let key = Arc::clone(&w.grant);
             next.remove(&key);
             next.added.put(key, Arc::new(w));
         }
@@ -509,7 +509,7 @@ fn after_losses(
     for (source, n) in lost {
         rescan |= state
             .episodes
-            .lost(*source, *n, watched.iter().map(|w| w.grant.as_str()), now);
+            .lost(*source, *n, watched.iter().map(|w| &*w.grant), now);
     }
     if rescan {
         let n = rescan_grants(st, shared, watched, state);
@@ -617,9 +617,9 @@ fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State
             continue;
         };
         // The grant's cgroup and any sub-cgroup a grantee with root made in it.
-        for pid in super::cgroup::procs_in(&st.cgroup_dir.join(&w.grant)) {
+        for pid in super::cgroup::procs_in(&st.cgroup_dir.join(&*w.grant)) {
             state.members.entry(pid).or_insert(Member {
-                grant: w.grant.clone(),
+                grant: w.grant.to_string(),
                 since: now,
                 exited: None,
                 cmdline: String::new(),
@@ -649,7 +649,7 @@ fn refresh(st: &Settings, shared: &Shared, watched: &WatchSet, state: &mut State
         if state.left_reported.insert(pid) {
             if let Some(start) = crate::procs::start_time(pid) {
                 lock(&shared.escaped)
-                    .entry(w.grant.clone())
+                    .entry(w.grant.to_string())
                     .or_default()
                     .push((pid, start));
             }
@@ -727,7 +727,7 @@ fn push(shared: &Shared, w: &Watched, class: &str, pid: i32, what: String, known
         cmdline = known.to_string();
     }
     lock(&shared.hits).push(Hit {
-        grant: w.grant.clone(),
+        grant: w.grant.to_string(),
         class: class.to_string(),
         pid,
         uid,

@@ -68,14 +68,14 @@ fn a_changed_set_adds_and_removes_grants() {
 fn changed_sets_match_a_plain_map_across_folds() {
     use std::collections::BTreeMap;
     let named = |id: usize, user: &str| Watched {
-        grant: format!("g-{id:06x}"),
+        grant: format!("g-{id:06x}").into(),
         user: user.into(),
         ..w()
     };
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let first: Vec<Watched> = (0..500).map(|i| named(i, "u0")).collect();
     for x in &first {
-        model.insert(x.grant.clone(), x.user.clone());
+        model.insert(x.grant.to_string(), x.user.clone());
     }
     let mut set = WatchSet::new(first);
     let mut kept: Vec<(WatchSet, BTreeMap<String, String>)> = Vec::new();
@@ -98,7 +98,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
             model.remove(g);
         }
         for a in &added {
-            model.insert(a.grant.clone(), a.user.clone());
+            model.insert(a.grant.to_string(), a.user.clone());
         }
         set = set.changed(&gone, added);
         assert_eq!(set.len(), model.len(), "round {round}");
@@ -113,7 +113,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
         }
         let listed: BTreeMap<String, String> = set
             .iter()
-            .map(|w| (w.grant.clone(), w.user.clone()))
+            .map(|w| (w.grant.to_string(), w.user.clone()))
             .collect();
         assert_eq!(listed, model);
         assert_eq!(set.iter().count(), model.len(), "each listed once");
@@ -123,7 +123,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
             model.len(),
             "each slot holds a grant at most once"
         );
-        assert!(slots.iter().all(|w| model.get(&w.grant) == Some(&w.user)));
+        assert!(slots.iter().all(|w| model.get(&*w.grant) == Some(&w.user)));
         assert!(set.slots() <= model.len() + FOLD_AFTER);
         if round % 10 == 0 {
             kept.push((set.clone(), model.clone()));
@@ -309,9 +309,9 @@ fn rescan_after_a_loss_classifies_unseen_members() {
         .unwrap();
     let pid = child.id() as i32;
     // The grant's cgroup as the monitor reads it: <dir>/<grant>/cgroup.procs.
-    std::fs::create_dir(cg.0.join(w().grant)).unwrap();
+    std::fs::create_dir(cg.0.join(&*w().grant)).unwrap();
     std::fs::write(
-        cg.0.join(w().grant).join("cgroup.procs"),
+        cg.0.join(&*w().grant).join("cgroup.procs"),
         format!("{pid}\n"),
     )
     .unwrap();
@@ -344,7 +344,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
     assert!(
         hits.iter().any(|h| h.pid == pid
             && h.class == "ioc"
-            && h.grant == w().grant
+            && *h.grant == *w().grant
             && h.what == "exec /usr/bin/sleep"
             && h.cmdline == "sleep 30"),
         "{hits:?}"
@@ -362,7 +362,7 @@ fn rescan_after_a_loss_classifies_unseen_members() {
             &losses[0].grants,
             losses[0].rescanned
         ),
-        (Source::ProcConnector, 3, &vec![w().grant], 1)
+        (Source::ProcConnector, 3, &vec![w().grant.to_string()], 1)
     );
 }
 
@@ -403,7 +403,7 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
     let watched = WatchSet::new(
         (0..n)
             .map(|i| Watched {
-                grant: grant(i),
+                grant: grant(i).into(),
                 user: format!("u{i}"),
                 home: None,
             })
