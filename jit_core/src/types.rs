@@ -29,23 +29,103 @@ pub const GATE_ACCOUNT: u32 = 1 << 4;
 /// Gate flag: an `--mfa` grant that has not been activated yet (armed, not live for privilege).
 pub const GATE_ARMED: u32 = 1 << 5;
 
+/// A string of a snapshot record: shared, so that one projection holds a name or a grant id
+/// once however many records carry it (an account, its private group, its memberships and
+/// its gate record; every account's shell), and a clone costs no allocation.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(std::sync::Arc<str>);
+
+impl Text {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(s.into())
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(s.into())
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Text {
+        Text(s.as_str().into())
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
 /// An ephemeral account, visible through NSS while `not_before <= now < not_after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// Login name (validated).
-    pub name: String,
+    pub name: Text,
     /// Stable uid from the reserved range.
     pub uid: u32,
     /// Primary gid: the private group, equal to the uid.
     pub gid: u32,
     /// GECOS: `jit grant <id> (<reason>)`, sanitized.
-    pub gecos: String,
+    pub gecos: Text,
     /// `<home_root>/<name>`.
-    pub home: String,
+    pub home: Text,
     /// Login shell.
-    pub shell: String,
+    pub shell: Text,
     /// The grant that makes this account exist.
-    pub grant_id: String,
+    pub grant_id: Text,
     /// First second the account exists.
     pub not_before: UnixTime,
     /// First second the account no longer exists.
@@ -60,9 +140,9 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// User name (local or ephemeral).
-    pub name: String,
+    pub name: Text,
     /// Grant that gives the membership.
-    pub grant_id: String,
+    pub grant_id: Text,
     /// First second of membership.
     pub not_before: UnixTime,
     /// First second after membership.
@@ -73,7 +153,7 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEntry {
     /// Group name.
-    pub name: String,
+    pub name: Text,
     /// For local groups, the gid from `/etc/group` (NSS merge needs name and gid identical).
     pub gid: u32,
     /// `GROUP_KIND_*`.
@@ -91,9 +171,9 @@ pub struct GroupEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GateGrant {
     /// Grant id.
-    pub id: String,
+    pub id: Text,
     /// The person (local or ephemeral user name).
-    pub user: String,
+    pub user: Text,
     /// The account's uid when the grant carries an ephemeral account, else 0.
     pub uid: u32,
     /// Start.
@@ -132,4 +212,32 @@ pub struct SnapshotData {
     /// jitd's configured `uid_range`, stated in the header so the modules' "is this a jit
     /// identity" checks follow the configuration (`None`: not stated).
     pub uid_range: Option<(u32, u32)>,
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::Text;
+
+    #[test]
+    fn a_text_reads_compares_and_prints_as_its_string() {
+        let t = Text::from("alice");
+        assert_eq!(t, "alice");
+        assert_eq!(t, *"alice");
+        assert_eq!(t, String::from("alice"));
+        assert_ne!(t, "alic");
+        assert_eq!(t.as_str(), "alice");
+        assert_eq!(t.len(), 5);
+        assert_eq!(format!("{t} {t:?}"), "alice \"alice\"");
+        assert_eq!(Text::default(), "");
+        let (a, b) = (Text::from("a"), Text::from("b"));
+        assert!(a < b);
+    }
+
+    /// What a projection relies on: a clone is the same allocation, not a copy.
+    #[test]
+    fn a_clone_shares_the_string() {
+        let t = Text::from(String::from("g-000000000001"));
+        let u = t.clone();
+        assert!(std::ptr::eq(t.as_str(), u.as_str()));
+    }
 }

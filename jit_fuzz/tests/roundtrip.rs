@@ -131,7 +131,7 @@ proptest! {
             groups.push((g.name().to_string(), g.gid(), g.kind(), members));
         }
         let mut want: Vec<_> = data.groups.iter().map(|g| {
-            (g.name.clone(), g.gid, g.kind, g.members.iter().map(|m| m.name.clone()).collect::<BTreeSet<_>>())
+            (g.name.to_string(), g.gid, g.kind, g.members.iter().map(|m| m.name.to_string()).collect::<BTreeSet<_>>())
         }).collect();
         want.sort();
         groups.sort();
@@ -213,13 +213,13 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
     )
         .prop_map(
             |(name, uid, gid, gecos, home, shell, grant_id, (nb, na), flags, ssh_keys)| Account {
-                name,
+                name: name.into(),
                 uid,
                 gid,
-                gecos,
-                home,
-                shell,
-                grant_id,
+                gecos: gecos.into(),
+                home: home.into(),
+                shell: shell.into(),
+                grant_id: grant_id.into(),
                 not_before: nb,
                 not_after: na,
                 flags,
@@ -227,14 +227,14 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
             },
         );
     let member = (name(), field(), times()).prop_map(|(name, grant_id, (nb, na))| Member {
-        name,
-        grant_id,
+        name: name.into(),
+        grant_id: grant_id.into(),
         not_before: nb,
         not_after: na,
     });
     let group = (name(), any::<u32>(), 1u32..=3, times(), vec(member, 0..4)).prop_map(
         |(name, gid, kind, (nb, na), members)| GroupEntry {
-            name,
+            name: name.into(),
             gid,
             kind,
             not_before: nb,
@@ -267,8 +267,8 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
                 revoke_on,
                 [from, services, windows, sudo, runas],
             )| GateGrant {
-                id,
-                user,
+                id: id.into(),
+                user: user.into(),
                 uid,
                 not_before: nb,
                 not_after: na,

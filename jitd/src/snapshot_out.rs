@@ -103,7 +103,7 @@ pub fn project_grants<'g>(
     // with the groups of one name merged (as a map by name would, without its nodes).
     let mut locals: BTreeMap<String, GroupEntry> = BTreeMap::new();
     let mut jit_users = GroupEntry {
-        name: cfg.group_users.clone(),
+        name: cfg.group_users.as_str().into(),
         gid: cfg.gid_users(),
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
@@ -111,7 +111,7 @@ pub fn project_grants<'g>(
         members: Vec::with_capacity(n_accounts),
     };
     let mut jit_sudo = GroupEntry {
-        name: cfg.group_sudo.clone(),
+        name: cfg.group_sudo.as_str().into(),
         gid: cfg.gid_sudo(),
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
@@ -120,14 +120,19 @@ pub fn project_grants<'g>(
     };
     // Users whose login needs a TOTP code, for sshd's `Match Group jit-mfa` (docs/design.md#paths).
     let mut jit_mfa = GroupEntry {
-        name: cfg.group_mfa.clone(),
+        name: cfg.group_mfa.as_str().into(),
         gid: cfg.gid_mfa(),
         kind: GROUP_KIND_JIT,
         not_before: i64::MIN,
         not_after: i64::MAX,
         members: Vec::new(),
     };
+    // One allocation per name and per grant id, shared by every record that carries it (an
+    // account, its private group, each membership, the gate record); one shell for all.
+    let shell = Text::from(cfg.shell.as_str());
     for g in grants.filter(shown) {
+        let user = Text::from(g.user.as_str());
+        let id = Text::from(g.id.as_str());
         let mut flags = 0;
         let mut uid = 0;
         if g.account {
@@ -157,13 +162,13 @@ pub fn project_grants<'g>(
                 format!(" ({})", g.reason)
             };
             data.accounts.push(Account {
-                name: g.user.clone(),
+                name: user.clone(),
                 uid: u,
                 gid: u,
-                gecos: sanitize_gecos(&format!("jit grant {}{reason}", g.id)),
-                home: format!("{}/{}", cfg.home_root.display(), g.user),
-                shell: cfg.shell.clone(),
-                grant_id: g.id.clone(),
+                gecos: sanitize_gecos(&format!("jit grant {}{reason}", g.id)).into(),
+                home: format!("{}/{}", cfg.home_root.display(), g.user).into(),
+                shell: shell.clone(),
+                grant_id: id.clone(),
                 not_before: g.not_before,
                 not_after: g.not_after,
                 flags: if g.mfa { ACCOUNT_MFA_REQUIRED } else { 0 },
@@ -172,7 +177,7 @@ pub fn project_grants<'g>(
             // One private group per identity; overlapping or successive grants widen its
             // window (merged below).
             data.groups.push(GroupEntry {
-                name: g.user.clone(),
+                name: user.clone(),
                 gid: u,
                 kind: GROUP_KIND_PRIVATE,
                 not_before: g.not_before,
@@ -180,16 +185,16 @@ pub fn project_grants<'g>(
                 members: Vec::new(),
             });
             jit_users.members.push(Member {
-                name: g.user.clone(),
-                grant_id: g.id.clone(),
+                name: user.clone(),
+                grant_id: id.clone(),
                 not_before: g.not_before,
                 not_after: g.not_after,
             });
         }
         if g.mfa && (g.account || g.enable) {
             jit_mfa.members.push(Member {
-                name: g.user.clone(),
-                grant_id: g.id.clone(),
+                name: user.clone(),
+                grant_id: id.clone(),
                 not_before: g.not_before,
                 not_after: g.not_after,
             });
@@ -207,7 +212,7 @@ pub fn project_grants<'g>(
             locals
                 .entry(gname.clone())
                 .or_insert_with(|| GroupEntry {
-                    name: gname.clone(),
+                    name: gname.as_str().into(),
                     gid: lg.gid,
                     kind: GROUP_KIND_LOCAL,
                     not_before: i64::MIN,
@@ -216,8 +221,8 @@ pub fn project_grants<'g>(
                 })
                 .members
                 .push(Member {
-                    name: g.user.clone(),
-                    grant_id: g.id.clone(),
+                    name: user.clone(),
+                    grant_id: id.clone(),
                     not_before: g.not_before,
                     not_after: g.not_after,
                 });
@@ -240,15 +245,15 @@ pub fn project_grants<'g>(
             .fold(0, |a, b| a | b);
         if !g.sudo.is_empty() && !armed {
             jit_sudo.members.push(Member {
-                name: g.user.clone(),
-                grant_id: g.id.clone(),
+                name: user.clone(),
+                grant_id: id.clone(),
                 not_before: g.not_before,
                 not_after: g.not_after,
             });
         }
         data.grants.push(GateGrant {
-            id: g.id.clone(),
-            user: g.user.clone(),
+            id,
+            user,
             uid,
             not_before: g.not_before,
             not_after: g.not_after,
@@ -540,13 +545,13 @@ mod tests {
             generated_at: 1_800_000_000,
             accounts: (0..n)
                 .map(|i| Account {
-                    name: name(i),
+                    name: name(i).into(),
                     uid: 70_000 + i,
                     gid: 70_000 + i,
-                    gecos: format!("jit grant g{i} (bench)"),
-                    home: format!("/home/jit/{}", name(i)),
+                    gecos: format!("jit grant g{i} (bench)").into(),
+                    home: format!("/home/jit/{}", name(i)).into(),
                     shell: "/bin/bash".into(),
-                    grant_id: format!("g{i}"),
+                    grant_id: format!("g{i}").into(),
                     not_before: 1_799_999_000,
                     not_after: 1_800_003_600,
                     flags: 0,
@@ -561,8 +566,8 @@ mod tests {
                 not_after: i64::MAX,
                 members: (0..n)
                     .map(|i| Member {
-                        name: name(i),
-                        grant_id: format!("g{i}"),
+                        name: name(i).into(),
+                        grant_id: format!("g{i}").into(),
                         not_before: 1_799_999_000,
                         not_after: 1_800_003_600,
                     })
@@ -570,8 +575,8 @@ mod tests {
             }],
             grants: (0..n)
                 .map(|i| GateGrant {
-                    id: format!("g{i}"),
-                    user: name(i),
+                    id: format!("g{i}").into(),
+                    user: name(i).into(),
                     uid: 70_000 + i,
                     not_before: 1_799_999_000,
                     not_after: 1_800_003_600,

@@ -29,10 +29,10 @@ fn account(name: &str, uid: u32, nb: i64, na: i64) -> Account {
         name: name.into(),
         uid,
         gid: uid,
-        gecos: format!("jit grant g-{uid:x} (by hand)"),
-        home: format!("/home/{name}"),
+        gecos: format!("jit grant g-{uid:x} (by hand)").into(),
+        home: format!("/home/{name}").into(),
         shell: "/bin/bash".into(),
-        grant_id: format!("g-{uid:x}"),
+        grant_id: format!("g-{uid:x}").into(),
         not_before: nb,
         not_after: na,
         flags: 0,
@@ -43,14 +43,14 @@ fn account(name: &str, uid: u32, nb: i64, na: i64) -> Account {
 fn member(name: &str, uid_hint: u32, nb: i64, na: i64) -> Member {
     Member {
         name: name.into(),
-        grant_id: format!("g-{uid_hint:x}"),
+        grant_id: format!("g-{uid_hint:x}").into(),
         not_before: nb,
         not_after: na,
     }
 }
 
 fn group_mut<'a>(d: &'a mut SnapshotData, name: &str, gid: u32, kind: u32) -> &'a mut GroupEntry {
-    if let Some(i) = d.groups.iter().position(|g| g.name == name) {
+    if let Some(i) = d.groups.iter().position(|g| *g.name == *name) {
         return &mut d.groups[i];
     }
     d.groups.push(GroupEntry {
@@ -119,7 +119,7 @@ fn run() -> Result<(), String> {
             "long" => {
                 add_user(&mut d, f[0], num(1, "uid")? as u32, t - 60, t + 3600);
                 if let Some(a) = d.accounts.last_mut() {
-                    a.gecos = "g".repeat(num(2, "len")? as usize);
+                    a.gecos = "g".repeat(num(2, "len")? as usize).into();
                 }
             }
             "many" => {

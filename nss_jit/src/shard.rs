@@ -460,7 +460,7 @@ mod tests {
             let name = format!("u{i}");
             d.accounts.push(account(&name, 70_000 + i, 0, i64::MAX));
             users.members.push(Member {
-                name,
+                name: name.into(),
                 grant_id: "g-1".into(),
                 not_before: 0,
                 not_after: i64::MAX,

@@ -193,7 +193,7 @@ mod tests {
             uid,
             gid: uid,
             gecos: "jit".into(),
-            home: format!("/home/{name}"),
+            home: format!("/home/{name}").into(),
             shell: "/bin/bash".into(),
             grant_id: "g-0001".into(),
             not_before: 100,

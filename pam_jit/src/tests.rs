@@ -226,7 +226,7 @@ fn account(name: &str, grant: &str) -> Account {
         uid: 70001,
         gid: 70001,
         gecos: "jit".into(),
-        home: format!("/home/{name}"),
+        home: format!("/home/{name}").into(),
         shell: "/bin/bash".into(),
         grant_id: grant.into(),
         not_before: NOW - 60,
@@ -1159,8 +1159,8 @@ impl WithoutRecords for SnapshotData {
     /// The data without the named users' accounts and gate records (a delta holds only what
     /// was added).
     fn without_records_of(mut self, users: &[&str]) -> Self {
-        self.accounts.retain(|a| !users.contains(&a.name.as_str()));
-        self.grants.retain(|g| !users.contains(&g.user.as_str()));
+        self.accounts.retain(|a| !users.contains(&a.name.as_ref()));
+        self.grants.retain(|g| !users.contains(&g.user.as_ref()));
         self
     }
 }

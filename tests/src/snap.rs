@@ -102,7 +102,7 @@ impl SnapBuilder {
             .groups
             .entry(g.name.clone())
             .or_insert_with(|| GroupEntry {
-                name: g.name.clone(),
+                name: g.name.clone().into(),
                 gid: g.gid,
                 kind: g.kind,
                 not_before: nb,
@@ -137,10 +137,11 @@ impl SnapBuilder {
             gid: uid,
             gecos: gecos
                 .map(str::to_string)
-                .unwrap_or_else(|| format!("jit grant {id} (test)")),
-            home: format!("/home/{name}"),
+                .unwrap_or_else(|| format!("jit grant {id} (test)"))
+                .into(),
+            home: format!("/home/{name}").into(),
             shell: "/bin/bash".into(),
-            grant_id: id.clone(),
+            grant_id: id.clone().into(),
             not_before: nb,
             not_after: na,
             flags: 0,
@@ -163,7 +164,7 @@ impl SnapBuilder {
             self.add_member(g, name, &id, nb, na);
         }
         self.grants.push(GateGrant {
-            id: id.clone(),
+            id: id.clone().into(),
             user: name.into(),
             uid,
             not_before: nb,
@@ -189,7 +190,7 @@ impl SnapBuilder {
             self.add_member(g, user, &id, nb, na);
         }
         self.grants.push(GateGrant {
-            id: id.clone(),
+            id: id.clone().into(),
             user: user.into(),
             uid: 0,
             not_before: nb,

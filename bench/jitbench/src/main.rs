@@ -101,8 +101,8 @@ fn window(now: UnixTime) -> (UnixTime, UnixTime) {
 fn snapshot_data(gs: &[G], now: UnixTime, gid_jit_users: u32) -> SnapshotData {
     let (nb, na) = window(now);
     let member = |g: &G| Member {
-        name: g.name.clone(),
-        grant_id: g.id.clone(),
+        name: g.name.clone().into(),
+        grant_id: g.id.clone().into(),
         not_before: nb,
         not_after: na,
     };
@@ -132,20 +132,20 @@ fn snapshot_data(gs: &[G], now: UnixTime, gid_jit_users: u32) -> SnapshotData {
     for g in gs {
         // Same shape as jitd's projection (jitd/src/snapshot_out.rs).
         d.accounts.push(Account {
-            name: g.name.clone(),
+            name: g.name.clone().into(),
             uid: g.uid,
             gid: g.uid,
-            gecos: format!("jit grant {} (bench)", g.id),
-            home: format!("/var/lib/jitbench/home/{}", g.name),
+            gecos: format!("jit grant {} (bench)", g.id).into(),
+            home: format!("/var/lib/jitbench/home/{}", g.name).into(),
             shell: "/bin/bash".into(),
-            grant_id: g.id.clone(),
+            grant_id: g.id.clone().into(),
             not_before: nb,
             not_after: na,
             flags: 0,
             ssh_keys: vec![],
         });
         d.groups.push(GroupEntry {
-            name: g.name.clone(),
+            name: g.name.clone().into(),
             gid: g.uid,
             kind: GROUP_KIND_PRIVATE,
             not_before: nb,
@@ -159,8 +159,8 @@ fn snapshot_data(gs: &[G], now: UnixTime, gid_jit_users: u32) -> SnapshotData {
             }
         }
         d.grants.push(GateGrant {
-            id: g.id.clone(),
-            user: g.name.clone(),
+            id: g.id.clone().into(),
+            user: g.name.clone().into(),
             uid: g.uid,
             not_before: nb,
             not_after: na,

@@ -44,8 +44,8 @@ fn grants(n: usize, seed: u64) -> Vec<G> {
 
 fn member(g: &G) -> Member {
     Member {
-        name: g.user.clone(),
-        grant_id: g.id.clone(),
+        name: g.user.clone().into(),
+        grant_id: g.id.clone().into(),
         not_before: g.nb,
         not_after: g.na,
     }
@@ -75,20 +75,20 @@ fn project(gs: &[&G], at: i64) -> SnapshotData {
     };
     for g in gs {
         d.accounts.push(Account {
-            name: g.user.clone(),
+            name: g.user.clone().into(),
             uid: g.uid,
             gid: g.uid,
-            gecos: format!("jit grant {}", g.id),
-            home: format!("/home/{}", g.user),
+            gecos: format!("jit grant {}", g.id).into(),
+            home: format!("/home/{}", g.user).into(),
             shell: "/bin/sh".into(),
-            grant_id: g.id.clone(),
+            grant_id: g.id.clone().into(),
             not_before: g.nb,
             not_after: g.na,
             flags: 0,
             ssh_keys: vec![],
         });
         let p = private.entry(&g.user).or_insert_with(|| GroupEntry {
-            name: g.user.clone(),
+            name: g.user.clone().into(),
             gid: g.uid,
             kind: GROUP_KIND_PRIVATE,
             not_before: g.nb,
@@ -103,8 +103,8 @@ fn project(gs: &[&G], at: i64) -> SnapshotData {
             sudo.members.push(member(g));
         }
         d.grants.push(GateGrant {
-            id: g.id.clone(),
-            user: g.user.clone(),
+            id: g.id.clone().into(),
+            user: g.user.clone().into(),
             uid: g.uid,
             not_before: g.nb,
             not_after: g.na,

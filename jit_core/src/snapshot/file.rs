@@ -353,13 +353,13 @@ mod tests {
             generated_at: 5,
             accounts: (0..n)
                 .map(|i| Account {
-                    name: format!("u{i:03}"),
+                    name: format!("u{i:03}").into(),
                     uid: 70_000 + i,
                     gid: 70_000 + i,
-                    gecos: String::new(),
-                    home: format!("/home/u{i:03}"),
+                    gecos: String::new().into(),
+                    home: format!("/home/u{i:03}").into(),
                     shell: "/bin/sh".into(),
-                    grant_id: format!("g-{i:012x}"),
+                    grant_id: format!("g-{i:012x}").into(),
                     not_before: 0,
                     not_after: i64::MAX,
                     flags: 0,

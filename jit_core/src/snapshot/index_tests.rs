@@ -9,10 +9,10 @@ fn account(name: &str, uid: u32, nb: i64, na: i64) -> Account {
         name: name.into(),
         uid,
         gid: uid,
-        gecos: format!("jit grant {name}"),
-        home: format!("/home/{name}"),
+        gecos: format!("jit grant {name}").into(),
+        home: format!("/home/{name}").into(),
         shell: "/bin/bash".into(),
-        grant_id: format!("g-{uid:012x}"),
+        grant_id: format!("g-{uid:012x}").into(),
         not_before: nb,
         not_after: na,
         flags: 0,
@@ -58,7 +58,7 @@ pub(super) fn data(n: u32) -> SnapshotData {
         let (nb, na) = (100 + i64::from(i % 5), 1000);
         d.accounts.push(account(&name, 70_000 + i, nb, na));
         d.groups.push(GroupEntry {
-            name: name.clone(),
+            name: name.clone().into(),
             gid: 70_000 + i,
             kind: GROUP_KIND_PRIVATE,
             not_before: nb,

@@ -14,10 +14,10 @@ fn account(name: &str, uid: u32, nb: i64, na: i64, gecos: usize) -> Account {
         name: name.into(),
         uid,
         gid: uid,
-        gecos: format!("jit grant g-{uid:x} ({})", "r".repeat(gecos)),
-        home: format!("/home/{name}"),
+        gecos: format!("jit grant g-{uid:x} ({})", "r".repeat(gecos)).into(),
+        home: format!("/home/{name}").into(),
         shell: "/bin/bash".into(),
-        grant_id: format!("g-{uid:x}"),
+        grant_id: format!("g-{uid:x}").into(),
         not_before: nb,
         not_after: na,
         flags: uid % 2,
@@ -132,10 +132,10 @@ fn records_at_their_limits_fill_a_chunk_each() {
     let big = "x".repeat(MAX_SNAPSHOT_STRING);
     let accounts = (0..5u32)
         .map(|i| Account {
-            name: format!("{i}{}", "n".repeat(MAX_NAME_LEN - 1)),
-            gecos: big.clone(),
-            home: format!("/{}", &big[1..]),
-            shell: big.clone(),
+            name: format!("{i}{}", "n".repeat(MAX_NAME_LEN - 1)).into(),
+            gecos: big.clone().into(),
+            home: format!("/{}", &big[1..]).into(),
+            shell: big.clone().into(),
             ..account("x", 70_000 + i, 0, i64::MAX, 0)
         })
         .collect();

@@ -580,7 +580,7 @@ impl<'a> Base<'a> {
         for w in groups.windows(2) {
             if let [a, b] = w {
                 if a.entry.name == b.entry.name {
-                    return Err(WriteError::DuplicateGroup(a.entry.name.clone()));
+                    return Err(WriteError::DuplicateGroup(a.entry.name.to_string()));
                 }
             }
         }

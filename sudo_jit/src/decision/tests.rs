@@ -629,7 +629,7 @@ fn public_snapshot_marks_jit_users_outside_the_default_range() {
             name: "alice".into(),
             uid: 4_000_001,
             gid: 4_000_001,
-            gecos: String::new(),
+            gecos: String::new().into(),
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             grant_id: "g-000000000001".into(),
