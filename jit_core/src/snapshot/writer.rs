@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use super::format::*;
 use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_STRING};
 use crate::crc32c::{crc32c, crc32c_append, crc32c_combine};
-use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::types::{
+    Account, GateGrant, GroupEntry, Member, SnapshotData, GATE_ACCOUNT, GROUP_KIND_PRIVATE,
+};
 use crate::validate::{is_field_safe, is_line_safe, is_name_safe};
 
 /// Why a snapshot could not be built.
@@ -319,8 +321,35 @@ pub(crate) fn build_image<'a>(
         input.blank_grant_ids,
     )?;
 
-    // Pass 1: every string and list.
-    let mut strings = Strings::default();
+    // Pass 1: every string and list. The table is sized for the strings an image usually
+    // has (an account brings its name, GECOS, home and grant id; a group other than a private
+    // one, named as its account, its name; a gate record without an account its id and
+    // user): grown by doubling from empty, it held its old and new halves at once, at the peak
+    // of jitd's memory at 10 000 grants. More strings than that (lists, members who are local
+    // users) only grow it as before.
+    let shared = base
+        .groups
+        .iter()
+        .filter(|g| g.entry.kind != GROUP_KIND_PRIVATE);
+    let expected = 4 * base.accounts.len()
+        + shared.clone().count()
+        + 2 * base
+            .grants
+            .iter()
+            .filter(|g| g.flags & GATE_ACCOUNT == 0)
+            .count()
+        + base.managed.len()
+        + 1;
+    let expected_bytes: usize = base
+        .accounts
+        .iter()
+        .map(|a| a.name.len() + a.gecos.len() + a.home.len() + a.grant_id.len())
+        .chain(shared.map(|g| g.entry.name.len()))
+        .sum();
+    let mut strings = Strings {
+        bytes: Vec::with_capacity(expected_bytes),
+        seen: HashMap::with_capacity_and_hasher(expected, StringHash::default()),
+    };
     let mut lists = Lists::default();
     let mut n_refs = 0;
     {
