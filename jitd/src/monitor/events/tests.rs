@@ -277,8 +277,12 @@ fn fanotify_queue_overflow_is_reported() {
     let mut events = 0usize;
     let overflows = fan.drain(&mut buf, |_, _, _| events += 1);
     assert_eq!(overflows, 1, "one overflow event for the whole loss");
+    // About the queue's size: one CI run of the suite on kernel 6.18 (2026-12-05) drained one
+    // event more than max_queued_events (16 385 of 16 384; twenty earlier runs stayed within
+    // it). What the test holds the monitor to is the reported loss, not the kernel's exact
+    // accounting.
     assert!(
-        events >= max - 1 && events <= max,
+        events >= max - 1 && events <= max + 1,
         "{events} events of {max}"
     );
 }
