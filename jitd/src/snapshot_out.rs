@@ -93,7 +93,8 @@ pub fn project_grants<'g>(
         generated_at: now,
         accounts: Vec::with_capacity(n_accounts),
         grants: Vec::with_capacity(n),
-        // jit-sudo, the private groups, the local groups and two more of jit's own.
+        // jit-sudo, one private group per account and jit's two other groups; the local
+        // groups (a few) grow it once at the end.
         groups: Vec::with_capacity(n_accounts + 3),
         managed: cfg.managed_accounts.clone(),
         uid_range: Some((cfg.uid_min, cfg.uid_max)),
@@ -296,9 +297,10 @@ pub fn project_grants<'g>(
     ];
     data.groups
         .retain(|g| g.kind != GROUP_KIND_PRIVATE || !own.contains(&g.name.as_str()));
-    // The vectors grew by doubling: up to half of each is slack, held through the whole
-    // write that follows (at 10 000 grants a few MiB of jitd's peak). Large ones shrink in
-    // place (glibc's realloc of an mmap'ed block is an mremap, no copy).
+    // Slack left despite the sizing above (grants skipped for a collision, private groups
+    // merged, the local groups' and jit-sudo's member lists grown by doubling) would be held
+    // through the whole write that follows. Large vectors shrink in place (glibc's realloc of
+    // an mmap'ed block is an mremap, no copy).
     data.accounts.shrink_to_fit();
     data.grants.shrink_to_fit();
     data.groups.shrink_to_fit();
