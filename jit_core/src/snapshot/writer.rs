@@ -572,6 +572,8 @@ impl Out {
 /// One membership as USER_GIDS holds it, with the order it was met in.
 struct UserGid<'a> {
     user: &'a str,
+    /// The order met: with it an unstable sort (no merge buffer as big as half the vector)
+    /// keeps a user's memberships in that order; it fills what would be padding.
     seq: u32,
     gid: u32,
     not_before: i64,
