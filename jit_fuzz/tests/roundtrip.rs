@@ -12,7 +12,7 @@ use jit_core::policy::net::parse_cidr;
 use jit_core::policy::window::parse_window;
 use jit_core::snapshot::{build_snapshot, Snapshot};
 use jit_core::time::{format_duration, parse_duration};
-use jit_core::types::{Account, GateGrant, GroupEntry, Member, SnapshotData};
+use jit_core::types::{Account, GateGrant, GateLists, GroupEntry, Member, SnapshotData};
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 
@@ -143,11 +143,14 @@ proptest! {
                 id: g.id().into(), user: g.user().into(), uid: g.uid(),
                 not_before: g.not_before(), not_after: g.not_after(), flags: g.flags(),
                 revoke_on: g.revoke_on(),
-                from: g.from().map(str::to_string).collect(),
-                services: g.services().map(str::to_string).collect(),
-                windows: g.windows().map(str::to_string).collect(),
-                sudo: g.sudo().map(str::to_string).collect(),
-                runas: g.runas().map(str::to_string).collect(),
+                lists: GateLists {
+                    from: g.from().map(str::to_string).collect(),
+                    services: g.services().map(str::to_string).collect(),
+                    windows: g.windows().map(str::to_string).collect(),
+                    sudo: g.sudo().map(str::to_string).collect(),
+                    runas: g.runas().map(str::to_string).collect(),
+                }
+                .boxed(),
             });
         }
         let mut want = data.grants.clone();
@@ -274,11 +277,14 @@ fn snapshot_data() -> impl Strategy<Value = SnapshotData> {
                 not_after: na,
                 flags,
                 revoke_on,
-                from,
-                services,
-                windows,
-                sudo,
-                runas,
+                lists: GateLists {
+                    from,
+                    services,
+                    windows,
+                    sudo,
+                    runas,
+                }
+                .boxed(),
             },
         );
     (

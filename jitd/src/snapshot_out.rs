@@ -260,11 +260,14 @@ pub fn project_grants<'g>(
             not_after: g.not_after,
             flags,
             revoke_on,
-            from: g.from.to_vec(),
-            services: g.services.to_vec(),
-            windows: g.windows.to_vec(),
-            sudo: g.sudo.to_vec(),
-            runas: g.runas.to_vec(),
+            lists: GateLists {
+                from: g.from.to_vec(),
+                services: g.services.to_vec(),
+                windows: g.windows.to_vec(),
+                sudo: g.sudo.to_vec(),
+                runas: g.runas.to_vec(),
+            }
+            .boxed(),
         });
     }
     // The private groups by name (stable: the first grant of a name gives its gid), one per
@@ -583,7 +586,11 @@ mod tests {
                     not_before: 1_799_999_000,
                     not_after: 1_800_003_600,
                     flags: GATE_ACCOUNT,
-                    sudo: vec!["ALL".into()],
+                    lists: GateLists {
+                        sudo: vec!["ALL".into()],
+                        ..Default::default()
+                    }
+                    .boxed(),
                     ..Default::default()
                 })
                 .collect(),

@@ -356,13 +356,13 @@ mod tests {
     #[test]
     fn conditions() {
         let mut from = g("g-0001", "eve", GATE_ACCOUNT);
-        from.from = vec!["10.0.0.0/8".into()];
+        from.lists_mut().from = vec!["10.0.0.0/8".into()];
         let mut svc = g("g-0002", "fay", GATE_ACCOUNT);
-        svc.services = vec!["sshd".into()];
+        svc.lists_mut().services = vec!["sshd".into()];
         let mut win = g("g-0003", "gus", GATE_ACCOUNT);
-        win.windows = vec!["Mon-Fri 09:00-18:00".into()];
+        win.lists_mut().windows = vec!["Mon-Fri 09:00-18:00".into()];
         let mut bad = g("g-0004", "hal", GATE_ACCOUNT);
-        bad.from = vec!["not-a-network".into()];
+        bad.lists_mut().from = vec!["not-a-network".into()];
         let b = snap(vec![from, svc, win, bad]);
         let ok = ctx_at(NB);
         for u in ["eve", "fay", "gus"] {
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn reason_priority() {
         let mut refused = g("g-0003", "eve", GATE_ACCOUNT);
-        refused.from = vec!["10.0.0.0/8".into()];
+        refused.lists_mut().from = vec!["10.0.0.0/8".into()];
         let mut later = g("g-0004", "eve", GATE_ACCOUNT);
         later.not_before = NA + 10;
         later.not_after = NA + 20;

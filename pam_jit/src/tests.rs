@@ -730,7 +730,7 @@ fn ended_not_yet_and_conditions() {
     assert_eq!(pam.messages, ["jit: grant g-e0e0 is not valid yet"]);
 
     d.grants[0].not_before = NOW - 1;
-    d.grants[0].from = vec!["192.0.2.0/24".into()];
+    d.grants[0].lists_mut().from = vec!["192.0.2.0/24".into()];
     let w = FakeWorld::new(Some(d.clone()));
     let mut pam = FakePam::new("eve");
     assert_eq!(go(Hook::Authenticate, &mut pam, &w), Code::AuthErr);
@@ -743,9 +743,9 @@ fn ended_not_yet_and_conditions() {
     pam.rhost = Some("192.0.2.9".into());
     assert_eq!(go(Hook::Account, &mut pam, &w), Code::Success);
 
-    d.grants[0].from = vec![];
-    d.grants[0].services = vec!["login".into()];
-    d.grants[0].windows = vec!["Mon-Fri 09:00-18:00".into()];
+    d.grants[0].lists_mut().from = vec![];
+    d.grants[0].lists_mut().services = vec!["login".into()];
+    d.grants[0].lists_mut().windows = vec!["Mon-Fri 09:00-18:00".into()];
     let mut w = FakeWorld::new(Some(d.clone()));
     let mut pam = FakePam::new("eve");
     assert_eq!(
@@ -998,7 +998,7 @@ fn breakglass() {
 #[test]
 fn managed_with_a_refused_grant_hears_why_before_break_glass() {
     let mut d = data();
-    d.grants[2].services = vec!["login".into()];
+    d.grants[2].lists_mut().services = vec!["login".into()];
     let mut w = FakeWorld::new(Some(d));
     w.passwd
         .insert("ops".into(), LocalUser::Present { uid: Some(1002) });
@@ -1106,7 +1106,7 @@ fn a_grant_in_the_gates_delta_is_gated_like_one_in_the_file() {
     zed.gid = 70002;
     let mut gate = gate_grant("g-2ed0", "zed", GATE_ACCOUNT);
     gate.uid = 70002;
-    gate.from = vec!["192.0.2.0/24".into()];
+    gate.lists_mut().from = vec!["192.0.2.0/24".into()];
     let delta = build_snapshot_with(
         &SnapshotData {
             accounts: vec![zed],

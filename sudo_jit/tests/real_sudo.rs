@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jit_core::snapshot::build_snapshot;
-use jit_core::types::{GateGrant, GroupEntry, Member, SnapshotData, GROUP_KIND_JIT};
+use jit_core::types::{GateGrant, GateLists, GroupEntry, Member, SnapshotData, GROUP_KIND_JIT};
 use jit_proto::message::decode_request;
 use jit_proto::{read_frame, write_frame, Request};
 use std::os::unix::fs::PermissionsExt;
@@ -91,7 +91,11 @@ fn snapshot_with(
             uid: 0,
             not_before: now - 100,
             not_after: now + not_after_offset,
-            sudo: sudo.iter().map(|s| s.to_string()).collect(),
+            lists: GateLists {
+                sudo: sudo.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }
+            .boxed(),
             ..Default::default()
         }],
         managed: vec![],

@@ -249,11 +249,14 @@ fn without_gates_is_the_image_of_the_data_without_them() {
             not_after: a.not_after,
             flags: 1,
             revoke_on: 0,
-            from: vec!["10.0.0.0/8".into()],
-            services: vec!["sshd".into()],
-            windows: vec![],
-            sudo: vec!["/usr/bin/true".into()],
-            runas: vec![],
+            lists: GateLists {
+                from: vec!["10.0.0.0/8".into()],
+                services: vec!["sshd".into()],
+                windows: vec![],
+                sudo: vec!["/usr/bin/true".into()],
+                runas: vec![],
+            }
+            .boxed(),
         })
         .collect();
     d.managed = vec!["opsadmin".into()];

@@ -968,7 +968,7 @@ impl<'a> Snapshot<'a> {
     /// image of it gives one file that answers as the two do (tests and diagnostics compare
     /// what the modules see with it).
     pub fn to_data(&self) -> crate::types::SnapshotData {
-        use crate::types::{Account, GateGrant, GroupEntry, Member, SnapshotData};
+        use crate::types::{Account, GateGrant, GateLists, GroupEntry, Member, SnapshotData};
         let list = |l: StrList<'a>| l.map(str::to_string).collect::<Vec<_>>();
         let mut d = SnapshotData {
             generated_at: self.generated_at,
@@ -1026,11 +1026,14 @@ impl<'a> Snapshot<'a> {
                     revoke_on: g.revoke_on(),
                     not_before: g.not_before(),
                     not_after: g.not_after(),
-                    from: list(g.from()),
-                    services: list(g.services()),
-                    windows: list(g.windows()),
-                    sudo: list(g.sudo()),
-                    runas: list(g.runas()),
+                    lists: GateLists {
+                        from: list(g.from()),
+                        services: list(g.services()),
+                        windows: list(g.windows()),
+                        sudo: list(g.sudo()),
+                        runas: list(g.runas()),
+                    }
+                    .boxed(),
                 });
             }
         }

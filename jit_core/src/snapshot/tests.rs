@@ -78,8 +78,12 @@ fn sample() -> SnapshotData {
             not_before: 100,
             not_after: 200,
             flags: GATE_ACCOUNT,
-            sudo: vec!["/usr/bin/systemctl restart nginx".into()],
-            from: vec!["10.0.0.0/8".into()],
+            lists: GateLists {
+                sudo: vec!["/usr/bin/systemctl restart nginx".into()],
+                from: vec!["10.0.0.0/8".into()],
+                ..Default::default()
+            }
+            .boxed(),
             ..Default::default()
         }],
         managed: vec!["admin".into(), "ops".into()],

@@ -767,11 +767,12 @@ impl<'a> Base<'a> {
             out.put(&u32b(0));
             out.put(&i64b(g.not_before));
             out.put(&i64b(g.not_after));
-            out.put(&refs.list("from", &g.from)?);
-            out.put(&refs.list("service", &g.services)?);
-            out.put(&refs.list("window", &g.windows)?);
-            out.put(&refs.list("sudo", &g.sudo)?);
-            out.put(&refs.list("runas", &g.runas)?);
+            let l = g.lists();
+            out.put(&refs.list("from", &l.from)?);
+            out.put(&refs.list("service", &l.services)?);
+            out.put(&refs.list("window", &l.windows)?);
+            out.put(&refs.list("sudo", &l.sudo)?);
+            out.put(&refs.list("runas", &l.runas)?);
         }
         Ok(())
     }

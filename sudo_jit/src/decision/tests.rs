@@ -4,7 +4,7 @@ use super::*;
 use crate::cinfo::{Command, Invocation};
 use jit_core::policy::classify::CLASS_ACCOUNT_CHANGE;
 use jit_core::snapshot::build_snapshot;
-use jit_core::types::{GateGrant, GroupEntry, SnapshotData, GROUP_KIND_JIT};
+use jit_core::types::{GateGrant, GateLists, GroupEntry, SnapshotData, GROUP_KIND_JIT};
 
 const NOW: i64 = 1_000;
 const JIT_SUDO_GID: u32 = 79_001;
@@ -16,8 +16,12 @@ fn grant(id: &str, user: &str, sudo: &[&str], runas: &[&str]) -> GateGrant {
         uid: 70_001,
         not_before: 500,
         not_after: 2_000,
-        sudo: sudo.iter().map(|s| s.to_string()).collect(),
-        runas: runas.iter().map(|s| s.to_string()).collect(),
+        lists: GateLists {
+            sudo: sudo.iter().map(|s| s.to_string()).collect(),
+            runas: runas.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+        .boxed(),
         ..Default::default()
     }
 }
