@@ -10,6 +10,7 @@ pub mod grant;
 pub mod message;
 #[cfg(feature = "state-doc")]
 pub mod mfa_seal;
+pub mod shared_text;
 #[cfg(feature = "state-doc")]
 pub mod state_doc;
 pub mod text;

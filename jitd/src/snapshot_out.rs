@@ -128,12 +128,13 @@ pub fn project_grants<'g>(
         not_after: i64::MAX,
         members: Vec::new(),
     };
-    // One allocation per name and per grant id, shared by every record that carries it (an
-    // account, its private group, each membership, the gate record); one shell for all.
+    // The grant's own name and id (shared with the state, no copy) in every record that
+    // carries them (an account, its private group, each membership, the gate record); one
+    // shell for all.
     let shell = Text::from(cfg.shell.as_str());
     for g in grants.filter(shown) {
-        let user = Text::from(g.user.as_str());
-        let id = Text::from(g.id.as_str());
+        let user = g.user.clone();
+        let id = g.id.clone();
         let mut flags = 0;
         let mut uid = 0;
         if g.account {
@@ -141,16 +142,16 @@ pub fn project_grants<'g>(
             // A local user or group created after the grant wins: local names are never shadowed.
             if let Some(other) = local.name_taken(&g.user) {
                 collisions.push(Collision {
-                    grant: g.id.clone(),
-                    user: g.user.clone(),
+                    grant: g.id.to_string(),
+                    user: g.user.to_string(),
                     with: format!("local name {other:?}"),
                 });
                 continue;
             }
             if local.id_taken(u) {
                 collisions.push(Collision {
-                    grant: g.id.clone(),
-                    user: g.user.clone(),
+                    grant: g.id.to_string(),
+                    user: g.user.to_string(),
                     with: format!("local id {u}"),
                 });
                 continue;

@@ -259,7 +259,7 @@ fn revoke_is_durable_and_tears_down() {
     match d.handle(
         1001,
         Request::RevokeGrant {
-            id: g.id.clone(),
+            id: g.id.to_string(),
             reason: None,
         },
         T0,
@@ -270,7 +270,7 @@ fn revoke_is_durable_and_tears_down() {
     match d.handle(
         0,
         Request::RevokeGrant {
-            id: g.id.clone(),
+            id: g.id.to_string(),
             reason: Some("done".into()),
         },
         T0 + 1,
@@ -294,7 +294,7 @@ fn revoke_is_durable_and_tears_down() {
     match d.handle(
         0,
         Request::RevokeGrant {
-            id: g.id.clone(),
+            id: g.id.to_string(),
             reason: None,
         },
         T0 + 2,
@@ -308,7 +308,13 @@ fn revoke_is_durable_and_tears_down() {
     // Durable: a new daemon over the same state sees it revoked.
     drop(d);
     let d2 = env.daemon(T0 + 3);
-    match d2.handle(0, Request::ShowGrant { id: g.id.clone() }, T0 + 3) {
+    match d2.handle(
+        0,
+        Request::ShowGrant {
+            id: g.id.to_string(),
+        },
+        T0 + 3,
+    ) {
         Response::Ok {
             payload: Payload::Grant(r),
             ..
@@ -691,7 +697,7 @@ fn sudo_scope_needs_the_plugin_and_valid_entries() {
     let report = jit_proto::message::SudoReport {
         user: "carol".into(),
         uid: 1001,
-        grant: Some(g.id.clone()),
+        grant: Some(g.id.to_string()),
         command: "/usr/bin/apt-get".into(),
         argv: vec!["install".into(), "nmap".into()],
         runas: "root".into(),
@@ -709,7 +715,13 @@ fn sudo_scope_needs_the_plugin_and_valid_entries() {
         Response::Ok { .. } => {}
         r => panic!("{r:?}"),
     }
-    match d.handle(0, Request::ShowGrant { id: g.id.clone() }, T0 + 5) {
+    match d.handle(
+        0,
+        Request::ShowGrant {
+            id: g.id.to_string(),
+        },
+        T0 + 5,
+    ) {
         Response::Ok {
             payload: Payload::Grant(r),
             ..

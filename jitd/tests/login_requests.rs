@@ -311,7 +311,7 @@ fn sessions_are_tracked_and_ended_by_teardown() {
         Request::OpenSession {
             session: Box::new(SessionSpec {
                 user: "alice".into(),
-                grant: g.id.clone(),
+                grant: g.id.to_string(),
                 ..Default::default()
             }),
         },
@@ -358,7 +358,7 @@ fn sessions_are_tracked_and_ended_by_teardown() {
         &d,
         ROOT,
         Request::RevokeGrant {
-            id: g.id.clone(),
+            id: g.id.to_string(),
             reason: None,
         },
         T0 + 2,
@@ -505,7 +505,7 @@ fn managed_admins_need_an_enable_grant_and_lose_their_processes_after_it() {
         &d,
         ROOT,
         Request::RevokeGrant {
-            id: g.id.clone(),
+            id: g.id.to_string(),
             reason: Some("done".into()),
         },
         T0 + 5,
@@ -729,6 +729,7 @@ fn enable_opsadm(d: &Daemon, now: i64) -> String {
     )
     .unwrap()
     .id
+    .to_string()
 }
 
 #[test]
@@ -807,7 +808,7 @@ fn a_grant_that_is_not_live_yet_does_not_shield_a_gid_from_teardown() {
         &d,
         ROOT,
         Request::RevokeGrant {
-            id: now_g.id.clone(),
+            id: now_g.id.to_string(),
             reason: None,
         },
         T0 + 5,
@@ -835,7 +836,7 @@ fn a_grant_that_is_not_live_yet_does_not_shield_a_gid_from_teardown() {
         &d,
         ROOT,
         Request::RevokeGrant {
-            id: now_g.id,
+            id: now_g.id.to_string(),
             reason: None,
         },
         T0 + 15,
@@ -927,7 +928,14 @@ fn a_policy_revocation_keeps_terminal_escapes_out_of_the_end_reason() {
     )
     .unwrap_err();
     assert_eq!(e.0, ErrorCode::Refused);
-    let shown = match ask(&d, ROOT, Request::ShowGrant { id: g.id.clone() }, T0 + 1) {
+    let shown = match ask(
+        &d,
+        ROOT,
+        Request::ShowGrant {
+            id: g.id.to_string(),
+        },
+        T0 + 1,
+    ) {
         Ok(Payload::Grant(g)) => g,
         r => panic!("{r:?}"),
     };
@@ -960,7 +968,7 @@ fn an_armed_grant_keeps_the_account_but_not_the_sessions_of_an_ended_one() {
         &d,
         ROOT,
         Request::RevokeGrant {
-            id: first.id.clone(),
+            id: first.id.to_string(),
             reason: None,
         },
         T0 + 5,

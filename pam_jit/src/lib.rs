@@ -507,7 +507,7 @@ impl<P: Pam + ?Sized, W: World + ?Sized> Login<'_, P, W> {
         drop(code);
         match r {
             Ok(g) => {
-                if !self.pam.set_data(DATA_BREAKGLASS, g.id.clone()) {
+                if !self.pam.set_data(DATA_BREAKGLASS, g.id.to_string()) {
                     self.note(
                         libc::LOG_WARNING,
                         "cannot store the break-glass grant id in module data",

@@ -42,7 +42,7 @@ pub fn seed(n: usize, dir: &Path, at: UnixTime, homes: Option<&Path>) -> Result<
                 .map_err(|e| format!("home of {name}: {e}"))?;
         }
         st.uid_ledger.insert(name, UID_BASE + i as u32);
-        st.grants.insert(g.id.clone(), g);
+        st.grants.insert(g.id.to_string(), g);
     }
     StateStore::new(dir)
         .save(&mut st)

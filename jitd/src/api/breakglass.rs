@@ -147,7 +147,7 @@ impl Daemon {
             Severity::Crit,
             Event::BreakglassUsed,
             json!({
-                "grant": id, "account": account, "code": n, "service": service, "rhost": rhost,
+                "grant": id.as_str(), "account": account, "code": n, "service": service, "rhost": rhost,
                 "not_after": not_after, "remaining_codes": self.breakglass.remaining(account),
             }),
         );

@@ -156,7 +156,7 @@ impl Daemon {
                 .values()
                 .filter(|g| g.user == user && g.state_at(now) == GrantState::Armed)
                 .filter(|g| only.is_none_or(|id| id == g.id))
-                .map(|g| g.id.clone())
+                .map(|g| g.id.to_string())
                 .collect();
             (user, armed)
         };
@@ -276,14 +276,14 @@ impl Daemon {
                         MfaPurpose::Sudo => g.mfa_sudo && st == GrantState::Live,
                     }
                 })
-                .map(|g| g.id.clone())
+                .map(|g| g.id.to_string())
                 .collect();
             let armed: Vec<String> = inner
                 .state
                 .grants
                 .values()
                 .filter(|g| g.user == user && g.state_at(now) == GrantState::Armed)
-                .map(|g| g.id.clone())
+                .map(|g| g.id.to_string())
                 .collect();
             let fleet = candidates.iter().any(|id| {
                 inner

@@ -91,7 +91,7 @@ impl Daemon {
         let starts_now = grant.state == GrantState::Live;
         let cap = starts_now.then(|| (boottime(), grant.not_after - now));
         if let Some(c) = cap {
-            inner.boot_cap.insert(id.clone(), c);
+            inner.boot_cap.insert(grant.id.clone(), c);
         }
         let before = inner.state.grants.version();
         inner.state.grants.insert(id.clone(), grant.clone());
@@ -116,7 +116,7 @@ impl Daemon {
                     inner.state.uid_ledger.remove(user);
                 }
             }
-            inner.boot_cap.remove(&id);
+            inner.boot_cap.remove(id.as_str());
             return Err(refuse(
                 ErrorCode::Internal,
                 format!("could not make the grant durable, nothing changed: {e}"),
@@ -128,7 +128,7 @@ impl Daemon {
             Severity::Info,
             Event::GrantCreated,
             json!({
-                "grant": id, "user": grant.user, "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
+                "grant": id, "user": grant.user.as_str(), "by": grant.created_by, "source": grant.source, "account": grant.account, "uid": grant.uid,
                 "groups": grant.groups, "not_before": grant.not_before, "not_after": grant.not_after,
                 "reason": grant.reason, "ticket": grant.ticket, "requested_by": grant.requested_by,
                 "ssh_keys": grant.ssh_keys.len(), "mfa": grant.mfa, "mfa_sudo": grant.mfa_sudo,
@@ -181,7 +181,7 @@ impl Daemon {
                 Severity::Warning
             },
             Event::GrantRevoked,
-            json!({ "grant": id, "user": g.user, "by": by, "reason": reason, "durable": durable.as_str() }),
+            json!({ "grant": id, "user": g.user.as_str(), "by": by, "reason": reason, "durable": durable.as_str() }),
         );
         nscd::invalidate(self.cfg.nscd);
         // What the time budget leaves is finished by the timer (it comes back at once).
@@ -262,7 +262,7 @@ impl Daemon {
         inner.state.grants.insert(id.clone(), grant.clone());
         inner
             .boot_cap
-            .insert(id, (boottime(), grant.not_after - now));
+            .insert(grant.id.clone(), (boottime(), grant.not_after - now));
         let _ = self.persist(&mut inner, now);
         // Best effort: room to record its end if state.json cannot take it then (an emergency
         // grant is not refused for want of it).

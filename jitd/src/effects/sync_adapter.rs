@@ -66,7 +66,7 @@ impl GrantSink for Daemon {
             .values()
             .filter_map(|g| match &g.source {
                 GrantSource::Server(s) => Some(HeldGrant {
-                    local_id: g.id.clone(),
+                    local_id: g.id.to_string(),
                     server_id: s.id.clone(),
                     ended: g.state_at(now).is_ended(),
                     strict: s.strict,
@@ -85,7 +85,7 @@ impl GrantSink for Daemon {
             seq,
         }));
         self.admit(source, &spec_of(g, now), now)
-            .map(|granted| granted.id)
+            .map(|granted| granted.id.to_string())
             .map_err(|(_, m)| m)
     }
 
@@ -138,7 +138,7 @@ impl GrantSink for Daemon {
                         jit_proto::GrantState::Live | jit_proto::GrantState::Armed
                     )
                 })
-                .map(|g| g.user.clone())
+                .map(|g| g.user.to_string())
                 .collect()
         };
         let wiped = self.fleet.retain(|u| wanted.contains(u));

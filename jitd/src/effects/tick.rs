@@ -102,7 +102,8 @@ impl Daemon {
     pub(crate) fn went_live(&self, g: &Grant, now: UnixTime) -> Vec<(Severity, Event, Value)> {
         let mut records = Vec::new();
         self.watch_went_live(&g.id, now); // cgroup + certification baseline (effects/watch.rs)
-        let mut fields = json!({ "grant": g.id, "user": g.user, "not_after": g.not_after });
+        let mut fields =
+            json!({ "grant": g.id.as_str(), "user": g.user.as_str(), "not_after": g.not_after });
         // The home comes with the account, armed or not: the first login of an --mfa account
         // grant (the one that proves the code) must find it.
         if let (true, Some(uid)) = (g.account, g.uid) {
@@ -111,7 +112,7 @@ impl Daemon {
                 Err(e) => records.push((
                     Severity::Warning,
                     Event::HomeCreateFailed,
-                    json!({ "grant": g.id, "user": g.user, "error": e.to_string() }),
+                    json!({ "grant": g.id.as_str(), "user": g.user.as_str(), "error": e.to_string() }),
                 )),
             }
         }

@@ -91,7 +91,7 @@ impl Daemon {
                 .cloned()
                 .unwrap_or_default();
             return Ok(RunGrant {
-                id: g.id.clone(),
+                id: g.id.to_string(),
                 user,
                 program: path,
                 caps: g.caps.to_vec(),
@@ -162,7 +162,7 @@ impl Daemon {
             let holder = local
                 .user(&g.user)
                 .map(|u| u.uid)
-                .or_else(|| inner.state.uid_ledger.get(&g.user).copied());
+                .or_else(|| inner.state.uid_ledger.get(g.user.as_str()).copied());
             if let (Some(uid), false) = (holder.filter(|&u| u != 0), nums.is_empty()) {
                 targets
                     .cap_holders

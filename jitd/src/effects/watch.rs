@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jit_core::time::UnixTime;
+use jit_core::types::Text;
 use jit_proto::certification::CertificationStatus;
 use jit_proto::message::SudoReport;
 use jit_proto::GrantState;
@@ -260,7 +261,7 @@ impl Daemon {
                     .grants
                     .values()
                     .filter(|g| g.torn_down && g.certification.is_none())
-                    .map(|g| g.id.clone())
+                    .map(|g| g.id.to_string())
                     .collect();
                 let stale = self
                     .cgroups
@@ -353,7 +354,7 @@ impl Daemon {
                         _ => sev,
                     };
                     let mut fields = json!({
-                        "grant": grant, "user": user, "status": cert.status.as_str(),
+                        "grant": grant, "user": user.as_deref(), "status": cert.status.as_str(),
                         "baseline_at": cert.baseline_at, "items": cert.items,
                         "differences": lines, "omitted": cert.omitted,
                         "root_equivalent": cert.differences.iter().filter(|d| d.root_equivalent).count(),
@@ -368,7 +369,7 @@ impl Daemon {
                     if let Some(u) = &user {
                         to_server.push(crate::sync::events::PendingCert {
                             local_grant: grant.clone(),
-                            user: u.clone(),
+                            user: u.to_string(),
                             cert: crate::certify::summary(&cert),
                         });
                     }
@@ -413,10 +414,7 @@ impl Daemon {
         } else if !dirty.is_empty() {
             // Only the grants that started or ended since the last tick: a tick with adds
             // at 50 000 live grants walked and copied every one under the state lock.
-            let (added, gone): (
-                Vec<(String, String, bool)>,
-                std::collections::HashSet<String>,
-            ) = {
+            let (added, gone): (Vec<(Text, Text, bool)>, std::collections::HashSet<String>) = {
                 let inner = self.lock();
                 let mut added = Vec::new();
                 let mut gone = std::collections::HashSet::new();
@@ -455,7 +453,7 @@ impl Daemon {
         passwd: Option<crate::snapshot_out::FileId>,
         now: UnixTime,
     ) {
-        let changed: Option<Vec<(String, String, bool)>> = {
+        let changed: Option<Vec<(Text, Text, bool)>> = {
             let inner = self.lock();
             lock(&m.lost_by_grant).retain(|g, _| inner.state.grants.contains_key(g));
             let live = || {
@@ -484,21 +482,26 @@ impl Daemon {
         }
     }
 
-    /// What the monitor keeps of each live grant `(id, user, has an account)`.
-    fn watched_entries(&self, live: &[(String, String, bool)]) -> Vec<Watched> {
+    /// What the monitor keeps of each live grant `(id, user, has an account)`: the strings
+    /// shared with the state, an account's home as its name under one shared `home_root`.
+    fn watched_entries(&self, live: &[(Text, Text, bool)]) -> Vec<Watched> {
+        use crate::monitor::events::Home;
         let homes = if live.iter().any(|(_, _, acct)| !acct) {
             crate::monitor::homes(&self.cfg.passwd_file)
         } else {
             Default::default()
         };
+        let root: std::sync::Arc<std::path::Path> = self.cfg.home_root.as_path().into();
         live.iter()
             .map(|(id, user, acct)| Watched {
-                grant: id.as_str().into(),
+                grant: id.clone(),
                 user: user.clone(),
                 home: if *acct {
-                    Some(self.cfg.home_root.join(user))
+                    Home::Under(std::sync::Arc::clone(&root))
                 } else {
-                    homes.get(user).cloned()
+                    homes
+                        .get(user.as_str())
+                        .map_or(Home::Unknown, |h| Home::At(h.as_path().into()))
                 },
             })
             .collect()
@@ -557,7 +560,7 @@ impl Daemon {
             }
         };
         let fields = json!({
-            "grant": h.grant, "user": user, "class": h.class, "pid": h.pid, "uid": h.uid,
+            "grant": h.grant, "user": user.as_str(), "class": h.class, "pid": h.pid, "uid": h.uid,
             "cmdline": jit_core::policy::sudo::shown(&h.cmdline, 1024), "act": h.what,
         });
         if live && classes.contains(&h.class) {

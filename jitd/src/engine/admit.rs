@@ -260,8 +260,8 @@ pub fn place(
     };
     let starts_now = not_before <= now;
     Ok(Grant {
-        id,
-        user: spec.user.clone(),
+        id: id.into(),
+        user: spec.user.clone().into(),
         state: if starts_now {
             GrantState::Live
         } else {
@@ -311,8 +311,8 @@ pub fn breakglass_grant(
     now: UnixTime,
 ) -> Grant {
     Grant {
-        id,
-        user: account.to_string(),
+        id: id.into(),
+        user: account.to_string().into(),
         state: GrantState::Live,
         not_before: now,
         not_after: now + secs,

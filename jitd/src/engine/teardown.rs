@@ -140,8 +140,8 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
     for g in ending() {
         let uid = if g.account { g.uid } else { None };
         let mut job = Job {
-            id: g.id.clone(),
-            user: g.user.clone(),
+            id: g.id.to_string(),
+            user: g.user.to_string(),
             state: g.state,
             enable: g.enable,
             groups: g.groups.to_vec(),
@@ -162,7 +162,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
             };
             if !still_logged_in.contains(g.user.as_str()) && uid_collision(uid).is_none() {
                 plan.kill.uids.insert(uid);
-                plan.uid_grant.insert(uid, g.id.clone());
+                plan.uid_grant.insert(uid, g.id.to_string());
             }
         }
         // A managed admin account is disabled again: every process running as it ends (its
@@ -172,7 +172,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
                 plan.kill.uids.insert(u.uid);
                 // A set-uid file it made while enabled would let anyone act as it while it is
                 // disabled: swept like an ephemeral account's.
-                plan.uid_grant.insert(u.uid, g.id.clone());
+                plan.uid_grant.insert(u.uid, g.id.to_string());
             }
         }
         for (_, pid, start) in &job.sessions {
@@ -202,7 +202,7 @@ pub fn plan_teardown(state: &State, local: &LocalDb, now: UnixTime) -> TeardownP
             job.gids.push(lg.gid);
             if let Some(h) = holder.filter(|&h| h != 0) {
                 plan.kill.group_holders.insert((h, lg.gid));
-                plan.pair_grant.insert((h, lg.gid), g.id.clone());
+                plan.pair_grant.insert((h, lg.gid), g.id.to_string());
             }
         }
         plan.jobs.push(job);

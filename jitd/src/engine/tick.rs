@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use jit_core::time::{format_utc, UnixTime};
+use jit_core::types::Text;
 use jit_proto::{ErrorCode, Grant, GrantState};
 
 use super::{refuse, Refusal};
@@ -17,7 +18,7 @@ pub const ENDED_KEEP: usize = 10_000;
 
 /// Boot-time caps: grant id → (CLOCK_BOOTTIME seconds when first seen live, seconds it had
 /// left then). A wall clock set back must not stretch a grant.
-pub type BootCaps = HashMap<String, (i64, i64)>;
+pub type BootCaps = HashMap<Text, (i64, i64)>;
 
 /// A grant [`advance`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +82,17 @@ pub fn advance(state: &mut State, caps: &mut BootCaps, now: UnixTime, boot: i64)
             });
             caps.remove(id);
             out.expired.push(Expired {
-                id: g.id.clone(),
-                user: g.user.clone(),
+                id: g.id.to_string(),
+                user: g.user.to_string(),
                 not_after: g.not_after,
                 by_boot_cap,
             });
             true
         } else if matches!(st, GrantState::Live | GrantState::Armed) {
-            // Recorded once: this runs for every live grant at every tick, and an owned key
-            // for `entry` would allocate each time.
+            // Recorded once: this runs for every live grant at every tick. The key is the
+            // grant's own id (shared, no copy).
             if cap.is_none() {
-                caps.insert(id.to_string(), (boot, g.not_after - now));
+                caps.insert(g.id.clone(), (boot, g.not_after - now));
             }
             if g.state == GrantState::Pending {
                 g.state = GrantState::Live;
@@ -166,7 +167,7 @@ pub fn prune(state: &mut State) {
         .grants
         .values()
         .filter(|g| g.state.is_ended() && g.torn_down)
-        .map(|g| (g.ended_at.unwrap_or(0), g.id.clone()))
+        .map(|g| (g.ended_at.unwrap_or(0), g.id.to_string()))
         .collect();
     if ended.len() > ENDED_KEEP {
         ended.sort();

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use jit_core::policy::classify;
 use jit_core::policy::sudo::SudoRequest;
+use jit_core::types::Text;
 
 use super::lateral;
 
@@ -45,26 +46,50 @@ use judge::*;
 use loss::{Episodes, Loss, Source};
 use proc_connector::ProcConnector;
 
-/// A live grant the monitor watches.
+/// A live grant the monitor watches. Its strings are shared with the grant in jitd's state
+/// (a clone costs no allocation), so the set costs an entry and an index slot per grant.
 #[derive(Debug, Clone)]
 pub struct Watched {
-    /// Grant id, shared with the set's index (one copy per watched grant, not two).
-    pub grant: Arc<str>,
+    /// Grant id.
+    pub grant: Text,
     /// The grantee.
-    pub user: String,
+    pub user: Text,
     /// The grantee's own home (its authorized_keys are not an account change).
-    pub home: Option<PathBuf>,
+    pub home: Home,
+}
+
+/// Where a watched grantee's home is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Home {
+    /// An ephemeral account's: the user's name under this root (`home_root`, one allocation
+    /// shared by every account grant).
+    Under(Arc<Path>),
+    /// A local user's, from the passwd file.
+    At(Arc<Path>),
+    /// A local user the passwd file does not show.
+    Unknown,
+}
+
+impl Watched {
+    /// Whether `path` is in the grantee's own `~/.ssh`.
+    pub fn own_ssh(&self, path: &Path) -> bool {
+        match &self.home {
+            Home::Under(root) => path.starts_with(root.join(&*self.user).join(".ssh")),
+            Home::At(home) => path.starts_with(home.join(".ssh")),
+            Home::Unknown => false,
+        }
+    }
 }
 
 /// The live grants the monitor watches, found by id in constant time: every fork and exec on
 /// the host asks whether its cgroup is a watched grant's, so a list scan would make every
 /// process start on a bastion pay for each of its grants.
 ///
-/// Entries are shared (`Arc`), and a set with a few grants added or removed shares the
-/// previous one's base: [`WatchSet::changed`] costs the changes and the (small) overlay, not
-/// the number of grants (made whole at each change, the set cost 20 % of jitd's CPU during a
-/// run of adds at 50 000 grants). The overlay is folded into a new base once it holds
-/// [`FOLD_AFTER`] changes, so that O(N) work comes once per that many changes.
+/// A set with a few grants added or removed shares the previous one's base: [`WatchSet::changed`]
+/// costs the changes and the (small) overlay, not the number of grants (made whole at each
+/// change, the set cost 20 % of jitd's CPU during a run of adds at 50 000 grants). The overlay
+/// is folded into a new base once it holds [`FOLD_AFTER`] changes, so that O(N) work comes once
+/// per that many changes.
 #[derive(Debug, Clone, Default)]
 pub struct WatchSet {
     /// The grants as of the last fold, shared by every set made from it since.
@@ -72,7 +97,7 @@ pub struct WatchSet {
     /// Grants added (or replaced) since.
     added: Layer,
     /// Ids of base entries removed (or replaced) since: always ids the base holds.
-    hidden: HashSet<Arc<str>>,
+    hidden: HashSet<Text>,
 }
 
 /// Changes an overlay holds before it is folded into a new base.
@@ -81,42 +106,39 @@ pub const FOLD_AFTER: usize = 256;
 /// Entries and their index by id.
 #[derive(Debug, Clone, Default)]
 struct Layer {
-    items: Vec<(Arc<str>, Arc<Watched>)>,
-    index: HashMap<Arc<str>, usize>,
+    items: Vec<Watched>,
+    index: HashMap<Text, usize>,
 }
 
 impl Layer {
     /// The layer of `items` (ids are unique; a repeated one keeps the first).
-    fn of(items: Vec<(Arc<str>, Arc<Watched>)>) -> Layer {
+    fn of(items: Vec<Watched>) -> Layer {
         let mut index = HashMap::with_capacity(items.len());
         let mut kept = Vec::with_capacity(items.len());
-        for (key, w) in items {
-            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(Arc::clone(&key)) {
+        for w in items {
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(w.grant.clone()) {
                 e.insert(kept.len());
-                kept.push((key, w));
+                kept.push(w);
             }
         }
         Layer { items: kept, index }
     }
 
-    fn get(&self, grant: &str) -> Option<&Arc<Watched>> {
-        self.index
-            .get(grant)
-            .and_then(|&i| self.items.get(i))
-            .map(|(_, w)| w)
+    fn get(&self, grant: &str) -> Option<&Watched> {
+        self.index.get(grant).and_then(|&i| self.items.get(i))
     }
 
     /// Adds or replaces.
-    fn put(&mut self, key: Arc<str>, w: Arc<Watched>) {
-        match self.index.get(&key) {
+    fn put(&mut self, w: Watched) {
+        match self.index.get(w.grant.as_str()) {
             Some(&i) => {
                 if let Some(slot) = self.items.get_mut(i) {
-                    slot.1 = w;
+                    *slot = w;
                 }
             }
             None => {
-                self.index.insert(Arc::clone(&key), self.items.len());
-                self.items.push((key, w));
+                self.index.insert(w.grant.clone(), self.items.len());
+                self.items.push(w);
             }
         }
     }
@@ -127,8 +149,8 @@ impl Layer {
             return;
         };
         self.items.swap_remove(i);
-        if let Some((moved, _)) = self.items.get(i) {
-            self.index.insert(Arc::clone(moved), i);
+        if let Some(moved) = self.items.get(i) {
+            self.index.insert(moved.grant.clone(), i);
         }
     }
 }
@@ -136,15 +158,6 @@ impl Layer {
 impl WatchSet {
     /// The set of `items` (ids are unique; a repeated one keeps the first).
     pub fn new(items: Vec<Watched>) -> Self {
-        WatchSet::of(
-            items
-                .into_iter()
-                .map(|w| (Arc::clone(&w.grant), Arc::new(w)))
-                .collect(),
-        )
-    }
-
-    fn of(items: Vec<(Arc<str>, Arc<Watched>)>) -> Self {
         WatchSet {
             base: Arc::new(Layer::of(items)),
             added: Layer::default(),
@@ -160,12 +173,11 @@ impl WatchSet {
             next.remove(id);
         }
         for w in added {
-            let key = Arc::clone(&w.grant);
-            next.remove(&key);
-            next.added.put(key, Arc::new(w));
+            next.remove(&w.grant);
+            next.added.put(w);
         }
         if next.added.items.len() + next.hidden.len() > FOLD_AFTER {
-            return WatchSet::of(next.entries().cloned().collect());
+            return WatchSet::new(next.entries().cloned().collect());
         }
         next
     }
@@ -173,16 +185,16 @@ impl WatchSet {
     fn remove(&mut self, grant: &str) {
         self.added.remove(grant);
         if let Some((key, _)) = self.base.index.get_key_value(grant) {
-            self.hidden.insert(Arc::clone(key));
+            self.hidden.insert(key.clone());
         }
     }
 
     /// Every entry: the base's that stay, then the overlay's.
-    fn entries(&self) -> impl Iterator<Item = &(Arc<str>, Arc<Watched>)> {
+    fn entries(&self) -> impl Iterator<Item = &Watched> {
         self.base
             .items
             .iter()
-            .filter(|(k, _)| !self.hidden.contains(k))
+            .filter(|w| !self.hidden.contains(&w.grant))
             .chain(self.added.items.iter())
     }
 
@@ -193,7 +205,6 @@ impl WatchSet {
             None if self.hidden.contains(grant) => None,
             None => self.base.get(grant),
         }
-        .map(|w| &**w)
     }
 
     /// The grant in slot `i` of `0..slots()`, if that slot holds one (a removed grant's slot
@@ -201,8 +212,8 @@ impl WatchSet {
     pub fn at(&self, i: usize) -> Option<&Watched> {
         let n = self.base.items.len();
         match self.base.items.get(i) {
-            Some((k, w)) => (!self.hidden.contains(k)).then_some(&**w),
-            None => self.added.items.get(i - n).map(|(_, w)| &**w),
+            Some(w) => (!self.hidden.contains(&w.grant)).then_some(w),
+            None => self.added.items.get(i - n),
         }
     }
 
@@ -228,7 +239,7 @@ impl WatchSet {
 
     /// All of them.
     pub fn iter(&self) -> impl Iterator<Item = &Watched> {
-        self.entries().map(|(_, w)| &**w)
+        self.entries()
     }
 
     /// How many.

@@ -145,3 +145,35 @@ fn ended_and_past_grants_are_left_out() {
     );
     assert!(d.groups[0].members.is_empty());
 }
+
+/// The records carry the grant's own name and id (shared with the state, not copied): the
+/// account, its private group, its memberships and its gate record point at the same strings.
+#[test]
+fn records_share_the_grants_strings() {
+    let grants = [g(
+        "g-aaaaaaaaaaaa",
+        "jb1",
+        Some(70_001),
+        NOW - 60,
+        NOW + 60,
+        &["web"],
+    )];
+    let d = project_of(&grants);
+    let (user, id) = (grants[0].user.as_str(), grants[0].id.as_str());
+    let same = |a: &str, b: &str| std::ptr::eq(a, b);
+    assert!(same(d.accounts[0].name.as_str(), user));
+    assert!(same(d.accounts[0].grant_id.as_str(), id));
+    assert!(same(d.grants[0].user.as_str(), user));
+    assert!(same(d.grants[0].id.as_str(), id));
+    let members: Vec<&Member> = d.groups.iter().flat_map(|e| &e.members).collect();
+    assert!(!members.is_empty());
+    assert!(members
+        .iter()
+        .all(|m| same(m.name.as_str(), user) && same(m.grant_id.as_str(), id)));
+    let private = d
+        .groups
+        .iter()
+        .find(|e| e.kind == GROUP_KIND_PRIVATE)
+        .unwrap();
+    assert!(same(private.name.as_str(), user));
+}

@@ -325,8 +325,8 @@ fn ends(g: &Grant, now: i64) -> String {
 fn show_grant(g: &Grant, now: i64) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
-    line("id:", g.id.clone());
-    line("user:", g.user.clone());
+    line("id:", g.id.to_string());
+    line("user:", g.user.to_string());
     line("state:", g.state.as_str().into());
     line(
         "not_before:",

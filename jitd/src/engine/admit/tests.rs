@@ -605,7 +605,7 @@ fn a_non_local_user_needs_an_account_grant_covering_the_window() {
     let mut st = State::default();
     let adm = validate(&c, Ok(&l), &account("tmp1"), &HOST, NOW).unwrap();
     let acct = place(&c, &l, &mut st, adm, "g-a".into(), GrantSource::Local, NOW).unwrap();
-    st.grants.insert(acct.id.clone(), acct);
+    st.grants.insert(acct.id.to_string(), acct);
     let inside = groups("tmp1", &["deploy"]);
     let adm = validate(&c, Ok(&l), &inside, &HOST, NOW).unwrap();
     assert!(place(&c, &l, &mut st, adm, "g-b".into(), GrantSource::Local, NOW).is_ok());

@@ -152,10 +152,7 @@ pub(super) fn file_class(w: &Watched, mask: u64, path: &Path) -> Option<&'static
         return Some("account-change");
     }
     if name.starts_with("authorized_keys") && parent.ends_with("/.ssh") {
-        let own = w
-            .home
-            .as_ref()
-            .is_some_and(|h| path.starts_with(h.join(".ssh")));
+        let own = w.own_ssh(path);
         return (!own).then_some("account-change");
     }
     if s.starts_with("/var/lib/dpkg/") || s.starts_with("/var/lib/rpm/") {

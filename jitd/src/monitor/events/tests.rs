@@ -4,7 +4,7 @@ fn w() -> Watched {
     Watched {
         grant: "g-000000000001".into(),
         user: "carol".into(),
-        home: Some("/home/carol".into()),
+        home: Home::At(Path::new("/home/carol").into()),
     }
 }
 
@@ -75,7 +75,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let first: Vec<Watched> = (0..500).map(|i| named(i, "u0")).collect();
     for x in &first {
-        model.insert(x.grant.to_string(), x.user.clone());
+        model.insert(x.grant.to_string(), x.user.to_string());
     }
     let mut set = WatchSet::new(first);
     let mut kept: Vec<(WatchSet, BTreeMap<String, String>)> = Vec::new();
@@ -98,7 +98,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
             model.remove(g);
         }
         for a in &added {
-            model.insert(a.grant.to_string(), a.user.clone());
+            model.insert(a.grant.to_string(), a.user.to_string());
         }
         set = set.changed(&gone, added);
         assert_eq!(set.len(), model.len(), "round {round}");
@@ -113,7 +113,7 @@ fn changed_sets_match_a_plain_map_across_folds() {
         }
         let listed: BTreeMap<String, String> = set
             .iter()
-            .map(|w| (w.grant.to_string(), w.user.clone()))
+            .map(|w| (w.grant.to_string(), w.user.to_string()))
             .collect();
         assert_eq!(listed, model);
         assert_eq!(set.iter().count(), model.len(), "each listed once");
@@ -123,7 +123,9 @@ fn changed_sets_match_a_plain_map_across_folds() {
             model.len(),
             "each slot holds a grant at most once"
         );
-        assert!(slots.iter().all(|w| model.get(&*w.grant) == Some(&w.user)));
+        assert!(slots
+            .iter()
+            .all(|w| model.get(&*w.grant).map(String::as_str) == Some(w.user.as_str())));
         assert!(set.slots() <= model.len() + FOLD_AFTER);
         if round % 10 == 0 {
             kept.push((set.clone(), model.clone()));
@@ -171,6 +173,43 @@ fn file_classes() {
     );
     assert_eq!(c(libc::FAN_CLOSE_WRITE, "/home/carol/build/a.o"), None);
     assert_eq!(c(libc::FAN_CLOSE_WRITE, "/etc/hostname"), None);
+}
+
+/// An ephemeral account's own keys are its name under the shared home root; anyone else's
+/// keys, and any keys of a user whose home is unknown, are an account change.
+#[test]
+fn own_keys_by_where_the_home_is() {
+    let keys = |w: &Watched, p: &str| file_class(w, libc::FAN_CLOSE_WRITE, Path::new(p));
+    let account = Watched {
+        user: "jb00001".into(),
+        home: Home::Under(Path::new("/var/lib/jit/home").into()),
+        ..w()
+    };
+    assert_eq!(
+        keys(&account, "/var/lib/jit/home/jb00001/.ssh/authorized_keys"),
+        None
+    );
+    assert_eq!(
+        keys(&account, "/var/lib/jit/home/jb00002/.ssh/authorized_keys"),
+        Some("account-change")
+    );
+    assert_eq!(
+        keys(&account, "/var/lib/jit/home/jb000010/.ssh/authorized_keys"),
+        Some("account-change"),
+        "a longer name sharing the prefix is another home"
+    );
+    assert_eq!(
+        keys(&account, "/home/carol/.ssh/authorized_keys"),
+        Some("account-change")
+    );
+    let unknown = Watched {
+        home: Home::Unknown,
+        ..w()
+    };
+    assert_eq!(
+        keys(&unknown, "/home/carol/.ssh/authorized_keys"),
+        Some("account-change")
+    );
 }
 
 /// A scratch directory of this test process, removed when dropped.
@@ -408,8 +447,8 @@ fn refresh_reads_a_bounded_batch_in_turn_and_a_rescan_reads_all() {
         (0..n)
             .map(|i| Watched {
                 grant: grant(i).into(),
-                user: format!("u{i}"),
-                home: None,
+                user: format!("u{i}").into(),
+                home: Home::Unknown,
             })
             .collect(),
     );
