@@ -41,8 +41,8 @@ pub fn seed(n: usize, dir: &Path, at: UnixTime, homes: Option<&Path>) -> Result<
             jitd::home::create(root, &name, uid, uid, Path::new("/etc/skel"))
                 .map_err(|e| format!("home of {name}: {e}"))?;
         }
-        st.uid_ledger.insert(name, UID_BASE + i as u32);
-        st.grants.insert(g.id.to_string(), g);
+        st.uid_ledger.insert(name.into(), UID_BASE + i as u32);
+        st.grants.insert(g.id.clone(), g);
     }
     StateStore::new(dir)
         .save(&mut st)

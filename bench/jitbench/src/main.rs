@@ -238,8 +238,8 @@ fn state_for(gs: &[G], now: UnixTime) -> Result<State, String> {
             "went_live_at": nb,
         }))
         .map_err(|e| format!("grant JSON no longer matches jit_proto::Grant: {e}"))?;
-        st.grants.insert(g.id.clone(), grant);
-        st.uid_ledger.insert(g.name.clone(), g.uid);
+        st.grants.insert(g.id.clone().into(), grant);
+        st.uid_ledger.insert(g.name.clone().into(), g.uid);
     }
     Ok(st)
 }

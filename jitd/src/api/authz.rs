@@ -32,7 +32,7 @@ impl Daemon {
             .uid_ledger
             .iter()
             .find(|(_, &u)| u == peer_uid)
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n.to_string())
     }
 
     /// Which grants a peer may see: all for root, else only its own. The peer's name is

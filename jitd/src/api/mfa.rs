@@ -175,7 +175,7 @@ impl Daemon {
                 inner
                     .state
                     .grants
-                    .get(id)
+                    .get(id.as_str())
                     .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server(_)))
             })
         };
@@ -289,7 +289,7 @@ impl Daemon {
                 inner
                     .state
                     .grants
-                    .get(id)
+                    .get(id.as_str())
                     .is_some_and(|g| matches!(g.source, jit_proto::GrantSource::Server(_)))
             });
             (candidates, armed, fleet)

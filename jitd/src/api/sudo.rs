@@ -55,7 +55,7 @@ impl Daemon {
             None => (false, 0),
             Some(id) => {
                 let inner = self.lock();
-                match inner.state.grants.get(id) {
+                match inner.state.grants.get(id.as_str()) {
                     Some(g) if g.user == r.user => (
                         g.state_at(now) == GrantState::Live,
                         g.revoke_on

@@ -70,13 +70,13 @@ impl Daemon {
         // New privilege only with room to audit it and to record its end later.
         self.room_for_new_grant(&mut inner)?;
         let mut id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
-        while inner.state.grants.contains_key(&id) {
+        while inner.state.grants.contains_key(id.as_str()) {
             id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
         }
         // What `place` may change besides the grant: a new identity's uid in the ledger (the
         // only thing undone if the grant cannot be made durable; a copy of the whole ledger
         // per add cost milliseconds at 50 000 identities).
-        let new_identity = !inner.state.uid_ledger.contains_key(&adm.spec.user);
+        let new_identity = !inner.state.uid_ledger.contains_key(adm.spec.user.as_str());
         let grant = admit::place(
             &self.cfg,
             &local,
@@ -94,7 +94,7 @@ impl Daemon {
             inner.boot_cap.insert(grant.id.clone(), c);
         }
         let before = inner.state.grants.version();
-        inner.state.grants.insert(id.clone(), grant.clone());
+        inner.state.grants.insert(grant.id.clone(), grant.clone());
         // The tick's due times take the new grant in without a walk over every grant.
         let Inner {
             due,
@@ -149,7 +149,11 @@ impl Daemon {
         nscd::invalidate(self.cfg.nscd);
         self.wake.notify_all();
         let inner = self.lock();
-        Ok(inner.state.grants.get(&id).map_or(grant, |g| as_of(g, now)))
+        Ok(inner
+            .state
+            .grants
+            .get(id.as_str())
+            .map_or(grant, |g| as_of(g, now)))
     }
 
     /// Ends grant `id` now on behalf of `by` (`root`, `policy`, `session`): durable, out of the
@@ -252,14 +256,14 @@ impl Daemon {
     ) -> Result<Grant, Refusal> {
         let id = loop {
             let id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
-            if !self.lock().state.grants.contains_key(&id) {
+            if !self.lock().state.grants.contains_key(id.as_str()) {
                 break id;
             }
         };
         let grant =
             admit::breakglass_grant(id.clone(), account, reason, self.cfg.breakglass_secs, now);
         let mut inner = self.lock();
-        inner.state.grants.insert(id.clone(), grant.clone());
+        inner.state.grants.insert(grant.id.clone(), grant.clone());
         inner
             .boot_cap
             .insert(grant.id.clone(), (boottime(), grant.not_after - now));

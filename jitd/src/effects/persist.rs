@@ -132,7 +132,7 @@ impl Daemon {
         let entries: Vec<End> = ends
             .iter()
             .filter_map(|(id, kind)| {
-                let g = inner.state.grants.get(id)?;
+                let g = inner.state.grants.get(id.as_str())?;
                 Some(End {
                     grant: id.clone(),
                     kind: *kind,

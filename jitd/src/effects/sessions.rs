@@ -28,7 +28,7 @@ impl Daemon {
             inner
                 .state
                 .grants
-                .get(&s.grant)
+                .get(s.grant.as_str())
                 .is_some_and(|g| g.end_with_session && !g.state_at(now).is_ended())
         };
         self.audit.record(
@@ -71,7 +71,7 @@ impl Daemon {
     /// `session.user`'s and live.
     pub(crate) fn register_session(&self, session: &Session, now: UnixTime) -> Result<(), Refusal> {
         let mut inner = self.lock();
-        match inner.state.grants.get(&session.grant) {
+        match inner.state.grants.get(session.grant.as_str()) {
             Some(g) if g.user == session.user && g.state_at(now) == GrantState::Live => {}
             Some(g) if g.user == session.user => {
                 return Err(refuse(
@@ -93,7 +93,7 @@ impl Daemon {
         inner
             .state
             .sessions
-            .insert(session.id.clone(), session.clone());
+            .insert(session.id.clone().into(), session.clone());
         // Durable, so a restarted jitd still ends this session at teardown. On a full
         // state filesystem the login under a grant that exists still opens: the record
         // stays in memory until a tick can write it (a restart before that still ends the

@@ -279,7 +279,7 @@ impl Daemon {
         };
         let grants = ids
             .iter()
-            .filter_map(|i| inner.state.grants.get(i).map(Box::as_ref));
+            .filter_map(|i| inner.state.grants.get(i.as_str()).map(Box::as_ref));
         let (data, collisions) = snapshot_out::project_grants(&self.cfg, grants, local, now);
         self.report_collisions(inner, collisions, now);
         let generation = p.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;

@@ -271,7 +271,7 @@ impl Daemon {
                         inner
                             .state
                             .grants
-                            .get(id)
+                            .get(id.as_str())
                             .is_none_or(|g| g.state.is_ended() && g.torn_down)
                     })
                     .collect();
@@ -419,7 +419,7 @@ impl Daemon {
                 let mut added = Vec::new();
                 let mut gone = std::collections::HashSet::new();
                 for id in dirty {
-                    match inner.state.grants.get(&id) {
+                    match inner.state.grants.get(id.as_str()) {
                         Some(g) if g.state_at(now) == GrantState::Live => {
                             added.push((g.id.clone(), g.user.clone(), g.account));
                         }
@@ -455,7 +455,7 @@ impl Daemon {
     ) {
         let changed: Option<Vec<(Text, Text, bool)>> = {
             let inner = self.lock();
-            lock(&m.lost_by_grant).retain(|g, _| inner.state.grants.contains_key(g));
+            lock(&m.lost_by_grant).retain(|g, _| inner.state.grants.contains_key(g.as_str()));
             let live = || {
                 inner
                     .state
@@ -550,7 +550,7 @@ impl Daemon {
     fn watch_hit(&self, h: &Hit, now: UnixTime) {
         let (live, classes, user) = {
             let inner = self.lock();
-            match inner.state.grants.get(&h.grant) {
+            match inner.state.grants.get(h.grant.as_str()) {
                 Some(g) => (
                     g.state_at(now) == GrantState::Live,
                     g.revoke_on.clone(),

@@ -59,7 +59,7 @@ impl Change {
                 .into_iter()
                 .map(|k| {
                     let v = t.get(&k).cloned();
-                    (k, v)
+                    (k.to_string(), v)
                 })
                 .collect()
         }
@@ -79,7 +79,7 @@ impl Change {
             for (k, v) in changes {
                 match v {
                     Some(v) => {
-                        t.insert(k, v);
+                        t.insert(k.into(), v);
                     }
                     None => {
                         t.remove(&k);

@@ -56,6 +56,21 @@ impl PartialEq for UidCeiling {
 }
 
 impl State {
+    /// After loading: each grant's key becomes the grant's own id, and each identity's in the
+    /// uid ledger the name a grant of it holds, so a host's ids and names are in memory once
+    /// (each was read three times: a key, a field, a ledger key). Content unchanged.
+    pub fn share_strings(&mut self) {
+        self.grants
+            .share_keys(|k, g| (g.id == *k).then(|| g.id.clone()));
+        let users: std::collections::HashMap<&str, &jit_core::types::Text> = self
+            .grants
+            .values()
+            .map(|g| (g.user.as_str(), &g.user))
+            .collect();
+        self.uid_ledger
+            .share_keys(|name, _| users.get(name).map(|&u| u.clone()));
+    }
+
     /// No uid recorded in the ledger is above the returned one (`None`: the ledger is empty).
     pub fn uid_ceiling(&mut self) -> Option<u32> {
         let v = self.uid_ledger.version();
@@ -73,7 +88,7 @@ impl State {
     pub fn record_uid(&mut self, name: String, uid: u32) {
         let before = self.uid_ledger.version();
         let top = self.uid_ceiling.0.filter(|&(at, _)| at == before);
-        self.uid_ledger.insert(name, uid);
+        self.uid_ledger.insert(name.into(), uid);
         // Still a ceiling: entries are only ever added here (a replaced entry's old uid may
         // stay counted, which only makes the ceiling higher than it must be).
         self.uid_ceiling.0 = top.map(|(_, t)| (self.uid_ledger.version(), t.max(uid)));
@@ -334,6 +349,7 @@ impl StateStore {
             loaded.journal_records += 1;
             last = r.seq;
         }
+        loaded.state.share_strings();
         let mut w = self.writer();
         w.seq = max_seen;
         w.whole_next = true;

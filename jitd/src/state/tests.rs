@@ -63,7 +63,8 @@ fn small_changes_are_appended_and_state_json_is_not_rewritten() {
     store.load().unwrap();
     let mut s = State::default();
     for i in 0..20 {
-        s.grants.insert(format!("g{i}"), grant(&format!("g{i}")));
+        s.grants
+            .insert(format!("g{i}").into(), grant(&format!("g{i}")));
     }
     store.save(&mut s).unwrap(); // the first save after a load: whole
     let whole = std::fs::read(store.path()).unwrap();
@@ -165,12 +166,12 @@ fn a_change_touching_most_of_a_large_state_is_written_whole() {
     store.load().unwrap();
     let mut s = State::default();
     for i in 0..400 {
-        s.uid_ledger.insert(format!("u{i}"), 70_000u32 + i);
+        s.uid_ledger.insert(format!("u{i}").into(), 70_000u32 + i);
     }
     store.save(&mut s).unwrap();
     let before = std::fs::metadata(store.journal_path()).unwrap().len();
     for i in 0..400 {
-        s.uid_ledger.insert(format!("v{i}"), 80_000u32 + i);
+        s.uid_ledger.insert(format!("v{i}").into(), 80_000u32 + i);
     }
     store.save(&mut s).unwrap();
     // Whole: a fresh (empty) journal, everything in state.json.
@@ -236,4 +237,43 @@ fn the_uid_ceiling_follows_every_change_of_the_ledger() {
     let mut t = s.clone();
     t.uid_ceiling = UidCeiling::default();
     assert_eq!(s, t);
+}
+
+/// A loaded state holds each grant's id and each identity's name once: the grants map's key is
+/// the grant's own id, and a ledger key the user name its grant holds (from state.json and
+/// from the journal alike); the content is what was saved.
+#[test]
+fn a_loaded_state_shares_its_ids_and_names() {
+    let dir = dir("share");
+    let store = StateStore::new(&dir);
+    store.load().unwrap();
+    let mut s = State::default();
+    for (id, user) in [("g-000000000001", "jb1"), ("g-000000000002", "jb2")] {
+        let mut g = grant(id);
+        g.user = user.into();
+        s.grants.insert(g.id.clone(), g);
+        s.uid_ledger.insert(user.into(), 70_000u32);
+    }
+    s.uid_ledger.insert("gone".into(), 70_005u32);
+    store.save(&mut s).unwrap();
+    // One more through the journal.
+    let mut g = grant("g-000000000003");
+    g.user = "jb3".into();
+    s.grants.insert(g.id.clone(), g);
+    s.uid_ledger.insert("jb3".into(), 70_003u32);
+    store.save(&mut s).unwrap();
+    let l = loaded(&dir);
+    assert!(
+        l.journal_records > 0,
+        "the last grant came from the journal"
+    );
+    assert_eq!(l.state, s);
+    for (k, g) in l.state.grants.iter() {
+        assert!(std::ptr::eq(k.as_str(), g.id.as_str()), "{k}");
+        let (name, _) = l.state.uid_ledger.get_key_value(g.user.as_str()).unwrap();
+        assert!(std::ptr::eq(name.as_str(), g.user.as_str()), "{name}");
+    }
+    assert_eq!(l.state.uid_ledger.get("gone"), Some(&70_005));
+    // Nothing counts as changed: the next save appends nothing.
+    assert_eq!(l.state.changed_len(), 0);
 }

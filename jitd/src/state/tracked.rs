@@ -9,13 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 
+use jit_core::types::Text;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A `BTreeMap<String, V>` with the set of keys changed since [`Tracked::take_changed`].
+/// A `BTreeMap` by string key with the set of keys changed since [`Tracked::take_changed`].
+/// Keys are shared strings (`Text`): a grant's key is its own id, and a changed key is
+/// recorded without a copy.
 #[derive(Debug, Clone)]
 pub struct Tracked<V> {
-    map: BTreeMap<String, V>,
-    changed: BTreeSet<String>,
+    map: BTreeMap<Text, V>,
+    changed: BTreeSet<Text>,
     /// Changes at every change of content, to a number no map had before ([`Tracked::version`]).
     version: u64,
 }
@@ -55,7 +58,7 @@ impl<V: PartialEq> PartialEq for Tracked<V> {
 }
 
 impl<V> Deref for Tracked<V> {
-    type Target = BTreeMap<String, V>;
+    type Target = BTreeMap<Text, V>;
     fn deref(&self) -> &Self::Target {
         &self.map
     }
@@ -65,16 +68,32 @@ impl<V> From<BTreeMap<String, V>> for Tracked<V> {
     /// Everything in `map` counts as unchanged (as after loading).
     fn from(map: BTreeMap<String, V>) -> Self {
         Tracked {
-            map,
+            map: map.into_iter().map(|(k, v)| (Text::from(k), v)).collect(),
             changed: BTreeSet::new(),
             version: next_version(),
         }
     }
 }
 
+impl<V> Tracked<V> {
+    /// Replaces each key by the equal string `shared(key, value)` gives, if any (after
+    /// loading: a grant's key becomes its own id, an identity's the name its grant holds, so
+    /// the string is in memory once). Nothing counts as changed.
+    pub fn share_keys(&mut self, shared: impl Fn(&str, &V) -> Option<Text>) {
+        let map = std::mem::take(&mut self.map);
+        self.map = map
+            .into_iter()
+            .map(|(k, v)| match shared(&k, &v) {
+                Some(s) if s == *k => (s, v),
+                _ => (k, v),
+            })
+            .collect();
+    }
+}
+
 impl<V: PartialEq + Clone> Tracked<V> {
     /// Inserts or replaces `key` (a `Grant` goes in as the `Box<Grant>` the grants map holds).
-    pub fn insert(&mut self, key: String, value: impl Into<V>) -> Option<V> {
+    pub fn insert(&mut self, key: Text, value: impl Into<V>) -> Option<V> {
         self.version = next_version();
         self.changed.insert(key.clone());
         self.map.insert(key, value.into())
@@ -82,20 +101,18 @@ impl<V: PartialEq + Clone> Tracked<V> {
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &str) -> Option<V> {
-        let old = self.map.remove(key);
-        if old.is_some() {
-            self.version = next_version();
-            self.changed.insert(key.to_string());
-        }
-        old
+        let (key, old) = self.map.remove_entry(key)?;
+        self.version = next_version();
+        self.changed.insert(key);
+        Some(old)
     }
 
     /// The entry for `key`, to change; the key counts as changed whether or not it is.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-        let v = self.map.get_mut(key)?;
+        let (k, _) = self.map.get_key_value(key)?;
+        self.changed.insert(k.clone());
         self.version = next_version();
-        self.changed.insert(key.to_string());
-        Some(v)
+        self.map.get_mut(key)
     }
 
     /// Calls `f` on every entry; an entry for which `f` returns true counts as changed. For the
@@ -119,7 +136,7 @@ impl<V: PartialEq + Clone> Tracked<V> {
     }
 
     /// Keys changed since the last call, in order, and forgets them.
-    pub fn take_changed(&mut self) -> BTreeSet<String> {
+    pub fn take_changed(&mut self) -> BTreeSet<Text> {
         std::mem::take(&mut self.changed)
     }
 
@@ -136,17 +153,13 @@ impl<V: PartialEq + Clone> Tracked<V> {
 
 impl<V: Serialize> Serialize for Tracked<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.map.serialize(s)
+        s.collect_map(self.map.iter().map(|(k, v)| (k.as_str(), v)))
     }
 }
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for Tracked<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Tracked {
-            map: BTreeMap::deserialize(d)?,
-            changed: BTreeSet::new(),
-            version: next_version(),
-        })
+        Ok(BTreeMap::<String, V>::deserialize(d)?.into())
     }
 }
 
@@ -167,7 +180,7 @@ mod tests {
         assert!(t.get_mut("zz").is_none());
         t.remove("b");
         t.remove("nope");
-        let changed: Vec<String> = t.take_changed().into_iter().collect();
+        let changed: Vec<Text> = t.take_changed().into_iter().collect();
         assert_eq!(changed, ["a", "b", "c"]);
         assert_eq!(t.changed_len(), 0);
         t.update_each(|k, v| {

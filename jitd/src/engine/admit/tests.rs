@@ -586,7 +586,7 @@ fn uid_range_exhausted_and_recorded_uid_taken() {
     let l = local();
     let mut st = State::default();
     for (i, u) in (70_001..=c.account_uid_max()).enumerate() {
-        st.uid_ledger.insert(format!("old{i}"), u);
+        st.uid_ledger.insert(format!("old{i}").into(), u);
     }
     let adm = validate(&c, Ok(&l), &account("tmp1"), &HOST, NOW).unwrap();
     let e = place(&c, &l, &mut st, adm, "g-1".into(), GrantSource::Local, NOW).unwrap_err();
@@ -605,7 +605,7 @@ fn a_non_local_user_needs_an_account_grant_covering_the_window() {
     let mut st = State::default();
     let adm = validate(&c, Ok(&l), &account("tmp1"), &HOST, NOW).unwrap();
     let acct = place(&c, &l, &mut st, adm, "g-a".into(), GrantSource::Local, NOW).unwrap();
-    st.grants.insert(acct.id.to_string(), acct);
+    st.grants.insert(acct.id.to_string().into(), acct);
     let inside = groups("tmp1", &["deploy"]);
     let adm = validate(&c, Ok(&l), &inside, &HOST, NOW).unwrap();
     assert!(place(&c, &l, &mut st, adm, "g-b".into(), GrantSource::Local, NOW).is_ok());

@@ -71,7 +71,7 @@ fn local() -> LocalDb {
 fn plan(grants: Vec<Grant>) -> TeardownPlan {
     let mut st = State::default();
     for gr in grants {
-        st.grants.insert(gr.id.to_string(), gr);
+        st.grants.insert(gr.id.to_string().into(), gr);
     }
     plan_teardown(&st, &local(), NOW)
 }
@@ -214,7 +214,7 @@ fn managed_admin_is_disabled_unless_still_enabled() {
 fn registered_sessions_are_ended_by_pid_and_start_time() {
     let mut st = State::default();
     let gr = g("g-1", "tmp1", "expired", Some(70_001), &[], false);
-    st.grants.insert(gr.id.to_string(), gr);
+    st.grants.insert(gr.id.to_string().into(), gr);
     st.sessions.insert(
         "s-1".into(),
         Session {

@@ -283,7 +283,7 @@ fn deadlines_and_pruning() {
         let mut g = at(&format!("g-e{i}"), "expired", 0, 10);
         g.torn_down = true;
         g.ended_at = Some(i as i64);
-        state.grants.insert(g.id.to_string(), g);
+        state.grants.insert(g.id.to_string().into(), g);
     }
     prune(&mut state);
     let ended = state.grants.values().filter(|g| g.state.is_ended()).count();
