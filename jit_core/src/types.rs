@@ -265,13 +265,24 @@ impl GateGrant {
 /// left empty equals one without.
 impl PartialEq for GateGrant {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-            && self.user == other.user
-            && self.uid == other.uid
-            && self.not_before == other.not_before
-            && self.not_after == other.not_after
-            && self.flags == other.flags
-            && self.revoke_on == other.revoke_on
+        // Destructured whole: a field added later must be compared here or the build fails.
+        let GateGrant {
+            id,
+            user,
+            uid,
+            not_before,
+            not_after,
+            flags,
+            revoke_on,
+            lists: _,
+        } = self;
+        *id == other.id
+            && *user == other.user
+            && *uid == other.uid
+            && *not_before == other.not_before
+            && *not_after == other.not_after
+            && *flags == other.flags
+            && *revoke_on == other.revoke_on
             && self.lists() == other.lists()
     }
 }

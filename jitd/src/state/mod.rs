@@ -60,8 +60,8 @@ impl State {
     /// uid ledger the name a grant of it holds, so a host's ids and names are in memory once
     /// (each was read three times: a key, a field, a ledger key). Content unchanged.
     pub fn share_strings(&mut self) {
-        self.grants
-            .share_keys(|k, g| (g.id == *k).then(|| g.id.clone()));
+        // `share_keys` takes a string only where it equals the key.
+        self.grants.share_keys(|_, g| Some(g.id.clone()));
         let users: std::collections::HashMap<&str, &jit_core::types::Text> = self
             .grants
             .values()
