@@ -35,10 +35,14 @@
 //!     One `sleep` under each uid of seed-expiry, as children; prints when the storm's first and
 //!     last died after AT and when the late one died after AT+1 (killing and counting any left
 //!     30 s later).
+//! jitbench fsync-probe COUNT DIR
+//!     COUNT appends of a 200-byte line to a fresh file in DIR, each followed by fdatasync
+//!     (the durable append under every grant add, bench/add); prints `fdatasync_us=p50/p95/max`.
 //! ```
 //! Output is `key=value` lines for bench/run to parse.
 
 mod expiry;
+mod fsync;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -394,10 +398,11 @@ fn run() -> Result<(), String> {
         Some("storm") => expiry::storm(num(1)?, time(2)?),
         Some("rewrite") => rewrite(num(1)?, num(2)?, &path(3)?, &path(4)?),
         Some("counter") => counter(args.get(1).map(String::as_str)),
+        Some("fsync-probe") => fsync::probe(num(1)?, &path(2)?),
         _ => Err(
             "usage: jitbench gen N OUTDIR [JIT_USERS_GID] | seed-state N STATE_DIR | \
                   rewrite N ROUNDS CONFIG SCRATCH_DIR | seed-expiry N STATE_DIR AT [HOME_ROOT] | storm N AT | \
-                  counter open|close"
+                  counter open|close | fsync-probe COUNT DIR"
                 .into(),
         ),
     }
