@@ -1,5 +1,6 @@
 //! Build-script helpers shared by the three native modules (`libnss_jit.so.2`, `pam_jit.so`,
-//! `sudo_jit.so`). Used from their `build.rs` only; nothing here is linked into them.
+//! `sudo_jit.so`) and jitd's executables. Used from their `build.rs` only; nothing here is
+//! linked into them.
 
 use std::path::Path;
 
@@ -24,10 +25,24 @@ use std::path::Path;
 /// If the directory cannot be made the module links libgcc_s as before: slower to load, not
 /// wrong, and scripts/test reports it.
 pub fn link_unwinder_statically(out_dir: &Path) {
+    unwinder_dir(out_dir, "cdylib-link-arg");
+}
+
+/// The same for the crate's executables (jitd's package: `jitctl`, and `jit-authorized-keys`,
+/// which sshd starts at every public-key login): each run otherwise maps and relocates
+/// libgcc_s.so.1 before `main`, a few page faults and ~0.1 ms on a slow VM, paid by every
+/// `jitctl grant add` and every ssh login; the binaries keep their unwinder (jitd's threads
+/// catch panics) in a static copy. Test harnesses and the library are linked as usual.
+pub fn link_unwinder_statically_in_bins(out_dir: &Path) {
+    unwinder_dir(out_dir, "link-arg-bins");
+}
+
+/// Makes the directory and hands it to the linker of the artifacts `directive` names.
+fn unwinder_dir(out_dir: &Path, directive: &str) {
     let dir = out_dir.join("static-unwind");
     let made = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join("libgcc_s.so"), "INPUT ( -lgcc_eh )\n"));
     if made.is_ok() {
-        println!("cargo:rustc-cdylib-link-arg=-L{}", dir.display());
+        println!("cargo:rustc-{directive}=-L{}", dir.display());
     }
 }

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use super::client::{CallError, Remote};
 use super::config::{self, ClientFile};
 
+// Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum RemoteCmd {
     /// Log in to a jit-server: check the token over TLS pinned to FINGERPRINT, then save
     /// ~/.config/jit/client.toml (mode 0600).

@@ -6,7 +6,9 @@ use jit_proto::Request;
 
 use crate::client::{print, print_json, Ctx, Fail};
 
+// Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum BreakglassCmd {
     /// Make N one-time emergency codes for a managed account.
     Init {

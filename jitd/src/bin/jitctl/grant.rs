@@ -8,7 +8,9 @@ use jit_proto::{Grant, GrantSpec, Request};
 use crate::args;
 use crate::client::{print, print_json, relative, Ctx, Fail};
 
+// Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
+#[command(defer = true)]
 #[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum GrantCmd {
     /// Add a local grant (root only); prints the grant id.

@@ -7,7 +7,9 @@ use jit_proto::Request;
 use crate::client::{print, print_json, Ctx, Fail};
 use crate::term;
 
+// Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum MfaCmd {
     /// Make USER's TOTP secret on this host (root); prints an otpauth:// URI and a QR code once
     /// (--json: {"user","secret","uri"}). Without USER: enrol yourself against the jit-server
