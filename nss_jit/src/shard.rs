@@ -21,7 +21,7 @@ use crate::delta::Answer;
 use crate::source::{lock_nonblocking, read_at, Identity, InodePin, SnapshotCopy, SourceError};
 use crate::status::Failure;
 use jit_core::snapshot::file::open_trusted;
-use jit_core::snapshot::index::{id_key, name_key, IndexHead, Table, HEAD_PREFIX};
+use jit_core::snapshot::index::{id_key, name_key, IndexHead, Table, BIG_TABLE_MAX, FIRST_READ};
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -30,12 +30,6 @@ use std::sync::{Arc, Mutex};
 pub const CACHE_BYTES: usize = 96 * 1024;
 /// A shard larger than this (a big group's) is used for its call only, never kept.
 const CACHE_ONE_MAX: usize = 16 * 1024;
-/// A big-key table larger than this is refused (one entry per group of more than 32 members).
-const BIG_TABLE_MAX: u64 = 64 * 1024;
-/// What a first lookup in a file reads at its start: one page.
-const FIRST_READ: usize = 4096;
-// The page holds the header and the largest section table a reader accepts.
-const _: () = assert!(FIRST_READ >= HEAD_PREFIX);
 
 /// Which shard slot of the index a query lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,6 +427,7 @@ mod tests {
     use super::*;
     use crate::lookup;
     use crate::source::tests::{account, install, TempDir};
+    use jit_core::snapshot::index::HEAD_PREFIX;
     use jit_core::snapshot::{build_snapshot, build_snapshot_with, BuildOptions};
     use jit_core::types::{GroupEntry, Member, SnapshotData, GROUP_KIND_JIT};
     use std::ffi::CString;

@@ -742,6 +742,11 @@ fn authorized_keys_follow_the_grant() {
         path_str(&kf),
     ]);
     wait_visible(&sb, "alice");
+    // Added just now: alice is in the snapshot's delta, not yet in its base.
+    assert!(
+        sb.host_path("/run/jitd/snapshot.delta").exists(),
+        "an added grant goes to the delta"
+    );
     let ak = path_str(&a.authorized_keys);
     let nobody_run = |user: &str| {
         sb.run(&[
@@ -779,6 +784,18 @@ fn authorized_keys_follow_the_grant() {
         show(&o)
     );
     sb.start_jitd();
+    // jitd wrote whole files at start: alice's keys now come from the shard of the snapshot's
+    // index that holds her name (no delta is left to carry them).
+    assert!(
+        !sb.host_path("/run/jitd/snapshot.delta").exists(),
+        "a delta after jitd's start"
+    );
+    let o = nobody_run("alice");
+    assert!(
+        code(&o) == 0 && stdout(&o).contains(key) && stdout(&o).contains(key2),
+        "from the base's shard: {}",
+        show(&o)
+    );
     let o = sb.jitctl(&["grant", "revoke", &id]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     let o = nobody_run("alice");

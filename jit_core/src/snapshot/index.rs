@@ -84,6 +84,17 @@ pub struct IndexHead {
 /// accepts.
 pub const HEAD_PREFIX: usize = HEADER_SIZE + MAX_SECTIONS * SECTION_ENTRY_SIZE;
 
+/// What a lazy reader reads first: one page, which holds the header, the largest table a
+/// reader accepts and, as jitd writes the file, the big-key tables and often the directory
+/// entry (a page costs the same `pread` as the header alone).
+pub const FIRST_READ: usize = 4096;
+// The page holds the header and the largest section table a reader accepts.
+const _: () = assert!(FIRST_READ >= HEAD_PREFIX);
+
+/// The largest big-key table a lazy reader accepts (one 16-byte entry per key with a shard of
+/// its own: 4 096 of them); a larger one is refused as corrupt.
+pub const BIG_TABLE_MAX: u64 = 64 * 1024;
+
 impl IndexHead {
     /// Checks the header and section table in `prefix` (the file's first bytes, up to
     /// [`HEAD_PREFIX`]) of a file whose size is `file_size`.

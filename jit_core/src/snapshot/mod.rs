@@ -10,6 +10,7 @@ pub mod format;
 pub mod generation;
 pub mod index;
 mod index_writer;
+pub mod keyed;
 pub mod listing;
 pub mod reader;
 pub mod writer;
@@ -33,3 +34,6 @@ mod delta_tests;
 
 #[cfg(test)]
 mod listing_tests;
+
+#[cfg(test)]
+mod keyed_tests;

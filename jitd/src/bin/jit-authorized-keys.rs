@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C;
 use jit_core::constants::{DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C};
-use jit_core::snapshot::file::read_trusted_base_layers;
+use jit_core::snapshot::file::read_trusted_delta;
+use jit_core::snapshot::index::{name_key, Table};
+use jit_core::snapshot::keyed::{read_trusted_key, Keyed};
+use jit_core::snapshot::Snapshot;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -24,30 +27,54 @@ fn main() -> ExitCode {
     if jit_core::validate::validate_name("user name", &user).is_err() || user == "root" {
         return ExitCode::SUCCESS;
     }
-    // The base region is enough for an account's keys: at 50 000 grants a third of the file,
-    // read at every ssh login.
-    // A grant added since the snapshot was written is in its delta (read over it).
-    let layers =
-        match read_trusted_base_layers(DEFAULT_SNAPSHOT_PATH_C, DEFAULT_SNAPSHOT_DELTA_PATH_C) {
-            Ok(b) => b,
-            Err(e) => {
-                // sshd logs our stderr; say why there are no keys.
-                eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
-                return ExitCode::SUCCESS;
+    // Of an indexed snapshot only the header, one index entry and the one shard that holds
+    // the name are read (docs/snapshot-format.md §10.3): what every ssh login pays, a local
+    // user's too, stays the same at 100 grants as at 50 000. A grant added since the snapshot
+    // was written is in its delta, read after it (jitd renames a new base into place before it
+    // removes the delta of the old one).
+    let keyed = read_trusted_key(DEFAULT_SNAPSHOT_PATH_C, Table::Name, name_key(&user));
+    let delta_bytes = read_trusted_delta(DEFAULT_SNAPSHOT_DELTA_PATH_C);
+    let delta = delta_bytes
+        .as_deref()
+        .and_then(|d| Snapshot::parse(d).ok())
+        .filter(Snapshot::is_delta);
+    let keys = match &keyed {
+        Ok(Keyed::Shard { shard, serial }) => {
+            let shard = match shard.as_deref().map(Snapshot::parse).transpose() {
+                Ok(s) => s,
+                Err(e) => return refused(&e),
+            };
+            let applies = delta.as_ref().filter(|d| d.applies_over(*serial));
+            // The shard with the delta over it; the delta alone when no shard holds the name.
+            match (shard, applies) {
+                (Some(s), Some(d)) => keys_of(&s.with_delta(d, *serial), &user),
+                (Some(s), None) => keys_of(&s, &user),
+                (None, Some(d)) => keys_of(d, &user),
+                (None, None) => Vec::new(),
             }
-        };
-    let delta = layers.parse_delta();
-    let snap = match layers.base.parse() {
-        Ok(s) => s.over(delta.as_ref()),
-        Err(e) => {
-            eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
-            return ExitCode::SUCCESS;
         }
+        Ok(Keyed::Base(image)) => match image.parse() {
+            Ok(s) => keys_of(&s.over(delta.as_ref()), &user),
+            Err(e) => return refused(&e),
+        },
+        Err(e) => return refused(e),
     };
-    if let Some(a) = snap.account_by_name(&user, jit_core::time::now()) {
-        for k in a.ssh_keys() {
-            println!("{k}");
-        }
+    for k in keys {
+        println!("{k}");
     }
+    ExitCode::SUCCESS
+}
+
+/// The ssh keys of `user`'s live account grant in `snap`, as the file states them.
+fn keys_of(snap: &Snapshot<'_>, user: &str) -> Vec<String> {
+    snap.account_by_name(user, jit_core::time::now())
+        .map(|a| a.ssh_keys().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// No keys from an unusable snapshot: sshd logs our stderr, so say why; exit 0 so sshd falls
+/// back to its other key sources.
+fn refused(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("jit-authorized-keys: snapshot {DEFAULT_SNAPSHOT_PATH}: {e}");
     ExitCode::SUCCESS
 }
