@@ -405,10 +405,14 @@ pub fn write(
             )
             .map_err(|e| format!("{}: {e}", to.display()))
         };
+    // The gates file carries the lookup index too (format 1.6), its name keys owning each
+    // person's gate records and managed entry: pam_jit and sudo_jit tell a local user apart by
+    // reading one shard, not the whole file, at every login and sudo.
     stream(
         &data,
         gates,
         jit_core::snapshot::BuildOptions {
+            index: true,
             serial,
             ..Default::default()
         },
@@ -612,6 +616,7 @@ mod tests {
         let want_gates = build_snapshot_with(
             &data,
             &BuildOptions {
+                index: true,
                 serial: 7,
                 ..Default::default()
             },

@@ -81,6 +81,15 @@ pub trait World {
     /// # Errors
     /// The file is missing, untrusted or unreadable.
     fn snapshot(&self) -> Result<Layers<Vec<u8>>, String>;
+    /// Whether `name` is on the gates file's managed list, from `name`'s own shard of the
+    /// file's lookup index (format 1.6) without reading the rest of it; `None` when it cannot
+    /// be told that way (no file, untrusted, damaged, written before 1.6): the caller reads
+    /// the whole file. Asked only for a local user with a uid other than 0, for whom that is
+    /// all there is to know (`identity::classify`). The default knows nothing.
+    fn managed_by_shard(&self, name: &str) -> Option<bool> {
+        let _ = name;
+        None
+    }
     /// Whether the world-readable snapshot (the one NSS reads, same trust rules) has an
     /// account record called `name`. Asked only for a name that is neither local nor in the
     /// gates file (or when that is unusable): NSS may still resolve such an account, which
@@ -222,6 +231,12 @@ impl World for System {
     fn snapshot(&self) -> Result<Layers<Vec<u8>>, String> {
         jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH)
             .map_err(|e| e.to_string())
+    }
+
+    fn managed_by_shard(&self, name: &str) -> Option<bool> {
+        jit_core::snapshot::keyed::GatesPart::read(GATES_PATH, GATES_DELTA_PATH, name, &[])?
+            .answer(|own, _| own.is_some_and(|s| s.is_managed(name)))
+            .ok()
     }
 
     fn public_account(&self, name: &str) -> bool {

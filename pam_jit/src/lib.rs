@@ -236,6 +236,14 @@ pub fn run<P: Pam + ?Sized, W: World + ?Sized>(
         return ignore(progress, &shown(&user, 64), why.as_str());
     }
     let local = world.passwd(&user);
+    // A local user with a uid other than 0 is gated only if managed (`identity::classify`);
+    // the user's own shard of the gates file says whether, and the whole file (its size grows
+    // with the grants on the host) is read only when it says managed or cannot say.
+    if matches!(local, local::LocalUser::Present { uid: Some(u) } if u != 0)
+        && world.managed_by_shard(&user) == Some(false)
+    {
+        return ignore(progress, &user, identity::Why::LocalUser.as_str());
+    }
     let layers = world.snapshot();
     // Grants added since the gates file was written are in its delta.
     let delta = layers.as_ref().ok().and_then(|l| l.parse_delta());

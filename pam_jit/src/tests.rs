@@ -112,6 +112,10 @@ struct FakeWorld {
     passwd_reads: Cell<usize>,
     snapshot_reads: Cell<usize>,
     managed_reads: Cell<usize>,
+    /// Whether `managed_by_shard` answers (an indexed gates file of format 1.6), from the
+    /// snapshot's managed list, and how often it was asked.
+    by_shard: Cell<bool>,
+    shard_reads: Cell<usize>,
 }
 
 impl FakeWorld {
@@ -139,6 +143,8 @@ impl FakeWorld {
             passwd_reads: Cell::new(0),
             snapshot_reads: Cell::new(0),
             managed_reads: Cell::new(0),
+            by_shard: Cell::new(false),
+            shard_reads: Cell::new(0),
         }
     }
 
@@ -181,6 +187,14 @@ impl World for FakeWorld {
                 base,
                 delta: self.delta.borrow().clone(),
             })
+    }
+    fn managed_by_shard(&self, name: &str) -> Option<bool> {
+        self.shard_reads.set(self.shard_reads.get() + 1);
+        if !self.by_shard.get() {
+            return None;
+        }
+        let bytes = self.snapshot.borrow().clone().ok()?;
+        Some(Snapshot::parse(&bytes).ok()?.is_managed(name))
     }
     fn public_account(&self, name: &str) -> bool {
         self.public_accounts.iter().any(|n| n == name)
@@ -1163,4 +1177,39 @@ impl WithoutRecords for SnapshotData {
         self.grants.retain(|g| !users.contains(&g.user.as_ref()));
         self
     }
+}
+
+/// A local user is told apart from the managed ones by the gates file's shard: the whole
+/// file, which grows with the grants on the host, is read only for a managed name or when the
+/// shard cannot say (a file written before format 1.6), and the decisions are the same.
+#[test]
+fn a_local_user_costs_one_shard_not_the_whole_gates_file() {
+    let w = world();
+    w.by_shard.set(true);
+    for hook in HOOKS {
+        assert_eq!(go(hook, &mut FakePam::new("alice"), &w), Code::Ignore);
+    }
+    assert_eq!(w.shard_reads.get(), HOOKS.len());
+    assert_eq!(w.snapshot_reads.get(), 0, "the whole gates file was read");
+    // A managed admin: the shard says managed, the whole file decides (no grant: refused).
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("admin"), &w),
+        Code::AuthErr
+    );
+    assert_eq!(w.snapshot_reads.get(), 1);
+    // root and uid-0 accounts never ask the shard, nor does a name /etc/passwd does not have
+    // (a jit name: the whole file decides, as before).
+    let before = w.shard_reads.get();
+    for user in ["root", "toor", "nosuchuser"] {
+        go(Hook::Authenticate, &mut FakePam::new(user), &w);
+    }
+    assert_eq!(w.shard_reads.get(), before);
+    // A file the shard cannot answer from: the whole file, the same decision.
+    w.by_shard.set(false);
+    let before = w.snapshot_reads.get();
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("alice"), &w),
+        Code::Ignore
+    );
+    assert_eq!(w.snapshot_reads.get(), before + 1);
 }

@@ -167,6 +167,24 @@ fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool
         || holds_jit_sudo(snap, inv, now)
 }
 
+/// [`jit_in_snapshot`] from parts of the gates file (format 1.6, `GatesPart`): `own`, the
+/// view of the invoking user's shard (their gate records and managed entry, with the delta),
+/// and `held`, the views of the shards of the groups the process holds (each such group with
+/// all its members, with the delta). Together they hold every record the whole-file test
+/// looks at for this user and these groups, so the answer is the same.
+pub fn jit_in_parts(
+    own: Option<&Snapshot<'_>>,
+    held: &[Snapshot<'_>],
+    inv: &Invocation,
+    now: UnixTime,
+) -> bool {
+    own.is_some_and(|s| {
+        s.grants_for_user(&inv.user)
+            .any(|g| g.sudo().next().is_some())
+            || s.is_managed(&inv.user)
+    }) || held.iter().any(|s| holds_jit_sudo(s, inv, now))
+}
+
 /// Without a trusted gates file: whether the world-readable snapshot (which NSS still serves,
 /// so sudoers may still see the `jit-sudo` membership) marks the invoking user as jit: an
 /// ephemeral account of that name, or a process holding one of jit's own groups. The id

@@ -347,6 +347,25 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .as_ref()
         .ok()
         .and_then(|c| local::trusted_alias(&c.command));
+    // Whether the user is jit's business at all, from the gates file's shards of the user and
+    // of the groups the process holds (format 1.6): a user who is not (a local sudoer) is
+    // approved here, as `decide` would, without reading the whole file, whose size grows with
+    // the grants on the host. Anyone else, or a file that cannot say (older, damaged), goes
+    // through the whole file as before.
+    let now = jit_core::time::now();
+    let by_shards = jit_core::snapshot::keyed::GatesPart::read(
+        GATES_PATH,
+        GATES_DELTA_PATH,
+        &inv.user,
+        &inv.groups,
+    )
+    .and_then(|p| {
+        p.answer(|own, held| decision::jit_in_parts(own, held, &inv, now))
+            .ok()
+    });
+    if by_shards == Some(false) {
+        return 1;
+    }
     // Grants added since the gates file was written are in its delta.
     let layers = jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH).ok();
     let delta = layers.as_ref().and_then(|l| l.parse_delta());

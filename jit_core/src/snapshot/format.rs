@@ -31,7 +31,7 @@ pub const MAJOR: u16 = 1;
 /// 1.2: the base region's checksum, `base_crc` and `base_at`; 1.3: the accounts region at the
 /// start of the base and its checksum, `accounts_crc`; 1.4: the base serial and the delta files,
 /// section BASES; 1.5: the account listing, section LISTING).
-pub const MINOR: u16 = 5;
+pub const MINOR: u16 = 6;
 /// Header offset of the base serial (1.4, u32; the `flags` word of earlier minors, written 0):
 /// which base a delta file may be read over (section BASES). 0: no delta applies.
 pub const SERIAL_AT: usize = 36;

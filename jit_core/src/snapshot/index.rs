@@ -71,6 +71,9 @@ pub struct IndexHead {
     pub uid_range: Option<(u32, u32)>,
     /// The base serial (1.4, covered by `head_crc`): which delta may be read over the file.
     pub serial: u32,
+    /// The format minor the header states (not covered by `head_crc`; readers use it only to
+    /// know what a writer of that minor promised, docs/snapshot-format.md §7).
+    pub minor: u16,
     name_dir: SectionRef,
     id_dir: SectionRef,
     name_big: SectionRef,
@@ -186,6 +189,7 @@ impl IndexHead {
         Ok(Some(IndexHead {
             generated_at: i64::from(rd_u32(prefix, 24)) | (i64::from(rd_u32(prefix, 28)) << 32),
             serial: rd_u32(prefix, SERIAL_AT),
+            minor,
             uid_range: (lo != 0 && lo <= hi).then_some((lo, hi)),
             name_dir,
             id_dir,

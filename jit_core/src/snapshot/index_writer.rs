@@ -6,7 +6,9 @@
 //! of `n` is answered), and for each private group it holds, the accounts whose uid is its gid
 //! (the group is visible exactly while such an account is live). The id key of `i` owns the
 //! accounts with uid `i` and the groups with gid `i` (and, for private groups, the accounts with
-//! that uid).
+//! that uid). In the gates file (format 1.6, an image with gate records or a managed list) the
+//! name key of `n` also owns every gate record of the person `n` and `n`'s managed-list entry,
+//! so pam_jit and sudo_jit can tell from `n`'s shard alone whether `n` is jit's business.
 //!
 //! Memory. Each table is one flat, sorted vector of `(key, record)` pairs (16 bytes each); a
 //! key's records are a run of it, a bucket's the run of its keys once the pairs are renumbered
@@ -22,7 +24,7 @@ use super::format::*;
 use super::index::{id_key, name_key, BIG_KEY_RECORDS};
 use super::writer::{build_image, GroupIn, Input, Placer, Sink, WriteError};
 use crate::crc32c::crc32c;
-use crate::types::{Account, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::types::{Account, GateGrant, SnapshotData, GROUP_KIND_PRIVATE};
 
 /// Average number of keys the writer puts in one bucket: each shard's fixed cost (a 240-byte
 /// header and table) is spread over this many keys, and a shard stays a few KiB.
@@ -39,6 +41,10 @@ enum Rec {
     Account(u32),
     Group(u32),
     Stub(u32, u32),
+    /// A gate record (gates file only), by its person's name.
+    Gate(u32),
+    /// A managed-list entry (gates file only), by its name.
+    Managed(u32),
 }
 
 /// `(key, record)`, or once renumbered, `(bucket, record)`.
@@ -49,8 +55,9 @@ fn idx(i: usize) -> Result<u32, WriteError> {
 }
 
 /// The pairs of the name table and of the id table, each sorted and without repeats (a
-/// private group's closure repeats the accounts of its name).
-fn pairs(data: &SnapshotData) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
+/// private group's closure repeats the accounts of its name); `with_gates`: the image carries
+/// the gate records and the managed list (the gates file), and the name table owns them too.
+fn pairs(data: &SnapshotData, with_gates: bool) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
     let mut by_uid: Vec<(u32, u32)> = Vec::with_capacity(data.accounts.len());
     for (i, a) in data.accounts.iter().enumerate() {
         by_uid.push((a.uid, idx(i)?));
@@ -83,6 +90,14 @@ fn pairs(data: &SnapshotData) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
             }
         }
     }
+    if with_gates {
+        for (i, g) in data.grants.iter().enumerate() {
+            names.push((name_key(&g.user), Rec::Gate(idx(i)?)));
+        }
+        for (i, m) in data.managed.iter().enumerate() {
+            names.push((name_key(m), Rec::Managed(idx(i)?)));
+        }
+    }
     for v in [&mut names, &mut ids] {
         v.sort_unstable();
         v.dedup();
@@ -100,6 +115,8 @@ fn name_of(data: &SnapshotData, r: Rec) -> Option<&str> {
             .get(g as usize)
             .and_then(|e| e.members.get(m as usize))
             .map(|m| m.name.as_str()),
+        Rec::Gate(i) => data.grants.get(i as usize).map(|g| g.user.as_str()),
+        Rec::Managed(i) => data.managed.get(i as usize).map(String::as_str),
     }
 }
 
@@ -109,7 +126,7 @@ fn weight(data: &SnapshotData, run: &[Pair]) -> usize {
     run.iter()
         .map(|&(_, r)| match r {
             Rec::Group(g) => data.groups.get(g as usize).map_or(0, |e| e.members.len()),
-            Rec::Account(_) | Rec::Stub(..) => 1,
+            Rec::Account(_) | Rec::Stub(..) | Rec::Gate(_) | Rec::Managed(_) => 1,
         })
         .sum()
 }
@@ -250,13 +267,23 @@ struct Job {
 type Batch = Result<(Vec<u8>, Vec<usize>), WriteError>;
 
 /// Appends the self-contained image (1.0 sections only) of the records `recs` (sorted:
-/// accounts, whole groups, memberships) to `out`; returns its length.
-fn shard(data: &SnapshotData, recs: &[Pair], out: &mut Vec<u8>) -> Result<usize, WriteError> {
+/// accounts, whole groups, memberships, gate records, managed entries) to `out`; returns its
+/// length. A shard of the gates file keeps grant ids; a public one writes them empty.
+fn shard(
+    data: &SnapshotData,
+    with_gates: bool,
+    recs: &[Pair],
+    out: &mut Vec<u8>,
+) -> Result<usize, WriteError> {
     let mut accounts: Vec<&Account> = Vec::new();
     let mut groups: Vec<(u32, GroupIn<'_>)> = Vec::new();
+    let mut grants: Vec<&GateGrant> = Vec::new();
+    let mut managed: Vec<&String> = Vec::new();
     let mut whole = 0;
     for &(_, r) in recs {
         match r {
+            Rec::Gate(i) => grants.extend(data.grants.get(i as usize)),
+            Rec::Managed(i) => managed.extend(data.managed.get(i as usize)),
             Rec::Account(i) => accounts.extend(data.accounts.get(i as usize)),
             Rec::Group(g) => {
                 if let Some(entry) = data.groups.get(g as usize) {
@@ -306,9 +333,9 @@ fn shard(data: &SnapshotData, recs: &[Pair], out: &mut Vec<u8>) -> Result<usize,
             uid_range: None,
             accounts,
             groups: groups.into_iter().map(|(_, gi)| gi).collect(),
-            grants: Vec::new(),
-            managed: Vec::new(),
-            blank_grant_ids: true,
+            grants,
+            managed,
+            blank_grant_ids: !with_gates,
             serial: 0,
             bases: None,
         },
@@ -319,12 +346,17 @@ fn shard(data: &SnapshotData, recs: &[Pair], out: &mut Vec<u8>) -> Result<usize,
 }
 
 /// Writes the five index sections of `data` (NAME_BIG, ID_BIG, NAME_DIR, ID_DIR, SHARDS, in
-/// that order) through `placer`.
+/// that order) through `placer`; `with_gates`: the image carries the gate records and the
+/// managed list, and the name keys own them too.
 ///
 /// # Errors
 /// As [`super::build_snapshot`], or more shard data than 32-bit offsets address.
-pub(crate) fn write_index(data: &SnapshotData, placer: &mut Placer<'_>) -> Result<(), WriteError> {
-    let (names, ids) = pairs(data)?;
+pub(crate) fn write_index(
+    data: &SnapshotData,
+    with_gates: bool,
+    placer: &mut Placer<'_>,
+) -> Result<(), WriteError> {
+    let (names, ids) = pairs(data, with_gates)?;
     // A big key must not share its hash with another name: a lookup of the other name would
     // land in the big key's shard and miss the bucket that holds it.
     let plans = [
@@ -375,7 +407,7 @@ pub(crate) fn write_index(data: &SnapshotData, placer: &mut Placer<'_>) -> Resul
                 lens.push(if recs.is_empty() {
                     0
                 } else {
-                    shard(data, recs, &mut out)?
+                    shard(data, with_gates, recs, &mut out)?
                 });
             }
             Ok((out, lens))

@@ -13,8 +13,10 @@
 use std::ffi::CStr;
 use std::os::unix::fs::FileExt;
 
-use crate::snapshot::file::{open_trusted, read_base, TrustError, TrustedImage};
-use crate::snapshot::index::{IndexHead, Table, BIG_TABLE_MAX, FIRST_READ};
+use crate::snapshot::file::{
+    open_trusted, read_base, read_trusted_delta, TrustError, TrustedImage,
+};
+use crate::snapshot::index::{id_key, name_key, IndexHead, Table, BIG_TABLE_MAX, FIRST_READ};
 use crate::snapshot::{Snapshot, SnapshotError};
 
 /// Why a keyed read gave nothing.
@@ -53,8 +55,27 @@ pub enum Keyed {
         shard: Option<Vec<u8>>,
         /// The base serial of the file the shard came from.
         serial: u32,
+        /// The format minor the file states: what its writer promised its shards hold (1.6:
+        /// in the gates file, a name's gate records and managed entry too).
+        minor: u16,
     },
-    /// A file without the index (an older jitd's, or the gates file): its base region.
+    /// A file without the index (an older jitd's): its base region.
+    Base(TrustedImage),
+}
+
+/// What a read of several keys found, all from one open file (one generation of it).
+pub enum KeyedMany {
+    /// A file with the lookup index: for each query, the validated shard that holds its key
+    /// (`None` when no shard can); the file's base serial and format minor.
+    Shards {
+        /// One entry per query, in order.
+        shards: Vec<Option<Vec<u8>>>,
+        /// As in [`Keyed::Shard`].
+        serial: u32,
+        /// As in [`Keyed::Shard`].
+        minor: u16,
+    },
+    /// A file without the index: its base region.
     Base(TrustedImage),
 }
 
@@ -64,6 +85,27 @@ pub enum Keyed {
 /// The trust rules or a read failed (`Trust`), or a check of the header, the table, an index
 /// entry or the shard failed (`Corrupt`): the caller answers as if there were no snapshot.
 pub fn read_trusted_key(path: &CStr, table: Table, key: u32) -> Result<Keyed, KeyedError> {
+    Ok(match read_trusted_keys(path, &[(table, key)])? {
+        KeyedMany::Shards {
+            mut shards,
+            serial,
+            minor,
+        } => Keyed::Shard {
+            shard: shards.pop().flatten(),
+            serial,
+            minor,
+        },
+        KeyedMany::Base(image) => Keyed::Base(image),
+    })
+}
+
+/// As [`read_trusted_key`] for several queries, through one descriptor: every shard comes
+/// from the same file, so answers put together from several keys never mix two generations
+/// of it. A shard that holds several of the keys is read once per query (they are few).
+///
+/// # Errors
+/// As [`read_trusted_key`], for any of the queries.
+pub fn read_trusted_keys(path: &CStr, queries: &[(Table, u32)]) -> Result<KeyedMany, KeyedError> {
     let (fd, st) = open_trusted(path)?;
     let file = std::fs::File::from(fd);
     let size = u64::try_from(st.st_size).map_err(|_| TrustError::BadSize)?;
@@ -79,7 +121,7 @@ pub fn read_trusted_key(path: &CStr, table: Table, key: u32) -> Result<Keyed, Ke
     let first = read(0, size.min(FIRST_READ as u64))?;
     let Some(head) = IndexHead::parse(&first, size).map_err(KeyedError::Corrupt)? else {
         let len = usize::try_from(size).map_err(|_| TrustError::BadSize)?;
-        return Ok(Keyed::Base(read_base(len, read_into)?));
+        return Ok(KeyedMany::Base(read_base(len, read_into)?));
     };
     // The big-key tables and the first directory entries usually lie in the first page.
     let bytes_at = |at: u64, len: u64| -> Result<Vec<u8>, KeyedError> {
@@ -92,35 +134,138 @@ pub fn read_trusted_key(path: &CStr, table: Table, key: u32) -> Result<Keyed, Ke
             None => read(at, len),
         }
     };
-    let (big_at, big_len) = head.big_table(table);
-    if big_len > BIG_TABLE_MAX {
-        return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
-            "big-key table too large",
-        )));
-    }
-    let range = match head.shard_of_big(&bytes_at(big_at, big_len)?, key) {
-        Some(r) => Some(r),
-        None => match head.dir_entry(table, key) {
-            Some((at, len)) => head.shard_of_dir_entry(&bytes_at(at, len)?),
-            None => None,
-        },
-    };
-    let shard = match range {
-        None => None,
-        Some((at, len)) => {
-            let bytes = read(at, len)?;
-            let s = Snapshot::parse(&bytes).map_err(KeyedError::Corrupt)?;
-            // A shard of another generation (bytes overwritten in place) is refused.
-            if s.generated_at() != head.generated_at {
-                return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
-                    "shard of another generation",
-                )));
-            }
-            Some(bytes)
+    let mut shards = Vec::with_capacity(queries.len());
+    for &(table, key) in queries {
+        let (big_at, big_len) = head.big_table(table);
+        if big_len > BIG_TABLE_MAX {
+            return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
+                "big-key table too large",
+            )));
         }
-    };
-    Ok(Keyed::Shard {
-        shard,
+        let range = match head.shard_of_big(&bytes_at(big_at, big_len)?, key) {
+            Some(r) => Some(r),
+            None => match head.dir_entry(table, key) {
+                Some((at, len)) => head.shard_of_dir_entry(&bytes_at(at, len)?),
+                None => None,
+            },
+        };
+        shards.push(match range {
+            None => None,
+            Some((at, len)) => {
+                let bytes = read(at, len)?;
+                let s = Snapshot::parse(&bytes).map_err(KeyedError::Corrupt)?;
+                // A shard of another generation (bytes overwritten in place) is refused.
+                if s.generated_at() != head.generated_at {
+                    return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
+                        "shard of another generation",
+                    )));
+                }
+                Some(bytes)
+            }
+        });
+    }
+    Ok(KeyedMany::Shards {
+        shards,
         serial: head.serial,
+        minor: head.minor,
     })
+}
+
+/// The first format minor whose gates file carries the lookup index with, in each name's
+/// shard, that person's gate records and managed-list entry (docs/snapshot-format.md §10.7).
+pub const GATES_INDEX_MINOR: u16 = 6;
+
+/// Most groups of a process looked up one by one ([`GatesPart::read`]); a process holding
+/// more is answered from the whole file.
+pub const GATES_PART_MAX_GIDS: usize = 64;
+
+/// What of the trusted gates file answers for one person and for the groups a process holds,
+/// read without the rest of the file (pam_jit and sudo_jit, at every login and sudo of any
+/// user): the person's shard and each group's, through one descriptor (one generation of
+/// the file), then the delta, read after them as every reader of the two files does.
+pub struct GatesPart {
+    name: Option<Vec<u8>>,
+    gids: Vec<Option<Vec<u8>>>,
+    delta: Option<Vec<u8>>,
+    serial: u32,
+}
+
+impl GatesPart {
+    /// Reads `name`'s shard and the shards of `gids` from the gates file at `path`, then the
+    /// delta at `delta_path`. `None` unless the file carries the index of
+    /// [`GATES_INDEX_MINOR`] or later, there are at most [`GATES_PART_MAX_GIDS`] distinct
+    /// gids, and every read and check succeeds: the caller then reads the whole file, as
+    /// before.
+    pub fn read(path: &CStr, delta_path: &CStr, name: &str, gids: &[u32]) -> Option<GatesPart> {
+        let mut ids: Vec<u32> = gids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() > GATES_PART_MAX_GIDS {
+            return None;
+        }
+        let queries: Vec<(Table, u32)> = std::iter::once((Table::Name, name_key(name)))
+            .chain(ids.iter().map(|&g| (Table::Id, id_key(g))))
+            .collect();
+        let KeyedMany::Shards {
+            mut shards,
+            serial,
+            minor,
+        } = read_trusted_keys(path, &queries).ok()?
+        else {
+            return None;
+        };
+        if minor < GATES_INDEX_MINOR || shards.is_empty() {
+            return None;
+        }
+        let name = shards.remove(0);
+        Some(GatesPart {
+            name,
+            gids: shards,
+            delta: read_trusted_delta(delta_path),
+            serial,
+        })
+    }
+
+    /// The delta, if it is one and names the file the shards came from.
+    fn delta(&self) -> Option<Snapshot<'_>> {
+        self.delta
+            .as_deref()
+            .and_then(|d| Snapshot::parse(d).ok())
+            .filter(|d| d.is_delta() && d.applies_over(self.serial))
+    }
+
+    /// `shard` with the delta over it, the delta alone when no shard holds the key, `None`
+    /// when neither is there (the file knows nothing of the key).
+    fn view<'s>(
+        shard: Option<&'s [u8]>,
+        delta: Option<&'s Snapshot<'s>>,
+        serial: u32,
+    ) -> Result<Option<Snapshot<'s>>, SnapshotError> {
+        Ok(match shard.map(Snapshot::parse).transpose()? {
+            Some(s) => Some(match delta {
+                Some(d) => s.with_delta(d, serial),
+                None => s,
+            }),
+            None => delta.copied(),
+        })
+    }
+
+    /// Answers `f` with the view of the person's own shard (their accounts, gate records,
+    /// managed entry and memberships, with the delta) and the views of each held group's shard
+    /// (each group with all its members, with the delta).
+    ///
+    /// # Errors
+    /// A shard that no longer parses (it was checked when read: not expected).
+    pub fn answer<T>(
+        &self,
+        f: impl FnOnce(Option<&Snapshot<'_>>, &[Snapshot<'_>]) -> T,
+    ) -> Result<T, SnapshotError> {
+        let delta = self.delta();
+        let name = Self::view(self.name.as_deref(), delta.as_ref(), self.serial)?;
+        let mut groups = Vec::with_capacity(self.gids.len());
+        for g in &self.gids {
+            groups.extend(Self::view(g.as_deref(), delta.as_ref(), self.serial)?);
+        }
+        Ok(f(name.as_ref(), &groups))
+    }
 }

@@ -4,7 +4,7 @@
 use super::file::TrustError;
 use super::index::{name_key, Table};
 use super::index_tests::{data, opts};
-use super::keyed::{read_trusted_key, Keyed, KeyedError};
+use super::keyed::{read_trusted_key, GatesPart, Keyed, KeyedError, GATES_PART_MAX_GIDS};
 use super::*;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -51,7 +51,7 @@ fn keyed_data() -> crate::types::SnapshotData {
 /// What `name`'s account shows at `now` through a keyed read of `path`: name, uid, keys.
 fn account_via_key(path: &CString, name: &str, now: i64) -> Option<(String, u32, Vec<String>)> {
     match read_trusted_key(path, Table::Name, name_key(name)).unwrap() {
-        Keyed::Shard { shard, serial } => {
+        Keyed::Shard { shard, serial, .. } => {
             assert_eq!(serial, 0);
             let bytes = shard?;
             let s = Snapshot::parse(&bytes).unwrap();
@@ -196,4 +196,222 @@ fn an_untrusted_file_is_not_read() {
         read_trusted_key(&missing, Table::Name, name_key("u3")),
         Err(KeyedError::Trust(TrustError::Os(libc::ENOENT)))
     ));
+}
+
+/// Gates data: the test data's identities, gate records for most of them and for local users
+/// (`alice` with a group grant, `bob` with a sudo scope), a managed list, and jit-sudo.
+fn gates_data() -> crate::types::SnapshotData {
+    use crate::types::{GateGrant, GateLists, GroupEntry, Member, GROUP_KIND_JIT};
+    let mut d = data(200);
+    let gate = |id: &str, user: &str, uid: u32, sudo: &[&str]| GateGrant {
+        id: id.into(),
+        user: user.into(),
+        uid,
+        not_before: 100,
+        not_after: 1000,
+        flags: 0,
+        revoke_on: 0,
+        lists: (!sudo.is_empty()).then(|| {
+            Box::new(GateLists {
+                sudo: sudo.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            })
+        }),
+    };
+    for i in (0..200).step_by(2) {
+        d.grants.push(gate(
+            &format!("g-{i:012x}"),
+            &format!("u{i}"),
+            70_000 + i,
+            &[],
+        ));
+    }
+    d.grants.push(gate("g-a11ce0000001", "alice", 0, &[]));
+    d.grants
+        .push(gate("g-b0b000000001", "bob", 0, &["/usr/bin/id"]));
+    d.grants.push(gate("g-b0b000000002", "bob", 0, &[]));
+    d.managed = vec!["admin".into(), "ops".into(), "u7".into()];
+    d.groups.push(GroupEntry {
+        name: "jit-sudo".into(),
+        gid: 79_998,
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: vec![Member {
+            name: "u4".into(),
+            grant_id: "g-000000000004".into(),
+            not_before: 100,
+            not_after: 1000,
+        }],
+    });
+    d.grants.sort_by(|a, b| a.user.cmp(&b.user));
+    d
+}
+
+fn gates_opts() -> BuildOptions {
+    BuildOptions {
+        index: true,
+        serial: 9,
+        ..Default::default()
+    }
+}
+
+/// What the whole-file tests of pam_jit and sudo_jit look at for `user` and `gids`: the gate
+/// records' ids and sudo scopes, the managed flag, and every group with one of the gids (name,
+/// kind, members) — from a whole view, or from a person's view and the groups' views.
+/// Gate records (id, sudo scope), the managed flag, and the groups (name, gid, members).
+type GateFacts = (
+    Vec<(String, Vec<String>)>,
+    bool,
+    Vec<(String, u32, Vec<String>)>,
+);
+
+fn gate_facts(
+    own: Option<&Snapshot<'_>>,
+    held: &[Snapshot<'_>],
+    user: &str,
+    gids: &[u32],
+) -> GateFacts {
+    let grants = own.map_or(vec![], |s| {
+        s.grants_for_user(user)
+            .map(|g| (g.id().to_string(), g.sudo().map(str::to_string).collect()))
+            .collect()
+    });
+    let managed = own.is_some_and(|s| s.is_managed(user));
+    let mut groups: Vec<(String, u32, Vec<String>)> = held
+        .iter()
+        .flat_map(|s| (0..s.group_count()).filter_map(|i| s.group_at(i)))
+        .filter(|g| gids.contains(&g.gid()))
+        .map(|g| {
+            let mut m: Vec<String> = g.members().map(|m| m.name().to_string()).collect();
+            m.sort();
+            (g.name().to_string(), g.gid(), m)
+        })
+        .collect();
+    groups.sort();
+    groups.dedup();
+    (grants, managed, groups)
+}
+
+#[test]
+fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
+    if !is_root() {
+        return;
+    }
+    let d = gates_data();
+    let file = build_snapshot_with(&d, &gates_opts()).unwrap();
+    let whole = Snapshot::parse(&file).unwrap();
+    let f = File::new("gates", &file, 0o600);
+    let gid_sets: [&[u32]; 4] = [&[], &[100, 27], &[79_998, 79_999, 1500], &[70_004, 70_005]];
+    let mut seen_grants = 0;
+    let mut seen_managed = 0;
+    for user in (0..205)
+        .map(|i| format!("u{i}"))
+        .chain(["alice", "bob", "admin", "ops", "carol", "jit-users"].map(String::from))
+    {
+        for gids in gid_sets {
+            let part = GatesPart::read(&f.c(), c"/nonexistent/delta", &user, gids).unwrap();
+            let got = part
+                .answer(|own, held| gate_facts(own, held, &user, gids))
+                .unwrap();
+            let want = gate_facts(Some(&whole), std::slice::from_ref(&whole), &user, gids);
+            assert_eq!(got, want, "{user} {gids:?}");
+            seen_grants += want.0.len();
+            seen_managed += usize::from(want.1);
+        }
+    }
+    // 100 identities' records, alice's and bob's two, each under four gid sets; three managed.
+    assert_eq!(seen_grants, (100 + 3) * 4);
+    assert_eq!(seen_managed, 3 * 4);
+}
+
+#[test]
+fn the_public_index_owns_no_gate_record_or_managed_entry() {
+    // Built from the same data without the gates: no shard may carry them.
+    let d = gates_data();
+    let file = build_snapshot_with(
+        &d,
+        &BuildOptions {
+            index: true,
+            without_gates: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let needle = b"g-b0b000000001";
+    assert!(!file.windows(needle.len()).any(|w| w == needle));
+    assert!(!file.windows(5).any(|w| w == b"admin"));
+}
+
+#[test]
+fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
+    if !is_root() {
+        return;
+    }
+    use crate::types::GateGrant;
+    let d = gates_data();
+    let file = build_snapshot_with(&d, &gates_opts()).unwrap();
+    let f = File::new("gates-delta", &file, 0o600);
+    // A delta of the file (serial 9) with a new sudo grant of carol's.
+    let mut added = crate::types::SnapshotData {
+        generated_at: 78,
+        ..Default::default()
+    };
+    added.grants.push(GateGrant {
+        id: "g-ca201000001".into(),
+        user: "carol".into(),
+        uid: 0,
+        not_before: 100,
+        not_after: 1000,
+        flags: 0,
+        revoke_on: 0,
+        lists: Some(Box::new(crate::types::GateLists {
+            sudo: vec!["ALL".into()],
+            ..Default::default()
+        })),
+    });
+    let delta = |serial: u32| {
+        build_snapshot_with(
+            &added,
+            &BuildOptions {
+                delta_of: Some([serial, 0, 0, 0]),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let grants_of = |p: &GatesPart, user: &str| {
+        p.answer(|own, _| own.map_or(0, |s| s.grants_for_user(user).count()))
+            .unwrap()
+    };
+    let df = File::new("gates-delta-d", &delta(9), 0o600);
+    let p = GatesPart::read(&f.c(), &df.c(), "carol", &[]).unwrap();
+    assert_eq!(
+        grants_of(&p, "carol"),
+        1,
+        "carol's grant from the delta alone"
+    );
+    let p = GatesPart::read(&f.c(), &df.c(), "bob", &[]).unwrap();
+    assert_eq!(
+        grants_of(&p, "bob"),
+        2,
+        "bob's from his shard, none in the delta"
+    );
+    // A delta of another base is not read over this file.
+    let other = File::new("gates-delta-o", &delta(10), 0o600);
+    let p = GatesPart::read(&f.c(), &other.c(), "carol", &[]).unwrap();
+    assert_eq!(grants_of(&p, "carol"), 0);
+    // A file written before 1.6 (minor 5: no promise about its shards) cannot say.
+    let mut old = file.clone();
+    old[10..12].copy_from_slice(&5u16.to_le_bytes());
+    let o = File::new("gates-old", &old, 0o600);
+    assert!(GatesPart::read(&o.c(), &df.c(), "bob", &[]).is_none());
+    // Nor can an unindexed file, an untrusted one, or too many groups.
+    let u = File::new("gates-unindexed", &build_snapshot(&d).unwrap(), 0o600);
+    assert!(GatesPart::read(&u.c(), &df.c(), "bob", &[]).is_none());
+    let w = File::new("gates-writable", &file, 0o666);
+    assert!(GatesPart::read(&w.c(), &df.c(), "bob", &[]).is_none());
+    let many: Vec<u32> = (0..=GATES_PART_MAX_GIDS as u32).collect();
+    assert!(GatesPart::read(&f.c(), &df.c(), "bob", &many).is_none());
+    assert!(GatesPart::read(&f.c(), &df.c(), "bob", &many[1..]).is_some());
 }

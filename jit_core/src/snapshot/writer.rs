@@ -311,7 +311,10 @@ pub(crate) fn build_image<'a>(
         + usize::from(input.bases.is_some());
     let mut placer = Placer::new(sink, n_sections, with_index)?;
     if let Some(data) = index {
-        super::index_writer::write_index(data, &mut placer)?;
+        // The index owns gate records and managed entries only in an image that carries them
+        // (the gates file): never in the public snapshot, whatever `data` holds.
+        let with_gates = !input.grants.is_empty() || !input.managed.is_empty();
+        super::index_writer::write_index(data, with_gates, &mut placer)?;
     }
     let base = Base::sorted(
         input.accounts,

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         .and_then(|d| Snapshot::parse(d).ok())
         .filter(Snapshot::is_delta);
     let keys = match &keyed {
-        Ok(Keyed::Shard { shard, serial }) => {
+        Ok(Keyed::Shard { shard, serial, .. }) => {
             let shard = match shard.as_deref().map(Snapshot::parse).transpose() {
                 Ok(s) => s,
                 Err(e) => return refused(&e),

@@ -677,3 +677,72 @@ fn public_snapshot_marks_jit_users_outside_the_default_range() {
     ));
     assert!(!looks_jit_by_ids(1001, &[1001, GID], |_| true, |_| false));
 }
+
+/// The shards of an indexed gates file (format 1.6) of the invoking user and of the groups
+/// the process holds say jit or not exactly as the whole file does, for users with sudo
+/// grants, without them, managed, holding jit-sudo as a member or without being one, and
+/// local users with nothing.
+#[test]
+fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // the trust rules need a root-owned file
+    }
+    let mut sd = SnapshotData {
+        generated_at: NOW,
+        groups: vec![GroupEntry {
+            name: "jit-sudo".into(),
+            gid: JIT_SUDO_GID,
+            kind: GROUP_KIND_JIT,
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            members: vec![jit_core::types::Member {
+                name: "carol".into(),
+                grant_id: "g-c000000001".into(),
+                not_before: 500,
+                not_after: 2_000,
+            }],
+        }],
+        grants: vec![
+            grant("g-a000000001", "alice", &["/usr/bin/id"], &[]),
+            grant("g-b000000001", "bob", &[], &[]),
+            grant("g-c000000001", "carol", &["ALL"], &[]),
+        ],
+        managed: vec!["admin".into()],
+        uid_range: Some((70_000, 79_999)),
+        ..Default::default()
+    };
+    sd.grants.sort_by(|a, b| a.user.cmp(&b.user));
+    let img = jit_core::snapshot::build_snapshot_with(
+        &sd,
+        &jit_core::snapshot::BuildOptions {
+            index: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let path = std::env::temp_dir().join(format!("sudo-jit-gates-{}", std::process::id()));
+    std::fs::write(&path, &img).unwrap();
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let whole = Snapshot::parse(&img).unwrap();
+    let mut jit_seen = 0;
+    for user in ["alice", "bob", "carol", "admin", "dave", "root2"] {
+        for groups in [vec![1001, 27], vec![1001, JIT_SUDO_GID], vec![]] {
+            let mut i = inv(user, 1001);
+            i.groups = groups;
+            let part =
+                jit_core::snapshot::keyed::GatesPart::read(&c, c"/nonexistent", user, &i.groups)
+                    .unwrap();
+            let by_parts = part
+                .answer(|own, held| jit_in_parts(own, held, &i, NOW))
+                .unwrap();
+            let want = jit_in_snapshot(&whole, &i, NOW);
+            assert_eq!(by_parts, want, "{user} {:?}", i.groups);
+            jit_seen += usize::from(want);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    // alice (sudo scope) and admin (managed) always; bob and dave only while holding
+    // jit-sudo without being its member; carol always (scope, and a member); root2 likewise.
+    assert_eq!(jit_seen, 3 * 3 + 3);
+}
