@@ -405,14 +405,15 @@ pub fn write(
             )
             .map_err(|e| format!("{}: {e}", to.display()))
         };
-    // The gates file carries the lookup index too (format 1.6), its name keys owning each
-    // person's gate records and managed entry: pam_jit and sudo_jit tell a local user apart by
-    // reading one shard, not the whole file, at every login and sudo.
+    // The gates file carries its own lookup index (format 1.6: each person's gate records and
+    // managed entry by name, jit's groups by gid): pam_jit and sudo_jit tell a local user apart
+    // by reading a shard or two, not the whole file, at every login and sudo.
     stream(
         &data,
         gates,
         jit_core::snapshot::BuildOptions {
             index: true,
+            gates_index: true,
             serial,
             ..Default::default()
         },
@@ -617,6 +618,7 @@ mod tests {
             &data,
             &BuildOptions {
                 index: true,
+                gates_index: true,
                 serial: 7,
                 ..Default::default()
             },

@@ -6,9 +6,11 @@
 //! of `n` is answered), and for each private group it holds, the accounts whose uid is its gid
 //! (the group is visible exactly while such an account is live). The id key of `i` owns the
 //! accounts with uid `i` and the groups with gid `i` (and, for private groups, the accounts with
-//! that uid). In the gates file (format 1.6, an image with gate records or a managed list) the
-//! name key of `n` also owns every gate record of the person `n` and `n`'s managed-list entry,
-//! so pam_jit and sudo_jit can tell from `n`'s shard alone whether `n` is jit's business.
+//! that uid). The gates file's index (format 1.6, `IndexKind::Gates`) is another: the name key
+//! of `n` owns only the gate records of the person `n` and `n`'s managed-list entry, the id
+//! key of `i` only jit's own groups with gid `i` (whole), so pam_jit and sudo_jit tell from a
+//! few small shards whether a person is jit's business, and the file stays well under the
+//! readers' size cap (a full index made it 70 MB at 50 000 grants).
 //!
 //! Memory. Each table is one flat, sorted vector of `(key, record)` pairs (16 bytes each); a
 //! key's records are a run of it, a bucket's the run of its keys once the pairs are renumbered
@@ -22,9 +24,10 @@ use std::ops::Range;
 
 use super::format::*;
 use super::index::{id_key, name_key, BIG_KEY_RECORDS};
-use super::writer::{build_image, GroupIn, Input, Placer, Sink, WriteError};
+use super::writer::{build_image, GroupIn, IndexKind, Input, Placer, Sink, WriteError};
+use crate::constants::GROUP_JIT_SUDO;
 use crate::crc32c::crc32c;
-use crate::types::{Account, GateGrant, SnapshotData, GROUP_KIND_PRIVATE};
+use crate::types::{Account, GateGrant, SnapshotData, GROUP_KIND_JIT, GROUP_KIND_PRIVATE};
 
 /// Average number of keys the writer puts in one bucket: each shard's fixed cost (a 240-byte
 /// header and table) is spread over this many keys, and a shard stays a few KiB.
@@ -57,7 +60,14 @@ fn idx(i: usize) -> Result<u32, WriteError> {
 /// The pairs of the name table and of the id table, each sorted and without repeats (a
 /// private group's closure repeats the accounts of its name); `with_gates`: the image carries
 /// the gate records and the managed list (the gates file), and the name table owns them too.
-fn pairs(data: &SnapshotData, with_gates: bool) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
+fn pairs(
+    data: &SnapshotData,
+    kind: IndexKind,
+    with_gates: bool,
+) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
+    if kind == IndexKind::Gates {
+        return gates_pairs(data, with_gates);
+    }
     let mut by_uid: Vec<(u32, u32)> = Vec::with_capacity(data.accounts.len());
     for (i, a) in data.accounts.iter().enumerate() {
         by_uid.push((a.uid, idx(i)?));
@@ -90,12 +100,33 @@ fn pairs(data: &SnapshotData, with_gates: bool) -> Result<(Vec<Pair>, Vec<Pair>)
             }
         }
     }
+    for v in [&mut names, &mut ids] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    Ok((names, ids))
+}
+
+/// The pairs of the gates file's index (1.6): the name key of each person owns their gate
+/// records and managed entry (when the image carries them), the id key of a gid the groups
+/// sudo_jit's jit-group test looks at (kind JIT, or named `jit-sudo`), whole.
+fn gates_pairs(
+    data: &SnapshotData,
+    with_gates: bool,
+) -> Result<(Vec<Pair>, Vec<Pair>), WriteError> {
+    let mut names = Vec::new();
+    let mut ids = Vec::new();
     if with_gates {
         for (i, g) in data.grants.iter().enumerate() {
             names.push((name_key(&g.user), Rec::Gate(idx(i)?)));
         }
         for (i, m) in data.managed.iter().enumerate() {
             names.push((name_key(m), Rec::Managed(idx(i)?)));
+        }
+    }
+    for (g, e) in data.groups.iter().enumerate() {
+        if e.kind == GROUP_KIND_JIT || e.name.as_str() == GROUP_JIT_SUDO {
+            ids.push((id_key(e.gid), Rec::Group(idx(g)?)));
         }
     }
     for v in [&mut names, &mut ids] {
@@ -353,10 +384,11 @@ fn shard(
 /// As [`super::build_snapshot`], or more shard data than 32-bit offsets address.
 pub(crate) fn write_index(
     data: &SnapshotData,
+    kind: IndexKind,
     with_gates: bool,
     placer: &mut Placer<'_>,
 ) -> Result<(), WriteError> {
-    let (names, ids) = pairs(data, with_gates)?;
+    let (names, ids) = pairs(data, kind, with_gates)?;
     // A big key must not share its hash with another name: a lookup of the other name would
     // land in the big key's shard and miss the bucket that holds it.
     let plans = [

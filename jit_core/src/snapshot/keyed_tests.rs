@@ -251,14 +251,15 @@ fn gates_data() -> crate::types::SnapshotData {
 fn gates_opts() -> BuildOptions {
     BuildOptions {
         index: true,
+        gates_index: true,
         serial: 9,
         ..Default::default()
     }
 }
 
 /// What the whole-file tests of pam_jit and sudo_jit look at for `user` and `gids`: the gate
-/// records' ids and sudo scopes, the managed flag, and every group with one of the gids (name,
-/// kind, members) — from a whole view, or from a person's view and the groups' views.
+/// records' ids and sudo scopes, the managed flag, and jit's own groups with one of the gids
+/// (name, gid, members) — from a whole view, or from a person's view and the groups' views.
 /// Gate records (id, sudo scope), the managed flag, and the groups (name, gid, members).
 type GateFacts = (
     Vec<(String, Vec<String>)>,
@@ -282,6 +283,8 @@ fn gate_facts(
         .iter()
         .flat_map(|s| (0..s.group_count()).filter_map(|i| s.group_at(i)))
         .filter(|g| gids.contains(&g.gid()))
+        // What sudo_jit's jit-group test looks at: jit's own groups.
+        .filter(|g| g.kind() == crate::types::GROUP_KIND_JIT || g.name() == "jit-sudo")
         .map(|g| {
             let mut m: Vec<String> = g.members().map(|m| m.name().to_string()).collect();
             m.sort();
@@ -414,4 +417,37 @@ fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
     let many: Vec<u32> = (0..=GATES_PART_MAX_GIDS as u32).collect();
     assert!(GatesPart::read(&f.c(), &df.c(), "bob", &many).is_none());
     assert!(GatesPart::read(&f.c(), &df.c(), "bob", &many[1..]).is_some());
+}
+
+#[test]
+fn the_gates_index_holds_no_account_listing_and_stays_small() {
+    let d = gates_data();
+    let gates = build_snapshot_with(&d, &gates_opts()).unwrap();
+    let plain = build_snapshot(&d).unwrap();
+    let public = build_snapshot_with(
+        &d,
+        &BuildOptions {
+            index: true,
+            without_gates: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(Snapshot::parse(&gates).is_ok());
+    let head = super::index::IndexHead::parse(&gates[..4096.min(gates.len())], gates.len() as u64)
+        .unwrap()
+        .unwrap();
+    assert!(
+        head.listing.is_none(),
+        "an account listing in the gates file"
+    );
+    assert_eq!(head.minor, 6);
+    // Its index costs less than the file without it (the public one costs more than that).
+    assert!(
+        gates.len() < 2 * plain.len(),
+        "{} vs {}",
+        gates.len(),
+        plain.len()
+    );
+    assert!(gates.len() < public.len() + plain.len() / 2);
 }

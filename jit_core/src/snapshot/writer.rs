@@ -179,6 +179,10 @@ pub struct BuildOptions {
     /// Write the lookup index (sections 12 to 16) that lets NSS read one small shard per
     /// query instead of the whole file.
     pub index: bool,
+    /// With `index`: the gates file's index (1.6, docs/snapshot-format.md §10.7) instead of
+    /// the public one: name keys own only gate records and managed entries, id keys only
+    /// jit's own groups (whole), and no account listing is written.
+    pub gates_index: bool,
     /// Leave the gate records (GRANTS) and the managed list (MANAGED) out, written empty: the
     /// public snapshot, which any local user may read, built from the same data as the gates
     /// file without a copy of it.
@@ -256,7 +260,22 @@ pub fn build_snapshot_into(
     };
     // The index goes first, so its small tables sit in the file's first page, read together
     // with the header.
-    build_image(input, opts.index.then_some(data), sink)
+    let kind = if opts.gates_index {
+        IndexKind::Gates
+    } else {
+        IndexKind::Public
+    };
+    build_image(input, opts.index.then_some((data, kind)), sink)
+}
+
+/// Which lookup index an image carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexKind {
+    /// The public snapshot's (§10): what NSS and jit-authorized-keys look up, and the listing.
+    Public,
+    /// The gates file's (1.6, §10.7): what pam_jit and sudo_jit need to tell whether a person
+    /// is jit's business.
+    Gates,
 }
 
 /// One group as written: its record and the members written with it (all of them, or, in a
@@ -297,24 +316,26 @@ pub(crate) struct Input<'a> {
 /// order.
 pub(crate) fn build_image<'a>(
     input: Input<'a>,
-    index: Option<&SnapshotData>,
+    index: Option<(&SnapshotData, IndexKind)>,
     sink: &mut dyn Sink,
 ) -> Result<(), WriteError> {
     let with_index = index.is_some();
+    let with_listing = matches!(index, Some((_, IndexKind::Public)));
     if let Some(bases) = &input.bases {
         if bases.is_empty() || bases.len() > MAX_DELTA_BASES {
             return Err(WriteError::BadDeltaBases);
         }
     }
-    let n_sections = if with_index { INDEX_SECTIONS + 1 } else { 0 }
+    let n_sections = if with_index { INDEX_SECTIONS } else { 0 }
+        + usize::from(with_listing)
         + BASE_SECTIONS
         + usize::from(input.bases.is_some());
     let mut placer = Placer::new(sink, n_sections, with_index)?;
-    if let Some(data) = index {
-        // The index owns gate records and managed entries only in an image that carries them
-        // (the gates file): never in the public snapshot, whatever `data` holds.
+    if let Some((data, kind)) = index {
+        // Gate records and managed entries are owned only in an image that carries them (the
+        // gates file): never in the public snapshot, whatever `data` holds.
         let with_gates = !input.grants.is_empty() || !input.managed.is_empty();
-        super::index_writer::write_index(data, with_gates, &mut placer)?;
+        super::index_writer::write_index(data, kind, with_gates, &mut placer)?;
     }
     let base = Base::sorted(
         input.accounts,
@@ -368,7 +389,7 @@ pub(crate) fn build_image<'a>(
         base.managed(&mut collect, &mut Out::none())?;
     }
 
-    if with_index {
+    if with_listing {
         // The account listing (1.5) between the index and the base: outside the base region,
         // which `getgrent` reads whole, and read a chunk at a time by `getpwent`.
         super::listing::write(&mut placer, &base.accounts)?;

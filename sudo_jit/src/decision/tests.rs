@@ -717,6 +717,7 @@ fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
         &sd,
         &jit_core::snapshot::BuildOptions {
             index: true,
+            gates_index: true,
             ..Default::default()
         },
     )
