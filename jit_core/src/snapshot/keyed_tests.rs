@@ -248,6 +248,19 @@ fn gates_data() -> crate::types::SnapshotData {
     d
 }
 
+/// The public snapshot of `d`: its index, without the gate records and the managed list.
+fn public_image(d: &crate::types::SnapshotData) -> Vec<u8> {
+    build_snapshot_with(
+        d,
+        &BuildOptions {
+            index: true,
+            without_gates: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn gates_opts() -> BuildOptions {
     BuildOptions {
         index: true,
@@ -332,15 +345,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
 fn the_public_index_owns_no_gate_record_or_managed_entry() {
     // Built from the same data without the gates: no shard may carry them.
     let d = gates_data();
-    let file = build_snapshot_with(
-        &d,
-        &BuildOptions {
-            index: true,
-            without_gates: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let file = public_image(&d);
     let needle = b"g-b0b000000001";
     assert!(!file.windows(needle.len()).any(|w| w == needle));
     assert!(!file.windows(5).any(|w| w == b"admin"));
@@ -424,15 +429,7 @@ fn the_gates_index_holds_no_account_listing_and_stays_small() {
     let d = gates_data();
     let gates = build_snapshot_with(&d, &gates_opts()).unwrap();
     let plain = build_snapshot(&d).unwrap();
-    let public = build_snapshot_with(
-        &d,
-        &BuildOptions {
-            index: true,
-            without_gates: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let public = public_image(&d);
     assert!(Snapshot::parse(&gates).is_ok());
     let head = super::index::IndexHead::parse(&gates[..4096.min(gates.len())], gates.len() as u64)
         .unwrap()
