@@ -423,7 +423,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         snapshot: snap.as_ref(),
         broken: opts.broken.as_deref(),
         jit_by_ids,
-        now: jit_core::time::now(),
+        now,
     });
     // Set when jitd could not be reached in this check: no second wait on it.
     let mut jitd_down = false;

@@ -140,11 +140,14 @@ pub struct Layers<B> {
 impl<B> Layers<B> {
     /// The delta, validated as a delta; `None` if there is none or it is refused.
     pub fn parse_delta(&self) -> Option<Snapshot<'_>> {
-        self.delta
-            .as_deref()
-            .and_then(|d| Snapshot::parse(d).ok())
-            .filter(Snapshot::is_delta)
+        self.delta.as_deref().and_then(parse_delta)
     }
+}
+
+/// `bytes` validated as a delta (a whole image naming the bases it applies to); `None` if
+/// it is not one.
+pub fn parse_delta(bytes: &[u8]) -> Option<Snapshot<'_>> {
+    Snapshot::parse(bytes).ok().filter(Snapshot::is_delta)
 }
 
 /// Reads the trusted file at `path` whole, then the delta at `delta_path`.

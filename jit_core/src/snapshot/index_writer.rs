@@ -58,8 +58,9 @@ fn idx(i: usize) -> Result<u32, WriteError> {
 }
 
 /// The pairs of the name table and of the id table, each sorted and without repeats (a
-/// private group's closure repeats the accounts of its name); `with_gates`: the image carries
-/// the gate records and the managed list (the gates file), and the name table owns them too.
+/// private group's closure repeats the accounts of its name). The gates file's index is
+/// [`gates_pairs`] (`with_gates`: the image carries gate records and the managed list); the
+/// public one never owns either.
 fn pairs(
     data: &SnapshotData,
     kind: IndexKind,

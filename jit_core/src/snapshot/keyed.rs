@@ -14,7 +14,7 @@ use std::ffi::CStr;
 use std::os::unix::fs::FileExt;
 
 use crate::snapshot::file::{
-    open_trusted, read_base, read_trusted_delta, TrustError, TrustedImage,
+    open_trusted, parse_delta, read_base, read_trusted_delta, TrustError, TrustedImage,
 };
 use crate::snapshot::index::{id_key, name_key, IndexHead, Table, BIG_TABLE_MAX, FIRST_READ};
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -134,15 +134,28 @@ pub fn read_trusted_keys(path: &CStr, queries: &[(Table, u32)]) -> Result<KeyedM
             None => read(at, len),
         }
     };
+    // Each table's big-key table, read (or copied from the first page) once, when a query
+    // first needs it.
+    let mut bigs: [Option<Vec<u8>>; 2] = [None, None];
     let mut shards = Vec::with_capacity(queries.len());
     for &(table, key) in queries {
-        let (big_at, big_len) = head.big_table(table);
-        if big_len > BIG_TABLE_MAX {
-            return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
-                "big-key table too large",
-            )));
-        }
-        let range = match head.shard_of_big(&bytes_at(big_at, big_len)?, key) {
+        let slot = match table {
+            Table::Name => &mut bigs[0],
+            Table::Id => &mut bigs[1],
+        };
+        let big = match slot {
+            Some(b) => b,
+            None => {
+                let (big_at, big_len) = head.big_table(table);
+                if big_len > BIG_TABLE_MAX {
+                    return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
+                        "big-key table too large",
+                    )));
+                }
+                slot.insert(bytes_at(big_at, big_len)?)
+            }
+        };
+        let range = match head.shard_of_big(big, key) {
             Some(r) => Some(r),
             None => match head.dir_entry(table, key) {
                 Some((at, len)) => head.shard_of_dir_entry(&bytes_at(at, len)?),
@@ -168,6 +181,28 @@ pub fn read_trusted_keys(path: &CStr, queries: &[(Table, u32)]) -> Result<KeyedM
         shards,
         serial: head.serial,
         minor: head.minor,
+    })
+}
+
+/// The view that answers for a key read by [`read_trusted_key`] or [`read_trusted_keys`]:
+/// its `shard` with `delta` over it if the delta names `serial`, the file's base serial (a
+/// shard states none of its own); the delta alone when no shard holds the key; `None` when
+/// neither does (the file knows nothing of the key).
+///
+/// # Errors
+/// The shard does not parse (it was checked when read: not expected).
+pub fn layered<'s>(
+    shard: Option<&'s [u8]>,
+    delta: Option<&'s Snapshot<'s>>,
+    serial: u32,
+) -> Result<Option<Snapshot<'s>>, SnapshotError> {
+    let delta = delta.filter(|d| d.applies_over(serial));
+    Ok(match shard.map(Snapshot::parse).transpose()? {
+        Some(s) => Some(match delta {
+            Some(d) => s.with_delta(d, serial),
+            None => s,
+        }),
+        None => delta.copied(),
     })
 }
 
@@ -226,30 +261,6 @@ impl GatesPart {
         })
     }
 
-    /// The delta, if it is one and names the file the shards came from.
-    fn delta(&self) -> Option<Snapshot<'_>> {
-        self.delta
-            .as_deref()
-            .and_then(|d| Snapshot::parse(d).ok())
-            .filter(|d| d.is_delta() && d.applies_over(self.serial))
-    }
-
-    /// `shard` with the delta over it, the delta alone when no shard holds the key, `None`
-    /// when neither is there (the file knows nothing of the key).
-    fn view<'s>(
-        shard: Option<&'s [u8]>,
-        delta: Option<&'s Snapshot<'s>>,
-        serial: u32,
-    ) -> Result<Option<Snapshot<'s>>, SnapshotError> {
-        Ok(match shard.map(Snapshot::parse).transpose()? {
-            Some(s) => Some(match delta {
-                Some(d) => s.with_delta(d, serial),
-                None => s,
-            }),
-            None => delta.copied(),
-        })
-    }
-
     /// Answers `f` with the view of the person's own shard (their accounts, gate records,
     /// managed entry and memberships, with the delta) and the views of each held group's shard
     /// (each group with all its members, with the delta).
@@ -260,11 +271,11 @@ impl GatesPart {
         &self,
         f: impl FnOnce(Option<&Snapshot<'_>>, &[Snapshot<'_>]) -> T,
     ) -> Result<T, SnapshotError> {
-        let delta = self.delta();
-        let name = Self::view(self.name.as_deref(), delta.as_ref(), self.serial)?;
+        let delta = self.delta.as_deref().and_then(parse_delta);
+        let name = layered(self.name.as_deref(), delta.as_ref(), self.serial)?;
         let mut groups = Vec::with_capacity(self.gids.len());
         for g in &self.gids {
-            groups.extend(Self::view(g.as_deref(), delta.as_ref(), self.serial)?);
+            groups.extend(layered(g.as_deref(), delta.as_ref(), self.serial)?);
         }
         Ok(f(name.as_ref(), &groups))
     }

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C;
 use jit_core::constants::{DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C};
-use jit_core::snapshot::file::read_trusted_delta;
+use jit_core::snapshot::file::{parse_delta, read_trusted_delta};
 use jit_core::snapshot::index::{name_key, Table};
-use jit_core::snapshot::keyed::{read_trusted_key, Keyed};
+use jit_core::snapshot::keyed::{layered, read_trusted_key, Keyed};
 use jit_core::snapshot::Snapshot;
 
 fn main() -> ExitCode {
@@ -34,23 +34,13 @@ fn main() -> ExitCode {
     // removes the delta of the old one).
     let keyed = read_trusted_key(DEFAULT_SNAPSHOT_PATH_C, Table::Name, name_key(&user));
     let delta_bytes = read_trusted_delta(DEFAULT_SNAPSHOT_DELTA_PATH_C);
-    let delta = delta_bytes
-        .as_deref()
-        .and_then(|d| Snapshot::parse(d).ok())
-        .filter(Snapshot::is_delta);
+    let delta = delta_bytes.as_deref().and_then(parse_delta);
     let keys = match &keyed {
+        // The shard with the delta over it; the delta alone when no shard holds the name.
         Ok(Keyed::Shard { shard, serial, .. }) => {
-            let shard = match shard.as_deref().map(Snapshot::parse).transpose() {
-                Ok(s) => s,
+            match layered(shard.as_deref(), delta.as_ref(), *serial) {
+                Ok(view) => view.map_or_else(Vec::new, |s| keys_of(&s, &user)),
                 Err(e) => return refused(&e),
-            };
-            let applies = delta.as_ref().filter(|d| d.applies_over(*serial));
-            // The shard with the delta over it; the delta alone when no shard holds the name.
-            match (shard, applies) {
-                (Some(s), Some(d)) => keys_of(&s.with_delta(d, *serial), &user),
-                (Some(s), None) => keys_of(&s, &user),
-                (None, Some(d)) => keys_of(d, &user),
-                (None, None) => Vec::new(),
             }
         }
         Ok(Keyed::Base(image)) => match image.parse() {
