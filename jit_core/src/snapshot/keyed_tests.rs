@@ -5,6 +5,7 @@ use super::file::TrustError;
 use super::index::{name_key, Table};
 use super::index_tests::{data, opts};
 use super::keyed::{read_trusted_key, GatesPart, Keyed, KeyedError, GATES_PART_MAX_GIDS};
+use super::listing_tests::indexed;
 use super::*;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -198,12 +199,9 @@ fn an_untrusted_file_is_not_read() {
     ));
 }
 
-/// Gates data: the test data's identities, gate records for most of them and for local users
-/// (`alice` with a group grant, `bob` with a sudo scope), a managed list, and jit-sudo.
-fn gates_data() -> crate::types::SnapshotData {
-    use crate::types::{GateGrant, GateLists, GroupEntry, Member, GROUP_KIND_JIT};
-    let mut d = data(200);
-    let gate = |id: &str, user: &str, uid: u32, sudo: &[&str]| GateGrant {
+/// A gate record of `user` from 100 to 1000, with the sudo scope `sudo` (none if empty).
+fn gate(id: &str, user: &str, uid: u32, sudo: &[&str]) -> crate::types::GateGrant {
+    crate::types::GateGrant {
         id: id.into(),
         user: user.into(),
         uid,
@@ -212,12 +210,19 @@ fn gates_data() -> crate::types::SnapshotData {
         flags: 0,
         revoke_on: 0,
         lists: (!sudo.is_empty()).then(|| {
-            Box::new(GateLists {
+            Box::new(crate::types::GateLists {
                 sudo: sudo.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
             })
         }),
-    };
+    }
+}
+
+/// Gates data: the test data's identities, gate records for most of them and for local users
+/// (`alice` with a group grant, `bob` with a sudo scope), a managed list, and jit-sudo.
+fn gates_data() -> crate::types::SnapshotData {
+    use crate::types::{GroupEntry, Member, GROUP_KIND_JIT};
+    let mut d = data(200);
     for i in (0..200).step_by(2) {
         d.grants.push(gate(
             &format!("g-{i:012x}"),
@@ -246,19 +251,6 @@ fn gates_data() -> crate::types::SnapshotData {
     });
     d.grants.sort_by(|a, b| a.user.cmp(&b.user));
     d
-}
-
-/// The public snapshot of `d`: its index, without the gate records and the managed list.
-fn public_image(d: &crate::types::SnapshotData) -> Vec<u8> {
-    build_snapshot_with(
-        d,
-        &BuildOptions {
-            index: true,
-            without_gates: true,
-            ..Default::default()
-        },
-    )
-    .unwrap()
 }
 
 fn gates_opts() -> BuildOptions {
@@ -345,7 +337,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
 fn the_public_index_owns_no_gate_record_or_managed_entry() {
     // Built from the same data without the gates: no shard may carry them.
     let d = gates_data();
-    let file = public_image(&d);
+    let file = indexed(&d);
     let needle = b"g-b0b000000001";
     assert!(!file.windows(needle.len()).any(|w| w == needle));
     assert!(!file.windows(5).any(|w| w == b"admin"));
@@ -356,7 +348,6 @@ fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
     if !is_root() {
         return;
     }
-    use crate::types::GateGrant;
     let d = gates_data();
     let file = build_snapshot_with(&d, &gates_opts()).unwrap();
     let f = File::new("gates-delta", &file, 0o600);
@@ -365,19 +356,9 @@ fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
         generated_at: 78,
         ..Default::default()
     };
-    added.grants.push(GateGrant {
-        id: "g-ca201000001".into(),
-        user: "carol".into(),
-        uid: 0,
-        not_before: 100,
-        not_after: 1000,
-        flags: 0,
-        revoke_on: 0,
-        lists: Some(Box::new(crate::types::GateLists {
-            sudo: vec!["ALL".into()],
-            ..Default::default()
-        })),
-    });
+    added
+        .grants
+        .push(gate("g-ca201000001", "carol", 0, &["ALL"]));
     let delta = |serial: u32| {
         build_snapshot_with(
             &added,
@@ -429,7 +410,7 @@ fn the_gates_index_holds_no_account_listing_and_stays_small() {
     let d = gates_data();
     let gates = build_snapshot_with(&d, &gates_opts()).unwrap();
     let plain = build_snapshot(&d).unwrap();
-    let public = public_image(&d);
+    let public = indexed(&d);
     assert!(Snapshot::parse(&gates).is_ok());
     let head = super::index::IndexHead::parse(&gates[..4096.min(gates.len())], gates.len() as u64)
         .unwrap()

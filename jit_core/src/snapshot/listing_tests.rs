@@ -42,7 +42,9 @@ fn data(n: u32, gecos: usize) -> SnapshotData {
     }
 }
 
-fn indexed(d: &SnapshotData) -> Vec<u8> {
+/// The public snapshot of `d`: its index and listing, without the gate records and the
+/// managed list.
+pub(super) fn indexed(d: &SnapshotData) -> Vec<u8> {
     build_snapshot_with(
         d,
         &BuildOptions {

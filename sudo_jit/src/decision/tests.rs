@@ -27,7 +27,12 @@ fn grant(id: &str, user: &str, sudo: &[&str], runas: &[&str]) -> GateGrant {
 }
 
 fn data(grants: Vec<GateGrant>, managed: &[&str]) -> Vec<u8> {
-    let sd = SnapshotData {
+    build_snapshot(&snapshot_data(grants, managed)).unwrap()
+}
+
+/// `grants` and `managed` with an empty `jit-sudo` group.
+fn snapshot_data(grants: Vec<GateGrant>, managed: &[&str]) -> SnapshotData {
+    SnapshotData {
         generated_at: NOW,
         accounts: vec![],
         groups: vec![GroupEntry {
@@ -41,8 +46,7 @@ fn data(grants: Vec<GateGrant>, managed: &[&str]) -> Vec<u8> {
         grants,
         managed: managed.iter().map(|s| s.to_string()).collect(),
         uid_range: None,
-    };
-    build_snapshot(&sd).unwrap()
+    }
 }
 
 fn inv(user: &str, uid: u32) -> Invocation {
@@ -688,30 +692,22 @@ fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
     if unsafe { libc::geteuid() } != 0 {
         return; // the trust rules need a root-owned file
     }
-    let mut sd = SnapshotData {
-        generated_at: NOW,
-        groups: vec![GroupEntry {
-            name: "jit-sudo".into(),
-            gid: JIT_SUDO_GID,
-            kind: GROUP_KIND_JIT,
-            not_before: i64::MIN,
-            not_after: i64::MAX,
-            members: vec![jit_core::types::Member {
-                name: "carol".into(),
-                grant_id: "g-c000000001".into(),
-                not_before: 500,
-                not_after: 2_000,
-            }],
-        }],
-        grants: vec![
+    let mut sd = snapshot_data(
+        vec![
             grant("g-a000000001", "alice", &["/usr/bin/id"], &[]),
             grant("g-b000000001", "bob", &[], &[]),
             grant("g-c000000001", "carol", &["ALL"], &[]),
         ],
-        managed: vec!["admin".into()],
-        uid_range: Some((70_000, 79_999)),
-        ..Default::default()
-    };
+        &["admin"],
+    );
+    // carol is a live member of jit-sudo; the others are not.
+    sd.groups[0].members.push(jit_core::types::Member {
+        name: "carol".into(),
+        grant_id: "g-c000000001".into(),
+        not_before: 500,
+        not_after: 2_000,
+    });
+    sd.uid_range = Some((70_000, 79_999));
     sd.grants.sort_by(|a, b| a.user.cmp(&b.user));
     let img = jit_core::snapshot::build_snapshot_with(
         &sd,
