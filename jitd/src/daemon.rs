@@ -50,6 +50,11 @@ pub(crate) struct Inner {
     /// walk over every grant while they are unchanged, and an admission (which only adds a
     /// grant that has not ended) keeps it. `None`: not known.
     pub(crate) teardown_clear: Option<u64>,
+    /// Grants admitted since the snapshot files were last measured: (the generation a
+    /// projection must pass to hold it, its weight). See effects/capacity.rs.
+    pub(crate) unmeasured: Vec<(u64, u64)>,
+    /// The files' room was low at the last admission (audited once per episode).
+    pub(crate) room_low: bool,
 }
 
 /// The running daemon.
@@ -229,6 +234,8 @@ impl Daemon {
                 boot_cap: HashMap::new(),
                 due: None,
                 teardown_clear: None,
+                unmeasured: Vec::new(),
+                room_low: false,
             }),
             teardown: Mutex::new(Default::default()),
             wake,

@@ -21,6 +21,9 @@ use crate::durable::{replace_file, replace_file_with};
 use crate::localdb::LocalDb;
 use crate::state::State;
 
+mod weight;
+pub use weight::spec_weight;
+
 /// Identity of a written snapshot file, to notice if someone replaced or damaged it. Owner
 /// and mode are part of it: a gates file made readable by others, or handed to another owner
 /// (which the modules then refuse), is rewritten like a damaged one.
@@ -322,6 +325,11 @@ pub struct SnapshotFiles {
 }
 
 impl SnapshotFiles {
+    /// The sizes of the public snapshot and of the gates file, in bytes.
+    pub fn sizes(&self) -> (u64, u64) {
+        (self.public.size, self.gates.size)
+    }
+
     /// The identities of the snapshot at `snapshot_path` and of its gates file, if both exist.
     pub fn of(snapshot_path: &Path) -> Option<SnapshotFiles> {
         SnapshotFiles::at(snapshot_path, &gates_path(snapshot_path))
@@ -408,33 +416,34 @@ pub fn write(
     // The gates file carries its own lookup index (format 1.6: each person's gate records and
     // managed entry by name, jit's groups by gid): pam_jit and sudo_jit tell a local user apart
     // by reading a shard or two, not the whole file, at every login and sudo.
-    stream(
-        &data,
-        gates,
-        jit_core::snapshot::BuildOptions {
-            index: true,
-            gates_index: true,
-            serial,
-            ..Default::default()
-        },
-        0o600,
-    )?;
+    stream(&data, gates, gates_options(serial), 0o600)?;
     // The public file leaves the gate records and the managed list out: free them first (a
     // few MiB at 10 000 grants, off the peak of the build that follows).
     data.grants = Vec::new();
     data.managed = Vec::new();
-    stream(
-        &data,
-        path,
-        jit_core::snapshot::BuildOptions {
-            index: true,
-            without_gates: true,
-            serial,
-            ..Default::default()
-        },
-        0o644,
-    )?;
+    stream(&data, path, public_options(serial), 0o644)?;
     Ok(SnapshotFiles::at(path, gates))
+}
+
+/// How the gates file is built: the whole image, with the gates file's own lookup index.
+fn gates_options(serial: u32) -> jit_core::snapshot::BuildOptions {
+    jit_core::snapshot::BuildOptions {
+        index: true,
+        gates_index: true,
+        serial,
+        ..Default::default()
+    }
+}
+
+/// How the public snapshot is built: without gate records and managed list, with the NSS
+/// lookup index.
+fn public_options(serial: u32) -> jit_core::snapshot::BuildOptions {
+    jit_core::snapshot::BuildOptions {
+        index: true,
+        without_gates: true,
+        serial,
+        ..Default::default()
+    }
 }
 
 /// Bytes the image is written in: the sections are built in memory and go out in these.
@@ -708,3 +717,5 @@ mod tests {
 
 #[cfg(test)]
 mod projection_tests;
+#[cfg(test)]
+mod weight_tests;

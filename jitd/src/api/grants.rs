@@ -17,7 +17,8 @@ impl Daemon {
         // Read before the state lock, so the link's lock and the state lock are never held
         // together here (the sync thread releases the link's lock before it admits grants).
         let server = self.sync_link.status_line(now);
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let (snapshot_room, load) = self.room_status(&mut inner);
         let count =
             |f: &dyn Fn(&Grant) -> bool| inner.state.grants.values().filter(|g| f(g)).count();
         Status {
@@ -37,6 +38,10 @@ impl Daemon {
             monitoring: self.watch_monitoring_status(), // effects/watch.rs
             tokenization: crate::tokenize::holdable::describe_self(&self.cfg),
             nss_counter: self.counter_status(),
+            snapshot_room,
+            snapshot_public_bytes: load.public,
+            snapshot_gates_bytes: load.gates,
+            snapshot_limit_bytes: crate::engine::capacity::LIMIT_BYTES,
         }
     }
 

@@ -67,8 +67,11 @@ impl Daemon {
                 )
             })?;
         }
-        // New privilege only with room to audit it and to record its end later.
+        // New privilege only with room to audit it and to record its end later, and room in
+        // the snapshot files: past the modules' cap every grant on the host would stop working.
         self.room_for_new_grant(&mut inner)?;
+        let weight = crate::snapshot_out::spec_weight(&adm.spec);
+        self.room_in_snapshot(&mut inner, weight, now)?;
         let mut id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
         while inner.state.grants.contains_key(id.as_str()) {
             id = super::random_id().map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
@@ -122,6 +125,7 @@ impl Daemon {
                 format!("could not make the grant durable, nothing changed: {e}"),
             ));
         }
+        self.count_unmeasured(&mut inner, weight);
         // An added grant only adds records: the deltas carry it (format 1.4).
         self.delta_and_unlock(inner, &id, now);
         let created = (

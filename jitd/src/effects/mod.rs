@@ -7,12 +7,15 @@
 //! * `tick`: the timer's pass — transitions, repairs, teardowns.
 //! * `teardown`: runs a teardown plan.
 //! * `persist`, `snapshot`: state.json / the revocation journal, and the snapshot files.
+//! * `capacity`: room in the snapshot files (new grants refused before the readers' cap).
 //! * `sessions`, `setid`, `rundir`: session ends, the set-id sweep's audit, run directories.
 //!
 //! Locking: `Daemon::inner` guards state and is never held across process killing, home
 //! removal or nscd; `Daemon::teardown` serializes those slow steps so the timer and a revoke
 //! never run the same teardown twice.
 
+// Room in the snapshot files for new grants (engine::capacity).
+pub mod capacity;
 pub mod grants;
 pub mod persist;
 pub mod rundir;

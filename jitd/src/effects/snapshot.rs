@@ -149,6 +149,18 @@ pub(crate) struct Publisher {
     deltas: Mutex<Option<SnapshotFiles>>,
     /// The change counter of the modules' snapshot directory (taken after `written`).
     counter: Mutex<CounterState>,
+    /// The files' sizes at the last whole write and its generation, for admission's room
+    /// check (effects/capacity.rs; taken last).
+    pub(crate) measured: Mutex<Measured>,
+}
+
+/// What the last whole write measured.
+#[derive(Default)]
+pub(crate) struct Measured {
+    /// Its generation and the files' sizes; `None` before the first whole write.
+    pub(crate) at: Option<(u64, crate::engine::capacity::Load)>,
+    /// A file above the readers' cap was audited (once, until one fits again).
+    pub(crate) over_reported: bool,
 }
 
 /// jitd's side of `jit_core::snapshot::generation`.
@@ -377,6 +389,9 @@ impl Daemon {
         match snapshot_out::write(&self.cfg.snapshot_path, &gates, proj.data, proj.serial) {
             Ok(id) => {
                 *written = proj.generation;
+                if let Some(files) = id {
+                    self.measure(proj.generation, files.sizes(), proj.at);
+                }
                 *lock(&p.files) = (id, Some(proj.at));
                 let nothing_outside = {
                     let mut book = lock(&p.book);
@@ -421,6 +436,12 @@ impl Daemon {
         // pages back here, as publications also come from the timer (expiry, repairs,
         // start-up), which serves no request that would trim.
         crate::daemon::release_free_heap();
+    }
+
+    /// Under the state lock: the generation the next projection will have. A grant admitted
+    /// now is in every projection of a later generation.
+    pub(crate) fn generation_now(&self) -> u64 {
+        self.snapshot.next.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether jitd writes the snapshot the NSS module reads (its path is compile-time).

@@ -11,8 +11,10 @@
 //!   revocation, the next deadline, pruning, ends replayed from the revocation journal.
 //! * [`teardown`]: for every ended grant not yet torn down, which processes, set-id files and
 //!   home directories go ([`teardown::plan_teardown`]).
+//! * [`capacity`]: is there room in the snapshot files for one more grant?
 
 pub mod admit;
+pub mod capacity;
 pub mod teardown;
 pub mod tick;
 
@@ -40,6 +42,7 @@ mod tests {
         let files = [
             ("mod.rs", include_str!("mod.rs")),
             ("admit.rs", include_str!("admit.rs")),
+            ("capacity.rs", include_str!("capacity.rs")),
             ("tick.rs", include_str!("tick.rs")),
             ("teardown.rs", include_str!("teardown.rs")),
         ];

@@ -25,7 +25,7 @@ fn status_text(s: &Status, now: i64) -> String {
             format!("written {}", relative(t, now))
         });
     format!(
-        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\nmonitoring: {}\ntokenization: {}\nnss counter: {}\n",
+        "jitd {} (pid {}), up {}\ngrants: {} live, {} pending, {} awaiting teardown, {} ended\nsnapshot: {} ({age})\nserver: {}\nstate: {}\ncgroups: {}\nmonitoring: {}\ntokenization: {}\nnss counter: {}\nsnapshot room: {}\n",
         s.version,
         s.pid,
         format_duration(s.uptime_secs),
@@ -39,6 +39,7 @@ fn status_text(s: &Status, now: i64) -> String {
         s.cgroups,
         if s.monitoring.is_empty() { "not reported (an older jitd)" } else { &s.monitoring },
         s.tokenization,
-        if s.nss_counter.is_empty() { "not reported (an older jitd)" } else { &s.nss_counter }
+        if s.nss_counter.is_empty() { "not reported (an older jitd)" } else { &s.nss_counter },
+        if s.snapshot_room.is_empty() { "not reported (an older jitd)" } else { &s.snapshot_room }
     )
 }
