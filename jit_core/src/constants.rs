@@ -87,8 +87,13 @@ pub const GROUP_JIT_MFA: &str = "jit-mfa";
 
 /// Longest user or group name accepted anywhere (bytes, ASCII).
 pub const MAX_NAME_LEN: usize = 32;
-/// Largest snapshot a reader will read (64 MiB: far above 10 000 grants).
+/// The most a reader copies from a snapshot file at once: the whole file (one without the
+/// lookup index, or the gates file for a jit user), its base or accounts region, or a shard
+/// (docs/snapshot-format.md §6.1). 64 MiB: the public snapshot of ~57 000 ordinary grants.
 pub const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest snapshot file a reader opens at all. Only a file with the lookup index can be
+/// larger than [`MAX_SNAPSHOT_BYTES`] and still be used: readers copy bounded parts of it.
+pub const MAX_SNAPSHOT_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// Longest string stored in the snapshot (ssh keys are the long ones).
 pub const MAX_SNAPSHOT_STRING: usize = 16 * 1024;
 

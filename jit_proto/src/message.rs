@@ -329,8 +329,8 @@ pub struct Status {
     /// (docs/snapshot-format.md §11): `on (...)`, `off: why` or `unavailable: why`.
     #[serde(default)]
     pub nss_counter: String,
-    /// Room in the snapshot files: how full the fuller one is of what the modules read, and
-    /// from when new grants are refused (docs/snapshot-format.md §6.1).
+    /// Room in the snapshot files: how full each is of what the modules read, and from when
+    /// new grants are refused (docs/architecture.md, "Room in the snapshot files").
     #[serde(default)]
     pub snapshot_room: String,
     /// The public snapshot's size at the last whole write plus a bound for the grants
@@ -340,9 +340,12 @@ pub struct Status {
     /// The same for the gates file.
     #[serde(default)]
     pub snapshot_gates_bytes: u64,
-    /// The largest file every module reads, in bytes.
+    /// The largest public snapshot the modules open, in bytes.
     #[serde(default)]
-    pub snapshot_limit_bytes: u64,
+    pub snapshot_public_limit_bytes: u64,
+    /// The largest gates file the modules read, in bytes.
+    #[serde(default)]
+    pub snapshot_gates_limit_bytes: u64,
 }
 
 /// One audit record as stored (free-form JSON object with `ts`, `event`, ...).

@@ -498,7 +498,7 @@ fn image_reads_back(path: &Path) -> std::io::Result<bool> {
 
 /// Writes the deltas of the gates file and of the snapshot (format 1.4, small: the grants
 /// added since the bases were projected), gates first, each atomically; they are read over a
-/// base whose serial is one of `bases`. Returns the public delta's size.
+/// base whose serial is one of `bases`. Returns the gates delta's size (the larger).
 ///
 /// # Errors
 /// Build or write failure, or a delta above `MAX_DELTA_BYTES` (which readers would ignore):
@@ -531,7 +531,10 @@ pub fn write_delta(
     let (gd, pd) = (delta_path(gates), delta_path(path));
     replace_file(&gd, &full, 0o600, false).map_err(|e| format!("{}: {e}", gd.display()))?;
     replace_file(&pd, &public, 0o644, false).map_err(|e| format!("{}: {e}", pd.display()))?;
-    Ok(public.len())
+    // The gates delta holds what the public one does and the gate records: the larger, read
+    // whole by pam_jit and sudo_jit at every decision, as the public one is by every process's
+    // first lookup.
+    Ok(full.len())
 }
 
 /// Removes both deltas (after a whole write that holds everything they held): the snapshot's

@@ -778,6 +778,54 @@ mod tests {
     }
 
     /// A file without the index (an older jitd) is read whole, as before.
+    /// A file above what a reader copies at once (64 MiB) is used when it has the index: a
+    /// lookup copies one shard. The same data without the index would be copied whole: it is
+    /// refused (UNAVAIL), never copied.
+    #[test]
+    fn a_file_above_the_copy_cap_answers_from_shards_only_if_indexed() {
+        if !is_root() {
+            return;
+        }
+        let heavy = |n| {
+            let mut d = data(n, 5);
+            for a in &mut d.accounts {
+                a.ssh_keys = (0..16)
+                    .map(|k| format!("ssh-rsa {} {}-{k}", "A".repeat(16 * 1024 - 32), a.name))
+                    .collect();
+            }
+            d
+        };
+        let dir = TempDir::new("large");
+        let file = indexed(&heavy(100));
+        assert!(file.len() as u64 > jit_core::constants::MAX_SNAPSHOT_BYTES);
+        let p = CString::new(
+            install(&dir.0, "snapshot", &file, 0o644)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        drop(file);
+        let cache: ShardCache = Mutex::new(None);
+        assert_eq!(name_of(&p, &cache, "u77"), Ok(Some(70_077)));
+        assert_eq!(name_of(&p, &cache, "u100"), Ok(None));
+        let m = fetch(&p, &cache, &NO_COUNTER, Table::Id, id_key(79_999)).unwrap();
+        let g = lookup::group_by_gid(&m.snapshot(), 79_999, 10).unwrap();
+        assert_eq!(g.live_members(10).count(), 100);
+
+        let file = build_snapshot(&heavy(270)).unwrap();
+        assert!(file.len() as u64 > jit_core::constants::MAX_SNAPSHOT_BYTES);
+        let q = CString::new(
+            install(&dir.0, "unindexed", &file, 0o644)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        drop(file);
+        let cache: ShardCache = Mutex::new(None);
+        let r = name_of(&q, &cache, "u77");
+        assert!(matches!(r, Err(ref e) if *e != Failure::NotFound), "{r:?}");
+    }
+
     #[test]
     fn unindexed_file_is_read_whole() {
         if !is_root() {

@@ -23,7 +23,7 @@
 
 use jit_core::ffi::errno;
 use jit_core::snapshot::file::{
-    check_stat, open_trusted, read_accounts, read_base, Region, TrustError,
+    check_stat, copy_len, open_trusted, read_accounts, read_base, Region, TrustError,
 };
 use jit_core::snapshot::index::{IndexHead, SectionRef, HEAD_PREFIX};
 use jit_core::snapshot::{Snapshot, SnapshotError};
@@ -249,7 +249,8 @@ impl SnapshotCopy {
         fd: &std::os::fd::OwnedFd,
         ident: Identity,
     ) -> Result<SnapshotCopy, SourceError> {
-        let len = usize::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
+        let size = u64::try_from(ident.size).map_err(|_| TrustError::BadSize)?;
+        let len = copy_len(size)?;
         let pin = InodePin::of(fd)?;
         let bytes = read_at(fd, 0, len)?;
         SnapshotCopy::from_bytes(bytes, ident, Some(pin))

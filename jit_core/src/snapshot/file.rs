@@ -1,11 +1,12 @@
 //! Opening the snapshot file the way every reader must: no symlinks, regular file, owned by
-//! root, not writable by group or others, within the size cap. A file that fails any check is
-//! not read at all (docs/threat-model.md#trusted-files).
+//! root, not writable by group or others, at most `MAX_SNAPSHOT_FILE_BYTES`. A file that
+//! fails any check is not read at all (docs/threat-model.md#trusted-files). Whatever the
+//! file's size, no reader copies more than `MAX_SNAPSHOT_BYTES` of it at once ([`copy_len`]).
 
 use crate::ffi::errno;
 use std::ffi::CStr;
 
-use crate::constants::MAX_SNAPSHOT_BYTES;
+use crate::constants::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILE_BYTES};
 use crate::snapshot::format::HEADER_SIZE;
 use crate::snapshot::index::HEAD_PREFIX;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -21,7 +22,7 @@ pub enum TrustError {
     NotRootOwned,
     /// Writable by group or others.
     Writable,
-    /// Smaller than a header or above the cap.
+    /// Smaller than a header, above the cap, or a part to copy above what a reader copies.
     BadSize,
 }
 
@@ -58,10 +59,23 @@ pub fn check_stat(st: &libc::stat) -> Result<(), TrustError> {
     }
     crate::host::trust::check_stat(st, crate::host::trust::Access::ReadableByAll)?;
     let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
-    if size < HEADER_SIZE as u64 || size > MAX_SNAPSHOT_BYTES {
+    if size < HEADER_SIZE as u64 || size > MAX_SNAPSHOT_FILE_BYTES {
         return Err(TrustError::BadSize);
     }
     Ok(())
+}
+
+/// `len` bytes as a length to copy into memory: at most `MAX_SNAPSHOT_BYTES`, whatever part
+/// of the file they are (the whole file, a region, a shard). Above it the file is too large for
+/// this reader: refused, never copied.
+///
+/// # Errors
+/// `BadSize` above the cap.
+pub fn copy_len(len: u64) -> Result<usize, TrustError> {
+    if len > MAX_SNAPSHOT_BYTES {
+        return Err(TrustError::BadSize);
+    }
+    usize::try_from(len).map_err(|_| TrustError::BadSize)
 }
 
 /// Opens `path` with O_RDONLY|O_CLOEXEC|O_NOFOLLOW|O_NONBLOCK (a FIFO planted there cannot
@@ -100,9 +114,12 @@ pub fn open_trusted(path: &CStr) -> Result<(std::os::fd::OwnedFd, libc::stat), T
 pub fn read_trusted(path: &CStr) -> Result<Vec<u8>, TrustError> {
     use std::io::Read;
     let (fd, st) = open_trusted(path)?;
-    let mut f = std::fs::File::from(fd);
-    let mut buf = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
-    f.read_to_end(&mut buf)
+    let len = copy_len(u64::try_from(st.st_size).map_err(|_| TrustError::BadSize)?)?;
+    let f = std::fs::File::from(fd);
+    let mut buf = Vec::with_capacity(len);
+    // One byte past the cap is enough to tell a file that grew after the fstat.
+    f.take(MAX_SNAPSHOT_BYTES + 1)
+        .read_to_end(&mut buf)
         .map_err(|e| TrustError::Os(e.raw_os_error().unwrap_or(libc::EIO)))?;
     if buf.len() as u64 > MAX_SNAPSHOT_BYTES {
         return Err(TrustError::BadSize);
@@ -290,9 +307,9 @@ fn read_part<E: From<TrustError>>(
     accounts_only: bool,
     mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
 ) -> Result<TrustedImage, E> {
-    let mut bytes = vec![0u8; len];
     let head_len = len.min(HEAD_PREFIX);
-    let head = bytes.get_mut(..head_len).ok_or(TrustError::BadSize)?;
+    let mut head = [0u8; HEAD_PREFIX];
+    let head = head.get_mut(..head_len).ok_or(TrustError::BadSize)?;
     read(0, head)?;
     let size = len as u64;
     let to_usize = |v: u64| usize::try_from(v).ok();
@@ -304,8 +321,17 @@ fn read_part<E: From<TrustError>>(
     let (range, region) = match (accounts, base) {
         (Some((at, end)), _) => (at..end, Region::Accounts),
         (None, Some(at)) => (at..len, Region::Base),
-        (None, None) => (head_len..len, Region::Whole),
+        (None, None) => (0..len, Region::Whole),
     };
+    // Checked before anything is allocated: a region (or a file read whole) above what a
+    // reader copies is refused, whatever the file's size.
+    copy_len(range.len() as u64)?;
+    let mut bytes = vec![0u8; len];
+    bytes
+        .get_mut(..head_len)
+        .ok_or(TrustError::BadSize)?
+        .copy_from_slice(head);
+    let range = range.start.max(head_len)..range.end.max(head_len);
     let from = range.start as u64;
     let rest = bytes.get_mut(range).ok_or(TrustError::BadSize)?;
     populate(rest);

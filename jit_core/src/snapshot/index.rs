@@ -240,7 +240,11 @@ impl IndexHead {
 
     fn shard_at(&self, rel: u32, len: u32) -> Option<(u64, u64)> {
         let (rel, len) = (u64::from(rel), u64::from(len));
-        (len >= HEADER_SIZE as u64 && rel + len <= self.shards.1)
+        // A shard is copied whole: never more than a reader copies at once (jitd's are KBs,
+        // a big group's a few MB).
+        (len >= HEADER_SIZE as u64
+            && len <= crate::constants::MAX_SNAPSHOT_BYTES
+            && rel + len <= self.shards.1)
             .then_some((self.shards.0 + rel, len))
     }
 }

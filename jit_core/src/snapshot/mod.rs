@@ -37,3 +37,6 @@ mod listing_tests;
 
 #[cfg(test)]
 mod keyed_tests;
+
+#[cfg(test)]
+mod large_file_tests;

@@ -6,7 +6,9 @@
 //! an empty answer, never a panic or an out-of-bounds read (docs/threat-model.md: B9, N6).
 
 use super::format::*;
-use crate::constants::{MAX_NAME_LEN, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_STRING};
+use crate::constants::{
+    MAX_NAME_LEN, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILE_BYTES, MAX_SNAPSHOT_STRING,
+};
 use crate::crc32c::crc32c;
 use crate::policy::is_live;
 use crate::time::UnixTime;
@@ -256,7 +258,14 @@ impl<'a> Snapshot<'a> {
         integrity: Integrity,
         part: Part,
     ) -> Result<Snapshot<'a>, SnapshotError> {
-        if data.len() < HEADER_SIZE || data.len() as u64 > MAX_SNAPSHOT_BYTES {
+        // A file checked whole is one a reader copied whole; of a base or accounts read only
+        // that region was copied (at most MAX_SNAPSHOT_BYTES, checked below), the rest of the
+        // buffer is zero pages standing for a file of up to MAX_SNAPSHOT_FILE_BYTES.
+        let cap = match integrity {
+            Integrity::Whole => MAX_SNAPSHOT_BYTES,
+            Integrity::Base | Integrity::AccountsRegion => MAX_SNAPSHOT_FILE_BYTES,
+        };
+        if data.len() < HEADER_SIZE || data.len() as u64 > cap {
             return Err(SnapshotError::BadSize);
         }
         if data.get(0..8) != Some(&MAGIC[..]) {
@@ -282,6 +291,9 @@ impl<'a> Snapshot<'a> {
                 let no_base = SnapshotError::Corrupt("no base region");
                 let base_at = checked_head_base_at(data, 2).ok_or(no_base)??;
                 let base = data.get(base_at..).ok_or(no_base)?;
+                if base.len() as u64 > MAX_SNAPSHOT_BYTES {
+                    return Err(SnapshotError::BadSize);
+                }
                 if crc32c(base) != rd_u32(data, BASE_CRC_AT) {
                     return Err(SnapshotError::BadChecksum);
                 }
@@ -294,6 +306,9 @@ impl<'a> Snapshot<'a> {
                     .and_then(|e| usize::try_from(e).ok())
                     .ok_or(none)?;
                 let region = data.get(base_at..end).ok_or(none)?;
+                if region.len() as u64 > MAX_SNAPSHOT_BYTES {
+                    return Err(SnapshotError::BadSize);
+                }
                 if crc32c(region) != rd_u32(data, ACCOUNTS_CRC_AT) {
                     return Err(SnapshotError::BadChecksum);
                 }

@@ -41,7 +41,8 @@ impl Daemon {
             snapshot_room,
             snapshot_public_bytes: load.public,
             snapshot_gates_bytes: load.gates,
-            snapshot_limit_bytes: crate::engine::capacity::LIMIT_BYTES,
+            snapshot_public_limit_bytes: crate::engine::capacity::PUBLIC_LIMIT_BYTES,
+            snapshot_gates_limit_bytes: crate::engine::capacity::GATES_LIMIT_BYTES,
         }
     }
 

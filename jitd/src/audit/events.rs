@@ -232,12 +232,12 @@ events! {
     /// `error`. /etc/passwd or /etc/group could not be read for the snapshot (once per
     /// episode); `using` says which copy was used.
     SnapshotLocalFilesUnreadable = "snapshot.local_files_unreadable" [error, using],
-    /// `warning`. With the grant just admitted, a snapshot file could reach `percent` of the
-    /// `limit_bytes` every jit module reads (once per episode, from 75 %); new grants are
+    /// `warning`. With the grant just admitted, `file` could reach `bytes`, `percent` of the
+    /// `limit_bytes` the jit modules read (once per episode, from 75 %); new grants are
     /// refused from `refuse_at` percent. Sizes are the last whole write's plus a bound for
     /// each grant admitted since.
-    SnapshotRoomLow = "snapshot.room_low" [file, percent, public_bytes, gates_bytes, limit_bytes,
-        refuse_at],
+    SnapshotRoomLow = "snapshot.room_low" [file, percent, bytes, limit_bytes, public_bytes,
+        gates_bytes, refuse_at],
     /// `error`. A snapshot file was written larger than the modules read (`limit_bytes`): they
     /// refuse it, so no jit account resolves and every jit login and sudo is refused until it
     /// fits again (ended grants leave it at once). Admission keeps the files below it; this

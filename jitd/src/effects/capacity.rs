@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
-use crate::engine::capacity::{self, Load, Room, LIMIT_BYTES, REFUSE_PERCENT};
+use crate::engine::capacity::{self, Load, Room, REFUSE_PERCENT};
 use crate::engine::{refuse, Refusal};
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -50,18 +50,17 @@ impl Daemon {
                 inner.room_low = false;
                 Ok(())
             }
-            Ok(Room::Low(percent)) => {
+            Ok(Room::Low(s)) => {
                 if !inner.room_low {
                     inner.room_low = true;
-                    let (file, _, _) = load.plus(weight).fullest();
                     self.audit.record(
                         now,
                         Severity::Warning,
                         Event::SnapshotRoomLow,
                         json!({
-                            "file": file, "percent": percent, "public_bytes": load.public,
-                            "gates_bytes": load.gates, "limit_bytes": LIMIT_BYTES,
-                            "refuse_at": REFUSE_PERCENT,
+                            "file": s.file, "percent": s.percent, "bytes": s.bytes,
+                            "limit_bytes": s.limit, "public_bytes": load.public,
+                            "gates_bytes": load.gates, "refuse_at": REFUSE_PERCENT,
                         }),
                     );
                 }
@@ -84,15 +83,15 @@ impl Daemon {
         let mut m = lock(&self.snapshot.measured);
         // Whole writes finish in generation order (one at a time, newest projection first).
         m.at = Some((generation, Load { public, gates }));
-        let (file, bytes, _) = Load { public, gates }.fullest();
-        let over = bytes > LIMIT_BYTES;
+        let s = Load { public, gates }.fullest();
+        let over = s.bytes > s.limit;
         if over && !m.over_reported {
             self.audit.record(
                 now,
                 Severity::Error,
                 Event::SnapshotOverLimit,
                 json!({
-                    "file": file, "bytes": bytes, "limit_bytes": LIMIT_BYTES,
+                    "file": s.file, "bytes": s.bytes, "limit_bytes": s.limit,
                     "effect": "the modules refuse it: no jit account resolves, every jit login and sudo is refused until it fits",
                 }),
             );
@@ -103,13 +102,14 @@ impl Daemon {
     /// The `snapshot room:` line of `jitctl status`, and the load.
     pub(crate) fn room_status(&self, inner: &mut Inner) -> (String, Load) {
         let load = self.snapshot_load(inner);
-        let (file, bytes, percent) = load.fullest();
+        let s = load.fullest();
         let line = format!(
-            "{percent} % of the {} MiB the modules read ({file}: {}; public {}, gates {}); new grants refused from {REFUSE_PERCENT} %",
-            LIMIT_BYTES / (1024 * 1024),
-            capacity::mib(bytes),
-            capacity::mib(load.public),
+            "{} % (gates file {} of {} MiB, public snapshot {} of {} MiB); new grants refused from {REFUSE_PERCENT} %",
+            s.percent,
             capacity::mib(load.gates),
+            capacity::GATES_LIMIT_BYTES / (1024 * 1024),
+            capacity::mib(load.public),
+            capacity::PUBLIC_LIMIT_BYTES / (1024 * 1024),
         );
         (line, load)
     }

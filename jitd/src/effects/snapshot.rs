@@ -67,7 +67,8 @@ struct DeltaProjection {
 
 /// A delta holds at most this many added grants before the timer writes whole files.
 pub(crate) const DELTA_SOFT_GRANTS: usize = 64;
-/// ... or this many bytes (the public delta, which every process's first lookup reads whole).
+/// ... or this many bytes in the gates delta (the larger of the two: pam_jit and sudo_jit read
+/// it whole at every decision, as every process's first lookup reads the public one).
 pub(crate) const DELTA_SOFT_BYTES: usize = 48 * 1024;
 /// Past this many added grants, an add writes whole files itself.
 const DELTA_HARD_GRANTS: usize = 256;
@@ -86,7 +87,7 @@ struct Book {
     /// Last serial handed out (the first one is random, so a delta left by an earlier jitd
     /// names no base of this one).
     last_serial: u32,
-    /// The size of the public delta last written.
+    /// The size of the gates delta last written (the larger of the two).
     delta_bytes: usize,
     /// A delta could not be written: the next timer pass writes whole files.
     force_whole: bool,

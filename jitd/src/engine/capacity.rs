@@ -1,24 +1,30 @@
 //! Room in the snapshot files for one more grant.
 //!
-//! Every reader of the snapshot files refuses one larger than `MAX_SNAPSHOT_BYTES` (64 MiB;
-//! docs/snapshot-format.md §6.1): libnss_jit then answers for no jit account, pam_jit and
-//! sudo_jit refuse every jit user. That is the safe way for a reader to fail, but a file past
-//! the cap would take every grant on the host down at once, and grants are what make it grow:
-//! about 1.2 KB of the public file each for an ordinary grant (≈ 57 000 grants), but up to
-//! ~800 KB for one carrying sixteen 16 KiB ssh keys (≈ 80 such grants). So admission keeps the
-//! files inside the cap: a new grant is refused when, with it, either file could pass
-//! [`REFUSE_PERCENT`] of the cap, and jitd warns from [`WARN_PERCENT`]. Nothing else is ever
-//! refused for room: ends and revocations only make the files smaller, and they are written
-//! whatever the size.
+//! Every reader of the snapshot files refuses to copy more than `MAX_SNAPSHOT_BYTES` (64 MiB)
+//! of one at once, and to open one above `MAX_SNAPSHOT_FILE_BYTES` (256 MiB;
+//! docs/snapshot-format.md §6.1). pam_jit and sudo_jit copy the gates file whole for a jit
+//! user, so it must stay within 64 MiB; the public snapshot is only ever read in parts (a
+//! shard, its base region, listing chunks), each smaller than the gates file, which holds the
+//! same base sections and more, so it must stay within 256 MiB. Past either, the modules fail
+//! closed: no jit account resolves, pam_jit and sudo_jit refuse every jit user. That is the
+//! safe way for a reader to fail, but it would take every grant on the host down at once, and
+//! grants are what make the files grow: about 0.6 KB of the gates file each for an ordinary
+//! grant (its limit near 95 000 of them), but ~0.5 MB for one with the widest sudo scope
+//! admission allows (≈ 120 such grants). So admission keeps the files inside: a new grant is refused
+//! when, with it, either file could pass [`REFUSE_PERCENT`] of its limit, and jitd warns from
+//! [`WARN_PERCENT`]. Nothing else is ever refused for room: ends and revocations only make the
+//! files smaller, and they are written whatever the size.
 //!
 //! The load is the files' sizes at their last whole write plus an upper bound
 //! (`snapshot_out::spec_weight`) for each grant admitted since, which only deltas carry yet.
 
-use jit_core::constants::MAX_SNAPSHOT_BYTES;
+use jit_core::constants::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILE_BYTES};
 
-/// What every reader accepts.
-pub const LIMIT_BYTES: u64 = MAX_SNAPSHOT_BYTES;
-/// New grants are refused from this share of [`LIMIT_BYTES`]: the rest is room for the grants
+/// The largest gates file: pam_jit and sudo_jit copy it whole for a jit user.
+pub const GATES_LIMIT_BYTES: u64 = MAX_SNAPSHOT_BYTES;
+/// The largest public snapshot: readers open it up to this size and copy parts of it.
+pub const PUBLIC_LIMIT_BYTES: u64 = MAX_SNAPSHOT_FILE_BYTES;
+/// New grants are refused from this share of a limit: the rest is room for the grants
 /// admitted between two whole writes and for local groups growing.
 pub const REFUSE_PERCENT: u64 = 90;
 /// A warning (audited, and in `jitctl status`) from this share.
@@ -33,6 +39,19 @@ pub struct Load {
     pub gates: u64,
 }
 
+/// One file's share of its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Which file.
+    pub file: &'static str,
+    /// Its bytes.
+    pub bytes: u64,
+    /// Its limit.
+    pub limit: u64,
+    /// `bytes` of `limit` in percent, rounded down.
+    pub percent: u64,
+}
+
 impl Load {
     /// `bytes` more in each file.
     pub fn plus(self, bytes: u64) -> Load {
@@ -42,14 +61,24 @@ impl Load {
         }
     }
 
-    /// The fuller file and its share of [`LIMIT_BYTES`] in percent (rounded down).
-    pub fn fullest(self) -> (&'static str, u64, u64) {
-        let (file, bytes) = if self.public >= self.gates {
-            ("public snapshot", self.public)
-        } else {
-            ("gates file", self.gates)
+    /// The file nearest its limit (the gates file on a tie).
+    pub fn fullest(self) -> Share {
+        let share = |file, bytes: u64, limit| Share {
+            file,
+            bytes,
+            limit,
+            percent: bytes.saturating_mul(100) / limit,
         };
-        (file, bytes, bytes.saturating_mul(100) / LIMIT_BYTES)
+        let gates = share("gates file", self.gates, GATES_LIMIT_BYTES);
+        let public = share("public snapshot", self.public, PUBLIC_LIMIT_BYTES);
+        // Compared exactly (bytes × the other limit), not by the rounded percentages.
+        if u128::from(public.bytes) * u128::from(GATES_LIMIT_BYTES)
+            > u128::from(gates.bytes) * u128::from(PUBLIC_LIMIT_BYTES)
+        {
+            public
+        } else {
+            gates
+        }
     }
 }
 
@@ -58,8 +87,8 @@ impl Load {
 pub enum Room {
     /// Below [`WARN_PERCENT`] with it.
     Ample,
-    /// At or above [`WARN_PERCENT`] with it (the percentage).
-    Low(u64),
+    /// At or above [`WARN_PERCENT`] with it: the fuller file.
+    Low(Share),
 }
 
 /// Whether a grant of `weight` bytes fits on top of `load`.
@@ -67,17 +96,18 @@ pub enum Room {
 /// # Errors
 /// The refusal's message: which file, how full, and what to do.
 pub fn room(load: Load, weight: u64) -> Result<Room, String> {
-    let with = load.plus(weight);
-    let (file, bytes, percent) = with.fullest();
-    if bytes.saturating_mul(100) >= LIMIT_BYTES * REFUSE_PERCENT {
+    let s = load.plus(weight).fullest();
+    if u128::from(s.bytes) * 100 >= u128::from(s.limit) * u128::from(REFUSE_PERCENT) {
         return Err(format!(
-            "no new grants: with this one the {file} could reach {} of the {} MiB every jit module reads ({percent} %); jitd refuses new grants from {REFUSE_PERCENT} % so that the files never outgrow what the modules accept. End grants (an ended grant leaves the files at once) or ask for fewer or smaller ssh keys",
-            mib(bytes),
-            LIMIT_BYTES / (1024 * 1024)
+            "no new grants: with this one the {} could reach {} of the {} MiB the jit modules read ({} %); jitd refuses new grants from {REFUSE_PERCENT} % so that the files never outgrow what the modules accept. End grants (an ended grant leaves the files at once) or ask for fewer or smaller ssh keys",
+            s.file,
+            mib(s.bytes),
+            s.limit / (1024 * 1024),
+            s.percent
         ));
     }
-    Ok(if percent >= WARN_PERCENT {
-        Room::Low(percent)
+    Ok(if s.percent >= WARN_PERCENT {
+        Room::Low(s)
     } else {
         Room::Ample
     })
@@ -96,47 +126,71 @@ mod tests {
     const MIB: u64 = 1024 * 1024;
 
     #[test]
-    fn room_is_measured_on_the_fuller_file_with_the_grant() {
+    fn room_is_measured_on_the_file_nearest_its_limit_with_the_grant() {
         let empty = Load::default();
         assert_eq!(room(empty, 4096), Ok(Room::Ample));
-        // 47 MiB is 73 % of 64 MiB: ample; a grant that takes it to 48 MiB (75 %) warns.
-        let public = Load {
-            public: 47 * MIB,
-            gates: 20 * MIB,
-        };
-        assert_eq!(room(public, 4096), Ok(Room::Ample));
-        assert_eq!(room(public, MIB), Ok(Room::Low(75)));
-        // The gates file counts as much as the public one.
+        // The gates file, 64 MiB limit: 47 MiB is 73 %, ample; a grant that takes it to
+        // 48 MiB (75 %) warns.
         let gates = Load {
-            public: MIB,
-            gates: 57 * MIB,
+            public: 90 * MIB,
+            gates: 47 * MIB,
         };
-        assert_eq!(room(gates, 0), Ok(Room::Low(89)));
-        let e = room(gates, MIB).unwrap_err();
+        assert_eq!(room(gates, 4096), Ok(Room::Ample));
+        let Ok(Room::Low(s)) = room(gates, MIB) else {
+            panic!("{:?}", room(gates, MIB));
+        };
+        assert_eq!((s.file, s.bytes, s.percent), ("gates file", 48 * MIB, 75));
+        let e = room(
+            Load {
+                public: MIB,
+                gates: 57 * MIB,
+            },
+            MIB,
+        )
+        .unwrap_err();
         assert!(
-            e.contains("gates file could reach 58.0 MiB of the 64 MiB"),
+            e.contains("gates file could reach 58.0 MiB of the 64 MiB the jit modules read (90 %)"),
             "{e}"
         );
-        assert!(e.contains("(90 %)"), "{e}");
+        // The public snapshot, 256 MiB limit: 200 MiB (78 %) with a gates file at 12 %.
+        let public = Load {
+            public: 200 * MIB,
+            gates: 8 * MIB,
+        };
+        let Ok(Room::Low(s)) = room(public, 0) else {
+            panic!()
+        };
+        assert_eq!((s.file, s.percent), ("public snapshot", 78));
+        let e = room(public, 31 * MIB).unwrap_err();
+        assert!(
+            e.contains("public snapshot could reach 231.0 MiB of the 256 MiB"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn the_refusal_comes_before_the_cap_whatever_the_weight() {
-        // The last byte count below 90 %: one byte more refuses.
-        let edge = (LIMIT_BYTES * REFUSE_PERCENT).div_ceil(100) - 1;
-        let at = Load {
-            public: edge,
-            gates: 0,
-        };
-        assert!(room(at, 0).is_ok());
-        assert!(room(at, 1).is_err());
-        // Sizes that would overflow refuse rather than wrap.
-        assert!(room(at, u64::MAX).is_err());
-        let huge = Load {
-            public: u64::MAX,
-            gates: u64::MAX,
-        };
-        assert!(room(huge, 1).is_err());
+    fn the_refusal_comes_before_either_limit_whatever_the_weight() {
+        for (limit, at) in [
+            (
+                GATES_LIMIT_BYTES,
+                (|b| Load {
+                    public: 0,
+                    gates: b,
+                }) as fn(u64) -> Load,
+            ),
+            (PUBLIC_LIMIT_BYTES, |b| Load {
+                public: b,
+                gates: 0,
+            }),
+        ] {
+            // The last byte count below 90 %: one byte more refuses.
+            let edge = at((limit * REFUSE_PERCENT).div_ceil(100) - 1);
+            assert!(room(edge, 0).is_ok());
+            assert!(room(edge, 1).is_err());
+            // Sizes that would overflow refuse rather than wrap.
+            assert!(room(edge, u64::MAX).is_err());
+            assert!(room(at(u64::MAX), 1).is_err());
+        }
     }
 
     #[test]
