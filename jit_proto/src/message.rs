@@ -18,10 +18,15 @@ pub enum Request {
         /// What to grant.
         spec: Box<GrantSpec>,
     },
-    /// List grants (a non-root caller sees only its own).
+    /// List grants (a non-root caller sees only its own), in (`not_before`, id) order.
     ListGrants {
         /// Include pending and ended grants.
         all: bool,
+        /// One page of them, as many as fit well inside a frame, and where the next page
+        /// starts. Absent (an older jitctl): all of them in one reply, which a host with a
+        /// few thousand grants cannot fit in a frame.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        page: Option<ListPage>,
     },
     /// One grant.
     ShowGrant {
@@ -152,6 +157,24 @@ pub enum Request {
         /// Only records after this byte offset of the audit log (for --follow).
         after_offset: Option<u64>,
     },
+}
+
+/// Where a page of `ListGrants` starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListPage {
+    /// After this grant; `None`: from the first.
+    pub after: Option<GrantCursor>,
+}
+
+/// A grant's place in the list order: its `not_before`, then its id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantCursor {
+    /// The grant's start.
+    pub not_before: i64,
+    /// The grant's id.
+    pub id: String,
 }
 
 /// What a TOTP code is proved for.
@@ -363,6 +386,9 @@ pub enum Payload {
     Grants {
         /// The grants.
         grants: Vec<Grant>,
+        /// Of a paged request: where the next page starts; absent on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<GrantCursor>,
     },
     /// For EnrollMfa: shown once.
     Enrollment {
@@ -476,7 +502,15 @@ impl Request {
         match self {
             Request::GetStatus => "get_status".into(),
             Request::AddGrant { spec } => format!("add_grant user={}", q(&spec.user)),
-            Request::ListGrants { all } => format!("list_grants all={all}"),
+            Request::ListGrants { all, page } => match page.as_ref().map(|p| &p.after) {
+                None => format!("list_grants all={all}"),
+                Some(None) => format!("list_grants all={all} page=first"),
+                Some(Some(c)) => format!(
+                    "list_grants all={all} page_after={}@{}",
+                    q(&c.id),
+                    c.not_before
+                ),
+            },
             Request::ShowGrant { id } => format!("show_grant id={}", q(id)),
             Request::RevokeGrant { id, .. } => format!("revoke_grant id={}", q(id)),
             Request::ReadAudit { grant, .. } => {

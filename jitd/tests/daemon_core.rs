@@ -358,9 +358,16 @@ fn users_see_only_their_own_grants() {
         T0,
     )
     .unwrap();
-    let list = |uid| match d.handle(uid, Request::ListGrants { all: true }, T0) {
+    let list = |uid| match d.handle(
+        uid,
+        Request::ListGrants {
+            all: true,
+            page: None,
+        },
+        T0,
+    ) {
         Response::Ok {
-            payload: Payload::Grants { grants },
+            payload: Payload::Grants { grants, .. },
             ..
         } => grants.into_iter().map(|g| g.user).collect::<Vec<_>>(),
         r => panic!("{r:?}"),
@@ -557,9 +564,16 @@ fn mfa_group_grant_gives_nothing_until_activated() {
     // The activation is durable.
     drop(d);
     let d2 = env.daemon(T0 + 61);
-    match d2.handle(0, Request::ListGrants { all: false }, T0 + 61) {
+    match d2.handle(
+        0,
+        Request::ListGrants {
+            all: false,
+            page: None,
+        },
+        T0 + 61,
+    ) {
         Response::Ok {
-            payload: Payload::Grants { grants },
+            payload: Payload::Grants { grants, .. },
             ..
         } => {
             assert!(

@@ -376,3 +376,79 @@ fn grant_list_says_what_each_grant_gives_and_when_it_really_ended() {
         "an ended grant shows when it ended: {line:?}"
     );
 }
+
+/// More grants than one reply frame (1 MiB) holds: `jitctl grant list` asks for them a page at
+/// a time and shows each once, in order; the one-reply form an older jitctl sends gets a clear
+/// error instead of a cut list.
+#[test]
+fn grant_list_pages_past_the_frame_limit() {
+    let j = Jitd::start("pages");
+    // Sixteen 16 KiB keys: ~260 KB of JSON a grant, eight of them over 2 MB.
+    let keys = j.dir.join("keys");
+    let text: String = (0..16)
+        .map(|k| format!("ssh-rsa {} key{k}\n", "A".repeat(16 * 1024 - 32)))
+        .collect();
+    std::fs::write(&keys, text).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let user = format!("u{i}");
+        let o = j.jitctl(&[
+            "grant",
+            "add",
+            &user,
+            "--account",
+            "--for",
+            "1h",
+            "--ssh-key-file",
+            keys.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        ids.push(String::from_utf8(o.stdout).unwrap().trim().to_string());
+    }
+    let o = j.jitctl(&["--json", "grant", "list"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(i64, String)> = listed
+        .iter()
+        .map(|g| {
+            assert_eq!(g["ssh_keys"].as_array().unwrap().len(), 16);
+            (
+                g["not_before"].as_i64().unwrap(),
+                g["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut want = got.clone();
+    want.sort();
+    want.dedup();
+    assert_eq!(got, want, "in order, each once");
+    let mut got_ids: Vec<String> = got.into_iter().map(|(_, id)| id).collect();
+    got_ids.sort();
+    ids.sort();
+    assert_eq!(got_ids, ids);
+    let text = String::from_utf8(j.jitctl(&["grant", "list"]).stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("g-")).count(), 8);
+    // A page is one frame: the raw paged request's reply fits, and names where to go on.
+    let first = reply_json(&j.raw(&frame(
+        br#"{"v":1,"req":{"type":"list_grants","all":false,"page":{"after":null}}}"#,
+    )));
+    let page = first["payload"]["grants"].as_array().unwrap().len();
+    assert!((1..8).contains(&page), "{page} grants in the first page");
+    assert!(
+        first["payload"]["next"]["id"].is_string(),
+        "{}",
+        first["payload"]["next"]
+    );
+    // The one-reply form cannot fit them: an error that says so.
+    let old = reply_json(&j.raw(&frame(
+        br#"{"v":1,"req":{"type":"list_grants","all":false}}"#,
+    )));
+    assert_eq!(old["result"], "error", "{old}");
+    assert!(
+        old["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the frame limit"),
+        "{old}"
+    );
+}

@@ -100,9 +100,10 @@ impl Daemon {
             Request::AddGrant { spec } => self
                 .add_grant(peer_uid, *spec, now)
                 .map(|g| Payload::Grant(Box::new(g))),
-            Request::ListGrants { all } => Ok(Payload::Grants {
-                grants: self.list(peer_uid, all, now),
-            }),
+            Request::ListGrants { all, page } => {
+                let (grants, next) = self.list(peer_uid, all, page.as_ref(), now);
+                Ok(Payload::Grants { grants, next })
+            }
             Request::ShowGrant { id } => self
                 .show(peer_uid, &id, now)
                 .map(|g| self.watch_full_certification(g)) // effects/watch.rs
