@@ -72,14 +72,16 @@ impl Daemon {
             .filter(|g| may_see(g))
             .filter(|g| all || matches!(g.state_at(now), GrantState::Live | GrantState::Armed))
             .collect();
-        let key = |g: &Grant| (g.not_before, g.id.to_string());
         v.sort_unstable_by(|a, b| (a.not_before, &*a.id).cmp(&(b.not_before, &*b.id)));
         let Some(page) = page else {
             return (v.into_iter().map(|g| as_of(g, now)).collect(), None);
         };
         let start = match &page.after {
             None => 0,
-            Some(c) => v.partition_point(|g| key(g) <= (c.not_before, c.id.clone())),
+            // Compared borrowed: the cursor is the client's (any length a frame allows).
+            Some(c) => {
+                v.partition_point(|g| (g.not_before, &*g.id) <= (c.not_before, c.id.as_str()))
+            }
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
