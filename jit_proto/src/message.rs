@@ -99,8 +99,12 @@ pub enum Request {
         /// The id OpenSession returned, if pam_jit still has it.
         session: Option<String>,
     },
-    /// Sessions jitd knows (a non-root caller sees only its own).
-    ListSessions,
+    /// Sessions jitd knows (a non-root caller sees only its own), in (`opened_at`, id) order.
+    ListSessions {
+        /// One page of them, as `ListGrants`. Absent (an older jitctl): all in one reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        page: Option<ListPage>,
+    },
     /// Make break-glass codes for a managed account (root only). The codes are shown once.
     InitBreakglass {
         /// A managed local admin account.
@@ -159,21 +163,22 @@ pub enum Request {
     },
 }
 
-/// Where a page of `ListGrants` starts.
+/// Where a page of `ListGrants` or `ListSessions` starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListPage {
-    /// After this grant; `None`: from the first.
-    pub after: Option<GrantCursor>,
+    /// After this entry; `None`: from the first.
+    pub after: Option<Cursor>,
 }
 
-/// A grant's place in the list order: its `not_before`, then its id.
+/// An entry's place in a list's order: a time (a grant's `not_before`, a session's
+/// `opened_at`), then its id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GrantCursor {
-    /// The grant's start.
-    pub not_before: i64,
-    /// The grant's id.
+pub struct Cursor {
+    /// The entry's time.
+    pub at: i64,
+    /// The entry's id.
     pub id: String,
 }
 
@@ -388,7 +393,7 @@ pub enum Payload {
         grants: Vec<Grant>,
         /// Of a paged request: where the next page starts; absent on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        next: Option<GrantCursor>,
+        next: Option<Cursor>,
     },
     /// For EnrollMfa: shown once.
     Enrollment {
@@ -422,6 +427,9 @@ pub enum Payload {
     Sessions {
         /// Open sessions.
         sessions: Vec<Session>,
+        /// Of a paged request: where the next page starts; absent on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<Cursor>,
     },
     /// For InitBreakglass: shown once, kept only as slow hashes.
     BreakglassCodes {
@@ -505,11 +513,7 @@ impl Request {
             Request::ListGrants { all, page } => match page.as_ref().map(|p| &p.after) {
                 None => format!("list_grants all={all}"),
                 Some(None) => format!("list_grants all={all} page=first"),
-                Some(Some(c)) => format!(
-                    "list_grants all={all} page_after={}@{}",
-                    q(&c.id),
-                    c.not_before
-                ),
+                Some(Some(c)) => format!("list_grants all={all} page_after={}@{}", q(&c.id), c.at),
             },
             Request::ShowGrant { id } => format!("show_grant id={}", q(id)),
             Request::RevokeGrant { id, .. } => format!("revoke_grant id={}", q(id)),
@@ -545,7 +549,11 @@ impl Request {
                 q(user),
                 qo(session.as_deref())
             ),
-            Request::ListSessions => "list_sessions".into(),
+            Request::ListSessions { page } => match page.as_ref().map(|p| &p.after) {
+                None => "list_sessions".into(),
+                Some(None) => "list_sessions page=first".into(),
+                Some(Some(c)) => format!("list_sessions page_after={}@{}", q(&c.id), c.at),
+            },
             Request::InitBreakglass { account, count, .. } => {
                 format!("init_breakglass account={} count={count}", q(account))
             }
@@ -583,7 +591,7 @@ impl Request {
             Request::VerifyMfa { .. } => "verify_mfa",
             Request::OpenSession { .. } => "open_session",
             Request::CloseSession { .. } => "close_session",
-            Request::ListSessions => "list_sessions",
+            Request::ListSessions { .. } => "list_sessions",
             Request::InitBreakglass { .. } => "init_breakglass",
             Request::UseBreakglass { .. } => "use_breakglass",
             Request::ReadAudit { .. } => "read_audit",
@@ -626,7 +634,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorCode, String)> {
         .map(|e| e.req)
         .map_err(|e| (ErrorCode::BadRequest, format!("malformed request: {e}")))?;
     match (&req, extra_field) {
-        (Request::GetStatus | Request::ListSessions, Some(f)) => Err((
+        (Request::GetStatus, Some(f)) => Err((
             ErrorCode::BadRequest,
             format!(
                 "malformed request: unknown field {} for {}",

@@ -331,25 +331,45 @@ fn sessions_are_tracked_and_ended_by_teardown() {
             uid: 1001,
             pid: child.id() as i32,
         },
-        Request::ListSessions,
+        Request::ListSessions { page: None },
         T0,
     );
-    assert!(matches!(e, Ok(Payload::Sessions { ref sessions }) if sessions.is_empty()));
+    assert!(matches!(e, Ok(Payload::Sessions { ref sessions, .. }) if sessions.is_empty()));
     let s = match open_session(&d, child.id(), "alice", &g.id, T0).unwrap() {
         Payload::Session(s) => s,
         p => panic!("{p:?}"),
     };
     assert_eq!(s.pid, child.id() as i32);
     assert!(s.pid_start > 0);
-    match ask(&d, ROOT, Request::ListSessions, T0).unwrap() {
-        Payload::Sessions { sessions } => assert_eq!(sessions, vec![*s.clone()]),
+    match ask(&d, ROOT, Request::ListSessions { page: None }, T0).unwrap() {
+        Payload::Sessions { sessions, .. } => assert_eq!(sessions, vec![*s.clone()]),
+        p => panic!("{p:?}"),
+    }
+    // Paged (jitctl's form): the same list, then nothing after the last session.
+    let page = |after| Request::ListSessions {
+        page: Some(jit_proto::message::ListPage { after }),
+    };
+    let next = match ask(&d, ROOT, page(None), T0).unwrap() {
+        Payload::Sessions { sessions, next } => {
+            assert_eq!(sessions, vec![*s.clone()]);
+            next
+        }
+        p => panic!("{p:?}"),
+    };
+    assert_eq!(next, None, "one page");
+    let after = jit_proto::message::Cursor {
+        at: s.opened_at,
+        id: s.id.clone(),
+    };
+    match ask(&d, ROOT, page(Some(after)), T0).unwrap() {
+        Payload::Sessions { sessions, next } => assert!(sessions.is_empty() && next.is_none()),
         p => panic!("{p:?}"),
     }
     // Durable: a restarted jitd still knows the session.
     drop(d);
     let d = env.daemon(T0 + 1);
-    match ask(&d, ROOT, Request::ListSessions, T0 + 1).unwrap() {
-        Payload::Sessions { sessions } => assert_eq!(sessions.len(), 1),
+    match ask(&d, ROOT, Request::ListSessions { page: None }, T0 + 1).unwrap() {
+        Payload::Sessions { sessions, .. } => assert_eq!(sessions.len(), 1),
         p => panic!("{p:?}"),
     }
     // Revocation ends the session's process (here a root process: only the registered pid
@@ -365,8 +385,8 @@ fn sessions_are_tracked_and_ended_by_teardown() {
     )
     .unwrap();
     assert!(ended_by_jitd(&mut child));
-    match ask(&d, ROOT, Request::ListSessions, T0 + 2).unwrap() {
-        Payload::Sessions { sessions } => assert!(sessions.is_empty()),
+    match ask(&d, ROOT, Request::ListSessions { page: None }, T0 + 2).unwrap() {
+        Payload::Sessions { sessions, .. } => assert!(sessions.is_empty()),
         p => panic!("{p:?}"),
     }
     assert!(env

@@ -3,7 +3,7 @@
 
 use jit_core::time::UnixTime;
 use jit_core::validate::{validate_grant_id, validate_text};
-use jit_proto::message::{GrantCursor, ListPage, Status};
+use jit_proto::message::{Cursor, ListPage, Status};
 use jit_proto::{ErrorCode, Grant, GrantSpec, GrantState};
 use serde_json::json;
 
@@ -11,10 +11,6 @@ use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
 use crate::engine::tick::as_of;
 use crate::engine::{refuse, GrantSource, Refusal};
-
-/// The most grant JSON in one page of `ListGrants`: well inside a frame (1 MiB) with the reply's
-/// envelope, and above the largest grant admission allows (~0.6 MB with every list full).
-pub(crate) const LIST_PAGE_BYTES: usize = jit_proto::MAX_FRAME * 3 / 4;
 
 impl Daemon {
     pub(crate) fn status(&self, now: UnixTime) -> Status {
@@ -51,17 +47,16 @@ impl Daemon {
     }
 
     /// The grants `peer_uid` may see (live and armed ones, or `all`), in (`not_before`, id)
-    /// order: every one, or with `page` those after its cursor that fit in
-    /// [`LIST_PAGE_BYTES`] (at least one) and the cursor of the next page, if any. Only the
-    /// grants returned are copied, so a page costs a walk and a sort of references under the
-    /// state lock, not a copy of every grant.
+    /// order: every one, or with `page` one page of them (`api::pages`) and where the next
+    /// starts. Only the grants returned are copied, so a page costs a walk and a sort of
+    /// references under the state lock, not a copy of every grant.
     pub(crate) fn list(
         &self,
         peer_uid: u32,
         all: bool,
         page: Option<&ListPage>,
         now: UnixTime,
-    ) -> (Vec<Grant>, Option<GrantCursor>) {
+    ) -> (Vec<Grant>, Option<Cursor>) {
         let inner = self.lock();
         let may_see = self.may_see(peer_uid, &inner);
         let mut v: Vec<&Grant> = inner
@@ -72,33 +67,11 @@ impl Daemon {
             .filter(|g| may_see(g))
             .filter(|g| all || matches!(g.state_at(now), GrantState::Live | GrantState::Armed))
             .collect();
-        v.sort_unstable_by(|a, b| (a.not_before, &*a.id).cmp(&(b.not_before, &*b.id)));
-        let Some(page) = page else {
-            return (v.into_iter().map(|g| as_of(g, now)).collect(), None);
-        };
-        let start = match &page.after {
-            None => 0,
-            // Compared borrowed: the cursor is the client's (any length a frame allows).
-            Some(c) => {
-                v.partition_point(|g| (g.not_before, &*g.id) <= (c.not_before, c.id.as_str()))
-            }
-        };
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for g in v.iter().skip(start) {
-            let g = as_of(g, now);
-            let size = serde_json::to_vec(&g).map_or(usize::MAX, |b| b.len());
-            if !out.is_empty() && bytes.saturating_add(size) > LIST_PAGE_BYTES {
-                let next = out.last().map(|l: &Grant| GrantCursor {
-                    not_before: l.not_before,
-                    id: l.id.to_string(),
-                });
-                return (out, next);
-            }
-            bytes = bytes.saturating_add(size);
-            out.push(g);
+        v.sort_unstable_by(|a, b| grant_key(a).cmp(&grant_key(b)));
+        match page {
+            None => (v.into_iter().map(|g| as_of(g, now)).collect(), None),
+            Some(page) => super::pages::page_of(&v, grant_key, page, |g| as_of(g, now)),
         }
-        (out, None)
     }
 
     pub(crate) fn show(&self, peer_uid: u32, id: &str, now: UnixTime) -> Result<Grant, Refusal> {
@@ -155,4 +128,9 @@ impl Daemon {
         }
         result
     }
+}
+
+/// The order of `list_grants`.
+fn grant_key(g: &Grant) -> (i64, &str) {
+    (g.not_before, &g.id)
 }

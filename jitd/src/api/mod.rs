@@ -7,6 +7,7 @@ pub mod authz;
 pub mod breakglass;
 pub mod grants;
 pub mod mfa;
+pub mod pages;
 pub mod sessions;
 pub mod sudo;
 
@@ -73,7 +74,7 @@ impl Daemon {
             Request::CloseSession { user, session } => {
                 self.close_session(peer, &user, session.as_deref(), now)
             }
-            Request::ListSessions => Ok(self.list_sessions(peer)),
+            Request::ListSessions { page } => Ok(self.list_sessions(peer, page.as_ref())),
             Request::InitBreakglass {
                 account,
                 count,

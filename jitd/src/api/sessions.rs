@@ -4,7 +4,7 @@
 
 use jit_core::time::UnixTime;
 use jit_core::validate::{validate_grant_id, validate_name, validate_text};
-use jit_proto::message::{Payload, Session, SessionSpec};
+use jit_proto::message::{ListPage, Payload, Session, SessionSpec};
 use jit_proto::ErrorCode;
 use serde_json::json;
 
@@ -103,16 +103,27 @@ impl Daemon {
     }
 
     /// Open sessions (a user sees only its own).
-    pub(crate) fn list_sessions(&self, peer: Peer) -> Payload {
+    /// The sessions `peer` may see, in (`opened_at`, id) order: every one, or with `page`
+    /// one page of them (`api::pages`) and where the next starts.
+    pub(crate) fn list_sessions(&self, peer: Peer, page: Option<&ListPage>) -> Payload {
         let inner = self.lock();
         let may_see = self.may_see_user(peer.uid, &inner);
-        let sessions = inner
+        let mut v: Vec<&Session> = inner
             .state
             .sessions
             .values()
             .filter(|s| may_see(&s.user))
-            .cloned()
             .collect();
-        Payload::Sessions { sessions }
+        v.sort_unstable_by(|a, b| session_key(a).cmp(&session_key(b)));
+        let (sessions, next) = match page {
+            None => (v.into_iter().cloned().collect(), None),
+            Some(page) => super::pages::page_of(&v, session_key, page, Session::clone),
+        };
+        Payload::Sessions { sessions, next }
     }
+}
+
+/// The order of `list_sessions`.
+fn session_key(s: &Session) -> (i64, &str) {
+    (s.opened_at, s.id.as_str())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jit_core::time::format_duration;
 use jit_proto::client::ClientError;
-use jit_proto::message::Payload;
+use jit_proto::message::{Cursor, ListPage, Payload};
 use jit_proto::{ErrorCode, Request, Response};
 
 /// Refused or failed (stderr says why). Usage errors exit 2, through clap (the option
@@ -71,6 +71,49 @@ impl Ctx {
                 ..
             } => Err(Fail(EXIT_UNREACHABLE, message)),
             Response::Error { message, .. } => Err(Fail::refused(message)),
+        }
+    }
+}
+
+/// Every entry of a paged list (`list_grants`, `list_sessions`), a page at a time: one reply
+/// (a frame, 1 MiB) does not hold a bastion's worth. `ask` makes the request for a page (`None`:
+/// the one-reply form an older jitd knows, tried when it refuses the first paged request),
+/// `split` takes the entries and the next page's cursor out of a reply, `key` gives an entry's
+/// place in the order. A cursor that does not name the page's last entry, or does not move
+/// forward, would loop or skip: refused.
+pub fn fetch_pages<T>(
+    ctx: &Ctx,
+    ask: impl Fn(Option<ListPage>) -> Request,
+    split: impl Fn(Payload) -> Option<(Vec<T>, Option<Cursor>)>,
+    key: impl Fn(&T) -> (i64, &str),
+) -> Result<Vec<T>, Fail> {
+    let mut all = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let first = after.is_none();
+        let reply = match ctx.call(ask(Some(ListPage {
+            after: after.clone(),
+        }))) {
+            Ok(p) => p,
+            // A jitd older than paging (until it is restarted after an upgrade) refuses the
+            // field: ask it the old way.
+            Err(e) if first => match ctx.call(ask(None)) {
+                Ok(p) => p,
+                Err(_) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let (page, next) = split(reply).ok_or_else(Fail::unexpected)?;
+        all.extend(page);
+        match next {
+            Some(c)
+                if all.last().is_some_and(|e| key(e) == (c.at, c.id.as_str()))
+                    && after.as_ref().is_none_or(|a| *a < c) =>
+            {
+                after = Some(c);
+            }
+            Some(_) => return Err(Fail::refused("jitd gave a page cursor out of order")),
+            None => return Ok(all),
         }
     }
 }

@@ -2,11 +2,11 @@
 
 use clap::{Args, Subcommand};
 use jit_core::time::format_utc;
-use jit_proto::message::{ListPage, Payload};
+use jit_proto::message::Payload;
 use jit_proto::{Grant, GrantSpec, Request};
 
 use crate::args;
-use crate::client::{print, print_json, relative, Ctx, Fail};
+use crate::client::{fetch_pages, print, print_json, relative, Ctx, Fail};
 
 // Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
@@ -209,50 +209,16 @@ fn add(ctx: &Ctx, a: &AddArgs) -> Result<(), Fail> {
     }
 }
 
-/// Every grant the caller may see, a page at a time: a host with a few thousand grants does
-/// not fit them in one reply.
-fn fetch_all(ctx: &Ctx, all: bool) -> Result<Vec<Grant>, Fail> {
-    let mut grants = Vec::new();
-    let mut after = None;
-    loop {
-        let first = after.is_none();
-        let req = Request::ListGrants {
-            all,
-            page: Some(ListPage {
-                after: after.clone(),
-            }),
-        };
-        let reply = match ctx.call(req) {
-            Ok(p) => p,
-            // A jitd older than paging (until it is restarted after an upgrade) refuses the
-            // field: ask it the old way.
-            Err(e) if first => match ctx.call(Request::ListGrants { all, page: None }) {
-                Ok(p) => p,
-                Err(_) => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        let Payload::Grants { grants: page, next } = reply else {
-            return Err(Fail::unexpected());
-        };
-        grants.extend(page);
-        match next {
-            // The next page starts after this page's last grant; a cursor that did not move
-            // forward would ask for the same pages forever.
-            Some(c)
-                if grants.last().is_some_and(|g| g.id.as_str() == c.id)
-                    && after.as_ref().is_none_or(|a| *a < c) =>
-            {
-                after = Some(c)
-            }
-            Some(_) => return Err(Fail::refused("jitd gave a page cursor out of order")),
-            None => return Ok(grants),
-        }
-    }
-}
-
 fn list(ctx: &Ctx, all: bool) -> Result<(), Fail> {
-    let grants = fetch_all(ctx, all)?;
+    let grants = fetch_pages(
+        ctx,
+        |page| Request::ListGrants { all, page },
+        |p| match p {
+            Payload::Grants { grants, next } => Some((grants, next)),
+            _ => None,
+        },
+        |g: &Grant| (g.not_before, g.id.as_str()),
+    )?;
     if ctx.json {
         return print_json(&grants);
     }

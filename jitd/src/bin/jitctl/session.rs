@@ -1,10 +1,10 @@
 //! `jitctl session list`.
 
 use clap::Subcommand;
-use jit_proto::message::Payload;
+use jit_proto::message::{Payload, Session};
 use jit_proto::Request;
 
-use crate::client::{print, print_json, Ctx, Fail};
+use crate::client::{fetch_pages, print, print_json, Ctx, Fail};
 
 // Arguments built only when this subcommand is parsed (see `Cmd` in jitctl's main.rs).
 #[derive(Subcommand)]
@@ -22,9 +22,15 @@ pub fn run(ctx: &Ctx, cmd: &SessionCmd) -> Result<(), Fail> {
 }
 
 fn list(ctx: &Ctx) -> Result<(), Fail> {
-    let Payload::Sessions { sessions } = ctx.call(Request::ListSessions)? else {
-        return Err(Fail::unexpected());
-    };
+    let sessions = fetch_pages(
+        ctx,
+        |page| Request::ListSessions { page },
+        |p| match p {
+            Payload::Sessions { sessions, next } => Some((sessions, next)),
+            _ => None,
+        },
+        |s: &Session| (s.opened_at, s.id.as_str()),
+    )?;
     if ctx.json {
         return print_json(&sessions);
     }
