@@ -10,23 +10,23 @@ use super::*;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// `bytes` in a fresh file under the temporary directory, with `mode`; removed on drop.
-struct File(std::path::PathBuf);
+pub(super) struct File(std::path::PathBuf);
 
 impl File {
-    fn new(tag: &str, bytes: &[u8], mode: u32) -> File {
+    pub(super) fn new(tag: &str, bytes: &[u8], mode: u32) -> File {
         let p = std::env::temp_dir().join(format!("jit-keyed-{tag}-{}", std::process::id()));
         std::fs::write(&p, bytes).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         File(p)
     }
 
-    fn c(&self) -> CString {
+    pub(super) fn c(&self) -> CString {
         CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap()
     }
 }

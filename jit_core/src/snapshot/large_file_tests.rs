@@ -6,16 +6,10 @@ use super::file::{check_stat, read_trusted, read_trusted_base, Region, TrustErro
 use super::index::{name_key, Table};
 use super::index_tests::data;
 use super::keyed::{read_trusted_key, Keyed, KeyedError};
+use super::keyed_tests::{is_root, File};
 use super::listing_tests::indexed;
 use super::*;
 use crate::constants::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILE_BYTES};
-use std::ffi::CString;
-use std::os::unix::fs::PermissionsExt;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// `n` identities with sixteen 16 KiB ssh keys each, the most a grant may carry: the keys are
 /// once in the base and twice in the shards (name and uid), so the indexed image of 100 is
@@ -30,28 +24,6 @@ fn heavy(n: u32) -> crate::types::SnapshotData {
     d
 }
 
-/// `bytes` in a root-owned 0644 file under the temporary directory, removed on drop.
-struct File(std::path::PathBuf);
-
-impl File {
-    fn new(tag: &str, bytes: &[u8]) -> File {
-        let p = std::env::temp_dir().join(format!("jit-large-{tag}-{}", std::process::id()));
-        std::fs::write(&p, bytes).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        File(p)
-    }
-
-    fn c(&self) -> CString {
-        CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap()
-    }
-}
-
-impl Drop for File {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn keys_of(s: &Snapshot<'_>, name: &str) -> usize {
     s.account_by_name(name, 500)
         .map_or(0, |a| a.ssh_keys().count())
@@ -64,7 +36,7 @@ fn an_indexed_file_above_the_copy_cap_is_read_in_parts() {
     }
     let bytes = indexed(&heavy(100));
     assert!(bytes.len() as u64 > MAX_SNAPSHOT_BYTES, "{}", bytes.len());
-    let f = File::new("indexed", &bytes);
+    let f = File::new("large-indexed", &bytes, 0o644);
     drop(bytes);
     // Read whole: more than a reader copies.
     assert_eq!(read_trusted(&f.c()).err(), Some(TrustError::BadSize));
@@ -91,7 +63,7 @@ fn the_same_data_without_the_index_is_refused() {
     }
     let bytes = build_snapshot(&heavy(270)).unwrap();
     assert!(bytes.len() as u64 > MAX_SNAPSHOT_BYTES);
-    let f = File::new("whole", &bytes);
+    let f = File::new("large-whole", &bytes, 0o644);
     drop(bytes);
     assert_eq!(read_trusted(&f.c()).err(), Some(TrustError::BadSize));
     assert_eq!(read_trusted_base(&f.c()).err(), Some(TrustError::BadSize));
