@@ -83,9 +83,8 @@ impl Daemon {
         let mut m = lock(&self.snapshot.measured);
         // Whole writes finish in generation order (one at a time, newest projection first).
         m.at = Some((generation, Load { public, gates }));
-        let s = Load { public, gates }.fullest();
-        let over = s.bytes > s.limit;
-        if over && !m.over_reported {
+        let over = capacity::over_limit(Load { public, gates });
+        if let Some(s) = over.filter(|_| !m.over_reported) {
             self.audit.record(
                 now,
                 Severity::Error,
@@ -96,7 +95,7 @@ impl Daemon {
                 }),
             );
         }
-        m.over_reported = over;
+        m.over_reported = over.is_some();
     }
 
     /// The `snapshot room:` line of `jitctl status`, and the load.

@@ -113,6 +113,12 @@ pub fn room(load: Load, weight: u64) -> Result<Room, String> {
     })
 }
 
+/// The file above its limit, if one is (the modules refuse it).
+pub fn over_limit(load: Load) -> Option<Share> {
+    let s = load.fullest();
+    (s.bytes > s.limit).then_some(s)
+}
+
 /// `bytes` as MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     let tenths = bytes.saturating_mul(10) / (1024 * 1024);
@@ -191,6 +197,27 @@ mod tests {
             assert!(room(edge, u64::MAX).is_err());
             assert!(room(at(u64::MAX), 1).is_err());
         }
+    }
+
+    #[test]
+    fn over_the_limit_is_past_it_not_at_it() {
+        let at = Load {
+            public: PUBLIC_LIMIT_BYTES,
+            gates: GATES_LIMIT_BYTES,
+        };
+        assert_eq!(over_limit(at), None);
+        let s = over_limit(Load {
+            gates: GATES_LIMIT_BYTES + 1,
+            ..at
+        })
+        .unwrap();
+        assert_eq!((s.file, s.limit), ("gates file", GATES_LIMIT_BYTES));
+        let s = over_limit(Load {
+            public: PUBLIC_LIMIT_BYTES + 1,
+            gates: 0,
+        })
+        .unwrap();
+        assert_eq!((s.file, s.limit), ("public snapshot", PUBLIC_LIMIT_BYTES));
     }
 
     #[test]
