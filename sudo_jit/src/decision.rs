@@ -113,8 +113,9 @@ pub struct Input<'a> {
     pub cmd: Result<&'a Command, &'a InfoError>,
     /// The command's canonical path when it differs (merged /usr: /bin → /usr/bin).
     pub alt_command: Option<&'a str>,
-    /// The snapshot, `None` when missing, untrusted or corrupt.
-    pub snapshot: Option<&'a Snapshot<'a>>,
+    /// The gates file (whole, or the parts of it that hold everything about this user and
+    /// these groups), `None` when missing, untrusted or corrupt.
+    pub snapshot: Option<&'a dyn Gates>,
     /// Why the plugin is broken (bad options, failed open), if it is.
     pub broken: Option<&'a str>,
     /// The daemon-free test ([`looks_jit_by_ids`]) said jit.
@@ -154,35 +155,74 @@ pub fn looks_jit_in_range(
     (in_range(uid) && !local_uid(uid)) || groups.iter().any(|&g| in_range(g) && !local_gid(g))
 }
 
-/// Whether the snapshot makes `inv`'s user one whose sudo right comes from a jit sudo scope:
+/// The three things a decision asks of the gates file, for the invoking user and the groups
+/// its process holds. Answered by the whole file (a [`Snapshot`]) or by [`Parts`] of it.
+pub trait Gates {
+    /// `user`'s gate records (with the delta), in the file's order.
+    fn grants_of(&self, user: &str) -> Vec<GateView<'_>>;
+    /// Whether `user` is a managed account.
+    fn managed(&self, user: &str) -> bool;
+    /// Whether the process holds the gid of `jit-sudo` ([`holds_jit_sudo`]).
+    fn holds_jit_sudo(&self, inv: &Invocation, now: UnixTime) -> bool;
+}
+
+impl Gates for Snapshot<'_> {
+    fn grants_of(&self, user: &str) -> Vec<GateView<'_>> {
+        self.grants_for_user(user).collect()
+    }
+
+    fn managed(&self, user: &str) -> bool {
+        self.is_managed(user)
+    }
+
+    fn holds_jit_sudo(&self, inv: &Invocation, now: UnixTime) -> bool {
+        holds_jit_sudo(self, inv, now)
+    }
+}
+
+/// The parts of an indexed gates file (format 1.6, `GatesPart`) that hold everything a
+/// decision about one user and one set of groups reads: `own`, the view of the invoking user's
+/// shard (their gate records and managed entry, with the delta; `None`: the file has none for
+/// them), and `held`, the views of the shards of the groups the process holds (each of jit's
+/// groups among them whole, with all its members, with the delta). So each [`Gates`] answer
+/// is the whole file's (tests: `the_gates_shards_decide_exactly_as_the_whole_file`), at the
+/// cost of a shard or two instead of a file that grows with every grant on the host.
+pub struct Parts<'p, 'a> {
+    /// The user's shard.
+    pub own: Option<&'p Snapshot<'a>>,
+    /// The held groups' shards.
+    pub held: &'p [Snapshot<'a>],
+}
+
+impl Gates for Parts<'_, '_> {
+    fn grants_of(&self, user: &str) -> Vec<GateView<'_>> {
+        self.own
+            .map(|s| s.grants_for_user(user).collect())
+            .unwrap_or_default()
+    }
+
+    fn managed(&self, user: &str) -> bool {
+        self.own.is_some_and(|s| s.is_managed(user))
+    }
+
+    fn holds_jit_sudo(&self, inv: &Invocation, now: UnixTime) -> bool {
+        self.held.iter().any(|s| holds_jit_sudo(s, inv, now))
+    }
+}
+
+/// Whether the gates make `inv`'s user one whose sudo right comes from a jit sudo scope:
 /// a grant with a sudo scope (in any state: an expired or armed one still confines), a managed
 /// account, or a process still holding the `jit-sudo` gid ([`holds_jit_sudo`]). A user whose
 /// grants only add group memberships or an account is left to sudoers: those memberships are
 /// live in NSS (sudo.conf sets `group_source dynamic`) and the sessions that kept them are
 /// ended at teardown.
-fn jit_in_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool {
-    snap.grants_for_user(&inv.user)
+pub fn is_jit(gates: &dyn Gates, inv: &Invocation, now: UnixTime) -> bool {
+    gates
+        .grants_of(&inv.user)
+        .iter()
         .any(|g| g.sudo().next().is_some())
-        || snap.is_managed(&inv.user)
-        || holds_jit_sudo(snap, inv, now)
-}
-
-/// [`jit_in_snapshot`] from parts of the gates file (format 1.6, `GatesPart`): `own`, the
-/// view of the invoking user's shard (their gate records and managed entry, with the delta),
-/// and `held`, the views of the shards of the groups the process holds (each such group with
-/// all its members, with the delta). Together they hold every record the whole-file test
-/// looks at for this user and these groups, so the answer is the same.
-pub fn jit_in_parts(
-    own: Option<&Snapshot<'_>>,
-    held: &[Snapshot<'_>],
-    inv: &Invocation,
-    now: UnixTime,
-) -> bool {
-    own.is_some_and(|s| {
-        s.grants_for_user(&inv.user)
-            .any(|g| g.sudo().next().is_some())
-            || s.is_managed(&inv.user)
-    }) || held.iter().any(|s| holds_jit_sudo(s, inv, now))
+        || gates.managed(&inv.user)
+        || gates.holds_jit_sudo(inv, now)
 }
 
 /// Without a trusted gates file: whether the world-readable snapshot (which NSS still serves,
@@ -218,7 +258,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
     // With a trusted snapshot it decides; without one, the id heuristic fails closed for
     // anything that looks like a jit identity.
     let jit = match input.snapshot {
-        Some(s) => jit_in_snapshot(s, inv, input.now),
+        Some(s) => is_jit(s, inv, input.now),
         None => input.jit_by_ids,
     };
     if !jit {
@@ -274,7 +314,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
 }
 
 fn judge(
-    snap: &Snapshot<'_>,
+    snap: &dyn Gates,
     inv: &Invocation,
     req: &SudoRequest<'_>,
     alt_command: Option<&str>,
@@ -282,12 +322,13 @@ fn judge(
 ) -> Decision {
     let classes = classify(req, &[]);
     let grants: Vec<GateView<'_>> = snap
-        .grants_for_user(&inv.user)
+        .grants_of(&inv.user)
+        .into_iter()
         .filter(|g| g.uid() == 0 || g.uid() == inv.uid)
         .collect();
     let usable = |g: &GateView<'_>| g.is_live(now) && g.flags() & GATE_ARMED == 0;
     let has_scope = |g: &GateView<'_>| g.sudo().next().is_some();
-    let managed = snap.is_managed(&inv.user);
+    let managed = snap.managed(&inv.user);
     let enabling = grants
         .iter()
         .find(|g| usable(g) && g.flags() & GATE_ENABLE != 0)
@@ -382,7 +423,7 @@ fn judge(
             classes,
         );
     }
-    if managed && !holds_jit_sudo(snap, inv, now) {
+    if managed && !snap.holds_jit_sudo(inv, now) {
         // A managed admin re-enabled by a live --enable grant, whose sudo right comes from
         // the local sudoers (not from jit-sudo): sudoers decided, under the enabling grant.
         return Decision::allow(true, enabling, classes);

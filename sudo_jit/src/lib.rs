@@ -347,12 +347,24 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         .as_ref()
         .ok()
         .and_then(|c| local::trusted_alias(&c.command));
-    // Whether the user is jit's business at all, from the gates file's shards of the user and
-    // of the groups the process holds (format 1.6): a user who is not (a local sudoer) is
-    // approved here, as `decide` would, without reading the whole file, whose size grows with
-    // the grants on the host. Anyone else, or a file that cannot say (older, damaged), goes
-    // through the whole file as before.
+    // The decision from the gates file's shards of the user and of the groups the process
+    // holds (format 1.6): they hold every record a decision about this user and these groups
+    // reads (`decision::Parts`), so a user who is not jit's business (a local sudoer) is
+    // approved, and a jit user decided, without reading the whole file, whose size grows with
+    // the grants on the host. A file that cannot say (older, damaged, more than 64 groups)
+    // is read whole as before.
     let now = jit_core::time::now();
+    let decide = |gates: Option<&dyn decision::Gates>, jit_by_ids: bool| {
+        decision::decide(&decision::Input {
+            inv: &inv,
+            cmd: cmd.as_ref(),
+            alt_command: alt.as_deref(),
+            snapshot: gates,
+            broken: opts.broken.as_deref(),
+            jit_by_ids,
+            now,
+        })
+    };
     let by_shards = jit_core::snapshot::keyed::GatesPart::read(
         GATES_PATH,
         GATES_DELTA_PATH,
@@ -360,71 +372,17 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         &inv.groups,
     )
     .and_then(|p| {
-        p.answer(|own, held| decision::jit_in_parts(own, held, &inv, now))
-            .ok()
+        p.answer(|own, held| {
+            let parts = decision::Parts { own, held };
+            decision::is_jit(&parts, &inv, now).then(|| decide(Some(&parts), false))
+        })
+        .ok()
     });
-    if by_shards == Some(false) {
-        return 1;
-    }
-    // Grants added since the gates file was written are in its delta.
-    let layers = jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH).ok();
-    let delta = layers.as_ref().and_then(|l| l.parse_delta());
-    let snap = layers
-        .as_ref()
-        .and_then(|l| jit_core::snapshot::Snapshot::parse(&l.base).ok())
-        .map(|s| s.over(delta.as_ref()));
-    let passwd = std::cell::OnceCell::new();
-    let group = std::cell::OnceCell::new();
-    // Without a snapshot, jitd's durable managed list still marks a managed admin (docs/design.md#fail-closed:
-    // denied while the snapshot is missing), as the reserved ids mark a jit identity.
-    let managed_without_snapshot = snap.is_none()
-        && jit_core::managed::read_managed_list(MANAGED_LIST)
-            .is_ok_and(|names| names.contains(&inv.user));
-    // The public snapshot may still be there (NSS then still shows jit-sudo memberships):
-    // it marks jit users, whatever uid_range jitd uses, so they are refused, not let through
-    // by the sudoers rule.
-    let public = if snap.is_none() {
-        public_snapshot_view(&inv)
-    } else {
-        None
+    let mut d = match by_shards {
+        Some(None) => return 1,
+        Some(Some(d)) => d,
+        None => whole_file_decision(&inv, now, decide),
     };
-    let public_says_jit = public.is_some_and(|(jit, _)| jit);
-    // jitd's configured uid range from whichever snapshot header is readable; the default
-    // range only when neither file is there.
-    let range = snap
-        .as_ref()
-        .and_then(|s| s.uid_range())
-        .or(public.and_then(|(_, r)| r))
-        .unwrap_or((
-            jit_core::constants::DEFAULT_UID_MIN,
-            jit_core::constants::DEFAULT_UID_MAX,
-        ));
-    let jit_by_ids = managed_without_snapshot
-        || public_says_jit
-        || decision::looks_jit_in_range(
-            range,
-            inv.uid,
-            &inv.groups,
-            |u| {
-                passwd
-                    .get_or_init(|| local::uids(jit_core::host::accounts::PASSWD_PATH))
-                    .contains(&u)
-            },
-            |g| {
-                group
-                    .get_or_init(|| local::gids(jit_core::host::accounts::GROUP_PATH))
-                    .contains(&g)
-            },
-        );
-    let mut d = decision::decide(&decision::Input {
-        inv: &inv,
-        cmd: cmd.as_ref(),
-        alt_command: alt.as_deref(),
-        snapshot: snap.as_ref(),
-        broken: opts.broken.as_deref(),
-        jit_by_ids,
-        now,
-    });
     // Set when jitd could not be reached in this check: no second wait on it.
     let mut jitd_down = false;
     if d.verdict == decision::Verdict::StepUp {
@@ -467,6 +425,67 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
     0
 }
 
+/// The decision from the whole gates file (with its delta), or, without a trusted one, from
+/// what still marks a jit identity: jitd's durable managed list, the public snapshot, the
+/// reserved ids. `decide` runs `decision::decide` with the gates and the id test's answer.
+fn whole_file_decision(
+    inv: &cinfo::Invocation,
+    now: jit_core::time::UnixTime,
+    decide: impl FnOnce(Option<&dyn decision::Gates>, bool) -> decision::Decision,
+) -> decision::Decision {
+    // Grants added since the gates file was written are in its delta.
+    let layers = jit_core::snapshot::file::read_trusted_layers(GATES_PATH, GATES_DELTA_PATH).ok();
+    let delta = layers.as_ref().and_then(|l| l.parse_delta());
+    let snap = layers
+        .as_ref()
+        .and_then(|l| jit_core::snapshot::Snapshot::parse(&l.base).ok())
+        .map(|s| s.over(delta.as_ref()));
+    let passwd = std::cell::OnceCell::new();
+    let group = std::cell::OnceCell::new();
+    // Without a snapshot, jitd's durable managed list still marks a managed admin (docs/design.md#fail-closed:
+    // denied while the snapshot is missing), as the reserved ids mark a jit identity.
+    let managed_without_snapshot = snap.is_none()
+        && jit_core::managed::read_managed_list(MANAGED_LIST)
+            .is_ok_and(|names| names.contains(&inv.user));
+    // The public snapshot may still be there (NSS then still shows jit-sudo memberships):
+    // it marks jit users, whatever uid_range jitd uses, so they are refused, not let through
+    // by the sudoers rule.
+    let public = if snap.is_none() {
+        public_snapshot_view(inv, now)
+    } else {
+        None
+    };
+    let public_says_jit = public.is_some_and(|(jit, _)| jit);
+    // jitd's configured uid range from whichever snapshot header is readable; the default
+    // range only when neither file is there.
+    let range = snap
+        .as_ref()
+        .and_then(|s| s.uid_range())
+        .or(public.and_then(|(_, r)| r))
+        .unwrap_or((
+            jit_core::constants::DEFAULT_UID_MIN,
+            jit_core::constants::DEFAULT_UID_MAX,
+        ));
+    let jit_by_ids = managed_without_snapshot
+        || public_says_jit
+        || decision::looks_jit_in_range(
+            range,
+            inv.uid,
+            &inv.groups,
+            |u| {
+                passwd
+                    .get_or_init(|| local::uids(jit_core::host::accounts::PASSWD_PATH))
+                    .contains(&u)
+            },
+            |g| {
+                group
+                    .get_or_init(|| local::gids(jit_core::host::accounts::GROUP_PATH))
+                    .contains(&g)
+            },
+        );
+    decide(snap.as_ref().map(|s| s as &dyn decision::Gates), jit_by_ids)
+}
+
 /// The step-up of a `--mfa-sudo` grant: asked once per sudo invocation, at its first check;
 /// an intercepted sub-command under the grant already proved in this invocation passes, any
 /// other later check is refused (it must not prompt, docs/threat-model.md#s11), and so is `sudo -n`.
@@ -504,7 +523,10 @@ fn step_up(
 /// Whether the world-readable snapshot (same trust rules as the gates file) marks the invoking
 /// user as jit, and the uid range its header states; used only when the gates file is missing
 /// or untrusted. `None` if the public snapshot is not usable either.
-fn public_snapshot_view(inv: &cinfo::Invocation) -> Option<(bool, Option<(u32, u32)>)> {
+fn public_snapshot_view(
+    inv: &cinfo::Invocation,
+    now: jit_core::time::UnixTime,
+) -> Option<(bool, Option<(u32, u32)>)> {
     let layers = jit_core::snapshot::file::read_trusted_layers(
         PUBLIC_SNAPSHOT_PATH,
         jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C,
@@ -515,7 +537,7 @@ fn public_snapshot_view(inv: &cinfo::Invocation) -> Option<(bool, Option<(u32, u
         .ok()?
         .over(delta.as_ref());
     Some((
-        decision::jit_in_public_snapshot(&s, inv, jit_core::time::now()),
+        decision::jit_in_public_snapshot(&s, inv, now),
         s.uid_range(),
     ))
 }

@@ -73,6 +73,8 @@ struct G {
     uid: u32,
     /// Local groups joined while live.
     groups: Vec<&'static str>,
+    /// A sudo scope (the probe's only: bench/scale times a jit user's sudo decision).
+    sudo: &'static [&'static str],
 }
 
 fn model(n: usize) -> Vec<G> {
@@ -92,6 +94,7 @@ fn model(n: usize) -> Vec<G> {
                 name: format!("jb{i:05}"),
                 uid: UID_BASE + i as u32,
                 groups,
+                sudo: if i == probe { &["/usr/bin/id"] } else { &[] },
             }
         })
         .collect()
@@ -237,7 +240,7 @@ fn state_for(gs: &[G], now: UnixTime) -> Result<State, String> {
         let grant: jit_proto::Grant = serde_json::from_value(serde_json::json!({
             "id": g.id, "user": g.name, "state": "live",
             "not_before": nb, "not_after": na, "created_at": nb, "created_by": "root",
-            "account": true, "uid": g.uid, "groups": g.groups,
+            "account": true, "uid": g.uid, "groups": g.groups, "sudo": g.sudo,
             "ssh_keys": [], "reason": "bench", "ticket": "", "requested_by": "",
             "went_live_at": nb,
         }))

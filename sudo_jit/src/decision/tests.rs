@@ -72,7 +72,7 @@ fn run(img: Option<&[u8]>, inv: &Invocation, c: &Command) -> Decision {
         inv,
         cmd: Ok(c),
         alt_command: None,
-        snapshot: snap.as_ref(),
+        snapshot: snap.as_ref().map(|s| s as &dyn Gates),
         broken: None,
         jit_by_ids: false,
         now: NOW,
@@ -147,7 +147,7 @@ fn merged_usr_alias() {
         inv: &a,
         cmd: Ok(&c),
         alt_command: Some("/usr/bin/id"),
-        snapshot: Some(&snap),
+        snapshot: Some(&snap as &dyn Gates),
         broken: None,
         jit_by_ids: false,
         now: NOW,
@@ -309,7 +309,7 @@ fn non_jit_and_root_approved() {
         inv: &root,
         cmd: Ok(&c),
         alt_command: None,
-        snapshot: Some(&snap),
+        snapshot: Some(&snap as &dyn Gates),
         broken: Some("bad option"),
         jit_by_ids: true,
         now: NOW,
@@ -683,22 +683,48 @@ fn public_snapshot_marks_jit_users_outside_the_default_range() {
 }
 
 /// The shards of an indexed gates file (format 1.6) of the invoking user and of the groups
-/// the process holds say jit or not exactly as the whole file does, for users with sudo
-/// grants, without them, managed, holding jit-sudo as a member or without being one, and
-/// local users with nothing.
+/// the process holds decide exactly as the whole file does: whether the user is jit's business
+/// at all, and then the whole decision (verdict, reason, grant, classes), for users with sudo
+/// grants of every kind (narrow, ALL, run-as, `--mfa-sudo`, armed, expired, not yet valid,
+/// revoke-on), without them, managed with and without an enabling grant, holding jit-sudo as a
+/// member or without being one, and local users with nothing; for commands inside and outside
+/// the scopes, as root and as another run-as user.
 #[test]
-fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
+fn the_gates_shards_decide_exactly_as_the_whole_file() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return; // the trust rules need a root-owned file
     }
+    let with = |mut g: GateGrant, f: &dyn Fn(&mut GateGrant)| {
+        f(&mut g);
+        g
+    };
     let mut sd = snapshot_data(
         vec![
             grant("g-a000000001", "alice", &["/usr/bin/id"], &[]),
             grant("g-b000000001", "bob", &[], &[]),
             grant("g-c000000001", "carol", &["ALL"], &[]),
+            grant("g-d000000001", "erin", &["ALL"], &["www-data"]),
+            with(grant("g-e000000001", "frank", &["ALL"], &[]), &|g| {
+                g.flags |= GATE_MFA_SUDO;
+            }),
+            with(grant("g-f000000001", "gina", &["ALL"], &[]), &|g| {
+                g.flags |= GATE_ARMED;
+            }),
+            with(grant("g-f000000002", "hank", &["ALL"], &[]), &|g| {
+                g.not_after = NOW - 1;
+            }),
+            with(grant("g-f000000003", "ivy", &["ALL"], &[]), &|g| {
+                g.not_before = NOW + 100;
+            }),
+            with(grant("g-f000000004", "jack", &["ALL"], &[]), &|g| {
+                g.revoke_on = CLASS_ACCOUNT_CHANGE;
+            }),
+            with(grant("g-f000000005", "ops", &[], &[]), &|g| {
+                g.flags |= GATE_ENABLE;
+            }),
         ],
-        &["admin"],
+        &["admin", "ops"],
     );
     // carol is a live member of jit-sudo; the others are not.
     sd.groups[0].members.push(jit_core::types::Member {
@@ -708,7 +734,8 @@ fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
         not_after: 2_000,
     });
     sd.uid_range = Some((70_000, 79_999));
-    sd.grants.sort_by(|a, b| a.user.cmp(&b.user));
+    sd.grants
+        .sort_by(|a, b| (&a.user, &a.id).cmp(&(&b.user, &b.id)));
     let img = jit_core::snapshot::build_snapshot_with(
         &sd,
         &jit_core::snapshot::BuildOptions {
@@ -722,24 +749,64 @@ fn the_gates_shards_say_jit_exactly_as_the_whole_file() {
     std::fs::write(&path, &img).unwrap();
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let whole = Snapshot::parse(&img).unwrap();
-    let mut jit_seen = 0;
-    for user in ["alice", "bob", "carol", "admin", "dave", "root2"] {
+    let commands = [
+        (cmd("/usr/bin/id", &[]), None),
+        (cmd("/usr/bin/apt", &["install", "x"]), None),
+        (cmd("/usr/sbin/useradd", &["x"]), None),
+        (cmd("/usr/bin/id", &[]), Some("www-data")),
+    ];
+    let (mut jit_seen, mut decided) = (0, 0);
+    let mut verdicts = std::collections::BTreeMap::new();
+    let users = [
+        "alice", "bob", "carol", "erin", "frank", "gina", "hank", "ivy", "jack", "ops", "admin",
+        "dave",
+    ];
+    for user in users {
         for groups in [vec![1001, 27], vec![1001, JIT_SUDO_GID], vec![]] {
-            let mut i = inv(user, 1001);
+            let mut i = inv(user, 70_001);
             i.groups = groups;
             let part =
                 jit_core::snapshot::keyed::GatesPart::read(&c, c"/nonexistent", user, &i.groups)
                     .unwrap();
             let by_parts = part
-                .answer(|own, held| jit_in_parts(own, held, &i, NOW))
+                .answer(|own, held| is_jit(&Parts { own, held }, &i, NOW))
                 .unwrap();
-            let want = jit_in_snapshot(&whole, &i, NOW);
+            let want = is_jit(&whole, &i, NOW);
             assert_eq!(by_parts, want, "{user} {:?}", i.groups);
             jit_seen += usize::from(want);
+            for (command, runas) in &commands {
+                i.runas_user = runas.map(str::to_string);
+                let input = |gates: &dyn Gates| {
+                    decide(&Input {
+                        inv: &i,
+                        cmd: Ok(command),
+                        alt_command: None,
+                        snapshot: Some(gates),
+                        broken: None,
+                        jit_by_ids: false,
+                        now: NOW,
+                    })
+                };
+                let by_parts = part
+                    .answer(|own, held| input(&Parts { own, held }))
+                    .unwrap();
+                let want = input(&whole);
+                assert_eq!(
+                    by_parts, want,
+                    "{user} {:?} {} as {runas:?}",
+                    i.groups, command.command
+                );
+                decided += usize::from(want.jit);
+                *verdicts.entry(format!("{:?}", want.verdict)).or_insert(0) += 1;
+            }
         }
     }
     let _ = std::fs::remove_file(&path);
-    // alice (sudo scope) and admin (managed) always; bob and dave only while holding
-    // jit-sudo without being its member; carol always (scope, and a member); root2 likewise.
-    assert_eq!(jit_seen, 3 * 3 + 3);
+    // Always jit: the ten with a sudo scope or managed (alice, carol, erin, frank, gina, hank,
+    // ivy, jack; ops and admin managed); bob and dave only while holding jit-sudo without
+    // being its member.
+    assert_eq!(jit_seen, 10 * 3 + 2);
+    assert_eq!(decided, jit_seen * commands.len());
+    // Every kind of answer was compared, not only refusals.
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
 }
