@@ -182,11 +182,13 @@ impl Gates for Snapshot<'_> {
 
 /// The parts of an indexed gates file (format 1.6, `GatesPart`) that hold everything a
 /// decision about one user and one set of groups reads: `own`, the view of the invoking user's
-/// shard (their gate records and managed entry, with the delta; `None`: the file has none for
-/// them), and `held`, the views of the shards of the groups the process holds (each of jit's
-/// groups among them whole, with all its members, with the delta). So each [`Gates`] answer
-/// is the whole file's (tests: `the_gates_shards_decide_exactly_as_the_whole_file`), at the
-/// cost of a shard or two instead of a file that grows with every grant on the host.
+/// shard (their gate records, managed entry and, since 1.7, their member records of jit's
+/// groups, with the delta; `None`: the file has none for them), and `held`, the views of the
+/// shards of the groups the process holds (each of jit's groups among them: since 1.7 its
+/// record without members, in 1.6 whole; with the delta). So each [`Gates`] answer is the
+/// whole file's (tests: `the_gates_shards_decide_exactly_as_the_whole_file`), at the cost of a
+/// few small shards instead of a file, or a `jit-users` group, that grows with every grant on
+/// the host.
 pub struct Parts<'p, 'a> {
     /// The user's shard.
     pub own: Option<&'p Snapshot<'a>>,
@@ -206,7 +208,8 @@ impl Gates for Parts<'_, '_> {
     }
 
     fn holds_jit_sudo(&self, inv: &Invocation, now: UnixTime) -> bool {
-        self.held.iter().any(|s| holds_jit_sudo(s, inv, now))
+        let views: Vec<&Snapshot<'_>> = self.held.iter().chain(self.own).collect();
+        holds_jit_sudo_in(&views, inv, now)
     }
 }
 
@@ -239,14 +242,26 @@ pub fn jit_in_public_snapshot(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTi
 /// counts too: a session that kept it after its grant ended. (jit-users and jit-mfa are held
 /// by their live members; only jit-sudo gives a sudo right through the sudoers drop-in.)
 fn holds_jit_sudo(snap: &Snapshot<'_>, inv: &Invocation, now: UnixTime) -> bool {
-    (0..snap.group_count())
-        .filter_map(|i| snap.group_at(i))
-        .filter(|g| inv.groups.contains(&g.gid()))
-        .any(|g| {
-            g.name() == GROUP_JIT_SUDO
-                || (g.kind() == GROUP_KIND_JIT
-                    && !g.members().any(|m| m.name() == inv.user && m.is_live(now)))
-        })
+    holds_jit_sudo_in(&[snap], inv, now)
+}
+
+/// [`holds_jit_sudo`] over the group records of `views` together: a group's membership is the
+/// union of every record of its gid they hold. A delta holds its own record of a group with
+/// the members it adds, and a gates file's shards (1.7) hold a jit group's record by gid
+/// without members and each member's record by name; no one record says who is not a member.
+fn holds_jit_sudo_in(views: &[&Snapshot<'_>], inv: &Invocation, now: UnixTime) -> bool {
+    let groups = || {
+        views
+            .iter()
+            .flat_map(|s| (0..s.group_count()).filter_map(|i| s.group_at(i)))
+            .filter(|g| inv.groups.contains(&g.gid()))
+    };
+    let member = |gid: u32| {
+        groups()
+            .filter(|g| g.gid() == gid)
+            .any(|g| g.members().any(|m| m.name() == inv.user && m.is_live(now)))
+    };
+    groups().any(|g| g.name() == GROUP_JIT_SUDO || (g.kind() == GROUP_KIND_JIT && !member(g.gid())))
 }
 
 /// Decides one `check` call.

@@ -7,10 +7,12 @@
 //! (the group is visible exactly while such an account is live). The id key of `i` owns the
 //! accounts with uid `i` and the groups with gid `i` (and, for private groups, the accounts with
 //! that uid). The gates file's index (format 1.6, `IndexKind::Gates`) is another: the name key
-//! of `n` owns only the gate records of the person `n` and `n`'s managed-list entry, the id
-//! key of `i` only jit's own groups with gid `i` (whole), so pam_jit and sudo_jit tell from a
-//! few small shards whether a person is jit's business, and the file stays well under the
-//! readers' size cap (a full index made it 70 MB at 50 000 grants).
+//! of `n` owns only the gate records of the person `n`, `n`'s managed-list entry and (1.7)
+//! `n`'s own member records of jit's groups, the id key of `i` only jit's own groups with gid
+//! `i`, without their members (1.7; whole in 1.6, which put every member of `jit-users` in the
+//! shard every jit user's `sudo` read). So pam_jit and sudo_jit decide a person from a few
+//! small shards, and the file stays well under the readers' size cap (a full index made it
+//! 70 MB at 50 000 grants).
 //!
 //! Memory. Each table is one flat, sorted vector of `(key, record)` pairs (16 bytes each); a
 //! key's records are a run of it, a bucket's the run of its keys once the pairs are renumbered
@@ -44,6 +46,9 @@ enum Rec {
     Account(u32),
     Group(u32),
     Stub(u32, u32),
+    /// A group's record without its members (gates file only, by gid): its members are found
+    /// by their names.
+    Bare(u32),
     /// A gate record (gates file only), by its person's name.
     Gate(u32),
     /// A managed-list entry (gates file only), by its name.
@@ -109,8 +114,9 @@ fn pairs(
 }
 
 /// The pairs of the gates file's index (1.6): the name key of each person owns their gate
-/// records and managed entry (when the image carries them), the id key of a gid the groups
-/// sudo_jit's jit-group test looks at (kind JIT, or named `jit-sudo`), whole.
+/// records and managed entry (when the image carries them) and (1.7) their own member records
+/// of the groups sudo_jit's jit-group test looks at (kind JIT, or named `jit-sudo`); the id key
+/// of such a group's gid owns its record without members.
 fn gates_pairs(
     data: &SnapshotData,
     with_gates: bool,
@@ -127,7 +133,11 @@ fn gates_pairs(
     }
     for (g, e) in data.groups.iter().enumerate() {
         if e.kind == GROUP_KIND_JIT || e.name.as_str() == GROUP_JIT_SUDO {
-            ids.push((id_key(e.gid), Rec::Group(idx(g)?)));
+            let gi = idx(g)?;
+            ids.push((id_key(e.gid), Rec::Bare(gi)));
+            for (m, mem) in e.members.iter().enumerate() {
+                names.push((name_key(&mem.name), Rec::Stub(gi, idx(m)?)));
+            }
         }
     }
     for v in [&mut names, &mut ids] {
@@ -141,7 +151,7 @@ fn gates_pairs(
 fn name_of(data: &SnapshotData, r: Rec) -> Option<&str> {
     match r {
         Rec::Account(i) => data.accounts.get(i as usize).map(|a| a.name.as_str()),
-        Rec::Group(g) => data.groups.get(g as usize).map(|e| e.name.as_str()),
+        Rec::Group(g) | Rec::Bare(g) => data.groups.get(g as usize).map(|e| e.name.as_str()),
         Rec::Stub(g, m) => data
             .groups
             .get(g as usize)
@@ -158,7 +168,7 @@ fn weight(data: &SnapshotData, run: &[Pair]) -> usize {
     run.iter()
         .map(|&(_, r)| match r {
             Rec::Group(g) => data.groups.get(g as usize).map_or(0, |e| e.members.len()),
-            Rec::Account(_) | Rec::Stub(..) | Rec::Gate(_) | Rec::Managed(_) => 1,
+            Rec::Account(_) | Rec::Stub(..) | Rec::Bare(_) | Rec::Gate(_) | Rec::Managed(_) => 1,
         })
         .sum()
 }
@@ -327,6 +337,18 @@ fn shard(
                         },
                     ));
                     whole = groups.len();
+                }
+            }
+            // Its memberships, if any are here, join it below (a bare group is not whole).
+            Rec::Bare(g) => {
+                if let Some(entry) = data.groups.get(g as usize) {
+                    groups.push((
+                        g,
+                        GroupIn {
+                            entry,
+                            members: Vec::new(),
+                        },
+                    ));
                 }
             }
             Rec::Stub(g, m) => {

@@ -264,12 +264,13 @@ fn gates_opts() -> BuildOptions {
 
 /// What the whole-file tests of pam_jit and sudo_jit look at for `user` and `gids`: the gate
 /// records' ids and sudo scopes, the managed flag, and jit's own groups with one of the gids
-/// (name, gid, members) — from a whole view, or from a person's view and the groups' views.
-/// Gate records (id, sudo scope), the managed flag, and the groups (name, gid, members).
+/// (name, gid, whether `user` is one of its members), from a whole view, or from a person's
+/// view and the groups' views together (1.7: a group's record by gid has no members; each
+/// member's record is in the member's own shard).
 type GateFacts = (
     Vec<(String, Vec<String>)>,
     bool,
-    Vec<(String, u32, Vec<String>)>,
+    Vec<(String, u32, bool)>,
 );
 
 fn gate_facts(
@@ -284,16 +285,21 @@ fn gate_facts(
             .collect()
     });
     let managed = own.is_some_and(|s| s.is_managed(user));
-    let mut groups: Vec<(String, u32, Vec<String>)> = held
-        .iter()
-        .flat_map(|s| (0..s.group_count()).filter_map(|i| s.group_at(i)))
-        .filter(|g| gids.contains(&g.gid()))
+    let views: Vec<&Snapshot<'_>> = held.iter().chain(own).collect();
+    let all = || {
+        views
+            .iter()
+            .flat_map(|s| (0..s.group_count()).filter_map(|i| s.group_at(i)))
+            .filter(|g| gids.contains(&g.gid()))
+    };
+    let mut groups: Vec<(String, u32, bool)> = all()
         // What sudo_jit's jit-group test looks at: jit's own groups.
         .filter(|g| g.kind() == crate::types::GROUP_KIND_JIT || g.name() == "jit-sudo")
         .map(|g| {
-            let mut m: Vec<String> = g.members().map(|m| m.name().to_string()).collect();
-            m.sort();
-            (g.name().to_string(), g.gid(), m)
+            let member = all()
+                .filter(|o| o.gid() == g.gid())
+                .any(|o| o.members().any(|m| m.name() == user));
+            (g.name().to_string(), g.gid(), member)
         })
         .collect();
     groups.sort();
@@ -313,6 +319,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
     let gid_sets: [&[u32]; 4] = [&[], &[100, 27], &[79_998, 79_999, 1500], &[70_004, 70_005]];
     let mut seen_grants = 0;
     let mut seen_managed = 0;
+    let (mut members, mut not_members) = (0, 0);
     for user in (0..205)
         .map(|i| format!("u{i}"))
         .chain(["alice", "bob", "admin", "ops", "carol", "jit-users"].map(String::from))
@@ -326,11 +333,15 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
             assert_eq!(got, want, "{user} {gids:?}");
             seen_grants += want.0.len();
             seen_managed += usize::from(want.1);
+            members += want.2.iter().filter(|g| g.2).count();
+            not_members += want.2.iter().filter(|g| !g.2).count();
         }
     }
     // 100 identities' records, alice's and bob's two, each under four gid sets; three managed.
     assert_eq!(seen_grants, (100 + 3) * 4);
     assert_eq!(seen_managed, 3 * 4);
+    // Memberships were compared both ways: jit-users' members, and everyone else.
+    assert!(members >= 100 && not_members >= 100, "{members} {not_members}");
 }
 
 #[test]
@@ -419,7 +430,7 @@ fn the_gates_index_holds_no_account_listing_and_stays_small() {
         head.listing.is_none(),
         "an account listing in the gates file"
     );
-    assert_eq!(head.minor, 6);
+    assert_eq!(head.minor, 7);
     // Its index costs less than the file without it (the public one costs more than that).
     assert!(
         gates.len() < 2 * plain.len(),

@@ -8,6 +8,7 @@ use jit_core::types::{GateGrant, GateLists, GroupEntry, SnapshotData, GROUP_KIND
 
 const NOW: i64 = 1_000;
 const JIT_SUDO_GID: u32 = 79_001;
+const JIT_USERS_GID: u32 = 79_002;
 
 fn grant(id: &str, user: &str, sudo: &[&str], runas: &[&str]) -> GateGrant {
     GateGrant {
@@ -733,6 +734,25 @@ fn the_gates_shards_decide_exactly_as_the_whole_file() {
         not_before: 500,
         not_after: 2_000,
     });
+    // jit-users (kind JIT), whose members are every account's person: alice, erin and bob here.
+    let member = |n: &str, g: &str| jit_core::types::Member {
+        name: n.into(),
+        grant_id: g.into(),
+        not_before: 500,
+        not_after: 2_000,
+    };
+    sd.groups.push(GroupEntry {
+        name: "jit-users".into(),
+        gid: JIT_USERS_GID,
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: vec![
+            member("alice", "g-a000000001"),
+            member("bob", "g-b000000001"),
+            member("erin", "g-d000000001"),
+        ],
+    });
     sd.uid_range = Some((70_000, 79_999));
     sd.grants
         .sort_by(|a, b| (&a.user, &a.id).cmp(&(&b.user, &b.id)));
@@ -741,72 +761,167 @@ fn the_gates_shards_decide_exactly_as_the_whole_file() {
         &jit_core::snapshot::BuildOptions {
             index: true,
             gates_index: true,
+            serial: 9,
             ..Default::default()
         },
     )
     .unwrap();
-    let path = std::env::temp_dir().join(format!("sudo-jit-gates-{}", std::process::id()));
+    // The delta of two grants added since: lena with a sudo scope, and dave with an account
+    // (a new member of jit-users; the older members stay members).
+    let mut added = snapshot_data(
+        vec![
+            grant("g-f000000006", "lena", &["/usr/bin/id"], &[]),
+            grant("g-f000000007", "dave", &[], &[]),
+        ],
+        &[],
+    );
+    added.groups = vec![GroupEntry {
+        members: vec![member("dave", "g-f000000007")],
+        ..sd.groups[1].clone()
+    }];
+    let delta = jit_core::snapshot::build_snapshot_with(
+        &added,
+        &jit_core::snapshot::BuildOptions {
+            delta_of: Some([9, 0, 0, 0]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("sudo-jit-gates-{}", std::process::id()));
+    let delta_path = dir.join(format!("sudo-jit-gates-{}.delta", std::process::id()));
     std::fs::write(&path, &img).unwrap();
+    std::fs::write(&delta_path, &delta).unwrap();
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let whole = Snapshot::parse(&img).unwrap();
+    let cd = std::ffi::CString::new(delta_path.as_os_str().as_encoded_bytes()).unwrap();
+    let parsed_delta = Snapshot::parse(&delta).unwrap();
+    let base = Snapshot::parse(&img).unwrap();
+    let (mut jit_seen, mut decided) = (0, 0);
+    let mut verdicts = std::collections::BTreeMap::new();
     let commands = [
         (cmd("/usr/bin/id", &[]), None),
         (cmd("/usr/bin/apt", &["install", "x"]), None),
         (cmd("/usr/sbin/useradd", &["x"]), None),
         (cmd("/usr/bin/id", &[]), Some("www-data")),
     ];
-    let (mut jit_seen, mut decided) = (0, 0);
-    let mut verdicts = std::collections::BTreeMap::new();
-    let users = [
-        "alice", "bob", "carol", "erin", "frank", "gina", "hank", "ivy", "jack", "ops", "admin",
-        "dave",
-    ];
-    for user in users {
-        for groups in [vec![1001, 27], vec![1001, JIT_SUDO_GID], vec![]] {
-            let mut i = inv(user, 70_001);
-            i.groups = groups;
-            let part =
-                jit_core::snapshot::keyed::GatesPart::read(&c, c"/nonexistent", user, &i.groups)
-                    .unwrap();
-            let by_parts = part
-                .answer(|own, held| is_jit(&Parts { own, held }, &i, NOW))
-                .unwrap();
-            let want = is_jit(&whole, &i, NOW);
-            assert_eq!(by_parts, want, "{user} {:?}", i.groups);
-            jit_seen += usize::from(want);
-            for (command, runas) in &commands {
-                i.runas_user = runas.map(str::to_string);
-                let input = |gates: &dyn Gates| {
-                    decide(&Input {
-                        inv: &i,
-                        cmd: Ok(command),
-                        alt_command: None,
-                        snapshot: Some(gates),
-                        broken: None,
-                        jit_by_ids: false,
-                        now: NOW,
-                    })
-                };
+    for with_delta in [false, true] {
+        let (whole, dpath) = if with_delta {
+            (base.over(Some(&parsed_delta)), cd.as_c_str())
+        } else {
+            (base, c"/nonexistent")
+        };
+        let users = [
+            "alice", "bob", "carol", "erin", "frank", "gina", "hank", "ivy", "jack", "ops",
+            "admin", "dave", "lena",
+        ];
+        for user in users {
+            for groups in [
+                vec![1001, 27],
+                vec![1001, JIT_SUDO_GID],
+                vec![],
+                vec![1001, JIT_USERS_GID],
+            ] {
+                let mut i = inv(user, 70_001);
+                i.groups = groups;
+                let part =
+                    jit_core::snapshot::keyed::GatesPart::read(&c, dpath, user, &i.groups).unwrap();
                 let by_parts = part
-                    .answer(|own, held| input(&Parts { own, held }))
+                    .answer(|own, held| is_jit(&Parts { own, held }, &i, NOW))
                     .unwrap();
-                let want = input(&whole);
-                assert_eq!(
-                    by_parts, want,
-                    "{user} {:?} {} as {runas:?}",
-                    i.groups, command.command
-                );
-                decided += usize::from(want.jit);
-                *verdicts.entry(format!("{:?}", want.verdict)).or_insert(0) += 1;
+                let want = is_jit(&whole, &i, NOW);
+                assert_eq!(by_parts, want, "{user} {:?}", i.groups);
+                jit_seen += usize::from(want);
+                for (command, runas) in &commands {
+                    i.runas_user = runas.map(str::to_string);
+                    let input = |gates: &dyn Gates| {
+                        decide(&Input {
+                            inv: &i,
+                            cmd: Ok(command),
+                            alt_command: None,
+                            snapshot: Some(gates),
+                            broken: None,
+                            jit_by_ids: false,
+                            now: NOW,
+                        })
+                    };
+                    let by_parts = part
+                        .answer(|own, held| input(&Parts { own, held }))
+                        .unwrap();
+                    let want = input(&whole);
+                    assert_eq!(
+                        by_parts, want,
+                        "{user} {:?} {} as {runas:?}",
+                        i.groups, command.command
+                    );
+                    decided += usize::from(want.jit);
+                    *verdicts.entry(format!("{:?}", want.verdict)).or_insert(0) += 1;
+                }
             }
         }
     }
     let _ = std::fs::remove_file(&path);
-    // Always jit: the ten with a sudo scope or managed (alice, carol, erin, frank, gina, hank,
-    // ivy, jack; ops and admin managed); bob and dave only while holding jit-sudo without
-    // being its member.
-    assert_eq!(jit_seen, 10 * 3 + 2);
+    let _ = std::fs::remove_file(&delta_path);
+    // Without the delta, always jit: the ten with a sudo scope or managed (alice, carol, erin,
+    // frank, gina, hank, ivy, jack; ops and admin managed); bob, dave and lena while holding
+    // jit-sudo without being its member; holding jit-users without being its member: dave,
+    // lena. With it, lena has a scope (always), and dave is a member of jit-users (through
+    // the delta), so only bob and dave holding jit-sudo are added.
+    assert_eq!(jit_seen, (10 * 4 + 3 + 2) + (11 * 4 + 2));
     assert_eq!(decided, jit_seen * commands.len());
     // Every kind of answer was compared, not only refusals.
     assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+}
+
+/// A jit group's membership is the union of the base's and the delta's: a delta that adds a
+/// member to `jit-users` (a new grant) must not make an old member look like one who kept the
+/// gid without being a member. Before, the delta's own record of the group (new members only)
+/// was looked at alone: every old member holding the gid was taken for jit, and one whose sudo
+/// right comes from sudoers (an account grant plus a local group) was refused.
+#[test]
+fn a_delta_adding_members_to_a_jit_group_leaves_the_old_members_members() {
+    let jit_users = |members: &[(&str, &str)]| GroupEntry {
+        name: "jit-users".into(),
+        gid: JIT_USERS_GID,
+        kind: GROUP_KIND_JIT,
+        not_before: i64::MIN,
+        not_after: i64::MAX,
+        members: members
+            .iter()
+            .map(|(n, g)| jit_core::types::Member {
+                name: (*n).into(),
+                grant_id: (*g).into(),
+                not_before: 500,
+                not_after: 2_000,
+            })
+            .collect(),
+    };
+    let mut base = snapshot_data(vec![grant("g-a000000001", "alice", &[], &[])], &[]);
+    base.groups.push(jit_users(&[("alice", "g-a000000001")]));
+    let mut delta = snapshot_data(vec![grant("g-b000000001", "bob", &[], &[])], &[]);
+    delta.groups = vec![jit_users(&[("bob", "g-b000000001")])];
+    let opts = |delta_of| jit_core::snapshot::BuildOptions {
+        serial: 5,
+        delta_of,
+        ..Default::default()
+    };
+    let b = jit_core::snapshot::build_snapshot_with(&base, &opts(None)).unwrap();
+    let d = jit_core::snapshot::build_snapshot_with(&delta, &opts(Some([5, 0, 0, 0]))).unwrap();
+    let d = Snapshot::parse(&d).unwrap();
+    let whole = Snapshot::parse(&b).unwrap().over(Some(&d));
+    let mut a = inv("alice", 70_001);
+    a.groups = vec![70_001, JIT_USERS_GID, 27];
+    assert!(
+        !is_jit(&whole, &a, NOW),
+        "alice is a live member of jit-users"
+    );
+    let mut b = inv("bob", 70_002);
+    b.groups = vec![70_002, JIT_USERS_GID];
+    assert!(
+        !is_jit(&whole, &b, NOW),
+        "bob is a live member through the delta"
+    );
+    // Someone who kept the gid without being a member is still caught.
+    let mut c = inv("carol", 70_003);
+    c.groups = vec![70_003, JIT_USERS_GID];
+    assert!(is_jit(&whole, &c, NOW));
 }
