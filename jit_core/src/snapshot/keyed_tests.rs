@@ -267,11 +267,7 @@ fn gates_opts() -> BuildOptions {
 /// (name, gid, whether `user` is one of its members), from a whole view, or from a person's
 /// view and the groups' views together (1.7: a group's record by gid has no members; each
 /// member's record is in the member's own shard).
-type GateFacts = (
-    Vec<(String, Vec<String>)>,
-    bool,
-    Vec<(String, u32, bool)>,
-);
+type GateFacts = (Vec<(String, Vec<String>)>, bool, Vec<(String, u32, bool)>);
 
 fn gate_facts(
     own: Option<&Snapshot<'_>>,
@@ -341,7 +337,10 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
     assert_eq!(seen_grants, (100 + 3) * 4);
     assert_eq!(seen_managed, 3 * 4);
     // Memberships were compared both ways: jit-users' members, and everyone else.
-    assert!(members >= 100 && not_members >= 100, "{members} {not_members}");
+    assert!(
+        members >= 100 && not_members >= 100,
+        "{members} {not_members}"
+    );
 }
 
 #[test]
