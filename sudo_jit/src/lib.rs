@@ -372,15 +372,12 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
         &inv.groups,
     )
     .and_then(|p| {
-        p.answer(|own, held| {
-            let parts = decision::Parts { own, held };
-            decision::is_jit(&parts, &inv, now).then(|| decide(Some(&parts), false))
-        })
-        .ok()
+        p.answer(|own, held| decide(Some(&decision::Parts { own, held }), false))
+            .ok()
     });
+    // A user the decision finds none of jit's business is approved just below (`!d.jit`).
     let mut d = match by_shards {
-        Some(None) => return 1,
-        Some(Some(d)) => d,
+        Some(d) => d,
         None => whole_file_decision(&inv, now, decide),
     };
     // Set when jitd could not be reached in this check: no second wait on it.

@@ -26,7 +26,8 @@ pub(crate) fn page_of<T, O: Serialize>(
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for e in sorted.iter().skip(start) {
-        let size = serde_json::to_vec(&copy(e)).map_or(usize::MAX, |b| b.len());
+        let entry = copy(e);
+        let size = json_len(&entry);
         if !out.is_empty() && bytes.saturating_add(size) > PAGE_BYTES {
             let last = sorted.get(start + out.len() - 1).map(|l| key(l));
             let next = last.map(|(at, id)| Cursor {
@@ -36,9 +37,26 @@ pub(crate) fn page_of<T, O: Serialize>(
             return (out, next);
         }
         bytes = bytes.saturating_add(size);
-        out.push(copy(e));
+        out.push(entry);
     }
     (out, None)
+}
+
+/// The length of `v` as JSON, counted as it is written, not kept (`usize::MAX` if it cannot be
+/// written: it then fills a page by itself).
+fn json_len(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v).map_or(usize::MAX, |()| c.0)
 }
 
 #[cfg(test)]
