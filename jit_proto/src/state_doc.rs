@@ -43,6 +43,34 @@ pub const MAX_DOC_BYTES: usize = 4 << 20;
 /// Most grants one document may carry.
 pub const MAX_DOC_GRANTS: usize = 4096;
 
+/// Room for grants in one document's body, in the bytes [`grant_weight`] counts. A document
+/// the host refuses (too large, too many grants) changes nothing there, revocations included,
+/// so the server must never sign one: it admits a grant to a host only while the weights of
+/// the host's live grants stay within this. The body travels base64-encoded (4 bytes for 3)
+/// inside an envelope of ~0.5 KiB (certificate, two signatures); the body's own fields besides
+/// the grants (host ≤ 64, key fingerprint, nonce ≤ 64, numbers) take well under 4 KiB.
+pub const MAX_BODY_WEIGHT: u64 = ((MAX_DOC_BYTES as u64 - 1024) / 4) * 3 - 4096;
+
+/// The bytes a grant whose JSON is `json_len` long can add to a document's body: its JSON and
+/// a separator, and for a grant that asks for a code its person's sealed secret and used step
+/// (each person's appear once, so counting them per grant is an upper bound).
+pub fn grant_weight(json_len: usize, wants_code: bool) -> u64 {
+    json_len as u64 + 1 + if wants_code { MFA_ENTRY_WEIGHT } else { 0 }
+}
+
+/// An upper bound on one person's `mfa` entry (name ≤ 32, version, key, nonce and a
+/// ciphertext of at most [`crate::mfa_seal::MAX_SECRET`] bytes, base64) plus its `mfa_used`
+/// entry, with their JSON keys and separators (~360 bytes).
+pub const MFA_ENTRY_WEIGHT: u64 = 384;
+
+impl DocGrant {
+    /// The grant asks for a TOTP code on the host (at login or at sudo): its person's fleet
+    /// secret travels with it.
+    pub fn wants_code(&self) -> bool {
+        self.mfa || self.mfa_sudo
+    }
+}
+
 /// The online signing key's certificate, signed by the root key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -371,3 +371,104 @@ fn a_state_document_is_never_a_pin_document_or_the_reverse() {
         Err(DocError::BadSignature)
     );
 }
+
+/// A body filled to what the server admits ([`MAX_BODY_WEIGHT`], [`MAX_DOC_GRANTS`]) with the
+/// widest fields it can hold: its host, nonce and names at their caps, and for every grant that
+/// asks for a code its person's sealed secret and used step at their largest. Returns the signed
+/// document and the body's weight.
+fn filled(f: &Fixture, grant: impl Fn(usize) -> DocGrant) -> (Vec<u8>, StateBody, u64) {
+    let mut b = body(f, 9);
+    b.host = "h".repeat(64);
+    b.nonce = "n".repeat(64);
+    b.grants.clear();
+    let mut weight = 0;
+    for i in 0..MAX_DOC_GRANTS {
+        let g = grant(i);
+        let w = grant_weight(serde_json::to_vec(&g).unwrap().len(), g.wants_code());
+        if weight + w > MAX_BODY_WEIGHT {
+            break;
+        }
+        weight += w;
+        if !g.wants_code() {
+            b.grants.push(g);
+            continue;
+        }
+        b.mfa.push(crate::mfa_seal::SealedSecret {
+            user: g.user.clone(),
+            version: u64::MAX,
+            epk: "e".repeat(44),
+            nonce: "o".repeat(32),
+            ct: "c".repeat(4 * (crate::mfa_seal::MAX_SECRET + 16).div_ceil(3)),
+        });
+        b.mfa_used.push(crate::mfa_seal::UsedStep {
+            user: g.user.clone(),
+            step: u64::MAX,
+        });
+        b.grants.push(g);
+    }
+    let raw = signed(f, &b);
+    (raw, b, weight)
+}
+
+#[test]
+fn a_document_filled_to_what_the_server_admits_still_verifies() {
+    let f = fixture();
+    let grant = |i: usize, reason: &str, keys: usize, key_len: usize| DocGrant {
+        id: format!("sg-{i:0>32}"),
+        request_id: format!("r-{i:0>32}"),
+        user: format!("u{i:0>31}"),
+        not_before: NOW,
+        not_after: NOW + 3600,
+        role: "r".repeat(64),
+        approved_by: vec!["a".repeat(32); 2],
+        reason: reason.into(),
+        ssh_keys: vec!["k".repeat(key_len); keys],
+        // Every grant but the plainest asks for a code: its person's secret travels too.
+        mfa: keys > 0 || !reason.is_empty(),
+        ..DocGrant::default()
+    };
+    // Characters JSON escapes take up to six bytes each: the weight counts them as sent.
+    let escaped = "\"\\\u{1}é".repeat(200);
+    // The most grants (plain ones, no code asked): the count binds first. Then reasons of 1000 bytes that
+    // escape to 2400, and the widest grants (a person with 64 keys of 8 KiB, the policy's
+    // caps): the weight does.
+    for (what, reason, keys, key_len, at_count) in [
+        ("small", "", 0, 0, true),
+        ("escaped", escaped.as_str(), 0, 0, false),
+        ("wide", "", 64, 8192, false),
+    ] {
+        let (raw, b, weight) = filled(&f, |i| grant(i, reason, keys, key_len));
+        let mut pins = f.pins.clone();
+        pins.host = b.host.clone();
+        let got = verify_document(&raw, &pins, NOW, 0, &b.nonce);
+        assert!(got.is_ok(), "{what}: {got:?} ({} bytes)", raw.len());
+        assert!(raw.len() <= MAX_DOC_BYTES, "{what}");
+        assert_eq!(b.grants.len() == MAX_DOC_GRANTS, at_count, "{what}");
+        // The weights bound what the grants and their secrets take of the body.
+        let fixed = serde_json::to_vec(&StateBody {
+            grants: Vec::new(),
+            mfa: Vec::new(),
+            mfa_used: Vec::new(),
+            ..b.clone()
+        })
+        .unwrap()
+        .len() as u64;
+        assert!(
+            body_bytes(&raw).len() as u64 <= weight + fixed + 64,
+            "{what}"
+        );
+        assert!(fixed < 4096, "{what}: {fixed}");
+    }
+}
+
+#[test]
+fn a_grant_weighs_its_json_and_a_secret_only_if_it_asks_for_a_code() {
+    assert_eq!(grant_weight(100, false), 101);
+    assert_eq!(grant_weight(100, true), 101 + MFA_ENTRY_WEIGHT);
+    let g = DocGrant {
+        mfa_sudo: true,
+        ..DocGrant::default()
+    };
+    assert!(g.wants_code());
+    assert!(!DocGrant::default().wants_code());
+}

@@ -224,7 +224,15 @@ async fn create_request(
     Json(req): Json<NewRequest>,
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
-    let v = engine::create(&st.db, st.cfg.ticket.as_ref(), &p, &req, now()).await?;
+    let v = engine::create(
+        &st.db,
+        st.cfg.ticket.as_ref(),
+        &st.cfg.limits(),
+        &p,
+        &req,
+        now(),
+    )
+    .await?;
     if v.state == "approved" {
         st.wake_hosts(&v.hosts);
     }
@@ -276,7 +284,16 @@ async fn approve(
     Json(b): Json<ReviewBody>,
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
-    let v = engine::review(&st.db, &p, &id, Verdict::Approve, &b.comment, now()).await?;
+    let v = engine::review(
+        &st.db,
+        &st.cfg.limits(),
+        &p,
+        &id,
+        Verdict::Approve,
+        &b.comment,
+        now(),
+    )
+    .await?;
     if v.state == "approved" {
         st.wake_hosts(&v.hosts);
     }
@@ -290,7 +307,16 @@ async fn deny(
     Json(b): Json<ReviewBody>,
 ) -> ApiResult {
     let p = person(&st, &headers).await?;
-    let v = engine::review(&st.db, &p, &id, Verdict::Deny, &b.comment, now()).await?;
+    let v = engine::review(
+        &st.db,
+        &st.cfg.limits(),
+        &p,
+        &id,
+        Verdict::Deny,
+        &b.comment,
+        now(),
+    )
+    .await?;
     Ok(Json(serde_json::to_value(v)?))
 }
 

@@ -1,7 +1,8 @@
-//! server.toml: where to listen, which database, which TLS files, document lifetime.
+//! server.toml: where to listen, which database, which TLS files, document lifetime, limits.
 
 use std::path::{Path, PathBuf};
 
+use jit_proto::state_doc::MAX_DOC_GRANTS;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -39,6 +40,13 @@ pub struct ServerConfig {
     pub poll_max_wait: Option<u64>,
     /// The ticket service roles with `ticket_check` use.
     pub ticket: Option<crate::ticket::TicketConfig>,
+    /// Most requests one person may hold open at once, pending or approved and not yet ended
+    /// (default 32): filing more is refused, so no one fills the request table, the
+    /// approvers' queue or a host's grant set.
+    pub max_open_requests: Option<u32>,
+    /// Most live grants one host may hold from the server (default and most: the 4096 one
+    /// signed document carries). An approval leaves out a host that has no room left.
+    pub max_grants_per_host: Option<usize>,
 }
 
 impl ServerConfig {
@@ -65,7 +73,28 @@ impl ServerConfig {
                 return Err(Error::bad("doc_ttl must be 10..3600 seconds"));
             }
         }
+        if cfg.max_open_requests == Some(0) {
+            return Err(Error::bad("max_open_requests must be at least 1"));
+        }
+        if let Some(n) = cfg.max_grants_per_host {
+            if !(1..=MAX_DOC_GRANTS).contains(&n) {
+                return Err(Error::bad(format!(
+                    "max_grants_per_host must be 1..{MAX_DOC_GRANTS} (what one signed document carries)"
+                )));
+            }
+        }
         Ok(cfg)
+    }
+
+    /// What filing and approving may take (engine::Limits).
+    pub fn limits(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            open_requests: i64::from(self.max_open_requests.unwrap_or(32)),
+            grants_per_host: self
+                .max_grants_per_host
+                .unwrap_or(MAX_DOC_GRANTS)
+                .min(MAX_DOC_GRANTS) as i64,
+        }
     }
 
     pub fn doc_ttl(&self) -> i64 {

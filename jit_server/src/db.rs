@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_ticket.sql")),
     (3, include_str!("../migrations/0003_mfa.sql")),
     (4, include_str!("../migrations/0004_sgrant_index.sql")),
+    (5, include_str!("../migrations/0005_sgrant_weight.sql")),
 ];
 
 /// An open database.

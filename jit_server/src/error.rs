@@ -44,6 +44,13 @@ impl Error {
             msg: msg.into(),
         }
     }
+    /// A limit on what one person may hold (429).
+    pub fn too_many(msg: impl Into<String>) -> Error {
+        Error {
+            status: 429,
+            msg: msg.into(),
+        }
+    }
     pub fn internal(msg: impl Into<String>) -> Error {
         Error {
             status: 500,

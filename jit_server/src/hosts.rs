@@ -554,7 +554,7 @@ pub async fn state_document(
         heartbeat(db, host, since, now).await?
     };
     // Most documents carry no grant asking for a code: no extra connection for them.
-    let (mfa, mfa_used) = if grants.iter().any(crate::mfa::wants_code) {
+    let (mfa, mfa_used) = if grants.iter().any(DocGrant::wants_code) {
         let mut conn = db.read.acquire().await?;
         crate::mfa::for_host(&mut conn, keys, host, &grants, now).await?
     } else {

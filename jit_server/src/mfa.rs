@@ -394,11 +394,6 @@ async fn record_step(
     Ok(n == 1)
 }
 
-/// Whether a delivered grant asks for a code from its person.
-pub fn wants_code(g: &DocGrant) -> bool {
-    g.mfa || g.mfa_sudo
-}
-
 /// Enrolled hosts (but `except`) where `person` holds a live grant that asks for a code.
 async fn mfa_hosts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -420,7 +415,7 @@ async fn mfa_hosts(
         let host = get_str(&r, "host")?;
         let g: DocGrant = serde_json::from_str(&get_str(&r, "doc")?)?;
         if g.user == person
-            && wants_code(&g)
+            && g.wants_code()
             && Some(host.as_str()) != except
             && !out.contains(&host)
         {
@@ -522,7 +517,7 @@ pub async fn for_host(
 ) -> Result<(Vec<SealedSecret>, Vec<UsedStep>)> {
     let mut people: Vec<&str> = grants
         .iter()
-        .filter(|g| wants_code(g) && g.not_before <= now && now < g.not_after)
+        .filter(|g| g.wants_code() && g.not_before <= now && now < g.not_after)
         .map(|g| g.user.as_str())
         .collect();
     people.sort_unstable();

@@ -1020,13 +1020,24 @@ fn serve_applies_pending_migrations() {
     tamper(&data, "DROP INDEX request_requester");
     tamper(&data, "DROP INDEX sgrant_host");
     tamper(&data, "DROP INDEX sgrant_request");
+    tamper(&data, "ALTER TABLE sgrant DROP COLUMN weight");
+    // A grant row an older server wrote, without its weight in the host's document.
+    tamper(
+        &data,
+        "INSERT INTO sgrant (id, host, request_id, doc, not_after) VALUES ('sg-1', 'h', 'r-1', 'ab\u{e9}', 0)",
+    );
     tamper(&data, "DELETE FROM schema_version WHERE version >= 2");
     let _s = Server::start(&data);
     assert_eq!(
         query_i64(&data, "SELECT MAX(version) FROM schema_version"),
-        4
+        5
     );
-    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 4);
+    assert_eq!(query_i64(&data, "SELECT COUNT(*) FROM schema_version"), 5);
+    // Its weight is an upper bound: four bytes a character, and a secret.
+    assert_eq!(
+        query_i64(&data, "SELECT weight FROM sgrant WHERE id = 'sg-1'"),
+        4 * 3 + 385
+    );
     // An empty database is not served: init creates the keys and the first admin.
     let empty = temp_dir("migrate-empty");
     let err = Server::try_start(&empty).err().unwrap();

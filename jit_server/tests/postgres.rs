@@ -173,7 +173,7 @@ fn replicas_migrating_at_once_take_turns_under_the_advisory_lock() {
     assert_eq!(
         pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")
             .trim(),
-        "1,2,3,4",
+        "1,2,3,4,5",
         "each migration ran once"
     );
 }
@@ -378,4 +378,41 @@ fn a_revoke_racing_a_host_removal_neither_deadlocks_nor_fails_the_other_hosts() 
         "1",
         "web1 got its number for the revocation"
     );
+}
+
+#[test]
+fn one_persons_and_one_hosts_limits_hold_under_concurrency_across_replicas() {
+    let pg = Pg::start();
+    let data = pg.data_dir();
+    let mut config = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    config.push_str("max_open_requests = 3\nmax_grants_per_host = 2\n");
+    std::fs::write(data.join("server.toml"), config).unwrap();
+    let mut f = fleet_in(&data);
+    let a = &f.server;
+    let b = Server::start(&a.data);
+    let at_once = |token: &str| -> Vec<u16> {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..20)
+                .map(|i| {
+                    let s = if i % 2 == 0 { a } else { &b };
+                    sc.spawn(move || file_request(s, token, web_request()).status)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    // alice's requests wait for review: three are filed, the rest refused.
+    let st = at_once(&f.alice);
+    assert_eq!(st.iter().filter(|s| **s == 200).count(), 3, "{st:?}");
+    assert!(st.iter().all(|s| *s == 200 || *s == 429), "{st:?}");
+    // erin's are approved at once: web1 takes two, the rest find it full.
+    let st = at_once(&f.erin);
+    assert_eq!(st.iter().filter(|s| **s == 200).count(), 2, "{st:?}");
+    assert!(st.iter().all(|s| *s == 200 || *s == 409), "{st:?}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM sgrant WHERE host = 'web1'")
+            .trim(),
+        "2"
+    );
+    assert_eq!(f.web1.poll(a, 0).unwrap().grants.len(), 2);
 }

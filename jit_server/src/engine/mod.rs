@@ -14,9 +14,11 @@ use crate::util::{new_id, selector_matches, sha256_hex, valid_object_name};
 
 mod review;
 mod revoke;
+mod room;
 
 pub use review::{review, Verdict};
 pub use revoke::{revoke, revoke_because};
+pub use room::Limits;
 
 /// Most hosts one request may name or select.
 pub const MAX_HOSTS: usize = 256;
@@ -143,6 +145,7 @@ async fn host_labels(db: &Db) -> Result<BTreeMap<String, BTreeMap<String, String
 pub async fn create(
     db: &Db,
     tickets: Option<&crate::ticket::TicketConfig>,
+    limits: &Limits,
     actor: &str,
     req: &NewRequest,
     now: i64,
@@ -252,6 +255,7 @@ pub async fn create(
     }
     .hash()?;
     let mut tx = db.write_tx().await?;
+    room::check_open_requests(&mut tx, actor, limits, now).await?;
     sqlx::query(
         "INSERT INTO request (id, requester, role, role_spec, hosts, duration, reason, ticket, \
          created_at, pending_until, hash, state) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'pending')",
@@ -296,6 +300,7 @@ pub async fn create(
             &id,
             &format!("auto:{g}"),
             &[format!("auto:{g}")],
+            limits,
             now,
         )
         .await?;

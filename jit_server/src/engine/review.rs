@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jit_proto::state_doc::DocGrant;
+use jit_proto::state_doc::{grant_weight, DocGrant};
 
+use super::room;
 use super::{
     check_text, clamp_duration, get, is_entitled, RequestContent, RequestView, MAX_COMMENT,
 };
@@ -89,6 +90,7 @@ impl Verdict {
 /// *currently* approvers; decides at N approvals or the deny threshold.
 pub async fn review(
     db: &Db,
+    limits: &super::Limits,
     actor: &str,
     id: &str,
     verdict: Verdict,
@@ -255,7 +257,7 @@ pub async fn review(
             .await?;
         }
     } else if approved_by.len() as u64 >= u64::from(role.approval.approvals) {
-        granted = approve_now(&mut tx, id, actor, &approved_by, now).await?;
+        granted = approve_now(&mut tx, id, actor, &approved_by, limits, now).await?;
     }
     tx.commit().await?;
     db.notify_hosts(&granted).await;
@@ -272,6 +274,7 @@ pub(super) async fn approve_now(
     id: &str,
     decided_by: &str,
     approved_by: &[String],
+    limits: &super::Limits,
     now: i64,
 ) -> Result<Vec<String>> {
     let row = sqlx::query("SELECT * FROM request WHERE id = $1")
@@ -293,20 +296,6 @@ pub(super) async fn approve_now(
     // The one clamp, against the role as filed and as it is now.
     let duration = clamp_duration(&current, clamp_duration(&role, get_i64(&row, "duration")?)?)?;
     let not_after = now + duration;
-    let n = sqlx::query(
-        "UPDATE request SET state = 'approved', decided_at = $2, decided_by = $3, not_before = $2, not_after = $4 \
-         WHERE id = $1 AND state = 'pending'",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(decided_by)
-    .bind(not_after)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     let keys_row = sqlx::query("SELECT ssh_keys FROM person WHERE name = $1")
         .bind(&requester)
         .fetch_optional(&mut **tx)
@@ -344,20 +333,52 @@ pub(super) async fn approve_now(
         caps: role.cap_names()?,
         programs: role.programs.clone(),
     };
+    let wants_code = doc.wants_code();
     let doc = serde_json::to_string(&doc)?;
-    // All hosts' rows in one statement (a request names at most MAX_HOSTS = 256 hosts, 260
+    let weight = grant_weight(doc.len(), wants_code);
+    // Only hosts whose signed document has room for it: a host refuses a document that is too
+    // large, and with it every later change (revocations too).
+    let (hosts, full) = room::split_by_room(tx, &hosts, weight, limits, now).await?;
+    if hosts.is_empty() {
+        let why: Vec<String> = full.iter().map(|(h, f)| f.describe(h)).collect();
+        return Err(Error::conflict(format!(
+            "no room on any host of this request ({}); nothing was recorded: approve again once grants there end",
+            why.join("; ")
+        )));
+    }
+    let n = sqlx::query(
+        "UPDATE request SET state = 'approved', decided_at = $2, decided_by = $3, not_before = $2, not_after = $4 \
+         WHERE id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(decided_by)
+    .bind(not_after)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if !full.is_empty() {
+        let why: Vec<String> = full.iter().map(|(h, f)| f.describe(h)).collect();
+        audit(tx, now, "server", "request.hosts_full", id, &why.join("; ")).await?;
+    }
+    // All hosts' rows in one statement (a request names at most MAX_HOSTS = 256 hosts, 261
     // bound values), then all their sequence numbers: a fan-out costs a fixed number of round
     // trips inside this one transaction, and one commit.
     let rows = (0..hosts.len())
-        .map(|i| format!("($1, $2, $3, $4, ${})", i + 5))
+        .map(|i| format!("($1, $2, $3, $4, $5, ${})", i + 6))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("INSERT INTO sgrant (id, request_id, doc, not_after, host) VALUES {rows}");
+    let sql =
+        format!("INSERT INTO sgrant (id, request_id, doc, not_after, weight, host) VALUES {rows}");
     let mut q = sqlx::query(&sql)
         .bind(&grant_id)
         .bind(id)
         .bind(&doc)
-        .bind(not_after);
+        .bind(not_after)
+        .bind(i64::try_from(weight).map_err(|_| Error::internal("grant weight"))?);
     for h in &hosts {
         q = q.bind(h.as_str());
     }
