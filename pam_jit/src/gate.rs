@@ -12,10 +12,11 @@
 //! session phases of one login pick the same grant from the same snapshot.
 
 use crate::identity::Kind;
+use crate::person::Person;
 use jit_core::policy::login::{LoginConditions, LoginRefusal};
 use jit_core::policy::sudo::shown;
 use jit_core::policy::window::LocalTime;
-use jit_core::snapshot::{GateView, Snapshot};
+use jit_core::snapshot::GateView;
 use jit_core::time::UnixTime;
 use jit_core::types::{GATE_ACCOUNT, GATE_ARMED, GATE_ENABLE, GATE_MFA};
 
@@ -124,12 +125,7 @@ fn admits(g: &GateView<'_>, ctx: &Context<'_>) -> Result<(), LoginRefusal> {
 /// # Errors
 /// [`NoFit`], most useful reason first: a live grant's unmet condition, then a grant not yet
 /// valid (the earliest), then an ended one (the latest), then none at all.
-pub fn select(
-    snap: &Snapshot<'_>,
-    user: &str,
-    kind: Kind,
-    ctx: &Context<'_>,
-) -> Result<Fit, NoFit> {
+pub fn select(snap: &Person<'_>, user: &str, kind: Kind, ctx: &Context<'_>) -> Result<Fit, NoFit> {
     let flag = required_flag(kind);
     let mut best: Option<Fit> = None;
     let mut refused: Option<(String, LoginRefusal)> = None;
@@ -239,7 +235,12 @@ mod tests {
     }
 
     fn sel(bytes: &[u8], user: &str, kind: Kind, ctx: &Context<'_>) -> Result<Fit, NoFit> {
-        select(&Snapshot::parse(bytes).unwrap(), user, kind, ctx)
+        select(
+            &Person::whole(jit_core::snapshot::Snapshot::parse(bytes).unwrap()),
+            user,
+            kind,
+            ctx,
+        )
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::jitd::Secret;
 use crate::local::{LocalUser, ManagedFile};
 use jit_core::policy::window::{local_time_from_tm, LocalTime};
 use jit_core::snapshot::file::Layers;
+use jit_core::snapshot::keyed::GatesPart;
 use jit_core::time::UnixTime;
 use jit_proto::client::ClientError;
 use jit_proto::{Request, Response};
@@ -81,12 +82,15 @@ pub trait World {
     /// # Errors
     /// The file is missing, untrusted or unreadable.
     fn snapshot(&self) -> Result<Layers<Vec<u8>>, String>;
-    /// Whether `name` is on the gates file's managed list, from `name`'s own shard of the
-    /// file's lookup index (format 1.6) without reading the rest of it; `None` when it cannot
-    /// be told that way (no file, untrusted, damaged, written before 1.6): the caller reads
-    /// the whole file. Asked only for a local user with a uid other than 0, for whom that is
-    /// all there is to know (`identity::classify`). The default knows nothing.
-    fn managed_by_shard(&self, name: &str) -> Option<bool> {
+    /// `name`'s own shard of the gates file's lookup index and the delta, read without the
+    /// rest of the file; `None` when it cannot be read that way (no file, untrusted, damaged,
+    /// written before format 1.6): the caller reads the whole file. A 1.6 or 1.7 shard tells
+    /// only whether the name is managed (all there is to know of a local user with a uid other
+    /// than 0); from 1.8 ([`GATES_ACCOUNTS_MINOR`]) it holds every record pam_jit asks about
+    /// the person. The default reads nothing.
+    ///
+    /// [`GATES_ACCOUNTS_MINOR`]: jit_core::snapshot::keyed::GATES_ACCOUNTS_MINOR
+    fn gates_part(&self, name: &str) -> Option<GatesPart> {
         let _ = name;
         None
     }
@@ -233,10 +237,8 @@ impl World for System {
             .map_err(|e| e.to_string())
     }
 
-    fn managed_by_shard(&self, name: &str) -> Option<bool> {
-        jit_core::snapshot::keyed::GatesPart::read(GATES_PATH, GATES_DELTA_PATH, name, &[])?
-            .answer(|own, _| own.is_some_and(|s| s.is_managed(name)))
-            .ok()
+    fn gates_part(&self, name: &str) -> Option<GatesPart> {
+        GatesPart::read(GATES_PATH, GATES_DELTA_PATH, name, &[])
     }
 
     fn public_account(&self, name: &str) -> bool {

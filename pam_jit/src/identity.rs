@@ -21,7 +21,7 @@
 //! depend on jitd.
 
 use crate::local::{LocalUser, ManagedFile};
-use jit_core::snapshot::Snapshot;
+use crate::person::Person;
 
 /// The two kinds of identity pam_jit gates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn precheck(name: &str) -> Option<Why> {
 pub fn classify(
     name: &str,
     local: LocalUser,
-    snapshot: Option<&Snapshot<'_>>,
+    snapshot: Option<&Person<'_>>,
     managed_file: impl FnOnce() -> ManagedFile,
 ) -> Classified {
     if let Some(why) = precheck(name) {
@@ -184,7 +184,7 @@ pub fn classify(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use jit_core::snapshot::build_snapshot;
+    use jit_core::snapshot::{build_snapshot, Snapshot};
     use jit_core::types::*;
 
     fn account(name: &str, uid: u32) -> Account {
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn with_a_snapshot() {
         let bytes = build_snapshot(&data()).unwrap();
-        let s = Snapshot::parse(&bytes).unwrap();
+        let s = Person::whole(Snapshot::parse(&bytes).unwrap());
         let c = |name: &str, local| classify(name, local, Some(&s), never).identity;
         assert_eq!(c("root", present(0)), Identity::Ignore(Why::Root));
         assert_eq!(c("root", LocalUser::Absent), Identity::Ignore(Why::Root));
@@ -302,7 +302,7 @@ mod tests {
         // jitd's own view of /etc/passwd (it then issues the account): NSS answers the name
         // from the jit module. pam_jit must gate it, not ignore it as a local user.
         let bytes = build_snapshot(&data()).unwrap();
-        let s = Snapshot::parse(&bytes).unwrap();
+        let s = Person::whole(Snapshot::parse(&bytes).unwrap());
         let odd = LocalUser::Present { uid: None };
         assert_eq!(
             classify("eve", odd, Some(&s), never).identity,
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn invalid_names_are_never_ours() {
         let bytes = build_snapshot(&data()).unwrap();
-        let s = Snapshot::parse(&bytes).unwrap();
+        let s = Person::whole(Snapshot::parse(&bytes).unwrap());
         let long = "a".repeat(16385);
         let root_long = format!("root{}", "t".repeat(16380));
         for bad in [

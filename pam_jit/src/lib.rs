@@ -27,17 +27,20 @@ pub mod identity;
 pub mod jitd;
 pub mod local;
 pub mod options;
+pub mod person;
 
 use gate::{Context, NoFit};
 use host::{Pam, World};
 use identity::{Identity, Kind};
 use jit_core::policy::sudo::shown;
+use jit_core::snapshot::keyed::GATES_ACCOUNTS_MINOR;
 use jit_core::snapshot::Snapshot;
 use jit_proto::message::SessionSpec;
 use jit_proto::{Request, Response};
 use options::Options;
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
 use pam::module::{PamHandle, PamHooks};
+use person::Person;
 use std::ffi::CStr;
 
 /// Module data: the user whose verification code `auth` accepted on this handle. `account`
@@ -198,7 +201,7 @@ struct Login<'a, P: Pam + ?Sized, W: World + ?Sized> {
     kind: Kind,
     service: String,
     rhost: Option<String>,
-    snapshot: Result<Snapshot<'a>, String>,
+    snapshot: Result<Person<'a>, String>,
 }
 
 /// Runs `hook` for the user on `pam`: classification, then the hook's flow. Public so that
@@ -236,22 +239,47 @@ pub fn run<P: Pam + ?Sized, W: World + ?Sized>(
         return ignore(progress, &shown(&user, 64), why.as_str());
     }
     let local = world.passwd(&user);
+    // A uid-0 account is never gated (`identity::classify`): nothing of the gates file is read
+    // for it.
+    if matches!(local, local::LocalUser::Present { uid: Some(0) }) {
+        return ignore(progress, &user, identity::Why::Uid0.as_str());
+    }
+    // The user's own shard of the gates file (and the delta over it), through one descriptor.
+    let part = world.gates_part(&user);
+    let part_delta = part.as_ref().and_then(|p| p.parse_delta());
+    let own = part.as_ref().and_then(|p| p.own(part_delta.as_ref()).ok());
     // A local user with a uid other than 0 is gated only if managed (`identity::classify`);
-    // the user's own shard of the gates file says whether, and the whole file (its size grows
-    // with the grants on the host) is read only when it says managed or cannot say.
-    if matches!(local, local::LocalUser::Present { uid: Some(u) } if u != 0)
-        && world.managed_by_shard(&user) == Some(false)
+    // the shard says whether.
+    if matches!(local, local::LocalUser::Present { uid: Some(_) })
+        && own
+            .as_ref()
+            .is_some_and(|v| !v.as_ref().is_some_and(|s| s.is_managed(&user)))
     {
         return ignore(progress, &user, identity::Why::LocalUser.as_str());
     }
-    let layers = world.snapshot();
-    // Grants added since the gates file was written are in its delta.
-    let delta = layers.as_ref().ok().and_then(|l| l.parse_delta());
-    let snapshot = match &layers {
-        Ok(l) => Snapshot::parse(&l.base)
-            .map(|s| s.over(delta.as_ref()))
-            .map_err(|e| format!("snapshot rejected: {e}")),
-        Err(e) => Err(format!("snapshot unreadable: {e}")),
+    // Everyone else the gates file may gate: from the shard when the file's shards hold all
+    // of a person's records (1.8), else from the whole file, whose size grows with the grants
+    // on the host.
+    let (layers, delta);
+    let snapshot = match own {
+        Some(view)
+            if part
+                .as_ref()
+                .is_some_and(|p| p.minor() >= GATES_ACCOUNTS_MINOR) =>
+        {
+            Ok(Person::shard(view))
+        }
+        _ => {
+            layers = world.snapshot();
+            // Grants added since the gates file was written are in its delta.
+            delta = layers.as_ref().ok().and_then(|l| l.parse_delta());
+            match &layers {
+                Ok(l) => Snapshot::parse(&l.base)
+                    .map(|s| Person::whole(s.over(delta.as_ref())))
+                    .map_err(|e| format!("snapshot rejected: {e}")),
+                Err(e) => Err(format!("snapshot unreadable: {e}")),
+            }
+        }
     };
     let classified = identity::classify(&user, local, snapshot.as_ref().ok(), || {
         world.managed_file()

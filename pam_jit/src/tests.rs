@@ -112,9 +112,11 @@ struct FakeWorld {
     passwd_reads: Cell<usize>,
     snapshot_reads: Cell<usize>,
     managed_reads: Cell<usize>,
-    /// Whether `managed_by_shard` answers (an indexed gates file of format 1.6), from the
-    /// snapshot's managed list, and how often it was asked.
+    /// Whether `gates_part` answers (an indexed gates file), with the minor the file states
+    /// (its shard: the whole image, which answers as a shard of it does), and how often it
+    /// was asked.
     by_shard: Cell<bool>,
+    shard_minor: Cell<u16>,
     shard_reads: Cell<usize>,
 }
 
@@ -144,6 +146,7 @@ impl FakeWorld {
             snapshot_reads: Cell::new(0),
             managed_reads: Cell::new(0),
             by_shard: Cell::new(false),
+            shard_minor: Cell::new(jit_core::snapshot::format::MINOR),
             shard_reads: Cell::new(0),
         }
     }
@@ -188,13 +191,19 @@ impl World for FakeWorld {
                 delta: self.delta.borrow().clone(),
             })
     }
-    fn managed_by_shard(&self, name: &str) -> Option<bool> {
+    fn gates_part(&self, _name: &str) -> Option<jit_core::snapshot::keyed::GatesPart> {
         self.shard_reads.set(self.shard_reads.get() + 1);
         if !self.by_shard.get() {
             return None;
         }
         let bytes = self.snapshot.borrow().clone().ok()?;
-        Some(Snapshot::parse(&bytes).ok()?.is_managed(name))
+        let serial = Snapshot::parse(&bytes).ok()?.serial();
+        Some(jit_core::snapshot::keyed::GatesPart::from_parts(
+            Some(bytes),
+            self.delta.borrow().clone(),
+            serial,
+            self.shard_minor.get(),
+        ))
     }
     fn public_account(&self, name: &str) -> bool {
         self.public_accounts.iter().any(|n| n == name)
@@ -1135,34 +1144,42 @@ fn a_grant_in_the_gates_delta_is_gated_like_one_in_the_file() {
         },
     )
     .unwrap();
-    let w = world();
-    *w.snapshot.borrow_mut() = Ok(base(5));
-    *w.delta.borrow_mut() = Some(delta.clone());
-    let mut pam = FakePam::new("zed");
-    pam.rhost = Some("192.0.2.9".into());
-    assert_eq!(go(Hook::Account, &mut pam, &w), Code::Success);
-    // The delta's conditions hold like the file's.
-    let mut far = FakePam::new("zed");
-    far.rhost = Some("10.1.2.3".into());
-    assert_eq!(go(Hook::Account, &mut far, &w), Code::PermDenied);
-    // eve (in the base) is unchanged by the delta.
-    assert_eq!(
-        go(Hook::Account, &mut FakePam::new("eve"), &w),
-        Code::Success
-    );
-    // Over another base (serial 6) the delta is not read: zed is unknown to jit here.
-    *w.snapshot.borrow_mut() = Ok(base(6));
-    let mut pam = FakePam::new("zed");
-    pam.rhost = Some("192.0.2.9".into());
-    assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
-    // Garbage in place of the delta: the base alone.
-    *w.snapshot.borrow_mut() = Ok(base(5));
-    *w.delta.borrow_mut() = Some(b"not a delta".to_vec());
-    assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
-    assert_eq!(
-        go(Hook::Account, &mut FakePam::new("eve"), &w),
-        Code::Success
-    );
+    // From the whole file, and from zed's shard with the delta over it (the fake's shard is
+    // the whole image, which answers as a shard does: jit_core's keyed tests show that).
+    for by_shard in [false, true] {
+        let w = world();
+        w.by_shard.set(by_shard);
+        *w.snapshot.borrow_mut() = Ok(base(5));
+        *w.delta.borrow_mut() = Some(delta.clone());
+        let mut pam = FakePam::new("zed");
+        pam.rhost = Some("192.0.2.9".into());
+        assert_eq!(go(Hook::Account, &mut pam, &w), Code::Success);
+        // The delta's conditions hold like the file's.
+        let mut far = FakePam::new("zed");
+        far.rhost = Some("10.1.2.3".into());
+        assert_eq!(go(Hook::Account, &mut far, &w), Code::PermDenied);
+        // eve (in the base) is unchanged by the delta.
+        assert_eq!(
+            go(Hook::Account, &mut FakePam::new("eve"), &w),
+            Code::Success
+        );
+        // Over another base (serial 6) the delta is not read: zed is unknown to jit here.
+        *w.snapshot.borrow_mut() = Ok(base(6));
+        let mut pam = FakePam::new("zed");
+        pam.rhost = Some("192.0.2.9".into());
+        assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
+        // Garbage in place of the delta: the base alone.
+        *w.snapshot.borrow_mut() = Ok(base(5));
+        *w.delta.borrow_mut() = Some(b"not a delta".to_vec());
+        assert_ne!(go(Hook::Account, &mut pam, &w), Code::Success);
+        assert_eq!(
+            go(Hook::Account, &mut FakePam::new("eve"), &w),
+            Code::Success
+        );
+        if by_shard {
+            assert_eq!(w.snapshot_reads.get(), 0, "the whole gates file was read");
+        }
+    }
 }
 
 trait WithoutRecords {
@@ -1179,37 +1196,112 @@ impl WithoutRecords for SnapshotData {
     }
 }
 
-/// A local user is told apart from the managed ones by the gates file's shard: the whole
-/// file, which grows with the grants on the host, is read only for a managed name or when the
-/// shard cannot say (a file written before format 1.6), and the decisions are the same.
+/// A login costs the person's shard of the gates file, not the whole file (which grows with
+/// the grants on the host): a local user is told apart from the managed ones by it, and (format
+/// 1.8, whose shards hold a person's account records too) a jit user's or managed admin's login
+/// is decided from it. A file written before 1.8 decides gated people from the whole file; one
+/// without the index (or unreadable that way) everyone.
 #[test]
-fn a_local_user_costs_one_shard_not_the_whole_gates_file() {
-    let w = world();
+fn a_login_costs_the_persons_shard_not_the_whole_gates_file() {
+    let w = world().answer(session_reply);
     w.by_shard.set(true);
     for hook in HOOKS {
         assert_eq!(go(hook, &mut FakePam::new("alice"), &w), Code::Ignore);
     }
     assert_eq!(w.shard_reads.get(), HOOKS.len());
-    assert_eq!(w.snapshot_reads.get(), 0, "the whole gates file was read");
-    // A managed admin: the shard says managed, the whole file decides (no grant: refused).
+    // A managed admin without a grant, one with an enable grant, a jit user: from the shard.
     assert_eq!(
         go(Hook::Authenticate, &mut FakePam::new("admin"), &w),
         Code::AuthErr
     );
-    assert_eq!(w.snapshot_reads.get(), 1);
-    // root and uid-0 accounts never ask the shard, nor does a name /etc/passwd does not have
-    // (a jit name: the whole file decides, as before).
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("ops"), &w),
+        Code::Success
+    );
+    // A whole login of eve's on one handle: auth, account, session open and close.
+    let mut eve = FakePam::new("eve");
+    let want = [Code::Ignore, Code::Success, Code::Success, Code::Success];
+    for (hook, want) in HOOKS.into_iter().zip(want) {
+        assert_eq!(go(hook, &mut eve, &w), want, "{hook:?}");
+    }
+    assert_eq!(w.calls().len(), 2, "the session opened and closed");
+    assert_eq!(w.snapshot_reads.get(), 0, "the whole gates file was read");
+    // root and uid-0 accounts never ask the shard; a name nobody knows does, and is ignored.
     let before = w.shard_reads.get();
-    for user in ["root", "toor", "nosuchuser"] {
+    for user in ["root", "toor"] {
         go(Hook::Authenticate, &mut FakePam::new(user), &w);
     }
     assert_eq!(w.shard_reads.get(), before);
-    // A file the shard cannot answer from: the whole file, the same decision.
-    w.by_shard.set(false);
-    let before = w.snapshot_reads.get();
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("nosuchuser"), &w),
+        Code::Ignore
+    );
+    assert_eq!(w.snapshot_reads.get(), 0);
+    // A 1.7 file: its shards tell a local user (ignored at once) but not the rest of a
+    // person's records: the whole file decides the gated, the same way.
+    w.shard_minor.set(7);
     assert_eq!(
         go(Hook::Authenticate, &mut FakePam::new("alice"), &w),
         Code::Ignore
     );
-    assert_eq!(w.snapshot_reads.get(), before + 1);
+    assert_eq!(w.snapshot_reads.get(), 0);
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("eve"), &w),
+        Code::Success
+    );
+    assert_eq!(w.snapshot_reads.get(), 1);
+    // No shard to be had: the whole file, the same decisions.
+    w.by_shard.set(false);
+    assert_eq!(
+        go(Hook::Authenticate, &mut FakePam::new("alice"), &w),
+        Code::Ignore
+    );
+    assert_eq!(
+        go(Hook::Account, &mut FakePam::new("eve"), &w),
+        Code::Success
+    );
+    assert_eq!(w.snapshot_reads.get(), 3);
+}
+
+/// Every login the tests above decide from the whole file is decided the same from the
+/// person's shard: each kind of person, each hook, with a code, without one.
+#[test]
+fn the_shard_decides_every_login_as_the_whole_file_does() {
+    let people = [
+        "eve",
+        "mia",
+        "admin",
+        "ops",
+        "alice",
+        "root",
+        "toor",
+        "nosuchuser",
+        "bob",
+    ];
+    let codes = |by_shard: bool| -> Vec<(String, Code)> {
+        let mut out = Vec::new();
+        for user in people {
+            for hook in HOOKS {
+                for code in [None, Some("123456")] {
+                    let w = world().answer(move |req| match req {
+                        Request::VerifyMfa { user, .. } => verified(user),
+                        other => session_reply(other),
+                    });
+                    w.by_shard.set(by_shard);
+                    let mut pam = FakePam::new(user);
+                    if let Some(c) = code {
+                        pam = pam.reply(c);
+                    }
+                    out.push((format!("{user} {hook:?} {code:?}"), go(hook, &mut pam, &w)));
+                }
+            }
+        }
+        out
+    };
+    let whole = codes(false);
+    assert_eq!(codes(true), whole);
+    // Not a check that cannot fail: the people were told apart.
+    let admitted = whole.iter().filter(|(_, c)| *c == Code::Success).count();
+    let ignored = whole.iter().filter(|(_, c)| *c == Code::Ignore).count();
+    assert!(admitted > 0 && ignored > 0 && admitted + ignored < whole.len());
 }

@@ -31,8 +31,9 @@ pub const MAJOR: u16 = 1;
 /// 1.2: the base region's checksum, `base_crc` and `base_at`; 1.3: the accounts region at the
 /// start of the base and its checksum, `accounts_crc`; 1.4: the base serial and the delta files,
 /// section BASES; 1.5: the account listing, section LISTING; 1.6: the gates file's own lookup
-/// index; 1.7: in it, jit's groups by gid without members, each member's record by its name).
-pub const MINOR: u16 = 7;
+/// index; 1.7: in it, jit's groups by gid without members, each member's record by its name;
+/// 1.8: in it, each person's account records by their name).
+pub const MINOR: u16 = 8;
 /// Header offset of the base serial (1.4, u32; the `flags` word of earlier minors, written 0):
 /// which base a delta file may be read over (section BASES). 0: no delta applies.
 pub const SERIAL_AT: usize = 36;

@@ -4,7 +4,7 @@ use super::index::{id_key, name_key, IndexHead, Table, HEAD_PREFIX};
 use super::*;
 use crate::types::*;
 
-fn account(name: &str, uid: u32, nb: i64, na: i64) -> Account {
+pub(super) fn account(name: &str, uid: u32, nb: i64, na: i64) -> Account {
     Account {
         name: name.into(),
         uid,

@@ -114,9 +114,10 @@ fn pairs(
 }
 
 /// The pairs of the gates file's index (1.6): the name key of each person owns their gate
-/// records and managed entry (when the image carries them) and (1.7) their own member records
-/// of the groups sudo_jit's jit-group test looks at (kind JIT, or named `jit-sudo`); the id key
-/// of such a group's gid owns its record without members.
+/// records and managed entry (when the image carries them), (1.8) their account records, and
+/// (1.7) their own member records of the groups sudo_jit's jit-group test looks at (kind JIT,
+/// or named `jit-sudo`); the id key of such a group's gid owns its record without members. So
+/// a person's shard holds all pam_jit asks of the file about that person.
 fn gates_pairs(
     data: &SnapshotData,
     with_gates: bool,
@@ -129,6 +130,9 @@ fn gates_pairs(
         }
         for (i, m) in data.managed.iter().enumerate() {
             names.push((name_key(m), Rec::Managed(idx(i)?)));
+        }
+        for (i, a) in data.accounts.iter().enumerate() {
+            names.push((name_key(&a.name), Rec::Account(idx(i)?)));
         }
     }
     for (g, e) in data.groups.iter().enumerate() {

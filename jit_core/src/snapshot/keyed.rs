@@ -210,6 +210,11 @@ pub fn layered<'s>(
 /// shard, that person's gate records and managed-list entry (docs/snapshot-format.md §10.7).
 pub const GATES_INDEX_MINOR: u16 = 6;
 
+/// The first format minor whose gates file holds, in each name's shard, that person's account
+/// records too: the shard then answers everything pam_jit asks of the file about the person
+/// (account records, gate records, managed entry), and its login is decided from it.
+pub const GATES_ACCOUNTS_MINOR: u16 = 8;
+
 /// Most groups of a process looked up one by one ([`GatesPart::read`]); a process holding
 /// more is answered from the whole file.
 pub const GATES_PART_MAX_GIDS: usize = 64;
@@ -223,6 +228,7 @@ pub struct GatesPart {
     gids: Vec<Option<Vec<u8>>>,
     delta: Option<Vec<u8>>,
     serial: u32,
+    minor: u16,
 }
 
 impl GatesPart {
@@ -258,7 +264,49 @@ impl GatesPart {
             gids: shards,
             delta: read_trusted_delta(delta_path),
             serial,
+            minor,
         })
+    }
+
+    /// A part made of bytes read elsewhere: `name` the person's shard (a whole image answers
+    /// the same), `delta` the delta file's bytes, `serial` the base serial, `minor` what the
+    /// file states. For tests of the modules' decisions.
+    pub fn from_parts(
+        name: Option<Vec<u8>>,
+        delta: Option<Vec<u8>>,
+        serial: u32,
+        minor: u16,
+    ) -> GatesPart {
+        GatesPart {
+            name,
+            gids: Vec::new(),
+            delta,
+            serial,
+            minor,
+        }
+    }
+
+    /// The format minor the file states.
+    pub fn minor(&self) -> u16 {
+        self.minor
+    }
+
+    /// The delta read with the shards, parsed (`None`: none, or damaged: ignored, as every
+    /// reader of the two files does).
+    pub fn parse_delta(&self) -> Option<Snapshot<'_>> {
+        self.delta.as_deref().and_then(parse_delta)
+    }
+
+    /// The view of the person's own shard with `delta` (this part's, from
+    /// [`Self::parse_delta`]) over it; `None` when the file knows nothing of the person.
+    ///
+    /// # Errors
+    /// As [`Self::answer`].
+    pub fn own<'s>(
+        &'s self,
+        delta: Option<&'s Snapshot<'s>>,
+    ) -> Result<Option<Snapshot<'s>>, SnapshotError> {
+        layered(self.name.as_deref(), delta, self.serial)
     }
 
     /// Answers `f` with the view of the person's own shard (their accounts, gate records,

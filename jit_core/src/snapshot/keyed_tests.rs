@@ -267,7 +267,12 @@ fn gates_opts() -> BuildOptions {
 /// (name, gid, whether `user` is one of its members), from a whole view, or from a person's
 /// view and the groups' views together (1.7: a group's record by gid has no members; each
 /// member's record is in the member's own shard).
-type GateFacts = (Vec<(String, Vec<String>)>, bool, Vec<(String, u32, bool)>);
+type GateFacts = (
+    Vec<(String, Vec<String>)>,
+    bool,
+    Vec<(String, u32, bool)>,
+    bool,
+);
 
 fn gate_facts(
     own: Option<&Snapshot<'_>>,
@@ -300,7 +305,9 @@ fn gate_facts(
         .collect();
     groups.sort();
     groups.dedup();
-    (grants, managed, groups)
+    // pam_jit also asks whether the person has an account record (1.8: in their shard).
+    let account = own.is_some_and(|s| s.has_account_record(user));
+    (grants, managed, groups, account)
 }
 
 #[test]
@@ -315,6 +322,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
     let gid_sets: [&[u32]; 4] = [&[], &[100, 27], &[79_998, 79_999, 1500], &[70_004, 70_005]];
     let mut seen_grants = 0;
     let mut seen_managed = 0;
+    let mut seen_accounts = 0;
     let (mut members, mut not_members) = (0, 0);
     for user in (0..205)
         .map(|i| format!("u{i}"))
@@ -329,6 +337,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
             assert_eq!(got, want, "{user} {gids:?}");
             seen_grants += want.0.len();
             seen_managed += usize::from(want.1);
+            seen_accounts += usize::from(want.3);
             members += want.2.iter().filter(|g| g.2).count();
             not_members += want.2.iter().filter(|g| !g.2).count();
         }
@@ -336,6 +345,7 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
     // 100 identities' records, alice's and bob's two, each under four gid sets; three managed.
     assert_eq!(seen_grants, (100 + 3) * 4);
     assert_eq!(seen_managed, 3 * 4);
+    assert_eq!(seen_accounts, 200 * 4);
     // Memberships were compared both ways: jit-users' members, and everyone else.
     assert!(
         members >= 100 && not_members >= 100,
@@ -369,6 +379,9 @@ fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
     added
         .grants
         .push(gate("g-ca201000001", "carol", 0, &["ALL"]));
+    added
+        .accounts
+        .push(super::index_tests::account("carol", 70_500, 0, 1000));
     let delta = |serial: u32| {
         build_snapshot_with(
             &added,
@@ -390,6 +403,13 @@ fn a_gates_part_reads_the_delta_over_the_shards_and_refuses_what_cannot_say() {
         1,
         "carol's grant from the delta alone"
     );
+    let d_own = p.parse_delta();
+    let own = p.own(d_own.as_ref()).unwrap().unwrap();
+    assert!(
+        own.has_account_record("carol"),
+        "carol's account from the delta"
+    );
+    assert_eq!(p.minor(), super::format::MINOR);
     let p = GatesPart::read(&f.c(), &df.c(), "bob", &[]).unwrap();
     assert_eq!(
         grants_of(&p, "bob"),
@@ -429,7 +449,7 @@ fn the_gates_index_holds_no_account_listing_and_stays_small() {
         head.listing.is_none(),
         "an account listing in the gates file"
     );
-    assert_eq!(head.minor, 7);
+    assert_eq!(head.minor, super::format::MINOR);
     // Its index costs less than the file without it (the public one costs more than that).
     assert!(
         gates.len() < 2 * plain.len(),
