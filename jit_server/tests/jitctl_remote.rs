@@ -204,7 +204,10 @@ fn request_review_and_revoke_through_jitctl() {
         "{hosts}"
     );
 
-    alice.ok(&["revoke", &id]);
+    assert_eq!(
+        alice.ok(&["revoke", &id]).trim(),
+        format!("revoked {id} on web1")
+    );
     assert!(f.web1.poll(s, 0).unwrap().grants.is_empty());
 
     // A selector request, denied.
@@ -231,6 +234,12 @@ fn request_review_and_revoke_through_jitctl() {
     let mine = alice.ok(&["--json", "requests", "--mine"]);
     let v: Value = serde_json::from_str(mine.trim()).unwrap();
     assert_eq!(v["requests"].as_array().unwrap().len(), 2, "history kept");
+    // A request no host holds a grant of says so, not "on []".
+    let id3 = id_of(&file_request(s, &f.alice, web_request()));
+    assert_eq!(
+        alice.ok(&["revoke", &id3]).trim(),
+        format!("revoked {id3} (no host held a live grant of it)")
+    );
 }
 
 #[test]

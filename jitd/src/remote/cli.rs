@@ -238,7 +238,16 @@ pub fn run(cmd: &RemoteCmd, json_out: bool) -> Result<(), Failure> {
             if json_out {
                 println!("{v}");
             } else {
-                println!("revoked {id} on {}", v["hosts"]);
+                let hosts: Vec<&str> = v["hosts"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if hosts.is_empty() {
+                    // A request not approved yet (or whose grants had ended): no host held it.
+                    println!("revoked {id} (no host held a live grant of it)");
+                } else {
+                    println!("revoked {id} on {}", hosts.join(", "));
+                }
             }
             Ok(())
         }
