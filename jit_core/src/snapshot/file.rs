@@ -179,22 +179,6 @@ pub fn read_trusted_layers(path: &CStr, delta_path: &CStr) -> Result<Layers<Vec<
     })
 }
 
-/// As [`read_trusted_layers`], reading only the base region of an indexed file
-/// ([`read_trusted_base`]).
-///
-/// # Errors
-/// As [`read_trusted_base`].
-pub fn read_trusted_base_layers(
-    path: &CStr,
-    delta_path: &CStr,
-) -> Result<Layers<TrustedImage>, TrustError> {
-    let base = read_trusted_base(path)?;
-    Ok(Layers {
-        base,
-        delta: read_trusted_delta(delta_path),
-    })
-}
-
 /// One image that answers as `base` with `delta` read over it (tests and diagnostics compare
 /// what the modules see with it): `base` unchanged when no delta applies.
 ///

@@ -206,6 +206,52 @@ pub fn layered<'s>(
     })
 }
 
+/// What of a trusted snapshot and its delta answers for one name (`jit-authorized-keys` at
+/// every public-key login, pam_jit for a name it finds nowhere else): the name's shard, or the
+/// base region of a file without the index, and the delta read after it (jitd renames a new
+/// base into place before it removes the delta of the old one).
+pub struct NamePart {
+    keyed: Keyed,
+    delta: Option<Vec<u8>>,
+}
+
+impl NamePart {
+    /// Reads `name`'s part of the trusted snapshot at `path`, then the delta at `delta_path`.
+    ///
+    /// # Errors
+    /// As [`read_trusted_key`].
+    pub fn read(path: &CStr, delta_path: &CStr, name: &str) -> Result<NamePart, KeyedError> {
+        let keyed = read_trusted_key(path, Table::Name, name_key(name))?;
+        Ok(NamePart {
+            keyed,
+            delta: read_trusted_delta(delta_path),
+        })
+    }
+
+    /// Answers `f` with the view that holds `name`'s records: the shard with the delta over it
+    /// (the delta alone when no shard holds the name; `None` when neither does), or the base
+    /// region with the delta over it.
+    ///
+    /// # Errors
+    /// The base region or the shard does not parse.
+    pub fn answer<T>(
+        &self,
+        f: impl FnOnce(Option<&Snapshot<'_>>) -> T,
+    ) -> Result<T, SnapshotError> {
+        let delta = self.delta.as_deref().and_then(parse_delta);
+        match &self.keyed {
+            Keyed::Shard { shard, serial, .. } => {
+                let view = layered(shard.as_deref(), delta.as_ref(), *serial)?;
+                Ok(f(view.as_ref()))
+            }
+            Keyed::Base(image) => {
+                let s = image.parse()?.over(delta.as_ref());
+                Ok(f(Some(&s)))
+            }
+        }
+    }
+}
+
 /// The first format minor whose gates file carries the lookup index with, in each name's
 /// shard, that person's gate records and managed-list entry (docs/snapshot-format.md §10.7).
 pub const GATES_INDEX_MINOR: u16 = 6;

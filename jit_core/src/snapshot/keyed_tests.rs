@@ -459,3 +459,74 @@ fn the_gates_index_holds_no_account_listing_and_stays_small() {
     );
     assert!(gates.len() < public.len() + plain.len() / 2);
 }
+
+/// A name's part of the public snapshot (its shard, or the base region of a file without the
+/// index) with the delta over it says whether the name has an account record, as the whole
+/// file with the delta does: for every name of an indexed file, one added by a delta, one of
+/// no one, and through an unindexed file.
+#[test]
+fn a_name_part_with_its_delta_answers_as_the_whole_file() {
+    use super::keyed::NamePart;
+    if !is_root() {
+        return;
+    }
+    let d = keyed_data();
+    let mut added = crate::types::SnapshotData {
+        generated_at: 78,
+        ..Default::default()
+    };
+    added
+        .accounts
+        .push(super::index_tests::account("newbie", 70_900, 0, 5000));
+    let delta = build_snapshot_with(
+        &added,
+        &BuildOptions {
+            delta_of: Some([9, 0, 0, 0]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let df = File::new("namepart-delta", &delta, 0o644);
+    let delta_view = Snapshot::parse(&delta).unwrap();
+    for (tag, file) in [
+        (
+            "indexed",
+            build_snapshot_with(
+                &d,
+                &BuildOptions {
+                    serial: 9,
+                    ..opts()
+                },
+            )
+            .unwrap(),
+        ),
+        (
+            "unindexed",
+            build_snapshot_with(
+                &d,
+                &BuildOptions {
+                    serial: 9,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+    ] {
+        let f = File::new(&format!("namepart-{tag}"), &file, 0o644);
+        let whole = Snapshot::parse(&file).unwrap().over(Some(&delta_view));
+        let mut found = 0;
+        for name in (0..310)
+            .map(|i| format!("u{i}"))
+            .chain(["newbie", "jit-users", "nobody-here"].map(String::from))
+        {
+            let part = NamePart::read(&f.c(), &df.c(), &name).unwrap();
+            let got = part
+                .answer(|v| v.is_some_and(|s| s.has_account_record(&name)))
+                .unwrap();
+            assert_eq!(got, whole.has_account_record(&name), "{tag} {name}");
+            found += usize::from(got);
+        }
+        // The 300 accounts and the delta's.
+        assert_eq!(found, 301, "{tag}");
+    }
+}

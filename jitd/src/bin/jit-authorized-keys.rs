@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use jit_core::constants::DEFAULT_SNAPSHOT_DELTA_PATH_C;
 use jit_core::constants::{DEFAULT_SNAPSHOT_PATH, DEFAULT_SNAPSHOT_PATH_C};
-use jit_core::snapshot::file::{parse_delta, read_trusted_delta};
-use jit_core::snapshot::index::{name_key, Table};
-use jit_core::snapshot::keyed::{layered, read_trusted_key, Keyed};
+use jit_core::snapshot::keyed::NamePart;
 use jit_core::snapshot::Snapshot;
 
 fn main() -> ExitCode {
@@ -32,22 +30,17 @@ fn main() -> ExitCode {
     // user's too, stays the same at 100 grants as at 50 000. A grant added since the snapshot
     // was written is in its delta, read after it (jitd renames a new base into place before it
     // removes the delta of the old one).
-    let keyed = read_trusted_key(DEFAULT_SNAPSHOT_PATH_C, Table::Name, name_key(&user));
-    let delta_bytes = read_trusted_delta(DEFAULT_SNAPSHOT_DELTA_PATH_C);
-    let delta = delta_bytes.as_deref().and_then(parse_delta);
-    let keys = match &keyed {
-        // The shard with the delta over it; the delta alone when no shard holds the name.
-        Ok(Keyed::Shard { shard, serial, .. }) => {
-            match layered(shard.as_deref(), delta.as_ref(), *serial) {
-                Ok(view) => view.map_or_else(Vec::new, |s| keys_of(&s, &user)),
-                Err(e) => return refused(&e),
-            }
-        }
-        Ok(Keyed::Base(image)) => match image.parse() {
-            Ok(s) => keys_of(&s.over(delta.as_ref()), &user),
-            Err(e) => return refused(&e),
-        },
-        Err(e) => return refused(e),
+    let part = match NamePart::read(
+        DEFAULT_SNAPSHOT_PATH_C,
+        DEFAULT_SNAPSHOT_DELTA_PATH_C,
+        &user,
+    ) {
+        Ok(p) => p,
+        Err(e) => return refused(&e),
+    };
+    let keys = match part.answer(|view| view.map_or_else(Vec::new, |s| keys_of(s, &user))) {
+        Ok(k) => k,
+        Err(e) => return refused(&e),
     };
     for k in keys {
         println!("{k}");
