@@ -194,6 +194,8 @@ fn a_full_host_is_left_out_of_an_approval_and_an_approval_for_full_hosts_records
     both["select"] = json!({ "env": "prod" });
     let r = file_request(s, &f.erin, both);
     assert_eq!(r.json()["state"], "approved", "{:?}", r.json());
+    assert_eq!(r.json()["hosts"], json!(["web1", "web2"]));
+    assert_eq!(r.json()["granted_on"], json!(["web2"]), "{:?}", r.json());
     assert_eq!(f.web1.poll(s, 0).unwrap().grants.len(), 2);
     assert_eq!(web2.poll(s, 0).unwrap().grants.len(), 1);
     let audit = s.call("GET", "/v1/audit?limit=50", &f.admin, None).json();
@@ -225,7 +227,9 @@ fn a_full_host_is_left_out_of_an_approval_and_an_approval_for_full_hosts_records
     assert_eq!(view["approvals"], json!(["bob"]));
     // Once one of erin's grants there ends, carol's approval goes through.
     revoke(s, &f.erin, &e1);
-    assert_eq!(approve(s, &f.carol, &a).json()["state"], "approved");
+    let r = approve(s, &f.carol, &a);
+    assert_eq!(r.json()["state"], "approved");
+    assert_eq!(r.json()["granted_on"], json!(["web1"]));
     let doc = f.web1.poll(s, 0).unwrap();
     assert_eq!(doc.grants.len(), 2);
     assert!(doc.grants.iter().any(|g| g.request_id == a));

@@ -59,6 +59,10 @@ pub struct RequestView {
     pub not_after: Option<i64>,
     pub approvals: Vec<String>,
     pub denials: Vec<String>,
+    /// The hosts that received the grant (one request's view only, not in lists): an approval
+    /// leaves out a host without room for it (`engine/room.rs`), audited `request.hosts_full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted_on: Option<Vec<String>>,
 }
 
 /// The one duration rule for create, extend and re-issue: at most the role's max.
@@ -330,6 +334,7 @@ fn view(row: &AnyRow, approvals: Vec<String>, denials: Vec<String>) -> Result<Re
         not_after: get_opt_i64(row, "not_after")?,
         approvals,
         denials,
+        granted_on: None,
     })
 }
 
@@ -352,11 +357,20 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<RequestView>> {
     else {
         return Ok(None);
     };
-    let v = view(
+    let mut v = view(
         &row,
         reviews(db, id, "approve").await?,
         reviews(db, id, "deny").await?,
     )?;
+    v.granted_on = Some(
+        sqlx::query("SELECT host FROM sgrant WHERE request_id = $1 ORDER BY host")
+            .bind(id)
+            .fetch_all(&db.pool)
+            .await?
+            .iter()
+            .map(|r| get_str(r, "host"))
+            .collect::<Result<_>>()?,
+    );
     Ok(Some(v))
 }
 

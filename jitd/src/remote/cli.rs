@@ -85,6 +85,36 @@ pub struct RequestArgs {
 /// A failure: exit code and message.
 pub struct Failure(pub u8, pub String);
 
+/// Says on stderr which requested hosts an approved request's grant did not reach.
+fn warn_left_out(v: &Value) {
+    if let Some(left) = left_out(v) {
+        eprintln!(
+            "jitctl: not granted on {left}: no room there for another grant \
+             (the server's audit, request.hosts_full, says why)"
+        );
+    }
+}
+
+/// The requested hosts an approved request's grant did not reach (`granted_on` from a server
+/// that reports it), comma-separated; `None` when it reached all of them.
+fn left_out(v: &Value) -> Option<String> {
+    let granted: Vec<&str> = v["granted_on"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if v["state"] != "approved" {
+        return None;
+    }
+    let left: Vec<&str> = v["hosts"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|h| !granted.contains(h))
+        .collect();
+    (!left.is_empty()).then(|| left.join(", "))
+}
+
 fn from_call(e: CallError) -> Failure {
     match e {
         CallError::Refused(code, msg) => Failure(if code == 400 { 2 } else { 1 }, msg),
@@ -161,10 +191,12 @@ pub fn run(cmd: &RemoteCmd, json_out: bool) -> Result<(), Failure> {
             if json_out {
                 println!(
                     "{}",
-                    json!({ "id": v["id"], "state": v["state"], "hosts": v["hosts"] })
+                    json!({ "id": v["id"], "state": v["state"], "hosts": v["hosts"],
+                            "granted_on": v["granted_on"] })
                 );
             } else {
                 println!("{}\t{}", s(&v, "id"), s(&v, "state"));
+                warn_left_out(&v);
             }
             Ok(())
         }
@@ -224,9 +256,13 @@ pub fn run(cmd: &RemoteCmd, json_out: bool) -> Result<(), Failure> {
                 )
                 .map_err(from_call)?;
             if json_out {
-                println!("{}", json!({ "id": v["id"], "state": v["state"] }));
+                println!(
+                    "{}",
+                    json!({ "id": v["id"], "state": v["state"], "granted_on": v["granted_on"] })
+                );
             } else {
                 println!("{}\t{}", s(&v, "id"), s(&v, "state"));
+                warn_left_out(&v);
             }
             Ok(())
         }
@@ -386,4 +422,26 @@ pub fn mfa_confirm(code: &str) -> Result<Value, Failure> {
     remote()?
         .call("POST", "/v1/mfa/confirm", Some(&json!({ "code": code })))
         .map_err(from_call)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_names_the_hosts_its_grant_did_not_reach() {
+        let v = |state: &str, granted: Value| json!({ "state": state, "hosts": ["web1", "web2", "web3"], "granted_on": granted });
+        assert_eq!(
+            left_out(&v("approved", json!(["web2"]))).as_deref(),
+            Some("web1, web3")
+        );
+        assert_eq!(
+            left_out(&v("approved", json!(["web1", "web2", "web3"]))),
+            None
+        );
+        // Pending or denied: nothing was granted yet, nothing left out.
+        assert_eq!(left_out(&v("pending", json!([]))), None);
+        // An older server without the field says nothing either way.
+        assert_eq!(left_out(&v("approved", Value::Null)), None);
+    }
 }
