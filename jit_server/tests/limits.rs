@@ -159,6 +159,11 @@ fn a_host_gets_no_grant_its_document_could_not_carry_and_revocations_still_reach
     // As many as the budget holds, not fewer: one more would not have fitted.
     let w = grant_weight(serde_json::to_vec(&doc.grants[0]).unwrap().len(), false);
     assert_eq!(granted.len() as u64, MAX_BODY_WEIGHT / w, "weight {w}");
+    eprintln!(
+        "{} grants of {w} bytes admitted; the host's document {} bytes (at most {MAX_DOC_BYTES})",
+        granted.len(),
+        raw.body.len()
+    );
     f.web1.applied = doc.seq;
 
     // A small grant of someone else still fits in the bytes left, through two approvals.
