@@ -351,7 +351,7 @@ unsafe fn check(command_info: *const *const c_char, run_argv: *const *const c_ch
     // holds (format 1.6): they hold every record a decision about this user and these groups
     // reads (`decision::Parts`), so a user who is not jit's business (a local sudoer) is
     // approved, and a jit user decided, without reading the whole file, whose size grows with
-    // the grants on the host. A file that cannot say (older, damaged, more than 64 groups)
+    // the grants on the host. A file that cannot say (older, damaged, more than 4096 groups)
     // is read whole as before.
     let now = jit_core::time::now();
     let decide = |gates: Option<&dyn decision::Gates>, jit_by_ids: bool| {

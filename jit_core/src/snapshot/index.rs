@@ -209,6 +209,15 @@ impl IndexHead {
         (s.0, s.1)
     }
 
+    /// Where the directory of `table` is: `(absolute offset, length)`.
+    pub fn dir_table(&self, table: Table) -> (u64, u64) {
+        let d = match table {
+            Table::Name => self.name_dir,
+            Table::Id => self.id_dir,
+        };
+        (d.0, u64::from(d.2) * DIR_ENTRY_SIZE as u64)
+    }
+
     /// Where the directory entry for `key` is: `(absolute offset, DIR_ENTRY_SIZE)`, or `None`
     /// if the directory is empty (no shard can hold the key).
     pub fn dir_entry(&self, table: Table, key: u32) -> Option<(u64, u64)> {

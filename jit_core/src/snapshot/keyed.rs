@@ -99,9 +99,35 @@ pub fn read_trusted_key(path: &CStr, table: Table, key: u32) -> Result<Keyed, Ke
     })
 }
 
+/// A batch with more keys of one table than this reads that table's directory whole (if it
+/// is at most [`DIR_WHOLE_MAX`]) instead of one entry per key.
+const DIR_WHOLE_FROM_KEYS: usize = 16;
+/// The largest directory read whole for a batch: 8192 buckets.
+const DIR_WHOLE_MAX: u64 = 64 * 1024;
+
+/// What a batch has read of one table: its big-key table (read, or copied from the first
+/// page, once, when a query first needs it) and, for a batch with many keys of the table (the
+/// groups of a process), its whole directory when it is small, instead of one read per key.
+struct TableCache {
+    big: Option<Vec<u8>>,
+    dir: Option<Vec<u8>>,
+    many: bool,
+}
+
+impl TableCache {
+    fn new(keys: usize) -> TableCache {
+        TableCache {
+            big: None,
+            dir: None,
+            many: keys > DIR_WHOLE_FROM_KEYS,
+        }
+    }
+}
+
 /// As [`read_trusted_key`] for several queries, through one descriptor: every shard comes
 /// from the same file, so answers put together from several keys never mix two generations
-/// of it. A shard that holds several of the keys is read once per query (they are few).
+/// of it. A shard that holds several of the keys is read and checked once (a process's
+/// groups: most of their gids fall into the few buckets of jit's own groups).
 ///
 /// # Errors
 /// As [`read_trusted_key`], for any of the queries.
@@ -134,18 +160,20 @@ pub fn read_trusted_keys(path: &CStr, queries: &[(Table, u32)]) -> Result<KeyedM
             None => read(at, len),
         }
     };
-    // Each table's big-key table, read (or copied from the first page) once, when a query
-    // first needs it.
-    let mut bigs: [Option<Vec<u8>>; 2] = [None, None];
+    let count = |t: Table| queries.iter().filter(|q| q.0 == t).count();
+    let mut by_name = TableCache::new(count(Table::Name));
+    let mut by_id = TableCache::new(count(Table::Id));
+    // Each shard read and checked once, however many keys of the batch it holds.
+    let mut seen: Vec<((u64, u64), Vec<u8>)> = Vec::new();
     let mut shards = Vec::with_capacity(queries.len());
     for &(table, key) in queries {
-        let slot = match table {
-            Table::Name => &mut bigs[0],
-            Table::Id => &mut bigs[1],
+        let c = match table {
+            Table::Name => &mut by_name,
+            Table::Id => &mut by_id,
         };
-        let big = match slot {
+        let big = match &mut c.big {
             Some(b) => b,
-            None => {
+            slot @ None => {
                 let (big_at, big_len) = head.big_table(table);
                 if big_len > BIG_TABLE_MAX {
                     return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
@@ -158,23 +186,40 @@ pub fn read_trusted_keys(path: &CStr, queries: &[(Table, u32)]) -> Result<KeyedM
         let range = match head.shard_of_big(big, key) {
             Some(r) => Some(r),
             None => match head.dir_entry(table, key) {
-                Some((at, len)) => head.shard_of_dir_entry(&bytes_at(at, len)?),
+                Some((at, len)) => {
+                    let (dir_at, dir_len) = head.dir_table(table);
+                    if c.dir.is_none() && c.many && dir_len <= DIR_WHOLE_MAX {
+                        c.dir = Some(bytes_at(dir_at, dir_len)?);
+                    }
+                    let held = c.dir.as_deref().and_then(|d| {
+                        let from = usize::try_from(at.checked_sub(dir_at)?).ok()?;
+                        d.get(from..from.checked_add(usize::try_from(len).ok()?)?)
+                    });
+                    match held {
+                        Some(entry) => head.shard_of_dir_entry(entry),
+                        None => head.shard_of_dir_entry(&bytes_at(at, len)?),
+                    }
+                }
                 None => None,
             },
         };
         shards.push(match range {
             None => None,
-            Some((at, len)) => {
-                let bytes = read(at, len)?;
-                let s = Snapshot::parse(&bytes).map_err(KeyedError::Corrupt)?;
-                // A shard of another generation (bytes overwritten in place) is refused.
-                if s.generated_at() != head.generated_at {
-                    return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
-                        "shard of another generation",
-                    )));
+            Some(r) => match seen.iter().find(|(at, _)| *at == r) {
+                Some((_, bytes)) => Some(bytes.clone()),
+                None => {
+                    let bytes = read(r.0, r.1)?;
+                    let s = Snapshot::parse(&bytes).map_err(KeyedError::Corrupt)?;
+                    // A shard of another generation (bytes overwritten in place) is refused.
+                    if s.generated_at() != head.generated_at {
+                        return Err(KeyedError::Corrupt(SnapshotError::Corrupt(
+                            "shard of another generation",
+                        )));
+                    }
+                    seen.push((r, bytes.clone()));
+                    Some(bytes)
                 }
-                Some(bytes)
-            }
+            },
         });
     }
     Ok(KeyedMany::Shards {
@@ -262,8 +307,10 @@ pub const GATES_INDEX_MINOR: u16 = 6;
 pub const GATES_ACCOUNTS_MINOR: u16 = 8;
 
 /// Most groups of a process looked up one by one ([`GatesPart::read`]); a process holding
-/// more is answered from the whole file.
-pub const GATES_PART_MAX_GIDS: usize = 64;
+/// more is answered from the whole file. Each gid costs ~0.3 µs once the id directory is read
+/// (4096 gids ~1.2 ms; the whole gates file at 50 000 grants ~44 ms): users of directory
+/// services often hold hundreds of groups, and were charged the whole file above 64.
+pub const GATES_PART_MAX_GIDS: usize = 4096;
 
 /// What of the trusted gates file answers for one person and for the groups a process holds,
 /// read without the rest of the file (pam_jit and sudo_jit, at every login and sudo of any
@@ -305,6 +352,9 @@ impl GatesPart {
             return None;
         }
         let name = shards.remove(0);
+        // Many gids share a shard (or none): each view once.
+        shards.sort_unstable();
+        shards.dedup();
         Some(GatesPart {
             name,
             gids: shards,

@@ -319,7 +319,16 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
     let file = build_snapshot_with(&d, &gates_opts()).unwrap();
     let whole = Snapshot::parse(&file).unwrap();
     let f = File::new("gates", &file, 0o600);
-    let gid_sets: [&[u32]; 4] = [&[], &[100, 27], &[79_998, 79_999, 1500], &[70_004, 70_005]];
+    // The last set: a process with 300 groups (a directory-service user), jit's among them:
+    // the id directory read whole, many gids sharing a shard.
+    let wide: Vec<u32> = (70_000..70_290).chain([79_998, 79_999, 1500, 27]).collect();
+    let gid_sets: [&[u32]; 5] = [
+        &[],
+        &[100, 27],
+        &[79_998, 79_999, 1500],
+        &[70_004, 70_005],
+        &wide,
+    ];
     let mut seen_grants = 0;
     let mut seen_managed = 0;
     let mut seen_accounts = 0;
@@ -342,10 +351,10 @@ fn the_gates_index_gives_each_person_and_group_what_the_whole_file_does() {
             not_members += want.2.iter().filter(|g| !g.2).count();
         }
     }
-    // 100 identities' records, alice's and bob's two, each under four gid sets; three managed.
-    assert_eq!(seen_grants, (100 + 3) * 4);
-    assert_eq!(seen_managed, 3 * 4);
-    assert_eq!(seen_accounts, 200 * 4);
+    // 100 identities' records, alice's and bob's two, each under five gid sets; three managed.
+    assert_eq!(seen_grants, (100 + 3) * 5);
+    assert_eq!(seen_managed, 3 * 5);
+    assert_eq!(seen_accounts, 200 * 5);
     // Memberships were compared both ways: jit-users' members, and everyone else.
     assert!(
         members >= 100 && not_members >= 100,
