@@ -369,7 +369,7 @@ pub async fn bump_seq(
 
 /// Most hosts in one multi-row statement: 4 bound values a row stays far below SQLite's and
 /// PostgreSQL's parameter limits (32 766 and 65 535), and a request names at most 256 hosts.
-const SEQ_BATCH: usize = 500;
+pub(crate) const SEQ_BATCH: usize = 500;
 
 /// Allocates the next sequence number of every host in `hosts` inside the caller's transaction,
 /// in a fixed number of statements whatever the number of hosts (a fan-out to 250 hosts used to
@@ -483,7 +483,7 @@ pub async fn lock_existing(
 }
 
 /// `$1,$2,…,$n`: the bind parameters of an `IN (…)` list of `n` names.
-fn placeholders(n: usize) -> String {
+pub(crate) fn placeholders(n: usize) -> String {
     (1..=n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

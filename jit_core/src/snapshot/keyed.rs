@@ -415,8 +415,8 @@ impl GatesPart {
         &self,
         f: impl FnOnce(Option<&Snapshot<'_>>, &[Snapshot<'_>]) -> T,
     ) -> Result<T, SnapshotError> {
-        let delta = self.delta.as_deref().and_then(parse_delta);
-        let name = layered(self.name.as_deref(), delta.as_ref(), self.serial)?;
+        let delta = self.parse_delta();
+        let name = self.own(delta.as_ref())?;
         let mut groups = Vec::with_capacity(self.gids.len());
         for g in &self.gids {
             groups.extend(layered(g.as_deref(), delta.as_ref(), self.serial)?);

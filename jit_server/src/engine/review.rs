@@ -339,11 +339,14 @@ pub(super) async fn approve_now(
     // Only hosts whose signed document has room for it: a host refuses a document that is too
     // large, and with it every later change (revocations too).
     let (hosts, full) = room::split_by_room(tx, &hosts, weight, limits, now).await?;
+    let why_full = full
+        .iter()
+        .map(|(h, f)| f.describe(h))
+        .collect::<Vec<_>>()
+        .join("; ");
     if hosts.is_empty() {
-        let why: Vec<String> = full.iter().map(|(h, f)| f.describe(h)).collect();
         return Err(Error::conflict(format!(
-            "no room on any host of this request ({}); nothing was recorded: approve again once grants there end",
-            why.join("; ")
+            "no room on any host of this request ({why_full}); nothing was recorded: approve again once grants there end"
         )));
     }
     let n = sqlx::query(
@@ -361,8 +364,7 @@ pub(super) async fn approve_now(
         return Ok(Vec::new());
     }
     if !full.is_empty() {
-        let why: Vec<String> = full.iter().map(|(h, f)| f.describe(h)).collect();
-        audit(tx, now, "server", "request.hosts_full", id, &why.join("; ")).await?;
+        audit(tx, now, "server", "request.hosts_full", id, &why_full).await?;
     }
     // All hosts' rows in one statement (a request names at most MAX_HOSTS = 256 hosts, 261
     // bound values), then all their sequence numbers: a fan-out costs a fixed number of round

@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use crate::db::get_str;
 use crate::error::{Error, Result};
+use crate::hosts;
 
 /// What filing and approving may take (server.toml `max_open_requests`,
 /// `max_grants_per_host`).
@@ -79,23 +80,21 @@ pub(super) async fn split_by_room(
     limits: &Limits,
     now: i64,
 ) -> Result<(Vec<String>, Vec<(String, Full)>)> {
-    let locked = crate::hosts::lock_existing(tx, hosts).await?;
+    let locked = hosts::lock_existing(tx, hosts).await?;
     let mut loads = std::collections::BTreeMap::new();
-    for chunk in locked.chunks(500) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(",");
+    for chunk in locked.chunks(hosts::SEQ_BATCH) {
         // SUM of BIGINT is NUMERIC on PostgreSQL: cast back so both databases answer BIGINT.
         let sql = format!(
             "SELECT host, COUNT(*) AS n, CAST(SUM(weight) AS BIGINT) AS w FROM sgrant \
-             WHERE host IN ({list}) AND revoked_at IS NULL AND not_after > $1 GROUP BY host"
+             WHERE host IN ({}) AND revoked_at IS NULL AND not_after > ${} GROUP BY host",
+            hosts::placeholders(chunk.len()),
+            chunk.len() + 1
         );
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = sqlx::query(&sql);
         for h in chunk {
             q = q.bind(h.as_str());
         }
-        for r in q.fetch_all(&mut **tx).await? {
+        for r in q.bind(now).fetch_all(&mut **tx).await? {
             loads.insert(
                 get_str(&r, "host")?,
                 HostLoad {
