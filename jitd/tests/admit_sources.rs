@@ -72,3 +72,85 @@ fn server_grants_are_admitted_like_local_ones() {
         .state;
     assert_eq!(st.grants.len(), 1, "only the admitted grant is stored");
 }
+
+/// A document that drops several grants of this host ends them together: each outcome
+/// reported in order (an unknown id refused without holding back the others), one whole
+/// snapshot write for all of them, their revocations durable and audited, each torn down.
+#[test]
+fn server_grants_dropped_together_end_in_one_write_and_one_teardown_pass() {
+    use jitd::sync::apply::GrantSink;
+    let env = Env::new("sources-ends");
+    let d = env.daemon(T0);
+    let source = |id: &str| {
+        GrantSource::Server(Box::new(jit_proto::ServerSource {
+            id: id.into(),
+            request: format!("r-{id}"),
+            role: "web-admin".into(),
+            strict: false,
+            seq: 7,
+        }))
+    };
+    let ids: Vec<String> = ["alice", "bob", "erin"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            d.admit(source(&format!("sg-{i}")), &spec(u, 600), T0)
+                .unwrap()
+                .id
+                .to_string()
+        })
+        .collect();
+    let serial = |env: &Env| {
+        let bytes = std::fs::read(env.path("run/snapshot")).unwrap();
+        Snapshot::parse(&bytes).unwrap().serial()
+    };
+    let before = serial(&env);
+    let r = d.end_server_grants(
+        &[ids[0].clone(), "g-nosuchgrant".into(), ids[2].clone()],
+        "no longer in the server's set",
+        T0 + 5,
+    );
+    assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+    assert!(
+        r[1].as_ref().is_err_and(|e| e.contains("no grant")),
+        "{r:?}"
+    );
+    assert_eq!(
+        serial(&env),
+        before + 1,
+        "one whole snapshot write for both"
+    );
+    let img = env.public_snapshot();
+    let s = Snapshot::parse(&img).unwrap();
+    assert!(s.account_by_name("alice", T0 + 5).is_none());
+    assert!(s.account_by_name("erin", T0 + 5).is_none());
+    assert!(s.account_by_name("bob", T0 + 5).is_some(), "the one kept");
+    let audit = env.audit();
+    for id in [&ids[0], &ids[2]] {
+        let revoked = audit
+            .lines()
+            .filter(|l| l.contains("\"grant.revoked\"") && l.contains(id.as_str()))
+            .count();
+        let torn = audit
+            .lines()
+            .filter(|l| l.contains("\"grant.teardown\"") && l.contains(id.as_str()))
+            .count();
+        assert_eq!((revoked, torn), (1, 1), "{id}: {audit}");
+    }
+    assert!(
+        !audit
+            .lines()
+            .any(|l| l.contains("\"grant.revoked\"") && l.contains(ids[1].as_str())),
+        "bob's grant stays: {audit}"
+    );
+    // Durable: what a restart loads has both revoked and bob's live.
+    let st = jitd::state::StateStore::new(&env.path("state"))
+        .load()
+        .unwrap()
+        .state;
+    let state_of = |id: &str| st.grants.get(id).unwrap().state_at(T0 + 6);
+    assert_eq!(
+        (state_of(&ids[0]), state_of(&ids[1]), state_of(&ids[2])),
+        (GrantState::Revoked, GrantState::Live, GrantState::Revoked)
+    );
+}

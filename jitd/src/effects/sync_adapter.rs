@@ -89,10 +89,20 @@ impl GrantSink for Daemon {
             .map_err(|(_, m)| m)
     }
 
-    fn end_server_grant(&self, local_id: &str, reason: &str, now: UnixTime) -> Result<(), String> {
-        self.revoke_as(local_id, reason, "server", now)
-            .map(|_| ())
-            .map_err(|(_, m)| m)
+    fn end_server_grants(
+        &self,
+        local_ids: &[String],
+        reason: &str,
+        now: UnixTime,
+    ) -> Vec<Result<(), String>> {
+        let ends: Vec<(String, String)> = local_ids
+            .iter()
+            .map(|id| (id.clone(), reason.to_string()))
+            .collect();
+        self.revoke_many(&ends, "server", now)
+            .into_iter()
+            .map(|(_, r)| r.map(|_| ()).map_err(|(_, m)| m))
+            .collect()
     }
 
     fn set_fleet_mfa(

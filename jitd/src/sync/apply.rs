@@ -1,5 +1,5 @@
 //! Converging local state to the server's signed set. Pure decisions against [`GrantSink`], the
-//! narrow seam to the daemon (implemented once, in `daemon/sync_adapter.rs`), so the rules are
+//! narrow seam to the daemon (implemented once, in `effects/sync_adapter.rs`), so the rules are
 //! unit-tested against a fake sink:
 //!
 //! * a server grant in the set and never seen here is admitted through the daemon's one
@@ -9,6 +9,8 @@
 //!   replayed set can shorten a grant, never extend or revive it;
 //! * a live server grant missing from the set is ended through the daemon's one teardown;
 //! * local grants are not in the sink's view at all.
+
+use std::collections::HashSet;
 
 use crate::audit::Event;
 use jit_core::time::UnixTime;
@@ -34,8 +36,15 @@ pub trait GrantSink: Send + Sync {
     /// Admits `g` (from the document with sequence `seq`) through the same admission as a
     /// local grant; returns the local id.
     fn admit_server_grant(&self, g: &DocGrant, seq: u64, now: UnixTime) -> Result<String, String>;
-    /// Ends a server grant through the same revocation and teardown as a local one.
-    fn end_server_grant(&self, local_id: &str, reason: &str, now: UnixTime) -> Result<(), String>;
+    /// Ends server grants (local id each) through the same revocation and teardown as a local
+    /// one, together: one durable write, one snapshot, one teardown pass for all of them.
+    /// Returns each one's outcome in the order given.
+    fn end_server_grants(
+        &self,
+        local_ids: &[String],
+        reason: &str,
+        now: UnixTime,
+    ) -> Vec<Result<(), String>>;
     /// Records an audit event in the host's trail (`warning` for a refusal or a loss of link).
     fn record(&self, now: UnixTime, warning: bool, event: Event, fields: serde_json::Value);
     /// Holds the fleet TOTP secrets a verified document delivered (opened, in memory) in place
@@ -75,21 +84,23 @@ pub fn converge(
 ) -> Outcome {
     let held = sink.server_grants();
     let mut out = Outcome::default();
-    for h in held.iter().filter(|h| !h.ended) {
-        if !set.iter().any(|g| g.id == h.server_id) {
-            match sink.end_server_grant(&h.local_id, "no longer in the server's set", now) {
-                Ok(()) => out.ended.push(h.server_id.clone()),
-                Err(e) => sink.record(
-                    now,
-                    true,
-                    Event::SyncEndFailed,
-                    serde_json::json!({ "grant": h.local_id, "server_grant": h.server_id, "error": e }),
-                ),
-            }
-        }
-    }
+    // Sets, not scans: a document of a few thousand grants against as many held ones was a few
+    // times 10^7 string comparisons at every document (every change and every heartbeat).
+    let wanted: HashSet<&str> = set.iter().map(|g| g.id.as_str()).collect();
+    let gone: Vec<&HeldGrant> = held
+        .iter()
+        .filter(|h| !h.ended && !wanted.contains(h.server_id.as_str()))
+        .collect();
+    end_together(
+        sink,
+        &gone,
+        "no longer in the server's set",
+        now,
+        &mut out.ended,
+    );
+    let seen: HashSet<&str> = held.iter().map(|h| h.server_id.as_str()).collect();
     for g in set {
-        if held.iter().any(|h| h.server_id == g.id) || g.not_after <= now {
+        if seen.contains(g.id.as_str()) || g.not_after <= now {
             continue;
         }
         match sink.admit_server_grant(g, seq, now) {
@@ -109,25 +120,50 @@ pub fn converge(
     out
 }
 
-/// The host went stale: grants of strict roles end now. Returns the server ids ended.
-pub fn end_strict(sink: &dyn GrantSink, now: UnixTime) -> Vec<String> {
-    let mut ended = Vec::new();
-    for h in sink.server_grants() {
-        if h.strict && !h.ended {
-            if let Err(e) =
-                sink.end_server_grant(&h.local_id, "strict role and the host is stale", now)
-            {
-                sink.record(
-                    now,
-                    true,
-                    Event::SyncEndFailed,
-                    serde_json::json!({ "grant": h.local_id, "server_grant": h.server_id, "error": e }),
-                );
-            } else {
-                ended.push(h.server_id);
-            }
+/// Ends `grants` in one call to the sink, pushing the server id of each one ended to `ended`
+/// and auditing each failure.
+fn end_together(
+    sink: &dyn GrantSink,
+    grants: &[&HeldGrant],
+    reason: &str,
+    now: UnixTime,
+    ended: &mut Vec<String>,
+) {
+    if grants.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = grants.iter().map(|h| h.local_id.clone()).collect();
+    let mut results = sink.end_server_grants(&ids, reason, now).into_iter();
+    for h in grants {
+        // A sink that answered for fewer grants than asked: the rest are not known to have
+        // ended, so they are audited as failures (and tried again with the next document).
+        let r = results
+            .next()
+            .unwrap_or_else(|| Err("no outcome from the daemon".into()));
+        match r {
+            Ok(()) => ended.push(h.server_id.clone()),
+            Err(e) => sink.record(
+                now,
+                true,
+                Event::SyncEndFailed,
+                serde_json::json!({ "grant": h.local_id, "server_grant": h.server_id, "error": e }),
+            ),
         }
     }
+}
+
+/// The host went stale: grants of strict roles end now. Returns the server ids ended.
+pub fn end_strict(sink: &dyn GrantSink, now: UnixTime) -> Vec<String> {
+    let held = sink.server_grants();
+    let strict: Vec<&HeldGrant> = held.iter().filter(|h| h.strict && !h.ended).collect();
+    let mut ended = Vec::new();
+    end_together(
+        sink,
+        &strict,
+        "strict role and the host is stale",
+        now,
+        &mut ended,
+    );
     ended
 }
 
@@ -144,6 +180,10 @@ mod tests {
         refuse_user: String,
         admitted: Mutex<Vec<String>>,
         audited: Mutex<Vec<String>>,
+        /// The local ids of each call to end grants.
+        end_calls: Mutex<Vec<Vec<String>>>,
+        /// Ending a grant whose local id contains this fails (empty: none).
+        fail_end: String,
     }
 
     impl GrantSink for Fake {
@@ -169,13 +209,27 @@ mod tests {
             self.admitted.lock().unwrap().push(g.id.clone());
             Ok(local)
         }
-        fn end_server_grant(&self, local_id: &str, _r: &str, _now: UnixTime) -> Result<(), String> {
-            for h in self.held.lock().unwrap().iter_mut() {
-                if h.local_id == local_id {
-                    h.ended = true;
-                }
-            }
-            Ok(())
+        fn end_server_grants(
+            &self,
+            local_ids: &[String],
+            _r: &str,
+            _now: UnixTime,
+        ) -> Vec<Result<(), String>> {
+            self.end_calls.lock().unwrap().push(local_ids.to_vec());
+            let mut held = self.held.lock().unwrap();
+            local_ids
+                .iter()
+                .map(|id| match held.iter_mut().find(|h| &h.local_id == id) {
+                    Some(h) if h.local_id.contains(&self.fail_end) && !self.fail_end.is_empty() => {
+                        Err(format!("cannot end {id}"))
+                    }
+                    Some(h) => {
+                        h.ended = true;
+                        Ok(())
+                    }
+                    None => Err(format!("no grant {id}")),
+                })
+                .collect()
         }
         fn record(&self, _now: UnixTime, _w: bool, event: Event, _f: serde_json::Value) {
             self.audited.lock().unwrap().push(event.name().to_string());
@@ -227,8 +281,8 @@ mod tests {
     fn an_ended_grant_is_never_revived_by_a_later_set() {
         let f = Fake::default();
         converge_t(&f, &[g("sg-1", "alice", false)], 5, 200);
-        f.end_server_grant("g-sg-1", "ended with its session", 210)
-            .unwrap();
+        let r = f.end_server_grants(&["g-sg-1".into()], "ended with its session", 210);
+        assert_eq!(r, vec![Ok(())]);
         let o = converge_t(&f, &[g("sg-1", "alice", false)], 6, 220);
         assert!(o.admitted.is_empty(), "{o:?}");
         assert_eq!(f.admitted.lock().unwrap().len(), 1);
@@ -266,6 +320,34 @@ mod tests {
         let o = converge(&f, &set, 6, 230, &before);
         assert_eq!(o.refused.len(), 1);
         assert_eq!(f.audited.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn grants_dropped_by_one_document_end_in_one_call_and_a_failure_holds_back_none() {
+        let f = Fake {
+            fail_end: "sg-3".into(),
+            ..Fake::default()
+        };
+        let all: Vec<DocGrant> = (1..=5).map(|i| g(&format!("sg-{i}"), "u", false)).collect();
+        converge_t(&f, &all, 5, 200);
+        // The server drops 2, 3 and 4: one call ends them, 3 fails (audited), 2 and 4 end.
+        let o = converge_t(&f, &[all[0].clone(), all[4].clone()], 6, 201);
+        assert_eq!(o.ended, vec!["sg-2".to_string(), "sg-4".to_string()]);
+        assert_eq!(
+            *f.end_calls.lock().unwrap(),
+            vec![vec![
+                "g-sg-2".to_string(),
+                "g-sg-3".to_string(),
+                "g-sg-4".to_string()
+            ]]
+        );
+        assert_eq!(
+            *f.audited.lock().unwrap(),
+            vec!["sync.end_failed".to_string()]
+        );
+        // The one that failed is tried again with the next document, alone.
+        converge_t(&f, &[all[0].clone(), all[4].clone()], 7, 202);
+        assert_eq!(f.end_calls.lock().unwrap()[1], vec!["g-sg-3".to_string()]);
     }
 
     #[test]

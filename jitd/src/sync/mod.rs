@@ -4,7 +4,7 @@
 //! watch), ureq with rustls. See docs/server.md "jitd's side".
 //!
 //! The daemon is reached only through [`apply::GrantSink`] (one adapter,
-//! `daemon/sync_adapter.rs`).
+//! `effects/sync_adapter.rs`).
 //!
 //! Order of effects for each document: verify the raw bytes (`state_doc::verify_document`:
 //! root-certified signature, host name and key, nonce echo, expiry, `seq` above the durable

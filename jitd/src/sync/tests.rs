@@ -35,13 +35,19 @@ impl GrantSink for Recorder {
         });
         Ok(format!("g-{}", g.id))
     }
-    fn end_server_grant(&self, local_id: &str, _: &str, _: UnixTime) -> Result<(), String> {
-        for h in self.held.lock().unwrap().iter_mut() {
-            if h.local_id == local_id {
+    fn end_server_grants(
+        &self,
+        local_ids: &[String],
+        _: &str,
+        _: UnixTime,
+    ) -> Vec<Result<(), String>> {
+        let mut held = self.held.lock().unwrap();
+        for h in held.iter_mut() {
+            if local_ids.contains(&h.local_id) {
                 h.ended = true;
             }
         }
-        Ok(())
+        vec![Ok(()); local_ids.len()]
     }
     fn record(&self, _: UnixTime, _: bool, event: crate::audit::Event, _: serde_json::Value) {
         self.events.lock().unwrap().push(event.name().into());
