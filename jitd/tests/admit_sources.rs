@@ -120,6 +120,7 @@ fn server_grants_dropped_together_end_in_one_write_and_one_teardown_pass() {
         before + 1,
         "one whole snapshot write for both"
     );
+    settle(&d, T0 + 5);
     let img = env.public_snapshot();
     let s = Snapshot::parse(&img).unwrap();
     assert!(s.account_by_name("alice", T0 + 5).is_none());

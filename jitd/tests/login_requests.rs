@@ -73,39 +73,6 @@ fn state_of(d: &Daemon, id: &str, now: i64) -> GrantState {
     }
 }
 
-fn sleeper(uid: Option<u32>) -> Child {
-    let mut c = match uid {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={u}"),
-                &format!("--regid={u}"),
-                "--clear-groups",
-                "sleep",
-                "600",
-            ]);
-            c
-        }
-        None => {
-            let mut c = Command::new("sleep");
-            c.arg("600");
-            c
-        }
-    };
-    let child = c.spawn().unwrap();
-    // setpriv execs sleep in place: wait until the process runs as the target uid.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let st =
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        if uid.is_none_or(|u| st.contains(&format!("Uid:\t{u}\t"))) && st.contains("sleep") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child
-}
-
 fn open_session(
     d: &Daemon,
     pid: u32,
@@ -130,22 +97,6 @@ fn open_session(
         },
         now,
     )
-}
-
-/// Waits up to 5 s for a child to be ended by jitd's teardown: by SIGTERM, or by SIGKILL after
-/// `kill_grace` (100 ms here, which a loaded test machine can exceed before the SIGTERM is
-/// acted on). Any other end, or none, is `false`.
-fn ended_by_jitd(child: &mut Child) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait().unwrap() {
-            return matches!(st.signal(), Some(libc::SIGTERM | libc::SIGKILL));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    false
 }
 
 #[test]
@@ -385,13 +336,18 @@ fn sessions_are_tracked_and_ended_by_teardown() {
     )
     .unwrap();
     assert!(ended_by_jitd(&mut child));
+    // Its sessions go with its teardown record, after the set-id sweep.
+    settle(&d, T0 + 2);
     match ask(&d, ROOT, Request::ListSessions { page: None }, T0 + 2).unwrap() {
         Payload::Sessions { sessions, .. } => assert!(sessions.is_empty()),
         p => panic!("{p:?}"),
     }
-    assert!(env
-        .audit()
-        .contains(&format!("\"sessions\":[\"{}\"]", s.id)));
+    assert!(
+        env.audit()
+            .contains(&format!("\"sessions\":[\"{}\"]", s.id)),
+        "{}",
+        env.audit()
+    );
 }
 
 #[test]

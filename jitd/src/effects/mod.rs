@@ -22,6 +22,7 @@ pub mod rundir;
 pub mod sessions;
 pub mod setid;
 pub mod snapshot;
+pub mod sweeper;
 // The central service's grants reach the daemon only through this adapter (sync::GrantSink).
 pub mod sync_adapter;
 pub mod teardown;

@@ -54,10 +54,20 @@ impl Daemon {
     pub(crate) fn reap_sessions(&self, now: UnixTime) {
         let gone: Vec<Session> = {
             let inner = self.lock();
+            // A session of a grant that ended and awaits its teardown is the teardown's: its
+            // process was ended by it, and its record (after the set-id sweep) names it.
+            let awaiting_teardown = |grant: &str| {
+                inner
+                    .state
+                    .grants
+                    .get(grant)
+                    .is_some_and(|g| g.state_at(now).is_ended() && !g.torn_down)
+            };
             inner
                 .state
                 .sessions
                 .values()
+                .filter(|s| !awaiting_teardown(s.grant.as_str()))
                 .filter(|s| start_time(s.pid) != Some(s.pid_start))
                 .cloned()
                 .collect()

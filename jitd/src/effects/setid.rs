@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::Daemon;
-use crate::sweep::{self, Targets};
+use crate::sweep;
 
 /// Longest path written to the audit trail (a grantee chooses the names and the depth).
 const MAX_AUDIT_PATH: usize = 1024;
@@ -34,22 +34,19 @@ fn audit_path(p: &std::path::Path) -> String {
 const MAX_FILE_RECORDS: usize = 100;
 
 impl Daemon {
-    /// Clears the set-uid/set-gid bits of what ended grants left behind in the sweep paths and
-    /// audits each file at `warning` under the grant it belonged to. Returns the summary that
-    /// goes into the teardown record. Never makes a teardown incomplete: a file that could not
-    /// be changed (or a place not searched) is audited at `error` instead, so a bad path does
-    /// not turn every tick into a full walk.
-    pub(crate) fn sweep_setid(
+    /// Audits what a finished sweep did (`report`, the walk of `crate::sweep` over the sweep
+    /// paths, run by `effects/sweeper.rs`): each file whose set-uid/set-gid bits it cleared, at
+    /// `warning`, under the grant it belonged to. Returns the summary that goes into the
+    /// teardown records. Never makes a teardown incomplete: a file that could not be changed
+    /// (or a place not searched) is audited at `error` instead, so a bad path does not turn
+    /// every tick into a full walk.
+    pub(crate) fn record_sweep(
         &self,
         now: UnixTime,
-        targets: &Targets,
+        r: &sweep::Report,
         uid_grant: &HashMap<u32, String>,
         pair_grant: &HashMap<(u32, u32), String>,
     ) -> serde_json::Value {
-        if targets.is_empty() {
-            return json!(null);
-        }
-        let r = sweep::sweep(&self.cfg.sweep_paths, targets);
         let grant_of = |uid: u32, gid: u32| {
             uid_grant
                 .get(&uid)

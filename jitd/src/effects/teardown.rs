@@ -16,6 +16,8 @@ use crate::localdb::LocalDb;
 use crate::procs::end_processes;
 use crate::{home, nscd};
 
+use super::sweeper::{Batch, Sweeps, Walk, SWEEP_WAIT};
+
 /// Wall-clock time the homes and records of one pass may take before it returns. A storm of
 /// thousands of grants ending together removes thousands of homes; the next second's expiries
 /// must not wait for that before their processes are ended, so the rest is finished by the
@@ -24,21 +26,28 @@ use crate::{home, nscd};
 const FINISH_BUDGET: Duration = Duration::from_millis(200);
 
 /// Teardowns between their two stages: grant id → the fields of its teardown record from the
-/// first stage (processes, cgroup, nscd, set-id sweep). In memory only: after a restart the
-/// first stage runs again, which is idempotent.
+/// first stage (processes, cgroup, nscd), and the set-id sweeps they wait for. In memory only:
+/// after a restart the first stage runs again, which is idempotent, and so does the sweep.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     /// Grant id → (record fields, whether the first stage was complete: no survivor, cgroup
     /// emptied).
     ended: HashMap<String, (Value, bool)>,
+    /// Grant id → the summary of the sweep that covered it (its record's `setid_sweep`): the
+    /// second stage of a grant waits for it.
+    swept: HashMap<String, Value>,
+    /// The walk in flight and the one waiting (effects/sweeper.rs).
+    sweeps: Sweeps,
 }
 
 impl Daemon {
     /// Tears down every ended grant whose teardown has not finished, in two stages. First, for
     /// every grant not yet through it, one /proc pass for all of them ends their processes
-    /// (cgroups first), then nscd is flushed and set-id files swept. Then, within
-    /// [`FINISH_BUDGET`], homes are removed, archived or kept and the records written (one
-    /// group commit), and each grant is marked torn down after its record is durable.
+    /// (cgroups first), then nscd is flushed and the set-id sweep handed to its own thread
+    /// (waited for at most [`SWEEP_WAIT`]: however long the walk takes, the next pass ends
+    /// processes on time). Then, within [`FINISH_BUDGET`], for each grant whose sweep is done,
+    /// its home is removed, archived or kept and the records written (one group commit), and
+    /// each grant is marked torn down after its record is durable.
     /// Returns whether grants through the first stage still wait for the second (the caller
     /// comes back soon rather than at the next deadline).
     pub(crate) fn run_teardowns(&self, now: UnixTime) -> bool {
@@ -53,6 +62,7 @@ impl Daemon {
         };
         if none_pending {
             progress.ended.clear();
+            progress.swept.clear();
             return false;
         }
         // Without the local files (and no earlier copy) a managed admin's uid and the gids of
@@ -71,24 +81,67 @@ impl Daemon {
         let mut plan = teardown::plan_teardown(&self.lock().state, &local, now);
         if plan.jobs.is_empty() {
             progress.ended.clear();
+            progress.swept.clear();
             return false;
         }
         // Forget what is no longer pending (torn down by another path, or pruned).
         let pending: HashSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
         progress.ended.retain(|id, _| pending.contains(id.as_str()));
+        progress.swept.retain(|id, _| pending.contains(id.as_str()));
         let fresh: Vec<usize> = (0..plan.jobs.len())
             .filter(|&i| !progress.ended.contains_key(&plan.jobs[i].id))
             .collect();
         if !fresh.is_empty() {
             self.end_what_grants_held(&mut plan, &fresh, &local, now, &mut progress);
         }
+        self.take_sweeps(&mut progress, now);
         self.finish_teardowns(&plan, &local_error, now, &mut progress);
-        !progress.ended.is_empty()
+        let Some(slot) = progress.sweeps.running() else {
+            return !progress.ended.is_empty() || !progress.sweeps.is_idle();
+        };
+        // Wait for the walk without the lock: no other pass (the next second's expiries, a
+        // revocation) waits for it to end processes.
+        drop(progress);
+        let ended = Sweeps::wait(&slot, SWEEP_WAIT);
+        let mut progress = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+        if ended {
+            self.take_sweeps(&mut progress, now);
+            self.finish_teardowns(&plan, &local_error, now, &mut progress);
+        }
+        !progress.ended.is_empty() || !progress.sweeps.is_idle()
+    }
+
+    /// Audits the set-id walks that have ended, notes which grants they covered, and starts
+    /// the waiting one.
+    fn take_sweeps(&self, progress: &mut Progress, now: UnixTime) {
+        for done in progress.sweeps.poll(&self.cfg.sweep_paths) {
+            let summary = self.record_sweep(
+                now,
+                &done.report,
+                &done.batch.uid_grant,
+                &done.batch.pair_grant,
+            );
+            for id in done.batch.ids {
+                progress.swept.insert(id, summary.clone());
+            }
+        }
+    }
+
+    /// Replaces the set-id sweep's walk (integration tests hold it, to show that ending
+    /// processes never waits for it).
+    #[doc(hidden)]
+    pub fn set_sweep_walk(&self, walk: Walk) {
+        self.teardown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweeps
+            .set_walk(walk);
     }
 
     /// First stage for the jobs `fresh` of `plan`: processes (the whole plan's targets, so
-    /// anything that appeared under an ended uid meanwhile goes too), cgroups, nscd, set-id
-    /// files. Leaves each job's record fields in `progress`.
+    /// anything that appeared under an ended uid meanwhile goes too), cgroups, nscd; then their
+    /// set-id sweep is queued (the whole plan's targets, as the processes). Leaves each job's
+    /// record fields in `progress`.
     fn end_what_grants_held(
         &self,
         plan: &mut TeardownPlan,
@@ -114,14 +167,25 @@ impl Daemon {
         self.watch_escaped_ended(&escaped, &report.survivors, now);
         let flushed = nscd::invalidate(self.cfg.nscd);
         // After the processes are gone (none can make a new file behind the walk), before the
-        // home is archived or kept.
-        let swept = self.sweep_setid(now, &plan.sweep, &plan.uid_grant, &plan.pair_grant);
+        // home is archived or kept (the second stage waits for it).
+        if plan.sweep.is_empty() {
+            for &i in fresh {
+                progress.swept.insert(plan.jobs[i].id.clone(), Value::Null);
+            }
+        } else {
+            progress.sweeps.queue(Batch {
+                ids: fresh.iter().map(|&i| plan.jobs[i].id.clone()).collect(),
+                targets: plan.sweep.clone(),
+                uid_grant: plan.uid_grant.clone(),
+                pair_grant: plan.pair_grant.clone(),
+            });
+        }
         for (n, &i) in fresh.iter().enumerate() {
             let job = &plan.jobs[i];
             let mut fields = json!({
                 "grant": job.id, "user": job.user, "ended": job.state.as_str(),
                 "processes_found": report.found, "terminated": report.terminated, "killed": report.killed,
-                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed, "setid_sweep": swept,
+                "kill_ms": report.elapsed_ms, "nscd_flushed": flushed,
             });
             let mut complete = report.survivors.is_empty();
             if let Some(k) = cgroup_kills.get(n) {
@@ -150,11 +214,16 @@ impl Daemon {
             if !records.is_empty() && started.elapsed() >= FINISH_BUDGET {
                 break;
             }
+            // Not before its set-id sweep is done (the home is archived or removed after it).
+            if !progress.ended.contains_key(&job.id) || !progress.swept.contains_key(&job.id) {
+                continue;
+            }
             // Taken out either way: a complete one is finished now, an incomplete one goes
             // through the first stage again at the next pass.
             let Some((mut fields, mut complete)) = progress.ended.remove(&job.id) else {
                 continue;
             };
+            fields["setid_sweep"] = progress.swept.remove(&job.id).unwrap_or(Value::Null);
             if !job.gids.is_empty() {
                 fields["gids"] = json!(job.gids);
             }

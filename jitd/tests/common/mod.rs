@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use jit_proto::message::Payload;
 use jit_proto::{ErrorCode, Grant, GrantSpec, Request, Response};
@@ -128,6 +130,20 @@ impl Drop for Env {
     }
 }
 
+/// Runs teardown passes at `now` until none waits: a teardown's home and record follow its
+/// set-id sweep, which runs on a thread of its own and is waited for at most 0.2 s per pass
+/// (on a slow machine the walk over /tmp alone takes longer). Bounded: 60 s.
+pub fn settle(d: &Daemon, now: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while d.tick(now) == Some(now) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "teardowns still waiting after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn spec(user: &str, secs: i64) -> GrantSpec {
     GrantSpec {
         user: user.into(),
@@ -192,4 +208,53 @@ pub fn activate(
         Response::Error { code, message, .. } => Err((code, message)),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+pub fn sleeper(uid: Option<u32>) -> Child {
+    let mut c = match uid {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={u}"),
+                &format!("--regid={u}"),
+                "--clear-groups",
+                "sleep",
+                "600",
+            ]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sleep");
+            c.arg("600");
+            c
+        }
+    };
+    let child = c.spawn().unwrap();
+    // setpriv execs sleep in place: wait until the process runs as the target uid.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let st =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        if uid.is_none_or(|u| st.contains(&format!("Uid:\t{u}\t"))) && st.contains("sleep") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Waits up to 5 s for a child to be ended by jitd's teardown: by SIGTERM, or by SIGKILL after
+/// `kill_grace` (100 ms here, which a loaded test machine can exceed before the SIGTERM is
+/// acted on). Any other end, or none, is `false`.
+pub fn ended_by_jitd(child: &mut Child) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return matches!(st.signal(), Some(libc::SIGTERM | libc::SIGKILL));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    false
 }
