@@ -1,5 +1,5 @@
 //! The set-id sweep never holds anyone's processes. Any local user can fill /tmp with files,
-//! and the sweep walks /tmp (up to ten million entries a root, ~5 µs each): walked inside the
+//! and the sweep walks /tmp (up to ten million entries a root, ~3 µs each): walked inside the
 //! teardown pass, a long walk kept every other ended grant's processes running until it was
 //! done. Here the walk is held open (the real walk runs once it is let go): a second grant's
 //! revocation still ends its processes at once, and each teardown finishes after the walk
