@@ -250,7 +250,7 @@ impl Daemon {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock means a worker panicked mid-update; the state in memory is still the
         // last consistent one we persisted or about to persist, so keep serving.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::poison::lock(&self.inner)
     }
 
     /// Records an audit event.

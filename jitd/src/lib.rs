@@ -18,6 +18,7 @@ pub mod localdb;
 pub mod mfa;
 pub mod monitor;
 pub mod nscd;
+pub(crate) mod poison;
 pub mod procs;
 pub mod remote;
 pub mod server;

@@ -131,7 +131,7 @@ impl LocalCache {
     /// # Errors
     /// As [`LocalDb::read`].
     pub fn read(&self, passwd: &Path, group: &Path) -> std::io::Result<Arc<LocalDb>> {
-        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || crate::poison::lock(&self.0);
         let before = Sig::of(passwd).zip(Sig::of(group));
         if let (Some(sigs), Some((kept, db))) = (before, lock().as_ref()) {
             if *kept == sigs {

@@ -177,7 +177,7 @@ impl Throttle {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u32, PerUid>> {
-        self.uids.lock().unwrap_or_else(|e| e.into_inner())
+        crate::poison::lock(&self.uids)
     }
 
     fn fresh(&self) -> PerUid {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::poison::lock;
 use jit_proto::certification::Certification;
 
 pub use fingerprint::{Fingerprint, Scope};
@@ -62,10 +63,6 @@ pub struct Certifier {
     done: Arc<Mutex<Vec<Done>>>,
     /// Grants whose end fingerprint is queued in this process (queued once).
     ended: Mutex<HashSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A grant id is `g-` and hex only (checked by the daemon); refuse anything else as a file name.

@@ -6,11 +6,11 @@ use jit_core::time::UnixTime;
 use jit_proto::ErrorCode;
 use serde_json::json;
 
-use super::snapshot::lock;
 use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
 use crate::engine::capacity::{self, Load, Room, REFUSE_PERCENT};
 use crate::engine::{refuse, Refusal};
+use crate::poison::lock;
 
 impl Daemon {
     /// Under the state lock: the files' load now. Before the first whole write of this jitd,

@@ -43,6 +43,7 @@ use serde_json::json;
 
 use crate::audit::{Event, Severity};
 use crate::daemon::{Daemon, Inner};
+use crate::poison::lock;
 use crate::snapshot_out::{self, Collision, FileId, SnapshotFiles};
 
 /// A projection waiting to be written.
@@ -172,10 +173,6 @@ struct CounterState {
     failing: bool,
     /// Why it is not set up, for `status`.
     why_not: Option<String>,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A projection taken; publish it once the state lock is released.

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::snapshot::lock;
+use crate::poison::lock;
 use crate::sweep::{self, Report, Targets};
 
 /// Longest a teardown pass waits for a running walk before it returns (and the next pass, or

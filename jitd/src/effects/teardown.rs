@@ -51,7 +51,7 @@ impl Daemon {
     /// Returns whether grants through the first stage still wait for the second (the caller
     /// comes back soon rather than at the next deadline).
     pub(crate) fn run_teardowns(&self, now: UnixTime) -> bool {
-        let mut progress = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+        let mut progress = crate::poison::lock(&self.teardown);
         let none_pending = {
             let mut inner = self.lock();
             let version = inner.state.grants.version();
@@ -103,7 +103,7 @@ impl Daemon {
         // revocation) waits for it to end processes.
         drop(progress);
         let ended = Sweeps::wait(&slot, SWEEP_WAIT);
-        let mut progress = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+        let mut progress = crate::poison::lock(&self.teardown);
         if ended {
             self.take_sweeps(&mut progress, now);
             self.finish_teardowns(&plan, &local_error, now, &mut progress);
@@ -131,11 +131,7 @@ impl Daemon {
     /// processes never waits for it).
     #[doc(hidden)]
     pub fn set_sweep_walk(&self, walk: Walk) {
-        self.teardown
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sweeps
-            .set_walk(walk);
+        crate::poison::lock(&self.teardown).sweeps.set_walk(walk);
     }
 
     /// First stage for the jobs `fresh` of `plan`: processes (the whole plan's targets, so

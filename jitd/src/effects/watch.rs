@@ -21,10 +21,7 @@ use crate::daemon::Daemon;
 use crate::monitor::cgroup::KillReport;
 use crate::monitor::events::loss::Loss;
 use crate::monitor::events::{Hit, Watched};
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::poison::lock;
 
 /// `notice` records of monitored events kept per grant (a build that trips a class on every
 /// file must not flood the trail); the rest are counted in the last one.

@@ -6,7 +6,7 @@
 //! identities is the `fleet-totp` store's (no secret in it).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use jit_core::host::secret::Secret;
 
@@ -32,7 +32,7 @@ impl std::fmt::Debug for FleetSecrets {
 
 impl FleetSecrets {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Held>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::poison::lock(&self.held)
     }
 
     /// Replaces the whole set with what a verified document delivered; secrets it no longer

@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use jit_core::host::trust::{self, Access};
 use jit_core::validate::validate_name;
@@ -139,7 +139,7 @@ impl RecordDir {
     /// Serializes a read-modify-write of any record. A panic elsewhere cannot leave a
     /// half-written record (every write is atomic), so a poisoned lock is still safe to use.
     pub fn guard(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::poison::lock(&self.lock)
     }
 
     /// The record file of `name` (`what`: "user name", "account", for the error). The

@@ -41,6 +41,7 @@ mod proc_connector;
 #[cfg(test)]
 mod tests;
 
+use crate::poison::lock;
 use fanotify::Fanotify;
 use judge::*;
 use loss::{Episodes, Loss, Source};
@@ -297,10 +298,6 @@ pub struct Shared {
     /// The daemon's timer, woken for each hit (so a hit is acted on within milliseconds, not
     /// at the next second).
     pub wake: Option<Arc<std::sync::Condvar>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Static settings of the monitor.

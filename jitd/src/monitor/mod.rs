@@ -58,10 +58,7 @@ pub fn start(
     };
     match events::start(settings, std::sync::Arc::clone(wake)) {
         Ok(s) => {
-            let problems: Vec<String> = s
-                .problems
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let problems: Vec<String> = crate::poison::lock(&s.problems)
                 .iter()
                 .map(|(src, e)| format!("{}: {e}", src.as_str()))
                 .collect();

@@ -252,7 +252,7 @@ impl StateStore {
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A panic while saving leaves `whole_next` set or the last good values: usable.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+        crate::poison::lock(&self.writer)
     }
 
     /// Loads state, cleaning temp files a crash left behind.

@@ -76,7 +76,7 @@ struct LinkState {
 
 impl Link {
     fn lock(&self) -> MutexGuard<'_, LinkState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::poison::lock(&self.state)
     }
 
     /// One line for `jitctl status`: `none (local grants only)`, or the server, whether the
@@ -340,7 +340,7 @@ fn stale_watch(sink: &dyn GrantSink, link: &Link, stop: &AtomicBool) {
         // A fleet TOTP secret lives no longer than the grant that asks for it, with or without
         // the server.
         {
-            let _applying = link.applying.lock().unwrap_or_else(|p| p.into_inner());
+            let _applying = crate::poison::lock(&link.applying);
             sink.prune_fleet_mfa(jit_core::time::now());
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -687,7 +687,7 @@ fn accept_document(
         );
     }
     // Secrets first: admission of an MFA grant needs its person's secret here.
-    let _applying = link.applying.lock().unwrap_or_else(|p| p.into_inner());
+    let _applying = crate::poison::lock(&link.applying);
     let secrets = open_mfa(sink, store, &pins.host, &body, now);
     sink.set_fleet_mfa(secrets, &body.mfa_used, now);
     let refused_before = std::mem::take(&mut link.lock().refused);

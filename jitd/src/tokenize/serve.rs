@@ -44,7 +44,7 @@ struct RunSlot(u32);
 
 impl RunSlot {
     fn take(uid: u32) -> Result<RunSlot, String> {
-        let mut g = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::poison::lock(&RUNNING);
         let m = g.get_or_insert_with(HashMap::new);
         let total: usize = m.values().sum();
         let mine = m.get(&uid).copied().unwrap_or(0);
@@ -61,7 +61,7 @@ impl RunSlot {
 
 impl Drop for RunSlot {
     fn drop(&mut self) {
-        let mut g = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::poison::lock(&RUNNING);
         if let Some(m) = g.as_mut() {
             if let Some(n) = m.get_mut(&self.0) {
                 *n = n.saturating_sub(1);
