@@ -361,24 +361,72 @@ pub fn archive(
     uid: u32,
     grant_id: &str,
 ) -> io::Result<Option<String>> {
+    Ok(move_aside(home_root, ARCHIVE_DIR, name, uid, grant_id)?
+        .map(|target| format!("{}/{ARCHIVE_DIR}/{target}", home_root.display())))
+}
+
+/// Where archived homes go, under the home root.
+const ARCHIVE_DIR: &str = ".jit-archive";
+/// Where removed homes wait for [`purge_retired`], under the home root.
+pub const RETIRED_DIR: &str = ".jit-removing";
+
+/// Takes `<home_root>/<name>` away at once for removal: moved (one rename, whatever it holds)
+/// to `<home_root>/.jit-removing/<name>-<grant_id>`, root-owned 0700, which
+/// [`purge_retired`] empties. A teardown removing a home of millions of files (the grantee's
+/// own making) would otherwise hold the teardown pass, and every other grant's end behind it,
+/// for as long as the deletion takes. Returns whether there was a home.
+///
+/// # Errors
+/// As [`remove`]; also a `.jit-removing` that is not root's own.
+pub fn retire(home_root: &Path, name: &str, uid: u32, grant_id: &str) -> io::Result<bool> {
+    // A file system mounted inside the home (by root, for a task) is not the grantee's: the
+    // home is left in place, as deleting it in place left it (a mountinfo read, not a walk).
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let home = home_root.join(name);
+    if crate::mountinfo::mount_points(&mounts)
+        .iter()
+        .any(|mp| mp.starts_with(&home))
+    {
+        return Err(io::Error::other(
+            "a filesystem is mounted inside the home: left in place",
+        ));
+    }
+    Ok(move_aside(home_root, RETIRED_DIR, name, uid, grant_id)?.is_some())
+}
+
+/// Opens (made if missing) the root-only directory `dir` under `root`.
+fn root_only_dir(root: &OwnedFd, dir: &str) -> io::Result<OwnedFd> {
+    let cdir = c(dir)?;
+    // SAFETY: valid dirfd and C string.
+    let rc = unsafe { libc::mkdirat(root.as_raw_fd(), cdir.as_ptr(), 0o700) };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = open_dir_at(root.as_raw_fd(), &cdir)?;
+    let st = fstat(fd.as_raw_fd())?;
+    if trust::check_stat(&st, Access::RootOnly).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{dir} is not root-only: not moving a home into it"),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Moves the home of `name` (a directory owned by `uid`) into the root-only `dir` as
+/// `<name>-<grant_id>`; the new name, or None without a home.
+fn move_aside(
+    home_root: &Path,
+    dir: &str,
+    name: &str,
+    uid: u32,
+    grant_id: &str,
+) -> io::Result<Option<String>> {
     let root = open_root(home_root)?;
     if open_owned(&root, home_root, name, uid)?.is_none() {
         return Ok(None);
     }
-    let arch = c(".jit-archive")?;
-    // SAFETY: valid dirfd and C string.
-    let rc = unsafe { libc::mkdirat(root.as_raw_fd(), arch.as_ptr(), 0o700) };
-    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-        return Err(io::Error::last_os_error());
-    }
-    let archfd = open_dir_at(root.as_raw_fd(), &arch)?;
-    let st = fstat(archfd.as_raw_fd())?;
-    if trust::check_stat(&st, Access::RootOnly).is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            ".jit-archive is not root-only: not archiving into it",
-        ));
-    }
+    let dirfd = root_only_dir(&root, dir)?;
     let target = format!("{name}-{grant_id}");
     let (cname, ctarget) = (c(name)?, c(&target)?);
     // SAFETY: valid dirfds and C strings.
@@ -386,14 +434,98 @@ pub fn archive(
         libc::renameat(
             root.as_raw_fd(),
             cname.as_ptr(),
-            archfd.as_raw_fd(),
+            dirfd.as_raw_fd(),
             ctarget.as_ptr(),
         )
     })?;
-    Ok(Some(format!(
-        "{}/.jit-archive/{target}",
-        home_root.display()
-    )))
+    Ok(Some(target))
+}
+
+/// Removes `<home_root>/.jit-removing` once it is empty, so a host where homes were removed
+/// keeps no trace of it under the home root. The caller makes sure no [`retire`] runs at the
+/// same time (both run under jitd's teardown lock). Absent or not empty: nothing.
+///
+/// # Errors
+/// The home root cannot be opened, or the removal fails otherwise.
+pub fn drop_retired_dir(home_root: &Path) -> io::Result<()> {
+    let root = open_root(home_root)?;
+    let cdir = c(RETIRED_DIR)?;
+    // SAFETY: valid dirfd and C string; only an empty directory is removed.
+    let rc = unsafe { libc::unlinkat(root.as_raw_fd(), cdir.as_ptr(), libc::AT_REMOVEDIR) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTEMPTY | libc::EEXIST) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Deletes every home waiting under `<home_root>/.jit-removing` (fd-relative, never following
+/// a link, never into another file system, as [`remove`]). Returns what could not be deleted
+/// (left in place for the next purge) with the reason; nothing to do without the directory.
+pub fn purge_retired(home_root: &Path) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    let shown = |n: &CStr| {
+        format!(
+            "{}/{RETIRED_DIR}/{}",
+            home_root.display(),
+            n.to_string_lossy()
+        )
+    };
+    let dir = match open_root(home_root).and_then(|root| {
+        let cdir = c(RETIRED_DIR)?;
+        let fd = open_dir_at(root.as_raw_fd(), &cdir)?;
+        let st = fstat(fd.as_raw_fd())?;
+        if trust::check_stat(&st, Access::RootOnly).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "not root-only: nothing under it is deleted",
+            ));
+        }
+        Ok(fd)
+    }) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return failed,
+        Err(e) => {
+            failed.push((
+                format!("{}/{RETIRED_DIR}", home_root.display()),
+                e.to_string(),
+            ));
+            return failed;
+        }
+    };
+    let names = match entries(dir.as_raw_fd()) {
+        Ok(n) => n,
+        Err(e) => {
+            failed.push((
+                format!("{}/{RETIRED_DIR}", home_root.display()),
+                e.to_string(),
+            ));
+            return failed;
+        }
+    };
+    for (name, is_dir) in names {
+        let gone = if is_dir {
+            open_dir_at(dir.as_raw_fd(), &name)
+                .and_then(|home| remove_contents(&home))
+                .and_then(|()| {
+                    // SAFETY: valid dirfd and C string.
+                    check(unsafe {
+                        libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR)
+                    })
+                })
+        } else {
+            // Only root can put anything here; whatever else it is goes too.
+            // SAFETY: valid dirfd and C string.
+            check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })
+        };
+        if let Err(e) = gone {
+            failed.push((shown(&name), e.to_string()));
+        }
+    }
+    failed
 }
 
 #[cfg(test)]
@@ -491,6 +623,53 @@ mod tests {
         assert!(archive(&root, "carl", 4_000_400, "g-0002")
             .unwrap()
             .is_none());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn retire_takes_the_home_away_at_once_and_purge_deletes_it_without_following_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tmp("r");
+        let (root, outside) = (base.join("home"), base.join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "not the grantee's").unwrap();
+        create(&root, "rita", 4_000_600, 4_000_600, &base.join("noskel")).unwrap();
+        let h = root.join("rita");
+        std::fs::create_dir_all(h.join("a/b")).unwrap();
+        for i in 0..50 {
+            std::fs::write(h.join(format!("a/b/f{i}")), "x").unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, h.join("a/out")).unwrap();
+        assert!(retire(&root, "rita", 4_000_600, "g-0001").unwrap());
+        assert!(!h.exists(), "gone from the home root at once");
+        let dir = root.join(RETIRED_DIR);
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert!(dir.join("rita-g-0001/a/b/f49").exists(), "not deleted yet");
+        assert!(
+            !retire(&root, "rita", 4_000_600, "g-0002").unwrap(),
+            "no home: nothing"
+        );
+        assert!(purge_retired(&root).is_empty());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "deleted");
+        assert!(
+            outside.join("keep").exists(),
+            "the link's target is untouched"
+        );
+        assert!(
+            purge_retired(&root).is_empty(),
+            "nothing left: nothing to do"
+        );
+        // A .jit-removing others could write to is neither moved into nor purged.
+        create(&root, "rita", 4_000_600, 4_000_600, &base.join("noskel")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir(dir.join("planted")).unwrap();
+        let e = retire(&root, "rita", 4_000_600, "g-0003").unwrap_err();
+        assert!(e.to_string().contains("not root-only"), "{e}");
+        assert!(h.exists(), "left in place");
+        let failed = purge_retired(&root);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(dir.join("planted").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 

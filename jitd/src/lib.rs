@@ -17,6 +17,7 @@ pub mod journal;
 pub mod localdb;
 pub mod mfa;
 pub mod monitor;
+pub mod mountinfo;
 pub mod nscd;
 pub(crate) mod poison;
 pub mod procs;

@@ -336,12 +336,12 @@ fn sessions_are_tracked_and_ended_by_teardown() {
     )
     .unwrap();
     assert!(ended_by_jitd(&mut child));
-    // Its sessions go with its teardown record, after the set-id sweep.
-    settle(&d, T0 + 2);
+    // No longer listed at once; named by the teardown record, written after the set-id sweep.
     match ask(&d, ROOT, Request::ListSessions { page: None }, T0 + 2).unwrap() {
         Payload::Sessions { sessions, .. } => assert!(sessions.is_empty()),
         p => panic!("{p:?}"),
     }
+    settle(&d, T0 + 2);
     assert!(
         env.audit()
             .contains(&format!("\"sessions\":[\"{}\"]", s.id)),

@@ -19,6 +19,17 @@ use jitd::daemon::Daemon;
 mod common;
 use common::*;
 
+/// The tests here end grants of the same uids (every Env has the same range) and their sweeps
+/// walk /tmp, where each test's files are: one at a time, or one test's sweep strips the file
+/// another planted.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn revoke(d: &Daemon, id: &str, now: i64) -> Grant {
     match d.handle(
         0,
@@ -48,6 +59,7 @@ fn torn_down(d: &Daemon, id: &str, now: i64) -> bool {
 
 #[test]
 fn a_held_sweep_delays_no_other_grants_processes_and_each_teardown_follows_its_walk() {
+    let _one = serial();
     let env = Env::new("sweephold");
     let d = env.daemon(T0);
     let open = Arc::new(AtomicBool::new(false));
@@ -131,4 +143,97 @@ fn a_held_sweep_delays_no_other_grants_processes_and_each_teardown_follows_its_w
             .unwrap_or_else(|| panic!("no teardown record for {id}: {audit}"));
         assert!(rec.contains("\"setid_sweep\":{"), "{rec}");
     }
+}
+
+/// Waits (at most 30 s) until the daemon is not deleting removed homes.
+fn purge_done(d: &Daemon) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.home_purge_busy() {
+        assert!(std::time::Instant::now() < deadline, "purge still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A grantee can fill their home with millions of files; deleting it inside the teardown pass
+/// kept every other grant's processes running meanwhile. The home is moved aside at once and
+/// deleted on its own thread (held open here): another revocation meanwhile ends its processes
+/// at once, and the home is gone from the home root before its deletion even starts.
+#[test]
+fn a_held_home_deletion_delays_no_other_grants_processes() {
+    let _one = serial();
+    let env = Env::new("purgehold");
+    let d = env.daemon(T0);
+    let open = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    {
+        let (open, rounds) = (Arc::clone(&open), Arc::clone(&rounds));
+        d.set_home_purge(Arc::new(move |root| {
+            rounds.fetch_add(1, Ordering::SeqCst);
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !open.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            jitd::home::purge_retired(root)
+        }));
+    }
+    let alice = add(&d, spec("alice", 600), T0).unwrap();
+    let bob = add(&d, spec("bob", 600), T0).unwrap();
+    for i in 0..200 {
+        std::fs::write(env.path(&format!("home/alice/f{i}")), b"x").unwrap();
+    }
+    let mut pb = sleeper(bob.uid);
+    revoke(&d, &alice.id, T0 + 1);
+    settle(&d, T0 + 1);
+    assert!(torn_down(&d, &alice.id, T0 + 1));
+    assert!(
+        !exists(&env.path("home/alice")),
+        "gone from the home root at once"
+    );
+    let aside = env.path(&format!("home/.jit-removing/alice-{}", alice.id));
+    assert!(aside.join("f199").exists(), "its deletion is held");
+    assert!(rounds.load(Ordering::SeqCst) >= 1);
+    // bob revoked while alice's home is being deleted: his process ends at once all the same.
+    revoke(&d, &bob.id, T0 + 1);
+    assert!(
+        ended_by_jitd(&mut pb),
+        "bob's process ended while another home was being deleted"
+    );
+    settle(&d, T0 + 1);
+    assert!(torn_down(&d, &bob.id, T0 + 1));
+    open.store(true, Ordering::SeqCst);
+    purge_done(&d);
+    assert!(!aside.exists(), "deleted once let go");
+    assert!(!exists(&env.path("home/bob")));
+    d.tick(T0 + 2);
+    assert!(
+        !exists(&env.path("home/.jit-removing")),
+        "no trace left under the home root"
+    );
+    let audit = env.audit();
+    let rec = audit
+        .lines()
+        .find(|l| l.contains("\"grant.teardown\"") && l.contains(alice.id.as_str()))
+        .unwrap();
+    assert!(rec.contains("\"home\":\"removed\""), "{rec}");
+}
+
+/// Homes a stopped jitd left aside (it died before deleting them) are deleted after the next
+/// start, at its first teardown pass.
+#[test]
+fn homes_left_aside_by_a_stopped_jitd_are_deleted_after_start() {
+    let _one = serial();
+    let env = Env::new("purgestart");
+    let aside = env.path("home/.jit-removing/carl-g-000000000001");
+    std::fs::create_dir_all(aside.join("deep/er")).unwrap();
+    std::fs::write(aside.join("deep/er/f"), b"x").unwrap();
+    std::fs::set_permissions(
+        env.path("home/.jit-removing"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let d = env.daemon(T0);
+    purge_done(&d);
+    assert!(!aside.exists());
+    d.tick(T0 + 1);
+    assert!(!exists(&env.path("home/.jit-removing")));
 }

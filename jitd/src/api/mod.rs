@@ -74,7 +74,7 @@ impl Daemon {
             Request::CloseSession { user, session } => {
                 self.close_session(peer, &user, session.as_deref(), now)
             }
-            Request::ListSessions { page } => Ok(self.list_sessions(peer, page.as_ref())),
+            Request::ListSessions { page } => Ok(self.list_sessions(peer, page.as_ref(), now)),
             Request::InitBreakglass {
                 account,
                 count,

@@ -105,14 +105,29 @@ impl Daemon {
     /// Open sessions (a user sees only its own).
     /// The sessions `peer` may see, in (`opened_at`, id) order: every one, or with `page`
     /// one page of them (`api::pages`) and where the next starts.
-    pub(crate) fn list_sessions(&self, peer: Peer, page: Option<&ListPage>) -> Payload {
+    pub(crate) fn list_sessions(
+        &self,
+        peer: Peer,
+        page: Option<&ListPage>,
+        now: UnixTime,
+    ) -> Payload {
         let inner = self.lock();
         let may_see = self.may_see_user(peer.uid, &inner);
+        // A session of a grant that ended is over (its processes were ended with the grant's
+        // first teardown stage); it stays in state only until the teardown's record, which
+        // names it, is written after the set-id sweep.
+        let live = |s: &Session| {
+            inner
+                .state
+                .grants
+                .get(s.grant.as_str())
+                .is_some_and(|g| !g.state_at(now).is_ended())
+        };
         let mut v: Vec<&Session> = inner
             .state
             .sessions
             .values()
-            .filter(|s| may_see(&s.user))
+            .filter(|s| may_see(&s.user) && live(s))
             .collect();
         v.sort_unstable_by(|a, b| session_key(a).cmp(&session_key(b)));
         let (sessions, next) = match page {

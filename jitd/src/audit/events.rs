@@ -159,6 +159,10 @@ events! {
     AccountCollision = "account.collision" [grant, user, with, action],
     /// `warning`. The home of an account that went live could not be made.
     HomeCreateFailed = "home.create_failed" [grant, user, error],
+    /// `warning`. A home moved aside at teardown (under `<home_root>/.jit-removing`,
+    /// root-only) could not be deleted: it stays there, out of the account's reach, and is
+    /// tried again at the next teardown that removes a home and after a restart. Reported once.
+    HomePurgeFailed = "home.purge_failed" [path, error],
 
     /// `notice`. A TOTP secret was enrolled (never the secret itself).
     MfaEnrolled = "mfa.enrolled" [user, by, replaced],

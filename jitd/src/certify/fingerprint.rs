@@ -298,7 +298,7 @@ fn suid_mounts(scope: &Scope, b: &mut Builder) -> Vec<PathBuf> {
             && !fstype.starts_with("fuse.")
             && !opts.split(',').any(|o| o == "nosuid");
         // A later mount on the same point hides the earlier one.
-        mounts.insert(PathBuf::from(unescape_mount(mp)), eligible);
+        mounts.insert(PathBuf::from(crate::mountinfo::unescape(mp)), eligible);
     }
     let excluded = |p: &Path| scope.exclude.iter().any(|x| p.starts_with(x));
     let mut starts: Vec<PathBuf> = Vec::new();
@@ -321,29 +321,6 @@ fn suid_mounts(scope: &Scope, b: &mut Builder) -> Vec<PathBuf> {
     starts.sort();
     starts.dedup();
     starts
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Walks one mount (never leaving its device) and records set-uid/set-gid regular files.
@@ -539,18 +516,6 @@ pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result
     let mut body = Vec::new();
     f.take(512 << 20).read_to_end(&mut body)?;
     serde_json::from_slice(&body).map_err(std::io::Error::other)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mount("/a\\040b"), "/a b");
-        assert_eq!(unescape_mount("/plain"), "/plain");
-        assert_eq!(unescape_mount("/x\\0"), "/x\\0");
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 pub mod capacity;
 pub mod grants;
 pub mod persist;
+pub mod purger;
 pub mod rundir;
 pub mod sessions;
 pub mod setid;

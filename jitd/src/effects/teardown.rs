@@ -16,6 +16,7 @@ use crate::localdb::LocalDb;
 use crate::procs::end_processes;
 use crate::{home, nscd};
 
+use super::purger::{Purge, Purger};
 use super::sweeper::{Batch, Sweeps, Walk, SWEEP_WAIT};
 
 /// Wall-clock time the homes and records of one pass may take before it returns. A storm of
@@ -38,6 +39,12 @@ pub(crate) struct Progress {
     swept: HashMap<String, Value>,
     /// The walk in flight and the one waiting (effects/sweeper.rs).
     sweeps: Sweeps,
+    /// Deletes the homes teardowns moved aside (effects/purger.rs).
+    purger: Purger,
+    /// The purger was asked once since jitd started (for what a crash left).
+    purge_started: bool,
+    /// Homes were moved aside since `.jit-removing` was last found empty and removed.
+    retired_dir_used: bool,
 }
 
 impl Daemon {
@@ -52,6 +59,7 @@ impl Daemon {
     /// comes back soon rather than at the next deadline).
     pub(crate) fn run_teardowns(&self, now: UnixTime) -> bool {
         let mut progress = crate::poison::lock(&self.teardown);
+        self.purge_housekeeping(&mut progress, now);
         let none_pending = {
             let mut inner = self.lock();
             let version = inner.state.grants.version();
@@ -109,6 +117,51 @@ impl Daemon {
             self.finish_teardowns(&plan, &local_error, now, &mut progress);
         }
         !progress.ended.is_empty() || !progress.sweeps.is_idle()
+    }
+
+    /// Starts the deletion of homes left aside by an earlier run (once after start) and audits
+    /// deletions that failed.
+    fn purge_housekeeping(&self, progress: &mut Progress, now: UnixTime) {
+        if !progress.purge_started {
+            progress.purge_started = true;
+            progress.retired_dir_used = true;
+            progress.purger.kick(&self.cfg.home_root);
+        }
+        // Once the purger is done, its directory goes too (under this lock no home is being
+        // moved into it); left while something in it could not be deleted.
+        if progress.retired_dir_used && !progress.purger.busy() {
+            progress.retired_dir_used = false;
+            let _ = home::drop_retired_dir(&self.cfg.home_root);
+        }
+        let failed = progress.purger.take_failed();
+        if !failed.is_empty() {
+            self.audit.record_all(
+                now,
+                failed
+                    .into_iter()
+                    .map(|(path, error)| {
+                        (
+                            Severity::Warning,
+                            Event::HomePurgeFailed,
+                            json!({ "path": path, "error": error }),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    /// Replaces the deletion of removed homes (integration tests hold it, to show that
+    /// nothing waits for it).
+    #[doc(hidden)]
+    pub fn set_home_purge(&self, purge: Purge) {
+        crate::poison::lock(&self.teardown).purger.set_purge(purge);
+    }
+
+    /// Whether removed homes are being deleted (tests wait for it).
+    #[doc(hidden)]
+    pub fn home_purge_busy(&self) -> bool {
+        crate::poison::lock(&self.teardown).purger.busy()
     }
 
     /// Audits the set-id walks that have ended, notes which grants they covered, and starts
@@ -204,6 +257,7 @@ impl Daemon {
         progress: &mut Progress,
     ) {
         let started = std::time::Instant::now();
+        let mut retired = false;
         let mut done = HashSet::new();
         let mut records = Vec::new();
         for job in &plan.jobs {
@@ -244,7 +298,10 @@ impl Daemon {
                     fields["home"] = json!("kept: another grant for this account is live");
                 }
                 HomeStep::ApplyPolicy { uid } => match self.end_home(&job.user, *uid, &job.id) {
-                    Ok(what) => fields["home"] = json!(what),
+                    Ok(what) => {
+                        retired |= what == "removed";
+                        fields["home"] = json!(what);
+                    }
                     Err(e) => fields["home_error"] = json!(e.to_string()),
                 },
             }
@@ -265,6 +322,11 @@ impl Daemon {
             if complete {
                 done.insert(job.id.as_str());
             }
+        }
+        // Homes moved aside are deleted on the purger's thread.
+        if retired {
+            progress.retired_dir_used = true;
+            progress.purger.kick(&self.cfg.home_root);
         }
         // Group commit: every grant's record with one fsync, and durable before any teardown
         // is marked complete below.
@@ -293,7 +355,8 @@ impl Daemon {
     /// what was done, for the audit record.
     fn end_home(&self, user: &str, uid: u32, id: &str) -> std::io::Result<String> {
         match self.cfg.home_policy {
-            HomePolicy::Remove => home::remove(&self.cfg.home_root, user, uid).map(|gone| {
+            // Moved aside at once (one rename); deleted by the purger.
+            HomePolicy::Remove => home::retire(&self.cfg.home_root, user, uid, id).map(|gone| {
                 if gone {
                     "removed".to_string()
                 } else {
