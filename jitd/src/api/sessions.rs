@@ -113,15 +113,17 @@ impl Daemon {
     ) -> Payload {
         let inner = self.lock();
         let may_see = self.may_see_user(peer.uid, &inner);
-        // A session of a grant that ended is over (its processes were ended with the grant's
-        // first teardown stage); it stays in state only until the teardown's record, which
-        // names it, is written after the set-id sweep.
+        // A session of a grant that ended is over once its process is gone (ended with the
+        // grant's first teardown stage); it stays in state only until the teardown's record,
+        // which names it, is written after the set-id sweep. One whose process survived the
+        // teardown's signals is still listed.
         let live = |s: &Session| {
             inner
                 .state
                 .grants
                 .get(s.grant.as_str())
                 .is_some_and(|g| !g.state_at(now).is_ended())
+                || crate::procs::start_time(s.pid) == Some(s.pid_start)
         };
         let mut v: Vec<&Session> = inner
             .state
