@@ -333,28 +333,12 @@ fn open_owned(
     }
 }
 
-/// Removes `<home_root>/<name>` if it is a directory owned by `uid`. Absent is success.
-///
-/// # Errors
-/// A home owned by someone else is left alone and reported.
-pub fn remove(home_root: &Path, name: &str, uid: u32) -> io::Result<bool> {
-    let root = open_root(home_root)?;
-    let Some(home) = open_owned(&root, home_root, name, uid)? else {
-        return Ok(false);
-    };
-    remove_contents(&home)?;
-    drop(home);
-    let cname = c(name)?;
-    // SAFETY: valid dirfd and C string.
-    check(unsafe { libc::unlinkat(root.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR) })?;
-    Ok(true)
-}
-
 /// Moves `<home_root>/<name>` to `<home_root>/.jit-archive/<name>-<grant_id>` (archive dir
 /// root-owned 0700). Returns the archive path, or None if there was no home.
 ///
 /// # Errors
-/// As [`remove`]; also an archive directory that is not root's own.
+/// A home owned by someone else is left alone and reported; also an archive directory that is
+/// not root's own.
 pub fn archive(
     home_root: &Path,
     name: &str,
@@ -377,7 +361,8 @@ pub const RETIRED_DIR: &str = ".jit-removing";
 /// for as long as the deletion takes. Returns whether there was a home.
 ///
 /// # Errors
-/// As [`remove`]; also a `.jit-removing` that is not root's own.
+/// A home owned by someone else, or with a file system mounted inside, is left alone and
+/// reported; also a `.jit-removing` that is not root's own.
 pub fn retire(home_root: &Path, name: &str, uid: u32, grant_id: &str) -> io::Result<bool> {
     // A file system mounted inside the home (by root, for a task) is not the grantee's: the
     // home is left in place, as deleting it in place left it (a mountinfo read, not a walk).
@@ -402,12 +387,23 @@ fn root_only_dir(root: &OwnedFd, dir: &str) -> io::Result<OwnedFd> {
     if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
         return Err(io::Error::last_os_error());
     }
-    let fd = open_dir_at(root.as_raw_fd(), &cdir)?;
+    open_root_only(root, dir).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{e}: not moving a home into it"),
+        ),
+        _ => e,
+    })
+}
+
+/// Opens the directory `dir` under `root` if it is root-only (root's, writable by root alone).
+fn open_root_only(root: &OwnedFd, dir: &str) -> io::Result<OwnedFd> {
+    let fd = open_dir_at(root.as_raw_fd(), &c(dir)?)?;
     let st = fstat(fd.as_raw_fd())?;
     if trust::check_stat(&st, Access::RootOnly).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{dir} is not root-only: not moving a home into it"),
+            format!("{dir} is not root-only"),
         ));
     }
     Ok(fd)
@@ -463,7 +459,7 @@ pub fn drop_retired_dir(home_root: &Path) -> io::Result<()> {
 }
 
 /// Deletes every home waiting under `<home_root>/.jit-removing` (fd-relative, never following
-/// a link, never into another file system, as [`remove`]). Returns what could not be deleted
+/// a link, never into another file system: `remove_contents`). Returns what could not be deleted
 /// (left in place for the next purge) with the reason; nothing to do without the directory.
 pub fn purge_retired(home_root: &Path) -> Vec<(String, String)> {
     let mut failed = Vec::new();
@@ -474,34 +470,18 @@ pub fn purge_retired(home_root: &Path) -> Vec<(String, String)> {
             n.to_string_lossy()
         )
     };
-    let dir = match open_root(home_root).and_then(|root| {
-        let cdir = c(RETIRED_DIR)?;
-        let fd = open_dir_at(root.as_raw_fd(), &cdir)?;
-        let st = fstat(fd.as_raw_fd())?;
-        if trust::check_stat(&st, Access::RootOnly).is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "not root-only: nothing under it is deleted",
-            ));
-        }
-        Ok(fd)
-    }) {
-        Ok(fd) => fd,
+    let listed = open_root(home_root).and_then(|root| {
+        let dir = open_root_only(&root, RETIRED_DIR)?;
+        let names = entries(dir.as_raw_fd())?;
+        Ok((dir, names))
+    });
+    let (dir, names) = match listed {
+        Ok(l) => l,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return failed,
         Err(e) => {
             failed.push((
                 format!("{}/{RETIRED_DIR}", home_root.display()),
-                e.to_string(),
-            ));
-            return failed;
-        }
-    };
-    let names = match entries(dir.as_raw_fd()) {
-        Ok(n) => n,
-        Err(e) => {
-            failed.push((
-                format!("{}/{RETIRED_DIR}", home_root.display()),
-                e.to_string(),
+                format!("{e}: nothing under it is deleted"),
             ));
             return failed;
         }
@@ -538,6 +518,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// What home_policy = remove does: the home moved aside, then deleted by the purge (which
+    /// must leave nothing behind and report nothing).
+    fn remove(root: &Path, name: &str, uid: u32) -> io::Result<bool> {
+        let had = retire(root, name, uid, "g-000000000001")?;
+        assert_eq!(purge_retired(root), Vec::new());
+        if let Ok(mut left) = std::fs::read_dir(root.join(RETIRED_DIR)) {
+            assert!(left.next().is_none(), "the purge left something");
+        }
+        Ok(had)
     }
 
     #[test]
