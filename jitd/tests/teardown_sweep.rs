@@ -57,6 +57,15 @@ fn torn_down(d: &Daemon, id: &str, now: i64) -> bool {
     }
 }
 
+/// Holds a background job until `open` is set, or 10 s (a jitd that waited for the job would
+/// show here as a revocation taking 10 s and the assertions failing, not as a hang).
+fn hold(open: &AtomicBool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !open.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_held_sweep_delays_no_other_grants_processes_and_each_teardown_follows_its_walk() {
     let _one = serial();
@@ -68,12 +77,7 @@ fn a_held_sweep_delays_no_other_grants_processes_and_each_teardown_follows_its_w
         let (open, walks) = (Arc::clone(&open), Arc::clone(&walks));
         d.set_sweep_walk(Arc::new(move |roots, targets| {
             walks.fetch_add(1, Ordering::SeqCst);
-            // Held until let go, or 10 s (a jitd that waited for the walk would show here as
-            // a revocation taking 10 s and the assertions below failing, not as a hang).
-            let until = std::time::Instant::now() + Duration::from_secs(10);
-            while !open.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            hold(&open);
             jitd::sweep::sweep(roots, targets)
         }));
     }
@@ -169,10 +173,7 @@ fn a_held_home_deletion_delays_no_other_grants_processes() {
         let (open, rounds) = (Arc::clone(&open), Arc::clone(&rounds));
         d.set_home_purge(Arc::new(move |root| {
             rounds.fetch_add(1, Ordering::SeqCst);
-            let until = std::time::Instant::now() + Duration::from_secs(10);
-            while !open.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            hold(&open);
             jitd::home::purge_retired(root)
         }));
     }
