@@ -170,10 +170,9 @@ impl Daemon {
         now: UnixTime,
     ) -> Result<Grant, Refusal> {
         let mut out = self.revoke_many(&[(id.to_string(), reason.to_string())], by, now);
-        out.pop().map_or_else(
-            || Err(refuse(ErrorCode::NotFound, format!("no grant {id}"))),
-            |r| r.1,
-        )
+        // One end asked, one outcome given.
+        out.pop()
+            .unwrap_or_else(|| Err(refuse(ErrorCode::NotFound, format!("no grant {id}"))))
     }
 
     /// Ends each of `ends` (grant id, reason) now on behalf of `by`, together: one durable
@@ -182,15 +181,15 @@ impl Daemon {
     /// document from the server that drops many grants of this host ends them in the time of
     /// one: one by one, each paid its own snapshot rewrite and sweep of every home (~0.35 s
     /// each at 4 096 grants), and the last one ended minutes after the document arrived.
-    /// Returns each grant's outcome in the order given; a refusal (unknown, already ended)
+    /// Returns each grant's outcome in the order of `ends`; a refusal (unknown, already ended)
     /// changes nothing for that grant and does not hold back the others.
     pub(crate) fn revoke_many(
         &self,
         ends: &[(String, String)],
         by: &str,
         now: UnixTime,
-    ) -> Vec<(String, Result<Grant, Refusal>)> {
-        let mut out: Vec<(String, Result<Grant, Refusal>)> = Vec::with_capacity(ends.len());
+    ) -> Vec<Result<Grant, Refusal>> {
+        let mut out: Vec<Result<Grant, Refusal>> = Vec::with_capacity(ends.len());
         let durable = {
             let mut inner = self.lock();
             let mut ended = Vec::new();
@@ -200,7 +199,7 @@ impl Daemon {
                     ended.push((id.clone(), EndKind::Revoked));
                     inner.boot_cap.remove(id.as_str());
                 }
-                out.push((id.clone(), r));
+                out.push(r);
             }
             if ended.is_empty() {
                 return out;
@@ -220,7 +219,7 @@ impl Daemon {
         let records = ends
             .iter()
             .zip(&out)
-            .filter_map(|((id, reason), (_, r))| {
+            .filter_map(|((id, reason), r)| {
                 let g = r.as_ref().ok()?;
                 Some((
                     severity,
@@ -235,7 +234,7 @@ impl Daemon {
         let _ = self.run_teardowns(now);
         self.wake.notify_all();
         let inner = self.lock();
-        for (id, r) in &mut out {
+        for ((id, _), r) in ends.iter().zip(&mut out) {
             let Ok(g) = r else { continue };
             if let Durable::No(why) = &durable {
                 *r = Err(refuse(

@@ -101,7 +101,7 @@ impl GrantSink for Daemon {
             .collect();
         self.revoke_many(&ends, "server", now)
             .into_iter()
-            .map(|(_, r)| r.map(|_| ()).map_err(|(_, m)| m))
+            .map(|r| r.map(|_| ()).map_err(|(_, m)| m))
             .collect()
     }
 
